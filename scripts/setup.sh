@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs what sysprime and its tests need on a Debian 12 machine (as root):
+# the filesystem tools it drives, then the Node dependencies, then the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PACKAGES=(
+  btrfs-progs   # the Btrfs backend
+  zfs-fuse      # a userspace ZFS whose zfs/zpool CLIs the ZFS backend drives in tests
+  acl attr      # getfacl/getfattr for manifests, setfacl/setfattr for reintegration
+  xxhash        # xxhsum, the peer the manifest benchmark is measured against
+  dpkg-dev      # dpkg-deb for test packages and the Debian package
+  util-linux mount
+)
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: run as root (it installs Debian packages)" >&2
+  exit 2
+fi
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent

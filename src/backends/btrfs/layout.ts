@@ -1,0 +1,56 @@
+/**
+ * Where things live inside the top-level subvolume, and how a subvolume path
+ * is recognised as an environment, a pristine state or a leftover. Names that
+ * start with "." or contain "@" can never be environment names (see
+ * environments/names.ts), so the hidden entries below cannot collide with one.
+ */
+
+/** Plain directory (not a subvolume) holding the environments. */
+export const ROOT_DIR = 'ROOT';
+/** Plain directory holding the read-only pristine snapshots. */
+export const PRISTINE_DIR = `${ROOT_DIR}/.pristine`;
+/** Plain directory holding sysprime's metadata files. */
+export const META_DIR = `${ROOT_DIR}/.sysprime`;
+export const ENV_META_DIR = `${META_DIR}/envs`;
+export const PRISTINE_META_DIR = `${META_DIR}/pristine`;
+
+/**
+ * Subvolumes are made (and destroyed) under this prefix and renamed into (or
+ * out of) place, so a crash never leaves a half-made environment under its
+ * real name; recover() deletes whatever still carries it.
+ */
+export const PARTIAL_PREFIX = '.partial-';
+
+/** A pristine kept after its environment took a newer one: `<env>@<generation>`. */
+export const RETIRED_SEPARATOR = '@';
+
+export const environmentPath = (name: string): string => `${ROOT_DIR}/${name}`;
+export const partialEnvironmentPath = (name: string): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}`;
+export const pristinePath = (base: string): string => `${PRISTINE_DIR}/${base}`;
+export const partialPristinePath = (base: string): string => `${PRISTINE_DIR}/${PARTIAL_PREFIX}${base}`;
+export const retiredPristineBase = (env: string, generation: number): string => `${env}${RETIRED_SEPARATOR}${generation}`;
+
+export type SubvolumeRole =
+  | { role: 'environment'; name: string }
+  | { role: 'pristine'; base: string; holder: string }
+  | { role: 'partial' }
+  /** A subvolume inside an environment (systemd's /var/lib/machines ...). */
+  | { role: 'nested'; environment: string }
+  | { role: 'foreign' };
+
+/** What a subvolume path (relative to the top level) is to sysprime. */
+export function roleOf(path: string): SubvolumeRole {
+  const parts = path.split('/');
+  if (parts[0] !== ROOT_DIR || parts.length < 2) return { role: 'foreign' };
+  const first = parts[1]!;
+  if (first === '.pristine') {
+    const base = parts[2];
+    if (base === undefined || parts.length > 3) return { role: 'foreign' };
+    if (base.startsWith(PARTIAL_PREFIX)) return { role: 'partial' };
+    if (base.startsWith('.')) return { role: 'foreign' };
+    return { role: 'pristine', base, holder: base.split(RETIRED_SEPARATOR)[0]! };
+  }
+  if (first.startsWith(PARTIAL_PREFIX)) return { role: parts.length === 2 ? 'partial' : 'foreign' };
+  if (first.startsWith('.')) return { role: 'foreign' };
+  return parts.length === 2 ? { role: 'environment', name: first } : { role: 'nested', environment: first };
+}

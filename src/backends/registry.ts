@@ -1,0 +1,59 @@
+/**
+ * Which backend serves this machine: the configured one, or the filesystem
+ * of `/` when the configuration does not say. A plain list, first match wins.
+ */
+import { readFileSync } from 'node:fs';
+import type { Config, BackendKind } from '../config/schema.js';
+import { SysprimeError } from '../errors.js';
+import type { Backend } from './types.js';
+import { createZfsBackend } from './zfs/index.js';
+import { createBtrfsBackend } from './btrfs/index.js';
+
+interface BackendEntry {
+  kind: BackendKind;
+  /** Does the running root live on this kind of filesystem? */
+  matchesRoot(rootFsType: string): boolean;
+  create(config: Config, rootSource: string): Backend;
+}
+
+export const BACKENDS: readonly BackendEntry[] = [
+  {
+    kind: 'zfs',
+    matchesRoot: (t) => t === 'zfs' || t === 'fuse.zfs',
+    create(config, rootSource) {
+      const pool = config.zfs.pool ?? rootSource.split('/')[0];
+      if (!pool) throw new SysprimeError('CONFIG', 'no ZFS pool configured and none found under /', { hint: 'set [zfs] pool in sysprime.toml' });
+      return createZfsBackend({ pool });
+    },
+  },
+  {
+    kind: 'btrfs',
+    matchesRoot: (t) => t === 'btrfs',
+    create: (config) => createBtrfsBackend({ top: config.btrfs.top, ...(config.btrfs.device ? { device: config.btrfs.device } : {}) }),
+  },
+];
+
+/** Filesystem type and source of the mount at `/`, from the kernel's own table. */
+export function rootMount(mountsText = readFileSync('/proc/self/mounts', 'utf8')): { fstype: string; source: string } | null {
+  let found: { fstype: string; source: string } | null = null;
+  for (const line of mountsText.split('\n')) {
+    const [source, target, fstype] = line.split(' ');
+    if (target === '/' && source && fstype) found = { fstype, source }; // the last one mounted over / wins
+  }
+  return found;
+}
+
+export function selectBackend(config: Config): Backend {
+  const root = rootMount();
+  if (config.backend !== undefined) {
+    const entry = BACKENDS.find((b) => b.kind === config.backend)!;
+    return entry.create(config, root?.source ?? '');
+  }
+  const entry = root ? BACKENDS.find((b) => b.matchesRoot(root.fstype)) : undefined;
+  if (!entry || !root) {
+    throw new SysprimeError('CONFIG', `the root filesystem is ${root?.fstype ?? 'unknown'}, not ZFS or Btrfs, and no backend is configured`, {
+      hint: 'set backend = "btrfs" or "zfs" (and [btrfs] top or [zfs] pool) in sysprime.toml, or pass --config',
+    });
+  }
+  return entry.create(config, root.source);
+}

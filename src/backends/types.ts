@@ -1,0 +1,98 @@
+/**
+ * The filesystem seam. A backend knows how one filesystem keeps environments
+ * (writable roots) and pristine snapshots (read-only states of a generation),
+ * and nothing about staging, boot entries or manifests.
+ *
+ * Environments are named by sysprime names (validated by
+ * environments/names.ts before any backend call); the backend maps a name to
+ * its own identity (a dataset, a subvolume path).
+ */
+import type { BackendKind } from '../config/schema.js';
+
+export interface EnvironmentInfo {
+  name: string;
+  /** The backend's own identity: `pool/ROOT/name` or `ROOT/name`. */
+  id: string;
+  /** Generation whose pristine snapshot this environment descends from. */
+  generation: number;
+  /** When the dataset or subvolume was created. */
+  created: Date;
+  /** Bytes only this environment holds, or null when the filesystem cannot say. */
+  spaceUnique: number | null;
+  /** Where it is mounted now ('/' when it is the running root), or null. */
+  mounted: string | null;
+  /** Identity of the pristine snapshot of its generation, null when it is gone. */
+  pristine: string | null;
+  /** It is the running root. */
+  booted: boolean;
+  /** The filesystem's boot default (ZFS bootfs, Btrfs default subvolume). */
+  isDefault: boolean;
+  /** Other sysprime metadata kept with the environment. */
+  meta: Record<string, string>;
+}
+
+export interface PristineInfo {
+  /** `pool/ROOT/name@sysprime-pristine...` or `ROOT/.pristine/name`. */
+  id: string;
+  generation: number;
+  created: Date;
+  /** The environment that holds it (ZFS: the dataset it is a snapshot of). */
+  holder: string | null;
+}
+
+/** A directory tree made reachable for reading or writing; release() undoes what was needed for it. */
+export interface OpenTree {
+  path: string;
+  release(): Promise<void>;
+}
+
+export interface Backend {
+  readonly kind: BackendKind;
+  /** Human name for messages: "zfs pool tank", "btrfs at /mnt/top". */
+  describe(): string;
+  /** Check the tools and that the pool or filesystem is there; never writes. */
+  probe(): Promise<void>;
+  /** Create the ROOT container if it is missing (used by init). */
+  ensureLayout(): Promise<void>;
+
+  listEnvironments(): Promise<EnvironmentInfo[]>;
+  listPristines(): Promise<PristineInfo[]>;
+
+  /**
+   * Make an existing dataset or subvolume the environment NAME: ZFS renames
+   * it under ROOT/ and sets its properties; Btrfs snapshots it under ROOT/ (a
+   * running root cannot be moved). `source` is the backend identity; for the
+   * running root pass '/'.
+   */
+  adopt(source: string, name: string, generation: number): Promise<void>;
+  /** Create an empty environment (for the demo and tests that fill a tree). */
+  createEmpty(name: string, generation: number): Promise<void>;
+  /** Take the read-only pristine snapshot of generation N from environment NAME. */
+  takePristine(name: string, generation: number): Promise<PristineInfo>;
+  /** A new writable environment from the pristine snapshot of a generation. */
+  cloneFromPristine(generation: number, name: string): Promise<void>;
+  /** A new writable environment from another one as it is now (create --from). */
+  cloneFromEnvironment(source: string, name: string): Promise<void>;
+  /** Set the generation of an environment (after staging moved it forward). */
+  setGeneration(name: string, generation: number): Promise<void>;
+  /** Destroy an environment; its pristine goes too when nothing else needs it. */
+  destroyEnvironment(name: string): Promise<void>;
+  /** Destroy the pristine snapshot of a generation (prune); refuses when a clone still depends on it. */
+  destroyPristine(generation: number): Promise<void>;
+  renameEnvironment(from: string, to: string): Promise<void>;
+
+  mount(name: string, dir: string): Promise<void>;
+  unmount(name: string): Promise<void>;
+  /** Reach an environment's tree (mounting it privately when needed). */
+  openEnvironment(name: string): Promise<OpenTree>;
+  /** Reach a pristine snapshot's tree read-only. */
+  openPristine(generation: number): Promise<OpenTree>;
+
+  setDefault(name: string): Promise<void>;
+  setMeta(name: string, meta: Record<string, string | null>): Promise<void>;
+
+  /** Undo what an interrupted run left behind (private mounts, temporary clones). */
+  recover(): Promise<string[]>;
+  /** Release what the backend set up for itself (a top-level mount it made). */
+  close?(): Promise<void>;
+}

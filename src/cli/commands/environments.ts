@@ -1,0 +1,139 @@
+/** The environment verbs: init, list, create, activate, destroy, rename, mount, umount. */
+import type { Command } from 'commander';
+import type { EnvironmentInfo } from '../../backends/types.js';
+import * as lifecycle from '../../environments/lifecycle.js';
+import { SysprimeError } from '../../errors.js';
+import { formatBytes, printJson, table } from '../output.js';
+import { withContext, type GlobalOptions } from '../runner.js';
+
+export function environmentJson(e: EnvironmentInfo) {
+  return {
+    name: e.name,
+    id: e.id,
+    generation: e.generation,
+    booted: e.booted,
+    default: e.isDefault,
+    pristine: e.pristine,
+    created: e.created.toISOString(),
+    spaceUnique: e.spaceUnique,
+    mounted: e.mounted,
+  };
+}
+
+function flags(e: EnvironmentInfo): string {
+  return (e.booted ? 'N' : '') + (e.isDefault ? 'R' : '') || '-';
+}
+
+export function registerEnvironmentCommands(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('init')
+    .description('adopt an existing root as the first environment and take its pristine snapshot (generation 0)')
+    .option('--adopt <source>', "dataset or subvolume to adopt ('/' = the running root)", '/')
+    .option('--name <name>', 'name of the first environment', 'default')
+    .addHelpText('after', '\nExamples:\n  sysprime init                       adopt the running root as "default"\n  sysprime init --adopt @ --name debian   adopt the Btrfs subvolume @\n  sysprime init --adopt rpool/debian  adopt a ZFS dataset')
+    .action(async (opts: { adopt: string; name: string }) =>
+      withContext(globals(), async (ctx) => {
+        const env = await lifecycle.initialise(ctx, { adopt: opts.adopt, name: opts.name });
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(`initialised ${ctx.backend.describe()}: environment "${env.name}", generation 0, pristine ${env.pristine}\n`);
+      }),
+    );
+
+  program
+    .command('list')
+    .alias('ls')
+    .description('list environments')
+    .addHelpText('after', '\nFlags: N = running now, R = default at next boot.')
+    .action(async () =>
+      withContext(globals(), async (ctx) => {
+        const envs = await lifecycle.listEnvironments(ctx);
+        if (globals().json) {
+          printJson(envs.map(environmentJson));
+          return;
+        }
+        if (envs.length === 0) {
+          process.stdout.write(`no environments on ${ctx.backend.describe()}; run \`sysprime init\`\n`);
+          return;
+        }
+        process.stdout.write(
+          table(
+            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED'],
+            envs.map((e) => [e.name, flags(e), String(e.generation), e.mounted ?? '-', formatBytes(e.spaceUnique), e.created.toISOString().slice(0, 16).replace('T', ' ')]),
+          ),
+        );
+      }),
+    );
+
+  program
+    .command('create <name>')
+    .description('create an environment from another one as it is now (default: the current one)')
+    .option('--from <env>', 'source environment')
+    .action(async (name: string, opts: { from?: string }) =>
+      withContext(globals(), async (ctx) => {
+        const env = await lifecycle.createEnvironment(ctx, name, opts.from);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(`created "${env.name}" (generation ${env.generation})\n`);
+      }),
+    );
+
+  program
+    .command('activate <name>')
+    .description('make an environment the one to boot next (every boot, or only the next with --once)')
+    .option('--once', 'boot it only once, then return to the default')
+    .action(async (name: string, opts: { once?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        if (opts.once) {
+          throw new SysprimeError('REFUSED', 'a one-shot boot needs a bootloader that supports it, and none is configured', {
+            hint: 'set [boot] loader = "systemd-boot" or "grub" in sysprime.toml',
+          });
+        }
+        const env = await lifecycle.activateEnvironment(ctx, name);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(`"${env.name}" is now the default boot environment\n`);
+      }),
+    );
+
+  program
+    .command('destroy <name>')
+    .description('destroy an environment (never the running or the default one)')
+    .action(async (name: string) =>
+      withContext(globals(), async (ctx) => {
+        await lifecycle.destroyEnvironment(ctx, name);
+        if (globals().json) printJson({ destroyed: name });
+        else process.stdout.write(`destroyed "${name}"\n`);
+      }),
+    );
+
+  program
+    .command('rename <old> <new>')
+    .description('rename an environment')
+    .action(async (from: string, to: string) =>
+      withContext(globals(), async (ctx) => {
+        const env = await lifecycle.renameEnvironment(ctx, from, to);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(`renamed "${from}" to "${to}"\n`);
+      }),
+    );
+
+  program
+    .command('mount <name> [dir]')
+    .description(`mount an environment (default at ${lifecycle.MOUNT_BASE}/NAME)`)
+    .action(async (name: string, dir: string | undefined) =>
+      withContext(globals(), async (ctx) => {
+        const at = await lifecycle.mountEnvironment(ctx, name, dir);
+        if (globals().json) printJson({ name, mounted: at });
+        else process.stdout.write(`${at}\n`);
+      }),
+    );
+
+  program
+    .command('umount <name>')
+    .alias('unmount')
+    .description('unmount an environment mounted with `sysprime mount`')
+    .action(async (name: string) =>
+      withContext(globals(), async (ctx) => {
+        await lifecycle.unmountEnvironment(ctx, name);
+        if (globals().json) printJson({ name, mounted: null });
+      }),
+    );
+}

@@ -1,0 +1,64 @@
+/** `sysprime status`: what runs now, what boots next, what happened last. */
+import type { Command } from 'commander';
+import { currentOf, listEnvironments } from '../../environments/lifecycle.js';
+import { lastOperation } from '../../state/journal.js';
+import { isAlive, lockHolder } from '../../state/lock.js';
+
+interface ScheduleRow {
+  job: string;
+  next_run: string | null;
+  last_run: string | null;
+  last_result: string | null;
+  pid: number;
+  pid_start: string;
+}
+import { printJson } from '../output.js';
+import { withContext, type GlobalOptions } from '../runner.js';
+import { environmentJson } from './environments.js';
+
+export function registerStatus(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('status')
+    .description('show the running and next environment, and the last staging')
+    .action(async () =>
+      withContext(globals(), async (ctx) => {
+        const envs = await listEnvironments(ctx);
+        const current = currentOf(envs);
+        const next = envs.find((e) => e.isDefault);
+        const stage = lastOperation(ctx.db, 'stage');
+        const busy = lockHolder(ctx.db);
+        const scheduled = (ctx.db.prepare('SELECT job, next_run, last_run, last_result, pid, pid_start FROM schedule').all() as ScheduleRow[]).filter((r) =>
+          isAlive({ pid: r.pid, start: r.pid_start }),
+        );
+        const daemonStage = scheduled.find((r) => r.job === 'stage');
+        const status = {
+          backend: ctx.backend.describe(),
+          config: ctx.config.source,
+          current: current ? environmentJson(current) : null,
+          nextBoot: next?.name ?? null,
+          environments: envs.length,
+          daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result })) } : null,
+          nextStage: daemonStage?.next_run ?? null,
+          running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
+          lastStage: stage
+            ? { started: stage.started, finished: stage.finished, status: stage.status, error: stage.error ? (JSON.parse(stage.error) as unknown) : null }
+            : null,
+        };
+        if (globals().json) {
+          printJson(status);
+          return;
+        }
+        const lines = [
+          `backend:     ${status.backend}`,
+          `config:      ${status.config}`,
+          `current:     ${current ? `${current.name} (generation ${current.generation}${current.booted ? ', running' : ', default of this pool'})` : 'none'}`,
+          `next boot:   ${status.nextBoot ?? 'not set'}`,
+          `environments: ${envs.length}`,
+          `last stage:  ${stage ? `${stage.status} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
+          `next stage:  ${daemonStage?.next_run ?? (scheduled.length ? 'off' : 'daemon not running')}`,
+        ];
+        if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
+        process.stdout.write(lines.join('\n') + '\n');
+      }),
+    );
+}

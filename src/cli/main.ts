@@ -1,0 +1,48 @@
+/** The sysprime command line: global options and the list of verbs. */
+import { Command, CommanderError } from 'commander';
+import { readFileSync } from 'node:fs';
+import { EXIT } from '../errors.js';
+import type { GlobalOptions } from './runner.js';
+import { registerEnvironmentCommands } from './commands/environments.js';
+import { registerStatus } from './commands/status.js';
+import { registerBart } from './commands/bart.js';
+import { registerStage } from './commands/stage.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('sysprime')
+    .description('boot environments and preemptive updates for Linux on ZFS and Btrfs')
+    .version(version(), '-V, --version')
+    .option('-c, --config <file>', 'configuration file (default /etc/sysprime/sysprime.toml, or $SYSPRIME_CONFIG)')
+    .option('--json', 'machine-readable output')
+    .option('-v, --verbose', 'show commands run and their errors')
+    .option('-q, --quiet', 'only errors')
+    .showSuggestionAfterError(true)
+    .exitOverride();
+  const globals = () => program.opts<GlobalOptions>();
+  registerEnvironmentCommands(program, globals);
+  registerStatus(program, globals);
+  registerStage(program, globals);
+  registerBart(program, globals);
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // Help and version are not errors; everything else commander rejects is a usage error.
+      process.exitCode = err.exitCode === 0 ? EXIT.OK : EXIT.USAGE;
+      return;
+    }
+    throw err;
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * The top of every command: parse global options, check root where needed,
+ * open the context, run, and turn any error into one clear line and an exit
+ * status (the only place errors become exit codes).
+ */
+import { exitCodeFor, SysprimeError } from '../errors.js';
+import { log, setLevel } from '../log.js';
+import { openContext, type Context } from '../context.js';
+
+export interface GlobalOptions {
+  config?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+export function applyGlobals(g: GlobalOptions): void {
+  if (g.verbose) setLevel('debug');
+  else if (g.quiet) setLevel('error');
+  else setLevel('info');
+}
+
+export function requireRoot(): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new SysprimeError('NOT_ROOT', 'sysprime manages root filesystems and must run as root', { hint: 'run it with sudo' });
+  }
+}
+
+export function reportError(err: unknown, verbose: boolean): number {
+  if (err instanceof SysprimeError) {
+    process.stderr.write(`sysprime: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    if (verbose) {
+      let cause: unknown = err;
+      while (cause instanceof Error) {
+        if (cause instanceof SysprimeError && cause.detail) process.stderr.write(`  ${cause.detail.replace(/\n/g, '\n  ')}\n`);
+        cause = cause.cause;
+      }
+    } else if (err.detail) {
+      process.stderr.write('  (run with -v for the failing command and its output)\n');
+    }
+  } else {
+    process.stderr.write(`sysprime: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write('  this is a bug; please report it with the command you ran\n');
+  }
+  return exitCodeFor(err);
+}
+
+/** Run an action that needs root and the context; sets process.exitCode. */
+export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promise<number | void>): Promise<void> {
+  applyGlobals(g);
+  let ctx: Context | undefined;
+  try {
+    requireRoot();
+    ctx = await openContext({ config: g.config });
+    const code = await fn(ctx);
+    process.exitCode = code ?? 0;
+  } catch (err) {
+    process.exitCode = reportError(err, g.verbose === true);
+  } finally {
+    await ctx?.close();
+  }
+}
+
+/** Run an action that needs neither root nor the context. */
+export async function withoutContext(g: GlobalOptions, fn: () => Promise<number | void>): Promise<void> {
+  applyGlobals(g);
+  try {
+    process.exitCode = (await fn()) ?? 0;
+  } catch (err) {
+    process.exitCode = reportError(err, g.verbose === true);
+  }
+}
+
+export { log };

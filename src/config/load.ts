@@ -1,0 +1,133 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import cron from 'node-cron';
+import { SysprimeError, errnoOf } from '../errors.js';
+import { KEYS, cloneDefaults, type Config } from './schema.js';
+
+export const SYSTEM_CONFIG = '/etc/sysprime/sysprime.toml';
+
+/**
+ * Resolve which file to read: an explicit --config wins, then SYSPRIME_CONFIG,
+ * then the system file if it exists. An explicit file that is missing is an
+ * error; a missing system file just means "defaults".
+ */
+export function loadConfig(explicit?: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const chosen = explicit ?? env['SYSPRIME_CONFIG'];
+  if (chosen !== undefined && chosen !== '') return parseConfigFile(chosen, true);
+  return parseConfigFile(SYSTEM_CONFIG, false);
+}
+
+function parseConfigFile(path: string, required: boolean): Config {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    if (!required && errnoOf(err) === 'ENOENT') return cloneDefaults();
+    throw new SysprimeError('CONFIG', `cannot read configuration ${path}: ${(err as Error).message}`, {
+      hint: 'check the path given with --config or SYSPRIME_CONFIG',
+    });
+  }
+  const config = parseConfigText(text, path);
+  return config;
+}
+
+export function parseConfigText(text: string, source: string): Config {
+  let doc: Record<string, unknown>;
+  try {
+    doc = parseToml(text) as Record<string, unknown>;
+  } catch (err) {
+    const line = err instanceof TomlError ? ` (line ${err.line})` : '';
+    throw new SysprimeError('CONFIG', `${source}${line}: not valid TOML: ${firstLine((err as Error).message)}`);
+  }
+  const config = cloneDefaults();
+  config.source = source;
+  for (const [key, value] of flatten(doc)) {
+    const spec = KEYS[key];
+    if (!spec) {
+      const near = suggest(key, Object.keys(KEYS));
+      throw new SysprimeError('CONFIG', `${source}: unknown key '${key}'`, {
+        hint: near ? `did you mean '${near}'? See sysprime.toml(5)` : 'see sysprime.toml(5) for the keys',
+      });
+    }
+    spec.set(config, checkValue(key, value, spec.kind, source));
+  }
+  return config;
+}
+
+function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['kind'], source: string): unknown {
+  const bad = (want: string) =>
+    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
+  switch (kind.t) {
+    case 'string':
+      if (typeof value !== 'string') throw bad('a string');
+      return value;
+    case 'path':
+      if (typeof value !== 'string' || !value.startsWith('/')) throw bad('an absolute path');
+      return value;
+    case 'enum':
+      if (typeof value !== 'string' || !kind.values.includes(value)) throw bad(`one of ${kind.values.join(', ')}`);
+      return value;
+    case 'int': {
+      const n = typeof value === 'bigint' ? Number(value) : value;
+      if (typeof n !== 'number' || !Number.isInteger(n) || n < kind.min || n > kind.max) throw bad(`a whole number from ${kind.min} to ${kind.max}`);
+      return n;
+    }
+    case 'bool':
+      if (typeof value !== 'boolean') throw bad('true or false');
+      return value;
+    case 'cron':
+      if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
+      return value;
+  }
+}
+
+export function isCron(expr: string): boolean {
+  return expr === 'off' || cron.validate(expr);
+}
+
+function* flatten(obj: Record<string, unknown>, prefix = ''): Generator<[string, unknown]> {
+  for (const [k, v] of Object.entries(obj)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v) && !(v instanceof Date)) {
+      if (prefix) {
+        yield [key, v]; // nested tables deeper than one level are never valid
+        continue;
+      }
+      yield* flatten(v as Record<string, unknown>, key);
+    } else {
+      yield [key, v];
+    }
+  }
+}
+
+function firstLine(s: string): string {
+  return s.split('\n')[0] ?? s;
+}
+
+/** The closest key by edit distance, if close enough to be a typo. */
+export function suggest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestD = Infinity;
+  for (const c of candidates) {
+    const d = editDistance(word, c);
+    if (d < bestD) {
+      bestD = d;
+      best = c;
+    }
+  }
+  return bestD <= Math.max(2, Math.floor(word.length / 4)) ? best : undefined;
+}
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0]!;
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = row[j]!;
+      row[j] = Math.min(row[j]! + 1, row[j - 1]! + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = tmp;
+    }
+  }
+  return row[b.length]!;
+}

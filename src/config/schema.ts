@@ -1,0 +1,93 @@
+/**
+ * The configuration model: every key, its type and its default. The table
+ * here is the single source of truth; man/sysprime.toml.5 documents it and a
+ * test checks that every key is documented.
+ */
+
+export type BackendKind = 'btrfs' | 'zfs';
+export type LoaderKind = 'auto' | 'none' | 'systemd-boot' | 'grub' | 'zfsbootmenu';
+export type UpdateMethod = 'none' | 'apt' | 'store' | 'command';
+export type HashName = 'xxh64' | 'sha256' | 'md5';
+
+export interface Config {
+  /** Absent means: detect from the filesystem of `/`. */
+  backend: BackendKind | undefined;
+  btrfs: { top: string; device: string | undefined };
+  zfs: { pool: string | undefined };
+  state: { dir: string };
+  boot: { loader: LoaderKind; esp: string | undefined; tries: number; activateStaged: boolean; cmdline: string };
+  update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
+  retention: { keep: number; minFreePercent: number };
+  schedule: { stage: string; drift: string; prune: string; randomDelay: number };
+  bart: { hash: HashName; rules: string | undefined };
+  /** Where the configuration came from (a path, or "defaults"). */
+  source: string;
+}
+
+export const DEFAULTS: Config = {
+  backend: undefined,
+  btrfs: { top: '/run/sysprime/top', device: undefined },
+  zfs: { pool: undefined },
+  state: { dir: '/var/lib/sysprime' },
+  boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
+  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
+  retention: { keep: 5, minFreePercent: 20 },
+  schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
+  bart: { hash: 'xxh64', rules: undefined },
+  source: 'defaults',
+};
+
+type Kind =
+  | { t: 'string' }
+  | { t: 'path' }
+  | { t: 'enum'; values: readonly string[] }
+  | { t: 'int'; min: number; max: number }
+  | { t: 'bool' }
+  | { t: 'cron' };
+
+/** TOML key (section.key) -> type and the field it sets. */
+export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
+  backend: { kind: { t: 'enum', values: ['btrfs', 'zfs'] }, set: (c, v) => (c.backend = v as BackendKind), doc: 'filesystem backend' },
+  'btrfs.top': { kind: { t: 'path' }, set: (c, v) => (c.btrfs.top = v as string), doc: 'where the top-level subvolume is mounted' },
+  'btrfs.device': { kind: { t: 'path' }, set: (c, v) => (c.btrfs.device = v as string), doc: 'block device of the Btrfs filesystem' },
+  'zfs.pool': { kind: { t: 'string' }, set: (c, v) => (c.zfs.pool = v as string), doc: 'pool holding ROOT/' },
+  'state.dir': { kind: { t: 'path' }, set: (c, v) => (c.state.dir = v as string), doc: 'directory of the state database' },
+  'boot.loader': {
+    kind: { t: 'enum', values: ['auto', 'none', 'systemd-boot', 'grub', 'zfsbootmenu'] },
+    set: (c, v) => (c.boot.loader = v as LoaderKind),
+    doc: 'bootloader',
+  },
+  'boot.esp': { kind: { t: 'path' }, set: (c, v) => (c.boot.esp = v as string), doc: 'EFI system partition mount point' },
+  'boot.tries': { kind: { t: 'int', min: 0, max: 99 }, set: (c, v) => (c.boot.tries = v as number), doc: 'boot counting tries for a staged entry' },
+  'boot.activate_staged': { kind: { t: 'bool' }, set: (c, v) => (c.boot.activateStaged = v as boolean), doc: 'make a staged environment the default' },
+  'boot.cmdline': { kind: { t: 'string' }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
+  'update.method': {
+    kind: { t: 'enum', values: ['none', 'apt', 'store', 'command'] },
+    set: (c, v) => (c.update.method = v as UpdateMethod),
+    doc: 'updater',
+  },
+  'update.command': { kind: { t: 'string' }, set: (c, v) => (c.update.command = v as string), doc: 'command for method=command' },
+  'update.chroot': { kind: { t: 'bool' }, set: (c, v) => (c.update.chroot = v as boolean), doc: 'run the command chrooted' },
+  'update.repository': { kind: { t: 'string' }, set: (c, v) => (c.update.repository = v as string), doc: 'store repository' },
+  'update.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.update.timeout = v as number), doc: 'seconds' },
+  'retention.keep': { kind: { t: 'int', min: 1, max: 1000 }, set: (c, v) => (c.retention.keep = v as number), doc: 'environments kept' },
+  'retention.min_free_percent': {
+    kind: { t: 'int', min: 0, max: 90 },
+    set: (c, v) => (c.retention.minFreePercent = v as number),
+    doc: 'free-space floor',
+  },
+  'schedule.stage': { kind: { t: 'cron' }, set: (c, v) => (c.schedule.stage = v as string), doc: 'cron expression' },
+  'schedule.drift': { kind: { t: 'cron' }, set: (c, v) => (c.schedule.drift = v as string), doc: 'cron expression' },
+  'schedule.prune': { kind: { t: 'cron' }, set: (c, v) => (c.schedule.prune = v as string), doc: 'cron expression' },
+  'schedule.random_delay': {
+    kind: { t: 'int', min: 0, max: 86400 },
+    set: (c, v) => (c.schedule.randomDelay = v as number),
+    doc: 'seconds of random delay before a scheduled stage',
+  },
+  'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
+  'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
+};
+
+export function cloneDefaults(): Config {
+  return structuredClone(DEFAULTS);
+}

@@ -1,0 +1,32 @@
+/**
+ * What every command that touches environments needs: the configuration, the
+ * backend for this machine, and the state database. Built once per command.
+ */
+import { loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
+import type { Backend } from './backends/types.js';
+import { selectBackend } from './backends/registry.js';
+import { openState, type Db } from './state/db.js';
+
+export interface Context {
+  config: Config;
+  backend: Backend;
+  db: Db;
+  close(): Promise<void>;
+}
+
+export async function openContext(opts: { config?: string | undefined; probe?: boolean } = {}): Promise<Context> {
+  const config = loadConfig(opts.config);
+  const backend = selectBackend(config);
+  if (opts.probe !== false) await backend.probe();
+  const db = openState(config.state.dir);
+  return {
+    config,
+    backend,
+    db,
+    async close() {
+      db.close();
+      await backend.close?.();
+    },
+  };
+}

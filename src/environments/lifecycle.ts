@@ -1,0 +1,151 @@
+/**
+ * The environment verbs as a library: the CLI and the daemon call these; each
+ * checks names and safety rules before the backend runs anything, and records
+ * what it did in the state database's history.
+ */
+import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
+import { SysprimeError } from '../errors.js';
+import { checkName } from './names.js';
+
+export function recordEvent(ctx: Context, environment: string, event: string, detail: Record<string, unknown> = {}): void {
+  ctx.db
+    .prepare('INSERT INTO events (at, environment, event, detail) VALUES (?, ?, ?, ?)')
+    .run(new Date().toISOString(), environment, event, JSON.stringify(detail));
+}
+
+export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
+  const envs = await ctx.backend.listEnvironments();
+  return envs.sort((a, b) => a.created.getTime() - b.created.getTime() || a.name.localeCompare(b.name));
+}
+
+export async function findEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  checkName(name);
+  const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
+  if (!env) {
+    throw new SysprimeError('NOT_FOUND', `no environment named "${name}" on ${ctx.backend.describe()}`, { hint: 'see `sysprime list`' });
+  }
+  return env;
+}
+
+/** The running environment; on a pool that holds no running root, its default one. */
+export function currentOf(envs: readonly EnvironmentInfo[]): EnvironmentInfo | undefined {
+  return envs.find((e) => e.booted) ?? envs.find((e) => e.isDefault);
+}
+
+export async function currentEnvironment(ctx: Context): Promise<EnvironmentInfo> {
+  const envs = await ctx.backend.listEnvironments();
+  const cur = currentOf(envs);
+  if (!cur) {
+    throw new SysprimeError('NOT_FOUND', `${ctx.backend.describe()} has no booted or default environment`, {
+      hint: envs.length === 0 ? 'run `sysprime init` first' : 'make one the default with `sysprime activate NAME`',
+    });
+  }
+  return cur;
+}
+
+export interface InitOptions {
+  /** Dataset or subvolume to adopt; '/' (default) adopts the running root. */
+  adopt: string;
+  name: string;
+}
+
+export async function initialise(ctx: Context, opts: InitOptions): Promise<EnvironmentInfo> {
+  checkName(opts.name);
+  await ctx.backend.ensureLayout();
+  const existing = await ctx.backend.listEnvironments();
+  if (existing.length > 0) {
+    throw new SysprimeError('EXISTS', `${ctx.backend.describe()} is already initialised: it holds ${existing.map((e) => e.name).join(', ')}`, {
+      hint: 'use `sysprime list`; `init` adopts the first environment only once',
+    });
+  }
+  await ctx.backend.adopt(opts.adopt, opts.name, 0);
+  await ctx.backend.takePristine(opts.name, 0);
+  const after = await ctx.backend.listEnvironments();
+  if (!after.some((e) => e.booted || e.isDefault)) await ctx.backend.setDefault(opts.name);
+  recordEvent(ctx, opts.name, 'init', { adopted: opts.adopt, generation: 0 });
+  return findEnvironment(ctx, opts.name);
+}
+
+async function refuseExisting(ctx: Context, name: string): Promise<void> {
+  const envs = await ctx.backend.listEnvironments();
+  if (envs.some((e) => e.name === name)) {
+    throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pick another name, or destroy the old one first' });
+  }
+}
+
+export async function createEnvironment(ctx: Context, name: string, from?: string): Promise<EnvironmentInfo> {
+  checkName(name);
+  const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
+  await refuseExisting(ctx, name);
+  await ctx.backend.cloneFromEnvironment(source.name, name);
+  recordEvent(ctx, name, 'create', { from: source.name, generation: source.generation });
+  return findEnvironment(ctx, name);
+}
+
+export async function activateEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  const env = await findEnvironment(ctx, name);
+  await ctx.backend.setDefault(name);
+  recordEvent(ctx, name, 'activate', {});
+  return { ...env, isDefault: true };
+}
+
+export async function destroyEnvironment(ctx: Context, name: string): Promise<void> {
+  const env = await findEnvironment(ctx, name);
+  if (env.booted) {
+    throw new SysprimeError('REFUSED', `"${name}" is the running environment and cannot be destroyed`, {
+      hint: 'boot another environment first',
+    });
+  }
+  if (env.isDefault) {
+    throw new SysprimeError('REFUSED', `"${name}" is the default boot environment and cannot be destroyed`, {
+      hint: 'make another one the default with `sysprime activate OTHER` first',
+    });
+  }
+  if (env.mounted !== null) {
+    throw new SysprimeError('REFUSED', `"${name}" is mounted at ${env.mounted}`, { hint: `run \`sysprime umount ${name}\` first` });
+  }
+  await ctx.backend.destroyEnvironment(name);
+  recordEvent(ctx, name, 'destroy', { generation: env.generation });
+}
+
+export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
+  checkName(to);
+  const env = await findEnvironment(ctx, from);
+  if (env.booted) {
+    throw new SysprimeError('REFUSED', `"${from}" is the running environment; renaming it would break its next boot`, {
+      hint: 'rename it from another environment',
+    });
+  }
+  if (env.mounted !== null) {
+    throw new SysprimeError('REFUSED', `"${from}" is mounted at ${env.mounted}`, { hint: `run \`sysprime umount ${from}\` first` });
+  }
+  await refuseExisting(ctx, to);
+  await ctx.backend.renameEnvironment(from, to);
+  recordEvent(ctx, to, 'rename', { from });
+  return findEnvironment(ctx, to);
+}
+
+/** Default for `sysprime mount`; private mounts of the backends live elsewhere under /run/sysprime. */
+export const MOUNT_BASE = '/run/sysprime/mount';
+
+export async function mountEnvironment(ctx: Context, name: string, dir?: string): Promise<string> {
+  const env = await findEnvironment(ctx, name);
+  if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment, already mounted at /`);
+  if (env.mounted !== null) throw new SysprimeError('REFUSED', `"${name}" is already mounted at ${env.mounted}`);
+  const target = dir ?? `${MOUNT_BASE}/${name}`;
+  if (!target.startsWith('/')) throw new SysprimeError('USAGE', `mount point ${target} must be an absolute path`);
+  const { mkdirSync } = await import('node:fs');
+  mkdirSync(target, { recursive: true });
+  await ctx.backend.mount(name, target);
+  recordEvent(ctx, name, 'mount', { at: target });
+  return target;
+}
+
+export async function unmountEnvironment(ctx: Context, name: string): Promise<void> {
+  const env = await findEnvironment(ctx, name);
+  if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment`);
+  if (env.mounted === null) throw new SysprimeError('REFUSED', `"${name}" is not mounted`);
+  await ctx.backend.unmount(name);
+  recordEvent(ctx, name, 'umount', {});
+}

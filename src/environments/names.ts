@@ -1,0 +1,34 @@
+/**
+ * Environment names become dataset and subvolume path components, mount
+ * directory names and boot entry file names, so they are checked once, here,
+ * before anything runs.
+ */
+import { SysprimeError } from '../errors.js';
+
+export const MAX_NAME = 64;
+const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
+const RESERVED = new Set(['.', '..', 'ROOT', 'sysprime']);
+
+/** The reason a name cannot be used, or null when it can. */
+export function nameProblem(name: string): string | null {
+  if (name.length === 0) return 'it is empty';
+  if (name.length > MAX_NAME) return `it is ${name.length} characters long (at most ${MAX_NAME})`;
+  if (name.startsWith('-')) return 'it starts with "-" and would read as an option';
+  if (name.startsWith('.')) return 'it starts with "."';
+  if (name.includes('/')) return 'it contains "/"';
+  if (name.includes('..')) return 'it contains ".."';
+  if (name.includes('@')) return 'it contains "@" (ZFS snapshot separator)';
+  if (RESERVED.has(name)) return 'it is reserved';
+  if (!NAME_RE.test(name)) return 'it may use only letters, digits and . _ + - (starting with a letter or digit)';
+  return null;
+}
+
+export function checkName(name: string): string {
+  const problem = nameProblem(name);
+  if (problem !== null) {
+    throw new SysprimeError('INVALID_NAME', `environment name ${JSON.stringify(name)} cannot be used: ${problem}`, {
+      hint: 'use letters, digits and . _ + - only, like "debian-2026-11-22"',
+    });
+  }
+  return name;
+}

@@ -1,0 +1,83 @@
+/**
+ * One error family for everything sysprime reports to a user. Each error has a
+ * stable code (for scripts and tests), a message saying what failed and why,
+ * and a hint saying what to do. The CLI maps codes to exit statuses in one place.
+ */
+
+export type ErrorCode =
+  | 'USAGE' // bad arguments or options
+  | 'INVALID_NAME' // an environment name that cannot be used
+  | 'CONFIG' // configuration file or value is wrong
+  | 'NOT_ROOT' // must run as root
+  | 'NOT_FOUND' // environment, pool, file ... does not exist
+  | 'EXISTS' // something with that name already exists
+  | 'REFUSED' // a safety rule forbids the operation
+  | 'BUSY' // another operation holds the lock
+  | 'COMMAND_FAILED' // an external command failed
+  | 'COMMAND_MISSING' // an external command is not installed
+  | 'TIMEOUT' // an external command took too long
+  | 'BACKEND' // the filesystem does not look like what sysprime expects
+  | 'STATE' // the state database is unusable
+  | 'MANIFEST' // a manifest cannot be parsed
+  | 'RULES' // a rules file cannot be parsed
+  | 'IO' // a filesystem operation failed
+  | 'STEP_FAILED' // a step of a journaled operation failed (cause attached)
+  | 'NO_SPACE'; // not enough room
+
+export class SysprimeError extends Error {
+  readonly code: ErrorCode;
+  readonly hint: string | undefined;
+  /** Extra lines shown with -v (failed command, its stderr). */
+  readonly detail: string | undefined;
+
+  constructor(code: ErrorCode, message: string, opts: { hint?: string; detail?: string; cause?: unknown } = {}) {
+    super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
+    this.name = 'SysprimeError';
+    this.code = code;
+    this.hint = opts.hint;
+    this.detail = opts.detail;
+  }
+}
+
+export function isSysprimeError(err: unknown, code?: ErrorCode): err is SysprimeError {
+  return err instanceof SysprimeError && (code === undefined || err.code === code);
+}
+
+/** Exit statuses, documented in sysprime(8). 1 is kept for "differences found". */
+export const EXIT = {
+  OK: 0,
+  DIFFERENCES: 1,
+  USAGE: 2,
+  FAILED: 3,
+  NOT_FOUND: 4,
+  REFUSED: 5,
+  BUSY: 6,
+} as const;
+
+export function exitCodeFor(err: unknown): number {
+  if (!(err instanceof SysprimeError)) return EXIT.FAILED;
+  switch (err.code) {
+    case 'USAGE':
+    case 'INVALID_NAME':
+    case 'CONFIG':
+    case 'MANIFEST':
+    case 'RULES':
+      return EXIT.USAGE;
+    case 'NOT_FOUND':
+      return EXIT.NOT_FOUND;
+    case 'REFUSED':
+    case 'NOT_ROOT':
+    case 'EXISTS':
+      return EXIT.REFUSED;
+    case 'BUSY':
+      return EXIT.BUSY;
+    default:
+      return EXIT.FAILED;
+  }
+}
+
+export function errnoOf(err: unknown): string | undefined {
+  return typeof err === 'object' && err !== null && 'code' in err && typeof (err as { code: unknown }).code === 'string'
+    ? (err as { code: string }).code
+    : undefined;
+}

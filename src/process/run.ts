@@ -1,0 +1,86 @@
+/**
+ * The one place sysprime starts other programs. Argument arrays only, never a
+ * shell; every command is logged at debug level; failures become typed errors
+ * that carry the command line and its stderr for `-v`.
+ */
+import { execa, type Options as ExecaOptions } from 'execa';
+import { SysprimeError } from '../errors.js';
+import { log } from '../log.js';
+
+export interface RunOptions {
+  /** Milliseconds before the command is killed (SIGTERM, then SIGKILL). */
+  timeout?: number;
+  input?: string | Buffer;
+  cwd?: string;
+  env?: Record<string, string>;
+  /** Return the result instead of throwing when the exit status is not 0. */
+  allowFailure?: boolean;
+  /** Stream the child's output to ours (package managers under -v). */
+  inherit?: boolean;
+  /** Return stdout as a Buffer. */
+  binary?: boolean;
+}
+
+export interface RunResult {
+  command: string;
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  stdoutBuffer?: Buffer;
+}
+
+export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+
+export function quoteForDisplay(file: string, args: readonly string[]): string {
+  return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
+}
+
+export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const command = quoteForDisplay(file, args);
+  log.debug(`run: ${command}`);
+  const execaOpts: ExecaOptions = {
+    reject: false,
+    timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
+    killSignal: 'SIGTERM',
+    forceKillAfterDelay: 5000,
+    stripFinalNewline: false,
+    ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
+    ...(opts.env === undefined ? {} : { env: opts.env, extendEnv: true }),
+    ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
+    ...(opts.inherit ? { stdout: ['pipe', 'inherit'] as const, stderr: ['pipe', 'inherit'] as const } : {}),
+    ...(opts.binary ? { encoding: 'buffer' as const } : {}),
+  };
+  const result = await execa(file, args, execaOpts);
+  const asText = (v: unknown): string => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : '');
+  const stdoutBuffer = opts.binary && result.stdout instanceof Uint8Array ? Buffer.from(result.stdout) : undefined;
+  const out: RunResult = {
+    command,
+    exitCode: result.exitCode ?? -1,
+    stdout: asText(result.stdout),
+    stderr: asText(result.stderr),
+    ...(stdoutBuffer ? { stdoutBuffer } : {}),
+  };
+
+  if ((result as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String((result as { originalMessage?: string }).originalMessage ?? ''))) {
+    throw new SysprimeError('COMMAND_MISSING', `${file} is not installed or not on PATH`, {
+      hint: `install the package that provides ${file}`,
+      detail: command,
+    });
+  }
+  if (result.timedOut) {
+    throw new SysprimeError('TIMEOUT', `${file} did not finish within ${Math.round((opts.timeout ?? DEFAULT_TIMEOUT_MS) / 1000)} s and was stopped`, {
+      detail: `${command}\n${out.stderr.trim()}`,
+    });
+  }
+  if (out.exitCode !== 0 && !opts.allowFailure) {
+    const first = firstLine(out.stderr) || firstLine(out.stdout) || (result.signal ? `killed by ${result.signal}` : `exit status ${out.exitCode}`);
+    throw new SysprimeError('COMMAND_FAILED', `${file} ${args[0] ?? ''} failed: ${first}`.replace(/\s+failed/, ' failed'), {
+      detail: `${command}\nexit status ${out.exitCode}\n${out.stderr.trim()}`,
+    });
+  }
+  return out;
+}
+
+function firstLine(text: string): string {
+  return text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
+}

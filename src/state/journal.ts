@@ -1,0 +1,167 @@
+/**
+ * Journaled multi-step operations. Each step is recorded before it runs and
+ * after it finishes, so a crash (even kill -9) leaves a record saying how far
+ * the operation got. Undo functions are looked up by the operation's kind and
+ * the step's name, never captured in closures, so a later process can undo
+ * what a dead one left: the same code path serves a failure now and a crash
+ * found at the next start. Undo must therefore be idempotent and cope with a
+ * step that only half ran.
+ */
+import { SysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import type { Db } from './db.js';
+import { isAlive, processStart } from './lock.js';
+
+export type Json = Record<string, unknown>;
+
+/**
+ * Thrown by a step to stop the operation on purpose (nothing to do): the
+ * earlier steps are undone like on failure, but the operation ends as
+ * 'undone' and runOperation returns instead of throwing.
+ */
+export class AbortOperation extends Error {
+  constructor(readonly reason: string) {
+    super(reason);
+    this.name = 'AbortOperation';
+  }
+}
+
+export type OperationResult = { completed: true; data: Json } | { completed: false; reason: string };
+
+export interface StepSpec<C> {
+  name: string;
+  /** A short line for progress output. */
+  title: string;
+  run(ctx: C, params: Json, data: Json): Promise<Json | void>;
+  /** Undo the step; `data` is what the step returned, or {} if it did not finish. */
+  undo?(ctx: C, params: Json, data: Json): Promise<void>;
+}
+
+export interface OperationSpec<C> {
+  kind: string;
+  steps: readonly StepSpec<C>[];
+}
+
+export interface StepProgress {
+  onStep?(title: string, index: number, total: number): void;
+  onStepDone?(title: string, index: number, total: number, data: Json): void;
+}
+
+export interface OperationRow {
+  id: number;
+  kind: string;
+  started: string;
+  finished: string | null;
+  status: 'running' | 'done' | 'failed' | 'undone';
+  pid: number;
+  params: string;
+  error: string | null;
+}
+
+const now = () => new Date().toISOString();
+
+/**
+ * Run all steps; on failure undo the finished (and the failed, half-run) steps
+ * in reverse and throw a STEP_FAILED error naming the step. Returns the
+ * merged data of all steps.
+ */
+export async function runOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, params: Json, progress: StepProgress = {}): Promise<OperationResult> {
+  const opId = Number(
+    db
+      .prepare("INSERT INTO operations (kind, started, status, pid, params) VALUES (?, ?, 'running', ?, ?)")
+      .run(spec.kind, now(), process.pid, JSON.stringify({ ...params, _start: processStart(process.pid) ?? '' })).lastInsertRowid,
+  );
+  const merged: Json = {};
+  const total = spec.steps.length;
+  for (let i = 0; i < total; i++) {
+    const step = spec.steps[i]!;
+    db.prepare("INSERT INTO steps (operation, seq, name, status, at) VALUES (?, ?, ?, 'started', ?)").run(opId, i, step.name, now());
+    progress.onStep?.(step.title, i, total);
+    try {
+      const data = (await step.run(ctx, params, merged)) ?? {};
+      Object.assign(merged, data);
+      db.prepare("UPDATE steps SET status = 'done', at = ?, data = ? WHERE operation = ? AND seq = ?").run(now(), JSON.stringify(data), opId, i);
+      progress.onStepDone?.(step.title, i, total, data);
+    } catch (err) {
+      db.prepare("UPDATE steps SET status = 'failed', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, i);
+      const undoErrors = await undoOperation(db, spec, ctx, opId);
+      if (err instanceof AbortOperation && undoErrors.length === 0) {
+        db.prepare("UPDATE operations SET status = 'undone', finished = ?, error = ? WHERE id = ?").run(now(), JSON.stringify({ step: step.name, message: err.reason, aborted: true }), opId);
+        return { completed: false, reason: err.reason };
+      }
+      const message = err instanceof Error ? err.message : String(err);
+      db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
+        now(),
+        JSON.stringify({ step: step.name, message, undoErrors }),
+        opId,
+      );
+      const hint =
+        undoErrors.length > 0
+          ? `undoing left problems: ${undoErrors.join('; ')}; run \`sysprime doctor\``
+          : err instanceof SysprimeError
+            ? err.hint
+            : undefined;
+      throw new SysprimeError('STEP_FAILED', `${spec.kind} failed at step "${step.title}": ${message}; earlier steps were undone`, {
+        ...(hint ? { hint } : {}),
+        ...(err instanceof SysprimeError && err.detail ? { detail: err.detail } : {}),
+        cause: err,
+      });
+    }
+  }
+  db.prepare("UPDATE operations SET status = 'done', finished = ? WHERE id = ?").run(now(), opId);
+  return { completed: true, data: merged };
+}
+
+/** Undo the steps of an operation in reverse; returns the problems met (and keeps going past them). */
+async function undoOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, opId: number): Promise<string[]> {
+  const row = db.prepare('SELECT params FROM operations WHERE id = ?').get(opId) as { params: string };
+  const params = JSON.parse(row.params) as Json;
+  const steps = db
+    .prepare("SELECT seq, name, status, data FROM steps WHERE operation = ? AND status IN ('started', 'done', 'failed') ORDER BY seq DESC")
+    .all(opId) as { seq: number; name: string; status: string; data: string }[];
+  const merged: Json = {};
+  for (const s of [...steps].reverse()) Object.assign(merged, JSON.parse(s.data) as Json);
+  const problems: string[] = [];
+  for (const s of steps) {
+    const step = spec.steps.find((x) => x.name === s.name);
+    if (!step?.undo) {
+      db.prepare("UPDATE steps SET status = 'undone', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, s.seq);
+      continue;
+    }
+    try {
+      await step.undo(ctx, params, merged);
+      db.prepare("UPDATE steps SET status = 'undone', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, s.seq);
+    } catch (err) {
+      const msg = `${step.title}: ${err instanceof Error ? err.message : String(err)}`;
+      log.warn(`undo ${msg}`);
+      problems.push(msg);
+    }
+  }
+  return problems;
+}
+
+/**
+ * Find operations of this kind left 'running' by a process that is gone and
+ * undo them. Returns one line per recovered operation.
+ */
+export async function recoverOperations<C>(db: Db, spec: OperationSpec<C>, ctx: C): Promise<string[]> {
+  const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running'").all(spec.kind) as OperationRow[];
+  const lines: string[] = [];
+  for (const op of rows) {
+    const params = JSON.parse(op.params) as Json;
+    if (isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+    const problems = await undoOperation(db, spec, ctx, op.id);
+    db.prepare('UPDATE operations SET status = ?, finished = ?, error = ? WHERE id = ?').run(
+      'undone',
+      now(),
+      JSON.stringify({ message: 'interrupted (process died); undone at the next run', undoErrors: problems }),
+      op.id,
+    );
+    lines.push(`undid the ${op.kind} interrupted at ${op.started} (operation ${op.id})${problems.length ? `, with problems: ${problems.join('; ')}` : ''}`);
+  }
+  return lines;
+}
+
+export function lastOperation(db: Db, kind: string): OperationRow | undefined {
+  return db.prepare('SELECT * FROM operations WHERE kind = ? ORDER BY id DESC LIMIT 1').get(kind) as OperationRow | undefined;
+}

@@ -1,0 +1,64 @@
+/**
+ * One staging (or other exclusive operation) at a time, shared by the CLI and
+ * the daemon. The lock is a row in the state database, taken inside an
+ * IMMEDIATE transaction so check-and-take is atomic; it names the owner's pid
+ * and that process's start time, so a lock left by a dead process (or by a
+ * reused pid) is recognised as stale and taken over.
+ */
+import { readFileSync } from 'node:fs';
+import { SysprimeError } from '../errors.js';
+import type { Db } from './db.js';
+
+export interface Lock {
+  name: string;
+  release(): void;
+}
+
+export interface LockOwner {
+  pid: number;
+  start: string;
+  what: string;
+  at: string;
+}
+
+export function processStart(pid: number): string | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // starttime is field 22; count after the ")" that ends the command name.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
+  } catch {
+    return null;
+  }
+}
+
+export function isAlive(owner: Pick<LockOwner, 'pid' | 'start'>): boolean {
+  const start = processStart(owner.pid);
+  return start !== null && start === owner.start;
+}
+
+export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
+  const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', what, at: new Date().toISOString() };
+  const take = db.transaction(() => {
+    const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
+    if (row && isAlive(row) && !(row.pid === me.pid && row.start === me.start)) return row;
+    db.prepare('INSERT OR REPLACE INTO locks (name, pid, start, what, at) VALUES (?, ?, ?, ?, ?)').run(name, me.pid, me.start, what, me.at);
+    return null;
+  });
+  const holder = take.immediate();
+  if (holder) {
+    throw new SysprimeError('BUSY', `another sysprime (pid ${holder.pid}) is ${holder.what} since ${holder.at}`, {
+      hint: 'wait for it to finish; `sysprime status` shows what it is doing',
+    });
+  }
+  return {
+    name,
+    release() {
+      db.prepare('DELETE FROM locks WHERE name = ? AND pid = ? AND start = ?').run(name, me.pid, me.start);
+    },
+  };
+}
+
+export function lockHolder(db: Db, name = 'stage'): LockOwner | null {
+  const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
+  return row && isAlive(row) ? row : null;
+}

@@ -1,0 +1,92 @@
+/** Schema migrations, applied in order; never edit one that has shipped. */
+export const MIGRATIONS: readonly string[] = [
+  // 1: history of environments and the journal of multi-step operations
+  `
+  CREATE TABLE events (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    event TEXT NOT NULL,
+    detail TEXT NOT NULL DEFAULT '{}'
+  );
+  CREATE INDEX events_env ON events (environment, at);
+
+  CREATE TABLE operations (
+    id INTEGER PRIMARY KEY,
+    kind TEXT NOT NULL,
+    started TEXT NOT NULL,
+    finished TEXT,
+    status TEXT NOT NULL CHECK (status IN ('running', 'done', 'failed', 'undone')),
+    pid INTEGER NOT NULL,
+    params TEXT NOT NULL DEFAULT '{}',
+    error TEXT
+  );
+  CREATE TABLE steps (
+    operation INTEGER NOT NULL REFERENCES operations (id),
+    seq INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('started', 'done', 'failed', 'undone')),
+    at TEXT NOT NULL,
+    data TEXT NOT NULL DEFAULT '{}',
+    PRIMARY KEY (operation, seq)
+  );
+  CREATE TABLE locks (
+    name TEXT PRIMARY KEY,
+    pid INTEGER NOT NULL,
+    start TEXT NOT NULL,
+    what TEXT NOT NULL,
+    at TEXT NOT NULL
+  );
+  `,
+  // 2: manifests, drift records and reintegration reports
+  `
+  CREATE TABLE manifests (
+    id INTEGER PRIMARY KEY,
+    created TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    fs_id TEXT,
+    hash TEXT NOT NULL,
+    entries INTEGER NOT NULL,
+    file TEXT NOT NULL
+  );
+  CREATE INDEX manifests_subject ON manifests (subject, created);
+
+  CREATE TABLE drift_runs (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    generation INTEGER NOT NULL,
+    added INTEGER NOT NULL,
+    removed INTEGER NOT NULL,
+    modified INTEGER NOT NULL
+  );
+  CREATE TABLE drift_paths (
+    run INTEGER NOT NULL REFERENCES drift_runs (id),
+    path TEXT NOT NULL,
+    change TEXT NOT NULL,
+    attributes TEXT NOT NULL DEFAULT ''
+  );
+  CREATE INDEX drift_paths_path ON drift_paths (path, run);
+
+  CREATE TABLE reports (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    summary TEXT NOT NULL,
+    body TEXT NOT NULL
+  );
+  `,
+  // 3: the daemon's schedule, so `status` can say when the next run is
+  `
+  CREATE TABLE schedule (
+    job TEXT PRIMARY KEY,
+    expression TEXT NOT NULL,
+    next_run TEXT,
+    last_run TEXT,
+    last_result TEXT,
+    pid INTEGER NOT NULL,
+    pid_start TEXT NOT NULL
+  );
+  `,
+];
