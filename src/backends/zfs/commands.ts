@@ -1,0 +1,79 @@
+/**
+ * `zfs` and `zpool` through run(), with the failures every caller would
+ * otherwise decode itself turned into errors that say what to do: the tools
+ * missing, the zfs-fuse daemon not running, a dataset or pool not there.
+ */
+import { SysprimeError, isSysprimeError } from '../../errors.js';
+import { run, type RunOptions, type RunResult } from '../../process/run.js';
+import { parsePropertyTable, type DatasetRecord } from './parse.js';
+
+const PACKAGES = 'zfsutils-linux (OpenZFS) or zfs-fuse';
+
+/** zfs-fuse's tools print this when its daemon is not running. */
+export function daemonUnreachable(text: string): boolean {
+  return /zfs-fuse daemon is running|failed to initialize ZFS library/i.test(text);
+}
+
+export function datasetMissing(err: unknown): boolean {
+  return isSysprimeError(err, 'COMMAND_FAILED') && /dataset does not exist/.test(`${err.message}\n${err.detail ?? ''}`);
+}
+
+export function poolMissing(err: unknown): boolean {
+  return isSysprimeError(err, 'COMMAND_FAILED') && /no such pool/.test(`${err.message}\n${err.detail ?? ''}`);
+}
+
+async function tool(file: 'zfs' | 'zpool', args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  let result: RunResult;
+  try {
+    result = await run(file, args, { ...opts, allowFailure: true });
+  } catch (err) {
+    if (isSysprimeError(err, 'COMMAND_MISSING')) {
+      throw new SysprimeError('COMMAND_MISSING', `${file} is not installed`, { hint: `install ${PACKAGES}`, cause: err });
+    }
+    throw err;
+  }
+  if (result.exitCode !== 0 && daemonUnreachable(result.stderr)) {
+    throw new SysprimeError('BACKEND', 'the zfs-fuse daemon is not running', {
+      hint: 'start it with `zfs-fuse` (or `systemctl start zfs-fuse`)',
+      detail: `${result.command}\n${result.stderr.trim()}`,
+    });
+  }
+  if (result.exitCode !== 0 && !opts.allowFailure) {
+    const first = result.stderr.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? `exit status ${result.exitCode}`;
+    throw new SysprimeError('COMMAND_FAILED', `${file} ${args[0] ?? ''} failed: ${first}`, {
+      detail: `${result.command}\nexit status ${result.exitCode}\n${result.stderr.trim()}`,
+    });
+  }
+  return result;
+}
+
+export function zfs(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return tool('zfs', args, opts);
+}
+
+export function zpool(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  return tool('zpool', args, opts);
+}
+
+/**
+ * `zfs get -rHp` of some properties (or `all`) of a dataset and everything
+ * below it, snapshots included. zfs-fuse has no `zfs list -p`, and `zfs get`
+ * is the one call both implementations print exact numbers with.
+ */
+export async function readTree(dataset: string, props: readonly string[] | 'all'): Promise<DatasetRecord[]> {
+  const list = props === 'all' ? 'all' : props.join(',');
+  const out = await zfs(['get', '-rHp', '-o', 'name,property,value,source', list, dataset]);
+  return parsePropertyTable(out.stdout);
+}
+
+/** Properties of one dataset or snapshot, or null when it does not exist. */
+export async function readOne(id: string, props: readonly string[] | 'all'): Promise<DatasetRecord | null> {
+  const list = props === 'all' ? 'all' : props.join(',');
+  try {
+    const out = await zfs(['get', '-Hp', '-o', 'name,property,value,source', list, id]);
+    return parsePropertyTable(out.stdout)[0] ?? null;
+  } catch (err) {
+    if (datasetMissing(err)) return null;
+    throw err;
+  }
+}

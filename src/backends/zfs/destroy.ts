@@ -1,0 +1,70 @@
+/**
+ * Destroying a dataset that other environments were cloned from.
+ *
+ * ZFS cannot destroy a snapshot a clone depends on, so the dependent clone is
+ * promoted first: it takes over the snapshots up to its origin, and the old
+ * dataset becomes its clone. A promote fails when a snapshot that moves has
+ * the name of one the clone already has (every environment has its own
+ * `@sysprime-pristine`), so those are renamed beforehand (parse.planPromote).
+ * Afterwards the moved snapshots and the pristine of the environment's
+ * generation go too, unless a clone still depends on one or it is the
+ * pristine of a generation some environment still has.
+ */
+import { SysprimeError } from '../../errors.js';
+import { readTree, zfs } from './commands.js';
+import { PROP, assertInsideRoot, rootDataset } from './layout.js';
+import { dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
+
+const PROPS = ['type', 'origin', 'guid', 'createtxg', 'creation', PROP.pristine, PROP.generation] as const;
+
+function readPool(pool: string): Promise<DatasetRecord[]> {
+  // Pool-wide: a clone outside ROOT/ depends on our snapshots just as well.
+  return readTree(pool, PROPS);
+}
+
+/** Destroy `dataset` (and its snapshots) after promoting its dependents; returns what was done. */
+export async function destroyWithDependents(pool: string, dataset: string, generation: number | null = null): Promise<string[]> {
+  assertInsideRoot(pool, dataset);
+  const done: string[] = [];
+  let records = await readPool(pool);
+  const ownSnapshots = snapshotsOf(records, dataset);
+  const guids = new Set(ownSnapshots.map((s) => prop(s, 'guid')).filter((g): g is string => g !== null));
+
+  const rootPrefix = `${rootDataset(pool)}/`;
+  const outside = ownSnapshots.flatMap((s) => dependentsOf(records, s.name)).filter((d) => !d.startsWith(rootPrefix));
+  if (outside.length > 0) {
+    throw new SysprimeError('REFUSED', `cannot destroy ${dataset}: ${outside.join(', ')} outside ${rootPrefix} is a clone of one of its snapshots`, {
+      hint: `promote or destroy ${outside[0]} first (zfs promote ${outside[0]})`,
+    });
+  }
+
+  // Each promote moves at least one snapshot off `dataset`, so this ends.
+  for (let i = 0; i <= ownSnapshots.length; i++) {
+    const step = planPromote(records, pool, dataset);
+    if (step === null) break;
+    for (const r of step.renames) {
+      await zfs(['rename', r.from, r.to]);
+      done.push(`renamed ${r.from} to ${r.to}`);
+    }
+    await zfs(['promote', step.clone]);
+    done.push(`promoted ${step.clone}`);
+    records = await readPool(pool);
+  }
+  if (planPromote(records, pool, dataset) !== null) {
+    throw new SysprimeError('BACKEND', `snapshots of ${dataset} still have clones after promoting its dependents`, {
+      hint: `look at \`zfs list -t all -o name,origin -r ${pool}\``,
+    });
+  }
+
+  await zfs(['destroy', '-r', assertInsideRoot(pool, dataset)]);
+  done.push(`destroyed ${dataset}`);
+
+  if (guids.size > 0 || generation !== null) {
+    records = await readPool(pool);
+    for (const snap of leftoverSnapshots(records, pool, guids, generation)) {
+      await zfs(['destroy', assertInsideRoot(pool, snap)]);
+      done.push(`destroyed ${snap}`);
+    }
+  }
+  return done;
+}

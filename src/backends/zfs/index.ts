@@ -1,0 +1,506 @@
+/**
+ * The ZFS backend: environments are `<pool>/ROOT/<name>` (mountpoint `/`,
+ * canmount=noauto), pristine snapshots are snapshots of the environment they
+ * were taken from, marked with their generation in a user property, and all
+ * metadata lives in `org.sysprime:` user properties. Works with OpenZFS 2.x
+ * and with zfs-fuse; see docs/backend-zfs.md.
+ */
+import { randomBytes } from 'node:crypto';
+import { rmdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { SysprimeError } from '../../errors.js';
+import { checkName } from '../../environments/names.js';
+import { log } from '../../log.js';
+import { run } from '../../process/run.js';
+import type { Backend, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
+import { datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
+import { destroyWithDependents } from './destroy.js';
+import {
+  COPY_SNAPSHOT_PREFIX,
+  INTERNAL_PROPS,
+  NS,
+  PRISTINE_SNAPSHOT,
+  PROP,
+  TEMPORARY_PREFIX,
+  assertInsideRoot,
+  environmentDataset,
+  environmentNameOf,
+  holderOf,
+  isTemporaryDataset,
+  rootDataset,
+  shortSnapshotName,
+} from './layout.js';
+import { mountDataset, readMounts, restoreMountpoint, unmountDataset } from './mount.js';
+import {
+  bootedDataset,
+  dependentsOf,
+  environmentsFrom,
+  isSnapshot,
+  localProp,
+  mountTargetsOf,
+  parseBootfs,
+  pristinesFrom,
+  prop,
+  snapshotsOf,
+  uniqueName,
+  type DatasetRecord,
+} from './parse.js';
+import {
+  claimAlive,
+  claimMount,
+  environmentMountDir,
+  privateMountName,
+  processAlive,
+  pristineMountDir,
+  releaseClaim,
+  sweepRunDir,
+} from './private.js';
+import { detectCapabilities, probePool, type ZfsCapabilities } from './probe.js';
+
+export interface ZfsBackendOptions {
+  pool: string;
+  /** Directory for run-time state: private mount points live in `<stateDir>/mnt` and `<stateDir>/pristine`. Default /run/sysprime. */
+  stateDir?: string;
+}
+
+const DEFAULT_RUN_DIR = '/run/sysprime';
+/** Pool version 23 (zfs-fuse) keeps user property values up to 1024 bytes. */
+const MAX_META_VALUE = 1024;
+const META_KEY_RE = /^[a-z0-9][a-z0-9._+-]*$/;
+
+function checkGeneration(generation: number): number {
+  if (!Number.isSafeInteger(generation) || generation < 0) {
+    throw new SysprimeError('USAGE', `generation ${generation} is not a whole number of 0 or more`);
+  }
+  return generation;
+}
+
+/** `20261122T030102Z`: sorts by time and says when the copy was made. */
+function timestamp(now: Date): string {
+  return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+}
+
+export function createZfsBackend(opts: ZfsBackendOptions): Backend {
+  const pool = opts.pool;
+  const runDir = resolve(opts.stateDir ?? DEFAULT_RUN_DIR);
+  const root = rootDataset(pool);
+  let capabilities: Promise<ZfsCapabilities> | undefined;
+  const caps = (): Promise<ZfsCapabilities> => (capabilities ??= detectCapabilities());
+
+  async function readRoot(props: readonly string[] | 'all'): Promise<DatasetRecord[]> {
+    try {
+      return await readTree(root, props);
+    } catch (err) {
+      if (datasetMissing(err)) return [];
+      throw err;
+    }
+  }
+
+  async function bootfs(): Promise<string | null> {
+    const out = await zpool(['list', '-H', '-o', 'name,bootfs', pool]);
+    return parseBootfs(out.stdout).get(pool) ?? null;
+  }
+
+  async function requireRoot(): Promise<void> {
+    if ((await readOne(root, ['type'])) === null) {
+      throw new SysprimeError('NOT_FOUND', `${root} does not exist`, { hint: 'run `sysprime init` to create the layout' });
+    }
+  }
+
+  async function requireEnvironment(name: string, props: readonly string[] = ['type']): Promise<DatasetRecord> {
+    const ds = environmentDataset(pool, name);
+    const record = await readOne(ds, props);
+    if (record === null) {
+      throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} does not exist (no dataset ${ds})`, {
+        hint: '`sysprime list` shows the environments',
+      });
+    }
+    return record;
+  }
+
+  async function requireAbsent(name: string): Promise<string> {
+    const ds = environmentDataset(pool, name);
+    if ((await readOne(ds, ['type'])) !== null) {
+      throw new SysprimeError('EXISTS', `environment ${JSON.stringify(name)} already exists (${ds})`, {
+        hint: 'choose another name, or destroy the old one first',
+      });
+    }
+    return ds;
+  }
+
+  async function listPristines(): Promise<PristineInfo[]> {
+    return pristinesFrom(await readRoot(['type', 'creation', PROP.pristine]), pool);
+  }
+
+  async function findPristine(generation: number): Promise<PristineInfo> {
+    const found = (await listPristines()).find((p) => p.generation === generation);
+    if (!found) {
+      throw new SysprimeError('NOT_FOUND', `there is no pristine snapshot of generation ${generation} in pool ${pool}`, {
+        hint: '`sysprime list` shows the generations that still have one',
+      });
+    }
+    return found;
+  }
+
+  /** Give a fresh clone or dataset its place as an environment; destroy it when that fails. */
+  async function finishNewEnvironment(ds: string): Promise<void> {
+    try {
+      // Set after creation: zfs-fuse tries to mount a clone created with mountpoint=/ at once.
+      await zfs(['set', 'mountpoint=/', ds]);
+    } catch (err) {
+      await zfs(['destroy', assertInsideRoot(pool, ds)], { allowFailure: true });
+      throw err;
+    }
+  }
+
+  async function refuseBooted(ds: string, what: string): Promise<string[]> {
+    const targets = mountTargetsOf(await readMounts(), ds);
+    if (targets.includes('/')) {
+      throw new SysprimeError('REFUSED', `${ds} is the running root: it cannot be ${what}`, {
+        hint: 'boot another environment first',
+      });
+    }
+    return targets;
+  }
+
+  const backend: Backend = {
+    kind: 'zfs',
+
+    describe: () => `zfs pool ${pool}`,
+
+    probe: () => probePool(pool),
+
+    async ensureLayout() {
+      if ((await readOne(root, ['type'])) !== null) return;
+      await zfs(['create', '-o', 'canmount=off', '-o', 'mountpoint=none', root]);
+    },
+
+    async listEnvironments(): Promise<EnvironmentInfo[]> {
+      const [records, mounts, defaultFs] = await Promise.all([readRoot('all'), readMounts(), bootfs()]);
+      return environmentsFrom(records, { pool, mounts, bootfs: defaultFs });
+    },
+
+    listPristines,
+
+    async adopt(source, name, generation) {
+      checkName(name);
+      checkGeneration(generation);
+      const target = environmentDataset(pool, name);
+      const mounts = await readMounts();
+      const ds = source === '/' ? bootedDataset(mounts) : source;
+      if (ds === null) {
+        throw new SysprimeError('NOT_FOUND', 'the running root is not a ZFS dataset', { hint: 'pass the dataset to adopt instead of /' });
+      }
+      if (!ds.startsWith(`${pool}/`) || ds.includes('@') || ds === root) {
+        throw new SysprimeError('REFUSED', `cannot adopt ${JSON.stringify(ds)}: it is not a file system in pool ${pool}`, {
+          hint: `adopt a dataset such as ${pool}/debian`,
+        });
+      }
+      if (ds.startsWith(`${target}/`)) {
+        throw new SysprimeError('REFUSED', `cannot adopt ${ds}: it is inside ${target}`);
+      }
+      const record = await readOne(ds, ['type', 'mountpoint', 'canmount']);
+      if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${ds} does not exist`);
+      if (prop(record, 'type') !== 'filesystem') {
+        throw new SysprimeError('REFUSED', `cannot adopt ${ds}: it is a ${prop(record, 'type') ?? 'dataset'}, not a file system`);
+      }
+      const targets = mountTargetsOf(mounts, ds);
+      const running = targets.includes('/');
+
+      if (ds !== target) {
+        if (running) {
+          const current = environmentNameOf(pool, ds);
+          throw new SysprimeError('REFUSED', `the running root ${ds} cannot be renamed to ${target} while it is mounted`, {
+            hint: current !== null ? `adopt it under its present name, ${current}` : `rename it to ${target} from a rescue system, then adopt it`,
+          });
+        }
+        await requireRoot();
+        await requireAbsent(name);
+        // Mounted elsewhere (zfs-fuse refuses to rename a mounted dataset; OpenZFS would remount it over / once mountpoint is set).
+        if (targets.length > 0) await zfs(['unmount', ds]);
+        await zfs(['set', 'canmount=noauto', ds]);
+        await zfs(['rename', ds, target]);
+      } else {
+        await zfs(['set', 'canmount=noauto', ds]);
+      }
+      if (!running) {
+        const now = mountTargetsOf(await readMounts(), target);
+        if (now.length > 0) await zfs(['unmount', target]);
+        await zfs(['set', 'mountpoint=/', target]);
+      }
+      await zfs(['set', `${PROP.generation}=${generation}`, target]);
+    },
+
+    async createEmpty(name, generation) {
+      checkGeneration(generation);
+      await requireRoot();
+      const ds = await requireAbsent(name);
+      await zfs(['create', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ds]);
+      await finishNewEnvironment(ds);
+    },
+
+    async takePristine(name, generation) {
+      checkGeneration(generation);
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      if ((await listPristines()).some((p) => p.generation === generation)) {
+        throw new SysprimeError('EXISTS', `generation ${generation} already has a pristine snapshot`, {
+          hint: 'a generation is taken once; stage a new one instead',
+        });
+      }
+      const snapshot = `${ds}@${PRISTINE_SNAPSHOT}`;
+      const holding = await readOne(snapshot, [PROP.pristine]);
+      if (holding !== null) {
+        // An older pristine that moved here with a promote keeps the plain name: give it its generation's name.
+        const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
+        const gen = localProp(holding, PROP.pristine);
+        const to = uniqueName(gen !== null ? `${PRISTINE_SNAPSHOT}-g${gen}` : `${PRISTINE_SNAPSHOT}-old`, taken);
+        await zfs(['rename', snapshot, `${ds}@${to}`]);
+      }
+      await zfs(['snapshot', '-o', `${PROP.pristine}=${generation}`, snapshot]);
+      const created = await readOne(snapshot, ['creation']);
+      return {
+        id: snapshot,
+        generation,
+        created: new Date(Number(created === null ? 0 : (prop(created, 'creation') ?? 0)) * 1000),
+        holder: ds,
+      };
+    },
+
+    async cloneFromPristine(generation, name) {
+      checkGeneration(generation);
+      await requireRoot();
+      const ds = await requireAbsent(name);
+      const pristine = await findPristine(generation);
+      await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, pristine.id, ds]);
+      await finishNewEnvironment(ds);
+    },
+
+    async cloneFromEnvironment(source, name) {
+      const from = await requireEnvironment(source, [PROP.generation]);
+      const ds = await requireAbsent(name);
+      const generation = localProp(from, PROP.generation) ?? '0';
+      const sourceDs = environmentDataset(pool, source);
+      const taken = new Set(snapshotsOf(await readTree(sourceDs, ['type']), sourceDs).map((r) => shortSnapshotName(r.name)));
+      const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
+      await zfs(['snapshot', snapshot]);
+      try {
+        await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, snapshot, ds]);
+        await finishNewEnvironment(ds);
+      } catch (err) {
+        await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+        throw err;
+      }
+    },
+
+    async setGeneration(name, generation) {
+      checkGeneration(generation);
+      await requireEnvironment(name);
+      await zfs(['set', `${PROP.generation}=${generation}`, environmentDataset(pool, name)]);
+    },
+
+    async destroyEnvironment(name) {
+      const record = await requireEnvironment(name, [PROP.generation]);
+      const ds = environmentDataset(pool, name);
+      const targets = mountTargetsOf(await readMounts(), ds).filter((t) => t !== '/');
+      if (targets.length > 0) await unmountDataset(ds);
+      const generation = localProp(record, PROP.generation);
+      const done = await destroyWithDependents(pool, ds, generation !== null && /^\d+$/.test(generation) ? Number(generation) : null);
+      for (const line of done) log.debug(`zfs: ${line}`);
+      await releaseClaim(runDir, name);
+    },
+
+    async destroyPristine(generation) {
+      const pristine = await findPristine(generation);
+      const dependents = dependentsOf(await readTree(pool, ['type', 'origin']), pristine.id);
+      if (dependents.length > 0) {
+        throw new SysprimeError('REFUSED', `the pristine snapshot of generation ${generation} (${pristine.id}) still has clones: ${dependents.join(', ')}`, {
+          hint: 'destroy the environments cloned from it first',
+        });
+      }
+      await zfs(['destroy', assertInsideRoot(pool, pristine.id)]);
+    },
+
+    async renameEnvironment(from, to) {
+      await requireEnvironment(from);
+      const target = await requireAbsent(to);
+      const source = environmentDataset(pool, from);
+      const wasDefault = (await bootfs()) === source;
+      await zfs(['rename', source, target]);
+      if (wasDefault) await zpool(['set', `bootfs=${target}`, pool]);
+    },
+
+    async mount(name, dir) {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      const where = resolve(dir);
+      const targets = await refuseBooted(ds, 'mounted elsewhere');
+      if (targets.includes(where)) return;
+      if (targets.length > 0) {
+        throw new SysprimeError('BUSY', `environment ${name} is already mounted at ${targets.join(', ')}`, {
+          hint: `unmount it first: sysprime umount ${name}`,
+        });
+      }
+      await mountDataset(ds, where, await caps());
+    },
+
+    async unmount(name) {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      await refuseBooted(ds, 'unmounted');
+      await unmountDataset(ds);
+    },
+
+    async openEnvironment(name): Promise<OpenTree> {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      const targets = mountTargetsOf(await readMounts(), ds);
+      if (targets.includes('/')) return { path: '/', release: async () => undefined };
+      const existing = targets[0];
+      if (existing !== undefined) return { path: existing, release: async () => undefined };
+      const dir = environmentMountDir(runDir, name);
+      await claimMount(runDir, name);
+      try {
+        await mountDataset(ds, dir, await caps());
+      } catch (err) {
+        await releaseClaim(runDir, name);
+        throw err;
+      }
+      let released = false;
+      return {
+        path: dir,
+        release: async () => {
+          if (released) return;
+          released = true;
+          await unmountDataset(ds);
+          await releaseClaim(runDir, name);
+        },
+      };
+    },
+
+    async openPristine(generation): Promise<OpenTree> {
+      const pristine = await findPristine(generation);
+      const holder = holderOf(pristine.id);
+      for (const target of mountTargetsOf(await readMounts(), holder)) {
+        // `.zfs/snapshot` works on OpenZFS; zfs-fuse has no .zfs directory at all.
+        const path = join(target, '.zfs', 'snapshot', shortSnapshotName(pristine.id));
+        if (await stat(path).then((s) => s.isDirectory(), () => false)) return { path, release: async () => undefined };
+      }
+      const temporary = `${root}/${TEMPORARY_PREFIX}g${generation}-${process.pid}-${randomBytes(3).toString('hex')}`;
+      const dir = pristineMountDir(runDir, temporary.slice(root.length + 1));
+      await zfs(['clone', '-o', 'canmount=noauto', '-o', 'readonly=on', pristine.id, temporary]);
+      const drop = async (): Promise<void> => {
+        await unmountDataset(temporary);
+        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)]);
+        await rmdir(dir).catch(() => undefined);
+      };
+      try {
+        await mountDataset(temporary, dir, await caps(), { readonly: true });
+      } catch (err) {
+        await drop().catch(() => undefined);
+        throw err;
+      }
+      let released = false;
+      return {
+        path: dir,
+        release: async () => {
+          if (released) return;
+          released = true;
+          await drop();
+        },
+      };
+    },
+
+    async setDefault(name) {
+      await requireEnvironment(name);
+      await zpool(['set', `bootfs=${environmentDataset(pool, name)}`, pool]);
+    },
+
+    async setMeta(name, meta) {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      for (const [key, value] of Object.entries(meta)) {
+        const property = `${NS}${key}`;
+        if (!META_KEY_RE.test(key) || INTERNAL_PROPS.has(property)) {
+          throw new SysprimeError('USAGE', `metadata key ${JSON.stringify(key)} cannot be used`, {
+            hint: 'use lower-case letters, digits and . _ + - ; generation and saved-mountpoint are kept by sysprime itself',
+          });
+        }
+        if (value === null) {
+          await zfs(['inherit', property, ds]);
+          continue;
+        }
+        if (value.includes('\n') || Buffer.byteLength(value) > MAX_META_VALUE || value === '') {
+          throw new SysprimeError('USAGE', `metadata value for ${key} must be one non-empty line of at most ${MAX_META_VALUE} bytes`);
+        }
+        await zfs(['set', `${property}=${value}`, ds]);
+      }
+    },
+
+    async recover(): Promise<string[]> {
+      const done: string[] = [];
+      const records = await readRoot(['type', 'origin', 'mountpoint', PROP.savedMountpoint]);
+      let mounts = await readMounts();
+
+      for (const r of records) {
+        if (isSnapshot(r) || !isTemporaryDataset(pool, r.name)) continue;
+        const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(r.name)?.[1] ?? '0');
+        if (processAlive(pid)) continue;
+        for (const line of await destroyTemporary(r.name)) done.push(line);
+      }
+
+      mounts = await readMounts();
+      for (const r of records) {
+        if (isSnapshot(r) || isTemporaryDataset(pool, r.name) || localProp(r, PROP.savedMountpoint) === null) continue;
+        const targets = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
+        const stale = await staleTargets(targets);
+        // Mounted at a directory the admin chose with `sysprime mount`: that mount is wanted.
+        if (stale.length < targets.length) continue;
+        if (targets.length > 0) {
+          await unmountDataset(r.name);
+          done.push(`unmounted ${r.name} from ${targets.join(', ')}`);
+        } else if (await restoreMountpoint(r.name)) {
+          done.push(`restored the mountpoint of ${r.name}`);
+        }
+      }
+
+      mounts = await readMounts();
+      for (const m of mounts) {
+        if (!m.source.startsWith(`${pool}/`) || (await staleTargets([m.target])).length === 0) continue;
+        await run('umount', [m.target]);
+        done.push(`unmounted ${m.source} from ${m.target}`);
+      }
+
+      for (const r of records) {
+        if (!isSnapshot(r) || !shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX)) continue;
+        if (dependentsOf(records, r.name).length > 0) continue;
+        await zfs(['destroy', assertInsideRoot(pool, r.name)]);
+        done.push(`destroyed unused copy snapshot ${r.name}`);
+      }
+
+      done.push(...(await sweepRunDir(runDir)));
+      return done;
+    },
+  };
+
+  /** Private mount directories (under the run directory) whose owner process is gone. */
+  async function staleTargets(targets: readonly string[]): Promise<string[]> {
+    const out: string[] = [];
+    for (const t of targets) {
+      const name = privateMountName(runDir, t);
+      if (name !== null && !(await claimAlive(runDir, name))) out.push(t);
+    }
+    return out;
+  }
+
+  async function destroyTemporary(ds: string): Promise<string[]> {
+    const out: string[] = [];
+    const targets = mountTargetsOf(await readMounts(), ds);
+    await unmountDataset(ds);
+    if (targets.length > 0) out.push(`unmounted ${ds} from ${targets.join(', ')}`);
+    out.push(...(await destroyWithDependents(pool, ds)));
+    return out;
+  }
+
+  return backend;
+}

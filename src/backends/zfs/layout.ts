@@ -1,0 +1,81 @@
+/**
+ * Where sysprime keeps things in a pool, and the guards that keep every
+ * destructive command inside `<pool>/ROOT/`.
+ */
+import { SysprimeError } from '../../errors.js';
+import { checkName } from '../../environments/names.js';
+
+/** Namespace of every user property sysprime writes. */
+export const NS = 'org.sysprime:';
+
+export const PROP = {
+  /** On an environment: the generation it descends from. */
+  generation: `${NS}generation`,
+  /**
+   * On a pristine snapshot, set locally. Snapshots inherit their dataset's
+   * user properties, so `generation` on a snapshot says nothing; this one
+   * marks a pristine and survives renames and promotes.
+   */
+  pristine: `${NS}pristine-generation`,
+  /** The mountpoint an environment had before a private mount changed it (zfs-fuse). */
+  savedMountpoint: `${NS}saved-mountpoint`,
+} as const;
+
+/** Properties sysprime manages itself; setMeta may not touch them and meta does not show them. */
+export const INTERNAL_PROPS: ReadonlySet<string> = new Set(Object.values(PROP));
+
+export const PRISTINE_SNAPSHOT = 'sysprime-pristine';
+export const COPY_SNAPSHOT_PREFIX = 'sysprime-copy-';
+/** Children of ROOT starting with '.' are never environments (names.ts forbids the dot). */
+export const TEMPORARY_PREFIX = '.sysprime-tmp-';
+/** Saved mountpoint value meaning "it was inherited": restored with `zfs inherit`. */
+export const INHERITED_MOUNTPOINT = '-';
+
+export function rootDataset(pool: string): string {
+  return `${pool}/ROOT`;
+}
+
+export function environmentDataset(pool: string, name: string): string {
+  return `${rootDataset(pool)}/${checkName(name)}`;
+}
+
+/** The environment name of a dataset that is a direct, non-hidden child of ROOT, else null. */
+export function environmentNameOf(pool: string, dataset: string): string | null {
+  const prefix = `${rootDataset(pool)}/`;
+  if (!dataset.startsWith(prefix)) return null;
+  const rest = dataset.slice(prefix.length);
+  if (rest.length === 0 || rest.includes('/') || rest.includes('@') || rest.startsWith('.')) return null;
+  return rest;
+}
+
+export function isTemporaryDataset(pool: string, dataset: string): boolean {
+  return dataset.startsWith(`${rootDataset(pool)}/${TEMPORARY_PREFIX}`) && !dataset.includes('@');
+}
+
+/** Dataset part of a snapshot name. */
+export function holderOf(snapshot: string): string {
+  const at = snapshot.indexOf('@');
+  return at < 0 ? snapshot : snapshot.slice(0, at);
+}
+
+export function shortSnapshotName(snapshot: string): string {
+  const at = snapshot.indexOf('@');
+  return at < 0 ? '' : snapshot.slice(at + 1);
+}
+
+/**
+ * The last check before anything is destroyed: the target must be strictly
+ * inside `<pool>/ROOT/` (a dataset below it, or a snapshot of one).
+ */
+export function assertInsideRoot(pool: string, id: string): string {
+  const prefix = `${rootDataset(pool)}/`;
+  const dataset = holderOf(id);
+  const rest = dataset.startsWith(prefix) ? dataset.slice(prefix.length) : '';
+  const components = rest.split('/');
+  if (rest.length === 0 || components.some((c) => c === '' || c === '.' || c === '..') || /\s/.test(id)) {
+    throw new SysprimeError('REFUSED', `refusing to destroy ${JSON.stringify(id)}: it is not inside ${prefix}`, {
+      hint: 'sysprime only destroys environments and snapshots it manages under ROOT/',
+    });
+  }
+  return id;
+}

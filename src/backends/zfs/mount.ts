@@ -1,0 +1,85 @@
+/**
+ * Mounting a dataset whose mountpoint is `/` somewhere else, and undoing it.
+ *
+ * OpenZFS: `mount -t zfs -o zfsutil` mounts it at any directory and leaves the
+ * property alone. zfs-fuse has no mount helper and refuses
+ * `zfs mount -o mountpoint=` for `/`, so the mountpoint property itself is
+ * pointed at the directory for the time of the mount; the value it had is
+ * saved first in a user property, so a crash in between can be undone by
+ * recover().
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { SysprimeError } from '../../errors.js';
+import { run } from '../../process/run.js';
+import { readOne, zfs } from './commands.js';
+import { INHERITED_MOUNTPOINT, PROP } from './layout.js';
+import { localProp, mountTargetsOf, parseMounts, prop, type MountEntry } from './parse.js';
+import type { ZfsCapabilities } from './probe.js';
+
+export async function readMounts(): Promise<MountEntry[]> {
+  return parseMounts(await readFile('/proc/self/mounts', 'utf8'));
+}
+
+export async function mountedAt(dataset: string): Promise<string[]> {
+  return mountTargetsOf(await readMounts(), dataset);
+}
+
+export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabilities, opts: { readonly?: boolean } = {}): Promise<void> {
+  if (!dir.startsWith('/') || dir === '/') {
+    throw new SysprimeError('USAGE', `cannot mount ${dataset} at ${JSON.stringify(dir)}: the directory must be an absolute path other than /`);
+  }
+  await mkdir(dir, { recursive: true });
+  if (caps.mountHelper) {
+    await run('mount', ['-t', 'zfs', '-o', opts.readonly ? 'zfsutil,ro' : 'zfsutil', dataset, dir]);
+    return;
+  }
+  const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);
+  if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
+  // A saved value already there comes from an interrupted mount: it is the true original.
+  if (localProp(record, PROP.savedMountpoint) === null) {
+    const original = localProp(record, 'mountpoint') ?? INHERITED_MOUNTPOINT;
+    await zfs(['set', `${PROP.savedMountpoint}=${original}`, dataset]);
+  }
+  await zfs(['set', `mountpoint=${dir}`, dataset]);
+  try {
+    const targets = await mountedAt(dataset);
+    if (!targets.includes(dir)) await zfs(['mount', dataset]);
+  } catch (err) {
+    await restoreMountpoint(dataset);
+    throw err;
+  }
+}
+
+/** Unmount every mount of the dataset except `/`, and put a changed mountpoint back. */
+export async function unmountDataset(dataset: string): Promise<void> {
+  const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);
+  if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
+  const targets = (await mountedAt(dataset)).filter((t) => t !== '/');
+  if (localProp(record, PROP.savedMountpoint) !== null) {
+    const current = prop(record, 'mountpoint');
+    if (current !== null && targets.includes(current)) {
+      await zfs(['unmount', dataset]);
+      targets.splice(targets.indexOf(current), 1);
+    }
+  }
+  for (const t of targets) await run('umount', [t]);
+  await restoreMountpoint(dataset);
+}
+
+/** Put back the mountpoint saved before a private mount; false when none was saved. */
+export async function restoreMountpoint(dataset: string): Promise<boolean> {
+  const record = await readOne(dataset, [PROP.savedMountpoint]);
+  const saved = record === null ? null : localProp(record, PROP.savedMountpoint);
+  if (saved === null) return false;
+  // Setting `/` back on a mounted dataset would remount it over the running root (OpenZFS).
+  const still = (await mountedAt(dataset)).filter((t) => t !== '/');
+  if (still.length > 0) {
+    throw new SysprimeError('BUSY', `cannot put back the mountpoint of ${dataset}: it is still mounted at ${still.join(', ')}`, {
+      hint: `unmount it first: zfs unmount ${dataset}`,
+    });
+  }
+  if (saved === INHERITED_MOUNTPOINT) await zfs(['inherit', 'mountpoint', dataset]);
+  else await zfs(['set', `mountpoint=${saved}`, dataset]);
+  await zfs(['inherit', PROP.savedMountpoint, dataset]);
+  return true;
+}

@@ -1,0 +1,315 @@
+/**
+ * Pure readers of machine output: `zfs get -Hp -o name,property,value,source`,
+ * `zpool list -H -o name,bootfs` and /proc/self/mounts, and the functions that
+ * turn them into environments, pristines and plans. No I/O here, so every
+ * rule is tested on captured output.
+ */
+import type { EnvironmentInfo, PristineInfo } from '../types.js';
+import {
+  INTERNAL_PROPS,
+  NS,
+  PRISTINE_SNAPSHOT,
+  PROP,
+  environmentNameOf,
+  holderOf,
+  isTemporaryDataset,
+  rootDataset,
+  shortSnapshotName,
+} from './layout.js';
+
+export interface PropertyValue {
+  value: string;
+  /** `local`, `default`, `-`, `inherited from X`, `temporary`, `received`. */
+  source: string;
+}
+
+/** One dataset or snapshot with the properties that were asked for, in output order. */
+export interface DatasetRecord {
+  name: string;
+  props: Map<string, PropertyValue>;
+}
+
+/**
+ * Parse `zfs get -Hp -o name,property,value,source`. A user property's value
+ * may hold tabs, so the value is everything between the second field and the
+ * last one. Lines with three fields (no source column) are accepted too.
+ */
+export function parsePropertyTable(text: string): DatasetRecord[] {
+  const byName = new Map<string, DatasetRecord>();
+  for (const line of text.split('\n')) {
+    if (line.length === 0) continue;
+    const fields = line.split('\t');
+    if (fields.length < 3) continue;
+    const name = fields[0] as string;
+    const property = fields[1] as string;
+    const value = fields.length === 3 ? (fields[2] as string) : fields.slice(2, -1).join('\t');
+    const source = fields.length === 3 ? '-' : (fields[fields.length - 1] as string);
+    let record = byName.get(name);
+    if (!record) {
+      record = { name, props: new Map() };
+      byName.set(name, record);
+    }
+    record.props.set(property, { value, source });
+  }
+  return [...byName.values()];
+}
+
+/** A property's value, or null when it is absent or `-` (ZFS's "no value"). */
+export function prop(record: DatasetRecord, name: string): string | null {
+  const v = record.props.get(name);
+  if (!v || v.value === '-') return null;
+  return v.value;
+}
+
+/** A property's value only when it is set on this record itself (not inherited). */
+export function localProp(record: DatasetRecord, name: string): string | null {
+  const v = record.props.get(name);
+  if (!v || v.source !== 'local') return null;
+  return v.value;
+}
+
+export function numberProp(record: DatasetRecord, name: string): number | null {
+  const v = prop(record, name);
+  if (v === null || !/^\d+$/.test(v)) return null;
+  return Number(v);
+}
+
+export function isSnapshot(record: DatasetRecord): boolean {
+  const type = prop(record, 'type');
+  return type === 'snapshot' || (type === null && record.name.includes('@'));
+}
+
+/** Parse `zpool list -H -o name,bootfs`: pool name to its bootfs (null for `-`). */
+export function parseBootfs(text: string): Map<string, string | null> {
+  const out = new Map<string, string | null>();
+  for (const line of text.split('\n')) {
+    const [name, bootfs] = line.split('\t');
+    if (!name || bootfs === undefined) continue;
+    out.set(name, bootfs === '-' || bootfs === '' ? null : bootfs);
+  }
+  return out;
+}
+
+export interface MountEntry {
+  source: string;
+  target: string;
+  fstype: string;
+  options: string;
+}
+
+/** Undo the octal escapes the kernel uses in /proc/self/mounts (\040 space, \011 tab, \012 newline, \134 backslash). */
+function unescapeMountField(field: string): string {
+  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+export function parseMounts(text: string): MountEntry[] {
+  const out: MountEntry[] = [];
+  for (const line of text.split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 4) continue;
+    out.push({
+      source: unescapeMountField(f[0] as string),
+      target: unescapeMountField(f[1] as string),
+      fstype: f[2] as string,
+      options: f[3] as string,
+    });
+  }
+  return out;
+}
+
+/** OpenZFS mounts say `zfs`; zfs-fuse mounts say `fuse.zfs`. */
+export function isZfsMount(entry: MountEntry): boolean {
+  return entry.fstype === 'zfs' || entry.fstype === 'fuse.zfs';
+}
+
+/** The dataset mounted at `/`, or null when the running root is not ZFS. */
+export function bootedDataset(mounts: readonly MountEntry[]): string | null {
+  let found: string | null = null;
+  // The last mount on '/' is the visible one.
+  for (const m of mounts) if (m.target === '/') found = isZfsMount(m) ? m.source : null;
+  return found;
+}
+
+/** Every directory a dataset is mounted at, in mount order. */
+export function mountTargetsOf(mounts: readonly MountEntry[], dataset: string): string[] {
+  return mounts.filter((m) => isZfsMount(m) && m.source === dataset).map((m) => m.target);
+}
+
+export function pristinesFrom(records: readonly DatasetRecord[], pool: string): PristineInfo[] {
+  const root = `${rootDataset(pool)}/`;
+  const out: PristineInfo[] = [];
+  for (const r of records) {
+    if (!isSnapshot(r) || !r.name.startsWith(root)) continue;
+    const gen = localProp(r, PROP.pristine);
+    if (gen === null || !/^\d+$/.test(gen)) continue;
+    const created = numberProp(r, 'creation');
+    out.push({
+      id: r.name,
+      generation: Number(gen),
+      created: new Date((created ?? 0) * 1000),
+      holder: holderOf(r.name),
+    });
+  }
+  return out.sort((a, b) => a.generation - b.generation || a.created.getTime() - b.created.getTime());
+}
+
+export interface EnvironmentContext {
+  pool: string;
+  mounts: readonly MountEntry[];
+  bootfs: string | null;
+}
+
+/** Space only this dataset holds: usedbydataset where the pool has it, else used minus snapshots and children. */
+export function spaceUniqueOf(r: DatasetRecord): number | null {
+  const byDataset = numberProp(r, 'usedbydataset');
+  if (byDataset !== null) return byDataset;
+  const used = numberProp(r, 'used');
+  const snaps = numberProp(r, 'usedbysnapshots');
+  const children = numberProp(r, 'usedbychildren');
+  if (used === null || snaps === null) return null;
+  return Math.max(0, used - snaps - (children ?? 0));
+}
+
+/** sysprime metadata of a record: local `org.sysprime:` properties other than the internal ones, without the prefix. */
+export function metaOf(r: DatasetRecord): Record<string, string> {
+  const meta: Record<string, string> = {};
+  for (const [key, v] of r.props) {
+    if (!key.startsWith(NS) || INTERNAL_PROPS.has(key) || v.source !== 'local') continue;
+    meta[key.slice(NS.length)] = v.value;
+  }
+  return meta;
+}
+
+export function environmentsFrom(records: readonly DatasetRecord[], ctx: EnvironmentContext): EnvironmentInfo[] {
+  const pristines = pristinesFrom(records, ctx.pool);
+  const booted = bootedDataset(ctx.mounts);
+  const out: EnvironmentInfo[] = [];
+  for (const r of records) {
+    if (isSnapshot(r)) continue;
+    const name = environmentNameOf(ctx.pool, r.name);
+    if (name === null) continue;
+    const type = prop(r, 'type');
+    if (type !== null && type !== 'filesystem') continue;
+    const generation = Number(localProp(r, PROP.generation) ?? '0');
+    const targets = mountTargetsOf(ctx.mounts, r.name);
+    let mounted: string | null = targets.includes('/') ? '/' : (targets[0] ?? null);
+    if (mounted === null && prop(r, 'mounted') === 'yes') mounted = prop(r, 'mountpoint');
+    out.push({
+      name,
+      id: r.name,
+      generation: Number.isSafeInteger(generation) ? generation : 0,
+      created: new Date((numberProp(r, 'creation') ?? 0) * 1000),
+      spaceUnique: spaceUniqueOf(r),
+      mounted,
+      pristine: pristines.find((p) => p.generation === generation)?.id ?? null,
+      booted: booted === r.name,
+      isDefault: ctx.bootfs === r.name,
+      meta: metaOf(r),
+    });
+  }
+  return out.sort((a, b) => a.created.getTime() - b.created.getTime() || a.name.localeCompare(b.name));
+}
+
+/** Datasets whose origin is the given snapshot. */
+export function dependentsOf(records: readonly DatasetRecord[], snapshot: string): string[] {
+  return records.filter((r) => !isSnapshot(r) && prop(r, 'origin') === snapshot).map((r) => r.name);
+}
+
+export function snapshotsOf(records: readonly DatasetRecord[], dataset: string): DatasetRecord[] {
+  return records.filter((r) => isSnapshot(r) && holderOf(r.name) === dataset);
+}
+
+export interface SnapshotRename {
+  from: string;
+  to: string;
+}
+
+export interface PromoteStep {
+  /** The clone to promote: it takes over the snapshots it depends on. */
+  clone: string;
+  /** Renames to run first, so no snapshot that moves collides with one the clone already has. */
+  renames: SnapshotRename[];
+}
+
+/**
+ * The next promote that moves snapshots with dependents off `dataset`, or
+ * null when none has a dependent left. Chooses an environment under ROOT over
+ * a temporary clone, and among those the clone of the newest snapshot, since
+ * promoting it moves every older snapshot (and their other dependents) at once.
+ * Pristine snapshots are renamed `sysprime-pristine-g<N>` so the plain name
+ * stays free for the clone's own pristine; any other name the clone already
+ * uses gets a numbered suffix.
+ */
+export function planPromote(records: readonly DatasetRecord[], pool: string, dataset: string): PromoteStep | null {
+  const snaps = snapshotsOf(records, dataset);
+  const candidates: { clone: string; txg: number; temporary: boolean }[] = [];
+  for (const s of snaps) {
+    for (const clone of dependentsOf(records, s.name)) {
+      candidates.push({ clone, txg: numberProp(s, 'createtxg') ?? 0, temporary: isTemporaryDataset(pool, clone) });
+    }
+  }
+  if (candidates.length === 0) return null;
+  candidates.sort((a, b) => Number(a.temporary) - Number(b.temporary) || b.txg - a.txg || a.clone.localeCompare(b.clone));
+  const clone = (candidates[0] as { clone: string }).clone;
+
+  const taken = new Set<string>([
+    ...snapshotsOf(records, clone).map((r) => shortSnapshotName(r.name)),
+    ...snaps.map((r) => shortSnapshotName(r.name)),
+  ]);
+  const cloneNames = new Set(snapshotsOf(records, clone).map((r) => shortSnapshotName(r.name)));
+  const renames: SnapshotRename[] = [];
+  for (const s of snaps) {
+    const short = shortSnapshotName(s.name);
+    const gen = localProp(s, PROP.pristine);
+    let base: string | null = null;
+    if (gen !== null && short !== `${PRISTINE_SNAPSHOT}-g${gen}`) base = `${PRISTINE_SNAPSHOT}-g${gen}`;
+    else if (cloneNames.has(short)) base = short;
+    if (base === null) continue;
+    const to = uniqueName(base, taken);
+    taken.add(to);
+    taken.delete(short);
+    renames.push({ from: s.name, to: `${dataset}@${to}` });
+  }
+  return { clone, renames };
+}
+
+/** `base` if free, else `base-2`, `base-3`, ... */
+export function uniqueName(base: string, taken: ReadonlySet<string>): string {
+  if (!taken.has(base)) return base;
+  for (let i = 2; ; i++) if (!taken.has(`${base}-${i}`)) return `${base}-${i}`;
+}
+
+/**
+ * After an environment was destroyed, which snapshots can go too: its former
+ * snapshots (moved to a promoted clone, found by guid) and the pristine of its
+ * generation, as long as no clone depends on one and, for a pristine, no
+ * remaining environment has its generation.
+ */
+export function leftoverSnapshots(
+  records: readonly DatasetRecord[],
+  pool: string,
+  guids: ReadonlySet<string>,
+  /** The destroyed environment's generation: its pristine goes too when nothing needs it, wherever it is held. */
+  generation: number | null = null,
+): string[] {
+  const generationsInUse = new Set<string>();
+  for (const r of records) {
+    if (isSnapshot(r) || environmentNameOf(pool, r.name) === null) continue;
+    const g = localProp(r, PROP.generation);
+    if (g !== null) generationsInUse.add(g);
+  }
+  const root = `${rootDataset(pool)}/`;
+  const out: string[] = [];
+  for (const r of records) {
+    if (!isSnapshot(r) || !r.name.startsWith(root)) continue;
+    const guid = prop(r, 'guid');
+    const gen = localProp(r, PROP.pristine);
+    const wasOwn = guid !== null && guids.has(guid);
+    const ownGenerationPristine = generation !== null && gen === String(generation);
+    if (!wasOwn && !ownGenerationPristine) continue;
+    if (dependentsOf(records, r.name).length > 0) continue;
+    if (gen !== null && generationsInUse.has(gen)) continue;
+    out.push(r.name);
+  }
+  return out;
+}
