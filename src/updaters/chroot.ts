@@ -1,0 +1,331 @@
+/**
+ * Entering a tree for a package manager, the way a clone must be entered:
+ * kernel filesystems mounted inside it and nowhere else, no service allowed to
+ * start, the host's resolver copied in only when asked, and everything put
+ * back in reverse even when the command fails. The running system must not
+ * notice: /run and /dev/shm are fresh tmpfs instances (a package script that
+ * writes a pid file or a socket there must not reach the host's), /sys is
+ * read-only, and the root is bind-mounted onto itself and made private first
+ * so that nothing mounted below it propagates anywhere.
+ */
+import { chmod, copyFile, lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { SysprimeError, errnoOf } from '../errors.js';
+import { log } from '../log.js';
+import { run, type RunResult } from '../process/run.js';
+import { isSelfBind, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountEntry } from './mountinfo.js';
+import { safeInside } from './rootpath.js';
+
+export interface ChrootOptions {
+  /** Copy the host's /etc/resolv.conf in for the duration (restored afterwards). */
+  network?: boolean;
+  /** Seconds before a command run in the chroot is stopped. */
+  timeout?: number;
+  /** Stream commands' output to ours. */
+  verbose?: boolean;
+}
+
+export interface ChrootRunOptions {
+  /** Added to the clean environment commands get (PATH, HOME, LC_ALL, SYSPRIME_CHROOT). */
+  env?: Record<string, string>;
+  /** Seconds; defaults to the session's. */
+  timeout?: number;
+  allowFailure?: boolean;
+  input?: string;
+}
+
+export interface ChrootSession {
+  readonly root: string;
+  /** Runs argv chrooted into the root, with a clean environment. */
+  run(argv: readonly string[], opts?: ChrootRunOptions): Promise<RunResult>;
+}
+
+/** Suffix of the tree's own file while ours stands in its place. */
+export const SAVED_SUFFIX = '.sysprime-saved';
+const POLICY_RC_D = 'usr/sbin/policy-rc.d';
+const RESOLV_CONF = 'etc/resolv.conf';
+const POLICY_SCRIPT = '#!/bin/sh\n# Installed by sysprime while it updates this tree: no service may start.\nexit 101\n';
+const CHROOT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+const DEFAULT_TIMEOUT_S = 3600;
+
+interface MountStep {
+  rel: string;
+  args: (target: string) => string[];
+  /** Mode for the directory if the tree lacks it. */
+  mode: number;
+}
+
+/** In mount order; torn down in reverse. */
+const MOUNTS: readonly MountStep[] = [
+  { rel: 'dev', args: (t) => ['--bind', '--make-private', '/dev', t], mode: 0o755 },
+  { rel: 'dev/pts', args: (t) => ['--bind', '--make-private', '/dev/pts', t], mode: 0o755 },
+  { rel: 'dev/shm', args: (t) => ['-t', 'tmpfs', '-o', 'mode=1777,nosuid,nodev', '--make-private', 'sysprime-shm', t], mode: 0o1777 },
+  { rel: 'proc', args: (t) => ['-t', 'proc', '-o', 'nosuid,nodev,noexec', '--make-private', 'proc', t], mode: 0o555 },
+  { rel: 'sys', args: (t) => ['--bind', '--make-private', '-o', 'ro', '/sys', t], mode: 0o555 },
+  { rel: 'run', args: (t) => ['-t', 'tmpfs', '-o', 'mode=755,nosuid,nodev', '--make-private', 'sysprime-run', t], mode: 0o755 },
+];
+
+/** The chroot points, for recovery: anything mounted at or below them under a root is ours. */
+const OUR_POINTS = ['dev', 'proc', 'sys', 'run'] as const;
+
+export async function readMounts(): Promise<MountEntry[]> {
+  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
+}
+
+async function canonicalRoot(root: string): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(root);
+  } catch (err) {
+    throw new SysprimeError('NOT_FOUND', `cannot enter ${root}: it does not exist`, { cause: err });
+  }
+  if (real === '/') {
+    throw new SysprimeError('REFUSED', 'refusing to chroot into / (the running system)', {
+      hint: 'give the mount point of the environment being staged',
+    });
+  }
+  const st = await lstat(real);
+  if (!st.isDirectory()) throw new SysprimeError('REFUSED', `cannot enter ${real}: not a directory`);
+  return real;
+}
+
+/** Creates a directory inside root, checking that nothing on the way is a symlink. */
+async function ensureDirInside(root: string, rel: string, mode: number, created: string[]): Promise<string> {
+  const path = await safeInside(root, rel);
+  try {
+    const st = await lstat(path);
+    if (st.isSymbolicLink() || !st.isDirectory()) {
+      throw new SysprimeError('REFUSED', `${path} is not a directory; nothing is mounted on it`, {
+        hint: 'the tree must have real directories at /dev, /proc, /sys and /run',
+      });
+    }
+    return path;
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  }
+  await mkdir(path, { mode });
+  await chmod(path, mode);
+  created.push(path);
+  return path;
+}
+
+async function umountWithRetries(target: string): Promise<void> {
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    const res = await run('umount', [target], { allowFailure: true, timeout: 60_000 });
+    if (res.exitCode === 0) return;
+    if (/not mounted|no mount point/i.test(res.stderr)) return;
+    log.debug(`umount ${target} (attempt ${attempt}): ${res.stderr.trim()}`);
+    await new Promise((r) => setTimeout(r, 200 * attempt));
+  }
+  log.warn(`${target} stays busy; detaching it lazily`);
+  await run('umount', ['--lazy', target], { allowFailure: true, timeout: 60_000 });
+}
+
+/**
+ * Processes whose root directory is inside `root`: what a package script left
+ * running (an agent, a daemon that ignored policy-rc.d). They keep mounts busy.
+ */
+async function chrootedProcesses(root: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const name of await readdir('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    const pid = Number(name);
+    if (pid === process.pid) continue;
+    try {
+      const procRoot = await readlink(`/proc/${name}/root`);
+      if (procRoot === root || procRoot.startsWith(`${root}/`)) pids.push(pid);
+    } catch {
+      // gone, or a kernel thread
+    }
+  }
+  return pids;
+}
+
+async function stopChrootedProcesses(root: string): Promise<number[]> {
+  const pids = await chrootedProcesses(root);
+  if (pids.length === 0) return [];
+  log.warn(`stopping ${pids.length} process(es) left running in ${root}: ${pids.join(' ')}`);
+  const signal = (sig: NodeJS.Signals, list: number[]): void => {
+    for (const pid of list) {
+      try {
+        process.kill(pid, sig);
+      } catch {
+        // already gone
+      }
+    }
+  };
+  signal('SIGTERM', pids);
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    if ((await chrootedProcesses(root)).length === 0) return pids;
+  }
+  signal('SIGKILL', await chrootedProcesses(root));
+  await new Promise((r) => setTimeout(r, 200));
+  return pids;
+}
+
+/** Puts our file in place of the tree's, keeping the tree's beside it to restore. */
+async function substitute(root: string, rel: string, content: string | { copyFrom: string }, mode: number): Promise<() => Promise<void>> {
+  const path = await safeInside(root, rel);
+  const saved = path + SAVED_SUFFIX;
+  let hadOwn = false;
+  try {
+    await lstat(path);
+    hadOwn = true;
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  }
+  if (hadOwn) await rename(path, saved);
+  try {
+    if (typeof content === 'string') await writeFile(path, content, { mode });
+    else await copyFile(content.copyFrom, path);
+    await chmod(path, mode);
+  } catch (err) {
+    if (hadOwn) await rename(saved, path);
+    throw err;
+  }
+  return async () => {
+    await rm(path, { force: true });
+    if (hadOwn) await rename(saved, path);
+  };
+}
+
+/** Puts back a file a crashed session left substituted. */
+async function restoreSaved(root: string, rel: string, done: string[]): Promise<void> {
+  const path = await safeInside(root, rel);
+  const saved = path + SAVED_SUFFIX;
+  try {
+    await lstat(saved);
+  } catch {
+    return;
+  }
+  await rm(path, { force: true });
+  await rename(saved, path);
+  done.push(`restored ${path}`);
+}
+
+async function verifyNothingLeft(root: string, baseline: ReadonlySet<number>): Promise<void> {
+  let extra = mountsAtOrBelow(await readMounts(), root).filter((m) => !baseline.has(m.id));
+  if (extra.length === 0) return;
+  log.warn(`mounts left under ${root}: ${extra.map((m) => m.mountPoint).join(', ')}; detaching them lazily`);
+  for (const m of unmountOrder(extra)) await run('umount', ['--lazy', m.mountPoint], { allowFailure: true, timeout: 60_000 });
+  extra = mountsAtOrBelow(await readMounts(), root).filter((m) => !baseline.has(m.id));
+  if (extra.length > 0) {
+    throw new SysprimeError('IO', `could not unmount ${extra.map((m) => m.mountPoint).join(', ')}`, {
+      hint: `stop what uses them, then run: umount -R ${root}`,
+    });
+  }
+}
+
+export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (session: ChrootSession) => Promise<T>): Promise<T> {
+  const root = await canonicalRoot(rootPath);
+  const baseline = new Set(mountsAtOrBelow(await readMounts(), root).map((m) => m.id));
+  const undo: Array<{ what: string; fn: () => Promise<void> }> = [];
+  const createdDirs: string[] = [];
+  const defaultTimeout = opts.timeout ?? DEFAULT_TIMEOUT_S;
+
+  const session: ChrootSession = {
+    root,
+    run: (argv, runOpts = {}) => {
+      if (argv.length === 0) throw new SysprimeError('USAGE', 'nothing to run in the chroot');
+      const env = { PATH: CHROOT_PATH, HOME: '/root', LC_ALL: 'C.UTF-8', SYSPRIME_CHROOT: '1', ...runOpts.env };
+      // env -i: nothing of our own environment (TMPDIR, sockets of the host's session) reaches the tree.
+      const args = ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'chroot', root, ...argv];
+      return run('env', args, {
+        timeout: (runOpts.timeout ?? defaultTimeout) * 1000,
+        ...(runOpts.allowFailure ? { allowFailure: true } : {}),
+        ...(runOpts.input === undefined ? {} : { input: runOpts.input }),
+        ...(opts.verbose ? { inherit: true } : {}),
+      });
+    },
+  };
+
+  let failure: unknown;
+  let result: T | undefined;
+  try {
+    await run('mount', ['--bind', '--make-private', root, root], { timeout: 60_000 });
+    undo.push({ what: `unmount ${root}`, fn: () => umountWithRetries(root) });
+    for (const step of MOUNTS) {
+      const target = await ensureDirInside(root, step.rel, step.mode, createdDirs);
+      await run('mount', step.args(target), { timeout: 60_000 });
+      undo.push({ what: `unmount ${target}`, fn: () => umountWithRetries(target) });
+    }
+    undo.push({ what: 'stop processes left in the tree', fn: async () => void (await stopChrootedProcesses(root)) });
+
+    await ensureDirInside(root, 'usr', 0o755, createdDirs);
+    await ensureDirInside(root, 'usr/sbin', 0o755, createdDirs);
+    undo.push({ what: `restore ${POLICY_RC_D}`, fn: await substitute(root, POLICY_RC_D, POLICY_SCRIPT, 0o755) });
+    if (opts.network) {
+      await ensureDirInside(root, 'etc', 0o755, createdDirs);
+      undo.push({ what: `restore ${RESOLV_CONF}`, fn: await substitute(root, RESOLV_CONF, { copyFrom: '/etc/resolv.conf' }, 0o644) });
+    }
+    result = await fn(session);
+  } catch (err) {
+    failure = err;
+  }
+
+  const teardownErrors: string[] = [];
+  for (const step of undo.reverse()) {
+    try {
+      await step.fn();
+    } catch (err) {
+      teardownErrors.push(`${step.what}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+  try {
+    await verifyNothingLeft(root, baseline);
+  } catch (err) {
+    teardownErrors.push(err instanceof Error ? err.message : String(err));
+  }
+  for (const dir of createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
+
+  if (failure !== undefined) {
+    for (const line of teardownErrors) log.error(`cleaning up ${root}: ${line}`);
+    throw failure;
+  }
+  if (teardownErrors.length > 0) {
+    throw new SysprimeError('IO', `could not clean up after running in ${root}`, {
+      detail: teardownErrors.join('\n'),
+      hint: `run: sysprime doctor, or umount -R ${root}`,
+    });
+  }
+  return result as T;
+}
+
+/**
+ * Undoes what a crashed withChroot left under `root`: processes still
+ * running in it, kernel filesystems mounted on its /dev, /proc, /sys and /run,
+ * the self-bind of the root, and the substituted policy-rc.d and resolv.conf.
+ * Touches nothing else (an environment's own nested mounts stay). Returns what
+ * it did, one line per action.
+ */
+export async function recoverChroot(rootPath: string): Promise<string[]> {
+  const root = await canonicalRoot(rootPath);
+  const done: string[] = [];
+  const stopped = await stopChrootedProcesses(root);
+  if (stopped.length > 0) done.push(`stopped processes ${stopped.join(' ')}`);
+
+  const mounts = await readMounts();
+  const ours = mounts.filter((m) => OUR_POINTS.some((p) => m.mountPoint === join(root, p) || m.mountPoint.startsWith(`${join(root, p)}/`)));
+  for (const m of unmountOrder(ours)) {
+    await umountWithRetries(m.mountPoint);
+    done.push(`unmounted ${m.mountPoint}`);
+  }
+  // Only the topmost mount at root can be unmounted by path; stop at the first that is not a self-bind.
+  for (let i = 0; i < 8; i++) {
+    const now = await readMounts();
+    const atRoot = now.filter((m) => m.mountPoint === root);
+    const top = atRoot.find((m) => !atRoot.some((other) => other.parent === m.id));
+    if (top === undefined || !isSelfBind(top, now)) break;
+    await umountWithRetries(root);
+    done.push(`unmounted the self-bind of ${root}`);
+  }
+  const policy = await safeInside(root, POLICY_RC_D);
+  if ((await readFile(policy, 'utf8').catch(() => '')) === POLICY_SCRIPT) {
+    await unlink(policy);
+    done.push(`removed ${policy}`);
+  }
+  await restoreSaved(root, POLICY_RC_D, done);
+  await restoreSaved(root, RESOLV_CONF, done);
+  return done;
+}

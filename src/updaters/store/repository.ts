@@ -1,0 +1,164 @@
+/**
+ * Reading a store repository: a directory, a file: URL, or an http(s) URL
+ * laid out the same way. Everything fetched is verified against the sha256
+ * that names it before anyone uses it.
+ */
+import { createHash } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { open, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { fileURLToPath } from 'node:url';
+import { SysprimeError, errnoOf } from '../../errors.js';
+import { objectRelPath, parseIndex, parseManifest, type PackageManifest, type RepositoryIndex } from './format.js';
+
+export interface Repository {
+  readonly location: string;
+  readIndex(): Promise<RepositoryIndex>;
+  /** The manifest named by its sha256, verified and parsed. */
+  readManifest(sha256: string, expect: { name: string; version: string }): Promise<{ manifest: PackageManifest; text: string }>;
+  /** Writes the object's content to `dest` (fsynced) and checks its sha256 and size. */
+  fetchObject(sha256: string, size: number, dest: string): Promise<void>;
+}
+
+export function manifestRelPath(sha256: string): string {
+  return `manifests/${sha256}.json`;
+}
+
+interface Source {
+  describe(rel: string): string;
+  /** Null when the file does not exist. */
+  readText(rel: string): Promise<string | null>;
+  stream(rel: string): Promise<Readable | null>;
+}
+
+function directorySource(dir: string): Source {
+  return {
+    describe: (rel) => join(dir, rel),
+    readText: async (rel) => {
+      try {
+        return await readFile(join(dir, rel), 'utf8');
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return null;
+        throw new SysprimeError('IO', `cannot read ${join(dir, rel)}: ${(err as Error).message}`, { cause: err });
+      }
+    },
+    stream: async (rel) => {
+      const path = join(dir, rel);
+      try {
+        // Open first so a missing file is an answer, not a stream error later.
+        const handle = await open(path, 'r');
+        return handle.createReadStream({ autoClose: true });
+      } catch (err) {
+        if (errnoOf(err) === 'ENOENT') return null;
+        throw new SysprimeError('IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+      }
+    },
+  };
+}
+
+function httpSource(base: string): Source {
+  const url = (rel: string): string => new URL(rel, base.endsWith('/') ? base : `${base}/`).toString();
+  const get = async (rel: string): Promise<Response | null> => {
+    let res: Response;
+    try {
+      res = await fetch(url(rel));
+    } catch (err) {
+      throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${(err as Error).message}`, {
+        cause: err,
+        hint: 'check the network and update.repository',
+      });
+    }
+    if (res.status === 404) return null;
+    if (!res.ok) throw new SysprimeError('IO', `${url(rel)} answered ${res.status} ${res.statusText}`);
+    return res;
+  };
+  return {
+    describe: url,
+    readText: async (rel) => {
+      const res = await get(rel);
+      return res === null ? null : await res.text();
+    },
+    stream: async (rel) => {
+      const res = await get(rel);
+      if (res === null || res.body === null) return null;
+      return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
+    },
+  };
+}
+
+export function openRepository(location: string): Repository {
+  let source: Source;
+  if (/^https?:\/\//.test(location)) source = httpSource(location);
+  else if (location.startsWith('file:')) source = directorySource(fileURLToPath(location));
+  else source = directorySource(location);
+
+  const corrupt = (what: string, expected: string, got: string): SysprimeError =>
+    new SysprimeError('IO', `${what} is corrupt: its sha256 is ${got}, expected ${expected}`, {
+      hint: `the store repository ${location} is damaged; republish the object or fix the mirror, then stage again`,
+    });
+
+  return {
+    location,
+    readIndex: async () => {
+      const text = await source.readText('index.json');
+      if (text === null) {
+        throw new SysprimeError('NOT_FOUND', `no store repository at ${location} (${source.describe('index.json')} does not exist)`, {
+          hint: 'check update.repository in sysprime.toml',
+        });
+      }
+      return parseIndex(text, source.describe('index.json'));
+    },
+    readManifest: async (sha256, expect) => {
+      const rel = manifestRelPath(sha256);
+      const text = await source.readText(rel);
+      if (text === null) {
+        throw new SysprimeError('NOT_FOUND', `the manifest of ${expect.name} ${expect.version} is missing from ${location} (${source.describe(rel)})`, {
+          hint: 'the repository is incomplete; republish the package',
+        });
+      }
+      const got = createHash('sha256').update(text, 'utf8').digest('hex');
+      if (got !== sha256) throw corrupt(`the manifest of ${expect.name} ${expect.version} (${source.describe(rel)})`, sha256, got);
+      return { manifest: parseManifest(text, source.describe(rel), expect), text };
+    },
+    fetchObject: async (sha256, size, dest) => {
+      const rel = objectRelPath(sha256);
+      const input = await source.stream(rel);
+      if (input === null) {
+        throw new SysprimeError('NOT_FOUND', `object ${sha256} is missing from ${location} (${source.describe(rel)})`, {
+          hint: 'the repository is incomplete; republish the package that contains it',
+        });
+      }
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const tap = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          hash.update(chunk);
+          bytes += chunk.length;
+          cb(null, chunk);
+        },
+      });
+      const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
+      try {
+        await pipeline(input, tap, out);
+        const got = hash.digest('hex');
+        if (got !== sha256) throw corrupt(`object ${source.describe(rel)}`, sha256, got);
+        if (bytes !== size) {
+          throw new SysprimeError('IO', `object ${source.describe(rel)} has ${bytes} bytes, the manifest says ${size}`, {
+            hint: `the store repository ${location} is inconsistent; republish it`,
+          });
+        }
+        const handle = await open(dest, 'r');
+        try {
+          await handle.sync();
+        } finally {
+          await handle.close();
+        }
+      } catch (err) {
+        await rm(dest, { force: true });
+        throw err;
+      }
+    },
+  };
+}
