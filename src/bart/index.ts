@@ -1,0 +1,24 @@
+/**
+ * BART: Solaris-compatible manifests of a tree, their rules, and their
+ * comparison. Everything drift and reintegration need, without the CLI.
+ */
+export type {
+  AttributeDifference,
+  AttributeName,
+  Difference,
+  DifferenceKind,
+  EntryType,
+  HashAlgorithm,
+  Manifest,
+  ManifestEntry,
+  ManifestHeader,
+  StatIndex,
+} from './types.js';
+export { HASH_ALGORITHMS, displayPath, fromFsName, toFsPath } from './types.js';
+export { decodeName, encodeName } from './escape.js';
+export { formatEntry, formatHeader, formatIndex, formatManifest, makeHeader, solarisDate, sortEntries } from './format.js';
+export { applyIndex, parseEntryLine, parseManifest } from './parse.js';
+export { ALL, ATTR, DEFAULT_FLAGS, KEYWORDS, applyIgnoreList, defaultRules, parseRules, ruleFor, type Rule, type Rules } from './rules.js';
+export { compareManifests, differencesToJson, entryDifferences, formatProgrammatic, formatVerbose, type CompareOptions } from './compare.js';
+export { createManifest, type CreateOptions, type CreateResult } from './create.js';
+export { hashBytes, hashFile, loadHashers } from './hash.js';

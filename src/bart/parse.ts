@@ -1,0 +1,138 @@
+/**
+ * Reading manifests: Solaris ones (1.0 with md5, 1.1 with a HASH line,
+ * hand-written examples from the man pages) and our own (xattr tokens,
+ * ROOT line). Errors name the line.
+ */
+import { SysprimeError } from '../errors.js';
+import { decodeName } from './escape.js';
+import { INDEX_MAGIC } from './format.js';
+import type { EntryType, HashAlgorithm, Manifest, ManifestEntry, ManifestHeader } from './types.js';
+
+const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C']);
+const HASHES: Record<string, HashAlgorithm> = { MD5: 'md5', SHA256: 'sha256', XXH64: 'xxh64' };
+
+function fail(source: string, line: number, what: string): never {
+  throw new SysprimeError('MANIFEST', `${source}, line ${line}: ${what}`, {
+    hint: 'a manifest must be the output of `bart create` (see bart_manifest(4))',
+  });
+}
+
+/** Text as bytes: a Buffer is read as latin1 so names that are not UTF-8 survive. */
+function asByteText(text: string | Buffer): string {
+  if (typeof text !== 'string') return text.toString('latin1');
+  // A JS string holding decoded UTF-8 (chars above 0xff) is turned back into bytes.
+  return /[^\x00-\xff]/.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
+}
+
+function int(source: string, line: number, field: string, token: string | undefined, radix: number): number {
+  if (token === undefined) fail(source, line, `missing ${field}`);
+  const neg = token.startsWith('-') && token.length > 1;
+  const digits = neg ? token.slice(1) : token;
+  const ok = radix === 16 ? /^[0-9a-fA-F]+$/ : radix === 8 ? /^[0-7]+$/ : /^[0-9]+$/;
+  if (!ok.test(digits)) fail(source, line, `${field} '${token}' is not a number in base ${radix}`);
+  const v = parseInt(digits, radix);
+  return neg ? -v : v;
+}
+
+export function parseManifest(input: string | Buffer, source = 'manifest'): Manifest {
+  const text = asByteText(input);
+  const header: ManifestHeader = { version: '', hash: 'md5', root: '/', date: '' };
+  let sawHash = false;
+  const entries: ManifestEntry[] = [];
+  let lineNo = 0;
+  let pos = 0;
+  const n = text.length;
+  while (pos < n) {
+    let end = text.indexOf('\n', pos);
+    if (end < 0) end = n;
+    const raw = text.slice(pos, end);
+    pos = end + 1;
+    lineNo++;
+    const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
+    const c0 = line.charCodeAt(0);
+    if (line.length === 0 || c0 === 0x23 /* # */) continue;
+    if (c0 === 0x21 /* ! */) {
+      const meta = line.slice(1).trim();
+      if (meta === 'XATTRS') {
+        header.xattrs = true;
+        continue;
+      }
+      const m = /^(\S+)\s+(.*)$/.exec(meta);
+      const key = m?.[1]?.toUpperCase();
+      if (key === 'VERSION') header.version = m![2]!.trim();
+      else if (key === 'HASH') {
+        const alg = HASHES[m![2]!.trim().toUpperCase()];
+        if (alg === undefined) fail(source, lineNo, `unknown hash algorithm '${m![2]!.trim()}'`);
+        header.hash = alg;
+        sawHash = true;
+      } else if (key === 'ROOT') header.root = decodeName(m![2]!.trim());
+      else if (header.date === '') header.date = meta;
+      continue;
+    }
+    if (/^\s*$/.test(line)) continue;
+    entries.push(parseEntryLine(line, source, lineNo));
+  }
+  if (header.version === '') fail(source, 1, "no '! Version' line");
+  if (!sawHash && header.version !== '1.0' && header.version !== '') {
+    // Version 1.1 always names its hash; without one, fall back to what 1.0 meant.
+    header.hash = 'md5';
+  }
+  return { header, entries };
+}
+
+export function parseEntryLine(line: string, source: string, lineNo: number): ManifestEntry {
+  const t = line.trim().split(/[ \t]+/);
+  if (t.length < 8) fail(source, lineNo, `expected at least 8 fields, found ${t.length}`);
+  const type = t[1]!;
+  if (!TYPES.has(type)) fail(source, lineNo, `unknown file type '${type}'`);
+  const e: ManifestEntry = {
+    path: decodeName(t[0]!),
+    type: type as EntryType,
+    size: int(source, lineNo, 'size', t[2], 10),
+    mode: int(source, lineNo, 'mode', t[3], 8),
+    acl: t[4] === '-' ? '-' : decodeName(t[4]!),
+    mtime: int(source, lineNo, 'mtime', t[5], 16),
+    uid: int(source, lineNo, 'uid', t[6], 10),
+    gid: int(source, lineNo, 'gid', t[7], 10),
+  };
+  let i = 8;
+  if (type === 'F') {
+    const c = t[i++];
+    if (c === undefined) fail(source, lineNo, 'file entry without contents field');
+    e.contents = c;
+  } else if (type === 'L') {
+    const d = t[i++];
+    if (d === undefined) fail(source, lineNo, 'link entry without dest field');
+    e.dest = d === '\\000' ? '' : decodeName(d);
+  } else if (type === 'B' || type === 'C') {
+    e.devnode = int(source, lineNo, 'devnode', t[i++], 16);
+  }
+  for (; i < t.length; i++) {
+    const tok = t[i]!;
+    if (!tok.startsWith('x:')) continue; // unknown extensions are skipped, as Solaris skips ours
+    const eq = tok.lastIndexOf('=');
+    if (eq < 3) fail(source, lineNo, `malformed xattr field '${tok}'`);
+    (e.xattrs ??= {})[decodeName(tok.slice(2, eq))] = tok.slice(eq + 1);
+  }
+  return e;
+}
+
+/** Attach a side index written by formatIndex() to the manifest it was written with. */
+export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'): Manifest {
+  const text = typeof input === 'string' ? input : input.toString('latin1');
+  const lines = text.split('\n');
+  const head = lines[0] ?? '';
+  if (!head.startsWith(INDEX_MAGIC)) fail(source, 1, 'not a sysprime bart index');
+  const count = Number(head.slice(INDEX_MAGIC.length).trim());
+  if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
+  for (let i = 0; i < count; i++) {
+    const l = lines[i + 1];
+    if (l === undefined) fail(source, i + 2, 'index ends early');
+    if (l === '-') continue;
+    const f = l.split(' ');
+    const [dev, ino, mt, ct] = f.map(Number);
+    if (f.length !== 4 || [dev, ino, mt, ct].some((v) => v === undefined || !Number.isFinite(v))) fail(source, i + 2, `malformed index line '${l}'`);
+    m.entries[i]!.stat = { dev: dev!, ino: ino!, mtimeMs: mt!, ctimeMs: ct! };
+  }
+  return m;
+}

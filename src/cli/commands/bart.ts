@@ -1,0 +1,158 @@
+/**
+ * `sysprime bart create|compare`: bart(1M) with its options, output and exit
+ * statuses. create: 0 clean, 1 some files could not be read, 2 fatal.
+ * compare: 0 no differences, 1 differences, 2 fatal. Neither needs root.
+ */
+import type { Command } from 'commander';
+import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { SysprimeError } from '../../errors.js';
+import { applyIndex, parseManifest } from '../../bart/parse.js';
+import { formatIndex, formatManifest } from '../../bart/format.js';
+import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
+import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
+import { createManifest } from '../../bart/create.js';
+import { HASH_ALGORITHMS, type HashAlgorithm, type Manifest } from '../../bart/types.js';
+import { applyGlobals, reportError, type GlobalOptions } from '../runner.js';
+
+const FATAL = 2;
+
+interface CreateFlags {
+  root?: string;
+  rules?: string;
+  input?: boolean | string[];
+  contents: boolean;
+  hash: string;
+  output?: string;
+  index?: boolean;
+  previous?: string;
+  acl: boolean;
+}
+
+interface CompareFlags {
+  ignore?: string;
+  programmatic?: boolean;
+  json?: boolean;
+  rules?: string;
+}
+
+function readInput(file: string, what: string): Buffer {
+  try {
+    return file === '-' ? readFileSync(0) : readFileSync(file);
+  } catch (err) {
+    throw new SysprimeError('USAGE', `cannot read ${what} ${file}: ${(err as Error).message}`, { hint: `check the ${what} path` });
+  }
+}
+
+function loadRules(file: string | undefined, initialFlags = DEFAULT_FLAGS): Rules | undefined {
+  if (file === undefined) return undefined;
+  return parseRules(readInput(file, 'rules file').toString('latin1'), file === '-' ? '(stdin)' : file, initialFlags);
+}
+
+function loadManifest(file: string, withIndex = false): Manifest {
+  const m = parseManifest(readInput(file, 'manifest'), file);
+  if (withIndex) {
+    try {
+      applyIndex(m, readFileSync(`${file}.idx`), `${file}.idx`);
+    } catch (err) {
+      if (err instanceof SysprimeError) throw err;
+      // No side index: the previous manifest cannot vouch for any file, everything is hashed.
+    }
+  }
+  return m;
+}
+
+function writeOut(file: string | undefined, text: string): void {
+  if (file === undefined || file === '-') {
+    process.stdout.write(text);
+    return;
+  }
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, text);
+  renameSync(tmp, file);
+}
+
+/** Bytes of a name given on the command line or on stdin, as a byte string. */
+function asBytes(name: string): string {
+  return Buffer.from(name, 'utf8').toString('latin1');
+}
+
+async function runCreate(flags: CreateFlags): Promise<number> {
+  if (!(HASH_ALGORITHMS as readonly string[]).includes(flags.hash)) {
+    throw new SysprimeError('USAGE', `--hash ${flags.hash}: unknown algorithm`, { hint: `use one of ${HASH_ALGORITHMS.join(', ')}` });
+  }
+  if (flags.input !== undefined && flags.rules !== undefined) {
+    throw new SysprimeError('USAGE', 'cannot use -I and -r together', { hint: 'a file list names exactly what to catalog; drop one of them' });
+  }
+  if (flags.index && (flags.output === undefined || flags.output === '-')) {
+    throw new SysprimeError('USAGE', '--index needs -o FILE (the index is written to FILE.idx)', { hint: 'add -o manifest-file' });
+  }
+  let files: string[] | undefined;
+  if (Array.isArray(flags.input) && flags.input.length > 0) files = flags.input.map(asBytes);
+  else if (flags.input !== undefined) files = readFileSync(0).toString('latin1').split('\n').filter((l) => l !== '');
+  const result = await createManifest({
+    ...(flags.root === undefined ? {} : { root: flags.root }),
+    ...(flags.rules === undefined ? {} : { rules: loadRules(flags.rules)! }),
+    ...(files === undefined ? {} : { files }),
+    ...(flags.previous === undefined ? {} : { previous: loadManifest(flags.previous, true) }),
+    hash: flags.hash as HashAlgorithm,
+    noContents: !flags.contents,
+    acl: flags.acl,
+    onWarning: (msg) => process.stderr.write(`${msg}\n`),
+  });
+  writeOut(flags.output, formatManifest(result.manifest));
+  if (flags.index) writeOut(`${flags.output}.idx`, formatIndex(result.manifest));
+  return result.status;
+}
+
+function runCompare(control: string, test: string, flags: CompareFlags, json: boolean): number {
+  const initial = flags.ignore === undefined ? DEFAULT_FLAGS : applyIgnoreList(flags.ignore);
+  const rules = loadRules(flags.rules, initial);
+  const c = loadManifest(control);
+  const t = loadManifest(test);
+  const diffs = compareManifests(c, t, rules, { ignore: DEFAULT_FLAGS & ~initial });
+  if (json) process.stdout.write(JSON.stringify(differencesToJson(diffs), null, 2) + '\n');
+  else process.stdout.write(flags.programmatic ? formatProgrammatic(diffs) : formatVerbose(diffs));
+  return diffs.length > 0 ? 1 : 0;
+}
+
+/** Solaris exit statuses: every failure that stops the command is 2. */
+async function solarisExit(globals: GlobalOptions, fn: () => Promise<number> | number): Promise<void> {
+  applyGlobals(globals);
+  try {
+    process.exitCode = await fn();
+  } catch (err) {
+    reportError(err, globals.verbose === true);
+    process.exitCode = FATAL;
+  }
+}
+
+export function registerBart(program: Command, globals: () => GlobalOptions = () => ({})): void {
+  const bart = program.command('bart').description('basic audit reporting tool: manifests of a tree and their differences (bart(1M))');
+
+  bart
+    .command('create')
+    .description('write a manifest of a tree (to stdout unless -o)')
+    .option('-R, --root <dir>', 'the tree to describe; paths are relative to it', undefined)
+    .option('-r, --rules <file>', 'rules file (bart_rules(4)), - for stdin')
+    .option('-I, --input [files...]', 'catalog exactly these files (or the list on stdin)')
+    .option('-n, --no-contents', 'no contents digests')
+    .option('--hash <alg>', `contents digest: ${HASH_ALGORITHMS.join(', ')} (xxh64 is fast but not tamper-proof)`, 'xxh64')
+    .option('-o, --output <file>', 'write the manifest here instead of stdout')
+    .option('--index', 'also write FILE.idx, the inode/ctime index a later --previous uses')
+    .option('--previous <manifest>', 'reuse digests of unchanged files from this manifest and its .idx')
+    .option('--no-acl', 'do not collect POSIX ACLs (acl field -)')
+    .action(async (opts: CreateFlags) => solarisExit(globals(), () => runCreate(opts)));
+
+  bart
+    .command('compare')
+    .description('report differences between a control and a test manifest')
+    .argument('<control>', 'control manifest')
+    .argument('<test>', 'test manifest')
+    .option('-i, --ignore <attrs>', 'comma-separated attributes not to report')
+    .option('-p, --programmatic', 'one line per file, for programs')
+    .option('--json', 'JSON output')
+    .option('-r, --rules <file>', 'rules file deciding what is checked where, - for stdin')
+    .action(async (control: string, test: string, opts: CompareFlags) =>
+      solarisExit(globals(), () => runCompare(control, test, opts, opts.json === true || globals().json === true)),
+    );
+}

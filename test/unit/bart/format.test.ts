@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { decodeName, encodeName } from '../../../src/bart/escape.js';
+import { formatEntry, formatHeader, formatManifest, makeHeader, solarisDate, sortEntries } from '../../../src/bart/format.js';
+import { applyIndex, parseManifest } from '../../../src/bart/parse.js';
+import { formatIndex } from '../../../src/bart/format.js';
+import { isSysprimeError } from '../../../src/errors.js';
+import type { Manifest, ManifestEntry } from '../../../src/bart/types.js';
+
+const bytes = (...b: number[]) => String.fromCharCode(...b);
+
+test('names escape the BART way and round-trip', () => {
+  assert.equal(encodeName('/etc/a b'), '/etc/a\\040b');
+  assert.equal(encodeName('/x\ty\nz'), '/x\\011y\\012z');
+  assert.equal(encodeName('/g*?[x]\\'), '/g\\052\\077\\133x]\\134');
+  assert.equal(encodeName('/-rf --help'), '/-rf\\040--help');
+  assert.equal(encodeName('/plain.name_1-2'), '/plain.name_1-2');
+  const odd = [
+    '/a b\tc\nd',
+    '/back\\slash',
+    '/glob*?[]',
+    '/-leading-dash',
+    '/' + bytes(0xff, 0xfe, 0x80, 0x01, 0x7f), // not UTF-8
+    '/' + Buffer.from('é日本', 'utf8').toString('latin1'),
+    '/\\040literal-backslash-040',
+  ];
+  for (const p of odd) {
+    const enc = encodeName(p);
+    assert.match(enc, /^[\x21-\x7e]+$/, `encoded ${JSON.stringify(enc)} is plain ASCII without spaces`);
+    assert.equal(decodeName(enc), p);
+  }
+});
+
+test('decodeName reads the man page style \\c escapes too', () => {
+  assert.equal(decodeName('/a\\ b'), '/a b');
+  assert.equal(decodeName('/x\\*'), '/x*');
+});
+
+test('header: md5 as Solaris 10 writes it, 1.1 with a HASH line otherwise', () => {
+  const date = new Date(2003, 11, 4, 16, 17, 39);
+  assert.equal(solarisDate(date), 'Thursday, December 04, 2003 (16:17:39)');
+  const md5 = formatHeader(makeHeader('md5', '/', date));
+  assert.equal(
+    md5,
+    '! Version 1.0\n! Thursday, December 04, 2003 (16:17:39)\n# Format:\n#fname D size mode acl dirmtime uid gid\n#fname P size mode acl mtime uid gid\n#fname S size mode acl mtime uid gid\n#fname F size mode acl mtime uid gid contents\n#fname L size mode acl lnmtime uid gid dest\n#fname B size mode acl mtime uid gid devnode\n#fname C size mode acl mtime uid gid devnode\n',
+  );
+  assert.match(formatHeader(makeHeader('sha256', '/', date)), /^! Version 1\.1\n! HASH SHA256\n! Thursday/);
+  assert.match(formatHeader(makeHeader('xxh64', '/mnt/x', date)), /^! Version 1\.1\n! HASH XXH64\n! .*\n! ROOT \/mnt\/x\n# Format:/);
+});
+
+test('entry lines follow bart_manifest(4) field order per type', () => {
+  const base = { size: 10, mode: 0o100644, acl: '-', mtime: 0x3c165878, uid: 0, gid: 3 };
+  assert.equal(formatEntry({ ...base, path: '/etc/.login', type: 'F', contents: 'abc' }), '/etc/.login F 10 100644 - 3c165878 0 3 abc');
+  assert.equal(formatEntry({ ...base, path: '/d', type: 'D', mode: 0o40755 }), '/d D 10 40755 - 3c165878 0 3');
+  assert.equal(formatEntry({ ...base, path: '/l', type: 'L', mode: 0o120777, dest: 'to a' }), '/l L 10 120777 - 3c165878 0 3 to\\040a');
+  assert.equal(formatEntry({ ...base, path: '/l', type: 'L', mode: 0o120777, dest: '' }), '/l L 10 120777 - 3c165878 0 3 \\000');
+  assert.equal(formatEntry({ ...base, path: '/dev/null', type: 'C', mode: 0o20666, devnode: 0x103 }), '/dev/null C 10 20666 - 3c165878 0 3 103');
+  assert.equal(formatEntry({ ...base, path: '/p', type: 'P', mode: 0o10644 }), '/p P 10 10644 - 3c165878 0 3');
+  assert.equal(
+    formatEntry({ ...base, path: '/x', type: 'F', contents: '-', xattrs: { 'user.b': '0x01', 'user.a b': '#ff' } }),
+    '/x F 10 100644 - 3c165878 0 3 - x:user.a\\040b=#ff x:user.b=0x01',
+  );
+});
+
+test('parses the Solaris man page example', () => {
+  const text = `! Version 1.0
+! Mon Feb 11 10:55:30 2002
+# Format:
+#fname D size mode acl dirmtime uid gid
+#fname P size mode acl mtime uid gid
+#fname S size mode acl mtime uid gid
+#fname F size mode acl mtime uid gid contents
+#fname L size mode acl lnmtime uid gid dest
+#fname B size mode acl mtime uid gid devnode
+#fname C size mode acl mtime uid gid devnode
+/etc D 3584 40755 user::rwx,group::r-x,mask::r-x,other::r-x, 3c6803d7 0 3
+/etc/.login F 524 100644 user::rw-,group::r--,mask::r--,other::r-- 3c165878 0 3 27b53d5c3e844af3306f1f12b330b318
+/etc/.pwd.lock F 0 100600 user::rw-,group::---,mask::---,other::--- 3c166121 0 0 d41d8cd98f00b204e9800998ecf8427e
+/etc/.syslog_door L 20 120777 user::rw-,group::r--,mask::rwx,other::r-- 3c6803d5 0 0 /var/run/syslog_door
+/etc/autopush L 16 120777 user::r-x,group::r-x,mask::r-x,other::r-x 3c165863 0 0 ../sbin/autopush
+/etc/cron.d/FIFO P 0 10600 user::rw-,group::---,mask::---,other::--- 3c6803d5 0 0
+/devices/pseudo/mm@0:null C 0 20666 user::rw-,group::rw-,mask::rw-,other::rw- 3c6803d5 0 3 2c00000002
+`;
+  const m = parseManifest(text, 'example');
+  assert.equal(m.header.version, '1.0');
+  assert.equal(m.header.hash, 'md5');
+  assert.equal(m.header.date, 'Mon Feb 11 10:55:30 2002');
+  assert.equal(m.entries.length, 7);
+  const login = m.entries[1]!;
+  assert.deepEqual(
+    { path: login.path, type: login.type, size: login.size, mode: login.mode, mtime: login.mtime, uid: login.uid, gid: login.gid, contents: login.contents },
+    { path: '/etc/.login', type: 'F', size: 524, mode: 0o100644, mtime: 0x3c165878, uid: 0, gid: 3, contents: '27b53d5c3e844af3306f1f12b330b318' },
+  );
+  assert.equal(m.entries[3]!.dest, '/var/run/syslog_door');
+  assert.equal(m.entries[6]!.devnode, 0x2c00000002);
+  assert.equal(m.entries[5]!.type, 'P');
+});
+
+test('parses a Solaris 11 header', () => {
+  const m = parseManifest('! Version 1.1\n! HASH SHA256\n! Saturday, September 07, 2013 (22:22:27)\n/ D 1024 40755 - 3ebc418e 0 0\n');
+  assert.equal(m.header.hash, 'sha256');
+  assert.equal(m.header.date, 'Saturday, September 07, 2013 (22:22:27)');
+});
+
+test('parse errors name the line', () => {
+  const bad = (text: string, re: RegExp) =>
+    assert.throws(
+      () => parseManifest(text, 'm.txt'),
+      (err) => isSysprimeError(err, 'MANIFEST') && re.test(err.message),
+    );
+  bad('! Version 1.1\n! HASH XXH64\n/a F 1 100644 - 0 0 0\n', /m\.txt, line 3: file entry without contents/);
+  bad('! Version 1.1\n! HASH XXH64\n/a Q 1 100644 - 0 0 0 x\n', /line 3: unknown file type 'Q'/);
+  bad('! Version 1.1\n! HASH XXH64\n\n/a F 1 1009 - 0 0 0 x\n', /line 4: mode '1009'/);
+  bad('! Version 1.1\n! HASH NOPE\n', /line 2: unknown hash/);
+  bad('/a D 1 40755 - 0 0\n', /line 1: expected at least 8 fields/);
+  bad('/a D 1 40755 - 0 0 0\n', /no '! Version' line/);
+});
+
+test('format and parse round-trip, with odd names, xattrs and the side index', () => {
+  const e = (path: string, extra: Partial<ManifestEntry> = {}): ManifestEntry => ({ path, type: 'F', size: 1, mode: 0o100644, acl: '-', mtime: 5, uid: 1, gid: 2, contents: 'aa', stat: { dev: 1, ino: 2, mtimeMs: 5000.25, ctimeMs: 6000.5 }, ...extra });
+  const entries = sortEntries([
+    e('/z'),
+    e('/a b'),
+    e('/a-b'),
+    e('/a/b'),
+    e('/' + bytes(0xff, 0x0a)),
+    e('/acl', { acl: 'user::rw-,user:1000:r--,group::r--,mask::r--,other::r--' }),
+    e('/x', { xattrs: { 'user.k': '0x76' } }),
+    e('/l', { type: 'L', dest: '../a b', contents: undefined }),
+  ]);
+  const m: Manifest = { header: { ...makeHeader('xxh64', '/'), xattrs: true }, entries };
+  const text = formatManifest(m);
+  const lines = text.split('\n').filter((l) => l !== '' && !l.startsWith('!') && !l.startsWith('#'));
+  assert.deepEqual([...lines].sort(), lines, 'lines are in C order');
+  const back = parseManifest(Buffer.from(text, 'latin1'));
+  applyIndex(back, formatIndex(m));
+  assert.equal(back.header.xattrs, true);
+  assert.deepEqual(back.entries, m.entries.map((x) => JSON.parse(JSON.stringify(x)) as ManifestEntry));
+});
