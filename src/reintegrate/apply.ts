@@ -1,0 +1,516 @@
+/**
+ * Applying a reintegration plan to the target tree (the new environment,
+ * a clone of theirs). Every path is resolved below its root without ever
+ * following a link (safe-fs.ts); every write goes to a temporary name with
+ * all its attributes set, then is renamed over (objects.ts). Each action
+ * first compares what is there with what should be, so applying the same
+ * plan twice changes nothing the second time.
+ *
+ * Returns a report of what it touched; one path that fails does not stop
+ * the others (the report says which failed and why).
+ */
+import { SysprimeError, isSysprimeError } from '../errors.js';
+import { displayPath, type ManifestEntry } from '../bart/types.js';
+import { hashBytes, loadHashers } from '../bart/hash.js';
+import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
+import { mergeText } from './merge.js';
+import { NotEmptyError, place, readObject, readObjectIn, removeEntry, moveAside, type Desired, type FsObject } from './objects.js';
+import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
+import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
+import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from './safe-fs.js';
+import { isAclName, type Xattrs } from './xattrs.js';
+
+export interface ApplyOptions {
+  /** Sys_N, the pristine tree of the old generation (merge bases). */
+  baseRoot: string;
+  /** Sys_N', the admin's environment (read only). */
+  oursRoot: string;
+  /** Sys_N+1 pristine; when absent, the update's version is read from the target before it is replaced. */
+  theirsRoot?: string;
+  /** The new environment being written. */
+  targetRoot: string;
+  now?: () => Date;
+}
+
+interface Roots {
+  base: ConfinedRoot;
+  ours: ConfinedRoot;
+  theirs: ConfinedRoot | undefined;
+  target: ConfinedRoot;
+  hash: ReintegrationPlan['hash'];
+  /** Admin files with several links: ours dev:ino → the first target path written for it. */
+  links: Map<string, string>;
+}
+
+export const SIDELINE_SUFFIX = '.sysprime-new';
+const NAME_MAX = 255;
+
+/** `<name>.sysprime-new`, shortened (by bytes) when the name is already near the 255-byte limit. */
+export function sidelineName(name: string, n = 0): string {
+  const suffix = SIDELINE_SUFFIX + (n > 0 ? `.${n}` : '');
+  return name.length + suffix.length <= NAME_MAX ? name + suffix : name.slice(0, NAME_MAX - suffix.length) + suffix;
+}
+
+function parentOf(path: string): string {
+  const i = path.lastIndexOf('/');
+  return i <= 0 ? '/' : path.slice(0, i);
+}
+
+class Skip extends Error {}
+
+function blockedError(path: string, root: string): SysprimeError {
+  return new SysprimeError('REFUSED', `a component of ${displayPath(path)} in ${root} is not a directory (a symbolic link there is never followed)`, {
+    hint: 'look at that path in the target: the update or a previous run left something else there',
+  });
+}
+
+/**
+ * Open the target directory that holds `path`, creating missing parents
+ * with the admin's metadata for them (or 0755 root when the admin has none).
+ */
+async function targetParent(r: Roots, path: string, touched: string[]): Promise<{ dir: DirHandle; name: string }> {
+  const comps = componentsOf(path);
+  const name = comps.pop()!;
+  for (let i = 0; ; i++) {
+    const d = r.target.openDir(comps);
+    if (isHandle(d)) return { dir: d, name };
+    if (d !== undefined) throw blockedError(path, r.target.root);
+    if (i > comps.length) throw blockedError(path, r.target.root);
+    // Find the deepest existing ancestor and create the next one.
+    let k = comps.length - 1;
+    let parent: DirHandle | undefined;
+    for (; k >= 0; k--) {
+      const p = r.target.openDir(comps.slice(0, k));
+      if (isHandle(p)) {
+        parent = p;
+        break;
+      }
+      if (p !== undefined) throw blockedError(path, r.target.root);
+    }
+    if (parent === undefined) throw blockedError(path, r.target.root);
+    try {
+      const childPath = '/' + comps.slice(0, k + 1).join('/');
+      const src = await readObject(r.ours, childPath);
+      const want: Desired =
+        typeof src === 'object' && src.type === 'D'
+          ? { type: 'D', mode: src.st.mode & PERMS, uid: src.st.uid, gid: src.st.gid, xattrs: src.xattrs }
+          : { type: 'D', mode: 0o755, uid: 0, gid: 0, xattrs: new Map() };
+      await place(parent, comps[k]!, want);
+      touched.push(childPath);
+    } finally {
+      parent.close();
+    }
+  }
+}
+
+/** The update's version of a path: from theirsRoot when given. */
+async function theirsObject(r: Roots, path: string): Promise<FsObject | undefined> {
+  if (r.theirs === undefined) return undefined;
+  const o = await readObject(r.theirs, path);
+  return typeof o === 'object' ? o : undefined;
+}
+
+/** Does the object match the update's manifest entry? (Used when theirsRoot is not given.) */
+function matchesEntry(cur: FsObject, t: ManifestEntry | undefined, hash: Roots['hash']): boolean {
+  if (t === undefined || cur.type !== t.type) return false;
+  if (cur.type === 'F') return t.contents !== undefined && cur.content !== undefined && hashBytes(hash, cur.content) === t.contents;
+  if (cur.type === 'L') return cur.dest !== undefined && cur.dest.toString('latin1') === t.dest;
+  return true;
+}
+
+function sameObject(a: FsObject, b: FsObject): boolean {
+  if (a.type !== b.type) return false;
+  if (a.type === 'F') return a.content !== undefined && b.content !== undefined && a.content.equals(b.content);
+  if (a.type === 'L') return a.dest !== undefined && b.dest !== undefined && a.dest.equals(b.dest);
+  if (a.type === 'B' || a.type === 'C') return a.st.rdev === b.st.rdev;
+  return true;
+}
+
+/** The xattrs (ACLs included) the written object must carry. */
+function wantXattrs(meta: MetaPlan, ours: Xattrs, theirs: Xattrs): Xattrs {
+  const out: Xattrs = new Map();
+  const src = meta.xattrs === 'ours' ? ours : theirs;
+  for (const [k, v] of src) if (!isAclName(k)) out.set(k, v);
+  if (typeof meta.xattrs === 'object') {
+    for (const n of meta.xattrs.ours) {
+      if (isAclName(n)) continue;
+      const v = ours.get(n);
+      if (v === undefined) out.delete(n);
+      else out.set(n, v);
+    }
+  }
+  for (const [k, v] of meta.acl === 'ours' ? ours : theirs) if (isAclName(k)) out.set(k, v);
+  return out;
+}
+
+function desiredFrom(src: FsObject, meta: MetaPlan, oursX: Xattrs, theirsX: Xattrs, keepTimes: boolean): Desired {
+  const d: Desired = { type: src.type, mode: meta.mode, uid: meta.uid, gid: meta.gid, xattrs: wantXattrs(meta, oursX, theirsX) };
+  if (src.content !== undefined) d.content = src.content;
+  if (src.dest !== undefined) d.dest = src.dest;
+  if (src.type === 'B' || src.type === 'C') d.rdev = src.st.rdev;
+  if (keepTimes && (src.type === 'F' || src.type === 'L')) d.times = { atime: src.st.atime, mtime: src.st.mtime };
+  return d;
+}
+
+function allOurs(o: FsObject): MetaPlan {
+  return { mode: o.st.mode & PERMS, uid: o.st.uid, gid: o.st.gid, acl: 'ours', xattrs: 'ours' };
+}
+
+async function readOurs(r: Roots, a: PlanAction, type?: string): Promise<FsObject> {
+  const o = await readObject(r.ours, a.path);
+  if (o === 'absent') throw new Skip('no longer in the admin\'s environment (changed since the plan was made)');
+  if (o === 'blocked') throw new Skip('a component of the path in the admin\'s environment is a symbolic link: not followed');
+  const wantType = type ?? a.ours?.type;
+  if (wantType !== undefined && o.type !== wantType) throw new Skip(`is now a different type in the admin's environment (changed since the plan was made)`);
+  return o;
+}
+
+/** Where the update's xattrs come from: its pristine tree, else the object the target holds now. */
+async function theirsXattrs(r: Roots, path: string, current: FsObject | 'absent'): Promise<Xattrs> {
+  const t = await theirsObject(r, path);
+  if (t !== undefined) return t.xattrs;
+  return typeof current === 'object' ? current.xattrs : new Map();
+}
+
+/** Write the admin's object (hard-linking to an earlier copy of the same inode). */
+async function putOurs(r: Roots, a: PlanAction, src: FsObject, meta: MetaPlan, item: ReportItem): Promise<boolean> {
+  const touched: string[] = [];
+  const { dir, name } = await targetParent(r, a.path, touched);
+  try {
+    if (touched.length > 0) item.touched = touched;
+    const cur = await readObjectIn(dir, name);
+    const want = desiredFrom(src, meta, src.xattrs, await theirsXattrs(r, a.path, cur), true);
+    const key = `${src.st.dev}:${src.st.ino}`;
+    let linkDir: DirHandle | undefined;
+    if (src.type === 'F' && src.st.nlink > 1) {
+      const first = r.links.get(key);
+      if (first !== undefined && first !== a.path) {
+        const fp = componentsOf(first);
+        const fname = fp.pop()!;
+        const fd = r.target.openDir(fp);
+        if (isHandle(fd)) {
+          const fst = lstatIn(fd, fname);
+          if (fst?.isFile()) {
+            linkDir = fd;
+            want.linkTo = { dir: fd, name: fname, ino: fst.ino };
+            (item.touched ??= []).push(`hard link to ${first}`);
+          } else fd.close();
+        }
+      }
+    }
+    try {
+      return await placeOrSideline(dir, name, want, a.path, item);
+    } finally {
+      linkDir?.close();
+      if (src.type === 'F' && src.st.nlink > 1 && !r.links.has(key)) r.links.set(key, a.path);
+    }
+  } finally {
+    dir.close();
+  }
+}
+
+/** place(), moving a non-empty directory in the way aside as `.sysprime-new` (it holds entries outside the plan). */
+async function placeOrSideline(dir: DirHandle, name: string, want: Desired, path: string, item: ReportItem): Promise<boolean> {
+  try {
+    return await place(dir, name, want);
+  } catch (err) {
+    if (!(err instanceof NotEmptyError)) throw err;
+    const aside = freeSidelineName(dir, name);
+    moveAside(dir, name, aside);
+    item.outcome = 'conflict';
+    item.admin = path;
+    item.update = parentPath(path, aside);
+    item.detail += `; the directory in the way still held entries, moved aside as ${displayPath(aside)}`;
+    return place(dir, name, want);
+  }
+}
+
+function parentPath(path: string, name: string): string {
+  const p = parentOf(path);
+  return (p === '/' ? '' : p) + '/' + name;
+}
+
+/** A `.sysprime-new` name a rename can use: free, or a non-directory it may replace. */
+function freeSidelineName(dir: DirHandle, name: string, movingDir = true): string {
+  for (let n = 0; ; n++) {
+    const candidate = sidelineName(name, n);
+    const st = lstatIn(dir, candidate);
+    if (st === undefined || (!movingDir && !st.isDirectory())) return candidate;
+  }
+}
+
+/**
+ * The admin's object in place, the update's beside it as `.sysprime-new`.
+ * The update's object is moved aside when the target still holds it; when
+ * it holds something else (an earlier run's result) and the update's
+ * pristine tree is at hand, the update's version is copied from there.
+ */
+async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<boolean> {
+  const touched: string[] = [];
+  const { dir, name } = await targetParent(r, a.path, touched);
+  try {
+    if (touched.length > 0) item.touched = touched;
+    const cur = await readObjectIn(dir, name);
+    const want = desiredFrom(ours, allOurs(ours), ours.xattrs, new Map(), true);
+    const theirs = await theirsObject(r, a.path);
+    let changed = false;
+    let aside: string | undefined;
+    if (cur !== 'absent' && !sameObject(cur, ours)) {
+      const isTheirs = theirs !== undefined ? sameObject(cur, theirs) : matchesEntry(cur, a.theirs, r.hash);
+      if (isTheirs || cur.type === 'D') {
+        aside = freeSidelineName(dir, name, cur.type === 'D');
+        moveAside(dir, name, aside);
+        changed = true;
+      }
+    }
+    if (aside === undefined) {
+      // The update's version may already be beside it from an earlier run.
+      const existing = sidelineName(name);
+      const st = lstatIn(dir, existing);
+      if (theirs !== undefined && theirs.type !== 'D' && theirs.type !== 'S') {
+        const tw = desiredFrom(theirs, { mode: theirs.st.mode & PERMS, uid: theirs.st.uid, gid: theirs.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), theirs.xattrs, true);
+        if (st === undefined || !st.isDirectory()) changed = (await place(dir, existing, tw)) || changed;
+        aside = existing;
+      } else if (st !== undefined) aside = existing;
+    }
+    changed = (await placeOrSideline(dir, name, want, a.path, item)) || changed;
+    item.admin = a.path;
+    if (aside !== undefined) item.update = parentPath(a.path, aside);
+    return changed;
+  } finally {
+    dir.close();
+  }
+}
+
+async function applyCopy(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const src = await readOurs(r, a);
+  if (src.type === 'S') throw new Skip('sockets are not carried over');
+  // The plan's metadata was decided from the manifests; the admin's object as it is now wins where the plan says "ours".
+  const meta = a.meta ?? allOurs(src);
+  const live: MetaPlan = a.meta?.acl === 'ours' && a.meta.xattrs === 'ours' ? allOurs(src) : meta;
+  const changed = await putOurs(r, a, src, live, item);
+  if (item.outcome !== 'conflict') item.outcome = changed ? 'applied' : 'unchanged';
+}
+
+async function applyMetadata(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const ours = await readOurs(r, a);
+  const { dir, name } = await targetParent(r, a.path, []);
+  try {
+    const cur = await readObjectIn(dir, name);
+    if (cur === 'absent') throw new Skip('not in the target');
+    const expected = a.theirs?.type ?? a.ours?.type;
+    if (cur.type !== expected) throw new Skip(`the target holds a different type here than the update's (${cur.type})`);
+    const want = desiredFrom(cur, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, cur), false);
+    const changed = await place(dir, name, want);
+    item.outcome = changed ? 'applied' : 'unchanged';
+  } finally {
+    dir.close();
+  }
+}
+
+async function textOf(root: ConfinedRoot | undefined, path: string): Promise<Buffer | undefined> {
+  if (root === undefined) return undefined;
+  const o = await readObject(root, path);
+  return typeof o === 'object' && o.type === 'F' ? o.content : undefined;
+}
+
+async function targetFile(r: Roots, path: string): Promise<FsObject | undefined> {
+  const o = await readObject(r.target, path);
+  return typeof o === 'object' && o.type === 'F' ? o : undefined;
+}
+
+async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const ours = await readOurs(r, a, 'F');
+  const base = await textOf(r.base, a.path);
+  if (base === undefined) throw new Skip('the base version is not in the old pristine tree');
+  const cur = await targetFile(r, a.path);
+  let theirs = await textOf(r.theirs, a.path);
+  if (theirs === undefined && r.theirs === undefined && cur?.content !== undefined && matchesEntry(cur, a.theirs, r.hash)) theirs = cur.content;
+  if (theirs === undefined) {
+    // Without the update's pristine tree, a target that no longer holds the update's version was written by an earlier run.
+    if (cur?.content !== undefined && cur.content.equals(ours.content!)) {
+      item.outcome = 'unchanged';
+      item.detail = 'the admin\'s version is already in place (merged or resolved by an earlier run)';
+      return;
+    }
+    if (cur?.content !== undefined) {
+      const again = mergeText(base, ours.content!, cur.content);
+      if (again.kind === 'merged' && again.content.equals(cur.content)) {
+        item.outcome = 'unchanged';
+        item.detail = 'already merged by an earlier run';
+        return;
+      }
+    }
+    throw new Skip('the update\'s version is neither in the target any more nor given (pass the new generation\'s pristine tree)');
+  }
+  const m = mergeText(base, ours.content!, theirs);
+  if (m.kind === 'merged') {
+    const { dir, name } = await targetParent(r, a.path, []);
+    try {
+      const current = await readObjectIn(dir, name);
+      const meta = a.meta ?? allOurs(ours);
+      const want = desiredFrom({ ...ours, content: m.content }, meta, ours.xattrs, await theirsXattrs(r, a.path, current), false);
+      const changed = await place(dir, name, want);
+      item.outcome = changed ? 'merged' : 'unchanged';
+      item.detail = m.trivial ? 'both changed it the same way, or one side\'s change contains the other' : 'changed by both: merged line by line';
+    } finally {
+      dir.close();
+    }
+    return;
+  }
+  item.detail =
+    m.kind === 'binary'
+      ? `changed by both, and not text (${m.which.join(', ')}): not merged`
+      : `changed by both, and the changes overlap (admin's lines ${m.regions.map((x) => (x.oursStart === x.oursEnd ? `${x.oursStart}` : `${x.oursStart}-${x.oursEnd}`)).join(', ')})`;
+  const changed = await resolveConflict(r, a, ours, item);
+  item.outcome = changed ? 'conflict' : 'unchanged';
+}
+
+async function applyConflict(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const ours = await readOurs(r, a);
+  const changed = await resolveConflict(r, a, ours, item);
+  if (item.outcome !== 'conflict') item.outcome = changed ? 'conflict' : 'unchanged';
+  else if (!changed) item.outcome = 'unchanged';
+}
+
+async function applyAccounts(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const kind = accountKindOf(a.path)!;
+  const ours = await readOurs(r, a, 'F');
+  const latin = (b: Buffer | undefined) => (b ?? Buffer.alloc(0)).toString('latin1');
+  const theirsText = async (p: string) => (r.theirs !== undefined ? textOf(r.theirs, p) : (await targetFile(r, p))?.content);
+  const base = latin(await textOf(r.base, a.path));
+  const theirs = latin(await theirsText(a.path));
+  let accounts: string[] | undefined;
+  const primary = primaryOf(kind);
+  if (primary !== undefined) {
+    const pp = `/etc/${primary}`;
+    const pm = mergeAccounts({ kind: primary, base: latin(await textOf(r.base, pp)), ours: latin(await textOf(r.ours, pp)), theirs: latin(await theirsText(pp)) });
+    accounts = accountNames(pm.content);
+  }
+  const merged = mergeAccounts({ kind, base, ours: latin(ours.content), theirs, ...(accounts ? { accounts } : {}) });
+  const { dir, name } = await targetParent(r, a.path, []);
+  try {
+    const current = await readObjectIn(dir, name);
+    const want = desiredFrom({ ...ours, content: Buffer.from(merged.content, 'latin1') }, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, current), false);
+    const changed = await place(dir, name, want);
+    const conflicts = merged.notes.filter((n) => n.kind === 'conflict');
+    item.outcome = !changed ? 'unchanged' : conflicts.length > 0 ? 'conflict' : 'merged';
+    const notes = merged.notes.map((n) => `${n.kind === 'conflict' ? 'CONFLICT: ' : ''}${n.message}`);
+    item.detail = `${kind} merged by entry` + (notes.length > 0 ? `; ${notes.join('; ')}` : '');
+    if (conflicts.length > 0) item.notice = true;
+  } finally {
+    dir.close();
+  }
+}
+
+async function applyDelete(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  const { dir, name } = r.target.openParent(a.path);
+  if (!isHandle(dir)) {
+    item.outcome = 'unchanged';
+    item.detail += ' (already absent)';
+    return;
+  }
+  try {
+    const res = removeEntry(dir, name);
+    if (res === 'not-empty') throw new Skip('the directory still holds entries the plan does not cover; left in place');
+    item.outcome = res === 'removed' ? 'applied' : 'unchanged';
+  } finally {
+    dir.close();
+  }
+}
+
+async function applyRestore(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
+  if (a.theirs === undefined) return applyDelete(r, a, item);
+  if (r.theirs === undefined) throw new Skip('putting the update\'s version back needs the new generation\'s pristine tree');
+  const t = await theirsObject(r, a.path);
+  if (t === undefined) throw new Skip('not in the new generation\'s pristine tree');
+  const touched: string[] = [];
+  const { dir, name } = await targetParent(r, a.path, touched);
+  try {
+    const want = desiredFrom(t, { mode: t.st.mode & PERMS, uid: t.st.uid, gid: t.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), t.xattrs, true);
+    const changed = await placeOrSideline(dir, name, want, a.path, item);
+    if (item.outcome !== 'conflict') item.outcome = changed ? 'applied' : 'unchanged';
+  } finally {
+    dir.close();
+  }
+}
+
+function isDeletion(a: PlanAction): boolean {
+  return a.action === 'delete' || (a.action === 'restore' && a.theirs === undefined);
+}
+
+export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Promise<ReintegrationReport> {
+  const now = opts.now ?? (() => new Date());
+  const startedAt = now().toISOString();
+  if (plan.hash === 'xxh64') await loadHashers();
+  const opened: ConfinedRoot[] = [];
+  const open = (p: string) => {
+    const c = ConfinedRoot.open(p);
+    opened.push(c);
+    return c;
+  };
+  const items: ReportItem[] = [];
+  try {
+    const r: Roots = {
+      base: open(opts.baseRoot),
+      ours: open(opts.oursRoot),
+      theirs: opts.theirsRoot === undefined ? undefined : open(opts.theirsRoot),
+      target: open(opts.targetRoot),
+      hash: plan.hash,
+      links: new Map(),
+    };
+    // Deletions deepest first, so a directory is empty when its turn comes; then the rest parents first.
+    const deletions = plan.actions.filter(isDeletion).reverse();
+    const rest = plan.actions.filter((a) => !isDeletion(a));
+    for (const a of [...deletions, ...rest]) items.push(await applyOne(r, a));
+  } finally {
+    for (const c of opened) c.close();
+  }
+  items.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
+  return { version: 1, startedAt, finishedAt: now().toISOString(), targetRoot: opts.targetRoot, items, counts: countOutcomes(items) };
+}
+
+async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
+  const item: ReportItem = { path: a.path, action: a.action, reason: a.reason, outcome: 'unchanged', detail: a.detail, ...(a.notice ? { notice: true } : {}) };
+  try {
+    switch (a.action) {
+      case 'copy':
+        await applyCopy(r, a, item);
+        break;
+      case 'merge':
+        await applyMerge(r, a, item);
+        break;
+      case 'delete':
+        await applyDelete(r, a, item);
+        break;
+      case 'metadata':
+        await applyMetadata(r, a, item);
+        break;
+      case 'accounts':
+        await applyAccounts(r, a, item);
+        break;
+      case 'conflict':
+        await applyConflict(r, a, item);
+        break;
+      case 'restore':
+        await applyRestore(r, a, item);
+        break;
+      case 'keep':
+        item.outcome = 'unchanged';
+        break;
+      case 'skip':
+        item.outcome = 'skipped';
+        break;
+    }
+  } catch (err) {
+    if (err instanceof Skip) {
+      item.outcome = 'skipped';
+      item.detail = `${a.detail}; skipped: ${err.message}`;
+    } else {
+      item.outcome = 'failed';
+      const msg = err instanceof Error ? err.message : String(err);
+      item.detail = `${a.detail}; failed: ${msg}${isSysprimeError(err) && err.hint ? ` (${err.hint})` : ''}`;
+    }
+  }
+  return item;
+}

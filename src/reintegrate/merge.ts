@@ -1,0 +1,91 @@
+/**
+ * Line-level three-way merge of text files (diff3, through node-diff3).
+ *
+ * Lines keep their terminators as part of the line, so a missing final
+ * newline is an ordinary difference of the last line and the merge writes
+ * back exactly the bytes each side chose. When the three versions do not
+ * agree on line endings (one side converted CRLF to LF), they are merged
+ * as LF and written back in the admin's style: the admin's choice wins.
+ * Anything that is not valid UTF-8 or holds a NUL byte is binary and never
+ * merged.
+ */
+import { diff3Merge } from 'node-diff3';
+
+export type MergeOutcome =
+  | { kind: 'merged'; content: Buffer; /** true when one side's version was taken whole. */ trivial: boolean }
+  | { kind: 'conflict'; /** Overlapping regions, as line ranges of the admin's version (1-based). */ regions: { oursStart: number; oursEnd: number }[] }
+  | { kind: 'binary'; which: ('base' | 'ours' | 'theirs')[] };
+
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+export function isBinary(content: Buffer): boolean {
+  if (content.includes(0)) return true;
+  try {
+    strictUtf8.decode(content);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+type Eol = 'lf' | 'crlf';
+
+/** 'crlf' when every line feed has a carriage return before it. */
+function eolOf(text: string): Eol | 'none' {
+  const lf = (text.match(/\n/g) ?? []).length;
+  if (lf === 0) return 'none';
+  const crlf = (text.match(/\r\n/g) ?? []).length;
+  return crlf === lf ? 'crlf' : 'lf';
+}
+
+/** Lines with their terminators; the last one may have none. */
+export function splitLines(text: string): string[] {
+  const out: string[] = [];
+  let start = 0;
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', start)) {
+    out.push(text.slice(start, i + 1));
+    start = i + 1;
+  }
+  if (start < text.length) out.push(text.slice(start));
+  return out;
+}
+
+export function mergeText(base: Buffer, ours: Buffer, theirs: Buffer): MergeOutcome {
+  const binary = (
+    [
+      ['base', base],
+      ['ours', ours],
+      ['theirs', theirs],
+    ] as const
+  )
+    .filter(([, b]) => isBinary(b))
+    .map(([w]) => w);
+  if (binary.length > 0) {
+    // Identical sides need no merge even when binary.
+    if (ours.equals(theirs) || theirs.equals(base)) return { kind: 'merged', content: ours, trivial: true };
+    if (ours.equals(base)) return { kind: 'merged', content: theirs, trivial: true };
+    return { kind: 'binary', which: binary };
+  }
+  if (ours.equals(theirs) || theirs.equals(base)) return { kind: 'merged', content: ours, trivial: true };
+  if (ours.equals(base)) return { kind: 'merged', content: theirs, trivial: true };
+
+  let [b, o, t] = [base, ours, theirs].map((x) => x.toString('utf8')) as [string, string, string];
+  const styles = new Set([eolOf(b), eolOf(o), eolOf(t)].filter((e) => e !== 'none'));
+  const oursStyle = eolOf(o);
+  const normalise = styles.size > 1;
+  if (normalise) [b, o, t] = [b, o, t].map((x) => x.replace(/\r\n/g, '\n')) as [string, string, string];
+
+  const regions = diff3Merge(splitLines(o), splitLines(b), splitLines(t), { excludeFalseConflicts: true });
+  const lines: string[] = [];
+  const conflicts: { oursStart: number; oursEnd: number }[] = [];
+  for (const r of regions) {
+    if (r.ok) lines.push(...r.ok);
+    else if (r.conflict) {
+      conflicts.push({ oursStart: r.conflict.aIndex + 1, oursEnd: r.conflict.aIndex + r.conflict.a.length });
+    }
+  }
+  if (conflicts.length > 0) return { kind: 'conflict', regions: conflicts };
+  let text = lines.join('');
+  if (normalise && oursStyle === 'crlf') text = text.replace(/\n/g, '\r\n');
+  return { kind: 'merged', content: Buffer.from(text, 'utf8'), trivial: false };
+}

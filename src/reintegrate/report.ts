@@ -1,0 +1,152 @@
+/**
+ * What a reintegration run did, path by path: applied, merged, conflicts,
+ * skipped, unchanged and failed, each with its reason. As JSON for the
+ * state database and as text for people, written into the new environment
+ * under /var/lib/sysprime/reintegration/.
+ */
+import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { displayPath } from '../bart/types.js';
+import { errnoOf } from '../errors.js';
+import type { ActionKind, Reason } from './plan.js';
+import { ConfinedRoot, ioError, isHandle, type DirHandle } from './safe-fs.js';
+
+export type Outcome = 'applied' | 'merged' | 'conflict' | 'skipped' | 'unchanged' | 'failed';
+
+export const OUTCOMES: readonly Outcome[] = ['conflict', 'failed', 'merged', 'applied', 'skipped', 'unchanged'];
+
+export interface ReportItem {
+  /** Byte string, as in manifests. */
+  path: string;
+  action: ActionKind;
+  reason: Reason;
+  outcome: Outcome;
+  /** Why, in one or two sentences. */
+  detail: string;
+  /** Where the admin's version is in the target (conflicts). */
+  admin?: string;
+  /** Where the update's version was saved (conflicts). */
+  update?: string;
+  /** Worth the admin's attention even though applied. */
+  notice?: boolean;
+  /** Other paths this item created or changed (parent directories, hard links). */
+  touched?: string[];
+}
+
+export interface ReintegrationReport {
+  version: 1;
+  startedAt: string;
+  finishedAt: string;
+  targetRoot: string;
+  items: ReportItem[];
+  counts: Record<Outcome, number>;
+}
+
+export function countOutcomes(items: readonly ReportItem[]): Record<Outcome, number> {
+  const counts: Record<Outcome, number> = { applied: 0, merged: 0, conflict: 0, skipped: 0, unchanged: 0, failed: 0 };
+  for (const i of items) counts[i.outcome]++;
+  return counts;
+}
+
+/** Whether every path got what the plan said (conflicts are an expected result, failures are not). */
+export function reportSucceeded(r: ReintegrationReport): boolean {
+  return r.counts.failed === 0;
+}
+
+const HEADINGS: Record<Outcome, string> = {
+  conflict: 'Conflicts (the admin\'s version is in place; the update\'s is beside it)',
+  failed: 'Failed',
+  merged: 'Merged',
+  applied: 'Applied',
+  skipped: 'Skipped',
+  unchanged: 'Already in place',
+};
+
+export function renderReport(r: ReintegrationReport): string {
+  const lines: string[] = [];
+  lines.push(`sysprime reintegration report`);
+  lines.push(`target:   ${r.targetRoot}`);
+  lines.push(`started:  ${r.startedAt}`);
+  lines.push(`finished: ${r.finishedAt}`);
+  lines.push(OUTCOMES.map((o) => `${o} ${r.counts[o]}`).join(', '));
+  for (const o of OUTCOMES) {
+    const items = r.items.filter((i) => i.outcome === o);
+    if (items.length === 0) continue;
+    lines.push('', `${HEADINGS[o]}:`);
+    for (const i of items) {
+      lines.push(`  ${displayPath(i.path).replace(/\n/g, '\\n')}${i.notice ? '  (!)' : ''}`);
+      lines.push(`      ${i.action}: ${i.detail}`);
+      if (i.admin !== undefined) lines.push(`      admin's version:  ${displayPath(i.admin).replace(/\n/g, '\\n')}`);
+      if (i.update !== undefined) lines.push(`      update's version: ${displayPath(i.update).replace(/\n/g, '\\n')}`);
+      for (const t of i.touched ?? []) lines.push(`      also: ${displayPath(t).replace(/\n/g, '\\n')}`);
+    }
+  }
+  return lines.join('\n') + '\n';
+}
+
+export const REPORT_DIR = '/var/lib/sysprime/reintegration';
+
+function stamp(iso: string): string {
+  // 2024-05-01T10:20:30.123Z → 20240501T102030Z: sorts, and has no ':' for tools that dislike it.
+  return iso.replace(/\.\d+Z$/, 'Z').replace(/[-:]/g, '');
+}
+
+/**
+ * Write the human report to /var/lib/sysprime/reintegration/<timestamp>.txt
+ * inside the target, creating the directories (0755 root) and never
+ * following a link the target may hold on the way. Returns the path inside
+ * the target.
+ */
+export function writeReport(targetRoot: string, report: ReintegrationReport): string {
+  const root = ConfinedRoot.open(targetRoot);
+  try {
+    const comps = REPORT_DIR.split('/').filter((c) => c !== '');
+    const dir = ensureDirectories(root, comps);
+    try {
+      const name = `${stamp(report.finishedAt)}.txt`;
+      writeAtomic(dir, name, Buffer.from(renderReport(report), 'latin1'), 0o644);
+      return `${REPORT_DIR}/${name}`;
+    } finally {
+      dir.close();
+    }
+  } finally {
+    root.close();
+  }
+}
+
+/** mkdir -p below a confined root; refuses a component that is a link or not a directory. */
+export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
+  for (let i = 0; i <= comps.length; i++) {
+    const d = root.openDir(comps.slice(0, i));
+    if (isHandle(d)) {
+      if (i === comps.length) return d;
+      try {
+        mkdirSync(d.entry(comps[i]!), mode);
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw ioError(`mkdir ${displayPath('/' + comps.slice(0, i + 1).join('/'))} in ${root.root}`, err);
+      } finally {
+        d.close();
+      }
+      continue;
+    }
+    throw ioError(`open ${displayPath('/' + comps.slice(0, i).join('/'))} in ${root.root}`, new Error(d === undefined ? 'missing' : 'not a directory (or a symbolic link, which is not followed)'));
+  }
+  throw new Error('unreachable');
+}
+
+/** Write a new file beside its final name, fsync it, rename it over, fsync the directory. */
+export function writeAtomic(dir: DirHandle, name: string, content: Buffer, mode: number): void {
+  const tmp = `.sysprime-tmp-${process.pid}-${Date.now().toString(36)}`;
+  const fd = openSync(dir.entry(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  try {
+    let off = 0;
+    while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+    fsyncSync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(dir.entry(tmp));
+    throw err;
+  }
+  closeSync(fd);
+  renameSync(dir.entry(tmp), dir.entry(name));
+  fsyncSync(dir.fd);
+}

@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isBinary, mergeText } from '../../../src/reintegrate/merge.js';
+
+const B = (s: string) => Buffer.from(s, 'utf8');
+
+test('non-overlapping edits merge cleanly', () => {
+  const r = mergeText(B('a\nb\nc\nd\ne\n'), B('A\nb\nc\nd\ne\n'), B('a\nb\nc\nd\nE\n'));
+  assert.equal(r.kind, 'merged');
+  assert.equal(r.kind === 'merged' && r.content.toString(), 'A\nb\nc\nd\nE\n');
+});
+
+test('overlapping edits conflict, with the admin\'s line numbers', () => {
+  const r = mergeText(B('a\nb\nc\n'), B('a\nX\nc\n'), B('a\nY\nc\n'));
+  assert.deepEqual(r, { kind: 'conflict', regions: [{ oursStart: 2, oursEnd: 2 }] });
+});
+
+test('missing final newline is kept as each side chose', () => {
+  const r = mergeText(B('a\nb\nlast'), B('A\nb\nlast'), B('a\nb\nlast\nappended\n'));
+  assert.equal(r.kind === 'merged' && r.content.toString(), 'A\nb\nlast\nappended\n');
+  const r2 = mergeText(B('a\nb\nc\n'), B('A\nb\nc\n'), B('a\nb\nc'));
+  assert.equal(r2.kind === 'merged' && r2.content.toString(), 'A\nb\nc');
+});
+
+test('CRLF files merge and stay CRLF', () => {
+  const r = mergeText(B('a\r\nb\r\nc\r\nd\r\n'), B('A\r\nb\r\nc\r\nd\r\n'), B('a\r\nb\r\nc\r\nD\r\n'));
+  assert.equal(r.kind === 'merged' && r.content.toString(), 'A\r\nb\r\nc\r\nD\r\n');
+});
+
+test('line endings converted by the update: merged, written in the admin\'s style', () => {
+  const r = mergeText(B('a\r\nb\r\nc\r\nd\r\n'), B('A\r\nb\r\nc\r\nd\r\n'), B('a\nb\nc\nD\n'));
+  assert.equal(r.kind === 'merged' && r.content.toString(), 'A\r\nb\r\nc\r\nD\r\n');
+});
+
+test('binary (NUL or invalid UTF-8) is never merged', () => {
+  assert.equal(isBinary(Buffer.from([0x61, 0x00])), true);
+  assert.equal(isBinary(Buffer.from([0x61, 0xff, 0x0a])), true);
+  assert.equal(isBinary(B('héllo\n')), false);
+  const r = mergeText(B('a\n'), Buffer.from([0x61, 0x00]), B('b\n'));
+  assert.deepEqual(r, { kind: 'binary', which: ['ours'] });
+});
+
+test('one side unchanged: the other taken whole, even binary', () => {
+  const bin = Buffer.from([1, 0, 2]);
+  const r = mergeText(B('a\n'), B('a\n'), bin);
+  assert.ok(r.kind === 'merged' && r.content.equals(bin));
+});
