@@ -1,0 +1,114 @@
+/**
+ * The GRUB menu sysprime generates (`/boot/grub/sysprime.cfg`), pure. GRUB
+ * reads kernels straight from the environments (Btrfs subvolume paths, or
+ * ZFS's `dataset@/path` form), so nothing is copied. The file is sourced by
+ * `/etc/grub.d/42_sysprime`, which keeps `update-grub` in charge of grub.cfg.
+ *
+ * Boot counting (greenboot's variables in grubenv): when `boot_counter` is
+ * set and the last boot was not marked good, each boot lowers it by one; at 0
+ * the menu's default becomes `sysprime_fallback`. Stock GRUB has no
+ * `decrement`, so the step is an explicit chain of comparisons.
+ */
+import type { BootEntry } from '../types.js';
+
+export const MAX_TRIES = 99;
+
+/** One GRUB word, quoted when it needs to be: single quotes stop variable expansion. */
+export function grubQuote(word: string): string {
+  if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** Kernel arguments split as the kernel splits them: spaces inside double quotes do not separate. */
+export function splitKernelArgs(options: string): string[] {
+  return options.match(/(?:[^\s"]+|"[^"]*"?)+/g) ?? [];
+}
+
+function argsOf(options: string): string {
+  return splitKernelArgs(options).map(grubQuote).join(' ');
+}
+
+/** The path GRUB opens for a file inside an environment. */
+export function grubPath(entry: BootEntry, inTree: string): string {
+  if (entry.root.fs === 'btrfs') return `/${entry.root.subvolume.replace(/^\/+/, '')}${inTree}`;
+  const relative = entry.root.dataset.slice(entry.root.pool.length);
+  return `${relative}@${inTree}`;
+}
+
+function searchLine(entry: BootEntry): string[] {
+  if (entry.root.fs === 'btrfs') return ['insmod btrfs', `search --no-floppy --fs-uuid --set=root ${grubQuote(entry.root.uuid)}`];
+  // GRUB's zfs module gives a pool its name as the label.
+  return ['insmod zfs', `search --no-floppy --label --set=root ${grubQuote(entry.root.pool)}`];
+}
+
+export function renderMenuEntry(entry: BootEntry): string {
+  const k = entry.kernel;
+  const lines = [
+    `menuentry ${grubQuote(entry.title)} --class gnu-linux --class os --id ${grubQuote(entry.id)} {`,
+    `\t# sysprime generation ${entry.generation}`,
+    ...searchLine(entry).map((l) => `\t${l}`),
+    `\techo ${grubQuote(`Loading ${entry.name} (Linux ${k.version}) ...`)}`,
+    `\tlinux ${grubQuote(grubPath(entry, k.kernelInTree))}${entry.options ? ` ${argsOf(entry.options)}` : ''}`,
+    ...(k.initrdInTree === null ? [] : [`\tinitrd ${grubQuote(grubPath(entry, k.initrdInTree))}`]),
+    '}',
+  ];
+  return lines.join('\n');
+}
+
+export function renderCountingBlock(maxTries: number = MAX_TRIES): string {
+  const steps: string[] = [];
+  for (let n = 1; n <= maxTries; n++) steps.push(`  elif [ "\${boot_counter}" = "${n}" ]; then set boot_counter=${n - 1}`);
+  return [
+    '# Boot counting for a freshly staged environment (see docs/boot.md).',
+    'if [ -n "${sysprime_fallback}" -a -n "${boot_counter}" -a "${boot_success}" = "0" ]; then',
+    '  if [ "${boot_counter}" = "0" -o "${boot_counter}" = "-1" ]; then',
+    '    set default="${sysprime_fallback}"',
+    '    set boot_counter=-1',
+    ...steps,
+    '  fi',
+    '  save_env boot_counter',
+    'fi',
+    'set boot_success=0',
+    'save_env boot_success',
+  ].join('\n');
+}
+
+export function renderGrubMenu(entries: readonly BootEntry[]): string {
+  return [
+    '# Written by sysprime and sourced by /etc/grub.d/42_sysprime. Rewritten on',
+    '# every change of the environments: edit sysprime.toml, not this file.',
+    renderCountingBlock(),
+    '',
+    ...entries.map(renderMenuEntry),
+    '',
+  ].join('\n');
+}
+
+/** Menu ids (`sysprime-<name>`) of the entries in a menu sysprime wrote. */
+export function menuIds(text: string): string[] {
+  const ids: string[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^menuentry .* --id '?(sysprime-[^' ]+)'? \{$/.exec(line);
+    if (m) ids.push(m[1]!);
+  }
+  return ids;
+}
+
+/** Each entry's text, by id, so a sync can say what changed. */
+export function menuBlocks(text: string): Map<string, string> {
+  const out = new Map<string, string>();
+  const re = /^menuentry .* --id '?(sysprime-[^' ]+)'? \{$[\s\S]*?^\}$/gm;
+  for (const m of text.matchAll(re)) out.set(m[1]!, m[0]);
+  return out;
+}
+
+/** grubenv: `key=value` lines after a header, padded with `#` to 1024 bytes. */
+export function parseGrubenv(text: string): Map<string, string> {
+  const vars = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#') || !line.includes('=')) continue;
+    const at = line.indexOf('=');
+    vars.set(line.slice(0, at), line.slice(at + 1));
+  }
+  return vars;
+}

@@ -1,0 +1,148 @@
+/**
+ * The bootloader seam. The core computes one list of boot entries from the
+ * environments (entries.ts); each bootloader only translates that list into
+ * its own files or properties, and writes the whole set at once so that a
+ * crash leaves either the old set or the new one, never a mixture of halves.
+ *
+ * Bootloaders never decide which environments exist or which is the default:
+ * the caller says so, and they report what they added, removed and kept.
+ */
+import type { run } from '../process/run.js';
+
+export type LoaderName = 'systemd-boot' | 'grub' | 'zfsbootmenu' | 'none';
+
+/** Where an environment's root lives, in the terms a bootloader needs to reach it. */
+export type RootLocation =
+  /** `subvolume` is relative to the top-level subvolume: `ROOT/<name>`. */
+  | { fs: 'btrfs'; uuid: string; subvolume: string }
+  /** `dataset` is `<pool>/ROOT/<name>`. */
+  | { fs: 'zfs'; pool: string; dataset: string };
+
+/** What the caller knows about one environment that should be bootable. */
+export interface BootEnvironment {
+  name: string;
+  generation: number;
+  created: Date;
+  /** Kernel arguments that select the root (see rootArgsFor in bls.ts). */
+  rootArgs: string;
+  /** Further kernel arguments (`[boot] cmdline`). */
+  cmdline: string;
+  root: RootLocation;
+  /** A directory where the environment's tree can be read (its `/boot` holds the kernels). */
+  tree: string;
+}
+
+/** One kernel found in an environment's `/boot`. */
+export interface KernelPair {
+  version: string;
+  /** Absolute paths (inside the readable tree). */
+  kernel: string;
+  initrd: string | null;
+  /** The same, relative to the environment's root: `/boot/vmlinuz-<version>`. */
+  kernelInTree: string;
+  initrdInTree: string | null;
+}
+
+/** The bootloader-neutral entry the core computes for one environment. */
+export interface BootEntry {
+  /** `sysprime-<name>`: the stable part of every bootloader's identifier. */
+  id: string;
+  name: string;
+  generation: number;
+  created: Date;
+  title: string;
+  /** Kernel command line: root arguments, then the extra ones. */
+  options: string;
+  /** Only the extra arguments (bootloaders that select the root themselves need these). */
+  cmdline: string;
+  root: RootLocation;
+  kernel: KernelPair;
+}
+
+/** Boot counting state of an entry (Automatic Boot Assessment). */
+export type Counting =
+  /** Never counted, or already blessed as good. */
+  | { state: 'blessed' }
+  | { state: 'counting'; left: number; done: number }
+  /** Tries used up: the bootloader sorts it last and boots something else. */
+  | { state: 'bad'; done: number }
+  /** The bootloader cannot count. */
+  | { state: 'unsupported' };
+
+export interface InspectedEntry {
+  name: string;
+  /** The bootloader's own identifier (file name, menu id, dataset). */
+  ref: string;
+  title: string | null;
+  generation: number | null;
+  kernelVersion: string | null;
+  counting: Counting;
+}
+
+export interface BootState {
+  loader: LoaderName;
+  entries: InspectedEntry[];
+  /** The environment the bootloader will boot by default, as far as sysprime can tell. */
+  defaultName: string | null;
+  /** The environment chosen for the next boot only, if one is set. */
+  oneShotName: string | null;
+  /** Things an admin should know (a default that no entry matches, a setting that defeats one-shot). */
+  warnings: string[];
+}
+
+export interface SyncOptions {
+  /** The environment to boot by default. */
+  defaultName: string;
+  /**
+   * Where to go when the default is a counting entry whose tries run out:
+   * normally the environment running now, which is known to boot.
+   */
+  fallbackName?: string;
+  /** A freshly staged environment that gets boot counting (when the bootloader has it). */
+  staged?: { name: string; tries: number };
+}
+
+export interface SyncResult {
+  loader: LoaderName;
+  /** Environment names. */
+  added: string[];
+  /** Present before, rewritten because something in it changed. */
+  updated: string[];
+  kept: string[];
+  removed: string[];
+  /** Environments that got no entry (no kernel, a name the bootloader cannot hold) and other notes. */
+  warnings: string[];
+}
+
+export interface Capabilities {
+  oneShot: boolean;
+  counting: boolean;
+  /** Entries live in files sysprime writes (false: the bootloader finds environments itself). */
+  ownsEntries: boolean;
+}
+
+export interface Bootloader {
+  readonly name: LoaderName;
+  readonly capabilities: Capabilities;
+  /** Human name for messages: "systemd-boot on /boot/efi". */
+  describe(): string;
+  /** Check tools and paths; never writes. */
+  probe(): Promise<void>;
+  /** Write the whole set of entries for these environments (the only ones that will be bootable). */
+  sync(envs: readonly BootEnvironment[], opts: SyncOptions): Promise<SyncResult>;
+  /** Make an environment that already has an entry the default. */
+  setDefault(name: string): Promise<void>;
+  /** Boot an environment once, at the next boot only. */
+  setOneShot(name: string): Promise<void>;
+  inspect(): Promise<BootState>;
+  /**
+   * Called early at each boot (before services start), when present: undo a
+   * one-shot that the bootloader cannot undo by itself.
+   */
+  bootStarted?(): Promise<string[]>;
+  /** Called once the boot is known good, when present: bless the booted entry. */
+  bootComplete?(): Promise<string[]>;
+}
+
+/** The process runner, injectable so tests can see which commands would run. */
+export type Runner = typeof run;

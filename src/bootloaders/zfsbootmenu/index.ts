@@ -1,0 +1,203 @@
+/**
+ * ZFSBootMenu: it finds boot environments itself (every dataset mounted at
+ * `/` with kernels in its `/boot`), so sysprime writes no entries; it sets
+ * each environment's `org.zfsbootmenu:commandline` and the pool's `bootfs`
+ * (the default). ZFSBootMenu adds `root=zfs:<dataset>` itself, so only the
+ * extra arguments go in the property.
+ *
+ * It has no one-shot and no boot counting. A one-shot is emulated: the
+ * current bootfs is saved in a pool property and bootfs points at the
+ * target; early in the next boot, bootStarted() puts the saved one back.
+ */
+import { SysprimeError } from '../../errors.js';
+import { run as defaultRun } from '../../process/run.js';
+import type { BootEnvironment, BootState, Bootloader, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
+import { computeEntries } from '../entries.js';
+import { findKernel } from '../kernels.js';
+
+export const CMDLINE_PROP = 'org.zfsbootmenu:commandline';
+/** On the pool's root dataset: the bootfs to put back at the next boot. */
+export const ONESHOT_RESTORE_PROP = 'org.sysprime:oneshot-restore';
+const GENERATION_PROP = 'org.sysprime:generation';
+
+export interface ZfsBootMenuOptions {
+  pool: string;
+  run?: Runner;
+}
+
+interface PropRow {
+  name: string;
+  property: string;
+  value: string;
+  source: string;
+}
+
+/** `zfs get -H -o name,property,value,source` output. */
+export function parsePropRows(text: string): PropRow[] {
+  return text
+    .split('\n')
+    .filter((l) => l.length > 0)
+    .map((l) => {
+      const [name = '', property = '', value = '', source = ''] = l.split('\t');
+      return { name, property, value, source };
+    });
+}
+
+export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
+  const pool = opts.pool;
+  const runner = opts.run ?? defaultRun;
+  const rootContainer = `${pool}/ROOT`;
+  const datasetOf = (name: string): string => `${rootContainer}/${name}`;
+
+  async function bootfs(): Promise<string | null> {
+    const out = await runner('zpool', ['list', '-H', '-o', 'bootfs', pool]);
+    const v = out.stdout.trim();
+    return v === '' || v === '-' ? null : v;
+  }
+
+  async function getProps(datasets: readonly string[], props: readonly string[]): Promise<PropRow[]> {
+    if (datasets.length === 0) return [];
+    const out = await runner('zfs', ['get', '-H', '-o', 'name,property,value,source', props.join(','), ...datasets]);
+    return parsePropRows(out.stdout);
+  }
+
+  async function pendingRestore(): Promise<string | null> {
+    const row = (await getProps([pool], [ONESHOT_RESTORE_PROP]))[0];
+    return row && row.source === 'local' && row.value !== '-' ? row.value : null;
+  }
+
+  async function requireEnvironment(name: string): Promise<string> {
+    const ds = datasetOf(name);
+    const res = await runner('zfs', ['list', '-H', '-o', 'name', ds], { allowFailure: true });
+    if (res.exitCode !== 0) {
+      throw new SysprimeError('NOT_FOUND', `there is no dataset ${ds} for ZFSBootMenu to boot`, { hint: 'see `sysprime list`' });
+    }
+    return ds;
+  }
+
+  const loader: Bootloader = {
+    name: 'zfsbootmenu',
+    capabilities: { oneShot: true, counting: false, ownsEntries: false },
+
+    describe: () => `ZFSBootMenu on pool ${pool}`,
+
+    async probe() {
+      const res = await runner('zpool', ['list', '-H', '-o', 'name', pool], { allowFailure: true });
+      if (res.exitCode !== 0) {
+        throw new SysprimeError('NOT_FOUND', `pool ${pool} is not imported, so ZFSBootMenu's properties cannot be set`, { hint: 'import the pool, or set [zfs] pool' });
+      }
+    },
+
+    async sync(envs: readonly BootEnvironment[], sopts: SyncOptions): Promise<SyncResult> {
+      const warnings: string[] = [];
+      const onPool = envs.filter((e) => {
+        const ok = e.root.fs === 'zfs' && e.root.dataset === datasetOf(e.name);
+        if (!ok) warnings.push(`environment "${e.name}" is not a dataset under ${rootContainer}; ZFSBootMenu cannot boot it`);
+        return ok;
+      });
+      const computed = computeEntries(onPool, findKernel);
+      warnings.push(...computed.warnings.map((w) => `${w} (ZFSBootMenu will not list it)`));
+      if (sopts.staged && sopts.staged.tries > 0) {
+        warnings.push(
+          `ZFSBootMenu has no boot counting: if "${sopts.staged.name}" fails to boot, pick another environment in its menu (Escape during the countdown); \`sysprime activate --once\` tries one without changing the default`,
+        );
+      }
+      const result: SyncResult = { loader: 'zfsbootmenu', added: [], updated: [], kept: [], removed: [], warnings };
+      const rows = await getProps(
+        computed.entries.map((e) => datasetOf(e.name)),
+        [CMDLINE_PROP],
+      );
+      for (const e of computed.entries) {
+        const ds = datasetOf(e.name);
+        const row = rows.find((r) => r.name === ds);
+        const local = row !== undefined && row.source === 'local';
+        const want = e.cmdline;
+        if (want === '') {
+          if (local) {
+            await runner('zfs', ['inherit', CMDLINE_PROP, ds]);
+            result.updated.push(e.name);
+          } else result.kept.push(e.name);
+          continue;
+        }
+        if (local && row.value === want) {
+          result.kept.push(e.name);
+          continue;
+        }
+        await runner('zfs', ['set', `${CMDLINE_PROP}=${want}`, ds]);
+        (local ? result.updated : result.added).push(e.name);
+      }
+      if (computed.entries.some((e) => e.name === sopts.defaultName)) {
+        const want = datasetOf(sopts.defaultName);
+        const pending = await pendingRestore();
+        // While a one-shot waits, bootfs is the one-shot target and the default is the value to restore.
+        if (pending !== null) {
+          if (pending !== want) await runner('zfs', ['set', `${ONESHOT_RESTORE_PROP}=${want}`, pool]);
+        } else if ((await bootfs()) !== want) await runner('zpool', ['set', `bootfs=${want}`, pool]);
+      } else {
+        warnings.push(`the default environment "${sopts.defaultName}" has no kernel; bootfs is left as it is`);
+      }
+      return result;
+    },
+
+    async setDefault(name: string) {
+      const ds = await requireEnvironment(name);
+      await runner('zpool', ['set', `bootfs=${ds}`, pool]);
+      // A choice made now replaces a one-shot still waiting to be undone.
+      if ((await pendingRestore()) !== null) await runner('zfs', ['inherit', ONESHOT_RESTORE_PROP, pool]);
+    },
+
+    async setOneShot(name: string) {
+      const ds = await requireEnvironment(name);
+      const current = await bootfs();
+      if (current === null) {
+        throw new SysprimeError('REFUSED', `pool ${pool} has no bootfs, so there is no default to come back to after a one-shot boot`, {
+          hint: 'make an environment the default first with `sysprime activate NAME`',
+        });
+      }
+      // Saved before bootfs changes: a crash in between leaves bootfs as it was.
+      const earlier = await pendingRestore();
+      if (earlier === null) await runner('zfs', ['set', `${ONESHOT_RESTORE_PROP}=${current}`, pool]);
+      await runner('zpool', ['set', `bootfs=${ds}`, pool]);
+    },
+
+    async inspect(): Promise<BootState> {
+      const list = await runner('zfs', ['list', '-H', '-o', 'name', '-r', rootContainer], { allowFailure: true });
+      const datasets = list.stdout
+        .split('\n')
+        .filter((d) => d.startsWith(`${rootContainer}/`) && !d.slice(rootContainer.length + 1).includes('/') && !d.slice(rootContainer.length + 1).startsWith('.'));
+      const rows = await getProps(datasets, [GENERATION_PROP, CMDLINE_PROP]);
+      const entries: InspectedEntry[] = datasets.map((ds) => {
+        const gen = rows.find((r) => r.name === ds && r.property === GENERATION_PROP)?.value;
+        return {
+          name: ds.slice(rootContainer.length + 1),
+          ref: ds,
+          title: null,
+          generation: gen !== undefined && /^\d+$/.test(gen) ? Number(gen) : null,
+          kernelVersion: null,
+          counting: { state: 'unsupported' },
+        };
+      });
+      const current = await bootfs();
+      const restore = await pendingRestore();
+      const warnings: string[] = [];
+      if (current !== null && !current.startsWith(`${rootContainer}/`)) warnings.push(`bootfs is ${current}, outside ${rootContainer}`);
+      const nameIn = (ds: string | null): string | null => (ds !== null && ds.startsWith(`${rootContainer}/`) ? ds.slice(rootContainer.length + 1) : null);
+      return {
+        loader: 'zfsbootmenu',
+        entries,
+        defaultName: nameIn(restore ?? current),
+        oneShotName: restore !== null ? nameIn(current) : null,
+        warnings,
+      };
+    },
+
+    async bootStarted() {
+      const restore = await pendingRestore();
+      if (restore === null) return [];
+      await runner('zpool', ['set', `bootfs=${restore}`, pool]);
+      await runner('zfs', ['inherit', ONESHOT_RESTORE_PROP, pool]);
+      return [`one-shot boot done; bootfs is ${restore} again`];
+    },
+  };
+  return loader;
+}

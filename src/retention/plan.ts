@@ -1,0 +1,148 @@
+/**
+ * Which environments to destroy, and why: a pure planner. The caller
+ * destroys what it lists (the backend takes each one's pristine snapshot
+ * along when nothing else needs it) and syncs the boot entries after.
+ *
+ * Rules, in order:
+ * 1. The booted, default and one-shot environments are never destroyed.
+ * 2. The `keep` newest environments (by creation, then generation) stay.
+ * 3. Older ones go.
+ * 4. If the pool is below its free-space floor, environments kept by rule 2
+ *    go too, oldest first, until the floor is met. That needs each one's
+ *    unique space; where it is unknown the planner says it cannot compute
+ *    and destroys nothing more for the floor.
+ */
+
+export interface RetentionEnvironment {
+  name: string;
+  generation: number;
+  created: Date;
+  booted: boolean;
+  isDefault: boolean;
+  /** Bytes freed by destroying it, or null when the filesystem cannot say. */
+  spaceUnique: number | null;
+}
+
+export interface PruneOptions {
+  keep: number;
+  /** 0 disables the floor. */
+  minFreePercent: number;
+  poolFree: number;
+  poolSize: number;
+  /** The environment set to boot once next, if any. */
+  oneShot: string | null;
+}
+
+export type KeepReason = 'booted' | 'default' | 'one-shot' | 'newest';
+export type DestroyReason = 'beyond-keep' | 'free-space';
+
+export interface PlannedKeep {
+  name: string;
+  reasons: KeepReason[];
+  why: string;
+}
+
+export interface PlannedDestroy {
+  name: string;
+  reason: DestroyReason;
+  why: string;
+  spaceUnique: number | null;
+}
+
+export interface PrunePlan {
+  keep: PlannedKeep[];
+  /** In the order to destroy them (oldest first). */
+  destroy: PlannedDestroy[];
+  space: {
+    floorPercent: number;
+    freeBefore: number;
+    /** Null when some destroyed environment's space is unknown. */
+    freeAfter: number | null;
+    /** Null when it cannot be computed. */
+    floorMet: boolean | null;
+  };
+  /** Things the plan could not do or compute. */
+  notes: string[];
+}
+
+function newestFirst(a: RetentionEnvironment, b: RetentionEnvironment): number {
+  return b.created.getTime() - a.created.getTime() || b.generation - a.generation || a.name.localeCompare(b.name);
+}
+
+const gib = (n: number): string => `${(n / 2 ** 30).toFixed(2)} GiB`;
+const pct = (free: number, size: number): string => `${((100 * free) / size).toFixed(1)}%`;
+
+export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOptions): PrunePlan {
+  const ordered = [...envs].sort(newestFirst);
+  const notes: string[] = [];
+  const keep = new Map<string, KeepReason[]>();
+  const destroy: PlannedDestroy[] = [];
+
+  ordered.forEach((e, index) => {
+    const reasons: KeepReason[] = [];
+    if (e.booted) reasons.push('booted');
+    if (e.isDefault) reasons.push('default');
+    if (opts.oneShot !== null && e.name === opts.oneShot) reasons.push('one-shot');
+    if (index < opts.keep) reasons.push('newest');
+    if (reasons.length > 0) keep.set(e.name, reasons);
+    else destroy.push({ name: e.name, reason: 'beyond-keep', why: `older than the ${opts.keep} newest`, spaceUnique: e.spaceUnique });
+  });
+  if (opts.oneShot !== null && !envs.some((e) => e.name === opts.oneShot)) notes.push(`the one-shot environment "${opts.oneShot}" does not exist`);
+
+  const floorBytes = (opts.minFreePercent / 100) * opts.poolSize;
+  let free: number | null = opts.poolFree;
+  for (const d of destroy) free = free === null || d.spaceUnique === null ? null : free + d.spaceUnique;
+  if (free === null) notes.push(`cannot compute the free space after pruning: the space of ${destroy.filter((d) => d.spaceUnique === null).map((d) => `"${d.name}"`).join(', ')} is unknown`);
+
+  if (opts.minFreePercent > 0 && opts.poolSize > 0 && free !== null && free < floorBytes) {
+    // Only environments kept for being recent can go; the booted, default and one-shot ones never do.
+    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => r === 'newest')).reverse();
+    for (const e of candidates) {
+      if (free === null || free >= floorBytes) break;
+      if (e.spaceUnique === null) {
+        notes.push(`cannot compute how much destroying "${e.name}" frees, so no more environments are destroyed for the ${opts.minFreePercent}% floor`);
+        free = null;
+        break;
+      }
+      keep.delete(e.name);
+      free += e.spaceUnique;
+      destroy.push({
+        name: e.name,
+        reason: 'free-space',
+        why: `the pool is below its ${opts.minFreePercent}% free-space floor; destroying it frees ${gib(e.spaceUnique)}`,
+        spaceUnique: e.spaceUnique,
+      });
+    }
+    if (free !== null && free < floorBytes) {
+      notes.push(`the pool stays below its ${opts.minFreePercent}% floor (${pct(free, opts.poolSize)} free after pruning): only protected environments are left`);
+    }
+  }
+
+  const why: Record<KeepReason, string> = {
+    booted: 'it is running now',
+    default: 'it is the default boot environment',
+    'one-shot': 'it is set to boot once next',
+    newest: `it is among the ${opts.keep} newest`,
+  };
+  const kept: PlannedKeep[] = ordered
+    .filter((e) => keep.has(e.name))
+    .map((e) => {
+      const reasons = keep.get(e.name)!;
+      return { name: e.name, reasons, why: reasons.map((r) => why[r]).join('; ') };
+    });
+  // Oldest first: yesterday's environment is the last to go.
+  const rank = new Map(ordered.map((e, i) => [e.name, i]));
+  destroy.sort((a, b) => rank.get(b.name)! - rank.get(a.name)!);
+
+  return {
+    keep: kept,
+    destroy,
+    space: {
+      floorPercent: opts.minFreePercent,
+      freeBefore: opts.poolFree,
+      freeAfter: free,
+      floorMet: opts.minFreePercent === 0 || opts.poolSize <= 0 ? true : free === null ? null : free >= floorBytes,
+    },
+    notes,
+  };
+}

@@ -1,0 +1,101 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { grubQuote, splitKernelArgs, menuBlocks, menuIds, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
+import { bootedFromCmdline, grubDefaultSetting } from '../../../src/bootloaders/grub/index.js';
+import { computeEntries } from '../../../src/bootloaders/entries.js';
+import { rootArgsFor } from '../../../src/bootloaders/bls.js';
+import type { BootEnvironment, KernelPair, RootLocation } from '../../../src/bootloaders/types.js';
+
+const kernel = (): KernelPair => ({
+  version: '6.1.0-13-amd64',
+  kernel: '/x/boot/vmlinuz-6.1.0-13-amd64',
+  initrd: '/x/boot/initrd.img-6.1.0-13-amd64',
+  kernelInTree: '/boot/vmlinuz-6.1.0-13-amd64',
+  initrdInTree: '/boot/initrd.img-6.1.0-13-amd64',
+});
+
+function entryFor(root: RootLocation, cmdline = 'quiet') {
+  const env: BootEnvironment = { name: 'gen-4', generation: 4, created: new Date(Date.UTC(2026, 10, 22)), rootArgs: rootArgsFor(root), cmdline, root, tree: '/x' };
+  return computeEntries([env], kernel).entries[0]!;
+}
+
+test('a Btrfs menu entry reads the kernel from the subvolume', () => {
+  assert.equal(
+    renderMenuEntry(entryFor({ fs: 'btrfs', uuid: '0a1b-22', subvolume: 'ROOT/gen-4' })),
+    [
+      "menuentry 'gen-4 (generation 4, 2026-11-22)' --class gnu-linux --class os --id sysprime-gen-4 {",
+      '\t# sysprime generation 4',
+      '\tinsmod btrfs',
+      '\tsearch --no-floppy --fs-uuid --set=root 0a1b-22',
+      "\techo 'Loading gen-4 (Linux 6.1.0-13-amd64) ...'",
+      '\tlinux /ROOT/gen-4/boot/vmlinuz-6.1.0-13-amd64 root=UUID=0a1b-22 rootflags=subvol=ROOT/gen-4 quiet',
+      '\tinitrd /ROOT/gen-4/boot/initrd.img-6.1.0-13-amd64',
+      '}',
+    ].join('\n'),
+  );
+});
+
+test('a ZFS menu entry uses GRUB\'s dataset@/path form', () => {
+  assert.equal(
+    renderMenuEntry(entryFor({ fs: 'zfs', pool: 'rpool', dataset: 'rpool/ROOT/gen-4' }, 'quiet init_on_alloc="1 2"')),
+    [
+      "menuentry 'gen-4 (generation 4, 2026-11-22)' --class gnu-linux --class os --id sysprime-gen-4 {",
+      '\t# sysprime generation 4',
+      '\tinsmod zfs',
+      '\tsearch --no-floppy --label --set=root rpool',
+      "\techo 'Loading gen-4 (Linux 6.1.0-13-amd64) ...'",
+      `\tlinux /ROOT/gen-4@/boot/vmlinuz-6.1.0-13-amd64 root=ZFS=rpool/ROOT/gen-4 quiet 'init_on_alloc="1 2"'`,
+      '\tinitrd /ROOT/gen-4@/boot/initrd.img-6.1.0-13-amd64',
+      '}',
+    ].join('\n'),
+  );
+});
+
+test('quoting keeps GRUB from expanding variables; quoted kernel arguments stay whole', () => {
+  assert.deepEqual(splitKernelArgs('a  b="c d" e'), ['a', 'b="c d"', 'e']);
+  assert.equal(grubQuote('plain-word_1.2'), 'plain-word_1.2');
+  assert.equal(grubQuote('a$b'), "'a$b'");
+  assert.equal(grubQuote("it's"), `'it'\\''s'`);
+});
+
+test('the counting block steps the counter down and falls back at zero', () => {
+  const block = renderCountingBlock(3);
+  assert.equal(
+    block,
+    [
+      '# Boot counting for a freshly staged environment (see docs/boot.md).',
+      'if [ -n "${sysprime_fallback}" -a -n "${boot_counter}" -a "${boot_success}" = "0" ]; then',
+      '  if [ "${boot_counter}" = "0" -o "${boot_counter}" = "-1" ]; then',
+      '    set default="${sysprime_fallback}"',
+      '    set boot_counter=-1',
+      '  elif [ "${boot_counter}" = "1" ]; then set boot_counter=0',
+      '  elif [ "${boot_counter}" = "2" ]; then set boot_counter=1',
+      '  elif [ "${boot_counter}" = "3" ]; then set boot_counter=2',
+      '  fi',
+      '  save_env boot_counter',
+      'fi',
+      'set boot_success=0',
+      'save_env boot_success',
+    ].join('\n'),
+  );
+});
+
+test('a whole menu lists its ids and blocks back', () => {
+  const e = entryFor({ fs: 'btrfs', uuid: 'u', subvolume: 'ROOT/gen-4' });
+  const text = renderGrubMenu([e, { ...e, id: 'sysprime-gen-3', name: 'gen-3' }]);
+  assert.deepEqual(menuIds(text), ['sysprime-gen-4', 'sysprime-gen-3']);
+  assert.deepEqual([...menuBlocks(text).keys()], ['sysprime-gen-4', 'sysprime-gen-3']);
+  assert.match(text, /elif \[ "\$\{boot_counter\}" = "99" \]; then set boot_counter=98/);
+});
+
+test('grubenv, /etc/default/grub and BOOT_IMAGE are read', () => {
+  const env = parseGrubenv('# GRUB Environment Block\nsaved_entry=sysprime-a\nboot_counter=2\n##########\n');
+  assert.equal(env.get('saved_entry'), 'sysprime-a');
+  assert.equal(env.get('boot_counter'), '2');
+  assert.equal(grubDefaultSetting('GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n'), '0');
+  assert.equal(grubDefaultSetting('GRUB_DEFAULT="saved"\n'), 'saved');
+  assert.equal(grubDefaultSetting('# nothing\n'), null);
+  assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4/boot/vmlinuz-6.1 root=UUID=x'), 'gen-4');
+  assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4@/boot/vmlinuz-6.1 root=ZFS=p/ROOT/gen-4'), 'gen-4');
+  assert.equal(bootedFromCmdline('root=/dev/sda1'), null);
+});

@@ -1,0 +1,82 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { planPrune, type PruneOptions, type RetentionEnvironment } from '../../../src/retention/plan.js';
+
+const GiB = 2 ** 30;
+/** Environments gen-1 (oldest) .. gen-N (newest), 1 GiB each unless said. */
+function envs(n: number, over: Partial<Record<string, Partial<RetentionEnvironment>>> = {}): RetentionEnvironment[] {
+  return Array.from({ length: n }, (_, i) => {
+    const name = `gen-${i + 1}`;
+    return { name, generation: i + 1, created: new Date(Date.UTC(2026, 0, i + 1)), booted: false, isDefault: false, spaceUnique: GiB, ...over[name] };
+  });
+}
+const opts = (o: Partial<PruneOptions> = {}): PruneOptions => ({ keep: 3, minFreePercent: 0, poolFree: 50 * GiB, poolSize: 100 * GiB, oneShot: null, ...o });
+const names = (xs: { name: string }[]) => xs.map((x) => x.name);
+
+test('keeps the newest N and destroys the older ones, oldest first', () => {
+  const plan = planPrune(envs(6), opts());
+  assert.deepEqual(names(plan.keep), ['gen-6', 'gen-5', 'gen-4']);
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2', 'gen-3']);
+  assert.ok(plan.destroy.every((d) => d.reason === 'beyond-keep'));
+  assert.ok(plan.keep.every((k) => k.reasons.join() === 'newest'));
+  assert.equal(plan.space.freeAfter, 53 * GiB);
+});
+
+test('never the booted, the default or the one-shot environment, however old', () => {
+  const plan = planPrune(envs(6, { 'gen-1': { booted: true }, 'gen-2': { isDefault: true } }), opts({ oneShot: 'gen-3' }));
+  assert.deepEqual(names(plan.destroy), []);
+  const why = Object.fromEntries(plan.keep.map((k) => [k.name, k.reasons]));
+  assert.deepEqual(why['gen-1'], ['booted']);
+  assert.deepEqual(why['gen-2'], ['default']);
+  assert.deepEqual(why['gen-3'], ['one-shot']);
+  assert.match(plan.keep.find((k) => k.name === 'gen-1')!.why, /running now/);
+});
+
+test('nothing to do when there are no more than N', () => {
+  const plan = planPrune(envs(2), opts());
+  assert.deepEqual(plan.destroy, []);
+  assert.equal(plan.space.floorMet, true);
+});
+
+test('below the free-space floor, older kept ones go until the floor is met', () => {
+  // 10% free of 100 GiB, floor 13%: pruning beyond keep (gen-1) frees 1 GiB, then gen-2 and gen-3 go for the floor.
+  const plan = planPrune(envs(4), opts({ keep: 3, minFreePercent: 13, poolFree: 10 * GiB }));
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2', 'gen-3']);
+  assert.deepEqual(plan.destroy.map((d) => d.reason), ['beyond-keep', 'free-space', 'free-space']);
+  assert.deepEqual(names(plan.keep), ['gen-4']);
+  assert.equal(plan.space.floorMet, true);
+  assert.equal(plan.space.freeAfter, 13 * GiB);
+});
+
+test('the floor never takes a protected environment; the plan says the floor is not met', () => {
+  const plan = planPrune(envs(3, { 'gen-3': { booted: true, isDefault: true } }), opts({ minFreePercent: 50, poolFree: 10 * GiB }));
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2']);
+  assert.deepEqual(names(plan.keep), ['gen-3']);
+  assert.equal(plan.space.floorMet, false);
+  assert.match(plan.notes.join('\n'), /stays below its 50% floor/);
+});
+
+test('unknown space: the planner says it cannot compute and destroys nothing more for the floor', () => {
+  const plan = planPrune(envs(4, { 'gen-2': { spaceUnique: null } }), opts({ keep: 3, minFreePercent: 20, poolFree: 10 * GiB }));
+  assert.deepEqual(names(plan.destroy), ['gen-1']);
+  assert.equal(plan.space.floorMet, null);
+  assert.match(plan.notes.join('\n'), /cannot compute how much destroying "gen-2" frees/);
+
+  const beyond = planPrune(envs(4, { 'gen-1': { spaceUnique: null } }), opts({ keep: 3, minFreePercent: 20, poolFree: 10 * GiB }));
+  assert.deepEqual(names(beyond.destroy), ['gen-1']);
+  assert.equal(beyond.space.freeAfter, null);
+  assert.equal(beyond.space.floorMet, null);
+  assert.match(beyond.notes.join('\n'), /cannot compute the free space after pruning/);
+});
+
+test('order is by creation time, then generation', () => {
+  const list = envs(3);
+  list[0]!.created = new Date(Date.UTC(2027, 0, 1)); // gen-1 recreated last: newest
+  const plan = planPrune(list, opts({ keep: 1 }));
+  assert.deepEqual(names(plan.keep), ['gen-1']);
+  assert.deepEqual(names(plan.destroy), ['gen-2', 'gen-3']);
+});
+
+test('a one-shot name that does not exist is noted', () => {
+  assert.match(planPrune(envs(1), opts({ oneShot: 'ghost' })).notes.join(), /"ghost" does not exist/);
+});
