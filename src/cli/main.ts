@@ -7,6 +7,7 @@ import { registerEnvironmentCommands } from './commands/environments.js';
 import { registerStatus } from './commands/status.js';
 import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
+import { registerDrift } from './commands/drift.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerEnvironmentCommands(program, globals);
   registerStatus(program, globals);
   registerStage(program, globals);
+  registerDrift(program, globals);
   registerBart(program, globals);
   return program;
 }

@@ -61,6 +61,16 @@ export interface OperationRow {
 const now = () => new Date().toISOString();
 
 /**
+ * Fault injection for the crash tests: SYSPRIME_FAULT_INJECT="kill:<kind>:<step>:<before|after>"
+ * makes the process kill itself with SIGKILL at that boundary, as a power
+ * cut or the OOM killer would. Documented in docs/reliability.md.
+ */
+function faultPoint(kind: string, step: string, where: 'before' | 'after'): void {
+  const spec = process.env['SYSPRIME_FAULT_INJECT'];
+  if (spec && spec === `kill:${kind}:${step}:${where}`) process.kill(process.pid, 'SIGKILL');
+}
+
+/**
  * Run all steps; on failure undo the finished (and the failed, half-run) steps
  * in reverse and throw a STEP_FAILED error naming the step. Returns the
  * merged data of all steps.
@@ -77,10 +87,12 @@ export async function runOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, pa
     const step = spec.steps[i]!;
     db.prepare("INSERT INTO steps (operation, seq, name, status, at) VALUES (?, ?, ?, 'started', ?)").run(opId, i, step.name, now());
     progress.onStep?.(step.title, i, total);
+    faultPoint(spec.kind, step.name, 'before');
     try {
       const data = (await step.run(ctx, params, merged)) ?? {};
       Object.assign(merged, data);
       db.prepare("UPDATE steps SET status = 'done', at = ?, data = ? WHERE operation = ? AND seq = ?").run(now(), JSON.stringify(data), opId, i);
+      faultPoint(spec.kind, step.name, 'after');
       progress.onStepDone?.(step.title, i, total, data);
     } catch (err) {
       db.prepare("UPDATE steps SET status = 'failed', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, i);

@@ -41,15 +41,12 @@ export const MIGRATIONS: readonly string[] = [
   // 2: manifests, drift records and reintegration reports
   `
   CREATE TABLE manifests (
-    id INTEGER PRIMARY KEY,
+    subject TEXT PRIMARY KEY,
     created TEXT NOT NULL,
-    subject TEXT NOT NULL,
-    fs_id TEXT,
-    hash TEXT NOT NULL,
+    identity TEXT NOT NULL,
     entries INTEGER NOT NULL,
     file TEXT NOT NULL
   );
-  CREATE INDEX manifests_subject ON manifests (subject, created);
 
   CREATE TABLE drift_runs (
     id INTEGER PRIMARY KEY,
@@ -64,7 +61,8 @@ export const MIGRATIONS: readonly string[] = [
     run INTEGER NOT NULL REFERENCES drift_runs (id),
     path TEXT NOT NULL,
     change TEXT NOT NULL,
-    attributes TEXT NOT NULL DEFAULT ''
+    attributes TEXT NOT NULL DEFAULT '',
+    contents TEXT
   );
   CREATE INDEX drift_paths_path ON drift_paths (path, run);
 

@@ -13,6 +13,7 @@ import { join } from 'node:path';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { log } from '../log.js';
 import { run, type RunResult } from '../process/run.js';
+import { stopProcessesIn } from '../process/reap.js';
 import { isSelfBind, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountEntry } from './mountinfo.js';
 import { safeInside } from './rootpath.js';
 
@@ -121,49 +122,6 @@ async function umountWithRetries(target: string): Promise<void> {
   await run('umount', ['--lazy', target], { allowFailure: true, timeout: 60_000 });
 }
 
-/**
- * Processes whose root directory is inside `root`: what a package script left
- * running (an agent, a daemon that ignored policy-rc.d). They keep mounts busy.
- */
-async function chrootedProcesses(root: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const name of await readdir('/proc')) {
-    if (!/^\d+$/.test(name)) continue;
-    const pid = Number(name);
-    if (pid === process.pid) continue;
-    try {
-      const procRoot = await readlink(`/proc/${name}/root`);
-      if (procRoot === root || procRoot.startsWith(`${root}/`)) pids.push(pid);
-    } catch {
-      // gone, or a kernel thread
-    }
-  }
-  return pids;
-}
-
-async function stopChrootedProcesses(root: string): Promise<number[]> {
-  const pids = await chrootedProcesses(root);
-  if (pids.length === 0) return [];
-  log.warn(`stopping ${pids.length} process(es) left running in ${root}: ${pids.join(' ')}`);
-  const signal = (sig: NodeJS.Signals, list: number[]): void => {
-    for (const pid of list) {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        // already gone
-      }
-    }
-  };
-  signal('SIGTERM', pids);
-  for (let i = 0; i < 20; i++) {
-    await new Promise((r) => setTimeout(r, 100));
-    if ((await chrootedProcesses(root)).length === 0) return pids;
-  }
-  signal('SIGKILL', await chrootedProcesses(root));
-  await new Promise((r) => setTimeout(r, 200));
-  return pids;
-}
-
 /** Puts our file in place of the tree's, keeping the tree's beside it to restore. */
 async function substitute(root: string, rel: string, content: string | { copyFrom: string }, mode: number): Promise<() => Promise<void>> {
   const path = await safeInside(root, rel);
@@ -250,7 +208,7 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
       await run('mount', step.args(target), { timeout: 60_000 });
       undo.push({ what: `unmount ${target}`, fn: () => umountWithRetries(target) });
     }
-    undo.push({ what: 'stop processes left in the tree', fn: async () => void (await stopChrootedProcesses(root)) });
+    undo.push({ what: 'stop processes left in the tree', fn: async () => void (await stopProcessesIn(root)) });
 
     await ensureDirInside(root, 'usr', 0o755, createdDirs);
     await ensureDirInside(root, 'usr/sbin', 0o755, createdDirs);
@@ -302,7 +260,7 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
 export async function recoverChroot(rootPath: string): Promise<string[]> {
   const root = await canonicalRoot(rootPath);
   const done: string[] = [];
-  const stopped = await stopChrootedProcesses(root);
+  const stopped = await stopProcessesIn(root);
   if (stopped.length > 0) done.push(`stopped processes ${stopped.join(' ')}`);
 
   const mounts = await readMounts();

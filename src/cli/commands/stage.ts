@@ -1,0 +1,93 @@
+/** `sysprime stage` and `sysprime daemon`. */
+import type { Command } from 'commander';
+import { stage, recoverStaging } from '../../staging/pipeline.js';
+import { runDaemon, type Job } from '../../scheduler/daemon.js';
+import { printJson } from '../output.js';
+import { stepProgress } from '../progress.js';
+import type { Updater } from '../../updaters/types.js';
+import type { Config } from '../../config/schema.js';
+import { applyGlobals, reportError, requireRoot, withContext, type GlobalOptions } from '../runner.js';
+
+// Loaded on use: the updaters pull in what only staging needs.
+async function createUpdater(config: Config): Promise<Updater> {
+  return (await import('../../updaters/registry.js')).createUpdater(config);
+}
+
+export function registerStage(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('stage')
+    .description('build the next generation in a new environment, without touching the running one')
+    .option('--from <env>', 'environment whose changes are carried over (default: the current one)')
+    .option('--name <name>', 'name of the new environment (default: gen-N)')
+    .option('-n, --dry-run', 'say what would be done, change nothing')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime stage              stage the next generation now\n  sysprime stage --dry-run    show the plan\n  sysprime --json stage       machine-readable result',
+    )
+    .action(async (opts: { from?: string; name?: string; dryRun?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        const g = globals();
+        const updater = await createUpdater(ctx.config);
+        const outcome = await stage(ctx, updater, {
+          ...(opts.from ? { from: opts.from } : {}),
+          ...(opts.name ? { name: opts.name } : {}),
+          dryRun: opts.dryRun === true,
+          verbose: g.verbose === true,
+          progress: stepProgress({ json: g.json, quiet: g.quiet }),
+        });
+        if (g.json) {
+          printJson(outcome);
+          return;
+        }
+        for (const line of outcome.recovered) process.stdout.write(`recovered: ${line}\n`);
+        switch (outcome.kind) {
+          case 'dry-run':
+            process.stdout.write(
+              `would stage generation ${outcome.generation} as "${outcome.name}" from the pristine state of generation ${outcome.baseGeneration},\n` +
+                `carrying over the changes of "${outcome.from}", with ${updater.describe()}:\n` +
+                outcome.steps.map((s, i) => `  ${i + 1}. ${s}\n`).join(''),
+            );
+            break;
+          case 'up-to-date':
+            process.stdout.write(`up to date: ${outcome.reason}; no environment was made\n`);
+            break;
+          case 'staged':
+            process.stdout.write(
+              `staged generation ${outcome.generation} as "${outcome.name}" (${outcome.update.summary}); the running system is unchanged\n` +
+                `boot it with \`sysprime activate ${outcome.name}\`\n`,
+            );
+            break;
+        }
+      }),
+    );
+
+  program
+    .command('daemon')
+    .description('run staging, drift recording and retention on the configured schedule')
+    .option('--max-runs <n>', 'exit after this many runs (for tests)', (v) => Number.parseInt(v, 10))
+    .action(async (opts: { maxRuns?: number }) => {
+      const g = globals();
+      applyGlobals(g);
+      try {
+        requireRoot();
+        process.exitCode = await runDaemon({
+          config: g.config,
+          ...(opts.maxRuns !== undefined ? { maxRuns: opts.maxRuns } : {}),
+          recover: async (ctx) => recoverStaging(ctx, await createUpdater(ctx.config)),
+          jobs: (ctx): Job[] => [
+            {
+              name: 'stage',
+              expression: ctx.config.schedule.stage,
+              randomDelay: ctx.config.schedule.randomDelay,
+              async run(c) {
+                const outcome = await stage(c, await createUpdater(c.config), {});
+                return outcome.kind === 'staged' ? `staged generation ${outcome.generation} as ${outcome.name}` : outcome.kind === 'up-to-date' ? `up to date (${outcome.reason})` : 'dry run';
+              },
+            },
+          ],
+        });
+      } catch (err) {
+        process.exitCode = reportError(err, g.verbose === true);
+      }
+    });
+}

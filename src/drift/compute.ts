@@ -1,0 +1,176 @@
+/**
+ * Drift: an environment as it is now against the pristine snapshot of its
+ * generation, through the rules. Both sides are BART manifests; the pristine
+ * one is made once per snapshot and kept, the live one is made
+ * incrementally from the last one kept for that environment.
+ */
+import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
+import { compareManifests, createManifest, displayPath, type Difference, type Manifest } from '../bart/index.js';
+import { SysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import { loadManifest, saveManifest } from '../state/manifests.js';
+import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
+import { loadRules, type LoadedRules } from './rules.js';
+import { describeContent, type ContentChange } from './content.js';
+import { packageOwners } from './packages.js';
+
+export type ChangeKind = 'added' | 'removed' | 'modified';
+
+export interface DriftItem {
+  /** Byte-string path (latin1), as in manifests. */
+  path: string;
+  /** The path for people. */
+  display: string;
+  change: ChangeKind;
+  /** Entry type after the change (before, for removed). */
+  type: string;
+  /** Attributes that differ, in bart_rules(4) words. */
+  attributes: string[];
+  details: { name: string; before: string; after: string }[];
+  /** The package that owns the path in the environment (dpkg), if any. */
+  package: string | null;
+  content: ContentChange | null;
+  /** Digest of the content now, to tell later changes apart in the history. */
+  contents: string | null;
+}
+
+export interface DriftReport {
+  environment: string;
+  generation: number;
+  pristine: string;
+  at: string;
+  rules: string;
+  hash: string;
+  counts: { added: number; removed: number; modified: number };
+  items: DriftItem[];
+}
+
+const KIND: Record<Difference['kind'], ChangeKind> = { add: 'added', delete: 'removed', modify: 'modified' };
+
+export interface ManifestPair {
+  pristine: Manifest;
+  live: Manifest;
+  rules: LoadedRules;
+}
+
+/** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
+export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }): Promise<ManifestPair> {
+  const rules = loadRules(ctx.config);
+  const hash = ctx.config.bart.hash;
+  const pristineSubject = `pristine:${env.generation}`;
+  const pristineIdentity = `${env.pristine}|${rules.digest}|${hash}`;
+  let pristine = loadManifest(ctx.db, pristineSubject, pristineIdentity);
+  if (!pristine) {
+    const made = await createManifest({ root: trees.pristine, rules: rules.rules, hash, onWarning: (w) => log.warn(w) });
+    pristine = made.manifest;
+    saveManifest(ctx.db, ctx.config.state.dir, pristineSubject, pristineIdentity, pristine);
+  }
+  const liveSubject = `env:${env.name}`;
+  const liveIdentity = `${rules.digest}|${hash}`;
+  const previous = loadManifest(ctx.db, liveSubject, liveIdentity);
+  const made = await createManifest({ root: trees.live, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
+  saveManifest(ctx.db, ctx.config.state.dir, liveSubject, liveIdentity, made.manifest);
+  log.debug(`drift of ${env.name}: ${made.hashed} files hashed, ${made.reused} digests reused`);
+  return { pristine, live: made.manifest, rules };
+}
+
+export async function computeDrift(ctx: Context, name?: string, opts: { content?: boolean } = {}): Promise<DriftReport> {
+  const env = name === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, name);
+  if (env.pristine === null) {
+    throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${env.generation} (of "${env.name}") is missing; drift cannot be computed`, {
+      hint: 'run `sysprime doctor`',
+    });
+  }
+  const live = await ctx.backend.openEnvironment(env.name);
+  try {
+    const pristine = await ctx.backend.openPristine(env.generation);
+    try {
+      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path });
+      const diffs = compareManifests(pair.pristine, pair.live, pair.rules.rules);
+      const owners = await packageOwners(live.path, diffs.map((d) => d.path));
+      const items: DriftItem[] = diffs.map((d) => {
+        const entry = d.test ?? d.control!;
+        const item: DriftItem = {
+          path: d.path,
+          display: displayPath(d.path),
+          change: KIND[d.kind],
+          type: entry.type,
+          attributes: [...new Set(d.attributes.map((a) => (a.name === 'xattr' && a.xattr ? `xattr:${a.xattr}` : a.name)))],
+          details: d.attributes.map((a) => ({ name: a.xattr ? `xattr:${a.xattr}` : a.name, before: a.control, after: a.test })),
+          package: owners.get(d.path) ?? null,
+          content: null,
+          contents: d.test?.type === 'F' ? (d.test.contents ?? null) : null,
+        };
+        if (opts.content !== false) item.content = describeContent(d, pristine.path, live.path);
+        return item;
+      });
+      const counts = { added: 0, removed: 0, modified: 0 };
+      for (const i of items) counts[i.change]++;
+      return {
+        environment: env.name,
+        generation: env.generation,
+        pristine: env.pristine,
+        at: new Date().toISOString(),
+        rules: pair.rules.path,
+        hash: ctx.config.bart.hash,
+        counts,
+        items,
+      };
+    } finally {
+      await pristine.release();
+    }
+  } finally {
+    await live.release();
+  }
+}
+
+/** Keep the drift in the history, so `drift --history PATH` can say when a file changed. */
+export function recordDrift(ctx: Context, report: DriftReport): number {
+  const run = ctx.db.transaction(() => {
+    const id = Number(
+      ctx.db
+        .prepare('INSERT INTO drift_runs (at, environment, generation, added, removed, modified) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(report.at, report.environment, report.generation, report.counts.added, report.counts.removed, report.counts.modified).lastInsertRowid,
+    );
+    const ins = ctx.db.prepare('INSERT INTO drift_paths (run, path, change, attributes, contents) VALUES (?, ?, ?, ?, ?)');
+    for (const i of report.items) ins.run(id, i.path, i.change, i.attributes.join(','), i.contents);
+    return id;
+  });
+  return run();
+}
+
+export interface HistoryRow {
+  at: string;
+  environment: string;
+  generation: number;
+  /** null: the path showed no drift in that run. */
+  change: ChangeKind | null;
+  attributes: string[];
+  contents: string | null;
+}
+
+/**
+ * The path's state in every recorded run of the environments it drifted in,
+ * folded to the runs where something about it changed.
+ */
+export function driftHistory(ctx: Context, path: string): HistoryRow[] {
+  const rows = ctx.db
+    .prepare(
+      `SELECT r.at, r.environment, r.generation, p.change, p.attributes, p.contents
+       FROM drift_runs r LEFT JOIN drift_paths p ON p.run = r.id AND p.path = ?
+       WHERE r.environment IN (SELECT DISTINCT r2.environment FROM drift_runs r2 JOIN drift_paths p2 ON p2.run = r2.id WHERE p2.path = ?)
+       ORDER BY r.id`,
+    )
+    .all(path, path) as { at: string; environment: string; generation: number; change: ChangeKind | null; attributes: string | null; contents: string | null }[];
+  const out: HistoryRow[] = [];
+  const last = new Map<string, string>();
+  for (const r of rows) {
+    const key = `${r.change}|${r.attributes}|${r.contents}`;
+    if (last.get(r.environment) === key) continue;
+    if (!last.has(r.environment) && r.change === null) continue;
+    last.set(r.environment, key);
+    out.push({ at: r.at, environment: r.environment, generation: r.generation, change: r.change, attributes: r.attributes ? r.attributes.split(',') : [], contents: r.contents });
+  }
+  return out;
+}

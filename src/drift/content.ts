@@ -1,0 +1,71 @@
+/**
+ * What changed inside a file: a unified diff for text, a description for
+ * binary content. Files are opened without following symlinks, so a link
+ * planted in a tree can never make drift read outside it.
+ */
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
+import { createTwoFilesPatch } from 'diff';
+import { displayPath, toFsPath, type Difference } from '../bart/index.js';
+
+export type ContentChange =
+  | { kind: 'text'; diff: string; linesAdded: number; linesRemoved: number }
+  | { kind: 'binary'; before: number | null; after: number | null }
+  | { kind: 'too-large'; before: number | null; after: number | null }
+  | { kind: 'unreadable'; reason: string };
+
+/** Text diffs beyond this size are described, not shown. */
+export const MAX_DIFF_BYTES = 1 << 20;
+
+function readNoFollow(root: string, path: string): Buffer | { tooLarge: number } {
+  const full = toFsPath(root + path);
+  const fd = openSync(full, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > MAX_DIFF_BYTES) return { tooLarge: st.size };
+    const buf = Buffer.alloc(st.size);
+    let off = 0;
+    while (off < st.size) {
+      const n = readSync(fd, buf, off, st.size - off, off);
+      if (n === 0) break;
+      off += n;
+    }
+    return buf.subarray(0, off);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export function isText(buf: Buffer): boolean {
+  if (buf.includes(0)) return false;
+  return Buffer.from(buf.toString('utf8'), 'utf8').equals(buf);
+}
+
+export function describeContent(d: Difference, beforeRoot: string, afterRoot: string): ContentChange | null {
+  const before = d.control?.type === 'F' ? d.control : undefined;
+  const after = d.test?.type === 'F' ? d.test : undefined;
+  if (!before && !after) return null;
+  if (d.kind === 'modify' && before && after && !d.attributes.some((a) => a.name === 'contents' || a.name === 'size')) return null;
+  try {
+    const a = before ? readNoFollow(beforeRoot, d.path) : Buffer.alloc(0);
+    const b = after ? readNoFollow(afterRoot, d.path) : Buffer.alloc(0);
+    if (!Buffer.isBuffer(a) || !Buffer.isBuffer(b)) {
+      return { kind: 'too-large', before: before ? before.size : null, after: after ? after.size : null };
+    }
+    if (!isText(a) || !isText(b)) return { kind: 'binary', before: before ? a.length : null, after: after ? b.length : null };
+    const name = displayPath(d.path);
+    const patch = createTwoFilesPatch(before ? `pristine${name}` : '/dev/null', after ? `current${name}` : '/dev/null', a.toString('utf8'), b.toString('utf8'), '', '', { context: 3 });
+    let linesAdded = 0;
+    let linesRemoved = 0;
+    // Drop jsdiff's "=====" line; keep the ---/+++ header and the hunks.
+    const lines = patch.split('\n').slice(1);
+    if (lines[lines.length - 1] === '') lines.pop();
+    for (const l of lines.slice(2)) {
+      if (l.startsWith('+')) linesAdded++;
+      else if (l.startsWith('-')) linesRemoved++;
+    }
+    return { kind: 'text', diff: lines.join('\n'), linesAdded, linesRemoved };
+  } catch (err) {
+    return { kind: 'unreadable', reason: (err as Error).message };
+  }
+}

@@ -1,0 +1,130 @@
+/**
+ * `sysprime daemon`: runs staging (and the other scheduled jobs) on the
+ * configured cron schedule. Jobs run one at a time, in the order they fall
+ * due; a failing run is logged and tried again at its next time. SIGTERM
+ * stops scheduling and lets the running job finish; a second SIGTERM (or
+ * SIGINT) exits at once, and the journal undoes the interrupted step at the
+ * next start.
+ */
+import cron, { type ScheduledTask } from 'node-cron';
+import type { Context } from '../context.js';
+import { openContext } from '../context.js';
+import { log } from '../log.js';
+import { processStart } from '../state/lock.js';
+import { SysprimeError } from '../errors.js';
+
+export interface Job {
+  name: string;
+  expression: string;
+  /** Seconds of random delay before each run. */
+  randomDelay: number;
+  /** One line saying what the run did. */
+  run(ctx: Context): Promise<string>;
+}
+
+export interface DaemonOptions {
+  config?: string | undefined;
+  /** Build the jobs once the configuration is known. */
+  jobs(ctx: Context): Job[];
+  /** Runs at start, before scheduling: recover interrupted operations. */
+  recover?(ctx: Context): Promise<string[]>;
+  /** For tests: stop after this many runs in total. */
+  maxRuns?: number;
+}
+
+export async function runDaemon(opts: DaemonOptions): Promise<number> {
+  const ctx = await openContext({ config: opts.config });
+  const pidStart = processStart(process.pid) ?? '';
+  log.info(`sysprime daemon started (pid ${process.pid}) on ${ctx.backend.describe()}, configuration ${ctx.config.source}`);
+  if (opts.recover) {
+    for (const line of await opts.recover(ctx)) log.warn(`recovered: ${line}`);
+  }
+
+  const jobs = opts.jobs(ctx).filter((j) => j.expression !== 'off');
+  if (jobs.length === 0) {
+    await ctx.close();
+    throw new SysprimeError('CONFIG', 'every job in [schedule] is "off": the daemon has nothing to do', { hint: 'set [schedule] stage in sysprime.toml' });
+  }
+
+  let queue: Promise<void> = Promise.resolve();
+  let stopping = false;
+  let runs = 0;
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  const tasks: ScheduledTask[] = [];
+
+  const record = ctx.db.prepare(
+    `INSERT INTO schedule (job, expression, next_run, last_run, last_result, pid, pid_start) VALUES (@job, @expression, @next, NULL, NULL, @pid, @start)
+     ON CONFLICT (job) DO UPDATE SET expression = @expression, next_run = @next, pid = @pid, pid_start = @start`,
+  );
+  const finish = ctx.db.prepare('UPDATE schedule SET last_run = ?, last_result = ?, next_run = ? WHERE job = ?');
+
+  const stop = () => {
+    if (stopping) return;
+    stopping = true;
+    for (const t of tasks) void t.stop();
+    void queue.then(() => resolveDone());
+  };
+
+  for (const job of jobs) {
+    const task = cron.schedule(
+      job.expression,
+      () => {
+        if (stopping) return;
+        queue = queue.then(async () => {
+          if (stopping) return;
+          if (job.randomDelay > 0) await sleep(Math.random() * job.randomDelay * 1000, () => stopping);
+          if (stopping) return;
+          const started = new Date().toISOString();
+          let result: string;
+          try {
+            result = await job.run(ctx);
+            log.info(`${job.name}: ${result}`);
+          } catch (err) {
+            result = `failed: ${err instanceof Error ? err.message : String(err)}`;
+            log.error(`${job.name} ${result}`);
+          }
+          finish.run(started, result, task.getNextRun()?.toISOString() ?? null, job.name);
+          runs++;
+          if (opts.maxRuns !== undefined && runs >= opts.maxRuns) stop();
+        });
+      },
+      { name: job.name, noOverlap: true },
+    );
+    tasks.push(task);
+    record.run({ job: job.name, expression: job.expression, next: task.getNextRun()?.toISOString() ?? null, pid: process.pid, start: pidStart });
+    log.info(`${job.name}: scheduled "${job.expression}", next at ${task.getNextRun()?.toISOString() ?? 'never'}`);
+  }
+
+  let signals = 0;
+  const onSignal = (sig: NodeJS.Signals) => {
+    signals++;
+    if (signals > 1 || sig === 'SIGINT') {
+      log.warn(`${sig} again: exiting now; the interrupted step is undone at the next start`);
+      process.exit(143);
+    }
+    log.info(`${sig}: finishing the running job, then exiting`);
+    stop();
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+
+  await done;
+  process.off('SIGTERM', onSignal);
+  process.off('SIGINT', onSignal);
+  ctx.db.prepare('DELETE FROM schedule WHERE pid = ?').run(process.pid);
+  await ctx.close();
+  log.info('sysprime daemon stopped');
+  return 0;
+}
+
+function sleep(ms: number, cancelled: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const started = Date.now();
+    const tick = () => {
+      if (cancelled() || Date.now() - started >= ms) resolve();
+      else setTimeout(tick, Math.min(1000, ms - (Date.now() - started)));
+    };
+    tick();
+  });
+}

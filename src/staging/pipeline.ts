@@ -1,0 +1,204 @@
+/**
+ * Staging: build generation N+1 beside the running system and make it
+ * bootable, as journaled steps. Nothing here writes to the running
+ * environment; every step that creates something has an undo that removes
+ * it, and the same undo runs after a crash (see state/journal.ts).
+ */
+import type { Context } from '../context.js';
+import type { EnvironmentInfo, PristineInfo } from '../backends/types.js';
+import type { Updater, UpdateResult } from '../updaters/types.js';
+import { AbortOperation, recoverOperations, runOperation, type Json, type OperationSpec, type StepProgress } from '../state/journal.js';
+import { acquireLock } from '../state/lock.js';
+import { currentOf, recordEvent } from '../environments/lifecycle.js';
+import { checkName } from '../environments/names.js';
+import { SysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import { mkdir, rmdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { stopProcessesIn } from '../process/reap.js';
+import { recoverChroot } from '../updaters/chroot.js';
+
+export interface StageContext {
+  ctx: Context;
+  updater: Updater;
+  verbose: boolean;
+}
+
+export interface StageParams extends Json {
+  /** The environment whose admin changes are carried over. */
+  from: string;
+  /** Its generation: the base of the 3-way reintegration. */
+  fromGeneration: number;
+  /** The generation whose pristine snapshot is cloned (the newest one). */
+  baseGeneration: number;
+  generation: number;
+  name: string;
+}
+
+/** Where the new environment is mounted while the updater runs: known in advance, so recovery finds it. */
+export function stagingMountPoint(name: string): string {
+  return join(STAGING_MOUNT_BASE, name);
+}
+export const STAGING_MOUNT_BASE = '/run/sysprime/stage';
+
+async function releaseStagingMount(s: StageContext, name: string): Promise<void> {
+  const dir = stagingMountPoint(name);
+  await stopProcessesIn(dir, { cwd: true });
+  for (const line of await recoverChroot(dir).catch(() => [] as string[])) log.info(`recovered: ${line}`);
+  const env = await exists(s, name);
+  if (env?.mounted === dir) await s.ctx.backend.unmount(name);
+  await rmdir(dir).catch(() => undefined);
+}
+
+async function exists(s: StageContext, name: string): Promise<EnvironmentInfo | undefined> {
+  return (await s.ctx.backend.listEnvironments()).find((e) => e.name === name);
+}
+
+export const STAGE: OperationSpec<StageContext> = {
+  kind: 'stage',
+  steps: [
+    {
+      name: 'clone',
+      title: 'clone the pristine snapshot',
+      async run(s, p) {
+        const params = p as StageParams;
+        await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name);
+        await s.ctx.backend.setMeta(params.name, { staging: 'in-progress' });
+      },
+      async undo(s, p) {
+        const params = p as StageParams;
+        const env = await exists(s, params.name);
+        if (!env) return;
+        if (env.booted || env.isDefault) throw new SysprimeError('REFUSED', `will not destroy ${params.name}: it is booted or the default`);
+        if (env.mounted !== null) await s.ctx.backend.unmount(params.name).catch(() => undefined);
+        await s.ctx.backend.destroyEnvironment(params.name);
+      },
+    },
+    {
+      name: 'update',
+      title: 'apply the updates inside the new environment',
+      async run(s, p) {
+        const params = p as StageParams;
+        const dir = stagingMountPoint(params.name);
+        await mkdir(dir, { recursive: true });
+        await s.ctx.backend.mount(params.name, dir);
+        let result: UpdateResult;
+        try {
+          const live = await s.ctx.backend.openEnvironment(params.from);
+          try {
+            const pristine = await s.ctx.backend.openPristine(params.fromGeneration);
+            try {
+              result = await s.updater.apply({
+                root: dir,
+                liveRoot: live.path,
+                pristineRoot: pristine.path,
+                timeout: s.ctx.config.update.timeout,
+                verbose: s.verbose,
+              });
+            } finally {
+              await pristine.release();
+            }
+          } finally {
+            await live.release();
+          }
+        } finally {
+          await releaseStagingMount(s, params.name);
+        }
+        if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
+        return { update: result as unknown as Json };
+      },
+      async undo(s, p) {
+        // After a crash the updater may still run (an orphan keeps writing
+        // into the clone) and the clone may still be mounted: stop and
+        // unmount before the clone's own undo destroys it.
+        await releaseStagingMount(s, (p as StageParams).name);
+        for (const line of await s.ctx.backend.recover()) log.info(`recovered: ${line}`);
+      },
+    },
+    {
+      name: 'pristine',
+      title: 'snapshot the result as the new pristine state',
+      async run(s, p) {
+        const params = p as StageParams;
+        await s.ctx.backend.setGeneration(params.name, params.generation);
+        const snap: PristineInfo = await s.ctx.backend.takePristine(params.name, params.generation);
+        return { pristine: snap.id };
+      },
+      async undo(s, p) {
+        const params = p as StageParams;
+        const snaps = await s.ctx.backend.listPristines();
+        if (snaps.some((x) => x.generation === params.generation)) await s.ctx.backend.destroyPristine(params.generation);
+      },
+    },
+    {
+      name: 'finish',
+      title: 'mark the environment staged',
+      async run(s, p) {
+        const params = p as StageParams;
+        await s.ctx.backend.setMeta(params.name, { staging: null, 'staged-from': params.from });
+      },
+    },
+  ],
+};
+
+export interface StageOptions {
+  from?: string;
+  name?: string;
+  dryRun?: boolean;
+  verbose?: boolean;
+  progress?: StepProgress;
+}
+
+export type StageOutcome =
+  | { kind: 'staged'; name: string; generation: number; from: string; update: UpdateResult; recovered: string[] }
+  | { kind: 'up-to-date'; reason: string; recovered: string[] }
+  | { kind: 'dry-run'; name: string; generation: number; from: string; baseGeneration: number; steps: string[]; recovered: string[] };
+
+/** Finish the cleanup of stagings a dead process left behind. */
+export async function recoverStaging(ctx: Context, updater: Updater): Promise<string[]> {
+  return recoverOperations(ctx.db, STAGE, { ctx, updater, verbose: false });
+}
+
+export async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
+  const envs = await ctx.backend.listEnvironments();
+  const from = opts.from === undefined ? currentOf(envs) : envs.find((e) => e.name === checkName(opts.from!));
+  if (!from) {
+    throw new SysprimeError('NOT_FOUND', opts.from ? `no environment named "${opts.from}"` : 'there is no running or default environment to stage from', {
+      hint: opts.from ? 'see `sysprime list`' : 'run `sysprime init` first',
+    });
+  }
+  const pristines = await ctx.backend.listPristines();
+  if (!pristines.some((p) => p.generation === from.generation)) {
+    throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${from.generation} (of "${from.name}") is missing`, {
+      hint: 'run `sysprime doctor`; without it the admin\'s changes cannot be told from the update\'s',
+    });
+  }
+  // Updates chain: the newest pristine state is the base, so a machine that
+  // has not rebooted for a week gets one new environment built on the last.
+  const baseGeneration = Math.max(...pristines.map((p) => p.generation));
+  const generation = Math.max(baseGeneration, ...envs.map((e) => e.generation)) + 1;
+  const name = checkName(opts.name ?? `gen-${generation}`);
+  if (envs.some((e) => e.name === name)) {
+    throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pass --name, or destroy the old one' });
+  }
+  return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name };
+}
+
+export async function stage(ctx: Context, updater: Updater, opts: StageOptions = {}): Promise<StageOutcome> {
+  const lock = acquireLock(ctx.db, 'staging');
+  try {
+    const recovered = await recoverStaging(ctx, updater);
+    const params = await planStage(ctx, opts);
+    if (opts.dryRun) {
+      await updater.probe();
+      return { kind: 'dry-run', ...params, steps: STAGE.steps.map((s) => s.title), recovered };
+    }
+    await updater.probe();
+    const result = await runOperation(ctx.db, STAGE, { ctx, updater, verbose: opts.verbose === true }, params, opts.progress);
+    if (!result.completed) return { kind: 'up-to-date', reason: result.reason, recovered };
+    recordEvent(ctx, params.name, 'staged', { from: params.from, generation: params.generation });
+    return { kind: 'staged', name: params.name, generation: params.generation, from: params.from, update: result.data['update'] as UpdateResult, recovered };
+  } finally {
+    lock.release();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * Manifests kept between runs, as files beside the state database (they are
+ * large; the database holds where they are and what they describe). A saved
+ * manifest is reused only when its identity matches: for a pristine snapshot
+ * that is the snapshot plus the rules and hash it was made with, so a
+ * read-only tree is walked once; for a live tree it seeds the incremental
+ * walk (unchanged inode, size, mtime and ctime means unchanged content).
+ */
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { join } from 'node:path';
+import { createHash } from 'node:crypto';
+import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest } from '../bart/index.js';
+import { log } from '../log.js';
+import type { Db } from './db.js';
+
+function fileFor(dir: string, subject: string): string {
+  return join(dir, 'manifests', createHash('sha256').update(subject).digest('hex').slice(0, 32));
+}
+
+function writeAtomic(path: string, data: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { encoding: 'latin1', mode: 0o600 });
+  const fd = openSync(tmp, 'r');
+  fsyncSync(fd);
+  closeSync(fd);
+  renameSync(tmp, path);
+}
+
+export function saveManifest(db: Db, stateDir: string, subject: string, identity: string, m: Manifest): void {
+  mkdirSync(join(stateDir, 'manifests'), { recursive: true, mode: 0o700 });
+  const file = fileFor(stateDir, subject);
+  writeAtomic(`${file}.bart`, formatManifest(m));
+  writeAtomic(`${file}.index`, formatIndex(m));
+  db.prepare('INSERT OR REPLACE INTO manifests (subject, created, identity, entries, file) VALUES (?, ?, ?, ?, ?)').run(
+    subject,
+    new Date().toISOString(),
+    identity,
+    m.entries.length,
+    file,
+  );
+}
+
+/** The saved manifest of a subject, or undefined (also when it is unreadable: it is only a cache). */
+export function loadManifest(db: Db, subject: string, identity?: string): Manifest | undefined {
+  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
+  try {
+    const m = parseManifest(readFileSync(`${row.file}.bart`), `${row.file}.bart`);
+    return applyIndex(m, readFileSync(`${row.file}.index`), `${row.file}.index`);
+  } catch (err) {
+    log.warn(`saved manifest of ${subject} is unusable (${(err as Error).message}); making a new one`);
+    return undefined;
+  }
+}
+
+export function forgetManifest(db: Db, subject: string): void {
+  const row = db.prepare('SELECT file FROM manifests WHERE subject = ?').get(subject) as { file: string } | undefined;
+  if (!row) return;
+  rmSync(`${row.file}.bart`, { force: true });
+  rmSync(`${row.file}.index`, { force: true });
+  db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
+}
