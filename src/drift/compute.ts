@@ -75,6 +75,23 @@ export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { p
   return { pristine, live: made.manifest, rules };
 }
 
+/**
+ * A directory's size is the filesystem's bookkeeping (Btrfs counts the
+ * lengths of its entries' names; ZFS its entries): the entries that came or
+ * went are reported themselves. bart_rules(4) cannot say "directories only"
+ * (a trailing / matches what is inside), so drift drops it here.
+ */
+export function withoutDirectorySize(diffs: Difference[]): Difference[] {
+  const out: Difference[] = [];
+  for (const d of diffs) {
+    if (d.kind === 'modify' && d.control?.type === 'D' && d.test?.type === 'D') {
+      const attributes = d.attributes.filter((a) => a.name !== 'size');
+      if (attributes.length > 0) out.push({ ...d, attributes });
+    } else out.push(d);
+  }
+  return out;
+}
+
 export async function computeDrift(ctx: Context, name?: string, opts: { content?: boolean } = {}): Promise<DriftReport> {
   const env = name === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, name);
   if (env.pristine === null) {
@@ -87,7 +104,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
     const pristine = await ctx.backend.openPristine(env.generation);
     try {
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path });
-      const diffs = compareManifests(pair.pristine, pair.live, pair.rules.rules);
+      const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
       const items: DriftItem[] = diffs.map((d) => {
         const entry = d.test ?? d.control!;

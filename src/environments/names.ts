@@ -19,6 +19,8 @@ export function nameProblem(name: string): string | null {
   if (name.includes('..')) return 'it contains ".."';
   if (name.includes('@')) return 'it contains "@" (ZFS snapshot separator)';
   if (RESERVED.has(name)) return 'it is reserved';
+  // systemd-boot reads a trailing +N or +N-M in an entry's file name as a boot counter.
+  if (/\+\d+(-\d+)?$/.test(name)) return 'it ends in "+<number>", which boot loaders read as a boot counter';
   if (!NAME_RE.test(name)) return 'it may use only letters, digits and . _ + - (starting with a letter or digit)';
   return null;
 }

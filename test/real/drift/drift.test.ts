@@ -81,7 +81,7 @@ for (const kind of KINDS) {
         '/etc/demo.conf': 'modified:size,contents',
         '/etc/hostname': 'modified:gid',
         '/etc/motd': 'added:',
-        '/etc/os-release': 'modified:dest',
+        '/etc/os-release': 'modified:size,dest',
         '/etc/shadow': 'modified:mode',
         '/usr/local/bin': 'added:',
         '/usr/local/bin/tool': 'added:',

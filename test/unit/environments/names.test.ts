@@ -8,7 +8,7 @@ test('ordinary names pass', () => {
 });
 
 test('hostile names are refused with a reason', () => {
-  const bad = ['', '../etc', 'a/b', '-rf', '--help', '.hidden', 'a..b', 'pool@snap', 'with space', 'new\nline', 'x'.repeat(300), 'ROOT', 'é'];
+  const bad = ['', 'gen+3', 'x+1-2', '../etc', 'a/b', '-rf', '--help', '.hidden', 'a..b', 'pool@snap', 'with space', 'new\nline', 'x'.repeat(300), 'ROOT', 'é'];
   for (const n of bad) {
     assert.notEqual(nameProblem(n), null, JSON.stringify(n));
     assert.throws(() => checkName(n), (e: unknown) => isSysprimeError(e, 'INVALID_NAME'));
