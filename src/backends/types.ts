@@ -40,6 +40,20 @@ export interface PristineInfo {
   holder: string | null;
 }
 
+/** How a bootloader reaches an environment's root from outside it. */
+export type RootLocation =
+  /** `subvolume` is relative to the top-level subvolume: `ROOT/<name>`. */
+  | { fs: 'btrfs'; uuid: string; subvolume: string }
+  /** `dataset` is `<pool>/ROOT/<name>`. */
+  | { fs: 'zfs'; pool: string; dataset: string };
+
+export interface PoolSpace {
+  /** Bytes the pool or filesystem holds in all. */
+  size: number;
+  /** Bytes still free. */
+  free: number;
+}
+
 /** A directory tree made reachable for reading or writing; release() undoes what was needed for it. */
 export interface OpenTree {
   path: string;
@@ -89,6 +103,10 @@ export interface Backend {
   openPristine(generation: number): Promise<OpenTree>;
 
   setDefault(name: string): Promise<void>;
+  /** Where the environment's root is, for boot entries. */
+  bootRoot(name: string): Promise<RootLocation>;
+  /** Size and free space of the pool or filesystem (retention's space floor). */
+  space(): Promise<PoolSpace>;
   setMeta(name: string, meta: Record<string, string | null>): Promise<void>;
 
   /** Undo what an interrupted run left behind (private mounts, temporary clones). */

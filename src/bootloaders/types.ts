@@ -11,12 +11,8 @@ import type { run } from '../process/run.js';
 
 export type LoaderName = 'systemd-boot' | 'grub' | 'zfsbootmenu' | 'none';
 
-/** Where an environment's root lives, in the terms a bootloader needs to reach it. */
-export type RootLocation =
-  /** `subvolume` is relative to the top-level subvolume: `ROOT/<name>`. */
-  | { fs: 'btrfs'; uuid: string; subvolume: string }
-  /** `dataset` is `<pool>/ROOT/<name>`. */
-  | { fs: 'zfs'; pool: string; dataset: string };
+export type { RootLocation } from '../backends/types.js';
+import type { RootLocation } from '../backends/types.js';
 
 /** What the caller knows about one environment that should be bootable. */
 export interface BootEnvironment {

@@ -8,6 +8,7 @@ import { registerStatus } from './commands/status.js';
 import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
+import { registerReintegrate } from './commands/reintegrate.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -31,6 +32,7 @@ export function buildProgram(): Command {
   registerStatus(program, globals);
   registerStage(program, globals);
   registerDrift(program, globals);
+  registerReintegrate(program, globals);
   registerBart(program, globals);
   return program;
 }

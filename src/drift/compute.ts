@@ -54,25 +54,39 @@ export interface ManifestPair {
   rules: LoadedRules;
 }
 
+/**
+ * The manifest of a generation's pristine snapshot: made once and kept, since
+ * the snapshot is read-only (its identity includes the rules and the hash).
+ */
+export async function pristineManifest(ctx: Context, generation: number, pristineId: string, path: string, rules: LoadedRules): Promise<Manifest> {
+  const hash = ctx.config.bart.hash;
+  const subject = `pristine:${generation}`;
+  const identity = `${pristineId}|${rules.digest}|${hash}`;
+  const kept = loadManifest(ctx.db, subject, identity);
+  if (kept) return kept;
+  const made = await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) });
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made.manifest);
+  return made.manifest;
+}
+
+/** The manifest of an environment as it is now, made incrementally from the last one kept for it. */
+export async function liveManifest(ctx: Context, name: string, path: string, rules: LoadedRules): Promise<Manifest> {
+  const hash = ctx.config.bart.hash;
+  const subject = `env:${name}`;
+  const identity = `${rules.digest}|${hash}`;
+  const previous = loadManifest(ctx.db, subject, identity);
+  const made = await createManifest({ root: path, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made.manifest);
+  log.debug(`manifest of ${name}: ${made.hashed} files hashed, ${made.reused} digests reused`);
+  return made.manifest;
+}
+
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
 export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }): Promise<ManifestPair> {
   const rules = loadRules(ctx.config);
-  const hash = ctx.config.bart.hash;
-  const pristineSubject = `pristine:${env.generation}`;
-  const pristineIdentity = `${env.pristine}|${rules.digest}|${hash}`;
-  let pristine = loadManifest(ctx.db, pristineSubject, pristineIdentity);
-  if (!pristine) {
-    const made = await createManifest({ root: trees.pristine, rules: rules.rules, hash, onWarning: (w) => log.warn(w) });
-    pristine = made.manifest;
-    saveManifest(ctx.db, ctx.config.state.dir, pristineSubject, pristineIdentity, pristine);
-  }
-  const liveSubject = `env:${env.name}`;
-  const liveIdentity = `${rules.digest}|${hash}`;
-  const previous = loadManifest(ctx.db, liveSubject, liveIdentity);
-  const made = await createManifest({ root: trees.live, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
-  saveManifest(ctx.db, ctx.config.state.dir, liveSubject, liveIdentity, made.manifest);
-  log.debug(`drift of ${env.name}: ${made.hashed} files hashed, ${made.reused} digests reused`);
-  return { pristine, live: made.manifest, rules };
+  const pristine = await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules);
+  const live = await liveManifest(ctx, env.name, trees.live, rules);
+  return { pristine, live, rules };
 }
 
 /**

@@ -7,6 +7,7 @@ import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
+import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 
 export function recordEvent(ctx: Context, environment: string, event: string, detail: Record<string, unknown> = {}): void {
   ctx.db
@@ -63,6 +64,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   await ctx.backend.takePristine(opts.name, 0);
   const after = await ctx.backend.listEnvironments();
   if (!after.some((e) => e.booted || e.isDefault)) await ctx.backend.setDefault(opts.name);
+  await syncBootEntries(ctx);
   recordEvent(ctx, opts.name, 'init', { adopted: opts.adopt, generation: 0 });
   return findEnvironment(ctx, opts.name);
 }
@@ -79,15 +81,42 @@ export async function createEnvironment(ctx: Context, name: string, from?: strin
   const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
   await ctx.backend.cloneFromEnvironment(source.name, name);
+  await syncBootEntries(ctx);
   recordEvent(ctx, name, 'create', { from: source.name, generation: source.generation });
   return findEnvironment(ctx, name);
 }
 
 export async function activateEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
   const env = await findEnvironment(ctx, name);
+  refuseUnfinished(env);
   await ctx.backend.setDefault(name);
+  await syncBootEntries(ctx);
   recordEvent(ctx, name, 'activate', {});
   return { ...env, isDefault: true };
+}
+
+/** Boot an environment at the next boot only; the default stays. */
+export async function activateOnce(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  const env = await findEnvironment(ctx, name);
+  refuseUnfinished(env);
+  const loader = bootloaderFor(ctx);
+  if (!loader.capabilities.oneShot) {
+    throw new SysprimeError('REFUSED', `a one-shot boot needs a bootloader that supports it; ${loader.describe()} does not`, {
+      hint: loader.name === 'none' ? 'set [boot] loader = "systemd-boot", "grub" or "zfsbootmenu" in sysprime.toml' : 'use `sysprime activate` and activate the old default again after the boot',
+    });
+  }
+  await syncBootEntries(ctx);
+  await loader.setOneShot(name);
+  recordEvent(ctx, name, 'activate-once', {});
+  return env;
+}
+
+function refuseUnfinished(env: EnvironmentInfo): void {
+  if (env.meta['staging'] === 'in-progress') {
+    throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
+      hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
+    });
+  }
 }
 
 export async function destroyEnvironment(ctx: Context, name: string): Promise<void> {
@@ -105,6 +134,9 @@ export async function destroyEnvironment(ctx: Context, name: string): Promise<vo
   if (env.mounted !== null) {
     throw new SysprimeError('REFUSED', `"${name}" is mounted at ${env.mounted}`, { hint: `run \`sysprime umount ${name}\` first` });
   }
+  // Entry first: a crash in between leaves an environment without an entry
+  // (harmless, `doctor` adds it back), never an entry that cannot boot.
+  await syncBootEntries(ctx, { without: [name] });
   await ctx.backend.destroyEnvironment(name);
   recordEvent(ctx, name, 'destroy', { generation: env.generation });
 }
@@ -121,7 +153,9 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
     throw new SysprimeError('REFUSED', `"${from}" is mounted at ${env.mounted}`, { hint: `run \`sysprime umount ${from}\` first` });
   }
   await refuseExisting(ctx, to);
+  await syncBootEntries(ctx, { without: [from] });
   await ctx.backend.renameEnvironment(from, to);
+  await syncBootEntries(ctx);
   recordEvent(ctx, to, 'rename', { from });
   return findEnvironment(ctx, to);
 }

@@ -17,6 +17,9 @@ import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { stopProcessesIn } from '../process/reap.js';
 import { recoverChroot } from '../updaters/chroot.js';
+import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
+import { syncBootEntries } from '../environments/boot-entries.js';
+import { SYSTEM_CONFIG } from '../config/load.js';
 
 export interface StageContext {
   ctx: Context;
@@ -50,6 +53,18 @@ async function releaseStagingMount(s: StageContext, name: string): Promise<void>
   await rmdir(dir).catch(() => undefined);
 }
 
+/** Mount the new environment at its staging mount point for `fn`, and always release it. */
+async function withStagingMount<T>(s: StageContext, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = stagingMountPoint(name);
+  await mkdir(dir, { recursive: true });
+  await s.ctx.backend.mount(name, dir);
+  try {
+    return await fn(dir);
+  } finally {
+    await releaseStagingMount(s, name);
+  }
+}
+
 async function exists(s: StageContext, name: string): Promise<EnvironmentInfo | undefined> {
   return (await s.ctx.backend.listEnvironments()).find((e) => e.name === name);
 }
@@ -79,16 +94,12 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'apply the updates inside the new environment',
       async run(s, p) {
         const params = p as StageParams;
-        const dir = stagingMountPoint(params.name);
-        await mkdir(dir, { recursive: true });
-        await s.ctx.backend.mount(params.name, dir);
-        let result: UpdateResult;
-        try {
+        const result = await withStagingMount(s, params.name, async (dir) => {
           const live = await s.ctx.backend.openEnvironment(params.from);
           try {
             const pristine = await s.ctx.backend.openPristine(params.fromGeneration);
             try {
-              result = await s.updater.apply({
+              return await s.updater.apply({
                 root: dir,
                 liveRoot: live.path,
                 pristineRoot: pristine.path,
@@ -101,9 +112,7 @@ export const STAGE: OperationSpec<StageContext> = {
           } finally {
             await live.release();
           }
-        } finally {
-          await releaseStagingMount(s, params.name);
-        }
+        });
         if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
         return { update: result as unknown as Json };
       },
@@ -128,6 +137,67 @@ export const STAGE: OperationSpec<StageContext> = {
         const params = p as StageParams;
         const snaps = await s.ctx.backend.listPristines();
         if (snaps.some((x) => x.generation === params.generation)) await s.ctx.backend.destroyPristine(params.generation);
+      },
+    },
+    {
+      name: 'reintegrate',
+      title: "carry the admin's changes over",
+      async run(s, p) {
+        const params = p as StageParams;
+        const done = await withStagingMount(s, params.name, (dir) => reintegrateAtStaging(s.ctx, params, dir));
+        return { reintegration: done.report.counts, report: done.reportFile };
+      },
+      // Nothing to undo: the clone's undo removes the environment it wrote into.
+    },
+    {
+      name: 'first-boot',
+      title: 'install the first-boot unit',
+      async run(s, p) {
+        const params = p as StageParams;
+        await withStagingMount(s, params.name, async (dir) => {
+          installFirstBoot(dir, {
+            version: 1,
+            from: params.from,
+            fromGeneration: params.fromGeneration,
+            name: params.name,
+            generation: params.generation,
+            stagedAt: new Date().toISOString(),
+            config: s.ctx.config.source === 'defaults' || s.ctx.config.source === SYSTEM_CONFIG ? null : s.ctx.config.source,
+          });
+        });
+      },
+    },
+    {
+      name: 'entry',
+      title: 'write the boot entry',
+      async run(s, p) {
+        const params = p as StageParams;
+        const result = await syncBootEntries(s.ctx, { staged: params.name });
+        return { entry: { loader: result.loader, added: result.added } };
+      },
+      async undo(s, p) {
+        await syncBootEntries(s.ctx, { without: [(p as StageParams).name] });
+      },
+    },
+    {
+      name: 'activate',
+      title: 'make it the default (boot.activate_staged)',
+      async run(s, p) {
+        const params = p as StageParams;
+        if (!s.ctx.config.boot.activateStaged) return { activated: false };
+        const previous = (await s.ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name ?? null;
+        await s.ctx.backend.setDefault(params.name);
+        await syncBootEntries(s.ctx, { staged: params.name });
+        return { activated: true, previousDefault: previous };
+      },
+      async undo(s, p, data) {
+        const previous = data['previousDefault'];
+        const envs = await s.ctx.backend.listEnvironments();
+        const def = envs.find((e) => e.isDefault);
+        if (def?.name === (p as StageParams).name) {
+          const back = typeof previous === 'string' ? previous : (p as StageParams).from;
+          if (envs.some((e) => e.name === back)) await s.ctx.backend.setDefault(back);
+        }
       },
     },
     {

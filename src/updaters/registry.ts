@@ -5,6 +5,7 @@
 import type { Config } from '../config/schema.js';
 import { SysprimeError } from '../errors.js';
 import type { Updater } from './types.js';
+import { createAptUpdater } from './apt/index.js';
 import { createCommandUpdater } from './command/index.js';
 import { createStoreUpdater } from './store/index.js';
 
@@ -27,6 +28,7 @@ export const UPDATERS: readonly UpdaterEntry[] = [
   { method: 'none', create: createNoneUpdater },
   { method: 'store', create: createStoreUpdater },
   { method: 'command', create: createCommandUpdater },
+  { method: 'apt', create: createAptUpdater },
 ];
 
 export function createUpdater(config: Config): Updater {

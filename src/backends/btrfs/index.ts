@@ -10,7 +10,7 @@
  * written, then renamed into place; destroy renames to a `.partial-` name
  * first. recover() deletes whatever `.partial-` subvolumes remain.
  */
-import { mkdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
@@ -708,6 +708,22 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         }
       }
       return done;
+    },
+
+    async bootRoot(name) {
+      checkName(name);
+      const fs = await view();
+      const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
+      let uuid = res.stdout.trim();
+      if (uuid === '') uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.device])).stdout.trim();
+      if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
+      return { fs: 'btrfs', uuid, subvolume: environmentPath(name) };
+    },
+
+    async space() {
+      await view();
+      const st = await statfs(top);
+      return { size: st.blocks * st.bsize, free: st.bavail * st.bsize };
     },
 
     async close() {

@@ -416,6 +416,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await zpool(['set', `bootfs=${environmentDataset(pool, name)}`, pool]);
     },
 
+    async bootRoot(name) {
+      await requireEnvironment(name);
+      return { fs: 'zfs', pool, dataset: environmentDataset(pool, name) };
+    },
+
+    async space() {
+      const record = await readOne(pool, ['used', 'available']);
+      const used = Number(record ? prop(record, 'used') : NaN);
+      const free = Number(record ? prop(record, 'available') : NaN);
+      if (!Number.isFinite(used) || !Number.isFinite(free)) throw new SysprimeError('BACKEND', `cannot read the space of pool ${pool}`);
+      return { size: used + free, free };
+    },
+
     async setMeta(name, meta) {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);

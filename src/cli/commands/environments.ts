@@ -2,7 +2,6 @@
 import type { Command } from 'commander';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import * as lifecycle from '../../environments/lifecycle.js';
-import { SysprimeError } from '../../errors.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -83,9 +82,10 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .action(async (name: string, opts: { once?: boolean }) =>
       withContext(globals(), async (ctx) => {
         if (opts.once) {
-          throw new SysprimeError('REFUSED', 'a one-shot boot needs a bootloader that supports it, and none is configured', {
-            hint: 'set [boot] loader = "systemd-boot" or "grub" in sysprime.toml',
-          });
+          const env = await lifecycle.activateOnce(ctx, name);
+          if (globals().json) printJson({ ...environmentJson(env), once: true });
+          else process.stdout.write(`"${env.name}" boots at the next boot only; the default stays\n`);
+          return;
         }
         const env = await lifecycle.activateEnvironment(ctx, name);
         if (globals().json) printJson(environmentJson(env));

@@ -31,6 +31,12 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           isAlive({ pid: r.pid, start: r.pid_start }),
         );
         const daemonStage = scheduled.find((r) => r.job === 'stage');
+        const reports = ctx.db
+          .prepare("SELECT at, kind, environment, summary FROM reports WHERE id IN (SELECT MAX(id) FROM reports GROUP BY environment) ORDER BY id")
+          .all() as { at: string; kind: string; environment: string; summary: string }[];
+        const reintegration = reports
+          .filter((r) => envs.some((e) => e.name === r.environment))
+          .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: JSON.parse(r.summary) as Record<string, number | string> }));
         const status = {
           backend: ctx.backend.describe(),
           config: ctx.config.source,
@@ -39,6 +45,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           environments: envs.length,
           daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result })) } : null,
           nextStage: daemonStage?.next_run ?? null,
+          reintegration,
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
           lastStage: stage
             ? { started: stage.started, finished: stage.finished, status: stage.status, error: stage.error ? (JSON.parse(stage.error) as unknown) : null }
@@ -57,6 +64,12 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           `last stage:  ${stage ? `${stage.status} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
           `next stage:  ${daemonStage?.next_run ?? (scheduled.length ? 'off' : 'daemon not running')}`,
         ];
+        for (const r of reintegration) {
+          if (r.kind === 'first-boot-failed') lines.push(`first boot:  "${r.environment}" failed to carry over changes at ${r.at}: ${String(r.summary['error'])}`);
+          else if (Number(r.summary['conflict'] ?? 0) > 0 || Number(r.summary['failed'] ?? 0) > 0) {
+            lines.push(`conflicts:   "${r.environment}" has ${r.summary['conflict']} conflict(s) and ${r.summary['failed']} failure(s) from its ${r.kind} reintegration (${r.at}); see its /var/lib/sysprime/reintegration/`);
+          }
+        }
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
         process.stdout.write(lines.join('\n') + '\n');
       }),

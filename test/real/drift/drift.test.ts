@@ -61,7 +61,8 @@ for (const kind of KINDS) {
 
     test('exactly the changes made are reported, exit 1', async () => {
       await edit((root) => {
-        writeFileSync(join(root, 'etc/demo.conf'), '# demo service\nlisten = 0.0.0.0\nport = 8080\nworkers = 4\n');
+        const conf = readFileSync(join(root, 'etc/demo.conf'), 'utf8');
+        writeFileSync(join(root, 'etc/demo.conf'), conf.replace('listen = 127.0.0.1', 'listen = 0.0.0.0').replace('workers = 2', 'workers = 4'));
         writeFileSync(join(root, 'etc/motd'), 'welcome\n');
         unlinkSync(join(root, 'etc/default/demo'));
         chmodSync(join(root, 'etc/shadow'), 0o600);
@@ -118,9 +119,9 @@ for (const kind of KINDS) {
     });
 
     test('the history says when a file changed', async () => {
-      await edit((root) => writeFileSync(join(root, 'etc/demo.conf'), '# demo service\nlisten = 0.0.0.0\nport = 9090\nworkers = 4\n'));
+      await edit((root) => writeFileSync(join(root, 'etc/demo.conf'), readFileSync(join(root, 'etc/demo.conf'), 'utf8').replace('port = 8080', 'port = 9090')));
       assert.equal((await sp('drift')).code, 1);
-      await edit((root) => writeFileSync(join(root, 'etc/demo.conf'), '# demo service\nlisten = 127.0.0.1\nport = 8080\nworkers = 2\n'));
+      await edit((root) => writeFileSync(join(root, 'etc/demo.conf'), '# demo service\nlisten = 127.0.0.1\n\n# network\nport = 8080\n\n# capacity\nworkers = 2\n'));
       assert.equal((await sp('drift')).code, 1);
       const r = await sp('--json', 'drift', '--history', '/etc/demo.conf');
       assert.equal(r.code, 0, r.stderr);

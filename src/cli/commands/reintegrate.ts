@@ -1,0 +1,105 @@
+/** `sysprime reintegrate`: carry an environment's drift into another one, or show the plan. */
+import type { Command } from 'commander';
+import { displayPath } from '../../bart/index.js';
+import type { Context } from '../../context.js';
+import type { EnvironmentInfo } from '../../backends/types.js';
+import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
+import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
+import type { ReintegrationReport } from '../../reintegrate/report.js';
+import { renderReport } from '../../reintegrate/report.js';
+import { SysprimeError, EXIT } from '../../errors.js';
+import { printJson } from '../output.js';
+import { withContext, type GlobalOptions } from '../runner.js';
+
+/** The newest environment of a later generation than `from`: what `stage` made last. */
+async function defaultTarget(ctx: Context, from: EnvironmentInfo): Promise<EnvironmentInfo> {
+  const later = (await listEnvironments(ctx)).filter((e) => e.generation > from.generation && e.name !== from.name);
+  const newest = later.sort((a, b) => b.generation - a.generation || b.created.getTime() - a.created.getTime())[0];
+  if (!newest) {
+    throw new SysprimeError('NOT_FOUND', `no environment of a later generation than "${from.name}" (${from.generation}) to carry its changes into`, {
+      hint: 'stage one with `sysprime stage`, or name it with --to',
+    });
+  }
+  return newest;
+}
+
+function summary(r: ReintegrationReport): string {
+  const c = r.counts;
+  return `${c.applied} applied, ${c.merged} merged, ${c.conflict} conflicts, ${c.skipped} skipped, ${c.unchanged} unchanged, ${c.failed} failed`;
+}
+
+export function registerReintegrate(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('reintegrate')
+    .description("carry an environment's changes (its drift) into a newer one; --plan only shows what would be done")
+    .option('--plan', 'print the plan, write nothing')
+    .option('--from <env>', 'environment whose changes are carried (default: the current one)')
+    .option('--to <env>', 'environment that receives them (default: the newest of a later generation)')
+    .option('--first-boot', 'what the first-boot unit runs: replay what changed on the previous environment since staging')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime reintegrate --plan             what staging would carry over now\n  sysprime --json reintegrate --plan --to gen-4\n  sysprime reintegrate --first-boot       (run by sysprime-reintegrate.service)',
+    )
+    .action(async (opts: { plan?: boolean; from?: string; to?: string; firstBoot?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        const g = globals();
+        if (opts.firstBoot) return firstBoot(ctx, g, opts.to);
+        const from = opts.from ? await findEnvironment(ctx, opts.from) : await currentEnvironment(ctx);
+        const to = opts.to ? await findEnvironment(ctx, opts.to) : await defaultTarget(ctx, from);
+        if (to.name === from.name) throw new SysprimeError('USAGE', '--from and --to name the same environment');
+        if (opts.plan) {
+          const { plan } = await planBetween(ctx, from, to);
+          if (g.json) printJson({ from: from.name, to: to.name, ...plan });
+          else {
+            const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
+            process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);
+            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${a.detail}\n`);
+            const counts = Object.entries(plan.counts).map(([k, v]) => `${v} ${k}`).join(', ');
+            process.stdout.write(`${lines.length} paths to write (${counts || 'nothing'})\n`);
+          }
+          return EXIT.OK;
+        }
+        if (to.booted) {
+          throw new SysprimeError('REFUSED', `"${to.name}" is the running environment`, { hint: 'its first boot replays changes itself; run `sysprime reintegrate --first-boot`' });
+        }
+        const tree = await ctx.backend.openEnvironment(to.name);
+        try {
+          const done = await reintegrateInto(ctx, from, to, tree.path);
+          if (g.json) printJson({ from: from.name, to: to.name, report: done.reportFile, counts: done.report.counts, items: done.report.items });
+          else process.stdout.write(`${renderReport(done.report)}report kept in "${to.name}" at ${done.reportFile}\n`);
+          return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
+        } finally {
+          await tree.release();
+        }
+      }),
+    );
+}
+
+async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promise<number> {
+  const to = toName ? await findEnvironment(ctx, toName) : await currentEnvironment(ctx);
+  const tree = await ctx.backend.openEnvironment(to.name);
+  try {
+    const note = readFirstBootNote(tree.path);
+    if (!note) {
+      if (g.json) printJson({ firstBoot: false });
+      else process.stdout.write(`"${to.name}" has no first-boot reintegration waiting\n`);
+      return EXIT.OK;
+    }
+    try {
+      const done = await reintegrateSinceStaging(ctx, note, tree.path);
+      removeFirstBoot(tree.path, 'done', null);
+      if (g.json) printJson({ firstBoot: true, from: note.from, to: to.name, report: done.reportFile, counts: done.report.counts });
+      else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
+      return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      removeFirstBoot(tree.path, 'failed', { at: new Date().toISOString(), from: note.from, error: message });
+      ctx.db
+        .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')
+        .run(new Date().toISOString(), 'first-boot-failed', to.name, JSON.stringify({ error: message }), JSON.stringify({ note, error: message }));
+      throw err;
+    }
+  } finally {
+    await tree.release();
+  }
+}

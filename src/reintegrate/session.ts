@@ -1,0 +1,241 @@
+/**
+ * Reintegration as sysprime runs it: find the trees (the old generation's
+ * pristine state, the admin's environment, the new pristine state, the new
+ * environment), make or reuse their manifests, plan, apply, and keep the
+ * report in the state database and inside the new environment.
+ *
+ * At staging the whole drift is carried over and the admin's manifest at
+ * that moment is kept; at the new environment's first boot only what
+ * changed on the old environment since then is replayed.
+ */
+import { readFileSync, writeFileSync, mkdirSync, rmSync, symlinkSync, renameSync, copyFileSync, existsSync, lstatSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Context } from '../context.js';
+import type { EnvironmentInfo, OpenTree } from '../backends/types.js';
+import type { Manifest } from '../bart/index.js';
+import { liveManifest, pristineManifest } from '../drift/compute.js';
+import { loadRules, type LoadedRules } from '../drift/rules.js';
+import { loadManifest, saveManifest } from '../state/manifests.js';
+import { SysprimeError } from '../errors.js';
+import { planReintegration, type ReintegrationPlan } from './plan.js';
+import { planSinceStaging } from './since-staging.js';
+import { applyPlan } from './apply.js';
+import { writeReport, type ReintegrationReport } from './report.js';
+
+export const FIRST_BOOT_NOTE = '/var/lib/sysprime/first-boot.json';
+export const FIRST_BOOT_UNIT = 'sysprime-reintegrate.service';
+const UNIT_SOURCE = fileURLToPath(new URL(`../../../share/systemd/${FIRST_BOOT_UNIT}`, import.meta.url));
+
+/** What the first boot needs to know, written into the new environment at staging. */
+export interface FirstBootNote {
+  version: 1;
+  /** The environment whose changes are carried over. */
+  from: string;
+  fromGeneration: number;
+  /** The new environment and its generation. */
+  name: string;
+  generation: number;
+  stagedAt: string;
+  /** The configuration file staging used, when it was not the default one. */
+  config: string | null;
+}
+
+interface Sides {
+  base: OpenTree;
+  ours: OpenTree;
+  theirs: OpenTree;
+}
+
+async function openSides(ctx: Context, from: string, fromGeneration: number, generation: number): Promise<Sides> {
+  const opened: OpenTree[] = [];
+  try {
+    const base = await ctx.backend.openPristine(fromGeneration);
+    opened.push(base);
+    const ours = await ctx.backend.openEnvironment(from);
+    opened.push(ours);
+    const theirs = await ctx.backend.openPristine(generation);
+    opened.push(theirs);
+    return { base, ours, theirs };
+  } catch (err) {
+    for (const t of opened.reverse()) await t.release().catch(() => undefined);
+    throw err;
+  }
+}
+
+async function closeSides(s: Sides): Promise<void> {
+  for (const t of [s.theirs, s.ours, s.base]) await t.release().catch(() => undefined);
+}
+
+async function pristineIdOf(ctx: Context, generation: number): Promise<string> {
+  const p = (await ctx.backend.listPristines()).find((x) => x.generation === generation);
+  if (!p) {
+    throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${generation} is missing`, {
+      hint: 'without it the admin\'s changes cannot be told from the update\'s; see `sysprime doctor`',
+    });
+  }
+  return p.id;
+}
+
+interface Manifests {
+  base: Manifest;
+  ours: Manifest;
+  theirs: Manifest;
+  rules: LoadedRules;
+}
+
+async function manifestsFor(ctx: Context, from: string, fromGeneration: number, generation: number, s: Sides): Promise<Manifests> {
+  const rules = loadRules(ctx.config);
+  const base = await pristineManifest(ctx, fromGeneration, await pristineIdOf(ctx, fromGeneration), s.base.path, rules);
+  const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules);
+  const ours = await liveManifest(ctx, from, s.ours.path, rules);
+  return { base, ours, theirs, rules };
+}
+
+function keepReport(ctx: Context, kind: string, environment: string, report: ReintegrationReport): void {
+  ctx.db
+    .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')
+    .run(report.finishedAt, kind, environment, JSON.stringify(report.counts), JSON.stringify(report));
+}
+
+export interface PlanResult {
+  plan: ReintegrationPlan;
+  from: string;
+  to: string;
+}
+
+/** The plan from one environment's drift onto another environment's generation, written nowhere. */
+export async function planBetween(ctx: Context, from: EnvironmentInfo, to: EnvironmentInfo): Promise<PlanResult> {
+  const s = await openSides(ctx, from.name, from.generation, to.generation);
+  try {
+    const m = await manifestsFor(ctx, from.name, from.generation, to.generation, s);
+    return { plan: planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules }), from: from.name, to: to.name };
+  } finally {
+    await closeSides(s);
+  }
+}
+
+export interface StagingReintegration {
+  report: ReintegrationReport;
+  /** Where the human report is, inside the new environment. */
+  reportFile: string;
+}
+
+/**
+ * At staging: carry the whole drift of `from` into the new environment
+ * mounted at `target`, keep the admin's manifest for the first boot, and
+ * install the first-boot unit.
+ */
+export async function reintegrateAtStaging(
+  ctx: Context,
+  p: { from: string; fromGeneration: number; generation: number; name: string },
+  target: string,
+): Promise<StagingReintegration> {
+  const s = await openSides(ctx, p.from, p.fromGeneration, p.generation);
+  let report: ReintegrationReport;
+  try {
+    const m = await manifestsFor(ctx, p.from, p.fromGeneration, p.generation, s);
+    saveManifest(ctx.db, ctx.config.state.dir, stagedOursSubject(p.name), `${m.rules.digest}|${ctx.config.bart.hash}`, m.ours);
+    const plan = planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
+    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
+  } finally {
+    await closeSides(s);
+  }
+  const reportFile = writeReport(target, report);
+  keepReport(ctx, 'staging', p.name, report);
+  return { report, reportFile };
+}
+
+export function stagedOursSubject(name: string): string {
+  return `staged-ours:${name}`;
+}
+
+/** Write the first-boot note and enable the unit inside the new environment. */
+export function installFirstBoot(target: string, note: FirstBootNote): void {
+  refuseLinks(target, ['var', 'lib', 'sysprime']);
+  refuseLinks(target, ['etc', 'systemd', 'system', 'sysinit.target.wants']);
+  const notePath = join(target, FIRST_BOOT_NOTE);
+  mkdirSync(dirname(notePath), { recursive: true, mode: 0o755 });
+  writeFileSync(`${notePath}.tmp`, JSON.stringify(note, null, 2) + '\n', { mode: 0o644 });
+  renameSync(`${notePath}.tmp`, notePath);
+  const unitDir = join(target, 'etc/systemd/system');
+  mkdirSync(join(unitDir, 'sysinit.target.wants'), { recursive: true, mode: 0o755 });
+  copyFileSync(UNIT_SOURCE, join(unitDir, FIRST_BOOT_UNIT));
+  const wants = join(unitDir, 'sysinit.target.wants', FIRST_BOOT_UNIT);
+  rmSync(wants, { force: true });
+  symlinkSync(`/etc/systemd/system/${FIRST_BOOT_UNIT}`, wants);
+}
+
+/** Remove the note and the unit from an environment (the first boot is done). */
+export function removeFirstBoot(target: string, outcome: 'done' | 'failed', detail: unknown): void {
+  const notePath = join(target, FIRST_BOOT_NOTE);
+  if (outcome === 'failed') {
+    // Keep what happened for the admin; the unit's condition no longer holds, so it does not loop.
+    writeFileSync(join(target, '/var/lib/sysprime/first-boot.failed.json'), JSON.stringify(detail, null, 2) + '\n');
+  }
+  rmSync(notePath, { force: true });
+  rmSync(join(target, 'etc/systemd/system/sysinit.target.wants', FIRST_BOOT_UNIT), { force: true });
+  rmSync(join(target, 'etc/systemd/system', FIRST_BOOT_UNIT), { force: true });
+}
+
+function refuseLinks(root: string, comps: readonly string[]): void {
+  let p = root;
+  for (const c of comps) {
+    p = join(p, c);
+    if (!existsSync(p)) return;
+    if (lstatSync(p).isSymbolicLink()) throw new SysprimeError('REFUSED', `${p} is a symbolic link; sysprime will not write through it`);
+  }
+}
+
+export function readFirstBootNote(target: string): FirstBootNote | null {
+  try {
+    const note = JSON.parse(readFileSync(join(target, FIRST_BOOT_NOTE), 'utf8')) as FirstBootNote;
+    if (note.version !== 1) throw new Error(`unknown version ${String(note.version)}`);
+    return note;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw new SysprimeError('STATE', `${FIRST_BOOT_NOTE} is unreadable: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * At the first boot of the environment at `target` (its root: '/' when it
+ * is running): replay onto it what changed on `from` since staging.
+ */
+export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote, target: string): Promise<StagingReintegration> {
+  const rules = loadRules(ctx.config);
+  const oursAtStaging = loadManifest(ctx.db, stagedOursSubject(note.name), `${rules.digest}|${ctx.config.bart.hash}`);
+  if (!oursAtStaging) {
+    throw new SysprimeError('STATE', `the manifest kept at staging for "${note.name}" is missing or was made with other rules`, {
+      hint: 'run `sysprime reintegrate --from ' + note.from + '` to carry over the whole drift again',
+    });
+  }
+  const s = await openSides(ctx, note.from, note.fromGeneration, note.generation);
+  let report: ReintegrationReport;
+  try {
+    const m = await manifestsFor(ctx, note.from, note.fromGeneration, note.generation, s);
+    const plan = planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules });
+    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
+  } finally {
+    await closeSides(s);
+  }
+  const reportFile = writeReport(target, report);
+  keepReport(ctx, 'first-boot', note.name, report);
+  return { report, reportFile };
+}
+
+/** Apply a plan made with planBetween onto an environment tree (`sysprime reintegrate`). */
+export async function reintegrateInto(ctx: Context, from: EnvironmentInfo, to: EnvironmentInfo, target: string): Promise<StagingReintegration> {
+  const s = await openSides(ctx, from.name, from.generation, to.generation);
+  let report: ReintegrationReport;
+  try {
+    const m = await manifestsFor(ctx, from.name, from.generation, to.generation, s);
+    const plan = planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
+    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
+  } finally {
+    await closeSides(s);
+  }
+  const reportFile = writeReport(target, report);
+  keepReport(ctx, 'manual', to.name, report);
+  return { report, reportFile };
+}

@@ -1,0 +1,198 @@
+/**
+ * The apt updater: the clone of the pristine state is brought to the next
+ * generation by apt itself, chrooted into it. First the admin's
+ * package-selection drift is replayed (installs, removals, holds made on the
+ * running environment since its pristine state), then `apt-get
+ * dist-upgrade`. Nothing runs in the live or pristine trees: their dpkg
+ * databases are only read, as files. Whether there is anything to update is
+ * learnt the same way, in the clone, which staging throws away when nothing
+ * changed.
+ */
+import { access, readFile } from 'node:fs/promises';
+import type { Config } from '../../config/schema.js';
+import { SysprimeError, errnoOf } from '../../errors.js';
+import { log } from '../../log.js';
+import type { RunResult } from '../../process/run.js';
+import { withChroot, type ChrootSession } from '../chroot.js';
+import { safeInside } from '../rootpath.js';
+import type { PackageChange, UpdateOptions, UpdateResult, Updater } from '../types.js';
+import { APT_EXTENDED_STATES, DPKG_STATUS, packageChanges, packageState, type PackageState } from './dpkg-status.js';
+import { describePlan, isEmptyPlan, parsePolicyCandidates, planSelection, splitAvailable, transactionArguments, type SelectionPlan } from './selection.js';
+
+export interface AptApplyReport extends UpdateResult {
+  /** The selection drift replayed, after dropping what the repositories no longer offer. */
+  selection: SelectionPlan;
+  /** Packages the admin installed that no repository offers any more: kept out, reported. */
+  unavailable: string[];
+  /** Holds that could not be set because the package is not installed in the new environment. */
+  holdsSkipped: string[];
+}
+
+/**
+ * Non-interactive and conservative about configuration: a conffile the tree
+ * changed keeps its version, one it did not is replaced (dpkg's defaults
+ * otherwise prompt, and there is no one to answer).
+ */
+const APT_OPTIONS = ['-y', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Use-Pty=0'];
+
+const APT_ENV: Record<string, string> = {
+  DEBIAN_FRONTEND: 'noninteractive',
+  APT_LISTCHANGES_FRONTEND: 'none',
+  // needrestart looks at processes through /proc, which are the host's: it must not restart them.
+  NEEDRESTART_SUSPEND: '1',
+};
+
+/** Lines of apt's output kept in an error's detail. */
+const DETAIL_LINES = 200;
+
+export function createAptUpdater(_config: Config): Updater {
+  return {
+    method: 'apt',
+    describe: () => 'apt (dist-upgrade in the new environment, after replaying package-selection drift)',
+    probe: async () => {
+      // The clone is made from this system's generation: no apt here, none there.
+      for (const path of ['/usr/bin/apt-get', '/usr/bin/apt-mark', '/var/lib/dpkg/status']) {
+        try {
+          await access(path);
+        } catch (err) {
+          throw new SysprimeError('CONFIG', `update.method = "apt" but this system has no ${path}`, {
+            hint: 'choose another update.method, or install apt',
+            cause: err,
+          });
+        }
+      }
+    },
+    apply: (opts) => applyApt(opts),
+  };
+}
+
+async function readTreeFile(root: string, rel: string, required: boolean): Promise<string> {
+  try {
+    return await readFile(await safeInside(root, rel), 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT' && !required) return '';
+    if (errnoOf(err) === 'ENOENT') {
+      throw new SysprimeError('NOT_FOUND', `${root} has no dpkg database (${rel})`, {
+        hint: 'the apt updater needs a Debian-like tree; choose another update.method',
+        cause: err,
+      });
+    }
+    throw err;
+  }
+}
+
+/** Read as files: nothing of the tree runs. */
+export async function readPackageState(root: string): Promise<PackageState> {
+  return packageState(await readTreeFile(root, DPKG_STATUS, true), await readTreeFile(root, APT_EXTENDED_STATES, false));
+}
+
+function tail(text: string, lines: number): string {
+  const all = text.trimEnd().split('\n');
+  return all.length <= lines ? all.join('\n') : [`[... ${all.length - lines} earlier lines]`, ...all.slice(-lines)].join('\n');
+}
+
+/** apt's own diagnosis: its "E:" lines, else the last line it wrote. */
+function firstError(res: RunResult): string {
+  const lines = `${res.stderr}\n${res.stdout}`.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  return lines.find((l) => l.startsWith('E:'))?.replace(/^E:\s*/, '') ?? lines.at(-1) ?? `exit status ${res.exitCode}`;
+}
+
+function aptFailure(root: string, argv: readonly string[], res: RunResult): SysprimeError {
+  return new SysprimeError('COMMAND_FAILED', `${argv.slice(0, 2).join(' ')} failed in the new environment (exit status ${res.exitCode}): ${firstError(res)}`, {
+    detail: [`chroot ${root} ${argv.join(' ')}`, `exit status ${res.exitCode}`, '--- stdout', tail(res.stdout, DETAIL_LINES), '--- stderr', tail(res.stderr, DETAIL_LINES)].join('\n'),
+    hint: 'the running system was not changed; fix the repository or the package apt names, then stage again',
+  });
+}
+
+interface AptSession {
+  /** Runs a command of the tree's apt; a failure becomes an error with apt's output. */
+  apt(argv: readonly string[]): Promise<RunResult>;
+}
+
+function aptSession(session: ChrootSession, root: string, deadline: number, signal: AbortSignal | undefined): AptSession {
+  return {
+    apt: async (argv) => {
+      if (signal?.aborted) throw new SysprimeError('STEP_FAILED', 'the update was cancelled', { cause: signal.reason });
+      const left = Math.ceil((deadline - Date.now()) / 1000);
+      if (left <= 0) throw new SysprimeError('TIMEOUT', `apt did not finish within the configured update.timeout`, { hint: 'raise update.timeout' });
+      log.info(`apt: ${argv.join(' ')}`);
+      const res = await session.run(argv, { env: APT_ENV, timeout: left, allowFailure: true });
+      if (res.exitCode !== 0) throw aptFailure(root, argv, res);
+      return res;
+    },
+  };
+}
+
+function summarize(changes: readonly PackageChange[], plan: SelectionPlan, unavailable: readonly string[]): string {
+  const upgraded = changes.filter((c) => c.from !== null && c.to !== null).length;
+  const installed = changes.filter((c) => c.from === null).length;
+  const removed = changes.filter((c) => c.to === null).length;
+  const parts = [`apt: ${upgraded} upgraded, ${installed} newly installed, ${removed} removed`];
+  if (plan.hold.length > 0) parts.push(`held ${plan.hold.join(' ')}`);
+  if (plan.unhold.length > 0) parts.push(`unheld ${plan.unhold.join(' ')}`);
+  if (unavailable.length > 0) parts.push(`no longer available: ${unavailable.join(' ')}`);
+  return parts.join('; ');
+}
+
+/**
+ * Replays the admin's package selections into the tree at `root`, then
+ * upgrades it. `liveRoot` and `pristineRoot` are read only; without both,
+ * there is no selection drift to replay.
+ */
+export async function applyApt(opts: UpdateOptions): Promise<AptApplyReport> {
+  const deadline = Date.now() + opts.timeout * 1000;
+  const before = await readPackageState(opts.root);
+  let plan: SelectionPlan = { install: [], remove: [], purge: [], hold: [], unhold: [] };
+  if (opts.liveRoot !== undefined && opts.pristineRoot !== undefined) {
+    const [pristine, live] = await Promise.all([readPackageState(opts.pristineRoot), readPackageState(opts.liveRoot)]);
+    plan = planSelection(pristine, live, before);
+  } else {
+    log.debug('apt: no live and pristine trees given; no package-selection drift to replay');
+  }
+  log.info(describePlan(plan));
+
+  return withChroot(opts.root, { network: true, timeout: opts.timeout, verbose: opts.verbose }, async (session) => {
+    const apt = aptSession(session, session.root, deadline, opts.signal);
+    await apt.apt(['apt-get', ...APT_OPTIONS, 'update']);
+
+    let unavailable: string[] = [];
+    if (plan.install.length > 0) {
+      const policy = await apt.apt(['apt-cache', 'policy', ...plan.install]);
+      ({ plan, unavailable } = splitAvailable(plan, parsePolicyCandidates(policy.stdout)));
+      for (const name of unavailable) {
+        log.warn(`${name} was installed on the running system but no configured repository offers it: the new environment will not have it`);
+      }
+    }
+    if (plan.unhold.length > 0) await apt.apt(['apt-mark', 'unhold', ...plan.unhold]);
+    const transaction = transactionArguments(plan);
+    if (transaction.length > 0) await apt.apt(['apt-get', ...APT_OPTIONS, 'install', ...transaction]);
+    if (plan.purge.length > 0) {
+      const left = (await readPackageState(opts.root)).configFiles;
+      const purge = plan.purge.filter((name) => left.has(name));
+      if (purge.length > 0) await apt.apt(['dpkg', '--purge', ...purge]);
+    }
+    let holdsSkipped: string[] = [];
+    if (plan.hold.length > 0) {
+      // A hold only means something on an installed package; an admin-held dependency may not have come along.
+      const installed = (await readPackageState(opts.root)).installed;
+      holdsSkipped = plan.hold.filter((name) => !installed.has(name));
+      for (const name of holdsSkipped) log.warn(`${name} is held on the running system but not installed in the new environment: not held there`);
+      plan = { ...plan, hold: plan.hold.filter((name) => installed.has(name)) };
+      if (plan.hold.length > 0) await apt.apt(['apt-mark', 'hold', ...plan.hold]);
+    }
+
+    await apt.apt(['apt-get', ...APT_OPTIONS, 'dist-upgrade']);
+
+    const after = await readPackageState(opts.root);
+    const packages = packageChanges(before.installed, after.installed);
+    const changed = packages.length > 0 || plan.hold.length > 0 || plan.unhold.length > 0;
+    // The downloaded .debs would otherwise stay in every pristine snapshot from now on.
+    if (changed) await apt.apt(['apt-get', 'clean']);
+    return { changed, packages, summary: changed ? summarize(packages, plan, unavailable) : nothingToUpdate(unavailable), selection: plan, unavailable, holdsSkipped };
+  });
+}
+
+function nothingToUpdate(unavailable: readonly string[]): string {
+  const base = 'nothing to update: apt found no newer packages and no package-selection drift';
+  return unavailable.length > 0 ? `${base} (no longer available: ${unavailable.join(' ')})` : base;
+}
