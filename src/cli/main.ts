@@ -9,6 +9,7 @@ import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
 import { registerReintegrate } from './commands/reintegrate.js';
+import { registerMaintenance } from './commands/maintenance.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -33,6 +34,7 @@ export function buildProgram(): Command {
   registerStage(program, globals);
   registerDrift(program, globals);
   registerReintegrate(program, globals);
+  registerMaintenance(program, globals);
   registerBart(program, globals);
   return program;
 }

@@ -20,6 +20,7 @@ import { recoverChroot } from '../updaters/chroot.js';
 import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
 import { syncBootEntries } from '../environments/boot-entries.js';
 import { SYSTEM_CONFIG } from '../config/load.js';
+import { pruneEnvironments } from '../environments/prune.js';
 
 export interface StageContext {
   ctx: Context;
@@ -220,7 +221,7 @@ export interface StageOptions {
 }
 
 export type StageOutcome =
-  | { kind: 'staged'; name: string; generation: number; from: string; update: UpdateResult; recovered: string[] }
+  | { kind: 'staged'; name: string; generation: number; from: string; update: UpdateResult; reintegration: Json; pruned: string[]; recovered: string[] }
   | { kind: 'up-to-date'; reason: string; recovered: string[] }
   | { kind: 'dry-run'; name: string; generation: number; from: string; baseGeneration: number; steps: string[]; recovered: string[] };
 
@@ -267,7 +268,23 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     const result = await runOperation(ctx.db, STAGE, { ctx, updater, verbose: opts.verbose === true }, params, opts.progress);
     if (!result.completed) return { kind: 'up-to-date', reason: result.reason, recovered };
     recordEvent(ctx, params.name, 'staged', { from: params.from, generation: params.generation });
-    return { kind: 'staged', name: params.name, generation: params.generation, from: params.from, update: result.data['update'] as UpdateResult, recovered };
+    // Retention runs after, still under the lock; its failure does not undo a good staging.
+    let pruned: string[] = [];
+    try {
+      pruned = (await pruneEnvironments(ctx)).destroyed;
+    } catch (err) {
+      log.warn(`retention after staging failed: ${err instanceof Error ? err.message : String(err)}; run \`sysprime prune\``);
+    }
+    return {
+      kind: 'staged',
+      name: params.name,
+      generation: params.generation,
+      from: params.from,
+      update: result.data['update'] as UpdateResult,
+      reintegration: { counts: result.data['reintegration'], report: result.data['report'] },
+      pruned,
+      recovered,
+    };
   } finally {
     lock.release();
   }

@@ -13,6 +13,16 @@ async function createUpdater(config: Config): Promise<Updater> {
   return (await import('../../updaters/registry.js')).createUpdater(config);
 }
 
+function reintegrationLine(r: Record<string, unknown>): string {
+  const c = (r['counts'] ?? {}) as Record<string, number>;
+  const conflicts = c['conflict'] ?? 0;
+  return (
+    `carried over the admin's changes: ${c['applied'] ?? 0} applied, ${c['merged'] ?? 0} merged, ${conflicts} conflicts` +
+    (conflicts > 0 ? ` (the admin's version is in place, the update's beside it as .sysprime-new; see ${String(r['report'])} in the new environment)` : '') +
+    '\n'
+  );
+}
+
 export function registerStage(program: Command, globals: () => GlobalOptions): void {
   program
     .command('stage')
@@ -54,6 +64,8 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
           case 'staged':
             process.stdout.write(
               `staged generation ${outcome.generation} as "${outcome.name}" (${outcome.update.summary}); the running system is unchanged\n` +
+                reintegrationLine(outcome.reintegration) +
+                (outcome.pruned.length ? `pruned: ${outcome.pruned.join(', ')}\n` : '') +
                 `boot it with \`sysprime activate ${outcome.name}\`\n`,
             );
             break;

@@ -1,0 +1,119 @@
+/** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
+import type { Command } from 'commander';
+import { pruneEnvironments } from '../../environments/prune.js';
+import { bootloaderFor, bootable, syncBootEntries } from '../../environments/boot-entries.js';
+import { acquireLock, isAlive } from '../../state/lock.js';
+import { recoverStaging } from '../../staging/pipeline.js';
+import type { Updater } from '../../updaters/types.js';
+import type { Config } from '../../config/schema.js';
+import { EXIT, SysprimeError } from '../../errors.js';
+import { formatBytes, printJson } from '../output.js';
+import { withContext, type GlobalOptions } from '../runner.js';
+
+async function updaterFor(config: Config): Promise<Updater> {
+  return (await import('../../updaters/registry.js')).createUpdater(config);
+}
+
+export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('prune')
+    .description('destroy old environments beyond [retention] keep and below the free-space floor (never the running, default or one-shot one)')
+    .option('--keep <n>', 'keep this many environments', (v) => Number.parseInt(v, 10))
+    .option('-n, --dry-run', 'say what would go, destroy nothing')
+    .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3')
+    .action(async (opts: { keep?: number; dryRun?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        if (opts.keep !== undefined && (!Number.isInteger(opts.keep) || opts.keep < 1)) {
+          throw new SysprimeError('USAGE', '--keep takes a whole number of 1 or more');
+        }
+        const lock = acquireLock(ctx.db, 'pruning');
+        try {
+          const r = await pruneEnvironments(ctx, { ...(opts.keep !== undefined ? { keep: opts.keep } : {}), dryRun: opts.dryRun === true });
+          if (globals().json) {
+            printJson({ dryRun: opts.dryRun === true, ...r });
+            return r.failed.length ? EXIT.FAILED : EXIT.OK;
+          }
+          const verb = opts.dryRun ? 'would destroy' : 'destroyed';
+          for (const d of r.plan.destroy) {
+            if (opts.dryRun || r.destroyed.includes(d.name)) process.stdout.write(`${verb} ${d.name} (${formatBytes(d.spaceUnique)}): ${d.why}\n`);
+          }
+          for (const f of r.failed) process.stdout.write(`could not destroy ${f.name}: ${f.error}\n`);
+          for (const k of r.plan.keep) process.stdout.write(`kept ${k.name}: ${k.why}\n`);
+          for (const n of r.plan.notes) process.stdout.write(`note: ${n}\n`);
+          if (r.plan.destroy.length === 0) process.stdout.write('nothing to prune\n');
+          return r.failed.length ? EXIT.FAILED : EXIT.OK;
+        } finally {
+          lock.release();
+        }
+      }),
+    );
+
+  program
+    .command('doctor')
+    .description('find where environments, pristine snapshots, boot entries and the journal disagree; --fix repairs it')
+    .option('--fix', 'repair what was found')
+    .action(async (opts: { fix?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        const problems: { kind: string; what: string }[] = [];
+        const fixed: string[] = [];
+        const envs = await ctx.backend.listEnvironments();
+        for (const e of envs) {
+          if (e.pristine === null) problems.push({ kind: 'pristine-missing', what: `"${e.name}" has no pristine snapshot of its generation ${e.generation}: its drift cannot be computed` });
+          if (e.meta['staging'] === 'in-progress') problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
+        }
+        const running = ctx.db.prepare("SELECT id, kind, started, pid, params FROM operations WHERE status = 'running'").all() as { id: number; kind: string; started: string; pid: number; params: string }[];
+        for (const op of running) {
+          const start = String((JSON.parse(op.params) as Record<string, unknown>)['_start'] ?? '');
+          if (!isAlive({ pid: op.pid, start })) problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
+        }
+        const loader = bootloaderFor(ctx);
+        const state = await loader.inspect();
+        if (loader.capabilities.ownsEntries) {
+          const names = new Set(bootable(envs).map((e) => e.name));
+          const entryNames = new Set(state.entries.map((e) => e.name));
+          for (const n of names) if (!entryNames.has(n)) problems.push({ kind: 'entry-missing', what: `"${n}" has no boot entry in ${loader.describe()}` });
+          for (const e of state.entries) {
+            if (!names.has(e.name)) problems.push({ kind: 'entry-orphaned', what: `boot entry ${e.ref} names "${e.name}", which does not exist` });
+            else if (e.kernelVersion === null) problems.push({ kind: 'kernel-missing', what: `boot entry ${e.ref} has no kernel` });
+          }
+        }
+        for (const w of state.warnings) problems.push({ kind: 'bootloader', what: w });
+
+        if (opts.fix) {
+          const lock = acquireLock(ctx.db, 'repairing');
+          try {
+            for (const l of await recoverStaging(ctx, await updaterFor(ctx.config))) fixed.push(l);
+            for (const l of await ctx.backend.recover()) fixed.push(l);
+            const r = await syncBootEntries(ctx);
+            if (r.added.length + r.removed.length + r.updated.length > 0) {
+              fixed.push(`boot entries rewritten: added ${r.added.join(', ') || 'none'}, removed ${r.removed.join(', ') || 'none'}, updated ${r.updated.join(', ') || 'none'}`);
+            }
+          } finally {
+            lock.release();
+          }
+        }
+        if (globals().json) printJson({ problems, fixed });
+        else {
+          if (problems.length === 0) process.stdout.write('no problems found\n');
+          for (const p of problems) process.stdout.write(`${p.kind}: ${p.what}\n`);
+          for (const f of fixed) process.stdout.write(`fixed: ${f}\n`);
+          if (problems.length > 0 && !opts.fix) process.stdout.write('run `sysprime doctor --fix` to repair\n');
+        }
+        return problems.length > 0 && !opts.fix ? EXIT.DIFFERENCES : EXIT.OK;
+      }),
+    );
+
+  program
+    .command('boot-hook <when>', { hidden: true })
+    .description('called by sysprime-boot-start.service (start) and sysprime-boot-complete.service (complete)')
+    .action(async (when: string) =>
+      withContext(globals(), async (ctx) => {
+        const loader = bootloaderFor(ctx);
+        const lines = when === 'start' ? ((await loader.bootStarted?.()) ?? []) : when === 'complete' ? ((await loader.bootComplete?.()) ?? []) : null;
+        if (lines === null) {
+          throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
+        }
+        for (const l of lines) process.stdout.write(`${l}\n`);
+      }),
+    );
+}
