@@ -182,7 +182,7 @@ export const STAGE: OperationSpec<StageContext> = {
     },
     {
       name: 'activate',
-      title: 'make it the default (boot.activate_staged)',
+      title: 'make it the default when [boot] activate_staged is set',
       async run(s, p) {
         const params = p as StageParams;
         if (!s.ctx.config.boot.activateStaged) return { activated: false };
