@@ -2,6 +2,9 @@
 import type { Command } from 'commander';
 import { stage, recoverStaging } from '../../staging/pipeline.js';
 import { runDaemon, type Job } from '../../scheduler/daemon.js';
+import { computeDrift, recordDrift } from '../../drift/compute.js';
+import { pruneEnvironments } from '../../environments/prune.js';
+import { acquireLock } from '../../state/lock.js';
 import { printJson } from '../output.js';
 import { stepProgress } from '../progress.js';
 import type { Updater } from '../../updaters/types.js';
@@ -94,6 +97,30 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
               async run(c) {
                 const outcome = await stage(c, await createUpdater(c.config), {});
                 return outcome.kind === 'staged' ? `staged generation ${outcome.generation} as ${outcome.name}` : outcome.kind === 'up-to-date' ? `up to date (${outcome.reason})` : 'dry run';
+              },
+            },
+            {
+              name: 'drift',
+              expression: ctx.config.schedule.drift,
+              randomDelay: 0,
+              async run(c) {
+                const report = await computeDrift(c, undefined, { content: false });
+                recordDrift(c, report);
+                return `recorded drift of ${report.environment}: ${report.counts.added} added, ${report.counts.removed} removed, ${report.counts.modified} modified`;
+              },
+            },
+            {
+              name: 'prune',
+              expression: ctx.config.schedule.prune,
+              randomDelay: 0,
+              async run(c) {
+                const lock = acquireLock(c.db, 'pruning');
+                try {
+                  const r = await pruneEnvironments(c);
+                  return r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune';
+                } finally {
+                  lock.release();
+                }
               },
             },
           ],

@@ -221,5 +221,13 @@ for (const kind of KINDS) {
       assert.equal((await list()).length, 2);
       await cleanState();
     });
+
+    test('the daemon records drift on its schedule', async () => {
+      const cfg = join(dir, 'daemon-drift.toml');
+      writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "off"\ndrift = "*/2 * * * * *"\nprune = "off"\n');
+      const r = await sysprime(['daemon', '--max-runs', '1'], { config: cfg });
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /drift: recorded drift of base/);
+    });
   });
 }
