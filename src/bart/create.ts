@@ -1,23 +1,27 @@
 /**
  * bart create: walk the tree the rules select, one lstat per entry, stay on
- * the filesystem each walk starts on, hash regular files in worker threads,
- * and reuse the digests of a previous manifest for files whose inode, size,
- * mtime and ctime have not moved.
+ * the filesystem each walk starts on, and reuse the digests of a previous
+ * manifest for files whose inode, size, mtime and ctime have not moved.
+ * Walking and hashing both happen in worker threads (tree-pool.ts); this
+ * thread only turns their columns into entries and hands out hash batches.
  *
  * Problems with single files (vanished, unreadable) are warnings: the
  * manifest is still written and the status is 1, as Solaris does.
  */
-import { lstatSync, readdirSync, readlinkSync, statSync, type Stats } from 'node:fs';
+import { lstatSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { setImmediate as yieldToLoop } from 'node:timers/promises';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { makeHeader, sortEntries } from './format.js';
-import { HashPool } from './hash-pool.js';
 import { loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
-import { ATTR, decide, defaultRules, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules, type WalkContext } from './rules.js';
+import { ATTR, decide, defaultRules, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules } from './rules.js';
+import { TreePool } from './tree-pool.js';
 import { toFsPath, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from './types.js';
+import {
+  NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID,
+  WalkSink, splitPaths, toUnitContext, typeOf, type WalkResult, type WalkUnit,
+} from './walk.js';
 
 export interface CreateOptions {
   /** -R: the tree the manifest describes; paths in it are relative to this. Default '/'. */
@@ -50,38 +54,13 @@ export interface CreateResult {
   reused: number;
 }
 
-const S_IFMT = 0o170000;
-
-function typeOf(mode: number): EntryType | undefined {
-  switch (mode & S_IFMT) {
-    case 0o100000:
-      return 'F';
-    case 0o040000:
-      return 'D';
-    case 0o120000:
-      return 'L';
-    case 0o010000:
-      return 'P';
-    case 0o140000:
-      return 'S';
-    case 0o060000:
-      return 'B';
-    case 0o020000:
-      return 'C';
-    default:
-      return undefined;
-  }
-}
-
-/** Run `work` with a hash pool that is always shut down. */
-async function withPool<T>(alg: HashAlgorithm, threads: number, work: (pool: HashPool) => Promise<T>): Promise<T> {
-  const pool = new HashPool(alg, threads);
-  try {
-    return await work(pool);
-  } finally {
-    await pool.close();
-  }
-}
+/** Hash batches: enough work per message to hide its cost. */
+const BATCH_FILES = 256;
+const BATCH_BYTES = 32 << 20;
+/** getfacl gets the paths in runs of this many, started while the walk goes on. */
+const ACL_BATCH = 40_000;
+/** Directory levels below a walk's start that are handed out as separate units. */
+const SPLIT_LEVELS = 2;
 
 /** The root as a byte string without a trailing slash ('' for '/'). */
 function rootPrefix(root: string): string {
@@ -115,95 +94,150 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
   }
 
   const entries: ManifestEntry[] = [];
-  /** Entries whose rule checks acl / xattr: only those are looked up. */
   const wantAcl: ManifestEntry[] = [];
   const wantXattr: ManifestEntry[] = [];
+  const aclRuns: Promise<Map<string, string>>[] = [];
+  let aclSent = 0;
   let hashed = 0;
   let reused = 0;
   const threads = opts.threads ?? Math.max(1, Math.min(availableParallelism(), 8));
+  const withAcl = opts.acl !== false;
 
-  const collectMetadata = () =>
-    Promise.all([
-      wantAcl.length > 0
-        ? readAcls(wantAcl.map((e) => prefix + e.path)).catch((err: Error) => (warn(`ACLs not collected: ${err.message}`), new Map<string, string>()))
-        : new Map<string, string>(),
-      wantXattr.length > 0
-        ? readXattrs(wantXattr.map((e) => prefix + e.path), alg).catch((err: Error) => (warn(`extended attributes not collected: ${err.message}`), new Map<string, Record<string, string>>()))
-        : new Map<string, Record<string, string>>(),
-    ]);
+  let batch: ManifestEntry[] = [];
+  let batchBytes = 0;
+  const flushHashes = () => {
+    if (batch.length === 0) return;
+    const files = batch;
+    batch = [];
+    batchBytes = 0;
+    pool.hash(
+      files.map((e) => prefix + e.path),
+      (digests, errors) => {
+        for (let i = 0; i < files.length; i++) {
+          const d = digests[i];
+          if (d !== null && d !== undefined) files[i]!.contents = d;
+          else warn(`${prefix + files[i]!.path}: ${errors[i] ?? 'cannot be read'}`);
+        }
+      },
+    );
+  };
+  // ACLs come from another process: start it on what the walk found so far.
+  const sendAcls = (all: boolean) => {
+    while (wantAcl.length - aclSent >= (all ? 1 : ACL_BATCH)) {
+      const paths = wantAcl.slice(aclSent, aclSent + ACL_BATCH).map((e) => prefix + e.path);
+      aclSent += paths.length;
+      aclRuns.push(readAcls(paths).catch((err: Error) => (warn(`ACLs not collected: ${err.message}`), new Map<string, string>())));
+    }
+  };
 
-  const metadataDone = await withPool(alg, threads, async (pool) => {
-    const record = (path: string, st: Stats, type: EntryType, flags: number): ManifestEntry => {
+  const pool = new TreePool(alg, threads, rules, prefix, flushHashes);
+  let xattrRun: Promise<Map<string, Record<string, string>>> | undefined;
+  let walking = 0;
+
+  /** Turn one unit's columns into entries; queue what must be hashed. */
+  const absorb = (r: WalkResult) => {
+    for (const w of r.warnings) warn(w);
+    const paths = splitPaths(r);
+    const nums = r.nums;
+    let link = 0;
+    for (let i = 0; i < paths.length; i++) {
+      const o = i * NUMS;
+      const path = paths[i]!;
+      const type = r.types[i] as EntryType;
+      const flags = nums[o + N_FLAGS]!;
+      const size = nums[o + N_SIZE]!;
+      const mtimeMs = nums[o + N_MTIME_MS]!;
       const e: ManifestEntry = {
         path,
         type,
-        size: st.size,
-        mode: st.mode,
+        size,
+        mode: nums[o + N_MODE]!,
         acl: '-',
-        mtime: Math.floor(st.mtimeMs / 1000),
-        uid: st.uid,
-        gid: st.gid,
-        stat: { dev: st.dev, ino: st.ino, mtimeMs: st.mtimeMs, ctimeMs: st.ctimeMs },
+        mtime: Math.floor(mtimeMs / 1000),
+        uid: nums[o + N_UID]!,
+        gid: nums[o + N_GID]!,
+        stat: { dev: nums[o + N_DEV]!, ino: nums[o + N_INO]!, mtimeMs, ctimeMs: nums[o + N_CTIME_MS]! },
       };
       if (type === 'F') {
         if (opts.noContents || (flags & ATTR.contents) === 0) e.contents = '-';
         else {
           const prev = previous.get(path);
           const ps = prev?.stat;
-          if (ps !== undefined && ps.ino === st.ino && ps.dev === st.dev && prev!.size === st.size && ps.mtimeMs === st.mtimeMs && ps.ctimeMs === st.ctimeMs) {
+          const st = e.stat!;
+          if (ps !== undefined && ps.ino === st.ino && ps.dev === st.dev && prev!.size === size && ps.mtimeMs === mtimeMs && ps.ctimeMs === st.ctimeMs) {
             e.contents = prev!.contents!;
             reused++;
           } else {
             hashed++;
             e.contents = '-';
-            pool.add(prefix + path, st.size, (digest, error) => {
-              if (digest !== null) e.contents = digest;
-              else warn(`${prefix + path}: ${error ?? 'cannot be read'}`);
-            });
+            batch.push(e);
+            batchBytes += size;
+            if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushHashes();
           }
         }
-      } else if (type === 'L') {
-        try {
-          e.dest = readlinkSync(toFsPath(prefix + path), { encoding: 'latin1' });
-        } catch (err) {
-          e.dest = '-';
-          warn(`${prefix + path}: ${(err as Error).message}`);
-        }
-      } else if (type === 'B' || type === 'C') e.devnode = st.rdev;
-      if (flags & ATTR.acl && type !== 'L' && opts.acl !== false) wantAcl.push(e);
+      } else if (type === 'L') e.dest = r.dests[link++]!;
+      else if (type === 'B' || type === 'C') e.devnode = nums[o + N_RDEV]!;
+      if (flags & ATTR.acl && type !== 'L' && withAcl) wantAcl.push(e);
       if (flags & ATTR.xattr) wantXattr.push(e);
       entries.push(e);
-      return e;
-    };
+    }
+    for (const u of r.more) walkUnit(u);
+    if (--walking === 0) {
+      // The walk is over: the last partial batches, and the metadata of everything found.
+      flushHashes();
+      sendAcls(true);
+      if (wantXattr.length > 0) {
+        xattrRun = readXattrs(wantXattr.map((e) => prefix + e.path), alg).catch(
+          (err: Error) => (warn(`extended attributes not collected: ${err.message}`), new Map<string, Record<string, string>>()),
+        );
+      }
+    } else sendAcls(false);
+  };
+  const walkUnit = (u: WalkUnit) => {
+    walking++;
+    pool.walk(u, absorb);
+  };
 
+  try {
+    // The starting points are listed here, in one unit, so the end of the walk is one count reaching zero.
+    const start = new WalkSink(prefix);
+    walking++;
     if (opts.files !== undefined) {
       for (const f of opts.files) {
         const path = '/' + splitComponents(f).join('/');
         const st = lstatSync(toFsPath(prefix + path), { throwIfNoEntry: false });
         if (st === undefined) {
-          warn(`${prefix + path}: No such file or directory`);
+          start.warnings.push(`${prefix + path}: No such file or directory`);
           continue;
         }
         const type = typeOf(st.mode);
-        if (type === undefined) warn(`${prefix + path}: unsupported file type, ignored`);
-        else record(path, st, type, rules.rules[rules.rules.length - 1]!.flags);
+        if (type === undefined) start.warnings.push(`${prefix + path}: unsupported file type, ignored`);
+        else start.record(path, st, type, rules.rules[rules.rules.length - 1]!.flags);
       }
     } else {
-      await walk(rules, prefix, record, warn);
+      for (const root of walkRoots(rules)) startWalk(rules, prefix, root, start);
     }
-    // ACLs and xattrs come from other processes: let them run while the workers hash.
-    const metadata = collectMetadata();
+    absorb(start.result());
     await pool.drain();
-    return metadata;
-  });
-  const [acls, xattrs] = await metadataDone;
-  for (const e of wantAcl) {
-    const a = acls.get(prefix + e.path);
-    if (a !== undefined) e.acl = a;
+  } finally {
+    await pool.close();
   }
-  for (const e of wantXattr) {
-    const x = xattrs.get(prefix + e.path);
-    if (x !== undefined) e.xattrs = x;
+  const [acls, xattrs] = await Promise.all([Promise.all(aclRuns), xattrRun]);
+  // getfacl -s lists only the few files with an extended ACL: look those up, not every entry.
+  if (acls.some((m) => m.size > 0)) {
+    const byPath = new Map(wantAcl.map((e) => [prefix + e.path, e]));
+    for (const m of acls) {
+      for (const [path, acl] of m) {
+        const e = byPath.get(path);
+        if (e !== undefined) e.acl = acl;
+      }
+    }
+  }
+  if (xattrs !== undefined) {
+    for (const e of wantXattr) {
+      const x = xattrs.get(prefix + e.path);
+      if (x !== undefined) e.xattrs = x;
+    }
   }
 
   sortEntries(entries);
@@ -213,71 +247,21 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
   return { manifest: { header, entries: unique }, status: warnings.length > 0 ? 1 : 0, warnings, hashed, reused };
 }
 
-type Recorder = (path: string, st: Stats, type: EntryType, flags: number) => ManifestEntry;
-
-interface Pending {
-  path: string;
-  comps: string[];
-  ctx: WalkContext;
-}
-
-const YIELD_EVERY = 4096;
-
-/** Depth-first walk of every subtree the rules name. */
-async function walk(rules: Rules, prefix: string, record: Recorder, warn: (m: string) => void): Promise<void> {
-  let sinceYield = 0;
-  for (const start of walkRoots(rules)) {
-    const comps = splitComponents(start);
-    let ctx = rootContext(rules);
-    for (const c of comps) ctx = enter(ctx, c);
-    const full = prefix + (start === '/' ? '' : start) || '/';
-    const st = lstatSync(toFsPath(full), { throwIfNoEntry: false });
-    if (st === undefined) {
-      warn(`${full}: subtree does not exist, ignored`);
-      continue;
-    }
-    const dev = st.dev;
-    const type = typeOf(st.mode);
-    if (type === undefined) continue;
-    const rule = decide(ctx, comps, type);
-    if (rule !== undefined && rule.flags !== 0) record(start, st, type, rule.flags);
-    if (type !== 'D' || !shouldDescend(ctx, comps)) continue;
-
-    const stack: Pending[] = [{ path: start === '/' ? '' : start, comps, ctx }];
-    while (stack.length > 0) {
-      const dir = stack.pop()!;
-      let names: string[];
-      try {
-        names = readdirSync(toFsPath(prefix + dir.path || '/'), { encoding: 'latin1' });
-      } catch (err) {
-        warn(`${prefix + dir.path || '/'}: ${(err as Error).message}`);
-        continue;
-      }
-      const needComps = dir.ctx.pending.length > 0 || dir.ctx.active.some((r) => r.modifiers.length > 0);
-      for (const name of names) {
-        const path = dir.path + '/' + name;
-        const cst = lstatSync(toFsPath(prefix + path), { throwIfNoEntry: false });
-        if (cst === undefined) {
-          warn(`${prefix + path}: vanished during the walk`);
-          continue;
-        }
-        const ctype = typeOf(cst.mode);
-        if (ctype === undefined) {
-          warn(`${prefix + path}: unsupported file type, ignored`);
-          continue;
-        }
-        const cctx = dir.ctx.pending.length > 0 ? enter(dir.ctx, name) : dir.ctx;
-        const ccomps = needComps ? [...dir.comps, name] : dir.comps;
-        const crule = decide(cctx, ccomps, ctype);
-        if (crule !== undefined && crule.flags !== 0) record(path, cst, ctype, crule.flags);
-        if (ctype === 'D' && cst.dev === dev && shouldDescend(cctx, ccomps)) stack.push({ path, comps: needComps ? ccomps : [...dir.comps, name], ctx: cctx });
-      }
-      sinceYield += names.length;
-      if (sinceYield >= YIELD_EVERY) {
-        // Let finished hash batches come back and new ones go out.
-        sinceYield = 0;
-        await yieldToLoop();
-      }
-    }
+/** Record a walk's starting point and queue it as the first unit of its walk. */
+function startWalk(rules: Rules, prefix: string, start: string, sink: WalkSink): void {
+  const comps = splitComponents(start);
+  let ctx = rootContext(rules);
+  for (const c of comps) ctx = enter(ctx, c);
+  const full = prefix + (start === '/' ? '' : start) || '/';
+  const st = lstatSync(toFsPath(full), { throwIfNoEntry: false });
+  if (st === undefined) {
+    sink.warnings.push(`${full}: subtree does not exist, ignored`);
+    return;
   }
+  const type = typeOf(st.mode);
+  if (type === undefined) return;
+  const rule = decide(ctx, comps, type);
+  if (rule !== undefined && rule.flags !== 0) sink.record(start, st, type, rule.flags);
+  if (type !== 'D' || !shouldDescend(ctx, comps)) return;
+  sink.more.push({ path: start === '/' ? '' : start, comps, ctx: toUnitContext(ctx), dev: st.dev, split: SPLIT_LEVELS });
 }

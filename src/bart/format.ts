@@ -82,17 +82,99 @@ export function formatEntry(e: ManifestEntry): string {
   return line;
 }
 
+/**
+ * Text of a manifest, written into one growing byte buffer: a manifest of
+ * an OS tree is 150k lines, and a string per field and per line would be
+ * garbage the size of the manifest several times over.
+ */
 export function formatManifest(m: Manifest): string {
-  const parts: string[] = [formatHeader(m.header)];
-  for (const e of m.entries) parts.push(formatEntry(e), '\n');
-  return parts.join('');
+  const out = new TextBuffer(64 + m.entries.length * 120);
+  out.text(formatHeader(m.header));
+  for (const e of m.entries) {
+    out.text(encodeName(e.path));
+    out.byte(0x20);
+    out.text(e.type);
+    out.byte(0x20);
+    out.number(e.size, 10);
+    out.byte(0x20);
+    out.number(e.mode, 8);
+    out.byte(0x20);
+    out.text(e.acl === '-' ? '-' : encodeName(e.acl));
+    out.byte(0x20);
+    if (e.mtime < 0) out.byte(0x2d);
+    out.number(Math.abs(e.mtime), 16);
+    out.byte(0x20);
+    out.number(e.uid, 10);
+    out.byte(0x20);
+    out.number(e.gid, 10);
+    const last = e.type === 'F' ? (e.contents ?? '-') : e.type === 'D' || e.type === 'P' || e.type === 'S' ? '' : lastField(e);
+    if (last !== '') {
+      out.byte(0x20);
+      out.text(last);
+    }
+    if (e.xattrs !== undefined) out.text(formatXattrs(e.xattrs));
+    out.byte(0x0a);
+  }
+  return out.toString();
+}
+
+/** Bytes of latin1 text appended at the end of a buffer that doubles when full. */
+class TextBuffer {
+  private buf: Buffer;
+  private pos = 0;
+
+  constructor(size: number) {
+    this.buf = Buffer.allocUnsafe(size);
+  }
+
+  private room(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(grown, 0, 0, this.pos);
+    this.buf = grown;
+  }
+
+  byte(b: number): void {
+    this.room(1);
+    this.buf[this.pos++] = b;
+  }
+
+  text(s: string): void {
+    this.room(s.length);
+    this.pos += this.buf.write(s, this.pos, 'latin1');
+  }
+
+  /** A non-negative integer in base 8, 10 or 16 (lowercase), as Number#toString writes it. */
+  number(v: number, radix: number): void {
+    if (!Number.isSafeInteger(v) || v < 0) {
+      this.text(v.toString(radix));
+      return;
+    }
+    let digits = 1;
+    for (let x = v; x >= radix; x = Math.floor(x / radix)) digits++;
+    this.room(digits);
+    let x = v;
+    for (let i = this.pos + digits - 1; i >= this.pos; i--) {
+      const d = x % radix;
+      this.buf[i] = d < 10 ? 0x30 + d : 0x57 + d;
+      x = Math.floor(x / radix);
+    }
+    this.pos += digits;
+  }
+
+  toString(): string {
+    return this.buf.toString('latin1', 0, this.pos);
+  }
 }
 
 /** Sort in place by encoded path, C collation: the order the text lists entries in. */
 export function sortEntries(entries: ManifestEntry[]): ManifestEntry[] {
-  const keyed = entries.map((e) => ({ k: encodeName(e.path), e }));
-  keyed.sort((a, b) => (a.k < b.k ? -1 : a.k > b.k ? 1 : 0));
-  for (let i = 0; i < keyed.length; i++) entries[i] = keyed[i]!.e;
+  // Most paths need no quoting, so most keys are the path string itself: no allocation.
+  const keys = entries.map((e) => encodeName(e.path));
+  const order = Array.from(keys.keys());
+  order.sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+  const sorted = order.map((i) => entries[i]!);
+  for (let i = 0; i < sorted.length; i++) entries[i] = sorted[i]!;
   return entries;
 }
 

@@ -129,10 +129,17 @@ export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'
     const l = lines[i + 1];
     if (l === undefined) fail(source, i + 2, 'index ends early');
     if (l === '-') continue;
-    const f = l.split(' ');
-    const [dev, ino, mt, ct] = f.map(Number);
-    if (f.length !== 4 || [dev, ino, mt, ct].some((v) => v === undefined || !Number.isFinite(v))) fail(source, i + 2, `malformed index line '${l}'`);
-    m.entries[i]!.stat = { dev: dev!, ino: ino!, mtimeMs: mt!, ctimeMs: ct! };
+    const a = l.indexOf(' ');
+    const b = a < 0 ? -1 : l.indexOf(' ', a + 1);
+    const c = b < 0 ? -1 : l.indexOf(' ', b + 1);
+    const dev = Number(l.slice(0, a));
+    const ino = Number(l.slice(a + 1, b));
+    const mt = Number(l.slice(b + 1, c));
+    const ct = Number(l.slice(c + 1));
+    if (c < 0 || l.indexOf(' ', c + 1) >= 0 || a === 0 || b === a + 1 || c === b + 1 || c === l.length - 1 || !(Number.isFinite(dev) && Number.isFinite(ino) && Number.isFinite(mt) && Number.isFinite(ct))) {
+      fail(source, i + 2, `malformed index line '${l}'`);
+    }
+    m.entries[i]!.stat = { dev, ino, mtimeMs: mt, ctimeMs: ct };
   }
   return m;
 }
