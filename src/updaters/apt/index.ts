@@ -35,6 +35,13 @@ export interface AptApplyReport extends UpdateResult {
  */
 const APT_OPTIONS = ['-y', '-o', 'Dpkg::Options::=--force-confold', '-o', 'Dpkg::Options::=--force-confdef', '-o', 'Dpkg::Use-Pty=0'];
 
+/**
+ * apt-get update exits 0 when a mirror cannot be reached ("W: Some index
+ * files failed to download"): the upgrade would then find nothing new and
+ * staging would report "nothing to update" for a broken repository.
+ */
+const UPDATE_OPTIONS = ['-o', 'APT::Update::Error-Mode=any'];
+
 const APT_ENV: Record<string, string> = {
   DEBIAN_FRONTEND: 'noninteractive',
   APT_LISTCHANGES_FRONTEND: 'none',
@@ -91,15 +98,47 @@ function tail(text: string, lines: number): string {
   return all.length <= lines ? all.join('\n') : [`[... ${all.length - lines} earlier lines]`, ...all.slice(-lines)].join('\n');
 }
 
-/** apt's own diagnosis: its "E:" lines, else the last line it wrote. */
-function firstError(res: RunResult): string {
-  const lines = `${res.stderr}\n${res.stdout}`.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
-  return lines.find((l) => l.startsWith('E:'))?.replace(/^E:\s*/, '') ?? lines.at(-1) ?? `exit status ${res.exitCode}`;
+/** The packages dpkg lists under "Errors were encountered while processing:". */
+export function failedPackages(output: string): string[] {
+  const lines = output.split('\n');
+  const at = lines.findIndex((l) => l.startsWith('Errors were encountered while processing:'));
+  if (at < 0) return [];
+  const names: string[] = [];
+  for (const line of lines.slice(at + 1)) {
+    if (!/^\s/.test(line) || line.trim() === '') break;
+    names.push(line.trim());
+  }
+  return names;
+}
+
+/** apt's own diagnosis: its first "E:" line (else the last line it wrote), and the packages dpkg gave up on. */
+function diagnosis(res: RunResult): string {
+  const text = `${res.stderr}\n${res.stdout}`;
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l.length > 0);
+  const first = lines.find((l) => l.startsWith('E:'))?.replace(/^E:\s*/, '') ?? lines.at(-1) ?? `exit status ${res.exitCode}`;
+  const failed = failedPackages(text);
+  return failed.length === 0 ? first : `${first}; packages that failed: ${failed.join(' ')}`;
+}
+
+/** "apt-get dist-upgrade" out of "apt-get -y -o X=Y dist-upgrade": the program and its verb. */
+export function commandLabel(argv: readonly string[]): string {
+  let verb: string | undefined;
+  for (let i = 1; i < argv.length && verb === undefined; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '-o') i++;
+    // Short options are apt's switches; dpkg's actions are long options (--purge).
+    else if (!/^-[^-]/.test(arg)) verb = arg;
+  }
+  return verb === undefined ? (argv[0] ?? '') : `${argv[0] ?? ''} ${verb}`;
+}
+
+function aptOutput(root: string, argv: readonly string[], res: RunResult): string {
+  return [`chroot ${root} ${argv.join(' ')}`, `exit status ${res.exitCode}`, '--- stdout', tail(res.stdout, DETAIL_LINES), '--- stderr', tail(res.stderr, DETAIL_LINES)].join('\n');
 }
 
 function aptFailure(root: string, argv: readonly string[], res: RunResult): SysprimeError {
-  return new SysprimeError('COMMAND_FAILED', `${argv.slice(0, 2).join(' ')} failed in the new environment (exit status ${res.exitCode}): ${firstError(res)}`, {
-    detail: [`chroot ${root} ${argv.join(' ')}`, `exit status ${res.exitCode}`, '--- stdout', tail(res.stdout, DETAIL_LINES), '--- stderr', tail(res.stderr, DETAIL_LINES)].join('\n'),
+  return new SysprimeError('COMMAND_FAILED', `${commandLabel(argv)} failed in the new environment (exit status ${res.exitCode}): ${diagnosis(res)}`, {
+    detail: aptOutput(root, argv, res),
     hint: 'the running system was not changed; fix the repository or the package apt names, then stage again',
   });
 }
@@ -109,14 +148,34 @@ interface AptSession {
   apt(argv: readonly string[]): Promise<RunResult>;
 }
 
-function aptSession(session: ChrootSession, root: string, deadline: number, signal: AbortSignal | undefined): AptSession {
+/**
+ * The tree's own coreutils `timeout` enforces update.timeout: it kills its
+ * whole process group, so a package script that hangs (and holds apt's output
+ * pipe open) dies with apt. Stopping only apt would leave us waiting on the
+ * pipe for as long as the script runs.
+ */
+const KILL_AFTER_S = 30;
+const TIMED_OUT = new Set([124, 137]);
+
+function aptSession(session: ChrootSession, root: string, deadline: number, timeout: number, signal: AbortSignal | undefined): AptSession {
   return {
     apt: async (argv) => {
       if (signal?.aborted) throw new SysprimeError('STEP_FAILED', 'the update was cancelled', { cause: signal.reason });
       const left = Math.ceil((deadline - Date.now()) / 1000);
-      if (left <= 0) throw new SysprimeError('TIMEOUT', `apt did not finish within the configured update.timeout`, { hint: 'raise update.timeout' });
+      const timedOut = (detail?: string): SysprimeError =>
+        new SysprimeError('TIMEOUT', `${commandLabel(argv)} did not finish within update.timeout (${timeout} s) and was stopped`, {
+          hint: 'raise update.timeout, or find the package script that hangs in the detail',
+          ...(detail === undefined ? {} : { detail }),
+        });
+      if (left <= 0) throw timedOut();
       log.info(`apt: ${argv.join(' ')}`);
-      const res = await session.run(argv, { env: APT_ENV, timeout: left, allowFailure: true });
+      const started = Date.now();
+      const res = await session.run(['timeout', `--kill-after=${KILL_AFTER_S}`, String(left), ...argv], {
+        env: APT_ENV,
+        timeout: left + 2 * KILL_AFTER_S,
+        allowFailure: true,
+      });
+      if (TIMED_OUT.has(res.exitCode) && Date.now() - started >= left * 1000) throw timedOut(aptOutput(root, argv, res));
       if (res.exitCode !== 0) throw aptFailure(root, argv, res);
       return res;
     },
@@ -152,8 +211,8 @@ export async function applyApt(opts: UpdateOptions): Promise<AptApplyReport> {
   log.info(describePlan(plan));
 
   return withChroot(opts.root, { network: true, timeout: opts.timeout, verbose: opts.verbose }, async (session) => {
-    const apt = aptSession(session, session.root, deadline, opts.signal);
-    await apt.apt(['apt-get', ...APT_OPTIONS, 'update']);
+    const apt = aptSession(session, session.root, deadline, opts.timeout, opts.signal);
+    await apt.apt(['apt-get', ...APT_OPTIONS, ...UPDATE_OPTIONS, 'update']);
 
     let unavailable: string[] = [];
     if (plan.install.length > 0) {
