@@ -11,6 +11,11 @@ PACKAGES=(
   xxhash        # xxhsum, the peer the manifest benchmark is measured against
   dpkg-dev      # dpkg-deb for test packages and the Debian package
   util-linux mount
+  mandoc man-db # man pages: lint in tests, `man -w` of the installed package
+  lintian binutils # checking the Debian package
+  chromium      # the drift page test renders it in a real browser
+  zsh bash-completion # the completion scripts are tested in both shells
+  mmdebstrap    # a minimal Debian tree for the apt updater's tests
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -8,7 +8,7 @@ export type Level = 'debug' | 'info' | 'warn' | 'error';
 const ORDER: Record<Level, number> = { debug: 0, info: 1, warn: 2, error: 3 };
 const PRIORITY: Record<Level, number> = { debug: 7, info: 6, warn: 4, error: 3 };
 
-let threshold: Level = 'warn';
+let threshold: Level = 'info';
 const underJournal = process.env['JOURNAL_STREAM'] !== undefined && process.env['INVOCATION_ID'] !== undefined;
 
 export function setLevel(level: Level): void {

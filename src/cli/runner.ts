@@ -15,6 +15,7 @@ export interface GlobalOptions {
 }
 
 export function applyGlobals(g: GlobalOptions): void {
+  if (g.verbose && g.quiet) throw new SysprimeError('USAGE', '-v and -q contradict each other', { hint: 'pick one' });
   if (g.verbose) setLevel('debug');
   else if (g.quiet) setLevel('error');
   else setLevel('info');
@@ -26,10 +27,15 @@ export function requireRoot(): void {
   }
 }
 
+// Under systemd the journal reads a <N> prefix as the line's priority.
+const underJournal = process.env['JOURNAL_STREAM'] !== undefined && process.env['INVOCATION_ID'] !== undefined;
+const ERR = underJournal ? '<3>' : '';
+const NOTE = underJournal ? '<6>' : '';
+
 export function reportError(err: unknown, verbose: boolean): number {
   if (err instanceof SysprimeError) {
-    process.stderr.write(`sysprime: ${err.message}\n`);
-    if (err.hint) process.stderr.write(`  hint: ${err.hint}\n`);
+    process.stderr.write(`${ERR}sysprime: ${err.message}\n`);
+    if (err.hint) process.stderr.write(`${NOTE}  hint: ${err.hint}\n`);
     if (verbose) {
       let cause: unknown = err;
       while (cause instanceof Error) {
@@ -40,7 +46,7 @@ export function reportError(err: unknown, verbose: boolean): number {
       process.stderr.write('  (run with -v for the failing command and its output)\n');
     }
   } else {
-    process.stderr.write(`sysprime: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    process.stderr.write(`${ERR}sysprime: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     process.stderr.write('  this is a bug; please report it with the command you ran\n');
   }
   return exitCodeFor(err);
@@ -48,9 +54,9 @@ export function reportError(err: unknown, verbose: boolean): number {
 
 /** Run an action that needs root and the context; sets process.exitCode. */
 export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promise<number | void>): Promise<void> {
-  applyGlobals(g);
   let ctx: Context | undefined;
   try {
+    applyGlobals(g);
     requireRoot();
     ctx = await openContext({ config: g.config });
     const code = await fn(ctx);
@@ -64,8 +70,8 @@ export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promis
 
 /** Run an action that needs neither root nor the context. */
 export async function withoutContext(g: GlobalOptions, fn: () => Promise<number | void>): Promise<void> {
-  applyGlobals(g);
   try {
+    applyGlobals(g);
     process.exitCode = (await fn()) ?? 0;
   } catch (err) {
     process.exitCode = reportError(err, g.verbose === true);

@@ -47,17 +47,18 @@ const CSS = `
 :root{--bg:#fff;--fg:#1d2329;--mut:#5b6670;--line:#d9dee3;--add:#e6ffec;--addf:#116329;--rem:#ffebe9;--remf:#a40e26;--mod:#fff8c5;--modf:#7d4e00;--hunk:#ddf4ff}
 @media (prefers-color-scheme:dark){:root{--bg:#0d1117;--fg:#e6edf3;--mut:#8d96a0;--line:#30363d;--add:#12261e;--addf:#7ee787;--rem:#2d1215;--remf:#ff7b72;--mod:#272115;--modf:#e3b341;--hunk:#121d2f}}
 *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,sans-serif;background:var(--bg);color:var(--fg)}
-header,main{max-width:1200px;margin:auto;padding:12px 16px}h1{font-size:1.3em;margin:.2em 0}.meta{color:var(--mut);font-size:.9em}
+header,main{max-width:1200px;margin:auto;padding:12px 16px}header{padding-bottom:0}h1{font-size:1.3em;margin:.2em 0}.meta{color:var(--mut);font-size:.9em}
 .cards{display:flex;flex-wrap:wrap;gap:8px;margin:12px 0}.card{border:1px solid var(--line);border-radius:8px;padding:8px 12px;min-width:110px}
 .card b{display:block;font-size:1.4em}.filters{display:flex;flex-wrap:wrap;gap:8px 16px;align-items:center;position:sticky;top:0;background:var(--bg);padding:8px 0;border-bottom:1px solid var(--line);z-index:1}
 .filters input[type=search]{flex:1 1 220px;font:inherit;padding:6px 8px;border:1px solid var(--line);border-radius:6px;background:var(--bg);color:var(--fg)}
-.item{border:1px solid var(--line);border-radius:8px;margin:8px 0;overflow:hidden}.item summary{cursor:pointer;padding:8px 10px;display:flex;flex-wrap:wrap;gap:6px;align-items:center}
+.item{border:1px solid var(--line);border-radius:8px;margin:8px 0;overflow:hidden}.item summary{cursor:pointer;padding:8px 10px;display:flex;flex-wrap:wrap;gap:6px;align-items:center;list-style:none}.item summary::-webkit-details-marker{display:none}.item summary:before{content:"\\25B8";color:var(--mut);width:1em;flex:none}.item[open]>summary:before{content:"\\25BE"}
 .item code{word-break:break-all}.what,.pkg{color:var(--mut);font-size:.85em}.pkg:before{content:"package "}
 .badge{font-size:.75em;font-weight:600;border-radius:10px;padding:1px 8px;text-transform:uppercase}.badge.added{background:var(--add);color:var(--addf)}.badge.removed{background:var(--rem);color:var(--remf)}.badge.modified{background:var(--mod);color:var(--modf)}
-pre.diff{margin:0;padding:6px 0;overflow-x:auto;font:12.5px/1.4 ui-monospace,monospace;border-top:1px solid var(--line)}.l{display:block;padding:0 10px;white-space:pre}.l.a{background:var(--add)}.l.r{background:var(--rem)}.l.k{background:var(--hunk);color:var(--mut)}.l.h{font-weight:600}
+pre.diff{margin:0;padding:6px 0;overflow-x:auto;font:12.5px/1.4 ui-monospace,monospace;border-top:1px solid var(--line);white-space:normal;display:grid;grid-template-columns:minmax(100%,max-content)}.l{display:block;padding:0 10px;white-space:pre}.l.a{background:var(--add)}.l.r{background:var(--rem)}.l.k{background:var(--hunk);color:var(--mut)}.l.h{font-weight:600}
 .sbs{display:grid;grid-template-columns:1fr 1fr;font:12.5px/1.4 ui-monospace,monospace;border-top:1px solid var(--line);overflow-x:auto}.sbs span{white-space:pre;padding:0 8px;min-height:1.4em;overflow:hidden}.sbs .r{background:var(--rem)}.sbs .a{background:var(--add)}.sbs .k{grid-column:1/3;background:var(--hunk);color:var(--mut)}
 table.attrs{border-collapse:collapse;margin:4px 10px 8px;font-size:.9em}table.attrs td,table.attrs th{border:1px solid var(--line);padding:2px 8px;text-align:left;font-family:ui-monospace,monospace}
-.note{margin:6px 10px;color:var(--mut)}.hidden{display:none}#count{color:var(--mut)}
+.note{margin:6px 10px;color:var(--mut)}.hidden{display:none!important}#count{color:var(--mut)}
+@media (max-width:600px){header,main{padding:8px 10px}.filters input[type=search]{flex-basis:100%}.card{min-width:0;flex:0 1 calc((100% - 16px) / 3)}.item summary code{flex:1 1 60%}}
 `;
 
 const SCRIPT = `

@@ -54,16 +54,47 @@ async function releaseStagingMount(s: StageContext, name: string): Promise<void>
   await rmdir(dir).catch(() => undefined);
 }
 
+/**
+ * A package manager that fills the pool fails with its own words; say
+ * instead which pool is full and how much room there is, so the admin knows
+ * what to prune or grow.
+ */
+async function spaceAware<T>(s: StageContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const text = err instanceof SysprimeError ? `${err.message}\n${err.detail ?? ''}` : String(err);
+    if (!/No space left on device|ENOSPC|Disk quota exceeded/i.test(text)) throw err;
+    const space = await s.ctx.backend.space().catch(() => null);
+    const left = space ? `: ${formatSize(space.free)} free of ${formatSize(space.size)}` : '';
+    throw new SysprimeError('NO_SPACE', `${s.ctx.backend.describe()} is full${left}; the update did not fit`, {
+      hint: 'free room with `sysprime prune` (or destroy old environments), or grow the pool, then stage again',
+      ...(err instanceof SysprimeError && err.detail ? { detail: err.detail } : {}),
+      cause: err,
+    });
+  }
+}
+
+function formatSize(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
+}
+
 /** Mount the new environment at its staging mount point for `fn`, and always release it. */
 async function withStagingMount<T>(s: StageContext, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
   const dir = stagingMountPoint(name);
   await mkdir(dir, { recursive: true });
   await s.ctx.backend.mount(name, dir);
+  let result: T;
   try {
-    return await fn(dir);
-  } finally {
-    await releaseStagingMount(s, name);
+    result = await fn(dir);
+  } catch (err) {
+    // The step's own failure is what the admin must see; a release that
+    // fails after it is left to the undo (which tries again).
+    await releaseStagingMount(s, name).catch((e: unknown) => log.warn(`releasing ${dir}: ${e instanceof Error ? e.message : String(e)}`));
+    throw err;
   }
+  await releaseStagingMount(s, name);
+  return result;
 }
 
 async function exists(s: StageContext, name: string): Promise<EnvironmentInfo | undefined> {
@@ -95,34 +126,38 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'apply the updates inside the new environment',
       async run(s, p) {
         const params = p as StageParams;
-        const result = await withStagingMount(s, params.name, async (dir) => {
-          const live = await s.ctx.backend.openEnvironment(params.from);
-          try {
-            const pristine = await s.ctx.backend.openPristine(params.fromGeneration);
+        const result = await withStagingMount(s, params.name, async (dir) =>
+          spaceAware(s, async () => {
+            const options = { root: dir, timeout: s.ctx.config.update.timeout, verbose: s.verbose };
+            if (!s.updater.readsLiveTrees) return s.updater.apply(options);
+            const live = await s.ctx.backend.openEnvironment(params.from);
             try {
-              return await s.updater.apply({
-                root: dir,
-                liveRoot: live.path,
-                pristineRoot: pristine.path,
-                timeout: s.ctx.config.update.timeout,
-                verbose: s.verbose,
-              });
+              const pristine = await s.ctx.backend.openPristine(params.fromGeneration);
+              try {
+                return await s.updater.apply({ ...options, liveRoot: live.path, pristineRoot: pristine.path });
+              } finally {
+                await pristine.release();
+              }
             } finally {
-              await pristine.release();
+              await live.release();
             }
-          } finally {
-            await live.release();
-          }
-        });
+          }),
+        );
         if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
         return { update: result as unknown as Json };
       },
       async undo(s, p) {
         // After a crash the updater may still run (an orphan keeps writing
         // into the clone) and the clone may still be mounted: stop and
-        // unmount before the clone's own undo destroys it.
-        await releaseStagingMount(s, (p as StageParams).name);
-        for (const line of await s.ctx.backend.recover()) log.info(`recovered: ${line}`);
+        // unmount before the clone's own undo destroys it. What cannot be
+        // undone here (a full pool refuses property changes) the clone's
+        // destruction settles, so it is a warning, not a failure.
+        try {
+          await releaseStagingMount(s, (p as StageParams).name);
+          for (const line of await s.ctx.backend.recover()) log.info(`recovered: ${line}`);
+        } catch (err) {
+          log.warn(`releasing the staging mount: ${err instanceof Error ? err.message : String(err)}; destroying the clone settles it`);
+        }
       },
     },
     {

@@ -37,6 +37,12 @@ export interface UpdateOptions {
 
 export interface Updater {
   readonly method: Config['update']['method'];
+  /**
+   * The updater reads the running environment and its pristine tree (apt's
+   * package-selection replay). Others get neither, so staging does not mount
+   * them: mounting can mean changing properties, which a full pool refuses.
+   */
+  readonly readsLiveTrees?: boolean;
   describe(): string;
   /** Check that the updater can run (tools present, repository reachable); writes nothing. */
   probe(): Promise<void>;

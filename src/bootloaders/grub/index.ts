@@ -90,7 +90,7 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       }
       if (!existsSync(join(grubD, INCLUDE_SCRIPT))) {
         throw new SysprimeError('NOT_FOUND', `${join(grubD, INCLUDE_SCRIPT)} is missing, so grub.cfg will not show sysprime's entries`, {
-          hint: `install share/grub/${INCLUDE_SCRIPT} there (mode 755) and run update-grub`,
+          hint: `link /usr/share/sysprime/grub/${INCLUDE_SCRIPT} into ${grubD} (it must be executable) and run update-grub`,
         });
       }
     },

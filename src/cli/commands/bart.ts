@@ -117,8 +117,8 @@ function runCompare(control: string, test: string, flags: CompareFlags, json: bo
 
 /** Solaris exit statuses: every failure that stops the command is 2. */
 async function solarisExit(globals: GlobalOptions, fn: () => Promise<number> | number): Promise<void> {
-  applyGlobals(globals);
   try {
+    applyGlobals(globals);
     process.exitCode = await fn();
   } catch (err) {
     reportError(err, globals.verbose === true);
@@ -127,7 +127,10 @@ async function solarisExit(globals: GlobalOptions, fn: () => Promise<number> | n
 }
 
 export function registerBart(program: Command, globals: () => GlobalOptions = () => ({})): void {
-  const bart = program.command('bart').description('basic audit reporting tool: manifests of a tree and their differences (bart(1M))');
+  const bart = program
+    .command('bart')
+    .description('basic audit reporting tool: manifests of a tree and their differences (bart(1M))')
+    .addHelpText('after', '\nExamples:\n  sysprime bart create -R /etc > etc.manifest\n  sysprime bart compare etc.manifest etc-now.manifest');
 
   bart
     .command('create')
@@ -141,6 +144,10 @@ export function registerBart(program: Command, globals: () => GlobalOptions = ()
     .option('--index', 'also write FILE.idx, the inode/ctime index a later --previous uses')
     .option('--previous <manifest>', 'reuse digests of unchanged files from this manifest and its .idx')
     .option('--no-acl', 'do not collect POSIX ACLs (acl field -)')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime bart create -R /etc > etc.manifest\n  sysprime bart create --hash sha256 -r /etc/sysprime/audit.rules -o audit.manifest\n  find /etc -newer stamp | sysprime bart create -I > changed.manifest',
+    )
     .action(async (opts: CreateFlags) => solarisExit(globals(), () => runCreate(opts)));
 
   bart
@@ -152,6 +159,7 @@ export function registerBart(program: Command, globals: () => GlobalOptions = ()
     .option('-p, --programmatic', 'one line per file, for programs')
     .option('--json', 'JSON output')
     .option('-r, --rules <file>', 'rules file deciding what is checked where, - for stdin')
+    .addHelpText('after', '\nExamples:\n  sysprime bart compare control.manifest test.manifest\n  sysprime bart compare -p -i mtime,acl control.manifest test.manifest')
     .action(async (control: string, test: string, opts: CompareFlags) =>
       solarisExit(globals(), () => runCompare(control, test, opts, opts.json === true || globals().json === true)),
     );

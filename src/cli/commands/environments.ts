@@ -42,7 +42,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('list')
     .alias('ls')
     .description('list environments')
-    .addHelpText('after', '\nFlags: N = running now, R = default at next boot.')
+    .addHelpText('after', '\nFlags: N = running now, R = default at next boot.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted')
     .action(async () =>
       withContext(globals(), async (ctx) => {
         const envs = await lifecycle.listEnvironments(ctx);
@@ -67,6 +67,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('create <name>')
     .description('create an environment from another one as it is now (default: the current one)')
     .option('--from <env>', 'source environment')
+    .addHelpText('after', '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3')
     .action(async (name: string, opts: { from?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.createEnvironment(ctx, name, opts.from);
@@ -79,6 +80,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('activate <name>')
     .description('make an environment the one to boot next (every boot, or only the next with --once)')
     .option('--once', 'boot it only once, then return to the default')
+    .addHelpText('after', '\nExamples:\n  sysprime activate gen-4          boot gen-4 from now on\n  sysprime activate --once gen-3   boot yesterday\'s environment once')
     .action(async (name: string, opts: { once?: boolean }) =>
       withContext(globals(), async (ctx) => {
         if (opts.once) {
@@ -96,6 +98,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
   program
     .command('destroy <name>')
     .description('destroy an environment (never the running or the default one)')
+    .addHelpText('after', '\nExamples:\n  sysprime destroy before-upgrade')
     .action(async (name: string) =>
       withContext(globals(), async (ctx) => {
         await lifecycle.destroyEnvironment(ctx, name);
@@ -107,6 +110,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
   program
     .command('rename <old> <new>')
     .description('rename an environment')
+    .addHelpText('after', '\nExamples:\n  sysprime rename gen-4 bookworm-2026-11')
     .action(async (from: string, to: string) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.renameEnvironment(ctx, from, to);
@@ -118,6 +122,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
   program
     .command('mount <name> [dir]')
     .description(`mount an environment (default at ${lifecycle.MOUNT_BASE}/NAME)`)
+    .addHelpText('after', `\nExamples:\n  sysprime mount gen-4               prints ${lifecycle.MOUNT_BASE}/gen-4\n  sysprime mount gen-4 /mnt/next`)
     .action(async (name: string, dir: string | undefined) =>
       withContext(globals(), async (ctx) => {
         const at = await lifecycle.mountEnvironment(ctx, name, dir);
@@ -130,6 +135,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('umount <name>')
     .alias('unmount')
     .description('unmount an environment mounted with `sysprime mount`')
+    .addHelpText('after', '\nExamples:\n  sysprime umount gen-4')
     .action(async (name: string) =>
       withContext(globals(), async (ctx) => {
         await lifecycle.unmountEnvironment(ctx, name);

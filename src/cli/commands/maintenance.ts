@@ -52,6 +52,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .command('doctor')
     .description('find where environments, pristine snapshots, boot entries and the journal disagree; --fix repairs it')
     .option('--fix', 'repair what was found')
+    .addHelpText('after', '\nExamples:\n  sysprime doctor\n  sysprime doctor --fix')
     .action(async (opts: { fix?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const problems: { kind: string; what: string }[] = [];

@@ -80,10 +80,11 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
     .command('daemon')
     .description('run staging, drift recording and retention on the configured schedule')
     .option('--max-runs <n>', 'exit after this many runs (for tests)', (v) => Number.parseInt(v, 10))
+    .addHelpText('after', '\nExamples:\n  sysprime daemon                  as sysprime.service runs it\n  systemctl enable --now sysprime.service')
     .action(async (opts: { maxRuns?: number }) => {
       const g = globals();
-      applyGlobals(g);
       try {
+        applyGlobals(g);
         requireRoot();
         process.exitCode = await runDaemon({
           config: g.config,

@@ -20,6 +20,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
   program
     .command('status')
     .description('show the running and next environment, and the last staging')
+    .addHelpText('after', '\nExamples:\n  sysprime status\n  sysprime --json status')
     .action(async () =>
       withContext(globals(), async (ctx) => {
         const envs = await listEnvironments(ctx);

@@ -55,6 +55,7 @@ const DETAIL_LINES = 200;
 export function createAptUpdater(_config: Config): Updater {
   return {
     method: 'apt',
+    readsLiveTrees: true,
     describe: () => 'apt (dist-upgrade in the new environment, after replaying package-selection drift)',
     probe: async () => {
       // The clone is made from this system's generation: no apt here, none there.
