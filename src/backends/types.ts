@@ -60,6 +60,26 @@ export interface OpenTree {
   release(): Promise<void>;
 }
 
+/**
+ * One change the filesystem itself reports between a pristine snapshot and
+ * an environment. Paths are byte strings (latin1, as in manifests) below the
+ * environment's root, `/` being the root itself. A listing may name paths
+ * that no longer exist (temporary names, later renames): whoever uses it
+ * reads the final state from disk, so a path too many costs a lookup, and a
+ * path too few would be a wrong answer.
+ */
+export type PathChange =
+  /** Contents or metadata of the entry itself. */
+  | { kind: 'modified'; path: string }
+  /** A new entry; a directory brings everything below it. */
+  | { kind: 'created'; path: string }
+  /** The entry (and a directory's contents) went away. */
+  | { kind: 'removed'; path: string }
+  | { kind: 'renamed'; path: string; to: string };
+
+/** What the filesystem lists as changed, or why it cannot say (the caller then walks the tree). */
+export type ChangeListing = { ok: true; changes: PathChange[]; source: string } | { ok: false; reason: string };
+
 export interface Backend {
   readonly kind: BackendKind;
   /** Human name for messages: "zfs pool tank", "btrfs at /mnt/top". */
@@ -108,6 +128,14 @@ export interface Backend {
   /** Size and free space of the pool or filesystem (retention's space floor). */
   space(): Promise<PoolSpace>;
   setMeta(name: string, meta: Record<string, string | null>): Promise<void>;
+
+  /**
+   * Where the filesystem can list the differences between the pristine
+   * snapshot of a generation and an environment as it is now (`btrfs send
+   * --no-data -p`, `zfs diff`): that list. Call it while the environment is
+   * open (openEnvironment). Absent, or `ok: false`, when it cannot.
+   */
+  changesSincePristine?(name: string, generation: number): Promise<ChangeListing>;
 
   /** Undo what an interrupted run left behind (private mounts, temporary clones). */
   recover(): Promise<string[]>;

@@ -14,6 +14,7 @@ import { findEnvironment, currentEnvironment } from '../environments/lifecycle.j
 import { loadRules, type LoadedRules } from './rules.js';
 import { describeContent, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
+import { liveManifestFromChanges, type FastPathResult } from './changes.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
 
@@ -69,23 +70,74 @@ export async function pristineManifest(ctx: Context, generation: number, pristin
   return made.manifest;
 }
 
-/** The manifest of an environment as it is now, made incrementally from the last one kept for it. */
-export async function liveManifest(ctx: Context, name: string, path: string, rules: LoadedRules): Promise<Manifest> {
+/** How the live manifest is made: `SYSPRIME_DRIFT_METHOD` (see docs/drift.md). */
+export type LiveMethod = 'auto' | 'walk' | 'changes';
+
+export function liveMethod(env: NodeJS.ProcessEnv = process.env): LiveMethod {
+  const v = env['SYSPRIME_DRIFT_METHOD'];
+  if (v === undefined || v === '' || v === 'auto') return 'auto';
+  if (v === 'walk' || v === 'changes') return v;
+  throw new SysprimeError('USAGE', `SYSPRIME_DRIFT_METHOD=${v} is not one of auto, walk, changes`, { hint: 'unset it, or use auto' });
+}
+
+/** The pristine side, for the fast path: its generation, its manifest and where its tree is. */
+export interface PristineSide {
+  generation: number;
+  manifest: Manifest;
+  path: string;
+}
+
+/**
+ * The manifest of an environment as it is now. With the pristine side given
+ * and a filesystem that lists its changes, only the listed paths are read
+ * (drift/changes.ts); otherwise, or when that fails, the tree is walked,
+ * incrementally from the last manifest kept for the environment. Both give
+ * the same manifest.
+ */
+export async function liveManifest(ctx: Context, name: string, path: string, rules: LoadedRules, pristine?: PristineSide): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
   const subject = `env:${name}`;
   const identity = `${rules.digest}|${hash}`;
   const previous = loadManifest(ctx.db, subject, identity);
-  const made = await createManifest({ root: path, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
-  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made.manifest);
-  log.debug(`manifest of ${name}: ${made.hashed} files hashed, ${made.reused} digests reused`);
-  return made.manifest;
+  const method = liveMethod();
+  let made: Manifest | undefined;
+  if (pristine !== undefined && method !== 'walk') {
+    const fast = await liveManifestFromChanges({
+      backend: ctx.backend,
+      name,
+      generation: pristine.generation,
+      pristine: { manifest: pristine.manifest, path: pristine.path },
+      live: path,
+      rules: rules.rules,
+      hash,
+      ...(previous ? { previous } : {}),
+      onWarning: (w) => log.warn(w),
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    if (fast.ok) {
+      made = fast.result.manifest;
+      log.debug(`manifest of ${name} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`);
+    } else if (method === 'changes') {
+      throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes: ${fast.reason}`, {
+        hint: 'unset SYSPRIME_DRIFT_METHOD to let drift walk the tree',
+      });
+    } else log.debug(`manifest of ${name}: walking the tree (${fast.reason})`);
+  } else if (method === 'changes') {
+    throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes here`, { hint: 'unset SYSPRIME_DRIFT_METHOD' });
+  }
+  if (made === undefined) {
+    const walked = await createManifest({ root: path, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
+    log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
+    made = walked.manifest;
+  }
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
+  return made;
 }
 
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
 export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }): Promise<ManifestPair> {
   const rules = loadRules(ctx.config);
   const pristine = await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules);
-  const live = await liveManifest(ctx, env.name, trees.live, rules);
+  const live = await liveManifest(ctx, env.name, trees.live, rules, { generation: env.generation, manifest: pristine, path: trees.pristine });
   return { pristine, live, rules };
 }
 

@@ -88,7 +88,7 @@ async function manifestsFor(ctx: Context, from: string, fromGeneration: number, 
   const rules = loadRules(ctx.config);
   const base = await pristineManifest(ctx, fromGeneration, await pristineIdOf(ctx, fromGeneration), s.base.path, rules);
   const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules);
-  const ours = await liveManifest(ctx, from, s.ours.path, rules);
+  const ours = await liveManifest(ctx, from, s.ours.path, rules, { generation: fromGeneration, manifest: base, path: s.base.path });
   return { base, ours, theirs, rules };
 }
 

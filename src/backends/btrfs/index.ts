@@ -16,7 +16,7 @@ import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { checkName, nameProblem } from '../../environments/names.js';
-import type { Backend, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
+import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo } from '../types.js';
 import {
   ENV_META_DIR,
   PARTIAL_PREFIX,
@@ -28,6 +28,7 @@ import {
   partialEnvironmentPath,
   partialPristinePath,
   pristinePath,
+  driftSnapshotPath,
   retiredPristineBase,
   roleOf,
 } from './layout.js';
@@ -43,7 +44,8 @@ import {
   writeEnvironmentMeta,
   writePristineMeta,
 } from './meta.js';
-import { isAtOrBelow, mountSubvolumeId, parseMountinfo, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
+import { isAtOrBelow, mountSubvolumeId, parseMountinfo, shareLineage, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
+import { parseSendDump } from './send-dump.js';
 import {
   btrfsVersion,
   createSubvolume,
@@ -51,6 +53,7 @@ import {
   getDefaultSubvolume,
   listSubvolumes,
   qgroupExclusive,
+  sendDump,
   setDefaultSubvolume,
   showSubvolume,
   snapshotSubvolume,
@@ -644,6 +647,37 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await view();
       const p = pristineOf(await pristines(await subvolumes()), generation);
       return { path: p.path, release: async () => undefined };
+    },
+
+    async changesSincePristine(name, generation): Promise<ChangeListing> {
+      checkName(name);
+      await view();
+      const list = await subvolumes();
+      const env = findEnvironmentEntry(list, name);
+      const pristine = pristineOf(await pristines(list), generation);
+      const [envShown, pristineShown] = await Promise.all([showSubvolume(abs(env.path)), showSubvolume(pristine.path)]);
+      if (!pristineShown.readonly) return { ok: false, reason: `${pristine.id} is not read-only` };
+      if (!shareLineage(envShown, pristineShown)) {
+        return { ok: false, reason: `${env.path} and ${pristine.id} are not snapshots of one another or of a common subvolume` };
+      }
+      // send needs a read-only source: a snapshot of the environment as it is now, under a
+      // `.partial-` name so recover() deletes it if this process dies before it does.
+      const temp = driftSnapshotPath(name, process.pid);
+      await clearPartial(temp, list);
+      await snapshotSubvolume(abs(env.path), abs(temp), true);
+      let changes: PathChange[];
+      try {
+        changes = parseSendDump(await sendDump(pristine.path, abs(temp)));
+      } finally {
+        await deleteSubvolumeTree(temp, []).catch((err: unknown) =>
+          log.warn(`could not delete ${temp}: ${(err as Error).message}; \`sysprime\` removes it on its next recovery`),
+        );
+      }
+      // Nested subvolumes are not in the stream (nor in a snapshot): their roots are looked at again.
+      for (const s of list) {
+        if (s.path.startsWith(`${env.path}/`)) changes.push({ kind: 'modified', path: Buffer.from(s.path.slice(env.path.length), 'utf8').toString('latin1') });
+      }
+      return { ok: true, changes, source: `btrfs send --no-data -p ${pristine.id}` };
     },
 
     async setDefault(name) {

@@ -28,6 +28,12 @@ export const environmentPath = (name: string): string => `${ROOT_DIR}/${name}`;
 export const partialEnvironmentPath = (name: string): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}`;
 export const pristinePath = (base: string): string => `${PRISTINE_DIR}/${base}`;
 export const partialPristinePath = (base: string): string => `${PRISTINE_DIR}/${PARTIAL_PREFIX}${base}`;
+/**
+ * A read-only snapshot of an environment taken to list its drift (btrfs send
+ * needs a read-only source) and deleted right after. `@` never appears in an
+ * environment name, so it cannot be taken for the partial of one.
+ */
+export const driftSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}drift-${pid}`;
 export const retiredPristineBase = (env: string, generation: number): string => `${env}${RETIRED_SEPARATOR}${generation}`;
 
 export type SubvolumeRole =

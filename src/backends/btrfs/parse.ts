@@ -24,6 +24,8 @@ export interface SubvolumeShow {
   uuid: string;
   /** null for '-' (not a snapshot). */
   parentUuid: string | null;
+  /** null for '-' (not made by `btrfs receive`), or when this version does not print it. */
+  receivedUuid: string | null;
   id: number;
   /** null when the filesystem recorded none ('-', filesystems made before Linux 3.10). */
   created: Date | null;
@@ -100,16 +102,31 @@ export function parseSubvolumeShow(text: string): SubvolumeShow {
   const id = Number(need('Subvolume ID'));
   if (!Number.isInteger(id)) throw formatError('`btrfs subvolume show`', `Subvolume ID: ${need('Subvolume ID')}`);
   const parentUuid = need('Parent UUID');
+  const receivedUuid = fields.get('Received UUID') ?? '-';
   const flags = need('Flags');
   return {
     path,
     name: need('Name'),
     uuid: need('UUID'),
     parentUuid: parentUuid === '-' ? null : parentUuid,
+    receivedUuid: receivedUuid === '-' ? null : receivedUuid,
     id,
     created: need('Creation time') === '-' ? null : parseBtrfsTime(need('Creation time')),
     readonly: flags.split(/[\s,]+/).includes('readonly'),
   };
+}
+
+/**
+ * Whether two subvolumes come from one another or from a common source, one
+ * snapshot (or receive) away: one is a snapshot of the other, both are
+ * snapshots of the same subvolume, or one was received as the other. Then
+ * they share most of their tree, and `btrfs send -p` between them lists
+ * only what differs; between strangers it would list nearly everything.
+ */
+export function shareLineage(a: SubvolumeShow, b: SubvolumeShow): boolean {
+  const ids = (s: SubvolumeShow): string[] => [s.uuid, s.parentUuid, s.receivedUuid].filter((u): u is string => u !== null);
+  const other = new Set(ids(b));
+  return ids(a).some((u) => other.has(u));
 }
 
 /** `btrfs subvolume get-default PATH`: the id of the default subvolume (5 is the top level). */

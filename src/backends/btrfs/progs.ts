@@ -63,6 +63,18 @@ export async function deleteSubvolumeAt(path: string): Promise<void> {
 }
 
 /**
+ * What changed from the read-only subvolume `parent` to the read-only
+ * `snapshot`, as `btrfs receive --dump` prints it (latin1: paths are bytes).
+ * `--no-data` keeps file contents out of the stream: it is metadata only,
+ * small enough to hold in memory and hand from one command to the other.
+ */
+export async function sendDump(parent: string, snapshot: string): Promise<string> {
+  const stream = await btrfs(['send', '--no-data', '-q', '-p', parent, snapshot], { binary: true });
+  const dump = await btrfs(['receive', '--dump'], { input: stream.stdoutBuffer ?? Buffer.alloc(0), binary: true });
+  return (dump.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
+}
+
+/**
  * Exclusive bytes per subvolume id, or null when quotas are not enabled (or
  * the filesystem cannot report them): sysprime never enables quotas itself,
  * they cost write performance the admin did not choose.

@@ -12,9 +12,10 @@ import { SysprimeError } from '../../errors.js';
 import { checkName } from '../../environments/names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
-import type { Backend, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
+import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
 import { datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
+import { parseZfsDiff } from './diff.js';
 import {
   COPY_SNAPSHOT_PREFIX,
   INTERNAL_PROPS,
@@ -376,6 +377,23 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           await releaseClaim(runDir, name);
         },
       };
+    },
+
+    async changesSincePristine(name, generation): Promise<ChangeListing> {
+      if (!(await caps()).diff) return { ok: false, reason: 'this ZFS (zfs-fuse) has no `zfs diff`' };
+      const record = await requireEnvironment(name, ['type', 'origin']);
+      const ds = environmentDataset(pool, name);
+      const pristine = await findPristine(generation);
+      // zfs diff compares a snapshot with a later state of its own dataset, or of a clone of it.
+      if (holderOf(pristine.id) !== ds && prop(record, 'origin') !== pristine.id) {
+        return { ok: false, reason: `${pristine.id} is neither a snapshot of ${ds} nor its origin` };
+      }
+      // Paths come out under the dataset's mount point: with two mounts it is not clear which.
+      const targets = mountTargetsOf(await readMounts(), ds);
+      if (targets.length !== 1) return { ok: false, reason: `${ds} is mounted ${targets.length === 0 ? 'nowhere' : `${targets.length} times`}` };
+      const out = await zfs(['diff', '-H', pristine.id, ds], { binary: true });
+      const text = (out.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
+      return { ok: true, changes: parseZfsDiff(text, Buffer.from(targets[0]!, 'utf8').toString('latin1')), source: `zfs diff ${pristine.id}` };
     },
 
     async openPristine(generation): Promise<OpenTree> {

@@ -1,7 +1,8 @@
 /**
  * What this machine's ZFS can do, found by asking it rather than assuming:
  * zfs-fuse (pool version 23) and OpenZFS 2.x differ in how a dataset whose
- * mountpoint is `/` can be mounted elsewhere.
+ * mountpoint is `/` can be mounted elsewhere, and in whether `zfs diff`
+ * exists.
  */
 import { access, constants } from 'node:fs/promises';
 import { SysprimeError } from '../../errors.js';
@@ -16,6 +17,8 @@ export interface ZfsCapabilities {
    * property is changed for the time of the mount and put back afterwards.
    */
   mountHelper: boolean;
+  /** `zfs diff` exists (OpenZFS): drift can ask ZFS what changed instead of walking the tree. */
+  diff: boolean;
 }
 
 const MOUNT_HELPERS = ['/sbin/mount.zfs', '/usr/sbin/mount.zfs', '/bin/mount.zfs', '/usr/bin/mount.zfs'];
@@ -36,7 +39,9 @@ export async function detectCapabilities(): Promise<ZfsCapabilities> {
   if (implementation === 'openzfs') {
     for (const p of MOUNT_HELPERS) if (await executable(p)) mountHelper = true;
   }
-  return { implementation, mountHelper };
+  // zfs-fuse answers "unrecognized command 'diff'"; OpenZFS complains about the missing snapshot.
+  const diff = await zfs(['diff'], { allowFailure: true });
+  return { implementation, mountHelper, diff: !/unrecognized command/i.test(`${diff.stderr}\n${diff.stdout}`) };
 }
 
 /** Tools installed, daemon reachable (commands.ts says so when not), pool imported. Never writes. */
