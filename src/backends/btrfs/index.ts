@@ -47,6 +47,7 @@ import {
 import { isAtOrBelow, mountSubvolumeId, parseMountinfo, shareLineage, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
 import { parseSendDump } from './send-dump.js';
 import {
+  btrfs,
   btrfsVersion,
   createSubvolume,
   deleteSubvolumeAt,
@@ -243,6 +244,11 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await deleteSubvolumeAt(abs(n));
     }
     await deleteSubvolumeAt(abs(rel));
+    // Btrfs frees a deleted subvolume's space in the background; wait for it,
+    // so that "destroyed" means the room is there (a staging undone after
+    // filling the pool is followed at once by one that must fit).
+    const ids = list.filter((s) => s.path === rel || s.path.startsWith(`${rel}/`)).map((s) => String(s.id));
+    if (ids.length > 0) await btrfs(['subvolume', 'sync', top, ...ids], { timeout: 30 * 60 * 1000 });
     return [...nested, rel];
   }
 
