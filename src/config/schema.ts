@@ -28,7 +28,7 @@ export const DEFAULTS: Config = {
   backend: undefined,
   btrfs: { top: '/run/sysprime/top', device: undefined },
   zfs: { pool: undefined },
-  state: { dir: '/var/lib/sysprime' },
+  state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
   retention: { keep: 5, minFreePercent: 20 },
