@@ -1,0 +1,187 @@
+/**
+ * The files the base image carries besides Debian itself: mounts, the
+ * bootloader's first entry, sysprime's configuration, and the runner that
+ * executes one scenario script per boot from the script drive. Pure: text in,
+ * text out.
+ */
+
+/** Printed at the start of every line the guest means for the host. */
+export const MARK = 'SYSPRIME-VM:';
+
+export const SYSPRIME_HOME = '/opt/sysprime';
+/**
+ * The state database, on a subvolume of its own so every environment sees the
+ * same one. Not /var/lib/sysprime itself: staging writes the first-boot note
+ * and reports into each environment's /var/lib/sysprime, which a mount there
+ * would hide.
+ */
+export const STATE_DIR = '/var/lib/sysprime-state';
+export const RUNNER = '/usr/local/sbin/sysprime-vm-runner';
+export const RUNNER_UNIT = 'sysprime-vm-runner.service';
+
+export interface ImageIds {
+  /** UUID of the Btrfs filesystem. */
+  root: string;
+  /** Volume id of the FAT ESP (XXXX-XXXX). */
+  esp: string;
+}
+
+/** Kernel arguments every entry carries: serial console, and a panic that reboots (a failed boot must end). */
+export const CMDLINE = 'rw console=ttyS0,115200 panic=5';
+
+export function fstab(ids: ImageIds): string {
+  // No subvol= on `/`: each environment is mounted by the kernel argument, and
+  // a different subvol here would make systemd's remount fail.
+  return [
+    `UUID=${ids.root} / btrfs defaults 0 0`,
+    `UUID=${ids.root} /home btrfs subvol=/@home 0 0`,
+    `UUID=${ids.root} /var/log btrfs subvol=/@var_log 0 0`,
+    `UUID=${ids.root} ${STATE_DIR} btrfs subvol=/@sysprime 0 0`,
+    `UUID=${ids.esp} /boot/efi vfat umask=0077 0 0`,
+    '',
+  ].join('\n');
+}
+
+export type UpdaterChoice = 'apt' | 'command';
+
+/** The command updater's stand-in for apt, for a sysprime without the apt updater. */
+export const DPKG_COMMAND = `dpkg -i ${'/srv/vm-repo'}/sysprime-vm-hello_2.0_all.deb`;
+
+export function sysprimeConfig(updater: UpdaterChoice): string {
+  return [
+    'backend = "btrfs"',
+    '',
+    '[btrfs]',
+    'top = "/run/sysprime/top"',
+    'device = "/dev/vda2"',
+    '',
+    '[state]',
+    `dir = "${STATE_DIR}"`,
+    '',
+    '[boot]',
+    'loader = "systemd-boot"',
+    'esp = "/boot/efi"',
+    `cmdline = "${CMDLINE}"`,
+    'tries = 3',
+    '',
+    '[update]',
+    ...(updater === 'apt' ? ['method = "apt"'] : ['method = "command"', `command = "${DPKG_COMMAND}"`]),
+    '',
+  ].join('\n');
+}
+
+export const loaderConf = (): string => 'timeout 0\nconsole-mode keep\ndefault debian.conf\n';
+
+/** The entry a freshly installed system boots from: Debian's own layout, root in `@`. */
+export function installerEntry(ids: ImageIds): string {
+  return ['title Debian (installer layout)', 'linux /debian/vmlinuz', 'initrd /debian/initrd.img', `options root=UUID=${ids.root} rootflags=subvol=@ ${CMDLINE}`, ''].join('\n');
+}
+
+export function runnerUnit(): string {
+  // After=multi-user.target: the runner reboots or powers off when it is done,
+  // so it must come last; without the ordering systemd drops it as a cycle.
+  return [
+    '[Unit]',
+    'Description=sysprime VM test runner (one script per boot from the script drive)',
+    'After=multi-user.target',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    `ExecStart=${RUNNER}`,
+    'StandardOutput=tty',
+    'StandardError=tty',
+    'TTYPath=/dev/ttyS0',
+    'TimeoutStartSec=infinity',
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+}
+
+/**
+ * The runner: mounts the script drive (the second virtio disk), counts this
+ * boot there, runs `boot-<n>.sh` with its output on the serial console and in
+ * `out/boot-<n>.log`, then reboots or powers off as the script asked
+ * (`out/next-<n>`), powering off on failure.
+ */
+export function runnerScript(): string {
+  return `#!/bin/sh
+say() { echo "${MARK} $*" > /dev/ttyS0; }
+efivar() {
+  f=/sys/firmware/efi/efivars/$1-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f
+  # efivarfs files cannot seek: read through a pipe; 4 bytes of attributes, then UTF-16.
+  if [ -r "$f" ]; then cat "$f" | tail -c +5 | tr -d '\\000'; else echo none; fi
+}
+drive=/run/vm-script
+mkdir -p $drive
+if ! mount -t vfat -o flush /dev/vdb $drive; then
+  say "runner: no script drive"
+  systemctl poweroff
+  exit 0
+fi
+n=$(( $(cat $drive/count 2>/dev/null || echo 0) + 1 ))
+echo $n > $drive/count
+mkdir -p $drive/out
+sync
+root=$(sed -n 's/.*rootflags=subvol=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected)"
+if [ -f $drive/boot-$n.sh ]; then
+  { (cd $drive && SYSPRIME_VM_BOOT=$n PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh -e ./lib.sh ./boot-$n.sh); echo $? > $drive/out/status-$n; } 2>&1 | tee $drive/out/boot-$n.log > /dev/ttyS0
+  status=$(cat $drive/out/status-$n)
+else
+  say "boot $n: no script for this boot"
+  status=0
+fi
+next=$(cat $drive/out/next-$n 2>/dev/null || echo poweroff)
+[ "$status" = 0 ] || next=poweroff
+say "boot $n end status=$status next=$next"
+sync
+umount $drive
+sync
+systemctl $next
+`;
+}
+
+/**
+ * Sourced first by the runner (it then sources the boot's script). Steps
+ * print markers the host asserts on; a failing step prints the tail of its
+ * output and ends the boot, so a broken scenario fails fast.
+ */
+export function scriptLibrary(): string {
+  return `# sysprime VM scenario library
+N=$SYSPRIME_VM_BOOT
+say() { echo "${MARK} $*"; }
+# step NAME CMD...: must succeed; stdout kept in out/b<N>-NAME.out for the host.
+step() {
+  name=$1; shift
+  if "$@" > out/b$N-$name.out 2> out/b$N-$name.err; then
+    say "step $name ok"
+  else
+    rc=$?
+    say "step $name FAIL rc=$rc"
+    tail -n 20 out/b$N-$name.out out/b$N-$name.err
+    exit 1
+  fi
+}
+# probe NAME CMD...: may fail; its exit status is a marker.
+probe() {
+  name=$1; shift
+  set +e
+  "$@" > out/b$N-$name.out 2> out/b$N-$name.err
+  rc=$?
+  set -e
+  say "probe $name rc=$rc"
+}
+# value NAME CMD...: the first line of the command's output as a marker.
+value() {
+  name=$1; shift
+  v=$("$@" 2>/dev/null | head -n 1 || true)
+  say "value $name=$v"
+}
+then_reboot() { echo reboot > out/next-$N; }
+then_poweroff() { echo poweroff > out/next-$N; }
+set -e
+. "$1"
+`;
+}

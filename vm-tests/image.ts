@@ -1,0 +1,236 @@
+/**
+ * The base image: a GPT disk with an ESP (systemd-boot, one entry for the
+ * installer layout) and a Btrfs filesystem holding Debian 12 in `@`, with
+ * `@home`, `@var_log` and `@sysprime` (the state database, outside every
+ * environment) beside it, and sysprime with the host's node in /opt.
+ *
+ * Two cache layers under the cache directory, each keyed by a hash of what
+ * decides its contents: the Debian tree (mmdebstrap, ~35 s) as a tarball, and
+ * the disk image built from it and the current sysprime build (~10 s).
+ */
+import { createHash } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
+import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import { run } from '../src/process/run.js';
+import { detachLoops, onCleanup, unmountBelow } from './cleanup.js';
+import * as guest from './guest-files.js';
+import { buildRepository, debFileName, REPO_DIR, VERSIONS } from './packages.js';
+
+export const DISK_SIZE = '6G';
+const SECTOR = 512;
+const ESP_MIB = 512;
+
+// acl and attr: sysprime reads and replays ACLs and xattrs with getfacl/getfattr, setfacl/setfattr.
+const INCLUDE = ['linux-image-amd64', 'systemd-sysv', 'btrfs-progs', 'systemd-boot', 'udev', 'initramfs-tools', 'zstd', 'dosfstools', 'passwd', 'apt', 'acl', 'attr'];
+
+/** The Debian tree's recipe: changing any of it builds a new tree. */
+function rootfsRecipe(suite: string, mirror: string | undefined): string[] {
+  // Only the drivers a virtio guest needs, zstd: an 8 MB initramfs boots much
+  // faster under TCG. Written before the kernel is installed, so its postinst
+  // builds the small one directly (conf.d and hooks/ belong to no package).
+  const hook = [
+    '#!/bin/sh',
+    'if [ "$1" = prereqs ]; then exit 0; fi',
+    '. /usr/share/initramfs-tools/hook-functions',
+    'manual_add_modules virtio_pci virtio_blk btrfs',
+  ].join('\\n');
+  return [
+    '--variant=minbase',
+    '--format=tar',
+    `--include=${INCLUDE.join(',')}`,
+    `--essential-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\nCOMPRESS=zstd\\n' > "$1/etc/initramfs-tools/conf.d/sysprime-vm.conf" && printf '${hook}\\n' > "$1/etc/initramfs-tools/hooks/sysprime-vm" && chmod 755 "$1/etc/initramfs-tools/hooks/sysprime-vm"`,
+    '--customize-hook=rm -f "$1/etc/apt/sources.list"; echo sysprime-vm > "$1/etc/hostname"',
+    suite,
+    ...(mirror ? [mirror] : []),
+  ];
+}
+
+const hash = (parts: readonly string[]): string => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
+
+export interface ImageOptions {
+  cacheDir: string;
+  /** The sysprime source tree (its dist/, bin/, node_modules/, share/, package.json are copied). */
+  tree: string;
+  suite?: string;
+  mirror?: string;
+  updater: guest.UpdaterChoice;
+  log(line: string): void;
+}
+
+export interface BaseImage {
+  path: string;
+  reused: boolean;
+}
+
+/** The Debian tree as a tarball, built once per recipe. */
+export async function rootfsTarball(opts: ImageOptions): Promise<string> {
+  const args = rootfsRecipe(opts.suite ?? 'bookworm', opts.mirror);
+  const path = join(opts.cacheDir, `rootfs-${hash(args)}.tar`);
+  if (existsSync(path)) return path;
+  opts.log(`building the Debian tree with mmdebstrap (about a minute): ${path}`);
+  const partial = `${path}.partial-${process.pid}`;
+  const forget = onCleanup(`partial ${partial}`, () => rm(partial, { force: true }));
+  await run('mmdebstrap', ['--quiet', ...args, partial], { timeout: 20 * 60 * 1000 });
+  await rename(partial, path);
+  await forget();
+  return path;
+}
+
+/** A fingerprint of the sysprime build to copy: paths, sizes and mtimes. */
+function treeFingerprint(tree: string): string[] {
+  const out: string[] = [];
+  const walk = (dir: string): void => {
+    for (const name of readdirSync(dir).sort()) {
+      const p = join(dir, name);
+      const st = statSync(p);
+      if (st.isDirectory()) walk(p);
+      else out.push(`${relative(tree, p)}:${st.size}:${st.mtimeMs}`);
+    }
+  };
+  for (const part of ['dist/src', 'bin', 'share', 'node_modules']) if (existsSync(join(tree, part))) walk(join(tree, part));
+  const st = statSync(join(tree, 'package.json'));
+  out.push(`package.json:${st.size}:${st.mtimeMs}`);
+  return out;
+}
+
+function guestFingerprint(opts: ImageOptions): string[] {
+  const sample: guest.ImageIds = { root: 'R', esp: 'E' };
+  return [guest.fstab(sample), guest.sysprimeConfig(opts.updater), guest.loaderConf(), guest.installerEntry(sample), guest.runnerUnit(), guest.runnerScript(), JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+}
+
+export async function baseImage(opts: ImageOptions): Promise<BaseImage> {
+  mkdirSync(opts.cacheDir, { recursive: true });
+  const tarball = await rootfsTarball(opts);
+  const node = statSync(process.execPath);
+  const key = hash([tarball, ...guestFingerprint(opts), ...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
+  const path = join(opts.cacheDir, `base-${key}.img`);
+  if (existsSync(path)) return { path, reused: true };
+
+  // Older base images are of no further use (their sysprime build is gone).
+  for (const name of await readdir(opts.cacheDir)) if (/^base-[0-9a-f]+\.img$/.test(name)) await rm(join(opts.cacheDir, name), { force: true });
+
+  const work = join(opts.cacheDir, `build-${process.pid}`);
+  await mkdir(work, { recursive: true });
+  const partial = join(work, 'disk.img');
+  const forget = onCleanup(`image build in ${work}`, async () => {
+    await unmountBelow(work);
+    await detachLoops(partial);
+    await rm(work, { recursive: true, force: true });
+  });
+  try {
+    opts.log(`building the base image: ${path}`);
+    await buildDisk(partial, tarball, work, opts);
+    await rename(partial, path);
+    chmodSync(path, 0o444);
+  } finally {
+    await forget();
+  }
+  return { path, reused: false };
+}
+
+interface Partition {
+  offset: number;
+  size: number;
+}
+
+async function partition(image: string, n: number): Promise<Partition> {
+  const info = (await run('sgdisk', ['-i', String(n), image])).stdout;
+  const first = /First sector: (\d+)/.exec(info)?.[1];
+  const last = /Last sector: (\d+)/.exec(info)?.[1];
+  if (first === undefined || last === undefined) throw new Error(`sgdisk -i ${n} ${image}: no sector range in\n${info}`);
+  return { offset: Number(first) * SECTOR, size: (Number(last) - Number(first) + 1) * SECTOR };
+}
+
+/** A loop device over one partition of the image (loop devices here get no partition nodes). */
+async function attach(image: string, p: Partition): Promise<string> {
+  const res = await run('losetup', ['--find', '--show', '--offset', String(p.offset), '--sizelimit', String(p.size), image]);
+  return res.stdout.trim();
+}
+
+async function buildDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
+  await run('truncate', ['-s', DISK_SIZE, image]);
+  await run('sgdisk', ['--zap-all', image], { allowFailure: true });
+  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', '2:0:0', '-t', '2:8300', '-c', '2:sysroot', image]);
+  const espPart = await partition(image, 1);
+  const rootPart = await partition(image, 2);
+
+  const espDev = await attach(image, espPart);
+  await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', espDev]);
+  const espId = (await run('blkid', ['-s', 'UUID', '-o', 'value', espDev])).stdout.trim();
+  await run('losetup', ['-d', espDev]);
+
+  const rootDev = await attach(image, rootPart);
+  await run('mkfs.btrfs', ['-q', '-L', 'sysroot', rootDev]);
+  const rootId = (await run('blkid', ['-s', 'UUID', '-o', 'value', rootDev])).stdout.trim();
+  const ids: guest.ImageIds = { root: rootId, esp: espId };
+
+  const top = join(work, 'top');
+  await mkdir(top, { recursive: true });
+  await run('mount', ['-t', 'btrfs', '-o', 'subvolid=5', rootDev, top]);
+  for (const sv of ['@', '@home', '@var_log', '@sysprime']) await run('btrfs', ['-q', 'subvolume', 'create', join(top, sv)]);
+  const root = join(top, '@');
+  await run('tar', ['-x', '-p', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-f', tarball, '-C', root], { timeout: 10 * 60 * 1000 });
+  // /var/log lives in its own subvolume, shared by every environment.
+  // (a copy: rename(2) does not cross subvolumes)
+  await run('cp', ['-a', '--reflink=auto', `${join(root, 'var/log')}/.`, join(top, '@var_log')]);
+  for (const name of await readdir(join(root, 'var/log'))) await rm(join(root, 'var/log', name), { recursive: true, force: true });
+  for (const dir of [guest.STATE_DIR.slice(1), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
+
+  await writeFile(join(root, 'etc/fstab'), guest.fstab(ids));
+  await writeFile(join(root, 'etc/sysprime/sysprime.toml'), guest.sysprimeConfig(opts.updater));
+  await writeFile(join(root, guest.RUNNER.slice(1)), guest.runnerScript());
+  await chmod(join(root, guest.RUNNER.slice(1)), 0o755);
+  await writeFile(join(root, 'etc/systemd/system', guest.RUNNER_UNIT), guest.runnerUnit());
+  symlinkSync(`/etc/systemd/system/${guest.RUNNER_UNIT}`, join(root, 'etc/systemd/system/multi-user.target.wants', guest.RUNNER_UNIT));
+  // No login prompts (nobody logs in, and the console carries the markers), nothing a test does not need.
+  for (const unit of ['serial-getty@ttyS0.service', 'getty.target', 'e2scrub_reap.service', 'apt-daily.timer', 'apt-daily-upgrade.timer']) {
+    symlinkSync('/dev/null', join(root, 'etc/systemd/system', unit));
+  }
+
+  await installSysprime(root, opts.tree);
+  await buildRepository(work, join(root, REPO_DIR.slice(1)));
+  await writeFile(join(root, 'etc/apt/sources.list.d/sysprime-vm.list'), `deb [trusted=yes] file:${REPO_DIR} ./\n`);
+  await run('chroot', [root, 'dpkg', '-i', `${REPO_DIR}/${debFileName(VERSIONS[0]!.version)}`], {
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  await run('chroot', [root, 'apt-get', 'update', '-qq'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+
+  const esp = `${image}@@${espPart.offset}`;
+  const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
+  const kernel = (await readdir(join(root, 'boot'))).filter((n) => n.startsWith('vmlinuz-')).sort().pop();
+  if (kernel === undefined) throw new Error('the Debian tree has no kernel in /boot');
+  const version = kernel.slice('vmlinuz-'.length);
+  const efi = join(root, 'usr/lib/systemd/boot/efi/systemd-bootx64.efi');
+  const loaderConf = join(work, 'loader.conf');
+  const entry = join(work, 'debian.conf');
+  await writeFile(loaderConf, guest.loaderConf());
+  await writeFile(entry, guest.installerEntry(ids));
+  for (const dir of ['::EFI', '::EFI/BOOT', '::EFI/systemd', '::loader', '::loader/entries', '::debian']) await run('mmd', ['-i', esp, dir], mtools);
+  // Fresh firmware variables have no boot entry: the removable-media path is what OVMF boots.
+  const copies: Array<[string, string]> = [
+    [efi, '::EFI/BOOT/BOOTX64.EFI'],
+    [efi, '::EFI/systemd/systemd-bootx64.efi'],
+    [loaderConf, '::loader/loader.conf'],
+    [entry, '::loader/entries/debian.conf'],
+    [join(root, 'boot', `vmlinuz-${version}`), '::debian/vmlinuz'],
+    [join(root, 'boot', `initrd.img-${version}`), '::debian/initrd.img'],
+  ];
+  for (const [from, to] of copies) await run('mcopy', ['-i', esp, from, to], mtools);
+  await run('umount', [top]);
+  await run('losetup', ['-d', rootDev]);
+}
+
+async function installSysprime(root: string, tree: string): Promise<void> {
+  const home = join(root, guest.SYSPRIME_HOME.slice(1));
+  await mkdir(join(home, 'dist'), { recursive: true });
+  await cp(join(tree, 'dist/src'), join(home, 'dist/src'), { recursive: true });
+  for (const part of ['bin', 'share', 'node_modules']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
+  await cp(join(tree, 'package.json'), join(home, 'package.json'));
+  await mkdir(join(home, 'node/bin'), { recursive: true });
+  await cp(process.execPath, join(home, 'node/bin/node'));
+  await chmod(join(home, 'node/bin/node'), 0o755);
+  symlinkSync(`${guest.SYSPRIME_HOME}/node/bin/node`, join(root, 'usr/local/bin/node'));
+  // Where the Debian package puts it, and where the shipped units call it.
+  symlinkSync(`${guest.SYSPRIME_HOME}/bin/sysprime`, join(root, 'usr/bin/sysprime'));
+}

@@ -1,0 +1,186 @@
+/**
+ * `npm run test:vm`: builds (or reuses) the base image, runs scenario 1 on it
+ * (install and adopt), then the others on overlays of the machine scenario 1
+ * left behind, two at a time. One line per scenario, then a summary; exit
+ * status 1 when any failed. Everything started on the host is cleaned up,
+ * also on failure and Ctrl-C.
+ *
+ *   node dist/vm-tests/run.js [--only 1,6] [--jobs 2] [--accel tcg|kvm|auto]
+ *                             [--memory MiB] [--cache DIR] [--keep] [--list]
+ *                             [--tree DIR]   (another sysprime build to test, e.g. one broken on purpose)
+ */
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { run } from '../src/process/run.js';
+import { UPDATERS } from '../src/updaters/registry.js';
+import { cleanupAll, installSignalHandlers } from './cleanup.js';
+import { executeScenario, type Outcome } from './execute.js';
+import type { UpdaterChoice } from './guest-files.js';
+import { baseImage } from './image.js';
+import type { Scenario } from './scenario.js';
+import { SCENARIOS } from './scenarios/index.js';
+import { OVMF_CODE, OVMF_VARS, type Accel } from './vm.js';
+
+const TREE = resolve(new URL('../..', import.meta.url).pathname);
+
+const TOOLS: ReadonlyArray<[string, string]> = [
+  ['qemu-system-x86_64', 'qemu-system-x86'],
+  ['qemu-img', 'qemu-utils'],
+  ['mmdebstrap', 'mmdebstrap'],
+  ['sgdisk', 'gdisk'],
+  ['mcopy', 'mtools'],
+  ['mkfs.vfat', 'dosfstools'],
+  ['mkfs.btrfs', 'btrfs-progs'],
+  ['dpkg-scanpackages', 'dpkg-dev'],
+];
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+async function missingTools(): Promise<string[]> {
+  const missing: string[] = [];
+  for (const [tool, pkg] of TOOLS) {
+    const res = await run('sh', ['-c', 'command -v "$1"', 'sh', tool], { allowFailure: true });
+    if (res.exitCode !== 0) missing.push(pkg);
+  }
+  for (const f of [OVMF_CODE, OVMF_VARS]) if (!existsSync(f)) missing.push('ovmf');
+  return [...new Set(missing)];
+}
+
+/** The verbs the built sysprime offers, from its own help. */
+async function sysprimeVerbs(tree: string): Promise<Set<string>> {
+  const res = await run(process.execPath, [join(tree, 'bin/sysprime'), '--help']);
+  const commands = res.stdout.split(/^Commands:$/m)[1] ?? '';
+  return new Set([...commands.matchAll(/^ {2}([a-z][a-z-]*)/gm)].map((m) => m[1]!));
+}
+
+/** A boot to the runner with kvm; tcg when it does not get there in time. */
+async function probeAccel(dir: string, base: string): Promise<Accel> {
+  const probe: Scenario = { id: 0, name: 'accelerator probe', from: 'installed', verbs: [], timeoutMinutes: 3, boots: [{ script: 'say probe\nthen_poweroff\n' }] };
+  const out = await executeScenario(probe, { dir: join(dir, 'probe-kvm'), backing: base, backingFormat: 'raw', accel: 'kvm', memoryMiB: 1024 });
+  return out.passed ? 'kvm' : 'tcg';
+}
+
+function line(o: Outcome): string {
+  const head = `${o.passed ? 'ok  ' : 'FAIL'} ${o.scenario.id} ${o.scenario.name} (${o.seconds} s)`;
+  return o.passed ? head : `${head}\n       ${o.failure}\n       console and drive kept in ${o.dir}`;
+}
+
+async function pool<T, R>(items: readonly T[], jobs: number, work: (item: T) => Promise<R>): Promise<R[]> {
+  const results: R[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      results[i] = await work(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
+  return results;
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      jobs: { type: 'string', default: '2' },
+      accel: { type: 'string', default: process.env['SYSPRIME_VM_ACCEL'] ?? 'tcg' },
+      memory: { type: 'string', default: '1024' },
+      cache: { type: 'string', default: process.env['SYSPRIME_VM_CACHE'] ?? '/var/cache/sysprime-vm' },
+      keep: { type: 'boolean', default: false },
+      list: { type: 'boolean', default: false },
+      tree: { type: 'string', default: TREE },
+    },
+  });
+  if (values.list) {
+    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} machine; needs ${s.verbs.join(', ')})`);
+    return 0;
+  }
+  if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
+  if (process.getuid?.() !== 0) {
+    process.stderr.write('vm-tests: run as root (the image is built with loop devices and mounts)\n');
+    return 2;
+  }
+  const missing = await missingTools();
+  if (missing.length > 0) {
+    process.stderr.write(`vm-tests: missing ${missing.join(', ')}: apt-get install ${missing.join(' ')}\n`);
+    return 2;
+  }
+  installSignalHandlers();
+  const only = values.only ? new Set(values.only.split(',').map((s) => Number.parseInt(s, 10))) : null;
+  const wanted = SCENARIOS.filter((s) => only === null || only.has(s.id));
+  const tree = resolve(values.tree);
+  const verbs = await sysprimeVerbs(tree);
+  const updater: UpdaterChoice = UPDATERS.some((u) => u.method === 'apt') ? 'apt' : 'command';
+
+  const runDir = join('/var/tmp/sysprime-vm', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
+  await mkdir(runDir, { recursive: true });
+  const started = Date.now();
+  const image = await baseImage({ cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) });
+  say(`# base image ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
+  const accel: Accel = values.accel === 'auto' ? await probeAccel(runDir, image.path) : (values.accel as Accel);
+  if (values.accel === 'auto') say(`# accelerator: ${accel}`);
+  const common = { accel, memoryMiB: Number.parseInt(values.memory, 10) };
+
+  const outcomes: Outcome[] = [];
+  const skipped: string[] = [];
+  const runnable = wanted.filter((s) => {
+    const lacking = s.verbs.filter((v) => !verbs.has(v));
+    if (lacking.length > 0) {
+      skipped.push(`skip ${s.id} ${s.name}: sysprime has no ${lacking.join(', ')} yet`);
+      return false;
+    }
+    return true;
+  });
+  for (const l of skipped) say(l);
+
+  // Scenario 1 leaves the adopted machine the others start from; it runs even when not asked for.
+  const adopt = SCENARIOS.find((s) => s.from === 'installed')!;
+  const needAdopted = runnable.some((s) => s.from === 'adopted');
+  let adopted: Outcome | null = null;
+  if (runnable.includes(adopt) || needAdopted) {
+    adopted = await executeScenario(adopt, { ...common, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
+    if (runnable.includes(adopt)) {
+      outcomes.push(adopted);
+      say(line(adopted));
+    } else if (!adopted.passed) say(line(adopted));
+  }
+  const rest = runnable.filter((s) => s.from === 'adopted');
+  if (rest.length > 0) {
+    if (adopted === null || !adopted.passed || adopted.vm === null) {
+      for (const s of rest) {
+        const o: Outcome = { scenario: s, passed: false, failure: 'the adopted machine (scenario 1) could not be made', seconds: 0, dir: runDir, vm: null };
+        outcomes.push(o);
+        say(line(o));
+      }
+    } else {
+      const base = adopted.vm.disk;
+      await pool(rest, Number.parseInt(values.jobs, 10), async (s) => {
+        const o = await executeScenario(s, { ...common, dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
+        outcomes.push(o);
+        say(line(o));
+        if (o.passed && !values.keep) await rm(o.dir, { recursive: true, force: true });
+      });
+    }
+  }
+
+  const passed = outcomes.filter((o) => o.passed).length;
+  const failed = outcomes.length - passed;
+  if (failed === 0 && !values.keep) await rm(runDir, { recursive: true, force: true });
+  say(`${passed} passed, ${failed} failed, ${skipped.length} skipped (${Math.round((Date.now() - started) / 1000)} s)`);
+  return failed > 0 ? 1 : 0;
+}
+
+main()
+  .then(async (status) => {
+    await cleanupAll();
+    process.exit(status);
+  })
+  .catch(async (err: unknown) => {
+    process.stderr.write(`vm-tests: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    await cleanupAll();
+    process.exit(2);
+  });

@@ -1,0 +1,55 @@
+/**
+ * 5. A staged environment that cannot boot (its init exits, the kernel
+ * panics and reboots) uses up its tries, and systemd-boot falls back to the
+ * previous environment by itself.
+ */
+import assert from 'node:assert/strict';
+import { rootOf, type Scenario } from '../scenario.js';
+
+const TRIES = 2;
+
+export const fallback: Scenario = {
+  id: 5,
+  name: 'fallback after failed tries',
+  from: 'adopted',
+  verbs: ['stage', 'activate', 'mount', 'status'],
+  timeoutMinutes: 18,
+  boots: [
+    {
+      script: `
+sed -i 's/^tries = .*/tries = ${TRIES}/' /etc/sysprime/sysprime.toml
+step stage sysprime stage --name broken
+mkdir -p /mnt/broken
+step mount sysprime mount broken /mnt/broken
+rm -f /mnt/broken/sbin/init
+printf '#!/bin/sh\\necho "SYSPRIME-VM: broken-init"\\nexit 1\\n' > /mnt/broken/sbin/init
+chmod 755 /mnt/broken/sbin/init
+step umount sysprime umount broken
+step activate sysprime activate broken
+step entries ls /boot/efi/loader/entries
+then_reboot
+`,
+      async check(_boot, ctx) {
+        assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries');
+      },
+    },
+    {
+      script: `
+step entries ls /boot/efi/loader/entries
+step status sysprime status
+then_poweroff
+`,
+      async check(boot, ctx) {
+        assert.equal(rootOf(boot), 'ROOT/default', 'the machine fell back to the previous environment');
+        assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left');
+        const status = (await ctx.output('status')) ?? '';
+        assert.match(status, /broken/, '`status` names the environment that failed');
+        assert.match(status, /fail|fell back|fallback|tries/i, '`status` says it failed to boot');
+      },
+    },
+  ],
+  checkLog(log) {
+    const tries = log.orphans.filter((l) => l === 'broken-init').length;
+    assert.equal(tries, TRIES, `the broken environment was tried ${TRIES} times (saw ${tries})`);
+  },
+};

@@ -1,0 +1,11 @@
+/** Every scenario, in the order they run. */
+import type { Scenario } from '../scenario.js';
+import { installAdopt } from './install-adopt.js';
+import { preemptiveUpdate } from './preemptive-update.js';
+import { changeAfterStaging } from './change-after-staging.js';
+import { mergeConflict } from './merge-conflict.js';
+import { fallback } from './fallback.js';
+import { yesterday } from './yesterday.js';
+import { prune } from './prune.js';
+
+export const SCENARIOS: readonly Scenario[] = [installAdopt, preemptiveUpdate, changeAfterStaging, mergeConflict, fallback, yesterday, prune];
