@@ -247,8 +247,16 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     // Btrfs frees a deleted subvolume's space in the background; wait for it,
     // so that "destroyed" means the room is there (a staging undone after
     // filling the pool is followed at once by one that must fit).
+    // The cleaner only runs after a transaction commit, so commit first.
     const ids = list.filter((s) => s.path === rel || s.path.startsWith(`${rel}/`)).map((s) => String(s.id));
-    if (ids.length > 0) await btrfs(['subvolume', 'sync', top, ...ids], { timeout: 30 * 60 * 1000 });
+    if (ids.length > 0) {
+      try {
+        await btrfs(['filesystem', 'sync', top]);
+        await btrfs(['subvolume', 'sync', top, ...ids], { timeout: 10 * 60 * 1000 });
+      } catch (err) {
+        log.warn(`${rel} is deleted; its space is still being freed in the background (${err instanceof Error ? err.message : String(err)})`);
+      }
+    }
     return [...nested, rel];
   }
 
