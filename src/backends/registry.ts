@@ -23,7 +23,8 @@ export const BACKENDS: readonly BackendEntry[] = [
     create(config, rootSource) {
       const pool = config.zfs.pool ?? rootSource.split('/')[0];
       if (!pool) throw new SysprimeError('CONFIG', 'no ZFS pool configured and none found under /', { hint: 'set [zfs] pool in sysprime.toml' });
-      return createZfsBackend({ pool });
+      // Private mounts per pool: two pools on one machine never share a mount point.
+      return createZfsBackend({ pool, stateDir: `/run/sysprime/zfs/${pool}` });
     },
   },
   {

@@ -15,7 +15,10 @@ export interface RunOptions {
   env?: Record<string, string>;
   /** Return the result instead of throwing when the exit status is not 0. */
   allowFailure?: boolean;
-  /** Stream the child's output to ours (package managers under -v). */
+  /**
+   * Show the child's output as it runs (package managers under -v), on our
+   * stderr: stdout is for sysprime's own answer (--json must stay parseable).
+   */
   inherit?: boolean;
   /** Return stdout as a Buffer. */
   binary?: boolean;
@@ -47,7 +50,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     ...(opts.env === undefined ? {} : { env: opts.env, extendEnv: true }),
     ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
-    ...(opts.inherit ? { stdout: ['pipe', 'inherit'] as const, stderr: ['pipe', 'inherit'] as const } : {}),
+    ...(opts.inherit ? { stdout: ['pipe', 2] as const, stderr: ['pipe', 'inherit'] as const } : {}),
     ...(opts.binary ? { encoding: 'buffer' as const } : {}),
   };
   const result = await execa(file, args, execaOpts);

@@ -15,6 +15,7 @@ import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
+import { createHash } from 'node:crypto';
 import { stopProcessesIn } from '../process/reap.js';
 import { recoverChroot } from '../updaters/chroot.js';
 import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
@@ -39,14 +40,19 @@ export interface StageParams extends Json {
   name: string;
 }
 
-/** Where the new environment is mounted while the updater runs: known in advance, so recovery finds it. */
-export function stagingMountPoint(name: string): string {
-  return join(STAGING_MOUNT_BASE, name);
+/**
+ * Where the new environment is mounted while the updater runs: derived from
+ * the pool and the name only, so recovery after a crash finds it, and two
+ * pools on one machine never share it.
+ */
+export function stagingMountPoint(s: StageContext, name: string): string {
+  const pool = createHash('sha256').update(s.ctx.backend.describe()).digest('hex').slice(0, 8);
+  return join(STAGING_MOUNT_BASE, `${s.ctx.backend.kind}-${pool}`, name);
 }
 export const STAGING_MOUNT_BASE = '/run/sysprime/stage';
 
 async function releaseStagingMount(s: StageContext, name: string): Promise<void> {
-  const dir = stagingMountPoint(name);
+  const dir = stagingMountPoint(s, name);
   await stopProcessesIn(dir, { cwd: true });
   for (const line of await recoverChroot(dir).catch(() => [] as string[])) log.info(`recovered: ${line}`);
   const env = await exists(s, name);
@@ -81,7 +87,7 @@ function formatSize(n: number): string {
 
 /** Mount the new environment at its staging mount point for `fn`, and always release it. */
 async function withStagingMount<T>(s: StageContext, name: string, fn: (dir: string) => Promise<T>): Promise<T> {
-  const dir = stagingMountPoint(name);
+  const dir = stagingMountPoint(s, name);
   await mkdir(dir, { recursive: true });
   await s.ctx.backend.mount(name, dir);
   let result: T;
