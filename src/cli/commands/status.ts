@@ -49,7 +49,13 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           reintegration,
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
           lastStage: stage
-            ? { started: stage.started, finished: stage.finished, status: stage.status, error: stage.error ? (JSON.parse(stage.error) as unknown) : null }
+            ? {
+                started: stage.started,
+                finished: stage.finished,
+                status: stage.status,
+                environment: (JSON.parse(stage.params) as { name?: string }).name ?? null,
+                error: stage.error ? (JSON.parse(stage.error) as unknown) : null,
+              }
             : null,
         };
         if (globals().json) {
@@ -62,7 +68,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           `current:     ${current ? `${current.name} (generation ${current.generation}${current.booted ? ', running' : ', default of this pool'})` : 'none'}`,
           `next boot:   ${status.nextBoot ?? 'not set'}`,
           `environments: ${envs.length}`,
-          `last stage:  ${stage ? `${stage.status} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
+          `last stage:  ${stage ? `${stage.status}${status.lastStage?.environment ? ` "${status.lastStage.environment}"` : ''} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
           `next stage:  ${daemonStage?.next_run ?? (scheduled.length ? 'off' : 'daemon not running')}`,
         ];
         for (const r of reintegration) {

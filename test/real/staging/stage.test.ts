@@ -106,8 +106,9 @@ for (const kind of KINDS) {
       } finally {
         await sp('umount', 'gen-1');
       }
-      const st = (await sp('--json', 'status')).json<{ lastStage: { status: string } }>();
+      const st = (await sp('--json', 'status')).json<{ lastStage: { status: string; environment: string } }>();
       assert.equal(st.lastStage.status, 'done');
+      assert.equal(st.lastStage.environment, 'gen-1');
     });
 
     test('the next stage builds on the newest pristine state', async () => {
