@@ -15,6 +15,7 @@ interface ScheduleRow {
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
+import { bootloaderFor } from '../../environments/boot-entries.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -25,7 +26,13 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
       withContext(globals(), async (ctx) => {
         const envs = await listEnvironments(ctx);
         const current = currentOf(envs);
-        const next = envs.find((e) => e.isDefault);
+        // What the bootloader will really do: an entry whose tries are used
+        // up is passed over, and the machine falls back by itself.
+        const boot = await bootloaderFor(ctx)
+          .inspect()
+          .catch(() => null);
+        const failedBoots = (boot?.entries ?? []).filter((e) => e.counting.state === 'bad');
+        const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);
         const stage = lastOperation(ctx.db, 'stage');
         const busy = lockHolder(ctx.db);
         const scheduled = (ctx.db.prepare('SELECT job, next_run, last_run, last_result, pid, pid_start FROM schedule').all() as ScheduleRow[]).filter((r) =>
@@ -43,6 +50,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           config: ctx.config.source,
           current: current ? environmentJson(current) : null,
           nextBoot: next?.name ?? null,
+          failedBoots: failedBoots.map((e) => ({ environment: e.name, entry: e.ref })),
           environments: envs.length,
           daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result })) } : null,
           nextStage: daemonStage?.next_run ?? null,
@@ -76,6 +84,9 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           else if (Number(r.summary['conflict'] ?? 0) > 0 || Number(r.summary['failed'] ?? 0) > 0) {
             lines.push(`conflicts:   "${r.environment}" has ${r.summary['conflict']} conflict(s) and ${r.summary['failed']} failure(s) from its ${r.kind} reintegration (${r.at}); see its /var/lib/sysprime/reintegration/`);
           }
+        }
+        for (const f of failedBoots) {
+          lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
         }
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
         process.stdout.write(lines.join('\n') + '\n');
