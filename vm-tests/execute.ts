@@ -6,7 +6,7 @@
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { BootContext, Scenario } from './scenario.js';
-import { makeScriptDrive, readDriveFile } from './script-drive.js';
+import { copyDriveFile, makeScriptDrive, readDriveFile } from './script-drive.js';
 import { parseSerial, type Boot } from './serial.js';
 import { prepareVm, runVm, type Accel, type VmFiles } from './vm.js';
 
@@ -26,6 +26,8 @@ export interface ExecuteOptions {
   backingFormat: 'raw' | 'qcow2';
   accel: Accel;
   memoryMiB: number;
+  /** Virtual CPUs (1 unless the host has cores to spare). */
+  cpus?: number;
 }
 
 export async function executeScenario(scenario: Scenario, opts: ExecuteOptions): Promise<Outcome> {
@@ -41,16 +43,21 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
   await mkdir(opts.dir, { recursive: true });
   const vm = await prepareVm(opts.dir, opts.backing, opts.backingFormat);
   const drive = join(opts.dir, 'script.img');
-  await makeScriptDrive(drive, opts.dir, scenario.boots.map((b) => b.script));
-  const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, scriptDrive: drive, timeoutMs: scenario.timeoutMinutes * 60_000 });
+  // The guest stops its script this long before the host stops qemu, to save its journal.
+  const deadline = Math.floor(started / 1000) + scenario.timeoutMinutes * 60 - GUEST_MARGIN_S;
+  await makeScriptDrive(drive, opts.dir, scenario.boots.map((b) => b.script), { deadline: `${deadline}\n` });
+  const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus ?? 1, scriptDrive: drive, timeoutMs: scenario.timeoutMinutes * 60_000 });
   const log = parseSerial(await readFile(vm.serial, 'utf8').catch(() => ''));
+  const diagnostics = await saveDiagnostics(drive, opts.dir, log.boots.map((b) => b.n));
+  const outcomeWithDiagnostics = (failure: string | null, v: VmFiles | null): Outcome =>
+    outcome(failure === null || diagnostics.length === 0 ? failure : `${failure}\n       guest journal: ${diagnostics.join(', ')}`, v);
 
   try {
     for (const [i, plan] of scenario.boots.entries()) {
       const boot = log.boots[i];
       if (boot === undefined) {
         const last = log.boots[log.boots.length - 1];
-        return outcome(
+        return outcomeWithDiagnostics(
           `boot ${i + 1} never reached the runner` +
             (run.poweredOff ? '' : ` (stopped after ${scenario.timeoutMinutes} min)`) +
             (last ? `; boot ${last.n} ended with status ${String(last.status)}` : '') +
@@ -63,16 +70,29 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
         const name = failed[0];
         const err = name ? ((await readDriveFile(drive, `out/b${boot.n}-${name}.err`)) ?? '').trim() : '';
         const why = name ? `step "${name}" failed` : boot.status === null ? `did not finish its script${run.poweredOff ? '' : ` within the scenario's ${scenario.timeoutMinutes} min`}` : `script ended with status ${boot.status}`;
-        return outcome(`boot ${boot.n}: ${why}${err ? `: ${err.split('\n').slice(0, 6).join(' / ')}` : ''}`, vm);
+        return outcomeWithDiagnostics(`boot ${boot.n}: ${why}${err ? `: ${err.split('\n').slice(0, 6).join(' / ')}` : ''}`, vm);
       }
       await plan.check?.(boot, contextFor(drive, boot));
     }
     scenario.checkLog?.(log);
-    if (log.boots.length > scenario.boots.length) return outcome(`${log.boots.length} boots reached the runner, ${scenario.boots.length} were planned`, vm);
+    if (log.boots.length > scenario.boots.length) return outcomeWithDiagnostics(`${log.boots.length} boots reached the runner, ${scenario.boots.length} were planned`, vm);
   } catch (err) {
-    return outcome((err as Error).message, vm);
+    return outcomeWithDiagnostics((err as Error).message, vm);
   }
-  return outcome(null, vm);
+  return outcomeWithDiagnostics(null, vm);
+}
+
+const GUEST_MARGIN_S = 120;
+
+/** The journal and the first-boot unit's status the guest saved when a boot failed, copied next to the console log. */
+async function saveDiagnostics(drive: string, dir: string, boots: readonly number[]): Promise<string[]> {
+  const saved: string[] = [];
+  for (const n of boots) {
+    for (const name of [`journal-${n}.txt`, `reintegrate-${n}.txt`]) {
+      if (await copyDriveFile(drive, `out/${name}`, join(dir, name))) saved.push(join(dir, name));
+    }
+  }
+  return saved;
 }
 
 function contextFor(drive: string, boot: Boot): BootContext {

@@ -127,14 +127,26 @@ sync
 root=$(sed -n 's/.*rootflags=subvol=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected)"
 if [ -f $drive/boot-$n.sh ]; then
-  { (cd $drive && SYSPRIME_VM_BOOT=$n PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin sh -e ./lib.sh ./boot-$n.sh); echo $? > $drive/out/status-$n; } 2>&1 | tee $drive/out/boot-$n.log > /dev/ttyS0
+  # The host's time limit kills qemu; stopping the script a little earlier
+  # leaves time to save the journal below (the guest clock is the host's).
+  deadline=$(cat $drive/deadline 2>/dev/null || echo 0)
+  left=$(( deadline - $(date +%s) ))
+  [ "$deadline" -gt 0 ] || left=0
+  [ "$left" -ge 0 ] || left=1
+  { (cd $drive && SYSPRIME_VM_BOOT=$n PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin timeout -k 10 $left sh -e ./lib.sh ./boot-$n.sh); echo $? > $drive/out/status-$n; } 2>&1 | tee $drive/out/boot-$n.log > /dev/ttyS0
   status=$(cat $drive/out/status-$n)
+  [ "$status" != 124 ] && [ "$status" != 137 ] || say "boot $n timeout: the script was stopped at the scenario's time limit"
 else
   say "boot $n: no script for this boot"
   status=0
 fi
 next=$(cat $drive/out/next-$n 2>/dev/null || echo poweroff)
 [ "$status" = 0 ] || next=poweroff
+if [ "$status" != 0 ]; then
+  journalctl -b --no-pager -o short-monotonic > $drive/out/journal-$n.txt 2>&1 || true
+  systemctl status --no-pager --full sysprime-reintegrate.service > $drive/out/reintegrate-$n.txt 2>&1 || true
+  say "boot $n diagnostics: out/journal-$n.txt out/reintegrate-$n.txt"
+fi
 say "boot $n end status=$status next=$next"
 sync
 umount $drive
@@ -164,6 +176,21 @@ step() {
     exit 1
   fi
 }
+# tstep NAME CMD...: a step whose stderr lines get the seconds since it began
+# (and the time of day), to see where a long command spends its time.
+tstep() {
+  name=$1; shift
+  { { if "$@" 4>&-; then echo 0 >&4; else echo $? >&4; fi; } 2>&1 >&3 3>&- | node -e "$STAMP" > out/b$N-$name.err 4>&-; } 3> out/b$N-$name.out 4> out/b$N-$name.rc
+  rc=$(cat out/b$N-$name.rc)
+  if [ "$rc" = 0 ]; then
+    say "step $name ok"
+  else
+    say "step $name FAIL rc=$rc"
+    tail -n 20 out/b$N-$name.out out/b$N-$name.err
+    exit 1
+  fi
+}
+STAMP='const t0 = Date.now(); require("readline").createInterface({ input: process.stdin }).on("line", (l) => console.log(((Date.now() - t0) / 1000).toFixed(1).padStart(7) + " " + new Date().toISOString().slice(11, 19) + " " + l));'
 # probe NAME CMD...: may fail; its exit status is a marker.
 probe() {
   name=$1; shift

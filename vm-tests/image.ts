@@ -9,7 +9,7 @@
  * the disk image built from it and the current sysprime build (~10 s).
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readdirSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { run } from '../src/process/run.js';
@@ -74,23 +74,30 @@ export async function rootfsTarball(opts: ImageOptions): Promise<string> {
   await run('mmdebstrap', ['--quiet', ...args, partial], { timeout: 20 * 60 * 1000 });
   await rename(partial, path);
   await forget();
+  // A tree of an older recipe is of no further use.
+  for (const name of await readdir(opts.cacheDir)) if (/^rootfs-[0-9a-f]+\.tar$/.test(name) && join(opts.cacheDir, name) !== path) await rm(join(opts.cacheDir, name), { force: true });
   return path;
 }
 
-/** A fingerprint of the sysprime build to copy: paths, sizes and mtimes. */
+/**
+ * A fingerprint of the sysprime build to copy. What `npm run build` rewrites
+ * (dist/src) and the small hand-written parts go in by contents, so a rebuild
+ * that changes nothing reuses the image; node_modules by sizes and mtimes.
+ */
 function treeFingerprint(tree: string): string[] {
   const out: string[] = [];
-  const walk = (dir: string): void => {
+  const walk = (dir: string, byContents: boolean): void => {
     for (const name of readdirSync(dir).sort()) {
       const p = join(dir, name);
-      const st = statSync(p);
-      if (st.isDirectory()) walk(p);
+      const st = lstatSync(p);
+      if (st.isDirectory()) walk(p, byContents);
+      else if (byContents && st.isFile()) out.push(`${relative(tree, p)}:${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
       else out.push(`${relative(tree, p)}:${st.size}:${st.mtimeMs}`);
     }
   };
-  for (const part of ['dist/src', 'bin', 'share', 'node_modules']) if (existsSync(join(tree, part))) walk(join(tree, part));
-  const st = statSync(join(tree, 'package.json'));
-  out.push(`package.json:${st.size}:${st.mtimeMs}`);
+  for (const part of ['dist/src', 'bin', 'share']) if (existsSync(join(tree, part))) walk(join(tree, part), true);
+  if (existsSync(join(tree, 'node_modules'))) walk(join(tree, 'node_modules'), false);
+  out.push(`package.json:${createHash('sha256').update(readFileSync(join(tree, 'package.json'))).digest('hex')}`);
   return out;
 }
 

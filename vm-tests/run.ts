@@ -124,6 +124,7 @@ async function main(): Promise<number> {
   const accel: Accel = values.accel === 'auto' ? await probeAccel(runDir, image.path) : (values.accel as Accel);
   if (values.accel === 'auto') say(`# accelerator: ${accel}`);
   const common = { accel, memoryMiB: Number.parseInt(values.memory, 10) };
+  const jobs = Math.max(1, Number.parseInt(values.jobs, 10) || 1);
 
   const outcomes: Outcome[] = [];
   const skipped: string[] = [];
@@ -142,13 +143,15 @@ async function main(): Promise<number> {
   const needAdopted = runnable.some((s) => s.from === 'adopted');
   let adopted: Outcome | null = null;
   if (runnable.includes(adopt) || needAdopted) {
-    adopted = await executeScenario(adopt, { ...common, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
+    // Alone on the host: it may have every core the pool would use.
+    adopted = await executeScenario(adopt, { ...common, cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
     if (runnable.includes(adopt)) {
       outcomes.push(adopted);
       say(line(adopted));
     } else if (!adopted.passed) say(line(adopted));
   }
-  const rest = runnable.filter((s) => s.from === 'adopted');
+  // Longest first (more boots, then a longer time limit), so the pool does not end with one long VM alone.
+  const rest = runnable.filter((s) => s.from === 'adopted').sort((a, b) => b.boots.length - a.boots.length || b.timeoutMinutes - a.timeoutMinutes);
   if (rest.length > 0) {
     if (adopted === null || !adopted.passed || adopted.vm === null) {
       for (const s of rest) {
@@ -158,7 +161,7 @@ async function main(): Promise<number> {
       }
     } else {
       const base = adopted.vm.disk;
-      await pool(rest, Number.parseInt(values.jobs, 10), async (s) => {
+      await pool(rest, jobs, async (s) => {
         const o = await executeScenario(s, { ...common, dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
         outcomes.push(o);
         say(line(o));

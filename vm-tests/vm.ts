@@ -35,6 +35,8 @@ export async function prepareVm(dir: string, backing: string, backingFormat: 'ra
 export interface BootOptions {
   accel: Accel;
   memoryMiB: number;
+  /** Virtual CPUs; more than one only when as many host cores are free (TCG runs one thread per CPU). */
+  cpus?: number;
   /** The script drive (raw FAT image), if any. */
   scriptDrive?: string;
   timeoutMs: number;
@@ -45,11 +47,11 @@ export interface BootOptions {
 export function qemuArgs(files: VmFiles, opts: BootOptions): string[] {
   return [
     '-machine', 'q35',
-    '-accel', opts.accel,
+    '-accel', opts.accel === 'tcg' && (opts.cpus ?? 1) > 1 ? 'tcg,thread=multi' : opts.accel,
     // Under TCG every feature qemu emulates (node needs more than qemu64). Turning SVM off here made
     // the guest's mount units and udevd fail (qemu 7.2): measured, not guessed.
     '-cpu', opts.accel === 'kvm' ? 'host' : 'max',
-    '-smp', '1',
+    '-smp', String(opts.cpus ?? 1),
     '-m', String(opts.memoryMiB),
     '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
     '-drive', `if=pflash,format=raw,unit=1,file=${files.vars}`,

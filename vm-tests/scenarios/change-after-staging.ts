@@ -11,7 +11,7 @@ export const changeAfterStaging: Scenario = {
   boots: [
     {
       script: `
-step stage sysprime stage --name next
+tstep stage sysprime -v stage --name next
 sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
 step useradd useradd -m -s /bin/sh alice
 step activate sysprime activate next

@@ -13,7 +13,7 @@ export const mergeConflict: Scenario = {
       script: `
 sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
 sed -i 's/^size = 1$/size = 10/' /etc/sysprime-vm/conflict.conf
-step stage sysprime stage --name next
+tstep stage sysprime -v stage --name next
 step activate sysprime activate next
 then_reboot
 `,

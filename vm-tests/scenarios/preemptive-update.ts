@@ -17,7 +17,7 @@ export const preemptiveUpdate: Scenario = {
 manifests() { i=0; for t in ${TREES.join(' ')}; do i=$((i+1)); sysprime bart create -R "$t" > /run/m-$1-$i; done; }
 value before dpkg-query -W -f='\${Version}' sysprime-vm-hello
 step manifest-before manifests before
-step stage sysprime --json stage --name next
+tstep stage sysprime --json -v stage --name next
 step list sysprime --json list
 mkdir -p /mnt/next
 step mount sysprime mount next /mnt/next
