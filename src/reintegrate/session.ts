@@ -122,6 +122,31 @@ export interface StagingReintegration {
 }
 
 /**
+ * The one sequence every reintegration runs: open the three trees, make or
+ * reuse their manifests, plan (the caller says how), apply to `target`,
+ * write the report inside it and keep it in the database.
+ */
+async function reintegrate(
+  ctx: Context,
+  sides: { from: string; fromGeneration: number; generation: number },
+  target: string,
+  report: { kind: string; environment: string },
+  plan: (m: Manifests) => ReintegrationPlan,
+): Promise<StagingReintegration> {
+  const s = await openSides(ctx, sides.from, sides.fromGeneration, sides.generation);
+  let done: ReintegrationReport;
+  try {
+    const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s);
+    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
+  } finally {
+    await closeSides(s);
+  }
+  const reportFile = writeReport(target, done);
+  keepReport(ctx, report.kind, report.environment, done);
+  return { report: done, reportFile };
+}
+
+/**
  * At staging: carry the whole drift of `from` into the new environment
  * mounted at `target`, keep the admin's manifest for the first boot, and
  * install the first-boot unit.
@@ -131,19 +156,10 @@ export async function reintegrateAtStaging(
   p: { from: string; fromGeneration: number; generation: number; name: string },
   target: string,
 ): Promise<StagingReintegration> {
-  const s = await openSides(ctx, p.from, p.fromGeneration, p.generation);
-  let report: ReintegrationReport;
-  try {
-    const m = await manifestsFor(ctx, p.from, p.fromGeneration, p.generation, s);
+  return reintegrate(ctx, p, target, { kind: 'staging', environment: p.name }, (m) => {
     saveManifest(ctx.db, ctx.config.state.dir, stagedOursSubject(p.name), `${m.rules.digest}|${ctx.config.bart.hash}`, m.ours);
-    const plan = planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
-    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
-  } finally {
-    await closeSides(s);
-  }
-  const reportFile = writeReport(target, report);
-  keepReport(ctx, 'staging', p.name, report);
-  return { report, reportFile };
+    return planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
+  });
 }
 
 export function stagedOursSubject(name: string): string {
@@ -210,32 +226,15 @@ export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote,
       hint: 'run `sysprime reintegrate --from ' + note.from + '` to carry over the whole drift again',
     });
   }
-  const s = await openSides(ctx, note.from, note.fromGeneration, note.generation);
-  let report: ReintegrationReport;
-  try {
-    const m = await manifestsFor(ctx, note.from, note.fromGeneration, note.generation, s);
-    const plan = planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules });
-    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
-  } finally {
-    await closeSides(s);
-  }
-  const reportFile = writeReport(target, report);
-  keepReport(ctx, 'first-boot', note.name, report);
-  return { report, reportFile };
+  return reintegrate(ctx, note, target, { kind: 'first-boot', environment: note.name }, (m) =>
+    planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules }),
+  );
 }
 
 /** Apply a plan made with planBetween onto an environment tree (`sysprime reintegrate`). */
 export async function reintegrateInto(ctx: Context, from: EnvironmentInfo, to: EnvironmentInfo, target: string): Promise<StagingReintegration> {
-  const s = await openSides(ctx, from.name, from.generation, to.generation);
-  let report: ReintegrationReport;
-  try {
-    const m = await manifestsFor(ctx, from.name, from.generation, to.generation, s);
-    const plan = planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
-    report = await applyPlan(plan, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target });
-  } finally {
-    await closeSides(s);
-  }
-  const reportFile = writeReport(target, report);
-  keepReport(ctx, 'manual', to.name, report);
-  return { report, reportFile };
+  const sides = { from: from.name, fromGeneration: from.generation, generation: to.generation };
+  return reintegrate(ctx, sides, target, { kind: 'manual', environment: to.name }, (m) =>
+    planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules }),
+  );
 }
