@@ -15,8 +15,13 @@ export interface EnvironmentInfo {
   id: string;
   /** Generation whose pristine snapshot this environment descends from. */
   generation: number;
-  /** When the dataset or subvolume was created. */
+  /** When the dataset or subvolume was created (the filesystems keep whole seconds). */
   created: Date;
+  /**
+   * Creation order within one pool or filesystem (ZFS createtxg, Btrfs
+   * subvolume id): tells apart environments made within the same second.
+   */
+  createdOrder: number;
   /** Bytes only this environment holds, or null when the filesystem cannot say. */
   spaceUnique: number | null;
   /** Where it is mounted now ('/' when it is the running root), or null. */

@@ -5,7 +5,8 @@
  *
  * Rules, in order:
  * 1. The booted, default and one-shot environments are never destroyed.
- * 2. The `keep` newest environments (by creation, then generation) stay.
+ * 2. The `keep` newest environments (by creation time, then creation order
+ *    within the pool, then generation) stay.
  * 3. Older ones go.
  * 4. If the pool is below its free-space floor, environments kept by rule 2
  *    go too, oldest first, until the floor is met. That needs each one's
@@ -17,6 +18,8 @@ export interface RetentionEnvironment {
   name: string;
   generation: number;
   created: Date;
+  /** Creation order within the pool; breaks ties between equal `created` seconds. */
+  createdOrder: number;
   booted: boolean;
   isDefault: boolean;
   /** Bytes freed by destroying it, or null when the filesystem cannot say. */
@@ -66,7 +69,7 @@ export interface PrunePlan {
 }
 
 function newestFirst(a: RetentionEnvironment, b: RetentionEnvironment): number {
-  return b.created.getTime() - a.created.getTime() || b.generation - a.generation || a.name.localeCompare(b.name);
+  return b.created.getTime() - a.created.getTime() || b.createdOrder - a.createdOrder || b.generation - a.generation || a.name.localeCompare(b.name);
 }
 
 const gib = (n: number): string => `${(n / 2 ** 30).toFixed(2)} GiB`;

@@ -390,6 +390,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           id: s.path,
           generation,
           created: shown.created ?? new Date(0),
+          // Btrfs hands out subvolume ids in increasing order and never reuses them.
+          createdOrder: s.id,
           spaceUnique: exclusive?.get(s.id) ?? null,
           mounted: booted ? '/' : (mounts[0]?.mountPoint ?? null),
           pristine: allPristines.find((p) => p.generation === generation)?.id ?? null,

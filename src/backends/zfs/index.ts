@@ -177,7 +177,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     },
 
     async listEnvironments(): Promise<EnvironmentInfo[]> {
-      const [records, mounts, defaultFs] = await Promise.all([readRoot('all'), readMounts(), bootfs()]);
+      // `all` leaves out createtxg on some implementations (zfs-fuse): asked for by name.
+      const [records, txgs, mounts, defaultFs] = await Promise.all([readRoot('all'), readRoot(['createtxg']), readMounts(), bootfs()]);
+      const txgOf = new Map(txgs.map((r) => [r.name, r.props.get('createtxg')] as const));
+      for (const r of records) {
+        const txg = txgOf.get(r.name);
+        if (txg !== undefined && !r.props.has('createtxg')) r.props.set('createtxg', txg);
+      }
       return environmentsFrom(records, { pool, mounts, bootfs: defaultFs });
     },
 

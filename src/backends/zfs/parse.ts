@@ -199,6 +199,7 @@ export function environmentsFrom(records: readonly DatasetRecord[], ctx: Environ
       id: r.name,
       generation: Number.isSafeInteger(generation) ? generation : 0,
       created: new Date((numberProp(r, 'creation') ?? 0) * 1000),
+      createdOrder: numberProp(r, 'createtxg') ?? 0,
       spaceUnique: spaceUniqueOf(r),
       mounted,
       pristine: pristines.find((p) => p.generation === generation)?.id ?? null,
@@ -207,7 +208,7 @@ export function environmentsFrom(records: readonly DatasetRecord[], ctx: Environ
       meta: metaOf(r),
     });
   }
-  return out.sort((a, b) => a.created.getTime() - b.created.getTime() || a.name.localeCompare(b.name));
+  return out.sort((a, b) => a.created.getTime() - b.created.getTime() || a.createdOrder - b.createdOrder || a.name.localeCompare(b.name));
 }
 
 /** Datasets whose origin is the given snapshot. */

@@ -241,6 +241,9 @@ test('pristine: read-only, clones equal it, clone from environment carries the g
     const copy = await envNamed(backend, 'copy');
     assert.equal(copy.generation, 1);
     assert.equal(copy.pristine, p.id);
+    // Made within a second or two: the creation order, not the clock, tells them apart.
+    const order = (await backend.listEnvironments()).sort((a, b) => a.createdOrder - b.createdOrder).map((e) => e.name);
+    assert.deepEqual(order, ['base', 'next', 'copy']);
 
     await assert.rejects(backend.cloneFromPristine(7, 'nope'), codeIs('NOT_FOUND'));
     await assert.rejects(backend.cloneFromEnvironment('base', 'copy'), codeIs('EXISTS'));

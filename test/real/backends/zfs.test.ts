@@ -222,6 +222,12 @@ test('pristines, clones from a pristine and from an environment, and read-only p
     const c = envs.find((e) => e.name === 'c');
     assert.equal(c?.generation, 1);
     assert.equal(c?.pristine, pristine.id);
+    // Made within a second or two: the creation order (createtxg), not the clock, tells them apart.
+    assert.deepEqual(
+      [...envs].sort((x, y) => x.createdOrder - y.createdOrder).map((e) => e.name),
+      ['a', 'b', 'c'],
+    );
+    assert.ok(envs.every((e) => e.createdOrder > 0), 'createtxg is read');
     assert.deepEqual(
       (await backend.listPristines()).map((p) => p.generation),
       [1],

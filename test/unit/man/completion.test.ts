@@ -107,6 +107,7 @@ const envs = ['default', 'gen-1', 'gen-2'].map((name, i) =>
     id: `rpool/ROOT/${name}`,
     generation: i,
     created: new Date(0),
+    createdOrder: i,
     spaceUnique: 1,
     mounted: null,
     pristine: null,

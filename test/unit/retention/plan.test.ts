@@ -7,7 +7,7 @@ const GiB = 2 ** 30;
 function envs(n: number, over: Partial<Record<string, Partial<RetentionEnvironment>>> = {}): RetentionEnvironment[] {
   return Array.from({ length: n }, (_, i) => {
     const name = `gen-${i + 1}`;
-    return { name, generation: i + 1, created: new Date(Date.UTC(2026, 0, i + 1)), booted: false, isDefault: false, spaceUnique: GiB, ...over[name] };
+    return { name, generation: i + 1, created: new Date(Date.UTC(2026, 0, i + 1)), createdOrder: i + 1, booted: false, isDefault: false, spaceUnique: GiB, ...over[name] };
   });
 }
 const opts = (o: Partial<PruneOptions> = {}): PruneOptions => ({ keep: 3, minFreePercent: 0, poolFree: 50 * GiB, poolSize: 100 * GiB, oneShot: null, ...o });
@@ -75,6 +75,18 @@ test('order is by creation time, then generation', () => {
   const plan = planPrune(list, opts({ keep: 1 }));
   assert.deepEqual(names(plan.keep), ['gen-1']);
   assert.deepEqual(names(plan.destroy), ['gen-2', 'gen-3']);
+});
+
+test('within one second, the creation order decides; names do not (old2 made after old1 is newer)', () => {
+  const second = new Date(Date.UTC(2026, 5, 1, 12, 0, 0));
+  const list = envs(3).map((e) => ({ ...e, created: second, generation: 0 }));
+  // gen-3 first, then gen-1, then gen-2: name order and creation order disagree.
+  list[2]!.createdOrder = 10;
+  list[0]!.createdOrder = 11;
+  list[1]!.createdOrder = 12;
+  const plan = planPrune(list, opts({ keep: 1 }));
+  assert.deepEqual(names(plan.keep), ['gen-2']);
+  assert.deepEqual(names(plan.destroy), ['gen-3', 'gen-1']);
 });
 
 test('a one-shot name that does not exist is noted', () => {
