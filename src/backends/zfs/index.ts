@@ -12,6 +12,7 @@ import { SysprimeError } from '../../errors.js';
 import { checkName } from '../../environments/names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
+import { releasedOnce } from '../open-tree.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
 import { datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
@@ -373,16 +374,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await releaseClaim(runDir, name);
         throw err;
       }
-      let released = false;
-      return {
-        path: dir,
-        release: async () => {
-          if (released) return;
-          released = true;
-          await unmountDataset(ds);
-          await releaseClaim(runDir, name);
-        },
-      };
+      return releasedOnce(dir, async () => {
+        await unmountDataset(ds);
+        await releaseClaim(runDir, name);
+      });
     },
 
     async changesSincePristine(name, generation): Promise<ChangeListing> {
@@ -424,15 +419,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await drop().catch(() => undefined);
         throw err;
       }
-      let released = false;
-      return {
-        path: dir,
-        release: async () => {
-          if (released) return;
-          released = true;
-          await drop();
-        },
-      };
+      return releasedOnce(dir, drop);
     },
 
     async setDefault(name) {

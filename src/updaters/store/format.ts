@@ -78,7 +78,8 @@ function isId(v: unknown): v is number {
   return typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= 0xfffffffe;
 }
 
-export function parseIndex(text: string, where: string): RepositoryIndex {
+/** A JSON object of this store format, or an error naming the file. */
+function parseDocument(text: string, where: string): Record<string, unknown> {
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -86,6 +87,11 @@ export function parseIndex(text: string, where: string): RepositoryIndex {
     throw invalid(where, `not JSON (${(err as Error).message})`);
   }
   if (!isRecord(raw) || raw['format'] !== STORE_FORMAT) throw invalid(where, `format must be "${STORE_FORMAT}"`);
+  return raw;
+}
+
+export function parseIndex(text: string, where: string): RepositoryIndex {
+  const raw = parseDocument(text, where);
   const packages = raw['packages'];
   if (!isRecord(packages)) throw invalid(where, '"packages" must be an object');
   const out: RepositoryIndex = { format: STORE_FORMAT, packages: {} };
@@ -116,13 +122,7 @@ export function formatMode(mode: number): string {
 }
 
 export function parseManifest(text: string, where: string, expect?: { name: string; version: string }): PackageManifest {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (err) {
-    throw invalid(where, `not JSON (${(err as Error).message})`);
-  }
-  if (!isRecord(raw) || raw['format'] !== STORE_FORMAT) throw invalid(where, `format must be "${STORE_FORMAT}"`);
+  const raw = parseDocument(text, where);
   const name = raw['name'];
   const version = raw['version'];
   if (typeof name !== 'string' || !NAME.test(name) || typeof version !== 'string' || !VERSION.test(version)) {
