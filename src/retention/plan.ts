@@ -12,6 +12,10 @@
  *    go too, oldest first, until the floor is met. That needs each one's
  *    unique space; where it is unknown the planner says it cannot compute
  *    and destroys nothing more for the floor.
+ * 5. Where the bootloader copies kernels to the ESP, the ESP keeps room for
+ *    one more environment's kernel and initramfs: if it would not have it
+ *    after rules 3 and 4, more environments kept by rule 2 go, oldest first,
+ *    each freeing its own files on the ESP, until it does.
  */
 
 export interface RetentionEnvironment {
@@ -34,10 +38,21 @@ export interface PruneOptions {
   poolSize: number;
   /** The environment set to boot once next, if any. */
   oneShot: string | null;
+  /** The ESP, when the bootloader keeps kernels there; rule 5. */
+  esp?: EspSpace;
+}
+
+export interface EspSpace {
+  /** Bytes free on the ESP now. */
+  free: number;
+  /** Bytes one more environment's kernel files take (the largest set there now). */
+  need: number;
+  /** Bytes of each environment's own files on the ESP. */
+  perEnvironment: ReadonlyMap<string, number>;
 }
 
 export type KeepReason = 'booted' | 'default' | 'one-shot' | 'newest';
-export type DestroyReason = 'beyond-keep' | 'free-space';
+export type DestroyReason = 'beyond-keep' | 'free-space' | 'esp-space';
 
 export interface PlannedKeep {
   name: string;
@@ -63,6 +78,8 @@ export interface PrunePlan {
     freeAfter: number | null;
     /** Null when it cannot be computed. */
     floorMet: boolean | null;
+    /** Absent when the bootloader keeps no kernels on an ESP. */
+    esp?: { freeBefore: number; freeAfter: number; need: number; met: boolean };
   };
   /** Things the plan could not do or compute. */
   notes: string[];
@@ -121,6 +138,8 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     }
   }
 
+  const esp = opts.esp === undefined ? undefined : espRoom(opts.esp, ordered, keep, destroy, notes);
+
   const why: Record<KeepReason, string> = {
     booted: 'it is running now',
     default: 'it is the default boot environment',
@@ -145,7 +164,42 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
       freeBefore: opts.poolFree,
       freeAfter: free,
       floorMet: opts.minFreePercent === 0 || opts.poolSize <= 0 ? true : free === null ? null : free >= floorBytes,
+      ...(esp === undefined ? {} : { esp }),
     },
     notes,
   };
+}
+
+const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
+/** Rule 5: destroy environments kept for being recent, oldest first, until the ESP has room for one more kernel set. */
+function espRoom(
+  esp: EspSpace,
+  ordered: readonly RetentionEnvironment[],
+  keep: Map<string, KeepReason[]>,
+  destroy: PlannedDestroy[],
+  notes: string[],
+): NonNullable<PrunePlan['space']['esp']> {
+  const filesOf = (name: string): number => esp.perEnvironment.get(name) ?? 0;
+  let free = esp.free + destroy.reduce((sum, d) => sum + filesOf(d.name), 0);
+  if (free < esp.need) {
+    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => r === 'newest')).reverse();
+    for (const e of candidates) {
+      if (free >= esp.need) break;
+      // An environment with nothing on the ESP frees nothing there: destroying it would not help.
+      if (filesOf(e.name) === 0) continue;
+      keep.delete(e.name);
+      free += filesOf(e.name);
+      destroy.push({
+        name: e.name,
+        reason: 'esp-space',
+        why: `the ESP lacks room for one more kernel and initramfs (${mib(esp.need)}); its files there take ${mib(filesOf(e.name))}`,
+        spaceUnique: e.spaceUnique,
+      });
+    }
+    if (free < esp.need) {
+      notes.push(`the ESP stays short of room for one more kernel and initramfs: ${mib(free)} free after pruning, ${mib(esp.need)} needed; only protected environments are left`);
+    }
+  }
+  return { freeBefore: esp.free, freeAfter: free, need: esp.need, met: free >= esp.need };
 }

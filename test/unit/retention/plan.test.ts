@@ -92,3 +92,32 @@ test('within one second, the creation order decides; names do not (old2 made aft
 test('a one-shot name that does not exist is noted', () => {
   assert.match(planPrune(envs(1), opts({ oneShot: 'ghost' })).notes.join(), /"ghost" does not exist/);
 });
+
+const MiB = 2 ** 20;
+const espFiles = (n: number, each = 60 * MiB) => new Map(Array.from({ length: n }, (_, i) => [`gen-${i + 1}`, each] as const));
+
+test('ESP: enough room for one more kernel set, nothing more goes', () => {
+  const plan = planPrune(envs(4), opts({ keep: 3, esp: { free: 100 * MiB, need: 60 * MiB, perEnvironment: espFiles(4) } }));
+  assert.deepEqual(names(plan.destroy), ['gen-1']);
+  assert.deepEqual(plan.space.esp, { freeBefore: 100 * MiB, freeAfter: 160 * MiB, need: 60 * MiB, met: true });
+});
+
+test('ESP: short of room, older kept environments go until one more kernel set fits, and the plan says why', () => {
+  // 10 MiB free; gen-1 (beyond keep) frees 60, still short of 100: gen-2 goes for the ESP.
+  const plan = planPrune(envs(4), opts({ keep: 3, esp: { free: 10 * MiB, need: 100 * MiB, perEnvironment: espFiles(4) } }));
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2']);
+  assert.deepEqual(plan.destroy.map((d) => d.reason), ['beyond-keep', 'esp-space']);
+  assert.match(plan.destroy[1]!.why, /ESP lacks room for one more kernel/);
+  assert.equal(plan.space.esp?.met, true);
+});
+
+test('ESP: protected environments never go for it, environments without files there are not taken, and the shortfall is said', () => {
+  const files = new Map([
+    ['gen-2', 0],
+    ['gen-3', 60 * MiB],
+  ]);
+  const plan = planPrune(envs(3, { 'gen-3': { booted: true, isDefault: true } }), opts({ keep: 3, esp: { free: 0, need: 60 * MiB, perEnvironment: files } }));
+  assert.deepEqual(names(plan.destroy), [], 'gen-1 and gen-2 have nothing on the ESP; gen-3 is protected');
+  assert.equal(plan.space.esp?.met, false);
+  assert.match(plan.notes.join('\n'), /ESP stays short of room/);
+});
