@@ -87,7 +87,7 @@ export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObje
   const st = lstatIn(dir, name);
   if (st === undefined) return 'absent';
   const type = typeOfStats(st);
-  const xattrs = await xattrsOf(dir, name);
+  const xattrs = dir.xattrs?.get(st) ?? (await xattrsOf(dir, name));
   const obj: FsObject = { type, st, xattrs };
   if (type === 'F') {
     const fd = openFileIn(dir, name);
@@ -150,12 +150,29 @@ export async function fixMetadata(dir: DirHandle, name: string, want: Desired): 
       chmodSync(viaFd, want.mode);
       changed = true;
     }
-    const cur = await readXattrsOf(pfd);
-    if (!xattrsEqual(cur, want.xattrs)) changed = (await writeXattrs(pfd, want.xattrs, cur)) || changed;
+    // chown drops capabilities and chmod rewrites an ACL's mask, within the same coarse ctime tick maybe: read afresh.
+    if (changed) dir.xattrs?.forget(st);
+    const cur = dir.xattrs?.get(st) ?? (await readXattrsOf(pfd));
+    if (!xattrsEqual(cur, want.xattrs)) {
+      changed = (await writeXattrs(pfd, want.xattrs, cur)) || changed;
+      dir.xattrs?.forget(st);
+    }
     return changed;
   } finally {
     closeSync(pfd);
   }
+}
+
+/**
+ * The attributes an object just made in `dir` starts with. Only a default
+ * ACL or a security module's label on the directory can give it any
+ * (childrenInherit), so when the directory's attributes are known and have
+ * neither, there is nothing to read.
+ */
+async function freshXattrs(dir: DirHandle, fd: number): Promise<Xattrs> {
+  const cache = dir.xattrs;
+  if (cache === undefined || (await cache.childrenInherit(dir.fd, readXattrsOf))) return readXattrsOf(fd);
+  return new Map();
 }
 
 let counter = 0;
@@ -189,7 +206,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
           // Owner before mode (chown clears set-id bits), xattrs last (chown drops file capabilities).
           fchownSync(fd, want.uid, want.gid);
           fchmodSync(fd, want.mode);
-          await writeXattrs(fd, want.xattrs, await readXattrsOf(fd));
+          await writeXattrs(fd, want.xattrs, await freshXattrs(dir, fd));
           if (want.times) futimesSync(fd, want.times.atime, want.times.mtime);
           fsyncSync(fd);
         } finally {
@@ -203,7 +220,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
         try {
           fchownSync(fd, want.uid, want.gid);
           fchmodSync(fd, want.mode);
-          await writeXattrs(fd, want.xattrs, await readXattrsOf(fd));
+          await writeXattrs(fd, want.xattrs, await freshXattrs(dir, fd));
           fsyncSync(fd);
         } finally {
           closeSync(fd);
@@ -233,7 +250,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
         chownSync(viaFd, want.uid, want.gid);
         chmodSync(viaFd, want.mode);
       }
-      await writeXattrs(pfd, want.xattrs, await readXattrsOf(pfd));
+      await writeXattrs(pfd, want.xattrs, await freshXattrs(dir, pfd));
     } finally {
       closeSync(pfd);
     }

@@ -17,6 +17,7 @@
 import { closeSync, constants, openSync, fstatSync, lstatSync, type Stats } from 'node:fs';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
+import type { XattrCache } from './xattr-cache.js';
 
 const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
 /** Linux O_PATH: a handle on the inode itself (links, FIFOs) without opening it for I/O. */
@@ -46,6 +47,8 @@ export class DirHandle {
     readonly fd: number,
     /** Components from the root to this directory (byte strings). */
     readonly comps: readonly string[],
+    /** Attributes already read in this tree, when its root keeps them. */
+    readonly xattrs?: XattrCache,
   ) {}
 
   /** A path for node:fs calls in this process naming `name` in this directory. */
@@ -91,12 +94,16 @@ export class ConfinedRoot {
   private constructor(
     readonly root: string,
     private readonly rootFd: number,
+    readonly xattrs: XattrCache | undefined,
   ) {}
 
-  /** The root itself is trusted (it is a mount point the caller chose); everything below is not. */
-  static open(root: string): ConfinedRoot {
+  /**
+   * The root itself is trusted (it is a mount point the caller chose); everything below is not.
+   * With a cache, attributes read once below this root are not read again while unchanged.
+   */
+  static open(root: string, xattrs?: XattrCache): ConfinedRoot {
     try {
-      return new ConfinedRoot(root, openSync(root, O_RDONLY | O_DIRECTORY));
+      return new ConfinedRoot(root, openSync(root, O_RDONLY | O_DIRECTORY), xattrs);
     } catch (err) {
       throw new SysprimeError('NOT_FOUND', `cannot open ${root} as a directory: ${errnoOf(err) ?? String(err)}`, {
         hint: 'check that the environment is mounted at that path',
@@ -131,7 +138,7 @@ export class ConfinedRoot {
       closeSync(fd);
       fd = child;
     }
-    return new DirHandle(fd, comps);
+    return new DirHandle(fd, comps, this.xattrs);
   }
 
   /** The parent directory of a manifest path, and the last component. */

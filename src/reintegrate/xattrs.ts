@@ -42,17 +42,47 @@ function quote(name: string): string {
 
 /** All extended attributes of the inode behind an O_PATH descriptor. */
 export async function readXattrsOf(fd: number): Promise<Xattrs> {
-  const r = await run('getfattr', ['-d', '-m', '-', '-e', 'hex', '--absolute-names', childFdPath(fd)], { allowFailure: true, binary: true, env: C_LOCALE });
-  const out: Xattrs = new Map();
+  return (await readXattrsOfMany([fd])).get(fd)!;
+}
+
+/**
+ * The attributes of many inodes in one `getfattr` (a process per file costs
+ * far more than the reading). The paths are `/proc/<pid>/fd/<fd>` of
+ * handles already open, so every name is ASCII and every inode exactly the
+ * one held. getfattr prints a section only for inodes that have attributes;
+ * the others, and inodes on filesystems without xattrs, get an empty map.
+ */
+export async function readXattrsOfMany(fds: readonly number[]): Promise<Map<number, Xattrs>> {
+  const out = new Map<number, Xattrs>(fds.map((fd) => [fd, new Map()]));
+  if (fds.length === 0) return out;
+  const byPath = new Map(fds.map((fd) => [childFdPath(fd), fd]));
+  const r = await run('getfattr', ['-d', '-m', '-', '-e', 'hex', '--absolute-names', ...byPath.keys()], { allowFailure: true, binary: true, env: C_LOCALE });
+  let current: Xattrs | undefined;
   const text = (r.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
   for (const line of text.split('\n')) {
-    if (line === '' || line.startsWith('#')) continue;
+    if (line.startsWith('# file: ')) {
+      const fd = byPath.get(line.slice('# file: '.length));
+      current = fd === undefined ? undefined : out.get(fd);
+      continue;
+    }
+    if (line === '' || line.startsWith('#') || current === undefined) continue;
     const eq = line.indexOf('=');
     const name = unquote(eq < 0 ? line : line.slice(0, eq));
     const raw = eq < 0 ? '' : line.slice(eq + 1);
-    out.set(name, raw.startsWith('0x') ? Buffer.from(raw.slice(2), 'hex') : raw === '""' ? Buffer.alloc(0) : Buffer.from(raw.replace(/^"|"$/g, ''), 'latin1'));
+    current.set(name, raw.startsWith('0x') ? Buffer.from(raw.slice(2), 'hex') : raw === '""' ? Buffer.alloc(0) : Buffer.from(raw.replace(/^"|"$/g, ''), 'latin1'));
   }
   return out;
+}
+
+/**
+ * Whether a new inode made in a directory with these attributes can start
+ * with attributes of its own: ACL inheritance (a default ACL) and security
+ * modules' labels (SELinux, Smack, IMA/EVM, all `security.*`) are the only
+ * sources, and a directory on a labelled filesystem carries a label itself.
+ */
+export function childrenInherit(parent: Xattrs): boolean {
+  for (const name of parent.keys()) if (name === 'system.posix_acl_default' || name.startsWith('security.')) return true;
+  return false;
 }
 
 export function xattrsEqual(a: Xattrs, b: Xattrs): boolean {

@@ -1,0 +1,133 @@
+/**
+ * Extended attributes read ahead, by inode, for one tree. Node cannot list
+ * attributes itself, so each read is a `getfattr`; reading the attributes
+ * of every path a plan touches in a few batched calls instead of one
+ * process per object is what keeps reintegrating thousands of files fast.
+ *
+ * An entry holds only while the inode's ctime is unchanged: every change of
+ * an attribute (and of owner, mode or contents) moves ctime, so a change
+ * made by someone else after the read is seen; sysprime's own changes drop
+ * the entry outright (forget), since ctime moves in coarse clock ticks.
+ */
+import { closeSync, fstatSync, type Stats } from 'node:fs';
+import { isHandle, openPathIn, type ConfinedRoot } from './safe-fs.js';
+import { childrenInherit, readXattrsOfMany, type Xattrs } from './xattrs.js';
+
+/** Handles per getfattr call: well below the usual limit of 1,024 open files, and a command line far below ARG_MAX. */
+const BATCH = 256;
+
+interface Entry {
+  ctimeMs: number;
+  xattrs: Xattrs;
+}
+
+const keyOf = (st: Stats): string => `${st.dev}:${st.ino}`;
+
+export class XattrCache {
+  private readonly byInode = new Map<string, Entry>();
+  private readonly inheritance = new Map<string, boolean>();
+
+  get(st: Stats): Xattrs | undefined {
+    const e = this.byInode.get(keyOf(st));
+    return e !== undefined && e.ctimeMs === st.ctimeMs ? e.xattrs : undefined;
+  }
+
+  put(st: Stats, xattrs: Xattrs): void {
+    this.byInode.set(keyOf(st), { ctimeMs: st.ctimeMs, xattrs });
+  }
+
+  /**
+   * Drop what is known of an inode sysprime itself just changed: ctime
+   * moves in coarse ticks, so a change made within the tick of the read
+   * would not show in it.
+   */
+  forget(st: Stats): void {
+    this.byInode.delete(keyOf(st));
+    this.inheritance.delete(keyOf(st));
+  }
+
+  /**
+   * Whether objects made in this directory start with attributes of their
+   * own (childrenInherit of its attributes), asked once per directory: a
+   * directory's ctime moves with every entry written into it, which would
+   * make the plain cache miss for each new file. A directory's default ACL
+   * or label changed from outside while reintegration writes into it is
+   * not seen; sysprime's own changes go through forget().
+   */
+  async childrenInherit(dirFd: number, read: (fd: number) => Promise<Xattrs>): Promise<boolean> {
+    const st = fstatSync(dirFd);
+    const known = this.inheritance.get(keyOf(st));
+    if (known !== undefined) return known;
+    const inherits = childrenInherit(this.get(st) ?? (await read(dirFd)));
+    this.inheritance.set(keyOf(st), inherits);
+    return inherits;
+  }
+
+  /**
+   * Read the attributes behind these descriptors (O_PATH or directory
+   * handles) in batches, and close each descriptor once read. Inodes
+   * already known are not read again.
+   */
+  async fill(fds: Iterable<number>): Promise<void> {
+    let batch: { fd: number; st: Stats }[] = [];
+    const flush = async (): Promise<void> => {
+      const current = batch;
+      batch = [];
+      try {
+        const read = await readXattrsOfMany(current.map((b) => b.fd));
+        for (const b of current) this.put(b.st, read.get(b.fd)!);
+      } finally {
+        for (const b of current) closeSync(b.fd);
+      }
+    };
+    const queued = new Set<string>();
+    try {
+      for (const fd of fds) {
+        let st: Stats;
+        try {
+          st = fstatSync(fd);
+        } catch (err) {
+          closeSync(fd);
+          throw err;
+        }
+        if (this.get(st) !== undefined || queued.has(keyOf(st))) {
+          closeSync(fd);
+          continue;
+        }
+        queued.add(keyOf(st));
+        batch.push({ fd, st });
+        if (batch.length >= BATCH) await flush();
+      }
+      if (batch.length > 0) await flush();
+    } finally {
+      for (const b of batch) closeSync(b.fd);
+    }
+  }
+}
+
+/**
+ * Read ahead the attributes of these manifest paths below a root, and of
+ * the directories holding them, into the root's cache. Paths that are
+ * missing or below something that is not a directory are left for the
+ * caller to find when it gets there.
+ */
+export async function readAhead(root: ConfinedRoot, paths: Iterable<string>): Promise<void> {
+  const cache = root.xattrs;
+  if (cache === undefined) return;
+  function* handles(): Generator<number> {
+    for (const path of paths) {
+      const { dir, name } = root.openParent(path);
+      if (!isHandle(dir)) continue;
+      let entry: number | undefined;
+      try {
+        entry = openPathIn(dir, name);
+      } catch {
+        // Unreadable here: the caller meets it again and reports it.
+      }
+      // The directory's descriptor goes to fill(), which closes it.
+      yield dir.fd;
+      if (entry !== undefined) yield entry;
+    }
+  }
+  await cache.fill(handles());
+}
