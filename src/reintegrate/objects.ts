@@ -12,7 +12,6 @@ import {
   fchmodSync,
   fchownSync,
   fstatSync,
-  fsyncSync,
   futimesSync,
   lchownSync,
   linkSync,
@@ -208,7 +207,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
           fchmodSync(fd, want.mode);
           await writeXattrs(fd, want.xattrs, await freshXattrs(dir, fd));
           if (want.times) futimesSync(fd, want.times.atime, want.times.mtime);
-          fsyncSync(fd);
+          dir.sync(fd);
         } finally {
           closeSync(fd);
         }
@@ -221,7 +220,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
           fchownSync(fd, want.uid, want.gid);
           fchmodSync(fd, want.mode);
           await writeXattrs(fd, want.xattrs, await freshXattrs(dir, fd));
-          fsyncSync(fd);
+          dir.sync(fd);
         } finally {
           closeSync(fd);
         }
@@ -298,7 +297,7 @@ export async function place(dir: DirHandle, name: string, want: Desired): Promis
     removeQuietly(dir, tmp);
     throw ioError(`rename into ${name}`, err);
   }
-  fsyncSync(dir.fd);
+  dir.sync(dir.fd);
   return true;
 }
 
@@ -313,7 +312,7 @@ export function removeEntry(dir: DirHandle, name: string): 'removed' | 'absent' 
     if (errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST') return 'not-empty';
     throw ioError(`remove ${name}`, err);
   }
-  fsyncSync(dir.fd);
+  dir.sync(dir.fd);
   return 'removed';
 }
 
@@ -324,5 +323,5 @@ export function moveAside(dir: DirHandle, name: string, to: string): void {
   } catch (err) {
     throw ioError(`rename ${name} aside`, err);
   }
-  fsyncSync(dir.fd);
+  dir.sync(dir.fd);
 }

@@ -14,7 +14,7 @@
  * through `/proc/<our pid>/fd/<fd>/...`. Needs /proc, which every place this
  * runs (a staging host, a booting system after local filesystems) has.
  */
-import { closeSync, constants, openSync, fstatSync, lstatSync, type Stats } from 'node:fs';
+import { closeSync, constants, openSync, fstatSync, fsyncSync, lstatSync, type Stats } from 'node:fs';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
@@ -47,9 +47,18 @@ export class DirHandle {
     readonly fd: number,
     /** Components from the root to this directory (byte strings). */
     readonly comps: readonly string[],
-    /** Attributes already read in this tree, when its root keeps them. */
-    readonly xattrs?: XattrCache,
+    readonly tree: TreeOptions = {},
   ) {}
+
+  /** Attributes already read in this tree, when its root keeps them. */
+  get xattrs(): XattrCache | undefined {
+    return this.tree.xattrs;
+  }
+
+  /** fsync what was written here now, unless the caller makes the whole tree durable at the end. */
+  sync(fd: number): void {
+    if (this.tree.deferSync !== true) fsyncSync(fd);
+  }
 
   /** A path for node:fs calls in this process naming `name` in this directory. */
   entry(name: string): Buffer {
@@ -90,20 +99,33 @@ export function childFdPath(fd: number): string {
   return `/proc/${process.pid}/fd/${fd}`;
 }
 
+export interface TreeOptions {
+  /** Attributes read once below the root are not read again while unchanged. */
+  xattrs?: XattrCache;
+  /**
+   * Skip the fsync of each file and directory written: the caller syncs the
+   * whole filesystem before relying on the tree (staging into an environment
+   * that nothing boots until staging has finished). Writes stay atomic
+   * renames either way.
+   */
+  deferSync?: boolean;
+}
+
 export class ConfinedRoot {
   private constructor(
     readonly root: string,
     private readonly rootFd: number,
-    readonly xattrs: XattrCache | undefined,
+    readonly tree: TreeOptions,
   ) {}
 
-  /**
-   * The root itself is trusted (it is a mount point the caller chose); everything below is not.
-   * With a cache, attributes read once below this root are not read again while unchanged.
-   */
-  static open(root: string, xattrs?: XattrCache): ConfinedRoot {
+  get xattrs(): XattrCache | undefined {
+    return this.tree.xattrs;
+  }
+
+  /** The root itself is trusted (it is a mount point the caller chose); everything below is not. */
+  static open(root: string, tree: TreeOptions = {}): ConfinedRoot {
     try {
-      return new ConfinedRoot(root, openSync(root, O_RDONLY | O_DIRECTORY), xattrs);
+      return new ConfinedRoot(root, openSync(root, O_RDONLY | O_DIRECTORY), tree);
     } catch (err) {
       throw new SysprimeError('NOT_FOUND', `cannot open ${root} as a directory: ${errnoOf(err) ?? String(err)}`, {
         hint: 'check that the environment is mounted at that path',
@@ -138,7 +160,7 @@ export class ConfinedRoot {
       closeSync(fd);
       fd = child;
     }
-    return new DirHandle(fd, comps, this.xattrs);
+    return new DirHandle(fd, comps, this.tree);
   }
 
   /** The parent directory of a manifest path, and the last component. */
