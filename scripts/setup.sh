@@ -15,7 +15,13 @@ PACKAGES=(
   lintian binutils # checking the Debian package
   chromium      # the drift page test renders it in a real browser
   zsh bash-completion # the completion scripts are tested in both shells
-  mmdebstrap    # a minimal Debian tree for the apt updater's tests
+  grub-common   # grub-editenv: the GRUB bootloader writes grubenv with it (tests use a scratch directory)
+  mmdebstrap    # a minimal Debian tree for the apt updater's tests and the VM suite's guest
+  # The VM suite (vm-tests/): a Debian guest booted with UEFI under qemu, its disk made on the host.
+  qemu-system-x86 qemu-utils # qemu-system-x86_64 (TCG when there is no KVM), qemu-img for overlays
+  ovmf          # the UEFI firmware and its variable store
+  gdisk         # sgdisk: the GPT of the guest's disk
+  mtools dosfstools # the ESP and the script drive: FAT made and filled without mounting it
 )
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -4,7 +4,7 @@
  * bootloader translates them). An environment without a kernel gets no entry
  * and a warning instead: booting it would fail at the firmware's prompt.
  */
-import type { BootEntry, BootEnvironment, KernelPair } from './types.js';
+import type { BootDrift, BootEntry, BootEnvironment, KernelPair } from './types.js';
 import { findKernel } from './kernels.js';
 
 export const ENTRY_PREFIX = 'sysprime-';
@@ -24,6 +24,8 @@ export function joinArgs(...parts: string[]): string {
 export interface ComputedEntries {
   entries: BootEntry[];
   warnings: string[];
+  /** Environments that have no kernel, so no entry. */
+  withoutKernel: string[];
 }
 
 /**
@@ -33,6 +35,7 @@ export interface ComputedEntries {
 export function computeEntries(envs: readonly BootEnvironment[], find: (tree: string) => KernelPair | null = findKernel): ComputedEntries {
   const entries: BootEntry[] = [];
   const warnings: string[] = [];
+  const withoutKernel: string[] = [];
   const seen = new Set<string>();
   for (const env of envs) {
     if (seen.has(env.name)) {
@@ -43,6 +46,7 @@ export function computeEntries(envs: readonly BootEnvironment[], find: (tree: st
     const kernel = find(env.tree);
     if (!kernel) {
       warnings.push(`environment "${env.name}" has no kernel in /boot (no vmlinuz-*): it gets no boot entry`);
+      withoutKernel.push(env.name);
       continue;
     }
     entries.push({
@@ -58,5 +62,10 @@ export function computeEntries(envs: readonly BootEnvironment[], find: (tree: st
     });
   }
   entries.sort((a, b) => b.generation - a.generation || b.created.getTime() - a.created.getTime() || a.name.localeCompare(b.name));
-  return { entries, warnings };
+  return { entries, warnings, withoutKernel };
+}
+
+/** The drift record for each environment that has no kernel. */
+export function noKernelDrift(names: readonly string[]): BootDrift[] {
+  return names.map((name) => ({ kind: 'no-kernel', name, what: `"${name}" has no kernel in its /boot (no vmlinuz-*), so it cannot get a boot entry` }));
 }

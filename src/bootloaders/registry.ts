@@ -11,7 +11,7 @@ import { SysprimeError } from '../errors.js';
 import type { Bootloader, LoaderName, Runner } from './types.js';
 import { EFIVARS_DIR, readLoaderVariable } from './efivars.js';
 import { createSystemdBoot } from './systemd-boot/index.js';
-import { createGrub } from './grub/index.js';
+import { createGrub, type GrubOptions } from './grub/index.js';
 import { createZfsBootMenu } from './zfsbootmenu/index.js';
 import { createNoBootloader } from './none/index.js';
 
@@ -87,6 +87,8 @@ export interface CreateOptions {
   probes?: DetectionProbes;
   /** The ZFS pool of the environments (the backend knows it when the config does not). */
   pool?: string;
+  /** Where GRUB's files are, when not in the usual places. */
+  grub?: Pick<GrubOptions, 'grubDir' | 'defaultsFile' | 'grubD'>;
   run?: Runner;
 }
 
@@ -103,7 +105,7 @@ export function createBootloader(config: Config, opts: CreateOptions = {}): Boot
       }
       return createSystemdBoot({ esp: found.esp, ...run });
     case 'grub':
-      return createGrub(run);
+      return createGrub({ ...opts.grub, ...run });
     case 'zfsbootmenu': {
       const pool = opts.pool ?? config.zfs.pool;
       if (pool === undefined) throw new SysprimeError('CONFIG', 'ZFSBootMenu needs the pool of the environments', { hint: 'set [zfs] pool in sysprime.toml' });

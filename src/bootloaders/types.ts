@@ -96,6 +96,34 @@ export interface SyncOptions {
   fallbackName?: string;
   /** A freshly staged environment that gets boot counting (when the bootloader has it). */
   staged?: { name: string; tries: number };
+  /** Work out what would change and report it in `drift`, but write nothing (`sysprime doctor`). */
+  dryRun?: boolean;
+}
+
+/**
+ * One way the bootloader's files or properties differ from what the
+ * environments call for: what `sysprime doctor` reports and what a sync
+ * repairs.
+ */
+export type DriftKind =
+  /** An environment with a kernel has no entry (or, on ZFSBootMenu, no command line property). */
+  | 'entry-missing'
+  /** An entry for an environment that no longer exists. */
+  | 'entry-orphaned'
+  /** An entry that differs from what sysprime would write (title, arguments, rank, kernel version). */
+  | 'entry-stale'
+  /** An entry whose kernel or initramfs is not where it points. */
+  | 'kernel-missing'
+  /** An environment with no kernel in its /boot: it cannot get an entry. */
+  | 'no-kernel'
+  /** The bootloader's default (or one-shot) is not the environment sysprime says. */
+  | 'default';
+
+export interface BootDrift {
+  kind: DriftKind;
+  /** The environment concerned, when there is one. */
+  name: string | null;
+  what: string;
 }
 
 export interface SyncResult {
@@ -108,6 +136,8 @@ export interface SyncResult {
   removed: string[];
   /** Environments that got no entry (no kernel, a name the bootloader cannot hold) and other notes. */
   warnings: string[];
+  /** What differed before this sync (with `dryRun`: what still differs). */
+  drift: BootDrift[];
 }
 
 export interface Capabilities {

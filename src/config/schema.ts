@@ -16,6 +16,8 @@ export interface Config {
   zfs: { pool: string | undefined };
   state: { dir: string };
   boot: { loader: LoaderKind; esp: string | undefined; tries: number; activateStaged: boolean; cmdline: string };
+  /** Where GRUB keeps its files: sysprime writes its menu and grubenv in `dir` and a script in `scripts`. */
+  grub: { dir: string; defaults: string; scripts: string };
   update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
   retention: { keep: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
@@ -30,6 +32,7 @@ export const DEFAULTS: Config = {
   zfs: { pool: undefined },
   state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
+  grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
   retention: { keep: 5, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
@@ -61,6 +64,9 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'boot.tries': { kind: { t: 'int', min: 0, max: 99 }, set: (c, v) => (c.boot.tries = v as number), doc: 'boot counting tries for a staged entry' },
   'boot.activate_staged': { kind: { t: 'bool' }, set: (c, v) => (c.boot.activateStaged = v as boolean), doc: 'make a staged environment the default' },
   'boot.cmdline': { kind: { t: 'string' }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
+  'grub.dir': { kind: { t: 'path' }, set: (c, v) => (c.grub.dir = v as string), doc: 'GRUB directory (grub.cfg, grubenv)' },
+  'grub.defaults': { kind: { t: 'path' }, set: (c, v) => (c.grub.defaults = v as string), doc: 'GRUB defaults file' },
+  'grub.scripts': { kind: { t: 'path' }, set: (c, v) => (c.grub.scripts = v as string), doc: 'directory of the scripts update-grub runs' },
   'update.method': {
     kind: { t: 'enum', values: ['none', 'apt', 'store', 'command'] },
     set: (c, v) => (c.update.method = v as UpdateMethod),

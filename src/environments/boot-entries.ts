@@ -2,19 +2,32 @@
  * Keeping boot entries and environments in step: every verb that changes the
  * set of environments or the default ends by writing the whole set of
  * entries again (the bootloaders swap it in atomically), so the two never
- * drift apart.
+ * drift apart. `bootDrift` runs the same sync without writing, so `doctor`
+ * reports exactly what `doctor --fix` would change.
  */
 import type { Context } from '../context.js';
+import type { Config } from '../config/schema.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import type { Bootloader, SyncResult } from '../bootloaders/types.js';
-import { createBootloader } from '../bootloaders/registry.js';
+import type { BootDrift, Bootloader, SyncResult } from '../bootloaders/types.js';
+import { createBootloader, type CreateOptions } from '../bootloaders/registry.js';
 import { syncFromBackend } from '../bootloaders/from-backend.js';
 import { rootMount } from '../backends/registry.js';
+import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
+
+/** `[grub]` paths (GRUB's directory, /etc/default/grub, /etc/grub.d), when the configuration sets them. */
+function grubPaths(config: Config): CreateOptions['grub'] {
+  const keys = (config as Config & { grub?: { dir?: string; defaults?: string; scripts?: string } }).grub;
+  return {
+    ...(keys?.dir !== undefined ? { grubDir: keys.dir } : {}),
+    ...(keys?.defaults !== undefined ? { defaultsFile: keys.defaults } : {}),
+    ...(keys?.scripts !== undefined ? { grubD: keys.scripts } : {}),
+  };
+}
 
 export function bootloaderFor(ctx: Context): Bootloader {
   const pool = ctx.config.zfs.pool ?? (ctx.backend.kind === 'zfs' ? rootMount()?.source.split('/')[0] : undefined);
-  return createBootloader(ctx.config, pool ? { pool } : {});
+  return createBootloader(ctx.config, { ...(pool ? { pool } : {}), grub: grubPaths(ctx.config) });
 }
 
 /** Environments that should be bootable: all but one whose staging has not finished. */
@@ -27,15 +40,32 @@ export interface BootSyncOptions {
   staged?: string;
   /** Leave these out (an environment about to be destroyed, or a staging being undone). */
   without?: readonly string[];
+  /** Write nothing; the result's `drift` says what a sync would change. */
+  dryRun?: boolean;
 }
 
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
   const loader = bootloaderFor(ctx);
   const all = await ctx.backend.listEnvironments();
-  const envs = bootable(all, opts.staged).filter((e) => !(opts.without ?? []).includes(e.name));
+  const without = opts.without ?? [];
+  if (without.length > 0 && loader.capabilities.oneShot) {
+    // ZFSBootMenu's one-shot moves bootfs, the backend's default, so the environment
+    // to come back to is known only to the bootloader: it must not go away meanwhile.
+    const state = await loader.inspect();
+    const back = state.oneShotName !== null ? state.defaultName : null;
+    if (back !== null && without.includes(back) && all.some((e) => e.name === back && !e.isDefault)) {
+      throw new SysprimeError('REFUSED', `"${back}" is the default again after the one-shot boot of "${state.oneShotName}"`, {
+        hint: `boot "${state.oneShotName}" first, or make another environment the default with \`sysprime activate\``,
+      });
+    }
+  }
+  const envs = bootable(all, opts.staged).filter((e) => !without.includes(e.name));
   const current = envs.find((e) => e.booted) ?? envs.find((e) => e.isDefault);
   const def = envs.find((e) => e.isDefault) ?? current;
-  if (!def) return { loader: loader.name, added: [], updated: [], kept: [], removed: [], warnings: ['no default environment: no entries written'] };
+  if (!def) {
+    const what = 'no environment is the default (and none is running), so no entries are written';
+    return { loader: loader.name, added: [], updated: [], kept: [], removed: [], warnings: [what], drift: envs.length > 0 && loader.name !== 'none' ? [{ kind: 'default', name: null, what }] : [] };
+  }
   const roots = new Map<string, Awaited<ReturnType<Context['backend']['bootRoot']>>>();
   if (loader.name !== 'none') for (const e of envs) roots.set(e.name, await ctx.backend.bootRoot(e.name));
   const result = await syncFromBackend(loader, ctx.backend, envs, {
@@ -44,7 +74,25 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
     defaultName: def.name,
     ...(current && current.name !== def.name ? { fallbackName: current.name } : {}),
     ...(opts.staged ? { staged: { name: opts.staged, tries: ctx.config.boot.tries } } : {}),
+    ...(opts.dryRun ? { dryRun: true } : {}),
   });
-  for (const w of result.warnings) log.warn(w);
+  if (!opts.dryRun) for (const w of result.warnings) log.warn(w);
   return result;
+}
+
+export interface BootProblem {
+  kind: BootDrift['kind'] | 'bootloader';
+  what: string;
+}
+
+/**
+ * Where the bootloader and the environments disagree: everything a sync
+ * would change (entries missing, orphaned or stale, kernels gone, the wrong
+ * default, ZFSBootMenu properties), environments that cannot get an entry,
+ * and the bootloader's own warnings.
+ */
+export async function bootDrift(ctx: Context): Promise<BootProblem[]> {
+  const state = await bootloaderFor(ctx).inspect();
+  const dry = await syncBootEntries(ctx, { dryRun: true });
+  return [...dry.drift.map((d) => ({ kind: d.kind, what: d.what })), ...state.warnings.map((w) => ({ kind: 'bootloader' as const, what: w }))];
 }

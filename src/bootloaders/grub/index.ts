@@ -1,23 +1,25 @@
 /**
  * GRUB: a generated menu file beside grub.cfg, sourced at boot by the
  * shipped `/etc/grub.d/42_sysprime`, so `update-grub` stays in charge of
- * grub.cfg and sysprime never edits it. Default and one-shot go through
- * GRUB's own tools (`grub-set-default`, `grub-reboot`), boot counting
- * through grubenv variables (see menu.ts).
+ * grub.cfg and sysprime never edits it. Default, one-shot and boot counting
+ * are grubenv variables (`saved_entry`, `next_entry`, and greenboot's, see
+ * menu.ts), written with `grub-editenv` as `grub-set-default` and
+ * `grub-reboot` do, so grub-common is the only package needed.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { run as defaultRun } from '../../process/run.js';
-import type { BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
-import { ENTRY_PREFIX, computeEntries } from '../entries.js';
+import type { BootDrift, BootEntry, BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
+import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
-import { replaceFile } from '../durable.js';
+import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../durable.js';
+import { bootFaultPoint } from '../fault.js';
 import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
 
 export interface GrubOptions {
-  /** The directory holding `grub/` (`grub-install --boot-directory`); /boot by default. */
-  bootDirectory?: string;
+  /** GRUB's own directory, holding grub.cfg, grubenv and sysprime.cfg; /boot/grub by default. */
+  grubDir?: string;
   /** /etc/default/grub, read to tell whether GRUB_DEFAULT=saved. */
   defaultsFile?: string;
   /** Where update-grub looks for scripts; the include script must be there. */
@@ -57,9 +59,26 @@ export function bootedFromCmdline(cmdline: string): string | null {
 const idOf = (name: string): string => `${ENTRY_PREFIX}${name}`;
 const nameOf = (id: string): string => id.slice(ENTRY_PREFIX.length);
 
+/** The files a menu entry loads, as paths inside the environment (`/boot/...`). */
+export function loadedFiles(block: string): string[] {
+  const out: string[] = [];
+  for (const line of block.split('\n')) {
+    const m = /^\s*(?:linux|initrd)\s+'?([^'\s]+)/.exec(line);
+    const at = m?.[1]?.lastIndexOf('/boot/') ?? -1;
+    if (m && at >= 0) out.push(m[1]!.slice(at));
+  }
+  return out;
+}
+
+/** Why an entry on disk differs from the one a sync writes: its kernel is gone, or something else changed. */
+function entryDrift(entry: BootEntry, oldBlock: string, tree: string | undefined): BootDrift {
+  const gone = tree === undefined ? [] : loadedFiles(oldBlock).filter((f) => !existsSync(join(tree, f)));
+  if (gone.length > 0) return { kind: 'kernel-missing', name: entry.name, what: `the GRUB entry of "${entry.name}" loads ${gone.join(' and ')}, which the environment no longer has` };
+  return { kind: 'entry-stale', name: entry.name, what: `the GRUB entry of "${entry.name}" differs from what sysprime writes (kernel ${entry.kernel.version}, arguments or title)` };
+}
+
 export function createGrub(opts: GrubOptions = {}): Bootloader {
-  const bootDir = opts.bootDirectory ?? '/boot';
-  const grubDir = join(bootDir, 'grub');
+  const grubDir = opts.grubDir ?? '/boot/grub';
   const menuPath = join(grubDir, 'sysprime.cfg');
   const envPath = join(grubDir, 'grubenv');
   const defaultsFile = opts.defaultsFile ?? '/etc/default/grub';
@@ -73,6 +92,7 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
     return value === 'saved' ? null : `GRUB_DEFAULT is ${value === null ? 'not set' : `"${value}"`} in ${defaultsFile}, so GRUB ignores the saved default`;
   };
   const editenv = (args: string[]) => runner('grub-editenv', [envPath, ...args]);
+  const setSaved = (name: string) => editenv(['set', `saved_entry=${idOf(name)}`]);
 
   function menuEntries(): Map<string, string> {
     return menuBlocks(readText(menuPath) ?? '');
@@ -96,19 +116,61 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
     },
 
     async sync(envs: readonly BootEnvironment[], sopts: SyncOptions): Promise<SyncResult> {
-      const { entries, warnings } = computeEntries(envs, findKernel);
-      const before = menuEntries();
+      const { entries, warnings, withoutKernel } = computeEntries(envs, findKernel);
+      const current = readText(menuPath) ?? '';
+      const before = menuBlocks(current);
       const text = renderGrubMenu(entries);
       const after = menuBlocks(text);
-      const result: SyncResult = { loader: 'grub', added: [], updated: [], kept: [], removed: [], warnings };
-      for (const [id, block] of after) {
-        const old = before.get(id);
-        (old === undefined ? result.added : old === block ? result.kept : result.updated).push(nameOf(id));
+      const trees = new Map(envs.map((e) => [e.name, e.tree]));
+      const result: SyncResult = { loader: 'grub', added: [], updated: [], kept: [], removed: [], warnings, drift: noKernelDrift(withoutKernel) };
+      for (const e of entries) {
+        const block = after.get(e.id)!;
+        const old = before.get(e.id);
+        if (old === undefined) {
+          result.added.push(e.name);
+          result.drift.push({ kind: 'entry-missing', name: e.name, what: `"${e.name}" has no entry in ${menuPath}` });
+        } else if (old === block) result.kept.push(e.name);
+        else {
+          result.updated.push(e.name);
+          result.drift.push(entryDrift(e, old, trees.get(e.name)));
+        }
       }
-      for (const id of before.keys()) if (!after.has(id)) result.removed.push(nameOf(id));
-      if ((readText(menuPath) ?? '') !== text) replaceFile(menuPath, text);
-
+      for (const id of before.keys()) {
+        if (after.has(id)) continue;
+        const name = nameOf(id);
+        result.removed.push(name);
+        result.drift.push(
+          withoutKernel.includes(name)
+            ? { kind: 'kernel-missing', name, what: `the GRUB entry of "${name}" loads a kernel the environment no longer has, and it has no other` }
+            : { kind: 'entry-orphaned', name, what: `${menuPath} has an entry ${id} for "${name}", which does not exist` },
+        );
+      }
+      if (current !== text && result.drift.every((d) => d.kind === 'no-kernel')) {
+        result.drift.push({ kind: 'entry-stale', name: null, what: `${menuPath} differs from what sysprime writes (its boot counting block)` });
+      }
       const env = readEnv();
+      const hasDefault = entries.some((e) => e.name === sopts.defaultName);
+      if (hasDefault && env.get('saved_entry') !== idOf(sopts.defaultName)) {
+        const saved = env.get('saved_entry');
+        result.drift.push({ kind: 'default', name: sopts.defaultName, what: `GRUB's saved default is ${saved === undefined ? 'not set' : saved}, not ${idOf(sopts.defaultName)}` });
+      }
+      const next = env.get('next_entry');
+      if (next?.startsWith(ENTRY_PREFIX) && !after.has(next)) {
+        result.drift.push({ kind: 'default', name: nameOf(next), what: `GRUB's one-shot entry ${next} is not in the menu` });
+      }
+      if (sopts.dryRun) return result;
+
+      if (current !== text) {
+        removeStaleTemps(grubDir);
+        const tmp = writeTemp(menuPath, text);
+        // The old menu stays whole until this rename; GRUB reads either file entirely.
+        bootFaultPoint('grub', 'menu');
+        renameInto(tmp, menuPath);
+        fsyncPath(dirname(menuPath));
+      }
+      bootFaultPoint('grub', 'grubenv');
+      if (next?.startsWith(ENTRY_PREFIX) && !after.has(next)) await editenv(['unset', 'next_entry']);
+
       const staged = sopts.staged;
       // Counting starts once, when the staged entry first appears; a later sync never restarts it.
       if (staged && staged.tries > 0 && result.added.includes(staged.name)) {
@@ -119,10 +181,15 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
           await editenv(['set', `boot_counter=${staged.tries}`, 'boot_success=0', `sysprime_counting=${idOf(staged.name)}`, `sysprime_tries=${staged.tries}`, `sysprime_fallback=${idOf(fallback)}`]);
         }
       }
-      if (entries.some((e) => e.name === sopts.defaultName) && env.get('saved_entry') !== idOf(sopts.defaultName)) {
+      // A trial whose entry is gone (destroyed, renamed) ends: GRUB must not fall back to or count a missing entry.
+      const counting = env.get('sysprime_counting');
+      if (counting !== undefined && (!after.has(counting) || !after.has(env.get('sysprime_fallback') ?? ''))) {
+        await editenv(['unset', 'boot_counter', 'sysprime_counting', 'sysprime_tries', 'sysprime_fallback']);
+      }
+      if (hasDefault && env.get('saved_entry') !== idOf(sopts.defaultName)) {
         const problem = savedDefaultProblem();
         if (problem) warnings.push(`${problem}; set GRUB_DEFAULT=saved and run update-grub for "${sopts.defaultName}" to boot by default`);
-        await runner('grub-set-default', [`--boot-directory=${bootDir}`, idOf(sopts.defaultName)]);
+        await setSaved(sopts.defaultName);
       }
       return result;
     },
@@ -137,14 +204,14 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
           hint: `set GRUB_DEFAULT=saved in ${defaultsFile} and run update-grub`,
         });
       }
-      await runner('grub-set-default', [`--boot-directory=${bootDir}`, idOf(name)]);
+      await setSaved(name);
     },
 
     async setOneShot(name: string) {
       if (!menuEntries().has(idOf(name))) {
         throw new SysprimeError('NOT_FOUND', `environment "${name}" has no entry in ${menuPath}`, { hint: 'see `sysprime doctor`' });
       }
-      await runner('grub-reboot', [`--boot-directory=${bootDir}`, idOf(name)]);
+      await editenv(['set', `next_entry=${idOf(name)}`]);
     },
 
     async inspect(): Promise<BootState> {
@@ -191,7 +258,7 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       if (env.get('boot_counter') === '-1' && env.get('sysprime_fallback')) {
         // The staged entry used up its tries and this boot is the fallback: keep booting it.
         const fallback = env.get('sysprime_fallback')!;
-        await runner('grub-set-default', [`--boot-directory=${bootDir}`, fallback]);
+        await editenv(['set', `saved_entry=${fallback}`]);
         done.push(`"${nameOf(counting)}" failed to boot ${env.get('sysprime_tries') ?? 'all its'} times; "${nameOf(fallback)}" is the default again`);
       } else {
         const booted = bootedFromCmdline(readText(opts.cmdlineFile ?? '/proc/cmdline') ?? '');

@@ -12,7 +12,7 @@ export function createNoBootloader(): Bootloader {
     describe: () => 'no bootloader ([boot] loader = "none")',
     async probe() {},
     async sync(envs: readonly BootEnvironment[], _opts: SyncOptions): Promise<SyncResult> {
-      return { loader: 'none', added: [], updated: [], kept: [], removed: [], warnings: envs.length > 0 ? ['no bootloader is configured: environments get no boot entries'] : [] };
+      return { loader: 'none', added: [], updated: [], kept: [], removed: [], warnings: envs.length > 0 ? ['no bootloader is configured: environments get no boot entries'] : [], drift: [] };
     },
     async setDefault() {},
     async setOneShot(name: string) {

@@ -8,12 +8,13 @@
  * the admin's own entries stay as they are. A boot counter already in a file
  * name is carried over: rewriting an entry never gives it fresh tries.
  */
-import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
-import { computeEntries } from '../entries.js';
+import { computeEntries, noKernelDrift } from '../entries.js';
+import { bootFaultPoint } from '../fault.js';
 import { findKernel } from '../kernels.js';
 import {
   DEFAULT_PATTERN,
@@ -112,12 +113,14 @@ export function createSystemdBoot(opts: SystemdBootOptions): Bootloader {
     const changed = [...desired.entries()].filter(([file, d]) => current.get(file) !== d.text).sort((a, b) => order[a[1].rank] - order[b[1].rank]);
     const temps = changed.map(([file, d]) => ({ file, tmp: writeTemp(join(entriesDir, file), d.text) }));
     fsyncPath(entriesDir);
+    bootFaultPoint('systemd-boot', 'rename-0');
     let count = 0;
     try {
       for (const t of temps) {
         renameInto(t.tmp, join(entriesDir, t.file));
         count++;
         opts.afterRename?.(count, t.file);
+        bootFaultPoint('systemd-boot', `rename-${count}`);
       }
     } finally {
       // On a failure part-way, the temporaries not yet renamed must not linger.
@@ -234,19 +237,18 @@ export function createSystemdBoot(opts: SystemdBootOptions): Bootloader {
       }
       const computed = computeEntries(usable, findKernel);
       warnings.push(...computed.warnings);
+      const drift = noKernelDrift(computed.withoutKernel);
       const entries = computed.entries;
       if (!entries.some((e) => e.name === sopts.defaultName)) {
         warnings.push(`the default environment "${sopts.defaultName}" has no entry; systemd-boot will boot the first sysprime entry in its order`);
       }
 
-      // Nothing is written before everything is known to fit.
       const kernelPlan = await planKernelCopies(esp, entries);
-      checkSpace(esp, kernelPlan, opts.freeBytes);
 
       const own = listOwn();
       const existing = byName(own);
       const desired = new Map<string, { text: string; rank: Rank }>();
-      const result: SyncResult = { loader: 'systemd-boot', added: [], updated: [], kept: [], removed: [], warnings };
+      const result: SyncResult = { loader: 'systemd-boot', added: [], updated: [], kept: [], removed: [], warnings, drift };
       const copiedFor = new Set(kernelPlan.copies.map((c) => c.name));
       for (const e of entries) {
         const before = existing.get(e.name);
@@ -256,14 +258,35 @@ export function createSystemdBoot(opts: SystemdBootOptions): Bootloader {
         const file = entryFileName(e.name, counting);
         const text = renderBlsEntry(e, kernelPlan.paths.get(e.name)!, rank);
         desired.set(file, { text, rank });
-        if (!before) result.added.push(e.name);
-        else if (before.file !== file || before.text !== text || copiedFor.has(e.name)) result.updated.push(e.name);
-        else result.kept.push(e.name);
+        if (!before) {
+          result.added.push(e.name);
+          drift.push({ kind: 'entry-missing', name: e.name, what: `"${e.name}" has no entry in ${entriesDir}` });
+        } else if (before.file !== file || before.text !== text || copiedFor.has(e.name)) {
+          result.updated.push(e.name);
+          const absent = kernelPlan.copies.filter((c) => c.name === e.name && !existsSync(c.dest));
+          if (absent.length > 0) drift.push({ kind: 'kernel-missing', name: e.name, what: `the entry ${before.file} boots ${absent.map((c) => c.dest).join(' and ')}, which is missing` });
+          else drift.push({ kind: 'entry-stale', name: e.name, what: `the entry ${before.file} or its kernel on the ESP differs from what sysprime writes` });
+        } else result.kept.push(e.name);
       }
+      const live = new Set(entries.map((e) => e.name));
+      for (const e of own) {
+        if (live.has(e.name)) continue;
+        drift.push(
+          computed.withoutKernel.includes(e.name)
+            ? { kind: 'kernel-missing', name: e.name, what: `the entry ${e.file} boots a kernel "${e.name}" no longer has, and it has no other` }
+            : { kind: 'entry-orphaned', name: e.name, what: `the entry ${e.file} names "${e.name}", which does not exist` },
+        );
+      }
+      const confText = readText(loaderConf);
+      if (confText === null || loaderConfValue(parseLoaderConf(confText), 'default') !== DEFAULT_PATTERN) {
+        drift.push({ kind: 'default', name: null, what: `${loaderConf} does not say "default ${DEFAULT_PATTERN}"` });
+      }
+      if (sopts.dryRun) return result;
 
+      // Nothing is written before everything is known to fit.
+      checkSpace(esp, kernelPlan, opts.freeBytes);
       await copyKernels(esp, kernelPlan);
       const swapped = swap(desired, own);
-      const live = new Set(entries.map((e) => e.name));
       result.removed = [...new Set(swapped.removed.map((f) => parseEntryFileName(f)!.name).filter((n) => !live.has(n)))];
       pruneKernels(esp, kernelPlan);
       ensureLoaderDefault();

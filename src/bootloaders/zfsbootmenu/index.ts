@@ -8,16 +8,21 @@
  * It has no one-shot and no boot counting. A one-shot is emulated: the
  * current bootfs is saved in a pool property and bootfs points at the
  * target; early in the next boot, bootStarted() puts the saved one back.
+ * The target is saved too: when bootfs no longer names it, someone chose a
+ * new default since (`activate`, `zpool set bootfs`), and the one-shot is
+ * void rather than undoing that choice at the next boot.
  */
 import { SysprimeError } from '../../errors.js';
 import { run as defaultRun } from '../../process/run.js';
-import type { BootEnvironment, BootState, Bootloader, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
-import { computeEntries } from '../entries.js';
+import type { BootDrift, BootEnvironment, BootState, Bootloader, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
+import { computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
 
 export const CMDLINE_PROP = 'org.zfsbootmenu:commandline';
 /** On the pool's root dataset: the bootfs to put back at the next boot. */
 export const ONESHOT_RESTORE_PROP = 'org.sysprime:oneshot-restore';
+/** On the pool's root dataset: the bootfs the one-shot set. */
+export const ONESHOT_TARGET_PROP = 'org.sysprime:oneshot-target';
 const GENERATION_PROP = 'org.sysprime:generation';
 
 export interface ZfsBootMenuOptions {
@@ -61,9 +66,32 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
     return parsePropRows(out.stdout);
   }
 
-  async function pendingRestore(): Promise<string | null> {
-    const row = (await getProps([pool], [ONESHOT_RESTORE_PROP]))[0];
-    return row && row.source === 'local' && row.value !== '-' ? row.value : null;
+  /** The saved one-shot, if one was set: the bootfs to restore and the one it set. */
+  async function savedOneShot(): Promise<{ restore: string; target: string | null } | null> {
+    const rows = await getProps([pool], [ONESHOT_RESTORE_PROP, ONESHOT_TARGET_PROP]);
+    const local = (prop: string): string | null => {
+      const row = rows.find((r) => r.property === prop);
+      return row && row.source === 'local' && row.value !== '-' ? row.value : null;
+    };
+    const restore = local(ONESHOT_RESTORE_PROP);
+    return restore === null ? null : { restore, target: local(ONESHOT_TARGET_PROP) };
+  }
+
+  /** The bootfs to restore when a one-shot still waits for its boot, else null. */
+  async function pendingRestore(current?: string | null): Promise<string | null> {
+    const saved = await savedOneShot();
+    if (saved === null) return null;
+    const bootfsNow = current === undefined ? await bootfs() : current;
+    return saved.target === null || saved.target === bootfsNow ? saved.restore : null;
+  }
+
+  const clearOneShot = async (): Promise<void> => {
+    await runner('zfs', ['inherit', ONESHOT_RESTORE_PROP, pool]);
+    await runner('zfs', ['inherit', ONESHOT_TARGET_PROP, pool]);
+  };
+
+  async function datasetExists(ds: string): Promise<boolean> {
+    return (await runner('zfs', ['list', '-H', '-o', 'name', ds], { allowFailure: true })).exitCode === 0;
   }
 
   async function requireEnvironment(name: string): Promise<string> {
@@ -97,12 +125,15 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
       });
       const computed = computeEntries(onPool, findKernel);
       warnings.push(...computed.warnings.map((w) => `${w} (ZFSBootMenu will not list it)`));
-      if (sopts.staged && sopts.staged.tries > 0) {
+      if (sopts.staged && sopts.staged.tries > 0 && !sopts.dryRun) {
         warnings.push(
           `ZFSBootMenu has no boot counting: if "${sopts.staged.name}" fails to boot, pick another environment in its menu (Escape during the countdown); \`sysprime activate --once\` tries one without changing the default`,
         );
       }
-      const result: SyncResult = { loader: 'zfsbootmenu', added: [], updated: [], kept: [], removed: [], warnings };
+      const drift: BootDrift[] = noKernelDrift(computed.withoutKernel);
+      const result: SyncResult = { loader: 'zfsbootmenu', added: [], updated: [], kept: [], removed: [], warnings, drift };
+      // Every change is worked out first, so a dry run reports exactly what a sync does.
+      const actions: string[][] = [];
       const rows = await getProps(
         computed.entries.map((e) => datasetOf(e.name)),
         [CMDLINE_PROP],
@@ -114,8 +145,9 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
         const want = e.cmdline;
         if (want === '') {
           if (local) {
-            await runner('zfs', ['inherit', CMDLINE_PROP, ds]);
+            actions.push(['zfs', 'inherit', CMDLINE_PROP, ds]);
             result.updated.push(e.name);
+            drift.push({ kind: 'entry-stale', name: e.name, what: `${ds} has ${CMDLINE_PROP}="${row.value}", and [boot] cmdline is empty` });
           } else result.kept.push(e.name);
           continue;
         }
@@ -123,19 +155,38 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
           result.kept.push(e.name);
           continue;
         }
-        await runner('zfs', ['set', `${CMDLINE_PROP}=${want}`, ds]);
-        (local ? result.updated : result.added).push(e.name);
+        actions.push(['zfs', 'set', `${CMDLINE_PROP}=${want}`, ds]);
+        if (local) {
+          result.updated.push(e.name);
+          drift.push({ kind: 'entry-stale', name: e.name, what: `${ds} has ${CMDLINE_PROP}="${row.value}", not "${want}"` });
+        } else {
+          result.added.push(e.name);
+          drift.push({ kind: 'entry-missing', name: e.name, what: `${ds} has no ${CMDLINE_PROP} (want "${want}")` });
+        }
+      }
+      const current = await bootfs();
+      const saved = await savedOneShot();
+      const pending = await pendingRestore(current);
+      if (saved !== null && pending === null) {
+        // bootfs was changed after the one-shot was set: that choice stands.
+        actions.push(['zfs', 'inherit', ONESHOT_RESTORE_PROP, pool], ['zfs', 'inherit', ONESHOT_TARGET_PROP, pool]);
+        drift.push({ kind: 'default', name: null, what: `a one-shot boot of ${saved.target ?? '?'} was replaced by bootfs ${current ?? '-'}; its saved restore value ${saved.restore} is stale` });
+      } else if (pending !== null && !(await datasetExists(pending))) {
+        actions.push(['zfs', 'inherit', ONESHOT_RESTORE_PROP, pool], ['zfs', 'inherit', ONESHOT_TARGET_PROP, pool]);
+        drift.push({ kind: 'default', name: null, what: `the one-shot boot would give bootfs back to ${pending}, which does not exist` });
       }
       if (computed.entries.some((e) => e.name === sopts.defaultName)) {
         const want = datasetOf(sopts.defaultName);
-        const pending = await pendingRestore();
-        // While a one-shot waits, bootfs is the one-shot target and the default is the value to restore.
-        if (pending !== null) {
-          if (pending !== want) await runner('zfs', ['set', `${ONESHOT_RESTORE_PROP}=${want}`, pool]);
-        } else if ((await bootfs()) !== want) await runner('zpool', ['set', `bootfs=${want}`, pool]);
+        // While a one-shot waits, bootfs is the one-shot target: that is the backend's default too, and stays.
+        if (pending === null && current !== want) {
+          actions.push(['zpool', 'set', `bootfs=${want}`, pool]);
+          drift.push({ kind: 'default', name: sopts.defaultName, what: `pool ${pool} has bootfs ${current ?? '-'}, not ${want}` });
+        }
       } else {
         warnings.push(`the default environment "${sopts.defaultName}" has no kernel; bootfs is left as it is`);
       }
+      if (sopts.dryRun) return result;
+      for (const [cmd, ...args] of actions) await runner(cmd!, args);
       return result;
     },
 
@@ -143,7 +194,7 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
       const ds = await requireEnvironment(name);
       await runner('zpool', ['set', `bootfs=${ds}`, pool]);
       // A choice made now replaces a one-shot still waiting to be undone.
-      if ((await pendingRestore()) !== null) await runner('zfs', ['inherit', ONESHOT_RESTORE_PROP, pool]);
+      if ((await savedOneShot()) !== null) await clearOneShot();
     },
 
     async setOneShot(name: string) {
@@ -154,8 +205,10 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
           hint: 'make an environment the default first with `sysprime activate NAME`',
         });
       }
-      // Saved before bootfs changes: a crash in between leaves bootfs as it was.
-      const earlier = await pendingRestore();
+      // Saved before bootfs changes, the target first: a crash in between leaves
+      // bootfs as it was, and a saved target that bootfs does not name is void.
+      const earlier = await pendingRestore(current);
+      await runner('zfs', ['set', `${ONESHOT_TARGET_PROP}=${ds}`, pool]);
       if (earlier === null) await runner('zfs', ['set', `${ONESHOT_RESTORE_PROP}=${current}`, pool]);
       await runner('zpool', ['set', `bootfs=${ds}`, pool]);
     },
@@ -178,7 +231,7 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
         };
       });
       const current = await bootfs();
-      const restore = await pendingRestore();
+      const restore = await pendingRestore(current);
       const warnings: string[] = [];
       if (current !== null && !current.startsWith(`${rootContainer}/`)) warnings.push(`bootfs is ${current}, outside ${rootContainer}`);
       const nameIn = (ds: string | null): string | null => (ds !== null && ds.startsWith(`${rootContainer}/`) ? ds.slice(rootContainer.length + 1) : null);
@@ -192,11 +245,12 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
     },
 
     async bootStarted() {
+      const saved = await savedOneShot();
+      if (saved === null) return [];
       const restore = await pendingRestore();
-      if (restore === null) return [];
-      await runner('zpool', ['set', `bootfs=${restore}`, pool]);
-      await runner('zfs', ['inherit', ONESHOT_RESTORE_PROP, pool]);
-      return [`one-shot boot done; bootfs is ${restore} again`];
+      if (restore !== null) await runner('zpool', ['set', `bootfs=${restore}`, pool]);
+      await clearOneShot();
+      return restore === null ? [`a one-shot boot was replaced by a new default before it happened; bootfs stays`] : [`one-shot boot done; bootfs is ${restore} again`];
     },
   };
   return loader;

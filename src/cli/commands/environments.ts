@@ -1,7 +1,9 @@
 /** The environment verbs: init, list, create, activate, destroy, rename, mount, umount. */
 import type { Command } from 'commander';
 import type { EnvironmentInfo } from '../../backends/types.js';
+import type { Context } from '../../context.js';
 import * as lifecycle from '../../environments/lifecycle.js';
+import { pruneEnvironments } from '../../environments/prune.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -17,6 +19,31 @@ export function environmentJson(e: EnvironmentInfo) {
     spaceUnique: e.spaceUnique,
     mounted: e.mounted,
   };
+}
+
+/** What `prune --dry-run` would destroy, and the space that frees (null: the filesystem cannot say). */
+export interface Prunable {
+  names: string[];
+  bytes: number | null;
+}
+
+export async function prunable(ctx: Context): Promise<Prunable> {
+  try {
+    const { plan } = await pruneEnvironments(ctx, { dryRun: true });
+    const names = plan.destroy.map((d) => d.name);
+    const bytes = plan.destroy.reduce<number | null>((sum, d) => (sum === null || d.spaceUnique === null ? null : sum + d.spaceUnique), 0);
+    return { names, bytes };
+  } catch {
+    // The listing matters more than the estimate: a plan that cannot be made frees an unknown amount.
+    return { names: [], bytes: null };
+  }
+}
+
+export function prunableLine(p: Prunable): string {
+  if (p.names.length === 0 && p.bytes !== null) return 'prune would free nothing\n';
+  const amount = p.bytes === null ? 'an unknown amount' : formatBytes(p.bytes);
+  const what = p.names.length === 0 ? '' : ` (destroying ${p.names.length} environment${p.names.length === 1 ? '' : 's'}: ${p.names.join(', ')})`;
+  return `prune would free ${amount}${what}\n`;
 }
 
 function flags(e: EnvironmentInfo): string {
@@ -42,12 +69,17 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('list')
     .alias('ls')
     .description('list environments')
-    .addHelpText('after', '\nFlags: N = running now, R = default at next boot.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted')
+    .addHelpText(
+      'after',
+      '\nFlags: N = running now, R = default at next boot. The last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, prune',
+    )
     .action(async () =>
       withContext(globals(), async (ctx) => {
         const envs = await lifecycle.listEnvironments(ctx);
+        const prune = envs.length === 0 ? { names: [], bytes: 0 } : await prunable(ctx);
         if (globals().json) {
-          printJson(envs.map(environmentJson));
+          // An array, as scripts expect; each environment says whether prune would destroy it.
+          printJson(envs.map((e) => ({ ...environmentJson(e), prune: prune.names.includes(e.name) })));
           return;
         }
         if (envs.length === 0) {
@@ -60,6 +92,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
             envs.map((e) => [e.name, flags(e), String(e.generation), e.mounted ?? '-', formatBytes(e.spaceUnique), e.created.toISOString().slice(0, 16).replace('T', ' ')]),
           ),
         );
+        process.stdout.write(prunableLine(prune));
       }),
     );
 

@@ -1,7 +1,7 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
-import { bootloaderFor, bootable, syncBootEntries } from '../../environments/boot-entries.js';
+import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
 import { acquireLock, isAlive } from '../../state/lock.js';
 import { recoverStaging } from '../../staging/pipeline.js';
 import type { Updater } from '../../updaters/types.js';
@@ -67,18 +67,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           const start = String((JSON.parse(op.params) as Record<string, unknown>)['_start'] ?? '');
           if (!isAlive({ pid: op.pid, start })) problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
         }
-        const loader = bootloaderFor(ctx);
-        const state = await loader.inspect();
-        if (loader.capabilities.ownsEntries) {
-          const names = new Set(bootable(envs).map((e) => e.name));
-          const entryNames = new Set(state.entries.map((e) => e.name));
-          for (const n of names) if (!entryNames.has(n)) problems.push({ kind: 'entry-missing', what: `"${n}" has no boot entry in ${loader.describe()}` });
-          for (const e of state.entries) {
-            if (!names.has(e.name)) problems.push({ kind: 'entry-orphaned', what: `boot entry ${e.ref} names "${e.name}", which does not exist` });
-            else if (e.kernelVersion === null) problems.push({ kind: 'kernel-missing', what: `boot entry ${e.ref} has no kernel` });
-          }
-        }
-        for (const w of state.warnings) problems.push({ kind: 'bootloader', what: w });
+        problems.push(...(await bootDrift(ctx)));
 
         if (opts.fix) {
           const lock = acquireLock(ctx.db, 'repairing');

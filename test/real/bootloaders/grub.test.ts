@@ -5,42 +5,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrub } from '../../../src/bootloaders/grub/index.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
-import type { BootEnvironment, Runner } from '../../../src/bootloaders/types.js';
+import { parseGrubenv } from '../../../src/bootloaders/grub/menu.js';
+import type { BootEnvironment } from '../../../src/bootloaders/types.js';
 import { isSysprimeError } from '../../../src/errors.js';
+import { run } from '../../../src/process/run.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'sysprime-grub-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
 let n = 0;
 
-/** A /boot with grub/ and a grubenv the fake tools edit, /etc/default/grub, and environment trees. */
-function setup(grubDefault = 'saved') {
+/** A /boot with grub/ and a grubenv, /etc/default/grub, and environment trees. */
+async function setup(grubDefault = 'saved') {
   const dir = join(scratch, String(n++));
   const boot = join(dir, 'boot');
   mkdirSync(join(boot, 'grub'), { recursive: true });
   mkdirSync(join(dir, 'grub.d'));
   writeFileSync(join(dir, 'grub.d', '42_sysprime'), '#!/bin/sh\n');
   writeFileSync(join(dir, 'default-grub'), `GRUB_DEFAULT=${grubDefault}\n`);
-  const vars = new Map<string, string>();
   const envFile = join(boot, 'grub', 'grubenv');
-  const save = () => writeFileSync(envFile, `# GRUB Environment Block\n${[...vars].map(([k, v]) => `${k}=${v}\n`).join('')}`);
-  save();
-  const calls: string[][] = [];
-  // Stand-ins for grub-editenv, grub-set-default and grub-reboot: a real run would write this machine's grubenv.
-  const fake: Runner = async (file, args) => {
-    calls.push([file, ...args]);
-    if (file === 'grub-editenv') {
-      const [, verb, ...rest] = args;
-      for (const a of rest) if (verb === 'set') vars.set(a.split('=')[0]!, a.slice(a.indexOf('=') + 1));
-      else vars.delete(a);
-    }
-    if (file === 'grub-set-default') vars.set('saved_entry', args.at(-1)!);
-    if (file === 'grub-reboot') vars.set('next_entry', args.at(-1)!);
-    save();
-    return { command: file, exitCode: 0, stdout: '', stderr: '' };
+  // The real grub-editenv, on a grubenv in the scratch directory (never this machine's).
+  const vars = {
+    get: (k: string) => parseGrubenv(readFileSync(envFile, 'utf8')).get(k),
+    has: (k: string) => parseGrubenv(readFileSync(envFile, 'utf8')).has(k),
+    set: (k: string, v: string) => run('grub-editenv', [envFile, 'set', `${k}=${v}`]),
   };
+  await run('grub-editenv', [envFile, 'create']);
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'BOOT_IMAGE=/ROOT/old/boot/vmlinuz-6.1 root=UUID=u\n');
-  const grub = createGrub({ bootDirectory: boot, defaultsFile: join(dir, 'default-grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, run: fake });
+  const grub = createGrub({ grubDir: join(boot, 'grub'), defaultsFile: join(dir, 'default-grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline });
   const env = (name: string, generation: number): BootEnvironment => {
     const tree = join(dir, 'trees', name);
     mkdirSync(join(tree, 'boot'), { recursive: true });
@@ -49,11 +41,11 @@ function setup(grubDefault = 'saved') {
     const root = { fs: 'btrfs' as const, uuid: 'u', subvolume: `ROOT/${name}` };
     return { name, generation, created: new Date(Date.UTC(2026, 0, generation)), rootArgs: rootArgsFor(root), cmdline: '', root, tree };
   };
-  return { grub, calls, vars, env, boot, cmdline };
+  return { grub, vars, env, boot, cmdline };
 }
 
 test('sync writes the menu, sets the default, and starts counting for a staged entry once', async () => {
-  const s = setup();
+  const s = await setup();
   await s.grub.probe();
   const first = await s.grub.sync([s.env('old', 1)], { defaultName: 'old' });
   assert.deepEqual(first.added, ['old']);
@@ -68,8 +60,7 @@ test('sync writes the menu, sets the default, and starts counting for a staged e
   assert.equal(s.vars.get('sysprime_fallback'), 'sysprime-old');
   assert.equal(s.vars.get('saved_entry'), 'sysprime-new');
   // GRUB lowered the counter at a boot; another sync must not restart it.
-  s.vars.set('boot_counter', '1');
-  writeFileSync(join(s.boot, 'grub', 'grubenv'), `# GRUB Environment Block\n${[...s.vars].map(([k, v]) => `${k}=${v}\n`).join('')}`);
+  await s.vars.set('boot_counter', '1');
   await s.grub.sync([s.env('old', 1), s.env('new', 2)], { defaultName: 'new', fallbackName: 'old', staged: { name: 'new', tries: 3 } });
   const state = await s.grub.inspect();
   assert.deepEqual(state.entries.find((e) => e.name === 'new')?.counting, { state: 'counting', left: 1, done: 2 });
@@ -80,19 +71,18 @@ test('sync writes the menu, sets the default, and starts counting for a staged e
 });
 
 test('boot complete after a fallback makes the fallback the default; after the staged one, blesses it', async () => {
-  const s = setup();
+  const s = await setup();
   await s.grub.sync([s.env('old', 1)], { defaultName: 'old' });
   await s.grub.sync([s.env('old', 1), s.env('new', 2)], { defaultName: 'new', fallbackName: 'old', staged: { name: 'new', tries: 2 } });
   // GRUB ran out of tries and booted the fallback (it writes -1).
-  s.vars.set('boot_counter', '-1');
-  writeFileSync(join(s.boot, 'grub', 'grubenv'), `# GRUB Environment Block\n${[...s.vars].map(([k, v]) => `${k}=${v}\n`).join('')}`);
+  await s.vars.set('boot_counter', '-1');
   assert.equal((await s.grub.inspect()).entries.find((e) => e.name === 'new')?.counting.state, 'bad');
   const notes = await s.grub.bootComplete!();
   assert.match(notes[0]!, /"new" failed to boot/);
   assert.equal(s.vars.get('saved_entry'), 'sysprime-old');
   assert.equal(s.vars.has('boot_counter'), false);
 
-  const t = setup();
+  const t = await setup();
   await t.grub.sync([t.env('old', 1)], { defaultName: 'old' });
   await t.grub.sync([t.env('old', 1), t.env('new', 2)], { defaultName: 'new', fallbackName: 'old', staged: { name: 'new', tries: 2 } });
   // The admin picked "old" by hand: nothing is blessed.
@@ -105,11 +95,11 @@ test('boot complete after a fallback makes the fallback the default; after the s
   assert.equal(t.vars.get('saved_entry'), 'sysprime-new');
 });
 
-test('one-shot runs grub-reboot; default refuses clearly when GRUB_DEFAULT is not saved', async () => {
-  const s = setup('0');
+test('one-shot sets next_entry as grub-reboot does; default refuses clearly when GRUB_DEFAULT is not saved', async () => {
+  const s = await setup('0');
   await s.grub.sync([s.env('a', 1), s.env('b', 2)], { defaultName: 'b' });
   await s.grub.setOneShot('a');
-  assert.deepEqual(s.calls.at(-1), ['grub-reboot', `--boot-directory=${s.boot}`, 'sysprime-a']);
+  assert.equal(s.vars.get('next_entry'), 'sysprime-a');
   assert.equal((await s.grub.inspect()).oneShotName, 'a');
   await assert.rejects(s.grub.setDefault('a'), (e: unknown) => isSysprimeError(e, 'REFUSED') && /GRUB_DEFAULT is "0"/.test((e as Error).message));
   await assert.rejects(s.grub.setOneShot('zzz'), (e: unknown) => isSysprimeError(e, 'NOT_FOUND'));

@@ -7,59 +7,34 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { KINDS } from '../../fixtures/scratch.js';
+import { KERNEL, makeBootScratch, removeKernels, replaceKernel, type BootScratch } from './boot-setup.js';
 
 for (const kind of KINDS) {
   describe(`boot entries on ${kind} with systemd-boot`, () => {
-    let s: Scratch;
-    let dir: string;
+    let b: BootScratch;
     let esp: string;
-    const sp = (...args: string[]) => sysprime(args, { config: s.config });
+    const sp = (...args: string[]) => b.sp(...args);
     const entries = () => readdirSync(join(esp, 'loader/entries')).sort();
     const kernels = () => (existsSync(join(esp, 'sysprime')) ? readdirSync(join(esp, 'sysprime')).sort() : []);
 
     before(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'sysprime-boot-'));
-      esp = join(dir, 'esp');
-      mkdirSync(join(esp, 'loader/entries'), { recursive: true });
-      writeFileSync(join(esp, 'loader/entries/admin-own.conf'), 'title Admin\nlinux /vmlinuz\n');
-      const script = join(dir, 'update.sh');
-      writeFileSync(script, '#!/bin/sh\necho 2 > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"\n');
-      chmodSync(script, 0o755);
-      s = await makeScratch(kind, `[update]\nmethod = "command"\ncommand = "${script}"\nchroot = false\n`);
-      // A kernel in the tree to adopt, as an installed system has.
-      const cfg = readFileSync(s.config, 'utf8').replace('loader = "none"', `loader = "systemd-boot"\nesp = "${esp}"`);
-      writeFileSync(s.config, cfg);
-      const tree = await sysprime(['--json', 'list'], { config: s.config });
-      assert.equal(tree.code, 0, tree.stderr);
+      b = await makeBootScratch(kind, (dir) => {
+        esp = join(dir, 'esp');
+        mkdirSync(join(esp, 'loader/entries'), { recursive: true });
+        writeFileSync(join(esp, 'loader/entries/admin-own.conf'), 'title Admin\nlinux /vmlinuz\n');
+        return `loader = "systemd-boot"\nesp = "${esp}"\n`;
+      });
     });
     after(async () => {
-      await s?.cleanup();
-      rmSync(dir, { recursive: true, force: true });
+      await b?.cleanup();
     });
 
     test('init writes an entry and copies the kernel', async () => {
-      // Put a kernel into the tree before adoption.
-      const src = s.kind === 'btrfs' ? join(s.where, '@') : null;
-      if (src) {
-        writeFileSync(join(src, 'boot/vmlinuz-6.1.0-28-amd64'), 'kernel 6.1.0-28\n');
-        writeFileSync(join(src, 'boot/initrd.img-6.1.0-28-amd64'), 'initrd 6.1.0-28\n');
-      }
-      const r = await sp('init', '--adopt', s.adopt, '--name', 'base');
+      const r = await sp('init', '--adopt', b.s.adopt, '--name', 'base');
       assert.equal(r.code, 0, r.stderr);
-      if (!src) {
-        // ZFS: the dataset is adopted first; add the kernel through a mount and sync with doctor --fix.
-        const mnt = join(dir, 'mnt');
-        assert.equal((await sp('mount', 'base', mnt)).code, 0);
-        writeFileSync(join(mnt, 'boot/vmlinuz-6.1.0-28-amd64'), 'kernel 6.1.0-28\n');
-        writeFileSync(join(mnt, 'boot/initrd.img-6.1.0-28-amd64'), 'initrd 6.1.0-28\n');
-        assert.equal((await sp('umount', 'base')).code, 0);
-        assert.equal((await sp('doctor', '--fix')).code, 0);
-      }
       assert.deepEqual(entries(), ['admin-own.conf', 'sysprime-base.conf']);
       const entry = readFileSync(join(esp, 'loader/entries/sysprime-base.conf'), 'utf8');
       assert.match(entry, /^linux \/sysprime\/base\//m);
@@ -116,6 +91,21 @@ for (const kind of KINDS) {
       const again = await sp('doctor');
       assert.equal(again.code, 0, again.stdout);
       assert.match(again.stdout, /no problems found/);
+    });
+
+    test('doctor finds a kernel missing on the ESP and an environment that lost its kernel', async () => {
+      rmSync(join(esp, 'sysprime/base'), { recursive: true });
+      await b.inTree('gen-1', removeKernels);
+      const r = await sp('--json', 'doctor');
+      assert.equal(r.code, 1, r.stderr);
+      assert.deepEqual(r.json<{ problems: { kind: string }[] }>().problems.map((p) => p.kind).sort(), ['kernel-missing', 'kernel-missing', 'no-kernel']);
+      assert.equal((await sp('doctor', '--fix')).code, 0);
+      assert.deepEqual(kernels(), ['base']);
+      assert.ok(!entries().some((e) => e.startsWith('sysprime-gen-1')), 'no entry that cannot boot');
+      await b.inTree('gen-1', (root) => replaceKernel(root, KERNEL));
+      assert.equal((await sp('doctor', '--fix')).code, 0);
+      assert.deepEqual(kernels(), ['base', 'gen-1']);
+      assert.match((await sp('doctor')).stdout, /no problems found/);
     });
 
     test('prune keeps the newest N and the default (beyond N), and their entries; removes the rest with theirs', async () => {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { grubQuote, splitKernelArgs, menuBlocks, menuIds, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
-import { bootedFromCmdline, grubDefaultSetting } from '../../../src/bootloaders/grub/index.js';
+import { bootedFromCmdline, grubDefaultSetting, loadedFiles } from '../../../src/bootloaders/grub/index.js';
 import { computeEntries } from '../../../src/bootloaders/entries.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
 import type { BootEnvironment, KernelPair, RootLocation } from '../../../src/bootloaders/types.js';
@@ -98,4 +98,15 @@ test('grubenv, /etc/default/grub and BOOT_IMAGE are read', () => {
   assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4/boot/vmlinuz-6.1 root=UUID=x'), 'gen-4');
   assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4@/boot/vmlinuz-6.1 root=ZFS=p/ROOT/gen-4'), 'gen-4');
   assert.equal(bootedFromCmdline('root=/dev/sda1'), null);
+});
+
+test('the files a menu entry loads are found as paths inside the environment', () => {
+  const block = [
+    "menuentry 'a' --id sysprime-a {",
+    '\tlinux /ROOT/a/boot/vmlinuz-6.1 root=UUID=u',
+    "\tinitrd '/ROOT/a@/boot/initrd.img-6.1'",
+    '}',
+  ].join('\n');
+  assert.deepEqual(loadedFiles(block), ['/boot/vmlinuz-6.1', '/boot/initrd.img-6.1']);
+  assert.deepEqual(loadedFiles("menuentry 'x' --id sysprime-x {\n}"), []);
 });
