@@ -168,6 +168,17 @@ export interface Bootloader {
   bootStarted?(): Promise<string[]>;
   /** Called once the boot is known good, when present: bless the booted entry. */
   bootComplete?(): Promise<string[]>;
+  /** Where the bootloader copies kernels to the ESP: its free space and what each environment holds there. */
+  espUsage?(): Promise<EspUsage>;
+}
+
+export interface EspUsage {
+  /** Bytes free on the ESP for kernels (less what the entries and the filesystem keep). */
+  free: number;
+  /** Bytes one more environment's kernel and initramfs take: the largest set there now. */
+  need: number;
+  /** Bytes of each environment's own kernel files on the ESP. */
+  perEnvironment: Map<string, number>;
 }
 
 /** The process runner, injectable so tests can see which commands would run. */

@@ -8,7 +8,7 @@
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
-import type { BootEntry } from '../types.js';
+import type { BootEntry, EspUsage } from '../types.js';
 import { copyDurable, freeBytes, fsyncPath, removeStaleTemps, sameContent } from '../durable.js';
 
 export const KERNEL_DIR = 'sysprime';
@@ -98,4 +98,22 @@ export function pruneKernels(esp: string, plan: KernelPlan): string[] {
   }
   fsyncPath(base);
   return removed;
+}
+
+/** Free space on the ESP and the bytes of each environment's kernel directory (for retention). */
+export function espUsage(esp: string, free: (path: string) => number = freeBytes): EspUsage {
+  const base = join(esp, KERNEL_DIR);
+  const perEnvironment = new Map<string, number>();
+  let names: string[] = [];
+  try {
+    names = readdirSync(base);
+  } catch (err) {
+    if (errnoOf(err) !== 'ENOENT') throw err;
+  }
+  for (const name of names) {
+    let bytes = 0;
+    for (const f of readdirSync(join(base, name), { withFileTypes: true })) if (f.isFile()) bytes += statSync(join(base, name, f.name)).size;
+    perEnvironment.set(name, bytes);
+  }
+  return { free: Math.max(0, free(esp) - SPARE_BYTES), need: Math.max(0, ...perEnvironment.values()), perEnvironment };
 }

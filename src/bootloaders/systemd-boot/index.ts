@@ -36,7 +36,7 @@ import {
 } from '../bls.js';
 import { fsyncPath, removeStaleTemps, renameInto, replaceFile, writeTemp } from '../durable.js';
 import { EFIVARS_DIR, readLoaderVariable } from '../efivars.js';
-import { checkSpace, copyKernels, planKernelCopies, pruneKernels } from './esp-kernels.js';
+import { checkSpace, copyKernels, espUsage, planKernelCopies, pruneKernels } from './esp-kernels.js';
 
 export interface SystemdBootOptions {
   esp: string;
@@ -205,6 +205,8 @@ export function createSystemdBoot(opts: SystemdBootOptions): Bootloader {
     capabilities: { oneShot: true, counting: true, ownsEntries: true },
 
     describe: () => `systemd-boot on ${esp}`,
+
+    espUsage: async () => espUsage(esp),
 
     async probe() {
       let isDir = false;

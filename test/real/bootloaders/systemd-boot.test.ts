@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSy
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSystemdBoot } from '../../../src/bootloaders/systemd-boot/index.js';
+import { espUsage, SPARE_BYTES } from '../../../src/bootloaders/systemd-boot/esp-kernels.js';
 import { parseBlsEntry, parseEntryFileName, rootArgsFor } from '../../../src/bootloaders/bls.js';
 import { encodeEfiString, LOADER_GUID } from '../../../src/bootloaders/efivars.js';
 import type { BootEnvironment, Runner } from '../../../src/bootloaders/types.js';
@@ -244,4 +245,20 @@ test('temporaries a killed run left behind are never entries and are cleaned by 
   assert.deepEqual((await loader.inspect()).entries.map((e) => e.ref), ['sysprime-a.conf']);
   await loader.sync([env(trees, 'a', 1)], { defaultName: 'a' });
   assert.deepEqual(entryFiles(esp), ['sysprime-a.conf']);
+});
+
+test('espUsage: the free space less the spare, each environment\'s kernel files, and the largest set as what one more needs', async () => {
+  const esp = join(scratch, 'esp-usage');
+  mkdirSync(join(esp, 'sysprime', 'old'), { recursive: true });
+  mkdirSync(join(esp, 'sysprime', 'new'), { recursive: true });
+  writeFileSync(join(esp, 'sysprime', 'old', 'vmlinuz-1'), Buffer.alloc(1000));
+  writeFileSync(join(esp, 'sysprime', 'old', 'initrd.img-1'), Buffer.alloc(500));
+  writeFileSync(join(esp, 'sysprime', 'new', 'vmlinuz-2'), Buffer.alloc(3000));
+  const usage = espUsage(esp, () => 10_000_000);
+  assert.deepEqual([...usage.perEnvironment].sort(), [['new', 3000], ['old', 1500]]);
+  assert.equal(usage.need, 3000);
+  assert.equal(usage.free, 10_000_000 - SPARE_BYTES);
+  const loader = createSystemdBoot({ esp });
+  assert.deepEqual((await loader.espUsage!()).perEnvironment.get('old'), 1500);
+  assert.deepEqual(espUsage(join(scratch, 'no-esp-kernels'), () => 0), { free: 0, need: 0, perEnvironment: new Map() });
 });
