@@ -19,7 +19,7 @@ import { ATTR, decide, defaultRules, enter, rootContext, shouldDescend, splitCom
 import { TreePool } from './tree-pool.js';
 import { toFsPath, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from './types.js';
 import {
-  NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID,
+  INCOMPLETE, NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID,
   WalkSink, splitPaths, toUnitContext, typeOf, type WalkResult, type WalkUnit,
 } from './walk.js';
 
@@ -52,6 +52,8 @@ export interface CreateResult {
   /** Files hashed, and files whose digest came from the previous manifest. */
   hashed: number;
   reused: number;
+  /** Entries that could not be read completely (digest, link target, ACL or xattrs): a saved index marks them. */
+  incomplete: Set<ManifestEntry>;
 }
 
 /** Hash batches: enough work per message to hide its cost. */
@@ -63,7 +65,7 @@ const ACL_BATCH = 40_000;
 const SPLIT_LEVELS = 2;
 
 /** The root as a byte string without a trailing slash ('' for '/'). */
-function rootPrefix(root: string): string {
+export function rootPrefix(root: string): string {
   let st: Stats;
   const abs = resolve(root);
   try {
@@ -96,6 +98,9 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
   const entries: ManifestEntry[] = [];
   const wantAcl: ManifestEntry[] = [];
   const wantXattr: ManifestEntry[] = [];
+  const incomplete = new Set<ManifestEntry>();
+  let aclFailed = false;
+  let xattrFailed = false;
   const aclRuns: Promise<Map<string, string>>[] = [];
   let aclSent = 0;
   let hashed = 0;
@@ -116,7 +121,10 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
         for (let i = 0; i < files.length; i++) {
           const d = digests[i];
           if (d !== null && d !== undefined) files[i]!.contents = d;
-          else warn(`${prefix + files[i]!.path}: ${errors[i] ?? 'cannot be read'}`);
+          else {
+            incomplete.add(files[i]!);
+            warn(`${prefix + files[i]!.path}: ${errors[i] ?? 'cannot be read'}`);
+          }
         }
       },
     );
@@ -126,7 +134,7 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
     while (wantAcl.length - aclSent >= (all ? 1 : ACL_BATCH)) {
       const paths = wantAcl.slice(aclSent, aclSent + ACL_BATCH).map((e) => prefix + e.path);
       aclSent += paths.length;
-      aclRuns.push(readAcls(paths).catch((err: Error) => (warn(`ACLs not collected: ${err.message}`), new Map<string, string>())));
+      aclRuns.push(readAcls(paths).catch((err: Error) => ((aclFailed = true), warn(`ACLs not collected: ${err.message}`), new Map<string, string>())));
     }
   };
 
@@ -179,6 +187,7 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
       else if (type === 'B' || type === 'C') e.devnode = nums[o + N_RDEV]!;
       if (flags & ATTR.acl && type !== 'L' && withAcl) wantAcl.push(e);
       if (flags & ATTR.xattr) wantXattr.push(e);
+      if (flags & INCOMPLETE) incomplete.add(e);
       entries.push(e);
     }
     for (const u of r.more) walkUnit(u);
@@ -188,7 +197,7 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
       sendAcls(true);
       if (wantXattr.length > 0) {
         xattrRun = readXattrs(wantXattr.map((e) => prefix + e.path), alg).catch(
-          (err: Error) => (warn(`extended attributes not collected: ${err.message}`), new Map<string, Record<string, string>>()),
+          (err: Error) => ((xattrFailed = true), warn(`extended attributes not collected: ${err.message}`), new Map<string, Record<string, string>>()),
         );
       }
     } else sendAcls(false);
@@ -233,6 +242,8 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
       }
     }
   }
+  if (aclFailed) for (const e of wantAcl) incomplete.add(e);
+  if (xattrFailed) for (const e of wantXattr) incomplete.add(e);
   if (xattrs !== undefined) {
     for (const e of wantXattr) {
       const x = xattrs.get(prefix + e.path);
@@ -244,7 +255,7 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
   const unique = entries.filter((e, i) => i === 0 || e.path !== entries[i - 1]!.path);
   const header = makeHeader(alg, prefix === '' ? '/' : prefix);
   if (wantXattr.length > 0) header.xattrs = true;
-  return { manifest: { header, entries: unique }, status: warnings.length > 0 ? 1 : 0, warnings, hashed, reused };
+  return { manifest: { header, entries: unique }, status: warnings.length > 0 ? 1 : 0, warnings, hashed, reused, incomplete };
 }
 
 /** Record a walk's starting point and queue it as the first unit of its walk. */

@@ -88,9 +88,33 @@ export function formatEntry(e: ManifestEntry): string {
  * garbage the size of the manifest several times over.
  */
 export function formatManifest(m: Manifest): string {
-  const out = new TextBuffer(64 + m.entries.length * 120);
-  out.text(formatHeader(m.header));
-  for (const e of m.entries) {
+  return formatManifestBytes(m).toString('latin1');
+}
+
+/**
+ * The same text as bytes; with `lineStarts`, the byte offset of each
+ * entry's line is written into it (one slot per entry, `stride` apart, at
+ * `offset`): what a saved index records.
+ */
+export function formatManifestBytes(m: Manifest, lineStarts?: Float64Array, stride = 1, offset = 0): Buffer {
+  return formatLines(m.entries.length, (i) => m.entries[i]!, formatHeader(m.header), lineStarts, stride, offset);
+}
+
+/**
+ * Lines of `count` entries after `head`, with their offsets as
+ * formatManifestBytes records them. `entryAt` may fill and return the same
+ * object every time: each entry is written before the next is asked for.
+ */
+export function formatLines(count: number, entryAt: (i: number) => ManifestEntry, head = '', lineStarts?: Float64Array, stride = 1, offset = 0): Buffer {
+  const out = new TextBuffer(64 + head.length + count * 120);
+  out.text(head);
+  let slot = offset;
+  for (let i = 0; i < count; i++) {
+    const e = entryAt(i);
+    if (lineStarts !== undefined) {
+      lineStarts[slot] = out.length;
+      slot += stride;
+    }
     out.text(encodeName(e.path));
     out.byte(0x20);
     out.text(e.type);
@@ -115,7 +139,7 @@ export function formatManifest(m: Manifest): string {
     if (e.xattrs !== undefined) out.text(formatXattrs(e.xattrs));
     out.byte(0x0a);
   }
-  return out.toString();
+  return out.bytes();
 }
 
 /** Bytes of latin1 text appended at the end of a buffer that doubles when full. */
@@ -162,8 +186,12 @@ class TextBuffer {
     this.pos += digits;
   }
 
-  toString(): string {
-    return this.buf.toString('latin1', 0, this.pos);
+  get length(): number {
+    return this.pos;
+  }
+
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.pos);
   }
 }
 

@@ -21,6 +21,15 @@ export function hex64(v: bigint): string {
   return v.toString(16).padStart(16, '0');
 }
 
+/** xxh64 of any amount of bytes, fed in CHUNK pieces (one call on a large buffer would grow the WASM memory). */
+export function xxh64Hex(data: Uint8Array): string {
+  if (xx === undefined) throw new Error('loadHashers() must run before hashing with xxh64');
+  if (data.length <= CHUNK) return hex64(xx.h64Raw(data));
+  const h = xx.create64();
+  for (let i = 0; i < data.length; i += CHUNK) h.update(data.subarray(i, Math.min(data.length, i + CHUNK)));
+  return hex64(h.digest());
+}
+
 /** Digest of a byte buffer (used for long xattr values). */
 export function hashBytes(alg: HashAlgorithm, data: Uint8Array): string {
   if (alg === 'xxh64') {

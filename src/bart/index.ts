@@ -21,4 +21,5 @@ export { applyIndex, parseEntryLine, parseManifest } from './parse.js';
 export { ALL, ATTR, DEFAULT_FLAGS, KEYWORDS, applyIgnoreList, defaultRules, parseRules, ruleFor, type Rule, type Rules } from './rules.js';
 export { compareManifests, differencesToJson, entryDifferences, formatProgrammatic, formatVerbose, type CompareOptions } from './compare.js';
 export { createManifest, type CreateOptions, type CreateResult } from './create.js';
+export { createManifestText, type CreateTextOptions, type CreateTextResult } from './saved.js';
 export { hashBytes, hashFile, loadHashers } from './hash.js';

@@ -6,6 +6,7 @@
 import { SysprimeError } from '../errors.js';
 import { decodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
+import { INDEX2_MAGIC, RECORD, R_CTIME_MS, R_DEV, R_INO, R_MTIME_MS, R_STATE, STATE_NO_STAT, isIndex2 } from './index-file.js';
 import type { EntryType, HashAlgorithm, Manifest, ManifestEntry, ManifestHeader } from './types.js';
 
 const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C']);
@@ -119,6 +120,7 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
 
 /** Attach a side index written by formatIndex() to the manifest it was written with. */
 export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'): Manifest {
+  if (typeof input !== 'string' && isIndex2(input)) return applyIndex2(m, input, source);
   const text = typeof input === 'string' ? input : input.toString('latin1');
   const lines = text.split('\n');
   const head = lines[0] ?? '';
@@ -140,6 +142,22 @@ export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'
       fail(source, i + 2, `malformed index line '${l}'`);
     }
     m.entries[i]!.stat = { dev, ino, mtimeMs: mt, ctimeMs: ct };
+  }
+  return m;
+}
+
+/** The stat numbers of a version 2 index (index-file.ts) onto the manifest's entries. */
+function applyIndex2(m: Manifest, data: Buffer, source: string): Manifest {
+  const nl = data.indexOf(0x0a);
+  const count = Number(data.toString('latin1', INDEX2_MAGIC.length, nl < 0 ? INDEX2_MAGIC.length + 40 : nl).trim().split(' ')[0]);
+  if (nl < 0 || (nl + 1) % 8 !== 0 || !Number.isSafeInteger(count)) fail(source, 1, 'malformed first line');
+  if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
+  if (data.length !== nl + 1 + count * RECORD * 8) fail(source, 1, `index of ${count} entries cannot be ${data.length} bytes long (truncated?)`);
+  const r = new Float64Array(new Uint8Array(data.buffer, data.byteOffset + nl + 1, count * RECORD * 8).slice().buffer);
+  for (let i = 0; i < count; i++) {
+    const o = i * RECORD;
+    if (r[o + R_STATE] === STATE_NO_STAT) continue;
+    m.entries[i]!.stat = { dev: r[o + R_DEV]!, ino: r[o + R_INO]!, mtimeMs: r[o + R_MTIME_MS]!, ctimeMs: r[o + R_CTIME_MS]! };
   }
   return m;
 }

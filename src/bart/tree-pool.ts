@@ -39,10 +39,12 @@ export class TreePool {
   private failure: Error | undefined;
 
   /** `onStarve` is called when a worker is free and nothing is queued: time to send a partial batch. */
-  constructor(alg: HashAlgorithm, threads: number, rules: Rules, prefix: string, private readonly onStarve: () => void = () => {}) {
+  constructor(alg: HashAlgorithm, threads: number, rules: Rules, prefix: string, private readonly onStarve: () => void = () => {}, hashOnly = false) {
     const workerData: TreeWorkerData = { alg, rules, prefix };
+    // Hashing makes little garbage: a pool that only hashes keeps node's default young generation (and its memory).
+    const resourceLimits = hashOnly ? {} : { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB };
     for (let i = 0; i < Math.max(1, threads); i++) {
-      const worker = new Worker(new URL('./tree-worker.js', import.meta.url), { workerData, resourceLimits: { maxYoungGenerationSizeMb: YOUNG_GENERATION_MB } });
+      const worker = new Worker(new URL('./tree-worker.js', import.meta.url), { workerData, resourceLimits });
       const slot: Slot = { worker, inFlight: 0 };
       worker.on('message', (reply: TreeReply) => {
         slot.inFlight--;

@@ -25,6 +25,8 @@ export const N_INO = 6;
 export const N_CTIME_MS = 7;
 export const N_RDEV = 8;
 export const N_FLAGS = 9;
+/** A bit of N_FLAGS above the rule flags: the entry could not be read completely (its link target). */
+export const INCOMPLETE = 1 << 20;
 
 /** A WalkContext with rules named by their index, so it can be posted to a worker. */
 export interface UnitContext {
@@ -125,6 +127,7 @@ export class WalkSink {
       try {
         this.dests.push(readlinkSync(toFsPath(this.prefix + path), { encoding: 'latin1' }));
       } catch (err) {
+        n[o + N_FLAGS] = flags | INCOMPLETE;
         this.dests.push('-');
         this.warnings.push(`${this.prefix + path}: ${(err as Error).message}`);
       }

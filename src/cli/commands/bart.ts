@@ -6,11 +6,10 @@
 import type { Command } from 'commander';
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { SysprimeError } from '../../errors.js';
-import { applyIndex, parseManifest } from '../../bart/parse.js';
-import { formatIndex, formatManifest } from '../../bart/format.js';
+import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
 import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
-import { createManifest } from '../../bart/create.js';
+import { createManifestText } from '../../bart/saved.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, type Manifest } from '../../bart/types.js';
 import { applyGlobals, reportError, type GlobalOptions } from '../runner.js';
 
@@ -48,20 +47,11 @@ function loadRules(file: string | undefined, initialFlags = DEFAULT_FLAGS): Rule
   return parseRules(readInput(file, 'rules file').toString('latin1'), file === '-' ? '(stdin)' : file, initialFlags);
 }
 
-function loadManifest(file: string, withIndex = false): Manifest {
-  const m = parseManifest(readInput(file, 'manifest'), file);
-  if (withIndex) {
-    try {
-      applyIndex(m, readFileSync(`${file}.idx`), `${file}.idx`);
-    } catch (err) {
-      if (err instanceof SysprimeError) throw err;
-      // No side index: the previous manifest cannot vouch for any file, everything is hashed.
-    }
-  }
-  return m;
+function loadManifest(file: string): Manifest {
+  return parseManifest(readInput(file, 'manifest'), file);
 }
 
-function writeOut(file: string | undefined, text: string): void {
+function writeOut(file: string | undefined, text: string | Buffer): void {
   if (file === undefined || file === '-') {
     process.stdout.write(text);
     return;
@@ -89,18 +79,19 @@ async function runCreate(flags: CreateFlags): Promise<number> {
   let files: string[] | undefined;
   if (Array.isArray(flags.input) && flags.input.length > 0) files = flags.input.map(asBytes);
   else if (flags.input !== undefined) files = readFileSync(0).toString('latin1').split('\n').filter((l) => l !== '');
-  const result = await createManifest({
+  const result = await createManifestText({
     ...(flags.root === undefined ? {} : { root: flags.root }),
     ...(flags.rules === undefined ? {} : { rules: loadRules(flags.rules)! }),
     ...(files === undefined ? {} : { files }),
-    ...(flags.previous === undefined ? {} : { previous: loadManifest(flags.previous, true) }),
+    ...(flags.previous === undefined ? {} : { previousFile: flags.previous }),
+    index: flags.index === true,
     hash: flags.hash as HashAlgorithm,
     noContents: !flags.contents,
     acl: flags.acl,
     onWarning: (msg) => process.stderr.write(`${msg}\n`),
   });
-  writeOut(flags.output, formatManifest(result.manifest));
-  if (flags.index) writeOut(`${flags.output}.idx`, formatIndex(result.manifest));
+  writeOut(flags.output, result.text);
+  if (flags.index) writeOut(`${flags.output}.idx`, result.index!);
   return result.status;
 }
 

@@ -126,7 +126,7 @@ test('the CLI: create to a file, compare, exit statuses', async () => {
   const m1 = join(dir, 'm1');
   const m2 = join(dir, 'm2');
   assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', m1, '--index'])).exitCode, 0);
-  assert.ok(readFileSync(`${m1}.idx`, 'utf8').startsWith('# sysprime bart index 1'));
+  assert.ok(readFileSync(`${m1}.idx`, 'utf8').startsWith('# sysprime bart index 2'));
   writeFileSync(join(tree, 'etc', 'ssh', 'sshd_config'), 'PermitRootLogin yes\n');
   await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', m2, '--previous', m1]);
   const same = await run(process.execPath, [CLI, 'bart', 'compare', m1, m1], { allowFailure: true });
