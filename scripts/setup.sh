@@ -15,6 +15,7 @@ PACKAGES=(
   lintian binutils # checking the Debian package
   chromium      # the drift page test renders it in a real browser
   zsh bash-completion # the completion scripts are tested in both shells
+  faketime      # clock jumps in the fault tests (libfaketime moves the test process's clock)
   grub-common   # grub-editenv: the GRUB bootloader writes grubenv with it (tests use a scratch directory)
   mmdebstrap    # a minimal Debian tree for the apt updater's tests and the VM suite's guest
   # The VM suite (vm-tests/): a Debian guest booted with UEFI under qemu, its disk made on the host.

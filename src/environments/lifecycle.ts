@@ -8,6 +8,9 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
+import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
+import { log } from '../log.js';
+import { recoverPrune } from './prune.js';
 
 export function recordEvent(ctx: Context, environment: string, event: string, detail: Record<string, unknown> = {}): void {
   ctx.db
@@ -77,6 +80,7 @@ async function refuseExisting(ctx: Context, name: string): Promise<void> {
 }
 
 export async function createEnvironment(ctx: Context, name: string, from?: string): Promise<EnvironmentInfo> {
+  await recoverFirst(ctx);
   checkName(name);
   const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
@@ -86,17 +90,75 @@ export async function createEnvironment(ctx: Context, name: string, from?: strin
   return findEnvironment(ctx, name);
 }
 
+interface ActivateParams extends Json {
+  name: string;
+  /** The filesystem default before; null when there was none. */
+  previous: string | null;
+}
+
+/**
+ * `activate` writes two things that must agree: the filesystem's default
+ * (ZFS bootfs, the Btrfs default subvolume) and the boot entries' default.
+ * Journaled, so a crash between the two is found by the next `activate`
+ * (or `doctor`) and undone: the old default is set again and the entries
+ * are written to match it. The undo of the first step writes both, so the
+ * second step needs none, and any prefix of the steps undoes to the old state.
+ */
+export const ACTIVATE: OperationSpec<Context> = {
+  kind: 'activate',
+  steps: [
+    {
+      name: 'filesystem-default',
+      title: 'make it the filesystem default',
+      async run(ctx, p) {
+        await ctx.backend.setDefault((p as ActivateParams).name);
+      },
+      async undo(ctx, p) {
+        const { name, previous } = p as ActivateParams;
+        const envs = await ctx.backend.listEnvironments();
+        const def = envs.find((e) => e.isDefault);
+        if (previous !== null && def?.name === name && envs.some((e) => e.name === previous)) await ctx.backend.setDefault(previous);
+        await syncBootEntries(ctx);
+      },
+    },
+    {
+      name: 'boot-default',
+      title: 'make its boot entry the default',
+      async run(ctx) {
+        await syncBootEntries(ctx);
+      },
+      // Undone by the first step's undo, which writes the entries again.
+    },
+  ],
+};
+
+/**
+ * Undo environment verbs a dead process left half-done (`activate`,
+ * `prune`). The verbs that change environments or entries call it first,
+ * so the next one after a crash repairs it without help.
+ */
+export async function recoverEnvironmentVerbs(ctx: Context): Promise<string[]> {
+  return [...(await recoverOperations(ctx.db, ACTIVATE, ctx)), ...(await recoverPrune(ctx))];
+}
+
+async function recoverFirst(ctx: Context): Promise<void> {
+  for (const line of await recoverEnvironmentVerbs(ctx)) log.warn(`recovered: ${line}`);
+}
+
 export async function activateEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
-  await ctx.backend.setDefault(name);
-  await syncBootEntries(ctx);
+  const previous = (await ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name ?? null;
+  const params: ActivateParams = { name, previous };
+  await runOperation(ctx.db, ACTIVATE, ctx, params);
   recordEvent(ctx, name, 'activate', {});
   return { ...env, isDefault: true };
 }
 
 /** Boot an environment at the next boot only; the default stays. */
 export async function activateOnce(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
   const loader = bootloaderFor(ctx);
@@ -120,6 +182,7 @@ function refuseUnfinished(env: EnvironmentInfo): void {
 }
 
 export async function destroyEnvironment(ctx: Context, name: string): Promise<void> {
+  await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   if (env.booted) {
     throw new SysprimeError('REFUSED', `"${name}" is the running environment and cannot be destroyed`, {
@@ -142,6 +205,7 @@ export async function destroyEnvironment(ctx: Context, name: string): Promise<vo
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
+  await recoverFirst(ctx);
   checkName(to);
   const env = await findEnvironment(ctx, from);
   if (env.booted) {

@@ -1,11 +1,16 @@
 /**
- * Retention: destroy what the planner (src/retention/plan.ts) lists, then
- * write the boot entries once. The caller holds the lock.
+ * Retention: destroy what the planner (src/retention/plan.ts) lists, with
+ * the boot entries written first, as a journaled operation: a crash between
+ * the entries and the destruction, or between two destructions, is undone
+ * at the next run by writing the entries again for the environments that
+ * are still there (and finishing a half-destroyed one: backend.recover()).
+ * The caller holds the lock.
  */
 import type { Context } from '../context.js';
 import { planPrune, type PrunePlan } from '../retention/plan.js';
 import { bootloaderFor, bootable, syncBootEntries } from './boot-entries.js';
 import { recordEvent } from './lifecycle.js';
+import { faultPoint, recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 
 export interface PruneResult {
@@ -14,35 +19,94 @@ export interface PruneResult {
   failed: { name: string; error: string }[];
 }
 
+interface PruneParams extends Json {
+  destroy: { name: string; reason: string }[];
+}
+
+/** Fault point after the n-th environment is destroyed (1-based): between two destructions. */
+export function destroyedPoint(n: number): string {
+  return `destroyed-${n}`;
+}
+
+export const PRUNE: OperationSpec<Context> = {
+  kind: 'prune',
+  steps: [
+    {
+      name: 'entries',
+      title: 'remove the boot entries of the environments that go',
+      async run(ctx, p) {
+        // Entries first, as destroy does: never an entry that cannot boot.
+        await syncBootEntries(ctx, { without: (p as PruneParams).destroy.map((d) => d.name) });
+      },
+      async undo(ctx) {
+        // Whatever is still there gets its entry back; what is gone has none.
+        await syncBootEntries(ctx);
+      },
+    },
+    {
+      name: 'destroy',
+      title: 'destroy the environments',
+      async run(ctx, p) {
+        const destroyed: string[] = [];
+        const failed: { name: string; error: string }[] = [];
+        for (const d of (p as PruneParams).destroy) {
+          try {
+            await ctx.backend.destroyEnvironment(d.name);
+            recordEvent(ctx, d.name, 'prune', { reason: d.reason });
+            destroyed.push(d.name);
+            faultPoint(PRUNE.kind, destroyedPoint(destroyed.length));
+          } catch (err) {
+            const error = err instanceof Error ? err.message : String(err);
+            log.warn(`prune: could not destroy ${d.name}: ${error}`);
+            failed.push({ name: d.name, error });
+          }
+        }
+        // The ones that stay need their entries back.
+        if (failed.length > 0) await syncBootEntries(ctx);
+        return { destroyed, failed };
+      },
+      async undo(ctx) {
+        // A destruction cut short leaves a half-destroyed dataset or subvolume under a temporary name.
+        for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
+      },
+    },
+  ],
+};
+
+/** Undo a prune a dead process left half-done. */
+export async function recoverPrune(ctx: Context): Promise<string[]> {
+  return recoverOperations(ctx.db, PRUNE, ctx);
+}
+
 export async function pruneEnvironments(ctx: Context, opts: { keep?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
+  if (!opts.dryRun) for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).
-  const envs = bootable(all);
   const space = await ctx.backend.space();
-  const oneShot = (await bootloaderFor(ctx).inspect().catch(() => null))?.oneShotName ?? null;
+  const loader = bootloaderFor(ctx);
+  const boot = await loader.inspect().catch(() => null);
+  // The bootloader's own default counts as the default too: while a ZFSBootMenu one-shot waits,
+  // bootfs names the one-shot target and the default to return to lives only in the bootloader.
+  const envs = bootable(all).map((e) => (e.name === boot?.defaultName ? { ...e, isDefault: true } : e));
+  const esp = await loader.espUsage?.().catch((err: unknown) => {
+    log.warn(`prune: the ESP's free space is unknown (${(err as Error).message}); its rule is skipped`);
+    return undefined;
+  });
   const plan = planPrune(envs, {
     keep: opts.keep ?? ctx.config.retention.keep,
     minFreePercent: ctx.config.retention.minFreePercent,
     poolFree: space.free,
     poolSize: space.size,
-    oneShot,
+    oneShot: boot?.oneShotName ?? null,
+    ...(esp === undefined ? {} : { esp }),
   });
   const result: PruneResult = { plan, destroyed: [], failed: [] };
   if (opts.dryRun || plan.destroy.length === 0) return result;
-  // Entries first, as destroy does: never an entry that cannot boot.
-  const going = plan.destroy.map((d) => d.name);
-  await syncBootEntries(ctx, { without: going });
-  for (const d of plan.destroy) {
-    try {
-      await ctx.backend.destroyEnvironment(d.name);
-      recordEvent(ctx, d.name, 'prune', { reason: d.reason });
-      result.destroyed.push(d.name);
-    } catch (err) {
-      const error = err instanceof Error ? err.message : String(err);
-      log.warn(`prune: could not destroy ${d.name}: ${error}`);
-      result.failed.push({ name: d.name, error });
-    }
+  const params: PruneParams = { destroy: plan.destroy.map((d) => ({ name: d.name, reason: d.reason })) };
+  const done = await runOperation(ctx.db, PRUNE, ctx, params);
+  if (done.completed) {
+    result.destroyed = done.data['destroyed'] as string[];
+    result.failed = done.data['failed'] as PruneResult['failed'];
   }
-  if (result.failed.length > 0) await syncBootEntries(ctx);
   return result;
 }

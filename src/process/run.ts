@@ -1,14 +1,16 @@
 /**
  * The one place sysprime starts other programs. Argument arrays only, never a
  * shell; every command is logged at debug level; failures become typed errors
- * that carry the command line and its stderr for `-v`.
+ * that carry the command line and its stderr for `-v`. Each command leads a
+ * process group of its own, and a timeout stops the whole group (groups.ts).
  */
 import { execa, type Options as ExecaOptions } from 'execa';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
+import { groupAlive, stopGroup, trackGroup, untrackGroup } from './groups.js';
 
 export interface RunOptions {
-  /** Milliseconds before the command is killed (SIGTERM, then SIGKILL). */
+  /** Milliseconds before the command and everything it started are stopped (SIGTERM, then SIGKILL). */
   timeout?: number;
   input?: string | Buffer;
   cwd?: string;
@@ -33,6 +35,14 @@ export interface RunResult {
 }
 
 export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+/** How long the group gets between SIGTERM and SIGKILL. */
+const KILL_GRACE_MS = 5000;
+/**
+ * After the command itself has exited, how long what it left behind may keep
+ * its output open before it is stopped (else sysprime would wait for the pipe
+ * until the timeout).
+ */
+const LINGER_MS = 1000;
 
 export function quoteForDisplay(file: string, args: readonly string[]): string {
   return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
@@ -41,11 +51,11 @@ export function quoteForDisplay(file: string, args: readonly string[]): string {
 export async function run(file: string, args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
   const command = quoteForDisplay(file, args);
   log.debug(`run: ${command}`);
+  const timeout = opts.timeout ?? DEFAULT_TIMEOUT_MS;
   const execaOpts: ExecaOptions = {
     reject: false,
-    timeout: opts.timeout ?? DEFAULT_TIMEOUT_MS,
-    killSignal: 'SIGTERM',
-    forceKillAfterDelay: 5000,
+    // A group of its own: a timeout stops the command and its children together.
+    detached: true,
     stripFinalNewline: false,
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     ...(opts.env === undefined ? {} : { env: opts.env, extendEnv: true }),
@@ -53,7 +63,39 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     ...(opts.inherit ? { stdout: ['pipe', 2] as const, stderr: ['pipe', 'inherit'] as const } : {}),
     ...(opts.binary ? { encoding: 'buffer' as const } : {}),
   };
-  const result = await execa(file, args, execaOpts);
+  const subprocess = execa(file, args, execaOpts);
+  const group = subprocess.pid;
+  let timedOut = false;
+  let stopping: Promise<void> | undefined;
+  const timers: NodeJS.Timeout[] = [];
+  let settled = false;
+  if (group !== undefined) {
+    trackGroup(group);
+    timers.push(
+      setTimeout(() => {
+        timedOut = true;
+        stopping ??= stopGroup(group, `${file} timed out`, KILL_GRACE_MS);
+      }, timeout),
+    );
+    subprocess.once('exit', () => {
+      if (settled) return;
+      timers.push(
+        setTimeout(() => {
+          if (groupAlive(group)) stopping ??= stopGroup(group, `${file} exited, what it started still holds its output`, KILL_GRACE_MS);
+        }, LINGER_MS),
+      );
+    });
+  }
+  let result: Awaited<typeof subprocess>;
+  try {
+    result = await subprocess;
+  } finally {
+    settled = true;
+    for (const t of timers) clearTimeout(t);
+    // A timed-out group is gone before run() returns: nothing it started outlives it.
+    if (stopping) await stopping;
+    if (group !== undefined) untrackGroup(group);
+  }
   const asText = (v: unknown): string => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : '');
   const stdoutBuffer = opts.binary && result.stdout instanceof Uint8Array ? Buffer.from(result.stdout) : undefined;
   const out: RunResult = {
@@ -70,8 +112,8 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       detail: command,
     });
   }
-  if (result.timedOut) {
-    throw new SysprimeError('TIMEOUT', `${file} did not finish within ${Math.round((opts.timeout ?? DEFAULT_TIMEOUT_MS) / 1000)} s and was stopped`, {
+  if (timedOut) {
+    throw new SysprimeError('TIMEOUT', `${file} did not finish within ${Math.round(timeout / 1000)} s and was stopped, with everything it started`, {
       detail: `${command}\n${out.stderr.trim()}`,
     });
   }

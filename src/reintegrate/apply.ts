@@ -9,7 +9,10 @@
  * Returns a report of what it touched; one path that fails does not stop
  * the others (the report says which failed and why).
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { SysprimeError, isSysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import { faultPoint } from '../state/journal.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { hashBytes, loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
@@ -18,6 +21,7 @@ import { NotEmptyError, place, readObject, readObjectIn, removeEntry, moveAside,
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
 import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from './safe-fs.js';
+import { readAhead, XattrCache } from './xattr-cache.js';
 import { isAclName, type Xattrs } from './xattrs.js';
 
 export interface ApplyOptions {
@@ -29,6 +33,12 @@ export interface ApplyOptions {
   theirsRoot?: string;
   /** The new environment being written. */
   targetRoot: string;
+  /**
+   * No fsync per file written: the caller makes the target's filesystem
+   * durable (syncfs) before anything relies on it. For staging, where a
+   * crash undoes the whole environment; never for a running system.
+   */
+  deferSync?: boolean;
   now?: () => Date;
 }
 
@@ -435,6 +445,39 @@ async function applyRestore(r: Roots, a: PlanAction, item: ReportItem): Promise<
   }
 }
 
+/** Fault point after the n-th action of a plan (1-based); see state/journal.ts. */
+export function appliedPoint(n: number): string {
+  return `applied-${n}`;
+}
+
+const TEMP_NAME = /^\.sysprime-tmp-(\d+)-/;
+
+/**
+ * A run killed while it wrote a file leaves the file, maybe half-written,
+ * under its temporary name (objects.ts, tempName). The same plan touches the
+ * same directories, so looking there finds every such leftover of a dead
+ * run; a live run's are left alone. Returns the paths removed.
+ */
+export function removeLeftoverTemps(target: ConfinedRoot, plan: ReintegrationPlan): string[] {
+  const removed: string[] = [];
+  const dirs = new Set(plan.actions.map((a) => parentOf(a.path)));
+  for (const path of dirs) {
+    const dir = target.openDir(componentsOf(path));
+    if (!isHandle(dir)) continue;
+    try {
+      for (const name of readdirSync(dir.self)) {
+        const pid = Number(TEMP_NAME.exec(name)?.[1] ?? NaN);
+        if (Number.isNaN(pid) || pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+        if (removeEntry(dir, name) === 'removed') removed.push(`${path === '/' ? '' : path}/${name}`);
+      }
+    } finally {
+      dir.close();
+    }
+  }
+  if (removed.length > 0) log.info(`removed ${removed.length} temporary file(s) an interrupted reintegration left: ${removed.join(', ')}`);
+  return removed;
+}
+
 function isDeletion(a: PlanAction): boolean {
   return a.action === 'delete' || (a.action === 'restore' && a.theirs === undefined);
 }
@@ -445,7 +488,7 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
   if (plan.hash === 'xxh64') await loadHashers();
   const opened: ConfinedRoot[] = [];
   const open = (p: string) => {
-    const c = ConfinedRoot.open(p);
+    const c = ConfinedRoot.open(p, { xattrs: new XattrCache(), deferSync: opts.deferSync === true });
     opened.push(c);
     return c;
   };
@@ -459,15 +502,31 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
       hash: plan.hash,
       links: new Map(),
     };
+    removeLeftoverTemps(r.target, plan);
+    await readAheadXattrs(r, plan);
     // Deletions deepest first, so a directory is empty when its turn comes; then the rest parents first.
     const deletions = plan.actions.filter(isDeletion).reverse();
     const rest = plan.actions.filter((a) => !isDeletion(a));
-    for (const a of [...deletions, ...rest]) items.push(await applyOne(r, a));
+    for (const a of [...deletions, ...rest]) {
+      items.push(await applyOne(r, a));
+      faultPoint('reintegrate', appliedPoint(items.length));
+    }
   } finally {
     for (const c of opened) c.close();
   }
   items.sort((x, y) => (x.path < y.path ? -1 : x.path > y.path ? 1 : 0));
   return { version: 1, startedAt, finishedAt: now().toISOString(), targetRoot: opts.targetRoot, items, counts: countOutcomes(items) };
+}
+
+/** What each action reads, its extended attributes read ahead in a few processes instead of one or more per path. */
+async function readAheadXattrs(r: Roots, plan: ReintegrationPlan): Promise<void> {
+  const written = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip').map((a) => a.path);
+  const merged = plan.actions.filter((a) => a.action === 'merge' || a.action === 'conflict' || a.action === 'restore').map((a) => a.path);
+  await readAhead(r.ours, written);
+  await readAhead(r.target, written);
+  // The update's attributes decide what a copy keeps of them (theirsObject).
+  if (r.theirs !== undefined) await readAhead(r.theirs, written);
+  await readAhead(r.base, merged);
 }
 
 async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {

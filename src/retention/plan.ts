@@ -5,8 +5,8 @@
  *
  * Rules, in order:
  * 1. The booted, default and one-shot environments are never destroyed.
- * 2. The `keep` newest environments (by creation time, then creation order
- *    within the pool, then generation) stay.
+ * 2. The `keep` newest environments (by creation order within the pool,
+ *    then creation time, then generation) stay.
  * 3. Older ones go.
  * 4. If the pool is below its free-space floor, environments kept by rule 2
  *    go too, oldest first, until the floor is met. That needs each one's
@@ -22,7 +22,7 @@ export interface RetentionEnvironment {
   name: string;
   generation: number;
   created: Date;
-  /** Creation order within the pool; breaks ties between equal `created` seconds. */
+  /** Creation order within the pool (ZFS createtxg, Btrfs subvolume id): what "newest" means. */
   createdOrder: number;
   booted: boolean;
   isDefault: boolean;
@@ -85,8 +85,10 @@ export interface PrunePlan {
   notes: string[];
 }
 
+// The filesystem's creation order first: the clock can jump (a machine booted with a bad RTC stamps
+// its new environments in the past), the order in which the pool made them cannot.
 function newestFirst(a: RetentionEnvironment, b: RetentionEnvironment): number {
-  return b.created.getTime() - a.created.getTime() || b.createdOrder - a.createdOrder || b.generation - a.generation || a.name.localeCompare(b.name);
+  return b.createdOrder - a.createdOrder || b.created.getTime() - a.created.getTime() || b.generation - a.generation || a.name.localeCompare(b.name);
 }
 
 const gib = (n: number): string => `${(n / 2 ** 30).toFixed(2)} GiB`;

@@ -59,9 +59,11 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   );
   const finish = ctx.db.prepare('UPDATE schedule SET last_run = ?, last_result = ?, next_run = ? WHERE job = ?');
 
+  let watch: NodeJS.Timeout | undefined;
   const stop = () => {
     if (stopping) return;
     stopping = true;
+    if (watch) clearInterval(watch);
     for (const t of tasks) void t.stop();
     void queue.then(() => resolveDone());
   };
@@ -96,6 +98,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
     log.info(`${job.name}: scheduled "${job.expression}", next at ${task.getNextRun()?.toISOString() ?? 'never'}`);
   }
 
+  watch = watchClock((jump) => {
+    if (stopping) return;
+    log.warn(`the clock jumped ${jump > 0 ? 'forward' : 'back'} by ${Math.round(Math.abs(jump) / 1000)} s: planning the schedule again from the new time`);
+    tasks.forEach((task, i) => {
+      void task.stop();
+      void task.start();
+      const job = jobs[i]!;
+      record.run({ job: job.name, expression: job.expression, next: task.getNextRun()?.toISOString() ?? null, pid: process.pid, start: pidStart });
+    });
+  });
+
   let signals = 0;
   const onSignal = (sig: NodeJS.Signals) => {
     signals++;
@@ -118,12 +131,33 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   return 0;
 }
 
+/** A jump of the wall clock against the monotonic one larger than this is a jump, not drift or a slow tick. */
+const JUMP_MS = 5000;
+
+/** Call `onJump` with the size of each jump of the wall clock (ms, negative: back). */
+function watchClock(onJump: (jump: number) => void, everyMs = 1000): NodeJS.Timeout {
+  let wall = Date.now();
+  let mono = performance.now();
+  const timer = setInterval(() => {
+    const w = Date.now();
+    const m = performance.now();
+    const jump = w - wall - (m - mono);
+    wall = w;
+    mono = m;
+    if (Math.abs(jump) > JUMP_MS) onJump(jump);
+  }, everyMs);
+  timer.unref();
+  return timer;
+}
+
+/** Sleep `ms` on the monotonic clock (a jump of the wall clock neither stretches nor cuts it). */
 function sleep(ms: number, cancelled: () => boolean): Promise<void> {
   return new Promise((resolve) => {
-    const started = Date.now();
+    const started = performance.now();
     const tick = () => {
-      if (cancelled() || Date.now() - started >= ms) resolve();
-      else setTimeout(tick, Math.min(1000, ms - (Date.now() - started)));
+      const elapsed = performance.now() - started;
+      if (cancelled() || elapsed >= ms) resolve();
+      else setTimeout(tick, Math.min(1000, ms - elapsed));
     };
     tick();
   });

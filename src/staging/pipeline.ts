@@ -11,9 +11,10 @@ import { AbortOperation, recoverOperations, runOperation, type Json, type Operat
 import { acquireLock } from '../state/lock.js';
 import { currentOf, recordEvent } from '../environments/lifecycle.js';
 import { checkName } from '../environments/names.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, isSysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
+import { statfsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { stopProcessesIn } from '../process/reap.js';
@@ -81,6 +82,50 @@ async function spaceAware<T>(s: StageContext, fn: () => Promise<T>): Promise<T> 
   }
 }
 
+/**
+ * The updaters name update.timeout themselves; a tool they ran that hit its
+ * own limit does not: say which setting bounds the whole update.
+ */
+async function timeoutAware<T>(s: StageContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (!isSysprimeError(err, 'TIMEOUT') || /update\.timeout/.test(err.message)) throw err;
+    throw new SysprimeError('TIMEOUT', `${err.message} (the whole update may take update.timeout = ${s.ctx.config.update.timeout} s)`, {
+      hint: err.hint ?? 'find what hangs in the detail (-v), or raise [update] timeout in sysprime.toml',
+      ...(err.detail ? { detail: err.detail } : {}),
+      cause: err,
+    });
+  }
+}
+
+/**
+ * The bootloader checks that the kernels fit on the ESP before it copies
+ * them, and says how much is free and needed. A copy that still runs out
+ * of room (another writer, a FAT's own overhead) says only which file: add
+ * what is free there now.
+ */
+async function espSpaceAware<T>(s: StageContext, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    const esp = s.ctx.config.boot.esp;
+    if (!isSysprimeError(err, 'NO_SPACE') || esp === undefined || / free/.test(err.message)) throw err;
+    let free = '';
+    try {
+      const st = statfsSync(esp);
+      free = `, ${formatSize(Number(st.bavail) * Number(st.bsize))} free of ${formatSize(Number(st.blocks) * Number(st.bsize))}`;
+    } catch {
+      // the message without the numbers is still right
+    }
+    throw new SysprimeError('NO_SPACE', `the ESP at ${esp} is full${free}: ${err.message}`, {
+      hint: err.hint ?? 'destroy old environments (`sysprime prune`) so their kernels leave the ESP, or make the ESP larger',
+      ...(err.detail ? { detail: err.detail } : {}),
+      cause: err,
+    });
+  }
+}
+
 function formatSize(n: number): string {
   return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GiB` : `${(n / 2 ** 20).toFixed(1)} MiB`;
 }
@@ -132,8 +177,8 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'apply the updates inside the new environment',
       async run(s, p) {
         const params = p as StageParams;
-        const result = await withStagingMount(s, params.name, async (dir) =>
-          spaceAware(s, async () => {
+        const result = await withStagingMount(s, params.name, async (dir) => {
+          const update = async (): Promise<UpdateResult> => {
             const options = { root: dir, timeout: s.ctx.config.update.timeout, verbose: s.verbose };
             if (!s.updater.readsLiveTrees) return s.updater.apply(options);
             const live = await s.ctx.backend.openEnvironment(params.from);
@@ -147,8 +192,9 @@ export const STAGE: OperationSpec<StageContext> = {
             } finally {
               await live.release();
             }
-          }),
-        );
+          };
+          return spaceAware(s, () => timeoutAware(s, update));
+        });
         if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
         return { update: result as unknown as Json };
       },
@@ -177,6 +223,9 @@ export const STAGE: OperationSpec<StageContext> = {
       },
       async undo(s, p) {
         const params = p as StageParams;
+        // While the clone exists the snapshot is its base (Btrfs refuses to
+        // delete it); the clone's own undo destroys both.
+        if (await exists(s, params.name)) return;
         const snaps = await s.ctx.backend.listPristines();
         if (snaps.some((x) => x.generation === params.generation)) await s.ctx.backend.destroyPristine(params.generation);
       },
@@ -214,7 +263,7 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'write the boot entry',
       async run(s, p) {
         const params = p as StageParams;
-        const result = await syncBootEntries(s.ctx, { staged: params.name });
+        const result = await espSpaceAware(s, () => syncBootEntries(s.ctx, { staged: params.name }));
         return { entry: { loader: result.loader, added: result.added } };
       },
       async undo(s, p) {

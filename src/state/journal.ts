@@ -61,13 +61,25 @@ export interface OperationRow {
 const now = () => new Date().toISOString();
 
 /**
- * Fault injection for the crash tests: SYSPRIME_FAULT_INJECT="kill:<kind>:<step>:<before|after>"
- * makes the process kill itself with SIGKILL at that boundary, as a power
- * cut or the OOM killer would. Documented in docs/reliability.md.
+ * Fault injection for the crash tests: SYSPRIME_FAULT_INJECT="kill:<kind>:<point>"
+ * makes the process kill itself with SIGKILL at that point, as a power cut
+ * or the OOM killer would. Journal steps are points of their own,
+ * `<step>:before` and `<step>:after`; verbs add points where a crash between
+ * two writes matters, and export the list of them for the tests to try.
+ * Documented in docs/reliability.md; does nothing unless set.
  */
-function faultPoint(kind: string, step: string, where: 'before' | 'after'): void {
+export function faultPoint(kind: string, point: string): void {
   const spec = process.env['SYSPRIME_FAULT_INJECT'];
-  if (spec && spec === `kill:${kind}:${step}:${where}`) process.kill(process.pid, 'SIGKILL');
+  if (spec && spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+}
+
+function stepFault(kind: string, step: string, where: 'before' | 'after'): void {
+  faultPoint(kind, `${step}:${where}`);
+}
+
+/** The step boundaries of an operation, as fault points (`<step>:before`, `<step>:after`). */
+export function stepFaultPoints(spec: OperationSpec<unknown>): string[] {
+  return spec.steps.flatMap((s) => [`${s.name}:before`, `${s.name}:after`]);
 }
 
 /**
@@ -87,12 +99,12 @@ export async function runOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, pa
     const step = spec.steps[i]!;
     db.prepare("INSERT INTO steps (operation, seq, name, status, at) VALUES (?, ?, ?, 'started', ?)").run(opId, i, step.name, now());
     progress.onStep?.(step.title, i, total);
-    faultPoint(spec.kind, step.name, 'before');
+    stepFault(spec.kind, step.name, 'before');
     try {
       const data = (await step.run(ctx, params, merged)) ?? {};
       Object.assign(merged, data);
       db.prepare("UPDATE steps SET status = 'done', at = ?, data = ? WHERE operation = ? AND seq = ?").run(now(), JSON.stringify(data), opId, i);
-      faultPoint(spec.kind, step.name, 'after');
+      stepFault(spec.kind, step.name, 'after');
       progress.onStepDone?.(step.title, i, total, data);
     } catch (err) {
       db.prepare("UPDATE steps SET status = 'failed', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, i);
@@ -154,22 +166,85 @@ async function undoOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, opId: nu
 
 /**
  * Find operations of this kind left 'running' by a process that is gone and
- * undo them. Returns one line per recovered operation.
+ * undo them; and failed or undone ones whose undo did not finish (the pool
+ * was full or read-only then), to try again now. Returns one line per
+ * operation recovered.
  */
 export async function recoverOperations<C>(db: Db, spec: OperationSpec<C>, ctx: C): Promise<string[]> {
-  const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running'").all(spec.kind) as OperationRow[];
+  const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status IN ('running', 'failed', 'undone') ORDER BY id").all(spec.kind) as OperationRow[];
   const lines: string[] = [];
   for (const op of rows) {
     const params = JSON.parse(op.params) as Json;
-    if (isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+    if (op.status === 'running') {
+      if (isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+      const problems = await undoOperation(db, spec, ctx, op.id);
+      db.prepare('UPDATE operations SET status = ?, finished = ?, error = ? WHERE id = ?').run(
+        'undone',
+        now(),
+        JSON.stringify({ message: 'interrupted (process died); undone at the next run', undoErrors: problems }),
+        op.id,
+      );
+      lines.push(`undid the ${op.kind} interrupted at ${op.started} (operation ${op.id})${problems.length ? `, with problems: ${problems.join('; ')}` : ''}`);
+      continue;
+    }
+    const left = db.prepare("SELECT COUNT(*) AS n FROM steps WHERE operation = ? AND status IN ('started', 'done', 'failed')").get(op.id) as { n: number };
+    if (left.n === 0) continue;
     const problems = await undoOperation(db, spec, ctx, op.id);
-    db.prepare('UPDATE operations SET status = ?, finished = ?, error = ? WHERE id = ?').run(
-      'undone',
+    const error = { ...(JSON.parse(op.error ?? '{}') as Json), undoErrors: problems, undoneLater: now() };
+    db.prepare('UPDATE operations SET error = ? WHERE id = ?').run(JSON.stringify(error), op.id);
+    lines.push(
+      problems.length
+        ? `could not yet finish undoing the ${op.kind} that ${op.status === 'failed' ? 'failed' : 'was interrupted'} at ${op.started} (operation ${op.id}): ${problems.join('; ')}`
+        : `finished undoing the ${op.kind} that ${op.status === 'failed' ? 'failed' : 'was interrupted'} at ${op.started} (operation ${op.id})`,
+    );
+  }
+  return lines;
+}
+
+/**
+ * An operation that is not undone after a crash but run again: applying a
+ * reintegration plan is idempotent, so the next run of the same command
+ * finishes what a dead one began. It is still recorded, so that `doctor`
+ * sees a crash in the middle, and the run that finishes it closes the old
+ * record (`closeInterrupted`).
+ */
+export async function runRecorded<T>(db: Db, kind: string, params: Json, fn: () => Promise<T>): Promise<T> {
+  const opId = Number(
+    db
+      .prepare("INSERT INTO operations (kind, started, status, pid, params) VALUES (?, ?, 'running', ?, ?)")
+      .run(kind, now(), process.pid, JSON.stringify({ ...params, _start: processStart(process.pid) ?? '' })).lastInsertRowid,
+  );
+  try {
+    const result = await fn();
+    db.prepare("UPDATE operations SET status = 'done', finished = ? WHERE id = ?").run(now(), opId);
+    return result;
+  } catch (err) {
+    db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
       now(),
-      JSON.stringify({ message: 'interrupted (process died); undone at the next run', undoErrors: problems }),
+      JSON.stringify({ message: err instanceof Error ? err.message : String(err) }),
+      opId,
+    );
+    throw err;
+  }
+}
+
+/**
+ * Close the records of operations of this kind that a dead process left
+ * 'running' and that `matches` (same target): the caller is about to run
+ * them again. Returns one line per record closed.
+ */
+export function closeInterrupted(db: Db, kind: string, matches: (params: Json) => boolean): string[] {
+  const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running' ORDER BY id").all(kind) as OperationRow[];
+  const lines: string[] = [];
+  for (const op of rows) {
+    const params = JSON.parse(op.params) as Json;
+    if (!matches(params) || isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+    db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
+      now(),
+      JSON.stringify({ message: 'interrupted (process died); run again and finished by a later run' }),
       op.id,
     );
-    lines.push(`undid the ${op.kind} interrupted at ${op.started} (operation ${op.id})${problems.length ? `, with problems: ${problems.join('; ')}` : ''}`);
+    lines.push(`the ${op.kind} interrupted at ${op.started} (operation ${op.id}) is finished by this run`);
   }
   return lines;
 }

@@ -1,6 +1,7 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
+import { recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
 import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
 import { acquireLock, isAlive } from '../../state/lock.js';
 import { recoverStaging } from '../../staging/pipeline.js';
@@ -73,6 +74,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           const lock = acquireLock(ctx.db, 'repairing');
           try {
             for (const l of await recoverStaging(ctx, await updaterFor(ctx.config))) fixed.push(l);
+            for (const l of await recoverEnvironmentVerbs(ctx)) fixed.push(l);
             for (const l of await ctx.backend.recover()) fixed.push(l);
             const r = await syncBootEntries(ctx);
             if (r.added.length + r.removed.length + r.updated.length > 0) {

@@ -9,7 +9,7 @@
  *   anything else  failure; its stderr goes into the error
  */
 import type { Config } from '../../config/schema.js';
-import { SysprimeError } from '../../errors.js';
+import { SysprimeError, isSysprimeError } from '../../errors.js';
 import { run, type RunResult } from '../../process/run.js';
 import { withChroot } from '../chroot.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
@@ -36,22 +36,36 @@ export function createCommandUpdater(config: Config): Updater {
         });
       }
       let res: RunResult;
-      if (chroot) {
-        res = await withChroot(opts.root, { network: true, timeout: opts.timeout, verbose: opts.verbose }, (session) =>
-          session.run(['/bin/sh', '-c', command], { env: { SYSPRIME_ROOT: '/' }, allowFailure: true }),
-        );
-      } else {
-        res = await run('/bin/sh', ['-c', command], {
-          env: { SYSPRIME_ROOT: opts.root },
-          cwd: opts.root,
-          timeout: opts.timeout * 1000,
-          allowFailure: true,
-          ...(opts.verbose ? { inherit: true } : {}),
-        });
+      try {
+        if (chroot) {
+          res = await withChroot(opts.root, { network: true, timeout: opts.timeout, verbose: opts.verbose }, (session) =>
+            session.run(['/bin/sh', '-c', command], { env: { SYSPRIME_ROOT: '/' }, allowFailure: true }),
+          );
+        } else {
+          res = await run('/bin/sh', ['-c', command], {
+            env: { SYSPRIME_ROOT: opts.root },
+            cwd: opts.root,
+            timeout: opts.timeout * 1000,
+            allowFailure: true,
+            ...(opts.verbose ? { inherit: true } : {}),
+          });
+        }
+      } catch (err) {
+        if (isSysprimeError(err, 'TIMEOUT')) throw timedOut(command, opts.timeout, err);
+        throw err;
       }
       return interpretExit(command, res);
     },
   };
+}
+
+/** The command hung: say which setting stopped it; run() has already stopped it and its children. */
+export function timedOut(command: string, seconds: number, cause: SysprimeError): SysprimeError {
+  return new SysprimeError('TIMEOUT', `the update command did not finish within update.timeout (${seconds} s); it was stopped, with every process it started`, {
+    hint: 'find what hangs by running the command by hand against a copy of the tree, or raise [update] timeout in sysprime.toml',
+    detail: `${command}\n${cause.detail ?? ''}`.trimEnd(),
+    cause,
+  });
 }
 
 /** Exit status to result; pure. */

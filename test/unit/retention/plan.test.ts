@@ -69,12 +69,13 @@ test('unknown space: the planner says it cannot compute and destroys nothing mor
   assert.match(beyond.notes.join('\n'), /cannot compute the free space after pruning/);
 });
 
-test('order is by creation time, then generation', () => {
+test('order is by creation order in the pool, even when the clock says otherwise', () => {
   const list = envs(3);
-  list[0]!.created = new Date(Date.UTC(2027, 0, 1)); // gen-1 recreated last: newest
-  const plan = planPrune(list, opts({ keep: 1 }));
-  assert.deepEqual(names(plan.keep), ['gen-1']);
-  assert.deepEqual(names(plan.destroy), ['gen-2', 'gen-3']);
+  list[0]!.createdOrder = 10; // gen-1 recreated last: newest
+  list[2]!.created = new Date(Date.UTC(2020, 0, 1)); // gen-3 made while the clock was years behind
+  const plan = planPrune(list, opts({ keep: 2 }));
+  assert.deepEqual(names(plan.keep), ['gen-1', 'gen-3']);
+  assert.deepEqual(names(plan.destroy), ['gen-2']);
 });
 
 test('within one second, the creation order decides; names do not (old2 made after old1 is newer)', () => {

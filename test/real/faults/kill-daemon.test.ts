@@ -1,0 +1,78 @@
+/**
+ * kill -9 of the daemon while it stages, at every step boundary of staging
+ * and while the updater runs. The running environment is byte for byte
+ * what it was; the next daemon start undoes the interrupted staging (and
+ * stops the orphaned updater) and stages cleanly. Reports the number of
+ * kill points tried.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { BIN, sysprime } from '../../fixtures/cli.js';
+import { STAGE } from '../../../src/staging/pipeline.js';
+import { stepFaultPoints } from '../../../src/state/journal.js';
+import { KINDS } from '../../fixtures/scratch.js';
+import { doctorSeesIt, makeBootableScratch, type BootableScratch } from './bootable-scratch.js';
+
+for (const kind of KINDS) {
+  describe(`kill -9 of the daemon while it stages (${kind})`, () => {
+    let m: BootableScratch;
+    let cfg: string;
+    const daemon = (env: Record<string, string> = {}) => sysprime(['daemon', '--max-runs', '1'], { config: cfg, env });
+    const cleanState = async () => {
+      for (const e of await m.list()) if (e.name !== 'base') assert.equal((await m.sp('destroy', e.name)).code, 0);
+    };
+    before(async () => {
+      m = await makeBootableScratch(kind);
+      cfg = join(m.dir, 'daemon.toml');
+      writeFileSync(cfg, readFileSync(m.s.config, 'utf8') + '\n[schedule]\nstage = "*/2 * * * * *"\ndrift = "off"\nprune = "off"\nrandom_delay = 0\n');
+    });
+    after(async () => {
+      await m?.cleanup();
+    });
+
+    test('at every step boundary of staging, and while the updater runs', { timeout: 1_800_000 }, async (t) => {
+      const before = await m.manifest('base');
+      let tried = 0;
+      const recoverAndCheck = async (what: string) => {
+        await doctorSeesIt(m, 'stage', what);
+        const r = await daemon();
+        assert.equal(r.code, 0, `${what}: ${r.stderr}`);
+        assert.match(r.stderr, /recovered: undid the stage interrupted/, `${what}: ${r.stderr}`);
+        assert.match(r.stderr, /stage: staged generation \d+ as gen-\d+/, `${what}: ${r.stderr}`);
+        assert.equal((await m.list()).length, 2, `${what}: one new environment, nothing left over`);
+        await m.assertConsistent(what);
+        await cleanState();
+        tried++;
+      };
+      for (const point of stepFaultPoints(STAGE)) {
+        const killed = await daemon({ SYSPRIME_FAULT_INJECT: `kill:stage:${point}` });
+        assert.equal(killed.code, -1, `${point}: the daemon should have been killed\n${killed.stderr}`);
+        await recoverAndCheck(point);
+      }
+
+      // In the middle of the longest step: the updater is running.
+      const script = join(m.dir, 'update.sh');
+      writeFileSync(`${script}.slow`, '');
+      try {
+        const child = spawn(process.execPath, [BIN, '--config', cfg, 'daemon', '--max-runs', '1'], { stdio: 'ignore' });
+        for (let i = 0; i < 600 && !existsSync(`${script}.started`); i++) await sleep(100);
+        assert.ok(existsSync(`${script}.started`), 'the update started');
+        child.kill('SIGKILL');
+        await new Promise((r) => child.on('close', r));
+      } finally {
+        rmSync(`${script}.slow`, { force: true });
+        rmSync(`${script}.started`, { force: true });
+      }
+      // The orphaned updater is still waiting: recovery must stop it before destroying its clone.
+      await recoverAndCheck('while the updater runs');
+
+      assert.equal(await m.manifest('base'), before, 'base is byte for byte what it was');
+      assert.equal(tried, stepFaultPoints(STAGE).length + 1);
+      t.diagnostic(`daemon on ${kind}: ${tried} kill points tried, all recovered`);
+    });
+  });
+}
