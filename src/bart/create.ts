@@ -15,6 +15,7 @@ import { SysprimeError, errnoOf } from '../errors.js';
 import { makeHeader, sortEntries } from './format.js';
 import { loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
+import { escapeOf } from './confine.js';
 import { ATTR, decide, defaultRules, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules } from './rules.js';
 import { TreePool } from './tree-pool.js';
 import { toFsPath, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from './types.js';
@@ -213,7 +214,13 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
     walking++;
     if (opts.files !== undefined) {
       for (const f of opts.files) {
-        const path = '/' + splitComponents(f).join('/');
+        const comps = splitComponents(f);
+        const path = '/' + comps.join('/');
+        const escape = escapeOf(prefix, comps);
+        if (escape !== undefined) {
+          start.warnings.push(`${prefix + path}: ${escape}; not listed`);
+          continue;
+        }
         const st = lstatSync(toFsPath(prefix + path), { throwIfNoEntry: false });
         if (st === undefined) {
           start.warnings.push(`${prefix + path}: No such file or directory`);
@@ -264,6 +271,11 @@ function startWalk(rules: Rules, prefix: string, start: string, sink: WalkSink):
   let ctx = rootContext(rules);
   for (const c of comps) ctx = enter(ctx, c);
   const full = prefix + (start === '/' ? '' : start) || '/';
+  const escape = escapeOf(prefix, comps);
+  if (escape !== undefined) {
+    sink.warnings.push(`${full}: subtree ${escape}; not walked`);
+    return;
+  }
   const st = lstatSync(toFsPath(full), { throwIfNoEntry: false });
   if (st === undefined) {
     sink.warnings.push(`${full}: subtree does not exist, ignored`);

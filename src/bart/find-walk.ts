@@ -17,6 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../process/run.js';
 import { encodeName } from './escape.js';
+import { escapeOf } from './confine.js';
 import { decide, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules, type WalkContext } from './rules.js';
 import { toFsPath, type EntryType } from './types.js';
 import { NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID, typeOf } from './walk.js';
@@ -126,6 +127,11 @@ export async function findWalk(rules: Rules, prefix: string): Promise<FoundEntri
     let ctx = rootContext(rules);
     for (const c of comps) ctx = enter(ctx, c);
     const full = prefix + (start === '/' ? '' : start) || '/';
+    const escape = escapeOf(prefix, comps);
+    if (escape !== undefined) {
+      found.warnings.push(`${full}: subtree ${escape}; not walked`);
+      continue;
+    }
     const st = lstatSync(toFsPath(full), { throwIfNoEntry: false });
     if (st === undefined) {
       found.warnings.push(`${full}: subtree does not exist, ignored`);

@@ -151,6 +151,8 @@ function makeRule(subtree: string, patterns: string[], flags: number, line: numb
   let s = subtree;
   while (s.length > 1 && s.endsWith('/')) s = s.slice(0, -1);
   const comps = splitComponents(s);
+  const dots = comps.find((c) => c === '.' || c === '..');
+  if (dots !== undefined) rulesError(source, line, `subtree ${s} has a '${dots}' component; subtrees are absolute paths below the root, without . or ..`);
   const literal: string[] = [];
   for (const c of comps) {
     if (hasGlob(c)) break;
