@@ -142,6 +142,14 @@ export interface Backend {
    */
   changesSincePristine?(name: string, generation: number): Promise<ChangeListing>;
 
+  /**
+   * Where the filesystem can list the differences between two pristine
+   * snapshots, the one of generation `to` descending from the one of `from`
+   * (`btrfs send --no-data -p`): that list, paths below the snapshots'
+   * roots. Absent, or `ok: false`, when it cannot or they are unrelated.
+   */
+  changesBetweenPristines?(from: number, to: number): Promise<ChangeListing>;
+
   /** Undo what an interrupted run left behind (private mounts, temporary clones). */
   recover(): Promise<string[]>;
   /** Release what the backend set up for itself (a top-level mount it made). */

@@ -70,31 +70,94 @@ export interface FastPathInput {
 
 export type FastPathResult = { ok: true; result: PatchResult; source: string; listed: number } | { ok: false; reason: string };
 
-/** The live manifest from the filesystem's list of changes, or why that cannot be done here. */
-export async function liveManifestFromChanges(input: FastPathInput): Promise<FastPathResult> {
-  if (input.backend.changesSincePristine === undefined) return { ok: false, reason: `${input.backend.describe()} cannot list changes` };
-  if (input.pristine.manifest.header.hash !== input.hash) return { ok: false, reason: 'the pristine manifest has another hash' };
-  const liveDev = lstatSync(input.live).dev;
-  // The listing covers one filesystem: a walk that starts on another one (a nested subvolume, a mount) is not in it.
-  for (const root of walkRoots(input.rules)) {
-    const st = lstatSync(toFsPath(Buffer.from(input.live, 'utf8').toString('latin1') + (root === '/' ? '' : root)), { throwIfNoEntry: false });
-    if (st !== undefined && st.dev !== liveDev) return { ok: false, reason: `the rules' subtree ${root} is on another filesystem` };
+/** Why the listing cannot cover the walk: a rules' subtree on another filesystem than the tree's root. */
+function otherFilesystem(root: string, rules: Rules): string | null {
+  const dev = lstatSync(root).dev;
+  for (const top of walkRoots(rules)) {
+    const st = lstatSync(toFsPath(Buffer.from(root, 'utf8').toString('latin1') + (top === '/' ? '' : top)), { throwIfNoEntry: false });
+    if (st !== undefined && st.dev !== dev) return `the rules' subtree ${top} is on another filesystem`;
   }
-  const listing = await input.backend.changesSincePristine(input.name, input.generation);
-  if (!listing.ok) return listing;
-  const again = pathsToReadAgain(listing.changes);
+  return null;
+}
+
+/**
+ * The device a manifest's entries were recorded on: its root's, or the one
+ * most entries have. Not the tree's device now: a manifest kept from an
+ * earlier boot saw another number for the same snapshot (Btrfs gives each
+ * subvolume an anonymous device as it is first reached).
+ */
+export function recordedDevice(m: Manifest): number | undefined {
+  const root = m.entries.find((e) => e.path === '/');
+  if (root?.stat !== undefined) return root.stat.dev;
+  const count = new Map<number, number>();
+  for (const e of m.entries) if (e.stat !== undefined) count.set(e.stat.dev, (count.get(e.stat.dev) ?? 0) + 1);
+  let best: number | undefined;
+  for (const [dev, n] of count) if (best === undefined || n > count.get(best)!) best = dev;
+  return best;
+}
+
+/** `base` patched into the manifest of the tree at `root` with what the listing names read again. */
+async function patchFromListing(
+  changes: readonly PathChange[],
+  base: Manifest,
+  input: { root: string; rules: Rules; hash: HashAlgorithm; previous?: Manifest; onWarning?: (message: string) => void },
+): Promise<PatchResult> {
+  const again = pathsToReadAgain(changes);
   // A snapshot's root directory is an inode of its own (its ctime is the snapshot's): read it anyway.
   again.paths.add('/');
-  const result = await patchManifest({
-    base: input.pristine.manifest,
-    root: input.live,
+  const from = recordedDevice(base);
+  return patchManifest({
+    base,
+    root: input.root,
     rules: input.rules,
     hash: input.hash,
     paths: again.paths,
     subtrees: again.subtrees,
     ...(input.previous ? { previous: input.previous } : {}),
-    keptDevice: { from: lstatSync(input.pristine.path).dev, to: liveDev },
+    ...(from !== undefined ? { keptDevice: { from, to: lstatSync(input.root).dev } } : {}),
     ...(input.onWarning ? { onWarning: input.onWarning } : {}),
   });
+}
+
+/** The live manifest from the filesystem's list of changes, or why that cannot be done here. */
+export async function liveManifestFromChanges(input: FastPathInput): Promise<FastPathResult> {
+  if (input.backend.changesSincePristine === undefined) return { ok: false, reason: `${input.backend.describe()} cannot list changes` };
+  if (input.pristine.manifest.header.hash !== input.hash) return { ok: false, reason: 'the pristine manifest has another hash' };
+  // The listing covers one filesystem: a walk that starts on another one (a nested subvolume, a mount) is not in it.
+  const elsewhere = otherFilesystem(input.live, input.rules);
+  if (elsewhere !== null) return { ok: false, reason: elsewhere };
+  const listing = await input.backend.changesSincePristine(input.name, input.generation);
+  if (!listing.ok) return listing;
+  const result = await patchFromListing(listing.changes, input.pristine.manifest, { ...input, root: input.live });
+  return { ok: true, result, source: listing.source, listed: listing.changes.length };
+}
+
+export interface PristineFastPathInput {
+  backend: Backend;
+  /** An older pristine snapshot: its generation and its kept manifest (made with these rules and hash). */
+  older: { generation: number; manifest: Manifest };
+  /** The newer pristine snapshot: its generation and where its tree is (it is open). */
+  newer: { generation: number; path: string };
+  rules: Rules;
+  hash: HashAlgorithm;
+  onWarning?: (message: string) => void;
+}
+
+/**
+ * The manifest of a new pristine snapshot from the kept manifest of an
+ * older one it descends from (staging clones the old one, updates the
+ * clone and snapshots it): the older manifest with only the paths the
+ * filesystem lists between the two read again. Both snapshots are
+ * read-only, so the listing is exact and no snapshot of a live tree is
+ * needed. Or why that cannot be done here.
+ */
+export async function pristineManifestFromChanges(input: PristineFastPathInput): Promise<FastPathResult> {
+  if (input.backend.changesBetweenPristines === undefined) return { ok: false, reason: `${input.backend.describe()} cannot list changes between snapshots` };
+  if (input.older.manifest.header.hash !== input.hash) return { ok: false, reason: `the manifest of generation ${input.older.generation} has another hash` };
+  const elsewhere = otherFilesystem(input.newer.path, input.rules);
+  if (elsewhere !== null) return { ok: false, reason: elsewhere };
+  const listing = await input.backend.changesBetweenPristines(input.older.generation, input.newer.generation);
+  if (!listing.ok) return listing;
+  const result = await patchFromListing(listing.changes, input.older.manifest, { ...input, root: input.newer.path });
   return { ok: true, result, source: listing.source, listed: listing.changes.length };
 }

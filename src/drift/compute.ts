@@ -14,7 +14,7 @@ import { findEnvironment, currentEnvironment } from '../environments/lifecycle.j
 import { loadRules, type LoadedRules } from './rules.js';
 import { describeContent, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
-import { liveManifestFromChanges, type FastPathResult } from './changes.js';
+import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
 
@@ -55,19 +55,70 @@ export interface ManifestPair {
   rules: LoadedRules;
 }
 
+/** A pristine manifest already at hand (its snapshot's current identity, these rules and hash). */
+export interface KnownPristine {
+  generation: number;
+  manifest: Manifest;
+}
+
 /**
  * The manifest of a generation's pristine snapshot: made once and kept, since
  * the snapshot is read-only (its identity includes the rules and the hash).
+ * It is made from the kept manifest of an older generation when the
+ * filesystem lists what changed between the two snapshots (drift/changes.ts),
+ * by a walk otherwise. `known` saves loading a kept manifest again.
  */
-export async function pristineManifest(ctx: Context, generation: number, pristineId: string, path: string, rules: LoadedRules): Promise<Manifest> {
+export async function pristineManifest(
+  ctx: Context,
+  generation: number,
+  pristineId: string,
+  path: string,
+  rules: LoadedRules,
+  known: readonly KnownPristine[] = [],
+): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
   const subject = `pristine:${generation}`;
   const identity = `${pristineId}|${rules.digest}|${hash}`;
   const kept = loadManifest(ctx.db, subject, identity);
   if (kept) return kept;
-  const made = await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) });
-  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made.manifest);
-  return made.manifest;
+  let made = await pristineFromOlder(ctx, generation, path, rules, known);
+  if (made === undefined) {
+    made = (await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) })).manifest;
+    log.debug(`manifest of the pristine snapshot of generation ${generation}: walked`);
+  }
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
+  return made;
+}
+
+/**
+ * A new pristine snapshot's manifest from the newest older generation whose
+ * manifest is kept and whose snapshot it descends from; undefined when there
+ * is none (or `SYSPRIME_DRIFT_METHOD=walk`), and the caller walks.
+ */
+async function pristineFromOlder(ctx: Context, generation: number, path: string, rules: LoadedRules, known: readonly KnownPristine[]): Promise<Manifest | undefined> {
+  if (liveMethod() === 'walk' || ctx.backend.changesBetweenPristines === undefined) return undefined;
+  const hash = ctx.config.bart.hash;
+  const older = (await ctx.backend.listPristines()).filter((p) => p.generation < generation).sort((a, b) => b.generation - a.generation);
+  for (const p of older) {
+    const manifest = known.find((k) => k.generation === p.generation)?.manifest ?? loadManifest(ctx.db, `pristine:${p.generation}`, `${p.id}|${rules.digest}|${hash}`);
+    if (manifest === undefined) continue;
+    const fast = await pristineManifestFromChanges({
+      backend: ctx.backend,
+      older: { generation: p.generation, manifest },
+      newer: { generation, path },
+      rules: rules.rules,
+      hash,
+      onWarning: (w) => log.warn(w),
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    if (fast.ok) {
+      log.debug(
+        `manifest of the pristine snapshot of generation ${generation} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`,
+      );
+      return fast.result.manifest;
+    }
+    log.debug(`manifest of the pristine snapshot of generation ${generation}: not from generation ${p.generation}'s (${fast.reason})`);
+  }
+  return undefined;
 }
 
 /** How the live manifest is made: `SYSPRIME_DRIFT_METHOD` (see docs/drift.md). */

@@ -90,7 +90,7 @@ interface Manifests {
 async function manifestsFor(ctx: Context, from: string, fromGeneration: number, generation: number, s: Sides): Promise<Manifests> {
   const rules = loadRules(ctx.config);
   const base = await pristineManifest(ctx, fromGeneration, await pristineIdOf(ctx, fromGeneration), s.base.path, rules);
-  const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules);
+  const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules, [{ generation: fromGeneration, manifest: base }]);
   const ours = await liveManifest(ctx, from, s.ours.path, rules, { generation: fromGeneration, manifest: base, path: s.base.path });
   return { base, ours, theirs, rules };
 }

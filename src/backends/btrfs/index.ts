@@ -696,6 +696,30 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return { ok: true, changes, source: `btrfs send --no-data -p ${pristine.id}` };
     },
 
+    async changesBetweenPristines(from, to): Promise<ChangeListing> {
+      await view();
+      const list = await subvolumes();
+      const all = await pristines(list);
+      const older = pristineOf(all, from);
+      const newer = pristineOf(all, to);
+      const [olderShown, newerShown] = await Promise.all([showSubvolume(older.path), showSubvolume(newer.path)]);
+      for (const [p, shown] of [[older, olderShown], [newer, newerShown]] as const) {
+        if (!shown.readonly) return { ok: false, reason: `${p.id} is not read-only` };
+      }
+      // Staging snapshots the new pristine state from a clone of the old one: related through
+      // that clone (its holder), whose parent is the old snapshot. Between unrelated subvolumes
+      // send would list nearly every file, so the caller walks instead.
+      let related = shareLineage(olderShown, newerShown);
+      if (!related && newer.holder !== null && newerShown.parentUuid !== null) {
+        const holder = list.find((s) => s.path === environmentPath(newer.holder!));
+        const holderShown = holder === undefined ? undefined : await showSubvolume(abs(holder.path));
+        related = holderShown !== undefined && holderShown.uuid === newerShown.parentUuid && shareLineage(holderShown, olderShown);
+      }
+      if (!related) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
+      const changes = parseSendDump(await sendDump(older.path, newer.path));
+      return { ok: true, changes, source: `btrfs send --no-data -p ${older.id} ${newer.id}` };
+    },
+
     async setDefault(name) {
       checkName(name);
       await view();
