@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Load: manifests and drift of a 500,000-entry environment, and staging with
+# 10,000 files changed by the admin, on a throwaway loop-file Btrfs. Each
+# sysprime figure is printed beside a peer doing the least work the same job
+# needs, measured in the same run: `find -printf` and parallel `xxhsum` for
+# the manifest, `cp -a` of the changed files for carrying them over.
+#   bench/load.sh [ENTRIES] [CHANGED]    (defaults 500000 and 10000)
+# Needs root and `npm run build` first. Removes everything it made.
+set -euo pipefail
+ENTRIES=${1:-500000}
+CHANGED=${2:-10000}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /var/tmp/sysprime-load.XXXXXX)
+TOP=$WORK/top
+MNT=$WORK/mnt
+NPROC=$(nproc)
+cleanup() {
+  grep -F " $WORK/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+sp() { "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" "$@"; }
+# measure NAME CMD...: one run (these are long), wall seconds and peak RSS.
+declare -A SECS RSS
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$WORK/time" "$@" >"$WORK/out" 2>"$WORK/err" || {
+    local rc=$?
+    # drift exits 1 when there is drift: that is its answer, not a failure.
+    if [[ $rc -ne 1 || $name != drift* ]]; then echo "$name failed ($rc):"; tail -5 "$WORK/err"; exit 1; fi
+  }
+  read -r s m < <(tail -n 1 "$WORK/time")
+  s=${s##* }
+  SECS[$name]=$s
+  RSS[$name]=$m
+  printf '%-40s %8.2f s %8d KB\n' "$name" "$s" "$m"
+}
+ratio() { awk "BEGIN{printf \"%.2f\", ${SECS[$1]} / ${SECS[$2]}}"; }
+
+truncate -s 12G "$WORK/img"
+mkfs.btrfs -q "$WORK/img" >/dev/null
+mkdir -p "$TOP" "$MNT"
+mount -o loop,noatime "$WORK/img" "$TOP"
+btrfs -q subvolume create "$TOP/@"
+ROOT=$TOP/@
+
+# An OS-like tree: ENTRIES entries in /usr (package files, 100 to 4,000
+# bytes), 200 files a directory, and CHANGED admin-editable files in /etc.
+node - "$ROOT" "$ENTRIES" "$CHANGED" <<'JS'
+const fs = require('node:fs');
+const [root, entries, changed] = [process.argv[2], Number(process.argv[3]), Number(process.argv[4])];
+const block = Buffer.alloc(4000, 'package file contents, line after line\n');
+fs.mkdirSync(`${root}/etc/bulk`, { recursive: true });
+for (const d of ['var/lib', 'var/log', 'root', 'home', 'tmp', 'boot', 'usr/local']) fs.mkdirSync(`${root}/${d}`, { recursive: true });
+for (let i = 0; i < changed; i++) fs.writeFileSync(`${root}/etc/bulk/c${i}.conf`, `# setting ${i}\nvalue = ${i}\n`);
+const files = entries - changed - Math.ceil(entries / 200);
+for (let i = 0; i < files; i++) {
+  const dir = `${root}/usr/share/p${Math.floor(i / 20000)}/d${Math.floor(i / 200) % 100}`;
+  if (i % 200 === 0) fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(`${dir}/f${i}`, block.subarray(0, 100 + ((i * 37) % 3900)));
+}
+fs.writeFileSync(`${root}/usr/lib-os-release`, 'ID=load\n');
+JS
+btrfs filesystem sync "$TOP"
+
+# A store repository with version 1 (already in the tree) and 2 of a small package.
+pkg() { mkdir -p "$1/usr/share/load-pkg" && echo "$2" > "$1/usr/share/load-pkg/VERSION"; }
+pkg "$WORK/pkg-1" 1
+pkg "$WORK/pkg-2" 2
+node "$HERE/scripts/make-store-repo.mjs" "$WORK/repo" load-pkg 1 "$WORK/pkg-1" >/dev/null
+cp -a "$WORK/pkg-1/." "$ROOT/"
+cat > "$WORK/sysprime.toml" <<TOML
+backend = "btrfs"
+[btrfs]
+top = "$TOP"
+[state]
+dir = "$TOP/sysprime-state"
+[boot]
+loader = "none"
+[update]
+method = "store"
+repository = "$WORK/repo"
+TOML
+sp -q init --adopt @ --name base >/dev/null
+LIVE=$TOP/ROOT/base
+entries=$(find "$LIVE" -xdev | wc -l)
+echo "tree: $entries entries, $(du -sxm "$LIVE" | cut -f1) MB; $NPROC cores; $(uname -r); node $(node --version); load $(cut -d' ' -f1-3 /proc/loadavg)"
+find "$LIVE" -xdev -type f -print0 | xargs -0 -P"$NPROC" -n 5000 cat >/dev/null
+
+echo
+echo "== manifest of $entries entries"
+measure 'find -printf (stat walk)' find "$LIVE" -xdev -printf '%p %s %m %T@ %U %G %i\n'
+measure "xxhsum -H64 -P$NPROC" bash -c "find '$LIVE' -xdev -type f -print0 | xargs -0 -P$NPROC -n 5000 xxhsum -H64"
+measure 'sysprime bart create' "$HERE/bin/sysprime" bart create -R "$LIVE" -o "$WORK/full.bart"
+
+echo
+echo "== drift, first (makes and keeps the pristine manifest) and after $CHANGED admin changes"
+measure 'drift (nothing changed)' "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" drift --format json
+for ((i = 0; i < CHANGED; i++)); do echo "admin = $i" >> "$LIVE/etc/bulk/c$i.conf"; done
+# The update changes a few of the same files: those merge.
+measure "drift ($CHANGED changed)" "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" drift --format json
+reported=$(node -e 'const d=JSON.parse(require("fs").readFileSync(process.argv[1],"utf8")); console.log(d.items.length)' "$WORK/out" 2>/dev/null || echo '?')
+echo "drift reported $reported changes"
+
+echo
+echo "== staging with $CHANGED files changed by the admin"
+mkdir -p "$WORK/pkg-2/etc/bulk"
+for i in 0 1 2 3 4 5 6 7 8 9; do printf '# setting %s, as of version 2\nvalue = %s\n' "$i" "$i" > "$WORK/pkg-2/etc/bulk/c$i.conf"; done
+node "$HERE/scripts/make-store-repo.mjs" "$WORK/repo" load-pkg 2 "$WORK/pkg-2" >/dev/null
+# The peer: copying just the changed files into a snapshot, the least any tool must write.
+btrfs -q subvolume snapshot "$LIVE" "$TOP/peer"
+(cd "$LIVE" && find etc/bulk -type f) >"$WORK/changed.list"
+measure "cp -a of the $CHANGED changed files" bash -c "cd '$LIVE' && xargs -a '$WORK/changed.list' cp -a --parents -t '$TOP/peer/'"
+btrfs -q subvolume delete "$TOP/peer"
+measure 'sysprime stage' "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" stage
+cp "$WORK/err" "$WORK/stage.err"
+# Where staging spent its time, step by step.
+grep -E 'done \(' "$WORK/stage.err" | head -20 || true
+sp mount gen-1 "$MNT" >/dev/null
+carried=$(grep -l '^admin = ' "$MNT"/etc/bulk/*.conf | wc -l)
+merged=$(grep -l 'as of version 2' "$MNT"/etc/bulk/*.conf | xargs -r grep -l '^admin = ' | wc -l || true)
+sp umount gen-1 >/dev/null
+echo "in the staged environment: $carried of $CHANGED admin changes carried over, $merged merged with the update's"
+
+echo
+echo "bart create / parallel xxhsum:        $(ratio 'sysprime bart create' "xxhsum -H64 -P$NPROC")x"
+echo "bart create / find -printf:           $(ratio 'sysprime bart create' 'find -printf (stat walk)')x"
+echo "stage / cp -a of the changed files:    $(ratio 'sysprime stage' "cp -a of the $CHANGED changed files")x"
+max=0; for k in "${!RSS[@]}"; do [[ $k == sysprime* || $k == drift* ]] && (( RSS[$k] > max )) && max=${RSS[$k]}; done
+echo "peak memory of sysprime runs:         $((max / 1024)) MB   (budget < 300 MB for 150,000 entries)"
