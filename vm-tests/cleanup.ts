@@ -4,7 +4,7 @@
  * reverse order at the end: after success, after a failure, and on SIGINT or
  * SIGTERM. Each undo is tried even when an earlier one failed.
  */
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { run } from '../src/process/run.js';
 
@@ -14,6 +14,8 @@ interface Undo {
 }
 
 const stack: Undo[] = [];
+/** Undos their owners started themselves and that have not finished. */
+const inFlight = new Set<Promise<void>>();
 let running: Promise<void> | null = null;
 
 /** Registers an undo action; returns a function that runs and removes just that one. */
@@ -24,15 +26,28 @@ export function onCleanup(what: string, undo: () => Promise<void>): () => Promis
     const i = stack.indexOf(entry);
     if (i < 0) return;
     stack.splice(i, 1);
-    await undo();
+    const p = undo();
+    inFlight.add(p);
+    try {
+      await p;
+    } finally {
+      inFlight.delete(p);
+    }
   };
 }
 
-/** Runs every pending undo, newest first. Safe to call more than once. */
+/**
+ * Runs every pending undo, newest first, and waits for those already under
+ * way (a failed step's own clean-up racing a Ctrl-C). Safe to call more than once.
+ */
 export function cleanupAll(): Promise<void> {
   running ??= (async () => {
-    while (stack.length > 0) {
-      const entry = stack.pop()!;
+    while (stack.length > 0 || inFlight.size > 0) {
+      const entry = stack.pop();
+      if (entry === undefined) {
+        await Promise.allSettled([...inFlight]);
+        continue;
+      }
       try {
         await entry.undo();
       } catch (err) {
@@ -45,17 +60,71 @@ export function cleanupAll(): Promise<void> {
   return running;
 }
 
-/** Ctrl-C and SIGTERM clean up, then exit with the usual 128+signal status. */
+/**
+ * Ctrl-C and SIGTERM clean up, then exit with the usual 128+signal status.
+ * The handlers stay installed while the clean-up runs: execa's exit hook
+ * (signal-exit) kills the process at once when it finds itself the only
+ * listener of a signal, which a `once` handler would make it, mounts and
+ * loop devices left behind. A repeated signal does not cut the clean-up short.
+ */
+let stopping = false;
+
+/** A signal asked the suite to stop: errors of work cut short are expected then. */
+export function stoppedBySignal(): boolean {
+  return stopping;
+}
+
 export function installSignalHandlers(): void {
   for (const [signal, status] of [
     ['SIGINT', 130],
     ['SIGTERM', 143],
     ['SIGHUP', 129],
   ] as const) {
-    process.once(signal, () => {
+    process.on(signal, () => {
+      if (stopping) {
+        process.stderr.write(`vm-tests: ${signal}: still cleaning up\n`);
+        return;
+      }
+      stopping = true;
       process.stderr.write(`\nvm-tests: ${signal}: cleaning up\n`);
-      void cleanupAll().finally(() => process.exit(status));
+      // A command still running (a copy into the image, qemu) would keep its mount busy.
+      void stopChildren()
+        .then(() => cleanupAll())
+        .finally(() => process.exit(status));
     });
+  }
+}
+
+/** This process's own children (the commands run() started), from /proc. */
+function children(): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      // The fields after the command name, which is in parentheses and may hold anything.
+      const stat = readFileSync(`/proc/${name}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === process.pid) out.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+/** SIGTERM to every child, SIGKILL to those still there after five seconds. */
+export async function stopChildren(): Promise<void> {
+  const pids = children();
+  for (const pid of pids) signalPid(pid, 'SIGTERM');
+  for (let i = 0; i < 50 && pids.some(alive); i++) await new Promise((r) => setTimeout(r, 100));
+  for (const pid of pids.filter(alive)) signalPid(pid, 'SIGKILL');
+}
+
+function signalPid(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
   }
 }
 

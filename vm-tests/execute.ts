@@ -47,7 +47,9 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
   const deadline = Math.floor(started / 1000) + scenario.timeoutMinutes * 60 - GUEST_MARGIN_S;
   await makeScriptDrive(drive, opts.dir, scenario.boots.map((b) => b.script), { deadline: `${deadline}\n` });
   const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus ?? 1, scriptDrive: drive, timeoutMs: scenario.timeoutMinutes * 60_000 });
-  const log = parseSerial(await readFile(vm.serial, 'utf8').catch(() => ''));
+  const serialText = await readFile(vm.serial, 'utf8').catch(() => '');
+  const log = parseSerial(serialText);
+  const limit = `${scenario.timeoutMinutes} min`;
   const diagnostics = await saveDiagnostics(drive, opts.dir, log.boots.map((b) => b.n));
   const outcomeWithDiagnostics = (failure: string | null, v: VmFiles | null): Outcome =>
     outcome(failure === null || diagnostics.length === 0 ? failure : `${failure}\n       guest journal: ${diagnostics.join(', ')}`, v);
@@ -57,11 +59,13 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
       const boot = log.boots[i];
       if (boot === undefined) {
         const last = log.boots[log.boots.length - 1];
+        const console = lastConsoleLine(serialText);
         return outcomeWithDiagnostics(
           `boot ${i + 1} never reached the runner` +
-            (run.poweredOff ? '' : ` (stopped after ${scenario.timeoutMinutes} min)`) +
+            (run.poweredOff ? '' : ` (stopped at the scenario's time limit, ${limit})`) +
             (last ? `; boot ${last.n} ended with status ${String(last.status)}` : '') +
-            (log.orphans.length ? `; other markers: ${log.orphans.join(' | ')}` : ''),
+            (log.orphans.length ? `; other markers: ${log.orphans.join(' | ')}` : '') +
+            (console ? `; the console's last line: ${console}` : ''),
           vm,
         );
       }
@@ -69,8 +73,20 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
       if (failed.length > 0 || boot.status !== 0) {
         const name = failed[0];
         const err = name ? ((await readDriveFile(drive, `out/b${boot.n}-${name}.err`)) ?? '').trim() : '';
-        const why = name ? `step "${name}" failed` : boot.status === null ? `did not finish its script${run.poweredOff ? '' : ` within the scenario's ${scenario.timeoutMinutes} min`}` : `script ended with status ${boot.status}`;
-        return outcomeWithDiagnostics(`boot ${boot.n}: ${why}${err ? `: ${err.split('\n').slice(0, 6).join(' / ')}` : ''}`, vm);
+        if (name) return outcomeWithDiagnostics(`boot ${boot.n}: step "${name}" failed${err ? `: ${err.split('\n').slice(0, 6).join(' / ')}` : ''}`, vm);
+        // The guest stops its script at its deadline (timeout: 124, or 137 after -k); the host stops qemu later.
+        const timedOut = boot.status === null ? !run.poweredOff : boot.status === 124 || boot.status === 137;
+        const why = timedOut
+          ? `was stopped at the scenario's time limit (${limit})`
+          : boot.status === null
+            ? 'did not finish its script'
+            : `script ended with status ${boot.status}`;
+        let cut = '';
+        if (boot.running !== null) {
+          const tail = ((await readDriveFile(drive, `out/b${boot.n}-${boot.running}.err`)) ?? '').trim().split('\n').slice(-2).join(' / ');
+          cut = `; step "${boot.running}" was running${tail ? `, its last lines: ${tail}` : ''}`;
+        }
+        return outcomeWithDiagnostics(`boot ${boot.n}: ${why}${cut}`, vm);
       }
       await plan.check?.(boot, contextFor(drive, boot));
     }
@@ -83,6 +99,12 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
 }
 
 const GUEST_MARGIN_S = 120;
+
+/** The last line on the console with something readable (a panic's, say), without escape sequences. */
+function lastConsoleLine(text: string): string {
+  const lines = text.replace(/\x1b\[[0-9;]*[A-Za-z]/g, '').split(/\r?\n/).map((l) => l.trim()).filter((l) => /[A-Za-z]{3}/.test(l));
+  return (lines[lines.length - 1] ?? '').slice(0, 200);
+}
 
 /** The journal and the first-boot unit's status the guest saved when a boot failed, copied next to the console log. */
 async function saveDiagnostics(drive: string, dir: string, boots: readonly number[]): Promise<string[]> {

@@ -164,9 +164,11 @@ export function scriptLibrary(): string {
   return `# sysprime VM scenario library
 N=$SYSPRIME_VM_BOOT
 say() { echo "${MARK} $*"; }
-# step NAME CMD...: must succeed; stdout kept in out/b<N>-NAME.out for the host.
+# step NAME CMD...: must succeed; stdout kept in out/b<N>-NAME.out for the host. The
+# begin marker tells the host which step a time limit cut off.
 step() {
   name=$1; shift
+  say "step $name begin"
   if "$@" > out/b$N-$name.out 2> out/b$N-$name.err; then
     say "step $name ok"
   else
@@ -180,6 +182,7 @@ step() {
 # (and the time of day), to see where a long command spends its time.
 tstep() {
   name=$1; shift
+  say "step $name begin"
   { { if "$@" 4>&-; then echo 0 >&4; else echo $? >&4; fi; } 2>&1 >&3 3>&- | node -e "$STAMP" > out/b$N-$name.err 4>&-; } 3> out/b$N-$name.out 4> out/b$N-$name.rc
   rc=$(cat out/b$N-$name.rc)
   if [ "$rc" = 0 ]; then

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
-import { chmod, cp, mkdir, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { run } from '../src/process/run.js';
 import { detachLoops, onCleanup, unmountBelow } from './cleanup.js';
@@ -20,6 +20,8 @@ import { buildRepository, debFileName, REPO_DIR, VERSIONS } from './packages.js'
 export const DISK_SIZE = '6G';
 const SECTOR = 512;
 const ESP_MIB = 512;
+/** A base image no run used for this long belongs to no run going on now. */
+const STALE_IMAGE_MS = 3 * 60 * 60 * 1000;
 
 // acl and attr: sysprime reads and replays ACLs and xattrs with getfacl/getfattr, setfacl/setfattr.
 const INCLUDE = ['linux-image-amd64', 'systemd-sysv', 'btrfs-progs', 'systemd-boot', 'udev', 'initramfs-tools', 'zstd', 'dosfstools', 'passwd', 'apt', 'acl', 'attr'];
@@ -112,10 +114,20 @@ export async function baseImage(opts: ImageOptions): Promise<BaseImage> {
   const node = statSync(process.execPath);
   const key = hash([tarball, ...guestFingerprint(opts), ...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
   const path = join(opts.cacheDir, `base-${key}.img`);
-  if (existsSync(path)) return { path, reused: true };
+  if (existsSync(path)) {
+    // Its modification time says when a run last used it (see the clean-up below).
+    const now = new Date();
+    await utimes(path, now, now);
+    return { path, reused: true };
+  }
 
-  // Older base images are of no further use (their sysprime build is gone).
-  for (const name of await readdir(opts.cacheDir)) if (/^base-[0-9a-f]+\.img$/.test(name)) await rm(join(opts.cacheDir, name), { force: true });
+  // Images of other sysprime builds are of no further use, except to a run of another tree
+  // going on now on this host (its overlays have the image as backing file): only those no
+  // run has used for longer than any run lasts go.
+  for (const name of await readdir(opts.cacheDir)) {
+    const other = join(opts.cacheDir, name);
+    if (/^base-[0-9a-f]+\.img$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
+  }
 
   const work = join(opts.cacheDir, `build-${process.pid}`);
   await mkdir(work, { recursive: true });

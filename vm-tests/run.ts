@@ -8,6 +8,7 @@
  *   node dist/vm-tests/run.js [--only 1,6] [--jobs 2] [--accel tcg|kvm|auto]
  *                             [--memory MiB] [--cache DIR] [--keep] [--list]
  *                             [--tree DIR]   (another sysprime build to test, e.g. one broken on purpose)
+ *                             [--time-scale F] (every scenario's time limit times F, for slower hosts)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -15,7 +16,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { run } from '../src/process/run.js';
 import { UPDATERS } from '../src/updaters/registry.js';
-import { cleanupAll, installSignalHandlers } from './cleanup.js';
+import { cleanupAll, installSignalHandlers, stoppedBySignal } from './cleanup.js';
 import { executeScenario, type Outcome } from './execute.js';
 import type { UpdaterChoice } from './guest-files.js';
 import { baseImage } from './image.js';
@@ -37,7 +38,8 @@ const TOOLS: ReadonlyArray<[string, string]> = [
 ];
 
 function say(line: string): void {
-  process.stdout.write(`${line}\n`);
+  // After Ctrl-C the scenarios cut short are not failures of sysprime: say nothing more.
+  if (!stoppedBySignal()) process.stdout.write(`${line}\n`);
 }
 
 async function missingTools(): Promise<string[]> {
@@ -73,7 +75,7 @@ async function pool<T, R>(items: readonly T[], jobs: number, work: (item: T) => 
   const results: R[] = new Array(items.length);
   let next = 0;
   const worker = async (): Promise<void> => {
-    while (next < items.length) {
+    while (next < items.length && !stoppedBySignal()) {
       const i = next++;
       results[i] = await work(items[i]!);
     }
@@ -93,6 +95,7 @@ async function main(): Promise<number> {
       keep: { type: 'boolean', default: false },
       list: { type: 'boolean', default: false },
       tree: { type: 'string', default: TREE },
+      'time-scale': { type: 'string', default: process.env['SYSPRIME_VM_TIME_SCALE'] ?? '1' },
     },
   });
   if (values.list) {
@@ -100,6 +103,8 @@ async function main(): Promise<number> {
     return 0;
   }
   if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
+  const scale = Number(values['time-scale']);
+  if (!(scale > 0)) throw new Error(`--time-scale ${values['time-scale']}: give a positive number, e.g. 1.5`);
   if (process.getuid?.() !== 0) {
     process.stderr.write('vm-tests: run as root (the image is built with loop devices and mounts)\n');
     return 2;
@@ -111,7 +116,8 @@ async function main(): Promise<number> {
   }
   installSignalHandlers();
   const only = values.only ? new Set(values.only.split(',').map((s) => Number.parseInt(s, 10))) : null;
-  const wanted = SCENARIOS.filter((s) => only === null || only.has(s.id));
+  const all: Scenario[] = SCENARIOS.map((s) => ({ ...s, timeoutMinutes: Math.ceil(s.timeoutMinutes * scale) }));
+  const wanted = all.filter((s) => only === null || only.has(s.id));
   const tree = resolve(values.tree);
   const verbs = await sysprimeVerbs(tree);
   const updater: UpdaterChoice = UPDATERS.some((u) => u.method === 'apt') ? 'apt' : 'command';
@@ -139,7 +145,7 @@ async function main(): Promise<number> {
   for (const l of skipped) say(l);
 
   // Scenario 1 leaves the adopted machine the others start from; it runs even when not asked for.
-  const adopt = SCENARIOS.find((s) => s.from === 'installed')!;
+  const adopt = all.find((s) => s.from === 'installed')!;
   const needAdopted = runnable.some((s) => s.from === 'adopted');
   let adopted: Outcome | null = null;
   if (runnable.includes(adopt) || needAdopted) {
@@ -180,10 +186,11 @@ async function main(): Promise<number> {
 main()
   .then(async (status) => {
     await cleanupAll();
-    process.exit(status);
+    // After a signal its handler exits, with 128 + the signal's number.
+    if (!stoppedBySignal()) process.exit(status);
   })
   .catch(async (err: unknown) => {
-    process.stderr.write(`vm-tests: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    if (!stoppedBySignal()) process.stderr.write(`vm-tests: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
     await cleanupAll();
-    process.exit(2);
+    if (!stoppedBySignal()) process.exit(2);
   });

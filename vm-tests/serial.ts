@@ -13,6 +13,8 @@ export interface Boot {
   entry: string;
   /** `step NAME ok|FAIL` */
   steps: Map<string, boolean>;
+  /** The step that began and has not ended (`step NAME begin`): what a time limit cut off. */
+  running: string | null;
   /** `probe NAME rc=N` */
   probes: Map<string, number>;
   /** `value NAME=TEXT` */
@@ -45,7 +47,7 @@ export function parseSerial(text: string): SerialLog {
     const line = raw.slice(at + MARK.length).trim();
     let m: RegExpExecArray | null;
     if ((m = /^boot (\d+) begin root=(\S*) entry=(.*)$/.exec(line))) {
-      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), steps: new Map(), probes: new Map(), values: new Map(), other: [], status: null };
+      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), steps: new Map(), running: null, probes: new Map(), values: new Map(), other: [], status: null };
       boots.push(current);
       continue;
     }
@@ -54,7 +56,11 @@ export function parseSerial(text: string): SerialLog {
       continue;
     }
     if ((m = /^boot \d+ end status=(\d+)/.exec(line))) current.status = Number(m[1]);
-    else if ((m = /^step (\S+) (ok|FAIL)/.exec(line))) current.steps.set(m[1]!, m[2] === 'ok');
+    else if ((m = /^step (\S+) begin$/.exec(line))) current.running = m[1]!;
+    else if ((m = /^step (\S+) (ok|FAIL)/.exec(line))) {
+      current.steps.set(m[1]!, m[2] === 'ok');
+      current.running = null;
+    }
     else if ((m = /^probe (\S+) rc=(\d+)/.exec(line))) current.probes.set(m[1]!, Number(m[2]));
     else if ((m = /^value ([^=\s]+)=(.*)$/.exec(line))) current.values.set(m[1]!, m[2]!);
     else current.other.push(line);

@@ -7,7 +7,7 @@ export const changeAfterStaging: Scenario = {
   name: 'change after staging',
   from: 'adopted',
   verbs: ['stage', 'activate'],
-  timeoutMinutes: 16,
+  timeoutMinutes: 24,
   boots: [
     {
       script: `

@@ -13,7 +13,7 @@ export const fallback: Scenario = {
   name: 'fallback after failed tries',
   from: 'adopted',
   verbs: ['stage', 'activate', 'mount', 'status'],
-  timeoutMinutes: 18,
+  timeoutMinutes: 28,
   boots: [
     {
       script: `

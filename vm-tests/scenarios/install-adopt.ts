@@ -7,7 +7,7 @@ export const installAdopt: Scenario = {
   name: 'install and adopt',
   from: 'installed',
   verbs: ['init', 'list', 'activate', 'drift'],
-  timeoutMinutes: 14,
+  timeoutMinutes: 20,
   boots: [
     {
       script: `

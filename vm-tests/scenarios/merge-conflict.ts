@@ -7,7 +7,7 @@ export const mergeConflict: Scenario = {
   name: 'merge and conflict',
   from: 'adopted',
   verbs: ['stage', 'activate'],
-  timeoutMinutes: 16,
+  timeoutMinutes: 24,
   boots: [
     {
       script: `

@@ -10,7 +10,7 @@ export const preemptiveUpdate: Scenario = {
   name: 'preemptive update',
   from: 'adopted',
   verbs: ['stage', 'mount', 'bart'],
-  timeoutMinutes: 16,
+  timeoutMinutes: 24,
   boots: [
     {
       script: `

@@ -7,7 +7,7 @@ export const prune: Scenario = {
   name: 'prune',
   from: 'adopted',
   verbs: ['create', 'prune'],
-  timeoutMinutes: 8,
+  timeoutMinutes: 14,
   boots: [
     {
       script: `

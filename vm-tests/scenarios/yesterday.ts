@@ -7,7 +7,7 @@ export const yesterday: Scenario = {
   name: "yesterday's environment once",
   from: 'adopted',
   verbs: ['create', 'activate'],
-  timeoutMinutes: 16,
+  timeoutMinutes: 24,
   boots: [
     {
       // "today" becomes the default; "default" (older) is yesterday's environment.
