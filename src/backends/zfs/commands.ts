@@ -47,8 +47,28 @@ async function tool(file: 'zfs' | 'zpool', args: readonly string[], opts: RunOpt
   return result;
 }
 
-export function zfs(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return tool('zfs', args, opts);
+/** Verbs that fail while the dataset is held for a moment, and succeed when it is let go. */
+const RETRIED_WHEN_BUSY = new Set(['rename', 'destroy', 'unmount', 'promote']);
+/** Waits between attempts: about six seconds in all. */
+export const BUSY_WAITS_MS = [200, 400, 800, 1600, 3200];
+
+function busy(err: unknown): boolean {
+  return isSysprimeError(err, 'COMMAND_FAILED') && /dataset is busy|pool is busy/.test(`${err.message}\n${err.detail ?? ''}`);
+}
+
+export async function zfs(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  if (!RETRIED_WHEN_BUSY.has(args[0] ?? '')) return tool('zfs', args, opts);
+  // zfs-fuse lets a dataset go a moment after its unmount returns (and OpenZFS reports busy while
+  // a process still has it open): a few short waits ride out the first, and the error stays for the second.
+  for (const wait of [...BUSY_WAITS_MS, undefined]) {
+    try {
+      return await tool('zfs', args, opts);
+    } catch (err) {
+      if (wait === undefined || !busy(err)) throw err;
+      await new Promise((r) => setTimeout(r, wait));
+    }
+  }
+  throw new Error('unreachable');
 }
 
 export function zpool(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
