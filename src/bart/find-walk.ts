@@ -34,6 +34,9 @@ export interface FoundEntries {
   warnings: string[];
 }
 
+/** Told of each recorded entry as the walk finds it: its index in the walk, path, type, rule flags and size. */
+export type EntryFound = (j: number, path: string, type: EntryType, flags: number, size: number) => void;
+
 /** type letter, st_dev, inode, size, permission bits, uid, gid, mtime, ctime, then path NUL target NUL. */
 const FORMAT = '%y %D %i %s %m %U %G %T@ %C@ %p\\0%l\\0';
 
@@ -90,7 +93,7 @@ class Columns {
  * as find arguments (a root or subtree whose name is not UTF-8): the caller
  * then walks in node.
  */
-export async function findWalk(rules: Rules, prefix: string): Promise<FoundEntries | undefined> {
+export async function findWalk(rules: Rules, prefix: string, onEntry?: EntryFound): Promise<FoundEntries | undefined> {
   const found: FoundEntries = { paths: [], keys: [], types: '', nums: new Float64Array(0), dests: [], warnings: [] };
   const cols = new Columns();
   let types = '';
@@ -119,6 +122,7 @@ export async function findWalk(rules: Rules, prefix: string): Promise<FoundEntri
     found.keys.push(key);
     types += type;
     if (type === 'L') found.dests.push(dest ?? '-');
+    onEntry?.(found.paths.length - 1, path, type, flags, n[2]!);
   };
 
   // The starting points are looked at here, as the thread walk does, so both agree on what a missing one means.

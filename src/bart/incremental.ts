@@ -20,7 +20,8 @@ import { CHUNK, hashFile, loadHashers } from './hash.js';
 import { RECORD, R_CTIME_MS, R_DEV, R_INO, R_LINE, R_MTIME_MS, R_SIZE, R_STATE, R_WALK, STATE_COMPLETE, STATE_INCOMPLETE, type SavedIndex } from './index-file.js';
 import { readAcls, readXattrs } from './metadata.js';
 import { ATTR, type Rules } from './rules.js';
-import { findWalk } from './find-walk.js';
+import { findWalk, type FoundEntries } from './find-walk.js';
+import { HashStream } from './hash-stream.js';
 import { TreePool } from './tree-pool.js';
 import { toFsPath, type EntryType, type HashAlgorithm, type ManifestEntry } from './types.js';
 import { NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID } from './walk.js';
@@ -60,7 +61,31 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
     input.warn(msg);
   };
   await loadHashers();
-  const walking = findWalk(rules, prefix);
+  const digests: string[] = [];
+  const incomplete = new Set<number>();
+  let paths: readonly string[] = [];
+  const digestDone = (j: number, digest: string | undefined, err: string) => {
+    if (digest !== undefined) digests[j] = digest;
+    else {
+      incomplete.add(j);
+      warn(`${prefix + paths[j]!}: ${err}`);
+    }
+  };
+  // With nothing saved every file is hashed: hand files to the workers as find lists them.
+  const stream = index.count === 0 && !input.noContents ? new HashStream(input.hash, rules, prefix, digestDone) : undefined;
+  let walking: Promise<FoundEntries | undefined>;
+  try {
+    walking = findWalk(
+      rules,
+      prefix,
+      stream && ((j, path, type, flags, size) => {
+        if (type === 'F' && (flags & ATTR.contents) !== 0) stream.add(j, path, size);
+      }),
+    );
+  } catch (err) {
+    await stream?.close();
+    throw err;
+  }
 
   // While find runs: the saved entries in the order the last walk listed them.
   const saved = index.records;
@@ -84,14 +109,19 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
     return slotOf.get(key);
   };
 
-  const found = await walking;
+  let found: FoundEntries | undefined;
+  try {
+    found = await walking;
+  } finally {
+    if (found === undefined) await stream?.close();
+  }
   if (found === undefined) return undefined;
+  paths = found.paths;
   for (const w of found.warnings) warn(w);
 
   const kept = new Uint8Array(count);
   // Changed and new entries are indices into the walk's columns: no object per entry, whatever their number.
   const changed: number[] = [];
-  const incomplete = new Set<number>();
   const wantAcl: number[] = [];
   const wantXattr: number[] = [];
   const toHash: number[] = [];
@@ -128,7 +158,7 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
         continue;
       }
     }
-    if (type === 0x46 /* F */ && !input.noContents && (flags & ATTR.contents) !== 0) toHash.push(j);
+    if (type === 0x46 /* F */ && !input.noContents && (flags & ATTR.contents) !== 0 && stream === undefined) toHash.push(j);
     if (flags & ATTR.acl && type !== 0x4c && input.acl) wantAcl.push(j);
     if (flags & ATTR.xattr) wantXattr.push(j);
     changed.push(j);
@@ -146,14 +176,8 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
     for (const j of wantXattr) incomplete.add(j);
     return new Map<string, Record<string, string>>();
   });
-  const digests: (string | undefined)[] = new Array(found.paths.length);
-  await hashEntries(toHash, found.paths, input, (j, digest, err) => {
-    if (digest !== undefined) digests[j] = digest;
-    else {
-      incomplete.add(j);
-      warn(`${prefix + found.paths[j]!}: ${err}`);
-    }
-  });
+  if (stream !== undefined) await stream.finish();
+  else await hashEntries(toHash, found.paths, input, digestDone);
   // The tools answer with absolute paths, and only for the few entries that have something.
   const relative = <T>(m: Map<string, T> | undefined) => new Map([...(m ?? [])].map(([p, v]) => [p.slice(prefix.length), v]));
   const aclOf = relative(await acls);
@@ -243,7 +267,7 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
     offset += runEnd - runStart;
     i = j;
   }
-  return { text: Buffer.concat(chunks, offset), records: records.subarray(0, r), status: warnings.length > 0 ? 1 : 0, warnings, hashed: toHash.length, reused: 0 };
+  return { text: Buffer.concat(chunks, offset), records: records.subarray(0, r), status: warnings.length > 0 ? 1 : 0, warnings, hashed: stream?.count ?? toHash.length, reused: 0 };
 }
 
 /** An encoded path against the first token of the saved line at `start`, in C collation (tokens are printable ASCII). */
