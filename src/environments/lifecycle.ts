@@ -228,8 +228,13 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
 export const MOUNT_BASE = '/run/sysprime/mount';
 
 export async function mountEnvironment(ctx: Context, name: string, dir?: string): Promise<string> {
-  const env = await findEnvironment(ctx, name);
+  let env = await findEnvironment(ctx, name);
   if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment, already mounted at /`);
+  if (env.mounted !== null) {
+    // A private mount whose process died (a crash in the middle of a verb) is no reason to refuse: undo it first.
+    for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
+    env = await findEnvironment(ctx, name);
+  }
   if (env.mounted !== null) throw new SysprimeError('REFUSED', `"${name}" is already mounted at ${env.mounted}`);
   const target = dir ?? `${MOUNT_BASE}/${name}`;
   if (!target.startsWith('/')) throw new SysprimeError('USAGE', `mount point ${target} must be an absolute path`);

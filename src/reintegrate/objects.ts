@@ -30,6 +30,7 @@ import {
 import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
+import { faultPoint } from '../state/journal.js';
 import { ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from './safe-fs.js';
 import { readXattrsOf, writeXattrs, xattrsEqual, type Xattrs } from './xattrs.js';
 
@@ -175,6 +176,13 @@ async function freshXattrs(dir: DirHandle, fd: number): Promise<Xattrs> {
 }
 
 let counter = 0;
+let filesWritten = 0;
+
+/** Fault point in the middle of the n-th file this process writes (1-based), half its bytes written; see state/journal.ts. */
+export function writingPoint(n: number): string {
+  return `writing-${n}`;
+}
+
 export function tempName(): string {
   return `.sysprime-tmp-${process.pid}-${(counter++).toString(36)}`;
 }
@@ -200,7 +208,11 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
         const fd = openSync(entry, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
           const content = want.content ?? Buffer.alloc(0);
+          const half = content.length >> 1;
           let off = 0;
+          while (off < half) off += writeSync(fd, content, off, half - off);
+          // The crash tests kill here: a real half-written temporary, which the next run must remove.
+          faultPoint('reintegrate', writingPoint(++filesWritten));
           while (off < content.length) off += writeSync(fd, content, off, content.length - off);
           // Owner before mode (chown clears set-id bits), xattrs last (chown drops file capabilities).
           fchownSync(fd, want.uid, want.gid);

@@ -221,11 +221,25 @@ export function readFirstBootNote(target: string): FirstBootNote | null {
   }
 }
 
+const FIRST_BOOT_KIND = 'first-boot';
+
 /**
- * At the first boot of the environment at `target` (its root: '/' when it
- * is running): replay onto it what changed on `from` since staging.
+ * At the first boot of `environment`, whose tree is at `target` (its root:
+ * '/' when it is running): replay onto it what changed on `from` since
+ * staging. Recorded like the manual verb: a run killed in the middle leaves
+ * the note and the unit in place, `doctor` reports it, and the next run
+ * (the next boot, or the command by hand) applies the same plan again,
+ * which finishes it, and removes the dead run's leftovers.
  */
-export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote, target: string): Promise<StagingReintegration> {
+export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote, environment: string, target: string): Promise<StagingReintegration> {
+  const interrupted = closeInterrupted(ctx.db, FIRST_BOOT_KIND, (p) => p['to'] === environment);
+  for (const line of interrupted) log.warn(`recovered: ${line}`);
+  const done = await runRecorded(ctx.db, FIRST_BOOT_KIND, { from: note.from, to: environment }, () => replaySinceStaging(ctx, note, target));
+  if (interrupted.length > 0) for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
+  return done;
+}
+
+async function replaySinceStaging(ctx: Context, note: FirstBootNote, target: string): Promise<StagingReintegration> {
   const rules = loadRules(ctx.config);
   const oursAtStaging = loadManifest(ctx.db, stagedOursSubject(note.name), `${rules.digest}|${ctx.config.bart.hash}`);
   if (!oursAtStaging) {

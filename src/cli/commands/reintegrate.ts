@@ -86,7 +86,7 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
       return EXIT.OK;
     }
     try {
-      const done = await reintegrateSinceStaging(ctx, note, tree.path);
+      const done = await reintegrateSinceStaging(ctx, note, to.name, tree.path);
       removeFirstBoot(tree.path, 'done', null);
       if (g.json) printJson({ firstBoot: true, from: note.from, to: to.name, report: done.reportFile, counts: done.report.counts });
       else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);

@@ -1,6 +1,7 @@
 /**
- * kill -9 of the manual `reintegrate` in the middle of applying its plan,
- * with a file left half-written under its temporary name. The running
+ * kill -9 of the manual `reintegrate` in the middle of applying its plan:
+ * after an action, and inside a file's write (half its bytes on disk); and a
+ * file left half-written under its temporary name by an earlier dead run. The running
  * environment is byte for byte what it was, `doctor` names the interrupted
  * run, and running the command again leaves exactly what an uninterrupted
  * run leaves (compared with a copy reintegrated without a crash), with no
@@ -13,6 +14,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appliedPoint } from '../../../src/reintegrate/apply.js';
+import { writingPoint } from '../../../src/reintegrate/objects.js';
 import { KINDS } from '../../fixtures/scratch.js';
 import { doctorSeesIt, makeBootableScratch, type BootableScratch } from './bootable-scratch.js';
 
@@ -66,7 +68,9 @@ for (const kind of KINDS) {
     test('mid-apply, with a file half-written: the next run finishes the same result', { timeout: 900_000 }, async (t) => {
       const target = (await m.list()).find((e) => e.generation === 1)!.name;
       let tried = 0;
-      for (const n of [1, 2, 3, 5]) {
+      // After the n-th action, and inside the n-th file's write (half its bytes on disk).
+      const points: [number, string][] = [[1, appliedPoint(1)], [2, appliedPoint(2)], [3, appliedPoint(3)], [5, appliedPoint(5)], [6, writingPoint(1)], [7, writingPoint(3)]];
+      for (const [n, point] of points) {
         await edit(n);
         // The reference: a copy of the target, reintegrated without a crash.
         const ref = `ref-${n}`;
@@ -82,23 +86,23 @@ for (const kind of KINDS) {
         writeFileSync(halfWritten, 'setting = half');
         assert.equal((await m.sp('umount', target)).code, 0);
 
-        await m.killedAt(`kill:reintegrate:${appliedPoint(n)}`, 'reintegrate', '--to', target);
-        await doctorSeesIt(m, 'reintegrate', `applied-${n}`);
+        await m.killedAt(`kill:reintegrate:${point}`, 'reintegrate', '--to', target);
+        await doctorSeesIt(m, 'reintegrate', point);
         const again = await m.sp('reintegrate', '--to', target);
-        assert.equal(again.code, 0, `applied-${n}: ${again.stderr}`);
+        assert.equal(again.code, 0, `${point}: ${again.stderr}`);
         assert.match(again.stderr, /recovered: the reintegrate interrupted at .* is finished by this run/);
 
-        assert.equal(await m.manifest('base'), baseBefore, `applied-${n}: base is byte for byte what it was`);
-        assert.equal(timeless(await m.manifest(target)), timeless(await m.manifest(ref)), `applied-${n}: the target holds what an uninterrupted run writes`);
+        assert.equal(await m.manifest('base'), baseBefore, `${point}: base is byte for byte what it was`);
+        assert.equal(timeless(await m.manifest(target)), timeless(await m.manifest(ref)), `${point}: the target holds what an uninterrupted run writes`);
         assert.equal((await m.sp('mount', target, mnt())).code, 0);
         try {
-          assert.deepEqual(temps(mnt()), [], `applied-${n}: no temporary file is left`);
+          assert.deepEqual(temps(mnt()), [], `${point}: no temporary file is left`);
           assert.equal(readFileSync(join(mnt(), 'etc/hostname'), 'utf8'), `host-${n}\n`);
         } finally {
           assert.equal((await m.sp('umount', target)).code, 0);
         }
         assert.equal((await m.sp('destroy', ref)).code, 0);
-        await m.assertConsistent(`applied-${n}`);
+        await m.assertConsistent(`${point}`);
         tried++;
       }
       assert.equal(existsSync(join(m.dir, 'edit')), true);
