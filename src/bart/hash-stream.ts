@@ -9,7 +9,8 @@
 import { availableParallelism } from 'node:os';
 import type { Rules } from './rules.js';
 import { TreePool } from './tree-pool.js';
-import type { HashAlgorithm } from './types.js';
+import { CHUNK, hashFile } from './hash.js';
+import { toFsPath, type HashAlgorithm } from './types.js';
 
 const BATCH_FILES = 256;
 const BATCH_BYTES = 16 << 20;
@@ -18,7 +19,8 @@ const BATCH_BYTES = 16 << 20;
 export type DigestDone = (j: number, digest: string | undefined, error: string) => void;
 
 export class HashStream {
-  private readonly pool: TreePool;
+  /** Started with the first full batch: a small tree is hashed here, without threads to start and stop. */
+  private pool: TreePool | undefined;
   private indices: number[] = [];
   private paths: string[] = [];
   private bytes = 0;
@@ -26,14 +28,11 @@ export class HashStream {
   count = 0;
 
   constructor(
-    alg: HashAlgorithm,
-    rules: Rules,
+    private readonly alg: HashAlgorithm,
+    private readonly rules: Rules,
     private readonly prefix: string,
     private readonly done: DigestDone,
-  ) {
-    // A free worker with nothing queued takes the partial batch: the walk may be slower than the hashing.
-    this.pool = new TreePool(alg, Math.max(1, Math.min(availableParallelism(), 8)), rules, prefix, () => this.flush(), true);
-  }
+  ) {}
 
   /** File `j` of the walk, at `path` relative to the root, of `size` bytes. */
   add(j: number, path: string, size: number): void {
@@ -47,19 +46,37 @@ export class HashStream {
   /** Wait for every digest; the pool is closed whatever happens. */
   async finish(): Promise<void> {
     try {
-      this.flush();
-      await this.pool.drain();
+      if (this.pool === undefined) this.hashHere();
+      else {
+        this.flush();
+        await this.pool.drain();
+      }
     } finally {
       await this.close();
     }
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await this.pool?.close();
+  }
+
+  private hashHere(): void {
+    const buf = Buffer.allocUnsafe(CHUNK);
+    for (let b = 0; b < this.indices.length; b++) {
+      try {
+        this.done(this.indices[b]!, hashFile(this.alg, toFsPath(this.paths[b]!), buf), '');
+      } catch (err) {
+        this.done(this.indices[b]!, undefined, (err as Error).message);
+      }
+    }
+    this.indices = [];
+    this.paths = [];
   }
 
   private flush(): void {
     if (this.indices.length === 0) return;
+    // A free worker with nothing queued takes the partial batch: the walk may be slower than the hashing.
+    this.pool ??= new TreePool(this.alg, Math.max(1, Math.min(availableParallelism(), 8)), this.rules, this.prefix, () => this.flush(), true);
     const indices = this.indices;
     const paths = this.paths;
     this.indices = [];

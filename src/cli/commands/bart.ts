@@ -4,7 +4,8 @@
  * compare: 0 no differences, 1 differences, 2 fatal. Neither needs root.
  */
 import type { Command } from 'commander';
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
 import { SysprimeError } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
@@ -56,9 +57,22 @@ function writeOut(file: string | undefined, text: string | Buffer): void {
     process.stdout.write(text);
     return;
   }
-  const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, text);
-  renameSync(tmp, file);
+  const st = statSync(file, { throwIfNoEntry: false });
+  if (st !== undefined && !st.isFile()) {
+    // A device, a FIFO or a terminal (`-o /dev/null`, `-o /dev/stdout`): write into it; replacing it would destroy it.
+    writeFileSync(file, text);
+    return;
+  }
+  // A regular file is replaced whole, through a link to it if that is what was named, never half-written.
+  const real = st === undefined ? file : realpathSync(file);
+  const tmp = join(dirname(real), `.${basename(real)}.tmp-${process.pid}`);
+  try {
+    writeFileSync(tmp, text);
+    renameSync(tmp, real);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
 }
 
 /** Bytes of a name given on the command line or on stdin, as a byte string. */
@@ -75,6 +89,9 @@ async function runCreate(flags: CreateFlags): Promise<number> {
   }
   if (flags.index && (flags.output === undefined || flags.output === '-')) {
     throw new SysprimeError('USAGE', '--index needs -o FILE (the index is written to FILE.idx)', { hint: 'add -o manifest-file' });
+  }
+  if (flags.index && statSync(flags.output!, { throwIfNoEntry: false })?.isFile() === false) {
+    throw new SysprimeError('USAGE', `--index needs -o to name a regular file, and ${flags.output!} is not one`, { hint: 'write the manifest and its index to a file' });
   }
   let files: string[] | undefined;
   if (Array.isArray(flags.input) && flags.input.length > 0) files = flags.input.map(asBytes);

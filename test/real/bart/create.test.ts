@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, linkSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
+import { chmodSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -140,6 +140,31 @@ test('the CLI: create to a file, compare, exit statuses', async () => {
   const badRules = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-r', '-'], { allowFailure: true, input: '/etc\nCHECK nonsense\n' });
   assert.equal(badRules.exitCode, 2);
   assert.match(badRules.stderr, /line 2: unknown attribute 'nonsense'/);
+});
+
+test('-o onto a device node or a FIFO writes into it, never replaces it; a link to a file stays a link', async () => {
+  const out = mkdtempSync(join(dir, 'out-'));
+  const dev = join(out, 'null');
+  await run('mknod', ['-m', '666', dev, 'c', '1', '3']);
+  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', dev])).exitCode, 0);
+  assert.ok(lstatSync(dev).isCharacterDevice(), 'the device node is still one');
+  const refused = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', dev, '--index'], { allowFailure: true });
+  assert.equal(refused.exitCode, 2);
+  assert.match(refused.stderr, /--index needs -o to name a regular file/);
+
+  const fifo = join(out, 'fifo');
+  await run('mkfifo', [fifo]);
+  const reader = run('cat', [fifo]);
+  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', fifo])).exitCode, 0);
+  assert.match((await reader).stdout, /^! Version 1\.1\n/);
+  assert.ok(lstatSync(fifo).isFIFO(), 'the FIFO is still one');
+
+  writeFileSync(join(out, 'target'), 'old\n');
+  symlinkSync('target', join(out, 'link'));
+  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', join(out, 'link')])).exitCode, 0);
+  assert.ok(lstatSync(join(out, 'link')).isSymbolicLink(), 'the link is still a link');
+  assert.match(readFileSync(join(out, 'target'), 'utf8'), /^! Version 1\.1\n/);
+  assert.deepEqual(readdirSync(out).sort(), ['fifo', 'link', 'null', 'target'], 'no temporary file is left');
 });
 
 test('incremental create equals a full walk after changes', async () => {
