@@ -74,7 +74,7 @@ export function replaceFile(path: string, data: string | Buffer): void {
 }
 
 /** Copy a file durably (temporary copy, fsync, rename). */
-export async function copyDurable(src: string, dest: string): Promise<void> {
+export async function copyDurable(src: string, dest: string, beforeRename?: () => void): Promise<void> {
   const tmp = tempPathFor(dest);
   try {
     await copyFile(src, tmp);
@@ -83,6 +83,7 @@ export async function copyDurable(src: string, dest: string): Promise<void> {
     rmSync(tmp, { force: true });
     throw ioError('copy to', dest, err);
   }
+  beforeRename?.();
   renameInto(tmp, dest);
 }
 

@@ -10,6 +10,7 @@ import { basename, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import type { BootEntry, EspUsage } from '../types.js';
 import { copyDurable, freeBytes, fsyncPath, removeStaleTemps, sameContent } from '../durable.js';
+import { bootFaultPoint } from '../fault.js';
 
 export const KERNEL_DIR = 'sysprime';
 /** Room kept free beyond the copies, for the entry files and the FAT's own needs. */
@@ -59,10 +60,14 @@ export function checkSpace(esp: string, plan: KernelPlan, free: (path: string) =
 
 export async function copyKernels(esp: string, plan: KernelPlan): Promise<void> {
   const dirs = new Set<string>();
+  let n = 0;
   for (const c of plan.copies) {
     const dir = join(esp, KERNEL_DIR, c.name);
     mkdirSync(dir, { recursive: true });
-    await copyDurable(c.source, c.dest);
+    const k = ++n;
+    // Crash points (fault.ts): the copy whole under its temporary name, then renamed into place.
+    await copyDurable(c.source, c.dest, () => bootFaultPoint('systemd-boot', `copying-${k}`));
+    bootFaultPoint('systemd-boot', `copied-${k}`);
     dirs.add(dir);
   }
   for (const d of dirs) fsyncPath(d);

@@ -138,3 +138,57 @@ describe('a kill -9 inside the GRUB menu swap', () => {
     assert.deepEqual(await bootKinds(b), []);
   });
 });
+
+describe('a kill -9 while kernels are copied to the ESP', () => {
+  let b: BootScratch;
+  const esp = () => join(b.dir, 'esp');
+  const ok = async (...args: string[]) => {
+    const r = await b.sp(...args);
+    assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);
+  };
+  const entries = (files: Map<string, string>) => new Map([...files].filter(([p]) => p.startsWith('loader/')));
+  /** Every sysprime entry boots a kernel and an initrd that are on the ESP, whole. */
+  const bootable = (files: Map<string, string>, what: string) => {
+    for (const [path, text] of files) {
+      if (!path.startsWith('loader/entries/sysprime-')) continue;
+      for (const key of ['linux', 'initrd']) {
+        const file = new RegExp(`^${key} (\\S+)$`, 'm').exec(text)?.[1];
+        assert.ok(file !== undefined, `${what}: ${path} names its ${key}`);
+        const body = files.get(file.slice(1));
+        assert.ok(body !== undefined && /^(kernel|initrd) \S+\n$/.test(body), `${what}: ${path} boots ${file}, whole: ${JSON.stringify(body)}`);
+      }
+    }
+  };
+  before(async () => {
+    b = await makeBootScratch('btrfs', (dir) => {
+      mkdirSync(join(dir, 'esp/loader/entries'), { recursive: true });
+      return `loader = "systemd-boot"\nesp = "${join(dir, 'esp')}"\n`;
+    });
+    await ok('init', '--adopt', b.s.adopt, '--name', 'base');
+  });
+  after(async () => {
+    await b?.cleanup();
+  });
+
+  test('before a copy is renamed into place, and between the kernel and the initrd: every entry boots a whole pair; doctor --fix finishes', async (t) => {
+    let tried = 0;
+    // A new environment's kernel and initrd are the two copies.
+    for (const [i, point] of ['copying-1', 'copied-1', 'copying-2', 'copied-2'].entries()) {
+      const before = snapshot(esp());
+      const killed = await b.spEnv({ SYSPRIME_FAULT_INJECT: `kill:boot:systemd-boot:${point}` }, 'create', `k${i}`);
+      assert.equal(killed.code, -1, `${point}: killed by a signal: ${killed.stderr}`);
+      const after = snapshot(esp());
+      assert.deepEqual(entries(withoutTemps(after)), entries(before), `${point}: the entries are as they were`);
+      assert.equal([...after.keys()].some((p) => p.endsWith('.sysprime-tmp')), point.startsWith('copying-'), `${point}: a copy waits under its temporary name`);
+      bootable(after, point);
+      await ok('doctor', '--fix');
+      const fixed = snapshot(esp());
+      assert.ok(![...fixed.keys()].some((p) => p.endsWith('.sysprime-tmp')), `${point}: no temporary copy is left`);
+      assert.ok(fixed.has(`loader/entries/sysprime-k${i}.conf`), `${point}: the new environment has its entry`);
+      bootable(fixed, `${point}, fixed`);
+      assert.deepEqual(await bootKinds(b), []);
+      tried++;
+    }
+    t.diagnostic(`systemd-boot kernel copies: ${tried} kill points tried, all recovered`);
+  });
+});
