@@ -14,6 +14,7 @@ import { mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/pro
 import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
+import { backendFaultPoint } from '../fault.js';
 import { run } from '../../process/run.js';
 import { checkName, nameProblem } from '../../environments/names.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo } from '../types.js';
@@ -563,8 +564,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await clearPartial(partial, list);
       // Out of its real name first: a crash halfway leaves a `.partial-` subvolume for recover(), never a half-deleted environment.
       await rename(abs(envRel), abs(partial));
+      backendFaultPoint('btrfs', 'destroy-renamed');
       list = await subvolumes();
       await deleteSubvolumeTree(partial, list);
+      backendFaultPoint('btrfs', 'destroy-deleted');
       await removeMetaFile(envMetaFile(top, name));
 
       list = await subvolumes();

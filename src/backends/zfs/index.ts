@@ -495,9 +495,11 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         done.push(`unmounted ${m.source} from ${m.target}`);
       }
 
-      for (const r of records) {
+      // Read again: destroying temporary clones above may have taken copy snapshots with them.
+      const now = await readRoot(['type', 'origin']);
+      for (const r of now) {
         if (!isSnapshot(r) || !shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX)) continue;
-        if (dependentsOf(records, r.name).length > 0) continue;
+        if (dependentsOf(now, r.name).length > 0) continue;
         await zfs(['destroy', assertInsideRoot(pool, r.name)]);
         done.push(`destroyed unused copy snapshot ${r.name}`);
       }

@@ -6,6 +6,7 @@
  */
 import type { EnvironmentInfo, PristineInfo } from '../types.js';
 import {
+  COPY_SNAPSHOT_PREFIX,
   INTERNAL_PROPS,
   NS,
   PRISTINE_SNAPSHOT,
@@ -307,7 +308,10 @@ export function leftoverSnapshots(
     const gen = localProp(r, PROP.pristine);
     const wasOwn = guid !== null && guids.has(guid);
     const ownGenerationPristine = generation !== null && gen === String(generation);
-    if (!wasOwn && !ownGenerationPristine) continue;
+    // A copy's snapshot only exists to be a clone's origin: once nothing is cloned from it, it goes, whoever holds it
+    // (a destroy interrupted after a promote leaves the origin of the destroyed copy on the promoted clone).
+    const unusedCopy = shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX);
+    if (!wasOwn && !ownGenerationPristine && !unusedCopy) continue;
     if (dependentsOf(records, r.name).length > 0) continue;
     if (gen !== null && generationsInUse.has(gen)) continue;
     out.push(r.name);

@@ -323,6 +323,21 @@ test('leftoverSnapshots drops moved snapshots nobody needs, keeps pristines of g
   ]);
 });
 
+test('leftoverSnapshots drops a copy snapshot nothing is cloned from, even when it was not the destroyed one\'s', () => {
+  const text = [
+    'p/ROOT/b\ttype\tfilesystem\t-',
+    'p/ROOT/b@sysprime-copy-unused\ttype\tsnapshot\t-',
+    'p/ROOT/b@sysprime-copy-unused\tguid\t777\t-',
+    'p/ROOT/b@sysprime-copy-used\ttype\tsnapshot\t-',
+    'p/ROOT/b@sysprime-copy-used\tguid\t888\t-',
+    'p/ROOT/b@admin\ttype\tsnapshot\t-',
+    'p/ROOT/b@admin\tguid\t999\t-',
+    'p/ROOT/c\ttype\tfilesystem\t-',
+    'p/ROOT/c\torigin\tp/ROOT/b@sysprime-copy-used\t-',
+  ].join('\n');
+  assert.deepEqual(leftoverSnapshots(parsePropertyTable(text), 'p', new Set()), ['p/ROOT/b@sysprime-copy-unused']);
+});
+
 test('leftoverSnapshots takes the pristine of the destroyed generation wherever it is held, when unneeded', () => {
   const text = [
     'p/ROOT/b\ttype\tfilesystem\t-',
