@@ -32,6 +32,10 @@ export function openState(dir: string): Db {
     const check = db.pragma('quick_check', { simple: true });
     if (check !== 'ok') throw new Error(`integrity check says: ${String(check)}`);
     migrate(db);
+    // Readers are never blocked in WAL mode, so a process holding the database for writing would only show
+    // at sysprime's first write, maybe after it changed a pool: find out now, before anything is done.
+    db.exec('BEGIN IMMEDIATE');
+    db.exec('COMMIT');
   } catch (err) {
     if (err instanceof SysprimeError) throw err;
     const msg = (err as Error).message;

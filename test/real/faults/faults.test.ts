@@ -5,6 +5,8 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, copyFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,6 +81,31 @@ describe('the state database', () => {
       copyFileSync(saved, db);
     }
     assert.equal((await sp('list')).code, 0);
+  });
+
+  test('a database another process holds for writing: a verb that would change something refuses before it does', { timeout: 120_000 }, async () => {
+    const db = join(s.stateDir, 'sysprime.db');
+    // Another process (an admin's sqlite3 shell, say) with a write transaction open.
+    const holder = spawn(
+      process.execPath,
+      ['-e', `const D = require(${JSON.stringify(createRequire(import.meta.url).resolve('better-sqlite3'))}); const d = new D(${JSON.stringify(db)}); d.exec('BEGIN IMMEDIATE'); console.log('held'); setInterval(() => {}, 1000);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout.on('data', (d: Buffer) => d.toString().includes('held') && resolve());
+        holder.on('exit', () => reject(new Error('the lock holder died')));
+      });
+      const r = await sp('create', 'while-locked');
+      assert.equal(r.code, 6, r.stderr);
+      assert.match(r.stderr, /state database .*sysprime\.db is locked by another process/);
+      assert.doesNotMatch(r.stderr, /^\s+at /m, 'one clear line, no stack trace');
+    } finally {
+      holder.kill('SIGKILL');
+    }
+    const envs = await sp('--json', 'list');
+    assert.equal(envs.code, 0, envs.stderr);
+    assert.ok(!envs.json<{ name: string }[]>().some((e) => e.name === 'while-locked'), 'nothing was created');
   });
 
   test('a database from a newer sysprime is refused, not downgraded', async () => {
