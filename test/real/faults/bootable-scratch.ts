@@ -7,7 +7,7 @@
  * and the bootloader's default all agree.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -167,4 +167,35 @@ export async function makeBootableScratch(kind: Kind, extraToml = ''): Promise<B
     throw err;
   }
   return m;
+}
+
+/** Temporary files a reintegration left under `root` (objects.ts, tempName). */
+export function reintegrationTemps(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const n of readdirSync(d)) {
+      const p = join(d, n);
+      if (n.startsWith('.sysprime-tmp-')) out.push(p);
+      else if (lstatSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out;
+}
+
+/**
+ * Manifest lines without times or sysprime's own records: two environments
+ * reintegrated the same way hold the same. Fields: path type size mode acl
+ * mtime uid gid [contents|dest]; a directory's size and mtime follow what
+ * happened in it.
+ */
+export function timelessManifest(manifest: string): string {
+  return manifest
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('/var/lib/sysprime'))
+    .map((l) => {
+      const f = l.split(' ');
+      return f[1] === 'D' ? [f[0], f[1], f[3], f[6], f[7]].join(' ') : [...f.slice(0, 5), ...f.slice(6)].join(' ');
+    })
+    .join('\n');
 }

@@ -10,42 +10,16 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appliedPoint } from '../../../src/reintegrate/apply.js';
 import { writingPoint } from '../../../src/reintegrate/objects.js';
 import { FIRST_BOOT_NOTE } from '../../../src/reintegrate/session.js';
 import { KINDS } from '../../fixtures/scratch.js';
-import { makeBootableScratch, type BootableScratch } from './bootable-scratch.js';
+import { makeBootableScratch, reintegrationTemps, timelessManifest, type BootableScratch } from './bootable-scratch.js';
 
 const UNIT_LINK = 'etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service';
 const POINTS = [appliedPoint(1), appliedPoint(3), writingPoint(1), writingPoint(3)];
-
-/** Temporary files a reintegration left under `root`. */
-function temps(root: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string) => {
-    for (const n of readdirSync(d)) {
-      const p = join(d, n);
-      if (n.startsWith('.sysprime-tmp-')) out.push(p);
-      else if (lstatSync(p).isDirectory()) walk(p);
-    }
-  };
-  walk(root);
-  return out;
-}
-
-/** Manifest lines without times or sysprime's own records: two environments reintegrated the same way hold the same. */
-function timeless(manifest: string): string {
-  return manifest
-    .split('\n')
-    .filter((l) => l !== '' && !l.startsWith('/var/lib/sysprime'))
-    .map((l) => {
-      const f = l.split(' ');
-      return f[1] === 'D' ? [f[0], f[1], f[3], f[6], f[7]].join(' ') : [...f.slice(0, 5), ...f.slice(6)].join(' ');
-    })
-    .join('\n');
-}
 
 for (const kind of KINDS) {
   describe(`kill -9 of the first-boot reintegration (${kind})`, () => {
@@ -95,7 +69,7 @@ for (const kind of KINDS) {
           assert.ok(existsSync(join(root, FIRST_BOOT_NOTE)), `${point}: the first-boot note stays, so the next boot runs it again`);
           assert.ok(lstatSync(join(root, UNIT_LINK)).isSymbolicLink(), `${point}: the unit stays enabled`);
           if (point.startsWith('writing-')) {
-            const left = temps(root);
+            const left = reintegrationTemps(root);
             assert.equal(left.length, 1, `${point}: one half-written temporary: ${left.join(', ')}`);
             // What the first boot writes: every late file so far, and the hostname.
             const whole = [`late-host-${i}\n`];
@@ -109,9 +83,9 @@ for (const kind of KINDS) {
         assert.equal(again.code, 0, `${point}: ${again.stderr}`);
         assert.match(again.stdout, /carried over what changed on "base" since staging/);
         assert.equal(await m.manifest('base'), baseBefore, `${point}: the previous environment is byte for byte what it was`);
-        assert.equal(timeless(await m.manifest(victim)), timeless(await m.manifest(ref)), `${point}: the environment holds what an uninterrupted first boot writes`);
+        assert.equal(timelessManifest(await m.manifest(victim)), timelessManifest(await m.manifest(ref)), `${point}: the environment holds what an uninterrupted first boot writes`);
         await inEnv(victim, (root) => {
-          assert.deepEqual(temps(root), [], `${point}: no temporary file is left`);
+          assert.deepEqual(reintegrationTemps(root), [], `${point}: no temporary file is left`);
           assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), `late-host-${i}\n`);
           assert.ok(!existsSync(join(root, FIRST_BOOT_NOTE)), `${point}: the note is gone`);
           assert.ok(!existsSync(join(root, UNIT_LINK)), `${point}: the unit removed itself`);

@@ -11,12 +11,12 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { appliedPoint } from '../../../src/reintegrate/apply.js';
 import { writingPoint } from '../../../src/reintegrate/objects.js';
 import { KINDS } from '../../fixtures/scratch.js';
-import { doctorSeesIt, makeBootableScratch, type BootableScratch } from './bootable-scratch.js';
+import { doctorSeesIt, makeBootableScratch, reintegrationTemps, timelessManifest, type BootableScratch } from './bootable-scratch.js';
 
 for (const kind of KINDS) {
   describe(`kill -9 of reintegrate (${kind})`, () => {
@@ -32,29 +32,6 @@ for (const kind of KINDS) {
       } finally {
         assert.equal((await m.sp('umount', 'base')).code, 0);
       }
-    };
-    /** Manifest lines without times: two environments reintegrated the same way hold the same. */
-    const timeless = (manifest: string) =>
-      manifest
-        .split('\n')
-        .filter((l) => l !== '' && !l.startsWith('/var/lib/sysprime'))
-        .map((l) => {
-          const f = l.split(' ');
-          // path type size mode acl mtime uid gid [contents|dest]; a directory's size and mtime follow what happened in it.
-          return f[1] === 'D' ? [f[0], f[1], f[3], f[6], f[7]].join(' ') : [...f.slice(0, 5), ...f.slice(6)].join(' ');
-        })
-        .join('\n');
-    const temps = (root: string): string[] => {
-      const out: string[] = [];
-      const walk = (d: string) => {
-        for (const n of readdirSync(d)) {
-          const p = join(d, n);
-          if (n.startsWith('.sysprime-tmp-')) out.push(p);
-          else if (lstatSync(p).isDirectory()) walk(p);
-        }
-      };
-      walk(root);
-      return out;
     };
     before(async () => {
       m = await makeBootableScratch(kind);
@@ -93,10 +70,10 @@ for (const kind of KINDS) {
         assert.match(again.stderr, /recovered: the reintegrate interrupted at .* is finished by this run/);
 
         assert.equal(await m.manifest('base'), baseBefore, `${point}: base is byte for byte what it was`);
-        assert.equal(timeless(await m.manifest(target)), timeless(await m.manifest(ref)), `${point}: the target holds what an uninterrupted run writes`);
+        assert.equal(timelessManifest(await m.manifest(target)), timelessManifest(await m.manifest(ref)), `${point}: the target holds what an uninterrupted run writes`);
         assert.equal((await m.sp('mount', target, mnt())).code, 0);
         try {
-          assert.deepEqual(temps(mnt()), [], `${point}: no temporary file is left`);
+          assert.deepEqual(reintegrationTemps(mnt()), [], `${point}: no temporary file is left`);
           assert.equal(readFileSync(join(mnt(), 'etc/hostname'), 'utf8'), `host-${n}\n`);
         } finally {
           assert.equal((await m.sp('umount', target)).code, 0);

@@ -6,14 +6,13 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { run } from '../../../src/process/run.js';
 import { makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { BIN, sysprime } from '../../fixtures/cli.js';
+import { sysprime } from '../../fixtures/cli.js';
+import { slowUpdater, stageWith } from './mid-staging.js';
 
 describe('a pool that turns read-only mid-run (btrfs)', () => {
   let s: Scratch;
@@ -21,17 +20,7 @@ describe('a pool that turns read-only mid-run (btrfs)', () => {
   const sp = (...args: string[]) => sysprime(args, { config: s.config });
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sysprime-ro-'));
-    const script = join(dir, 'update.sh');
-    writeFileSync(
-      script,
-      `#!/bin/sh
-set -e
-if [ -f "${dir}/slow" ]; then touch "${dir}/started"; while [ ! -f "${dir}/go" ]; do sleep 0.1; done; fi
-echo 2 > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"
-`,
-    );
-    chmodSync(script, 0o755);
-    s = await makeScratch('btrfs', `[update]\nmethod = "command"\ncommand = "${script}"\nchroot = false\n`);
+    s = await makeScratch('btrfs', `[update]\nmethod = "command"\ncommand = "${slowUpdater(dir)}"\nchroot = false\n`);
     assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
   });
   after(async () => {
@@ -42,27 +31,14 @@ echo 2 > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"
   });
 
   test('staging fails naming the read-only filesystem; the next run after it is writable recovers', { timeout: 300_000 }, async () => {
-    writeFileSync(join(dir, 'slow'), '');
-    const child = spawn(process.execPath, [BIN, '--config', s.config, 'stage'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const exited = new Promise<number | null>((r) => child.on('close', r));
     try {
-      for (let i = 0; i < 600 && !existsSync(join(dir, 'started')); i++) await sleep(100);
-      assert.ok(existsSync(join(dir, 'started')), 'the update started');
-      await run('mount', ['-o', 'remount,ro', s.where]);
-      writeFileSync(join(dir, 'go'), '');
-      const code = await exited;
+      const { code, stderr } = await stageWith(s.config, dir, () => run('mount', ['-o', 'remount,ro', s.where]).then(() => undefined));
       assert.equal(code, 3, stderr);
       assert.match(stderr, /failed at step "apply the updates/);
       assert.match(stderr, /Read-only file system/);
       // The clone could not be destroyed on a read-only filesystem: said, with what to do.
       assert.match(stderr, /run `sysprime doctor`/);
     } finally {
-      child.kill('SIGKILL');
-      rmSync(join(dir, 'slow'), { force: true });
-      rmSync(join(dir, 'started'), { force: true });
-      rmSync(join(dir, 'go'), { force: true });
       await run('mount', ['-o', 'remount,rw', s.where]);
     }
     const r = await sp('--json', 'stage');
