@@ -124,8 +124,13 @@ export const ACTIVATE: OperationSpec<Context> = {
     {
       name: 'boot-default',
       title: 'make its boot entry the default',
-      async run(ctx) {
+      async run(ctx, p) {
         await syncBootEntries(ctx);
+        // Choosing the environment a one-shot boot waits for makes it the default for good: the one-shot goes.
+        // (On ZFSBootMenu the one-shot already moved bootfs there, so the sync alone cannot tell the two apart.)
+        const loader = bootloaderFor(ctx);
+        const { name } = p as ActivateParams;
+        if (loader.capabilities.oneShot && (await loader.inspect()).oneShotName === name) await loader.setDefault(name);
       },
       // Undone by the first step's undo, which writes the entries again.
     },

@@ -91,6 +91,19 @@ describe('boot environments on zfs with ZFSBootMenu', () => {
     await ok('activate', 'gen-1');
   });
 
+  test('activate of the one-shot target makes it the default for good: the next boot does not undo it', async () => {
+    await ok('activate', '--once', 'copy');
+    assert.equal(await local(pool, ONESHOT_TARGET_PROP), ds('copy'));
+    await ok('activate', 'copy');
+    assert.equal(await bootfs(), ds('copy'));
+    assert.equal(await local(pool, ONESHOT_RESTORE_PROP), null);
+    assert.equal(await local(pool, ONESHOT_TARGET_PROP), null);
+    await ok('boot-hook', 'start');
+    assert.equal(await bootfs(), ds('copy'), 'the boot hook leaves the chosen default alone');
+    assert.deepEqual((await problems()).kinds, []);
+    await ok('activate', 'gen-1');
+  });
+
   test('rename keeps the property and bootfs on the renamed dataset; destroy takes them away', async () => {
     await ok('rename', 'copy', 'renamed');
     assert.equal(await local(ds('renamed'), CMDLINE_PROP), CMDLINE);
