@@ -73,19 +73,13 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
   };
   // With nothing saved every file is hashed: hand files to the workers as find lists them.
   const stream = index.count === 0 && !input.noContents ? new HashStream(input.hash, rules, prefix, digestDone) : undefined;
-  let walking: Promise<FoundEntries | undefined>;
-  try {
-    walking = findWalk(
-      rules,
-      prefix,
-      stream && ((j, path, type, flags, size) => {
-        if (type === 'F' && (flags & ATTR.contents) !== 0) stream.add(j, path, size);
-      }),
-    );
-  } catch (err) {
-    await stream?.close();
-    throw err;
-  }
+  const walking = findWalk(
+    rules,
+    prefix,
+    stream && ((j, path, type, flags, size) => {
+      if (type === 'F' && (flags & ATTR.contents) !== 0) stream.add(j, path, size);
+    }),
+  );
 
   // While find runs: the saved entries in the order the last walk listed them.
   const saved = index.records;
