@@ -2,7 +2,9 @@
 import type { Command } from 'commander';
 import { currentOf, listEnvironments } from '../../environments/lifecycle.js';
 import { lastOperation } from '../../state/journal.js';
-import { isAlive, lockHolder } from '../../state/lock.js';
+import { acquireLock, isAlive, lockHolder } from '../../state/lock.js';
+import { recoverStaging } from '../../staging/pipeline.js';
+import type { Db } from '../../state/db.js';
 
 interface ScheduleRow {
   job: string;
@@ -24,6 +26,17 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .addHelpText('after', '\nExamples:\n  sysprime status\n  sysprime --json status')
     .action(async () =>
       withContext(globals(), async (ctx) => {
+        // A staging that died is finished (undone) here too, unless a live process holds the lock: that one is running.
+        const recovered: string[] = [];
+        if (lockHolder(ctx.db) === null && interruptedStage(ctx.db)) {
+          const lock = acquireLock(ctx.db, 'recovering');
+          try {
+            const { createUpdater } = await import('../../updaters/registry.js');
+            recovered.push(...(await recoverStaging(ctx, await createUpdater(ctx.config))));
+          } finally {
+            lock.release();
+          }
+        }
         const envs = await listEnvironments(ctx);
         const current = currentOf(envs);
         // What the bootloader will really do: an entry whose tries are used
@@ -56,6 +69,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           nextStage: daemonStage?.next_run ?? null,
           reintegration,
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
+          recovered,
           lastStage: stage
             ? {
                 started: stage.started,
@@ -89,7 +103,22 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
         }
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
+        for (const r of recovered) lines.push(`recovered:   ${r}`);
         process.stdout.write(lines.join('\n') + '\n');
       }),
     );
+}
+
+/**
+ * Whether recoverOperations has work: a staging whose process died while
+ * it ran, or one whose undo could not finish (steps not yet undone).
+ */
+function interruptedStage(db: Db): boolean {
+  const dead = (db.prepare("SELECT pid, params FROM operations WHERE kind = 'stage' AND status = 'running'").all() as { pid: number; params: string }[]).some(
+    (r) => !isAlive({ pid: r.pid, start: String((JSON.parse(r.params) as Record<string, unknown>)['_start'] ?? '') }),
+  );
+  const unfinished = db
+    .prepare("SELECT 1 FROM operations o JOIN steps s ON s.operation = o.id WHERE o.kind = 'stage' AND o.status IN ('failed', 'undone') AND s.status IN ('started', 'done', 'failed') LIMIT 1")
+    .get();
+  return dead || unfinished !== undefined;
 }

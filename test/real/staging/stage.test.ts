@@ -186,11 +186,18 @@ for (const kind of KINDS) {
         rmSync(join(dir, 'slow'), { force: true });
         rmSync(join(dir, 'started'), { force: true });
       }
+      // `status` finishes the cleanup, as `stage` and the daemon's start do.
       const st = await sp('--json', 'status');
       assert.equal(st.code, 0, st.stderr);
+      const recovered = st.json<{ recovered: string[] }>().recovered;
+      assert.equal(recovered.length, 1, JSON.stringify(recovered));
+      assert.match(recovered[0]!, /undid the stage interrupted/);
+      assert.deepEqual((await list()).map((e) => e.name), ['base'], 'nothing of the dead staging is left');
+      const again = await sp('--json', 'status');
+      assert.deepEqual(again.json<{ recovered: string[] }>().recovered, [], 'the next status has nothing to do');
       const r = await sp('--json', 'stage');
       assert.equal(r.code, 0, r.stderr);
-      assert.equal(r.json<{ recovered: string[] }>().recovered.length + 0 >= 0, true);
+      assert.deepEqual(r.json<{ recovered: string[] }>().recovered, []);
       assert.deepEqual((await list()).map((e) => e.name).sort(), ['base', r.json<{ name: string }>().name].sort());
       await cleanState();
     });
