@@ -13,15 +13,20 @@ interface BackendEntry {
   kind: BackendKind;
   /** Does the running root live on this kind of filesystem? */
   matchesRoot(rootFsType: string): boolean;
-  create(config: Config, rootSource: string): Backend;
+  create(config: Config, root: RootMount | null): Backend;
+}
+
+export interface RootMount {
+  fstype: string;
+  source: string;
 }
 
 export const BACKENDS: readonly BackendEntry[] = [
   {
     kind: 'zfs',
     matchesRoot: (t) => t === 'zfs' || t === 'fuse.zfs',
-    create(config, rootSource) {
-      const pool = config.zfs.pool ?? rootSource.split('/')[0];
+    create(config, root) {
+      const pool = config.zfs.pool ?? (root !== null && this.matchesRoot(root.fstype) ? root.source.split('/')[0] : undefined);
       if (!pool) throw new SysprimeError('CONFIG', 'no ZFS pool configured and none found under /', { hint: 'set [zfs] pool in sysprime.toml' });
       // Private mounts per pool: two pools on one machine never share a mount point.
       return createZfsBackend({ pool, stateDir: `/run/sysprime/zfs/${pool}` });
@@ -30,13 +35,24 @@ export const BACKENDS: readonly BackendEntry[] = [
   {
     kind: 'btrfs',
     matchesRoot: (t) => t === 'btrfs',
-    create: (config) => createBtrfsBackend({ top: config.btrfs.top, ...(config.btrfs.device ? { device: config.btrfs.device } : {}) }),
+    create: (config, root) => createBtrfsBackend(btrfsOptions(config, root)),
   },
 ];
 
+/**
+ * Where the Btrfs backend finds the top-level subvolume: `[btrfs] top`, and
+ * the device to mount there when nothing is, which defaults to the device
+ * of `/` when `/` is Btrfs (the usual single-filesystem machine needs no
+ * configuration). A root on another filesystem lends no device.
+ */
+export function btrfsOptions(config: Config, root: RootMount | null): { top: string; device?: string } {
+  const device = config.btrfs.device ?? (root?.fstype === 'btrfs' && root.source.startsWith('/dev/') ? root.source : undefined);
+  return { top: config.btrfs.top, ...(device !== undefined ? { device } : {}) };
+}
+
 /** Filesystem type and source of the mount at `/`, from the kernel's own table. */
-export function rootMount(mountsText = readFileSync('/proc/self/mounts', 'utf8')): { fstype: string; source: string } | null {
-  let found: { fstype: string; source: string } | null = null;
+export function rootMount(mountsText = readFileSync('/proc/self/mounts', 'utf8')): RootMount | null {
+  let found: RootMount | null = null;
   for (const line of mountsText.split('\n')) {
     const [source, target, fstype] = line.split(' ');
     if (target === '/' && source && fstype) found = { fstype, source }; // the last one mounted over / wins
@@ -48,7 +64,7 @@ export function selectBackend(config: Config): Backend {
   const root = rootMount();
   if (config.backend !== undefined) {
     const entry = BACKENDS.find((b) => b.kind === config.backend)!;
-    return entry.create(config, root?.source ?? '');
+    return entry.create(config, root);
   }
   const entry = root ? BACKENDS.find((b) => b.matchesRoot(root.fstype)) : undefined;
   if (!entry || !root) {
@@ -56,5 +72,5 @@ export function selectBackend(config: Config): Backend {
       hint: 'set backend = "btrfs" or "zfs" (and [btrfs] top or [zfs] pool) in sysprime.toml, or pass --config',
     });
   }
-  return entry.create(config, root.source);
+  return entry.create(config, root);
 }
