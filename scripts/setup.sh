@@ -30,6 +30,13 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
+# Node.js 20 or later with npm comes with machines of this kind; Debian 12's own nodejs is 18, too old.
+node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
+  echo "setup: sysprime needs Node.js 20 or later with npm (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or your distribution's backports, then run this again" >&2
+  exit 2
+fi
+
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
