@@ -112,6 +112,19 @@ for (const kind of ['btrfs', 'zfs'] as Kind[]) {
       writeFileSync(conf, readFileSync(conf, 'utf8').replace('colour = blue', 'colour = green'));
       assert.equal((await sp('umount', 'base')).code, 0);
 
+      // The running environment's manifest, to compare after staging: not one byte of it may change.
+      const manifestOf = async (env: string) => {
+        assert.equal((await sp('mount', env, mnt())).code, 0);
+        try {
+          const m = await sysprime(['bart', 'create', '-R', mnt()]);
+          assert.equal(m.code, 0, m.stderr);
+          return m.stdout.split('\n').filter((l) => !l.startsWith('!') && !l.startsWith('#')).join('\n');
+        } finally {
+          assert.equal((await sp('umount', env)).code, 0);
+        }
+      };
+      const baseBefore = await manifestOf('base');
+
       await repo.publish(demo('2'));
       const r = await sp('--json', 'stage');
       assert.equal(r.code, 0, r.stderr);
@@ -129,6 +142,7 @@ for (const kind of ['btrfs', 'zfs'] as Kind[]) {
       };
       const base = await version('base');
       assert.equal(base.version, '1', 'the running environment keeps version 1');
+      assert.equal(await manifestOf('base'), baseBefore, 'the running environment is byte for byte what it was');
       const next = await version(out.name);
       assert.equal(next.version, '2');
       assert.match(next.conf, /greeting = hello 2/, "the update's change");
