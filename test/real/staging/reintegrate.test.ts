@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, unlinkSync, writeFileSync, appendFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
 
@@ -113,6 +114,35 @@ for (const kind of KINDS) {
       assert.equal(by['/etc/demo.conf'], 'merge');
       assert.equal(by['/etc/motd'], 'copy');
       assert.equal(by['/etc/default/demo'], 'delete');
+    });
+
+    test('a first boot that fails: the unit removes itself (no loop), the failure is kept, status names it', async () => {
+      assert.equal((await sp('create', 'fb-fail', '--from', 'gen-1')).code, 0);
+      // What the first boot needs from staging is gone (a state database restored from an older backup, say).
+      const db = new Database(join(s.stateDir, 'sysprime.db'));
+      const subject = 'staged-ours:gen-1';
+      const row = db.prepare('SELECT * FROM manifests WHERE subject = ?').get(subject) as Record<string, unknown> | undefined;
+      assert.ok(row, 'staging kept the admin manifest');
+      db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
+      try {
+        const fb = await sp('reintegrate', '--first-boot', '--to', 'fb-fail');
+        assert.notEqual(fb.code, 0, fb.stdout);
+        assert.match(fb.stderr, /the manifest kept at staging for "gen-1" is missing/);
+        await inEnv('fb-fail', (root) => {
+          assert.ok(!existsSync(join(root, 'var/lib/sysprime/first-boot.json')), 'the note is gone: the unit does not run again');
+          assert.ok(!existsSync(join(root, 'etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service')));
+          assert.ok(existsSync(join(root, 'var/lib/sysprime/first-boot.failed.json')), 'what happened is kept for the admin');
+        });
+        assert.match((await sp('status')).stdout, /first boot: {2}"fb-fail" failed to carry over changes/);
+        const again = await sp('reintegrate', '--first-boot', '--to', 'fb-fail');
+        assert.equal(again.code, 0, again.stderr);
+        assert.match(again.stdout, /no first-boot reintegration waiting/);
+      } finally {
+        const keys = Object.keys(row);
+        db.prepare(`INSERT INTO manifests (${keys.join(', ')}) VALUES (${keys.map(() => '?').join(', ')})`).run(...keys.map((k) => row[k]));
+        db.close();
+      }
+      assert.equal((await sp('destroy', 'fb-fail')).code, 0);
     });
 
     test('the first boot replays what changed after staging, then removes itself', async () => {
