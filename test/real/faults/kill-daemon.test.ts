@@ -1,6 +1,6 @@
 /**
  * kill -9 of the daemon while it stages, at every step boundary of staging
- * and while the updater runs. The running environment is byte for byte
+ * and while the updater runs; and SIGTERM, as systemd stops it. The running environment is byte for byte
  * what it was; the next daemon start undoes the interrupted staging (and
  * stops the orphaned updater) and stages cleanly. Reports the number of
  * kill points tried.
@@ -73,6 +73,51 @@ for (const kind of KINDS) {
       assert.equal(await m.manifest('base'), before, 'base is byte for byte what it was');
       assert.equal(tried, stepFaultPoints(STAGE).length + 1);
       t.diagnostic(`daemon on ${kind}: ${tried} kill points tried, all recovered`);
+    });
+
+    test('SIGTERM while it stages: the staging finishes, then the daemon exits; a second SIGTERM exits at once and the next start undoes it', { timeout: 900_000 }, async () => {
+      const script = join(m.dir, 'update.sh');
+      /** A daemon that runs until signalled, stopped with `signals` SIGTERMs once its updater has started. */
+      const signalled = async (signals: number) => {
+        writeFileSync(`${script}.slow`, '');
+        const child = spawn(process.execPath, [BIN, '--config', cfg, 'daemon'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        const exited = new Promise<number | null>((r) => child.on('close', r));
+        try {
+          for (let i = 0; i < 600 && !existsSync(`${script}.started`); i++) await sleep(100);
+          assert.ok(existsSync(`${script}.started`), 'the update started');
+          for (let k = 0; k < signals; k++) {
+            child.kill('SIGTERM');
+            await sleep(500);
+          }
+          writeFileSync(`${script}.go`, '');
+          return { code: await exited, stderr };
+        } finally {
+          child.kill('SIGKILL');
+          for (const f of ['slow', 'started', 'go']) rmSync(`${script}.${f}`, { force: true });
+        }
+      };
+
+      const once = await signalled(1);
+      assert.equal(once.code, 0, once.stderr);
+      assert.match(once.stderr, /SIGTERM: finishing the running job, then exiting/);
+      assert.match(once.stderr, /stage: staged generation \d+ as gen-\d+/);
+      assert.match(once.stderr, /sysprime daemon stopped/);
+      assert.equal((await m.list()).length, 2, 'the staging it was doing is finished');
+      assert.equal((await m.sp('--json', 'status')).json<{ daemon: unknown }>().daemon, null, 'its schedule is gone with it');
+      await m.assertConsistent('after SIGTERM');
+      await cleanState();
+
+      const twice = await signalled(2);
+      assert.equal(twice.code, 143, twice.stderr);
+      assert.match(twice.stderr, /SIGTERM again: exiting now/);
+      const r = await daemon();
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /recovered: undid the stage interrupted/);
+      assert.equal((await m.list()).length, 2, 'one new environment, nothing left over');
+      await m.assertConsistent('after two SIGTERMs');
+      await cleanState();
     });
   });
 }
