@@ -6,6 +6,8 @@
 set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 bash "$here/scripts/setup.sh"
+# The runtime setup.sh installed (the Node.js LTS package.json pins) runs everything below.
+export PATH="$here/node_modules/.bin:$PATH"
 
 work="$(mktemp -d /var/tmp/sysprime-demo.XXXXXX)"
 top="$work/top"

