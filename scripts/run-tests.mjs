@@ -2,7 +2,7 @@
 // Runs the compiled tests with node's own runner. `unit` runs only the pure
 // tests; `real` only the ones that build loop-file pools; any other argument
 // is a substring a test file's path must contain.
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { spawnSync } from 'node:child_process';
 
@@ -28,5 +28,8 @@ if (files.length === 0) {
   console.error(`no test files match ${filter ?? '(all)'}`);
   process.exit(1);
 }
-const res = spawnSync(process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
+// The tests run on the runtime package.json pins (scripts/setup.sh installs
+// it), whichever node started this script.
+const pinned = join(root, 'node_modules', '.bin', 'node');
+const res = spawnSync(existsSync(pinned) ? pinned : process.execPath, ['--test', '--test-reporter=spec', ...files], { stdio: 'inherit' });
 process.exit(res.status ?? 1);
