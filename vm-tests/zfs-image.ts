@@ -1,0 +1,306 @@
+/**
+ * The ZFS machine: Debian 12 with its root on OpenZFS, laid out as the
+ * OpenZFS "Root on ZFS" guide for bookworm lays it out (`rpool/ROOT/debian`
+ * with mountpoint=/ and canmount=noauto, bootfs, and the shared datasets
+ * outside ROOT: home, root's home, var/log, var/spool, var/cache, var/mail,
+ * srv, usr/local ...), booted by systemd-boot with the kernel on the ESP and
+ * `root=ZFS=rpool/ROOT/debian`.
+ *
+ * This host cannot load ZFS, so the pool is made by the guest: the tree
+ * (with OpenZFS built by DKMS for the guest's kernel) becomes an ext4 image
+ * (`mke2fs -d`, no mount), the guest kernel boots it directly with an
+ * installer as PID 1 that creates the pool on the disk, copies the tree in
+ * and exports the pool. Two cache layers, keyed by what decides their
+ * contents: the tree as a tarball (mmdebstrap with the DKMS build, ~5 minutes
+ * on 2 cores) and the installed disk (~2-3 minutes under TCG) built from it
+ * and the current sysprime build.
+ */
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { run } from '../src/process/run.js';
+import { onCleanup } from './cleanup.js';
+import * as guest from './guest-files.js';
+import { customizeRoot, DISK_SIZE, hash, partition, treeFingerprint, type BaseImage, type ImageOptions } from './image.js';
+import { VERSIONS } from './packages.js';
+import { runVm } from './vm.js';
+
+const ESP_MIB = 512;
+const STALE_IMAGE_MS = 3 * 60 * 60 * 1000;
+
+const INCLUDE = [
+  'linux-image-amd64',
+  // DKMS builds OpenZFS for the guest's kernel inside the tree.
+  'linux-headers-amd64',
+  'zfs-dkms',
+  'zfsutils-linux',
+  'zfs-initramfs',
+  'systemd-sysv',
+  'systemd-boot',
+  'udev',
+  'initramfs-tools',
+  'zstd',
+  'dosfstools',
+  'e2fsprogs',
+  'kmod',
+  'procps',
+  'passwd',
+  'apt',
+  'acl',
+  'attr',
+];
+
+/**
+ * The host's Debian mirrors (deb822 `.sources` or one-line `sources.list`),
+ * with `contrib` added: OpenZFS is there. The machine's own sources are read,
+ * never changed.
+ */
+export function debianSources(suite: string): string[] {
+  const uris = new Map<string, string>();
+  const files = ['/etc/apt/sources.list', ...(existsSync('/etc/apt/sources.list.d') ? safeList('/etc/apt/sources.list.d').map((n) => join('/etc/apt/sources.list.d', n)) : [])];
+  for (const f of files) {
+    let text: string;
+    try {
+      text = readFileSync(f, 'utf8');
+    } catch {
+      continue;
+    }
+    if (f.endsWith('.sources')) {
+      for (const stanza of text.split(/\n\s*\n/)) {
+        const field = (k: string): string => new RegExp(`^${k}:\\s*(.*)$`, 'mi').exec(stanza)?.[1]?.trim() ?? '';
+        if (!/\bdeb\b/.test(field('Types'))) continue;
+        for (const s of field('Suites').split(/\s+/)) if (s && !uris.has(s)) uris.set(s, field('URIs').split(/\s+/)[0] ?? '');
+      }
+    } else if (f.endsWith('.list')) {
+      for (const m of text.matchAll(/^deb\s+(?:\[[^\]]*\]\s+)?(\S+)\s+(\S+)/gm)) if (!uris.has(m[2]!)) uris.set(m[2]!, m[1]!);
+    }
+  }
+  const main = uris.get(suite) || 'http://deb.debian.org/debian';
+  const out = [`deb ${main} ${suite} main contrib`];
+  const security = uris.get(`${suite}-security`);
+  if (security) out.push(`deb ${security} ${suite}-security main contrib`);
+  return out;
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+function treeRecipe(suite: string): string[] {
+  // Only the drivers the guest needs, zstd: a small initramfs boots much faster under TCG.
+  const hook = [
+    '#!/bin/sh',
+    'if [ "$1" = prereqs ]; then exit 0; fi',
+    '. /usr/share/initramfs-tools/hook-functions',
+    'manual_add_modules virtio_pci virtio_blk ext4 zfs',
+  ].join('\\n');
+  // zfs-dkms builds for the kernels whose headers are in the tree; make sure the guest's is one
+  // (a build for the host's running kernel would be of no use), then the fixed hostid and an
+  // initramfs that carries both.
+  const finish = [
+    'set -e',
+    'k=$(ls /lib/modules | sort -V | tail -n 1)',
+    'v=$(ls /usr/src | sed -n "s/^zfs-//p" | head -n 1)',
+    'dkms status -m zfs -v "$v" -k "$k" | grep -q installed || { dkms build -m zfs -v "$v" -k "$k" && dkms install -m zfs -v "$v" -k "$k"; }',
+    `zgenhostid -f 0x${guest.ZFS_HOSTID}`,
+    'update-initramfs -u -k "$k"',
+    'rm -f /etc/apt/sources.list; rm -rf /etc/apt/sources.list.d/*; echo sysprime-vm > /etc/hostname',
+  ].join('; ');
+  return [
+    '--variant=minbase',
+    '--format=tar',
+    `--include=${INCLUDE.join(',')}`,
+    `--essential-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\nCOMPRESS=zstd\\n' > "$1/etc/initramfs-tools/conf.d/sysprime-vm.conf" && printf '${hook}\\n' > "$1/etc/initramfs-tools/hooks/sysprime-vm" && chmod 755 "$1/etc/initramfs-tools/hooks/sysprime-vm"`,
+    `--chrooted-customize-hook=${finish}`,
+  ];
+}
+
+/** The Debian tree with OpenZFS built for its kernel, as a tarball, built once per recipe. */
+export async function zfsTreeTarball(opts: ImageOptions): Promise<string> {
+  const suite = opts.suite ?? 'bookworm';
+  const args = treeRecipe(suite);
+  const sources = debianSources(suite);
+  const path = join(opts.cacheDir, `zfs-rootfs-${hash([...args, suite, ...sources])}.tar`);
+  if (existsSync(path)) return path;
+  opts.log(`building the Debian tree with OpenZFS (mmdebstrap and a DKMS build, about 5 minutes): ${path}`);
+  const partial = `${path}.partial-${process.pid}`;
+  const forget = onCleanup(`partial ${partial}`, () => rm(partial, { force: true }));
+  await run('mmdebstrap', ['--quiet', ...args, suite, partial, ...sources], { timeout: 40 * 60 * 1000, env: { DEBIAN_FRONTEND: 'noninteractive' } });
+  await rename(partial, path);
+  await forget();
+  for (const name of await readdir(opts.cacheDir)) {
+    if (/^zfs-rootfs-[0-9a-f]+\.tar$/.test(name) && join(opts.cacheDir, name) !== path) await rm(join(opts.cacheDir, name), { force: true });
+  }
+  return path;
+}
+
+/**
+ * PID 1 of the installer boot: the pool and datasets as the OpenZFS guide for
+ * Debian bookworm makes them (without its GRUB boot pool: systemd-boot reads
+ * the kernels from the ESP), the tree copied in, bootfs set, the pool exported.
+ */
+export function installerScript(): string {
+  return `#!/bin/sh
+PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
+say() { echo "SYSPRIME-VM-INSTALL $*"; }
+fail() { say "FAIL $*"; sync; echo o > /proc/sysrq-trigger; sleep 60; }
+mountpoint -q /proc || mount -t proc proc /proc
+mountpoint -q /sys || mount -t sysfs sys /sys
+mountpoint -q /dev || mount -t devtmpfs dev /dev
+mountpoint -q /run || mount -t tmpfs tmpfs /run
+say begin
+modprobe zfs || fail modprobe
+zpool create -f -o ashift=12 -o autotrim=on -o cachefile=none \\
+  -O acltype=posixacl -O xattr=sa -O dnodesize=auto -O compression=lz4 -O normalization=formD \\
+  -O relatime=on -O canmount=off -O mountpoint=/ -R /mnt ${guest.ZFS_POOL} /dev/vda2 || fail zpool-create
+zfs create -o canmount=off -o mountpoint=none ${guest.ZFS_POOL}/ROOT || fail ROOT
+zfs create -o canmount=noauto -o mountpoint=/ ${guest.ZFS_INSTALLED_ROOT} || fail root
+zfs mount ${guest.ZFS_INSTALLED_ROOT} || fail mount-root
+# The guide's shared datasets: outside ROOT, the same in every environment.
+zfs create ${guest.ZFS_POOL}/home || fail home
+zfs create -o mountpoint=/root ${guest.ZFS_POOL}/home/root || fail root-home
+zfs create -o canmount=off ${guest.ZFS_POOL}/var
+zfs create -o canmount=off ${guest.ZFS_POOL}/var/lib
+zfs create ${guest.ZFS_POOL}/var/log
+zfs create ${guest.ZFS_POOL}/var/spool
+zfs create -o com.sun:auto-snapshot=false ${guest.ZFS_POOL}/var/cache
+zfs create -o com.sun:auto-snapshot=false ${guest.ZFS_POOL}/var/tmp
+zfs create ${guest.ZFS_POOL}/var/mail
+zfs create ${guest.ZFS_POOL}/srv
+zfs create -o canmount=off ${guest.ZFS_POOL}/usr
+zfs create ${guest.ZFS_POOL}/usr/local
+# sysprime's state database, shared by every environment (as @sysprime on the Btrfs machine).
+zfs create ${guest.ZFS_POOL}/var/lib/sysprime-state || fail state
+say "copy begin"
+tar -C / --one-file-system --xattrs --xattrs-include='*' --acls --numeric-owner \\
+  --exclude=./lost+found --exclude=./usr/local/sbin/sysprime-vm-install -cf - . \\
+  | tar -C /mnt --xattrs --xattrs-include='*' --acls --numeric-owner -xpf - || fail copy
+chmod 700 /mnt/root
+chmod 1777 /mnt/var/tmp
+say "copy end"
+zpool set bootfs=${guest.ZFS_INSTALLED_ROOT} ${guest.ZFS_POOL} || fail bootfs
+zfs list -o name,used,mountpoint,canmount
+zfs umount -a
+zpool export ${guest.ZFS_POOL} || fail export
+say done
+sync
+echo o > /proc/sysrq-trigger
+sleep 60
+`;
+}
+
+function zfsGuestFingerprint(opts: ImageOptions): string[] {
+  return [guest.zfsFstab(), guest.sysprimeConfig(opts.updater, 'zfs'), guest.loaderConf(), guest.zfsInstallerEntry(), guest.runnerUnit(), guest.runnerScript(), installerScript(), JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+}
+
+/** The installed ZFS machine with the current sysprime build, as a read-only raw disk image. */
+export async function zfsBaseImage(opts: ImageOptions): Promise<BaseImage> {
+  mkdirSync(opts.cacheDir, { recursive: true });
+  const tarball = await zfsTreeTarball(opts);
+  const node = statSync(process.execPath);
+  const key = hash([tarball, ...zfsGuestFingerprint(opts), ...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
+  const path = join(opts.cacheDir, `zfs-base-${key}.img`);
+  if (existsSync(path)) {
+    const now = new Date();
+    await utimes(path, now, now);
+    return { path, reused: true };
+  }
+  for (const name of await readdir(opts.cacheDir)) {
+    const other = join(opts.cacheDir, name);
+    if (/^zfs-base-[0-9a-f]+\.img$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
+  }
+  const work = join(opts.cacheDir, `zfs-build-${process.pid}`);
+  await mkdir(work, { recursive: true });
+  const forget = onCleanup(`image build in ${work}`, () => rm(work, { recursive: true, force: true }));
+  try {
+    opts.log(`building the ZFS machine (an installer boot makes the pool, 2-4 minutes): ${path}`);
+    const disk = join(work, 'disk.img');
+    await buildZfsDisk(disk, tarball, work, opts);
+    await rename(disk, path);
+    chmodSync(path, 0o444);
+  } finally {
+    await forget();
+  }
+  return { path, reused: false };
+}
+
+async function buildZfsDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
+  const tree = join(work, 'tree');
+  await mkdir(tree, { recursive: true });
+  await run('tar', ['-x', '-p', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-f', tarball, '-C', tree], { timeout: 10 * 60 * 1000 });
+  await customizeRoot(tree, work, opts, guest.zfsFstab(), 'zfs');
+  const installer = join(tree, 'usr/local/sbin/sysprime-vm-install');
+  await writeFile(installer, installerScript());
+  await chmod(installer, 0o755);
+
+  const kernel = (await readdir(join(tree, 'boot'))).filter((n) => n.startsWith('vmlinuz-')).sort().pop();
+  if (kernel === undefined) throw new Error('the ZFS tree has no kernel in /boot');
+  const version = kernel.slice('vmlinuz-'.length);
+  const vmlinuz = join(work, 'vmlinuz');
+  const initrd = join(work, 'initrd.img');
+  await run('cp', [join(tree, 'boot', kernel), vmlinuz]);
+  await run('cp', [join(tree, 'boot', `initrd.img-${version}`), initrd]);
+
+  // The installer's root: the tree as an ext4 image, made without a mount.
+  const ext4 = join(work, 'installer.ext4');
+  const mib = Number((await run('du', ['-sxm', tree])).stdout.split(/\s/)[0]);
+  await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'installer', '-E', 'root_owner=0:0', '-d', tree, ext4, `${Math.ceil(mib * 1.3) + 300}M`], { timeout: 10 * 60 * 1000 });
+
+  await run('truncate', ['-s', DISK_SIZE, image]);
+  await run('sgdisk', ['--zap-all', image], { allowFailure: true });
+  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', '2:0:0', '-t', '2:bf00', '-c', '2:rpool', image]);
+  const espPart = await partition(image, 1);
+
+  // The ESP as a FAT image of its own (vfat cannot be mounted here), filled with mtools, then copied in.
+  const espImg = join(work, 'esp.img');
+  await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', '-i', guest.ZFS_ESP_ID.replace('-', ''), '-C', espImg, String(espPart.size / 1024)]);
+  const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
+  const efi = join(tree, 'usr/lib/systemd/boot/efi/systemd-bootx64.efi');
+  await writeFile(join(work, 'loader.conf'), guest.loaderConf());
+  await writeFile(join(work, 'debian.conf'), guest.zfsInstallerEntry());
+  for (const dir of ['::EFI', '::EFI/BOOT', '::EFI/systemd', '::loader', '::loader/entries', '::debian']) await run('mmd', ['-i', espImg, dir], mtools);
+  const copies: Array<[string, string]> = [
+    [efi, '::EFI/BOOT/BOOTX64.EFI'],
+    [efi, '::EFI/systemd/systemd-bootx64.efi'],
+    [join(work, 'loader.conf'), '::loader/loader.conf'],
+    [join(work, 'debian.conf'), '::loader/entries/debian.conf'],
+    [vmlinuz, '::debian/vmlinuz'],
+    [initrd, '::debian/initrd.img'],
+  ];
+  for (const [from, to] of copies) await run('mcopy', ['-i', espImg, from, to], mtools);
+  await run('dd', [`if=${espImg}`, `of=${image}`, 'bs=1M', `seek=${espPart.offset / (1024 * 1024)}`, 'conv=notrunc,sparse', 'status=none']);
+  await rm(espImg, { force: true });
+  await rm(tree, { recursive: true, force: true });
+
+  // The installer boot: the guest's kernel straight from the host, the ext4 tree as its root.
+  const serial = join(work, 'install.log');
+  await writeFile(serial, '');
+  const outcome = await runVm(
+    {
+      dir: work,
+      disk: image,
+      vars: '',
+      serial,
+      pidFile: join(work, 'qemu.pid'),
+    },
+    {
+      accel: 'tcg',
+      memoryMiB: 1536,
+      cpus: 2,
+      timeoutMs: 30 * 60 * 1000,
+      noReboot: true,
+      direct: { kernel: vmlinuz, initrd, append: 'root=/dev/vdb ro console=ttyS0,115200 init=/usr/local/sbin/sysprime-vm-install panic=-1', extraDisk: ext4, diskFormat: 'raw' },
+    },
+  );
+  const log = await readFile(serial, 'latin1');
+  if (!/SYSPRIME-VM-INSTALL done/.test(log)) {
+    const lines = log.split(/\r?\n/).filter((l) => l.includes('SYSPRIME-VM-INSTALL') || /panic|error/i.test(l)).slice(-8);
+    throw new Error(`the ZFS installer boot did not finish${outcome.poweredOff ? '' : ' (time limit)'}: ${lines.join(' / ')}`);
+  }
+  opts.log(`ZFS machine installed in ${Math.round(outcome.seconds)} s`);
+  await rm(ext4, { force: true });
+}
