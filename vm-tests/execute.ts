@@ -30,6 +30,8 @@ export interface ExecuteOptions {
   memoryMiB: number;
   /** Virtual CPUs (1 unless the host has cores to spare). */
   cpus?: number;
+  /** The drive carrying the sysprime build, for machines that mount it (the ZFS one). */
+  toolsDrive?: string;
 }
 
 export async function executeScenario(scenario: Scenario, opts: ExecuteOptions): Promise<Outcome> {
@@ -50,7 +52,7 @@ export async function executeScenario(scenario: Scenario, opts: ExecuteOptions):
   // The guest stops its script this long before the host stops qemu, to save its journal.
   const deadline = Math.floor(started / 1000) + scenario.timeoutMinutes * 60 - GUEST_MARGIN_S;
   await makeScriptDrive(drive, opts.dir, scenario.boots.map((b) => b.script), { deadline: `${deadline}\n` });
-  const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus ?? 1, scriptDrive: drive, timeoutMs: scenario.timeoutMinutes * 60_000 });
+  const run = await runVm(vm, { accel: opts.accel, memoryMiB: opts.memoryMiB, cpus: opts.cpus ?? 1, scriptDrive: drive, ...(opts.toolsDrive ? { toolsDrive: opts.toolsDrive } : {}), timeoutMs: scenario.timeoutMinutes * 60_000 });
   silentStarts = run.silentStarts;
   const serialText = await readFile(vm.serial, 'utf8').catch(() => '');
   const log = parseSerial(serialText);

@@ -60,8 +60,17 @@ export const ZFS_HOSTID = '5a564d31';
  * mountpoint property), the root by the kernel's `root=ZFS=`; only the ESP is here.
  */
 export function zfsFstab(): string {
-  return [`UUID=${ZFS_ESP_ID} /boot/efi vfat umask=0077 0 1`, ''].join('\n');
+  return [
+    `UUID=${ZFS_ESP_ID} /boot/efi vfat umask=0077 0 1`,
+    // The build under test, on a drive of its own (not part of any environment); no nofail:
+    // the first-boot unit runs after local-fs.target and needs it mounted by then.
+    `LABEL=${SYSPRIME_DRIVE_LABEL} ${SYSPRIME_HOME} ext4 ro 0 0`,
+    '',
+  ].join('\n');
 }
+
+/** The label of the drive that carries the sysprime build (image.ts, sysprimeDrive). */
+export const SYSPRIME_DRIVE_LABEL = 'sysprime-vm';
 
 /** The entry the installed ZFS machine boots from: the guide's root dataset. */
 export function zfsInstallerEntry(): string {

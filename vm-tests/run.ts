@@ -19,7 +19,7 @@ import { UPDATERS } from '../src/updaters/registry.js';
 import { cleanupAll, installSignalHandlers, stoppedBySignal } from './cleanup.js';
 import { executeScenario, type Outcome } from './execute.js';
 import type { Machine, UpdaterChoice } from './guest-files.js';
-import { baseImage, type BaseImage, type ImageOptions } from './image.js';
+import { baseImage, sysprimeDrive, type BaseImage, type ImageOptions } from './image.js';
 import { machineOf, type Scenario } from './scenario.js';
 import { zfsBaseImage } from './zfs-image.js';
 import { SCENARIOS } from './scenarios/index.js';
@@ -149,10 +149,13 @@ async function main(): Promise<number> {
   const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage };
   let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
   const adoptedDisk = new Map<Machine, string | null>();
+  // The ZFS machine is installed once for every build; the build comes on a drive of its own.
+  const tools = new Map<Machine, { toolsDrive: string }>();
   for (const machine of ['btrfs', 'zfs'] as const) {
     const mine = runnable.filter((s) => machineOf(s) === machine);
     if (mine.length === 0 || stoppedBySignal()) continue;
     const image = await builders[machine](imageOpts);
+    if (machine === 'zfs') tools.set(machine, { toolsDrive: await sysprimeDrive(imageOpts) });
     say(`# ${machine} machine: ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
     if (accel === null) {
       accel = await probeAccel(runDir, image.path);
@@ -162,7 +165,7 @@ async function main(): Promise<number> {
     if (adopt === undefined) throw new Error(`no scenario installs the ${machine} machine`);
     if (!mine.includes(adopt) && !mine.some((s) => s.from === 'adopted')) continue;
     // Alone on the host: it may have every core the pool would use.
-    const o = await executeScenario(adopt, { accel, memoryMiB: memoryFor(machine), cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
+    const o = await executeScenario(adopt, { accel, memoryMiB: memoryFor(machine), ...tools.get(machine), cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
     if (mine.includes(adopt)) {
       outcomes.push(o);
       say(line(o));
@@ -178,7 +181,7 @@ async function main(): Promise<number> {
     const o: Outcome =
       base === null
         ? { scenario: s, passed: false, failure: `the adopted ${machineOf(s)} machine could not be made`, seconds: 0, silentStarts: 0, dir: runDir, vm: null }
-        : await executeScenario(s, { ...common, memoryMiB: memoryFor(machineOf(s)), dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
+        : await executeScenario(s, { ...common, memoryMiB: memoryFor(machineOf(s)), ...tools.get(machineOf(s)), dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
     outcomes.push(o);
     say(line(o));
     if (o.passed && !values.keep && base !== null) await rm(o.dir, { recursive: true, force: true });

@@ -37,8 +37,10 @@ export interface BootOptions {
   memoryMiB: number;
   /** Virtual CPUs; more than one only when as many host cores are free (TCG runs one thread per CPU). */
   cpus?: number;
-  /** The script drive (raw FAT image), if any. */
+  /** The script drive (raw FAT image), if any: the guest's /dev/vdb. */
   scriptDrive?: string;
+  /** A read-only drive after it (the sysprime build, for machines that mount it). */
+  toolsDrive?: string;
   timeoutMs: number;
   /** Stop at the first guest reboot or power-off (the probe boot and installer boots use it). */
   noReboot?: boolean;
@@ -69,6 +71,7 @@ export function qemuArgs(files: VmFiles, opts: BootOptions): string[] {
           '-drive', `if=virtio,format=qcow2,file=${files.disk}`,
         ]),
     ...(opts.scriptDrive ? ['-drive', `if=virtio,format=raw,file=${opts.scriptDrive}`] : []),
+    ...(opts.toolsDrive ? ['-drive', `if=virtio,format=raw,readonly=on,file=${opts.toolsDrive}`] : []),
     '-device', 'virtio-rng-pci',
     '-nic', 'none',
     '-display', 'none',

@@ -1,0 +1,94 @@
+/**
+ * 9. On OpenZFS: an apt update staged preemptively in a clone, changes made
+ * after staging (a config edit, a user's file on the shared home dataset)
+ * there after the reboot, yesterday's environment booted once from the
+ * menu's one-shot, then back to the new one, and prune.
+ */
+import assert from 'node:assert/strict';
+import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
+
+export const zfsUpdate: Scenario = {
+  id: 9,
+  name: 'OpenZFS: update, first boot, yesterday once, prune',
+  machine: 'zfs',
+  from: 'adopted',
+  verbs: ['stage', 'activate', 'prune'],
+  timeoutMinutes: 30,
+  boots: [
+    {
+      script: `
+tstep stage sysprime -v stage --name next
+value running-version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
+mkdir -p /home/alice && echo "notes of alice" > /home/alice/notes.txt
+step datasets zfs list -H -o name,origin
+step activate sysprime activate next
+then_reboot
+`,
+      async check(boot, ctx) {
+        assert.equal(value(boot, 'running-version'), '1.0', 'staging changed nothing on the running system');
+        const datasets = (await ctx.output('datasets')) ?? '';
+        assert.match(datasets, /^rpool\/ROOT\/next\t/m, 'the new environment is a dataset beside debian');
+      },
+    },
+    {
+      script: `
+value version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+step merge cat /etc/sysprime-vm/merge.conf
+step alice cat /home/alice/notes.txt
+probe unit test -e /etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service
+step list sysprime --json list
+step once sysprime activate --once debian
+then_reboot
+`,
+      async check(boot, ctx) {
+        assert.equal(rootOf(boot), 'rpool/ROOT/next', 'the reboot runs the staged environment');
+        assert.equal(value(boot, 'version'), '2.0');
+        const merged = (await ctx.output('merge')) ?? '';
+        assert.match(merged, /^greeting = bonjour$/m, 'the edit made after staging was replayed at the first boot');
+        assert.match(merged, /^size = 2$/m, "the update's own change is there too");
+        assert.equal(((await ctx.output('alice')) ?? '').trim(), 'notes of alice', 'the user file on the shared home dataset is there');
+        assert.notEqual(probe(boot, 'unit'), 0, 'the first-boot unit disabled itself');
+        const list = await ctx.json<EnvJson[]>('list');
+        assert.ok(env(list, 'next').booted && env(list, 'next').default);
+      },
+    },
+    {
+      script: `
+value version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+step list sysprime --json list
+then_reboot
+`,
+      async check(boot, ctx) {
+        assert.equal(rootOf(boot), 'rpool/ROOT/debian', 'the one-shot boot runs yesterday\'s environment');
+        assert.equal(value(boot, 'version'), '1.0');
+        const list = await ctx.json<EnvJson[]>('list');
+        assert.ok(env(list, 'debian').booted, 'debian is booted');
+        assert.ok(env(list, 'next').default, 'next stays the default');
+      },
+    },
+    {
+      script: `
+printf '\\n[retention]\\nkeep = 2\\nmin_free_percent = 0\\n' >> /etc/sysprime/sysprime.toml
+step create-a sysprime create extra-a
+step create-b sysprime create extra-b
+step prune sysprime prune
+step list sysprime --json list
+step datasets zfs list -H -o name
+then_poweroff
+`,
+      async check(boot, ctx) {
+        assert.equal(rootOf(boot), 'rpool/ROOT/next', 'after the one-shot the default boots again');
+        const list = await ctx.json<EnvJson[]>('list');
+        assert.ok(env(list, 'next').booted, 'next is running');
+        const datasets = ((await ctx.output('datasets')) ?? '').split('\n');
+        for (const shared of ['rpool/home', 'rpool/home/root', 'rpool/var/log', 'rpool/var/lib/sysprime-state']) {
+          assert.ok(datasets.includes(shared), `prune left the shared dataset ${shared}`);
+        }
+        const names = list.map((e) => e.name).sort();
+        assert.deepEqual(names, ['extra-a', 'extra-b', 'next'], 'the oldest beyond keep=2 went (yesterday\'s, whose snapshot the others were cloned from); the running default stays');
+        assert.ok(!datasets.includes('rpool/ROOT/debian'), 'its dataset went with it');
+      },
+    },
+  ],
+};
