@@ -78,6 +78,9 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
     case 'cron':
       if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
       return value;
+    case 'paths':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.startsWith('/'))) throw bad('a list of absolute paths');
+      return [...(value as string[])];
   }
 }
 

@@ -22,6 +22,8 @@ export interface Config {
   retention: { keep: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
+  /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
+  drift: { secret: string[] };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -37,6 +39,7 @@ export const DEFAULTS: Config = {
   retention: { keep: 5, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
+  drift: { secret: [] },
   source: 'defaults',
 };
 
@@ -46,7 +49,8 @@ type Kind =
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' };
+  | { t: 'cron' }
+  | { t: 'paths' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -92,6 +96,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   },
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
+  'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
 };
 
 export function cloneDefaults(): Config {

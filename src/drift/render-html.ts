@@ -31,6 +31,7 @@ function itemHtml(i: DriftItem): string {
   else if (c?.kind === 'binary') body = `<p class="note">Binary content: ${c.before ?? 0} bytes before, ${c.after ?? 0} bytes now.</p>`;
   else if (c?.kind === 'too-large') body = `<p class="note">Large file (${c.before ?? 0} → ${c.after ?? 0} bytes): not shown.</p>`;
   else if (c?.kind === 'unreadable') body = `<p class="note">Content could not be read: ${esc(c.reason)}</p>`;
+  else if (c?.kind === 'hidden') body = `<p class="note">Content hidden: ${esc(c.reason)}.</p>`;
   const details = i.details
     .filter((d) => d.name !== 'contents')
     .map((d) => `<tr><th>${esc(d.name)}</th><td>${esc(d.before)}</td><td>${esc(d.after)}</td></tr>`)

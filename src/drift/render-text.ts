@@ -23,6 +23,8 @@ function contentNote(i: DriftItem): string {
       return ` large file ${c.before ?? 0} -> ${c.after ?? 0} bytes`;
     case 'unreadable':
       return ` (content unreadable: ${c.reason})`;
+    case 'hidden':
+      return ` (content hidden: ${c.reason})`;
   }
 }
 

@@ -4,8 +4,8 @@
  * compare: 0 no differences, 1 differences, 2 fatal. Neither needs root.
  */
 import type { Command } from 'commander';
-import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
+import { readFileSync, statSync } from 'node:fs';
+import { writeOutputFile } from '../output.js';
 import { SysprimeError } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
@@ -53,26 +53,8 @@ function loadManifest(file: string): Manifest {
 }
 
 function writeOut(file: string | undefined, text: string | Buffer): void {
-  if (file === undefined || file === '-') {
-    process.stdout.write(text);
-    return;
-  }
-  const st = statSync(file, { throwIfNoEntry: false });
-  if (st !== undefined && !st.isFile()) {
-    // A device, a FIFO or a terminal (`-o /dev/null`, `-o /dev/stdout`): write into it; replacing it would destroy it.
-    writeFileSync(file, text);
-    return;
-  }
-  // A regular file is replaced whole, through a link to it if that is what was named, never half-written.
-  const real = st === undefined ? file : realpathSync(file);
-  const tmp = join(dirname(real), `.${basename(real)}.tmp-${process.pid}`);
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, real);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  if (file === undefined || file === '-') process.stdout.write(text);
+  else writeOutputFile(file, text, { throughLink: true });
 }
 
 /** Bytes of a name given on the command line or on stdin, as a byte string. */
