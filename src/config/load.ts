@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
+import { wholeNumber } from './numbers.js';
 import cron from 'node-cron';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { KEYS, cloneDefaults, type Config } from './schema.js';
@@ -34,7 +35,7 @@ function parseConfigFile(path: string, required: boolean): Config {
 export function parseConfigText(text: string, source: string): Config {
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    doc = parseToml(text, { integersAsBigInt: true }) as Record<string, unknown>;
   } catch (err) {
     const line = err instanceof TomlError ? ` (line ${err.line})` : '';
     throw new SysprimeError('CONFIG', `${source}${line}: not valid TOML: ${firstLine((err as Error).message)}`);
@@ -56,7 +57,7 @@ export function parseConfigText(text: string, source: string): Config {
 
 function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['kind'], source: string): unknown {
   const bad = (want: string) =>
-    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
+    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${typeof value === 'bigint' ? String(value) : JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
   switch (kind.t) {
     case 'string':
       if (typeof value !== 'string') throw bad('a string');
@@ -68,8 +69,9 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
       if (typeof value !== 'string' || !kind.values.includes(value)) throw bad(`one of ${kind.values.join(', ')}`);
       return value;
     case 'int': {
-      const n = typeof value === 'bigint' ? Number(value) : value;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < kind.min || n > kind.max) throw bad(`a whole number from ${kind.min} to ${kind.max}`);
+      // Integers are parsed as bigint, so a float (2.9, 1e3, 5.0) or a string is never taken for one.
+      const n = typeof value === 'bigint' ? wholeNumber(value, kind) : undefined;
+      if (n === undefined) throw bad(`a whole number from ${kind.min} to ${kind.max}`);
       return n;
     }
     case 'bool':

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { stage, recoverStaging, type StagedReintegration, type StageOutcome } from '../../staging/pipeline.js';
 import { displayPath as printablePath } from '../../bart/index.js';
 import { EXIT } from '../../errors.js';
+import { wholeNumberOption } from '../../config/numbers.js';
 import { runDaemon, type Job } from '../../scheduler/daemon.js';
 import { computeDrift, recordDrift } from '../../drift/compute.js';
 import { pruneEnvironments } from '../../environments/prune.js';
@@ -102,7 +103,7 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
   program
     .command('daemon')
     .description('run staging, drift recording and retention on the configured schedule')
-    .option('--max-runs <n>', 'exit after this many runs (for tests)', (v) => Number.parseInt(v, 10))
+    .option('--max-runs <n>', 'exit after this many runs (for tests)', wholeNumberOption({ min: 1, max: Number.MAX_SAFE_INTEGER }))
     .addHelpText('after', '\nExamples:\n  sysprime daemon                  as sysprime.service runs it\n  systemctl enable --now sysprime.service')
     .action(async (opts: { maxRuns?: number }) => {
       const g = globals();
