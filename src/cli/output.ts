@@ -2,7 +2,7 @@
 import { closeSync, constants, fsyncSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { basename, dirname, join } from 'node:path';
-import { SysprimeError } from '../errors.js';
+import { ioFailure, SysprimeError } from '../errors.js';
 
 function writeAll(fd: number, data: Buffer): void {
   for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
@@ -18,13 +18,23 @@ function writeAll(fd: number, data: Buffer): void {
  * replaced.
  */
 export function writeOutputFile(file: string, text: string | Buffer, opts: { throughLink?: boolean } = {}): void {
+  try {
+    writeOutput(file, text, opts);
+  } catch (err) {
+    // Name the file the user gave, not the temporary one, and say what the errno means.
+    throw ioFailure(err, file) ?? err;
+  }
+}
+
+function writeOutput(file: string, text: string | Buffer, opts: { throughLink?: boolean }): void {
   const data = typeof text === 'string' ? Buffer.from(text) : text;
   const link = lstatSync(file, { throwIfNoEntry: false });
   if (link?.isSymbolicLink() && opts.throughLink !== true) {
     throw new SysprimeError('REFUSED', `${file} is a symbolic link; a report is not written through one`, { hint: 'name the file itself, or remove the link' });
   }
   const st = link?.isSymbolicLink() ? statSync(file, { throwIfNoEntry: false }) : link;
-  if (st !== undefined && !st.isFile() && !st.isDirectory()) {
+  if (st?.isDirectory()) throw new SysprimeError('IO', `${file} is a directory`, { hint: 'name a file, not a directory' });
+  if (st !== undefined && !st.isFile()) {
     const fd = openSync(file, constants.O_WRONLY | (opts.throughLink === true ? 0 : constants.O_NOFOLLOW));
     try {
       writeAll(fd, data);

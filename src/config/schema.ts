@@ -44,7 +44,7 @@ export const DEFAULTS: Config = {
 };
 
 type Kind =
-  | { t: 'string' }
+  | { t: 'string'; oneLine?: boolean }
   | { t: 'path' }
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
@@ -67,7 +67,8 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'boot.esp': { kind: { t: 'path' }, set: (c, v) => (c.boot.esp = v as string), doc: 'EFI system partition mount point' },
   'boot.tries': { kind: { t: 'int', min: 0, max: 99 }, set: (c, v) => (c.boot.tries = v as number), doc: 'boot counting tries for a staged entry' },
   'boot.activate_staged': { kind: { t: 'bool' }, set: (c, v) => (c.boot.activateStaged = v as boolean), doc: 'make a staged environment the default' },
-  'boot.cmdline': { kind: { t: 'string' }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
+  // One line: a newline would end the entry's options line and start a directive of its own.
+  'boot.cmdline': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
   'grub.dir': { kind: { t: 'path' }, set: (c, v) => (c.grub.dir = v as string), doc: 'GRUB directory (grub.cfg, grubenv)' },
   'grub.defaults': { kind: { t: 'path' }, set: (c, v) => (c.grub.defaults = v as string), doc: 'GRUB defaults file' },
   'grub.scripts': { kind: { t: 'path' }, set: (c, v) => (c.grub.scripts = v as string), doc: 'directory of the scripts update-grub runs' },

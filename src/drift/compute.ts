@@ -7,7 +7,7 @@
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
 import { compareManifests, createManifest, displayPath, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { loadManifest, saveManifest } from '../state/manifests.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
@@ -109,7 +109,7 @@ async function pristineFromOlder(ctx: Context, generation: number, path: string,
       rules: rules.rules,
       hash,
       onWarning: (w) => log.warn(w),
-    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
       log.debug(
         `manifest of the pristine snapshot of generation ${generation} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`,
@@ -163,7 +163,7 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
       hash,
       ...(previous ? { previous } : {}),
       onWarning: (w) => log.warn(w),
-    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
       made = fast.result.manifest;
       log.debug(`manifest of ${name} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`);

@@ -7,6 +7,7 @@ import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
 import { displayPath, toFsPath, type Difference, type ManifestEntry } from '../bart/index.js';
 import { globToRegExp } from '../bart/glob.js';
+import { messageOf } from '../errors.js';
 
 export type ContentChange =
   | { kind: 'text'; diff: string; linesAdded: number; linesRemoved: number }
@@ -97,6 +98,6 @@ export function describeContent(d: Difference, beforeRoot: string, afterRoot: st
     }
     return { kind: 'text', diff: lines.join('\n'), linesAdded, linesRemoved };
   } catch (err) {
-    return { kind: 'unreadable', reason: (err as Error).message };
+    return { kind: 'unreadable', reason: messageOf(err) };
   }
 }

@@ -11,7 +11,7 @@ import type { Context } from '../context.js';
 import { openContext } from '../context.js';
 import { log } from '../log.js';
 import { processStart } from '../state/lock.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 
 export interface Job {
   name: string;
@@ -97,7 +97,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
               for (const line of r.errors) log.error(`${job.name}: ${line}`);
             }
           } catch (err) {
-            result = `failed: ${err instanceof Error ? err.message : String(err)}`;
+            result = `failed: ${messageOf(err)}`;
             log.error(`${job.name} ${result}`);
           }
           finish.run(started, result, task.getNextRun()?.toISOString() ?? null, job.name);

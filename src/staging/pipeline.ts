@@ -11,7 +11,7 @@ import { AbortOperation, recoverOperations, runOperation, type Json, type Operat
 import { acquireLock } from '../state/lock.js';
 import { currentOf, recordEvent } from '../environments/lifecycle.js';
 import { checkName } from '../environments/names.js';
-import { SysprimeError, isSysprimeError } from '../errors.js';
+import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { statfsSync } from 'node:fs';
@@ -141,7 +141,7 @@ async function withStagingMount<T>(s: StageContext, name: string, fn: (dir: stri
   } catch (err) {
     // The step's own failure is what the admin must see; a release that
     // fails after it is left to the undo (which tries again).
-    await releaseStagingMount(s, name).catch((e: unknown) => log.warn(`releasing ${dir}: ${e instanceof Error ? e.message : String(e)}`));
+    await releaseStagingMount(s, name).catch((e: unknown) => log.warn(`releasing ${dir}: ${messageOf(e)}`));
     throw err;
   }
   await releaseStagingMount(s, name);
@@ -208,7 +208,7 @@ export const STAGE: OperationSpec<StageContext> = {
           await releaseStagingMount(s, (p as StageParams).name);
           for (const line of await s.ctx.backend.recover()) log.info(`recovered: ${line}`);
         } catch (err) {
-          log.warn(`releasing the staging mount: ${err instanceof Error ? err.message : String(err)}; destroying the clone settles it`);
+          log.warn(`releasing the staging mount: ${messageOf(err)}; destroying the clone settles it`);
         }
       },
     },
@@ -395,7 +395,7 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     try {
       pruned = (await pruneEnvironments(ctx)).destroyed;
     } catch (err) {
-      log.warn(`retention after staging failed: ${err instanceof Error ? err.message : String(err)}; run \`sysprime prune\``);
+      log.warn(`retention after staging failed: ${messageOf(err)}; run \`sysprime prune\``);
     }
     return {
       kind: 'staged',

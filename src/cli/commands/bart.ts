@@ -6,7 +6,7 @@
 import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
 import { writeOutputFile } from '../output.js';
-import { SysprimeError } from '../../errors.js';
+import { SysprimeError, messageOf } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
 import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
@@ -39,7 +39,7 @@ function readInput(file: string, what: string): Buffer {
   try {
     return file === '-' ? readFileSync(0) : readFileSync(file);
   } catch (err) {
-    throw new SysprimeError('USAGE', `cannot read ${what} ${file}: ${(err as Error).message}`, { hint: `check the ${what} path` });
+    throw new SysprimeError('USAGE', `cannot read ${what} ${file}: ${messageOf(err)}`, { hint: `check the ${what} path` });
   }
 }
 

@@ -7,7 +7,7 @@ import { currentEnvironment, findEnvironment, listEnvironments } from '../../env
 import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
-import { SysprimeError, EXIT } from '../../errors.js';
+import { SysprimeError, EXIT, messageOf } from '../../errors.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -92,7 +92,7 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
       else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
       return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = messageOf(err);
       removeFirstBoot(tree.path, 'failed', { at: new Date().toISOString(), from: note.from, error: message });
       ctx.db
         .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')

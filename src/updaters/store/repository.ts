@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { SysprimeError, errnoOf, isSysprimeError } from '../../errors.js';
+import { SysprimeError, errnoOf, isSysprimeError, messageOf } from '../../errors.js';
 import { DEFAULTS } from '../../config/schema.js';
 import { objectRelPath, parseIndex, parseManifest, type PackageManifest, type RepositoryIndex } from './format.js';
 
@@ -45,7 +45,7 @@ function directorySource(dir: string): Source {
         return await readFile(join(dir, rel), 'utf8');
       } catch (err) {
         if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return null;
-        throw new SysprimeError('IO', `cannot read ${join(dir, rel)}: ${(err as Error).message}`, { cause: err });
+        throw new SysprimeError('IO', `cannot read ${join(dir, rel)}: ${messageOf(err)}`, { cause: err });
       }
     },
     stream: async (rel) => {
@@ -56,7 +56,7 @@ function directorySource(dir: string): Source {
         return handle.createReadStream({ autoClose: true });
       } catch (err) {
         if (errnoOf(err) === 'ENOENT') return null;
-        throw new SysprimeError('IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+        throw new SysprimeError('IO', `cannot read ${path}: ${messageOf(err)}`, { cause: err });
       }
     },
   };
@@ -90,7 +90,7 @@ function httpSource(base: string, opts: RepositoryOptions): Source {
       res = await fetch(url(rel), { signal });
     } catch (err) {
       if (deadline.aborted) throw failure(err, rel);
-      throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${(err as Error).message}`, {
+      throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${messageOf(err)}`, {
         cause: err,
         hint: 'check the network and update.repository',
       });
