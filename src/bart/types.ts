@@ -113,11 +113,33 @@ export function fromFsName(name: Buffer): string {
   return name.toString('latin1');
 }
 
-/** Best effort for people: valid UTF-8 shown as such, other bytes escaped. */
-export function displayPath(path: string): string {
+const CONTROL_NAMES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** A control character as an escape: `\n`, `\r`, `\t`, else `\xNN` (`\u0085` for C1 controls, which are characters here, not bytes). */
+function escapeControl(c: string): string {
+  const code = c.charCodeAt(0);
+  return CONTROL_NAMES[c] ?? (code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+}
+
+/** Text for one line of a terminal (a detail that quotes a path): its control characters escaped. */
+export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
-  if (!/[^\x00-\x7f]/.test(path)) return path;
-  const bytes = Buffer.from(path, 'latin1');
-  const text = bytes.toString('utf8');
-  return Buffer.from(text, 'utf8').equals(bytes) ? text : path.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  return text.replace(/[\x00-\x1f\x7f\u0080-\u009f]/g, escapeControl);
+}
+
+/**
+ * Best effort for people: valid UTF-8 shown as such, other bytes escaped,
+ * and control characters (C0, DEL, C1) escaped so that a name can never
+ * move the cursor, clear a line or hide itself on a terminal
+ * (`backdoor\r\e[2Kmodified  motd`).
+ */
+export function displayPath(path: string): string {
+  let shown = path;
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(path)) {
+    const bytes = Buffer.from(path, 'latin1');
+    const text = bytes.toString('utf8');
+    shown = Buffer.from(text, 'utf8').equals(bytes) ? text : path.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  }
+  return printable(shown);
 }

@@ -1,6 +1,6 @@
 /** `sysprime reintegrate`: carry an environment's drift into another one, or show the plan. */
 import type { Command } from 'commander';
-import { displayPath } from '../../bart/index.js';
+import { displayPath, printable } from '../../bart/index.js';
 import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
@@ -53,7 +53,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
           else {
             const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
             process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);
-            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${a.detail}\n`);
+            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${printable(a.detail)}\n`);
             const counts = Object.entries(plan.counts).map(([k, v]) => `${v} ${k}`).join(', ');
             process.stdout.write(`${lines.length} paths to write (${counts || 'nothing'})\n`);
           }

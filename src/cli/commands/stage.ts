@@ -1,7 +1,7 @@
 /** `sysprime stage` and `sysprime daemon`. */
 import type { Command } from 'commander';
 import { stage, recoverStaging, type StagedReintegration, type StageOutcome } from '../../staging/pipeline.js';
-import { displayPath as printablePath } from '../../bart/index.js';
+import { displayPath as printablePath, printable } from '../../bart/index.js';
 import { EXIT } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
 import { runDaemon, type Job } from '../../scheduler/daemon.js';
@@ -28,14 +28,14 @@ function reintegrationLine(r: StagedReintegration): string {
     `carried over the admin's changes: ${c['applied'] ?? 0} applied, ${c['merged'] ?? 0} merged, ${conflicts} conflicts, ${failed} failed, ${skipped} skipped` +
     (conflicts > 0 ? ` (the admin's version is in place, the update's beside it as .sysprime-new; see ${r.report} in the new environment)` : '') +
     '\n' +
-    r.notCarried.map((i) => `  not carried (${i.outcome}): ${printablePath(i.path)}: ${i.detail}\n`).join('')
+    r.notCarried.map((i) => `  not carried (${i.outcome}): ${printablePath(i.path)}: ${printable(i.detail)}\n`).join('')
   );
 }
 
 /** One line per path not carried over, for the daemon's log at error priority. */
 function failedLines(outcome: StageOutcome): string[] {
   if (outcome.kind !== 'staged') return [];
-  return outcome.reintegration.notCarried.map((i) => `"${outcome.name}": not carried over: ${printablePath(i.path)}: ${i.detail} (see ${outcome.reintegration.report} in the new environment)`);
+  return outcome.reintegration.notCarried.map((i) => `"${outcome.name}": not carried over: ${printablePath(i.path)}: ${printable(i.detail)} (see ${outcome.reintegration.report} in the new environment)`);
 }
 
 /** Paths not carried make `stage` exit non-zero, as failed ones do for `reintegrate`: the environment exists, but the admin's changes are not all in it. */
