@@ -7,10 +7,10 @@ import { SysprimeError } from '../errors.js';
 import { decodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
 import { INDEX2_MAGIC, RECORD, R_CTIME_MS, R_DEV, R_INO, R_MTIME_MS, R_STATE, STATE_NO_STAT, isIndex2 } from './index-file.js';
-import type { EntryType, HashAlgorithm, Manifest, ManifestEntry, ManifestHeader } from './types.js';
+import type { EntryType, Manifest, ManifestEntry, ManifestHash, ManifestHeader } from './types.js';
 
-const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C']);
-const HASHES: Record<string, HashAlgorithm> = { MD5: 'md5', SHA256: 'sha256', XXH64: 'xxh64' };
+const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C', 'O']);
+const HASHES: Record<string, ManifestHash> = { MD5: 'md5', SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512', XXH64: 'xxh64' };
 
 function fail(source: string, line: number, what: string): never {
   throw new SysprimeError('MANIFEST', `${source}, line ${line}: ${what}`, {
@@ -151,7 +151,8 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
     checkEscapes(source, lineNo, 'dest', d);
     e.dest = d === '\\000' ? '' : decodeName(d);
   } else if (type === 'B' || type === 'C') {
-    e.devnode = int(source, lineNo, 'devnode', t[i++], 16, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    // Solaris 10 manifests before 2010 end B and C lines at gid.
+    if (t[i] !== undefined && !t[i]!.startsWith('x:')) e.devnode = int(source, lineNo, 'devnode', t[i++], 16, { min: 0, max: Number.MAX_SAFE_INTEGER });
   }
   for (; i < t.length; i++) {
     const tok = t[i]!;

@@ -8,11 +8,15 @@
  * hand one to `node:fs` and `displayPath()` to show one to a person.
  */
 
-export type EntryType = 'F' | 'D' | 'L' | 'P' | 'S' | 'B' | 'C';
+/** O: a Solaris door, read from Solaris manifests (Linux has none). */
+export type EntryType = 'F' | 'D' | 'L' | 'P' | 'S' | 'B' | 'C' | 'O';
 
 export type HashAlgorithm = 'xxh64' | 'sha256' | 'md5';
 
 export const HASH_ALGORITHMS: readonly HashAlgorithm[] = ['xxh64', 'sha256', 'md5'];
+
+/** What a manifest's `! Hash` line may name: what sysprime writes, and what Solaris 11 can write too. */
+export type ManifestHash = HashAlgorithm | 'sha1' | 'sha384' | 'sha512';
 
 /** What the incremental path needs to trust a previous hash; never in the Solaris text. */
 export interface StatIndex {
@@ -40,7 +44,7 @@ export interface ManifestEntry {
   contents?: string;
   /** L: the link's target, a byte string. */
   dest?: string;
-  /** B and C: st_rdev, written in hex. */
+  /** B and C: st_rdev, written in hex (absent in Solaris 10 manifests before 2010). */
   devnode?: number;
   /** Extended attributes (name → '0x<hex value>' or '#<digest>' for long values); absent when not collected. */
   xattrs?: Record<string, string>;
@@ -49,9 +53,9 @@ export interface ManifestEntry {
 }
 
 export interface ManifestHeader {
-  /** '1.0' (md5, as old Solaris writes) or '1.1' (with a HASH line). */
+  /** '1.0' (md5, as old Solaris writes) or '1.1' (with a Hash line). */
   version: string;
-  hash: HashAlgorithm;
+  hash: ManifestHash;
   /** The -R root the paths are relative to; '/' when none. */
   root: string;
   /** The date line as written (date(1)-like local time). */

@@ -8,7 +8,7 @@ import { readFileSync, statSync } from 'node:fs';
 import { writeOutputFile } from '../output.js';
 import { SysprimeError, messageOf } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
-import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
+import { applyIgnoreList, COMPARE_DEFAULT_FLAGS, DEFAULT_FLAGS, defaultRules, parseRules, type Rules } from '../../bart/rules.js';
 import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
 import { createManifestText } from '../../bart/saved.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, type Manifest } from '../../bart/types.js';
@@ -95,11 +95,17 @@ async function runCreate(flags: CreateFlags): Promise<number> {
 }
 
 function runCompare(control: string, test: string, flags: CompareFlags, json: boolean): number {
-  const initial = flags.ignore === undefined ? DEFAULT_FLAGS : applyIgnoreList(flags.ignore);
-  const rules = loadRules(flags.rules, initial);
+  const initial = flags.ignore === undefined ? COMPARE_DEFAULT_FLAGS : applyIgnoreList(flags.ignore, COMPARE_DEFAULT_FLAGS);
+  const rules = loadRules(flags.rules, initial) ?? defaultRules(initial);
   const c = loadManifest(control);
   const t = loadManifest(test);
-  const diffs = compareManifests(c, t, rules, { ignore: DEFAULT_FLAGS & ~initial });
+  if (c.header.hash !== t.header.hash) {
+    // Every file would differ in its digest alone; Solaris 11 refuses it too.
+    throw new SysprimeError('MANIFEST', `${control} uses ${c.header.hash} and ${test} ${t.header.hash}: digests of different algorithms cannot be compared`, {
+      hint: 'create both manifests with the same --hash',
+    });
+  }
+  const diffs = compareManifests(c, t, rules, { ignore: DEFAULT_FLAGS & ~(flags.ignore === undefined ? DEFAULT_FLAGS : applyIgnoreList(flags.ignore)) });
   if (json) process.stdout.write(JSON.stringify(differencesToJson(diffs), null, 2) + '\n');
   else process.stdout.write(flags.programmatic ? formatProgrammatic(diffs) : formatVerbose(diffs));
   return diffs.length > 0 ? 1 : 0;
