@@ -18,6 +18,22 @@ import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResu
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
 
+const TYPE_LABELS: Record<string, string> = {
+  F: 'file',
+  D: 'directory',
+  L: 'symlink',
+  P: 'FIFO',
+  S: 'socket',
+  B: 'block device',
+  C: 'character device',
+  O: 'door',
+};
+
+/** What an entry is, in words, for the text and the page: a FIFO or a device is not a "file". */
+export function typeLabel(type: string): string {
+  return TYPE_LABELS[type] ?? type;
+}
+
 export interface DriftItem {
   /** Byte-string path (latin1), as in manifests. */
   path: string;
