@@ -81,3 +81,42 @@ export function errnoOf(err: unknown): string | undefined {
     ? (err as { code: string }).code
     : undefined;
 }
+
+/** The message of anything thrown, for a line a person reads. */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+const ERRNO_HINTS: Record<string, string> = {
+  EACCES: 'check the permissions of the path',
+  EPERM: 'check the permissions and attributes (chattr) of the path',
+  ENOSPC: 'free some space on that filesystem',
+  EDQUOT: 'free some space or raise the quota',
+  EROFS: 'the filesystem is mounted read-only; remount it read-write or choose another path',
+  ENOENT: 'check that the path and its directories exist',
+  ENOTDIR: 'a component of the path is not a directory',
+  EISDIR: 'name a file, not a directory',
+  EEXIST: 'remove it or choose another path',
+  EPIPE: 'the reader went away',
+  EIO: 'the device reported an error; check the kernel log',
+};
+
+/**
+ * An operating-system error (it has an errno code and names a system call)
+ * as an I/O failure of one line naming the path and the errno, instead of
+ * a bug report; undefined for anything else. `path` overrides the one the
+ * error carries (a temporary name the user never gave).
+ */
+export function ioFailure(err: unknown, path?: string): SysprimeError | undefined {
+  if (err instanceof SysprimeError || !(err instanceof Error)) return undefined;
+  const e = err as NodeJS.ErrnoException & { dest?: string };
+  if (typeof e.code !== 'string' || !/^E[A-Z0-9]+$/.test(e.code) || typeof e.syscall !== 'string') return undefined;
+  // Node's message is "CODE: description, syscall 'path'": keep the description.
+  const description = /^E[A-Z0-9]+: ([^,]+)/.exec(e.message)?.[1] ?? e.code;
+  const where = path ?? e.path ?? '';
+  const target = path === undefined && e.dest ? ` -> ${e.dest}` : '';
+  return new SysprimeError('IO', `${where ? `${where}${target}: ` : ''}${e.syscall} failed: ${e.code} (${description})`, {
+    cause: err,
+    ...(ERRNO_HINTS[e.code] ? { hint: ERRNO_HINTS[e.code] } : {}),
+  });
+}

@@ -11,7 +11,7 @@
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { makeHeader, sortEntries } from './format.js';
 import { loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
@@ -72,7 +72,7 @@ export function rootPrefix(root: string): string {
   try {
     st = statSync(abs);
   } catch (err) {
-    throw new SysprimeError('USAGE', `-R ${root}: ${errnoOf(err) === 'ENOENT' ? 'no such directory' : (err as Error).message}`, { hint: 'give the directory the manifest should describe' });
+    throw new SysprimeError('USAGE', `-R ${root}: ${errnoOf(err) === 'ENOENT' ? 'no such directory' : messageOf(err)}`, { hint: 'give the directory the manifest should describe' });
   }
   if (!st.isDirectory()) throw new SysprimeError('USAGE', `-R ${root} is not a directory`, { hint: 'give the directory the manifest should describe' });
   const bytes = Buffer.from(abs, 'utf8').toString('latin1');

@@ -21,6 +21,7 @@ import { escapeOf } from './confine.js';
 import { decide, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules, type WalkContext } from './rules.js';
 import { toFsPath, type EntryType } from './types.js';
 import { NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID, typeOf } from './walk.js';
+import { messageOf } from '../errors.js';
 
 /** What the walk found, in find's order: one path, type letter and NUMS numbers per recorded entry. */
 export interface FoundEntries {
@@ -151,7 +152,7 @@ export async function findWalk(rules: Rules, prefix: string, onEntry?: EntryFoun
         try {
           dest = readlinkSync(toFsPath(full), { encoding: 'latin1' });
         } catch (err) {
-          found.warnings.push(`${full}: ${(err as Error).message}`);
+          found.warnings.push(`${full}: ${messageOf(err)}`);
         }
       }
       record(rel, encodeName(rel), type, rule.flags, [st.dev, st.ino, st.size, st.mode, st.uid, st.gid, st.mtimeMs, st.ctimeMs], dest);

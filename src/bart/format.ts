@@ -31,7 +31,7 @@ export function solarisDate(d: Date): string {
 }
 
 export function versionFor(hash: HashAlgorithm): string {
-  // md5 manifests are written exactly as Solaris 10 does: version 1.0, no HASH line.
+  // md5 manifests are written exactly as Solaris 10 does: version 1.0, no Hash line.
   return hash === 'md5' ? '1.0' : '1.1';
 }
 
@@ -41,7 +41,8 @@ export function makeHeader(hash: HashAlgorithm, root = '/', date = new Date()): 
 
 export function formatHeader(h: ManifestHeader): string {
   const lines = [`! Version ${h.version}`];
-  if (h.version !== '1.0' || h.hash !== 'md5') lines.push(`! HASH ${h.hash.toUpperCase()}`);
+  // Solaris 11 writes (and its compare requires) "! Hash SHA256".
+  if (h.version !== '1.0' || h.hash !== 'md5') lines.push(`! Hash ${h.hash.toUpperCase()}`);
   lines.push(`! ${h.date}`);
   if (h.root !== '/' && h.root !== '') lines.push(`! ROOT ${encodeName(h.root)}`);
   if (h.xattrs === true) lines.push('! XATTRS');
@@ -62,7 +63,8 @@ export function lastField(e: ManifestEntry): string {
       return e.dest === undefined ? '-' : e.dest === '' ? '\\000' : encodeName(e.dest);
     case 'B':
     case 'C':
-      return (e.devnode ?? 0).toString(16);
+      // A Solaris 10 manifest before 2010 has none: nothing is written for it then.
+      return e.devnode === undefined ? '' : e.devnode.toString(16);
     default:
       return '';
   }

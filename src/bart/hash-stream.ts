@@ -11,6 +11,7 @@ import type { Rules } from './rules.js';
 import { TreePool } from './tree-pool.js';
 import { CHUNK, hashFile } from './hash.js';
 import { toFsPath, type HashAlgorithm } from './types.js';
+import { messageOf } from '../errors.js';
 
 const BATCH_FILES = 256;
 const BATCH_BYTES = 16 << 20;
@@ -66,7 +67,7 @@ export class HashStream {
       try {
         this.done(this.indices[b]!, hashFile(this.alg, toFsPath(this.paths[b]!), buf), '');
       } catch (err) {
-        this.done(this.indices[b]!, undefined, (err as Error).message);
+        this.done(this.indices[b]!, undefined, messageOf(err));
       }
     }
     this.indices = [];

@@ -25,6 +25,7 @@ import { HashStream } from './hash-stream.js';
 import { TreePool } from './tree-pool.js';
 import { toFsPath, type EntryType, type HashAlgorithm, type ManifestEntry } from './types.js';
 import { NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID } from './walk.js';
+import { messageOf } from '../errors.js';
 
 export interface IncrementalInput {
   /** The root as a byte string without a trailing slash ('' for '/'). */
@@ -304,7 +305,7 @@ async function hashEntries(files: number[], paths: string[], input: IncrementalI
       try {
         done(j, hashFile(input.hash, toFsPath(prefix + paths[j]!), buf), '');
       } catch (err) {
-        done(j, undefined, (err as Error).message);
+        done(j, undefined, messageOf(err));
       }
     }
     return;

@@ -14,7 +14,7 @@ export type {
   ManifestHeader,
   StatIndex,
 } from './types.js';
-export { HASH_ALGORITHMS, displayPath, fromFsName, toFsPath } from './types.js';
+export { HASH_ALGORITHMS, displayPath, fromFsName, printable, toFsPath } from './types.js';
 export { decodeName, encodeName } from './escape.js';
 export { formatEntry, formatHeader, formatIndex, formatManifest, makeHeader, solarisDate, sortEntries } from './format.js';
 export { applyIndex, parseEntryLine, parseManifest } from './parse.js';

@@ -7,10 +7,10 @@ import { SysprimeError } from '../errors.js';
 import { decodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
 import { INDEX2_MAGIC, RECORD, R_CTIME_MS, R_DEV, R_INO, R_MTIME_MS, R_STATE, STATE_NO_STAT, isIndex2 } from './index-file.js';
-import type { EntryType, HashAlgorithm, Manifest, ManifestEntry, ManifestHeader } from './types.js';
+import type { EntryType, Manifest, ManifestEntry, ManifestHash, ManifestHeader } from './types.js';
 
-const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C']);
-const HASHES: Record<string, HashAlgorithm> = { MD5: 'md5', SHA256: 'sha256', XXH64: 'xxh64' };
+const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C', 'O']);
+const HASHES: Record<string, ManifestHash> = { MD5: 'md5', SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512', XXH64: 'xxh64' };
 
 function fail(source: string, line: number, what: string): never {
   throw new SysprimeError('MANIFEST', `${source}, line ${line}: ${what}`, {
@@ -25,14 +25,49 @@ function asByteText(text: string | Buffer): string {
   return /[^\x00-\xff]/.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
 }
 
-function int(source: string, line: number, field: string, token: string | undefined, radix: number): number {
+/** Largest uid or gid: uid_t is 32 bits (4294967295 is (uid_t)-1, which Solaris writes for "nobody"). */
+const ID_MAX = 0xffffffff;
+/** st_mode, file type bits included, fits in 16 bits. */
+const MODE_MAX = 0o177777;
+
+function int(source: string, line: number, field: string, token: string | undefined, radix: number, range?: { min: number; max: number }): number {
   if (token === undefined) fail(source, line, `missing ${field}`);
   const neg = token.startsWith('-') && token.length > 1;
   const digits = neg ? token.slice(1) : token;
   const ok = radix === 16 ? /^[0-9a-fA-F]+$/ : radix === 8 ? /^[0-7]+$/ : /^[0-9]+$/;
   if (!ok.test(digits)) fail(source, line, `${field} '${token}' is not a number in base ${radix}`);
-  const v = parseInt(digits, radix);
-  return neg ? -v : v;
+  const v = (neg ? -1 : 1) * parseInt(digits, radix);
+  // Above 2^53 two different numbers would read as one and compare equal.
+  if (!Number.isSafeInteger(v)) fail(source, line, `${field} '${token}' is too large to be compared exactly`);
+  if (range !== undefined && (v < range.min || v > range.max)) fail(source, line, `${field} '${token}' is out of range (${range.min} to ${range.max})`);
+  return v;
+}
+
+/**
+ * A quoted name as `decodeName` reads it, refusing what `bart create` never
+ * writes: a backslash at the end, or a digit escape that is not three octal
+ * digits of one byte (`\9`, `\12x`, `\400`).
+ */
+function checkEscapes(source: string, line: number, field: string, token: string): void {
+  for (let i = token.indexOf('\\'); i >= 0; i = token.indexOf('\\', i)) {
+    const next = token[i + 1];
+    if (next === undefined) fail(source, line, `${field} '${token}' ends with a lone backslash`);
+    if (/[0-9]/.test(next)) {
+      const oct = token.slice(i + 1, i + 4);
+      if (!/^[0-7]{3}$/.test(oct) || parseInt(oct, 8) > 0o377) fail(source, line, `${field} '${token}' has a bad escape '\\${oct}' (a byte is \\000 to \\377)`);
+      i += 4;
+    } else i += 2;
+  }
+}
+
+/** An absolute path of named components: no empty, `.` or `..` one (so no entry can stand for a path outside the tree). */
+function checkPath(source: string, line: number, token: string, path: string): void {
+  if (!path.startsWith('/')) fail(source, line, `path '${token}' does not start with '/'`);
+  if (path.includes('\0')) fail(source, line, `path '${token}' holds a NUL byte`);
+  if (path === '/') return;
+  for (const c of path.slice(1).split('/')) {
+    if (c === '' || c === '.' || c === '..') fail(source, line, `path '${token}' has ${c === '' ? 'an empty' : `a '${c}'`} component`);
+  }
 }
 
 export function parseManifest(input: string | Buffer, source = 'manifest'): Manifest {
@@ -40,6 +75,8 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
   const header: ManifestHeader = { version: '', hash: 'md5', root: '/', date: '' };
   let sawHash = false;
   const entries: ManifestEntry[] = [];
+  /** Path -> line where it was listed: one entry per path. */
+  const seen = new Map<string, number>();
   let lineNo = 0;
   let pos = 0;
   const n = text.length;
@@ -71,7 +108,11 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
       continue;
     }
     if (/^\s*$/.test(line)) continue;
-    entries.push(parseEntryLine(line, source, lineNo));
+    const e = parseEntryLine(line, source, lineNo);
+    const before = seen.get(e.path);
+    if (before !== undefined) fail(source, lineNo, `path '${line.trim().split(/[ \t]+/)[0]}' is listed again (first on line ${before})`);
+    seen.set(e.path, lineNo);
+    entries.push(e);
   }
   if (header.version === '') fail(source, 1, "no '! Version' line");
   if (!sawHash && header.version !== '1.0' && header.version !== '') {
@@ -86,15 +127,18 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
   if (t.length < 8) fail(source, lineNo, `expected at least 8 fields, found ${t.length}`);
   const type = t[1]!;
   if (!TYPES.has(type)) fail(source, lineNo, `unknown file type '${type}'`);
+  checkEscapes(source, lineNo, 'path', t[0]!);
+  const path = decodeName(t[0]!);
+  checkPath(source, lineNo, t[0]!, path);
   const e: ManifestEntry = {
-    path: decodeName(t[0]!),
+    path,
     type: type as EntryType,
-    size: int(source, lineNo, 'size', t[2], 10),
-    mode: int(source, lineNo, 'mode', t[3], 8),
+    size: int(source, lineNo, 'size', t[2], 10, { min: 0, max: Number.MAX_SAFE_INTEGER }),
+    mode: int(source, lineNo, 'mode', t[3], 8, { min: 0, max: MODE_MAX }),
     acl: t[4] === '-' ? '-' : decodeName(t[4]!),
     mtime: int(source, lineNo, 'mtime', t[5], 16),
-    uid: int(source, lineNo, 'uid', t[6], 10),
-    gid: int(source, lineNo, 'gid', t[7], 10),
+    uid: int(source, lineNo, 'uid', t[6], 10, { min: 0, max: ID_MAX }),
+    gid: int(source, lineNo, 'gid', t[7], 10, { min: 0, max: ID_MAX }),
   };
   let i = 8;
   if (type === 'F') {
@@ -104,9 +148,11 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
   } else if (type === 'L') {
     const d = t[i++];
     if (d === undefined) fail(source, lineNo, 'link entry without dest field');
+    checkEscapes(source, lineNo, 'dest', d);
     e.dest = d === '\\000' ? '' : decodeName(d);
   } else if (type === 'B' || type === 'C') {
-    e.devnode = int(source, lineNo, 'devnode', t[i++], 16);
+    // Solaris 10 manifests before 2010 end B and C lines at gid.
+    if (t[i] !== undefined && !t[i]!.startsWith('x:')) e.devnode = int(source, lineNo, 'devnode', t[i++], 16, { min: 0, max: Number.MAX_SAFE_INTEGER });
   }
   for (; i < t.length; i++) {
     const tok = t[i]!;

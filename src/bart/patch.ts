@@ -16,7 +16,7 @@
  */
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { makeHeader, sortEntries } from './format.js';
 import { CHUNK, hashFile, loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
@@ -84,7 +84,7 @@ function rootPrefix(root: string): string {
   try {
     st = statSync(abs);
   } catch (err) {
-    throw new SysprimeError('USAGE', `${root}: ${errnoOf(err) === 'ENOENT' ? 'no such directory' : (err as Error).message}`, { hint: 'give the directory the manifest describes' });
+    throw new SysprimeError('USAGE', `${root}: ${errnoOf(err) === 'ENOENT' ? 'no such directory' : messageOf(err)}`, { hint: 'give the directory the manifest describes' });
   }
   if (!st.isDirectory()) throw new SysprimeError('USAGE', `${root} is not a directory`, { hint: 'give the directory the manifest describes' });
   const bytes = Buffer.from(abs, 'utf8').toString('latin1');
@@ -265,7 +265,7 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
             e.contents = hashFile(alg, toFsPath(prefix + e.path), buf);
           } catch (err) {
             e.contents = '-';
-            warn(`${prefix + e.path}: ${err instanceof Error ? err.message : String(err)}`);
+            warn(`${prefix + e.path}: ${messageOf(err)}`);
           }
         }
       }

@@ -45,14 +45,22 @@ export const ALL = 0x3fff;
 export const EVERYTHING = 0x7fff;
 /** Flags before any statement: compare everything Solaris compares. */
 export const DEFAULT_FLAGS = ALL;
+/**
+ * What `bart compare` checks before any rule, as Solaris's
+ * init_default_flags: every attribute but dirmtime (a directory's mtime
+ * moves with every entry added or removed, which are reported themselves).
+ */
+export const COMPARE_DEFAULT_FLAGS = ALL & ~ATTR.dirmtime;
 
-export const KEYWORDS: readonly (AttributeName | 'all')[] = [
-  'all', 'contents', 'size', 'mode', 'acl', 'mtime', 'lnmtime', 'dirmtime', 'uid', 'gid', 'dest', 'devnode', 'type', 'xattr',
+export const KEYWORDS: readonly (AttributeName | 'all' | 'add' | 'delete')[] = [
+  'all', 'contents', 'size', 'mode', 'acl', 'mtime', 'lnmtime', 'dirmtime', 'uid', 'gid', 'dest', 'devnode', 'type', 'add', 'delete', 'xattr',
 ];
 
+/** The flags of a keyword, in any case (`CHECK ALL`, `IGNORE Mtime`, as Solaris reads them). */
 export function keywordFlags(word: string): number | undefined {
-  if (word === 'all') return ALL;
-  return Object.prototype.hasOwnProperty.call(ATTR, word) && word !== 'add' && word !== 'delete' ? ATTR[word as keyof typeof ATTR] : undefined;
+  const w = word.toLowerCase();
+  if (w === 'all') return ALL;
+  return Object.prototype.hasOwnProperty.call(ATTR, w) ? ATTR[w as keyof typeof ATTR] : undefined;
 }
 
 interface Modifier {
@@ -186,14 +194,16 @@ export function parseRules(text: string, source = 'rules', initialFlags = DEFAUL
         blockHasDirectives = false;
       }
       rules.push(makeRule(head, rest, globalFlags, st.line, rules.length, source));
-    } else if (head === 'CHECK' || head === 'IGNORE') {
-      if (rest.length === 0) rulesError(source, st.line, `${head} needs at least one attribute keyword`);
+    } else if (head.toUpperCase() === 'CHECK' || head.toUpperCase() === 'IGNORE') {
+      // A bare CHECK (bart_rules(4)'s own sample has one) changes no flag; it still ends the block's subtree lines.
+      const check = head.toUpperCase() === 'CHECK';
+      if (rest.length === 0 && !check) rulesError(source, st.line, `${head} needs at least one attribute keyword`);
       for (const word of rest) {
         const f = keywordFlags(word);
         if (f === undefined) rulesError(source, st.line, `unknown attribute '${word}' (expected one of ${KEYWORDS.join(', ')})`);
-        const bits = head === 'IGNORE' && word === 'all' ? EVERYTHING : f;
-        if (blockStart < 0) globalFlags = head === 'CHECK' ? globalFlags | bits : globalFlags & ~bits;
-        else for (let i = blockStart; i < rules.length; i++) rules[i]!.flags = head === 'CHECK' ? rules[i]!.flags | bits : rules[i]!.flags & ~bits;
+        const bits = !check && word.toLowerCase() === 'all' ? EVERYTHING : f;
+        if (blockStart < 0) globalFlags = check ? globalFlags | bits : globalFlags & ~bits;
+        else for (let i = blockStart; i < rules.length; i++) rules[i]!.flags = check ? rules[i]!.flags | bits : rules[i]!.flags & ~bits;
       }
       if (blockStart >= 0) blockHasDirectives = true;
     } else {
@@ -216,7 +226,7 @@ export function applyIgnoreList(list: string, flags = DEFAULT_FLAGS): number {
   for (const word of list.split(',').map((w) => w.trim()).filter((w) => w !== '')) {
     const f = keywordFlags(word);
     if (f === undefined) throw new SysprimeError('USAGE', `-i: unknown attribute '${word}'`, { hint: `use some of: ${KEYWORDS.join(', ')}` });
-    out &= ~(word === 'all' ? EVERYTHING : f);
+    out &= ~(word.toLowerCase() === 'all' ? EVERYTHING : f);
   }
   return out;
 }

@@ -13,7 +13,7 @@
  * saying why.
  */
 import { readFileSync } from 'node:fs';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { createManifest, rootPrefix, type CreateOptions } from './create.js';
 import { formatManifestBytes } from './format.js';
 import { createIncremental } from './incremental.js';
@@ -45,7 +45,7 @@ function readPrevious(file: string): Buffer {
   try {
     return readFileSync(file);
   } catch (err) {
-    throw new SysprimeError('USAGE', `cannot read manifest ${file}: ${(err as Error).message}`, { hint: 'check the --previous path' });
+    throw new SysprimeError('USAGE', `cannot read manifest ${file}: ${messageOf(err)}`, { hint: 'check the --previous path' });
   }
 }
 
@@ -54,7 +54,7 @@ function readIndexFile(file: string): Buffer | undefined {
     return readFileSync(file);
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return undefined;
-    throw new SysprimeError('USAGE', `cannot read index ${file}: ${(err as Error).message}`, { hint: 'check the permissions of the index beside the --previous manifest' });
+    throw new SysprimeError('USAGE', `cannot read index ${file}: ${messageOf(err)}`, { hint: 'check the permissions of the index beside the --previous manifest' });
   }
 }
 

@@ -9,6 +9,7 @@ import { CHUNK, hashFile, loadHashers } from './hash.js';
 import type { Rules } from './rules.js';
 import { toFsPath, type HashAlgorithm } from './types.js';
 import { WalkSink, walkUnit, type WalkResult, type WalkUnit } from './walk.js';
+import { messageOf } from '../errors.js';
 
 export interface TreeWorkerData {
   alg: HashAlgorithm;
@@ -35,7 +36,7 @@ function hashAll(paths: string[]): { digests: (string | null)[]; errors: (string
       errors[i] = null;
     } catch (err) {
       digests[i] = null;
-      errors[i] = err instanceof Error ? err.message : String(err);
+      errors[i] = messageOf(err);
     }
   }
   return { digests, errors };

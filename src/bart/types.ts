@@ -8,11 +8,15 @@
  * hand one to `node:fs` and `displayPath()` to show one to a person.
  */
 
-export type EntryType = 'F' | 'D' | 'L' | 'P' | 'S' | 'B' | 'C';
+/** O: a Solaris door, read from Solaris manifests (Linux has none). */
+export type EntryType = 'F' | 'D' | 'L' | 'P' | 'S' | 'B' | 'C' | 'O';
 
 export type HashAlgorithm = 'xxh64' | 'sha256' | 'md5';
 
 export const HASH_ALGORITHMS: readonly HashAlgorithm[] = ['xxh64', 'sha256', 'md5'];
+
+/** What a manifest's `! Hash` line may name: what sysprime writes, and what Solaris 11 can write too. */
+export type ManifestHash = HashAlgorithm | 'sha1' | 'sha384' | 'sha512';
 
 /** What the incremental path needs to trust a previous hash; never in the Solaris text. */
 export interface StatIndex {
@@ -40,7 +44,7 @@ export interface ManifestEntry {
   contents?: string;
   /** L: the link's target, a byte string. */
   dest?: string;
-  /** B and C: st_rdev, written in hex. */
+  /** B and C: st_rdev, written in hex (absent in Solaris 10 manifests before 2010). */
   devnode?: number;
   /** Extended attributes (name → '0x<hex value>' or '#<digest>' for long values); absent when not collected. */
   xattrs?: Record<string, string>;
@@ -49,9 +53,9 @@ export interface ManifestEntry {
 }
 
 export interface ManifestHeader {
-  /** '1.0' (md5, as old Solaris writes) or '1.1' (with a HASH line). */
+  /** '1.0' (md5, as old Solaris writes) or '1.1' (with a Hash line). */
   version: string;
-  hash: HashAlgorithm;
+  hash: ManifestHash;
   /** The -R root the paths are relative to; '/' when none. */
   root: string;
   /** The date line as written (date(1)-like local time). */
@@ -113,11 +117,33 @@ export function fromFsName(name: Buffer): string {
   return name.toString('latin1');
 }
 
-/** Best effort for people: valid UTF-8 shown as such, other bytes escaped. */
-export function displayPath(path: string): string {
+const CONTROL_NAMES: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+
+/** A control character as an escape: `\n`, `\r`, `\t`, else `\xNN` (`\u0085` for C1 controls, which are characters here, not bytes). */
+function escapeControl(c: string): string {
+  const code = c.charCodeAt(0);
+  return CONTROL_NAMES[c] ?? (code < 0x80 ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`);
+}
+
+/** Text for one line of a terminal (a detail that quotes a path): its control characters escaped. */
+export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
-  if (!/[^\x00-\x7f]/.test(path)) return path;
-  const bytes = Buffer.from(path, 'latin1');
-  const text = bytes.toString('utf8');
-  return Buffer.from(text, 'utf8').equals(bytes) ? text : path.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  return text.replace(/[\x00-\x1f\x7f\u0080-\u009f]/g, escapeControl);
+}
+
+/**
+ * Best effort for people: valid UTF-8 shown as such, other bytes escaped,
+ * and control characters (C0, DEL, C1) escaped so that a name can never
+ * move the cursor, clear a line or hide itself on a terminal
+ * (`backdoor\r\e[2Kmodified  motd`).
+ */
+export function displayPath(path: string): string {
+  let shown = path;
+  // eslint-disable-next-line no-control-regex
+  if (/[^\x00-\x7f]/.test(path)) {
+    const bytes = Buffer.from(path, 'latin1');
+    const text = bytes.toString('utf8');
+    shown = Buffer.from(text, 'utf8').equals(bytes) ? text : path.replace(/[\x80-\xff]/g, (c) => `\\x${c.charCodeAt(0).toString(16)}`);
+  }
+  return printable(shown);
 }

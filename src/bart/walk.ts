@@ -12,6 +12,7 @@
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
 import { decide, enter, shouldDescend, type Rule, type Rules, type WalkContext } from './rules.js';
 import { toFsPath, type EntryType } from './types.js';
+import { messageOf } from '../errors.js';
 
 /** Numbers per entry in WalkResult.nums, in this order. */
 export const NUMS = 10;
@@ -129,7 +130,7 @@ export class WalkSink {
       } catch (err) {
         n[o + N_FLAGS] = flags | INCOMPLETE;
         this.dests.push('-');
-        this.warnings.push(`${this.prefix + path}: ${(err as Error).message}`);
+        this.warnings.push(`${this.prefix + path}: ${messageOf(err)}`);
       }
     }
   }
@@ -165,7 +166,7 @@ export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: Wal
     try {
       names = readdirSync(toFsPath(dirPath), { encoding: 'latin1' });
     } catch (err) {
-      sink.warnings.push(`${dirPath}: ${(err as Error).message}`);
+      sink.warnings.push(`${dirPath}: ${messageOf(err)}`);
       continue;
     }
     const ctx = dir.ctx;

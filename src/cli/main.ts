@@ -40,7 +40,27 @@ export function buildProgram(): Command {
   return program;
 }
 
+/**
+ * A reader that went away (`sysprime list | head -1`, `sysprime stage 2>&1 |
+ * head -1`) is no failure of sysprime's: output to that stream stops for the
+ * rest of the run, silently, and the operation goes on, so a journaled one
+ * is never cut off midway by its own progress line.
+ */
+export function ignoreClosedPipes(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    let closed = false;
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (closed || err.code === 'EPIPE') {
+        closed = true;
+        return;
+      }
+      throw err;
+    });
+  }
+}
+
 export async function main(argv: string[]): Promise<void> {
+  ignoreClosedPipes();
   const program = buildProgram();
   try {
     await program.parseAsync(argv);

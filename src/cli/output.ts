@@ -1,4 +1,66 @@
-/** How the CLI shows things: aligned tables for people, JSON for scripts. */
+/** How the CLI shows things: aligned tables for people, JSON for scripts, report files. */
+import { closeSync, constants, fsyncSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { basename, dirname, join } from 'node:path';
+import { ioFailure, SysprimeError } from '../errors.js';
+
+function writeAll(fd: number, data: Buffer): void {
+  for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+}
+
+/**
+ * Write a file named with -o. A report can hold what only root may read, so
+ * a new file is created 0600 (under a fresh temporary name, O_EXCL and
+ * O_NOFOLLOW, then renamed over the name: never half-written, never through
+ * a link someone planted there). A symbolic link at the name is refused
+ * unless `throughLink` (bart create, which replaces the file a link names,
+ * as it always has). A device or a FIFO (`/dev/null`) is written into, not
+ * replaced.
+ */
+export function writeOutputFile(file: string, text: string | Buffer, opts: { throughLink?: boolean } = {}): void {
+  try {
+    writeOutput(file, text, opts);
+  } catch (err) {
+    // Name the file the user gave, not the temporary one, and say what the errno means.
+    throw ioFailure(err, file) ?? err;
+  }
+}
+
+function writeOutput(file: string, text: string | Buffer, opts: { throughLink?: boolean }): void {
+  const data = typeof text === 'string' ? Buffer.from(text) : text;
+  const link = lstatSync(file, { throwIfNoEntry: false });
+  if (link?.isSymbolicLink() && opts.throughLink !== true) {
+    throw new SysprimeError('REFUSED', `${file} is a symbolic link; a report is not written through one`, { hint: 'name the file itself, or remove the link' });
+  }
+  const st = link?.isSymbolicLink() ? statSync(file, { throwIfNoEntry: false }) : link;
+  if (st?.isDirectory()) throw new SysprimeError('IO', `${file} is a directory`, { hint: 'name a file, not a directory' });
+  if (st !== undefined && !st.isFile()) {
+    const fd = openSync(file, constants.O_WRONLY | (opts.throughLink === true ? 0 : constants.O_NOFOLLOW));
+    try {
+      writeAll(fd, data);
+    } finally {
+      closeSync(fd);
+    }
+    return;
+  }
+  const real = link?.isSymbolicLink() && st !== undefined ? realpathSync(file) : file;
+  const tmp = join(dirname(real), `.${basename(real)}.tmp-${randomBytes(6).toString('hex')}`);
+  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+  try {
+    writeAll(fd, data);
+    fsyncSync(fd);
+    closeSync(fd);
+    renameSync(tmp, real);
+  } catch (err) {
+    try {
+      closeSync(fd);
+    } catch {
+      // already closed
+    }
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+}
 
 export function formatBytes(n: number | null): string {
   if (n === null) return '-';

@@ -3,7 +3,7 @@
  * open the context, run, and turn any error into one clear line and an exit
  * status (the only place errors become exit codes).
  */
-import { exitCodeFor, SysprimeError } from '../errors.js';
+import { exitCodeFor, ioFailure, SysprimeError } from '../errors.js';
 import { log, setLevel } from '../log.js';
 import { openContext, type Context } from '../context.js';
 
@@ -32,7 +32,9 @@ const underJournal = process.env['JOURNAL_STREAM'] !== undefined && process.env[
 const ERR = underJournal ? '<3>' : '';
 const NOTE = underJournal ? '<6>' : '';
 
-export function reportError(err: unknown, verbose: boolean): number {
+export function reportError(thrown: unknown, verbose: boolean): number {
+  // An errno error that reached the top is an I/O failure of the path it names, not a bug.
+  const err = ioFailure(thrown) ?? thrown;
   if (err instanceof SysprimeError) {
     process.stderr.write(`${ERR}sysprime: ${err.message}\n`);
     if (err.hint) process.stderr.write(`${NOTE}  hint: ${err.hint}\n`);

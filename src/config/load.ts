@@ -1,7 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseToml, TomlError } from 'smol-toml';
+import { wholeNumber } from './numbers.js';
 import cron from 'node-cron';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { KEYS, cloneDefaults, type Config } from './schema.js';
 
 export const SYSTEM_CONFIG = '/etc/sysprime/sysprime.toml';
@@ -23,7 +24,7 @@ function parseConfigFile(path: string, required: boolean): Config {
     text = readFileSync(path, 'utf8');
   } catch (err) {
     if (!required && errnoOf(err) === 'ENOENT') return cloneDefaults();
-    throw new SysprimeError('CONFIG', `cannot read configuration ${path}: ${(err as Error).message}`, {
+    throw new SysprimeError('CONFIG', `cannot read configuration ${path}: ${messageOf(err)}`, {
       hint: 'check the path given with --config or SYSPRIME_CONFIG',
     });
   }
@@ -34,10 +35,10 @@ function parseConfigFile(path: string, required: boolean): Config {
 export function parseConfigText(text: string, source: string): Config {
   let doc: Record<string, unknown>;
   try {
-    doc = parseToml(text) as Record<string, unknown>;
+    doc = parseToml(text, { integersAsBigInt: true }) as Record<string, unknown>;
   } catch (err) {
     const line = err instanceof TomlError ? ` (line ${err.line})` : '';
-    throw new SysprimeError('CONFIG', `${source}${line}: not valid TOML: ${firstLine((err as Error).message)}`);
+    throw new SysprimeError('CONFIG', `${source}${line}: not valid TOML: ${firstLine(messageOf(err))}`);
   }
   const config = cloneDefaults();
   config.source = source;
@@ -56,20 +57,24 @@ export function parseConfigText(text: string, source: string): Config {
 
 function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['kind'], source: string): unknown {
   const bad = (want: string) =>
-    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
+    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${typeof value === 'bigint' ? String(value) : JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
   switch (kind.t) {
     case 'string':
-      if (typeof value !== 'string') throw bad('a string');
+      if (typeof value !== 'string' || value.includes('\0')) throw bad('a string without NUL');
+      // eslint-disable-next-line no-control-regex
+      if (kind.oneLine === true && /[\x00-\x1f\x7f]/.test(value)) throw bad('one line without control characters');
       return value;
     case 'path':
-      if (typeof value !== 'string' || !value.startsWith('/')) throw bad('an absolute path');
+      // A NUL cannot be in a path: the system call would refuse it later, as a crash.
+      if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0')) throw bad('an absolute path');
       return value;
     case 'enum':
       if (typeof value !== 'string' || !kind.values.includes(value)) throw bad(`one of ${kind.values.join(', ')}`);
       return value;
     case 'int': {
-      const n = typeof value === 'bigint' ? Number(value) : value;
-      if (typeof n !== 'number' || !Number.isInteger(n) || n < kind.min || n > kind.max) throw bad(`a whole number from ${kind.min} to ${kind.max}`);
+      // Integers are parsed as bigint, so a float (2.9, 1e3, 5.0) or a string is never taken for one.
+      const n = typeof value === 'bigint' ? wholeNumber(value, kind) : undefined;
+      if (n === undefined) throw bad(`a whole number from ${kind.min} to ${kind.max}`);
       return n;
     }
     case 'bool':
@@ -78,6 +83,9 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
     case 'cron':
       if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
       return value;
+    case 'paths':
+      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.startsWith('/') && !v.includes('\0'))) throw bad('a list of absolute paths');
+      return [...(value as string[])];
   }
 }
 

@@ -22,6 +22,8 @@ export interface Config {
   retention: { keep: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
+  /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
+  drift: { secret: string[] };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -37,16 +39,18 @@ export const DEFAULTS: Config = {
   retention: { keep: 5, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
+  drift: { secret: [] },
   source: 'defaults',
 };
 
 type Kind =
-  | { t: 'string' }
+  | { t: 'string'; oneLine?: boolean }
   | { t: 'path' }
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' };
+  | { t: 'cron' }
+  | { t: 'paths' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -63,7 +67,8 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'boot.esp': { kind: { t: 'path' }, set: (c, v) => (c.boot.esp = v as string), doc: 'EFI system partition mount point' },
   'boot.tries': { kind: { t: 'int', min: 0, max: 99 }, set: (c, v) => (c.boot.tries = v as number), doc: 'boot counting tries for a staged entry' },
   'boot.activate_staged': { kind: { t: 'bool' }, set: (c, v) => (c.boot.activateStaged = v as boolean), doc: 'make a staged environment the default' },
-  'boot.cmdline': { kind: { t: 'string' }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
+  // One line: a newline would end the entry's options line and start a directive of its own.
+  'boot.cmdline': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
   'grub.dir': { kind: { t: 'path' }, set: (c, v) => (c.grub.dir = v as string), doc: 'GRUB directory (grub.cfg, grubenv)' },
   'grub.defaults': { kind: { t: 'path' }, set: (c, v) => (c.grub.defaults = v as string), doc: 'GRUB defaults file' },
   'grub.scripts': { kind: { t: 'path' }, set: (c, v) => (c.grub.scripts = v as string), doc: 'directory of the scripts update-grub runs' },
@@ -92,6 +97,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   },
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
+  'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
 };
 
 export function cloneDefaults(): Config {

@@ -6,17 +6,33 @@
  */
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { compareManifests, createManifest, displayPath, type Difference, type Manifest } from '../bart/index.js';
-import { SysprimeError } from '../errors.js';
+import { compareManifests, createManifest, displayPath, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { loadManifest, saveManifest } from '../state/manifests.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
-import { describeContent, type ContentChange } from './content.js';
+import { describeContent, secretPatterns, secretReason, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
+
+const TYPE_LABELS: Record<string, string> = {
+  F: 'file',
+  D: 'directory',
+  L: 'symlink',
+  P: 'FIFO',
+  S: 'socket',
+  B: 'block device',
+  C: 'character device',
+  O: 'door',
+};
+
+/** What an entry is, in words, for the text and the page: a FIFO or a device is not a "file". */
+export function typeLabel(type: string): string {
+  return TYPE_LABELS[type] ?? type;
+}
 
 export interface DriftItem {
   /** Byte-string path (latin1), as in manifests. */
@@ -109,7 +125,7 @@ async function pristineFromOlder(ctx: Context, generation: number, path: string,
       rules: rules.rules,
       hash,
       onWarning: (w) => log.warn(w),
-    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
       log.debug(
         `manifest of the pristine snapshot of generation ${generation} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`,
@@ -163,7 +179,7 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
       hash,
       ...(previous ? { previous } : {}),
       onWarning: (w) => log.warn(w),
-    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: err instanceof Error ? err.message : String(err) }));
+    }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
       made = fast.result.manifest;
       log.debug(`manifest of ${name} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`);
@@ -209,7 +225,14 @@ export function withoutDirectorySize(diffs: Difference[]): Difference[] {
   return out;
 }
 
-export async function computeDrift(ctx: Context, name?: string, opts: { content?: boolean } = {}): Promise<DriftReport> {
+export interface DriftOptions {
+  /** Describe content changes (diffs); false for the daemon's record. */
+  content?: boolean;
+  /** Show the content of files only root may read, and of `[drift] secret` paths. */
+  showSecrets?: boolean;
+}
+
+export async function computeDrift(ctx: Context, name?: string, opts: DriftOptions = {}): Promise<DriftReport> {
   const env = name === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, name);
   if (env.pristine === null) {
     throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${env.generation} (of "${env.name}") is missing; drift cannot be computed`, {
@@ -223,6 +246,16 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path });
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
+      const secret = secretPatterns(ctx.config.drift.secret);
+      const byPath = new Map<string, ManifestEntry>();
+      // A directory's mode on either side decides: what others could enter before or now.
+      const entryOf = (p: string): ManifestEntry | undefined => {
+        if (byPath.size === 0) {
+          for (const e of pair.pristine.entries) if (e.type === 'D') byPath.set(e.path, e);
+          for (const e of pair.live.entries) if (e.type === 'D' && (byPath.get(e.path)?.mode ?? 0o777) & 0o001) byPath.set(e.path, e);
+        }
+        return byPath.get(p);
+      };
       const items: DriftItem[] = diffs.map((d) => {
         const entry = d.test ?? d.control!;
         const item: DriftItem = {
@@ -236,7 +269,10 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
           content: null,
           contents: d.test?.type === 'F' ? (d.test.contents ?? null) : null,
         };
-        if (opts.content !== false) item.content = describeContent(d, pristine.path, live.path);
+        if (opts.content !== false) {
+          const hidden = opts.showSecrets === true || (d.control?.type !== 'F' && d.test?.type !== 'F') ? null : secretReason(d, entryOf, secret);
+          item.content = hidden === null ? describeContent(d, pristine.path, live.path) : { kind: 'hidden', reason: hidden };
+        }
         return item;
       });
       const counts = { added: 0, removed: 0, modified: 0 };

@@ -5,13 +5,45 @@
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { createTwoFilesPatch } from 'diff';
-import { displayPath, toFsPath, type Difference } from '../bart/index.js';
+import { displayPath, toFsPath, type Difference, type ManifestEntry } from '../bart/index.js';
+import { globToRegExp } from '../bart/glob.js';
+import { messageOf } from '../errors.js';
 
 export type ContentChange =
   | { kind: 'text'; diff: string; linesAdded: number; linesRemoved: number }
   | { kind: 'binary'; before: number | null; after: number | null }
   | { kind: 'too-large'; before: number | null; after: number | null }
-  | { kind: 'unreadable'; reason: string };
+  | { kind: 'unreadable'; reason: string }
+  | { kind: 'hidden'; reason: string };
+
+/**
+ * Why a file's content must not appear in a report, or null when it may.
+ * A report is read by more people than root (a page on a share, a ticket,
+ * a log), so what only root could read stays hidden: a file without the
+ * world-read bit on either side, one below a directory others cannot
+ * enter, or one the `[drift] secret` patterns name (fnmatch(3) with
+ * FNM_PATHNAME, matching the path or one of its parent directories).
+ */
+export function secretReason(
+  d: Difference,
+  entryOf: (path: string) => ManifestEntry | undefined,
+  secret: readonly RegExp[],
+): string | null {
+  for (let p = d.path; p !== '' && p !== '/'; p = p.slice(0, p.lastIndexOf('/'))) {
+    if (secret.some((re) => re.test(p))) return '[drift] secret names it';
+  }
+  for (const e of [d.control, d.test]) if (e !== undefined && (e.mode & 0o004) === 0) return 'not world-readable';
+  for (let p = d.path.slice(0, d.path.lastIndexOf('/')); p !== ''; p = p.slice(0, p.lastIndexOf('/'))) {
+    const dir = entryOf(p);
+    if (dir !== undefined && (dir.mode & 0o001) === 0) return 'not world-readable (in a directory others cannot enter)';
+  }
+  return null;
+}
+
+/** `[drift] secret` patterns, compiled once. */
+export function secretPatterns(patterns: readonly string[]): RegExp[] {
+  return patterns.map((p) => globToRegExp(Buffer.from(p.replace(/\/+$/, '') || '/', 'utf8').toString('latin1')));
+}
 
 /** Text diffs beyond this size are described, not shown. */
 export const MAX_DIFF_BYTES = 1 << 20;
@@ -66,6 +98,6 @@ export function describeContent(d: Difference, beforeRoot: string, afterRoot: st
     }
     return { kind: 'text', diff: lines.join('\n'), linesAdded, linesRemoved };
   } catch (err) {
-    return { kind: 'unreadable', reason: (err as Error).message };
+    return { kind: 'unreadable', reason: messageOf(err) };
   }
 }

@@ -4,7 +4,7 @@
  * unified or side-by-side diff. It reads without JavaScript; the script only
  * filters and switches the diff view.
  */
-import type { DriftItem, DriftReport } from './compute.js';
+import { typeLabel, type DriftItem, type DriftReport } from './compute.js';
 
 function esc(s: string): string {
   return s.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!);
@@ -31,12 +31,13 @@ function itemHtml(i: DriftItem): string {
   else if (c?.kind === 'binary') body = `<p class="note">Binary content: ${c.before ?? 0} bytes before, ${c.after ?? 0} bytes now.</p>`;
   else if (c?.kind === 'too-large') body = `<p class="note">Large file (${c.before ?? 0} → ${c.after ?? 0} bytes): not shown.</p>`;
   else if (c?.kind === 'unreadable') body = `<p class="note">Content could not be read: ${esc(c.reason)}</p>`;
+  else if (c?.kind === 'hidden') body = `<p class="note">Content hidden: ${esc(c.reason)}.</p>`;
   const details = i.details
     .filter((d) => d.name !== 'contents')
     .map((d) => `<tr><th>${esc(d.name)}</th><td>${esc(d.before)}</td><td>${esc(d.after)}</td></tr>`)
     .join('');
   const table = details ? `<table class="attrs"><tr><th></th><th>pristine</th><th>now</th></tr>${details}</table>` : '';
-  const what = i.change === 'modified' ? i.attributes.join(', ') : i.type === 'D' ? 'directory' : i.type === 'L' ? 'symlink' : 'file';
+  const what = i.change === 'modified' ? i.attributes.join(', ') : typeLabel(i.type);
   return `<details class="item ${i.change}" data-path="${esc(i.display.toLowerCase())}" data-change="${i.change}" data-area="${esc(areaOf(i.display))}" data-pkg="${i.package ? 'yes' : 'no'}">
 <summary><span class="badge ${i.change}">${i.change}</span> <code>${esc(i.display)}</code> <span class="what">${esc(what)}</span>${i.package ? ` <span class="pkg">${esc(i.package)}</span>` : ''}</summary>
 ${table}${body || (table ? '' : '<p class="note">No content change.</p>')}

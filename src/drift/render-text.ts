@@ -1,5 +1,5 @@
 /** Drift for a terminal: one line per path, then the diffs; coloured when asked. */
-import type { DriftReport, DriftItem, HistoryRow } from './compute.js';
+import { typeLabel, type DriftReport, type DriftItem, type HistoryRow } from './compute.js';
 
 const C = { red: '\x1b[31m', green: '\x1b[32m', yellow: '\x1b[33m', cyan: '\x1b[36m', bold: '\x1b[1m', dim: '\x1b[2m', off: '\x1b[0m' };
 
@@ -23,6 +23,8 @@ function contentNote(i: DriftItem): string {
       return ` large file ${c.before ?? 0} -> ${c.after ?? 0} bytes`;
     case 'unreadable':
       return ` (content unreadable: ${c.reason})`;
+    case 'hidden':
+      return ` (content hidden: ${c.reason})`;
   }
 }
 
@@ -35,7 +37,7 @@ export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: b
   }
   const width = Math.min(60, Math.max(...r.items.map((i) => i.display.length)));
   for (const i of r.items) {
-    const what = i.change === 'modified' ? i.attributes.join(',') : i.type === 'D' ? 'directory' : i.type === 'L' ? 'symlink' : '';
+    const what = i.change === 'modified' ? i.attributes.join(',') : i.type === 'F' ? '' : typeLabel(i.type);
     const pkg = i.package ? paint(opts.color, C.dim, ` [${i.package}]`) : '';
     out.push(`${paint(opts.color, changeColor(i), i.change.padEnd(8))}  ${i.display.padEnd(width)}  ${what}${contentNote(i)}${pkg}`);
   }

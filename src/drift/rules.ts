@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { createHash } from 'node:crypto';
 import type { Config } from '../config/schema.js';
 import { parseRules, type Rules } from '../bart/index.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 
 export const SHIPPED_RULES = fileURLToPath(new URL('../../../share/rules/default.rules', import.meta.url));
 
@@ -21,7 +21,7 @@ export function loadRules(config: Config): LoadedRules {
   try {
     text = readFileSync(path, 'latin1');
   } catch (err) {
-    throw new SysprimeError('CONFIG', `cannot read the rules file ${path}: ${(err as Error).message}`, {
+    throw new SysprimeError('CONFIG', `cannot read the rules file ${path}: ${messageOf(err)}`, {
       hint: config.bart.rules ? 'fix [bart] rules in sysprime.toml' : 'the installation is incomplete; reinstall sysprime',
     });
   }

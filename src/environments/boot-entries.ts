@@ -81,7 +81,7 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
 }
 
 export interface BootProblem {
-  kind: BootDrift['kind'] | 'bootloader';
+  kind: BootDrift['kind'] | 'bootloader' | 'default-no-tries';
   what: string;
 }
 
@@ -94,5 +94,17 @@ export interface BootProblem {
 export async function bootDrift(ctx: Context): Promise<BootProblem[]> {
   const state = await bootloaderFor(ctx).inspect();
   const dry = await syncBootEntries(ctx, { dryRun: true });
-  return [...dry.drift.map((d) => ({ kind: d.kind, what: d.what })), ...state.warnings.map((w) => ({ kind: 'bootloader' as const, what: w }))];
+  const problems: BootProblem[] = [...dry.drift.map((d) => ({ kind: d.kind, what: d.what })), ...state.warnings.map((w) => ({ kind: 'bootloader' as const, what: w }))];
+  // A default entry whose tries are used up is not what boots next: the bootloader falls back to another one
+  // (and predicts that one as its default, so the default environment is asked of the backend).
+  const defaultEnv = (await ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name;
+  const def = state.entries.find((e) => e.name === defaultEnv);
+  const c = def?.counting;
+  if (def !== undefined && c !== undefined && (c.state === 'bad' || (c.state === 'counting' && c.left === 0))) {
+    problems.push({
+      kind: 'default-no-tries',
+      what: `the default entry "${def.name}" has 0 boot tries left: the next boot falls back to another entry; find out why it did not boot, then activate the environment that should`,
+    });
+  }
+  return problems;
 }

@@ -11,6 +11,7 @@ import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
+import * as fs from 'node:fs';
 
 export function recordEvent(ctx: Context, environment: string, event: string, detail: Record<string, unknown> = {}): void {
   ctx.db
@@ -232,7 +233,30 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
 /** Default for `sysprime mount`; private mounts of the backends live elsewhere under /run/sysprime. */
 export const MOUNT_BASE = '/run/sysprime/mount';
 
-export async function mountEnvironment(ctx: Context, name: string, dir?: string): Promise<string> {
+/** Top-level directories of a running system: mounting over one hides it from every program. */
+// /mnt and /media are where mounts go: only their contents count (a non-empty one is refused).
+const SYSTEM_DIRS = ['/', '/bin', '/boot', '/dev', '/etc', '/home', '/lib', '/lib32', '/lib64', '/libx32', '/opt', '/proc', '/root', '/run', '/sbin', '/srv', '/sys', '/tmp', '/usr', '/var'];
+/** Trees whose every directory belongs to the running system. */
+const SYSTEM_TREES = ['/bin', '/boot', '/dev', '/etc', '/lib', '/lib32', '/lib64', '/libx32', '/proc', '/sbin', '/sys', '/usr', '/var/lib', '/var/log', '/var/cache'];
+
+/**
+ * Why a mount point must not be used without --force, or null: a system
+ * directory (it would hide what the running system uses), or a directory
+ * that holds something (it would be hidden until the unmount).
+ */
+export function mountPointProblem(target: string): string | null {
+  const { realpathSync, readdirSync, statSync } = fs;
+  const st = statSync(target, { throwIfNoEntry: false });
+  if (st === undefined) return null;
+  if (!st.isDirectory()) return `${target} is not a directory`;
+  const real = realpathSync(target);
+  const shown = real === target ? target : `${target} (${real})`;
+  if (SYSTEM_DIRS.includes(real) || SYSTEM_TREES.some((t) => real.startsWith(`${t}/`))) return `${shown} is a directory of the running system`;
+  if (readdirSync(real).length > 0) return `${shown} is not empty`;
+  return null;
+}
+
+export async function mountEnvironment(ctx: Context, name: string, dir?: string, opts: { force?: boolean } = {}): Promise<string> {
   let env = await findEnvironment(ctx, name);
   if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment, already mounted at /`);
   if (env.mounted !== null) {
@@ -243,8 +267,13 @@ export async function mountEnvironment(ctx: Context, name: string, dir?: string)
   if (env.mounted !== null) throw new SysprimeError('REFUSED', `"${name}" is already mounted at ${env.mounted}`);
   const target = dir ?? `${MOUNT_BASE}/${name}`;
   if (!target.startsWith('/')) throw new SysprimeError('USAGE', `mount point ${target} must be an absolute path`);
-  const { mkdirSync } = await import('node:fs');
-  mkdirSync(target, { recursive: true });
+  const problem = mountPointProblem(target);
+  if (problem !== null && (opts.force !== true || problem.endsWith('is not a directory'))) {
+    throw new SysprimeError('REFUSED', `not mounting "${name}" there: ${problem}`, {
+      hint: problem.endsWith('is not a directory') ? 'name an empty directory' : 'name an empty directory of its own, or pass --force if hiding what is there is what you want',
+    });
+  }
+  fs.mkdirSync(target, { recursive: true });
   await ctx.backend.mount(name, target);
   recordEvent(ctx, name, 'mount', { at: target });
   return target;

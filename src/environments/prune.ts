@@ -12,6 +12,7 @@ import { bootloaderFor, bootable, syncBootEntries } from './boot-entries.js';
 import { recordEvent } from './lifecycle.js';
 import { faultPoint, recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
+import { messageOf } from '../errors.js';
 
 export interface PruneResult {
   plan: PrunePlan;
@@ -56,7 +57,7 @@ export const PRUNE: OperationSpec<Context> = {
             destroyed.push(d.name);
             faultPoint(PRUNE.kind, destroyedPoint(destroyed.length));
           } catch (err) {
-            const error = err instanceof Error ? err.message : String(err);
+            const error = messageOf(err);
             log.warn(`prune: could not destroy ${d.name}: ${error}`);
             failed.push({ name: d.name, error });
           }
@@ -89,7 +90,7 @@ export async function pruneEnvironments(ctx: Context, opts: { keep?: number; dry
   // bootfs names the one-shot target and the default to return to lives only in the bootloader.
   const envs = bootable(all).map((e) => (e.name === boot?.defaultName ? { ...e, isDefault: true } : e));
   const esp = await loader.espUsage?.().catch((err: unknown) => {
-    log.warn(`prune: the ESP's free space is unknown (${(err as Error).message}); its rule is skipped`);
+    log.warn(`prune: the ESP's free space is unknown (${messageOf(err)}); its rule is skipped`);
     return undefined;
   });
   const plan = planPrune(envs, {

@@ -11,7 +11,7 @@
  */
 import { SysprimeError } from '../errors.js';
 import { ATTR, ruleFor, type Rules } from '../bart/rules.js';
-import type { EntryType, HashAlgorithm, Manifest, ManifestEntry } from '../bart/types.js';
+import { HASH_ALGORITHMS, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from '../bart/types.js';
 import { accountKindOf } from './accounts.js';
 
 export type ActionKind =
@@ -193,7 +193,7 @@ function mergedMeta(b: ManifestEntry | undefined, o: ManifestEntry, t: ManifestE
   };
 }
 
-const TYPE_NAMES: Record<EntryType, string> = { F: 'file', D: 'directory', L: 'symbolic link', P: 'FIFO', S: 'socket', B: 'block device', C: 'character device' };
+const TYPE_NAMES: Record<EntryType, string> = { F: 'file', D: 'directory', L: 'symbolic link', P: 'FIFO', S: 'socket', B: 'block device', C: 'character device', O: 'door' };
 
 function typeName(e: ManifestEntry): string {
   return TYPE_NAMES[e.type];
@@ -332,7 +332,10 @@ function checkHashes(input: PlanInput): HashAlgorithm {
       hint: 'create the manifests with the same -H hash algorithm',
     });
   }
-  return input.base.header.hash;
+  const alg = input.base.header.hash;
+  // Manifests sysprime made: a Solaris sha1/sha384/sha512 one cannot be hashed against here.
+  if (!(HASH_ALGORITHMS as readonly string[]).includes(alg)) throw new SysprimeError('MANIFEST', `the manifests use ${alg}, which sysprime does not compute`, { hint: 'create them with xxh64, sha256 or md5' });
+  return alg as HashAlgorithm;
 }
 
 export function planReintegration(input: PlanInput): ReintegrationPlan {

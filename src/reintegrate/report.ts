@@ -5,7 +5,7 @@
  * under /var/lib/sysprime/reintegration/.
  */
 import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { displayPath } from '../bart/types.js';
+import { displayPath, printable } from '../bart/types.js';
 import { errnoOf } from '../errors.js';
 import type { ActionKind, Reason } from './plan.js';
 import { ConfinedRoot, ioError, isHandle, type DirHandle } from './safe-fs.js';
@@ -74,7 +74,7 @@ export function renderReport(r: ReintegrationReport): string {
     lines.push('', `${HEADINGS[o]}:`);
     for (const i of items) {
       lines.push(`  ${displayPath(i.path).replace(/\n/g, '\\n')}${i.notice ? '  (!)' : ''}`);
-      lines.push(`      ${i.action}: ${i.detail}`);
+      lines.push(`      ${i.action}: ${printable(i.detail)}`);
       if (i.admin !== undefined) lines.push(`      admin's version:  ${displayPath(i.admin).replace(/\n/g, '\\n')}`);
       if (i.update !== undefined) lines.push(`      update's version: ${displayPath(i.update).replace(/\n/g, '\\n')}`);
       for (const t of i.touched ?? []) lines.push(`      also: ${displayPath(t).replace(/\n/g, '\\n')}`);

@@ -11,16 +11,23 @@ import type { Context } from '../context.js';
 import { openContext } from '../context.js';
 import { log } from '../log.js';
 import { processStart } from '../state/lock.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 
 export interface Job {
   name: string;
   expression: string;
   /** Seconds of random delay before each run. */
   randomDelay: number;
-  /** One line saying what the run did. */
-  run(ctx: Context): Promise<string>;
+  /** What the run did: one line, and what went wrong although the run finished. */
+  run(ctx: Context): Promise<JobResult>;
 }
+
+/**
+ * A run that finished can still have lost something (a staging whose
+ * reintegration failed for some paths): those lines go to the log at error
+ * priority, not hidden in an info line.
+ */
+export type JobResult = string | { summary: string; errors: string[] };
 
 export interface DaemonOptions {
   config?: string | undefined;
@@ -80,10 +87,17 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
           const started = new Date().toISOString();
           let result: string;
           try {
-            result = await job.run(ctx);
-            log.info(`${job.name}: ${result}`);
+            const r = await job.run(ctx);
+            if (typeof r === 'string' || r.errors.length === 0) {
+              result = typeof r === 'string' ? r : r.summary;
+              log.info(`${job.name}: ${result}`);
+            } else {
+              result = r.summary;
+              log.error(`${job.name}: ${result}`);
+              for (const line of r.errors) log.error(`${job.name}: ${line}`);
+            }
           } catch (err) {
-            result = `failed: ${err instanceof Error ? err.message : String(err)}`;
+            result = `failed: ${messageOf(err)}`;
             log.error(`${job.name} ${result}`);
           }
           finish.run(started, result, task.getNextRun()?.toISOString() ?? null, job.name);

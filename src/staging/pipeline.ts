@@ -11,7 +11,7 @@ import { AbortOperation, recoverOperations, runOperation, type Json, type Operat
 import { acquireLock } from '../state/lock.js';
 import { currentOf, recordEvent } from '../environments/lifecycle.js';
 import { checkName } from '../environments/names.js';
-import { SysprimeError, isSysprimeError } from '../errors.js';
+import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
 import { statfsSync } from 'node:fs';
@@ -141,7 +141,7 @@ async function withStagingMount<T>(s: StageContext, name: string, fn: (dir: stri
   } catch (err) {
     // The step's own failure is what the admin must see; a release that
     // fails after it is left to the undo (which tries again).
-    await releaseStagingMount(s, name).catch((e: unknown) => log.warn(`releasing ${dir}: ${e instanceof Error ? e.message : String(e)}`));
+    await releaseStagingMount(s, name).catch((e: unknown) => log.warn(`releasing ${dir}: ${messageOf(e)}`));
     throw err;
   }
   await releaseStagingMount(s, name);
@@ -208,7 +208,7 @@ export const STAGE: OperationSpec<StageContext> = {
           await releaseStagingMount(s, (p as StageParams).name);
           for (const line of await s.ctx.backend.recover()) log.info(`recovered: ${line}`);
         } catch (err) {
-          log.warn(`releasing the staging mount: ${err instanceof Error ? err.message : String(err)}; destroying the clone settles it`);
+          log.warn(`releasing the staging mount: ${messageOf(err)}; destroying the clone settles it`);
         }
       },
     },
@@ -236,7 +236,14 @@ export const STAGE: OperationSpec<StageContext> = {
       async run(s, p) {
         const params = p as StageParams;
         const done = await withStagingMount(s, params.name, (dir) => reintegrateAtStaging(s.ctx, params, dir));
-        return { reintegration: done.report.counts, report: done.reportFile };
+        // What was not carried is kept with the step so the summary (and the
+        // daemon's log) can name it, not only the report inside the environment.
+        // A skip the plan chose (a socket) is policy, not a loss; a skip met
+        // while applying (the path changed, a link blocked it) is a loss.
+        const notCarried = done.report.items
+          .filter((i) => i.outcome === 'failed' || (i.outcome === 'skipped' && i.action !== 'skip'))
+          .map((i) => ({ path: i.path, outcome: i.outcome, detail: i.detail }));
+        return { reintegration: done.report.counts, report: done.reportFile, notCarried };
       },
       // Nothing to undo: the clone's undo removes the environment it wrote into.
     },
@@ -310,8 +317,33 @@ export interface StageOptions {
   progress?: StepProgress;
 }
 
+/** A path of the admin's changes that staging did not carry over, and why. */
+export interface NotCarried {
+  /** Byte string, as in manifests. */
+  path: string;
+  outcome: 'failed' | 'skipped';
+  detail: string;
+}
+
+export interface StagedReintegration {
+  counts: Record<string, number>;
+  /** The report's path inside the new environment. */
+  report: string;
+  /** Failed items, and items skipped while applying (not by the plan's choice), in plan order. */
+  notCarried: NotCarried[];
+}
+
 export type StageOutcome =
-  | { kind: 'staged'; name: string; generation: number; from: string; update: UpdateResult; reintegration: Json; pruned: string[]; recovered: string[] }
+  | {
+      kind: 'staged';
+      name: string;
+      generation: number;
+      from: string;
+      update: UpdateResult;
+      reintegration: StagedReintegration;
+      pruned: string[];
+      recovered: string[];
+    }
   | { kind: 'up-to-date'; reason: string; recovered: string[] }
   | { kind: 'dry-run'; name: string; generation: number; from: string; baseGeneration: number; steps: string[]; recovered: string[] };
 
@@ -363,7 +395,7 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     try {
       pruned = (await pruneEnvironments(ctx)).destroyed;
     } catch (err) {
-      log.warn(`retention after staging failed: ${err instanceof Error ? err.message : String(err)}; run \`sysprime prune\``);
+      log.warn(`retention after staging failed: ${messageOf(err)}; run \`sysprime prune\``);
     }
     return {
       kind: 'staged',
@@ -371,7 +403,11 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
       generation: params.generation,
       from: params.from,
       update: result.data['update'] as UpdateResult,
-      reintegration: { counts: result.data['reintegration'], report: result.data['report'] },
+      reintegration: {
+        counts: (result.data['reintegration'] ?? {}) as Record<string, number>,
+        report: String(result.data['report']),
+        notCarried: (result.data['notCarried'] ?? []) as unknown as NotCarried[],
+      },
       pruned,
       recovered,
     };

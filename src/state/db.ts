@@ -6,7 +6,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type Db = Database.Database;
@@ -17,7 +17,7 @@ export function openState(dir: string): Db {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o700 });
   } catch (err) {
-    throw new SysprimeError('STATE', `cannot create the state directory ${dir}: ${(err as Error).message}`, {
+    throw new SysprimeError('STATE', `cannot create the state directory ${dir}: ${messageOf(err)}`, {
       hint: 'set [state] dir in sysprime.toml to a writable directory outside the environments',
       cause: err,
     });
@@ -38,7 +38,7 @@ export function openState(dir: string): Db {
     db.exec('COMMIT');
   } catch (err) {
     if (err instanceof SysprimeError) throw err;
-    const msg = (err as Error).message;
+    const msg = messageOf(err);
     if (/locked|busy/i.test(msg)) {
       throw new SysprimeError('BUSY', `the state database ${path} is locked by another process`, {
         hint: 'wait for the other sysprime to finish, or find it with `fuser ' + path + '`',

@@ -7,7 +7,7 @@
  * found at the next start. Undo must therefore be idempotent and cope with a
  * step that only half ran.
  */
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import type { Db } from './db.js';
 import { isAlive, processStart } from './lock.js';
@@ -113,7 +113,7 @@ export async function runOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, pa
         db.prepare("UPDATE operations SET status = 'undone', finished = ?, error = ? WHERE id = ?").run(now(), JSON.stringify({ step: step.name, message: err.reason, aborted: true }), opId);
         return { completed: false, reason: err.reason };
       }
-      const message = err instanceof Error ? err.message : String(err);
+      const message = messageOf(err);
       db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
         now(),
         JSON.stringify({ step: step.name, message, undoErrors }),
@@ -156,7 +156,7 @@ async function undoOperation<C>(db: Db, spec: OperationSpec<C>, ctx: C, opId: nu
       await step.undo(ctx, params, merged);
       db.prepare("UPDATE steps SET status = 'undone', at = ? WHERE operation = ? AND seq = ?").run(now(), opId, s.seq);
     } catch (err) {
-      const msg = `${step.title}: ${err instanceof Error ? err.message : String(err)}`;
+      const msg = `${step.title}: ${messageOf(err)}`;
       log.warn(`undo ${msg}`);
       problems.push(msg);
     }
@@ -221,7 +221,7 @@ export async function runRecorded<T>(db: Db, kind: string, params: Json, fn: () 
   } catch (err) {
     db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
       now(),
-      JSON.stringify({ message: err instanceof Error ? err.message : String(err) }),
+      JSON.stringify({ message: messageOf(err) }),
       opId,
     );
     throw err;

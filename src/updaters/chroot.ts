@@ -10,7 +10,7 @@
  */
 import { chmod, copyFile, lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { run, type RunResult } from '../process/run.js';
 import { stopProcessesIn } from '../process/reap.js';
@@ -227,13 +227,13 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
     try {
       await step.fn();
     } catch (err) {
-      teardownErrors.push(`${step.what}: ${err instanceof Error ? err.message : String(err)}`);
+      teardownErrors.push(`${step.what}: ${messageOf(err)}`);
     }
   }
   try {
     await verifyNothingLeft(root, baseline);
   } catch (err) {
-    teardownErrors.push(err instanceof Error ? err.message : String(err));
+    teardownErrors.push(messageOf(err));
   }
   for (const dir of createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
 

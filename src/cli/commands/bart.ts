@@ -4,11 +4,11 @@
  * compare: 0 no differences, 1 differences, 2 fatal. Neither needs root.
  */
 import type { Command } from 'commander';
-import { readFileSync, realpathSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { basename, dirname, join } from 'node:path';
-import { SysprimeError } from '../../errors.js';
+import { readFileSync, statSync } from 'node:fs';
+import { writeOutputFile } from '../output.js';
+import { SysprimeError, messageOf } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
-import { applyIgnoreList, DEFAULT_FLAGS, parseRules, type Rules } from '../../bart/rules.js';
+import { applyIgnoreList, COMPARE_DEFAULT_FLAGS, DEFAULT_FLAGS, defaultRules, parseRules, type Rules } from '../../bart/rules.js';
 import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
 import { createManifestText } from '../../bart/saved.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, type Manifest } from '../../bart/types.js';
@@ -39,7 +39,7 @@ function readInput(file: string, what: string): Buffer {
   try {
     return file === '-' ? readFileSync(0) : readFileSync(file);
   } catch (err) {
-    throw new SysprimeError('USAGE', `cannot read ${what} ${file}: ${(err as Error).message}`, { hint: `check the ${what} path` });
+    throw new SysprimeError('USAGE', `cannot read ${what} ${file}: ${messageOf(err)}`, { hint: `check the ${what} path` });
   }
 }
 
@@ -53,26 +53,8 @@ function loadManifest(file: string): Manifest {
 }
 
 function writeOut(file: string | undefined, text: string | Buffer): void {
-  if (file === undefined || file === '-') {
-    process.stdout.write(text);
-    return;
-  }
-  const st = statSync(file, { throwIfNoEntry: false });
-  if (st !== undefined && !st.isFile()) {
-    // A device, a FIFO or a terminal (`-o /dev/null`, `-o /dev/stdout`): write into it; replacing it would destroy it.
-    writeFileSync(file, text);
-    return;
-  }
-  // A regular file is replaced whole, through a link to it if that is what was named, never half-written.
-  const real = st === undefined ? file : realpathSync(file);
-  const tmp = join(dirname(real), `.${basename(real)}.tmp-${process.pid}`);
-  try {
-    writeFileSync(tmp, text);
-    renameSync(tmp, real);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  if (file === undefined || file === '-') process.stdout.write(text);
+  else writeOutputFile(file, text, { throughLink: true });
 }
 
 /** Bytes of a name given on the command line or on stdin, as a byte string. */
@@ -113,11 +95,17 @@ async function runCreate(flags: CreateFlags): Promise<number> {
 }
 
 function runCompare(control: string, test: string, flags: CompareFlags, json: boolean): number {
-  const initial = flags.ignore === undefined ? DEFAULT_FLAGS : applyIgnoreList(flags.ignore);
-  const rules = loadRules(flags.rules, initial);
+  const initial = flags.ignore === undefined ? COMPARE_DEFAULT_FLAGS : applyIgnoreList(flags.ignore, COMPARE_DEFAULT_FLAGS);
+  const rules = loadRules(flags.rules, initial) ?? defaultRules(initial);
   const c = loadManifest(control);
   const t = loadManifest(test);
-  const diffs = compareManifests(c, t, rules, { ignore: DEFAULT_FLAGS & ~initial });
+  if (c.header.hash !== t.header.hash) {
+    // Every file would differ in its digest alone; Solaris 11 refuses it too.
+    throw new SysprimeError('MANIFEST', `${control} uses ${c.header.hash} and ${test} ${t.header.hash}: digests of different algorithms cannot be compared`, {
+      hint: 'create both manifests with the same --hash',
+    });
+  }
+  const diffs = compareManifests(c, t, rules, { ignore: DEFAULT_FLAGS & ~(flags.ignore === undefined ? DEFAULT_FLAGS : applyIgnoreList(flags.ignore)) });
   if (json) process.stdout.write(JSON.stringify(differencesToJson(diffs), null, 2) + '\n');
   else process.stdout.write(flags.programmatic ? formatProgrammatic(diffs) : formatVerbose(diffs));
   return diffs.length > 0 ? 1 : 0;

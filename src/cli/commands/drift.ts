@@ -1,11 +1,10 @@
 /** `sysprime drift`: what the admin changed since the pristine state, as text, JSON or a page. */
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { computeDrift, driftHistory, recordDrift } from '../../drift/compute.js';
 import { renderDriftText, renderHistoryText } from '../../drift/render-text.js';
 import { renderDriftHtml } from '../../drift/render-html.js';
 import { SysprimeError, EXIT } from '../../errors.js';
-import { printJson, useColor } from '../output.js';
+import { printJson, useColor, writeOutputFile } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
 type Format = 'text' | 'json' | 'html';
@@ -19,11 +18,12 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
     .option('--no-diff', 'text: list the paths without their diffs')
     .option('--no-record', 'do not keep this run in the drift history')
     .option('--history <path>', 'when did this path change (from the recorded runs)')
+    .option('--show-secrets', 'show the content of files only root may read and of [drift] secret paths')
     .addHelpText(
       'after',
       '\nExamples:\n  sysprime drift                          drift of the running environment\n  sysprime drift --format html -o drift.html\n  sysprime drift --history /etc/ssh/sshd_config',
     )
-    .action(async (env: string | undefined, opts: { format: string; output?: string; diff: boolean; record: boolean; history?: string }) =>
+    .action(async (env: string | undefined, opts: { format: string; output?: string; diff: boolean; record: boolean; history?: string; showSecrets?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const g = globals();
         const format = (g.json ? 'json' : opts.format) as Format;
@@ -31,7 +31,7 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
           throw new SysprimeError('USAGE', `unknown format "${opts.format}"`, { hint: 'use --format text, json or html' });
         }
         const emit = (text: string) => {
-          if (opts.output) writeFileSync(opts.output, text);
+          if (opts.output) writeOutputFile(opts.output, text);
           else process.stdout.write(text);
         };
         if (opts.history !== undefined) {
@@ -41,7 +41,7 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
           else emit(renderHistoryText(opts.history, rows));
           return EXIT.OK;
         }
-        const report = await computeDrift(ctx, env);
+        const report = await computeDrift(ctx, env, { showSecrets: opts.showSecrets === true });
         if (opts.record) recordDrift(ctx, report);
         if (format === 'json') {
           if (opts.output) emit(JSON.stringify(report, null, 2) + '\n');

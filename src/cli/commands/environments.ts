@@ -155,10 +155,11 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
   program
     .command('mount <name> [dir]')
     .description(`mount an environment (default at ${lifecycle.MOUNT_BASE}/NAME)`)
+    .option('--force', 'mount over a directory that is not empty or belongs to the running system')
     .addHelpText('after', `\nExamples:\n  sysprime mount gen-4               prints ${lifecycle.MOUNT_BASE}/gen-4\n  sysprime mount gen-4 /mnt/next`)
-    .action(async (name: string, dir: string | undefined) =>
+    .action(async (name: string, dir: string | undefined, opts: { force?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        const at = await lifecycle.mountEnvironment(ctx, name, dir);
+        const at = await lifecycle.mountEnvironment(ctx, name, dir, { force: opts.force === true });
         if (globals().json) printJson({ name, mounted: at });
         else process.stdout.write(`${at}\n`);
       }),

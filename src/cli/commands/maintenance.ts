@@ -9,6 +9,8 @@ import type { Updater } from '../../updaters/types.js';
 import type { Config } from '../../config/schema.js';
 import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
+import { wholeNumberOption, type Range } from '../../config/numbers.js';
+import { KEYS } from '../../config/schema.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
 async function updaterFor(config: Config): Promise<Updater> {
@@ -19,14 +21,11 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
   program
     .command('prune')
     .description('destroy old environments beyond [retention] keep and below the free-space floor (never the running, default or one-shot one)')
-    .option('--keep <n>', 'keep this many environments', (v) => Number.parseInt(v, 10))
+    .option('--keep <n>', 'keep this many environments', wholeNumberOption(KEYS['retention.keep']!.kind as Range))
     .option('-n, --dry-run', 'say what would go, destroy nothing')
     .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3')
     .action(async (opts: { keep?: number; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        if (opts.keep !== undefined && (!Number.isInteger(opts.keep) || opts.keep < 1)) {
-          throw new SysprimeError('USAGE', '--keep takes a whole number of 1 or more');
-        }
         const lock = acquireLock(ctx.db, 'pruning');
         try {
           const r = await pruneEnvironments(ctx, { ...(opts.keep !== undefined ? { keep: opts.keep } : {}), dryRun: opts.dryRun === true });

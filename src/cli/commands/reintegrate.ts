@@ -1,13 +1,13 @@
 /** `sysprime reintegrate`: carry an environment's drift into another one, or show the plan. */
 import type { Command } from 'commander';
-import { displayPath } from '../../bart/index.js';
+import { displayPath, printable } from '../../bart/index.js';
 import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
 import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
-import { SysprimeError, EXIT } from '../../errors.js';
+import { SysprimeError, EXIT, messageOf } from '../../errors.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -53,7 +53,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
           else {
             const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
             process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);
-            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${a.detail}\n`);
+            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${printable(a.detail)}\n`);
             const counts = Object.entries(plan.counts).map(([k, v]) => `${v} ${k}`).join(', ');
             process.stdout.write(`${lines.length} paths to write (${counts || 'nothing'})\n`);
           }
@@ -92,7 +92,7 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
       else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
       return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
     } catch (err) {
-      const message = err instanceof Error ? err.message : String(err);
+      const message = messageOf(err);
       removeFirstBoot(tree.path, 'failed', { at: new Date().toISOString(), from: note.from, error: message });
       ctx.db
         .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')

@@ -1,6 +1,9 @@
 /** `sysprime stage` and `sysprime daemon`. */
 import type { Command } from 'commander';
-import { stage, recoverStaging } from '../../staging/pipeline.js';
+import { stage, recoverStaging, type StagedReintegration, type StageOutcome } from '../../staging/pipeline.js';
+import { displayPath as printablePath, printable } from '../../bart/index.js';
+import { EXIT } from '../../errors.js';
+import { wholeNumberOption } from '../../config/numbers.js';
 import { runDaemon, type Job } from '../../scheduler/daemon.js';
 import { computeDrift, recordDrift } from '../../drift/compute.js';
 import { pruneEnvironments } from '../../environments/prune.js';
@@ -16,14 +19,28 @@ async function createUpdater(config: Config): Promise<Updater> {
   return (await import('../../updaters/registry.js')).createUpdater(config);
 }
 
-function reintegrationLine(r: Record<string, unknown>): string {
-  const c = (r['counts'] ?? {}) as Record<string, number>;
+function reintegrationLine(r: StagedReintegration): string {
+  const c = r.counts;
   const conflicts = c['conflict'] ?? 0;
+  const failed = c['failed'] ?? 0;
+  const skipped = c['skipped'] ?? 0;
   return (
-    `carried over the admin's changes: ${c['applied'] ?? 0} applied, ${c['merged'] ?? 0} merged, ${conflicts} conflicts` +
-    (conflicts > 0 ? ` (the admin's version is in place, the update's beside it as .sysprime-new; see ${String(r['report'])} in the new environment)` : '') +
-    '\n'
+    `carried over the admin's changes: ${c['applied'] ?? 0} applied, ${c['merged'] ?? 0} merged, ${conflicts} conflicts, ${failed} failed, ${skipped} skipped` +
+    (conflicts > 0 ? ` (the admin's version is in place, the update's beside it as .sysprime-new; see ${r.report} in the new environment)` : '') +
+    '\n' +
+    r.notCarried.map((i) => `  not carried (${i.outcome}): ${printablePath(i.path)}: ${printable(i.detail)}\n`).join('')
   );
+}
+
+/** One line per path not carried over, for the daemon's log at error priority. */
+function failedLines(outcome: StageOutcome): string[] {
+  if (outcome.kind !== 'staged') return [];
+  return outcome.reintegration.notCarried.map((i) => `"${outcome.name}": not carried over: ${printablePath(i.path)}: ${printable(i.detail)} (see ${outcome.reintegration.report} in the new environment)`);
+}
+
+/** Paths not carried make `stage` exit non-zero, as failed ones do for `reintegrate`: the environment exists, but the admin's changes are not all in it. */
+function stageExit(outcome: StageOutcome): number {
+  return outcome.kind === 'staged' && outcome.reintegration.notCarried.length > 0 ? EXIT.FAILED : EXIT.OK;
 }
 
 export function registerStage(program: Command, globals: () => GlobalOptions): void {
@@ -50,7 +67,7 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
         });
         if (g.json) {
           printJson(outcome);
-          return;
+          return stageExit(outcome);
         }
         for (const line of outcome.recovered) process.stdout.write(`recovered: ${line}\n`);
         switch (outcome.kind) {
@@ -71,15 +88,22 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
                 (outcome.pruned.length ? `pruned: ${outcome.pruned.join(', ')}\n` : '') +
                 `boot it with \`sysprime activate ${outcome.name}\`\n`,
             );
+            if (outcome.reintegration.notCarried.length) {
+              process.stderr.write(
+                `sysprime: ${outcome.reintegration.notCarried.length} of the admin's changes were not carried over into "${outcome.name}"\n` +
+                  `  hint: see ${outcome.reintegration.report} in it, fix the cause, then run \`sysprime reintegrate --to ${outcome.name}\`\n`,
+              );
+            }
             break;
         }
+        return stageExit(outcome);
       }),
     );
 
   program
     .command('daemon')
     .description('run staging, drift recording and retention on the configured schedule')
-    .option('--max-runs <n>', 'exit after this many runs (for tests)', (v) => Number.parseInt(v, 10))
+    .option('--max-runs <n>', 'exit after this many runs (for tests)', wholeNumberOption({ min: 1, max: Number.MAX_SAFE_INTEGER }))
     .addHelpText('after', '\nExamples:\n  sysprime daemon                  as sysprime.service runs it\n  systemctl enable --now sysprime.service')
     .action(async (opts: { maxRuns?: number }) => {
       const g = globals();
@@ -97,7 +121,14 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
               randomDelay: ctx.config.schedule.randomDelay,
               async run(c) {
                 const outcome = await stage(c, await createUpdater(c.config), {});
-                return outcome.kind === 'staged' ? `staged generation ${outcome.generation} as ${outcome.name}` : outcome.kind === 'up-to-date' ? `up to date (${outcome.reason})` : 'dry run';
+                const summary =
+                  outcome.kind === 'staged'
+                    ? `staged generation ${outcome.generation} as ${outcome.name}` +
+                      (outcome.reintegration.notCarried.length ? `; ${outcome.reintegration.notCarried.length} of the admin's changes not carried over` : '')
+                    : outcome.kind === 'up-to-date'
+                      ? `up to date (${outcome.reason})`
+                      : 'dry run';
+                return { summary, errors: failedLines(outcome) };
               },
             },
             {

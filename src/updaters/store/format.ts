@@ -5,7 +5,7 @@
  * trusted code.
  */
 import { createHash } from 'node:crypto';
-import { SysprimeError } from '../../errors.js';
+import { SysprimeError, messageOf } from '../../errors.js';
 import { isCleanRelative } from '../rootpath.js';
 import type { PackageChange } from '../types.js';
 
@@ -84,7 +84,7 @@ function parseDocument(text: string, where: string): Record<string, unknown> {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw invalid(where, `not JSON (${(err as Error).message})`);
+    throw invalid(where, `not JSON (${messageOf(err)})`);
   }
   if (!isRecord(raw) || raw['format'] !== STORE_FORMAT) throw invalid(where, `format must be "${STORE_FORMAT}"`);
   return raw;
@@ -166,7 +166,7 @@ export function parseInstalled(text: string, where: string): InstalledState {
   try {
     raw = JSON.parse(text);
   } catch (err) {
-    throw new SysprimeError('STATE', `${where} is not JSON (${(err as Error).message})`, {
+    throw new SysprimeError('STATE', `${where} is not JSON (${messageOf(err)})`, {
       hint: 'the environment\'s store state is damaged; stage from an older generation',
     });
   }

@@ -46,9 +46,9 @@ export function createStoreUpdater(config: Config): Updater {
     method: 'store',
     describe: () => `store repository ${location ?? '(not set)'}`,
     probe: async () => {
-      await openRepository(needRepository()).readIndex();
+      await openRepository(needRepository(), { timeoutSeconds: config.update.timeout }).readIndex();
     },
-    apply: (opts: UpdateOptions) => applyStore(openRepository(needRepository()), opts.root),
+    apply: (opts: UpdateOptions) => applyStore(openRepository(needRepository(), { timeoutSeconds: opts.timeout, signal: opts.signal }), opts.root),
   };
 }
 

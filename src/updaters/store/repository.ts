@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError, errnoOf, isSysprimeError, messageOf } from '../../errors.js';
+import { DEFAULTS } from '../../config/schema.js';
 import { objectRelPath, parseIndex, parseManifest, type PackageManifest, type RepositoryIndex } from './format.js';
 
 export interface Repository {
@@ -28,6 +29,8 @@ export function manifestRelPath(sha256: string): string {
 
 interface Source {
   describe(rel: string): string;
+  /** The error to report for one that reading `rel` ended with (a deadline becomes TIMEOUT). */
+  failure(err: unknown, rel: string): unknown;
   /** Null when the file does not exist. */
   readText(rel: string): Promise<string | null>;
   stream(rel: string): Promise<Readable | null>;
@@ -36,12 +39,13 @@ interface Source {
 function directorySource(dir: string): Source {
   return {
     describe: (rel) => join(dir, rel),
+    failure: (err) => err,
     readText: async (rel) => {
       try {
         return await readFile(join(dir, rel), 'utf8');
       } catch (err) {
         if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return null;
-        throw new SysprimeError('IO', `cannot read ${join(dir, rel)}: ${(err as Error).message}`, { cause: err });
+        throw new SysprimeError('IO', `cannot read ${join(dir, rel)}: ${messageOf(err)}`, { cause: err });
       }
     },
     stream: async (rel) => {
@@ -52,20 +56,41 @@ function directorySource(dir: string): Source {
         return handle.createReadStream({ autoClose: true });
       } catch (err) {
         if (errnoOf(err) === 'ENOENT') return null;
-        throw new SysprimeError('IO', `cannot read ${path}: ${(err as Error).message}`, { cause: err });
+        throw new SysprimeError('IO', `cannot read ${path}: ${messageOf(err)}`, { cause: err });
       }
     },
   };
 }
 
-function httpSource(base: string): Source {
+export interface RepositoryOptions {
+  /**
+   * update.timeout in seconds: one deadline for everything read from an
+   * http(s) repository through this handle, headers and bodies alike, so a
+   * server that trickles a byte now and then cannot hold staging (and its
+   * lock) forever.
+   */
+  timeoutSeconds: number;
+  signal?: AbortSignal | undefined;
+}
+
+function httpSource(base: string, opts: RepositoryOptions): Source {
   const url = (rel: string): string => new URL(rel, base.endsWith('/') ? base : `${base}/`).toString();
+  const deadline = AbortSignal.timeout(opts.timeoutSeconds * 1000);
+  const signal = opts.signal ? AbortSignal.any([deadline, opts.signal]) : deadline;
+  const failure = (err: unknown, rel: string): unknown =>
+    deadline.aborted && !isSysprimeError(err)
+      ? new SysprimeError('TIMEOUT', `reading ${url(rel)} did not finish within update.timeout (${opts.timeoutSeconds} s)`, {
+          cause: err,
+          hint: 'check the repository server and the network, or raise [update] timeout in sysprime.toml',
+        })
+      : err;
   const get = async (rel: string): Promise<Response | null> => {
     let res: Response;
     try {
-      res = await fetch(url(rel));
+      res = await fetch(url(rel), { signal });
     } catch (err) {
-      throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${(err as Error).message}`, {
+      if (deadline.aborted) throw failure(err, rel);
+      throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${messageOf(err)}`, {
         cause: err,
         hint: 'check the network and update.repository',
       });
@@ -76,9 +101,14 @@ function httpSource(base: string): Source {
   };
   return {
     describe: url,
+    failure,
     readText: async (rel) => {
       const res = await get(rel);
-      return res === null ? null : await res.text();
+      try {
+        return res === null ? null : await res.text();
+      } catch (err) {
+        throw failure(err, rel);
+      }
     },
     stream: async (rel) => {
       const res = await get(rel);
@@ -88,9 +118,9 @@ function httpSource(base: string): Source {
   };
 }
 
-export function openRepository(location: string): Repository {
+export function openRepository(location: string, opts: RepositoryOptions = { timeoutSeconds: DEFAULTS.update.timeout }): Repository {
   let source: Source;
-  if (/^https?:\/\//.test(location)) source = httpSource(location);
+  if (/^https?:\/\//.test(location)) source = httpSource(location, opts);
   else if (location.startsWith('file:')) source = directorySource(fileURLToPath(location));
   else source = directorySource(location);
 
@@ -157,7 +187,7 @@ export function openRepository(location: string): Repository {
         }
       } catch (err) {
         await rm(dest, { force: true });
-        throw err;
+        throw source.failure(err, rel);
       }
     },
   };

@@ -36,7 +36,7 @@ test('decodeName reads the man page style \\c escapes too', () => {
   assert.equal(decodeName('/x\\*'), '/x*');
 });
 
-test('header: md5 as Solaris 10 writes it, 1.1 with a HASH line otherwise', () => {
+test('header: md5 as Solaris 10 writes it, 1.1 with a Hash line (as Solaris 11 writes it) otherwise', () => {
   const date = new Date(2003, 11, 4, 16, 17, 39);
   assert.equal(solarisDate(date), 'Thursday, December 04, 2003 (16:17:39)');
   const md5 = formatHeader(makeHeader('md5', '/', date));
@@ -44,8 +44,8 @@ test('header: md5 as Solaris 10 writes it, 1.1 with a HASH line otherwise', () =
     md5,
     '! Version 1.0\n! Thursday, December 04, 2003 (16:17:39)\n# Format:\n#fname D size mode acl dirmtime uid gid\n#fname P size mode acl mtime uid gid\n#fname S size mode acl mtime uid gid\n#fname F size mode acl mtime uid gid contents\n#fname L size mode acl lnmtime uid gid dest\n#fname B size mode acl mtime uid gid devnode\n#fname C size mode acl mtime uid gid devnode\n',
   );
-  assert.match(formatHeader(makeHeader('sha256', '/', date)), /^! Version 1\.1\n! HASH SHA256\n! Thursday/);
-  assert.match(formatHeader(makeHeader('xxh64', '/mnt/x', date)), /^! Version 1\.1\n! HASH XXH64\n! .*\n! ROOT \/mnt\/x\n# Format:/);
+  assert.match(formatHeader(makeHeader('sha256', '/', date)), /^! Version 1\.1\n! Hash SHA256\n! Thursday/);
+  assert.match(formatHeader(makeHeader('xxh64', '/mnt/x', date)), /^! Version 1\.1\n! Hash XXH64\n! .*\n! ROOT \/mnt\/x\n# Format:/);
 });
 
 test('entry lines follow bart_manifest(4) field order per type', () => {

@@ -5,7 +5,7 @@ import { planSinceStaging } from '../../../src/reintegrate/since-staging.js';
 import { parseRules } from '../../../src/bart/rules.js';
 import type { EntryType, Manifest, ManifestEntry } from '../../../src/bart/types.js';
 
-const MODE: Record<EntryType, number> = { F: 0o100644, D: 0o40755, L: 0o120777, P: 0o10644, S: 0o140755, B: 0o60660, C: 0o20660 };
+const MODE: Record<EntryType, number> = { F: 0o100644, D: 0o40755, L: 0o120777, P: 0o10644, S: 0o140755, B: 0o60660, C: 0o20660, O: 0o150644 };
 
 function e(path: string, type: EntryType, more: Partial<ManifestEntry> = {}): ManifestEntry {
   const base: ManifestEntry = { path, type, size: 0, mode: MODE[type], acl: '-', mtime: 1, uid: 0, gid: 0 };
