@@ -36,6 +36,7 @@ import { mountDataset, readMounts, restoreMountpoint, unmountDataset } from './m
 import {
   bootedDataset,
   carriedBootProperties,
+  childDatasetsOf,
   dependentsOf,
   environmentsFrom,
   foreignRootsFrom,
@@ -131,6 +132,20 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return record;
   }
 
+  /**
+   * A root with child datasets of its own (Ubuntu's zsys layout: `.../var`,
+   * `.../var/lib`, `.../usr`) would be cloned without them, its children's
+   * content missing from every new environment: refused, naming them.
+   */
+  async function refuseChildren(ds: string, what: string): Promise<void> {
+    const children = childDatasetsOf(await readTree(ds, ['type']), ds);
+    if (children.length === 0) return;
+    const shown = children.length > 3 ? `${children.slice(0, 3).join(', ')} and ${children.length - 3} more` : children.join(', ');
+    throw new SysprimeError('REFUSED', `cannot ${what}: ${ds} has child datasets of its own (${shown}), and sysprime cannot carry them into new environments yet`, {
+      hint: `move their content into ${ds}, or make them shared datasets outside ${root} as the OpenZFS guide lays them out; then try again`,
+    });
+  }
+
   /** Where the running root is, or, on a pool that holds no running root (prepared from a rescue system), the pool's bootfs. */
   async function runningRoot(mounts: readonly MountEntry[]): Promise<string | null> {
     const booted = bootedDataset(mounts);
@@ -161,6 +176,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     }
     const problem = adoptionProblem(record);
     if (problem !== null) throw problem;
+    await refuseChildren(ds, `adopt ${ds}`);
     const present = environmentNameOf(pool, ds);
     const name = checkName(requested ?? present ?? 'default');
     const target = environmentDataset(pool, name);
@@ -338,6 +354,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireRoot();
       const ds = await requireAbsent(name);
       const pristine = await findPristine(generation);
+      await refuseChildren(holderOf(pristine.id), `clone the pristine snapshot of generation ${generation}`);
       const carried = carriedBootProperties((await readOne(pristine.id, 'all')) ?? { name: pristine.id, props: new Map() }, holderOf(pristine.id));
       await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ...carried, pristine.id, ds]);
       await finishNewEnvironment(ds);
@@ -348,6 +365,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = await requireAbsent(name);
       const generation = localProp(from, PROP.generation) ?? '0';
       const sourceDs = environmentDataset(pool, source);
+      await refuseChildren(sourceDs, `copy ${source}`);
       const taken = new Set(snapshotsOf(await readTree(sourceDs, ['type']), sourceDs).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
       await zfs(['snapshot', snapshot]);

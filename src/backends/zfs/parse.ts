@@ -381,3 +381,11 @@ export function carriedBootProperties(record: DatasetRecord, holder: string): st
   }
   return out;
 }
+
+/** File systems and volumes below `dataset` (not its snapshots), parents before children. */
+export function childDatasetsOf(records: readonly DatasetRecord[], dataset: string): string[] {
+  return records
+    .filter((r) => !isSnapshot(r) && r.name.startsWith(`${dataset}/`))
+    .map((r) => r.name)
+    .sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+}
