@@ -552,15 +552,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
 
       mounts = await readMounts();
+      const altroot = await altrootOf(pool);
       for (const r of records) {
         if (isSnapshot(r) || isTemporaryDataset(pool, r.name) || localProp(r, PROP.savedMountpoint) === null) continue;
-        const targets = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
+        const all = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
+        // A private mount on a pool with an altroot (zfs-fuse) is a mount below the altroot bound at the private directory: judged by the bind.
+        const targets = altroot === null ? all : all.filter((t) => !all.some((o) => o !== t && t === join(altroot, o)));
         const stale = await staleTargets(targets);
         // Mounted at a directory the admin chose with `sysprime mount`: that mount is wanted.
         if (stale.length < targets.length) continue;
         if (targets.length > 0) {
           await unmountDataset(r.name);
-          done.push(`unmounted ${r.name} from ${targets.join(', ')}`);
+          done.push(`unmounted ${r.name} from ${all.join(', ')}`);
         } else if (await restoreMountpoint(r.name)) {
           done.push(`restored the mountpoint of ${r.name}`);
         }
