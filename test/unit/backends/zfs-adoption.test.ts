@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { adoptionProblem } from '../../../src/backends/zfs/adoption.js';
-import { carriedBootProperties, environmentsFrom, foreignRootsFrom, parsePropertyTable, withoutAltroot } from '../../../src/backends/zfs/parse.js';
+import { carriedBootProperties, childDatasetsOf, environmentsFrom, foreignRootsFrom, parsePropertyTable, withoutAltroot } from '../../../src/backends/zfs/parse.js';
 
 // What OpenZFS 2.1 prints for an encrypted root whose key is not loaded (`zfs get -Hp all`, the properties read);
 // zfs-fuse has no encryption, so this case cannot be built on a pool here.
@@ -65,4 +65,20 @@ test('only roots with their own generation are environments; the others are fore
 test('a clone is given the ZFSBootMenu properties its source has for itself, not those it inherits from above', () => {
   const snap = parsePropertyTable(ROOTS).find((r) => r.name === 'z/ROOT/mine@snap')!;
   assert.deepEqual(carriedBootProperties(snap, 'z/ROOT/mine'), ['-o', 'org.zfsbootmenu:commandline=quiet']);
+});
+
+test('childDatasetsOf lists the file systems below a root, parents first, without snapshots or siblings', () => {
+  const records = parsePropertyTable(
+    [
+      'r/ROOT/u\ttype\tfilesystem\t-',
+      'r/ROOT/u/var/lib\ttype\tfilesystem\t-',
+      'r/ROOT/u/var\ttype\tfilesystem\t-',
+      'r/ROOT/u/var@s\ttype\tsnapshot\t-',
+      'r/ROOT/u@s\ttype\tsnapshot\t-',
+      'r/ROOT/u2\ttype\tfilesystem\t-',
+      'r/ROOT/u/usr\ttype\tfilesystem\t-',
+    ].join('\n'),
+  );
+  assert.deepEqual(childDatasetsOf(records, 'r/ROOT/u'), ['r/ROOT/u/usr', 'r/ROOT/u/var', 'r/ROOT/u/var/lib']);
+  assert.deepEqual(childDatasetsOf(records, 'r/ROOT/u2'), []);
 });
