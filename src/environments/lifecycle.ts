@@ -31,6 +31,12 @@ export async function listForeignRoots(ctx: Context): Promise<ForeignRoot[]> {
 export async function findEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
   checkName(name);
   const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
+  const foreign = env ? undefined : (await listForeignRoots(ctx)).find((f) => f.name === name);
+  if (foreign) {
+    throw new SysprimeError('REFUSED', `"${name}" (${foreign.id}) was not made or adopted by sysprime${foreign.madeBy !== null ? ` (it is ${foreign.madeBy}'s)` : ''}: it is left as it is`, {
+      hint: 'manage it with the tool that made it',
+    });
+  }
   if (!env) {
     throw new SysprimeError('NOT_FOUND', `no environment named "${name}" on ${ctx.backend.describe()}`, { hint: 'see `sysprime list`' });
   }
