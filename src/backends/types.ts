@@ -36,6 +36,17 @@ export interface EnvironmentInfo {
   meta: Record<string, string>;
 }
 
+/** A root beside the environments that sysprime did not make or adopt: listed, never destroyed, renamed or pruned. */
+export interface ForeignRoot {
+  name: string;
+  /** The backend's own identity, as for environments. */
+  id: string;
+  /** The tool whose metadata it carries (`zectl`), or null when none is recognised. */
+  madeBy: string | null;
+  isDefault: boolean;
+  booted: boolean;
+}
+
 export interface PristineInfo {
   /** `pool/ROOT/name@sysprime-pristine...` or `ROOT/.pristine/name`. */
   id: string;
@@ -104,6 +115,15 @@ export interface Backend {
    * running root pass '/'.
    */
   adopt(source: string, name: string, generation: number): Promise<void>;
+  /**
+   * Check, changing nothing, that `adopt(source, …)` can succeed, and name
+   * the environment it would make: NAME when given, else the backend's
+   * choice (ZFS: the dataset's own name when it is already `ROOT/<name>`).
+   * Absent: `init` uses NAME or `default`.
+   */
+  checkAdoption?(source: string, name: string | undefined): Promise<{ name: string }>;
+  /** Roots another tool made beside the environments (zectl, an installer): shown, never touched. */
+  listForeign?(): Promise<ForeignRoot[]>;
   /** Create an empty environment (for the demo and tests that fill a tree). */
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */

@@ -4,7 +4,7 @@
  * what it did in the state database's history.
  */
 import type { Context } from '../context.js';
-import type { EnvironmentInfo } from '../backends/types.js';
+import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
@@ -24,9 +24,20 @@ export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]>
   return envs.sort((a, b) => a.created.getTime() - b.created.getTime() || a.name.localeCompare(b.name));
 }
 
+/** Roots beside the environments that another tool made: listed, never destroyed, renamed or pruned. */
+export async function listForeignRoots(ctx: Context): Promise<ForeignRoot[]> {
+  return (await ctx.backend.listForeign?.()) ?? [];
+}
+
 export async function findEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
   checkName(name);
   const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
+  const foreign = env ? undefined : (await listForeignRoots(ctx)).find((f) => f.name === name);
+  if (foreign) {
+    throw new SysprimeError('REFUSED', `"${name}" (${foreign.id}) was not made or adopted by sysprime${foreign.madeBy !== null ? ` (it is ${foreign.madeBy}'s)` : ''}: it is left as it is`, {
+      hint: 'manage it with the tool that made it',
+    });
+  }
   if (!env) {
     throw new SysprimeError('NOT_FOUND', `no environment named "${name}" on ${ctx.backend.describe()}`, { hint: 'see `sysprime list`' });
   }
@@ -52,25 +63,28 @@ export async function currentEnvironment(ctx: Context): Promise<EnvironmentInfo>
 export interface InitOptions {
   /** Dataset or subvolume to adopt; '/' (default) adopts the running root. */
   adopt: string;
-  name: string;
+  /** Name of the environment; absent, the backend's choice (a ZFS root under ROOT keeps its own) or `default`. */
+  name?: string;
 }
 
 export async function initialise(ctx: Context, opts: InitOptions): Promise<EnvironmentInfo> {
-  checkName(opts.name);
-  await ctx.backend.ensureLayout();
   const existing = await ctx.backend.listEnvironments();
   if (existing.length > 0) {
     throw new SysprimeError('EXISTS', `${ctx.backend.describe()} is already initialised: it holds ${existing.map((e) => e.name).join(', ')}`, {
       hint: 'use `sysprime list`; `init` adopts the first environment only once',
     });
   }
-  await ctx.backend.adopt(opts.adopt, opts.name, 0);
-  await ctx.backend.takePristine(opts.name, 0);
-  const after = await ctx.backend.listEnvironments();
-  if (!after.some((e) => e.booted || e.isDefault)) await ctx.backend.setDefault(opts.name);
+  // Every check the backend can make before the first change (ensureLayout creates ROOT): bad input changes nothing.
+  const name = ctx.backend.checkAdoption ? (await ctx.backend.checkAdoption(opts.adopt, opts.name)).name : checkName(opts.name ?? 'default');
+  await ctx.backend.ensureLayout();
+  await ctx.backend.adopt(opts.adopt, name, 0);
+  await ctx.backend.takePristine(name, 0);
+  const after = [...(await ctx.backend.listEnvironments()), ...((await ctx.backend.listForeign?.()) ?? [])];
+  // A default another tool's root holds stays: adopting one root does not take the boot away from another.
+  if (!after.some((e) => e.booted || e.isDefault)) await ctx.backend.setDefault(name);
   await syncBootEntries(ctx);
-  recordEvent(ctx, opts.name, 'init', { adopted: opts.adopt, generation: 0 });
-  return findEnvironment(ctx, opts.name);
+  recordEvent(ctx, name, 'init', { adopted: opts.adopt, generation: 0 });
+  return findEnvironment(ctx, name);
 }
 
 async function refuseExisting(ctx: Context, name: string): Promise<void> {

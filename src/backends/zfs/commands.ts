@@ -97,3 +97,14 @@ export async function readOne(id: string, props: readonly string[] | 'all'): Pro
     throw err;
   }
 }
+
+/**
+ * The pool's altroot (`zpool create -R`, `zpool import -R`), or null. Mount
+ * points then show and take effect below it: the guides build a new root
+ * this way, mounted at /mnt.
+ */
+export async function altrootOf(pool: string): Promise<string | null> {
+  const out = await zpool(['list', '-H', '-o', 'altroot', pool]);
+  const value = out.stdout.trim();
+  return value === '' || value === '-' || value === '/' ? null : value;
+}

@@ -14,7 +14,7 @@ import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
-import { datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
+import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
 import {
@@ -35,8 +35,12 @@ import {
 import { mountDataset, readMounts, restoreMountpoint, unmountDataset } from './mount.js';
 import {
   bootedDataset,
+  carriedBootProperties,
+  childDatasetsOf,
   dependentsOf,
   environmentsFrom,
+  foreignRootsFrom,
+  isManaged,
   isSnapshot,
   localProp,
   mountTargetsOf,
@@ -45,8 +49,11 @@ import {
   prop,
   snapshotsOf,
   uniqueName,
+  withoutAltroot,
   type DatasetRecord,
+  type MountEntry,
 } from './parse.js';
+import { adoptionProblem } from './adoption.js';
 import {
   claimAlive,
   claimMount,
@@ -111,13 +118,90 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
   async function requireEnvironment(name: string, props: readonly string[] = ['type']): Promise<DatasetRecord> {
     const ds = environmentDataset(pool, name);
-    const record = await readOne(ds, props);
+    const record = await readOne(ds, [...new Set([...props, PROP.generation])]);
     if (record === null) {
       throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} does not exist (no dataset ${ds})`, {
         hint: '`sysprime list` shows the environments',
       });
     }
+    if (!isManaged(record)) {
+      throw new SysprimeError('REFUSED', `${ds} was not made or adopted by sysprime: it is left as it is`, {
+        hint: 'manage it with the tool that made it; `sysprime list` shows it among the other roots',
+      });
+    }
     return record;
+  }
+
+  /**
+   * A root with child datasets of its own (Ubuntu's zsys layout: `.../var`,
+   * `.../var/lib`, `.../usr`) would be cloned without them, its children's
+   * content missing from every new environment: refused, naming them.
+   */
+  async function refuseChildren(ds: string, what: string): Promise<void> {
+    const children = childDatasetsOf(await readTree(ds, ['type']), ds);
+    if (children.length === 0) return;
+    const shown = children.length > 3 ? `${children.slice(0, 3).join(', ')} and ${children.length - 3} more` : children.join(', ');
+    throw new SysprimeError('REFUSED', `cannot ${what}: ${ds} has child datasets of its own (${shown}), and sysprime cannot carry them into new environments yet`, {
+      hint: `move their content into ${ds}, or make them shared datasets outside ${root} as the OpenZFS guide lays them out; then try again`,
+    });
+  }
+
+  /** Where the running root is, or, on a pool that holds no running root (prepared from a rescue system), the pool's bootfs. */
+  async function runningRoot(mounts: readonly MountEntry[]): Promise<string | null> {
+    const booted = bootedDataset(mounts);
+    if (booted !== null) return booted;
+    return bootfs();
+  }
+
+  /**
+   * Every check `adopt` makes before it changes anything: the dataset to
+   * adopt, the environment it becomes, and whether it is the running root.
+   */
+  async function planAdoption(source: string, requested: string | undefined): Promise<{ ds: string; name: string; running: boolean; mounts: MountEntry[] }> {
+    const mounts = await readMounts();
+    const ds = source === '/' ? await runningRoot(mounts) : source.replace(/\/+$/, '');
+    if (ds === null) {
+      throw new SysprimeError('NOT_FOUND', `the running root is not a ZFS dataset and pool ${pool} has no bootfs`, {
+        hint: `name the root to adopt: sysprime init --adopt ${root}/NAME`,
+      });
+    }
+    if (!ds.startsWith(`${pool}/`) || ds.includes('@') || ds === root) {
+      throw new SysprimeError('REFUSED', `cannot adopt ${JSON.stringify(ds)}: it is not a file system in pool ${pool}`, {
+        hint: `adopt a root file system of the pool, such as ${root}/debian (\`zfs list -r ${root}\`)`,
+      });
+    }
+    const record = await readOne(ds, 'all');
+    if (record === null) {
+      throw new SysprimeError('NOT_FOUND', `dataset ${ds} does not exist`, { hint: `\`zfs list -r ${pool}\` shows the datasets; roots live under ${root}` });
+    }
+    const problem = adoptionProblem(record);
+    if (problem !== null) throw problem;
+    await refuseChildren(ds, `adopt ${ds}`);
+    const present = environmentNameOf(pool, ds);
+    const name = checkName(requested ?? present ?? 'default');
+    const target = environmentDataset(pool, name);
+    if (ds.startsWith(`${target}/`)) throw new SysprimeError('REFUSED', `cannot adopt ${ds}: it is inside ${target}`);
+    const running = mountTargetsOf(mounts, ds).includes('/');
+    if (ds !== target) {
+      if (running) {
+        throw new SysprimeError('REFUSED', `the running root ${ds} cannot be renamed to ${target} while it is mounted`, {
+          hint: present !== null ? `adopt it under its present name, ${present}` : `rename it to ${target} from a rescue system (and point root=ZFS= at it), then adopt it`,
+        });
+      }
+      if (source === '/' && present === null) {
+        // The bootfs outside ROOT: the kernel command line and the initramfs name it, so moving it would break the next boot.
+        throw new SysprimeError('REFUSED', `the root ${ds} is not inside ${root}: sysprime keeps environments there and will not move the root the machine boots from`, {
+          hint: `move it from a rescue system (zfs rename ${ds} ${target}, then point root=ZFS= and bootfs at it), then run sysprime init`,
+        });
+      }
+      const existing = await readOne(target, ['type']);
+      if (existing !== null) {
+        throw new SysprimeError('EXISTS', `cannot adopt ${ds} as ${JSON.stringify(name)}: ${target} already exists`, {
+          hint: 'choose another name with --name',
+        });
+      }
+    }
+    return { ds, name, running, mounts };
   }
 
   async function requireAbsent(name: string): Promise<string> {
@@ -190,51 +274,41 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
     listPristines,
 
+    async checkAdoption(source, name) {
+      return { name: (await planAdoption(source, name)).name };
+    },
+
+    async listForeign() {
+      const [records, mounts, defaultFs] = await Promise.all([readRoot('all'), readMounts(), bootfs()]);
+      return foreignRootsFrom(records, { pool, mounts, bootfs: defaultFs });
+    },
+
     async adopt(source, name, generation) {
       checkName(name);
       checkGeneration(generation);
+      const { ds, running, mounts } = await planAdoption(source, name);
       const target = environmentDataset(pool, name);
-      const mounts = await readMounts();
-      const ds = source === '/' ? bootedDataset(mounts) : source;
-      if (ds === null) {
-        throw new SysprimeError('NOT_FOUND', 'the running root is not a ZFS dataset', { hint: 'pass the dataset to adopt instead of /' });
-      }
-      if (!ds.startsWith(`${pool}/`) || ds.includes('@') || ds === root) {
-        throw new SysprimeError('REFUSED', `cannot adopt ${JSON.stringify(ds)}: it is not a file system in pool ${pool}`, {
-          hint: `adopt a dataset such as ${pool}/debian`,
-        });
-      }
-      if (ds.startsWith(`${target}/`)) {
-        throw new SysprimeError('REFUSED', `cannot adopt ${ds}: it is inside ${target}`);
-      }
-      const record = await readOne(ds, ['type', 'mountpoint', 'canmount']);
-      if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${ds} does not exist`);
-      if (prop(record, 'type') !== 'filesystem') {
-        throw new SysprimeError('REFUSED', `cannot adopt ${ds}: it is a ${prop(record, 'type') ?? 'dataset'}, not a file system`);
-      }
-      const targets = mountTargetsOf(mounts, ds);
-      const running = targets.includes('/');
+      const wasDefault = (await bootfs()) === ds;
 
       if (ds !== target) {
-        if (running) {
-          const current = environmentNameOf(pool, ds);
-          throw new SysprimeError('REFUSED', `the running root ${ds} cannot be renamed to ${target} while it is mounted`, {
-            hint: current !== null ? `adopt it under its present name, ${current}` : `rename it to ${target} from a rescue system, then adopt it`,
-          });
-        }
         await requireRoot();
-        await requireAbsent(name);
         // Mounted elsewhere (zfs-fuse refuses to rename a mounted dataset; OpenZFS would remount it over / once mountpoint is set).
-        if (targets.length > 0) await zfs(['unmount', ds]);
+        if (mountTargetsOf(mounts, ds).length > 0) await zfs(['unmount', ds]);
         await zfs(['set', 'canmount=noauto', ds]);
         await zfs(['rename', ds, target]);
+        if (wasDefault) await zpool(['set', `bootfs=${target}`, pool]);
       } else {
         await zfs(['set', 'canmount=noauto', ds]);
       }
       if (!running) {
-        const now = mountTargetsOf(await readMounts(), target);
-        if (now.length > 0) await zfs(['unmount', target]);
-        await zfs(['set', 'mountpoint=/', target]);
+        const record = await readOne(target, ['mountpoint']);
+        const current = record === null ? null : localProp(record, 'mountpoint');
+        // The layout of the guides already says `/` (shown below the altroot when there is one): leave it, and its mount, alone.
+        if (current === null || withoutAltroot(current, await altrootOf(pool)) !== '/') {
+          const now = mountTargetsOf(await readMounts(), target);
+          if (now.length > 0) await zfs(['unmount', target]);
+          await zfs(['set', 'mountpoint=/', target]);
+        }
       }
       await zfs(['set', `${PROP.generation}=${generation}`, target]);
     },
@@ -280,7 +354,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireRoot();
       const ds = await requireAbsent(name);
       const pristine = await findPristine(generation);
-      await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, pristine.id, ds]);
+      await refuseChildren(holderOf(pristine.id), `clone the pristine snapshot of generation ${generation}`);
+      const carried = carriedBootProperties((await readOne(pristine.id, 'all')) ?? { name: pristine.id, props: new Map() }, holderOf(pristine.id));
+      await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ...carried, pristine.id, ds]);
       await finishNewEnvironment(ds);
     },
 
@@ -289,11 +365,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = await requireAbsent(name);
       const generation = localProp(from, PROP.generation) ?? '0';
       const sourceDs = environmentDataset(pool, source);
+      await refuseChildren(sourceDs, `copy ${source}`);
       const taken = new Set(snapshotsOf(await readTree(sourceDs, ['type']), sourceDs).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
       await zfs(['snapshot', snapshot]);
       try {
-        await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, snapshot, ds]);
+        const carried = carriedBootProperties((await readOne(snapshot, 'all')) ?? { name: snapshot, props: new Map() }, sourceDs);
+        await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ...carried, snapshot, ds]);
         await finishNewEnvironment(ds);
       } catch (err) {
         await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
@@ -364,7 +442,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = environmentDataset(pool, name);
       const targets = mountTargetsOf(await readMounts(), ds);
       if (targets.includes('/')) return { path: '/', release: async () => undefined };
-      const existing = targets[0];
+      const existing = targets.at(-1);
       if (existing !== undefined) return { path: existing, release: async () => undefined };
       const dir = environmentMountDir(runDir, name);
       await claimMount(runDir, name);
@@ -474,15 +552,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
 
       mounts = await readMounts();
+      const altroot = await altrootOf(pool);
       for (const r of records) {
         if (isSnapshot(r) || isTemporaryDataset(pool, r.name) || localProp(r, PROP.savedMountpoint) === null) continue;
-        const targets = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
+        const all = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
+        // A private mount on a pool with an altroot (zfs-fuse) is a mount below the altroot bound at the private directory: judged by the bind.
+        const targets = altroot === null ? all : all.filter((t) => !all.some((o) => o !== t && t === join(altroot, o)));
         const stale = await staleTargets(targets);
         // Mounted at a directory the admin chose with `sysprime mount`: that mount is wanted.
         if (stale.length < targets.length) continue;
         if (targets.length > 0) {
           await unmountDataset(r.name);
-          done.push(`unmounted ${r.name} from ${targets.join(', ')}`);
+          done.push(`unmounted ${r.name} from ${all.join(', ')}`);
         } else if (await restoreMountpoint(r.name)) {
           done.push(`restored the mountpoint of ${r.name}`);
         }

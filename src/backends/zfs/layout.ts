@@ -8,6 +8,11 @@ import { checkName } from '../../environments/names.js';
 /** Namespace of every user property sysprime writes. */
 export const NS = 'org.sysprime:';
 
+/** zectl keeps its boot-environment metadata under this namespace. */
+export const ZECTL_NS = 'org.zectl:';
+/** ZFSBootMenu reads these from a boot environment (kernel command line, keyboard layout, ...). */
+export const ZFSBOOTMENU_NS = 'org.zfsbootmenu:';
+
 export const PROP = {
   /** On an environment: the generation it descends from. */
   generation: `${NS}generation`,

@@ -9,11 +9,12 @@
  * recover().
  */
 import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
 import { SysprimeError } from '../../errors.js';
 import { run } from '../../process/run.js';
-import { readOne, zfs } from './commands.js';
+import { altrootOf, readOne, zfs } from './commands.js';
 import { INHERITED_MOUNTPOINT, PROP } from './layout.js';
-import { localProp, mountTargetsOf, parseMounts, prop, type MountEntry } from './parse.js';
+import { localProp, mountTargetsOf, parseMounts, prop, withoutAltroot, type MountEntry } from './parse.js';
 import type { ZfsCapabilities } from './probe.js';
 
 export async function readMounts(): Promise<MountEntry[]> {
@@ -35,17 +36,25 @@ export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabi
   }
   const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);
   if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
+  const pool = dataset.split('/')[0] as string;
+  // With an altroot (a pool imported with -R to prepare a machine) the property is taken below it: a directory
+  // elsewhere is reached by mounting below the altroot and binding that mount where it was asked for.
+  const altroot = await altrootOf(pool);
+  const value = withoutAltroot(dir, altroot);
+  const landing = altroot !== null && value === dir ? join(altroot, dir) : dir;
   // A saved value already there comes from an interrupted mount: it is the true original.
   if (localProp(record, PROP.savedMountpoint) === null) {
-    const original = localProp(record, 'mountpoint') ?? INHERITED_MOUNTPOINT;
+    const shown = localProp(record, 'mountpoint');
+    const original = shown === null ? INHERITED_MOUNTPOINT : withoutAltroot(shown, altroot);
     await zfs(['set', `${PROP.savedMountpoint}=${original}`, dataset]);
   }
-  await zfs(['set', `mountpoint=${dir}`, dataset]);
+  await zfs(['set', `mountpoint=${value}`, dataset]);
   try {
     const targets = await mountedAt(dataset);
-    if (!targets.includes(dir)) await zfs(['mount', dataset]);
+    if (!targets.includes(landing)) await zfs(['mount', dataset]);
+    if (landing !== dir && !targets.includes(dir)) await run('mount', ['--bind', landing, dir]);
   } catch (err) {
-    await restoreMountpoint(dataset);
+    await unmountDataset(dataset);
     throw err;
   }
 }
@@ -55,14 +64,10 @@ export async function unmountDataset(dataset: string): Promise<void> {
   const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);
   if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
   const targets = (await mountedAt(dataset)).filter((t) => t !== '/');
-  if (localProp(record, PROP.savedMountpoint) !== null) {
-    const current = prop(record, 'mountpoint');
-    if (current !== null && targets.includes(current)) {
-      await zfs(['unmount', dataset]);
-      targets.splice(targets.indexOf(current), 1);
-    }
-  }
-  for (const t of targets) await run('umount', [t]);
+  const current = localProp(record, PROP.savedMountpoint) !== null ? prop(record, 'mountpoint') : null;
+  // Binds of a mount below the altroot first: the dataset's own mount goes last, through zfs.
+  for (const t of targets) if (t !== current) await run('umount', [t]);
+  if (current !== null && targets.includes(current)) await zfs(['unmount', dataset]);
   await restoreMountpoint(dataset);
 }
 

@@ -4,13 +4,15 @@
  * turn them into environments, pristines and plans. No I/O here, so every
  * rule is tested on captured output.
  */
-import type { EnvironmentInfo, PristineInfo } from '../types.js';
+import type { EnvironmentInfo, ForeignRoot, PristineInfo } from '../types.js';
 import {
   COPY_SNAPSHOT_PREFIX,
   INTERNAL_PROPS,
   NS,
   PRISTINE_SNAPSHOT,
   PROP,
+  ZECTL_NS,
+  ZFSBOOTMENU_NS,
   environmentNameOf,
   holderOf,
   isTemporaryDataset,
@@ -123,6 +125,18 @@ export function isZfsMount(entry: MountEntry): boolean {
   return entry.fstype === 'zfs' || entry.fstype === 'fuse.zfs';
 }
 
+/**
+ * A mountpoint as set, from the value `zfs get` shows: with an altroot the
+ * tools print (and mount at) altroot + the value, and take what is set
+ * verbatim, so a value read back must lose the prefix before it is set again.
+ */
+export function withoutAltroot(mountpoint: string, altroot: string | null): string {
+  if (altroot === null) return mountpoint;
+  if (mountpoint === altroot) return '/';
+  if (mountpoint.startsWith(`${altroot}/`)) return mountpoint.slice(altroot.length);
+  return mountpoint;
+}
+
 /** The dataset mounted at `/`, or null when the running root is not ZFS. */
 export function bootedDataset(mounts: readonly MountEntry[]): string | null {
   let found: string | null = null;
@@ -181,19 +195,51 @@ export function metaOf(r: DatasetRecord): Record<string, string> {
   return meta;
 }
 
+/**
+ * sysprime's own environments carry a local `org.sysprime:generation`: every
+ * way one is made (adopt, create, clone) sets it. Other children of ROOT were
+ * made by another tool (zectl, an installer, by hand) and are never touched.
+ */
+export function isManaged(r: DatasetRecord): boolean {
+  return localProp(r, PROP.generation) !== null;
+}
+
+function environmentCandidates(records: readonly DatasetRecord[], pool: string): { r: DatasetRecord; name: string }[] {
+  const out: { r: DatasetRecord; name: string }[] = [];
+  for (const r of records) {
+    if (isSnapshot(r)) continue;
+    const name = environmentNameOf(pool, r.name);
+    if (name === null) continue;
+    const type = prop(r, 'type');
+    if (type !== null && type !== 'filesystem') continue;
+    out.push({ r, name });
+  }
+  return out;
+}
+
+export function foreignRootsFrom(records: readonly DatasetRecord[], ctx: EnvironmentContext): ForeignRoot[] {
+  const booted = bootedDataset(ctx.mounts);
+  return environmentCandidates(records, ctx.pool)
+    .filter(({ r }) => !isManaged(r))
+    .map(({ r, name }) => ({
+      name,
+      id: r.name,
+      madeBy: [...r.props.keys()].some((k) => k.startsWith(ZECTL_NS)) ? 'zectl' : null,
+      isDefault: ctx.bootfs === r.name,
+      booted: booted === r.name,
+    }));
+}
+
 export function environmentsFrom(records: readonly DatasetRecord[], ctx: EnvironmentContext): EnvironmentInfo[] {
   const pristines = pristinesFrom(records, ctx.pool);
   const booted = bootedDataset(ctx.mounts);
   const out: EnvironmentInfo[] = [];
-  for (const r of records) {
-    if (isSnapshot(r)) continue;
-    const name = environmentNameOf(ctx.pool, r.name);
-    if (name === null) continue;
-    const type = prop(r, 'type');
-    if (type !== null && type !== 'filesystem') continue;
+  for (const { r, name } of environmentCandidates(records, ctx.pool)) {
+    if (!isManaged(r)) continue;
     const generation = Number(localProp(r, PROP.generation) ?? '0');
     const targets = mountTargetsOf(ctx.mounts, r.name);
-    let mounted: string | null = targets.includes('/') ? '/' : (targets[0] ?? null);
+    // The latest mount is the one asked for: a private mount on a pool with an altroot (zfs-fuse) is a bind of one below it.
+    let mounted: string | null = targets.includes('/') ? '/' : (targets.at(-1) ?? null);
     if (mounted === null && prop(r, 'mounted') === 'yes') mounted = prop(r, 'mountpoint');
     out.push({
       name,
@@ -317,4 +363,29 @@ export function leftoverSnapshots(
     out.push(r.name);
   }
   return out;
+}
+
+/**
+ * `-o key=value` arguments that give a clone the ZFSBootMenu properties its
+ * source has for itself. A clone inherits from its parent (ROOT), not from
+ * its origin, so a kernel command line set on the environment would be lost;
+ * one set on ROOT or above reaches the clone anyway. `record` is the
+ * snapshot cloned: its values come from `holder`, the dataset it belongs to.
+ */
+export function carriedBootProperties(record: DatasetRecord, holder: string): string[] {
+  const out: string[] = [];
+  for (const [key, v] of record.props) {
+    if (!key.startsWith(ZFSBOOTMENU_NS)) continue;
+    if (v.source !== 'local' && v.source !== `inherited from ${holder}`) continue;
+    out.push('-o', `${key}=${v.value}`);
+  }
+  return out;
+}
+
+/** File systems and volumes below `dataset` (not its snapshots), parents before children. */
+export function childDatasetsOf(records: readonly DatasetRecord[], dataset: string): string[] {
+  return records
+    .filter((r) => !isSnapshot(r) && r.name.startsWith(`${dataset}/`))
+    .map((r) => r.name)
+    .sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
 }

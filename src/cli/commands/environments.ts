@@ -55,9 +55,12 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('init')
     .description('adopt an existing root as the first environment and take its pristine snapshot (generation 0)')
     .option('--adopt <source>', "dataset or subvolume to adopt ('/' = the running root)", '/')
-    .option('--name <name>', 'name of the first environment', 'default')
-    .addHelpText('after', '\nExamples:\n  sysprime init                       adopt the running root as "default"\n  sysprime init --adopt @ --name debian   adopt the Btrfs subvolume @\n  sysprime init --adopt rpool/debian  adopt a ZFS dataset')
-    .action(async (opts: { adopt: string; name: string }) =>
+    .option('--name <name>', 'name of the first environment (default: a ZFS root under ROOT keeps its name, else "default")')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime init                       adopt the running root (on ZFS, or the pool\'s bootfs)\n  sysprime init --adopt @ --name debian   adopt the Btrfs subvolume @\n  sysprime init --adopt rpool/ROOT/debian  adopt a ZFS root in place, keeping its name',
+    )
+    .action(async (opts: { adopt: string; name?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.initialise(ctx, { adopt: opts.adopt, name: opts.name });
         if (globals().json) printJson(environmentJson(env));
@@ -82,8 +85,12 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
           printJson(envs.map((e) => ({ ...environmentJson(e), prune: prune.names.includes(e.name) })));
           return;
         }
+        // Roots another tool made (zectl, an installer): shown so nobody thinks them lost, and never touched.
+        const foreign = await lifecycle.listForeignRoots(ctx);
+        const foreignLine =
+          foreign.length === 0 ? '' : `not sysprime's, left alone: ${foreign.map((f) => `${f.name}${f.madeBy !== null ? ` (${f.madeBy})` : ''}${f.isDefault ? ' [default]' : ''}`).join(', ')}\n`;
         if (envs.length === 0) {
-          process.stdout.write(`no environments on ${ctx.backend.describe()}; run \`sysprime init\`\n`);
+          process.stdout.write(`no environments on ${ctx.backend.describe()}; run \`sysprime init\`\n${foreignLine}`);
           return;
         }
         process.stdout.write(
@@ -92,6 +99,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
             envs.map((e) => [e.name, flags(e), String(e.generation), e.mounted ?? '-', formatBytes(e.spaceUnique), e.created.toISOString().slice(0, 16).replace('T', ' ')]),
           ),
         );
+        process.stdout.write(foreignLine);
         process.stdout.write(prunableLine(prune));
       }),
     );
