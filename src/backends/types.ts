@@ -104,6 +104,12 @@ export interface Backend {
    * running root pass '/'.
    */
   adopt(source: string, name: string, generation: number): Promise<void>;
+  /**
+   * Refuse, writing nothing, a source `adopt` could not take (not a
+   * subvolume, already an environment ...). Absent when `adopt` itself
+   * refuses before it writes.
+   */
+  checkAdopt?(source: string): Promise<void>;
   /** Create an empty environment (for the demo and tests that fill a tree). */
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */

@@ -56,6 +56,8 @@ export interface InitOptions {
 
 export async function initialise(ctx: Context, opts: InitOptions): Promise<EnvironmentInfo> {
   checkName(opts.name);
+  // A source that cannot be adopted is refused before anything is written, the layout included.
+  if (ctx.backend.checkAdopt !== undefined && (await ctx.backend.listEnvironments()).length === 0) await ctx.backend.checkAdopt(opts.adopt);
   await ctx.backend.ensureLayout();
   const existing = await ctx.backend.listEnvironments();
   if (existing.length > 0) {

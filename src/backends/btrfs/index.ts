@@ -10,7 +10,7 @@
  * written, then renamed into place; destroy renames to a `.partial-` name
  * first. recover() deletes whatever `.partial-` subvolumes remain.
  */
-import { mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
@@ -47,6 +47,7 @@ import {
 } from './meta.js';
 import { isAtOrBelow, mountSubvolumeId, parseMountinfo, shareLineage, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
 import { parseSendDump } from './send-dump.js';
+import { detachRootSubvolume } from './root-fstab.js';
 import {
   btrfs,
   btrfsVersion,
@@ -104,6 +105,15 @@ const slashed = (rel: string): string => `/${rel}`;
 /** The mount visible at a path: the last one mounted there hides the others. */
 function mountAt(all: readonly MountinfoEntry[], path: string): MountinfoEntry | undefined {
   return all.filter((m) => m.mountPoint === path).at(-1);
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return false;
+    throw err;
+  }
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -288,6 +298,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     await clearPartial(partial, list);
     try {
       await make(abs(partial));
+      // A clone must not mount its source's subvolume at / (installers' fstabs name it): see fstab.ts.
+      await detachRootSubvolume(abs(partial), environmentPath(name));
       await writeEnvironmentMeta(top, name, { generation, meta: {} });
       await rename(abs(partial), abs(environmentPath(name)));
     } catch (err) {
@@ -330,6 +342,48 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       done.push(mp);
     }
     return done;
+  }
+
+  /**
+   * What `adopt(source)` would take, and whether it must be snapshotted; refuses
+   * (before anything is written) a source that cannot become an environment.
+   */
+  async function adoptSource(fs: FsView, list: readonly SubvolumeListEntry[], source: string): Promise<{ rel: string; topLevel: boolean; mustSnapshot: boolean }> {
+    let rel: string;
+    if (source === '/') {
+      const root = mountAt(fs.all, '/');
+      if (root === undefined || root.fstype !== 'btrfs' || root.device !== fs.topMount.device) {
+        throw new SysprimeError('BACKEND', `the running root is not on ${describe()}`, {
+          hint: 'set [btrfs] top to the top-level subvolume of the filesystem that holds /, or name the subvolume to adopt',
+        });
+      }
+      rel = root.root.replace(/^\/+/, '');
+    } else {
+      rel = source.replace(/^\/+|\/+$/g, '');
+      if (rel === '' || rel.split('/').some((p) => p === '.' || p === '..' || p === '')) {
+        throw new SysprimeError('USAGE', `"${source}" is not a subvolume path relative to the top-level subvolume`, {
+          hint: 'name it as `btrfs subvolume list` prints it, like "@", or pass "/" for the running root',
+        });
+      }
+    }
+    if (rel === ROOT_DIR || rel.startsWith(`${ROOT_DIR}/`)) {
+      throw new SysprimeError('REFUSED', `${rel} is already below ${ROOT_DIR}/`, { hint: 'use `sysprime rename` for an environment' });
+    }
+    const topLevel = rel === '';
+    if (topLevel) return { rel, topLevel, mustSnapshot: true };
+    if (!list.some((s) => s.path === rel)) {
+      const what = source === '/' ? `the running root (${rel} on ${describe()})` : rel;
+      if (await isDirectory(abs(rel))) {
+        throw new SysprimeError('REFUSED', `${what} is a plain directory, not a subvolume, so it cannot be snapshotted as an environment`, {
+          hint: `adopt the subvolume that holds it (see \`btrfs subvolume list ${top}\`), or move the system into a subvolume of its own first`,
+        });
+      }
+      throw new SysprimeError('NOT_FOUND', `no subvolume ${rel} on ${describe()}`, { hint: `see \`btrfs subvolume list ${top}\`` });
+    }
+    const mounted = fs.mounts.some((m) => isAtOrBelow(m.root, slashed(rel)));
+    const readonly = (await showSubvolume(abs(rel))).readonly;
+    // A mounted subvolume (the running root) must stay where its mounts and fstab expect it; a read-only one would give a read-only environment.
+    return { rel, topLevel, mustSnapshot: mounted || readonly };
   }
 
   function describe(): string {
@@ -409,41 +463,16 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return (await pristines(await subvolumes())).map(({ id, generation, created, holder }) => ({ id, generation, created, holder }));
     },
 
+    async checkAdopt(source) {
+      const fs = await view();
+      await adoptSource(fs, await subvolumes(), source);
+    },
+
     async adopt(source, name, generation) {
       checkName(name);
       const fs = await view();
-      let rel: string;
-      if (source === '/') {
-        const root = mountAt(fs.all, '/');
-        if (root === undefined || root.fstype !== 'btrfs' || root.device !== fs.topMount.device) {
-          throw new SysprimeError('BACKEND', `the running root is not on ${describe()}`, {
-            hint: 'set [btrfs] top to the top-level subvolume of the filesystem that holds /, or name the subvolume to adopt',
-          });
-        }
-        rel = root.root.replace(/^\/+/, '');
-      } else {
-        rel = source.replace(/^\/+|\/+$/g, '');
-        if (rel === '' || rel.split('/').some((p) => p === '.' || p === '..' || p === '')) {
-          throw new SysprimeError('USAGE', `"${source}" is not a subvolume path relative to the top-level subvolume`, {
-            hint: 'name it as `btrfs subvolume list` prints it, like "@", or pass "/" for the running root',
-          });
-        }
-      }
-      if (rel === ROOT_DIR || rel.startsWith(`${ROOT_DIR}/`)) {
-        throw new SysprimeError('REFUSED', `${rel} is already below ${ROOT_DIR}/`, { hint: 'use `sysprime rename` for an environment' });
-      }
       const list = await subvolumes();
-      const topLevel = rel === '';
-      let mustSnapshot = topLevel;
-      if (!topLevel) {
-        if (!list.some((s) => s.path === rel)) {
-          throw new SysprimeError('NOT_FOUND', `no subvolume ${rel} on ${describe()}`, { hint: `see \`btrfs subvolume list ${top}\`` });
-        }
-        const mounted = fs.mounts.some((m) => isAtOrBelow(m.root, slashed(rel)));
-        const readonly = (await showSubvolume(abs(rel))).readonly;
-        // A mounted subvolume (the running root) must stay where its mounts and fstab expect it; a read-only one would give a read-only environment.
-        mustSnapshot = mounted || readonly;
-      }
+      const { rel, topLevel, mustSnapshot } = await adoptSource(fs, list, source);
       if (mustSnapshot) {
         await makeEnvironment(name, generation, async (dest) => {
           await snapshotSubvolume(abs(rel), dest, false);
@@ -462,6 +491,15 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       } catch (err) {
         await removeMetaFile(envMetaFile(top, name));
         throw new SysprimeError('IO', `cannot move ${rel} to ${environmentPath(name)}: ${(err as Error).message}`, { cause: err });
+      }
+      try {
+        // Its fstab still names the subvolume by its old path, which no longer exists.
+        await detachRootSubvolume(abs(environmentPath(name)), environmentPath(name));
+      } catch (err) {
+        // Put it back as it was: adoption is all or nothing.
+        await rename(abs(environmentPath(name)), abs(rel));
+        await removeMetaFile(envMetaFile(top, name));
+        throw err;
       }
       log.info(`adopted ${rel} as ${environmentPath(name)} (moved)`);
     },
