@@ -114,8 +114,13 @@ export interface Backend {
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */
   takePristine(name: string, generation: number): Promise<PristineInfo>;
-  /** A new writable environment from the pristine snapshot of a generation. */
-  cloneFromPristine(generation: number, name: string): Promise<void>;
+  /**
+   * A new writable environment from the pristine snapshot of a generation.
+   * `nestedFrom`: the environment whose nested parts the pristine snapshot
+   * cannot hold (Btrfs nested subvolumes) are taken from, as it is now;
+   * default the pristine's holder.
+   */
+  cloneFromPristine(generation: number, name: string, nestedFrom?: string): Promise<void>;
   /** A new writable environment from another one as it is now (create --from). */
   cloneFromEnvironment(source: string, name: string): Promise<void>;
   /** Set the generation of an environment (after staging moved it forward). */

@@ -32,7 +32,9 @@ import {
   driftSnapshotPath,
   retiredPristineBase,
   roleOf,
+  DEFAULT_SHARED_SUBVOLUMES,
 } from './layout.js';
+import { holdsFiles, placeNested, planNested } from './nested.js';
 import {
   ensureMetaDirs,
   envMetaFile,
@@ -79,6 +81,11 @@ export interface BtrfsBackendOptions {
    * show a running root on a scratch filesystem without touching the machine's own.
    */
   mountTable?: () => Promise<string>;
+  /**
+   * Nested subvolumes (absolute paths inside an environment) shared by every
+   * environment, never copied into a clone; DEFAULT_SHARED_SUBVOLUMES unless given.
+   */
+  sharedSubvolumes?: readonly string[];
 }
 
 export interface BtrfsBackend extends Backend {
@@ -134,6 +141,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
   let top = topGiven;
   const mountTable = opts.mountTable ?? (() => readFile('/proc/self/mountinfo', 'utf8'));
   const readMountinfo = async (): Promise<MountinfoEntry[]> => parseMountinfo(await mountTable());
+  const sharedSubvolumes = opts.sharedSubvolumes ?? DEFAULT_SHARED_SUBVOLUMES;
 
   const abs = (rel: string): string => join(top, rel);
 
@@ -344,6 +352,19 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     return done;
   }
 
+  async function fsUuid(fs: FsView): Promise<string> {
+    const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
+    let uuid = res.stdout.trim();
+    if (uuid === '' && fs.topMount.source.startsWith('/')) uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.source], { allowFailure: true })).stdout.trim();
+    if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
+    return uuid;
+  }
+
+  /** Snapshot the nested content subvolumes of `sourceRel` into the new tree `dest` (see nested.ts). */
+  async function copyNested(fs: FsView, list: readonly SubvolumeListEntry[], sourceRel: string, dest: string, name: string): Promise<void> {
+    await placeNested(abs(sourceRel), sourceRel, dest, environmentPath(name), planNested(sourceRel, list, sharedSubvolumes), () => fsUuid(fs));
+  }
+
   /**
    * What `adopt(source)` would take, and whether it must be snapshotted; refuses
    * (before anything is written) a source that cannot become an environment.
@@ -473,11 +494,15 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const fs = await view();
       const list = await subvolumes();
       const { rel, topLevel, mustSnapshot } = await adoptSource(fs, list, source);
+      const others = list.filter((s) => s.topLevel === TOP_LEVEL_ID && s.path !== rel && roleOf(s.path).role === 'foreign').map((s) => s.path);
+      if (others.length > 0) log.info(`not sysprime's, left as they are and never destroyed: ${others.join(', ')}`);
       if (mustSnapshot) {
         await makeEnvironment(name, generation, async (dest) => {
           await snapshotSubvolume(abs(rel), dest, false);
           // A snapshot of the top level holds a copy of ROOT/ (metadata, empty stubs of the environments): not part of the system.
           if (topLevel) await rm(join(dest, ROOT_DIR), { recursive: true, force: true });
+          // Below the top level every other subvolume is "nested" (@home, other tools' ones): none of them is the system's to copy.
+          else await copyNested(fs, list, rel, dest, name);
         });
         log.info(`adopted ${topLevel ? 'the top-level subvolume' : rel} as ${environmentPath(name)} (a snapshot; ${topLevel ? 'it' : rel} stays until removed by hand)`);
         return;
@@ -550,10 +575,18 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return { id: pristinePath(name), generation, created: shown.created ?? new Date(0), holder: name };
     },
 
-    async cloneFromPristine(generation, name) {
-      await view();
-      const p = pristineOf(await pristines(await subvolumes()), generation);
-      await makeEnvironment(name, generation, (dest) => snapshotSubvolume(p.path, dest, false));
+    async cloneFromPristine(generation, name, nestedFrom) {
+      const fs = await view();
+      const list = await subvolumes();
+      const p = pristineOf(await pristines(list), generation);
+      // A read-only pristine holds no nested subvolumes: they come from the environment being carried on, as it is now.
+      const source = nestedFrom ?? p.holder;
+      if (nestedFrom !== undefined) checkName(nestedFrom);
+      const sourceRel = source !== null && list.some((s) => s.path === environmentPath(source)) ? environmentPath(source) : null;
+      await makeEnvironment(name, generation, async (dest) => {
+        await snapshotSubvolume(p.path, dest, false);
+        if (sourceRel !== null) await copyNested(fs, list, sourceRel, dest, name);
+      });
     },
 
     async cloneFromEnvironment(source, name) {
@@ -566,7 +599,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           hint: `record it first (sysprime adopts it with a generation), or write ${envMetaFile(top, source)}`,
         });
       }
-      await makeEnvironment(name, meta.generation, (dest) => snapshotSubvolume(abs(environmentPath(source)), dest, false));
+      const fs = await view();
+      const list = await subvolumes();
+      await makeEnvironment(name, meta.generation, async (dest) => {
+        await snapshotSubvolume(abs(environmentPath(source)), dest, false);
+        await copyNested(fs, list, environmentPath(source), dest, name);
+      });
     },
 
     async setGeneration(name, generation) {
@@ -595,6 +633,22 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       if (defaultId === entry.id || (defaultEntry !== undefined && defaultEntry.path.startsWith(`${envRel}/`))) {
         throw new SysprimeError('REFUSED', `environment "${name}" is the filesystem's default subvolume`, {
           hint: 'make another one the default with `sysprime activate OTHER` first',
+        });
+      }
+      // Nested subvolumes go with the environment, except what is not its own to delete: snapper's snapshots, shared data.
+      const nested = planNested(envRel, list, sharedSubvolumes);
+      const notOwn: string[] = [];
+      // An empty shared one (systemd makes /var/lib/machines in every root) goes; snapper's snapshots, even empty ones, stay.
+      for (const inner of nested.shared) if (await holdsFiles(abs(`${envRel}/${inner}`))) notOwn.push(inner);
+      for (const inner of nested.snapper) {
+        if (list.some((s) => s.path.startsWith(`${envRel}/${inner}/`)) || (await holdsFiles(abs(`${envRel}/${inner}`)))) notOwn.push(inner);
+      }
+      if (notOwn.length > 0) {
+        const snapper = notOwn.some((i) => i.startsWith('.snapshots'));
+        throw new SysprimeError('REFUSED', `environment "${name}" holds data that is not its own in nested subvolumes: ${notOwn.map((i) => `/${i}`).join(', ')}`, {
+          hint:
+            `move ${notOwn.map((i) => abs(`${envRel}/${i}`)).join(', ')} to the top level (mv) and mount ${notOwn.length > 1 ? 'them' : 'it'} from there in fstab` +
+            `${snapper ? ", or delete snapper's snapshots with snapper" : ''}, then destroy the environment`,
         });
       }
       const meta = await readEnvironmentMeta(top, name);

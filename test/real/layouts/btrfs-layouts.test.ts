@@ -190,3 +190,86 @@ test('an unmounted @rootfs is moved and its fstab loses subvol= too; a symlinked
     await pool.cleanup();
   }
 });
+
+describe('nested subvolumes under the root: /usr/local, /var/lib/docker, snapper .snapshots', () => {
+  let l: BtrfsLayout;
+  const sp = (...args: string[]) => sysprime(args, { config: l.config });
+  const isSubvolume = async (rel: string) => (await subvolumePaths(l.pool.top)).includes(rel);
+
+  before(async () => {
+    l = await makeBtrfsLayout('debian');
+    writeFileSync(l.config, `${readText(l.config)}[update]\nmethod = "command"\ncommand = "${updateScript(l.pool.dir)}"\nchroot = false\n`);
+    const root = join(l.pool.top, '@rootfs');
+    await run('rmdir', [join(root, 'usr/local')]);
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, 'usr/local')]);
+    mkdirSync(join(root, 'usr/local/bin'));
+    writeFileSync(join(root, 'usr/local/bin/site-tool'), '#!/bin/sh\necho site\n');
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, 'var/lib/docker')]);
+    writeFileSync(join(root, 'var/lib/docker/image.json'), '{"image":1}\n');
+    // snapper's layout: .snapshots/<N>/snapshot, read-only snapshots of the root, with info.xml beside.
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, '.snapshots')]);
+    mkdirSync(join(root, '.snapshots/1'));
+    writeFileSync(join(root, '.snapshots/1/info.xml'), '<snapshot><num>1</num></snapshot>\n');
+    await run('btrfs', ['-q', 'subvolume', 'snapshot', '-r', root, join(root, '.snapshots/1/snapshot')]);
+  });
+  after(async () => {
+    await l?.cleanup();
+  });
+
+  test('init: /usr/local is snapshotted into the environment, /var/lib/docker stays shared with the fstab line to mount it, .snapshots is left alone', async () => {
+    const r = await sp('init', '--adopt', '@rootfs', '--name', 'main');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await isSubvolume('ROOT/main/usr/local'));
+    assert.equal(readText(join(l.pool.top, 'ROOT/main/usr/local/bin/site-tool')), '#!/bin/sh\necho site\n');
+    assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/var/lib/docker')), []);
+    assert.ok(!(await isSubvolume('ROOT/main/var/lib/docker')));
+    assert.match(r.stderr, new RegExp(`/var/lib/docker btrfs subvol=/@rootfs/var/lib/docker 0 0`));
+    assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/.snapshots')), [], 'no snapper snapshot is copied');
+    assert.ok(await isSubvolume('@rootfs/.snapshots/1/snapshot'), "snapper's snapshots stay");
+    assert.ok(await isSubvolume('@rootfs/var/lib/docker'));
+    assert.equal(readText(join(l.pool.top, '@rootfs/var/lib/docker/image.json')), '{"image":1}\n');
+  });
+
+  test('stage: the new environment has its own /usr/local with what was written there after init; destroy takes it along', async () => {
+    writeFileSync(join(l.pool.top, 'ROOT/main/usr/local/bin/after-init'), 'admin\n');
+    const r = await sp('--json', 'stage');
+    assert.equal(r.code, 0, r.stderr);
+    assert.ok(await isSubvolume('ROOT/gen-1/usr/local'));
+    assert.equal(readText(join(l.pool.top, 'ROOT/gen-1/usr/local/bin/after-init')), 'admin\n');
+    assert.equal(readText(join(l.pool.top, 'ROOT/gen-1/usr/local/bin/site-tool')), '#!/bin/sh\necho site\n');
+    assert.equal((await sp('create', 'copy', '--from', 'gen-1')).code, 0);
+    assert.ok(await isSubvolume('ROOT/copy/usr/local'));
+    assert.equal((await sp('destroy', 'copy')).code, 0);
+    assert.equal((await sp('destroy', 'gen-1')).code, 0);
+    const paths = await subvolumePaths(l.pool.top);
+    assert.ok(!paths.some((p) => p.startsWith('ROOT/gen-1') || p.startsWith('ROOT/copy')), paths.join(', '));
+    assert.equal(readText(join(l.pool.top, 'ROOT/main/usr/local/bin/after-init')), 'admin\n');
+  });
+});
+
+test('an environment holding shared data or snapper snapshots in nested subvolumes is not destroyed; nothing is deleted', async () => {
+  const pool = await makeBtrfsPool();
+  try {
+    const backend = createBtrfsBackend({ top: pool.top });
+    await backend.ensureLayout();
+    const root = join(pool.top, '@');
+    await run('btrfs', ['-q', 'subvolume', 'create', root]);
+    writeOsTree(root);
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, 'var/lib/docker')]);
+    writeFileSync(join(root, 'var/lib/docker/image.json'), '{}\n');
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, '.snapshots')]);
+    mkdirSync(join(root, '.snapshots/1'));
+    await run('btrfs', ['-q', 'subvolume', 'snapshot', '-r', root, join(root, '.snapshots/1/snapshot')]);
+    // Nothing mounts @: it is moved, with its nested subvolumes.
+    await backend.adopt('@', 'old', 0);
+    await backend.createEmpty('other', 0);
+    const before = await subvolumePaths(pool.top);
+    await assert.rejects(backend.destroyEnvironment('old'), (e) => isSysprimeError(e, 'REFUSED') && /\/var\/lib\/docker, \/\.snapshots$/.test(e.message));
+    await run('rm', [join(pool.top, 'ROOT/old/var/lib/docker/image.json')]);
+    await assert.rejects(backend.destroyEnvironment('old'), (e) => isSysprimeError(e, 'REFUSED') && /: \/\.snapshots$/.test(e.message) && /snapper/.test(e.hint ?? ''));
+    assert.deepEqual(await subvolumePaths(pool.top), before, 'nothing was deleted');
+    assert.ok(existsSync(join(pool.top, 'ROOT/old/etc/hostname')));
+  } finally {
+    await pool.cleanup();
+  }
+});
