@@ -69,6 +69,9 @@ for (const kind of ['debian', 'debian-boot', 'ubuntu', 'fedora'] as const) {
       l = await makeBtrfsLayout(kind);
       writeFileSync(l.config, `${readText(l.config)}[update]\nmethod = "command"\ncommand = "${updateScript(l.pool.dir)}"\nchroot = false\n[retention]\nkeep = 2\n`);
       expected = withoutRootSubvol(l.fstab, ROOT_OPTION[kind]);
+      // Another tool's snapshots beside the root (Timeshift, snapper-style @snapshots).
+      await run('btrfs', ['-q', 'subvolume', 'create', join(l.pool.top, '@snapshots')]);
+      await run('btrfs', ['-q', 'subvolume', 'snapshot', '-r', join(l.pool.top, l.root), join(l.pool.top, '@snapshots/1')]);
     });
     after(async () => {
       await l?.cleanup();
@@ -102,6 +105,11 @@ for (const kind of ['debian', 'debian-boot', 'ubuntu', 'fedora'] as const) {
       assert.ok(paths.includes(l.root), 'the installer subvolume stays until the admin deletes it');
       if (l.home !== null) assert.ok(paths.includes(l.home));
       assert.deepEqual((await list()).map((e) => [e.name, e.generation, e.default]), [['main', 0, true]]);
+      assert.match(r.stdout + r.stderr, /not sysprime's, left as they are and never destroyed: .*@snapshots/);
+      // A manifest of the running root stays on its own subvolume: other tools' snapshots are not walked.
+      const m = await sysprime(['bart', 'create', '-R', l.sysroot]);
+      assert.equal(m.code, 0, m.stderr);
+      assert.ok(!m.stdout.split('\n').some((line) => line.startsWith('/home/')), 'a mounted /home is listed, not entered');
     });
 
     test('stage: the new environment carries the update and the same fstab, which differs from the running one only in the subvolume option', async () => {
@@ -150,6 +158,7 @@ for (const kind of ['debian', 'debian-boot', 'ubuntu', 'fedora'] as const) {
       assert.ok(!names.includes('main'), `prune took the old one: ${names.join(', ')}`);
       const paths = await subvolumePaths(l.pool.top);
       assert.ok(paths.includes(l.root), `${l.root} is not sysprime's: prune leaves it`);
+      assert.ok(paths.includes('@snapshots') && paths.includes('@snapshots/1'), "another tool's snapshots stay");
       if (l.home !== null) {
         assert.ok(paths.includes(l.home));
         assert.equal(readText(join(l.pool.top, l.home, 'alice/notes.txt')), 'written after init\n');
@@ -226,6 +235,11 @@ describe('nested subvolumes under the root: /usr/local, /var/lib/docker, snapper
     assert.match(r.stderr, new RegExp(`/var/lib/docker btrfs subvol=/@rootfs/var/lib/docker 0 0`));
     assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/.snapshots')), [], 'no snapper snapshot is copied');
     assert.ok(await isSubvolume('@rootfs/.snapshots/1/snapshot'), "snapper's snapshots stay");
+    const m = await sysprime(['bart', 'create', '-R', l.sysroot]);
+    assert.equal(m.code, 0, m.stderr);
+    assert.ok(m.stdout.split('\n').some((line) => line.startsWith('/usr/bin/demo ')), 'the manifest lists the root');
+    assert.ok(m.stdout.split('\n').some((line) => line.startsWith('/.snapshots ')), '.snapshots itself is listed');
+    assert.ok(!m.stdout.split('\n').some((line) => line.startsWith('/.snapshots/')), "manifests never walk into snapper's snapshots");
     assert.ok(await isSubvolume('@rootfs/var/lib/docker'));
     assert.equal(readText(join(l.pool.top, '@rootfs/var/lib/docker/image.json')), '{"image":1}\n');
   });
