@@ -64,6 +64,11 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
     case 'path':
       if (typeof value !== 'string' || !value.startsWith('/')) throw bad('an absolute path');
       return value;
+    case 'paths':
+      if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && p.startsWith('/') && !p.split('/').includes('..'))) {
+        throw bad('a list of absolute paths');
+      }
+      return value;
     case 'enum':
       if (typeof value !== 'string' || !kind.values.includes(value)) throw bad(`one of ${kind.values.join(', ')}`);
       return value;

@@ -207,8 +207,12 @@ describe('nested subvolumes under the root: /usr/local, /var/lib/docker, snapper
 
   before(async () => {
     l = await makeBtrfsLayout('debian');
-    writeFileSync(l.config, `${readText(l.config)}[update]\nmethod = "command"\ncommand = "${updateScript(l.pool.dir)}"\nchroot = false\n`);
+    const config = readText(l.config).replace('[btrfs]\n', '[btrfs]\nshared_subvolumes = ["/srv/data"]\n');
+    writeFileSync(l.config, `${config}[update]\nmethod = "command"\ncommand = "${updateScript(l.pool.dir)}"\nchroot = false\n`);
     const root = join(l.pool.top, '@rootfs');
+    // One the admin declared shared in the configuration.
+    await run('btrfs', ['-q', 'subvolume', 'create', join(root, 'srv/data')]);
+    writeFileSync(join(root, 'srv/data/db'), 'rows\n');
     await run('rmdir', [join(root, 'usr/local')]);
     await run('btrfs', ['-q', 'subvolume', 'create', join(root, 'usr/local')]);
     mkdirSync(join(root, 'usr/local/bin'));
@@ -233,6 +237,8 @@ describe('nested subvolumes under the root: /usr/local, /var/lib/docker, snapper
     assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/var/lib/docker')), []);
     assert.ok(!(await isSubvolume('ROOT/main/var/lib/docker')));
     assert.match(r.stderr, new RegExp(`/var/lib/docker btrfs subvol=/@rootfs/var/lib/docker 0 0`));
+    assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/srv/data')), [], 'configured as shared: not copied');
+    assert.match(r.stderr, new RegExp(`/srv/data btrfs subvol=/@rootfs/srv/data 0 0`));
     assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/.snapshots')), [], 'no snapper snapshot is copied');
     assert.ok(await isSubvolume('@rootfs/.snapshots/1/snapshot'), "snapper's snapshots stay");
     const m = await sysprime(['bart', 'create', '-R', l.sysroot]);
