@@ -501,8 +501,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           await snapshotSubvolume(abs(rel), dest, false);
           // A snapshot of the top level holds a copy of ROOT/ (metadata, empty stubs of the environments): not part of the system.
           if (topLevel) await rm(join(dest, ROOT_DIR), { recursive: true, force: true });
-          // Below the top level every other subvolume is "nested" (@home, other tools' ones): none of them is the system's to copy.
           else await copyNested(fs, list, rel, dest, name);
+          // Below the top level every other subvolume is "nested" (@home, other tools' ones): none is copied, and the admin is told.
+          const skipped = topLevel ? list.filter((s) => s.topLevel === TOP_LEVEL_ID && roleOf(s.path).role === 'foreign').map((s) => `/${s.path}`) : [];
+          if (skipped.length > 0) {
+            log.warn(`${environmentPath(name)}: the subvolumes ${skipped.join(', ')} of the top level are not copied (empty directories there); mount the ones the system needs from fstab`);
+          }
         });
         log.info(`adopted ${topLevel ? 'the top-level subvolume' : rel} as ${environmentPath(name)} (a snapshot; ${topLevel ? 'it' : rel} stays until removed by hand)`);
         return;
@@ -882,11 +886,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     async bootRoot(name) {
       checkName(name);
       const fs = await view();
-      const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
-      let uuid = res.stdout.trim();
-      if (uuid === '') uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.device])).stdout.trim();
-      if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
-      return { fs: 'btrfs', uuid, subvolume: environmentPath(name) };
+      return { fs: 'btrfs', uuid: await fsUuid(fs), subvolume: environmentPath(name) };
     },
 
     async space() {
