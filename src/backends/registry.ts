@@ -8,6 +8,7 @@ import { SysprimeError } from '../errors.js';
 import type { Backend } from './types.js';
 import { createZfsBackend } from './zfs/index.js';
 import { createBtrfsBackend } from './btrfs/index.js';
+import { DEFAULT_SHARED_SUBVOLUMES } from './btrfs/layout.js';
 
 interface BackendEntry {
   kind: BackendKind;
@@ -45,9 +46,14 @@ export const BACKENDS: readonly BackendEntry[] = [
  * of `/` when `/` is Btrfs (the usual single-filesystem machine needs no
  * configuration). A root on another filesystem lends no device.
  */
-export function btrfsOptions(config: Config, root: RootMount | null): { top: string; device?: string } {
+export function btrfsOptions(config: Config, root: RootMount | null): { top: string; device?: string; sharedSubvolumes?: string[] } {
   const device = config.btrfs.device ?? (root?.fstype === 'btrfs' && root.source.startsWith('/dev/') ? root.source : undefined);
-  return { top: config.btrfs.top, ...(device !== undefined ? { device } : {}) };
+  const shared = config.btrfs.sharedSubvolumes;
+  return {
+    top: config.btrfs.top,
+    ...(device !== undefined ? { device } : {}),
+    ...(shared.length > 0 ? { sharedSubvolumes: [...DEFAULT_SHARED_SUBVOLUMES, ...shared] } : {}),
+  };
 }
 
 /** Filesystem type and source of the mount at `/`, from the kernel's own table. */

@@ -116,9 +116,11 @@ export interface Backend {
    */
   adopt(source: string, name: string, generation: number): Promise<void>;
   /**
-   * Check, changing nothing, that `adopt(source, …)` can succeed, and name
-   * the environment it would make: NAME when given, else the backend's
-   * choice (ZFS: the dataset's own name when it is already `ROOT/<name>`).
+   * Check, changing nothing (not even the layout), that `adopt(source, …)`
+   * can succeed, and name the environment it would make: NAME when given,
+   * else the backend's choice (ZFS: the dataset's own name when it is
+   * already `ROOT/<name>`; Btrfs: `default`). Refuses a source `adopt` could
+   * not take (not a subvolume or dataset, a locked encryption key, ...).
    * Absent: `init` uses NAME or `default`.
    */
   checkAdoption?(source: string, name: string | undefined): Promise<{ name: string }>;
@@ -128,8 +130,13 @@ export interface Backend {
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */
   takePristine(name: string, generation: number): Promise<PristineInfo>;
-  /** A new writable environment from the pristine snapshot of a generation. */
-  cloneFromPristine(generation: number, name: string): Promise<void>;
+  /**
+   * A new writable environment from the pristine snapshot of a generation.
+   * `nestedFrom`: the environment whose nested parts the pristine snapshot
+   * cannot hold (Btrfs nested subvolumes) are taken from, as it is now;
+   * default the pristine's holder.
+   */
+  cloneFromPristine(generation: number, name: string, nestedFrom?: string): Promise<void>;
   /** A new writable environment from another one as it is now (create --from). */
   cloneFromEnvironment(source: string, name: string): Promise<void>;
   /** Set the generation of an environment (after staging moved it forward). */

@@ -57,7 +57,10 @@ export function parseConfigText(text: string, source: string): Config {
 
 function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['kind'], source: string): unknown {
   const bad = (want: string) =>
-    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${typeof value === 'bigint' ? String(value) : JSON.stringify(value)}`, { hint: 'see sysprime.toml(5)' });
+    // Integers are read as bigint (see 'int'), also inside arrays: JSON cannot show those.
+    new SysprimeError('CONFIG', `${source}: '${key}' must be ${want}, not ${typeof value === 'bigint' ? String(value) : JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? Number(v) : v))}`, {
+      hint: 'see sysprime.toml(5)',
+    });
   switch (kind.t) {
     case 'string':
       if (typeof value !== 'string' || value.includes('\0')) throw bad('a string without NUL');
@@ -68,6 +71,11 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
       // A NUL cannot be in a path: the system call would refuse it later, as a crash.
       if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0')) throw bad('an absolute path');
       return value;
+    case 'paths':
+      if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'))) {
+        throw bad('a list of absolute paths');
+      }
+      return [...(value as string[])];
     case 'enum':
       if (typeof value !== 'string' || !kind.values.includes(value)) throw bad(`one of ${kind.values.join(', ')}`);
       return value;
@@ -83,9 +91,6 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
     case 'cron':
       if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
       return value;
-    case 'paths':
-      if (!Array.isArray(value) || !value.every((v) => typeof v === 'string' && v.startsWith('/') && !v.includes('\0'))) throw bad('a list of absolute paths');
-      return [...(value as string[])];
   }
 }
 

@@ -12,7 +12,8 @@ export type HashName = 'xxh64' | 'sha256' | 'md5';
 export interface Config {
   /** Absent means: detect from the filesystem of `/`. */
   backend: BackendKind | undefined;
-  btrfs: { top: string; device: string | undefined };
+  /** sharedSubvolumes: nested subvolumes shared by every environment, added to the built-in ones. */
+  btrfs: { top: string; device: string | undefined; sharedSubvolumes: string[] };
   zfs: { pool: string | undefined };
   state: { dir: string };
   boot: { loader: LoaderKind; esp: string | undefined; tries: number; activateStaged: boolean; cmdline: string };
@@ -30,7 +31,7 @@ export interface Config {
 
 export const DEFAULTS: Config = {
   backend: undefined,
-  btrfs: { top: '/run/sysprime/top', device: undefined },
+  btrfs: { top: '/run/sysprime/top', device: undefined, sharedSubvolumes: [] },
   zfs: { pool: undefined },
   state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
@@ -46,17 +47,22 @@ export const DEFAULTS: Config = {
 type Kind =
   | { t: 'string'; oneLine?: boolean }
   | { t: 'path' }
+  | { t: 'paths' }
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' }
-  | { t: 'paths' };
+  | { t: 'cron' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
   backend: { kind: { t: 'enum', values: ['btrfs', 'zfs'] }, set: (c, v) => (c.backend = v as BackendKind), doc: 'filesystem backend' },
   'btrfs.top': { kind: { t: 'path' }, set: (c, v) => (c.btrfs.top = v as string), doc: 'where the top-level subvolume is mounted' },
   'btrfs.device': { kind: { t: 'path' }, set: (c, v) => (c.btrfs.device = v as string), doc: 'block device of the Btrfs filesystem' },
+  'btrfs.shared_subvolumes': {
+    kind: { t: 'paths' },
+    set: (c, v) => (c.btrfs.sharedSubvolumes = v as string[]),
+    doc: 'nested subvolumes shared by every environment, never copied into a clone',
+  },
   'zfs.pool': { kind: { t: 'string' }, set: (c, v) => (c.zfs.pool = v as string), doc: 'pool holding ROOT/' },
   'state.dir': { kind: { t: 'path' }, set: (c, v) => (c.state.dir = v as string), doc: 'directory of the state database' },
   'boot.loader': {

@@ -160,7 +160,7 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'clone the pristine snapshot',
       async run(s, p) {
         const params = p as StageParams;
-        await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name);
+        await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name, params.from);
         await s.ctx.backend.setMeta(params.name, { staging: 'in-progress' });
       },
       async undo(s, p) {

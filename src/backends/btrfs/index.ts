@@ -10,7 +10,7 @@
  * written, then renamed into place; destroy renames to a `.partial-` name
  * first. recover() deletes whatever `.partial-` subvolumes remain.
  */
-import { mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
+import { lstat, mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
@@ -32,7 +32,9 @@ import {
   driftSnapshotPath,
   retiredPristineBase,
   roleOf,
+  DEFAULT_SHARED_SUBVOLUMES,
 } from './layout.js';
+import { holdsFiles, placeNested, planNested } from './nested.js';
 import {
   ensureMetaDirs,
   envMetaFile,
@@ -47,6 +49,7 @@ import {
 } from './meta.js';
 import { isAtOrBelow, mountSubvolumeId, parseMountinfo, shareLineage, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
 import { parseSendDump } from './send-dump.js';
+import { detachRootSubvolume } from './root-fstab.js';
 import {
   btrfs,
   btrfsVersion,
@@ -78,6 +81,11 @@ export interface BtrfsBackendOptions {
    * show a running root on a scratch filesystem without touching the machine's own.
    */
   mountTable?: () => Promise<string>;
+  /**
+   * Nested subvolumes (absolute paths inside an environment) shared by every
+   * environment, never copied into a clone; DEFAULT_SHARED_SUBVOLUMES unless given.
+   */
+  sharedSubvolumes?: readonly string[];
 }
 
 export interface BtrfsBackend extends Backend {
@@ -106,6 +114,15 @@ function mountAt(all: readonly MountinfoEntry[], path: string): MountinfoEntry |
   return all.filter((m) => m.mountPoint === path).at(-1);
 }
 
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await lstat(path)).isDirectory();
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return false;
+    throw err;
+  }
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -124,6 +141,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
   let top = topGiven;
   const mountTable = opts.mountTable ?? (() => readFile('/proc/self/mountinfo', 'utf8'));
   const readMountinfo = async (): Promise<MountinfoEntry[]> => parseMountinfo(await mountTable());
+  const sharedSubvolumes = opts.sharedSubvolumes ?? DEFAULT_SHARED_SUBVOLUMES;
 
   const abs = (rel: string): string => join(top, rel);
 
@@ -288,6 +306,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     await clearPartial(partial, list);
     try {
       await make(abs(partial));
+      // A clone must not mount its source's subvolume at / (installers' fstabs name it): see fstab.ts.
+      await detachRootSubvolume(abs(partial), environmentPath(name));
       await writeEnvironmentMeta(top, name, { generation, meta: {} });
       await rename(abs(partial), abs(environmentPath(name)));
     } catch (err) {
@@ -330,6 +350,61 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       done.push(mp);
     }
     return done;
+  }
+
+  async function fsUuid(fs: FsView): Promise<string> {
+    const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
+    let uuid = res.stdout.trim();
+    if (uuid === '' && fs.topMount.source.startsWith('/')) uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.source], { allowFailure: true })).stdout.trim();
+    if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
+    return uuid;
+  }
+
+  /** Snapshot the nested content subvolumes of `sourceRel` into the new tree `dest` (see nested.ts). */
+  async function copyNested(fs: FsView, list: readonly SubvolumeListEntry[], sourceRel: string, dest: string, name: string): Promise<void> {
+    await placeNested(abs(sourceRel), sourceRel, dest, environmentPath(name), planNested(sourceRel, list, sharedSubvolumes), () => fsUuid(fs));
+  }
+
+  /**
+   * What `adopt(source)` would take, and whether it must be snapshotted; refuses
+   * (before anything is written) a source that cannot become an environment.
+   */
+  async function adoptSource(fs: FsView, list: readonly SubvolumeListEntry[], source: string): Promise<{ rel: string; topLevel: boolean; mustSnapshot: boolean }> {
+    let rel: string;
+    if (source === '/') {
+      const root = mountAt(fs.all, '/');
+      if (root === undefined || root.fstype !== 'btrfs' || root.device !== fs.topMount.device) {
+        throw new SysprimeError('BACKEND', `the running root is not on ${describe()}`, {
+          hint: 'set [btrfs] top to the top-level subvolume of the filesystem that holds /, or name the subvolume to adopt',
+        });
+      }
+      rel = root.root.replace(/^\/+/, '');
+    } else {
+      rel = source.replace(/^\/+|\/+$/g, '');
+      if (rel === '' || rel.split('/').some((p) => p === '.' || p === '..' || p === '')) {
+        throw new SysprimeError('USAGE', `"${source}" is not a subvolume path relative to the top-level subvolume`, {
+          hint: 'name it as `btrfs subvolume list` prints it, like "@", or pass "/" for the running root',
+        });
+      }
+    }
+    if (rel === ROOT_DIR || rel.startsWith(`${ROOT_DIR}/`)) {
+      throw new SysprimeError('REFUSED', `${rel} is already below ${ROOT_DIR}/`, { hint: 'use `sysprime rename` for an environment' });
+    }
+    const topLevel = rel === '';
+    if (topLevel) return { rel, topLevel, mustSnapshot: true };
+    if (!list.some((s) => s.path === rel)) {
+      const what = source === '/' ? `the running root (${rel} on ${describe()})` : rel;
+      if (await isDirectory(abs(rel))) {
+        throw new SysprimeError('REFUSED', `${what} is a plain directory, not a subvolume, so it cannot be snapshotted as an environment`, {
+          hint: `adopt the subvolume that holds it (see \`btrfs subvolume list ${top}\`), or move the system into a subvolume of its own first`,
+        });
+      }
+      throw new SysprimeError('NOT_FOUND', `no subvolume ${rel} on ${describe()}`, { hint: `see \`btrfs subvolume list ${top}\`` });
+    }
+    const mounted = fs.mounts.some((m) => isAtOrBelow(m.root, slashed(rel)));
+    const readonly = (await showSubvolume(abs(rel))).readonly;
+    // A mounted subvolume (the running root) must stay where its mounts and fstab expect it; a read-only one would give a read-only environment.
+    return { rel, topLevel, mustSnapshot: mounted || readonly };
   }
 
   function describe(): string {
@@ -409,46 +484,31 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return (await pristines(await subvolumes())).map(({ id, generation, created, holder }) => ({ id, generation, created, holder }));
     },
 
+    async checkAdoption(source, name) {
+      const fs = await view();
+      await adoptSource(fs, await subvolumes(), source);
+      // The adopted subvolume is snapshotted or moved to ROOT/<name>: its installer's name (@rootfs, @) is not kept.
+      return { name: checkName(name ?? 'default') };
+    },
+
     async adopt(source, name, generation) {
       checkName(name);
       const fs = await view();
-      let rel: string;
-      if (source === '/') {
-        const root = mountAt(fs.all, '/');
-        if (root === undefined || root.fstype !== 'btrfs' || root.device !== fs.topMount.device) {
-          throw new SysprimeError('BACKEND', `the running root is not on ${describe()}`, {
-            hint: 'set [btrfs] top to the top-level subvolume of the filesystem that holds /, or name the subvolume to adopt',
-          });
-        }
-        rel = root.root.replace(/^\/+/, '');
-      } else {
-        rel = source.replace(/^\/+|\/+$/g, '');
-        if (rel === '' || rel.split('/').some((p) => p === '.' || p === '..' || p === '')) {
-          throw new SysprimeError('USAGE', `"${source}" is not a subvolume path relative to the top-level subvolume`, {
-            hint: 'name it as `btrfs subvolume list` prints it, like "@", or pass "/" for the running root',
-          });
-        }
-      }
-      if (rel === ROOT_DIR || rel.startsWith(`${ROOT_DIR}/`)) {
-        throw new SysprimeError('REFUSED', `${rel} is already below ${ROOT_DIR}/`, { hint: 'use `sysprime rename` for an environment' });
-      }
       const list = await subvolumes();
-      const topLevel = rel === '';
-      let mustSnapshot = topLevel;
-      if (!topLevel) {
-        if (!list.some((s) => s.path === rel)) {
-          throw new SysprimeError('NOT_FOUND', `no subvolume ${rel} on ${describe()}`, { hint: `see \`btrfs subvolume list ${top}\`` });
-        }
-        const mounted = fs.mounts.some((m) => isAtOrBelow(m.root, slashed(rel)));
-        const readonly = (await showSubvolume(abs(rel))).readonly;
-        // A mounted subvolume (the running root) must stay where its mounts and fstab expect it; a read-only one would give a read-only environment.
-        mustSnapshot = mounted || readonly;
-      }
+      const { rel, topLevel, mustSnapshot } = await adoptSource(fs, list, source);
+      const others = list.filter((s) => s.topLevel === TOP_LEVEL_ID && s.path !== rel && roleOf(s.path).role === 'foreign').map((s) => s.path);
+      if (others.length > 0) log.info(`not sysprime's, left as they are and never destroyed: ${others.join(', ')}`);
       if (mustSnapshot) {
         await makeEnvironment(name, generation, async (dest) => {
           await snapshotSubvolume(abs(rel), dest, false);
           // A snapshot of the top level holds a copy of ROOT/ (metadata, empty stubs of the environments): not part of the system.
           if (topLevel) await rm(join(dest, ROOT_DIR), { recursive: true, force: true });
+          else await copyNested(fs, list, rel, dest, name);
+          // Below the top level every other subvolume is "nested" (@home, other tools' ones): none is copied, and the admin is told.
+          const skipped = topLevel ? list.filter((s) => s.topLevel === TOP_LEVEL_ID && roleOf(s.path).role === 'foreign').map((s) => `/${s.path}`) : [];
+          if (skipped.length > 0) {
+            log.warn(`${environmentPath(name)}: the subvolumes ${skipped.join(', ')} of the top level are not copied (empty directories there); mount the ones the system needs from fstab`);
+          }
         });
         log.info(`adopted ${topLevel ? 'the top-level subvolume' : rel} as ${environmentPath(name)} (a snapshot; ${topLevel ? 'it' : rel} stays until removed by hand)`);
         return;
@@ -462,6 +522,15 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       } catch (err) {
         await removeMetaFile(envMetaFile(top, name));
         throw new SysprimeError('IO', `cannot move ${rel} to ${environmentPath(name)}: ${(err as Error).message}`, { cause: err });
+      }
+      try {
+        // Its fstab still names the subvolume by its old path, which no longer exists.
+        await detachRootSubvolume(abs(environmentPath(name)), environmentPath(name));
+      } catch (err) {
+        // Put it back as it was: adoption is all or nothing.
+        await rename(abs(environmentPath(name)), abs(rel));
+        await removeMetaFile(envMetaFile(top, name));
+        throw err;
       }
       log.info(`adopted ${rel} as ${environmentPath(name)} (moved)`);
     },
@@ -512,10 +581,18 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return { id: pristinePath(name), generation, created: shown.created ?? new Date(0), holder: name };
     },
 
-    async cloneFromPristine(generation, name) {
-      await view();
-      const p = pristineOf(await pristines(await subvolumes()), generation);
-      await makeEnvironment(name, generation, (dest) => snapshotSubvolume(p.path, dest, false));
+    async cloneFromPristine(generation, name, nestedFrom) {
+      const fs = await view();
+      const list = await subvolumes();
+      const p = pristineOf(await pristines(list), generation);
+      // A read-only pristine holds no nested subvolumes: they come from the environment being carried on, as it is now.
+      const source = nestedFrom ?? p.holder;
+      if (nestedFrom !== undefined) checkName(nestedFrom);
+      const sourceRel = source !== null && list.some((s) => s.path === environmentPath(source)) ? environmentPath(source) : null;
+      await makeEnvironment(name, generation, async (dest) => {
+        await snapshotSubvolume(p.path, dest, false);
+        if (sourceRel !== null) await copyNested(fs, list, sourceRel, dest, name);
+      });
     },
 
     async cloneFromEnvironment(source, name) {
@@ -528,7 +605,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           hint: `record it first (sysprime adopts it with a generation), or write ${envMetaFile(top, source)}`,
         });
       }
-      await makeEnvironment(name, meta.generation, (dest) => snapshotSubvolume(abs(environmentPath(source)), dest, false));
+      const fs = await view();
+      const list = await subvolumes();
+      await makeEnvironment(name, meta.generation, async (dest) => {
+        await snapshotSubvolume(abs(environmentPath(source)), dest, false);
+        await copyNested(fs, list, environmentPath(source), dest, name);
+      });
     },
 
     async setGeneration(name, generation) {
@@ -557,6 +639,22 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       if (defaultId === entry.id || (defaultEntry !== undefined && defaultEntry.path.startsWith(`${envRel}/`))) {
         throw new SysprimeError('REFUSED', `environment "${name}" is the filesystem's default subvolume`, {
           hint: 'make another one the default with `sysprime activate OTHER` first',
+        });
+      }
+      // Nested subvolumes go with the environment, except what is not its own to delete: snapper's snapshots, shared data.
+      const nested = planNested(envRel, list, sharedSubvolumes);
+      const notOwn: string[] = [];
+      // An empty shared one (systemd makes /var/lib/machines in every root) goes; snapper's snapshots, even empty ones, stay.
+      for (const inner of nested.shared) if (await holdsFiles(abs(`${envRel}/${inner}`))) notOwn.push(inner);
+      for (const inner of nested.snapper) {
+        if (list.some((s) => s.path.startsWith(`${envRel}/${inner}/`)) || (await holdsFiles(abs(`${envRel}/${inner}`)))) notOwn.push(inner);
+      }
+      if (notOwn.length > 0) {
+        const snapper = notOwn.some((i) => i.startsWith('.snapshots'));
+        throw new SysprimeError('REFUSED', `environment "${name}" holds data that is not its own in nested subvolumes: ${notOwn.map((i) => `/${i}`).join(', ')}`, {
+          hint:
+            `move ${notOwn.map((i) => abs(`${envRel}/${i}`)).join(', ')} to the top level (mv) and mount ${notOwn.length > 1 ? 'them' : 'it'} from there in fstab` +
+            `${snapper ? ", or delete snapper's snapshots with snapper" : ''}, then destroy the environment`,
         });
       }
       const meta = await readEnvironmentMeta(top, name);
@@ -790,11 +888,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     async bootRoot(name) {
       checkName(name);
       const fs = await view();
-      const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
-      let uuid = res.stdout.trim();
-      if (uuid === '') uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.device])).stdout.trim();
-      if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
-      return { fs: 'btrfs', uuid, subvolume: environmentPath(name) };
+      return { fs: 'btrfs', uuid: await fsUuid(fs), subvolume: environmentPath(name) };
     },
 
     async space() {

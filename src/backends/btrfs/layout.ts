@@ -60,3 +60,35 @@ export function roleOf(path: string): SubvolumeRole {
   if (first.startsWith('.')) return { role: 'foreign' };
   return parts.length === 2 ? { role: 'environment', name: first } : { role: 'nested', environment: first };
 }
+
+/**
+ * Nested subvolumes inside an environment that hold data every environment
+ * shares (containers, machine images): never snapshotted into a clone.
+ */
+export const DEFAULT_SHARED_SUBVOLUMES: readonly string[] = ['/var/lib/docker', '/var/lib/machines', '/var/lib/portables'];
+
+/** snapper's directory of numbered snapshots, `.snapshots/<N>/snapshot`. */
+export const SNAPPER_DIR = '.snapshots';
+
+export type NestedKind =
+  /** Part of the environment's content (`/usr/local`, an openSUSE-style `/var`): snapshotted with it. */
+  | 'content'
+  /** Shared by every environment: left where it is, an empty directory in a clone. */
+  | 'shared'
+  /** snapper's snapshots: never copied, walked or deleted by sysprime. */
+  | 'snapper';
+
+/**
+ * What a nested subvolume is to the environment that holds it; `inner` is its
+ * path below the environment's root, no leading slash (`usr/local`).
+ */
+export function nestedKindOf(inner: string, shared: readonly string[]): NestedKind {
+  if (inner === SNAPPER_DIR || inner.startsWith(`${SNAPPER_DIR}/`)) return 'snapper';
+  const abs = `/${inner}`;
+  const isBelow = (s: string): boolean => {
+    const dir = s.replace(/\/+$/, '');
+    return abs === dir || abs.startsWith(`${dir}/`);
+  };
+  if (shared.some(isBelow)) return 'shared';
+  return 'content';
+}

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { btrfsOptions, rootMount } from '../../../src/backends/registry.js';
 import { parseConfigText } from '../../../src/config/load.js';
+import { isSysprimeError } from '../../../src/errors.js';
 
 const MOUNTS_BTRFS = [
   'sysfs /sys sysfs rw,nosuid,nodev,noexec,relatime 0 0',
@@ -24,4 +25,14 @@ test('a configured device wins, and a root on another filesystem lends none', ()
   assert.deepEqual(btrfsOptions(parseConfigText('[btrfs]\ndevice = "/dev/sdb1"\ntop = "/mnt/top"\n', 'x'), rootMount(MOUNTS_BTRFS)), { top: '/mnt/top', device: '/dev/sdb1' });
   assert.deepEqual(btrfsOptions(parseConfigText('', 'none'), { fstype: 'ext4', source: '/dev/vda1' }), { top: '/run/sysprime/top' });
   assert.deepEqual(btrfsOptions(parseConfigText('', 'none'), null), { top: '/run/sysprime/top' });
+});
+
+test('[btrfs] shared_subvolumes adds to the built-in shared nested subvolumes; anything but absolute paths is refused', () => {
+  assert.deepEqual(btrfsOptions(parseConfigText('[btrfs]\nshared_subvolumes = ["/srv/data", "/var/lib/libvirt/images"]\n', 'x'), null), {
+    top: '/run/sysprime/top',
+    sharedSubvolumes: ['/var/lib/docker', '/var/lib/machines', '/var/lib/portables', '/srv/data', '/var/lib/libvirt/images'],
+  });
+  for (const bad of ['"/srv/data"', '["srv/data"]', '["/srv/../etc"]', '[1]']) {
+    assert.throws(() => parseConfigText(`[btrfs]\nshared_subvolumes = ${bad}\n`, 'x'), (e) => isSysprimeError(e, 'CONFIG') && /shared_subvolumes/.test(e.message));
+  }
 });
