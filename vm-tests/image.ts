@@ -9,7 +9,7 @@
  * the disk image built from it and the current sysprime build (~10 s).
  */
 import { createHash } from 'node:crypto';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, statSync, symlinkSync } from 'node:fs';
 import { chmod, cp, mkdir, readdir, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import { run } from '../src/process/run.js';
@@ -98,7 +98,7 @@ export function treeFingerprint(tree: string): string[] {
     }
   };
   for (const part of ['dist/src', 'bin', 'share']) if (existsSync(join(tree, part))) walk(join(tree, part), true);
-  if (existsSync(join(tree, 'node_modules'))) walk(join(tree, 'node_modules'), false);
+  if (existsSync(join(tree, 'node_modules'))) walk(realpathSync(join(tree, 'node_modules')), false);
   out.push(`package.json:${createHash('sha256').update(readFileSync(join(tree, 'package.json'))).digest('hex')}`);
   return out;
 }
@@ -263,11 +263,13 @@ async function installSysprime(home: string, tree: string): Promise<void> {
   await mkdir(join(home, 'dist'), { recursive: true });
   await cp(join(tree, 'dist/src'), join(home, 'dist/src'), { recursive: true });
   for (const part of ['bin', 'share']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
-  // The runtime itself is copied below as node/bin/node, once.
-  await cp(join(tree, 'node_modules'), join(home, 'node_modules'), {
+  // The runtime itself is copied below as node/bin/node, once. A tree may share its
+  // node_modules through a link (another checkout's): copy what it points to.
+  const modules = realpathSync(join(tree, 'node_modules'));
+  await cp(modules, join(home, 'node_modules'), {
     recursive: true,
     verbatimSymlinks: true,
-    filter: (src) => !HOST_ONLY_MODULES.has(relative(join(tree, 'node_modules'), src).split('/')[0] ?? ''),
+    filter: (src) => !HOST_ONLY_MODULES.has(relative(modules, src).split('/')[0] ?? ''),
   });
   await cp(join(tree, 'package.json'), join(home, 'package.json'));
   await mkdir(join(home, 'node/bin'), { recursive: true });
