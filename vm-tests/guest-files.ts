@@ -78,7 +78,7 @@ export function zfsInstallerEntry(): string {
 }
 
 /** The command updater's stand-in for apt, for a sysprime without the apt updater. */
-export const DPKG_COMMAND = `dpkg -i ${'/srv/vm-repo'}/sysprime-vm-hello_2.0_all.deb`;
+export const DPKG_COMMAND = `dpkg -i ${'/opt/vm-repo'}/sysprime-vm-hello_2.0_all.deb`;
 
 export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs'): string {
   return [

@@ -105,7 +105,7 @@ export function treeFingerprint(tree: string): string[] {
 
 export function guestFingerprint(opts: ImageOptions): string[] {
   const sample: guest.ImageIds = { root: 'R', esp: 'E' };
-  return [guest.fstab(sample), guest.sysprimeConfig(opts.updater), guest.loaderConf(), guest.installerEntry(sample), guest.runnerUnit(), guest.runnerScript(), JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+  return [guest.fstab(sample), guest.sysprimeConfig(opts.updater), guest.loaderConf(), guest.installerEntry(sample), guest.runnerUnit(), guest.runnerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
 }
 
 export async function baseImage(opts: ImageOptions): Promise<BaseImage> {

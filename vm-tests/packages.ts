@@ -1,7 +1,7 @@
 /**
  * The Debian packages the scenarios update: `sysprime-vm-hello` 1.0 is
  * installed in the base image, 2.0 waits in a flat apt repository inside it
- * (`/srv/vm-repo`). 2.0 changes a line in each of two conffiles, so a
+ * (`/opt/vm-repo`). 2.0 changes a line in each of two conffiles, so a
  * scenario can change another line (a clean merge) or the same line (a
  * conflict) by hand.
  */
@@ -10,7 +10,9 @@ import { join } from 'node:path';
 import { run } from '../src/process/run.js';
 
 export const PACKAGE = 'sysprime-vm-hello';
-export const REPO_DIR = '/srv/vm-repo';
+// Inside the root, not under /srv: the OpenZFS guide makes /srv a shared dataset, which the
+// chroot the update runs in (the clone) does not have mounted.
+export const REPO_DIR = '/opt/vm-repo';
 
 export interface PackageVersion {
   version: string;

@@ -22,7 +22,7 @@ import { run } from '../src/process/run.js';
 import { onCleanup } from './cleanup.js';
 import * as guest from './guest-files.js';
 import { customizeRoot, DISK_SIZE, hash, partition, type BaseImage, type ImageOptions } from './image.js';
-import { VERSIONS } from './packages.js';
+import { REPO_DIR, VERSIONS } from './packages.js';
 import { runVm } from './vm.js';
 
 const ESP_MIB = 512;
@@ -208,7 +208,7 @@ sleep 60
 }
 
 function zfsGuestFingerprint(opts: ImageOptions): string[] {
-  return [guest.zfsFstab(), guest.sysprimeConfig(opts.updater, 'zfs'), guest.loaderConf(), guest.zfsInstallerEntry(), guest.runnerUnit(), guest.runnerScript(), installerScript(), JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+  return [guest.zfsFstab(), guest.sysprimeConfig(opts.updater, 'zfs'), guest.loaderConf(), guest.zfsInstallerEntry(), guest.runnerUnit(), guest.runnerScript(), installerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
 }
 
 /** The installed ZFS machine with the current sysprime build, as a read-only raw disk image. */
