@@ -1,7 +1,7 @@
 /**
  * Applying a reintegration plan to the target tree (the new environment,
  * a clone of theirs). Every path is resolved below its root without ever
- * following a link (safe-fs.ts); every write goes to a temporary name with
+ * following a link (src/os/confined.ts); every write goes to a temporary name with
  * all its attributes set, then is renamed over (objects.ts). Each action
  * first compares what is there with what should be, so applying the same
  * plan twice changes nothing the second time.
@@ -20,9 +20,9 @@ import { mergeText } from './merge.js';
 import { NotEmptyError, place, readObject, readObjectIn, removeEntry, moveAside, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
-import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from './safe-fs.js';
-import { readAhead, XattrCache } from './xattr-cache.js';
-import { isAclName, type Xattrs } from './xattrs.js';
+import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from '../os/confined.js';
+import { readAhead, XattrCache } from '../os/xattr-cache.js';
+import { isAclName, type Xattrs } from '../os/xattrs.js';
 
 export interface ApplyOptions {
   /** Sys_N, the pristine tree of the old generation (merge bases). */

@@ -1,5 +1,9 @@
 /**
- * Root-confined filesystem access for reintegration.
+ * Root-confined filesystem access: the one way sysprime reads or writes a
+ * path inside an environment (reintegration, the first-boot note and unit,
+ * reports, what updaters write below a clone's root, kernels read for the
+ * ESP). An environment's content is not trusted: the admin's drift and
+ * packages put links anywhere in it, and sysprime runs as root on the host.
  *
  * Node has no openat(2), so every path below a root is walked one component
  * at a time: each directory is opened with O_DIRECTORY|O_NOFOLLOW through
@@ -14,7 +18,8 @@
  * through `/proc/<our pid>/fd/<fd>/...`. Needs /proc, which every place this
  * runs (a staging host, a booting system after local filesystems) has.
  */
-import { closeSync, constants, openSync, fstatSync, fsyncSync, lstatSync, type Stats } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
@@ -221,4 +226,157 @@ export function ioError(what: string, err: unknown): SysprimeError {
     hint: 'check that the filesystem is mounted read-write and has room',
     cause: err,
   });
+}
+
+/**
+ * mkdir -p below a confined root (new directories get `mode`); refuses a
+ * component that is a link or not a directory. Returns the last directory.
+ */
+export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
+  for (let i = 0; i <= comps.length; i++) {
+    const d = root.openDir(comps.slice(0, i));
+    if (isHandle(d)) {
+      if (i === comps.length) return d;
+      try {
+        mkdirSync(d.entry(comps[i]!), mode);
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw ioError(`mkdir ${displayPath('/' + comps.slice(0, i + 1).join('/'))} in ${root.root}`, err);
+      } finally {
+        d.close();
+      }
+      continue;
+    }
+    if (d === undefined) throw ioError(`open ${displayPath('/' + comps.slice(0, i).join('/'))} in ${root.root}`, new Error('missing'));
+    throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root.root} is not a directory (or a symbolic link, which is not followed)`, {
+      hint: 'sysprime does not write through it; replace it with a directory or remove it, then run again',
+    });
+  }
+  throw new Error('unreachable');
+}
+
+/** A temporary name in a directory sysprime writes into; never the name of anything else there. */
+export function confinedTempName(): string {
+  return `.sysprime-tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Replace `name` in `dir` with a regular file holding `content`: a new
+ * temporary name created with O_EXCL|O_NOFOLLOW (so nothing planted there is
+ * opened), written, fsynced, renamed over `name` (rename replaces a link at
+ * `name`, it never writes through it), then the directory is fsynced. Unless
+ * the tree defers its syncs to one syncfs at the end.
+ */
+export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode: number): void {
+  const tmp = confinedTempName();
+  let fd: number;
+  try {
+    fd = openSync(dir.entry(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  } catch (err) {
+    throw ioError(`create a file in ${displayPath('/' + dir.comps.join('/'))}`, err);
+  }
+  try {
+    let off = 0;
+    while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+    dir.sync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(dir.entry(tmp));
+    throw ioError(`write ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  closeSync(fd);
+  try {
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    unlinkSync(dir.entry(tmp));
+    throw ioError(`rename into ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Replace `name` in `dir` with a symbolic link to `target` (through a temporary name, then rename). */
+export function symlinkIn(dir: DirHandle, name: string, target: string): void {
+  const tmp = confinedTempName();
+  try {
+    symlinkSync(target, dir.entry(tmp));
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    try {
+      unlinkSync(dir.entry(tmp));
+    } catch {
+      // the link was not made; nothing to remove
+    }
+    throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Remove `name` from `dir` (a link is removed itself, never what it points at); false when it was absent. */
+export function unlinkIn(dir: DirHandle, name: string): boolean {
+  try {
+    unlinkSync(dir.entry(name));
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+  return true;
+}
+
+/** The target of the link `name` in `dir`. */
+export function readlinkIn(dir: DirHandle, name: string): string {
+  return readlinkSync(dir.entry(name), 'latin1');
+}
+
+/**
+ * The whole content of the regular file `name` in `dir`, never through a
+ * link; undefined when it is absent, a link or not a regular file. For small
+ * files (notes, configuration), not for kernels: those are streamed from the
+ * descriptor openFileIn gives.
+ */
+export function readFileIn(dir: DirHandle, name: string): Buffer | undefined {
+  const fd = openFileIn(dir, name);
+  if (fd === undefined) return undefined;
+  try {
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(1 << 16);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+    return Buffer.concat(chunks);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Run `fn` on the directory at `path` (an absolute path inside the tree at
+ * `root`), which is created when `create` is set. Returns undefined when the
+ * directory is absent and not created.
+ */
+export function withDirIn<T>(root: string, path: string, opts: { create: boolean; mode?: number }, fn: (dir: DirHandle) => T): T | undefined {
+  const r = ConfinedRoot.open(root);
+  try {
+    const comps = componentsOf(path);
+    let dir: DirHandle;
+    if (opts.create) dir = ensureDirectories(r, comps, opts.mode);
+    else {
+      const d = r.openDir(comps);
+      if (d === undefined) return undefined;
+      if (!isHandle(d)) {
+        throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root} is not a directory (or a symbolic link, which is not followed)`, {
+          hint: 'sysprime does not read or write through it; replace it with a directory or remove it',
+        });
+      }
+      dir = d;
+    }
+    try {
+      return fn(dir);
+    } finally {
+      dir.close();
+    }
+  } finally {
+    r.close();
+  }
 }
