@@ -9,7 +9,8 @@ import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import type { BootEntry, EspUsage } from '../types.js';
-import { copyDurable, freeBytes, fsyncPath, removeStaleTemps, sameContent } from '../durable.js';
+import { copyDurable, fsyncPath, removeStaleTemps } from '../../os/durable.js';
+import { freeBytes, sameContent } from '../esp-files.js';
 import { bootFaultPoint } from '../fault.js';
 
 export const KERNEL_DIR = 'sysprime';
@@ -66,7 +67,7 @@ export async function copyKernels(esp: string, plan: KernelPlan): Promise<void> 
     mkdirSync(dir, { recursive: true });
     const k = ++n;
     // Crash points (fault.ts): the copy whole under its temporary name, then renamed into place.
-    await copyDurable(c.source, c.dest, () => bootFaultPoint('systemd-boot', `copying-${k}`));
+    await copyDurable(c.source, c.dest, {}, () => bootFaultPoint('systemd-boot', `copying-${k}`));
     bootFaultPoint('systemd-boot', `copied-${k}`);
     dirs.add(dir);
   }

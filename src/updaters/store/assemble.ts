@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
-import { copyFileAtomic, tempBeside } from '../atomic.js';
+import { copyDurable, tempPathFor } from '../../os/durable.js';
 import { safeInside } from '../rootpath.js';
 import { objectKey, type TreeEntry } from './format.js';
 import { mkdirsInside, objectPath, type StorePaths } from './store.js';
@@ -193,12 +193,12 @@ export async function writeOutsideUsr(root: string, paths: StorePaths, entries: 
         });
       }
       if (e.type === 'symlink') {
-        const tmp = tempBeside(dest);
+        const tmp = tempPathFor(dest);
         await symlink(e.target as string, tmp);
         await lchown(tmp, e.uid, e.gid);
         await rename(tmp, dest);
       } else {
-        await copyFileAtomic(objectPath(paths, objectKey(e)), dest, e);
+        await copyDurable(objectPath(paths, objectKey(e)), dest, { mode: e.mode, uid: e.uid, gid: e.gid });
       }
     }
     written.push(e.path);

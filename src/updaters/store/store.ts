@@ -11,7 +11,7 @@ import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
-import { writeFileAtomic } from '../atomic.js';
+import { replaceFile } from '../../os/durable.js';
 import { safeInside } from '../rootpath.js';
 import {
   emptyInstalled,
@@ -92,11 +92,11 @@ export async function readStoredManifest(paths: StorePaths, sha256: string, expe
 
 export async function writeStoredManifest(paths: StorePaths, sha256: string, text: string): Promise<void> {
   await mkdir(paths.manifests, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(join(paths.manifests, `${sha256}.json`), text, { mode: 0o644 });
+  replaceFile(join(paths.manifests, `${sha256}.json`), text, { mode: 0o644 });
 }
 
 export async function writeInstalled(paths: StorePaths, state: InstalledState): Promise<void> {
-  await writeFileAtomic(paths.installed, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  replaceFile(paths.installed, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
 }
 
 async function present(path: string, size: number): Promise<boolean> {
