@@ -19,7 +19,8 @@
  * runs (a staging host, a booting system after local filesystems) has.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, lchownSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
@@ -254,6 +255,11 @@ export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], 
   throw new Error('unreachable');
 }
 
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
 /** A temporary name in a directory sysprime writes into; never the name of anything else there. */
 export function confinedTempName(): string {
   return `.sysprime-tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
@@ -266,7 +272,7 @@ export function confinedTempName(): string {
  * `name`, it never writes through it), then the directory is fsynced. Unless
  * the tree defers its syncs to one syncfs at the end.
  */
-export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode: number): void {
+export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode: number, owner?: Owner): void {
   const tmp = confinedTempName();
   let fd: number;
   try {
@@ -277,6 +283,9 @@ export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode:
   try {
     let off = 0;
     while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+    // chown before chmod (chown clears setuid and setgid); the mode exactly as asked, whatever the umask.
+    if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+    fchmodSync(fd, mode);
     dir.sync(fd);
   } catch (err) {
     closeSync(fd);
@@ -294,10 +303,11 @@ export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode:
 }
 
 /** Replace `name` in `dir` with a symbolic link to `target` (through a temporary name, then rename). */
-export function symlinkIn(dir: DirHandle, name: string, target: string): void {
+export function symlinkIn(dir: DirHandle, name: string, target: string, owner?: Owner): void {
   const tmp = confinedTempName();
   try {
     symlinkSync(target, dir.entry(tmp));
+    if (owner !== undefined) lchownSync(dir.entry(tmp), owner.uid, owner.gid);
     renameSync(dir.entry(tmp), dir.entry(name));
   } catch (err) {
     try {
@@ -306,6 +316,16 @@ export function symlinkIn(dir: DirHandle, name: string, target: string): void {
       // the link was not made; nothing to remove
     }
     throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Rename `from` to `to` within `dir` (neither is followed if it is a link). */
+export function renameIn(dir: DirHandle, from: string, to: string): void {
+  try {
+    renameSync(dir.entry(from), dir.entry(to));
+  } catch (err) {
+    throw ioError(`rename ${displayPath('/' + [...dir.comps, from].join('/'))}`, err);
   }
   dir.sync(dir.fd);
 }
@@ -350,6 +370,20 @@ export function readFileIn(dir: DirHandle, name: string): Buffer | undefined {
   }
 }
 
+/** Open the directory at `path` (absolute, inside the tree `r`), creating it when asked; undefined when absent. */
+function openDirAt(r: ConfinedRoot, root: string, path: string, opts: { create: boolean; mode?: number }): DirHandle | undefined {
+  const comps = componentsOf(path);
+  if (opts.create) return ensureDirectories(r, comps, opts.mode);
+  const d = r.openDir(comps);
+  if (d === undefined) return undefined;
+  if (!isHandle(d)) {
+    throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root} is not a directory (or a symbolic link, which is not followed)`, {
+      hint: 'sysprime does not read or write through it; replace it with a directory or remove it',
+    });
+  }
+  return d;
+}
+
 /**
  * Run `fn` on the directory at `path` (an absolute path inside the tree at
  * `root`), which is created when `create` is set. Returns undefined when the
@@ -358,19 +392,8 @@ export function readFileIn(dir: DirHandle, name: string): Buffer | undefined {
 export function withDirIn<T>(root: string, path: string, opts: { create: boolean; mode?: number }, fn: (dir: DirHandle) => T): T | undefined {
   const r = ConfinedRoot.open(root);
   try {
-    const comps = componentsOf(path);
-    let dir: DirHandle;
-    if (opts.create) dir = ensureDirectories(r, comps, opts.mode);
-    else {
-      const d = r.openDir(comps);
-      if (d === undefined) return undefined;
-      if (!isHandle(d)) {
-        throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root} is not a directory (or a symbolic link, which is not followed)`, {
-          hint: 'sysprime does not read or write through it; replace it with a directory or remove it',
-        });
-      }
-      dir = d;
-    }
+    const dir = openDirAt(r, root, path, opts);
+    if (dir === undefined) return undefined;
     try {
       return fn(dir);
     } finally {
@@ -379,4 +402,75 @@ export function withDirIn<T>(root: string, path: string, opts: { create: boolean
   } finally {
     r.close();
   }
+}
+
+/** withDirIn for asynchronous work: the directory stays open until `fn` has settled. */
+export async function withDirInAsync<T>(root: string, path: string, opts: { create: boolean; mode?: number }, fn: (dir: DirHandle) => Promise<T>): Promise<T | undefined> {
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = openDirAt(r, root, path, opts);
+    if (dir === undefined) return undefined;
+    try {
+      return await fn(dir);
+    } finally {
+      dir.close();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * Replace `name` in `dir` with a copy of `src`, a path outside any
+ * environment (a store object, sysprime's own file) or a /proc/self/fd path
+ * of a file opened inside one. Same steps as writeFileIn; the copy itself
+ * streams (or clones, where the filesystem can), whatever the size.
+ */
+export async function copyFileIn(dir: DirHandle, name: string, src: string, mode: number, owner?: Owner): Promise<void> {
+  const tmp = confinedTempName();
+  try {
+    // COPYFILE_EXCL creates with O_CREAT|O_EXCL, which refuses anything already at the name, a link included.
+    await copyFile(src, dir.entry(tmp), constants.COPYFILE_EXCL);
+    const fd = openSync(dir.entry(tmp), constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+      fchmodSync(fd, mode);
+      dir.sync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    try {
+      unlinkSync(dir.entry(tmp));
+    } catch {
+      // nothing was created
+    }
+    throw ioError(`copy into ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** The parent directory and last component of a path inside a tree ("/etc/x" or "etc/x"). */
+export function splitPath(path: string): { parent: string; name: string } {
+  const comps = componentsOf(path);
+  const name = comps.pop();
+  if (name === undefined) throw new SysprimeError('REFUSED', 'the root directory itself cannot be replaced');
+  return { parent: '/' + comps.join('/'), name };
+}
+
+/** Replace the file at `path` inside the tree at `root`, creating missing parents (0755) when asked. */
+export function writeFileAt(root: string, path: string, content: Buffer | string, meta: { mode: number; owner?: Owner; createParents?: boolean }): void {
+  const { parent, name } = splitPath(path);
+  const done = withDirIn(root, parent, { create: meta.createParents === true }, (dir) => {
+    writeFileIn(dir, name, typeof content === 'string' ? Buffer.from(content, 'utf8') : content, meta.mode, meta.owner);
+    return true;
+  });
+  if (done === undefined) throw ioError(`write ${displayPath(path)} in ${root}`, new Error(`${displayPath(parent)} is missing`));
+}
+
+/** The content of the regular file at `path` inside the tree at `root`; undefined when absent, a link or not a file. */
+export function readFileAt(root: string, path: string): Buffer | undefined {
+  const { parent, name } = splitPath(path);
+  return withDirIn(root, parent, { create: false }, (dir) => readFileIn(dir, name));
 }
