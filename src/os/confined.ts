@@ -474,3 +474,32 @@ export function readFileAt(root: string, path: string): Buffer | undefined {
   const { parent, name } = splitPath(path);
   return withDirIn(root, parent, { create: false }, (dir) => readFileIn(dir, name));
 }
+
+/**
+ * Run `fn` with a path naming the regular file at `path` inside the tree at
+ * `root` as it is opened now (a /proc/self/fd path: whatever replaces the
+ * name meanwhile, `fn` reads this file) and its size. Undefined when it is
+ * absent, a link, not a regular file, or below a link.
+ */
+export async function withFileAt<T>(root: string, path: string, fn: (procPath: string, size: number) => Promise<T>): Promise<T | undefined> {
+  const { parent, name } = splitPath(path);
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = r.openDir(componentsOf(parent));
+    if (!isHandle(dir)) return undefined;
+    let fd: number | undefined;
+    try {
+      fd = openFileIn(dir, name);
+    } finally {
+      dir.close();
+    }
+    if (fd === undefined) return undefined;
+    try {
+      return await fn(`/proc/self/fd/${fd}`, fstatSync(fd).size);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    r.close();
+  }
+}
