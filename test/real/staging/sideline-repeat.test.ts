@@ -64,19 +64,33 @@ for (const kind of KINDS) {
       rmSync(dir, { recursive: true, force: true });
     });
 
+    let second = '';
     test("the second update's version is saved beside the admin's, not the first one's left over", async () => {
       const first = await stage('base');
       await inEnv(first, (root) => {
         assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'admin-host\n');
         assert.equal(readFileSync(join(root, 'etc/hostname.sysprime-new'), 'utf8'), 'update-host-2\n');
       });
-      const second = await stage(first);
+      second = await stage(first);
       await inEnv(second, (root) => {
         assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'admin-host\n', "the admin's version stays");
         assert.equal(readFileSync(join(root, 'etc/hostname.sysprime-new'), 'utf8'), 'update-host-3\n', "this update's version beside it");
         const reports = readdirSync(join(root, 'var/lib/sysprime/reintegration'));
         const text = readFileSync(join(root, 'var/lib/sysprime/reintegration', reports.sort().at(-1)!), 'utf8');
         assert.match(text, /\/etc\/hostname\.sysprime-new\n.*not carried over/);
+      });
+    });
+
+    test("one the admin edited is the admin's: carried over, and the next update's version goes to the next free name", async () => {
+      await inEnv(second, (root) => writeFileSync(join(root, 'etc/hostname.sysprime-new'), 'merged by hand\n'));
+      const third = await stage(second);
+      await inEnv(third, (root) => {
+        assert.equal(readFileSync(join(root, 'etc/hostname'), 'utf8'), 'admin-host\n');
+        assert.equal(readFileSync(join(root, 'etc/hostname.sysprime-new'), 'utf8'), 'merged by hand\n', "the admin's edit is kept");
+        assert.equal(readFileSync(join(root, 'etc/hostname.sysprime-new.1'), 'utf8'), 'update-host-4\n', "this update's version beside it");
+        const reports = readdirSync(join(root, 'var/lib/sysprime/reintegration'));
+        const text = readFileSync(join(root, 'var/lib/sysprime/reintegration', reports.sort().at(-1)!), 'utf8');
+        assert.match(text, /update's version: \/etc\/hostname\.sysprime-new\.1/);
       });
     });
   });
