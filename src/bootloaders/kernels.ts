@@ -4,9 +4,10 @@
  * than `6.1.0-9`, and `6.2~rc1` older than `6.2`), with the initramfs of the
  * same version when there is one.
  */
-import { lstatSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { errnoOf } from '../errors.js';
+import { isSysprimeError } from '../errors.js';
+import { lstatIn, withDirIn } from '../os/confined.js';
 import type { KernelPair } from './types.js';
 
 function order(c: string | undefined): number {
@@ -84,32 +85,29 @@ export function pickNewestKernel(files: readonly string[]): { version: string; k
 
 /**
  * The newest kernel of the tree at `tree`, or null when its `/boot` has none.
- * Only regular files count: a symlink inside an environment may point at an
- * absolute path that would resolve on the running system instead.
+ * The tree is an environment, read through the confined reader: a `/boot`
+ * that is a link, and kernels that are links, do not count, since an
+ * absolute target resolves on the running system instead.
  */
 export function findKernel(tree: string): KernelPair | null {
-  const boot = join(tree, 'boot');
   let names: string[];
   try {
-    names = readdirSync(boot);
+    names =
+      withDirIn(tree, '/boot', { create: false }, (dir) => readdirSync(dir.self).filter((n) => lstatIn(dir, n)?.isFile() === true)) ?? [];
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT' || errnoOf(err) === 'ENOTDIR') return null;
+    // No tree there, or a /boot that is a link or not a directory: no kernel to boot from it.
+    if (isSysprimeError(err, 'REFUSED') || isSysprimeError(err, 'NOT_FOUND')) return null;
     throw err;
   }
-  const regular = names.filter((n) => {
-    try {
-      return lstatSync(join(boot, n)).isFile();
-    } catch {
-      return false;
-    }
-  });
-  const picked = pickNewestKernel(regular);
+  const picked = pickNewestKernel(names);
   if (!picked) return null;
+  const boot = join(tree, 'boot');
   return {
     version: picked.version,
     kernel: join(boot, picked.kernel),
     initrd: picked.initrd === null ? null : join(boot, picked.initrd),
     kernelInTree: `/boot/${picked.kernel}`,
     initrdInTree: picked.initrd === null ? null : `/boot/${picked.initrd}`,
+    tree,
   };
 }

@@ -37,6 +37,12 @@ export interface KernelPair {
   /** The same, relative to the environment's root: `/boot/vmlinuz-<version>`. */
   kernelInTree: string;
   initrdInTree: string | null;
+  /**
+   * The readable tree the paths are in, when they were found in one: the
+   * files are then read through the confined reader (src/os/confined.ts),
+   * never through a link the environment holds.
+   */
+  tree?: string;
 }
 
 /** The bootloader-neutral entry the core computes for one environment. */

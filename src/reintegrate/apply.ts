@@ -1,7 +1,7 @@
 /**
  * Applying a reintegration plan to the target tree (the new environment,
  * a clone of theirs). Every path is resolved below its root without ever
- * following a link (safe-fs.ts); every write goes to a temporary name with
+ * following a link (src/os/confined.ts); every write goes to a temporary name with
  * all its attributes set, then is renamed over (objects.ts). Each action
  * first compares what is there with what should be, so applying the same
  * plan twice changes nothing the second time.
@@ -20,9 +20,9 @@ import { mergeText } from './merge.js';
 import { NotEmptyError, place, readObject, readObjectIn, removeEntry, moveAside, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
-import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from './safe-fs.js';
-import { readAhead, XattrCache } from './xattr-cache.js';
-import { isAclName, type Xattrs } from './xattrs.js';
+import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from '../os/confined.js';
+import { readAhead, XattrCache } from '../os/xattr-cache.js';
+import { isAclName, type Xattrs } from '../os/xattrs.js';
 
 export interface ApplyOptions {
   /** Sys_N, the pristine tree of the old generation (merge bases). */
@@ -48,6 +48,8 @@ interface Roots {
   theirs: ConfinedRoot | undefined;
   target: ConfinedRoot;
   hash: ReintegrationPlan['hash'];
+  /** Paths the plan writes the admin's object to: a `.sysprime-new` for the update's version never takes one of them. */
+  planned: ReadonlySet<string>;
   /** Admin files with several links: ours dev:ino → the first target path written for it. */
   links: Map<string, string>;
 }
@@ -209,7 +211,7 @@ async function putOurs(r: Roots, a: PlanAction, src: FsObject, meta: MetaPlan, i
       }
     }
     try {
-      return await placeOrSideline(dir, name, want, a.path, item);
+      return await placeOrSideline(r, dir, name, want, a.path, item);
     } finally {
       linkDir?.close();
       if (src.type === 'F' && src.st.nlink > 1 && !r.links.has(key)) r.links.set(key, a.path);
@@ -220,12 +222,12 @@ async function putOurs(r: Roots, a: PlanAction, src: FsObject, meta: MetaPlan, i
 }
 
 /** place(), moving a non-empty directory in the way aside as `.sysprime-new` (it holds entries outside the plan). */
-async function placeOrSideline(dir: DirHandle, name: string, want: Desired, path: string, item: ReportItem): Promise<boolean> {
+async function placeOrSideline(r: Roots, dir: DirHandle, name: string, want: Desired, path: string, item: ReportItem): Promise<boolean> {
   try {
     return await place(dir, name, want);
   } catch (err) {
     if (!(err instanceof NotEmptyError)) throw err;
-    const aside = freeSidelineName(dir, name);
+    const aside = freeSidelineName(r, path, dir, name);
     moveAside(dir, name, aside);
     item.outcome = 'conflict';
     item.admin = path;
@@ -240,9 +242,20 @@ function parentPath(path: string, name: string): string {
   return (p === '/' ? '' : p) + '/' + name;
 }
 
+/**
+ * The first `.sysprime-new` name beside `path` that the plan does not also
+ * write the admin's object to (the admin may have kept, and edited, one an
+ * earlier run saved): the update's version must not be replaced by it.
+ */
+function unplannedSideline(r: Roots, path: string, name: string, from = 0): number {
+  let n = from;
+  while (r.planned.has(parentPath(path, sidelineName(name, n)))) n++;
+  return n;
+}
+
 /** A `.sysprime-new` name a rename can use: free, or a non-directory it may replace. */
-function freeSidelineName(dir: DirHandle, name: string, movingDir = true): string {
-  for (let n = 0; ; n++) {
+function freeSidelineName(r: Roots, path: string, dir: DirHandle, name: string, movingDir = true): string {
+  for (let n = unplannedSideline(r, path, name); ; n = unplannedSideline(r, path, name, n + 1)) {
     const candidate = sidelineName(name, n);
     const st = lstatIn(dir, candidate);
     if (st === undefined || (!movingDir && !st.isDirectory())) return candidate;
@@ -268,14 +281,14 @@ async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: Re
     if (cur !== 'absent' && !sameObject(cur, ours)) {
       const isTheirs = theirs !== undefined ? sameObject(cur, theirs) : matchesEntry(cur, a.theirs, r.hash);
       if (isTheirs || cur.type === 'D') {
-        aside = freeSidelineName(dir, name, cur.type === 'D');
+        aside = freeSidelineName(r, a.path, dir, name, cur.type === 'D');
         moveAside(dir, name, aside);
         changed = true;
       }
     }
     if (aside === undefined) {
       // The update's version may already be beside it from an earlier run.
-      const existing = sidelineName(name);
+      const existing = sidelineName(name, unplannedSideline(r, a.path, name));
       const st = lstatIn(dir, existing);
       if (theirs !== undefined && theirs.type !== 'D' && theirs.type !== 'S') {
         const tw = desiredFrom(theirs, { mode: theirs.st.mode & PERMS, uid: theirs.st.uid, gid: theirs.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), theirs.xattrs, true);
@@ -283,7 +296,7 @@ async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: Re
         aside = existing;
       } else if (st !== undefined) aside = existing;
     }
-    changed = (await placeOrSideline(dir, name, want, a.path, item)) || changed;
+    changed = (await placeOrSideline(r, dir, name, want, a.path, item)) || changed;
     item.admin = a.path;
     if (aside !== undefined) item.update = parentPath(a.path, aside);
     return changed;
@@ -438,7 +451,7 @@ async function applyRestore(r: Roots, a: PlanAction, item: ReportItem): Promise<
   const { dir, name } = await targetParent(r, a.path, touched);
   try {
     const want = desiredFrom(t, { mode: t.st.mode & PERMS, uid: t.st.uid, gid: t.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), t.xattrs, true);
-    const changed = await placeOrSideline(dir, name, want, a.path, item);
+    const changed = await placeOrSideline(r, dir, name, want, a.path, item);
     if (item.outcome !== 'conflict') item.outcome = changed ? 'applied' : 'unchanged';
   } finally {
     dir.close();
@@ -500,6 +513,7 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
       theirs: opts.theirsRoot === undefined ? undefined : open(opts.theirsRoot),
       target: open(opts.targetRoot),
       hash: plan.hash,
+      planned: new Set(plan.actions.filter((a) => a.ours !== undefined && a.action !== 'skip' && a.action !== 'delete').map((a) => a.path)),
       links: new Map(),
     };
     removeLeftoverTemps(r.target, plan);

@@ -31,8 +31,8 @@ import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
 import { faultPoint } from '../state/journal.js';
-import { ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from './safe-fs.js';
-import { readXattrsOf, writeXattrs, xattrsEqual, type Xattrs } from './xattrs.js';
+import { ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
+import { readXattrsOf, writeXattrs, xattrsEqual, type Xattrs } from '../os/xattrs.js';
 
 export function typeOfStats(st: Stats): EntryType {
   if (st.isFile()) return 'F';

@@ -51,6 +51,7 @@ export type Reason =
   | 'both-added-differ'
   | 'type-conflict'
   | 'inside-sidelined'
+  | 'sysprime-sidelined'
   | 'socket'
   | 'admin-reverted';
 
@@ -300,6 +301,12 @@ function flagsFor(rules: Rules | undefined, path: string, type: EntryType): numb
   return f === 0 ? undefined : f | ATTR.type;
 }
 
+/** The path a `.sysprime-new` (or `.sysprime-new.<n>`) name was saved beside, or undefined for any other name. */
+export function sidelinedPath(path: string): string | undefined {
+  const m = /^(.+[^/])\.sysprime-new(?:\.[1-9][0-9]*)?$/.exec(path);
+  return m === null ? undefined : m[1];
+}
+
 export function comparePaths(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
@@ -395,6 +402,26 @@ export function planReintegration(input: PlanInput): ReintegrationPlan {
       const shown = survivors.slice(0, 3).join(', ') + (survivors.length > 3 ? ', ...' : '');
       Object.assign(a, { action: 'keep', reason: 'directory-kept', detail: `deleted by the admin, but it still holds entries the admin did not delete (${shown}): kept for them`, notice: true });
     }
+  }
+
+  // The update's version an earlier staging saved beside a conflict is in
+  // ours and not in base: it looks admin-added, but it is sysprime's own
+  // while it still holds what that update shipped at the path (base's
+  // object there). Carried over, it would replace what this run saves there
+  // for the new update's version.
+  for (const a of [...actions.values()]) {
+    if (a.reason !== 'admin-added' || a.ours === undefined || a.ours.type === 'D') continue;
+    const main = sidelinedPath(a.path);
+    const b = main === undefined ? undefined : B.get(main);
+    if (b === undefined || !contentEq(b, a.ours, DEFAULT_FLAGS)) continue;
+    const skipped: PlanAction = {
+      ...a,
+      action: 'skip',
+      reason: 'sysprime-sidelined',
+      detail: `the update's version an earlier run saved beside ${main!}, unchanged since: sysprime's, not the admin's, so not carried over`,
+    };
+    delete skipped.meta;
+    actions.set(a.path, skipped);
   }
 
   // The update's directory saved beside a conflict keeps its contents as the update left them.

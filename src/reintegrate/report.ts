@@ -4,11 +4,9 @@
  * state database and as text for people, written into the new environment
  * under /var/lib/sysprime/reintegration/.
  */
-import { closeSync, constants, fsyncSync, mkdirSync, openSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import { displayPath, printable } from '../bart/types.js';
-import { errnoOf } from '../errors.js';
 import type { ActionKind, Reason } from './plan.js';
-import { ConfinedRoot, ioError, isHandle, type DirHandle } from './safe-fs.js';
+import { withDirIn, writeFileIn } from '../os/confined.js';
 
 export type Outcome = 'applied' | 'merged' | 'conflict' | 'skipped' | 'unchanged' | 'failed';
 
@@ -39,6 +37,8 @@ export interface ReintegrationReport {
   targetRoot: string;
   items: ReportItem[];
   counts: Record<Outcome, number>;
+  /** What the admin must know that is not one path's outcome (a masked first-boot unit). */
+  warnings?: string[];
 }
 
 export function countOutcomes(items: readonly ReportItem[]): Record<Outcome, number> {
@@ -68,6 +68,10 @@ export function renderReport(r: ReintegrationReport): string {
   lines.push(`started:  ${r.startedAt}`);
   lines.push(`finished: ${r.finishedAt}`);
   lines.push(OUTCOMES.map((o) => `${o} ${r.counts[o]}`).join(', '));
+  if (r.warnings !== undefined && r.warnings.length > 0) {
+    lines.push('', 'Warnings:');
+    for (const w of r.warnings) lines.push(`  ${w}`);
+  }
   for (const o of OUTCOMES) {
     const items = r.items.filter((i) => i.outcome === o);
     if (items.length === 0) continue;
@@ -97,56 +101,7 @@ function stamp(iso: string): string {
  * the target.
  */
 export function writeReport(targetRoot: string, report: ReintegrationReport): string {
-  const root = ConfinedRoot.open(targetRoot);
-  try {
-    const comps = REPORT_DIR.split('/').filter((c) => c !== '');
-    const dir = ensureDirectories(root, comps);
-    try {
-      const name = `${stamp(report.finishedAt)}.txt`;
-      writeAtomic(dir, name, Buffer.from(renderReport(report), 'latin1'), 0o644);
-      return `${REPORT_DIR}/${name}`;
-    } finally {
-      dir.close();
-    }
-  } finally {
-    root.close();
-  }
-}
-
-/** mkdir -p below a confined root; refuses a component that is a link or not a directory. */
-export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
-  for (let i = 0; i <= comps.length; i++) {
-    const d = root.openDir(comps.slice(0, i));
-    if (isHandle(d)) {
-      if (i === comps.length) return d;
-      try {
-        mkdirSync(d.entry(comps[i]!), mode);
-      } catch (err) {
-        if (errnoOf(err) !== 'EEXIST') throw ioError(`mkdir ${displayPath('/' + comps.slice(0, i + 1).join('/'))} in ${root.root}`, err);
-      } finally {
-        d.close();
-      }
-      continue;
-    }
-    throw ioError(`open ${displayPath('/' + comps.slice(0, i).join('/'))} in ${root.root}`, new Error(d === undefined ? 'missing' : 'not a directory (or a symbolic link, which is not followed)'));
-  }
-  throw new Error('unreachable');
-}
-
-/** Write a new file beside its final name, fsync it, rename it over, fsync the directory. */
-export function writeAtomic(dir: DirHandle, name: string, content: Buffer, mode: number): void {
-  const tmp = `.sysprime-tmp-${process.pid}-${Date.now().toString(36)}`;
-  const fd = openSync(dir.entry(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
-  try {
-    let off = 0;
-    while (off < content.length) off += writeSync(fd, content, off, content.length - off);
-    fsyncSync(fd);
-  } catch (err) {
-    closeSync(fd);
-    unlinkSync(dir.entry(tmp));
-    throw err;
-  }
-  closeSync(fd);
-  renameSync(dir.entry(tmp), dir.entry(name));
-  fsyncSync(dir.fd);
+  const name = `${stamp(report.finishedAt)}.txt`;
+  withDirIn(targetRoot, REPORT_DIR, { create: true }, (dir) => writeFileIn(dir, name, Buffer.from(renderReport(report), 'latin1'), 0o644));
+  return `${REPORT_DIR}/${name}`;
 }

@@ -8,8 +8,8 @@
  * that moment is kept; at the new environment's first boot only what
  * changed on the old environment since then is replayed.
  */
-import { readFileSync, writeFileSync, mkdirSync, rmSync, symlinkSync, renameSync, copyFileSync, existsSync, lstatSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, OpenTree } from '../backends/types.js';
@@ -25,6 +25,8 @@ import { planReintegration, type ReintegrationPlan } from './plan.js';
 import { planSinceStaging } from './since-staging.js';
 import { applyPlan } from './apply.js';
 import { writeReport, type ReintegrationReport } from './report.js';
+import { lstatIn, readFileIn, readlinkIn, symlinkIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
+import { displayPath } from '../bart/types.js';
 
 export const FIRST_BOOT_NOTE = '/var/lib/sysprime/first-boot.json';
 export const FIRST_BOOT_UNIT = 'sysprime-reintegrate.service';
@@ -148,6 +150,11 @@ async function reintegrate(
   } finally {
     await closeSides(s);
   }
+  if (report.kind === 'staging') {
+    // The first-boot step will not install through the admin's link at the unit's name; the report says so beside what was carried.
+    const blocked = firstBootBlocker(target, sides.from);
+    if (blocked !== undefined) done = { ...done, warnings: [...(done.warnings ?? []), blocked] };
+  }
   const reportFile = writeReport(target, done);
   keepReport(ctx, report.kind, report.environment, done);
   return { report: done, reportFile };
@@ -173,51 +180,81 @@ export function stagedOursSubject(name: string): string {
   return `staged-ours:${name}`;
 }
 
-/** Write the first-boot note and enable the unit inside the new environment. */
-export function installFirstBoot(target: string, note: FirstBootNote): void {
-  refuseLinks(target, ['var', 'lib', 'sysprime']);
-  refuseLinks(target, ['etc', 'systemd', 'system', 'sysinit.target.wants']);
-  const notePath = join(target, FIRST_BOOT_NOTE);
-  mkdirSync(dirname(notePath), { recursive: true, mode: 0o755 });
-  writeFileSync(`${notePath}.tmp`, JSON.stringify(note, null, 2) + '\n', { mode: 0o644 });
-  renameSync(`${notePath}.tmp`, notePath);
-  const unitDir = join(target, 'etc/systemd/system');
-  mkdirSync(join(unitDir, 'sysinit.target.wants'), { recursive: true, mode: 0o755 });
-  copyFileSync(UNIT_SOURCE, join(unitDir, FIRST_BOOT_UNIT));
-  const wants = join(unitDir, 'sysinit.target.wants', FIRST_BOOT_UNIT);
-  rmSync(wants, { force: true });
-  symlinkSync(`/etc/systemd/system/${FIRST_BOOT_UNIT}`, wants);
+const UNIT_DIR = '/etc/systemd/system';
+const WANTS_DIR = `${UNIT_DIR}/sysinit.target.wants`;
+const NOTE_DIR = dirname(FIRST_BOOT_NOTE);
+const FAILED_NOTE = 'first-boot.failed.json';
+
+/**
+ * Why the first-boot unit cannot be installed in the tree at `target`, or
+ * undefined when it can. A link at the unit's name is the admin's (drift
+ * carried it over): a link to /dev/null is `systemctl mask`, anything else
+ * points where sysprime does not write. Either way it stays as it is.
+ */
+export function firstBootBlocker(target: string, from: string): string | undefined {
+  return withDirIn(target, UNIT_DIR, { create: false }, (dir) => {
+    if (lstatIn(dir, FIRST_BOOT_UNIT)?.isSymbolicLink() !== true) return undefined;
+    const dest = readlinkIn(dir, FIRST_BOOT_UNIT);
+    const consequence = `the first boot will not carry over what changes on "${from}" after staging; run \`sysprime reintegrate --from ${from}\` after booting it, or unmask the unit before the next staging`;
+    if (dest === '/dev/null') return `${UNIT_DIR}/${FIRST_BOOT_UNIT} is masked (a link to /dev/null), so sysprime installed no first-boot note: ${consequence}`;
+    return `${UNIT_DIR}/${FIRST_BOOT_UNIT} is a symbolic link to ${displayPath(dest)}, which sysprime does not write through, so it installed no first-boot note: ${consequence}`;
+  });
 }
 
-/** Remove the note and the unit from an environment (the first boot is done). */
+/**
+ * Write the first-boot note and enable the unit inside the new environment,
+ * every write confined to it (src/os/confined.ts). When a link the admin
+ * made holds the unit's name (a masked unit) nothing is installed: returns
+ * why, which is also logged as a warning.
+ */
+export function installFirstBoot(target: string, note: FirstBootNote): { installed: true } | { installed: false; why: string } {
+  const why = firstBootBlocker(target, note.from);
+  if (why !== undefined) {
+    log.warn(why);
+    return { installed: false, why };
+  }
+  withDirIn(target, NOTE_DIR, { create: true }, (dir) => writeFileIn(dir, basename(FIRST_BOOT_NOTE), Buffer.from(JSON.stringify(note, null, 2) + '\n'), 0o644));
+  // The unit is sysprime's own file from its package, not from any environment.
+  const unit = readFileSync(UNIT_SOURCE);
+  withDirIn(target, UNIT_DIR, { create: true }, (dir) => writeFileIn(dir, FIRST_BOOT_UNIT, unit, 0o644));
+  withDirIn(target, WANTS_DIR, { create: true }, (dir) => symlinkIn(dir, FIRST_BOOT_UNIT, `${UNIT_DIR}/${FIRST_BOOT_UNIT}`));
+  return { installed: true };
+}
+
+/**
+ * Remove the note and the unit from an environment (the first boot is
+ * done). A link at the unit's name is the admin's (a mask) and stays.
+ */
 export function removeFirstBoot(target: string, outcome: 'done' | 'failed', detail: unknown): void {
-  const notePath = join(target, FIRST_BOOT_NOTE);
-  if (outcome === 'failed') {
+  withDirIn(target, NOTE_DIR, { create: outcome === 'failed' }, (dir) => {
     // Keep what happened for the admin; the unit's condition no longer holds, so it does not loop.
-    writeFileSync(join(target, '/var/lib/sysprime/first-boot.failed.json'), JSON.stringify(detail, null, 2) + '\n');
-  }
-  rmSync(notePath, { force: true });
-  rmSync(join(target, 'etc/systemd/system/sysinit.target.wants', FIRST_BOOT_UNIT), { force: true });
-  rmSync(join(target, 'etc/systemd/system', FIRST_BOOT_UNIT), { force: true });
+    if (outcome === 'failed') writeFileIn(dir, FAILED_NOTE, Buffer.from(JSON.stringify(detail, null, 2) + '\n'), 0o644);
+    unlinkIn(dir, basename(FIRST_BOOT_NOTE));
+  });
+  withDirIn(target, WANTS_DIR, { create: false }, (dir) => {
+    if (lstatIn(dir, FIRST_BOOT_UNIT)?.isSymbolicLink() === true) unlinkIn(dir, FIRST_BOOT_UNIT);
+  });
+  withDirIn(target, UNIT_DIR, { create: false }, (dir) => {
+    if (lstatIn(dir, FIRST_BOOT_UNIT)?.isFile() === true) unlinkIn(dir, FIRST_BOOT_UNIT);
+  });
 }
 
-function refuseLinks(root: string, comps: readonly string[]): void {
-  let p = root;
-  for (const c of comps) {
-    p = join(p, c);
-    if (!existsSync(p)) return;
-    if (lstatSync(p).isSymbolicLink()) throw new SysprimeError('REFUSED', `${p} is a symbolic link; sysprime will not write through it`);
-  }
-}
-
+/** The note staging left in the tree at `target`, or null; never read through a link. */
 export function readFirstBootNote(target: string): FirstBootNote | null {
+  const unreadable = (why: string) => new SysprimeError('STATE', `${FIRST_BOOT_NOTE} is unreadable: ${why}`);
+  const text = withDirIn(target, NOTE_DIR, { create: false }, (dir) => {
+    const st = lstatIn(dir, basename(FIRST_BOOT_NOTE));
+    if (st === undefined) return undefined;
+    if (!st.isFile()) throw unreadable('it is not a regular file (a symbolic link is not followed)');
+    return readFileIn(dir, basename(FIRST_BOOT_NOTE))?.toString('utf8');
+  });
+  if (text === undefined) return null;
   try {
-    const note = JSON.parse(readFileSync(join(target, FIRST_BOOT_NOTE), 'utf8')) as FirstBootNote;
+    const note = JSON.parse(text) as FirstBootNote;
     if (note.version !== 1) throw new Error(`unknown version ${String(note.version)}`);
     return note;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw new SysprimeError('STATE', `${FIRST_BOOT_NOTE} is unreadable: ${(err as Error).message}`);
+    throw unreadable((err as Error).message);
   }
 }
 

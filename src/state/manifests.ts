@@ -6,11 +6,12 @@
  * read-only tree is walked once; for a live tree it seeds the incremental
  * walk (unchanged inode, size, mtime and ctime means unchanged content).
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync, openSync, fsyncSync, closeSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest } from '../bart/index.js';
 import { log } from '../log.js';
+import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
 
 function fileFor(dir: string, subject: string): string {
@@ -18,12 +19,7 @@ function fileFor(dir: string, subject: string): string {
 }
 
 function writeAtomic(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { encoding: 'latin1', mode: 0o600 });
-  const fd = openSync(tmp, 'r');
-  fsyncSync(fd);
-  closeSync(fd);
-  renameSync(tmp, path);
+  replaceFile(path, Buffer.from(data, 'latin1'), { mode: 0o600 });
 }
 
 export function saveManifest(db: Db, stateDir: string, subject: string, identity: string, m: Manifest): void {

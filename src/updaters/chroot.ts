@@ -8,14 +8,15 @@
  * read-only, and the root is bind-mounted onto itself and made private first
  * so that nothing mounted below it propagates anywhere.
  */
-import { chmod, copyFile, lstat, mkdir, readFile, readdir, readlink, realpath, rename, rm, rmdir, unlink, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, realpath, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { run, type RunResult } from '../process/run.js';
 import { stopProcessesIn } from '../process/reap.js';
 import { isSelfBind, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountEntry } from './mountinfo.js';
-import { safeInside } from './rootpath.js';
+import { joinInside, safeInside } from './rootpath.js';
+import { lstatIn, readFileIn, renameIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
 
 export interface ChrootOptions {
   /** Copy the host's /etc/resolv.conf in for the duration (restored afterwards). */
@@ -122,44 +123,53 @@ async function umountWithRetries(target: string): Promise<void> {
   await run('umount', ['--lazy', target], { allowFailure: true, timeout: 60_000 });
 }
 
-/** Puts our file in place of the tree's, keeping the tree's beside it to restore. */
+/** The directory of `rel` below root and its last component, for the confined writer. */
+function parentAndName(rel: string): { parent: string; name: string } {
+  joinInside('/', rel);
+  const at = rel.lastIndexOf('/');
+  return { parent: at < 0 ? '/' : `/${rel.slice(0, at)}`, name: rel.slice(at + 1) };
+}
+
+/**
+ * Puts our file in place of the tree's, keeping the tree's beside it to
+ * restore. Every step goes through the confined writer: what runs in the
+ * chroot can replace a directory with a link before the restore, and the
+ * restore must not follow it to the host.
+ */
 async function substitute(root: string, rel: string, content: string | { copyFrom: string }, mode: number): Promise<() => Promise<void>> {
-  const path = await safeInside(root, rel);
-  const saved = path + SAVED_SUFFIX;
-  let hadOwn = false;
-  try {
-    await lstat(path);
-    hadOwn = true;
-  } catch (err) {
-    if (errnoOf(err) !== 'ENOENT') throw err;
-  }
-  if (hadOwn) await rename(path, saved);
-  try {
-    if (typeof content === 'string') await writeFile(path, content, { mode });
-    else await copyFile(content.copyFrom, path);
-    await chmod(path, mode);
-  } catch (err) {
-    if (hadOwn) await rename(saved, path);
-    throw err;
-  }
+  const { parent, name } = parentAndName(rel);
+  // The host's own file (its resolver), read as the host sees it.
+  const data = typeof content === 'string' ? Buffer.from(content) : await readFile(content.copyFrom);
+  const hadOwn = withDirIn(root, parent, { create: false }, (dir) => {
+    const own = lstatIn(dir, name) !== undefined;
+    if (own) renameIn(dir, name, name + SAVED_SUFFIX);
+    try {
+      writeFileIn(dir, name, data, mode);
+    } catch (err) {
+      if (own) renameIn(dir, name + SAVED_SUFFIX, name);
+      throw err;
+    }
+    return own;
+  });
+  if (hadOwn === undefined) throw new SysprimeError('REFUSED', `${parent} is missing in ${root}, so ${rel} cannot be put in place`);
   return async () => {
-    await rm(path, { force: true });
-    if (hadOwn) await rename(saved, path);
+    withDirIn(root, parent, { create: false }, (dir) => {
+      unlinkIn(dir, name);
+      if (hadOwn) renameIn(dir, name + SAVED_SUFFIX, name);
+    });
   };
 }
 
 /** Puts back a file a crashed session left substituted. */
 async function restoreSaved(root: string, rel: string, done: string[]): Promise<void> {
-  const path = await safeInside(root, rel);
-  const saved = path + SAVED_SUFFIX;
-  try {
-    await lstat(saved);
-  } catch {
-    return;
-  }
-  await rm(path, { force: true });
-  await rename(saved, path);
-  done.push(`restored ${path}`);
+  const { parent, name } = parentAndName(rel);
+  const restored = withDirIn(root, parent, { create: false }, (dir) => {
+    if (lstatIn(dir, name + SAVED_SUFFIX) === undefined) return false;
+    unlinkIn(dir, name);
+    renameIn(dir, name + SAVED_SUFFIX, name);
+    return true;
+  });
+  if (restored === true) done.push(`restored ${join(root, rel)}`);
 }
 
 async function verifyNothingLeft(root: string, baseline: ReadonlySet<number>): Promise<void> {
@@ -278,11 +288,12 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
     await umountWithRetries(root);
     done.push(`unmounted the self-bind of ${root}`);
   }
-  const policy = await safeInside(root, POLICY_RC_D);
-  if ((await readFile(policy, 'utf8').catch(() => '')) === POLICY_SCRIPT) {
-    await unlink(policy);
-    done.push(`removed ${policy}`);
-  }
+  const policy = parentAndName(POLICY_RC_D);
+  const removedPolicy = withDirIn(root, policy.parent, { create: false }, (dir) => {
+    if (readFileIn(dir, policy.name)?.toString('utf8') !== POLICY_SCRIPT) return false;
+    return unlinkIn(dir, policy.name);
+  });
+  if (removedPolicy === true) done.push(`removed ${join(root, POLICY_RC_D)}`);
   await restoreSaved(root, POLICY_RC_D, done);
   await restoreSaved(root, RESOLV_CONF, done);
   return done;

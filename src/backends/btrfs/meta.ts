@@ -8,9 +8,9 @@
  * directory), so a crash leaves the old file or the new one, never half of
  * one; the temporary files a crash can leave are removed by recover().
  */
-import { randomBytes } from 'node:crypto';
-import { open, readFile, readdir, rename, rm, mkdir } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
+import { readFile, readdir, rm, mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import { fsyncPath, isDurableTemp, replaceFile } from '../../os/durable.js';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { ENV_META_DIR, PRISTINE_META_DIR } from './layout.js';
 
@@ -27,7 +27,8 @@ export interface PristineMeta {
   source: string;
 }
 
-const TEMP_RE = /^\..+\.tmp-\d+-[0-9a-f]+$/;
+/** Temporary names of versions before the durable writer; its own are found by isDurableTemp(). */
+const OLD_TEMP_RE = /^\..+\.tmp-\d+-[0-9a-f]+$/;
 
 export function envMetaFile(top: string, name: string): string {
   return join(top, ENV_META_DIR, `${name}.json`);
@@ -42,30 +43,10 @@ export async function ensureMetaDirs(top: string): Promise<void> {
   await mkdir(join(top, PRISTINE_META_DIR), { recursive: true });
 }
 
-async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r');
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
 export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
-  const dir = dirname(path);
-  const tmp = join(dir, `.${basename(path)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
   try {
-    const fh = await open(tmp, 'wx', 0o644);
-    try {
-      await fh.writeFile(`${JSON.stringify(value, null, 2)}\n`);
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, path);
-    await fsyncDir(dir);
+    replaceFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o644 });
   } catch (err) {
-    await rm(tmp, { force: true });
     throw new SysprimeError('IO', `cannot write sysprime metadata ${path}: ${(err as Error).message}`, { cause: err });
   }
 }
@@ -132,7 +113,11 @@ export async function writePristineMeta(top: string, base: string, value: Pristi
 
 export async function removeMetaFile(path: string): Promise<void> {
   await rm(path, { force: true });
-  await fsyncDir(dirname(path)).catch(() => undefined);
+  try {
+    fsyncPath(dirname(path));
+  } catch {
+    // removed either way; a crash brings back at most a file recover() reads again
+  }
 }
 
 /** Names (without `.json`) of the metadata files in one of the two directories. */
@@ -158,7 +143,7 @@ export async function removeTempFiles(top: string): Promise<string[]> {
       if (errnoOf(err) === 'ENOENT') continue;
       throw err;
     }
-    for (const n of names.filter((f) => TEMP_RE.test(f))) {
+    for (const n of names.filter((f) => OLD_TEMP_RE.test(f) || isDurableTemp(f))) {
       await rm(join(dir, n), { force: true });
       removed.push(join(dir, n));
     }

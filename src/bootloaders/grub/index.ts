@@ -13,7 +13,7 @@ import { run as defaultRun } from '../../process/run.js';
 import type { BootDrift, BootEntry, BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
 import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
-import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../durable.js';
+import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
 import { bootFaultPoint } from '../fault.js';
 import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
 

@@ -7,9 +7,11 @@
  */
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import { withFileAt } from '../../os/confined.js';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import type { BootEntry, EspUsage } from '../types.js';
-import { copyDurable, freeBytes, fsyncPath, removeStaleTemps, sameContent } from '../durable.js';
+import { copyDurable, fsyncPath, removeStaleTemps } from '../../os/durable.js';
+import { freeBytes, sameContent } from '../esp-files.js';
 import { bootFaultPoint } from '../fault.js';
 
 export const KERNEL_DIR = 'sysprime';
@@ -21,6 +23,28 @@ export interface KernelCopy {
   source: string;
   dest: string;
   size: number;
+  /** Where the source is read from: inside an environment's tree, or a plain path. */
+  from: SourceOf;
+}
+
+type SourceOf = { tree: string; inTree: string } | { path: string };
+
+/**
+ * Run `fn` on the source as it is now. A kernel inside an environment is
+ * opened through the confined reader, so a link planted there (or swapped in
+ * after the kernel was found) is never followed to a file of the running
+ * system, which would then land on the ESP.
+ */
+async function readSource<T>(name: string, from: SourceOf, fn: (path: string, size: number) => Promise<T>): Promise<T> {
+  if ('path' in from) return fn(from.path, statSync(from.path).size);
+  // Wrapped: a function that returns nothing must not read as a file that was not there.
+  const done = await withFileAt(from.tree, from.inTree, async (path, size) => ({ value: await fn(path, size) }));
+  if (done === undefined) {
+    throw new SysprimeError('REFUSED', `${from.inTree} of "${name}" is not a regular file (a link is not followed)`, {
+      hint: 'put the kernel and initramfs in the environment\'s /boot as files, then run `sysprime doctor --fix`',
+    });
+  }
+  return done.value;
 }
 
 export interface KernelPlan {
@@ -36,11 +60,14 @@ export async function planKernelCopies(esp: string, entries: readonly BootEntry[
   for (const e of entries) {
     const rel = (file: string): string => `/${KERNEL_DIR}/${e.name}/${basename(file)}`;
     paths.set(e.name, { linux: rel(e.kernel.kernel), initrd: e.kernel.initrd === null ? null : rel(e.kernel.initrd) });
-    for (const source of [e.kernel.kernel, e.kernel.initrd]) {
-      if (source === null) continue;
+    const k = e.kernel;
+    for (const [source, inTree] of [[k.kernel, k.kernelInTree], [k.initrd, k.initrdInTree]] as const) {
+      if (source === null || inTree === null) continue;
       const dest = join(esp, KERNEL_DIR, e.name, basename(source));
-      if (await sameContent(source, dest)) continue;
-      copies.push({ name: e.name, source, dest, size: statSync(source).size });
+      const from: SourceOf = k.tree !== undefined ? { tree: k.tree, inTree } : { path: source };
+      const { same, size } = await readSource(e.name, from, async (path, size) => ({ same: await sameContent(path, dest), size }));
+      if (same) continue;
+      copies.push({ name: e.name, source, dest, size, from });
     }
   }
   return { paths, copies, bytesNeeded: copies.reduce((n, c) => n + c.size, 0) };
@@ -66,7 +93,7 @@ export async function copyKernels(esp: string, plan: KernelPlan): Promise<void> 
     mkdirSync(dir, { recursive: true });
     const k = ++n;
     // Crash points (fault.ts): the copy whole under its temporary name, then renamed into place.
-    await copyDurable(c.source, c.dest, () => bootFaultPoint('systemd-boot', `copying-${k}`));
+    await readSource(c.name, c.from, (path) => copyDurable(path, c.dest, {}, () => bootFaultPoint('systemd-boot', `copying-${k}`)));
     bootFaultPoint('systemd-boot', `copied-${k}`);
     dirs.add(dir);
   }

@@ -34,7 +34,7 @@ import {
   type Rank,
   type SortableEntry,
 } from '../bls.js';
-import { fsyncPath, removeStaleTemps, renameInto, replaceFile, writeTemp } from '../durable.js';
+import { fsyncPath, removeStaleTemps, renameInto, replaceFile, writeTemp } from '../../os/durable.js';
 import { EFIVARS_DIR, readLoaderVariable } from '../efivars.js';
 import { checkSpace, copyKernels, espUsage, planKernelCopies, pruneKernels } from './esp-kernels.js';
 

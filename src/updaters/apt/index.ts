@@ -8,13 +8,14 @@
  * learnt the same way, in the clone, which staging throws away when nothing
  * changed.
  */
-import { access, readFile } from 'node:fs/promises';
+import { access } from 'node:fs/promises';
 import type { Config } from '../../config/schema.js';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError } from '../../errors.js';
 import { log } from '../../log.js';
 import type { RunResult } from '../../process/run.js';
 import { withChroot, type ChrootSession } from '../chroot.js';
-import { safeInside } from '../rootpath.js';
+import { joinInside } from '../rootpath.js';
+import { readFileAt } from '../../os/confined.js';
 import type { PackageChange, UpdateOptions, UpdateResult, Updater } from '../types.js';
 import { APT_EXTENDED_STATES, DPKG_STATUS, packageChanges, packageState, type PackageState } from './dpkg-status.js';
 import { describePlan, isEmptyPlan, parsePolicyCandidates, planSelection, splitAvailable, transactionArguments, type SelectionPlan } from './selection.js';
@@ -75,18 +76,13 @@ export function createAptUpdater(_config: Config): Updater {
 }
 
 async function readTreeFile(root: string, rel: string, required: boolean): Promise<string> {
-  try {
-    return await readFile(await safeInside(root, rel), 'utf8');
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT' && !required) return '';
-    if (errnoOf(err) === 'ENOENT') {
-      throw new SysprimeError('NOT_FOUND', `${root} has no dpkg database (${rel})`, {
-        hint: 'the apt updater needs a Debian-like tree; choose another update.method',
-        cause: err,
-      });
-    }
-    throw err;
-  }
+  // Through the confined reader: a link in the tree (at the file or above it) is not followed to the host's.
+  const bytes = readFileAt(root, joinInside('/', rel));
+  if (bytes !== undefined) return bytes.toString('utf8');
+  if (!required) return '';
+  throw new SysprimeError('NOT_FOUND', `${root} has no dpkg database (${rel}), or it is not a regular file`, {
+    hint: 'the apt updater needs a Debian-like tree; choose another update.method',
+  });
 }
 
 /** Read as files: nothing of the tree runs. */

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
-import { copyFileAtomic, tempBeside } from '../atomic.js';
+import { copyFileIn, splitPath, symlinkIn, withDirInAsync } from '../../os/confined.js';
 import { safeInside } from '../rootpath.js';
 import { objectKey, type TreeEntry } from './format.js';
 import { mkdirsInside, objectPath, type StorePaths } from './store.js';
@@ -192,14 +192,15 @@ export async function writeOutsideUsr(root: string, paths: StorePaths, entries: 
           throw new SysprimeError('REFUSED', `${dest} is a directory that is not empty; the package wants a ${e.type} there`, { cause: err });
         });
       }
-      if (e.type === 'symlink') {
-        const tmp = tempBeside(dest);
-        await symlink(e.target as string, tmp);
-        await lchown(tmp, e.uid, e.gid);
-        await rename(tmp, dest);
-      } else {
-        await copyFileAtomic(objectPath(paths, objectKey(e)), dest, e);
-      }
+      // Placed through the confined writer: a link anywhere in the tree, even one made since the checks above, is never followed.
+      const { parent, name } = splitPath(e.path);
+      const owner = { uid: e.uid, gid: e.gid };
+      const placed = await withDirInAsync(root, parent, { create: false }, async (dir) => {
+        if (e.type === 'symlink') symlinkIn(dir, name, e.target as string, owner);
+        else await copyFileIn(dir, name, objectPath(paths, objectKey(e)), e.mode, owner);
+        return true;
+      });
+      if (placed === undefined) throw new SysprimeError('REFUSED', `${parent} is missing in ${root}, so ${e.path} cannot be written`);
     }
     written.push(e.path);
   }

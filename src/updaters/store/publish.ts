@@ -5,11 +5,11 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { copyFile, lstat, mkdir, readFile, readdir, readlink, rename } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SysprimeError, errnoOf } from '../../errors.js';
-import { writeFileAtomic } from '../atomic.js';
+import { copyDurable, replaceFile } from '../../os/durable.js';
 import { formatMode, objectRelPath, parseIndex, parseManifest, STORE_FORMAT, type RepositoryIndex } from './format.js';
 import { manifestRelPath } from './repository.js';
 
@@ -37,7 +37,7 @@ async function readIndexOrEmpty(repoDir: string): Promise<RepositoryIndex> {
 }
 
 async function writeIndex(repoDir: string, index: RepositoryIndex): Promise<void> {
-  await writeFileAtomic(join(repoDir, 'index.json'), `${JSON.stringify(index, null, 2)}\n`, { mode: 0o644 });
+  replaceFile(join(repoDir, 'index.json'), `${JSON.stringify(index, null, 2)}\n`, { mode: 0o644 });
 }
 
 async function storeBytes(repoDir: string, bytes: Uint8Array): Promise<string> {
@@ -45,7 +45,7 @@ async function storeBytes(repoDir: string, bytes: Uint8Array): Promise<string> {
   const dest = join(repoDir, objectRelPath(sha));
   if (!(await lstat(dest).then(() => true, () => false))) {
     await mkdir(dirname(dest), { recursive: true });
-    await writeFileAtomic(dest, bytes, { mode: 0o644 });
+    replaceFile(dest, bytes, { mode: 0o644 });
   }
   return sha;
 }
@@ -60,9 +60,7 @@ async function storeFile(repoDir: string, from: string): Promise<{ sha: string; 
   const dest = join(repoDir, objectRelPath(sha));
   if (!(await lstat(dest).then(() => true, () => false))) {
     await mkdir(dirname(dest), { recursive: true });
-    const tmp = `${dest}.tmp-${process.pid}`;
-    await copyFile(from, tmp);
-    await rename(tmp, dest);
+    await copyDurable(from, dest);
   }
   return { sha, size };
 }
@@ -101,7 +99,7 @@ export async function publishPackageVersion(
   const sha = createHash('sha256').update(text, 'utf8').digest('hex');
   const dest = join(repoDir, manifestRelPath(sha));
   await mkdir(dirname(dest), { recursive: true });
-  await writeFileAtomic(dest, text, { mode: 0o644 });
+  replaceFile(dest, text, { mode: 0o644 });
 
   const index = await readIndexOrEmpty(repoDir);
   const pkg = index.packages[name] ?? { current: version, versions: {} };

@@ -6,12 +6,12 @@
  * It lives in the environment, so each generation's snapshot carries the
  * store its /usr was built from.
  */
-import { chmod, chown, copyFile, lstat, mkdir, readFile, readdir, rename, rm, rmdir } from 'node:fs/promises';
+import { chmod, chown, copyFile, lstat, mkdir, readdir, rename, rm, rmdir } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { dirname, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
-import { writeFileAtomic } from '../atomic.js';
+import { readFileAt, writeFileAt } from '../../os/confined.js';
 import { safeInside } from '../rootpath.js';
 import {
   emptyInstalled,
@@ -28,6 +28,8 @@ import type { Repository } from './repository.js';
 export const STORE_DIR = 'var/lib/sysprime/store';
 
 export interface StorePaths {
+  /** The tree the store is in; every write below it goes through src/os/confined.ts. */
+  root: string;
   dir: string;
   objects: string;
   manifests: string;
@@ -36,7 +38,7 @@ export interface StorePaths {
 
 export async function storePaths(root: string): Promise<StorePaths> {
   const dir = await safeInside(root, STORE_DIR);
-  return { dir, objects: join(dir, 'objects'), manifests: join(dir, 'manifests'), installed: join(dir, 'installed.json') };
+  return { root, dir, objects: join(dir, 'objects'), manifests: join(dir, 'manifests'), installed: join(dir, 'installed.json') };
 }
 
 export function objectPath(paths: StorePaths, key: string): string {
@@ -63,26 +65,17 @@ export async function mkdirsInside(root: string, rel: string): Promise<string[]>
 }
 
 export async function readInstalled(paths: StorePaths, repository: string): Promise<InstalledState> {
-  let text: string;
-  try {
-    text = await readFile(paths.installed, 'utf8');
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return emptyInstalled(repository);
-    throw err;
-  }
-  return parseInstalled(text, paths.installed);
+  const bytes = readFileAt(paths.root, `${STORE_DIR}/installed.json`);
+  if (bytes === undefined) return emptyInstalled(repository);
+  return parseInstalled(bytes.toString('utf8'), paths.installed);
 }
 
 /** A manifest kept in the store, or null if it is missing or does not match its name. */
 export async function readStoredManifest(paths: StorePaths, sha256: string, expect: { name: string; version: string }): Promise<PackageManifest | null> {
   const file = join(paths.manifests, `${sha256}.json`);
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return null;
-    throw err;
-  }
+  const bytes = readFileAt(paths.root, `${STORE_DIR}/manifests/${sha256}.json`);
+  if (bytes === undefined) return null;
+  const text = bytes.toString('utf8');
   if (createHash('sha256').update(text, 'utf8').digest('hex') !== sha256) {
     log.warn(`${file} does not match its sha256; fetching it again`);
     return null;
@@ -91,12 +84,11 @@ export async function readStoredManifest(paths: StorePaths, sha256: string, expe
 }
 
 export async function writeStoredManifest(paths: StorePaths, sha256: string, text: string): Promise<void> {
-  await mkdir(paths.manifests, { recursive: true, mode: 0o755 });
-  await writeFileAtomic(join(paths.manifests, `${sha256}.json`), text, { mode: 0o644 });
+  writeFileAt(paths.root, `${STORE_DIR}/manifests/${sha256}.json`, text, { mode: 0o644, createParents: true });
 }
 
 export async function writeInstalled(paths: StorePaths, state: InstalledState): Promise<void> {
-  await writeFileAtomic(paths.installed, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
+  writeFileAt(paths.root, `${STORE_DIR}/installed.json`, `${JSON.stringify(state, null, 2)}\n`, { mode: 0o644 });
 }
 
 async function present(path: string, size: number): Promise<boolean> {

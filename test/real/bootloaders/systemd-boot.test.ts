@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createSystemdBoot } from '../../../src/bootloaders/systemd-boot/index.js';
@@ -61,6 +61,22 @@ test('sync writes one entry per environment and copies its kernel to the ESP', a
   const again = await loader.sync([env(trees, 'gen-1', 1), env(trees, 'gen-2', 2)], { defaultName: 'gen-2', fallbackName: 'gen-1' });
   assert.deepEqual(again.kept.sort(), ['gen-1', 'gen-2']);
   assert.deepEqual(again.added, []);
+});
+
+test("a /boot that is a link to the running system's files: nothing of them reaches the ESP", async () => {
+  const { esp, trees } = fresh();
+  // The running system's /boot, as an absolute link in the environment would resolve it.
+  const host = join(trees, '..', 'host-boot');
+  mkdirSync(host);
+  writeFileSync(join(host, 'vmlinuz-6.9.0'), 'host kernel');
+  const t = join(trees, 'linked');
+  mkdirSync(t);
+  symlinkSync(host, join(t, 'boot'));
+  const loader = createSystemdBoot({ esp });
+  const res = await loader.sync([env(trees, 'linked', 1)], { defaultName: 'linked' });
+  assert.deepEqual(res.added, []);
+  assert.match(res.warnings.join('\n'), /"linked" has no kernel/);
+  assert.ok(!existsSync(join(esp, 'sysprime', 'linked')), 'no host kernel copied to the ESP');
 });
 
 test('a rename and a destroy are reflected by the next sync; kernels leave with their entry', async () => {

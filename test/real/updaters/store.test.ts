@@ -1,7 +1,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cloneDefaults } from '../../../src/config/schema.js';
@@ -238,6 +238,26 @@ test('a package path through a symlink in the tree is refused', async () => {
   await publishVersion(repo, 'base', '1', { 'etc/evil.conf': 'x\n' });
   await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
   assert.deepEqual(readdirSync(outside), []);
+});
+
+test("links in the tree's own store are never written or read through", async () => {
+  const { repo, root } = fresh('store-links');
+  const outside = join(scratch, 'store-links', 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'host.json'), 'host file\n');
+  // What an earlier generation's packages could have left in the store: links out of the tree.
+  mkdirSync(join(root, STORE), { recursive: true });
+  symlinkSync(outside, join(root, STORE, 'manifests'));
+  symlinkSync(join(outside, 'host.json'), join(root, STORE, 'installed.json'));
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /manifests/.test(err.message));
+  assert.deepEqual(readdirSync(outside), ['host.json'], 'no manifest written into the host directory');
+  assert.equal(readFileSync(join(outside, 'host.json'), 'utf8'), 'host file\n');
+  // With the directory link gone, installed.json (a link to a host file) is replaced, not written through.
+  rmSync(join(root, STORE, 'manifests'));
+  await applyStore(openRepository(repo), root);
+  assert.equal(readFileSync(join(outside, 'host.json'), 'utf8'), 'host file\n');
+  assert.ok(lstatSync(join(root, STORE, 'installed.json')).isFile());
 });
 
 test('with an mv that can exchange, /usr is swapped with it', async () => {

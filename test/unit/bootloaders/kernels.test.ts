@@ -47,3 +47,20 @@ test('findKernel reads /boot of a tree and ignores symlinks', () => {
     rmSync(tree, { recursive: true, force: true });
   }
 });
+
+test('findKernel does not follow a /boot that is a link, nor look into a tree that is missing', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sysprime-kernels-'));
+  try {
+    const host = join(dir, 'host-boot');
+    mkdirSync(host);
+    writeFileSync(join(host, 'vmlinuz-6.9.0'), 'host kernel');
+    const tree = join(dir, 'tree');
+    mkdirSync(tree);
+    // An absolute link in an environment resolves on the running system.
+    symlinkSync(host, join(tree, 'boot'));
+    assert.equal(findKernel(tree), null);
+    assert.equal(findKernel(join(dir, 'absent')), null);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

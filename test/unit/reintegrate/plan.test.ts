@@ -240,3 +240,17 @@ test('since staging: only what changed after staging, and reverted changes put b
     ],
   );
 });
+
+test("a `.sysprime-new` an earlier staging left is sysprime's, not the admin's: not carried over while unchanged", () => {
+  const base = [f('/etc/hostname', 'update-2')];
+  const theirs = [f('/etc/hostname', 'update-3')];
+  const left = plan(base, [f('/etc/hostname', 'admin'), f('/etc/hostname.sysprime-new', 'update-2'), f('/etc/motd.sysprime-new.1', 'x')], theirs);
+  assert.equal(left.get('/etc/hostname.sysprime-new')?.action, 'skip');
+  assert.equal(left.get('/etc/hostname.sysprime-new')?.reason, 'sysprime-sidelined');
+  assert.equal(left.get('/etc/hostname.sysprime-new')?.meta, undefined);
+  assert.equal(left.get('/etc/motd.sysprime-new.1')?.reason, 'admin-added', 'beside nothing the update shipped: the admin\'s');
+  // Edited by the admin since: the admin's now, carried over like any file the admin added.
+  const edited = plan(base, [f('/etc/hostname', 'admin'), f('/etc/hostname.sysprime-new', 'merged by hand')], theirs);
+  assert.equal(edited.get('/etc/hostname.sysprime-new')?.action, 'copy');
+  assert.equal(edited.get('/etc/hostname.sysprime-new')?.reason, 'admin-added');
+});

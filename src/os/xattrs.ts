@@ -13,7 +13,7 @@
  * target whatever the host's passwd says about names.
  */
 import { run } from '../process/run.js';
-import { childFdPath } from './safe-fs.js';
+import { childFdPath } from './confined.js';
 
 export const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
 

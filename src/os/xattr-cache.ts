@@ -10,7 +10,7 @@
  * the entry outright (forget), since ctime moves in coarse clock ticks.
  */
 import { closeSync, fstatSync, type Stats } from 'node:fs';
-import { isHandle, openPathIn, type ConfinedRoot } from './safe-fs.js';
+import { isHandle, openPathIn, type ConfinedRoot } from './confined.js';
 import { childrenInherit, readXattrsOfMany, type Xattrs } from './xattrs.js';
 
 /** Handles per getfattr call: well below the usual limit of 1,024 open files, and a command line far below ARG_MAX. */

@@ -1,0 +1,505 @@
+/**
+ * Root-confined filesystem access: the one way sysprime reads or writes a
+ * path inside an environment (reintegration, the first-boot note and unit,
+ * reports, what updaters write below a clone's root, kernels read for the
+ * ESP). An environment's content is not trusted: the admin's drift and
+ * packages put links anywhere in it, and sysprime runs as root on the host.
+ *
+ * Node has no openat(2), so every path below a root is walked one component
+ * at a time: each directory is opened with O_DIRECTORY|O_NOFOLLOW through
+ * the magic link `/proc/self/fd/<parent>/<name>`, which the kernel resolves
+ * to exactly the directory already open (no re-resolution of the path
+ * above it). A component that is a symbolic link fails with ENOTDIR or
+ * ELOOP and is refused, so a link planted in a tree can never redirect a
+ * read or a write outside the root. Operations on the last component go
+ * through the same parent handle and never follow a link there either.
+ *
+ * Child processes (setfattr, mknod, mkfifo) reach the same directory
+ * through `/proc/<our pid>/fd/<fd>/...`. Needs /proc, which every place this
+ * runs (a staging host, a booting system after local filesystems) has.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fchmodSync, fchownSync, lchownSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
+import { SysprimeError, errnoOf } from '../errors.js';
+import { displayPath } from '../bart/types.js';
+import type { XattrCache } from './xattr-cache.js';
+
+const { O_RDONLY, O_DIRECTORY, O_NOFOLLOW, O_NONBLOCK } = constants;
+/** Linux O_PATH: a handle on the inode itself (links, FIFOs) without opening it for I/O. */
+export const O_PATH = 0o10000000;
+
+/** Split a manifest path ("/etc/x") into components, refusing `.` and `..`. */
+export function componentsOf(path: string): string[] {
+  const comps = path.split('/').filter((c) => c !== '');
+  for (const c of comps) {
+    if (c === '.' || c === '..') {
+      throw new SysprimeError('REFUSED', `path ${displayPath(path)} has a '${c}' component`, {
+        hint: 'manifest paths are absolute and normalised; regenerate the manifest',
+      });
+    }
+  }
+  return comps;
+}
+
+/** Bytes of a byte-string name, for node:fs calls that take Buffers. */
+function nameBytes(name: string): Buffer {
+  return Buffer.from(name, 'latin1');
+}
+
+/** An open directory below a confined root. */
+export class DirHandle {
+  constructor(
+    readonly fd: number,
+    /** Components from the root to this directory (byte strings). */
+    readonly comps: readonly string[],
+    readonly tree: TreeOptions = {},
+  ) {}
+
+  /** Attributes already read in this tree, when its root keeps them. */
+  get xattrs(): XattrCache | undefined {
+    return this.tree.xattrs;
+  }
+
+  /** fsync what was written here now, unless the caller makes the whole tree durable at the end. */
+  sync(fd: number): void {
+    if (this.tree.deferSync !== true) fsyncSync(fd);
+  }
+
+  /** A path for node:fs calls in this process naming `name` in this directory. */
+  entry(name: string): Buffer {
+    return Buffer.concat([Buffer.from(`/proc/self/fd/${this.fd}/`), nameBytes(name)]);
+  }
+
+  /** The directory itself for this process. */
+  get self(): string {
+    return `/proc/self/fd/${this.fd}`;
+  }
+
+  /**
+   * A path a child process can use for `name` (ASCII names only: argv
+   * cannot carry bytes that are not UTF-8, so callers use temporary names).
+   */
+  childEntry(name: string): string {
+    if (!isPortableArg(name)) {
+      throw new SysprimeError('REFUSED', `name ${displayPath(name)} cannot be passed to a helper program`, {
+        hint: 'this attribute is set through a temporary name; report this as a bug',
+      });
+    }
+    return `/proc/${process.pid}/fd/${this.fd}/${name}`;
+  }
+
+  close(): void {
+    closeSync(this.fd);
+  }
+}
+
+/** Names that survive as a command-line argument unchanged (valid UTF-8, no NUL). */
+export function isPortableArg(name: string): boolean {
+  const bytes = nameBytes(name);
+  return !bytes.includes(0) && Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
+}
+
+/** A path inside a file descriptor a child process can use. */
+export function childFdPath(fd: number): string {
+  return `/proc/${process.pid}/fd/${fd}`;
+}
+
+export interface TreeOptions {
+  /** Attributes read once below the root are not read again while unchanged. */
+  xattrs?: XattrCache;
+  /**
+   * Skip the fsync of each file and directory written: the caller syncs the
+   * whole filesystem before relying on the tree (staging into an environment
+   * that nothing boots until staging has finished). Writes stay atomic
+   * renames either way.
+   */
+  deferSync?: boolean;
+}
+
+export class ConfinedRoot {
+  private constructor(
+    readonly root: string,
+    private readonly rootFd: number,
+    readonly tree: TreeOptions,
+  ) {}
+
+  get xattrs(): XattrCache | undefined {
+    return this.tree.xattrs;
+  }
+
+  /** The root itself is trusted (it is a mount point the caller chose); everything below is not. */
+  static open(root: string, tree: TreeOptions = {}): ConfinedRoot {
+    try {
+      return new ConfinedRoot(root, openSync(root, O_RDONLY | O_DIRECTORY), tree);
+    } catch (err) {
+      throw new SysprimeError('NOT_FOUND', `cannot open ${root} as a directory: ${errnoOf(err) ?? String(err)}`, {
+        hint: 'check that the environment is mounted at that path',
+        cause: err,
+      });
+    }
+  }
+
+  close(): void {
+    closeSync(this.rootFd);
+  }
+
+  /**
+   * Open the directory at `comps` (components below the root). Returns
+   * undefined when a component is missing; `blocked` when one exists but is
+   * not a directory (a file, or a symbolic link, which is never followed).
+   */
+  openDir(comps: readonly string[]): DirHandle | { blocked: string[] } | undefined {
+    let fd = openSync(`/proc/self/fd/${this.rootFd}`, O_RDONLY | O_DIRECTORY);
+    for (let i = 0; i < comps.length; i++) {
+      const next = Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), nameBytes(comps[i]!)]);
+      let child: number;
+      try {
+        child = openSync(next, O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+      } catch (err) {
+        closeSync(fd);
+        const code = errnoOf(err);
+        if (code === 'ENOENT') return undefined;
+        if (code === 'ENOTDIR' || code === 'ELOOP') return { blocked: comps.slice(0, i + 1) };
+        throw ioError(`open ${displayPath('/' + comps.slice(0, i + 1).join('/'))} below ${this.root}`, err);
+      }
+      closeSync(fd);
+      fd = child;
+    }
+    return new DirHandle(fd, comps, this.tree);
+  }
+
+  /** The parent directory of a manifest path, and the last component. */
+  openParent(path: string): { dir: DirHandle | { blocked: string[] } | undefined; name: string } {
+    const comps = componentsOf(path);
+    const name = comps.pop();
+    if (name === undefined) throw new SysprimeError('REFUSED', 'the root directory itself cannot be replaced');
+    return { dir: this.openDir(comps), name };
+  }
+}
+
+export function isHandle(d: DirHandle | { blocked: string[] } | undefined): d is DirHandle {
+  return d instanceof DirHandle;
+}
+
+/** lstat of `name` in `dir`, undefined when absent. */
+export function lstatIn(dir: DirHandle, name: string): Stats | undefined {
+  try {
+    return lstatSync(dir.entry(name));
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw ioError(`lstat ${displayPath(name)}`, err);
+  }
+}
+
+/**
+ * Open a regular file for reading without following a link; undefined when
+ * it is absent or not a regular file (a FIFO never blocks: O_NONBLOCK).
+ */
+export function openFileIn(dir: DirHandle, name: string): number | undefined {
+  let fd: number;
+  try {
+    fd = openSync(dir.entry(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT' || code === 'ELOOP' || code === 'ENXIO' || code === 'EACCES') return undefined;
+    throw ioError(`open ${displayPath(name)}`, err);
+  }
+  if (!fstatSync(fd).isFile()) {
+    closeSync(fd);
+    return undefined;
+  }
+  return fd;
+}
+
+/** A handle on the inode itself (any type, links included), for xattrs through /proc. */
+export function openPathIn(dir: DirHandle, name: string): number | undefined {
+  try {
+    return openSync(dir.entry(name), O_PATH | O_NOFOLLOW);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw ioError(`open ${displayPath(name)}`, err);
+  }
+}
+
+export function ioError(what: string, err: unknown): SysprimeError {
+  return new SysprimeError('IO', `${what} failed: ${errnoOf(err) ?? (err instanceof Error ? err.message : String(err))}`, {
+    hint: 'check that the filesystem is mounted read-write and has room',
+    cause: err,
+  });
+}
+
+/**
+ * mkdir -p below a confined root (new directories get `mode`); refuses a
+ * component that is a link or not a directory. Returns the last directory.
+ */
+export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
+  for (let i = 0; i <= comps.length; i++) {
+    const d = root.openDir(comps.slice(0, i));
+    if (isHandle(d)) {
+      if (i === comps.length) return d;
+      try {
+        mkdirSync(d.entry(comps[i]!), mode);
+      } catch (err) {
+        if (errnoOf(err) !== 'EEXIST') throw ioError(`mkdir ${displayPath('/' + comps.slice(0, i + 1).join('/'))} in ${root.root}`, err);
+      } finally {
+        d.close();
+      }
+      continue;
+    }
+    if (d === undefined) throw ioError(`open ${displayPath('/' + comps.slice(0, i).join('/'))} in ${root.root}`, new Error('missing'));
+    throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root.root} is not a directory (or a symbolic link, which is not followed)`, {
+      hint: 'sysprime does not write through it; replace it with a directory or remove it, then run again',
+    });
+  }
+  throw new Error('unreachable');
+}
+
+export interface Owner {
+  uid: number;
+  gid: number;
+}
+
+/** A temporary name in a directory sysprime writes into; never the name of anything else there. */
+export function confinedTempName(): string {
+  return `.sysprime-tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
+}
+
+/**
+ * Replace `name` in `dir` with a regular file holding `content`: a new
+ * temporary name created with O_EXCL|O_NOFOLLOW (so nothing planted there is
+ * opened), written, fsynced, renamed over `name` (rename replaces a link at
+ * `name`, it never writes through it), then the directory is fsynced. Unless
+ * the tree defers its syncs to one syncfs at the end.
+ */
+export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode: number, owner?: Owner): void {
+  const tmp = confinedTempName();
+  let fd: number;
+  try {
+    fd = openSync(dir.entry(tmp), constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
+  } catch (err) {
+    throw ioError(`create a file in ${displayPath('/' + dir.comps.join('/'))}`, err);
+  }
+  try {
+    let off = 0;
+    while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+    // chown before chmod (chown clears setuid and setgid); the mode exactly as asked, whatever the umask.
+    if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+    fchmodSync(fd, mode);
+    dir.sync(fd);
+  } catch (err) {
+    closeSync(fd);
+    unlinkSync(dir.entry(tmp));
+    throw ioError(`write ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  closeSync(fd);
+  try {
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    unlinkSync(dir.entry(tmp));
+    throw ioError(`rename into ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Replace `name` in `dir` with a symbolic link to `target` (through a temporary name, then rename). */
+export function symlinkIn(dir: DirHandle, name: string, target: string, owner?: Owner): void {
+  const tmp = confinedTempName();
+  try {
+    symlinkSync(target, dir.entry(tmp));
+    if (owner !== undefined) lchownSync(dir.entry(tmp), owner.uid, owner.gid);
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    try {
+      unlinkSync(dir.entry(tmp));
+    } catch {
+      // the link was not made; nothing to remove
+    }
+    throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Rename `from` to `to` within `dir` (neither is followed if it is a link). */
+export function renameIn(dir: DirHandle, from: string, to: string): void {
+  try {
+    renameSync(dir.entry(from), dir.entry(to));
+  } catch (err) {
+    throw ioError(`rename ${displayPath('/' + [...dir.comps, from].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Remove `name` from `dir` (a link is removed itself, never what it points at); false when it was absent. */
+export function unlinkIn(dir: DirHandle, name: string): boolean {
+  try {
+    unlinkSync(dir.entry(name));
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+  return true;
+}
+
+/** The target of the link `name` in `dir`. */
+export function readlinkIn(dir: DirHandle, name: string): string {
+  return readlinkSync(dir.entry(name), 'latin1');
+}
+
+/**
+ * The whole content of the regular file `name` in `dir`, never through a
+ * link; undefined when it is absent, a link or not a regular file. For small
+ * files (notes, configuration), not for kernels: those are streamed from the
+ * descriptor openFileIn gives.
+ */
+export function readFileIn(dir: DirHandle, name: string): Buffer | undefined {
+  const fd = openFileIn(dir, name);
+  if (fd === undefined) return undefined;
+  try {
+    const chunks: Buffer[] = [];
+    const buf = Buffer.alloc(1 << 16);
+    for (;;) {
+      const n = readSync(fd, buf, 0, buf.length, null);
+      if (n === 0) break;
+      chunks.push(Buffer.from(buf.subarray(0, n)));
+    }
+    return Buffer.concat(chunks);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** Open the directory at `path` (absolute, inside the tree `r`), creating it when asked; undefined when absent. */
+function openDirAt(r: ConfinedRoot, root: string, path: string, opts: { create: boolean; mode?: number }): DirHandle | undefined {
+  const comps = componentsOf(path);
+  if (opts.create) return ensureDirectories(r, comps, opts.mode);
+  const d = r.openDir(comps);
+  if (d === undefined) return undefined;
+  if (!isHandle(d)) {
+    throw new SysprimeError('REFUSED', `${displayPath('/' + d.blocked.join('/'))} in ${root} is not a directory (or a symbolic link, which is not followed)`, {
+      hint: 'sysprime does not read or write through it; replace it with a directory or remove it',
+    });
+  }
+  return d;
+}
+
+/**
+ * Run `fn` on the directory at `path` (an absolute path inside the tree at
+ * `root`), which is created when `create` is set. Returns undefined when the
+ * directory is absent and not created.
+ */
+export function withDirIn<T>(root: string, path: string, opts: { create: boolean; mode?: number }, fn: (dir: DirHandle) => T): T | undefined {
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = openDirAt(r, root, path, opts);
+    if (dir === undefined) return undefined;
+    try {
+      return fn(dir);
+    } finally {
+      dir.close();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/** withDirIn for asynchronous work: the directory stays open until `fn` has settled. */
+export async function withDirInAsync<T>(root: string, path: string, opts: { create: boolean; mode?: number }, fn: (dir: DirHandle) => Promise<T>): Promise<T | undefined> {
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = openDirAt(r, root, path, opts);
+    if (dir === undefined) return undefined;
+    try {
+      return await fn(dir);
+    } finally {
+      dir.close();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/**
+ * Replace `name` in `dir` with a copy of `src`, a path outside any
+ * environment (a store object, sysprime's own file) or a /proc/self/fd path
+ * of a file opened inside one. Same steps as writeFileIn; the copy itself
+ * streams (or clones, where the filesystem can), whatever the size.
+ */
+export async function copyFileIn(dir: DirHandle, name: string, src: string, mode: number, owner?: Owner): Promise<void> {
+  const tmp = confinedTempName();
+  try {
+    // COPYFILE_EXCL creates with O_CREAT|O_EXCL, which refuses anything already at the name, a link included.
+    await copyFile(src, dir.entry(tmp), constants.COPYFILE_EXCL);
+    const fd = openSync(dir.entry(tmp), constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
+      fchmodSync(fd, mode);
+      dir.sync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    try {
+      unlinkSync(dir.entry(tmp));
+    } catch {
+      // nothing was created
+    }
+    throw ioError(`copy into ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** The parent directory and last component of a path inside a tree ("/etc/x" or "etc/x"). */
+export function splitPath(path: string): { parent: string; name: string } {
+  const comps = componentsOf(path);
+  const name = comps.pop();
+  if (name === undefined) throw new SysprimeError('REFUSED', 'the root directory itself cannot be replaced');
+  return { parent: '/' + comps.join('/'), name };
+}
+
+/** Replace the file at `path` inside the tree at `root`, creating missing parents (0755) when asked. */
+export function writeFileAt(root: string, path: string, content: Buffer | string, meta: { mode: number; owner?: Owner; createParents?: boolean }): void {
+  const { parent, name } = splitPath(path);
+  const done = withDirIn(root, parent, { create: meta.createParents === true }, (dir) => {
+    writeFileIn(dir, name, typeof content === 'string' ? Buffer.from(content, 'utf8') : content, meta.mode, meta.owner);
+    return true;
+  });
+  if (done === undefined) throw ioError(`write ${displayPath(path)} in ${root}`, new Error(`${displayPath(parent)} is missing`));
+}
+
+/** The content of the regular file at `path` inside the tree at `root`; undefined when absent, a link or not a file. */
+export function readFileAt(root: string, path: string): Buffer | undefined {
+  const { parent, name } = splitPath(path);
+  return withDirIn(root, parent, { create: false }, (dir) => readFileIn(dir, name));
+}
+
+/**
+ * Run `fn` with a path naming the regular file at `path` inside the tree at
+ * `root` as it is opened now (a /proc/self/fd path: whatever replaces the
+ * name meanwhile, `fn` reads this file) and its size. Undefined when it is
+ * absent, a link, not a regular file, or below a link.
+ */
+export async function withFileAt<T>(root: string, path: string, fn: (procPath: string, size: number) => Promise<T>): Promise<T | undefined> {
+  const { parent, name } = splitPath(path);
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = r.openDir(componentsOf(parent));
+    if (!isHandle(dir)) return undefined;
+    let fd: number | undefined;
+    try {
+      fd = openFileIn(dir, name);
+    } finally {
+      dir.close();
+    }
+    if (fd === undefined) return undefined;
+    try {
+      return await fn(`/proc/self/fd/${fd}`, fstatSync(fd).size);
+    } finally {
+      closeSync(fd);
+    }
+  } finally {
+    r.close();
+  }
+}

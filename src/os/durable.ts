@@ -1,0 +1,160 @@
+/**
+ * The durable writer: how sysprime replaces one of its own files (the state
+ * directory's manifests, Btrfs metadata, boot entries and kernels on the
+ * ESP, a store repository it publishes). Paths here are sysprime's or the
+ * admin's configured places on the host; a path inside an environment goes
+ * through src/os/confined.ts instead, which gives the same guarantees
+ * without following a link the environment holds.
+ *
+ * Guarantees, for every function below that writes:
+ * - a reader, or the machine after a crash, sees the old file or the new
+ *   one whole, never a truncated or a half-written one: the content goes to
+ *   a temporary name beside the final one, is fsynced, then renamed over it;
+ * - the rename itself is durable once the call returns: the directory is
+ *   fsynced too (on filesystems that refuse fsync on a directory, such as
+ *   vfat behind some FUSE layers, the rename is done and not synced);
+ * - the temporary name is new (O_CREAT|O_EXCL, which also refuses a link
+ *   planted at it), starts with '.' and ends in TEMP_SUFFIX, so a bootloader
+ *   scanning for `*.conf` never takes it for an entry, and a crash's
+ *   leftovers are found by isDurableTemp();
+ * - on failure the temporary file is removed and the final name is left as
+ *   it was; errors are SysprimeError (NO_SPACE for a full filesystem, IO
+ *   otherwise) naming the path.
+ */
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { copyFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+import { SysprimeError, errnoOf } from '../errors.js';
+
+export const TEMP_SUFFIX = '.sysprime-tmp';
+
+/** A fresh temporary name beside `path`. */
+export function tempPathFor(path: string): string {
+  return join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}${TEMP_SUFFIX}`);
+}
+
+/** Whether a directory entry is a temporary file of the durable writer (left by a crash when no writer runs). */
+export function isDurableTemp(name: string): boolean {
+  return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
+}
+
+export function durableError(what: string, path: string, err: unknown): SysprimeError {
+  if (err instanceof SysprimeError) return err;
+  if (errnoOf(err) === 'ENOSPC') {
+    return new SysprimeError('NO_SPACE', `no space left to write ${path}`, { hint: 'free space there (`sysprime prune`) and run again', cause: err });
+  }
+  return new SysprimeError('IO', `cannot ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+}
+
+/** fsync a file or directory by path (a directory after a rename in it). */
+export function fsyncPath(path: string): void {
+  let fd: number | undefined;
+  try {
+    fd = openSync(path, constants.O_RDONLY);
+    fsyncSync(fd);
+  } catch (err) {
+    // Some filesystems (vfat through some FUSE layers) refuse fsync on a directory; the rename is still done.
+    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'EISDIR') throw durableError('sync', path, err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+export interface DurableMeta {
+  /** Permission bits, set exactly (not through the umask). Without it the file is created 0644 less the umask. */
+  mode?: number;
+  /** Owner, set before the mode (chown clears setuid and setgid bits). */
+  uid?: number;
+  gid?: number;
+}
+
+function setMeta(fd: number, meta: DurableMeta): void {
+  if (meta.uid !== undefined && meta.gid !== undefined) fchownSync(fd, meta.uid, meta.gid);
+  if (meta.mode !== undefined) fchmodSync(fd, meta.mode);
+}
+
+/** Write `data` under a new temporary name beside `path` and fsync it; returns the temporary path. */
+export function writeTemp(path: string, data: string | Uint8Array, meta: DurableMeta = {}): string {
+  const tmp = tempPathFor(path);
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, meta.mode ?? 0o644);
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    setMeta(fd, meta);
+    fsyncSync(fd);
+  } catch (err) {
+    if (fd !== undefined) closeSync(fd);
+    fd = undefined;
+    rmSync(tmp, { force: true });
+    throw durableError('write', tmp, err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+  return tmp;
+}
+
+/** Rename a temporary file over its final name (the caller fsyncs the directory, once for many renames). */
+export function renameInto(tmp: string, path: string): void {
+  try {
+    renameSync(tmp, path);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw durableError('rename into place', path, err);
+  }
+}
+
+/** Replace one file durably. */
+export function replaceFile(path: string, data: string | Uint8Array, meta: DurableMeta = {}): void {
+  const tmp = writeTemp(path, data, meta);
+  renameInto(tmp, path);
+  fsyncPath(dirname(path));
+}
+
+/**
+ * Copy `src` over `dest` durably. `beforeRename` runs between the fsync of
+ * the copy and the rename (a crash point for tests). The source is read as
+ * the path names it: a file inside an environment is opened through
+ * src/os/confined.ts first and passed as its /proc/self/fd path.
+ */
+export async function copyDurable(src: string, dest: string, meta: DurableMeta = {}, beforeRename?: () => void): Promise<void> {
+  const tmp = tempPathFor(dest);
+  try {
+    // COPYFILE_EXCL creates with O_CREAT|O_EXCL: a link planted at the temporary name is refused, not followed.
+    await copyFile(src, tmp, constants.COPYFILE_EXCL);
+    const fd = openSync(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
+    try {
+      setMeta(fd, meta);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw durableError('copy to', dest, err);
+  }
+  try {
+    beforeRename?.();
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw err;
+  }
+  renameInto(tmp, dest);
+  fsyncPath(dirname(dest));
+}
+
+/** Remove temporary files a killed run left in `dir`; returns their names. */
+export function removeStaleTemps(dir: string): string[] {
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return [];
+    throw err;
+  }
+  const stale = names.filter(isDurableTemp);
+  for (const n of stale) rmSync(join(dir, n), { force: true });
+  return stale;
+}
