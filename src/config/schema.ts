@@ -22,6 +22,8 @@ export interface Config {
   retention: { keep: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
+  /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
+  shared: { paths: string[] };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -37,6 +39,7 @@ export const DEFAULTS: Config = {
   retention: { keep: 5, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
+  shared: { paths: [] },
   source: 'defaults',
 };
 
@@ -46,7 +49,9 @@ type Kind =
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' };
+  | { t: 'cron' }
+  /** A list of absolute directory paths, written as rules subtrees (no blanks, quotes or wildcards). */
+  | { t: 'paths' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -92,6 +97,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   },
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
+  'shared.paths': { kind: { t: 'paths' }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
 };
 
 export function cloneDefaults(): Config {

@@ -14,6 +14,7 @@ import { findEnvironment, currentEnvironment } from '../environments/lifecycle.j
 import { loadRules, type LoadedRules } from './rules.js';
 import { describeContent, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
+import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
@@ -34,6 +35,8 @@ export interface DriftItem {
   content: ContentChange | null;
   /** Digest of the content now, to tell later changes apart in the history. */
   contents: string | null;
+  /** Users' data below a shared path inside the root (docs/shared-data.md), not an admin's change. */
+  shared: boolean;
 }
 
 export interface DriftReport {
@@ -44,6 +47,8 @@ export interface DriftReport {
   rules: string;
   hash: string;
   counts: { added: number; removed: number; modified: number };
+  /** Shared paths inside the environment's root filesystem: their files are in the drift as users' data. */
+  shared: string[];
   items: DriftItem[];
 }
 
@@ -185,8 +190,8 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
 }
 
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
-export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }): Promise<ManifestPair> {
-  const rules = loadRules(ctx.config);
+export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }, atRisk: readonly string[] = []): Promise<ManifestPair> {
+  const rules = loadRules(ctx.config, atRisk);
   const pristine = await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules);
   const live = await liveManifest(ctx, env.name, trees.live, rules, { generation: env.generation, manifest: pristine, path: trees.pristine });
   return { pristine, live, rules };
@@ -220,7 +225,9 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
   try {
     const pristine = await ctx.backend.openPristine(env.generation);
     try {
-      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path });
+      const atRisk = atRiskPaths(await sharedDataOf(ctx, env.name, live.path));
+      const sharedBytes = atRisk.map(asManifestPath);
+      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
       const items: DriftItem[] = diffs.map((d) => {
@@ -235,6 +242,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
           package: owners.get(d.path) ?? null,
           content: null,
           contents: d.test?.type === 'F' ? (d.test.contents ?? null) : null,
+          shared: isBelowAny(d.path, sharedBytes),
         };
         if (opts.content !== false) item.content = describeContent(d, pristine.path, live.path);
         return item;
@@ -249,6 +257,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
         rules: pair.rules.path,
         hash: ctx.config.bart.hash,
         counts,
+        shared: atRisk,
         items,
       };
     } finally {

@@ -34,7 +34,11 @@ export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: b
     return out.join('\n') + '\n';
   }
   const width = Math.min(60, Math.max(...r.items.map((i) => i.display.length)));
-  for (const i of r.items) {
+  // The admin's changes first; users' files under shared paths after them, so they do not bury them.
+  const admin = r.items.filter((i) => !i.shared);
+  const shared = r.items.filter((i) => i.shared);
+  for (const i of [...admin, ...shared]) {
+    if (i === shared[0]) out.push(paint(opts.color, C.bold, `shared data (users' files under ${r.shared.join(', ')}, inside the root filesystem; see docs/shared-data.md):`));
     const what = i.change === 'modified' ? i.attributes.join(',') : i.type === 'D' ? 'directory' : i.type === 'L' ? 'symlink' : '';
     const pkg = i.package ? paint(opts.color, C.dim, ` [${i.package}]`) : '';
     out.push(`${paint(opts.color, changeColor(i), i.change.padEnd(8))}  ${i.display.padEnd(width)}  ${what}${contentNote(i)}${pkg}`);
