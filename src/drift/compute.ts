@@ -35,8 +35,6 @@ export interface DriftItem {
   content: ContentChange | null;
   /** Digest of the content now, to tell later changes apart in the history. */
   contents: string | null;
-  /** Users' data below a shared path inside the root (docs/shared-data.md), not an admin's change. */
-  shared: boolean;
 }
 
 export interface DriftReport {
@@ -46,10 +44,15 @@ export interface DriftReport {
   at: string;
   rules: string;
   hash: string;
+  /** The admin's changes: what drift is about, and what the counts and the exit status say. */
   counts: { added: number; removed: number; modified: number };
-  /** Shared paths inside the environment's root filesystem: their files are in the drift as users' data. */
-  shared: string[];
   items: DriftItem[];
+  /**
+   * Users' files below the shared paths inside the environment's root
+   * filesystem (docs/shared-data.md): carried into new environments like the
+   * admin's changes, listed apart so they do not bury them.
+   */
+  sharedData: { paths: string[]; items: DriftItem[] };
 }
 
 const KIND: Record<Difference['kind'], ChangeKind> = { add: 'added', delete: 'removed', modify: 'modified' };
@@ -242,13 +245,13 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
           package: owners.get(d.path) ?? null,
           content: null,
           contents: d.test?.type === 'F' ? (d.test.contents ?? null) : null,
-          shared: isBelowAny(d.path, sharedBytes),
         };
         if (opts.content !== false) item.content = describeContent(d, pristine.path, live.path);
         return item;
       });
+      const admin = items.filter((i) => !isBelowAny(i.path, sharedBytes));
       const counts = { added: 0, removed: 0, modified: 0 };
-      for (const i of items) counts[i.change]++;
+      for (const i of admin) counts[i.change]++;
       return {
         environment: env.name,
         generation: env.generation,
@@ -257,8 +260,8 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
         rules: pair.rules.path,
         hash: ctx.config.bart.hash,
         counts,
-        shared: atRisk,
-        items,
+        items: admin,
+        sharedData: { paths: atRisk, items: items.filter((i) => isBelowAny(i.path, sharedBytes)) },
       };
     } finally {
       await pristine.release();

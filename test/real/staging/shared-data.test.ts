@@ -218,14 +218,21 @@ for (const kind of ['btrfs', 'zfs'] as const) {
       assert.match(r.stderr, /warning: \/home is inside the root filesystem/);
     });
 
-    test("drift marks users' files as shared data, after the admin's changes", async () => {
+    test("drift lists users' files apart, so they do not bury the admin's changes", async () => {
+      type Item = { display: string };
       const drift = await sp('--json', 'drift');
-      const d = drift.json<{ shared: string[]; items: { display: string; shared: boolean }[] }>();
-      assert.ok(d.shared.includes('/home'));
-      assert.equal(d.items.find((i) => i.display === '/etc/motd')?.shared, false);
-      assert.equal(d.items.find((i) => i.display === '/home/alice/notes.txt')?.shared, true);
+      assert.equal(drift.code, 1, 'the admin changed /etc/motd');
+      const d = drift.json<{ counts: { added: number }; items: Item[]; sharedData: { paths: string[]; items: Item[] } }>();
+      assert.deepEqual(
+        d.items.map((i) => i.display),
+        ['/etc/motd'],
+      );
+      assert.deepEqual(d.sharedData.paths, ['/home', '/root', '/srv', '/var/log', '/var/mail', '/var/spool']);
+      const shared = d.sharedData.items.map((i) => i.display);
+      for (const p of ['/home/alice/notes.txt', '/home/alice/old.txt', '/var/spool/cron/crontabs/root', '/var/mail/alice', '/var/log/messages']) assert.ok(shared.includes(p), `${p} in ${shared.join(' ')}`);
       const text = await sp('drift');
-      assert.match(text.stdout, /\/etc\/motd[\s\S]*shared data \(users' files under [\s\S]*\/home\/alice\/notes\.txt/, 'the admin change comes first');
+      assert.match(text.stdout, /added +\/etc\/motd[\s\S]*^1 paths: 1 added, 0 removed, 0 modified\nshared data: \d+ paths changed under \/home, \/root, \/srv, \/var\/log, \/var\/mail, \/var\/spool \(users' files/m);
+      assert.doesNotMatch(text.stdout, /notes\.txt/);
     });
 
     test('a file written in /home after staging arrives at the first boot', async () => {
