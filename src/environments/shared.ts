@@ -10,12 +10,13 @@
  * classifySharedPaths is pure; sharedDataOf gathers its facts from the mount
  * table, the environment's fstab and the environment's tree.
  */
-import { lstatSync, readFileSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
 import { isAtOrBelow, parseFstab, parseMountinfo, type MountEntry } from '../updaters/mountinfo.js';
+import { readTextIn } from '../reintegrate/safe-fs.js';
 
 /** Built in; `[shared] paths` adds to them. */
 export const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
@@ -103,10 +104,8 @@ function treeKind(tree: string, path: string): TreeKind {
 }
 
 function fstabMountPoints(tree: string): string[] {
-  const file = join(tree, 'etc/fstab');
   try {
-    if (!lstatSync(file).isFile()) return [];
-    return parseFstab(readFileSync(file, 'utf8'))
+    return parseFstab(readTextIn(tree, '/etc/fstab') ?? '')
       .filter((e) => e.mountPoint.startsWith('/') && e.fsType !== 'swap' && !e.options.includes('noauto'))
       .map((e) => e.mountPoint.replace(/(.)\/+$/, '$1'));
   } catch {

@@ -14,7 +14,7 @@
  * through `/proc/<our pid>/fd/<fd>/...`. Needs /proc, which every place this
  * runs (a staging host, a booting system after local filesystems) has.
  */
-import { closeSync, constants, openSync, fstatSync, fsyncSync, lstatSync, type Stats } from 'node:fs';
+import { closeSync, constants, openSync, fstatSync, fsyncSync, lstatSync, readFileSync, type Stats } from 'node:fs';
 import { SysprimeError, errnoOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
@@ -221,4 +221,32 @@ export function ioError(what: string, err: unknown): SysprimeError {
     hint: 'check that the filesystem is mounted read-write and has room',
     cause: err,
   });
+}
+
+/**
+ * The text of a regular file inside a tree (`etc/fstab`), never read
+ * through a link; null when it is absent, or a link or not a regular file.
+ */
+export function readTextIn(tree: string, path: string): string | null {
+  const comps = componentsOf(path);
+  const name = comps.pop();
+  if (name === undefined) return null;
+  const root = ConfinedRoot.open(tree);
+  try {
+    const dir = root.openDir(comps);
+    if (!isHandle(dir)) return null;
+    try {
+      const fd = openFileIn(dir, name);
+      if (fd === undefined) return null;
+      try {
+        return readFileSync(fd, 'utf8');
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      dir.close();
+    }
+  } finally {
+    root.close();
+  }
 }

@@ -7,6 +7,10 @@ import { loadRules } from '../../../src/drift/rules.js';
 import { ruleFor } from '../../../src/bart/rules.js';
 import { parseFstab } from '../../../src/updaters/mountinfo.js';
 import { parseConfigText } from '../../../src/config/load.js';
+import { readTextIn } from '../../../src/reintegrate/safe-fs.js';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const tree = (kinds: Record<string, TreeKind>) => (p: string): TreeKind => kinds[p] ?? 'same-filesystem';
 
@@ -71,4 +75,26 @@ test('fstab: comments, escapes and options', () => {
       ['none', 'swap', ['sw']],
     ],
   );
+});
+
+test("an environment's fstab is read inside it, never through a link", () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sysprime-shared-unit-'));
+  try {
+    const outside = join(dir, 'outside');
+    mkdirSync(join(outside, 'etc'), { recursive: true });
+    writeFileSync(join(outside, 'etc/fstab'), 'UUID=1 /home btrfs subvol=@home 0 0\n');
+    const tree = join(dir, 'tree');
+    mkdirSync(tree);
+    symlinkSync(join(outside, 'etc'), join(tree, 'etc'));
+    assert.equal(readTextIn(tree, '/etc/fstab'), null, 'etc is a link');
+    rmSync(join(tree, 'etc'));
+    mkdirSync(join(tree, 'etc'));
+    symlinkSync(join(outside, 'etc/fstab'), join(tree, 'etc/fstab'));
+    assert.equal(readTextIn(tree, '/etc/fstab'), null, 'fstab is a link');
+    rmSync(join(tree, 'etc/fstab'));
+    writeFileSync(join(tree, 'etc/fstab'), 'LABEL=x /srv ext4 defaults 0 2\n');
+    assert.equal(readTextIn(tree, '/etc/fstab'), 'LABEL=x /srv ext4 defaults 0 2\n');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
