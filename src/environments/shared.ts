@@ -17,6 +17,7 @@ import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
 import { isAtOrBelow, parseFstab, parseMountinfo, type MountEntry } from '../updaters/mountinfo.js';
 import { readTextIn } from '../reintegrate/safe-fs.js';
+import { log } from '../log.js';
 
 /** Built in; `[shared] paths` adds to them. */
 export const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
@@ -146,5 +147,18 @@ export async function sharedDataOfEnvironment(ctx: Context, name: string): Promi
     return await sharedDataOf(ctx, name, tree.path);
   } finally {
     await tree.release();
+  }
+}
+
+/**
+ * For the reporting verbs (status, doctor): a tree that cannot be opened
+ * must not hide the rest of the report, so it is a warning here.
+ */
+export async function sharedPathsOrWarn(ctx: Context, name: string): Promise<SharedPathState[]> {
+  try {
+    return await sharedDataOfEnvironment(ctx, name);
+  } catch (err) {
+    log.warn(`cannot tell which shared paths of "${name}" are inside its root: ${err instanceof Error ? err.message : String(err)}`);
+    return [];
   }
 }

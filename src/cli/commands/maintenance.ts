@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
-import { sharedDataOfEnvironment } from '../../environments/shared.js';
+import { sharedPathsOrWarn } from '../../environments/shared.js';
 import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
 import { acquireLock, isAlive } from '../../state/lock.js';
 import { recoverStaging } from '../../staging/pipeline.js';
@@ -72,7 +72,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         problems.push(...(await bootDrift(ctx)));
         // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
         const current = currentOf(envs);
-        const shared = current ? await sharedDataOfEnvironment(ctx, current.name) : [];
+        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
 
         if (opts.fix) {
           const lock = acquireLock(ctx.db, 'repairing');

@@ -18,7 +18,7 @@ import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
-import { sharedDataOfEnvironment } from '../../environments/shared.js';
+import { sharedPathsOrWarn } from '../../environments/shared.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -60,7 +60,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           .filter((r) => envs.some((e) => e.name === r.environment))
           .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: JSON.parse(r.summary) as Record<string, number | string> }));
         // Users' data that each environment holds a copy of (docs/shared-data.md).
-        const shared = current ? await sharedDataOfEnvironment(ctx, current.name) : [];
+        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
         const status = {
           backend: ctx.backend.describe(),
           config: ctx.config.source,
