@@ -12,6 +12,7 @@ import { log } from '../log.js';
 import { loadManifest, saveManifest } from '../state/manifests.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
+import { ruleFor } from '../bart/rules.js';
 import { describeContent, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
@@ -49,8 +50,9 @@ export interface DriftReport {
   items: DriftItem[];
   /**
    * Users' files below the shared paths inside the environment's root
-   * filesystem (docs/shared-data.md): carried into new environments like the
-   * admin's changes, listed apart so they do not bury them.
+   * filesystem that the rules leave out (docs/shared-data.md): compared so
+   * they can be carried into new environments, listed apart so they do not
+   * bury the admin's changes.
    */
   sharedData: { paths: string[]; items: DriftItem[] };
 }
@@ -229,7 +231,11 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
     const pristine = await ctx.backend.openPristine(env.generation);
     try {
       const atRisk = atRiskPaths(await sharedDataOf(ctx, env.name, live.path));
-      const sharedBytes = atRisk.map(asManifestPath);
+      // Listed apart: the shared paths the rules themselves leave out (with the shipped rules /home, /var/log, /var/spool,
+      // /var/mail). Those the rules check anyway (/root, /srv) were the admin's drift before and stay in it.
+      const plain = loadRules(ctx.config).rules;
+      const apart = atRisk.filter((p) => (ruleFor(plain, asManifestPath(p), 'D')?.flags ?? 0) === 0);
+      const sharedBytes = apart.map(asManifestPath);
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
@@ -261,7 +267,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: { content?
         hash: ctx.config.bart.hash,
         counts,
         items: admin,
-        sharedData: { paths: atRisk, items: items.filter((i) => isBelowAny(i.path, sharedBytes)) },
+        sharedData: { paths: apart, items: items.filter((i) => isBelowAny(i.path, sharedBytes)) },
       };
     } finally {
       await pristine.release();
