@@ -6,16 +6,20 @@
 import type { Backend, EnvironmentInfo, OpenTree } from '../backends/types.js';
 import type { BootEnvironment, Bootloader, RootLocation, SyncOptions, SyncResult } from './types.js';
 import { rootArgsFor } from './bls.js';
+import { composeCmdline } from './cmdline.js';
+import { readTextAt } from '../os/confined.js';
 
 export interface SyncFromBackendOptions extends SyncOptions {
   /** How the bootloader reaches an environment's root (the Btrfs UUID, the ZFS dataset). */
   rootOf(env: EnvironmentInfo): RootLocation;
   /** `[boot] cmdline`. */
   cmdline: string;
+  /** The running system's command line, when it runs from one of these environments (cmdline.ts). */
+  booted?: string | null;
 }
 
 export async function syncFromBackend(loader: Bootloader, backend: Backend, envs: readonly EnvironmentInfo[], opts: SyncFromBackendOptions): Promise<SyncResult> {
-  const { rootOf, cmdline, ...syncOpts } = opts;
+  const { rootOf, cmdline, booted, ...syncOpts } = opts;
   if (loader.name === 'none') return loader.sync([], syncOpts);
   const opened: OpenTree[] = [];
   try {
@@ -24,7 +28,8 @@ export async function syncFromBackend(loader: Bootloader, backend: Backend, envs
       const tree = await backend.openEnvironment(env.name);
       opened.push(tree);
       const root = rootOf(env);
-      list.push({ name: env.name, generation: env.generation, created: env.created, rootArgs: rootArgsFor(root), cmdline, root, tree: tree.path });
+      const args = composeCmdline({ booted: booted ?? null, environment: readTextAt(tree.path, '/etc/kernel/cmdline'), config: cmdline });
+      list.push({ name: env.name, generation: env.generation, created: env.created, rootArgs: rootArgsFor(root), cmdline: args, root, tree: tree.path });
     }
     return await loader.sync(list, syncOpts);
   } finally {

@@ -72,6 +72,13 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
       if (typeof value !== 'string' || !value.startsWith('/') || value.includes('\0')) throw bad('an absolute path');
       return value;
     case 'paths':
+      if (kind.rulesSafe === true) {
+        // They become subtree lines of the drift rules: a blank, quote, backslash or wildcard would change what the line means.
+        if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && /^(\/[^/\s"'\\*?[\]!{}]+)+$/.test(p) && !p.split('/').some((c) => c === '.' || c === '..'))) {
+          throw bad('a list of absolute paths such as ["/data", "/var/lib/app"] (no blanks, quotes, wildcards, "." or "..", no trailing /)');
+        }
+        return [...(value as string[])];
+      }
       if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && p.startsWith('/') && !p.split('/').includes('..') && !p.includes('\0'))) {
         throw bad('a list of absolute paths');
       }
@@ -90,6 +97,12 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
       return value;
     case 'cron':
       if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
+      return value;
+    case 'paths':
+      // They become subtree lines of the drift rules: a blank, quote, backslash or wildcard would change what the line means.
+      if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && /^(\/[^/\s"'\\*?[\]!{}]+)+$/.test(p) && !p.split('/').some((c) => c === '.' || c === '..'))) {
+        throw bad('a list of absolute paths such as ["/data", "/var/lib/app"] (no blanks, quotes, wildcards, "." or "..", no trailing /)');
+      }
       return value;
   }
 }

@@ -25,6 +25,8 @@ export interface Config {
   bart: { hash: HashName; rules: string | undefined };
   /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
   drift: { secret: string[] };
+  /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
+  shared: { paths: string[] };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -41,13 +43,15 @@ export const DEFAULTS: Config = {
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
+  shared: { paths: [] },
   source: 'defaults',
 };
 
 type Kind =
   | { t: 'string'; oneLine?: boolean }
   | { t: 'path' }
-  | { t: 'paths' }
+  /** rulesSafe: each path becomes a subtree line of the drift rules, so nothing a rules line would read otherwise. */
+  | { t: 'paths'; rulesSafe?: boolean }
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
@@ -104,6 +108,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
   'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
+  'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
 };
 
 export function cloneDefaults(): Config {

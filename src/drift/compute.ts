@@ -12,8 +12,10 @@ import { log } from '../log.js';
 import { loadManifest, saveManifest } from '../state/manifests.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
+import { ruleFor } from '../bart/rules.js';
 import { describeContent, secretPatterns, secretReason, type ContentChange } from './content.js';
 import { packageOwners } from './packages.js';
+import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
 
 export type ChangeKind = 'added' | 'removed' | 'modified';
@@ -59,8 +61,16 @@ export interface DriftReport {
   at: string;
   rules: string;
   hash: string;
+  /** The admin's changes: what drift is about, and what the counts and the exit status say. */
   counts: { added: number; removed: number; modified: number };
   items: DriftItem[];
+  /**
+   * Users' files below the shared paths inside the environment's root
+   * filesystem that the rules leave out (docs/shared-data.md): compared so
+   * they can be carried into new environments, listed apart so they do not
+   * bury the admin's changes.
+   */
+  sharedData: { paths: string[]; items: DriftItem[] };
 }
 
 const KIND: Record<Difference['kind'], ChangeKind> = { add: 'added', delete: 'removed', modify: 'modified' };
@@ -201,8 +211,8 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
 }
 
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
-export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }): Promise<ManifestPair> {
-  const rules = loadRules(ctx.config);
+export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }, atRisk: readonly string[] = []): Promise<ManifestPair> {
+  const rules = loadRules(ctx.config, atRisk);
   const pristine = await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules);
   const live = await liveManifest(ctx, env.name, trees.live, rules, { generation: env.generation, manifest: pristine, path: trees.pristine });
   return { pristine, live, rules };
@@ -243,7 +253,13 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
   try {
     const pristine = await ctx.backend.openPristine(env.generation);
     try {
-      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path });
+      const atRisk = atRiskPaths(await sharedDataOf(ctx, env.name, live.path));
+      // Listed apart: the shared paths the rules themselves leave out (with the shipped rules /home, /var/log, /var/spool,
+      // /var/mail). Those the rules check anyway (/root, /srv) were the admin's drift before and stay in it.
+      const plain = loadRules(ctx.config).rules;
+      const apart = atRisk.filter((p) => (ruleFor(plain, asManifestPath(p), 'D')?.flags ?? 0) === 0);
+      const sharedBytes = apart.map(asManifestPath);
+      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
       const secret = secretPatterns(ctx.config.drift.secret);
@@ -275,8 +291,9 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
         }
         return item;
       });
+      const admin = items.filter((i) => !isBelowAny(i.path, sharedBytes));
       const counts = { added: 0, removed: 0, modified: 0 };
-      for (const i of items) counts[i.change]++;
+      for (const i of admin) counts[i.change]++;
       return {
         environment: env.name,
         generation: env.generation,
@@ -285,7 +302,8 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
         rules: pair.rules.path,
         hash: ctx.config.bart.hash,
         counts,
-        items,
+        items: admin,
+        sharedData: { paths: apart, items: items.filter((i) => isBelowAny(i.path, sharedBytes)) },
       };
     } finally {
       await pristine.release();

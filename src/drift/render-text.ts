@@ -31,8 +31,10 @@ function contentNote(i: DriftItem): string {
 export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: boolean }): string {
   const out: string[] = [];
   out.push(paint(opts.color, C.bold, `Drift of "${r.environment}" against the pristine state of generation ${r.generation}`) + ` (${r.pristine})`);
+  const shared = r.sharedData.items;
   if (r.items.length === 0) {
     out.push('no drift: the environment matches its pristine state under the rules');
+    if (shared.length > 0) out.push(sharedLine(r));
     return out.join('\n') + '\n';
   }
   const width = Math.min(60, Math.max(...r.items.map((i) => i.display.length)));
@@ -42,6 +44,7 @@ export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: b
     out.push(`${paint(opts.color, changeColor(i), i.change.padEnd(8))}  ${i.display.padEnd(width)}  ${what}${contentNote(i)}${pkg}`);
   }
   out.push(`${r.items.length} paths: ${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.modified} modified`);
+  if (shared.length > 0) out.push(sharedLine(r));
   if (opts.diffs) {
     for (const i of r.items) {
       if (i.content?.kind !== 'text') continue;
@@ -56,6 +59,12 @@ export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: b
     }
   }
   return out.join('\n') + '\n';
+}
+
+/** Users' files are counted, not listed: `--format json` has them (sharedData). */
+function sharedLine(r: DriftReport): string {
+  const n = r.sharedData.items.length;
+  return `shared data: ${n} path${n === 1 ? '' : 's'} changed under ${r.sharedData.paths.join(', ')} (users' files inside the root filesystem, carried into each new environment; see docs/shared-data.md)`;
 }
 
 export function renderHistoryText(path: string, rows: readonly HistoryRow[]): string {

@@ -14,6 +14,7 @@ import { syncFromBackend } from '../bootloaders/from-backend.js';
 import { rootMount } from '../backends/registry.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
+import { readFileSync } from 'node:fs';
 
 /** `[grub]` paths (GRUB's directory, /etc/default/grub, /etc/grub.d), when the configuration sets them. */
 function grubPaths(config: Config): CreateOptions['grub'] {
@@ -44,6 +45,28 @@ export interface BootSyncOptions {
   dryRun?: boolean;
 }
 
+/**
+ * The command line the running system booted with, when it runs from an
+ * environment of this pool (a rescue system's is not carried).
+ * SYSPRIME_BOOTED_CMDLINE names a file to read instead, whatever runs.
+ */
+function bootedCmdline(envs: readonly EnvironmentInfo[]): string | null {
+  const file = process.env['SYSPRIME_BOOTED_CMDLINE'];
+  if (file !== undefined && file !== '') {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new SysprimeError('USAGE', `SYSPRIME_BOOTED_CMDLINE=${file} cannot be read: ${(err as Error).message}`, { hint: 'unset it to use /proc/cmdline' });
+    }
+  }
+  if (!envs.some((e) => e.booted)) return null;
+  try {
+    return readFileSync('/proc/cmdline', 'utf8');
+  } catch {
+    return null;
+  }
+}
+
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
   const loader = bootloaderFor(ctx);
   const all = await ctx.backend.listEnvironments();
@@ -71,6 +94,7 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   const result = await syncFromBackend(loader, ctx.backend, envs, {
     rootOf: (env) => roots.get(env.name)!,
     cmdline: ctx.config.boot.cmdline,
+    booted: bootedCmdline(all),
     defaultName: def.name,
     ...(current && current.name !== def.name ? { fallbackName: current.name } : {}),
     ...(opts.staged ? { staged: { name: opts.staged, tries: ctx.config.boot.tries } } : {}),

@@ -476,6 +476,27 @@ export function readFileAt(root: string, path: string): Buffer | undefined {
 }
 
 /**
+ * The text of the regular file at `path` inside the tree at `root` (a
+ * configuration file sysprime consults: fstab, kernel/cmdline); null when it
+ * is absent, a link, not a regular file, or below a link or a non-directory.
+ */
+export function readTextAt(root: string, path: string): string | null {
+  const { parent, name } = splitPath(path);
+  const r = ConfinedRoot.open(root);
+  try {
+    const dir = r.openDir(componentsOf(parent));
+    if (!isHandle(dir)) return null;
+    try {
+      return readFileIn(dir, name)?.toString('utf8') ?? null;
+    } finally {
+      dir.close();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+/**
  * Run `fn` with a path naming the regular file at `path` inside the tree at
  * `root` as it is opened now (a /proc/self/fd path: whatever replaces the
  * name meanwhile, `fn` reads this file) and its size. Undefined when it is

@@ -13,6 +13,7 @@ import { SysprimeError } from '../errors.js';
 import { ATTR, ruleFor, type Rules } from '../bart/rules.js';
 import { HASH_ALGORITHMS, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from '../bart/types.js';
 import { accountKindOf } from './accounts.js';
+import { isBelowAny } from '../environments/shared.js';
 
 export type ActionKind =
   /** Put the admin's object in place (content, type, link target, metadata). */
@@ -52,6 +53,8 @@ export type Reason =
   | 'type-conflict'
   | 'inside-sidelined'
   | 'sysprime-sidelined'
+  /** Users' data under a shared path inside the root: the running system's version, whatever the update did. */
+  | 'shared-data'
   | 'socket'
   | 'admin-reverted';
 
@@ -96,6 +99,11 @@ export interface PlanInput {
   theirs: Manifest;
   /** The drift rules: paths they leave out are not carried over, attributes they ignore are not replayed. */
   rules?: Rules;
+  /**
+   * Shared paths inside the root filesystem (manifest spelling): below them
+   * the running system's version wins, no merge (environments/shared.ts).
+   */
+  shared?: readonly string[];
 }
 
 /** What counts as a change when no rules are given: everything but times. */
@@ -214,6 +222,24 @@ function action(path: string, kind: ActionKind, reason: Reason, detail: string, 
   if (o) a.ours = o;
   if (t) a.theirs = t;
   return { ...a, ...extra };
+}
+
+/**
+ * The decision for one path below a shared path inside the root: users'
+ * data, so what the running system has now is what the new environment gets
+ * (no merge, no `.sysprime-new`). Only a change of type against the update's
+ * object keeps both, the running system's in place.
+ */
+function decideShared(path: string, s: Sides, flags: number): PlanAction | undefined {
+  const { o, t } = s;
+  if (o === undefined) return t === undefined ? undefined : action(path, 'delete', 'shared-data', 'shared data: deleted on the running system', s);
+  if (o.type === 'S') return action(path, 'skip', 'socket', 'sockets belong to running programs and are not carried over', s);
+  if (t !== undefined && entryEq(o, t, flags)) return action(path, 'keep', 'shared-data', 'shared data: already the same', s);
+  if (t !== undefined && t.type !== o.type) {
+    return action(path, 'conflict', 'type-conflict', `shared data: the running system has a ${typeName(o)}, the update a ${typeName(t)}`, s, { meta: oursMeta(o) });
+  }
+  if (t !== undefined && contentEq(o, t, flags)) return action(path, 'metadata', 'shared-data', "shared data: the running system's metadata", s, { meta: oursMeta(o) });
+  return action(path, 'copy', 'shared-data', "shared data: the running system's version", s, { meta: oursMeta(o) });
 }
 
 /** The decision for one path the admin changed. */
@@ -347,6 +373,7 @@ function checkHashes(input: PlanInput): HashAlgorithm {
 
 export function planReintegration(input: PlanInput): ReintegrationPlan {
   const hash = checkHashes(input);
+  const shared = input.shared ?? [];
   const B = byPath(input.base);
   const O = byPath(input.ours);
   const T = byPath(input.theirs);
@@ -362,7 +389,7 @@ export function planReintegration(input: PlanInput): ReintegrationPlan {
     if (flags === undefined) continue;
     flagsOf.set(p, flags);
     if (entryEq(s.b, s.o, flags)) continue;
-    const a = decide(p, s, flags);
+    const a = shared.length > 0 && isBelowAny(p, shared) ? decideShared(p, s, flags) : decide(p, s, flags);
     if (a !== undefined) actions.set(p, a);
   }
 

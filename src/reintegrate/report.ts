@@ -72,10 +72,13 @@ export function renderReport(r: ReintegrationReport): string {
     lines.push('', 'Warnings:');
     for (const w of r.warnings) lines.push(`  ${w}`);
   }
-  for (const o of OUTCOMES) {
-    const items = r.items.filter((i) => i.outcome === o);
+  // Users' files under shared paths would bury the admin's changes: they get a section of their own (conflicts and failures stay where they are seen).
+  const sharedData = (i: ReportItem): boolean => i.reason === 'shared-data' && i.outcome !== 'failed' && i.outcome !== 'conflict';
+  const sections: [string, ReportItem[]][] = OUTCOMES.map((o) => [HEADINGS[o], r.items.filter((i) => i.outcome === o && !sharedData(i))]);
+  sections.push(["Shared data (users' files inside the root: the running system's version)", r.items.filter(sharedData)]);
+  for (const [heading, items] of sections) {
     if (items.length === 0) continue;
-    lines.push('', `${HEADINGS[o]}:`);
+    lines.push('', `${heading}:`);
     for (const i of items) {
       lines.push(`  ${displayPath(i.path).replace(/\n/g, '\\n')}${i.notice ? '  (!)' : ''}`);
       lines.push(`      ${i.action}: ${printable(i.detail)}`);

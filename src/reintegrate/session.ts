@@ -27,6 +27,7 @@ import { applyPlan } from './apply.js';
 import { writeReport, type ReintegrationReport } from './report.js';
 import { lstatIn, readFileIn, readlinkIn, symlinkIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
 import { displayPath } from '../bart/types.js';
+import { asManifestPath, atRiskMessage, atRiskPaths, sharedDataOf } from '../environments/shared.js';
 
 export const FIRST_BOOT_NOTE = '/var/lib/sysprime/first-boot.json';
 export const FIRST_BOOT_UNIT = 'sysprime-reintegrate.service';
@@ -44,6 +45,11 @@ export interface FirstBootNote {
   stagedAt: string;
   /** The configuration file staging used, when it was not the default one. */
   config: string | null;
+  /**
+   * The shared paths inside the root at staging: the first boot carries
+   * them the same way (absent in notes written before they were carried).
+   */
+  shared?: string[];
 }
 
 interface Sides {
@@ -87,14 +93,16 @@ interface Manifests {
   ours: Manifest;
   theirs: Manifest;
   rules: LoadedRules;
+  /** Shared paths inside the root, spelled as in manifests. */
+  shared: string[];
 }
 
-async function manifestsFor(ctx: Context, from: string, fromGeneration: number, generation: number, s: Sides): Promise<Manifests> {
-  const rules = loadRules(ctx.config);
+async function manifestsFor(ctx: Context, from: string, fromGeneration: number, generation: number, s: Sides, atRisk: readonly string[]): Promise<Manifests> {
+  const rules = loadRules(ctx.config, atRisk);
   const base = await pristineManifest(ctx, fromGeneration, await pristineIdOf(ctx, fromGeneration), s.base.path, rules);
   const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules, [{ generation: fromGeneration, manifest: base }]);
   const ours = await liveManifest(ctx, from, s.ours.path, rules, { generation: fromGeneration, manifest: base, path: s.base.path });
-  return { base, ours, theirs, rules };
+  return { base, ours, theirs, rules, shared: atRisk.map(asManifestPath) };
 }
 
 function keepReport(ctx: Context, kind: string, environment: string, report: ReintegrationReport): void {
@@ -113,8 +121,9 @@ export interface PlanResult {
 export async function planBetween(ctx: Context, from: EnvironmentInfo, to: EnvironmentInfo): Promise<PlanResult> {
   const s = await openSides(ctx, from.name, from.generation, to.generation);
   try {
-    const m = await manifestsFor(ctx, from.name, from.generation, to.generation, s);
-    return { plan: planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules }), from: from.name, to: to.name };
+    const atRisk = atRiskPaths(await sharedDataOf(ctx, from.name, s.ours.path));
+    const m = await manifestsFor(ctx, from.name, from.generation, to.generation, s, atRisk);
+    return { plan: planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared }), from: from.name, to: to.name };
   } finally {
     await closeSides(s);
   }
@@ -124,6 +133,8 @@ export interface StagingReintegration {
   report: ReintegrationReport;
   /** Where the human report is, inside the new environment. */
   reportFile: string;
+  /** The shared paths inside the root whose files were carried as users' data. */
+  shared: string[];
 }
 
 /**
@@ -137,11 +148,15 @@ async function reintegrate(
   target: string,
   report: { kind: string; environment: string },
   plan: (m: Manifests) => ReintegrationPlan,
+  /** Shared paths inside the root; found on `from` when not given. */
+  shared?: readonly string[],
 ): Promise<StagingReintegration> {
   const s = await openSides(ctx, sides.from, sides.fromGeneration, sides.generation);
   let done: ReintegrationReport;
+  let atRisk: string[];
   try {
-    const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s);
+    atRisk = shared !== undefined ? [...shared] : atRiskPaths(await sharedDataOf(ctx, sides.from, s.ours.path));
+    const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s, atRisk);
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
     const staging = report.kind === 'staging';
@@ -157,7 +172,7 @@ async function reintegrate(
   }
   const reportFile = writeReport(target, done);
   keepReport(ctx, report.kind, report.environment, done);
-  return { report: done, reportFile };
+  return { report: done, reportFile, shared: atRisk };
 }
 
 /**
@@ -170,10 +185,12 @@ export async function reintegrateAtStaging(
   p: { from: string; fromGeneration: number; generation: number; name: string },
   target: string,
 ): Promise<StagingReintegration> {
-  return reintegrate(ctx, p, target, { kind: 'staging', environment: p.name }, (m) => {
+  const done = await reintegrate(ctx, p, target, { kind: 'staging', environment: p.name }, (m) => {
     saveManifest(ctx.db, ctx.config.state.dir, stagedOursSubject(p.name), `${m.rules.digest}|${ctx.config.bart.hash}`, m.ours);
-    return planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules });
+    return planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared });
   });
+  for (const path of done.shared) log.warn(atRiskMessage(path));
+  return done;
 }
 
 export function stagedOursSubject(name: string): string {
@@ -277,15 +294,21 @@ export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote,
 }
 
 async function replaySinceStaging(ctx: Context, note: FirstBootNote, target: string): Promise<StagingReintegration> {
-  const rules = loadRules(ctx.config);
+  const shared = note.shared ?? [];
+  const rules = loadRules(ctx.config, shared);
   const oursAtStaging = loadManifest(ctx.db, stagedOursSubject(note.name), `${rules.digest}|${ctx.config.bart.hash}`);
   if (!oursAtStaging) {
     throw new SysprimeError('STATE', `the manifest kept at staging for "${note.name}" is missing or was made with other rules`, {
       hint: 'run `sysprime reintegrate --from ' + note.from + '` to carry over the whole drift again',
     });
   }
-  return reintegrate(ctx, note, target, { kind: 'first-boot', environment: note.name }, (m) =>
-    planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules }),
+  return reintegrate(
+    ctx,
+    note,
+    target,
+    { kind: 'first-boot', environment: note.name },
+    (m) => planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared }),
+    shared,
   );
 }
 
@@ -304,7 +327,7 @@ export async function reintegrateInto(ctx: Context, from: EnvironmentInfo, to: E
   const sides = { from: from.name, fromGeneration: from.generation, generation: to.generation };
   const done = await runRecorded(ctx.db, MANUAL_KIND, { from: from.name, to: to.name }, () =>
     reintegrate(ctx, sides, target, { kind: 'manual', environment: to.name }, (m) =>
-      planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules }),
+      planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared }),
     ),
   );
   // The dead run's private mount of the target (reused by this run, which

@@ -26,6 +26,8 @@ export interface SinceStagingInput {
   oursNow: Manifest;
   theirs: Manifest;
   rules?: Rules;
+  /** Shared paths inside the root, as at staging (plan.ts). */
+  shared?: readonly string[];
 }
 
 function same(a: ManifestEntry | undefined, b: ManifestEntry | undefined): boolean {
@@ -54,8 +56,9 @@ export function changedPaths(before: Manifest, after: Manifest): Set<string> {
 
 export function planSinceStaging(input: SinceStagingInput): ReintegrationPlan {
   const changed = changedPaths(input.oursAtStaging, input.oursNow);
-  const full = planReintegration({ base: input.base, ours: input.oursNow, theirs: input.theirs, ...(input.rules ? { rules: input.rules } : {}) });
-  const atStaging = planReintegration({ base: input.base, ours: input.oursAtStaging, theirs: input.theirs, ...(input.rules ? { rules: input.rules } : {}) });
+  const common = { ...(input.rules ? { rules: input.rules } : {}), ...(input.shared ? { shared: input.shared } : {}) };
+  const full = planReintegration({ base: input.base, ours: input.oursNow, theirs: input.theirs, ...common });
+  const atStaging = planReintegration({ base: input.base, ours: input.oursAtStaging, theirs: input.theirs, ...common });
   const fullBy = new Map(full.actions.map((a) => [a.path, a]));
   const stagedBy = new Map(atStaging.actions.map((a) => [a.path, a]));
   const theirs = new Map(input.theirs.entries.map((e) => [e.path, e]));

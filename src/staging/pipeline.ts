@@ -20,6 +20,7 @@ import { createHash } from 'node:crypto';
 import { stopProcessesIn } from '../process/reap.js';
 import { recoverChroot } from '../updaters/chroot.js';
 import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
+import { atRiskPaths, sharedDataOfEnvironment } from '../environments/shared.js';
 import { syncBootEntries } from '../environments/boot-entries.js';
 import { SYSTEM_CONFIG } from '../config/load.js';
 import { pruneEnvironments } from '../environments/prune.js';
@@ -252,6 +253,8 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'install the first-boot unit',
       async run(s, p) {
         const params = p as StageParams;
+        // Found again as the reintegration step found them, so the first boot carries the same paths the same way.
+        const shared = atRiskPaths(await sharedDataOfEnvironment(s.ctx, params.from));
         await withStagingMount(s, params.name, async (dir) => {
           installFirstBoot(dir, {
             version: 1,
@@ -261,6 +264,7 @@ export const STAGE: OperationSpec<StageContext> = {
             generation: params.generation,
             stagedAt: new Date().toISOString(),
             config: s.ctx.config.source === 'defaults' || s.ctx.config.source === SYSTEM_CONFIG ? null : s.ctx.config.source,
+            shared,
           });
         });
       },

@@ -78,3 +78,26 @@ export function unmountOrder(entries: readonly MountEntry[]): MountEntry[] {
     return depth !== 0 ? depth : (index.get(b.id) ?? 0) - (index.get(a.id) ?? 0);
   });
 }
+
+export interface FstabEntry {
+  source: string;
+  mountPoint: string;
+  fsType: string;
+  options: string[];
+}
+
+/** fstab(5): one filesystem a line, fields separated by blanks, escapes as in mountinfo. */
+export function parseFstab(text: string): FstabEntry[] {
+  const out: FstabEntry[] = [];
+  for (const line of text.split('\n')) {
+    const fields = line.trim().split(/[ \t]+/);
+    if (fields[0] === undefined || fields[0] === '' || fields[0].startsWith('#') || fields.length < 2) continue;
+    out.push({
+      source: unescapeMountField(fields[0]),
+      mountPoint: unescapeMountField(fields[1]!),
+      fsType: fields[2] ?? 'auto',
+      options: (fields[3] ?? 'defaults').split(','),
+    });
+  }
+  return out;
+}

@@ -147,7 +147,7 @@ export function createZfsBootMenu(opts: ZfsBootMenuOptions): Bootloader {
           if (local) {
             actions.push(['zfs', 'inherit', CMDLINE_PROP, ds]);
             result.updated.push(e.name);
-            drift.push({ kind: 'entry-stale', name: e.name, what: `${ds} has ${CMDLINE_PROP}="${row.value}", and [boot] cmdline is empty` });
+            drift.push({ kind: 'entry-stale', name: e.name, what: `${ds} has ${CMDLINE_PROP}="${row.value}", and the command line to carry is empty` });
           } else result.kept.push(e.name);
           continue;
         }

@@ -6,6 +6,8 @@ import * as lifecycle from '../../environments/lifecycle.js';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
+import { sharedDataOfEnvironment } from '../../environments/shared.js';
+import { log } from '../../log.js';
 
 export function environmentJson(e: EnvironmentInfo) {
   return {
@@ -63,6 +65,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .action(async (opts: { adopt: string; name?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.initialise(ctx, { adopt: opts.adopt, name: opts.name });
+        for (const p of await sharedDataOfEnvironment(ctx, env.name)) if (p.where === 'at-risk') log.warn(p.why);
         if (globals().json) printJson(environmentJson(env));
         else process.stdout.write(`initialised ${ctx.backend.describe()}: environment "${env.name}", generation 0, pristine ${env.pristine}\n`);
       }),

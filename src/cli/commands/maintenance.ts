@@ -1,7 +1,8 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
-import { recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
+import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
+import { sharedPathsOrWarn } from '../../environments/shared.js';
 import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
 import { acquireLock, isAlive } from '../../state/lock.js';
 import { recoverStaging } from '../../staging/pipeline.js';
@@ -68,6 +69,9 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           if (!isAlive({ pid: op.pid, start })) problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
         }
         problems.push(...(await bootDrift(ctx)));
+        // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
+        const current = currentOf(envs);
+        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
 
         if (opts.fix) {
           const lock = acquireLock(ctx.db, 'repairing');
@@ -83,8 +87,9 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
             lock.release();
           }
         }
-        if (globals().json) printJson({ problems, fixed });
+        if (globals().json) printJson({ problems, fixed, shared });
         else {
+          for (const p of shared) if (p.where === 'at-risk') process.stdout.write(`shared-data: ${p.why}\n`);
           if (problems.length === 0) process.stdout.write('no problems found\n');
           for (const p of problems) process.stdout.write(`${p.kind}: ${p.what}\n`);
           for (const f of fixed) process.stdout.write(`fixed: ${f}\n`);

@@ -18,6 +18,7 @@ import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
+import { sharedPathsOrWarn } from '../../environments/shared.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -58,6 +59,8 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const reintegration = reports
           .filter((r) => envs.some((e) => e.name === r.environment))
           .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: JSON.parse(r.summary) as Record<string, number | string> }));
+        // Users' data that each environment holds a copy of (docs/shared-data.md).
+        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
         const status = {
           backend: ctx.backend.describe(),
           config: ctx.config.source,
@@ -71,6 +74,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           runtime: { node: process.version },
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
           recovered,
+          shared,
           lastStage: stage
             ? {
                 started: stage.started,
@@ -103,6 +107,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         for (const f of failedBoots) {
           lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
         }
+        for (const p of shared) if (p.where === 'at-risk') lines.push(`at risk:     ${p.why}`);
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
         for (const r of recovered) lines.push(`recovered:   ${r}`);
         process.stdout.write(lines.join('\n') + '\n');

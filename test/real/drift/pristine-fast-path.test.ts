@@ -19,8 +19,10 @@ import { publishVersion, type PackageFiles } from '../../fixtures/store-repo.js'
 import { OS_FILES } from '../../fixtures/os-tree.js';
 import { run } from '../../../src/process/run.js';
 import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
-import { createManifest, formatEntry, formatIndex, parseRules, type Manifest } from '../../../src/bart/index.js';
+import { createManifest, formatEntry, formatIndex, type Manifest } from '../../../src/bart/index.js';
 import { pristineManifestFromChanges } from '../../../src/drift/changes.js';
+import { loadRules } from '../../../src/drift/rules.js';
+import { cloneDefaults } from '../../../src/config/schema.js';
 import { openState } from '../../../src/state/db.js';
 import { loadManifest } from '../../../src/state/manifests.js';
 
@@ -57,7 +59,9 @@ describe('pristine manifests from btrfs send --no-data between two pristine snap
   let repo: string;
   let rulesPath: string;
   const sp = (...args: string[]) => sysprime(args, { config: s.config });
-  const rules = () => parseRules(RULES, rulesPath);
+  // The scratch tree's shared paths are directories of its root: sysprime checks them whatever the rules file says
+  // (docs/shared-data.md), so the walks compared with its manifests use the same rules.
+  const rules = () => loadRules({ ...cloneDefaults(), bart: { hash: 'xxh64', rules: rulesPath } }, ['/home', '/root', '/srv', '/var/log']).rules;
   const pristinePath = (base: string) => join(s.where, 'ROOT', '.pristine', base);
 
   /** The manifest sysprime kept for a generation's pristine snapshot. */

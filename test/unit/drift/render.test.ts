@@ -26,6 +26,7 @@ const report: DriftReport = {
   hash: 'xxh64',
   counts: { added: 5, removed: 0, modified: 0 },
   items: [item('/etc/fifo', 'P'), item('/etc/sock', 'S'), item('/etc/blk', 'B'), item('/etc/chr', 'C'), item('/etc/f', 'F')],
+  sharedData: { paths: [], items: [] },
 };
 
 test('the page labels FIFOs, sockets and devices', () => {

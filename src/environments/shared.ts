@@ -1,0 +1,164 @@
+/**
+ * Shared data: the paths whose contents are users' data and must be the same
+ * in every environment (homes, spools, mail, logs, databases). Where such a
+ * path is its own filesystem (a subvolume or dataset mounted apart from the
+ * root) every environment mounts the same one and nothing needs doing. Where
+ * it is a plain directory of the root filesystem, each environment has its
+ * own copy: that path is *at risk*, and staging and the first boot carry its
+ * files over from the running system (see docs/shared-data.md).
+ *
+ * classifySharedPaths is pure; sharedDataOf gathers its facts from the mount
+ * table, the environment's fstab and the environment's tree.
+ */
+import { lstatSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import { join, relative } from 'node:path';
+import type { Config } from '../config/schema.js';
+import type { Context } from '../context.js';
+import { isAtOrBelow, parseFstab, parseMountinfo, type MountEntry } from '../updaters/mountinfo.js';
+import { readTextAt } from '../os/confined.js';
+import { log } from '../log.js';
+
+/** Built in; `[shared] paths` adds to them. */
+export const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
+
+export function sharedPathsOf(config: Config): string[] {
+  return [...new Set([...BUILTIN_SHARED_PATHS, ...config.shared.paths])].sort();
+}
+
+export interface SharedPathState {
+  path: string;
+  /** `own`: its own filesystem, shared for real; `at-risk`: a directory of the root filesystem, copied at staging and first boot. */
+  where: 'own' | 'at-risk';
+  /** Why, for people. */
+  why: string;
+}
+
+/** What a path is inside an environment's tree, links not followed. */
+export type TreeKind = 'missing' | 'not-a-directory' | 'same-filesystem' | 'other-filesystem';
+
+export interface SharedFacts {
+  /** Mount points, as seen from inside the environment, of filesystems mounted on it now (its root aside). */
+  mounted: readonly string[];
+  /** Mount points the environment's /etc/fstab mounts at boot. */
+  fstab: readonly string[];
+  inTree(path: string): TreeKind;
+}
+
+/** Each shared path that is a directory of the environment: on its own filesystem or at risk. */
+export function classifySharedPaths(paths: readonly string[], facts: SharedFacts): SharedPathState[] {
+  const out: SharedPathState[] = [];
+  const below = (list: readonly string[], p: string): string | undefined => list.find((m) => m !== '/' && isAtOrBelow(p, m));
+  for (const path of paths) {
+    const kind = facts.inTree(path);
+    // A link is carried as a link by the rules that cover it; what it points at is judged where it is.
+    if (kind === 'missing' || kind === 'not-a-directory') continue;
+    const mounted = below(facts.mounted, path);
+    const inFstab = below(facts.fstab, path);
+    if (mounted !== undefined) out.push({ path, where: 'own', why: `${mounted} is mounted apart from the root` });
+    else if (inFstab !== undefined) out.push({ path, where: 'own', why: `/etc/fstab mounts ${inFstab} apart from the root` });
+    else if (kind === 'other-filesystem') out.push({ path, where: 'own', why: 'it is a subvolume or dataset of its own' });
+    else out.push({ path, where: 'at-risk', why: atRiskMessage(path) });
+  }
+  return out;
+}
+
+export function atRiskMessage(path: string): string {
+  return `${path} is inside the root filesystem: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+}
+
+export function atRiskPaths(states: readonly SharedPathState[]): string[] {
+  return states.filter((s) => s.where === 'at-risk').map((s) => s.path);
+}
+
+/** A path as manifests spell it: the bytes of its UTF-8 form, one latin1 character each. */
+export function asManifestPath(path: string): string {
+  return Buffer.from(path, 'utf8').toString('latin1');
+}
+
+/** Whether a manifest path is at or below one of `paths` (manifest spelling). */
+export function isBelowAny(path: string, paths: readonly string[]): boolean {
+  return paths.some((p) => isAtOrBelow(path, p));
+}
+
+/** Walks the components without following a link, so an environment's link cannot point the check outside it. */
+function treeKind(tree: string, path: string): TreeKind {
+  let rootDev: number;
+  try {
+    rootDev = lstatSync(tree).dev;
+  } catch {
+    return 'missing';
+  }
+  let at = tree;
+  let st;
+  for (const c of path.split('/').filter((x) => x !== '')) {
+    at = join(at, c);
+    try {
+      st = lstatSync(at);
+    } catch {
+      return 'missing';
+    }
+    if (!st.isDirectory()) return 'not-a-directory';
+  }
+  if (st === undefined) return 'not-a-directory';
+  return st.dev === rootDev ? 'same-filesystem' : 'other-filesystem';
+}
+
+function fstabMountPoints(tree: string): string[] {
+  try {
+    return parseFstab(readTextAt(tree, '/etc/fstab') ?? '')
+      .filter((e) => e.mountPoint.startsWith('/') && e.fsType !== 'swap' && !e.options.includes('noauto'))
+      .map((e) => e.mountPoint.replace(/(.)\/+$/, '$1'));
+  } catch {
+    return [];
+  }
+}
+
+/** Mount points on the environment: the whole table when it is the running root, else what is mounted below its tree. */
+function mountedOn(table: readonly MountEntry[], tree: string, running: boolean): string[] {
+  const out: string[] = [];
+  for (const e of table) {
+    if (running && e.mountPoint !== '/') out.push(e.mountPoint);
+    if (tree !== '/' && e.mountPoint !== tree && isAtOrBelow(e.mountPoint, tree)) out.push('/' + relative(tree, e.mountPoint));
+  }
+  return out;
+}
+
+/**
+ * The shared paths of environment `name`, whose tree is at `tree`. The
+ * running environment's mounts come from the kernel's table; any
+ * environment's from its fstab and from its tree (a nested subvolume or a
+ * child dataset is another filesystem there).
+ */
+export async function sharedDataOf(ctx: Context, name: string, tree: string, mountTable?: string): Promise<SharedPathState[]> {
+  const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
+  const table = parseMountinfo(mountTable ?? (await readFile('/proc/self/mountinfo', 'utf8')));
+  return classifySharedPaths(sharedPathsOf(ctx.config), {
+    mounted: mountedOn(table, tree, env?.booted === true),
+    fstab: fstabMountPoints(tree),
+    inTree: (p) => treeKind(tree, p),
+  });
+}
+
+/** The same, opening the environment's tree for the time it takes. */
+export async function sharedDataOfEnvironment(ctx: Context, name: string): Promise<SharedPathState[]> {
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    return await sharedDataOf(ctx, name, tree.path);
+  } finally {
+    await tree.release();
+  }
+}
+
+/**
+ * For the reporting verbs (status, doctor): a tree that cannot be opened
+ * must not hide the rest of the report, so it is a warning here.
+ */
+export async function sharedPathsOrWarn(ctx: Context, name: string): Promise<SharedPathState[]> {
+  try {
+    return await sharedDataOfEnvironment(ctx, name);
+  } catch (err) {
+    log.warn(`cannot tell which shared paths of "${name}" are inside its root: ${err instanceof Error ? err.message : String(err)}`);
+    return [];
+  }
+}
