@@ -7,5 +7,19 @@ import { mergeConflict } from './merge-conflict.js';
 import { fallback } from './fallback.js';
 import { yesterday } from './yesterday.js';
 import { prune } from './prune.js';
+import { zfsAdopt } from './zfs-adopt.js';
+import { zfsUpdate } from './zfs-update.js';
+import { zfsFallback } from './zfs-fallback.js';
 
-export const SCENARIOS: readonly Scenario[] = [installAdopt, preemptiveUpdate, changeAfterStaging, mergeConflict, fallback, yesterday, prune];
+export const SCENARIOS: readonly Scenario[] = [
+  installAdopt,
+  preemptiveUpdate,
+  changeAfterStaging,
+  mergeConflict,
+  fallback,
+  yesterday,
+  prune,
+  zfsAdopt,
+  zfsUpdate,
+  zfsFallback,
+];
