@@ -1,8 +1,7 @@
 /** How the CLI shows things: aligned tables for people, JSON for scripts, report files. */
-import { closeSync, constants, fsyncSync, lstatSync, openSync, realpathSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
-import { randomBytes } from 'node:crypto';
-import { basename, dirname, join } from 'node:path';
+import { closeSync, constants, lstatSync, openSync, realpathSync, statSync, writeSync } from 'node:fs';
 import { ioFailure, SysprimeError } from '../errors.js';
+import { replaceFile } from '../os/durable.js';
 
 function writeAll(fd: number, data: Buffer): void {
   for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
@@ -21,8 +20,10 @@ export function writeOutputFile(file: string, text: string | Buffer, opts: { thr
   try {
     writeOutput(file, text, opts);
   } catch (err) {
-    // Name the file the user gave, not the temporary one, and say what the errno means.
-    throw ioFailure(err, file) ?? err;
+    // Name the file the user gave, not the temporary one, and say what the errno means
+    // (the durable writer keeps the system call's error as the cause).
+    const raw = err instanceof SysprimeError && (err.code === 'IO' || err.code === 'NO_SPACE') && err.cause !== undefined ? err.cause : err;
+    throw ioFailure(raw, file) ?? err;
   }
 }
 
@@ -44,22 +45,9 @@ function writeOutput(file: string, text: string | Buffer, opts: { throughLink?: 
     return;
   }
   const real = link?.isSymbolicLink() && st !== undefined ? realpathSync(file) : file;
-  const tmp = join(dirname(real), `.${basename(real)}.tmp-${randomBytes(6).toString('hex')}`);
-  const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-  try {
-    writeAll(fd, data);
-    fsyncSync(fd);
-    closeSync(fd);
-    renameSync(tmp, real);
-  } catch (err) {
-    try {
-      closeSync(fd);
-    } catch {
-      // already closed
-    }
-    rmSync(tmp, { force: true });
-    throw err;
-  }
+  // A report may hold what only root should read: 0600, written by the one durable writer
+  // (a new O_EXCL|O_NOFOLLOW temporary name, fsync, rename, fsync of the directory).
+  replaceFile(real, data, { mode: 0o600 });
 }
 
 export function formatBytes(n: number | null): string {
