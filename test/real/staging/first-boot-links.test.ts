@@ -12,7 +12,7 @@ import { chmodSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 const UNIT = 'etc/systemd/system/sysprime-reintegrate.service';
 
@@ -41,16 +41,7 @@ for (const kind of KINDS) {
     let dir: string;
     let mnt: string;
     const sp = (...args: string[]) => sysprime(args, { config: s.config });
-    const inEnv = async <T>(name: string, fn: (root: string) => T): Promise<T> => {
-      const m = await sp('mount', name, mnt);
-      assert.equal(m.code, 0, m.stderr);
-      try {
-        return fn(mnt);
-      } finally {
-        const u = await sp('umount', name);
-        assert.equal(u.code, 0, u.stderr);
-      }
-    };
+    const inEnv = environmentMounter(sp, () => mnt);
     const victim = () => join(dir, 'victim');
     const victimNote = () => join(dir, 'victim-note');
 

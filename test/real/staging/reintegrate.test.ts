@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 /** The update: changes one line of demo.conf, rewrites the host name, adds a system user. */
 function updateScript(dir: string): string {
@@ -39,16 +39,7 @@ for (const kind of KINDS) {
     let dir: string;
     let mnt: string;
     const sp = (...args: string[]) => sysprime(args, { config: s.config });
-    const inEnv = async <T>(name: string, fn: (root: string) => T): Promise<T> => {
-      const m = await sp('mount', name, mnt);
-      assert.equal(m.code, 0, m.stderr);
-      try {
-        return fn(mnt);
-      } finally {
-        const u = await sp('umount', name);
-        assert.equal(u.code, 0, u.stderr);
-      }
-    };
+    const inEnv = environmentMounter(sp, () => mnt);
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'sysprime-reint-'));

@@ -14,9 +14,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../../src/process/run.js';
 import { makeBtrfsPool } from '../../fixtures/btrfs-pool.js';
-import { makeZfsPool } from '../../fixtures/zfs-pool.js';
+import { makeZfsScratch } from '../../fixtures/zfs-scratch.js';
 import { writeOsTree } from '../../fixtures/os-tree.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 interface Layout {
   config: string;
@@ -95,29 +95,8 @@ async function btrfsLayout(dir: string, homeOwn: boolean): Promise<Layout> {
 }
 
 /** One dataset holding everything. */
-async function zfsLayout(dir: string): Promise<Layout> {
-  const pool = await makeZfsPool({ sizeMiB: 256 });
-  try {
-    const src = join(pool.dir, 'os-src');
-    mkdirSync(src);
-    await run('zfs', ['create', '-o', `mountpoint=${src}`, `${pool.name}/os`]);
-    writeInstalledTree(src);
-    await run('zfs', ['unmount', `${pool.name}/os`]);
-    const stateDir = mkdtempSync(join(tmpdir(), 'sysprime-state-'));
-    const config = join(stateDir, 'sysprime.toml');
-    writeFileSync(config, toml(stateDir, `backend = "zfs"\n[zfs]\npool = "${pool.name}"`, dir));
-    return {
-      config,
-      adopt: `${pool.name}/os`,
-      async cleanup() {
-        await pool.cleanup();
-        rmSync(stateDir, { recursive: true, force: true });
-      },
-    };
-  } catch (err) {
-    await pool.cleanup();
-    throw err;
-  }
+function zfsLayout(dir: string): Promise<Layout> {
+  return makeZfsScratch(`[update]\nmethod = "command"\ncommand = "${updateScript(dir)}"\nchroot = false\n`, writeInstalledTree);
 }
 
 for (const kind of ['btrfs', 'zfs'] as const) {
@@ -126,16 +105,7 @@ for (const kind of ['btrfs', 'zfs'] as const) {
     let dir: string;
     let mnt: string;
     const sp = (...args: string[]) => sysprime(args, { config: l.config });
-    const inEnv = async <T>(name: string, fn: (root: string) => T): Promise<T> => {
-      const m = await sp('mount', name, mnt);
-      assert.equal(m.code, 0, m.stderr);
-      try {
-        return fn(mnt);
-      } finally {
-        const u = await sp('umount', name);
-        assert.equal(u.code, 0, u.stderr);
-      }
-    };
+    const inEnv = environmentMounter(sp, () => mnt);
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'sysprime-shared-'));

@@ -11,7 +11,7 @@ import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 /** Each update writes its own host name, numbered by the version it installs. */
 function updateScript(dir: string): string {
@@ -36,16 +36,7 @@ for (const kind of KINDS) {
     let dir: string;
     let mnt: string;
     const sp = (...args: string[]) => sysprime(args, { config: s.config });
-    const inEnv = async <T>(name: string, fn: (root: string) => T): Promise<T> => {
-      const m = await sp('mount', name, mnt);
-      assert.equal(m.code, 0, m.stderr);
-      try {
-        return fn(mnt);
-      } finally {
-        const u = await sp('umount', name);
-        assert.equal(u.code, 0, u.stderr);
-      }
-    };
+    const inEnv = environmentMounter(sp, () => mnt);
     const stage = async (from: string): Promise<string> => {
       const r = await sp('--json', 'stage', '--from', from);
       assert.equal(r.code, 0, r.stderr);
