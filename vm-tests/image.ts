@@ -108,26 +108,34 @@ export function guestFingerprint(opts: ImageOptions): string[] {
   return [guest.fstab(sample), guest.sysprimeConfig(opts.updater), guest.loaderConf(), guest.installerEntry(sample), guest.runnerUnit(), guest.runnerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
 }
 
+/**
+ * Whether the cached file `path` exists; if so it is marked used now, else
+ * the files of its kind (`pattern`) no run has used for STALE_IMAGE_MS go.
+ * Those of other builds are of no further use, except to a run of another
+ * tree going on now on this host (its overlays have the image as backing
+ * file): only those no run has used for longer than any run lasts go.
+ */
+export async function reuseCached(cacheDir: string, path: string, pattern: RegExp): Promise<boolean> {
+  if (existsSync(path)) {
+    // Its modification time says when a run last used it.
+    const now = new Date();
+    await utimes(path, now, now);
+    return true;
+  }
+  for (const name of await readdir(cacheDir)) {
+    const other = join(cacheDir, name);
+    if (pattern.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
+  }
+  return false;
+}
+
 export async function baseImage(opts: ImageOptions): Promise<BaseImage> {
   mkdirSync(opts.cacheDir, { recursive: true });
   const tarball = await rootfsTarball(opts);
   const node = statSync(process.execPath);
   const key = hash([tarball, ...guestFingerprint(opts), ...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
   const path = join(opts.cacheDir, `base-${key}.img`);
-  if (existsSync(path)) {
-    // Its modification time says when a run last used it (see the clean-up below).
-    const now = new Date();
-    await utimes(path, now, now);
-    return { path, reused: true };
-  }
-
-  // Images of other sysprime builds are of no further use, except to a run of another tree
-  // going on now on this host (its overlays have the image as backing file): only those no
-  // run has used for longer than any run lasts go.
-  for (const name of await readdir(opts.cacheDir)) {
-    const other = join(opts.cacheDir, name);
-    if (/^base-[0-9a-f]+\.img$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
-  }
+  if (await reuseCached(opts.cacheDir, path, /^base-[0-9a-f]+\.img$/)) return { path, reused: true };
 
   const work = join(opts.cacheDir, `build-${process.pid}`);
   await mkdir(work, { recursive: true });
@@ -294,15 +302,7 @@ export async function sysprimeDrive(opts: ImageOptions): Promise<string> {
   const node = statSync(process.execPath);
   const key = hash([...treeFingerprint(opts.tree), `${process.execPath}:${node.size}:${node.mtimeMs}`]);
   const path = join(opts.cacheDir, `sysprime-${key}.ext4`);
-  if (existsSync(path)) {
-    const now = new Date();
-    await utimes(path, now, now);
-    return path;
-  }
-  for (const name of await readdir(opts.cacheDir)) {
-    const other = join(opts.cacheDir, name);
-    if (/^sysprime-[0-9a-f]+\.ext4$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
-  }
+  if (await reuseCached(opts.cacheDir, path, /^sysprime-[0-9a-f]+\.ext4$/)) return path;
   const work = join(opts.cacheDir, `drive-${process.pid}`);
   const forget = onCleanup(`sysprime drive in ${work}`, () => rm(work, { recursive: true, force: true }));
   try {

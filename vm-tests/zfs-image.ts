@@ -15,18 +15,17 @@
  * on 2 cores) and the installed disk (~2-3 minutes under TCG) built from it
  * and the current sysprime build.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/process/run.js';
 import { onCleanup } from './cleanup.js';
 import * as guest from './guest-files.js';
-import { customizeRoot, DISK_SIZE, hash, partition, type BaseImage, type ImageOptions } from './image.js';
+import { customizeRoot, DISK_SIZE, hash, partition, reuseCached, type BaseImage, type ImageOptions } from './image.js';
 import { REPO_DIR, VERSIONS } from './packages.js';
 import { runVm } from './vm.js';
 
 const ESP_MIB = 512;
-const STALE_IMAGE_MS = 3 * 60 * 60 * 1000;
 
 const INCLUDE = [
   'linux-image-amd64',
@@ -219,15 +218,7 @@ export async function zfsBaseImage(opts: ImageOptions): Promise<BaseImage> {
   // does not install the machine again.
   const key = hash([tarball, ...zfsGuestFingerprint(opts)]);
   const path = join(opts.cacheDir, `zfs-base-${key}.img`);
-  if (existsSync(path)) {
-    const now = new Date();
-    await utimes(path, now, now);
-    return { path, reused: true };
-  }
-  for (const name of await readdir(opts.cacheDir)) {
-    const other = join(opts.cacheDir, name);
-    if (/^zfs-base-[0-9a-f]+\.img$/.test(name) && Date.now() - statSync(other).mtimeMs > STALE_IMAGE_MS) await rm(other, { force: true });
-  }
+  if (await reuseCached(opts.cacheDir, path, /^zfs-base-[0-9a-f]+\.img$/)) return { path, reused: true };
   const work = join(opts.cacheDir, `zfs-build-${process.pid}`);
   await mkdir(work, { recursive: true });
   const forget = onCleanup(`image build in ${work}`, () => rm(work, { recursive: true, force: true }));

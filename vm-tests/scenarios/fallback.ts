@@ -4,19 +4,23 @@
  * previous environment by itself.
  */
 import assert from 'node:assert/strict';
+import type { Machine } from '../guest-files.js';
 import { rootOf, type Scenario } from '../scenario.js';
 
 const TRIES = 2;
 
-export const fallback: Scenario = {
-  id: 5,
-  name: 'fallback after failed tries',
-  from: 'adopted',
-  verbs: ['stage', 'activate', 'mount', 'status'],
-  timeoutMinutes: 28,
-  boots: [
-    {
-      script: `
+/** The scenario on a machine whose adopted root (the one to fall back to) is `root`. */
+export function fallbackOn(id: number, name: string, machine: Machine, root: string, timeoutMinutes: number): Scenario {
+  return {
+    id,
+    name,
+    machine,
+    from: 'adopted',
+    verbs: ['stage', 'activate', 'mount', 'status'],
+    timeoutMinutes,
+    boots: [
+      {
+        script: `
 sed -i 's/^tries = .*/tries = ${TRIES}/' /etc/sysprime/sysprime.toml
 tstep stage sysprime -v stage --name broken
 mkdir -p /mnt/broken
@@ -29,31 +33,34 @@ step activate sysprime activate broken
 step entries ls /boot/efi/loader/entries
 then_reboot
 `,
-      async check(_boot, ctx) {
-        assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries');
+        async check(_boot, ctx) {
+          assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries');
+        },
       },
-    },
-    {
-      script: `
+      {
+        script: `
 step entries ls /boot/efi/loader/entries
 step status sysprime status
 then_poweroff
 `,
-      async check(boot, ctx) {
-        assert.equal(rootOf(boot), 'ROOT/default', 'the machine fell back to the previous environment');
-        assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left');
-        const status = (await ctx.output('status')) ?? '';
-        assert.match(status, /broken/, '`status` names the environment that failed');
-        // One line names it and says it did not boot (a reintegration line's "failure(s)" is not that).
-        assert.ok(
-          status.split('\n').some((l) => /broken/.test(l) && /failed to boot|did not boot|fell back|fallback|tries/i.test(l)),
-          '`status` says the environment failed to boot and the machine fell back',
-        );
+        async check(boot, ctx) {
+          assert.equal(rootOf(boot), root, 'the machine fell back to the previous environment');
+          assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left');
+          const status = (await ctx.output('status')) ?? '';
+          assert.match(status, /broken/, '`status` names the environment that failed');
+          // One line names it and says it did not boot (a reintegration line's "failure(s)" is not that).
+          assert.ok(
+            status.split('\n').some((l) => /broken/.test(l) && /failed to boot|did not boot|fell back|fallback|tries/i.test(l)),
+            '`status` says the environment failed to boot and the machine fell back',
+          );
+        },
       },
+    ],
+    checkLog(log) {
+      const tries = log.orphans.filter((l) => l === 'broken-init').length;
+      assert.equal(tries, TRIES, `the broken environment was tried ${TRIES} times (saw ${tries})`);
     },
-  ],
-  checkLog(log) {
-    const tries = log.orphans.filter((l) => l === 'broken-init').length;
-    assert.equal(tries, TRIES, `the broken environment was tried ${TRIES} times (saw ${tries})`);
-  },
-};
+  };
+}
+
+export const fallback = fallbackOn(5, 'fallback after failed tries', 'btrfs', 'ROOT/default', 28);
