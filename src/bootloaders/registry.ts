@@ -88,7 +88,7 @@ export interface CreateOptions {
   /** The ZFS pool of the environments (the backend knows it when the config does not). */
   pool?: string;
   /** Where GRUB's files are, when not in the usual places. */
-  grub?: Pick<GrubOptions, 'grubDir' | 'defaultsFile' | 'grubD'>;
+  grub?: Pick<GrubOptions, 'grubDir' | 'grubD'>;
   run?: Runner;
 }
 
@@ -105,7 +105,7 @@ export function createBootloader(config: Config, opts: CreateOptions = {}): Boot
       }
       return createSystemdBoot({ esp: found.esp, ...run });
     case 'grub':
-      return createGrub({ ...opts.grub, ...run });
+      return createGrub({ esp: found.esp, ...opts.grub, ...run });
     case 'zfsbootmenu': {
       const pool = opts.pool ?? config.zfs.pool;
       if (pool === undefined) throw new SysprimeError('CONFIG', 'ZFSBootMenu needs the pool of the environments', { hint: 'set [zfs] pool in sysprime.toml' });

@@ -176,6 +176,23 @@ export interface Bootloader {
   bootComplete?(): Promise<string[]>;
   /** Where the bootloader copies kernels to the ESP: its free space and what each environment holds there. */
   espUsage?(): Promise<EspUsage>;
+  /**
+   * What adopting the machine (`init`) must change so that every environment
+   * boots through this bootloader; reads only. Absent or null: nothing.
+   */
+  planHome?(): Promise<BootHome | null>;
+}
+
+/** A change to the bootloader's own files that adoption makes, decided before anything changes. */
+export interface BootHome {
+  /** What will change, in words. */
+  what: string;
+  /** Lines every environment's /etc/fstab must hold (written into the adopted one before its pristine snapshot). */
+  fstabLines: string[];
+  /** Risks that stay, for the admin. */
+  warnings: string[];
+  /** Carry it out; safe to run again after a crash. Returns what it did. */
+  apply(): Promise<string[]>;
 }
 
 export interface EspUsage {

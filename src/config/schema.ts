@@ -80,7 +80,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   // One line: a newline would end the entry's options line and start a directive of its own.
   'boot.cmdline': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.boot.cmdline = v as string), doc: 'extra kernel command line' },
   'grub.dir': { kind: { t: 'path' }, set: (c, v) => (c.grub.dir = v as string), doc: 'GRUB directory (grub.cfg, grubenv)' },
-  'grub.defaults': { kind: { t: 'path' }, set: (c, v) => (c.grub.defaults = v as string), doc: 'GRUB defaults file' },
+  'grub.defaults': { kind: { t: 'path' }, set: (c, v) => (c.grub.defaults = v as string), doc: 'not used any more: sysprime\'s menu sets GRUB\'s default itself, whatever GRUB_DEFAULT says; accepted so older files still load' },
   'grub.scripts': { kind: { t: 'path' }, set: (c, v) => (c.grub.scripts = v as string), doc: 'directory of the scripts update-grub runs' },
   'update.method': {
     kind: { t: 'enum', values: ['none', 'apt', 'store', 'command'] },

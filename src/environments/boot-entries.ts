@@ -21,7 +21,6 @@ function grubPaths(config: Config): CreateOptions['grub'] {
   const keys = (config as Config & { grub?: { dir?: string; defaults?: string; scripts?: string } }).grub;
   return {
     ...(keys?.dir !== undefined ? { grubDir: keys.dir } : {}),
-    ...(keys?.defaults !== undefined ? { defaultsFile: keys.defaults } : {}),
     ...(keys?.scripts !== undefined ? { grubD: keys.scripts } : {}),
   };
 }

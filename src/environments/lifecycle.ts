@@ -8,6 +8,7 @@ import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
+import { fstabLinesInto, planBootHome } from './boot-home.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
@@ -76,8 +77,12 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   }
   // Every check the backend can make before the first change (ensureLayout creates ROOT): bad input changes nothing.
   const name = ctx.backend.checkAdoption ? (await ctx.backend.checkAdoption(opts.adopt, opts.name)).name : checkName(opts.name ?? 'default');
+  const home = await planBootHome(ctx);
+  // The bootloader's move first: each of its steps leaves the machine booting as before.
+  for (const done of (await home?.apply()) ?? []) log.info(done);
   await ctx.backend.ensureLayout();
   await ctx.backend.adopt(opts.adopt, name, 0);
+  await fstabLinesInto(ctx, name, home);
   await ctx.backend.takePristine(name, 0);
   const after = [...(await ctx.backend.listEnvironments()), ...((await ctx.backend.listForeign?.()) ?? [])];
   // A default another tool's root holds stays: adopting one root does not take the boot away from another.

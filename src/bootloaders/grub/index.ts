@@ -5,23 +5,29 @@
  * are grubenv variables (`saved_entry`, `next_entry`, and greenboot's, see
  * menu.ts), written with `grub-editenv` as `grub-set-default` and
  * `grub-reboot` do, so grub-common is the only package needed.
+ *
+ * GRUB's directory is the one GRUB reads: on the ESP once adoption moved it
+ * there (home.ts), else `/boot/grub`. One-shot and counting need GRUB to
+ * write grubenv at boot, which it can only on ext2/3/4 or FAT: elsewhere they
+ * are refused or skipped, loudly.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { run as defaultRun } from '../../process/run.js';
-import type { BootDrift, BootEntry, BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
+import type { BootDrift, BootEntry, BootHome, BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
 import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
 import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
 import { bootFaultPoint } from '../fault.js';
 import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
+import { espHome, grubWritable, moveHome, planHome } from './home.js';
 
 export interface GrubOptions {
-  /** GRUB's own directory, holding grub.cfg, grubenv and sysprime.cfg; /boot/grub by default. */
+  /** GRUB's own directory, holding grub.cfg, grubenv and sysprime.cfg (/boot/grub); the ESP's instead when GRUB reads it there. */
   grubDir?: string;
-  /** /etc/default/grub, read to tell whether GRUB_DEFAULT=saved. */
-  defaultsFile?: string;
+  /** The EFI system partition's mount point, if there is one. */
+  esp?: string | null;
   /** Where update-grub looks for scripts; the include script must be there. */
   grubD?: string;
   /** The running kernel's command line (GRUB puts BOOT_IMAGE there). */
@@ -30,6 +36,8 @@ export interface GrubOptions {
 }
 
 export const INCLUDE_SCRIPT = '42_sysprime';
+/** The line 42_sysprime puts in grub.cfg (share/grub/42_sysprime). */
+export const INCLUDE_MARK = '### sysprime boot environments ###';
 
 function readText(path: string): string | null {
   try {
@@ -38,16 +46,6 @@ function readText(path: string): string | null {
     if (errnoOf(err) === 'ENOENT') return null;
     throw err;
   }
-}
-
-/** GRUB_DEFAULT from /etc/default/grub (a shell file; only the plain assignment form is understood). */
-export function grubDefaultSetting(text: string): string | null {
-  let value: string | null = null;
-  for (const line of text.split('\n')) {
-    const m = /^\s*GRUB_DEFAULT=(["']?)(.*?)\1\s*(#.*)?$/.exec(line);
-    if (m) value = m[2]!;
-  }
-  return value;
 }
 
 /** The environment a kernel was loaded from, by GRUB's `BOOT_IMAGE=/ROOT/<name>/...` or `/ROOT/<name>@/...`. */
@@ -78,19 +76,18 @@ function entryDrift(entry: BootEntry, oldBlock: string, tree: string | undefined
 }
 
 export function createGrub(opts: GrubOptions = {}): Bootloader {
-  const grubDir = opts.grubDir ?? '/boot/grub';
+  const esp = opts.esp ?? null;
+  // GRUB reads the ESP's directory once a stub points there (adoption moved it), whatever the configuration says.
+  const grubDir = espHome(esp) ?? opts.grubDir ?? '/boot/grub';
+  // GRUB writes grubenv at boot (clearing a one-shot, counting tries) only on a filesystem it can write.
+  const envFs = grubWritable(grubDir);
+  const cannotWrite = `GRUB cannot write grubenv on ${envFs.fs} (${grubDir})`;
   const menuPath = join(grubDir, 'sysprime.cfg');
   const envPath = join(grubDir, 'grubenv');
-  const defaultsFile = opts.defaultsFile ?? '/etc/default/grub';
   const grubD = opts.grubD ?? '/etc/grub.d';
   const runner = opts.run ?? defaultRun;
 
   const readEnv = (): Map<string, string> => parseGrubenv(readText(envPath) ?? '');
-  const savedDefaultProblem = (): string | null => {
-    const text = readText(defaultsFile);
-    const value = text === null ? null : grubDefaultSetting(text);
-    return value === 'saved' ? null : `GRUB_DEFAULT is ${value === null ? 'not set' : `"${value}"`} in ${defaultsFile}, so GRUB ignores the saved default`;
-  };
   const editenv = (args: string[]) => runner('grub-editenv', [envPath, ...args]);
   const setSaved = (name: string) => editenv(['set', `saved_entry=${idOf(name)}`]);
 
@@ -100,9 +97,21 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
 
   const loader: Bootloader = {
     name: 'grub',
-    capabilities: { oneShot: true, counting: true, ownsEntries: true },
+    capabilities: { oneShot: envFs.writable, counting: envFs.writable, ownsEntries: true },
 
     describe: () => `GRUB menu ${menuPath}`,
+
+    async planHome(): Promise<BootHome | null> {
+      const plan = await planHome({ grubDir, esp, run: runner });
+      if (plan.kind === 'fine') return plan.fstabLine === undefined ? null : { what: plan.why, fstabLines: [plan.fstabLine], warnings: [], apply: async () => [] };
+      if (plan.kind === 'stay') return { what: `GRUB's directory stays at ${plan.dir}`, fstabLines: [], warnings: [plan.warning], apply: async () => [] };
+      return {
+        what: `GRUB's directory moves from ${plan.from} to ${plan.to} on the ESP, mounted at /boot/grub in every environment`,
+        fstabLines: [plan.fstabLine],
+        warnings: [],
+        apply: async () => moveHome(plan),
+      };
+    },
 
     async probe() {
       if (!existsSync(grubDir)) {
@@ -173,7 +182,9 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
 
       const staged = sopts.staged;
       // Counting starts once, when the staged entry first appears; a later sync never restarts it.
-      if (staged && staged.tries > 0 && result.added.includes(staged.name)) {
+      if (staged && staged.tries > 0 && result.added.includes(staged.name) && !envFs.writable) {
+        warnings.push(`${cannotWrite}, so "${staged.name}" boots without counting: try it with \`sysprime activate --once\` after moving GRUB's directory to the ESP (docs/boot.md)`);
+      } else if (staged && staged.tries > 0 && result.added.includes(staged.name)) {
         const fallback = sopts.fallbackName ?? (env.get('saved_entry')?.startsWith(ENTRY_PREFIX) ? nameOf(env.get('saved_entry')!) : undefined);
         if (fallback === undefined || fallback === staged.name) {
           warnings.push(`no fallback environment is known, so "${staged.name}" boots without counting`);
@@ -186,23 +197,13 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       if (counting !== undefined && (!after.has(counting) || !after.has(env.get('sysprime_fallback') ?? ''))) {
         await editenv(['unset', 'boot_counter', 'sysprime_counting', 'sysprime_tries', 'sysprime_fallback']);
       }
-      if (hasDefault && env.get('saved_entry') !== idOf(sopts.defaultName)) {
-        const problem = savedDefaultProblem();
-        if (problem) warnings.push(`${problem}; set GRUB_DEFAULT=saved and run update-grub for "${sopts.defaultName}" to boot by default`);
-        await setSaved(sopts.defaultName);
-      }
+      if (hasDefault && env.get('saved_entry') !== idOf(sopts.defaultName)) await setSaved(sopts.defaultName);
       return result;
     },
 
     async setDefault(name: string) {
       if (!menuEntries().has(idOf(name))) {
         throw new SysprimeError('NOT_FOUND', `environment "${name}" has no entry in ${menuPath}`, { hint: 'see `sysprime doctor`' });
-      }
-      const problem = savedDefaultProblem();
-      if (problem) {
-        throw new SysprimeError('REFUSED', `cannot make "${name}" GRUB's default: ${problem}`, {
-          hint: `set GRUB_DEFAULT=saved in ${defaultsFile} and run update-grub`,
-        });
       }
       await setSaved(name);
     },
@@ -211,14 +212,21 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       if (!menuEntries().has(idOf(name))) {
         throw new SysprimeError('NOT_FOUND', `environment "${name}" has no entry in ${menuPath}`, { hint: 'see `sysprime doctor`' });
       }
+      if (!envFs.writable) {
+        // GRUB would boot it and fail to clear next_entry: the one-shot would become every boot's.
+        throw new SysprimeError('REFUSED', `cannot boot "${name}" once: ${cannotWrite}, so it could not clear the one-shot and would boot it every time`, {
+          hint: 'adopting the machine with `sysprime init` moves GRUB\'s directory to the ESP; or choose the entry in GRUB\'s menu at boot',
+        });
+      }
       await editenv(['set', `next_entry=${idOf(name)}`]);
     },
 
     async inspect(): Promise<BootState> {
       const env = readEnv();
       const warnings: string[] = [];
-      const problem = savedDefaultProblem();
-      if (problem) warnings.push(problem);
+      const cfg = readText(join(grubDir, 'grub.cfg'));
+      if (cfg !== null && !cfg.includes(INCLUDE_MARK)) warnings.push(`${join(grubDir, 'grub.cfg')} does not include sysprime's menu: run update-grub (with ${join(grubD, INCLUDE_SCRIPT)} installed)`);
+      if (!envFs.writable) warnings.push(`${cannotWrite}: no one-shot boot and no boot counting`);
       const countingId = env.get('sysprime_counting');
       const counter = Number(env.get('boot_counter'));
       const tries = Number(env.get('sysprime_tries'));

@@ -73,10 +73,25 @@ export function renderCountingBlock(maxTries: number = MAX_TRIES): string {
   ].join('\n');
 }
 
+/**
+ * The saved default applies whatever GRUB_DEFAULT says (Debian ships 0): the
+ * admin chose sysprime to decide the default, and a one-shot that GRUB's own
+ * header already took (`boot_once`) still wins.
+ */
+export function renderDefaultBlock(): string {
+  return [
+    '# The default environment (`sysprime activate`), unless this boot is a one-shot.',
+    'if [ -z "${boot_once}" -a -n "${saved_entry}" ]; then',
+    '  set default="${saved_entry}"',
+    'fi',
+  ].join('\n');
+}
+
 export function renderGrubMenu(entries: readonly BootEntry[]): string {
   return [
     '# Written by sysprime and sourced by /etc/grub.d/42_sysprime. Rewritten on',
     '# every change of the environments: edit sysprime.toml, not this file.',
+    renderDefaultBlock(),
     renderCountingBlock(),
     '',
     ...entries.map(renderMenuEntry),

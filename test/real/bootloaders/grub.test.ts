@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrub } from '../../../src/bootloaders/grub/index.js';
@@ -15,8 +15,8 @@ after(() => rmSync(scratch, { recursive: true, force: true }));
 let n = 0;
 
 /** A /boot with grub/ and a grubenv, /etc/default/grub, and environment trees. */
-async function setup(grubDefault = 'saved') {
-  const dir = join(scratch, String(n++));
+async function setup(grubDefault = 'saved', parent = scratch) {
+  const dir = join(parent, String(n++));
   const boot = join(dir, 'boot');
   mkdirSync(join(boot, 'grub'), { recursive: true });
   mkdirSync(join(dir, 'grub.d'));
@@ -32,7 +32,7 @@ async function setup(grubDefault = 'saved') {
   await run('grub-editenv', [envFile, 'create']);
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'BOOT_IMAGE=/ROOT/old/boot/vmlinuz-6.1 root=UUID=u\n');
-  const grub = createGrub({ grubDir: join(boot, 'grub'), defaultsFile: join(dir, 'default-grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline });
+  const grub = createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null });
   const env = (name: string, generation: number): BootEnvironment => {
     const tree = join(dir, 'trees', name);
     mkdirSync(join(tree, 'boot'), { recursive: true });
@@ -95,12 +95,33 @@ test('boot complete after a fallback makes the fallback the default; after the s
   assert.equal(t.vars.get('saved_entry'), 'sysprime-new');
 });
 
-test('one-shot sets next_entry as grub-reboot does; default refuses clearly when GRUB_DEFAULT is not saved', async () => {
+test('one-shot sets next_entry as grub-reboot does; the saved default applies whatever GRUB_DEFAULT says', async () => {
   const s = await setup('0');
   await s.grub.sync([s.env('a', 1), s.env('b', 2)], { defaultName: 'b' });
   await s.grub.setOneShot('a');
   assert.equal(s.vars.get('next_entry'), 'sysprime-a');
   assert.equal((await s.grub.inspect()).oneShotName, 'a');
-  await assert.rejects(s.grub.setDefault('a'), (e: unknown) => isSysprimeError(e, 'REFUSED') && /GRUB_DEFAULT is "0"/.test((e as Error).message));
+  // Debian ships GRUB_DEFAULT=0: the menu sets the default from saved_entry itself, unless GRUB took a one-shot.
+  await s.grub.setDefault('a');
+  assert.equal(s.vars.get('saved_entry'), 'sysprime-a');
+  assert.match(readFileSync(join(s.boot, 'grub', 'sysprime.cfg'), 'utf8'), /^if \[ -z "\$\{boot_once\}" -a -n "\$\{saved_entry\}" \]; then\n  set default="\$\{saved_entry\}"\nfi$/m);
   await assert.rejects(s.grub.setOneShot('zzz'), (e: unknown) => isSysprimeError(e, 'NOT_FOUND'));
+});
+
+test('where GRUB cannot write grubenv (tmpfs here, Btrfs or ZFS on a machine), one-shot is refused and a staged entry is not counted', async (t) => {
+  if (!existsSync('/dev/shm')) return t.skip('no /dev/shm');
+  const shm = mkdtempSync('/dev/shm/sysprime-grub-');
+  try {
+    const s = await setup('saved', shm);
+    assert.equal(s.grub.capabilities.oneShot, false);
+    await s.grub.sync([s.env('a', 1)], { defaultName: 'a' });
+    const res = await s.grub.sync([s.env('a', 1), s.env('b', 2)], { defaultName: 'b', fallbackName: 'a', staged: { name: 'b', tries: 3 } });
+    assert.equal(s.vars.get('boot_counter'), undefined, 'no counting GRUB could not carry out');
+    assert.ok(res.warnings.some((w) => /boots without counting/.test(w)), res.warnings.join('\n'));
+    await assert.rejects(s.grub.setOneShot('a'), (e: unknown) => isSysprimeError(e, 'REFUSED') && /could not clear the one-shot/.test((e as Error).message));
+    assert.equal(s.vars.get('next_entry'), undefined);
+    assert.ok((await s.grub.inspect()).warnings.some((w) => /no one-shot boot and no boot counting/.test(w)));
+  } finally {
+    rmSync(shm, { recursive: true, force: true });
+  }
 });

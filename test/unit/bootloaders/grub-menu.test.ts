@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { grubQuote, splitKernelArgs, menuBlocks, menuIds, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
-import { bootedFromCmdline, grubDefaultSetting, loadedFiles } from '../../../src/bootloaders/grub/index.js';
+import { bootedFromCmdline, loadedFiles } from '../../../src/bootloaders/grub/index.js';
 import { computeEntries } from '../../../src/bootloaders/entries.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
 import type { BootEnvironment, KernelPair, RootLocation } from '../../../src/bootloaders/types.js';
@@ -88,13 +88,10 @@ test('a whole menu lists its ids and blocks back', () => {
   assert.match(text, /elif \[ "\$\{boot_counter\}" = "99" \]; then set boot_counter=98/);
 });
 
-test('grubenv, /etc/default/grub and BOOT_IMAGE are read', () => {
+test('grubenv and BOOT_IMAGE are read', () => {
   const env = parseGrubenv('# GRUB Environment Block\nsaved_entry=sysprime-a\nboot_counter=2\n##########\n');
   assert.equal(env.get('saved_entry'), 'sysprime-a');
   assert.equal(env.get('boot_counter'), '2');
-  assert.equal(grubDefaultSetting('GRUB_DEFAULT=0\nGRUB_TIMEOUT=5\n'), '0');
-  assert.equal(grubDefaultSetting('GRUB_DEFAULT="saved"\n'), 'saved');
-  assert.equal(grubDefaultSetting('# nothing\n'), null);
   assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4/boot/vmlinuz-6.1 root=UUID=x'), 'gen-4');
   assert.equal(bootedFromCmdline('BOOT_IMAGE=/ROOT/gen-4@/boot/vmlinuz-6.1 root=ZFS=p/ROOT/gen-4'), 'gen-4');
   assert.equal(bootedFromCmdline('root=/dev/sda1'), null);

@@ -1,0 +1,212 @@
+/**
+ * Where GRUB's own directory (grub.cfg, grubenv, sysprime.cfg, its modules)
+ * lives, and moving it where every environment can share it.
+ *
+ * On a Debian or Ubuntu install with its root on Btrfs or ZFS and no separate
+ * /boot, GRUB's directory is `/boot/grub` inside the root the installer made
+ * (`@rootfs`, `@`, `rpool/ROOT/debian`), and the small `grub.cfg` that
+ * grub-install writes beside the signed GRUB on the ESP (the "stub") points
+ * GRUB there: `set prefix=($root)'/@rootfs/boot/grub'`. Two things then break
+ * boot environments:
+ *
+ * - every environment has its own copy of /boot/grub, and GRUB reads only
+ *   the adopted root's: a menu written from another environment is never
+ *   seen, and deleting the adopted root (as an admin does once sysprime's
+ *   environments boot) leaves GRUB with no configuration at all;
+ * - GRUB cannot write Btrfs or ZFS (its drivers are read-only), so
+ *   `save_env` fails there: a one-shot (`next_entry`) is never cleared and
+ *   boot counting cannot count.
+ *
+ * So, as Fedora kept it for years on UEFI, GRUB's directory moves to the
+ * ESP (`<esp>/grub`): FAT, which GRUB writes, outside every environment, and
+ * mounted at /boot/grub in each environment (a bind line in its fstab) so
+ * update-grub and grub-install keep working from any of them and agree with
+ * what GRUB reads. The stub is rewritten to find the ESP by its filesystem
+ * UUID, exactly as grub-install writes it when /boot/grub is on the ESP, so
+ * a later grub-install from an environment writes the same thing again.
+ *
+ * A separate /boot on ext2/3/4 needs no move: GRUB writes it and every
+ * environment mounts the same one. Without a stub (a GRUB image with its
+ * directory built in) nothing moves: the admin is told to run grub-install
+ * once /boot/grub is on the ESP.
+ */
+import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { join, relative } from 'node:path';
+import { SysprimeError, errnoOf } from '../../errors.js';
+import { fsyncPath, replaceFile } from '../../os/durable.js';
+import { run as defaultRun } from '../../process/run.js';
+import type { Runner } from '../types.js';
+
+/** statfs magic numbers of the filesystems GRUB's save_env can write (it writes the file's blocks in place). */
+const GRUB_WRITABLE: ReadonlyMap<number, string> = new Map([
+  [0xef53, 'ext2/3/4'],
+  [0x4d44, 'vfat'],
+]);
+const NAMED: ReadonlyMap<number, string> = new Map([
+  [0x9123683e, 'Btrfs'],
+  [0x2fc12fc1, 'ZFS'],
+  [0x65735546, 'FUSE'],
+  [0x58465342, 'XFS'],
+]);
+
+/** The filesystem type of `dir` in words, and whether GRUB can write grubenv there. */
+export function grubWritable(dir: string): { writable: boolean; fs: string } {
+  let type: number;
+  try {
+    type = statfsSync(dir).type;
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return { writable: false, fs: 'missing' };
+    throw err;
+  }
+  const known = GRUB_WRITABLE.get(type);
+  if (known !== undefined) return { writable: true, fs: known };
+  // A test can stand a plain directory in for the ESP: SYSPRIME_GRUB_WRITABLE lists such directories.
+  const forTests = (process.env['SYSPRIME_GRUB_WRITABLE'] ?? '').split(':').filter((d) => d !== '');
+  if (forTests.some((d) => dir === d || dir.startsWith(`${d}/`))) return { writable: true, fs: 'a directory standing in for one GRUB writes' };
+  return { writable: false, fs: NAMED.get(type) ?? `type 0x${type.toString(16)}` };
+}
+
+/** The stub grub-install writes beside GRUB's EFI image: where GRUB finds its directory. */
+export interface GrubStub {
+  /** Absolute path of the stub (`<esp>/EFI/debian/grub.cfg`). */
+  path: string;
+  text: string;
+  /** The filesystem UUID GRUB searches for, if the stub searches by UUID. */
+  uuid: string | null;
+  /** GRUB's directory on that filesystem (`/@rootfs/boot/grub`, `/grub`). */
+  prefix: string | null;
+}
+
+/** The UUID and prefix of a stub's text; null when it is not a stub (no `configfile $prefix/grub.cfg`). */
+export function parseStub(text: string): { uuid: string | null; prefix: string | null } | null {
+  if (!/^\s*configfile\s+\$\{?prefix\}?\/grub\.cfg\s*$/m.test(text)) return null;
+  const uuid = /^\s*search(?:\.fs_uuid\s+(\S+)\s+root\b|\s+.*--fs-uuid\s+--set=root\s+(\S+))/m.exec(text);
+  const prefix = /^\s*set\s+prefix=\(\$\{?root\}?\)(?:'([^']*)'|"([^"]*)"|(\S+))\s*$/m.exec(text);
+  return {
+    uuid: uuid === null ? null : (uuid[1] ?? uuid[2] ?? null),
+    prefix: prefix === null ? null : (prefix[1] ?? prefix[2] ?? prefix[3] ?? null),
+  };
+}
+
+/** Every stub on the ESP: `EFI/<id>/grub.cfg` (the vendor directory and the removable path's). */
+export function findStubs(esp: string): GrubStub[] {
+  const efi = ['EFI', 'efi'].map((d) => join(esp, d)).find((d) => existsSync(d));
+  if (efi === undefined) return [];
+  const out: GrubStub[] = [];
+  for (const dir of readdirSync(efi).sort()) {
+    const path = join(efi, dir, 'grub.cfg');
+    let text: string;
+    try {
+      text = readFileSync(path, 'latin1');
+    } catch {
+      continue;
+    }
+    const parsed = parseStub(text);
+    if (parsed !== null) out.push({ path, text, ...parsed });
+  }
+  return out;
+}
+
+/** The stub for GRUB's directory on the ESP, as grub-install writes it when /boot/grub is there. */
+export function renderStub(espUuid: string): string {
+  return [`search.fs_uuid ${espUuid} root`, `set prefix=($root)'/grub'`, 'configfile $prefix/grub.cfg', ''].join('\n');
+}
+
+/** GRUB's directory on the ESP, when a stub points there and it holds a grub.cfg. */
+export function espHome(esp: string | null): string | null {
+  if (esp === null) return null;
+  const dir = join(esp, 'grub');
+  if (!existsSync(join(dir, 'grub.cfg'))) return null;
+  return findStubs(esp).some((s) => s.prefix === '/grub') ? dir : null;
+}
+
+/** The fstab line that mounts GRUB's directory on the ESP at /boot/grub in every environment. */
+export function homeFstabLine(esp: string): string {
+  return `${join(esp, 'grub')} /boot/grub none bind,x-systemd.requires-mounts-for=${esp} 0 0`;
+}
+
+export type HomePlan =
+  /** GRUB can write its directory and every environment sees the same one (through `fstabLine` when it is the ESP's). */
+  | { kind: 'fine'; dir: string; why: string; fstabLine?: string }
+  /** Copy `from` to `<esp>/grub`, rewrite the stubs; environments get `fstabLine`. */
+  | { kind: 'move'; from: string; to: string; esp: string; espUuid: string; stubs: GrubStub[]; fstabLine: string }
+  /** Nothing can be moved: GRUB keeps reading the adopted root's directory. */
+  | { kind: 'stay'; dir: string; warning: string };
+
+export interface HomeOptions {
+  /** GRUB's directory as the running system sees it (`/boot/grub`). */
+  grubDir: string;
+  esp: string | null;
+  run?: Runner;
+}
+
+/** Decide what adoption does with GRUB's directory; reads only. */
+export async function planHome(opts: HomeOptions): Promise<HomePlan> {
+  const { grubDir, esp } = opts;
+  const onEsp = espHome(esp);
+  if (onEsp !== null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
+  const fs = grubWritable(grubDir);
+  if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
+  const risk = `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`;
+  if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
+  const stubs = findStubs(esp);
+  if (stubs.length === 0) {
+    return { kind: 'stay', dir: grubDir, warning: `${risk}; GRUB's EFI image on ${esp} has its directory built in (no grub.cfg beside it), so sysprime cannot point it elsewhere: run \`grub-install --boot-directory=${esp}\` and mount ${join(esp, 'grub')} at /boot/grub` };
+  }
+  const uuid = (await (opts.run ?? defaultRun)('findmnt', ['-n', '-o', 'UUID', '--target', esp], { allowFailure: true })).stdout.trim();
+  if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${esp}`, { hint: 'check `findmnt --target ' + esp + '` and `blkid`' });
+  return { kind: 'move', from: grubDir, to: join(esp, 'grub'), esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
+}
+
+const FILE_MODE = 0o644;
+
+/**
+ * Carry out a move: GRUB's directory copied to the ESP under a temporary
+ * name and renamed into place, then each stub rewritten (its old text kept
+ * beside it as `grub.cfg.before-sysprime`). Every step leaves a bootable
+ * machine: until a stub is rewritten GRUB reads the old directory, after it
+ * the copy, which holds the same grub.cfg. Run again after a crash, it
+ * finishes the job.
+ */
+export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
+  const done: string[] = [];
+  if (!existsSync(join(plan.to, 'grub.cfg'))) {
+    const tmp = `${plan.to}.sysprime-new`;
+    rmSync(tmp, { recursive: true, force: true });
+    try {
+      // FAT holds neither links nor owners: a link in GRUB's directory is an error here, not a silent loss.
+      cpSync(plan.from, tmp, { recursive: true, dereference: false, preserveTimestamps: true, verbatimSymlinks: true });
+      fsyncTree(tmp);
+    } catch (err) {
+      rmSync(tmp, { recursive: true, force: true });
+      throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
+        hint: `free space on the ESP or remove what ${plan.from} holds that FAT cannot (links), then run \`sysprime init\` again`,
+        cause: err,
+      });
+    }
+    rmSync(plan.to, { recursive: true, force: true });
+    renameSync(tmp, plan.to);
+    fsyncPath(plan.esp);
+    done.push(`copied GRUB's directory ${plan.from} to ${plan.to}`);
+  }
+  const stub = renderStub(plan.espUuid);
+  for (const s of plan.stubs) {
+    // Read again: a run after a crash may find some stubs already rewritten.
+    const text = readFileSync(s.path, 'latin1');
+    if (text === stub) continue;
+    const keep = `${s.path}.before-sysprime`;
+    if (!existsSync(keep)) replaceFile(keep, text, { mode: FILE_MODE });
+    replaceFile(s.path, stub, { mode: FILE_MODE });
+    done.push(`${relative(plan.esp, s.path)} on the ESP points GRUB at ${plan.to} (was ${s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, keep)})`);
+  }
+  return done;
+}
+
+function fsyncTree(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const p = join(dir, name);
+    if (statSync(p).isDirectory()) fsyncTree(p);
+    else fsyncPath(p);
+  }
+  fsyncPath(dir);
+}

@@ -1,0 +1,67 @@
+/**
+ * What adoption changes for the bootloader (`Bootloader.planHome`): GRUB's
+ * directory moved to the ESP, and the fstab line that mounts it in every
+ * environment. The line goes into the adopted environment before its
+ * pristine snapshot, so every clone made from it has it too and no drift
+ * reports it.
+ */
+import type { Context } from '../context.js';
+import type { BootHome } from '../bootloaders/types.js';
+import { SysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import { lstatIn, readFileIn, withDirIn, writeFileIn } from '../os/confined.js';
+import { parseFstab } from '../updaters/mountinfo.js';
+import { bootloaderFor } from './boot-entries.js';
+
+/** The bootloader's plan for adoption; reads only, so init can refuse before changing anything. */
+export async function planBootHome(ctx: Context): Promise<BootHome | null> {
+  const home = (await bootloaderFor(ctx).planHome?.()) ?? null;
+  for (const w of home?.warnings ?? []) log.warn(w);
+  return home;
+}
+
+/**
+ * Append each line whose mount point `<tree>/etc/fstab` does not mount yet.
+ * A line for the same mount point that differs is left as the admin wrote
+ * it, with a warning. Written through the confined writer: the tree is an
+ * environment.
+ */
+export function ensureFstabLines(tree: string, label: string, lines: readonly string[]): string[] {
+  if (lines.length === 0) return [];
+  return (
+    withDirIn(tree, '/etc', { create: false }, (etc) => {
+      const st = lstatIn(etc, 'fstab');
+      if (st !== undefined && (st.isSymbolicLink() || !st.isFile())) {
+        throw new SysprimeError('REFUSED', `/etc/fstab of ${label} is not a regular file, so sysprime cannot add ${lines.map((l) => l.split(/\s+/)[1]).join(', ')} to it`, {
+          hint: 'make /etc/fstab a regular file, then try again',
+        });
+      }
+      const text = (readFileIn(etc, 'fstab') ?? Buffer.alloc(0)).toString('latin1');
+      const have = parseFstab(text);
+      const added: string[] = [];
+      for (const line of lines) {
+        const want = parseFstab(line)[0]!;
+        const same = have.find((e) => e.mountPoint === want.mountPoint);
+        if (same === undefined) added.push(line);
+        else if (same.source !== want.source) log.warn(`${label}: /etc/fstab mounts ${same.source} at ${want.mountPoint}; sysprime needs ${want.source} there (${line})`);
+      }
+      if (added.length === 0) return [];
+      const body = text === '' || text.endsWith('\n') ? text : `${text}\n`;
+      const note = '# Mounted in every boot environment (added by sysprime init)\n';
+      writeFileIn(etc, 'fstab', Buffer.from(`${body}${note}${added.join('\n')}\n`, 'latin1'), st === undefined ? 0o644 : st.mode & 0o7777, st === undefined ? undefined : { uid: st.uid, gid: st.gid });
+      for (const l of added) log.info(`${label}: /etc/fstab now holds: ${l}`);
+      return added;
+    }) ?? []
+  );
+}
+
+/** Put the plan's fstab lines into an environment (opened for the time of the write). */
+export async function fstabLinesInto(ctx: Context, name: string, home: BootHome | null): Promise<void> {
+  if (home === null || home.fstabLines.length === 0) return;
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    ensureFstabLines(tree.path, `environment "${name}"`, home.fstabLines);
+  } finally {
+    await tree.release();
+  }
+}

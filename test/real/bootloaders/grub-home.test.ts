@@ -1,0 +1,131 @@
+/**
+ * GRUB's directory moved out of the adopted root onto the ESP (home.ts): the
+ * plan, the copy and the stubs, and the fstab line each environment gets.
+ * The "ESP" is a scratch directory (vfat cannot be mounted here) and GRUB's
+ * old directory sits on tmpfs, which GRUB cannot write either; the VM suite's
+ * GRUB machine does the same on a real ESP and a real Btrfs root.
+ */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { espHome, findStubs, homeFstabLine, moveHome, parseStub, planHome, renderStub } from '../../../src/bootloaders/grub/home.js';
+import { createGrub } from '../../../src/bootloaders/grub/index.js';
+import { ensureFstabLines } from '../../../src/environments/boot-home.js';
+import { isSysprimeError } from '../../../src/errors.js';
+import { run } from '../../../src/process/run.js';
+import type { Runner } from '../../../src/bootloaders/types.js';
+
+const scratch = mkdtempSync(join(tmpdir(), 'sysprime-grub-home-'));
+const shm = existsSync('/dev/shm') ? mkdtempSync('/dev/shm/sysprime-grub-home-') : null;
+after(() => {
+  rmSync(scratch, { recursive: true, force: true });
+  if (shm) rmSync(shm, { recursive: true, force: true });
+});
+let n = 0;
+
+/** What grub-install writes beside the signed GRUB on a Debian install with its root in @rootfs. */
+const DEBIAN_STUB = "search.fs_uuid 0c5b6b47-2f37-4a4e-9d4e-2ab1c3d4e5f6 root hd0,gpt2 \nset prefix=($root)'/@rootfs/boot/grub'\nconfigfile $prefix/grub.cfg\n";
+const ESP_UUID = 'B0A7-5EC0';
+/** findmnt answers for the stand-in ESP as it would for a FAT one; everything else runs for real. */
+const withEspUuid: Runner = (async (cmd: string, args: readonly string[], o?: object) =>
+  cmd === 'findmnt' ? { stdout: `${ESP_UUID}\n`, stderr: '', exitCode: 0 } : run(cmd, args as string[], o as never)) as unknown as Runner;
+
+function machine() {
+  const dir = join(scratch, String(n++));
+  const esp = join(dir, 'efi');
+  mkdirSync(join(esp, 'EFI', 'debian'), { recursive: true });
+  mkdirSync(join(esp, 'EFI', 'BOOT'), { recursive: true });
+  writeFileSync(join(esp, 'EFI', 'debian', 'grub.cfg'), DEBIAN_STUB);
+  writeFileSync(join(esp, 'EFI', 'BOOT', 'grub.cfg'), DEBIAN_STUB);
+  writeFileSync(join(esp, 'EFI', 'debian', 'grubx64.efi'), 'signed GRUB');
+  const grubDir = join(shm!, String(n), 'boot', 'grub');
+  mkdirSync(join(grubDir, 'x86_64-efi'), { recursive: true });
+  writeFileSync(join(grubDir, 'grub.cfg'), '### BEGIN /etc/grub.d/00_header ###\nload_env\n');
+  writeFileSync(join(grubDir, 'grubenv'), '# GRUB Environment Block\n'.padEnd(1024, '#'));
+  writeFileSync(join(grubDir, 'x86_64-efi', 'btrfs.mod'), 'module');
+  return { dir, esp, grubDir };
+}
+
+test('a stub is read as grub-install writes it, and the ESP stub is its own kind', () => {
+  assert.deepEqual(parseStub(DEBIAN_STUB), { uuid: '0c5b6b47-2f37-4a4e-9d4e-2ab1c3d4e5f6', prefix: '/@rootfs/boot/grub' });
+  assert.deepEqual(parseStub(renderStub(ESP_UUID)), { uuid: ESP_UUID, prefix: '/grub' });
+  assert.deepEqual(parseStub("search --no-floppy --fs-uuid --set=root 1234\nset prefix=($root)/boot/grub\nconfigfile ${prefix}/grub.cfg\n"), { uuid: '1234', prefix: '/boot/grub' });
+  assert.equal(parseStub('menuentry x {\n}\n'), null, 'a full grub.cfg is not a stub');
+});
+
+test('adoption moves GRUB\'s directory from the root onto the ESP and points every stub there', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
+  assert.equal(plan.kind, 'move');
+  if (plan.kind !== 'move') return;
+  assert.equal(plan.to, join(m.esp, 'grub'));
+  assert.equal(plan.fstabLine, `${m.esp}/grub /boot/grub none bind,x-systemd.requires-mounts-for=${m.esp} 0 0`);
+  assert.equal(plan.stubs.length, 2);
+  assert.equal(espHome(m.esp), null, 'nothing is written by the plan');
+
+  const done = moveHome(plan);
+  assert.equal(done.length, 3, done.join('\n'));
+  assert.equal(readFileSync(join(m.esp, 'grub', 'x86_64-efi', 'btrfs.mod'), 'utf8'), 'module');
+  assert.equal(readFileSync(join(m.esp, 'grub', 'grub.cfg'), 'utf8'), readFileSync(join(m.grubDir, 'grub.cfg'), 'utf8'));
+  for (const s of findStubs(m.esp)) {
+    assert.equal(s.text, renderStub(ESP_UUID));
+    assert.equal(readFileSync(`${s.path}.before-sysprime`, 'utf8'), DEBIAN_STUB, 'the installer\'s stub is kept beside it');
+  }
+  assert.equal(readFileSync(join(m.grubDir, 'grub.cfg'), 'utf8').length > 0, true, 'the old directory is left as it was');
+  assert.equal(espHome(m.esp), join(m.esp, 'grub'));
+  assert.deepEqual(moveHome(plan), [], 'a second run finds it done');
+
+  // From now on sysprime writes where GRUB reads, whatever [grub] dir says.
+  const grub = createGrub({ grubDir: m.grubDir, esp: m.esp });
+  assert.equal(grub.describe(), `GRUB menu ${join(m.esp, 'grub', 'sysprime.cfg')}`);
+  const again = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
+  assert.equal(again.kind, 'fine');
+  assert.equal(again.kind === 'fine' ? again.fstabLine : null, homeFstabLine(m.esp), 'environments still need the line (a run after a crash adds it)');
+});
+
+test('without a stub or an ESP, GRUB\'s directory stays and the admin is told why that is a risk', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  rmSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'));
+  rmSync(join(m.esp, 'EFI', 'BOOT', 'grub.cfg'));
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
+  assert.equal(plan.kind, 'stay');
+  assert.match(plan.kind === 'stay' ? plan.warning : '', /cannot write there .* directory built in .*grub-install/);
+  const none = await planHome({ grubDir: m.grubDir, esp: null, run: withEspUuid });
+  assert.match(none.kind === 'stay' ? none.warning : '', /no EFI system partition/);
+  // A directory GRUB writes (ext4 /tmp here; a separate /boot on a machine) needs nothing.
+  const ext = join(m.dir, 'boot-grub');
+  mkdirSync(ext);
+  if ((await run('stat', ['-f', '-c', '%T', ext])).stdout.trim() === 'ext2/ext3') assert.equal((await planHome({ grubDir: ext, esp: m.esp, run: withEspUuid })).kind, 'fine');
+});
+
+test('a copy that fails (a full ESP, a name that cannot be made) fails loudly and leaves every stub as it was', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
+  if (plan.kind !== 'move') return assert.fail('expected a move');
+  const bad = { ...plan, to: join(m.esp, 'EFI', 'debian', 'grubx64.efi', 'grub') };
+  assert.throws(() => moveHome(bad), (e: unknown) => isSysprimeError(e, 'IO') && /cannot copy GRUB's directory/.test((e as Error).message));
+  assert.equal(readFileSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB, 'no stub points at a copy that failed');
+  assert.equal(espHome(m.esp), null);
+});
+
+test('the fstab line is added to an environment once, an admin\'s own line for /boot/grub is kept, and a linked fstab is refused', () => {
+  const tree = join(scratch, `tree-${n++}`);
+  mkdirSync(join(tree, 'etc'), { recursive: true });
+  const line = '/boot/efi/grub /boot/grub none bind,x-systemd.requires-mounts-for=/boot/efi 0 0';
+  writeFileSync(join(tree, 'etc', 'fstab'), 'UUID=abc / btrfs defaults 0 0\nUUID=1234-ABCD /boot/efi vfat umask=0077 0 1');
+  assert.deepEqual(ensureFstabLines(tree, 'test', [line]), [line]);
+  const text = readFileSync(join(tree, 'etc', 'fstab'), 'utf8');
+  assert.match(text, /^UUID=1234-ABCD \/boot\/efi vfat umask=0077 0 1\n# Mounted in every boot environment \(added by sysprime init\)\n\/boot\/efi\/grub \/boot\/grub none bind/m);
+  assert.deepEqual(ensureFstabLines(tree, 'test', [line]), [], 'added once');
+  writeFileSync(join(tree, 'etc', 'fstab'), 'UUID=abc / btrfs defaults 0 0\nUUID=def /boot/grub ext4 defaults 0 2\n');
+  assert.deepEqual(ensureFstabLines(tree, 'test', [line]), []);
+  assert.doesNotMatch(readFileSync(join(tree, 'etc', 'fstab'), 'utf8'), /bind/);
+  rmSync(join(tree, 'etc', 'fstab'));
+  symlinkSync('/etc/fstab', join(tree, 'etc', 'fstab'));
+  assert.throws(() => ensureFstabLines(tree, 'test', [line]), (e: unknown) => isSysprimeError(e, 'REFUSED'));
+});
