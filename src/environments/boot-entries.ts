@@ -7,7 +7,8 @@
  */
 import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
-import type { EnvironmentInfo } from '../backends/types.js';
+import type { EnvironmentInfo, RootLocation } from '../backends/types.js';
+import { run } from '../process/run.js';
 import type { BootDrift, Bootloader, SyncResult } from '../bootloaders/types.js';
 import { createBootloader, type CreateOptions } from '../bootloaders/registry.js';
 import { syncFromBackend } from '../bootloaders/from-backend.js';
@@ -45,11 +46,12 @@ export interface BootSyncOptions {
 }
 
 /**
- * The command line the running system booted with, when it runs from an
- * environment of this pool (a rescue system's is not carried).
+ * The command line the running system booted with, when it runs from this
+ * pool: an environment, or the installer's root that `init` adopts (its
+ * arguments are the machine's; a rescue system's are not carried).
  * SYSPRIME_BOOTED_CMDLINE names a file to read instead, whatever runs.
  */
-function bootedCmdline(envs: readonly EnvironmentInfo[]): string | null {
+async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocation | undefined): Promise<string | null> {
   const file = process.env['SYSPRIME_BOOTED_CMDLINE'];
   if (file !== undefined && file !== '') {
     try {
@@ -58,12 +60,21 @@ function bootedCmdline(envs: readonly EnvironmentInfo[]): string | null {
       throw new SysprimeError('USAGE', `SYSPRIME_BOOTED_CMDLINE=${file} cannot be read: ${(err as Error).message}`, { hint: 'unset it to use /proc/cmdline' });
     }
   }
-  if (!envs.some((e) => e.booted)) return null;
+  if (!envs.some((e) => e.booted) && (pool === undefined || !(await runsFromPool(pool)))) return null;
   try {
     return readFileSync('/proc/cmdline', 'utf8');
   } catch {
     return null;
   }
+}
+
+/** Whether the running root lives on the environments' pool or filesystem (the installer's root before adoption does). */
+async function runsFromPool(pool: RootLocation): Promise<boolean> {
+  const root = rootMount();
+  if (root === null || root.fstype !== pool.fs) return false;
+  if (pool.fs === 'zfs') return root.source.split('/')[0] === pool.pool;
+  const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', '/'], { allowFailure: true })).stdout.trim();
+  return uuid !== '' && uuid === pool.uuid;
 }
 
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
@@ -93,7 +104,7 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   const result = await syncFromBackend(loader, ctx.backend, envs, {
     rootOf: (env) => roots.get(env.name)!,
     cmdline: ctx.config.boot.cmdline,
-    booted: bootedCmdline(all),
+    booted: await bootedCmdline(all, roots.get(def.name)),
     defaultName: def.name,
     ...(current && current.name !== def.name ? { fallbackName: current.name } : {}),
     ...(opts.staged ? { staged: { name: opts.staged, tries: ctx.config.boot.tries } } : {}),
