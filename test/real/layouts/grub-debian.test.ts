@@ -1,0 +1,100 @@
+/**
+ * The Debian installer's Btrfs layout with GRUB (`@rootfs` holding /boot,
+ * GRUB's directory in it, the signed GRUB's stub on the ESP pointing there),
+ * adopted with the real CLI: init moves GRUB's directory to the ESP, points
+ * the stub at it and gives every environment the fstab line that mounts it;
+ * staging, one-shot and counting then write where GRUB reads, also after
+ * `@rootfs` is deleted. The ESP is a directory standing in for the FAT one
+ * (vfat cannot be mounted here); the VM suite boots the real thing.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { sysprime } from '../../fixtures/cli.js';
+import { makeBtrfsLayout, readText, type BtrfsLayout } from '../../fixtures/btrfs-layouts.js';
+import { menuBlocks, parseGrubenv } from '../../../src/bootloaders/grub/menu.js';
+import { renderStub } from '../../../src/bootloaders/grub/home.js';
+import { run } from '../../../src/process/run.js';
+
+const GRUB_CFG = '### BEGIN /etc/grub.d/00_header ###\nif [ -s $prefix/grubenv ]; then\n  load_env\nfi\n### sysprime boot environments ###\n';
+
+describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
+  let l: BtrfsLayout;
+  let esp: string;
+  let oldGrub: string;
+  let stub: string;
+  const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_GRUB_WRITABLE: esp } });
+  const ok = async (...args: string[]) => {
+    const r = await sp(...args);
+    assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+  const home = () => join(esp, 'grub');
+  const grubenv = () => parseGrubenv(readFileSync(join(home(), 'grubenv'), 'utf8'));
+  const menuIds = () => [...menuBlocks(readFileSync(join(home(), 'sysprime.cfg'), 'utf8')).keys()].sort();
+
+  before(async () => {
+    l = await makeBtrfsLayout('debian');
+    // The running system's GRUB directory, as grub-install and update-grub left it in @rootfs.
+    oldGrub = join(l.sysroot, 'boot/grub');
+    mkdirSync(join(oldGrub, 'x86_64-efi'), { recursive: true });
+    writeFileSync(join(oldGrub, 'x86_64-efi', 'normal.mod'), 'module\n');
+    writeFileSync(join(oldGrub, 'grub.cfg'), GRUB_CFG);
+    await run('grub-editenv', [join(oldGrub, 'grubenv'), 'create']);
+    // The ESP stands on the same filesystem (a directory at its top), so findmnt finds a UUID for it.
+    esp = join(l.pool.top, 'esp');
+    mkdirSync(join(esp, 'EFI/debian'), { recursive: true });
+    stub = `search.fs_uuid ${l.uuid} root hd0,gpt2 \nset prefix=($root)'/@rootfs/boot/grub'\nconfigfile $prefix/grub.cfg\n`;
+    writeFileSync(join(esp, 'EFI/debian/grub.cfg'), stub);
+    writeFileSync(join(esp, 'EFI/debian/grubx64.efi'), 'signed GRUB\n');
+    const scripts = join(l.pool.dir, 'grub.d');
+    mkdirSync(scripts);
+    writeFileSync(join(scripts, '42_sysprime'), '#!/bin/sh\n');
+    chmodSync(join(scripts, '42_sysprime'), 0o755);
+    const update = join(l.pool.dir, 'update.sh');
+    writeFileSync(update, '#!/bin/sh\nset -e\necho 2 > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"\n');
+    chmodSync(update, 0o755);
+    const config = readText(l.config).replace('loader = "none"', `loader = "grub"\nesp = "${esp}"\ntries = 2\n[grub]\ndir = "${oldGrub}"\nscripts = "${scripts}"`);
+    writeFileSync(l.config, `${config}[update]\nmethod = "command"\ncommand = "${update}"\nchroot = false\n`);
+  });
+  after(async () => {
+    await l?.cleanup();
+  });
+
+  test('init moves GRUB\'s directory to the ESP, points the stub there, and the environment mounts it', async () => {
+    const r = await ok('init', '--adopt', '@rootfs', '--name', 'debian');
+    assert.match(r.stderr, /copied GRUB's directory/);
+    assert.equal(readText(join(home(), 'grub.cfg')), GRUB_CFG);
+    assert.equal(readText(join(home(), 'x86_64-efi', 'normal.mod')), 'module\n');
+    assert.equal(readText(join(esp, 'EFI/debian/grub.cfg')), renderStub(l.uuid));
+    assert.equal(readText(join(esp, 'EFI/debian/grub.cfg.before-sysprime')), stub);
+    assert.deepEqual(menuIds(), ['sysprime-debian']);
+    assert.match(menuBlocks(readText(join(home(), 'sysprime.cfg'))).get('sysprime-debian')!, /linux \/ROOT\/debian\/boot\/vmlinuz-6\.1\.0-28-amd64 root=UUID=\S+ rootflags=subvol=ROOT\/debian/);
+    assert.equal(grubenv().get('saved_entry'), 'sysprime-debian');
+    assert.ok(!existsSync(join(oldGrub, 'sysprime.cfg')), 'nothing is written in the old directory, which GRUB no longer reads');
+    const line = `${esp}/grub /boot/grub none bind,x-systemd.requires-mounts-for=${esp} 0 0`;
+    for (const tree of ['ROOT/debian', 'ROOT/.pristine/debian']) assert.ok(readText(join(l.pool.top, tree, 'etc/fstab')).includes(`\n${line}\n`), `${tree}/etc/fstab mounts GRUB's directory`);
+    assert.equal(readText(join(l.sysroot, 'etc/fstab')), l.fstab, 'the running root\'s fstab is never touched');
+  });
+
+  test('a staged environment has the line, its entry counts its tries in the ESP\'s grubenv, and a one-shot can be set', async () => {
+    await ok('stage', '--name', 'next');
+    assert.ok(readText(join(l.pool.top, 'ROOT/next/etc/fstab')).includes(`${esp}/grub /boot/grub none bind`));
+    assert.deepEqual(menuIds(), ['sysprime-debian', 'sysprime-next']);
+    assert.equal(grubenv().get('boot_counter'), '2');
+    assert.equal(grubenv().get('sysprime_fallback'), 'sysprime-debian');
+    await ok('activate', '--once', 'next');
+    assert.equal(grubenv().get('next_entry'), 'sysprime-next');
+  });
+
+  test('with @rootfs deleted, the verbs keep writing where GRUB reads', async () => {
+    await run('umount', [l.sysroot]);
+    await run('btrfs', ['-q', 'subvolume', 'delete', join(l.pool.top, '@rootfs')]);
+    await ok('activate', 'next');
+    assert.equal(grubenv().get('saved_entry'), 'sysprime-next');
+    await ok('create', 'third');
+    assert.deepEqual(menuIds(), ['sysprime-debian', 'sysprime-next', 'sysprime-third']);
+    assert.equal(readText(join(esp, 'EFI/debian/grub.cfg')), renderStub(l.uuid));
+  });
+});
