@@ -5,7 +5,8 @@
 import { readFileSync } from 'node:fs';
 import type { Config, BackendKind } from '../config/schema.js';
 import { SysprimeError } from '../errors.js';
-import type { Backend } from './types.js';
+import type { Backend, RootLocation } from './types.js';
+import { run } from '../process/run.js';
 import { createZfsBackend } from './zfs/index.js';
 import { createBtrfsBackend } from './btrfs/index.js';
 import { DEFAULT_SHARED_SUBVOLUMES } from './btrfs/layout.js';
@@ -64,6 +65,15 @@ export function rootMount(mountsText = readFileSync('/proc/self/mounts', 'utf8')
     if (target === '/' && source && fstype) found = { fstype, source }; // the last one mounted over / wins
   }
   return found;
+}
+
+/** Whether the running root lives on the environments' pool or filesystem (the installer's root before adoption does). */
+export async function runsFromPool(pool: RootLocation): Promise<boolean> {
+  const root = rootMount();
+  if (root === null || root.fstype !== pool.fs) return false;
+  if (pool.fs === 'zfs') return root.source.split('/')[0] === pool.pool;
+  const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', '/'], { allowFailure: true })).stdout.trim();
+  return uuid !== '' && uuid === pool.uuid;
 }
 
 export function selectBackend(config: Config): Backend {

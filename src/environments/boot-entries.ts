@@ -8,11 +8,11 @@
 import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import type { EnvironmentInfo, RootLocation } from '../backends/types.js';
-import { run } from '../process/run.js';
+import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
 import type { BootDrift, Bootloader, SyncResult } from '../bootloaders/types.js';
 import { createBootloader, type CreateOptions } from '../bootloaders/registry.js';
 import { syncFromBackend } from '../bootloaders/from-backend.js';
-import { rootMount } from '../backends/registry.js';
+import { rootMount, runsFromPool } from '../backends/registry.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { readFileSync } from 'node:fs';
@@ -68,15 +68,6 @@ async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocatio
   }
 }
 
-/** Whether the running root lives on the environments' pool or filesystem (the installer's root before adoption does). */
-async function runsFromPool(pool: RootLocation): Promise<boolean> {
-  const root = rootMount();
-  if (root === null || root.fstype !== pool.fs) return false;
-  if (pool.fs === 'zfs') return root.source.split('/')[0] === pool.pool;
-  const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', '/'], { allowFailure: true })).stdout.trim();
-  return uuid !== '' && uuid === pool.uuid;
-}
-
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
   const loader = bootloaderFor(ctx);
   const all = await ctx.backend.listEnvironments();
@@ -93,7 +84,11 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
     }
   }
   const envs = bootable(all, opts.staged).filter((e) => !without.includes(e.name));
-  const current = envs.find((e) => e.booted) ?? envs.find((e) => e.isDefault);
+  const booted = envs.find((e) => e.booted);
+  // With /boot on a partition of its own, the running environment's kernels are copied to its own tree first.
+  const partition = booted === undefined || opts.dryRun ? null : await bootPartitionOf(ctx, booted.name);
+  if (booted !== undefined && partition !== null) await kernelsInto(ctx, booted.name, partition);
+  const current = booted ?? envs.find((e) => e.isDefault);
   const def = envs.find((e) => e.isDefault) ?? current;
   if (!def) {
     const what = 'no environment is the default (and none is running), so no entries are written';

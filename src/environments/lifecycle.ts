@@ -9,6 +9,7 @@ import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { fstabLinesInto, planBootHome } from './boot-home.js';
+import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
@@ -83,6 +84,9 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   await ctx.backend.ensureLayout();
   await ctx.backend.adopt(opts.adopt, name, 0);
   await fstabLinesInto(ctx, name, home);
+  // The installer's root has no kernels of its own when /boot is a partition: it gets the running system's.
+  const partition = await bootPartitionOf(ctx, name);
+  if (partition !== null) await kernelsInto(ctx, name, partition);
   await ctx.backend.takePristine(name, 0);
   const after = [...(await ctx.backend.listEnvironments()), ...((await ctx.backend.listForeign?.()) ?? [])];
   // A default another tool's root holds stays: adopting one root does not take the boot away from another.

@@ -98,3 +98,61 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
     assert.equal(readText(join(esp, 'EFI/debian/grub.cfg')), renderStub(l.uuid));
   });
 });
+
+describe("the Debian installer's Btrfs layout with a separate /boot and GRUB", () => {
+  let l: BtrfsLayout;
+  let boot: string;
+  const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_GRUB_WRITABLE: boot, SYSPRIME_BOOT_PARTITION: boot } });
+  const ok = async (...args: string[]) => {
+    const r = await sp(...args);
+    assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);
+    return r;
+  };
+  const menu = () => menuBlocks(readFileSync(join(boot, 'grub', 'sysprime.cfg'), 'utf8'));
+
+  before(async () => {
+    l = await makeBtrfsLayout('debian-boot');
+    // The ext4 /boot partition as the running system mounts it: kernels, GRUB's directory.
+    boot = join(l.pool.dir, 'boot-partition');
+    mkdirSync(join(boot, 'grub'), { recursive: true });
+    writeFileSync(join(boot, 'vmlinuz-6.1.0-28-amd64'), 'kernel 28\n');
+    writeFileSync(join(boot, 'initrd.img-6.1.0-28-amd64'), 'initrd 28\n');
+    writeFileSync(join(boot, 'config-6.1.0-28-amd64'), 'CONFIG_BTRFS_FS=m\n');
+    writeFileSync(join(boot, 'grub', 'grub.cfg'), GRUB_CFG);
+    await run('grub-editenv', [join(boot, 'grub', 'grubenv'), 'create']);
+    const scripts = join(l.pool.dir, 'grub.d');
+    mkdirSync(scripts);
+    writeFileSync(join(scripts, '42_sysprime'), '#!/bin/sh\n');
+    chmodSync(join(scripts, '42_sysprime'), 0o755);
+    const update = join(l.pool.dir, 'update.sh');
+    // The update installs a new kernel, as apt would: into the clone's own /boot (the partition is not mounted there).
+    writeFileSync(update, '#!/bin/sh\nset -e\necho kernel 30 > "$SYSPRIME_ROOT/boot/vmlinuz-6.1.0-30-amd64"\necho initrd 30 > "$SYSPRIME_ROOT/boot/initrd.img-6.1.0-30-amd64"\n');
+    chmodSync(update, 0o755);
+    const config = readText(l.config).replace('loader = "none"', `loader = "grub"\n[grub]\ndir = "${join(boot, 'grub')}"\nscripts = "${scripts}"`);
+    writeFileSync(l.config, `${config}[update]\nmethod = "command"\ncommand = "${update}"\nchroot = false\n`);
+  });
+  after(async () => {
+    await l?.cleanup();
+  });
+
+  test('init gives the adopted environment its own copy of the running kernels; GRUB\'s directory stays on the partition', async () => {
+    assert.ok(!existsSync(join(l.pool.top, '@rootfs/boot/vmlinuz-6.1.0-28-amd64')), 'the installer\'s root holds no kernel of its own');
+    const r = await ok('init', '--adopt', '@rootfs', '--name', 'debian');
+    assert.doesNotMatch(r.stderr, /copied GRUB's directory/);
+    for (const tree of ['ROOT/debian', 'ROOT/.pristine/debian']) {
+      assert.equal(readText(join(l.pool.top, tree, 'boot/vmlinuz-6.1.0-28-amd64')), 'kernel 28\n', `${tree} has the kernel`);
+      assert.equal(readText(join(l.pool.top, tree, 'boot/config-6.1.0-28-amd64')), 'CONFIG_BTRFS_FS=m\n');
+      assert.ok(!existsSync(join(l.pool.top, tree, 'boot/grub')), 'GRUB\'s directory is the partition\'s, not copied');
+    }
+    assert.match(menu().get('sysprime-debian')!, /linux \/ROOT\/debian\/boot\/vmlinuz-6\.1\.0-28-amd64 /);
+    assert.ok(!existsSync(join(l.pool.top, '@rootfs/boot/vmlinuz-6.1.0-28-amd64')), 'the installer\'s root is not written');
+  });
+
+  test('a staged kernel stays the new environment\'s: the partition and the running environment keep theirs', async () => {
+    await ok('stage', '--name', 'next');
+    assert.match(menu().get('sysprime-next')!, /linux \/ROOT\/next\/boot\/vmlinuz-6\.1\.0-30-amd64 /);
+    assert.match(menu().get('sysprime-debian')!, /vmlinuz-6\.1\.0-28-amd64 /);
+    assert.ok(!existsSync(join(boot, 'vmlinuz-6.1.0-30-amd64')), 'the partition never gets a staged kernel');
+    assert.ok(!existsSync(join(l.pool.top, 'ROOT/debian/boot/vmlinuz-6.1.0-30-amd64')));
+  });
+});

@@ -1,0 +1,160 @@
+/**
+ * Kernels when /boot is a partition of its own (Debian's installer offers a
+ * separate ext4 /boot; so do many admins).
+ *
+ * Every environment mounts the same /boot partition, so the kernels found
+ * there are the running system's, not each environment's: two environments
+ * may hold the same kernel version built differently (an initramfs made with
+ * another configuration), and an update staged in a clone must never
+ * overwrite the running system's kernel. So each environment keeps its own
+ * kernels in its own tree's `/boot`, the directory the partition is mounted
+ * over (hidden while it runs, seen by every boot entry, which loads kernels
+ * from the environment: GRUB straight from the subvolume, systemd-boot from
+ * its copies on the ESP):
+ *
+ * - a staged clone gets its kernels there by itself: the package manager
+ *   runs chrooted in the clone, where the partition is not mounted;
+ * - adoption copies the running system's kernels there (the installer's
+ *   root has none of its own);
+ * - every sync copies the running environment's kernels from the partition
+ *   to its tree again, so a kernel the admin installed or removed in the
+ *   running system (apt, outside sysprime) is what its entry boots.
+ *
+ * Only kernel files are mirrored (`vmlinuz-*`, `initrd.img-*`,
+ * `initramfs-*.img`, `config-*`, `System.map-*`): GRUB's directory and
+ * anything else on the partition stay the partition's.
+ */
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
+import { join } from 'node:path';
+import type { Context } from '../context.js';
+import { log } from '../log.js';
+import { lstatIn, openFileIn, unlinkIn, withDirInAsync, copyFileIn, type DirHandle } from '../os/confined.js';
+import { parseMountinfo } from '../updaters/mountinfo.js';
+import { runsFromPool } from '../backends/registry.js';
+
+const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
+
+export const isKernelFile = (name: string): boolean => KERNEL_FILE.test(name) && !name.endsWith('.dpkg-tmp') && !name.endsWith('.new');
+
+/** The running system's /boot when it is a filesystem of its own: a mount at /boot on another device than /. */
+export function separateBoot(mountinfo?: string): string | null {
+  let text = mountinfo;
+  if (text === undefined) {
+    try {
+      text = readFileSync('/proc/self/mountinfo', 'utf8');
+    } catch {
+      return null;
+    }
+  }
+  const table = parseMountinfo(text);
+  const last = (point: string) => table.filter((e) => e.mountPoint === point).pop();
+  const root = last('/');
+  const boot = last('/boot');
+  return root !== undefined && boot !== undefined && boot.dev !== root.dev ? '/boot' : null;
+}
+
+function kernelFiles(dir: string): Map<string, Stats> {
+  const out = new Map<string, Stats>();
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return out;
+  }
+  for (const n of names) {
+    if (!isKernelFile(n)) continue;
+    const st = statSync(join(dir, n), { throwIfNoEntry: false });
+    if (st?.isFile()) out.set(n, st);
+  }
+  return out;
+}
+
+/** Whether two files hold the same bytes (sizes already equal). */
+function sameBytes(a: string, fdB: number): boolean {
+  const fdA = openSync(a, constants.O_RDONLY | constants.O_NOFOLLOW);
+  try {
+    const bufA = Buffer.allocUnsafe(1 << 20);
+    const bufB = Buffer.allocUnsafe(1 << 20);
+    let pos = 0;
+    for (;;) {
+      const nA = readSync(fdA, bufA, 0, bufA.length, pos);
+      const nB = readSync(fdB, bufB, 0, bufB.length, pos);
+      if (nA !== nB) return false;
+      if (nA === 0) return true;
+      if (!bufA.subarray(0, nA).equals(bufB.subarray(0, nB))) return false;
+      pos += nA;
+    }
+  } finally {
+    closeSync(fdA);
+  }
+}
+
+function differs(dir: DirHandle, name: string, src: string, st: Stats): boolean {
+  const have = lstatIn(dir, name);
+  if (have === undefined || !have.isFile() || have.size !== st.size) return true;
+  const fd = openFileIn(dir, name);
+  if (fd === undefined) return true;
+  try {
+    return !sameBytes(src, fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Make `<tree>/boot` hold exactly the kernel files of `from`: copies what
+ * differs, removes kernel files `from` no longer has. Written through the
+ * confined writer (the tree is an environment). Returns what changed.
+ */
+export async function mirrorKernels(from: string, tree: string): Promise<{ copied: string[]; removed: string[] }> {
+  const want = kernelFiles(from);
+  const result = { copied: [] as string[], removed: [] as string[] };
+  // An environment without a kernel of its own would get no boot entry: nothing to mirror means nothing to remove either.
+  if (want.size === 0) return result;
+  await withDirInAsync(tree, '/boot', { create: true, mode: 0o755 }, async (dir) => {
+    for (const [name, st] of want) {
+      const src = join(from, name);
+      if (!differs(dir, name, src, st)) continue;
+      await copyFileIn(dir, name, src, st.mode & 0o7777, { uid: st.uid, gid: st.gid });
+      result.copied.push(name);
+    }
+    for (const name of readdirSync(dir.self)) {
+      if (isKernelFile(name) && !want.has(name) && lstatIn(dir, name)?.isFile()) {
+        unlinkIn(dir, name);
+        result.removed.push(name);
+      }
+    }
+  });
+  return result;
+}
+
+/**
+ * The /boot partition whose kernels are environment `name`'s: the running
+ * system's separate /boot, when the running root is on the environments'
+ * pool (a rescue system's /boot is not this machine's).
+ * `SYSPRIME_BOOT_PARTITION` names a directory to take for it instead (tests:
+ * their running system is not on the pool).
+ */
+export async function bootPartitionOf(ctx: Context, name: string): Promise<string | null> {
+  const forced = process.env['SYSPRIME_BOOT_PARTITION'];
+  if (forced !== undefined && forced !== '') return forced;
+  const partition = separateBoot();
+  return partition !== null && (await runsFromPool(await ctx.backend.bootRoot(name))) ? partition : null;
+}
+
+/** Copy the running system's kernels from the /boot partition into an environment's own /boot. */
+export async function kernelsInto(ctx: Context, name: string, from: string): Promise<void> {
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    // Where the environment's /boot is the partition itself (a tree opened at the running root), there is nothing to do.
+    const a = statSync(join(tree.path, 'boot'), { throwIfNoEntry: false });
+    const b = statSync(from, { throwIfNoEntry: false });
+    if (a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino) return;
+    const r = await mirrorKernels(from, tree.path);
+    if (r.copied.length > 0 || r.removed.length > 0) {
+      log.info(`environment "${name}": its own /boot ${[r.copied.length > 0 ? `has ${r.copied.join(', ')} from ${from}` : '', r.removed.length > 0 ? `no longer has ${r.removed.join(', ')}` : ''].filter((s) => s !== '').join(' and ')}`);
+    }
+  } finally {
+    await tree.release();
+  }
+}
