@@ -30,7 +30,7 @@
  * directory built in) nothing moves: the admin is told to run grub-install
  * once /boot/grub is on the ESP.
  */
-import { cpSync, existsSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
 import { fsyncPath, replaceFile } from '../../os/durable.js';
@@ -109,7 +109,9 @@ export function findStubs(esp: string): GrubStub[] {
 
 /** The stub for GRUB's directory on the ESP, as grub-install writes it when /boot/grub is there. */
 export function renderStub(espUuid: string): string {
-  return [`search.fs_uuid ${espUuid} root`, `set prefix=($root)'/grub'`, 'configfile $prefix/grub.cfg', ''].join('\n');
+  // GRUB names a FAT volume's serial in lower case (grub-probe --target=fs_uuid): write it as GRUB reads it.
+  const uuid = /^[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}$/.test(espUuid) ? espUuid.toLowerCase() : espUuid;
+  return [`search.fs_uuid ${uuid} root`, `set prefix=($root)'/grub'`, 'configfile $prefix/grub.cfg', ''].join('\n');
 }
 
 /** GRUB's directory on the ESP, when a stub points there and it holds a grub.cfg. */
@@ -158,8 +160,6 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   return { kind: 'move', from: grubDir, to: join(esp, 'grub'), esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
 }
 
-const FILE_MODE = 0o644;
-
 /**
  * Carry out a move: GRUB's directory copied to the ESP under a temporary
  * name and renamed into place, then each stub rewritten (its old text kept
@@ -174,9 +174,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     const tmp = `${plan.to}.sysprime-new`;
     rmSync(tmp, { recursive: true, force: true });
     try {
-      // FAT holds neither links nor owners: a link in GRUB's directory is an error here, not a silent loss.
-      cpSync(plan.from, tmp, { recursive: true, dereference: false, preserveTimestamps: true, verbatimSymlinks: true });
-      fsyncTree(tmp);
+      copyTree(plan.from, tmp);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
@@ -195,18 +193,31 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     const text = readFileSync(s.path, 'latin1');
     if (text === stub) continue;
     const keep = `${s.path}.before-sysprime`;
-    if (!existsSync(keep)) replaceFile(keep, text, { mode: FILE_MODE });
-    replaceFile(s.path, stub, { mode: FILE_MODE });
+    // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
+    if (!existsSync(keep)) replaceFile(keep, text);
+    replaceFile(s.path, stub);
     done.push(`${relative(plan.esp, s.path)} on the ESP points GRUB at ${plan.to} (was ${s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, keep)})`);
   }
   return done;
 }
 
-function fsyncTree(dir: string): void {
-  for (const name of readdirSync(dir)) {
-    const p = join(dir, name);
-    if (statSync(p).isDirectory()) fsyncTree(p);
-    else fsyncPath(p);
+/**
+ * Copy a directory tree onto the ESP, each file fsynced. Contents only: FAT
+ * holds no owners, modes or links, and vfat refuses the chmod that a copy
+ * keeping modes makes; a link (or any other special file) in GRUB's
+ * directory is an error, never silently dropped.
+ */
+function copyTree(from: string, to: string): void {
+  mkdirSync(to);
+  for (const name of readdirSync(from)) {
+    const src = join(from, name);
+    const dest = join(to, name);
+    const st = lstatSync(src);
+    if (st.isDirectory()) copyTree(src, dest);
+    else if (st.isFile()) {
+      writeFileSync(dest, readFileSync(src), { flag: 'wx' });
+      fsyncPath(dest);
+    } else throw new Error(`${src} is not a regular file or directory, which FAT cannot hold`);
   }
-  fsyncPath(dir);
+  fsyncPath(to);
 }

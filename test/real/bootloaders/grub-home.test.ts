@@ -50,7 +50,7 @@ function machine() {
 
 test('a stub is read as grub-install writes it, and the ESP stub is its own kind', () => {
   assert.deepEqual(parseStub(DEBIAN_STUB), { uuid: '0c5b6b47-2f37-4a4e-9d4e-2ab1c3d4e5f6', prefix: '/@rootfs/boot/grub' });
-  assert.deepEqual(parseStub(renderStub(ESP_UUID)), { uuid: ESP_UUID, prefix: '/grub' });
+  assert.deepEqual(parseStub(renderStub(ESP_UUID)), { uuid: ESP_UUID.toLowerCase(), prefix: '/grub' }, 'a FAT serial as GRUB spells it');
   assert.deepEqual(parseStub("search --no-floppy --fs-uuid --set=root 1234\nset prefix=($root)/boot/grub\nconfigfile ${prefix}/grub.cfg\n"), { uuid: '1234', prefix: '/boot/grub' });
   assert.equal(parseStub('menuentry x {\n}\n'), null, 'a full grub.cfg is not a stub');
 });
@@ -111,6 +111,11 @@ test('a copy that fails (a full ESP, a name that cannot be made) fails loudly an
   assert.throws(() => moveHome(bad), (e: unknown) => isSysprimeError(e, 'IO') && /cannot copy GRUB's directory/.test((e as Error).message));
   assert.equal(readFileSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB, 'no stub points at a copy that failed');
   assert.equal(espHome(m.esp), null);
+  // A link in GRUB's directory: FAT cannot hold it, and it is not silently left out.
+  symlinkSync('/etc/passwd', join(m.grubDir, 'link'));
+  assert.throws(() => moveHome(plan), (e: unknown) => isSysprimeError(e, 'IO') && /link.*not a regular file/.test((e as Error).message));
+  assert.ok(!existsSync(plan.to) && !existsSync(`${plan.to}.sysprime-new`), 'nothing is left on the ESP');
+  assert.equal(readFileSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB);
 });
 
 test('the fstab line is added to an environment once, an admin\'s own line for /boot/grub is kept, and a linked fstab is refused', () => {
