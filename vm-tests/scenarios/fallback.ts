@@ -1,7 +1,8 @@
 /**
  * 5. A staged environment that cannot boot (its init exits, the kernel
- * panics and reboots) uses up its tries, and systemd-boot falls back to the
- * previous environment by itself.
+ * panics and reboots) uses up its tries, and the bootloader falls back to
+ * the previous environment by itself: systemd-boot with its own boot
+ * counting (entry file names), GRUB with sysprime's counting in grubenv.
  */
 import assert from 'node:assert/strict';
 import type { Machine } from '../guest-files.js';
@@ -9,8 +10,29 @@ import { rootOf, type Scenario } from '../scenario.js';
 
 const TRIES = 2;
 
+/** Where each bootloader keeps its counting, and what it says before and after the failed tries. */
+const COUNTING = {
+  'systemd-boot': {
+    show: 'ls /boot/efi/loader/entries',
+    before: (out: string) => assert.match(out, new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries'),
+    after: (out: string) => assert.match(out, new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left'),
+  },
+  grub: {
+    show: 'grub-editenv /boot/grub/grubenv list',
+    before: (out: string) => {
+      assert.match(out, new RegExp(`^boot_counter=${TRIES}$`, 'm'), 'the activated staged entry counts tries in grubenv');
+      assert.match(out, /^sysprime_counting=sysprime-broken$/m);
+    },
+    after: (out: string, root: string) => {
+      assert.doesNotMatch(out, /^sysprime_counting=/m, 'the trial is over');
+      assert.match(out, new RegExp(`^saved_entry=sysprime-${root.split('/').pop()}$`, 'm'), 'the environment fallen back to is the default again');
+    },
+  },
+} as const;
+
 /** The scenario on a machine whose adopted root (the one to fall back to) is `root`. */
-export function fallbackOn(id: number, name: string, machine: Machine, root: string, timeoutMinutes: number): Scenario {
+export function fallbackOn(id: number, name: string, machine: Machine, root: string, timeoutMinutes: number, loader: keyof typeof COUNTING = 'systemd-boot'): Scenario {
+  const counting = COUNTING[loader];
   return {
     id,
     name,
@@ -30,22 +52,22 @@ printf '#!/bin/sh\\necho "SYSPRIME-VM: broken-init"\\nexit 1\\n' > /mnt/broken/s
 chmod 755 /mnt/broken/sbin/init
 step umount sysprime umount broken
 step activate sysprime activate broken
-step entries ls /boot/efi/loader/entries
+step entries ${counting.show}
 then_reboot
 `,
         async check(_boot, ctx) {
-          assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries');
+          counting.before((await ctx.output('entries')) ?? '');
         },
       },
       {
         script: `
-step entries ls /boot/efi/loader/entries
+step entries ${counting.show}
 step status sysprime status
 then_poweroff
 `,
         async check(boot, ctx) {
           assert.equal(rootOf(boot), root, 'the machine fell back to the previous environment');
-          assert.match((await ctx.output('entries')) ?? '', new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left');
+          counting.after((await ctx.output('entries')) ?? '', root);
           const status = (await ctx.output('status')) ?? '';
           assert.match(status, /broken/, '`status` names the environment that failed');
           // One line names it and says it did not boot (a reintegration line's "failure(s)" is not that).
