@@ -189,6 +189,8 @@ export interface BootHome {
   what: string;
   /** Lines every environment's /etc/fstab must hold (written into the adopted one before its pristine snapshot). */
   fstabLines: string[];
+  /** systemd units every environment must have enabled (sysprime's boot hooks this bootloader relies on). */
+  units: string[];
   /** Risks that stay, for the admin. */
   warnings: string[];
   /** Carry it out; safe to run again after a crash. Returns what it did. */

@@ -1,15 +1,15 @@
 /**
  * What adoption changes for the bootloader (`Bootloader.planHome`): GRUB's
- * directory moved to the ESP, and the fstab line that mounts it in every
- * environment. The line goes into the adopted environment before its
- * pristine snapshot, so every clone made from it has it too and no drift
- * reports it.
+ * directory moved to the ESP, the fstab line that mounts it in every
+ * environment, and the boot hooks it relies on enabled. They go into the
+ * adopted environment before its pristine snapshot, so every clone made
+ * from it has them too and no drift reports them.
  */
 import type { Context } from '../context.js';
 import type { BootHome } from '../bootloaders/types.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
-import { lstatIn, readFileIn, withDirIn, writeFileIn } from '../os/confined.js';
+import { lstatIn, readFileIn, symlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
 import { parseFstab } from '../updaters/mountinfo.js';
 import { bootloaderFor } from './boot-entries.js';
 
@@ -55,12 +55,42 @@ export function ensureFstabLines(tree: string, label: string, lines: readonly st
   );
 }
 
-/** Put the plan's fstab lines into an environment (opened for the time of the write). */
-export async function fstabLinesInto(ctx: Context, name: string, home: BootHome | null): Promise<void> {
-  if (home === null || home.fstabLines.length === 0) return;
+const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
+
+/**
+ * Enable each unit for multi-user.target in a tree, as `systemctl enable`
+ * does for sysprime's hooks (`WantedBy=multi-user.target`): a link in
+ * `multi-user.target.wants` to the unit file the tree holds. A unit the tree
+ * does not hold (sysprime not installed there as a package) is a warning.
+ */
+export function enableUnitsIn(tree: string, label: string, units: readonly string[]): string[] {
+  const enabled: string[] = [];
+  for (const unit of units) {
+    const file = UNIT_DIRS.map((d) => `${d}/${unit}`).find((p) => withDirIn(tree, p.slice(0, p.lastIndexOf('/')), { create: false }, (d) => lstatIn(d, unit)?.isFile() ?? false));
+    if (file === undefined) {
+      log.warn(`${label} has no ${unit} (in ${UNIT_DIRS.join(', ')}), so it cannot be enabled: install sysprime's units there and \`systemctl enable ${unit}\``);
+      continue;
+    }
+    const made = withDirIn(tree, '/etc/systemd/system/multi-user.target.wants', { create: true, mode: 0o755 }, (d) => {
+      if (lstatIn(d, unit) !== undefined) return false;
+      symlinkIn(d, unit, file);
+      return true;
+    });
+    if (made === true) {
+      enabled.push(unit);
+      log.info(`${label}: enabled ${unit}`);
+    }
+  }
+  return enabled;
+}
+
+/** Put the plan's fstab lines and units into an environment (opened for the time of the writes). */
+export async function homeInto(ctx: Context, name: string, home: BootHome | null): Promise<void> {
+  if (home === null || (home.fstabLines.length === 0 && home.units.length === 0)) return;
   const tree = await ctx.backend.openEnvironment(name);
   try {
     ensureFstabLines(tree.path, `environment "${name}"`, home.fstabLines);
+    enableUnitsIn(tree.path, `environment "${name}"`, home.units);
   } finally {
     await tree.release();
   }

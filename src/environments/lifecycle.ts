@@ -8,7 +8,7 @@ import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
-import { fstabLinesInto, planBootHome } from './boot-home.js';
+import { homeInto, planBootHome } from './boot-home.js';
 import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
@@ -83,7 +83,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   for (const done of (await home?.apply()) ?? []) log.info(done);
   await ctx.backend.ensureLayout();
   await ctx.backend.adopt(opts.adopt, name, 0);
-  await fstabLinesInto(ctx, name, home);
+  await homeInto(ctx, name, home);
   // The installer's root has no kernels of its own when /boot is a partition: it gets the running system's.
   const partition = await bootPartitionOf(ctx, name);
   if (partition !== null) await kernelsInto(ctx, name, partition);

@@ -19,6 +19,7 @@ import type { BootDrift, BootEntry, BootHome, BootEnvironment, BootState, Bootlo
 import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
 import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
+import { lstatIn, withDirIn } from '../../os/confined.js';
 import { bootFaultPoint } from '../fault.js';
 import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
 import { espHome, grubWritable, moveHome, planHome } from './home.js';
@@ -36,6 +37,13 @@ export interface GrubOptions {
 }
 
 export const INCLUDE_SCRIPT = '42_sysprime';
+/** The unit that ends GRUB's boot counting once a boot is good (share/systemd). */
+export const BOOT_COMPLETE_UNIT = 'sysprime-boot-complete.service';
+
+/** Whether a unit is enabled for multi-user.target in an environment's tree (read without following its links). */
+function unitEnabled(tree: string, unit: string): boolean {
+  return withDirIn(tree, '/etc/systemd/system/multi-user.target.wants', { create: false }, (d) => lstatIn(d, unit) !== undefined) ?? false;
+}
 /** The line 42_sysprime puts in grub.cfg (share/grub/42_sysprime). */
 export const INCLUDE_MARK = '### sysprime boot environments ###';
 
@@ -103,11 +111,14 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
 
     async planHome(): Promise<BootHome | null> {
       const plan = await planHome({ grubDir, esp, run: runner });
-      if (plan.kind === 'fine') return plan.fstabLine === undefined ? null : { what: plan.why, fstabLines: [plan.fstabLine], warnings: [], apply: async () => [] };
-      if (plan.kind === 'stay') return { what: `GRUB's directory stays at ${plan.dir}`, fstabLines: [], warnings: [plan.warning], apply: async () => [] };
+      // Counting needs the unit that marks a boot good: without it a staged environment would fall back after booting fine.
+      const units = [BOOT_COMPLETE_UNIT];
+      if (plan.kind === 'fine') return { what: plan.why, fstabLines: plan.fstabLine === undefined ? [] : [plan.fstabLine], units, warnings: [], apply: async () => [] };
+      if (plan.kind === 'stay') return { what: `GRUB's directory stays at ${plan.dir}`, fstabLines: [], units, warnings: [plan.warning], apply: async () => [] };
       return {
         what: `GRUB's directory moves from ${plan.from} to ${plan.to} on the ESP, mounted at /boot/grub in every environment`,
         fstabLines: [plan.fstabLine],
+        units,
         warnings: [],
         apply: async () => moveHome(plan),
       };
@@ -182,8 +193,11 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
 
       const staged = sopts.staged;
       // Counting starts once, when the staged entry first appears; a later sync never restarts it.
+      const stagedTree = staged === undefined ? undefined : trees.get(staged.name);
       if (staged && staged.tries > 0 && result.added.includes(staged.name) && !envFs.writable) {
         warnings.push(`${cannotWrite}, so "${staged.name}" boots without counting: try it with \`sysprime activate --once\` after moving GRUB's directory to the ESP (docs/boot.md)`);
+      } else if (staged && staged.tries > 0 && result.added.includes(staged.name) && stagedTree !== undefined && !unitEnabled(stagedTree, BOOT_COMPLETE_UNIT)) {
+        warnings.push(`${BOOT_COMPLETE_UNIT} is not enabled in "${staged.name}", so nothing would mark a good boot and GRUB would fall back after ${staged.tries} boots: "${staged.name}" boots without counting (\`systemctl enable ${BOOT_COMPLETE_UNIT}\`, then stage again)`);
       } else if (staged && staged.tries > 0 && result.added.includes(staged.name)) {
         const fallback = sopts.fallbackName ?? (env.get('saved_entry')?.startsWith(ENTRY_PREFIX) ? nameOf(env.get('saved_entry')!) : undefined);
         if (fallback === undefined || fallback === staged.name) {

@@ -1,6 +1,6 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrub } from '../../../src/bootloaders/grub/index.js';
@@ -33,9 +33,14 @@ async function setup(grubDefault = 'saved', parent = scratch) {
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'BOOT_IMAGE=/ROOT/old/boot/vmlinuz-6.1 root=UUID=u\n');
   const grub = createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null });
-  const env = (name: string, generation: number): BootEnvironment => {
+  const env = (name: string, generation: number, enabled = true): BootEnvironment => {
     const tree = join(dir, 'trees', name);
     mkdirSync(join(tree, 'boot'), { recursive: true });
+    if (enabled && !existsSync(join(tree, 'etc/systemd/system/multi-user.target.wants'))) {
+      // sysprime-boot-complete.service enabled, as init leaves it in every environment on GRUB.
+      mkdirSync(join(tree, 'etc/systemd/system/multi-user.target.wants'), { recursive: true });
+      symlinkSync('/usr/lib/systemd/system/sysprime-boot-complete.service', join(tree, 'etc/systemd/system/multi-user.target.wants/sysprime-boot-complete.service'));
+    }
     writeFileSync(join(tree, 'boot', 'vmlinuz-6.1.0-13-amd64'), 'k');
     writeFileSync(join(tree, 'boot', 'initrd.img-6.1.0-13-amd64'), 'i');
     const root = { fs: 'btrfs' as const, uuid: 'u', subvolume: `ROOT/${name}` };
@@ -124,4 +129,12 @@ test('where GRUB cannot write grubenv (tmpfs here, Btrfs or ZFS on a machine), o
   } finally {
     rmSync(shm, { recursive: true, force: true });
   }
+});
+
+test('a staged environment without the unit that marks a good boot is not counted: it would fall back after booting fine', async () => {
+  const s = await setup();
+  await s.grub.sync([s.env('a', 1)], { defaultName: 'a' });
+  const res = await s.grub.sync([s.env('a', 1), s.env('b', 2, false)], { defaultName: 'a', staged: { name: 'b', tries: 3 } });
+  assert.equal(s.vars.get('boot_counter'), undefined);
+  assert.ok(res.warnings.some((w) => /sysprime-boot-complete\.service is not enabled in "b"/.test(w)), res.warnings.join('\n'));
 });

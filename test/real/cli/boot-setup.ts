@@ -30,6 +30,9 @@ async function addKernel(s: Scratch): Promise<void> {
   const write = (root: string) => {
     writeFileSync(join(root, `boot/vmlinuz-${KERNEL}`), `kernel ${KERNEL}\n`);
     writeFileSync(join(root, `boot/initrd.img-${KERNEL}`), `initrd ${KERNEL}\n`);
+    // sysprime's units, as its package installs them (GRUB's init enables the boot-complete one).
+    mkdirSync(join(root, 'lib/systemd/system'), { recursive: true });
+    writeFileSync(join(root, 'lib/systemd/system/sysprime-boot-complete.service'), '[Install]\nWantedBy=multi-user.target\n');
   };
   if (s.kind === 'btrfs') return write(join(s.where, s.adopt));
   const at = mkdtempSync(join(tmpdir(), 'sysprime-adopt-'));

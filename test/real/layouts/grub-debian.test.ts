@@ -9,13 +9,19 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sysprime } from '../../fixtures/cli.js';
 import { makeBtrfsLayout, readText, type BtrfsLayout } from '../../fixtures/btrfs-layouts.js';
 import { menuBlocks, parseGrubenv } from '../../../src/bootloaders/grub/menu.js';
 import { renderStub } from '../../../src/bootloaders/grub/home.js';
 import { run } from '../../../src/process/run.js';
+
+/** sysprime's units where its package installs them. */
+function packageUnits(root: string): void {
+  mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
+  writeFileSync(join(root, 'usr/lib/systemd/system/sysprime-boot-complete.service'), '[Install]\nWantedBy=multi-user.target\n');
+}
 
 const GRUB_CFG = '### BEGIN /etc/grub.d/00_header ###\nif [ -s $prefix/grubenv ]; then\n  load_env\nfi\n### sysprime boot environments ###\n';
 
@@ -36,6 +42,7 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
 
   before(async () => {
     l = await makeBtrfsLayout('debian');
+    packageUnits(join(l.pool.top, '@rootfs'));
     // The running system's GRUB directory, as grub-install and update-grub left it in @rootfs.
     oldGrub = join(l.sysroot, 'boot/grub');
     mkdirSync(join(oldGrub, 'x86_64-efi'), { recursive: true });
@@ -76,6 +83,9 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
     const line = `${esp}/grub /boot/grub none bind,x-systemd.requires-mounts-for=${esp} 0 0`;
     for (const tree of ['ROOT/debian', 'ROOT/.pristine/debian']) assert.ok(readText(join(l.pool.top, tree, 'etc/fstab')).includes(`\n${line}\n`), `${tree}/etc/fstab mounts GRUB's directory`);
     assert.equal(readText(join(l.sysroot, 'etc/fstab')), l.fstab, 'the running root\'s fstab is never touched');
+    const wants = 'etc/systemd/system/multi-user.target.wants/sysprime-boot-complete.service';
+    assert.equal(readlinkSync(join(l.pool.top, 'ROOT/debian', wants)), '/usr/lib/systemd/system/sysprime-boot-complete.service', 'the unit that marks a boot good is enabled');
+    assert.ok(!existsSync(join(l.sysroot, wants)), 'not in the running root');
   });
 
   test('a staged environment has the line, its entry counts its tries in the ESP\'s grubenv, and a one-shot can be set', async () => {
@@ -112,6 +122,7 @@ describe("the Debian installer's Btrfs layout with a separate /boot and GRUB", (
 
   before(async () => {
     l = await makeBtrfsLayout('debian-boot');
+    packageUnits(join(l.pool.top, '@rootfs'));
     // The ext4 /boot partition as the running system mounts it: kernels, GRUB's directory.
     boot = join(l.pool.dir, 'boot-partition');
     mkdirSync(join(boot, 'grub'), { recursive: true });
