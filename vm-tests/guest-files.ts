@@ -156,7 +156,9 @@ mkdir -p $drive/out
 sync
 root=$(sed -n 's/.*rootflags=subvol=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 [ -n "$root" ] || root=$(sed -n 's/.*root=ZFS=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
-say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected)"
+# GRUB names the kernel it loaded (BOOT_IMAGE=, its first argument); systemd-boot does not.
+image=$(sed -n 's/.*BOOT_IMAGE=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected) image=$image"
 if [ -f $drive/boot-$n.sh ]; then
   # The host's time limit kills qemu; stopping the script a little earlier
   # leaves time to save the journal below (the guest clock is the host's).
