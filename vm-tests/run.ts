@@ -102,7 +102,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.list) {
-    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine; needs ${s.verbs.join(', ')})`);
+    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine${s.verbs.length > 0 ? `; needs ${s.verbs.join(', ')}` : ''})`);
     return 0;
   }
   if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
