@@ -44,8 +44,12 @@ export function fstab(ids: ImageIds): string {
 
 export type UpdaterChoice = 'apt' | 'command';
 
-/** The two machines the suite boots: Debian on Btrfs, and Debian with its root on OpenZFS. */
-export type Machine = 'btrfs' | 'zfs';
+/**
+ * The machines the suite boots: Debian on Btrfs with systemd-boot, Debian
+ * with its root on OpenZFS, and Debian on Btrfs with GRUB as its installer
+ * lays it out (`@rootfs`).
+ */
+export type Machine = 'btrfs' | 'zfs' | 'grub';
 
 /** The ESP's FAT volume id on the ZFS machine, fixed so fstab can be written before the ESP exists. */
 export const ZFS_ESP_ID = '5EC0-2F50';
@@ -62,9 +66,50 @@ export const ZFS_HOSTID = '5a564d31';
 export function zfsFstab(): string {
   return [
     `UUID=${ZFS_ESP_ID} /boot/efi vfat umask=0077 0 1`,
-    // The build under test, on a drive of its own (not part of any environment); no nofail:
-    // the first-boot unit runs after local-fs.target and needs it mounted by then.
-    `LABEL=${SYSPRIME_DRIVE_LABEL} ${SYSPRIME_HOME} ext4 ro 0 0`,
+    sysprimeDriveLine(),
+    '',
+  ].join('\n');
+}
+
+/**
+ * The build under test, on a drive of its own (not part of any environment); no nofail:
+ * the first-boot unit runs after local-fs.target and needs it mounted by then.
+ */
+function sysprimeDriveLine(): string {
+  return `LABEL=${SYSPRIME_DRIVE_LABEL} ${SYSPRIME_HOME} ext4 ro 0 0`;
+}
+
+/** The GRUB machine's root subvolume, as Debian 12's installer (partman-btrfs) names it. */
+export const GRUB_ROOT_SUBVOLUME = '@rootfs';
+
+/**
+ * fstab as Debian 12's installer writes it for a guided Btrfs root on UEFI
+ * (its header, a comment naming each device as it was during installation,
+ * partman's columns), and `subvol=@rootfs` on `/`. The installer also makes a
+ * swap partition and its line; this machine has none (a test never swaps).
+ */
+export function grubFstab(ids: ImageIds): string {
+  const line = (fs: string, dir: string, type: string, opts: string, dump: string, pass: string): string =>
+    `${fs.padEnd(15)} ${dir.padEnd(15)} ${type.padEnd(7)} ${opts.padEnd(15)} ${dump.padEnd(7)} ${pass}`;
+  return [
+    '# /etc/fstab: static file system information.',
+    '#',
+    "# Use 'blkid' to print the universally unique identifier for a",
+    '# device; this may be used with UUID= as a more robust way to name devices',
+    '# that works even if disks are added and removed. See fstab(5).',
+    '#',
+    '# systemd generates mount units based on this file, see systemd.mount(5).',
+    "# Please run 'systemctl daemon-reload' after you make changes to this file.",
+    '#',
+    '# <file system> <mount point>   <type>  <options>       <dump>  <pass>',
+    '# / was on /dev/vda2 during installation',
+    line(`UUID=${ids.root}`, '/', 'btrfs', `defaults,subvol=${GRUB_ROOT_SUBVOLUME}`, '0', '0'),
+    '# /boot/efi was on /dev/vda1 during installation',
+    line(`UUID=${ids.esp}`, '/boot/efi', 'vfat', 'umask=0077', '0', '1'),
+    // Not the installer's: the test's convention on every machine (the state database outside
+    // every environment), added as an admin installing sysprime would, and the build under test.
+    `UUID=${ids.root} ${STATE_DIR} btrfs subvol=/@sysprime 0 0`,
+    sysprimeDriveLine(),
     '',
   ].join('\n');
 }
@@ -82,14 +127,14 @@ export const DPKG_COMMAND = `dpkg -i ${'/opt/vm-repo'}/sysprime-vm-hello_2.0_all
 
 export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs'): string {
   return [
-    ...(machine === 'btrfs'
+    ...(machine !== 'zfs'
       ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', 'device = "/dev/vda2"', '']
       : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
     '[state]',
     `dir = "${STATE_DIR}"`,
     '',
     '[boot]',
-    'loader = "systemd-boot"',
+    `loader = "${machine === 'grub' ? 'grub' : 'systemd-boot'}"`,
     'esp = "/boot/efi"',
     `cmdline = "${CMDLINE}"`,
     'tries = 3',
@@ -156,7 +201,9 @@ mkdir -p $drive/out
 sync
 root=$(sed -n 's/.*rootflags=subvol=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 [ -n "$root" ] || root=$(sed -n 's/.*root=ZFS=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
-say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected)"
+# GRUB names the kernel it loaded (BOOT_IMAGE=, its first argument); systemd-boot does not.
+image=$(sed -n 's/.*BOOT_IMAGE=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
+say "boot $n begin root=$root entry=$(efivar LoaderEntrySelected) image=$image"
 if [ -f $drive/boot-$n.sh ]; then
   # The host's time limit kills qemu; stopping the script a little earlier
   # leaves time to save the journal below (the guest clock is the host's).

@@ -19,7 +19,7 @@ import { buildRepository, debFileName, REPO_DIR, VERSIONS } from './packages.js'
 
 export const DISK_SIZE = '6G';
 const SECTOR = 512;
-const ESP_MIB = 512;
+export const ESP_MIB = 512;
 /** A base image no run used for this long belongs to no run going on now. */
 const STALE_IMAGE_MS = 3 * 60 * 60 * 1000;
 
@@ -28,25 +28,45 @@ const INCLUDE = ['linux-image-amd64', 'systemd-sysv', 'btrfs-progs', 'systemd-bo
 
 /** The Debian tree's recipe: changing any of it builds a new tree. */
 function rootfsRecipe(suite: string, mirror: string | undefined): string[] {
-  // Only the drivers a virtio guest needs, zstd: an 8 MB initramfs boots much
-  // faster under TCG. Written before the kernel is installed, so its postinst
-  // builds the small one directly (conf.d and hooks/ belong to no package).
-  const hook = [
-    '#!/bin/sh',
-    'if [ "$1" = prereqs ]; then exit 0; fi',
-    '. /usr/share/initramfs-tools/hook-functions',
-    'manual_add_modules virtio_pci virtio_blk btrfs',
-  ].join('\\n');
   return [
     '--variant=minbase',
     '--format=tar',
     `--include=${INCLUDE.join(',')}`,
-    `--essential-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\nCOMPRESS=zstd\\n' > "$1/etc/initramfs-tools/conf.d/sysprime-vm.conf" && printf '${hook}\\n' > "$1/etc/initramfs-tools/hooks/sysprime-vm" && chmod 755 "$1/etc/initramfs-tools/hooks/sysprime-vm"`,
+    initramfsHook(['virtio_pci', 'virtio_blk', 'btrfs']),
     '--customize-hook=rm -f "$1/etc/apt/sources.list"; echo sysprime-vm > "$1/etc/hostname"',
     suite,
     ...(mirror ? [mirror] : []),
   ];
 }
+
+/**
+ * mmdebstrap's hook that makes the tree's initramfs small: only `modules`
+ * (the drivers a virtio guest needs), zstd. An 8 MB initramfs boots much
+ * faster under TCG. Written before the kernel is installed, so its postinst
+ * builds the small one directly (conf.d and hooks/ belong to no package).
+ */
+export function initramfsHook(modules: readonly string[]): string {
+  const hook = ['#!/bin/sh', 'if [ "$1" = prereqs ]; then exit 0; fi', '. /usr/share/initramfs-tools/hook-functions', `manual_add_modules ${modules.join(' ')}`].join('\\n');
+  return `--essential-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\nCOMPRESS=zstd\\n' > "$1/etc/initramfs-tools/conf.d/sysprime-vm.conf" && printf '${hook}\\n' > "$1/etc/initramfs-tools/hooks/sysprime-vm" && chmod 755 "$1/etc/initramfs-tools/hooks/sysprime-vm"`;
+}
+
+/**
+ * What a virtio guest never uses is not unpacked at all (dpkg's own path
+ * filters): documentation, locales, and drivers for hardware it does not
+ * have. For trees an installer boot copies or writes under TCG.
+ */
+const LEAN = [
+  '/usr/share/doc/*',
+  '/usr/share/man/*',
+  '/usr/share/locale/*',
+  '/usr/share/info/*',
+  // Kernel packages ship their modules under /lib (merged /usr is a link).
+  ...['gpu', 'net/wireless', 'net/ethernet', 'media', 'infiniband', 'staging', 'bluetooth', 'iio'].map((d) => `/lib/modules/*/kernel/drivers/${d}/*`),
+  '/lib/modules/*/kernel/sound/*',
+];
+
+/** mmdebstrap's arguments for LEAN, keeping the copyright files. */
+export const leanDpkgOptions = (): string[] => [...LEAN.map((p) => `--dpkgopt=path-exclude=${p}`), '--dpkgopt=path-include=/usr/share/doc/*/copyright'];
 
 export const hash = (parts: readonly string[]): string => createHash('sha256').update(parts.join('\0')).digest('hex').slice(0, 16);
 
@@ -156,7 +176,7 @@ export async function baseImage(opts: ImageOptions): Promise<BaseImage> {
   return { path, reused: false };
 }
 
-interface Partition {
+export interface Partition {
   offset: number;
   size: number;
 }
@@ -175,7 +195,23 @@ async function attach(image: string, p: Partition): Promise<string> {
   return res.stdout.trim();
 }
 
-async function buildDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
+/** A disk `formatBtrfsDisk` made: its filesystems' ids, and the Btrfs top level mounted at `top`. */
+export interface BtrfsDisk {
+  ids: guest.ImageIds;
+  espPart: Partition;
+  /** The loop device of the Btrfs partition (detach it after unmounting `top`). */
+  rootDev: string;
+  top: string;
+  /** The root subvolume, holding the tree. */
+  root: string;
+}
+
+/**
+ * A GPT disk of DISK_SIZE: partition 1 an empty FAT32 ESP of ESP_MIB,
+ * partition 2 Btrfs with `subvolumes` at its top level (mounted at
+ * `<work>/top`), the tree unpacked into the first of them, the root.
+ */
+export async function formatBtrfsDisk(image: string, work: string, tarball: string, subvolumes: readonly [string, ...string[]]): Promise<BtrfsDisk> {
   await run('truncate', ['-s', DISK_SIZE, image]);
   await run('sgdisk', ['--zap-all', image], { allowFailure: true });
   await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', '2:0:0', '-t', '2:8300', '-c', '2:sysroot', image]);
@@ -195,9 +231,14 @@ async function buildDisk(image: string, tarball: string, work: string, opts: Ima
   const top = join(work, 'top');
   await mkdir(top, { recursive: true });
   await run('mount', ['-t', 'btrfs', '-o', 'subvolid=5', rootDev, top]);
-  for (const sv of ['@', '@home', '@var_log', '@sysprime']) await run('btrfs', ['-q', 'subvolume', 'create', join(top, sv)]);
-  const root = join(top, '@');
+  for (const sv of subvolumes) await run('btrfs', ['-q', 'subvolume', 'create', join(top, sv)]);
+  const root = join(top, subvolumes[0]);
   await run('tar', ['-x', '-p', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-f', tarball, '-C', root], { timeout: 10 * 60 * 1000 });
+  return { ids, espPart, rootDev, top, root };
+}
+
+async function buildDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
+  const { ids, espPart, rootDev, top, root } = await formatBtrfsDisk(image, work, tarball, ['@', '@home', '@var_log', '@sysprime']);
   // /var/log lives in its own subvolume, shared by every environment.
   // (a copy: rename(2) does not cross subvolumes)
   await run('cp', ['-a', '--reflink=auto', `${join(root, 'var/log')}/.`, join(top, '@var_log')]);

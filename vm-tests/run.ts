@@ -19,6 +19,7 @@ import { UPDATERS } from '../src/updaters/registry.js';
 import { cleanupAll, installSignalHandlers, stoppedBySignal } from './cleanup.js';
 import { executeScenario, type Outcome } from './execute.js';
 import type { Machine, UpdaterChoice } from './guest-files.js';
+import { grubBaseImage } from './grub-image.js';
 import { baseImage, sysprimeDrive, type BaseImage, type ImageOptions } from './image.js';
 import { machineOf, type Scenario } from './scenario.js';
 import { zfsBaseImage } from './zfs-image.js';
@@ -101,7 +102,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.list) {
-    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine; needs ${s.verbs.join(', ')})`);
+    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine${s.verbs.length > 0 ? `; needs ${s.verbs.join(', ')}` : ''})`);
     return 0;
   }
   if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
@@ -146,16 +147,16 @@ async function main(): Promise<number> {
   // OpenZFS keeps its cache (ARC) and modules in the guest's memory: it gets a little more.
   const memoryFor = (m: Machine): number => (m === 'zfs' ? Math.max(1536, Number.parseInt(values.memory, 10)) : Number.parseInt(values.memory, 10));
   const imageOpts: ImageOptions = { cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) };
-  const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage };
+  const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage, grub: grubBaseImage };
   let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
   const adoptedDisk = new Map<Machine, string | null>();
-  // The ZFS machine is installed once for every build; the build comes on a drive of its own.
+  // The ZFS and GRUB machines are installed once for every build; the build comes on a drive of its own.
   const tools = new Map<Machine, { toolsDrive: string }>();
-  for (const machine of ['btrfs', 'zfs'] as const) {
+  for (const machine of ['btrfs', 'zfs', 'grub'] as const) {
     const mine = runnable.filter((s) => machineOf(s) === machine);
     if (mine.length === 0 || stoppedBySignal()) continue;
     const image = await builders[machine](imageOpts);
-    if (machine === 'zfs') tools.set(machine, { toolsDrive: await sysprimeDrive(imageOpts) });
+    if (machine !== 'btrfs') tools.set(machine, { toolsDrive: await sysprimeDrive(imageOpts) });
     say(`# ${machine} machine: ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
     if (accel === null) {
       accel = await probeAccel(runDir, image.path);

@@ -25,7 +25,7 @@ export interface BootPlan {
 export interface Scenario {
   id: number;
   name: string;
-  /** Which machine it boots: Debian on Btrfs (the default) or with its root on OpenZFS. */
+  /** Which machine it boots: Debian on Btrfs with systemd-boot (the default), with its root on OpenZFS, or on Btrfs with GRUB. */
   machine?: Machine;
   /**
    * 'installed': the fresh image as its installer left it; 'adopted': the

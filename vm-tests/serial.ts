@@ -11,6 +11,8 @@ export interface Boot {
   root: string;
   /** The systemd-boot entry this boot came from (`LoaderEntrySelected`), with any counter suffix. */
   entry: string;
+  /** The kernel GRUB loaded (`BOOT_IMAGE=`, e.g. `/@rootfs/boot/vmlinuz-6.1.0-28-amd64`); '' under systemd-boot. */
+  image: string;
   /** `step NAME ok|FAIL` */
   steps: Map<string, boolean>;
   /** The step that began and has not ended (`step NAME begin`): what a time limit cut off. */
@@ -46,8 +48,9 @@ export function parseSerial(text: string): SerialLog {
     if (at < 0) continue;
     const line = raw.slice(at + MARK.length).trim();
     let m: RegExpExecArray | null;
-    if ((m = /^boot (\d+) begin root=(\S*) entry=(.*)$/.exec(line))) {
-      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), steps: new Map(), running: null, probes: new Map(), values: new Map(), other: [], status: null };
+    // ` image=` came later: a line without it (an older runner's) is read as before.
+    if ((m = /^boot (\d+) begin root=(\S*) entry=(.*?)(?: image=(\S*))?$/.exec(line))) {
+      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), image: m[4] ?? '', steps: new Map(), running: null, probes: new Map(), values: new Map(), other: [], status: null };
       boots.push(current);
       continue;
     }

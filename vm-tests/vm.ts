@@ -44,11 +44,16 @@ export interface BootOptions {
   timeoutMs: number;
   /** Stop at the first guest reboot or power-off (the probe boot and installer boots use it). */
   noReboot?: boolean;
-  /** Boot a kernel straight from the host instead of the firmware (an installer boot). */
-  direct?: { kernel: string; initrd: string; append: string; extraDisk?: string; diskFormat: 'raw' | 'qcow2' };
+  /**
+   * Boot a kernel straight from the host instead of from the disk (an installer boot); with
+   * `uefi`, through the firmware (OVMF starts the kernel, which then sees EFI as an installer
+   * booted on UEFI does), else without firmware.
+   */
+  direct?: { kernel: string; initrd: string; append: string; extraDisk?: string; diskFormat: 'raw' | 'qcow2'; uefi?: boolean };
 }
 
 export function qemuArgs(files: VmFiles, opts: BootOptions): string[] {
+  const firmware = ['-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`, '-drive', `if=pflash,format=raw,unit=1,file=${files.vars}`];
   return [
     '-machine', 'q35',
     '-accel', opts.accel === 'tcg' && (opts.cpus ?? 1) > 1 ? 'tcg,thread=multi' : opts.accel,
@@ -59,6 +64,7 @@ export function qemuArgs(files: VmFiles, opts: BootOptions): string[] {
     '-m', String(opts.memoryMiB),
     ...(opts.direct
       ? [
+          ...(opts.direct.uefi ? firmware : []),
           '-kernel', opts.direct.kernel,
           '-initrd', opts.direct.initrd,
           '-append', opts.direct.append,
@@ -66,8 +72,7 @@ export function qemuArgs(files: VmFiles, opts: BootOptions): string[] {
           ...(opts.direct.extraDisk ? ['-drive', `if=virtio,format=raw,readonly=on,file=${opts.direct.extraDisk}`] : []),
         ]
       : [
-          '-drive', `if=pflash,format=raw,unit=0,readonly=on,file=${OVMF_CODE}`,
-          '-drive', `if=pflash,format=raw,unit=1,file=${files.vars}`,
+          ...firmware,
           '-drive', `if=virtio,format=qcow2,file=${files.disk}`,
         ]),
     ...(opts.scriptDrive ? ['-drive', `if=virtio,format=raw,file=${opts.scriptDrive}`] : []),

@@ -21,7 +21,7 @@ import { join } from 'node:path';
 import { run } from '../src/process/run.js';
 import { onCleanup } from './cleanup.js';
 import * as guest from './guest-files.js';
-import { customizeRoot, DISK_SIZE, hash, partition, reuseCached, type BaseImage, type ImageOptions } from './image.js';
+import { customizeRoot, DISK_SIZE, hash, initramfsHook, leanDpkgOptions, partition, reuseCached, type BaseImage, type ImageOptions } from './image.js';
 import { REPO_DIR, VERSIONS } from './packages.js';
 import { runVm } from './vm.js';
 
@@ -51,10 +51,11 @@ const INCLUDE = [
 
 /**
  * The host's Debian mirrors (deb822 `.sources` or one-line `sources.list`),
- * with `contrib` added: OpenZFS is there. The machine's own sources are read,
- * never changed.
+ * with `components` (by default with `contrib`: OpenZFS is there), the
+ * suite and its security updates. The machine's own sources are read, never
+ * changed.
  */
-export function debianSources(suite: string): string[] {
+export function debianSources(suite: string, components = 'main contrib'): string[] {
   const uris = new Map<string, string>();
   const files = ['/etc/apt/sources.list', ...(existsSync('/etc/apt/sources.list.d') ? safeList('/etc/apt/sources.list.d').map((n) => join('/etc/apt/sources.list.d', n)) : [])];
   for (const f of files) {
@@ -75,9 +76,9 @@ export function debianSources(suite: string): string[] {
     }
   }
   const main = uris.get(suite) || 'http://deb.debian.org/debian';
-  const out = [`deb ${main} ${suite} main contrib`];
+  const out = [`deb ${main} ${suite} ${components}`];
   const security = uris.get(`${suite}-security`);
-  if (security) out.push(`deb ${security} ${suite}-security main contrib`);
+  if (security) out.push(`deb ${security} ${suite}-security ${components}`);
   return out;
 }
 
@@ -89,24 +90,7 @@ function safeList(dir: string): string[] {
   }
 }
 
-const LEAN = [
-  '/usr/share/doc/*',
-  '/usr/share/man/*',
-  '/usr/share/locale/*',
-  '/usr/share/info/*',
-  // Kernel packages ship their modules under /lib (merged /usr is a link).
-  ...['gpu', 'net/wireless', 'net/ethernet', 'media', 'infiniband', 'staging', 'bluetooth', 'iio'].map((d) => `/lib/modules/*/kernel/drivers/${d}/*`),
-  '/lib/modules/*/kernel/sound/*',
-];
-
 function treeRecipe(suite: string): string[] {
-  // Only the drivers the guest needs, zstd: a small initramfs boots much faster under TCG.
-  const hook = [
-    '#!/bin/sh',
-    'if [ "$1" = prereqs ]; then exit 0; fi',
-    '. /usr/share/initramfs-tools/hook-functions',
-    'manual_add_modules virtio_pci virtio_blk ext4 zfs',
-  ].join('\\n');
   // zfs-dkms builds for the kernels whose headers are in the tree; make sure the guest's is one
   // (a build for the host's running kernel would be of no use), then the fixed hostid and an
   // initramfs that carries both.
@@ -123,11 +107,9 @@ function treeRecipe(suite: string): string[] {
     '--variant=minbase',
     '--format=tar',
     `--include=${INCLUDE.join(',')}`,
-    // What a virtio guest never uses is not unpacked at all (dpkg's own path filters): the
-    // installer boot copies every byte of the tree into the pool under TCG.
-    ...LEAN.map((p) => `--dpkgopt=path-exclude=${p}`),
-    '--dpkgopt=path-include=/usr/share/doc/*/copyright',
-    `--essential-hook=mkdir -p "$1/etc/initramfs-tools/conf.d" "$1/etc/initramfs-tools/hooks" && printf 'MODULES=list\\nCOMPRESS=zstd\\n' > "$1/etc/initramfs-tools/conf.d/sysprime-vm.conf" && printf '${hook}\\n' > "$1/etc/initramfs-tools/hooks/sysprime-vm" && chmod 755 "$1/etc/initramfs-tools/hooks/sysprime-vm"`,
+    // The installer boot copies every byte of the tree into the pool under TCG.
+    ...leanDpkgOptions(),
+    initramfsHook(['virtio_pci', 'virtio_blk', 'ext4', 'zfs']),
     `--chrooted-customize-hook=${finish}`,
   ];
 }

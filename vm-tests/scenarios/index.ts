@@ -10,6 +10,7 @@ import { prune } from './prune.js';
 import { zfsAdopt } from './zfs-adopt.js';
 import { zfsUpdate } from './zfs-update.js';
 import { zfsFallback } from './zfs-fallback.js';
+import { grubInstall } from './grub-install.js';
 
 export const SCENARIOS: readonly Scenario[] = [
   installAdopt,
@@ -22,4 +23,5 @@ export const SCENARIOS: readonly Scenario[] = [
   zfsAdopt,
   zfsUpdate,
   zfsFallback,
+  grubInstall,
 ];
