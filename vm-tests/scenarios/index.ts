@@ -10,7 +10,9 @@ import { prune } from './prune.js';
 import { zfsAdopt } from './zfs-adopt.js';
 import { zfsUpdate } from './zfs-update.js';
 import { zfsFallback } from './zfs-fallback.js';
-import { grubInstall } from './grub-install.js';
+import { grubAdopt } from './grub-adopt.js';
+import { grubUpdate } from './grub-update.js';
+import { grubFallback } from './grub-fallback.js';
 
 export const SCENARIOS: readonly Scenario[] = [
   installAdopt,
@@ -23,5 +25,7 @@ export const SCENARIOS: readonly Scenario[] = [
   zfsAdopt,
   zfsUpdate,
   zfsFallback,
-  grubInstall,
+  grubAdopt,
+  grubUpdate,
+  grubFallback,
 ];
