@@ -13,6 +13,8 @@ export interface Boot {
   entry: string;
   /** The kernel GRUB loaded (`BOOT_IMAGE=`, e.g. `/@rootfs/boot/vmlinuz-6.1.0-28-amd64`); '' under systemd-boot. */
   image: string;
+  /** The title of the menu entry GRUB said it was booting (`Booting \`TITLE'`) before this boot; '' under systemd-boot. */
+  grubEntry: string;
   /** `step NAME ok|FAIL` */
   steps: Map<string, boolean>;
   /** The step that began and has not ended (`step NAME begin`): what a time limit cut off. */
@@ -39,18 +41,22 @@ export function parseSerial(text: string): SerialLog {
   const orphans: string[] = [];
   let current: Boot | null = null;
   let firmwareStarts = 0;
+  let grubEntry = '';
   for (const raw of text.split(/\r?\n/)) {
     if (raw.includes('BdsDxe: loading Boot') || raw.includes('BdsDxe: starting Boot')) {
       if (raw.includes('loading')) firmwareStarts++;
       current = null;
+      grubEntry = '';
     }
+    const booting = /Booting `(.*)'/.exec(raw);
+    if (booting) grubEntry = booting[1]!;
     const at = raw.indexOf(MARK);
     if (at < 0) continue;
     const line = raw.slice(at + MARK.length).trim();
     let m: RegExpExecArray | null;
     // ` image=` came later: a line without it (an older runner's) is read as before.
     if ((m = /^boot (\d+) begin root=(\S*) entry=(.*?)(?: image=(\S*))?$/.exec(line))) {
-      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), image: m[4] ?? '', steps: new Map(), running: null, probes: new Map(), values: new Map(), other: [], status: null };
+      current = { n: Number(m[1]), root: m[2]!, entry: m[3]!.trim(), image: m[4] ?? '', grubEntry, steps: new Map(), running: null, probes: new Map(), values: new Map(), other: [], status: null };
       boots.push(current);
       continue;
     }

@@ -33,6 +33,7 @@ then_reboot
 `,
       async check(boot, ctx) {
         assert.equal(rootOf(boot), '@rootfs', 'the installed system boots from @rootfs');
+        assert.equal(boot.grubEntry, 'Debian GNU/Linux', 'through Debian\'s own menu entry');
         assert.match(boot.image, /^\/@rootfs\/boot\/vmlinuz-/, 'GRUB loaded the installer\'s kernel');
         assert.match((await ctx.output('stub-before')) ?? '', /set prefix=\(\$root\)'\/@rootfs\/boot\/grub'/, 'grub-install pointed GRUB into @rootfs');
         assert.match((await ctx.output('stub')) ?? '', /^search\.fs_uuid [0-9a-f]{4}-[0-9a-f]{4} root\nset prefix=\(\$root\)'\/grub'\nconfigfile \$prefix\/grub\.cfg$/m, 'init pointed GRUB at its directory on the ESP');
@@ -58,6 +59,7 @@ then_reboot
 `,
       async check(boot, ctx) {
         assert.equal(rootOf(boot), 'ROOT/debian', 'GRUB booted the adopted environment');
+        assert.match(boot.grubEntry, /^debian \(generation 0, /, 'GRUB picked sysprime\'s entry by itself (the saved default, with Debian\'s GRUB_DEFAULT=0)');
         assert.match(boot.image, /^\/ROOT\/debian\/boot\/vmlinuz-/, 'through sysprime\'s entry, from the environment\'s own /boot');
         const e = env(await ctx.json<EnvJson[]>('list'), 'debian');
         assert.ok(e.booted && e.default, '`list` shows "debian" booted and default');
@@ -74,6 +76,7 @@ then_poweroff
 `,
       async check(boot, ctx) {
         assert.equal(rootOf(boot), 'ROOT/debian', 'with @rootfs gone, GRUB still boots the environment');
+        assert.match(boot.grubEntry, /^debian \(generation 0, /, 'through sysprime\'s entry');
         assert.ok(env(await ctx.json<EnvJson[]>('list'), 'debian').booted);
       },
     },

@@ -207,6 +207,11 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         }
       }
       // A trial whose entry is gone (destroyed, renamed) ends: GRUB must not fall back to or count a missing entry.
+      // A failure is forgotten with its entry, or when the same name is staged anew.
+      const failed = env.get('sysprime_failed');
+      if (failed !== undefined && (!after.has(failed) || (staged !== undefined && result.added.includes(staged.name) && failed === idOf(staged.name)))) {
+        await editenv(['unset', 'sysprime_failed', 'sysprime_failed_tries']);
+      }
       const counting = env.get('sysprime_counting');
       if (counting !== undefined && (!after.has(counting) || !after.has(env.get('sysprime_fallback') ?? ''))) {
         await editenv(['unset', 'boot_counter', 'sysprime_counting', 'sysprime_tries', 'sysprime_fallback']);
@@ -220,6 +225,8 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         throw new SysprimeError('NOT_FOUND', `environment "${name}" has no entry in ${menuPath}`, { hint: 'see `sysprime doctor`' });
       }
       await setSaved(name);
+      // The admin chose an environment that failed before: that choice ends the record of its failure.
+      if (readEnv().get('sysprime_failed') === idOf(name)) await editenv(['unset', 'sysprime_failed', 'sysprime_failed_tries']);
     },
 
     async setOneShot(name: string) {
@@ -246,6 +253,7 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       const tries = Number(env.get('sysprime_tries'));
       const entries: InspectedEntry[] = [...menuEntries()].map(([id, block]) => {
         let counting: Counting = { state: 'blessed' };
+        if (id === env.get('sysprime_failed')) counting = { state: 'bad', done: Number(env.get('sysprime_failed_tries')) || 0 };
         if (id === countingId && Number.isInteger(counter)) {
           const done = Number.isInteger(tries) ? Math.max(0, tries - Math.max(counter, 0)) : 0;
           counting = counter <= 0 ? { state: 'bad', done } : { state: 'counting', left: counter, done };
@@ -280,7 +288,8 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       if (env.get('boot_counter') === '-1' && env.get('sysprime_fallback')) {
         // The staged entry used up its tries and this boot is the fallback: keep booting it.
         const fallback = env.get('sysprime_fallback')!;
-        await editenv(['set', `saved_entry=${fallback}`]);
+        // The failure is remembered (GRUB's counters go below), so status and doctor can still name it.
+        await editenv(['set', `saved_entry=${fallback}`, `sysprime_failed=${counting}`, `sysprime_failed_tries=${env.get('sysprime_tries') ?? ''}`]);
         done.push(`"${nameOf(counting)}" failed to boot ${env.get('sysprime_tries') ?? 'all its'} times; "${nameOf(fallback)}" is the default again`);
       } else {
         const booted = bootedFromCmdline(readText(opts.cmdlineFile ?? '/proc/cmdline') ?? '');

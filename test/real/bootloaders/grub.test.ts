@@ -86,6 +86,13 @@ test('boot complete after a fallback makes the fallback the default; after the s
   assert.match(notes[0]!, /"new" failed to boot/);
   assert.equal(s.vars.get('saved_entry'), 'sysprime-old');
   assert.equal(s.vars.has('boot_counter'), false);
+  // The failure stays on record for status and doctor until the entry goes or is chosen again.
+  assert.deepEqual((await s.grub.inspect()).entries.find((e) => e.name === 'new')?.counting, { state: 'bad', done: 2 });
+  await s.grub.sync([s.env('old', 1), s.env('new', 2)], { defaultName: 'old' });
+  assert.equal((await s.grub.inspect()).entries.find((e) => e.name === 'new')?.counting.state, 'bad', 'a sync keeps the record');
+  await s.grub.setDefault('new');
+  assert.equal((await s.grub.inspect()).entries.find((e) => e.name === 'new')?.counting.state, 'blessed', 'choosing it again ends the record');
+  assert.equal(s.vars.has('sysprime_failed'), false);
 
   const t = await setup();
   await t.grub.sync([t.env('old', 1)], { defaultName: 'old' });
