@@ -71,6 +71,17 @@ export interface PoolSpace {
 }
 
 /** A directory tree made reachable for reading or writing; release() undoes what was needed for it. */
+export interface StateHome {
+  /** The subvolume or dataset, for messages. */
+  id: string;
+  /** Already mounted at the state directory in the running system. */
+  ready: boolean;
+  /** The line every environment's fstab needs (empty when the backend mounts it by itself). */
+  fstabLine: string;
+  /** Create it if missing and mount it at the state directory in the running system; returns what it did. */
+  ensure(): Promise<string[]>;
+}
+
 export interface OpenTree {
   path: string;
   release(): Promise<void>;
@@ -126,6 +137,13 @@ export interface Backend {
   checkAdoption?(source: string, name: string | undefined): Promise<{ name: string }>;
   /** Roots another tool made beside the environments (zectl, an installer): shown, never touched. */
   listForeign?(): Promise<ForeignRoot[]>;
+  /**
+   * A home for the state database outside every environment, to be mounted
+   * at `stateDir` in each of them. Null when `stateDir` is not on this pool
+   * (another filesystem is the admin's to mount). Absent: the backend cannot
+   * make one, and init says so.
+   */
+  stateHome?(stateDir: string): Promise<StateHome | null>;
   /** Create an empty environment (for the demo and tests that fill a tree). */
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */

@@ -84,13 +84,15 @@ export function enableUnitsIn(tree: string, label: string, units: readonly strin
   return enabled;
 }
 
-/** Put the plan's fstab lines and units into an environment (opened for the time of the writes). */
-export async function homeInto(ctx: Context, name: string, home: BootHome | null): Promise<void> {
-  if (home === null || (home.fstabLines.length === 0 && home.units.length === 0)) return;
+/** Put the plan's fstab lines (and `moreLines`) and units into an environment (opened for the time of the writes). */
+export async function homeInto(ctx: Context, name: string, home: BootHome | null, moreLines: readonly string[] = []): Promise<void> {
+  const lines = [...moreLines, ...(home?.fstabLines ?? [])];
+  const units = home?.units ?? [];
+  if (lines.length === 0 && units.length === 0) return;
   const tree = await ctx.backend.openEnvironment(name);
   try {
-    ensureFstabLines(tree.path, `environment "${name}"`, home.fstabLines);
-    enableUnitsIn(tree.path, `environment "${name}"`, home.units);
+    ensureFstabLines(tree.path, `environment "${name}"`, lines);
+    enableUnitsIn(tree.path, `environment "${name}"`, units);
   } finally {
     await tree.release();
   }

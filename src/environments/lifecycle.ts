@@ -9,6 +9,7 @@ import { SysprimeError } from '../errors.js';
 import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
+import { ensureStateHome } from './state-home.js';
 import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
@@ -82,8 +83,10 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   // The bootloader's move first: each of its steps leaves the machine booting as before.
   for (const done of (await home?.apply()) ?? []) log.info(done);
   await ctx.backend.ensureLayout();
+  // Before anything is recorded: the database the environments share.
+  const stateLines = await ensureStateHome(ctx);
   await ctx.backend.adopt(opts.adopt, name, 0);
-  await homeInto(ctx, name, home);
+  await homeInto(ctx, name, home, stateLines);
   // The installer's root has no kernels of its own when /boot is a partition: it gets the running system's.
   const partition = await bootPartitionOf(ctx, name);
   if (partition !== null) await kernelsInto(ctx, name, partition);

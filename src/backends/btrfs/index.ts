@@ -17,7 +17,7 @@ import { log } from '../../log.js';
 import { backendFaultPoint } from '../fault.js';
 import { run } from '../../process/run.js';
 import { checkName, nameProblem } from '../../environments/names.js';
-import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo } from '../types.js';
+import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo, StateHome } from '../types.js';
 import {
   ENV_META_DIR,
   PARTIAL_PREFIX,
@@ -25,6 +25,7 @@ import {
   PRISTINE_META_DIR,
   RETIRED_SEPARATOR,
   ROOT_DIR,
+  STATE_SUBVOLUME,
   environmentPath,
   partialEnvironmentPath,
   partialPristinePath,
@@ -496,7 +497,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const fs = await view();
       const list = await subvolumes();
       const { rel, topLevel, mustSnapshot } = await adoptSource(fs, list, source);
-      const others = list.filter((s) => s.topLevel === TOP_LEVEL_ID && s.path !== rel && roleOf(s.path).role === 'foreign').map((s) => s.path);
+      const others = list.filter((s) => s.topLevel === TOP_LEVEL_ID && s.path !== rel && s.path !== STATE_SUBVOLUME && roleOf(s.path).role === 'foreign').map((s) => s.path);
       if (others.length > 0) log.info(`not sysprime's, left as they are and never destroyed: ${others.join(', ')}`);
       if (mustSnapshot) {
         await makeEnvironment(name, generation, async (dest) => {
@@ -505,7 +506,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           if (topLevel) await rm(join(dest, ROOT_DIR), { recursive: true, force: true });
           else await copyNested(fs, list, rel, dest, name);
           // Below the top level every other subvolume is "nested" (@home, other tools' ones): none is copied, and the admin is told.
-          const skipped = topLevel ? list.filter((s) => s.topLevel === TOP_LEVEL_ID && roleOf(s.path).role === 'foreign').map((s) => `/${s.path}`) : [];
+          const skipped = topLevel ? list.filter((s) => s.topLevel === TOP_LEVEL_ID && s.path !== STATE_SUBVOLUME && roleOf(s.path).role === 'foreign').map((s) => `/${s.path}`) : [];
           if (skipped.length > 0) {
             log.warn(`${environmentPath(name)}: the subvolumes ${skipped.join(', ')} of the top level are not copied (empty directories there); mount the ones the system needs from fstab`);
           }
@@ -750,6 +751,37 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       for (const m of mountsOf(fs, name).filter((x) => x.mountPoint !== '/')) {
         await unmountTree(await view(), m.mountPoint);
       }
+    },
+
+    async stateHome(stateDir: string): Promise<StateHome | null> {
+      const fs = await view();
+      const uuid = await fsUuid(fs);
+      const target = resolve(stateDir);
+      const at = (await run('findmnt', ['-n', '-o', 'UUID', '--target', target], { allowFailure: true })).stdout.trim();
+      if (at !== uuid) return null;
+      const ready = mountAt(fs.all, target)?.root === `/${STATE_SUBVOLUME}`;
+      return {
+        id: STATE_SUBVOLUME,
+        ready,
+        fstabLine: `UUID=${uuid} ${target} btrfs subvol=/${STATE_SUBVOLUME} 0 0`,
+        async ensure() {
+          const done: string[] = [];
+          const list = await subvolumes();
+          if (!list.some((e) => e.path === STATE_SUBVOLUME)) {
+            await run('btrfs', ['-q', 'subvolume', 'create', abs(STATE_SUBVOLUME)]);
+            done.push(`created subvolume ${STATE_SUBVOLUME} for the state database`);
+          }
+          const now = await view();
+          const mounted = mountAt(now.all, target);
+          if (mounted === undefined || mounted.root !== `/${STATE_SUBVOLUME}`) {
+            await mkdir(target, { recursive: true });
+            const device = now.topMount.source.startsWith('/') ? now.topMount.source : (opts.device ?? now.topMount.source);
+            await run('mount', ['-t', 'btrfs', '-o', `subvol=/${STATE_SUBVOLUME}`, device, target]);
+            done.push(`mounted ${STATE_SUBVOLUME} at ${target}`);
+          }
+          return done;
+        },
+      };
     },
 
     async openEnvironment(name): Promise<OpenTree> {

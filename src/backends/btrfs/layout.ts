@@ -13,6 +13,12 @@ export const PRISTINE_DIR = `${ROOT_DIR}/.pristine`;
 export const META_DIR = `${ROOT_DIR}/.sysprime`;
 export const ENV_META_DIR = `${META_DIR}/envs`;
 export const PRISTINE_META_DIR = `${META_DIR}/pristine`;
+/**
+ * The state database's own subvolume, mounted at `[state] dir` in every
+ * environment (init makes it when that directory is inside the adopted
+ * root): inside sysprime's metadata directory, which no verb deletes.
+ */
+export const STATE_SUBVOLUME = `${META_DIR}/state`;
 
 /**
  * Subvolumes are made (and destroyed) under this prefix and renamed into (or

@@ -1,0 +1,38 @@
+/**
+ * The state database's home at adoption. Staging keeps in the database what
+ * the new environment's first boot needs (the manifests taken at staging, the
+ * plan); a database inside the running root would be that root's alone, and
+ * the first boot, in another environment, would not find them. So when
+ * `[state] dir` is on the pool (inside the installer's root, as the default
+ * `/var/lib/sysprime/state` is on a machine as installed), `init` gives it a
+ * subvolume of its own, mounts it there now (so every command until the
+ * reboot already uses it) and in every environment through its fstab.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Context } from '../context.js';
+import { log } from '../log.js';
+import { DB_FILE, openState } from '../state/db.js';
+
+/** Make sure the state database lives outside every environment; returns the fstab line environments need, if any. */
+export async function ensureStateHome(ctx: Context): Promise<string[]> {
+  const dir = resolve(ctx.config.state.dir);
+  if (ctx.backend.stateHome === undefined) {
+    if (statSync(dir).dev === statSync('/').dev && ctx.backend.kind === 'zfs') {
+      log.warn(`the state database ${dir} is inside the running root: each environment would have its own copy, and a staged environment's first boot would not find what staging kept; make it a dataset of its own (\`zfs create -o mountpoint=${dir} <pool>/sysprime-state\`, moving its files in) before staging`);
+    }
+    return [];
+  }
+  const home = await ctx.backend.stateHome(dir);
+  if (home === null) return [];
+  if (!home.ready) {
+    for (const done of await home.ensure()) log.info(done);
+    // The database opened so far is the root's own copy, hidden now: carry what it holds over, then use the home.
+    const target = join(dir, DB_FILE);
+    if (!existsSync(target)) ctx.db.exec(`VACUUM INTO '${target.replace(/'/g, "''")}'`);
+    ctx.db.close();
+    ctx.db = openState(dir);
+    log.info(`the state database is in ${home.id}, mounted at ${dir} in every environment`);
+  }
+  return [home.fstabLine];
+}
