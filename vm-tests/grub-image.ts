@@ -163,7 +163,7 @@ export async function grubBaseImage(opts: ImageOptions): Promise<BaseImage> {
 
 async function buildGrubDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
   // No default subvolume is set: the installer sets none (GRUB and the kernel are told `@rootfs`).
-  const { ids, rootDev, top, root } = await formatBtrfsDisk(image, work, tarball, [guest.GRUB_ROOT_SUBVOLUME, '@sysprime']);
+  const { ids, rootDev, top, root } = await formatBtrfsDisk(image, work, tarball, [guest.GRUB_ROOT_SUBVOLUME]);
   await customizeRoot(root, work, opts, guest.grubFstab(ids), 'grub', true);
   await writeFile(join(root, INSTALLER.slice(1)), grubInstallerScript());
   await chmod(join(root, INSTALLER.slice(1)), 0o755);

@@ -106,9 +106,8 @@ export function grubFstab(ids: ImageIds): string {
     line(`UUID=${ids.root}`, '/', 'btrfs', `defaults,subvol=${GRUB_ROOT_SUBVOLUME}`, '0', '0'),
     '# /boot/efi was on /dev/vda1 during installation',
     line(`UUID=${ids.esp}`, '/boot/efi', 'vfat', 'umask=0077', '0', '1'),
-    // Not the installer's: the test's convention on every machine (the state database outside
-    // every environment), added as an admin installing sysprime would, and the build under test.
-    `UUID=${ids.root} ${STATE_DIR} btrfs subvol=/@sysprime 0 0`,
+    // Not the installer's: the build under test, on a drive of its own. (The state database
+    // is left where sysprime puts it by default, inside the root: init gives it a home.)
     sysprimeDriveLine(),
     '',
   ].join('\n');
@@ -130,13 +129,13 @@ export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs
     ...(machine !== 'zfs'
       ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', 'device = "/dev/vda2"', '']
       : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
-    '[state]',
-    `dir = "${STATE_DIR}"`,
-    '',
+    // The GRUB machine runs with sysprime's defaults: the state database where sysprime puts it,
+    // the kernel's arguments carried from the installed system's own command line.
+    ...(machine === 'grub' ? [] : ['[state]', `dir = "${STATE_DIR}"`, '']),
     '[boot]',
     `loader = "${machine === 'grub' ? 'grub' : 'systemd-boot'}"`,
     'esp = "/boot/efi"',
-    `cmdline = "${CMDLINE}"`,
+    ...(machine === 'grub' ? [] : [`cmdline = "${CMDLINE}"`]),
     'tries = 3',
     '',
     '[update]',

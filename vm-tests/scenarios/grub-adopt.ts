@@ -47,6 +47,7 @@ then_reboot
 step list sysprime --json list
 step grubdir findmnt -n -o SOURCE,FSTYPE /boot/grub
 step fstab cat /etc/fstab
+step state findmnt -n -o FSROOT /var/lib/sysprime/state
 probe complete systemctl is-enabled --quiet sysprime-boot-complete.service
 mkdir -p /mnt/top
 step top mount -o subvolid=5 /dev/vda2 /mnt/top
@@ -65,6 +66,7 @@ then_reboot
         assert.ok(e.booted && e.default, '`list` shows "debian" booted and default');
         assert.equal(probe(boot, 'complete'), 0, 'init enabled the unit that marks a boot good');
         assert.match((await ctx.output('grubdir')) ?? '', /vfat/, 'GRUB\'s directory is the ESP\'s, mounted at /boot/grub');
+        assert.equal(((await ctx.output('state')) ?? '').trim(), '/ROOT/.sysprime/state', 'the state database is in the home init gave it');
         assert.match((await ctx.output('fstab')) ?? '', /^\/boot\/efi\/grub \/boot\/grub none bind,x-systemd\.requires-mounts-for=\/boot\/efi 0 0$/m, 'the environment mounts it');
       },
     },

@@ -1,10 +1,13 @@
 /**
- * 12. On the GRUB machine: an apt update staged, activated and booted
- * through GRUB; yesterday's environment for one boot with `activate --once`
- * (GRUB's next_entry, cleared by GRUB itself in the ESP's grubenv), and back.
+ * 12. On the GRUB machine: an apt update staged, then a conffile edited and
+ * a user's file written; activated and booted through GRUB, where the first
+ * boot carries the changes made after staging (with the state database in
+ * the home init gave it); yesterday's environment for one boot with
+ * `activate --once` (GRUB's next_entry, cleared by GRUB itself in the ESP's
+ * grubenv), and back.
  */
 import assert from 'node:assert/strict';
-import { env, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
+import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
 
 export const grubUpdate: Scenario = {
   id: 12,
@@ -18,6 +21,9 @@ export const grubUpdate: Scenario = {
       script: `
 tstep stage sysprime -v stage --name next
 value running-version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+# Changes after staging: the first boot carries them (it needs what staging kept in the state database).
+sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
+mkdir -p /home/alice && echo "notes of alice" > /home/alice/notes.txt
 step activate sysprime activate next
 step menu cat /boot/grub/sysprime.cfg
 then_reboot
@@ -31,6 +37,10 @@ then_reboot
     {
       script: `
 value version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+step merge cat /etc/sysprime-vm/merge.conf
+step alice cat /home/alice/notes.txt
+probe unit test -e /etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service
+step state findmnt -n -o FSROOT /var/lib/sysprime/state
 step list sysprime --json list
 step once sysprime activate --once debian
 step grubenv grub-editenv /boot/grub/grubenv list
@@ -39,6 +49,12 @@ then_reboot
       async check(boot, ctx) {
         assert.equal(rootOf(boot), 'ROOT/next', 'GRUB booted the staged environment');
         assert.equal(value(boot, 'version'), '2.0');
+        const merged = (await ctx.output('merge')) ?? '';
+        assert.match(merged, /^greeting = bonjour$/m, 'the edit made after staging was replayed at the first boot');
+        assert.match(merged, /^size = 2$/m, "the update's own change is there too");
+        assert.equal(((await ctx.output('alice')) ?? '').trim(), 'notes of alice', 'a user\'s file written after staging is there');
+        assert.notEqual(probe(boot, 'unit'), 0, 'the first-boot unit did its work and disabled itself');
+        assert.equal(((await ctx.output('state')) ?? '').trim(), '/ROOT/.sysprime/state', 'the state database init gave a home, mounted here too');
         assert.ok(env(await ctx.json<EnvJson[]>('list'), 'next').booted);
         assert.match((await ctx.output('grubenv')) ?? '', /^next_entry=sysprime-debian$/m);
       },
