@@ -48,7 +48,7 @@ export function parseSerial(text: string): SerialLog {
       current = null;
       grubEntry = '';
     }
-    const booting = /Booting `(.*)'/.exec(raw);
+    const booting = /Booting `([^']*)'/.exec(raw);
     if (booting) grubEntry = booting[1]!;
     const at = raw.indexOf(MARK);
     if (at < 0) continue;
