@@ -36,3 +36,16 @@ export async function ensureStateHome(ctx: Context): Promise<string[]> {
   }
   return [home.fstabLine];
 }
+
+/**
+ * Why the state database cannot serve a staged environment's first boot:
+ * it is inside the running environment (a machine adopted before init made
+ * the home, or a home removed by hand). Null when it is shared, or when no
+ * environment is running (a rescue system, tests).
+ */
+export async function stateHomeProblem(ctx: Context): Promise<string | null> {
+  const dir = resolve(ctx.config.state.dir);
+  if (!(await ctx.backend.listEnvironments()).some((e) => e.booted)) return null;
+  if (statSync(dir).dev !== statSync('/').dev) return null;
+  return `the state database ${dir} is inside the running environment: each environment has its own copy, so a staged environment's first boot cannot find what staging kept and carries nothing changed after staging; give it a subvolume or dataset of its own, mounted there in every environment (docs/architecture.md, "Where state lives")`;
+}

@@ -4,6 +4,7 @@
  * environment; every step that creates something has an undo that removes
  * it, and the same undo runs after a crash (see state/journal.ts).
  */
+import { stateHomeProblem } from '../environments/state-home.js';
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, PristineInfo } from '../backends/types.js';
 import type { Updater, UpdateResult } from '../updaters/types.js';
@@ -391,6 +392,8 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
       return { kind: 'dry-run', ...params, steps: STAGE.steps.map((s) => s.title), recovered };
     }
     await updater.probe();
+    const stateProblem = await stateHomeProblem(ctx);
+    if (stateProblem !== null) log.warn(stateProblem);
     const result = await runOperation(ctx.db, STAGE, { ctx, updater, verbose: opts.verbose === true }, params, opts.progress);
     if (!result.completed) return { kind: 'up-to-date', reason: result.reason, recovered };
     recordEvent(ctx, params.name, 'staged', { from: params.from, generation: params.generation });

@@ -1,4 +1,5 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
+import { stateHomeProblem } from '../../environments/state-home.js';
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
@@ -69,6 +70,8 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           if (!isAlive({ pid: op.pid, start })) problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
         }
         problems.push(...(await bootDrift(ctx)));
+        const stateProblem = await stateHomeProblem(ctx);
+        if (stateProblem !== null) problems.push({ kind: 'state-not-shared', what: stateProblem });
         // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
         const current = currentOf(envs);
         const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
