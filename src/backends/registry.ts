@@ -7,6 +7,7 @@ import type { Config, BackendKind } from '../config/schema.js';
 import { SysprimeError } from '../errors.js';
 import type { Backend, RootLocation } from './types.js';
 import { run } from '../process/run.js';
+import { mountAt, parseMounts } from '../os/mounts.js';
 import { createZfsBackend } from './zfs/index.js';
 import { createBtrfsBackend } from './btrfs/index.js';
 import { DEFAULT_SHARED_SUBVOLUMES } from './btrfs/layout.js';
@@ -59,12 +60,8 @@ export function btrfsOptions(config: Config, root: RootMount | null): { top: str
 
 /** Filesystem type and source of the mount at `/`, from the kernel's own table. */
 export function rootMount(mountsText = readFileSync('/proc/self/mounts', 'utf8')): RootMount | null {
-  let found: RootMount | null = null;
-  for (const line of mountsText.split('\n')) {
-    const [source, target, fstype] = line.split(' ');
-    if (target === '/' && source && fstype) found = { fstype, source }; // the last one mounted over / wins
-  }
-  return found;
+  const root = mountAt(parseMounts(mountsText), '/');
+  return root === undefined ? null : { fstype: root.fsType, source: root.source };
 }
 
 /** Whether the running root lives on the environments' pool or filesystem (the installer's root before adoption does). */

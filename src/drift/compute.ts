@@ -10,6 +10,7 @@ import { compareManifests, createManifest, displayPath, type Difference, type Ma
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { loadManifest, saveManifest } from '../state/manifests.js';
+import { recordDriftRun, runsOfPath, type DriftPathInRun } from '../state/drift-runs.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
@@ -315,50 +316,24 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
 
 /** Keep the drift in the history, so `drift --history PATH` can say when a file changed. */
 export function recordDrift(ctx: Context, report: DriftReport): number {
-  const run = ctx.db.transaction(() => {
-    const id = Number(
-      ctx.db
-        .prepare('INSERT INTO drift_runs (at, environment, generation, added, removed, modified) VALUES (?, ?, ?, ?, ?, ?)')
-        .run(report.at, report.environment, report.generation, report.counts.added, report.counts.removed, report.counts.modified).lastInsertRowid,
-    );
-    const ins = ctx.db.prepare('INSERT INTO drift_paths (run, path, change, attributes, contents) VALUES (?, ?, ?, ?, ?)');
-    for (const i of report.items) ins.run(id, i.path, i.change, i.attributes.join(','), i.contents);
-    return id;
-  });
-  return run();
+  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, report.items);
 }
 
-export interface HistoryRow {
-  at: string;
-  environment: string;
-  generation: number;
-  /** null: the path showed no drift in that run. */
-  change: ChangeKind | null;
-  attributes: string[];
-  contents: string | null;
-}
+export type HistoryRow = DriftPathInRun;
 
 /**
  * The path's state in every recorded run of the environments it drifted in,
  * folded to the runs where something about it changed.
  */
 export function driftHistory(ctx: Context, path: string): HistoryRow[] {
-  const rows = ctx.db
-    .prepare(
-      `SELECT r.at, r.environment, r.generation, p.change, p.attributes, p.contents
-       FROM drift_runs r LEFT JOIN drift_paths p ON p.run = r.id AND p.path = ?
-       WHERE r.environment IN (SELECT DISTINCT r2.environment FROM drift_runs r2 JOIN drift_paths p2 ON p2.run = r2.id WHERE p2.path = ?)
-       ORDER BY r.id`,
-    )
-    .all(path, path) as { at: string; environment: string; generation: number; change: ChangeKind | null; attributes: string | null; contents: string | null }[];
   const out: HistoryRow[] = [];
   const last = new Map<string, string>();
-  for (const r of rows) {
-    const key = `${r.change}|${r.attributes}|${r.contents}`;
+  for (const r of runsOfPath(ctx.db, path)) {
+    const key = `${r.change}|${r.attributes.join(',')}|${r.contents}`;
     if (last.get(r.environment) === key) continue;
     if (!last.has(r.environment) && r.change === null) continue;
     last.set(r.environment, key);
-    out.push({ at: r.at, environment: r.environment, generation: r.generation, change: r.change, attributes: r.attributes ? r.attributes.split(',') : [], contents: r.contents });
+    out.push(r);
   }
   return out;
 }

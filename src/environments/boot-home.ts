@@ -10,7 +10,7 @@ import type { BootHome } from '../bootloaders/types.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { lstatIn, readFileIn, symlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
-import { parseFstab } from '../updaters/mountinfo.js';
+import { parseFstab } from '../os/mounts.js';
 import { bootloaderFor } from './boot-entries.js';
 
 /** The bootloader's plan for adoption; reads only, so init can refuse before changing anything. */

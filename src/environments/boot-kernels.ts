@@ -29,7 +29,7 @@ import { join } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
 import { lstatIn, openFileIn, unlinkIn, withDirInAsync, copyFileIn, type DirHandle } from '../os/confined.js';
-import { parseMountinfo } from '../updaters/mountinfo.js';
+import { parseMountinfo } from '../os/mounts.js';
 import { runsFromPool } from '../backends/registry.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;

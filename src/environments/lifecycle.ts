@@ -12,15 +12,10 @@ import { homeInto, planBootHome } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
 import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
+import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
 import * as fs from 'node:fs';
-
-export function recordEvent(ctx: Context, environment: string, event: string, detail: Record<string, unknown> = {}): void {
-  ctx.db
-    .prepare('INSERT INTO events (at, environment, event, detail) VALUES (?, ?, ?, ?)')
-    .run(new Date().toISOString(), environment, event, JSON.stringify(detail));
-}
 
 export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
   const envs = await ctx.backend.listEnvironments();
@@ -95,7 +90,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   // A default another tool's root holds stays: adopting one root does not take the boot away from another.
   if (!after.some((e) => e.booted || e.isDefault)) await ctx.backend.setDefault(name);
   await syncBootEntries(ctx);
-  recordEvent(ctx, name, 'init', { adopted: opts.adopt, generation: 0 });
+  recordEvent(ctx.db, name, 'init', { adopted: opts.adopt, generation: 0 });
   return findEnvironment(ctx, name);
 }
 
@@ -113,7 +108,7 @@ export async function createEnvironment(ctx: Context, name: string, from?: strin
   await refuseExisting(ctx, name);
   await ctx.backend.cloneFromEnvironment(source.name, name);
   await syncBootEntries(ctx);
-  recordEvent(ctx, name, 'create', { from: source.name, generation: source.generation });
+  recordEvent(ctx.db, name, 'create', { from: source.name, generation: source.generation });
   return findEnvironment(ctx, name);
 }
 
@@ -184,7 +179,7 @@ export async function activateEnvironment(ctx: Context, name: string): Promise<E
   const previous = (await ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name ?? null;
   const params: ActivateParams = { name, previous };
   await runOperation(ctx.db, ACTIVATE, ctx, params);
-  recordEvent(ctx, name, 'activate', {});
+  recordEvent(ctx.db, name, 'activate', {});
   return { ...env, isDefault: true };
 }
 
@@ -201,7 +196,7 @@ export async function activateOnce(ctx: Context, name: string): Promise<Environm
   }
   await syncBootEntries(ctx);
   await loader.setOneShot(name);
-  recordEvent(ctx, name, 'activate-once', {});
+  recordEvent(ctx.db, name, 'activate-once', {});
   return env;
 }
 
@@ -233,7 +228,7 @@ export async function destroyEnvironment(ctx: Context, name: string): Promise<vo
   // (harmless, `doctor` adds it back), never an entry that cannot boot.
   await syncBootEntries(ctx, { without: [name] });
   await ctx.backend.destroyEnvironment(name);
-  recordEvent(ctx, name, 'destroy', { generation: env.generation });
+  recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
@@ -252,7 +247,7 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
   await syncBootEntries(ctx, { without: [from] });
   await ctx.backend.renameEnvironment(from, to);
   await syncBootEntries(ctx);
-  recordEvent(ctx, to, 'rename', { from });
+  recordEvent(ctx.db, to, 'rename', { from });
   return findEnvironment(ctx, to);
 }
 
@@ -301,7 +296,7 @@ export async function mountEnvironment(ctx: Context, name: string, dir?: string,
   }
   fs.mkdirSync(target, { recursive: true });
   await ctx.backend.mount(name, target);
-  recordEvent(ctx, name, 'mount', { at: target });
+  recordEvent(ctx.db, name, 'mount', { at: target });
   return target;
 }
 
@@ -310,5 +305,5 @@ export async function unmountEnvironment(ctx: Context, name: string): Promise<vo
   if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment`);
   if (env.mounted === null) throw new SysprimeError('REFUSED', `"${name}" is not mounted`);
   await ctx.backend.unmount(name);
-  recordEvent(ctx, name, 'umount', {});
+  recordEvent(ctx.db, name, 'umount', {});
 }

@@ -9,7 +9,7 @@
 import type { Context } from '../context.js';
 import { planPrune, type PrunePlan } from '../retention/plan.js';
 import { bootloaderFor, bootable, syncBootEntries } from './boot-entries.js';
-import { recordEvent } from './lifecycle.js';
+import { recordEvent } from '../state/events.js';
 import { faultPoint, recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
@@ -53,7 +53,7 @@ export const PRUNE: OperationSpec<Context> = {
         for (const d of (p as PruneParams).destroy) {
           try {
             await ctx.backend.destroyEnvironment(d.name);
-            recordEvent(ctx, d.name, 'prune', { reason: d.reason });
+            recordEvent(ctx.db, d.name, 'prune', { reason: d.reason });
             destroyed.push(d.name);
             faultPoint(PRUNE.kind, destroyedPoint(destroyed.length));
           } catch (err) {

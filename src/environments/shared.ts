@@ -15,7 +15,7 @@ import { readFile } from 'node:fs/promises';
 import { join, relative } from 'node:path';
 import type { Config } from '../config/schema.js';
 import type { Context } from '../context.js';
-import { isAtOrBelow, parseFstab, parseMountinfo, type MountEntry } from '../updaters/mountinfo.js';
+import { isAtOrBelow, parseFstab, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { readTextAt } from '../os/confined.js';
 import { log } from '../log.js';
 
@@ -115,7 +115,7 @@ function fstabMountPoints(tree: string): string[] {
 }
 
 /** Mount points on the environment: the whole table when it is the running root, else what is mounted below its tree. */
-function mountedOn(table: readonly MountEntry[], tree: string, running: boolean): string[] {
+function mountedOn(table: readonly MountinfoEntry[], tree: string, running: boolean): string[] {
   const out: string[] = [];
   for (const e of table) {
     if (running && e.mountPoint !== '/') out.push(e.mountPoint);

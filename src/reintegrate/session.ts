@@ -21,6 +21,7 @@ import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
 import { closeInterrupted, runRecorded } from '../state/journal.js';
+import { keepReport } from '../state/reports.js';
 import { planReintegration, type ReintegrationPlan } from './plan.js';
 import { planSinceStaging } from './since-staging.js';
 import { applyPlan } from './apply.js';
@@ -105,12 +106,6 @@ async function manifestsFor(ctx: Context, from: string, fromGeneration: number, 
   return { base, ours, theirs, rules, shared: atRisk.map(asManifestPath) };
 }
 
-function keepReport(ctx: Context, kind: string, environment: string, report: ReintegrationReport): void {
-  ctx.db
-    .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')
-    .run(report.finishedAt, kind, environment, JSON.stringify(report.counts), JSON.stringify(report));
-}
-
 export interface PlanResult {
   plan: ReintegrationPlan;
   from: string;
@@ -171,7 +166,7 @@ async function reintegrate(
     if (blocked !== undefined) done = { ...done, warnings: [...(done.warnings ?? []), blocked] };
   }
   const reportFile = writeReport(target, done);
-  keepReport(ctx, report.kind, report.environment, done);
+  keepReport(ctx.db, { at: done.finishedAt, kind: report.kind, environment: report.environment, summary: done.counts, body: done });
   return { report: done, reportFile, shared: atRisk };
 }
 

@@ -11,6 +11,7 @@ import type { Context } from '../context.js';
 import { openContext } from '../context.js';
 import { log } from '../log.js';
 import { processStart } from '../state/lock.js';
+import { forgetSchedule, recordJobRun, scheduleJob } from '../state/schedule.js';
 import { SysprimeError, messageOf } from '../errors.js';
 
 export interface Job {
@@ -60,12 +61,6 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   const done = new Promise<void>((r) => (resolveDone = r));
   const tasks: ScheduledTask[] = [];
 
-  const record = ctx.db.prepare(
-    `INSERT INTO schedule (job, expression, next_run, last_run, last_result, pid, pid_start) VALUES (@job, @expression, @next, NULL, NULL, @pid, @start)
-     ON CONFLICT (job) DO UPDATE SET expression = @expression, next_run = @next, pid = @pid, pid_start = @start`,
-  );
-  const finish = ctx.db.prepare('UPDATE schedule SET last_run = ?, last_result = ?, next_run = ? WHERE job = ?');
-
   let watch: NodeJS.Timeout | undefined;
   const stop = () => {
     if (stopping) return;
@@ -100,7 +95,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             result = `failed: ${messageOf(err)}`;
             log.error(`${job.name} ${result}`);
           }
-          finish.run(started, result, task.getNextRun()?.toISOString() ?? null, job.name);
+          recordJobRun(ctx.db, job.name, { lastRun: started, lastResult: result, nextRun: task.getNextRun()?.toISOString() ?? null });
           runs++;
           if (opts.maxRuns !== undefined && runs >= opts.maxRuns) stop();
         });
@@ -108,7 +103,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       { name: job.name, noOverlap: true },
     );
     tasks.push(task);
-    record.run({ job: job.name, expression: job.expression, next: task.getNextRun()?.toISOString() ?? null, pid: process.pid, start: pidStart });
+    scheduleJob(ctx.db, { job: job.name, expression: job.expression, nextRun: task.getNextRun()?.toISOString() ?? null, pid: process.pid, pidStart });
     log.info(`${job.name}: scheduled "${job.expression}", next at ${task.getNextRun()?.toISOString() ?? 'never'}`);
   }
 
@@ -119,7 +114,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
       void task.stop();
       void task.start();
       const job = jobs[i]!;
-      record.run({ job: job.name, expression: job.expression, next: task.getNextRun()?.toISOString() ?? null, pid: process.pid, start: pidStart });
+      scheduleJob(ctx.db, { job: job.name, expression: job.expression, nextRun: task.getNextRun()?.toISOString() ?? null, pid: process.pid, pidStart });
     });
   });
 
@@ -139,7 +134,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
   await done;
   process.off('SIGTERM', onSignal);
   process.off('SIGINT', onSignal);
-  ctx.db.prepare('DELETE FROM schedule WHERE pid = ?').run(process.pid);
+  forgetSchedule(ctx.db, process.pid);
   await ctx.close();
   log.info('sysprime daemon stopped');
   return 0;

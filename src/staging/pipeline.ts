@@ -10,7 +10,8 @@ import type { EnvironmentInfo, PristineInfo } from '../backends/types.js';
 import type { Updater, UpdateResult } from '../updaters/types.js';
 import { AbortOperation, recoverOperations, runOperation, type Json, type OperationSpec, type StepProgress } from '../state/journal.js';
 import { acquireLock } from '../state/lock.js';
-import { currentOf, recordEvent } from '../environments/lifecycle.js';
+import { currentOf } from '../environments/lifecycle.js';
+import { recordEvent } from '../state/events.js';
 import { checkName } from '../environments/names.js';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
@@ -396,7 +397,7 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     if (stateProblem !== null) log.warn(stateProblem);
     const result = await runOperation(ctx.db, STAGE, { ctx, updater, verbose: opts.verbose === true }, params, opts.progress);
     if (!result.completed) return { kind: 'up-to-date', reason: result.reason, recovered };
-    recordEvent(ctx, params.name, 'staged', { from: params.from, generation: params.generation });
+    recordEvent(ctx.db, params.name, 'staged', { from: params.from, generation: params.generation });
     // Retention runs after, still under the lock; its failure does not undo a good staging.
     let pruned: string[] = [];
     try {

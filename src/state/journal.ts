@@ -60,6 +60,11 @@ export interface OperationRow {
 
 const now = () => new Date().toISOString();
 
+/** The process that runs (or ran) an operation: its pid, and that process's start time kept in the params. */
+function ownerOf(op: Pick<OperationRow, 'pid' | 'params'>): { pid: number; start: string } {
+  return { pid: op.pid, start: String((JSON.parse(op.params) as Json)['_start'] ?? '') };
+}
+
 /**
  * Fault injection for the crash tests: SYSPRIME_FAULT_INJECT="kill:<kind>:<point>"
  * makes the process kill itself with SIGKILL at that point, as a power cut
@@ -174,9 +179,8 @@ export async function recoverOperations<C>(db: Db, spec: OperationSpec<C>, ctx: 
   const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status IN ('running', 'failed', 'undone') ORDER BY id").all(spec.kind) as OperationRow[];
   const lines: string[] = [];
   for (const op of rows) {
-    const params = JSON.parse(op.params) as Json;
     if (op.status === 'running') {
-      if (isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+      if (isAlive(ownerOf(op))) continue;
       const problems = await undoOperation(db, spec, ctx, op.id);
       db.prepare('UPDATE operations SET status = ?, finished = ?, error = ? WHERE id = ?').run(
         'undone',
@@ -238,7 +242,7 @@ export function closeInterrupted(db: Db, kind: string, matches: (params: Json) =
   const lines: string[] = [];
   for (const op of rows) {
     const params = JSON.parse(op.params) as Json;
-    if (!matches(params) || isAlive({ pid: op.pid, start: String(params['_start'] ?? '') })) continue;
+    if (!matches(params) || isAlive(ownerOf(op))) continue;
     db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
       now(),
       JSON.stringify({ message: 'interrupted (process died); run again and finished by a later run' }),
@@ -251,4 +255,29 @@ export function closeInterrupted(db: Db, kind: string, matches: (params: Json) =
 
 export function lastOperation(db: Db, kind: string): OperationRow | undefined {
   return db.prepare('SELECT * FROM operations WHERE kind = ? ORDER BY id DESC LIMIT 1').get(kind) as OperationRow | undefined;
+}
+
+/** Operations (of one kind, or of any) left 'running' by a process that is gone. */
+export function interruptedOperations(db: Db, kind?: string): OperationRow[] {
+  const rows = (
+    kind === undefined
+      ? db.prepare("SELECT * FROM operations WHERE status = 'running' ORDER BY id").all()
+      : db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running' ORDER BY id").all(kind)
+  ) as OperationRow[];
+  return rows.filter((op) => !isAlive(ownerOf(op)));
+}
+
+/**
+ * Whether recoverOperations has work for this kind: an operation whose
+ * process died while it ran, or one whose undo could not finish (steps not
+ * yet undone).
+ */
+export function needsRecovery(db: Db, kind: string): boolean {
+  if (interruptedOperations(db, kind).length > 0) return true;
+  const unfinished = db
+    .prepare(
+      "SELECT 1 FROM operations o JOIN steps s ON s.operation = o.id WHERE o.kind = ? AND o.status IN ('failed', 'undone') AND s.status IN ('started', 'done', 'failed') LIMIT 1",
+    )
+    .get(kind);
+  return unfinished !== undefined;
 }

@@ -14,7 +14,7 @@ import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { run, type RunResult } from '../process/run.js';
 import { stopProcessesIn } from '../process/reap.js';
-import { isSelfBind, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountEntry } from './mountinfo.js';
+import { isSelfBind, mountsAtOrBelow, readMountinfo, unmountOrder } from '../os/mounts.js';
 import { joinInside, safeInside } from './rootpath.js';
 import { lstatIn, readFileIn, renameIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
 
@@ -69,10 +69,6 @@ const MOUNTS: readonly MountStep[] = [
 
 /** The chroot points, for recovery: anything mounted at or below them under a root is ours. */
 const OUR_POINTS = ['dev', 'proc', 'sys', 'run'] as const;
-
-export async function readMounts(): Promise<MountEntry[]> {
-  return parseMountinfo(await readFile('/proc/self/mountinfo', 'utf8'));
-}
 
 async function canonicalRoot(root: string): Promise<string> {
   let real: string;
@@ -173,11 +169,11 @@ async function restoreSaved(root: string, rel: string, done: string[]): Promise<
 }
 
 async function verifyNothingLeft(root: string, baseline: ReadonlySet<number>): Promise<void> {
-  let extra = mountsAtOrBelow(await readMounts(), root).filter((m) => !baseline.has(m.id));
+  let extra = mountsAtOrBelow(await readMountinfo(), root).filter((m) => !baseline.has(m.id));
   if (extra.length === 0) return;
   log.warn(`mounts left under ${root}: ${extra.map((m) => m.mountPoint).join(', ')}; detaching them lazily`);
   for (const m of unmountOrder(extra)) await run('umount', ['--lazy', m.mountPoint], { allowFailure: true, timeout: 60_000 });
-  extra = mountsAtOrBelow(await readMounts(), root).filter((m) => !baseline.has(m.id));
+  extra = mountsAtOrBelow(await readMountinfo(), root).filter((m) => !baseline.has(m.id));
   if (extra.length > 0) {
     throw new SysprimeError('IO', `could not unmount ${extra.map((m) => m.mountPoint).join(', ')}`, {
       hint: `stop what uses them, then run: umount -R ${root}`,
@@ -187,7 +183,7 @@ async function verifyNothingLeft(root: string, baseline: ReadonlySet<number>): P
 
 export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (session: ChrootSession) => Promise<T>): Promise<T> {
   const root = await canonicalRoot(rootPath);
-  const baseline = new Set(mountsAtOrBelow(await readMounts(), root).map((m) => m.id));
+  const baseline = new Set(mountsAtOrBelow(await readMountinfo(), root).map((m) => m.id));
   const undo: Array<{ what: string; fn: () => Promise<void> }> = [];
   const createdDirs: string[] = [];
   const defaultTimeout = opts.timeout ?? DEFAULT_TIMEOUT_S;
@@ -273,7 +269,7 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
   const stopped = await stopProcessesIn(root);
   if (stopped.length > 0) done.push(`stopped processes ${stopped.join(' ')}`);
 
-  const mounts = await readMounts();
+  const mounts = await readMountinfo();
   const ours = mounts.filter((m) => OUR_POINTS.some((p) => m.mountPoint === join(root, p) || m.mountPoint.startsWith(`${join(root, p)}/`)));
   for (const m of unmountOrder(ours)) {
     await umountWithRetries(m.mountPoint);
@@ -281,7 +277,7 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
   }
   // Only the topmost mount at root can be unmounted by path; stop at the first that is not a self-bind.
   for (let i = 0; i < 8; i++) {
-    const now = await readMounts();
+    const now = await readMountinfo();
     const atRoot = now.filter((m) => m.mountPoint === root);
     const top = atRoot.find((m) => !atRoot.some((other) => other.parent === m.id));
     if (top === undefined || !isSelfBind(top, now)) break;

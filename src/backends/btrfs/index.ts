@@ -48,7 +48,8 @@ import {
   writeEnvironmentMeta,
   writePristineMeta,
 } from './meta.js';
-import { isAtOrBelow, mountSubvolumeId, parseMountinfo, shareLineage, type MountinfoEntry, type SubvolumeListEntry } from './parse.js';
+import { mountSubvolumeId, shareLineage, type SubvolumeListEntry } from './parse.js';
+import { isAtOrBelow, mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { parseSendDump } from './send-dump.js';
 import { detachRootSubvolume } from './root-fstab.js';
 import {
@@ -110,11 +111,6 @@ interface PristineRecord extends PristineInfo {
 
 const slashed = (rel: string): string => `/${rel}`;
 
-/** The mount visible at a path: the last one mounted there hides the others. */
-function mountAt(all: readonly MountinfoEntry[], path: string): MountinfoEntry | undefined {
-  return all.filter((m) => m.mountPoint === path).at(-1);
-}
-
 async function isDirectory(path: string): Promise<boolean> {
   try {
     return (await lstat(path)).isDirectory();
@@ -156,7 +152,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
 
   /** Why the mount at top is not the top-level subvolume of a Btrfs filesystem, or null. */
   function topProblem(m: MountinfoEntry): string | null {
-    if (m.fstype !== 'btrfs') return `${topGiven} is a ${m.fstype} mount, not Btrfs`;
+    if (m.fsType !== 'btrfs') return `${topGiven} is a ${m.fsType} mount, not Btrfs`;
     const id = mountSubvolumeId(m);
     if (id !== null ? id !== TOP_LEVEL_ID : m.root !== '/') {
       return `${topGiven} is a mount of subvolume ${m.root}${id === null ? '' : ` (id ${id})`}, not of the top-level subvolume (id 5)`;
@@ -188,8 +184,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     }
     const problem = topProblem(topMount);
     if (problem !== null) throw new SysprimeError('BACKEND', problem, { hint: topHint });
-    const dev = topMount.device;
-    return { topMount, mounts: all.filter((m) => m.fstype === 'btrfs' && m.device === dev), all };
+    const dev = topMount.dev;
+    return { topMount, mounts: all.filter((m) => m.fsType === 'btrfs' && m.dev === dev), all };
   }
 
   /** Mounts of one environment (its subvolume is the mount's root). */
@@ -374,7 +370,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     let rel: string;
     if (source === '/') {
       const root = mountAt(fs.all, '/');
-      if (root === undefined || root.fstype !== 'btrfs' || root.device !== fs.topMount.device) {
+      if (root === undefined || root.fsType !== 'btrfs' || root.dev !== fs.topMount.dev) {
         throw new SysprimeError('BACKEND', `the running root is not on ${describe()}`, {
           hint: 'set [btrfs] top to the top-level subvolume of the filesystem that holds /, or name the subvolume to adopt',
         });
@@ -888,7 +884,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       );
       for (const m of stale.sort((a, b) => a.mountPoint.split('/').length - b.mountPoint.split('/').length)) {
         fs = await view();
-        if (!fs.all.some((x) => x.mountId === m.mountId)) continue; // went with a parent already
+        if (!fs.all.some((x) => x.id === m.id)) continue; // went with a parent already
         for (const mp of await unmountTree(fs, m.mountPoint)) done.push(`unmounted ${mp}`);
       }
 

@@ -1,5 +1,6 @@
 /**
- * Pure parsers of what btrfs-progs and the kernel print. Each one accepts only
+ * Pure parsers of what btrfs-progs prints (the kernel's mount table is read
+ * by `src/os/mounts.ts`). Each one accepts only
  * the shapes it knows and throws BACKEND on anything else, so a format change
  * in a new btrfs-progs shows up as a clear error instead of a wrong answer.
  *
@@ -7,6 +8,7 @@
  * strftime's locale-dependent %X.
  */
 import { SysprimeError } from '../../errors.js';
+import type { MountinfoEntry } from '../../os/mounts.js';
 
 export interface SubvolumeListEntry {
   id: number;
@@ -30,19 +32,6 @@ export interface SubvolumeShow {
   /** null when the filesystem recorded none ('-', filesystems made before Linux 3.10). */
   created: Date | null;
   readonly: boolean;
-}
-
-export interface MountinfoEntry {
-  mountId: number;
-  parentId: number;
-  /** `major:minor` of the filesystem; every mount of one Btrfs filesystem shares it. */
-  device: string;
-  /** Path inside the filesystem that is mounted: `/ROOT/name` for a subvol mount. */
-  root: string;
-  mountPoint: string;
-  fstype: string;
-  source: string;
-  superOptions: string[];
 }
 
 function formatError(what: string, line: string): SysprimeError {
@@ -159,38 +148,8 @@ export function parseQgroupShow(text: string): Map<number, number> {
   return out;
 }
 
-/** The kernel escapes space, tab, newline and backslash in mountinfo as octal. */
-export function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-/** /proc/self/mountinfo (proc(5)). */
-export function parseMountinfo(text: string): MountinfoEntry[] {
-  return lines(text).map((line) => {
-    const parts = line.split(' ');
-    const sep = parts.indexOf('-', 6);
-    if (parts.length < 10 || sep < 0 || parts.length < sep + 4) throw formatError('/proc/self/mountinfo', line);
-    return {
-      mountId: Number(parts[0]),
-      parentId: Number(parts[1]),
-      device: parts[2]!,
-      root: unescapeMountField(parts[3]!),
-      mountPoint: unescapeMountField(parts[4]!),
-      fstype: parts[sep + 1]!,
-      source: unescapeMountField(parts[sep + 2]!),
-      superOptions: parts[sep + 3]!.split(','),
-    };
-  });
-}
-
 /** The subvolume id a Btrfs mount shows in its options (kernels since 4.x), or null. */
 export function mountSubvolumeId(entry: MountinfoEntry): number | null {
   const opt = entry.superOptions.find((o) => o.startsWith('subvolid='));
   return opt === undefined ? null : Number(opt.slice('subvolid='.length));
-}
-
-/** Is the path `inner` equal to or below `outer` (both absolute, normalised)? */
-export function isAtOrBelow(inner: string, outer: string): boolean {
-  if (outer === '/') return inner.startsWith('/');
-  return inner === outer || inner.startsWith(`${outer}/`);
 }

@@ -32,7 +32,8 @@ import {
   rootDataset,
   shortSnapshotName,
 } from './layout.js';
-import { mountDataset, readMounts, restoreMountpoint, unmountDataset } from './mount.js';
+import { mountDataset, restoreMountpoint, unmountDataset } from './mount.js';
+import { readMounts, type FstabEntry } from '../../os/mounts.js';
 import {
   bootedDataset,
   carriedBootProperties,
@@ -51,7 +52,6 @@ import {
   uniqueName,
   withoutAltroot,
   type DatasetRecord,
-  type MountEntry,
 } from './parse.js';
 import { adoptionProblem } from './adoption.js';
 import {
@@ -147,7 +147,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
   }
 
   /** Where the running root is, or, on a pool that holds no running root (prepared from a rescue system), the pool's bootfs. */
-  async function runningRoot(mounts: readonly MountEntry[]): Promise<string | null> {
+  async function runningRoot(mounts: readonly FstabEntry[]): Promise<string | null> {
     const booted = bootedDataset(mounts);
     if (booted !== null) return booted;
     return bootfs();
@@ -157,7 +157,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * Every check `adopt` makes before it changes anything: the dataset to
    * adopt, the environment it becomes, and whether it is the running root.
    */
-  async function planAdoption(source: string, requested: string | undefined): Promise<{ ds: string; name: string; running: boolean; mounts: MountEntry[] }> {
+  async function planAdoption(source: string, requested: string | undefined): Promise<{ ds: string; name: string; running: boolean; mounts: FstabEntry[] }> {
     const mounts = await readMounts();
     const ds = source === '/' ? await runningRoot(mounts) : source.replace(/\/+$/, '');
     if (ds === null) {
@@ -571,9 +571,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
       mounts = await readMounts();
       for (const m of mounts) {
-        if (!m.source.startsWith(`${pool}/`) || (await staleTargets([m.target])).length === 0) continue;
-        await run('umount', [m.target]);
-        done.push(`unmounted ${m.source} from ${m.target}`);
+        if (!m.source.startsWith(`${pool}/`) || (await staleTargets([m.mountPoint])).length === 0) continue;
+        await run('umount', [m.mountPoint]);
+        done.push(`unmounted ${m.source} from ${m.mountPoint}`);
       }
 
       // Read again: destroying temporary clones above may have taken copy snapshots with them.

@@ -8,18 +8,15 @@
  * saved first in a user property, so a crash in between can be undone by
  * recover().
  */
-import { mkdir, readFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SysprimeError } from '../../errors.js';
 import { run } from '../../process/run.js';
 import { altrootOf, readOne, zfs } from './commands.js';
 import { INHERITED_MOUNTPOINT, PROP } from './layout.js';
-import { localProp, mountTargetsOf, parseMounts, prop, withoutAltroot, type MountEntry } from './parse.js';
+import { localProp, mountTargetsOf, prop, withoutAltroot } from './parse.js';
+import { readMounts } from '../../os/mounts.js';
 import type { ZfsCapabilities } from './probe.js';
-
-export async function readMounts(): Promise<MountEntry[]> {
-  return parseMounts(await readFile('/proc/self/mounts', 'utf8'));
-}
 
 export async function mountedAt(dataset: string): Promise<string[]> {
   return mountTargetsOf(await readMounts(), dataset);

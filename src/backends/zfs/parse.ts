@@ -1,10 +1,12 @@
 /**
  * Pure readers of machine output: `zfs get -Hp -o name,property,value,source`,
- * `zpool list -H -o name,bootfs` and /proc/self/mounts, and the functions that
- * turn them into environments, pristines and plans. No I/O here, so every
- * rule is tested on captured output.
+ * `zpool list -H -o name,bootfs` and the mounts of /proc/self/mounts (parsed
+ * by `src/os/mounts.ts`), and the functions that turn them into environments,
+ * pristines and plans. No I/O here, so every rule is tested on captured
+ * output.
  */
 import type { EnvironmentInfo, ForeignRoot, PristineInfo } from '../types.js';
+import { mountAt, type FstabEntry } from '../../os/mounts.js';
 import {
   COPY_SNAPSHOT_PREFIX,
   INTERNAL_PROPS,
@@ -93,36 +95,9 @@ export function parseBootfs(text: string): Map<string, string | null> {
   return out;
 }
 
-export interface MountEntry {
-  source: string;
-  target: string;
-  fstype: string;
-  options: string;
-}
-
-/** Undo the octal escapes the kernel uses in /proc/self/mounts (\040 space, \011 tab, \012 newline, \134 backslash). */
-function unescapeMountField(field: string): string {
-  return field.replace(/\\([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
-}
-
-export function parseMounts(text: string): MountEntry[] {
-  const out: MountEntry[] = [];
-  for (const line of text.split('\n')) {
-    const f = line.split(' ');
-    if (f.length < 4) continue;
-    out.push({
-      source: unescapeMountField(f[0] as string),
-      target: unescapeMountField(f[1] as string),
-      fstype: f[2] as string,
-      options: f[3] as string,
-    });
-  }
-  return out;
-}
-
 /** OpenZFS mounts say `zfs`; zfs-fuse mounts say `fuse.zfs`. */
-export function isZfsMount(entry: MountEntry): boolean {
-  return entry.fstype === 'zfs' || entry.fstype === 'fuse.zfs';
+export function isZfsMount(entry: FstabEntry): boolean {
+  return entry.fsType === 'zfs' || entry.fsType === 'fuse.zfs';
 }
 
 /**
@@ -138,16 +113,14 @@ export function withoutAltroot(mountpoint: string, altroot: string | null): stri
 }
 
 /** The dataset mounted at `/`, or null when the running root is not ZFS. */
-export function bootedDataset(mounts: readonly MountEntry[]): string | null {
-  let found: string | null = null;
-  // The last mount on '/' is the visible one.
-  for (const m of mounts) if (m.target === '/') found = isZfsMount(m) ? m.source : null;
-  return found;
+export function bootedDataset(mounts: readonly FstabEntry[]): string | null {
+  const root = mountAt(mounts, '/');
+  return root !== undefined && isZfsMount(root) ? root.source : null;
 }
 
 /** Every directory a dataset is mounted at, in mount order. */
-export function mountTargetsOf(mounts: readonly MountEntry[], dataset: string): string[] {
-  return mounts.filter((m) => isZfsMount(m) && m.source === dataset).map((m) => m.target);
+export function mountTargetsOf(mounts: readonly FstabEntry[], dataset: string): string[] {
+  return mounts.filter((m) => isZfsMount(m) && m.source === dataset).map((m) => m.mountPoint);
 }
 
 export function pristinesFrom(records: readonly DatasetRecord[], pool: string): PristineInfo[] {
@@ -170,7 +143,7 @@ export function pristinesFrom(records: readonly DatasetRecord[], pool: string): 
 
 export interface EnvironmentContext {
   pool: string;
-  mounts: readonly MountEntry[];
+  mounts: readonly FstabEntry[];
   bootfs: string | null;
 }
 

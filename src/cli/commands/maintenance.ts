@@ -5,7 +5,8 @@ import { pruneEnvironments } from '../../environments/prune.js';
 import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
 import { sharedPathsOrWarn } from '../../environments/shared.js';
 import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
-import { acquireLock, isAlive } from '../../state/lock.js';
+import { acquireLock } from '../../state/lock.js';
+import { interruptedOperations } from '../../state/journal.js';
 import { recoverStaging } from '../../staging/pipeline.js';
 import type { Updater } from '../../updaters/types.js';
 import type { Config } from '../../config/schema.js';
@@ -64,10 +65,8 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           if (e.pristine === null) problems.push({ kind: 'pristine-missing', what: `"${e.name}" has no pristine snapshot of its generation ${e.generation}: its drift cannot be computed` });
           if (e.meta['staging'] === 'in-progress') problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
         }
-        const running = ctx.db.prepare("SELECT id, kind, started, pid, params FROM operations WHERE status = 'running'").all() as { id: number; kind: string; started: string; pid: number; params: string }[];
-        for (const op of running) {
-          const start = String((JSON.parse(op.params) as Record<string, unknown>)['_start'] ?? '');
-          if (!isAlive({ pid: op.pid, start })) problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
+        for (const op of interruptedOperations(ctx.db)) {
+          problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
         }
         problems.push(...(await bootDrift(ctx)));
         const stateProblem = await stateHomeProblem(ctx);

@@ -8,6 +8,7 @@ import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStagin
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
 import { SysprimeError, EXIT, messageOf } from '../../errors.js';
+import { keepReport } from '../../state/reports.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -94,9 +95,7 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
     } catch (err) {
       const message = messageOf(err);
       removeFirstBoot(tree.path, 'failed', { at: new Date().toISOString(), from: note.from, error: message });
-      ctx.db
-        .prepare('INSERT INTO reports (at, kind, environment, summary, body) VALUES (?, ?, ?, ?, ?)')
-        .run(new Date().toISOString(), 'first-boot-failed', to.name, JSON.stringify({ error: message }), JSON.stringify({ note, error: message }));
+      keepReport(ctx.db, { at: new Date().toISOString(), kind: 'first-boot-failed', environment: to.name, summary: { error: message }, body: { note, error: message } });
       throw err;
     }
   } finally {

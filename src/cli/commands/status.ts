@@ -1,19 +1,11 @@
 /** `sysprime status`: what runs now, what boots next, what happened last. */
 import type { Command } from 'commander';
 import { currentOf, listEnvironments } from '../../environments/lifecycle.js';
-import { lastOperation } from '../../state/journal.js';
-import { acquireLock, isAlive, lockHolder } from '../../state/lock.js';
+import { lastOperation, needsRecovery } from '../../state/journal.js';
+import { acquireLock, lockHolder } from '../../state/lock.js';
+import { latestReports } from '../../state/reports.js';
+import { liveSchedule } from '../../state/schedule.js';
 import { recoverStaging } from '../../staging/pipeline.js';
-import type { Db } from '../../state/db.js';
-
-interface ScheduleRow {
-  job: string;
-  next_run: string | null;
-  last_run: string | null;
-  last_result: string | null;
-  pid: number;
-  pid_start: string;
-}
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
@@ -29,7 +21,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
       withContext(globals(), async (ctx) => {
         // A staging that died is finished (undone) here too, unless a live process holds the lock: that one is running.
         const recovered: string[] = [];
-        if (lockHolder(ctx.db) === null && interruptedStage(ctx.db)) {
+        if (lockHolder(ctx.db) === null && needsRecovery(ctx.db, 'stage')) {
           const lock = acquireLock(ctx.db, 'recovering');
           try {
             const { createUpdater } = await import('../../updaters/registry.js');
@@ -49,16 +41,11 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);
         const stage = lastOperation(ctx.db, 'stage');
         const busy = lockHolder(ctx.db);
-        const scheduled = (ctx.db.prepare('SELECT job, next_run, last_run, last_result, pid, pid_start FROM schedule').all() as ScheduleRow[]).filter((r) =>
-          isAlive({ pid: r.pid, start: r.pid_start }),
-        );
+        const scheduled = liveSchedule(ctx.db);
         const daemonStage = scheduled.find((r) => r.job === 'stage');
-        const reports = ctx.db
-          .prepare("SELECT at, kind, environment, summary FROM reports WHERE id IN (SELECT MAX(id) FROM reports GROUP BY environment) ORDER BY id")
-          .all() as { at: string; kind: string; environment: string; summary: string }[];
-        const reintegration = reports
+        const reintegration = latestReports(ctx.db)
           .filter((r) => envs.some((e) => e.name === r.environment))
-          .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: JSON.parse(r.summary) as Record<string, number | string> }));
+          .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: r.summary }));
         // Users' data that each environment holds a copy of (docs/shared-data.md).
         const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
         const status = {
@@ -68,8 +55,8 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           nextBoot: next?.name ?? null,
           failedBoots: failedBoots.map((e) => ({ environment: e.name, entry: e.ref })),
           environments: envs.length,
-          daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result })) } : null,
-          nextStage: daemonStage?.next_run ?? null,
+          daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.nextRun, lastRun: r.lastRun, lastResult: r.lastResult })) } : null,
+          nextStage: daemonStage?.nextRun ?? null,
           reintegration,
           runtime: { node: process.version },
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
@@ -96,7 +83,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           `next boot:   ${status.nextBoot ?? 'not set'}`,
           `environments: ${envs.length}`,
           `last stage:  ${stage ? `${stage.status}${status.lastStage?.environment ? ` "${status.lastStage.environment}"` : ''} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
-          `next stage:  ${daemonStage?.next_run ?? (scheduled.length ? 'off' : 'daemon not running')}`,
+          `next stage:  ${daemonStage?.nextRun ?? (scheduled.length ? 'off' : 'daemon not running')}`,
         ];
         for (const r of reintegration) {
           if (r.kind === 'first-boot-failed') lines.push(`first boot:  "${r.environment}" failed to carry over changes at ${r.at}: ${String(r.summary['error'])}`);
@@ -113,18 +100,4 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         process.stdout.write(lines.join('\n') + '\n');
       }),
     );
-}
-
-/**
- * Whether recoverOperations has work: a staging whose process died while
- * it ran, or one whose undo could not finish (steps not yet undone).
- */
-function interruptedStage(db: Db): boolean {
-  const dead = (db.prepare("SELECT pid, params FROM operations WHERE kind = 'stage' AND status = 'running'").all() as { pid: number; params: string }[]).some(
-    (r) => !isAlive({ pid: r.pid, start: String((JSON.parse(r.params) as Record<string, unknown>)['_start'] ?? '') }),
-  );
-  const unfinished = db
-    .prepare("SELECT 1 FROM operations o JOIN steps s ON s.operation = o.id WHERE o.kind = 'stage' AND o.status IN ('failed', 'undone') AND s.status IN ('started', 'done', 'failed') LIMIT 1")
-    .get();
-  return dead || unfinished !== undefined;
 }

@@ -15,7 +15,7 @@ import { makeBtrfsPool } from '../../fixtures/btrfs-pool.js';
 import { writeOsTree } from '../../fixtures/os-tree.js';
 import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
 import { isSysprimeError } from '../../../src/errors.js';
-import { parseFstab } from '../../../src/backends/btrfs/fstab.js';
+import { parseFstab } from '../../../src/os/mounts.js';
 import { run } from '../../../src/process/run.js';
 
 interface EnvJson {
@@ -102,7 +102,7 @@ for (const kind of ['debian', 'debian-boot', 'ubuntu', 'fedora'] as const) {
       assert.equal(envFstab('main'), expected);
       if (bootInsideRoot(kind)) assert.ok(existsSync(join(l.pool.top, 'ROOT/main/boot/vmlinuz-6.1.0-28-amd64')), '/boot is inside the environment');
       else assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/main/boot')), [], 'the mount point of the separate /boot');
-      assert.equal(parseFstab(envFstab('main')).find((e) => e.file === '/boot')?.vfstype, bootInsideRoot(kind) ? undefined : 'ext4');
+      assert.equal(parseFstab(envFstab('main')).find((e) => e.mountPoint === '/boot')?.fsType, bootInsideRoot(kind) ? undefined : 'ext4');
       const paths = await subvolumePaths(l.pool.top);
       assert.ok(paths.includes(l.root), 'the installer subvolume stays until the admin deletes it');
       if (l.home !== null) assert.ok(paths.includes(l.home));
@@ -122,14 +122,14 @@ for (const kind of ['debian', 'debian-boot', 'ubuntu', 'fedora'] as const) {
       assert.equal(envFstab('gen-1'), expected);
       assert.equal(readText(join(l.sysroot, 'etc/fstab')), l.fstab);
       assert.equal(envFstab('gen-1'), withoutRootSubvol(readText(join(l.sysroot, 'etc/fstab')), ROOT_OPTION[kind]));
-      const root = parseFstab(envFstab('gen-1')).find((e) => e.file === '/');
+      const root = parseFstab(envFstab('gen-1')).find((e) => e.mountPoint === '/');
       assert.ok(root && !root.options.some((o) => o.startsWith('subvol')));
     });
 
     if (kind === 'ubuntu' || kind === 'fedora') {
       test('/home is shared: not in any environment, mounted by the same fstab line, the file written after init is there', async () => {
         assert.deepEqual(readdirSync(join(l.pool.top, 'ROOT/gen-1/home')), [], 'the environment holds no copy of /home');
-        const line = parseFstab(envFstab('gen-1')).find((e) => e.file === '/home');
+        const line = parseFstab(envFstab('gen-1')).find((e) => e.mountPoint === '/home');
         assert.ok(line, 'the staged fstab mounts /home');
         const homeOpt = line.options.find((o) => o.startsWith('subvol='));
         assert.equal(homeOpt, `subvol=${l.home}`);

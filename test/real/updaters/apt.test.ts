@@ -18,7 +18,7 @@ import { run } from '../../../src/process/run.js';
 import type { AptApplyReport } from '../../../src/updaters/apt/index.js';
 import { parseDpkgStatus, type DpkgPackage } from '../../../src/updaters/apt/dpkg-status.js';
 import { withChroot } from '../../../src/updaters/chroot.js';
-import { mountsAtOrBelow, parseMountinfo, unmountOrder } from '../../../src/updaters/mountinfo.js';
+import { mountsAtOrBelow, parseMountinfo, unmountOrder } from '../../../src/os/mounts.js';
 import { createUpdater } from '../../../src/updaters/registry.js';
 import type { UpdateOptions } from '../../../src/updaters/types.js';
 import { buildDeb, makeDebRepo, type DebRepo, type DebSpec } from '../../fixtures/deb-repo.js';

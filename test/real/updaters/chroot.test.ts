@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSysprimeError } from '../../../src/errors.js';
 import { recoverChroot, withChroot } from '../../../src/updaters/chroot.js';
-import { mountsAtOrBelow, parseMountinfo } from '../../../src/updaters/mountinfo.js';
+import { mountsAtOrBelow, parseMountinfo } from '../../../src/os/mounts.js';
 import { buildTinyTree } from './tiny-tree.js';
 
 let scratch: string;

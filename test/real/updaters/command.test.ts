@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { cloneDefaults } from '../../../src/config/schema.js';
 import { isSysprimeError } from '../../../src/errors.js';
 import { createUpdater } from '../../../src/updaters/registry.js';
-import { mountsAtOrBelow, parseMountinfo } from '../../../src/updaters/mountinfo.js';
+import { mountsAtOrBelow, parseMountinfo } from '../../../src/os/mounts.js';
 import { buildTinyTree } from './tiny-tree.js';
 
 let scratch: string;

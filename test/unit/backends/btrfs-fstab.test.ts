@@ -1,7 +1,8 @@
 // The fstab rewrite of a new Btrfs environment, on the files installers write.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseFstab, rootWithoutSubvolume } from '../../../src/backends/btrfs/fstab.js';
+import { rootWithoutSubvolume } from '../../../src/backends/btrfs/fstab.js';
+import { parseFstab } from '../../../src/os/mounts.js';
 
 // As the Debian 12 installer (partman-btrfs) writes it, with a separate ext4 /boot.
 const DEBIAN = `# /etc/fstab: static file system information.
@@ -58,10 +59,10 @@ test('nothing to change: no subvol=, another filesystem at /, comments and other
   }
 });
 
-test('parseFstab: mount lines only, escapes undone', () => {
+test('parseFstab (src/os/mounts.ts) on the Debian file: mount lines only, escapes undone', () => {
   const entries = parseFstab(DEBIAN + 'UUID=x /mnt/my\\040disk btrfs subvol=@data 0 0\n');
   assert.deepEqual(
-    entries.map((e) => [e.file, e.vfstype]),
+    entries.map((e) => [e.mountPoint, e.fsType]),
     [['/', 'btrfs'], ['/boot', 'ext4'], ['/boot/efi', 'vfat'], ['/media/cdrom0', 'udf,iso9660'], ['/mnt/my disk', 'btrfs']],
   );
   assert.deepEqual(entries[0]!.options, ['defaults', 'subvol=@rootfs']);

@@ -7,7 +7,6 @@ import {
   leftoverSnapshots,
   metaOf,
   parseBootfs,
-  parseMounts,
   parsePropertyTable,
   planPromote,
   pristinesFrom,
@@ -16,6 +15,7 @@ import {
   uniqueName,
   type DatasetRecord,
 } from '../../../src/backends/zfs/parse.js';
+import { parseMounts } from '../../../src/os/mounts.js';
 import { assertInsideRoot, environmentNameOf, isTemporaryDataset } from '../../../src/backends/zfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
 
@@ -226,12 +226,6 @@ test('bootedDataset: the last mount on / wins, and a non-ZFS root gives null', (
   assert.equal(bootedDataset(parseMounts(MOUNTS)), null);
   assert.equal(bootedDataset(parseMounts('rpool/ROOT/a / zfs rw 0 0\n/dev/sda1 / ext4 rw 0 0\n')), null);
   assert.equal(bootedDataset(parseMounts('/dev/sda1 / ext4 rw 0 0\nrpool/ROOT/a / zfs rw 0 0\n')), 'rpool/ROOT/a');
-});
-
-test('parseMounts decodes the kernel octal escapes', () => {
-  const [m] = parseMounts('tank/ROOT/a /run/my\\040dir\\134x fuse.zfs rw 0 0\n');
-  assert.equal(m?.target, '/run/my dir\\x');
-  assert.equal(m?.fstype, 'fuse.zfs');
 });
 
 test('parseBootfs reads "-" as no bootfs', () => {

@@ -5,7 +5,7 @@ import { classifySharedPaths, sharedPathsOf, type TreeKind } from '../../../src/
 import { cloneDefaults } from '../../../src/config/schema.js';
 import { loadRules } from '../../../src/drift/rules.js';
 import { ruleFor } from '../../../src/bart/rules.js';
-import { parseFstab } from '../../../src/updaters/mountinfo.js';
+import { parseFstab } from '../../../src/os/mounts.js';
 import { parseConfigText } from '../../../src/config/load.js';
 import { readTextAt } from '../../../src/os/confined.js';
 import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
