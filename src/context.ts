@@ -19,14 +19,15 @@ export async function openContext(opts: { config?: string | undefined; probe?: b
   const config = loadConfig(opts.config);
   const backend = selectBackend(config);
   if (opts.probe !== false) await backend.probe();
-  const db = openState(config.state.dir);
-  return {
+  const ctx: Context = {
     config,
     backend,
-    db,
+    db: openState(config.state.dir),
     async close() {
-      db.close();
+      // The database open now: init may have moved it to its home and opened it there.
+      ctx.db.close();
       await backend.close?.();
     },
   };
+  return ctx;
 }

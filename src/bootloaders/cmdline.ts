@@ -7,6 +7,8 @@
 
 /** The root selection and what the bootloader adds itself: sysprime writes its own. */
 const NOT_CARRIED = new Set(['root', 'rootflags', 'rootfstype', 'BOOT_IMAGE', 'initrd']);
+/** Arguments of one boot, not carried from the running system's command line (they may still be configured). */
+const ONE_BOOT = new Set(['single', 'S', '1', 'emergency', 'rescue', 'systemd.unit', 'init', 'rdinit', 'break', 'rd.break', 'systemd.debug_shell']);
 
 export interface CmdlineSources {
   /** /proc/cmdline of the running system, when it runs from an environment of this pool. */
@@ -77,8 +79,10 @@ export function composeCmdline(s: CmdlineSources): string {
   const env = parts(s.environment ?? '');
   const config = parts(s.config);
   const strip = (args: string[]) => args.filter((a) => !NOT_CARRIED.has(argKey(a)));
+  // What made this one boot special (the recovery entry's `single`, a rescue target picked at the menu) is not every boot's.
+  const fromBoot = (args: string[]) => strip(args).filter((a) => !ONE_BOOT.has(argKey(a)));
   let kernel: string[] = [];
-  for (const p of [booted, env, config]) kernel = over(kernel, strip(p.kernel));
+  for (const [i, p] of [booted, env, config].entries()) kernel = over(kernel, i === 0 ? fromBoot(p.kernel) : strip(p.kernel));
   // init's arguments are not merged: the most specific source that has any gives them.
   const init = [config, env, booted].find((p) => p.init.length > 0)?.init ?? [];
   return [...kernel, ...(init.length > 0 ? ['--', ...init] : [])].join(' ');

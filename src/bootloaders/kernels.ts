@@ -76,7 +76,8 @@ export function pickNewestKernel(files: readonly string[]): { version: string; k
   const present = new Set(files);
   const versions = files
     .map((f) => KERNEL_RE.exec(f)?.[1])
-    .filter((v): v is string => v !== undefined && !v.endsWith('.old') && !v.endsWith('.bak') && !v.endsWith('.dpkg-tmp'));
+        // dpkg's unpacked-but-not-renamed files (`.dpkg-new`, `.dpkg-tmp` ...) and backups are not kernels to boot.
+    .filter((v): v is string => v !== undefined && !v.endsWith('.old') && !v.endsWith('.bak') && !/\.dpkg-[a-z]+$/.test(v));
   if (versions.length === 0) return null;
   const newest = versions.sort(compareVersions).at(-1)!;
   const initrd = INITRD_NAMES(newest).find((n) => present.has(n)) ?? null;

@@ -55,7 +55,17 @@ export function ensureFstabLines(tree: string, label: string, lines: readonly st
   );
 }
 
+// /lib/systemd/system too, on a system without merged /usr (there /lib is a link, which the confined reader refuses).
 const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/systemd/system'];
+
+/** Whether the tree holds the unit file `<dir>/<unit>`, read without following links; a linked directory counts as no. */
+function holdsUnit(tree: string, dir: string, unit: string): boolean {
+  try {
+    return withDirIn(tree, dir, { create: false }, (d) => lstatIn(d, unit)?.isFile() ?? false) ?? false;
+  } catch {
+    return false;
+  }
+}
 
 /**
  * Enable each unit for multi-user.target in a tree, as `systemctl enable`
@@ -66,7 +76,7 @@ const UNIT_DIRS = ['/etc/systemd/system', '/usr/lib/systemd/system', '/lib/syste
 export function enableUnitsIn(tree: string, label: string, units: readonly string[]): string[] {
   const enabled: string[] = [];
   for (const unit of units) {
-    const file = UNIT_DIRS.map((d) => `${d}/${unit}`).find((p) => withDirIn(tree, p.slice(0, p.lastIndexOf('/')), { create: false }, (d) => lstatIn(d, unit)?.isFile() ?? false));
+    const file = UNIT_DIRS.filter((d) => holdsUnit(tree, d, unit)).map((d) => `${d}/${unit}`)[0];
     if (file === undefined) {
       log.warn(`${label} has no ${unit} (in ${UNIT_DIRS.join(', ')}), so it cannot be enabled: install sysprime's units there and \`systemctl enable ${unit}\``);
       continue;

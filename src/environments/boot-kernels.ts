@@ -24,17 +24,19 @@
  * `initramfs-*.img`, `config-*`, `System.map-*`): GRUB's directory and
  * anything else on the partition stay the partition's.
  */
-import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
+import { copyDurable, replaceFile } from '../os/durable.js';
 import { join } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
-import { lstatIn, openFileIn, unlinkIn, withDirInAsync, copyFileIn, type DirHandle } from '../os/confined.js';
+import { lstatIn, openFileIn, unlinkIn, withDirIn, withDirInAsync, withFileAt, copyFileIn, type DirHandle } from '../os/confined.js';
 import { parseMountinfo } from '../os/mounts.js';
 import { runsFromPool } from '../backends/registry.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
 
-export const isKernelFile = (name: string): boolean => KERNEL_FILE.test(name) && !name.endsWith('.dpkg-tmp') && !name.endsWith('.new');
+// dpkg unpacks as `<name>.dpkg-new` (and keeps `.dpkg-tmp`, `.dpkg-bak` ...) before renaming: never a kernel.
+export const isKernelFile = (name: string): boolean => KERNEL_FILE.test(name) && !/\.dpkg-[a-z]+$/.test(name) && !name.endsWith('.new');
 
 /** The running system's /boot when it is a filesystem of its own: a mount at /boot on another device than /. */
 export function separateBoot(mountinfo?: string): string | null {
@@ -142,19 +144,88 @@ export async function bootPartitionOf(ctx: Context, name: string): Promise<strin
   return partition !== null && (await runsFromPool(await ctx.backend.bootRoot(name))) ? partition : null;
 }
 
-/** Copy the running system's kernels from the /boot partition into an environment's own /boot. */
-export async function kernelsInto(ctx: Context, name: string, from: string): Promise<void> {
+/**
+ * Make the partition hold exactly the kernel files of `<tree>/boot` (read
+ * through the confined reader, written with the durable writer: the
+ * partition is the machine's, not an environment's). A tree without a kernel
+ * leaves the partition as it is.
+ */
+export async function mirrorIntoPartition(tree: string, partition: string): Promise<{ copied: string[]; removed: string[] }> {
+  const result = { copied: [] as string[], removed: [] as string[] };
+  const names = withDirIn(tree, '/boot', { create: false }, (d) => readdirSync(d.self).filter((n) => isKernelFile(n) && (lstatIn(d, n)?.isFile() ?? false))) ?? [];
+  if (names.length === 0) return result;
+  for (const n of names) {
+    const dest = join(partition, n);
+    await withFileAt(tree, `/boot/${n}`, async (proc, size) => {
+      const have = statSync(dest, { throwIfNoEntry: false });
+      if (have?.isFile() && have.size === size) {
+        const fd = openSync(proc, constants.O_RDONLY);
+        try {
+          if (sameBytes(dest, fd)) return;
+        } finally {
+          closeSync(fd);
+        }
+      }
+      await copyDurable(proc, dest, { mode: 0o644 });
+      result.copied.push(n);
+    });
+  }
+  for (const [n] of kernelFiles(partition)) {
+    if (!names.includes(n)) {
+      rmSync(join(partition, n), { force: true });
+      result.removed.push(n);
+    }
+  }
+  return result;
+}
+
+/** The file on the partition naming the environment whose kernels it holds. */
+export const OWNER_FILE = '.sysprime-kernels-of';
+
+const ownerOf = (partition: string): string | null => {
+  try {
+    return readFileSync(join(partition, OWNER_FILE), 'utf8').trim() || null;
+  } catch {
+    return null;
+  }
+};
+
+/**
+ * Keep an environment's kernels and the /boot partition in step. The
+ * partition holds the kernels of the environment that last ran with it
+ * mounted (named in OWNER_FILE): while that one runs, what apt did there is
+ * copied into its tree; when another one runs (a staged environment's first
+ * boot, a rollback), its own tree's kernels are put on the partition first,
+ * so the running system's /boot matches the kernel it booted, and it becomes
+ * the owner. `adopted` (init): the partition is the adopted root's.
+ */
+export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<void> {
   const tree = await ctx.backend.openEnvironment(name);
   try {
-    // Where the environment's /boot is the partition itself (a tree opened at the running root), there is nothing to do.
-    const a = statSync(join(tree.path, 'boot'), { throwIfNoEntry: false });
-    const b = statSync(from, { throwIfNoEntry: false });
-    if (a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino) return;
-    const r = await mirrorKernels(from, tree.path);
-    if (r.copied.length > 0 || r.removed.length > 0) {
-      log.info(`environment "${name}": its own /boot ${[r.copied.length > 0 ? `has ${r.copied.join(', ')} from ${from}` : '', r.removed.length > 0 ? `no longer has ${r.removed.join(', ')}` : ''].filter((s) => s !== '').join(' and ')}`);
-    }
+    await syncKernels(partition, tree.path, name, adopted);
   } finally {
     await tree.release();
   }
+}
+
+/** kernelsInto on a tree already open; returns which way the kernels went. */
+export async function syncKernels(partition: string, tree: string, name: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
+  // Where the environment's /boot is the partition itself (a tree opened at the running root), there is nothing to do.
+  const a = statSync(join(tree, 'boot'), { throwIfNoEntry: false });
+  const b = statSync(partition, { throwIfNoEntry: false });
+  if (a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino) return 'none';
+  const owner = ownerOf(partition);
+  const say = (r: { copied: string[]; removed: string[] }, what: string) => {
+    if (r.copied.length > 0 || r.removed.length > 0) log.info(`${what}: ${[r.copied.length > 0 ? `copied ${r.copied.join(', ')}` : '', r.removed.length > 0 ? `removed ${r.removed.join(', ')}` : ''].filter((x) => x !== '').join('; ')}`);
+  };
+  let way: 'into-environment' | 'onto-partition';
+  if (adopted || owner === null || owner === name) {
+    say(await mirrorKernels(partition, tree), `environment "${name}": its own /boot from ${partition}`);
+    way = 'into-environment';
+  } else {
+    say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (it held those of "${owner}")`);
+    way = 'onto-partition';
+  }
+  if (owner !== name) replaceFile(join(partition, OWNER_FILE), `${name}\n`, { mode: 0o644 });
+  return way;
 }

@@ -84,7 +84,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   await homeInto(ctx, name, home, stateLines);
   // The installer's root has no kernels of its own when /boot is a partition: it gets the running system's.
   const partition = await bootPartitionOf(ctx, name);
-  if (partition !== null) await kernelsInto(ctx, name, partition);
+  if (partition !== null) await kernelsInto(ctx, name, partition, true);
   await ctx.backend.takePristine(name, 0);
   const after = [...(await ctx.backend.listEnvironments()), ...((await ctx.backend.listForeign?.()) ?? [])];
   // A default another tool's root holds stays: adopting one root does not take the boot away from another.

@@ -8,7 +8,10 @@
  * subvolume of its own, mounts it there now (so every command until the
  * reboot already uses it) and in every environment through its fstab.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { SysprimeError } from '../errors.js';
+import { fsyncPath } from '../os/durable.js';
+import { liveSchedule } from '../state/schedule.js';
 import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
@@ -26,10 +29,26 @@ export async function ensureStateHome(ctx: Context): Promise<string[]> {
   const home = await ctx.backend.stateHome(dir);
   if (home === null) return [];
   if (!home.ready) {
+    // A daemon keeps the database open for its lifetime: it would go on writing (and locking) the copy the mount hides.
+    const daemon = liveSchedule(ctx.db)[0];
+    if (daemon !== undefined) {
+      throw new SysprimeError('REFUSED', `the sysprime daemon (pid ${daemon.pid}) has the state database open, and init is about to move it to ${home.id}`, {
+        hint: 'stop it (`systemctl stop sysprime.service`), run `sysprime init`, then start it again',
+      });
+    }
     for (const done of await home.ensure()) log.info(done);
     // The database opened so far is the root's own copy, hidden now: carry what it holds over, then use the home.
     const target = join(dir, DB_FILE);
-    if (!existsSync(target)) ctx.db.exec(`VACUUM INTO '${target.replace(/'/g, "''")}'`);
+    if (existsSync(target)) log.warn(`${home.id} already holds a state database: it is used, and the one in the adopted root (hidden under the mount) is not copied`);
+    else {
+      // Under a temporary name, made durable, then renamed: a crash never leaves a half-written database to be taken for the home's.
+      const tmp = `${target}.sysprime-new`;
+      rmSync(tmp, { force: true });
+      ctx.db.exec(`VACUUM INTO '${tmp.replace(/'/g, "''")}'`);
+      fsyncPath(tmp);
+      renameSync(tmp, target);
+      fsyncPath(dir);
+    }
     ctx.db.close();
     ctx.db = openState(dir);
     log.info(`the state database is in ${home.id}, mounted at ${dir} in every environment`);

@@ -67,7 +67,7 @@ then_reboot
         assert.equal(probe(boot, 'complete'), 0, 'init enabled the unit that marks a boot good');
         assert.match((await ctx.output('grubdir')) ?? '', /vfat/, 'GRUB\'s directory is the ESP\'s, mounted at /boot/grub');
         assert.equal(((await ctx.output('state')) ?? '').trim(), '/ROOT/.sysprime/state', 'the state database is in the home init gave it');
-        assert.match((await ctx.output('fstab')) ?? '', /^\/boot\/efi\/grub \/boot\/grub none bind,x-systemd\.requires-mounts-for=\/boot\/efi 0 0$/m, 'the environment mounts it');
+        assert.match((await ctx.output('fstab')) ?? '', /^\/boot\/efi\/grub \/boot\/grub none bind,nofail,x-systemd\.requires-mounts-for=\/boot\/efi 0 0$/m, 'the environment mounts it');
       },
     },
     {

@@ -755,7 +755,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const target = resolve(stateDir);
       const at = (await run('findmnt', ['-n', '-o', 'UUID', '--target', target], { allowFailure: true })).stdout.trim();
       if (at !== uuid) return null;
-      const ready = mountAt(fs.all, target)?.root === `/${STATE_SUBVOLUME}`;
+      const there = mountAt(fs.all, target);
+      // The admin's own subvolume mounted there is already a home: never mounted over.
+      if (there !== undefined && there.mountPoint === target && there.root !== `/${STATE_SUBVOLUME}`) return null;
+      const ready = there?.mountPoint === target && there.root === `/${STATE_SUBVOLUME}`;
       return {
         id: STATE_SUBVOLUME,
         ready,

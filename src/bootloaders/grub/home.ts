@@ -33,6 +33,7 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { SysprimeError, errnoOf } from '../../errors.js';
+import { log } from '../../log.js';
 import { fsyncPath, replaceFile } from '../../os/durable.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
@@ -124,8 +125,12 @@ export function espHome(esp: string | null): string | null {
 
 /** The fstab line that mounts GRUB's directory on the ESP at /boot/grub in every environment. */
 export function homeFstabLine(esp: string): string {
-  return `${join(esp, 'grub')} /boot/grub none bind,x-systemd.requires-mounts-for=${esp} 0 0`;
+  // nofail: without the ESP the environment still boots (with its own stale /boot/grub) instead of stopping in emergency mode.
+  return `${join(esp, 'grub')} /boot/grub none bind,nofail,x-systemd.requires-mounts-for=${esp} 0 0`;
 }
+
+/** Left in GRUB's directory on the ESP by the move: it is sysprime's copy, not another system's. */
+export const MOVED_MARK = '.sysprime-moved-from';
 
 export type HomePlan =
   /** GRUB can write its directory and every environment sees the same one (through `fstabLine` when it is the ESP's). */
@@ -151,13 +156,24 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
   const risk = `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`;
   if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
-  const stubs = findStubs(esp);
+  const run = opts.run ?? defaultRun;
+  const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
+  // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
+  const rootUuid = await uuidOf(grubDir);
+  const all = findStubs(esp);
+  const stubs = all.filter((s) => rootUuid !== '' && s.uuid?.toLowerCase() === rootUuid.toLowerCase());
+  const others = all.filter((s) => !stubs.includes(s)).map((s) => s.path);
+  const to = join(esp, 'grub');
+  if (existsSync(to) && !existsSync(join(to, MOVED_MARK))) {
+    return { kind: 'stay', dir: grubDir, warning: `${risk}; ${to} already holds a GRUB directory sysprime did not put there (another system's, or an earlier install's), which it will not replace: move it aside and run \`sysprime init\` again` };
+  }
   if (stubs.length === 0) {
     return { kind: 'stay', dir: grubDir, warning: `${risk}; GRUB's EFI image on ${esp} has its directory built in (no grub.cfg beside it), so sysprime cannot point it elsewhere: run \`grub-install --boot-directory=${esp}\` and mount ${join(esp, 'grub')} at /boot/grub` };
   }
-  const uuid = (await (opts.run ?? defaultRun)('findmnt', ['-n', '-o', 'UUID', '--target', esp], { allowFailure: true })).stdout.trim();
+  const uuid = await uuidOf(esp);
   if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${esp}`, { hint: 'check `findmnt --target ' + esp + '` and `blkid`' });
-  return { kind: 'move', from: grubDir, to: join(esp, 'grub'), esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
+  if (others.length > 0) log.warn(`GRUB stubs on the ESP that point into another filesystem are left as they are: ${others.join(', ')}`);
+  return { kind: 'move', from: grubDir, to, esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
 }
 
 /**
@@ -170,11 +186,14 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
  */
 export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
   const done: string[] = [];
-  if (!existsSync(join(plan.to, 'grub.cfg'))) {
+  if (!existsSync(join(plan.to, MOVED_MARK))) {
+    if (existsSync(plan.to)) throw new SysprimeError('REFUSED', `${plan.to} already holds a GRUB directory sysprime did not put there`, { hint: 'move it aside and run `sysprime init` again' });
     const tmp = `${plan.to}.sysprime-new`;
     rmSync(tmp, { recursive: true, force: true });
     try {
       copyTree(plan.from, tmp);
+      writeFileSync(join(tmp, MOVED_MARK), `${plan.from}\n`);
+      fsyncPath(join(tmp, MOVED_MARK));
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
@@ -182,7 +201,6 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
         cause: err,
       });
     }
-    rmSync(plan.to, { recursive: true, force: true });
     renameSync(tmp, plan.to);
     fsyncPath(plan.esp);
     done.push(`copied GRUB's directory ${plan.from} to ${plan.to}`);

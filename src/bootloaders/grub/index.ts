@@ -120,7 +120,15 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         fstabLines: [plan.fstabLine],
         units,
         warnings: [],
-        apply: async () => moveHome(plan),
+        apply: async () => {
+          const done = moveHome(plan);
+          // The running root too reads and writes GRUB's files where GRUB reads them from now on (update-grub, grub-install).
+          if ((await runner('findmnt', ['-n', '-o', 'SOURCE', '--mountpoint', plan.from], { allowFailure: true })).stdout.trim() === '') {
+            await runner('mount', ['--bind', plan.to, plan.from]);
+            done.push(`${plan.to} is mounted at ${plan.from} until the reboot (every environment mounts it from its fstab)`);
+          }
+          return done;
+        },
       };
     },
 

@@ -28,9 +28,14 @@ let n = 0;
 /** What grub-install writes beside the signed GRUB on a Debian install with its root in @rootfs. */
 const DEBIAN_STUB = "search.fs_uuid 0c5b6b47-2f37-4a4e-9d4e-2ab1c3d4e5f6 root hd0,gpt2 \nset prefix=($root)'/@rootfs/boot/grub'\nconfigfile $prefix/grub.cfg\n";
 const ESP_UUID = 'B0A7-5EC0';
-/** findmnt answers for the stand-in ESP as it would for a FAT one; everything else runs for real. */
+const ROOT_UUID = '0c5b6b47-2f37-4a4e-9d4e-2ab1c3d4e5f6';
+/**
+ * findmnt answers for the stand-in ESP as it would for a FAT one, and for
+ * GRUB's old directory as for the Btrfs root the stub names; everything
+ * else runs for real.
+ */
 const withEspUuid: Runner = (async (cmd: string, args: readonly string[], o?: object) =>
-  cmd === 'findmnt' ? { stdout: `${ESP_UUID}\n`, stderr: '', exitCode: 0 } : run(cmd, args as string[], o as never)) as unknown as Runner;
+  cmd === 'findmnt' ? { stdout: `${args.some((a) => a.includes('/efi')) ? ESP_UUID : ROOT_UUID}\n`, stderr: '', exitCode: 0 } : run(cmd, args as string[], o as never)) as unknown as Runner;
 
 function machine() {
   const dir = join(scratch, String(n++));
@@ -62,7 +67,7 @@ test('adoption moves GRUB\'s directory from the root onto the ESP and points eve
   assert.equal(plan.kind, 'move');
   if (plan.kind !== 'move') return;
   assert.equal(plan.to, join(m.esp, 'grub'));
-  assert.equal(plan.fstabLine, `${m.esp}/grub /boot/grub none bind,x-systemd.requires-mounts-for=${m.esp} 0 0`);
+  assert.equal(plan.fstabLine, `${m.esp}/grub /boot/grub none bind,nofail,x-systemd.requires-mounts-for=${m.esp} 0 0`);
   assert.equal(plan.stubs.length, 2);
   assert.equal(espHome(m.esp), null, 'nothing is written by the plan');
 
@@ -84,6 +89,28 @@ test('adoption moves GRUB\'s directory from the root onto the ESP and points eve
   const again = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
   assert.equal(again.kind, 'fine');
   assert.equal(again.kind === 'fine' ? again.fstabLine : null, homeFstabLine(m.esp), 'environments still need the line (a run after a crash adds it)');
+});
+
+test('another system\'s GRUB on the same ESP is left alone: its stub, and a GRUB directory already at <esp>/grub', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  mkdirSync(join(m.esp, 'EFI', 'ubuntu'));
+  const ubuntu = "search.fs_uuid 11111111-2222-3333-4444-555555555555 root \nset prefix=($root)'/boot/grub'\nconfigfile $prefix/grub.cfg\n";
+  writeFileSync(join(m.esp, 'EFI', 'ubuntu', 'grub.cfg'), ubuntu);
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
+  if (plan.kind !== 'move') return assert.fail('expected a move');
+  assert.deepEqual(plan.stubs.map((s) => s.path).sort(), [join(m.esp, 'EFI', 'BOOT', 'grub.cfg'), join(m.esp, 'EFI', 'debian', 'grub.cfg')]);
+  moveHome(plan);
+  assert.equal(readFileSync(join(m.esp, 'EFI', 'ubuntu', 'grub.cfg'), 'utf8'), ubuntu, 'another system\'s stub is not rewritten');
+
+  const n2 = machine();
+  mkdirSync(join(n2.esp, 'grub'));
+  writeFileSync(join(n2.esp, 'grub', 'grub.cfg'), 'an earlier install\'s menu\n');
+  const stay = await planHome({ grubDir: n2.grubDir, esp: n2.esp, run: withEspUuid });
+  assert.equal(stay.kind, 'stay');
+  assert.match(stay.kind === 'stay' ? stay.warning : '', /already holds a GRUB directory sysprime did not put there/);
+  assert.equal(readFileSync(join(n2.esp, 'grub', 'grub.cfg'), 'utf8'), 'an earlier install\'s menu\n');
+  assert.equal(readFileSync(join(n2.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB);
 });
 
 test('without a stub or an ESP, GRUB\'s directory stays and the admin is told why that is a risk', async (t) => {

@@ -72,3 +72,27 @@ describe('the state database of an adopted machine', () => {
     assert.notEqual(again.code, 0, 'already initialised');
   });
 });
+
+describe('the state database on a subvolume the admin already mounts there', () => {
+  let l: BtrfsLayout;
+  let stateDir: string;
+  before(async () => {
+    l = await makeBtrfsLayout('debian');
+    stateDir = join(l.sysroot, 'var/lib/sysprime/state');
+    await run('btrfs', ['-q', 'subvolume', 'create', join(l.pool.top, '@sysprime')]);
+    await run('mkdir', ['-p', stateDir]);
+    await run('mount', ['-t', 'btrfs', '-o', 'subvol=/@sysprime', l.pool.device, stateDir]);
+    writeFileSync(l.config, readText(l.config).replace(/^dir = .*$/m, `dir = "${stateDir}"`));
+  });
+  after(async () => {
+    await l?.cleanup();
+  });
+
+  test('is left where it is: init neither mounts over it nor makes another home', async () => {
+    const r = await sysprime(['init', '--adopt', '@rootfs', '--name', 'debian'], { config: l.config });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await run('findmnt', ['-n', '-o', 'FSROOT', '--mountpoint', stateDir])).stdout.trim(), '/@sysprime');
+    assert.ok(!existsSync(join(l.pool.top, 'ROOT/.sysprime/state')));
+    assert.ok(existsSync(join(l.pool.top, '@sysprime/sysprime.db')));
+  });
+});

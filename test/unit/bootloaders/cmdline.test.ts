@@ -31,3 +31,12 @@ test('nothing from anywhere: nothing', () => {
   assert.equal(composeCmdline({ booted: null, environment: null, config: '' }), '');
   assert.equal(composeCmdline({ booted: null, environment: null, config: '  quiet  ' }), 'quiet');
 });
+
+test("what made the running system's boot special (recovery mode, a rescue target) does not travel into every entry", () => {
+  assert.equal(
+    composeCmdline({ booted: 'BOOT_IMAGE=/@rootfs/boot/vmlinuz-6.1 root=UUID=u ro single console=ttyS0 systemd.unit=rescue.target init=/bin/sh break=premount', environment: null, config: '' }),
+    'ro console=ttyS0',
+  );
+  // Configured on purpose, they are kept.
+  assert.equal(composeCmdline({ booted: 'ro quiet', environment: null, config: 'systemd.unit=multi-user.target' }), 'ro quiet systemd.unit=multi-user.target');
+});

@@ -64,3 +64,8 @@ test('findKernel does not follow a /boot that is a link, nor look into a tree th
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a kernel dpkg has unpacked but not yet renamed is never booted', () => {
+  const picked = pickNewestKernel(['vmlinuz-6.1.0-28-amd64', 'initrd.img-6.1.0-28-amd64', 'vmlinuz-6.1.0-30-amd64.dpkg-new', 'vmlinuz-6.1.0-31-amd64.dpkg-tmp']);
+  assert.equal(picked?.version, '6.1.0-28-amd64');
+});
