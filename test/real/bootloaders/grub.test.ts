@@ -145,3 +145,11 @@ test('a staged environment without the unit that marks a good boot is not counte
   assert.equal(s.vars.get('boot_counter'), undefined);
   assert.ok(res.warnings.some((w) => /sysprime-boot-complete\.service is not enabled in "b"/.test(w)), res.warnings.join('\n'));
 });
+
+test('the menu sysprime writes is valid GRUB script (grub-script-check), default and counting blocks included', async (t) => {
+  if ((await run('sh', ['-c', 'command -v grub-script-check'], { allowFailure: true })).exitCode !== 0) return t.skip('grub-script-check is not installed');
+  const s = await setup();
+  await s.grub.sync([s.env('a', 1), s.env('b', 2)], { defaultName: 'b', fallbackName: 'a', staged: { name: 'b', tries: 3 } });
+  const res = await run('grub-script-check', [join(s.boot, 'grub', 'sysprime.cfg')], { allowFailure: true });
+  assert.equal(res.exitCode, 0, res.stderr || res.stdout);
+});
