@@ -30,7 +30,7 @@ import { join } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
 import { lstatIn, openFileIn, unlinkIn, withDirIn, withDirInAsync, withFileAt, copyFileIn, type DirHandle } from '../os/confined.js';
-import { parseMountinfo } from '../os/mounts.js';
+import { mountAt, parseMountinfo } from '../os/mounts.js';
 import { runsFromPool } from '../backends/registry.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
@@ -49,9 +49,8 @@ export function separateBoot(mountinfo?: string): string | null {
     }
   }
   const table = parseMountinfo(text);
-  const last = (point: string) => table.filter((e) => e.mountPoint === point).pop();
-  const root = last('/');
-  const boot = last('/boot');
+  const root = mountAt(table, '/');
+  const boot = mountAt(table, '/boot');
   return root !== undefined && boot !== undefined && boot.dev !== root.dev ? '/boot' : null;
 }
 

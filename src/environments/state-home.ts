@@ -8,9 +8,9 @@
  * subvolume of its own, mounts it there now (so every command until the
  * reboot already uses it) and in every environment through its fstab.
  */
-import { existsSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { SysprimeError } from '../errors.js';
-import { fsyncPath } from '../os/durable.js';
+import { fsyncPath, renameInto } from '../os/durable.js';
 import { liveSchedule } from '../state/schedule.js';
 import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
@@ -46,7 +46,7 @@ export async function ensureStateHome(ctx: Context): Promise<string[]> {
       rmSync(tmp, { force: true });
       ctx.db.exec(`VACUUM INTO '${tmp.replace(/'/g, "''")}'`);
       fsyncPath(tmp);
-      renameSync(tmp, target);
+      renameInto(tmp, target);
       fsyncPath(dir);
     }
     ctx.db.close();

@@ -192,8 +192,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     rmSync(tmp, { recursive: true, force: true });
     try {
       copyTree(plan.from, tmp);
-      writeFileSync(join(tmp, MOVED_MARK), `${plan.from}\n`);
-      fsyncPath(join(tmp, MOVED_MARK));
+      replaceFile(join(tmp, MOVED_MARK), `${plan.from}\n`);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
