@@ -1,14 +1,17 @@
 /**
- * `npm run test:vm`: builds (or reuses) the base image, runs scenario 1 on it
- * (install and adopt), then the others on overlays of the machine scenario 1
- * left behind, two at a time. One line per scenario, then a summary; exit
- * status 1 when any failed. Everything started on the host is cleaned up,
+ * `npm run test:vm`: for each machine (Btrfs, OpenZFS, GRUB) builds (or
+ * reuses) its base image, runs its 'installed' scenario on it (install and
+ * adopt), then the others on overlays of the machine that scenario left
+ * behind; the machines side by side, two VMs or builds at a time. One line
+ * per scenario, then a summary; exit status 1 when any failed. Everything started on the host is cleaned up,
  * also on failure and Ctrl-C.
  *
  *   node dist/vm-tests/run.js [--only 1,6] [--jobs 2] [--accel tcg|kvm|auto]
  *                             [--memory MiB] [--cache DIR] [--keep] [--list]
  *                             [--tree DIR]   (another sysprime build to test, e.g. one broken on purpose)
  *                             [--time-scale F] (every scenario's time limit times F, for slower hosts)
+ *                             [--beside PID] (one slot fewer while process PID runs: `npm test` runs
+ *                                             the suite beside the unit and pool tests)
  */
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
@@ -74,17 +77,61 @@ function line(o: Outcome): string {
   return o.passed ? head : `${head}\n       ${o.failure}\n       console and drive kept in ${o.dir}`;
 }
 
-async function pool<T, R>(items: readonly T[], jobs: number, work: (item: T) => Promise<R>): Promise<R[]> {
-  const results: R[] = new Array(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length && !stoppedBySignal()) {
-      const i = next++;
-      results[i] = await work(items[i]!);
+/**
+ * Slots for heavy work (an image build, a VM), handed out lowest priority
+ * first. The number of slots may change while the suite runs: beside the
+ * unit and pool tests (`--beside PID`) it is one fewer until they end, so
+ * the two share the host's cores instead of starving each other.
+ */
+class Slots {
+  private busy = 0;
+  private seq = 0;
+  private readonly waiting: { priority: number; seq: number; go: () => void }[] = [];
+  private timer: NodeJS.Timeout | null = null;
+
+  constructor(private readonly capacity: () => number) {}
+
+  async run<R>(priority: number, work: () => Promise<R>): Promise<R> {
+    await new Promise<void>((go) => {
+      this.waiting.push({ priority, seq: this.seq++, go });
+      this.pump();
+    });
+    try {
+      return await work();
+    } finally {
+      this.busy--;
+      this.pump();
     }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(jobs, items.length)) }, worker));
-  return results;
+  }
+
+  private pump(): void {
+    this.waiting.sort((a, b) => a.priority - b.priority || a.seq - b.seq);
+    while (this.waiting.length > 0 && this.busy < this.capacity()) {
+      this.busy++;
+      this.waiting.shift()!.go();
+    }
+    // The capacity grows when the process beside ends: look again now and then while work waits.
+    if (this.waiting.length > 0 && this.timer === null) {
+      this.timer = setInterval(() => this.pump(), 5000);
+    } else if (this.waiting.length === 0 && this.timer !== null) {
+      clearInterval(this.timer);
+      this.timer = null;
+    }
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function once<T>(make: () => Promise<T>): () => Promise<T> {
+  let p: Promise<T> | null = null;
+  return () => (p ??= make());
 }
 
 async function main(): Promise<number> {
@@ -99,6 +146,7 @@ async function main(): Promise<number> {
       list: { type: 'boolean', default: false },
       tree: { type: 'string', default: TREE },
       'time-scale': { type: 'string', default: process.env['SYSPRIME_VM_TIME_SCALE'] ?? '1' },
+      beside: { type: 'string' },
     },
   });
   if (values.list) {
@@ -144,49 +192,75 @@ async function main(): Promise<number> {
 
   // Each machine: its base image, then its 'installed' scenario, which leaves the adopted
   // machine that machine's other scenarios start from (it runs even when not asked for).
+  // The three machines go side by side; each build and each VM holds a slot. Priorities:
+  // builds and installs first (they unblock the rest), the ZFS machine's before the others
+  // (its chain is the longest: a DKMS build on a fresh host, then scenario 9), then the
+  // adopted scenarios longest first, so the run does not end with one long VM alone.
   // OpenZFS keeps its cache (ARC) and modules in the guest's memory: it gets a little more.
   const memoryFor = (m: Machine): number => (m === 'zfs' ? Math.max(1536, Number.parseInt(values.memory, 10)) : Number.parseInt(values.memory, 10));
   const imageOpts: ImageOptions = { cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) };
   const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage, grub: grubBaseImage };
-  let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
-  const adoptedDisk = new Map<Machine, string | null>();
+  const beside = values.beside === undefined ? null : Number.parseInt(values.beside, 10);
+  if (beside !== null && !(beside > 0)) throw new Error(`--beside ${values.beside}: give a process id`);
+  const slots = new Slots(() => (beside !== null && alive(beside) ? Math.max(1, jobs - 1) : jobs));
   // The ZFS and GRUB machines are installed once for every build; the build comes on a drive of its own.
-  const tools = new Map<Machine, { toolsDrive: string }>();
-  for (const machine of ['btrfs', 'zfs', 'grub'] as const) {
+  const drive = once(() => sysprimeDrive(imageOpts));
+  let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
+  let probe: Promise<Accel> | null = null;
+  const adopted = runnable.filter((s) => s.from === 'adopted').sort((a, b) => b.boots.length - a.boots.length || b.timeoutMinutes - a.timeoutMinutes);
+  const machines = (['zfs', 'btrfs', 'grub'] as const).filter((m) => runnable.some((s) => machineOf(s) === m));
+
+  const runMachine = async (machine: Machine, rank: number): Promise<void> => {
     const mine = runnable.filter((s) => machineOf(s) === machine);
-    if (mine.length === 0 || stoppedBySignal()) continue;
-    const image = await builders[machine](imageOpts);
-    if (machine !== 'btrfs') tools.set(machine, { toolsDrive: await sysprimeDrive(imageOpts) });
-    say(`# ${machine} machine: ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
-    if (accel === null) {
-      accel = await probeAccel(runDir, image.path);
-      say(`# accelerator: ${accel}`);
-    }
     const adopt = all.find((s) => s.from === 'installed' && machineOf(s) === machine);
     if (adopt === undefined) throw new Error(`no scenario installs the ${machine} machine`);
-    if (!mine.includes(adopt) && !mine.some((s) => s.from === 'adopted')) continue;
-    // Alone on the host: it may have every core the pool would use.
-    const o = await executeScenario(adopt, { accel, memoryMiB: memoryFor(machine), ...tools.get(machine), cpus: jobs, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' });
+    const fail = (s: Scenario, failure: string): void => {
+      const o: Outcome = { scenario: s, passed: false, failure, seconds: 0, silentStarts: 0, dir: runDir, vm: null };
+      outcomes.push(o);
+      say(line(o));
+    };
+    let image: BaseImage;
+    let tools: { toolsDrive?: string };
+    try {
+      image = await slots.run(2 * rank, () => builders[machine](imageOpts));
+      tools = machine === 'btrfs' ? {} : { toolsDrive: await drive() };
+    } catch (err) {
+      if (stoppedBySignal()) return;
+      for (const s of mine) fail(s, `the ${machine} machine could not be built: ${(err as Error).message}`);
+      return;
+    }
+    if (stoppedBySignal()) return;
+    say(`# ${machine} machine: ${image.path}${image.reused ? ' (cached)' : ''}; updater in the guest: ${updater}; runs in ${runDir}`);
+    if (accel === null) {
+      probe ??= probeAccel(runDir, image.path).then((a) => {
+        say(`# accelerator: ${a}`);
+        return a;
+      });
+      accel = await probe;
+    }
+    const common = { accel, memoryMiB: memoryFor(machine), ...tools };
+    const o = await slots.run(2 * rank + 1, () => executeScenario(adopt, { ...common, dir: join(runDir, `${adopt.id}`), backing: image.path, backingFormat: 'raw' }));
     if (mine.includes(adopt)) {
       outcomes.push(o);
       say(line(o));
     } else if (!o.passed) say(line(o));
-    adoptedDisk.set(machine, o.passed && o.vm !== null ? o.vm.disk : null);
-  }
-  const common = { accel: accel ?? 'tcg' };
-
-  // Longest first (more boots, then a longer time limit), so the pool does not end with one long VM alone.
-  const rest = runnable.filter((s) => s.from === 'adopted').sort((a, b) => b.boots.length - a.boots.length || b.timeoutMinutes - a.timeoutMinutes);
-  await pool(rest, jobs, async (s) => {
-    const base = adoptedDisk.get(machineOf(s)) ?? null;
-    const o: Outcome =
-      base === null
-        ? { scenario: s, passed: false, failure: `the adopted ${machineOf(s)} machine could not be made`, seconds: 0, silentStarts: 0, dir: runDir, vm: null }
-        : await executeScenario(s, { ...common, memoryMiB: memoryFor(machineOf(s)), ...tools.get(machineOf(s)), dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' });
-    outcomes.push(o);
-    say(line(o));
-    if (o.passed && !values.keep && base !== null) await rm(o.dir, { recursive: true, force: true });
-  });
+    const base = o.passed && o.vm !== null ? o.vm.disk : null;
+    await Promise.all(
+      adopted
+        .filter((s) => machineOf(s) === machine)
+        .map(async (s) => {
+          if (base === null) return fail(s, `the adopted ${machine} machine could not be made`);
+          const r = await slots.run(100 + adopted.indexOf(s), async () =>
+            stoppedBySignal() ? null : executeScenario(s, { ...common, dir: join(runDir, `${s.id}`), backing: base, backingFormat: 'qcow2' }),
+          );
+          if (r === null) return;
+          outcomes.push(r);
+          say(line(r));
+          if (r.passed && !values.keep) await rm(r.dir, { recursive: true, force: true });
+        }),
+    );
+  };
+  await Promise.all(machines.map((m, i) => runMachine(m, i)));
 
   const passed = outcomes.filter((o) => o.passed).length;
   const failed = outcomes.length - passed;
