@@ -32,7 +32,7 @@
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { fsyncPath, replaceFile } from '../../os/durable.js';
 import { run as defaultRun } from '../../process/run.js';
@@ -50,8 +50,19 @@ const NAMED: ReadonlyMap<number, string> = new Map([
   [0x58465342, 'XFS'],
 ]);
 
-/** The filesystem type of `dir` in words, and whether GRUB can write grubenv there. */
-export function grubWritable(dir: string): { writable: boolean; fs: string } {
+/** Whether GRUB can write grubenv in a directory, and what it is on, in words. */
+export interface GrubenvJudgement {
+  writable: boolean;
+  /** `ext2/3/4`, `Btrfs`, `ext2/3/4 on LVM (lvm)` ... */
+  fs: string;
+  /** Set when the filesystem is one GRUB writes but the device below it is not: the abstractions in the way. */
+  through?: string[];
+  /** A directory a test stands in for one GRUB writes (SYSPRIME_GRUB_WRITABLE): nothing more is asked of it. */
+  standIn?: boolean;
+}
+
+/** The filesystem type of `dir` in words, and whether GRUB can write grubenv there judged by that type alone. */
+export function grubWritable(dir: string): GrubenvJudgement {
   let type: number;
   try {
     type = statfsSync(dir).type;
@@ -63,8 +74,62 @@ export function grubWritable(dir: string): { writable: boolean; fs: string } {
   if (known !== undefined) return { writable: true, fs: known };
   // A test can stand a plain directory in for the ESP: SYSPRIME_GRUB_WRITABLE lists such directories.
   const forTests = (process.env['SYSPRIME_GRUB_WRITABLE'] ?? '').split(':').filter((d) => d !== '');
-  if (forTests.some((d) => dir === d || dir.startsWith(`${d}/`))) return { writable: true, fs: 'a directory standing in for one GRUB writes' };
+  if (forTests.some((d) => dir === d || dir.startsWith(`${d}/`))) return { writable: true, fs: 'a directory standing in for one GRUB writes', standIn: true };
   return { writable: false, fs: NAMED.get(type) ?? `type 0x${type.toString(16)}` };
+}
+
+/** GRUB's names of the abstractions below a filesystem (its module names), in words. */
+const ABSTRACTIONS: ReadonlyMap<string, string> = new Map([
+  ['lvm', 'LVM'],
+  ['diskfilter', 'a device-mapper or RAID volume'],
+  ['cryptodisk', 'an encrypted device'],
+  ['luks', 'LUKS'],
+  ['luks2', 'LUKS2'],
+  ['geli', 'GELI'],
+  ['mdraid09', 'mdraid'],
+  ['mdraid09_be', 'mdraid'],
+  ['mdraid1x', 'mdraid'],
+  ['raid5rec', 'RAID 5'],
+  ['raid6rec', 'RAID 6'],
+  ['ldm', 'Windows dynamic disks'],
+]);
+
+/**
+ * What `grub-probe --target=abstraction` printed, applied to a judgement by
+ * filesystem type. It prints the modules GRUB needs between the disk and the
+ * filesystem (`lvm`, `diskfilter mdraid1x`, `cryptodisk luks2 ...`), nothing
+ * (or `none`) for a plain partition. GRUB writes a disk only through a plain
+ * partition: diskfilter (LVM, mdraid) and cryptodisk have no write at boot,
+ * so save_env fails on any of them (Ubuntu's 00_header disables recordfail
+ * on the same test). Pure.
+ */
+export function withAbstraction(byType: GrubenvJudgement, probed: string): GrubenvJudgement {
+  const through = probed.split(/\s+/).filter((w) => w !== '' && w !== 'none');
+  if (!byType.writable || through.length === 0) return byType;
+  const words = [...new Set(through.map((w) => ABSTRACTIONS.get(w)).filter((w): w is string => w !== undefined))];
+  return { writable: false, fs: `${byType.fs} on ${words.length > 0 ? words.join(', ') : 'a device'} (${through.join(' ')})`, through };
+}
+
+/**
+ * Whether GRUB can write grubenv in `dir`: by its filesystem type (statfs),
+ * then, for a type GRUB writes, by the device below it (grub-probe). Without
+ * an answer from grub-probe (not installed, or it cannot tell), the type
+ * alone decides, with a warning: GRUB may still fail to write there.
+ */
+export async function judgeGrubenv(dir: string, run: Runner, byType: GrubenvJudgement = grubWritable(dir)): Promise<GrubenvJudgement> {
+  if (!byType.writable || byType.standIn === true) return byType;
+  const unsure = (why: string): GrubenvJudgement => {
+    log.warn(`cannot tell whether GRUB can write grubenv through the device below ${dir}: ${why}; judged by its filesystem (${byType.fs}) alone, which is wrong if that device is LVM, mdraid or encrypted (then one-shot and boot counting fail at boot)`);
+    return byType;
+  };
+  let probe: Awaited<ReturnType<Runner>>;
+  try {
+    probe = await run('grub-probe', ['--target=abstraction', dir], { allowFailure: true, timeout: 60_000 });
+  } catch (err) {
+    return unsure(err instanceof SysprimeError && err.code === 'COMMAND_MISSING' ? 'grub-probe is not installed (package grub-common)' : `grub-probe failed: ${messageOf(err)}`);
+  }
+  if (probe.exitCode !== 0) return unsure(`grub-probe --target=abstraction failed: ${probe.stderr.trim().split('\n')[0] || `exit status ${probe.exitCode}`}`);
+  return withAbstraction(byType, probe.stdout);
 }
 
 /** The stub grub-install writes beside GRUB's EFI image: where GRUB finds its directory. */
@@ -152,11 +217,14 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   const { grubDir, esp } = opts;
   const onEsp = espHome(esp);
   if (onEsp !== null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
-  const fs = grubWritable(grubDir);
-  if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
-  const risk = `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`;
-  if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
   const run = opts.run ?? defaultRun;
+  const fs = await judgeGrubenv(grubDir, run);
+  if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
+  const risk =
+    fs.through === undefined
+      ? `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`
+      : `GRUB's directory ${grubDir} is on ${fs.fs}: GRUB cannot write there through that device (no one-shot boot, no boot counting)`;
+  if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
   const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
   // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
   const rootUuid = await uuidOf(grubDir);
