@@ -30,11 +30,12 @@
  * directory built in) nothing moves: the admin is told to run grub-install
  * once /boot/grub is on the ESP.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { join, normalize, relative } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { fsyncPath, replaceFile } from '../../os/durable.js';
+import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
 
@@ -210,6 +211,43 @@ export interface HomeOptions {
   grubDir: string;
   esp: string | null;
   run?: Runner;
+  /** The mount table to find the ESP in; the running system's (espMountTable) when absent. */
+  mounts?: readonly MountinfoEntry[];
+}
+
+/**
+ * The running system's mount table, for the ESP check. Tests cannot mount
+ * vfat: each directory in SYSPRIME_ESP_STANDIN is listed as a vfat mount,
+ * standing in for the ESP mounted there.
+ */
+export function espMountTable(): MountinfoEntry[] {
+  const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+  const standIns = (process.env['SYSPRIME_ESP_STANDIN'] ?? '').split(':').filter((d) => d !== '');
+  const standIn = (dir: string): MountinfoEntry => ({ id: -1, parent: -1, dev: '0:0', root: '/', mountPoint: dir, options: 'rw', propagation: [], fsType: 'vfat', source: 'SYSPRIME_ESP_STANDIN', superOptions: [] });
+  return [...table, ...standIns.map(standIn)];
+}
+
+/**
+ * Why `esp` cannot take GRUB's directory, or null when it is the mount point
+ * of a FAT filesystem. `[boot] esp`, or the first usual place holding an
+ * `EFI` directory (findEsp), may be a plain directory of the root (an
+ * `EFI` left by an installer or a copy): GRUB's directory moved there would
+ * be inside the root again, on a filesystem GRUB cannot write, and the stub
+ * rewritten to a UUID that is not the ESP's. Links in `esp` itself are
+ * resolved first, as the kernel's table names mount points by their real
+ * paths.
+ */
+export function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
+  let path = normalize(esp).replace(/(.)\/$/, '$1');
+  try {
+    path = realpathSync(path);
+  } catch {
+    // Not there: no mount is found at it either.
+  }
+  const at = mountAt(mounts, path);
+  if (at === undefined) return `${esp} is not a mount point (a directory of the filesystem below it, not the EFI system partition)`;
+  if (at.fsType !== 'vfat') return `${esp} is a mount of ${at.fsType} (${at.source}), not of the FAT (vfat) EFI system partition`;
+  return null;
 }
 
 /** Decide what adoption does with GRUB's directory; reads only. */
@@ -225,6 +263,8 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
       ? `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`
       : `GRUB's directory ${grubDir} is on ${fs.fs}: GRUB cannot write there through that device (no one-shot boot, no boot counting)`;
   if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
+  const notEsp = espMountProblem(esp, opts.mounts ?? espMountTable());
+  if (notEsp !== null) return { kind: 'stay', dir: grubDir, warning: `${risk}; ${notEsp}, so GRUB's directory is not moved there: mount the ESP there, or set [boot] esp to where it is mounted, and run \`sysprime init\` again` };
   const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
   // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
   const rootUuid = await uuidOf(grubDir);
