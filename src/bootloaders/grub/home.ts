@@ -34,10 +34,11 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSy
 import { join, normalize, relative } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
-import { fsyncPath, replaceFile } from '../../os/durable.js';
+import { fsyncPath, overwriteInPlace, replaceFile } from '../../os/durable.js';
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
+import { bootFaultPoint } from '../fault.js';
 
 /** statfs magic numbers of the filesystems GRUB's save_env can write (it writes the file's blocks in place). */
 const GRUB_WRITABLE: ReadonlyMap<number, string> = new Map([
@@ -286,8 +287,8 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
 
 /**
  * Carry out a move: GRUB's directory copied to the ESP under a temporary
- * name and renamed into place, then each stub rewritten (its old text kept
- * beside it as `grub.cfg.before-sysprime`). Every step leaves a bootable
+ * name and renamed into place, then each stub rewritten in place (its old
+ * text kept beside it as `grub.cfg.before-sysprime` first). Every step leaves a bootable
  * machine: until a stub is rewritten GRUB reads the old directory, after it
  * the copy, which holds the same grub.cfg. Run again after a crash, it
  * finishes the job.
@@ -319,8 +320,11 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     if (text === stub) continue;
     const keep = `${s.path}.before-sysprime`;
     // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
+    // The old text is durable beside it before the stub is touched: whatever a crash leaves, it can be put back.
     if (!existsSync(keep)) replaceFile(keep, text);
-    replaceFile(s.path, stub);
+    bootFaultPoint('grub', 'stub');
+    // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).
+    overwriteInPlace(s.path, stub);
     done.push(`${relative(plan.esp, s.path)} on the ESP points GRUB at ${plan.to} (was ${s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, keep)})`);
   }
   return done;

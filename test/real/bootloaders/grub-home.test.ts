@@ -8,7 +8,8 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { espHome, findStubs, homeFstabLine, moveHome, parseStub, planHome, renderStub } from '../../../src/bootloaders/grub/home.js';
@@ -94,6 +95,32 @@ test('adoption moves GRUB\'s directory from the root onto the ESP and points eve
   const again = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
   assert.equal(again.kind, 'fine');
   assert.equal(again.kind === 'fine' ? again.fstabLine : null, homeFstabLine(m.esp), 'environments still need the line (a run after a crash adds it)');
+});
+
+test('each stub is overwritten in place, as grub-install writes it, after its old text is kept durably beside it', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (plan.kind !== 'move') return assert.fail('expected a move');
+  const stub = join(m.esp, 'EFI', 'debian', 'grub.cfg');
+  const inode = statSync(stub).ino;
+  // Killed between the backup and the overwrite (SIGKILL, as a power cut): the backup is whole, the stub untouched.
+  const home = new URL('../../../src/bootloaders/grub/home.js', import.meta.url).href;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', `import { moveHome } from '${home}'; moveHome(JSON.parse(process.argv[1]));`, JSON.stringify(plan)], {
+    env: { ...process.env, SYSPRIME_FAULT_INJECT: 'kill:boot:grub:stub' },
+    encoding: 'utf8',
+  });
+  assert.equal(child.signal, 'SIGKILL', child.stderr);
+  assert.equal(readFileSync(`${stub}.before-sysprime`, 'utf8'), DEBIAN_STUB, 'the old text is kept before the stub is touched');
+  assert.equal(readFileSync(stub, 'utf8'), DEBIAN_STUB);
+  // The run after the crash finishes: the same file (inode) holds the new text, nothing else is left beside it.
+  moveHome(plan);
+  assert.equal(readFileSync(stub, 'utf8'), renderStub(ESP_UUID));
+  assert.equal(statSync(stub).ino, inode, 'overwritten in place, not replaced by a renamed file');
+  assert.equal(readFileSync(`${stub}.before-sysprime`, 'utf8'), DEBIAN_STUB);
+  assert.deepEqual(readdirSync(join(m.esp, 'EFI', 'debian')).sort(), ['grub.cfg', 'grub.cfg.before-sysprime', 'grubx64.efi']);
+  const removable = join(m.esp, 'EFI', 'BOOT', 'grub.cfg');
+  assert.equal(readFileSync(removable, 'utf8'), renderStub(ESP_UUID));
 });
 
 test('another system\'s GRUB on the same ESP is left alone: its stub, and a GRUB directory already at <esp>/grub', async (t) => {
