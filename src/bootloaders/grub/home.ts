@@ -255,8 +255,20 @@ export function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]):
 export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   const { grubDir, esp } = opts;
   const onEsp = espHome(esp);
-  if (onEsp !== null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
   const run = opts.run ?? defaultRun;
+  const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
+  const espUuid = async (at: string) => {
+    const uuid = await uuidOf(at);
+    if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${at}`, { hint: 'check `findmnt --target ' + at + '` and `blkid`' });
+    return uuid;
+  };
+  if (onEsp !== null) {
+    // A move a crash cut short between two stubs: one points GRUB here already, another (its old text kept) not yet.
+    const unfinished = existsSync(join(onEsp, MOVED_MARK)) ? findStubs(esp!).filter((s) => s.prefix !== '/grub' && existsSync(`${s.path}.before-sysprime`)) : [];
+    if (unfinished.length === 0) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
+    const from = readFileSync(join(onEsp, MOVED_MARK), 'utf8').trim() || grubDir;
+    return { kind: 'move', from, to: onEsp, esp: esp!, espUuid: await espUuid(esp!), stubs: unfinished, fstabLine: homeFstabLine(esp!) };
+  }
   const fs = await judgeGrubenv(grubDir, run);
   if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
   const risk =
@@ -266,7 +278,6 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
   const notEsp = espMountProblem(esp, opts.mounts ?? espMountTable());
   if (notEsp !== null) return { kind: 'stay', dir: grubDir, warning: `${risk}; ${notEsp}, so GRUB's directory is not moved there: mount the ESP there, or set [boot] esp to where it is mounted, and run \`sysprime init\` again` };
-  const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
   // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
   const rootUuid = await uuidOf(grubDir);
   const all = findStubs(esp);
@@ -279,8 +290,7 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   if (stubs.length === 0) {
     return { kind: 'stay', dir: grubDir, warning: `${risk}; GRUB's EFI image on ${esp} has its directory built in (no grub.cfg beside it), so sysprime cannot point it elsewhere: run \`grub-install --boot-directory=${esp}\` and mount ${join(esp, 'grub')} at /boot/grub` };
   }
-  const uuid = await uuidOf(esp);
-  if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${esp}`, { hint: 'check `findmnt --target ' + esp + '` and `blkid`' });
+  const uuid = await espUuid(esp);
   if (others.length > 0) log.warn(`GRUB stubs on the ESP that point into another filesystem are left as they are: ${others.join(', ')}`);
   return { kind: 'move', from: grubDir, to, esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
 }
@@ -314,18 +324,17 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     done.push(`copied GRUB's directory ${plan.from} to ${plan.to}`);
   }
   const stub = renderStub(plan.espUuid);
-  for (const s of plan.stubs) {
-    // Read again: a run after a crash may find some stubs already rewritten.
-    const text = readFileSync(s.path, 'latin1');
-    if (text === stub) continue;
-    const keep = `${s.path}.before-sysprime`;
-    // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
-    // The old text is durable beside it before the stub is touched: whatever a crash leaves, it can be put back.
-    if (!existsSync(keep)) replaceFile(keep, text);
+  // Read again: a run after a crash may find some stubs already rewritten.
+  const pending = plan.stubs.map((s) => ({ s, text: readFileSync(s.path, 'latin1'), keep: `${s.path}.before-sysprime` })).filter((p) => p.text !== stub);
+  // Every old text is durable beside its stub before any stub is touched: whatever a crash leaves can be put back,
+  // and a stub whose old text is kept but which is not rewritten yet is known as unfinished (planHome).
+  // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
+  for (const p of pending) if (!existsSync(p.keep)) replaceFile(p.keep, p.text);
+  for (const p of pending) {
     bootFaultPoint('grub', 'stub');
     // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).
-    overwriteInPlace(s.path, stub);
-    done.push(`${relative(plan.esp, s.path)} on the ESP points GRUB at ${plan.to} (was ${s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, keep)})`);
+    overwriteInPlace(p.s.path, stub);
+    done.push(`${relative(plan.esp, p.s.path)} on the ESP points GRUB at ${plan.to} (was ${p.s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, p.keep)})`);
   }
   return done;
 }

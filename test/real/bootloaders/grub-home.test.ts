@@ -111,8 +111,10 @@ test('each stub is overwritten in place, as grub-install writes it, after its ol
     encoding: 'utf8',
   });
   assert.equal(child.signal, 'SIGKILL', child.stderr);
-  assert.equal(readFileSync(`${stub}.before-sysprime`, 'utf8'), DEBIAN_STUB, 'the old text is kept before the stub is touched');
-  assert.equal(readFileSync(stub, 'utf8'), DEBIAN_STUB);
+  for (const s of plan.stubs) {
+    assert.equal(readFileSync(`${s.path}.before-sysprime`, 'utf8'), DEBIAN_STUB, 'every old text is kept before any stub is touched');
+    assert.equal(readFileSync(s.path, 'utf8'), DEBIAN_STUB);
+  }
   // The run after the crash finishes: the same file (inode) holds the new text, nothing else is left beside it.
   moveHome(plan);
   assert.equal(readFileSync(stub, 'utf8'), renderStub(ESP_UUID));
@@ -121,6 +123,16 @@ test('each stub is overwritten in place, as grub-install writes it, after its ol
   assert.deepEqual(readdirSync(join(m.esp, 'EFI', 'debian')).sort(), ['grub.cfg', 'grub.cfg.before-sysprime', 'grubx64.efi']);
   const removable = join(m.esp, 'EFI', 'BOOT', 'grub.cfg');
   assert.equal(readFileSync(removable, 'utf8'), renderStub(ESP_UUID));
+
+  // A crash between two stubs (one rewritten, GRUB may read the ESP's directory already): init run again finishes the other.
+  writeFileSync(stub, DEBIAN_STUB);
+  const rest = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (rest.kind !== 'move') return assert.fail(`expected the move to be finished, not ${rest.kind}`);
+  assert.deepEqual(rest.stubs.map((s) => s.path), [stub]);
+  assert.equal(rest.from, m.grubDir);
+  assert.equal(moveHome(rest).length, 1);
+  assert.equal(readFileSync(stub, 'utf8'), renderStub(ESP_UUID));
+  assert.equal((await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) })).kind, 'fine');
 });
 
 test('another system\'s GRUB on the same ESP is left alone: its stub, and a GRUB directory already at <esp>/grub', async (t) => {
