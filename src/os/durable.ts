@@ -47,15 +47,15 @@ export function durableError(what: string, path: string, err: unknown): Sysprime
   return new SysprimeError('IO', `cannot ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-/** fsync a file or directory by path (a directory after a rename in it). */
-export function fsyncPath(path: string): void {
+/** fsync a file or directory by path (a directory after a rename in it); a Buffer for a name that is bytes. */
+export function fsyncPath(path: string | Buffer): void {
   let fd: number | undefined;
   try {
     fd = openSync(path, constants.O_RDONLY);
     fsyncSync(fd);
   } catch (err) {
     // Some filesystems (vfat through some FUSE layers) refuse fsync on a directory; the rename is still done.
-    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'EISDIR') throw durableError('sync', path, err);
+    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'EISDIR') throw durableError('sync', path.toString(), err);
   } finally {
     if (fd !== undefined) closeSync(fd);
   }

@@ -30,10 +30,11 @@
  * directory built in) nothing moves: the admin is told to run grub-install
  * once /boot/grub is on the ESP.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
 import { join, normalize, relative } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
+import { ConfinedRoot, isHandle, lstatIn, readFileIn } from '../../os/confined.js';
 import { fsyncPath, overwriteInPlace, replaceFile } from '../../os/durable.js';
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
@@ -344,18 +345,45 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
  * holds no owners, modes or links, and vfat refuses the chmod that a copy
  * keeping modes makes; a link (or any other special file) in GRUB's
  * directory is an error, never silently dropped.
+ *
+ * GRUB's old directory is inside the root being adopted, whose content is
+ * not trusted: it is read through the confined reader (src/os/confined.ts),
+ * each directory and file opened below the one before without following a
+ * link, so a link put in place of a name between its lstat and its read is
+ * refused, never followed out of the tree.
  */
 function copyTree(from: string, to: string): void {
-  mkdirSync(to);
-  for (const name of readdirSync(from)) {
-    const src = join(from, name);
-    const dest = join(to, name);
-    const st = lstatSync(src);
-    if (st.isDirectory()) copyTree(src, dest);
-    else if (st.isFile()) {
-      writeFileSync(dest, readFileSync(src), { flag: 'wx' });
-      fsyncPath(dest);
-    } else throw new Error(`${src} is not a regular file or directory, which FAT cannot hold`);
+  const root = ConfinedRoot.open(from);
+  try {
+    copyDirectory(root, [], from, Buffer.from(to));
+  } finally {
+    root.close();
+  }
+}
+
+/** One directory of copyTree: `comps` below the root, copied to `to` (names kept as the bytes they are). */
+function copyDirectory(root: ConfinedRoot, comps: readonly string[], from: string, to: Buffer): void {
+  const shown = (name?: string) => join(from, ...comps, ...(name === undefined ? [] : [name]));
+  const notFat = (name?: string) => new Error(`${shown(name)} is not a regular file or directory (a link is not followed), which FAT cannot hold`);
+  const dir = root.openDir(comps);
+  if (!isHandle(dir)) throw dir === undefined ? new Error(`${shown()} is gone`) : notFat();
+  try {
+    mkdirSync(to);
+    // Names as bytes (latin1), as the confined reader takes them.
+    for (const name of readdirSync(dir.self, { encoding: 'latin1' })) {
+      const dest = Buffer.concat([to, Buffer.from('/'), Buffer.from(name, 'latin1')]);
+      const st = lstatIn(dir, name);
+      if (st?.isDirectory()) copyDirectory(root, [...comps, name], from, dest);
+      else if (st?.isFile()) {
+        const content = readFileIn(dir, name);
+        // Replaced by a link or something else since the lstat: refused like one found there.
+        if (content === undefined) throw notFat(name);
+        writeFileSync(dest, content, { flag: 'wx' });
+        fsyncPath(dest);
+      } else throw notFat(name);
+    }
+  } finally {
+    dir.close();
   }
   fsyncPath(to);
 }

@@ -10,6 +10,7 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { espHome, findStubs, homeFstabLine, moveHome, parseStub, planHome, renderStub } from '../../../src/bootloaders/grub/home.js';
@@ -212,6 +213,43 @@ test('a copy that fails (a full ESP, a name that cannot be made) fails loudly an
   assert.throws(() => moveHome(plan), (e: unknown) => isSysprimeError(e, 'IO') && /link.*not a regular file/.test((e as Error).message));
   assert.ok(!existsSync(plan.to) && !existsSync(`${plan.to}.sysprime-new`), 'nothing is left on the ESP');
   assert.equal(readFileSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB);
+});
+
+test('GRUB\'s old directory is read through handles, never by a path below it, so a link put in place of a name is never followed', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  mkdirSync(join(m.grubDir, 'fonts'));
+  writeFileSync(join(m.grubDir, 'fonts', 'unicode.pf2'), 'font');
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (plan.kind !== 'move') return assert.fail('expected a move');
+  // Every path node:fs opens or reads by name while the directory is copied (the live bindings home.ts imported follow the spy).
+  const fs = createRequire(import.meta.url)('node:fs') as { openSync: (...a: unknown[]) => number; readFileSync: (...a: unknown[]) => unknown };
+  const { openSync: open, readFileSync: read } = fs;
+  const named: string[] = [];
+  fs.openSync = (p: unknown, ...rest: unknown[]) => (named.push(String(p)), open(p, ...rest));
+  fs.readFileSync = (p: unknown, ...rest: unknown[]) => (typeof p === 'number' ? undefined : named.push(String(p)), read(p, ...rest));
+  syncBuiltinESMExports();
+  try {
+    moveHome(plan);
+  } finally {
+    fs.openSync = open;
+    fs.readFileSync = read;
+    syncBuiltinESMExports();
+  }
+  assert.deepEqual(named.filter((p) => p.startsWith(`${m.grubDir}/`)), [], 'nothing below the old directory is opened by its path');
+  assert.ok(named.some((p) => /^\/proc\/self\/fd\/\d+\/unicode\.pf2$/.test(p)), 'each file is opened below its directory\'s handle');
+  assert.equal(readFileSync(join(m.esp, 'grub', 'fonts', 'unicode.pf2'), 'utf8'), 'font');
+
+  // A directory of it that is a link (to anything outside) is refused like a linked file, and nothing is left on the ESP.
+  const n2 = machine();
+  mkdirSync(join(n2.dir, 'outside'), { recursive: true });
+  writeFileSync(join(n2.dir, 'outside', 'secret'), 'not GRUB\'s\n');
+  symlinkSync(join(n2.dir, 'outside'), join(n2.grubDir, 'themes'));
+  const plan2 = await planHome({ grubDir: n2.grubDir, esp: n2.esp, run: withEspUuid, mounts: vfatAt(n2.esp) });
+  if (plan2.kind !== 'move') return assert.fail('expected a move');
+  assert.throws(() => moveHome(plan2), (e: unknown) => isSysprimeError(e, 'IO') && /themes is not a regular file or directory \(a link is not followed\)/.test((e as Error).message));
+  assert.ok(!existsSync(plan2.to) && !existsSync(`${plan2.to}.sysprime-new`));
+  assert.equal(readFileSync(join(n2.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB);
 });
 
 test('the fstab line is added to an environment once, an admin\'s own line for /boot/grub is kept, and a linked fstab is refused', () => {
