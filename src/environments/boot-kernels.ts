@@ -23,6 +23,10 @@
  * Only kernel files are mirrored (`vmlinuz-*`, `initrd.img-*`,
  * `initramfs-*.img`, `config-*`, `System.map-*`): GRUB's directory and
  * anything else on the partition stay the partition's.
+ *
+ * A /boot that is a ZFS dataset is not such a partition: it is the boot
+ * pool of the OpenZFS guides' layout (`bpool/BOOT/<name>`, one per root),
+ * which sysprime does not manage yet; init and stage refuse it.
  */
 import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
 import { copyDurable, replaceFile } from '../os/durable.js';
@@ -30,28 +34,65 @@ import { join } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
 import { lstatIn, openFileIn, unlinkIn, withDirIn, withDirInAsync, withFileAt, copyFileIn, type DirHandle } from '../os/confined.js';
-import { mountAt, parseMountinfo } from '../os/mounts.js';
-import { runsFromPool } from '../backends/registry.js';
+import { mountAt, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
+import { rootMount, runsFromPool } from '../backends/registry.js';
+import { isZfsMount } from '../backends/zfs/parse.js';
+import { SysprimeError } from '../errors.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
 
 // dpkg unpacks as `<name>.dpkg-new` (and keeps `.dpkg-tmp`, `.dpkg-bak` ...) before renaming: never a kernel.
 export const isKernelFile = (name: string): boolean => KERNEL_FILE.test(name) && !/\.dpkg-[a-z]+$/.test(name) && !name.endsWith('.new');
 
-/** The running system's /boot when it is a filesystem of its own: a mount at /boot on another device than /. */
-export function separateBoot(mountinfo?: string): string | null {
-  let text = mountinfo;
-  if (text === undefined) {
-    try {
-      text = readFileSync('/proc/self/mountinfo', 'utf8');
-    } catch {
-      return null;
-    }
+/** What the running system's /boot is, when it is a filesystem of its own. */
+export type BootMount =
+  /** A partition every environment mounts (Debian's separate ext4 /boot): its kernels are mirrored (above). */
+  | { kind: 'partition'; path: string }
+  /**
+   * A dataset of a ZFS boot pool, as the OpenZFS "Root on ZFS" guides lay
+   * out for GRUB: `bpool/BOOT/<name>` mounted at /boot beside
+   * `rpool/ROOT/<name>`. One per root, not one every environment shares:
+   * taken for a partition, the kernels of every environment would be
+   * copied into the running root's boot dataset. Not managed yet.
+   */
+  | { kind: 'zfs-boot-pool'; path: string; dataset: string };
+
+/** The mount at `path` as a /boot (pure): a ZFS dataset is a boot pool's, anything else a partition. */
+function asBootMount(entry: MountinfoEntry, path: string): BootMount {
+  // A ZFS mount's source is its dataset (`bpool/BOOT/debian`), never a device path.
+  if (isZfsMount(entry) && !entry.source.startsWith('/')) return { kind: 'zfs-boot-pool', path, dataset: entry.source };
+  return { kind: 'partition', path };
+}
+
+/**
+ * The running system's /boot when it is a filesystem of its own: a mount
+ * at /boot on another device than / (pure, of the mount table). `forced`
+ * names a directory to take for /boot instead (SYSPRIME_BOOT_PARTITION:
+ * tests, whose running system is not on the pool): whatever is mounted
+ * there says what it is, and a plain directory stands in for a partition.
+ */
+export function bootMountIn(table: readonly MountinfoEntry[], forced?: string): BootMount | null {
+  if (forced !== undefined) {
+    const at = mountAt(table, forced);
+    return at === undefined ? { kind: 'partition', path: forced } : asBootMount(at, forced);
   }
-  const table = parseMountinfo(text);
   const root = mountAt(table, '/');
   const boot = mountAt(table, '/boot');
-  return root !== undefined && boot !== undefined && boot.dev !== root.dev ? '/boot' : null;
+  return root !== undefined && boot !== undefined && boot.dev !== root.dev ? asBootMount(boot, '/boot') : null;
+}
+
+function runningMountinfo(): MountinfoEntry[] {
+  try {
+    return parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+  } catch {
+    return [];
+  }
+}
+
+/** The running system's /boot when it is a partition of its own (a ZFS boot pool's dataset is not one). */
+export function separateBoot(mountinfo?: string): string | null {
+  const boot = bootMountIn(mountinfo === undefined ? runningMountinfo() : parseMountinfo(mountinfo));
+  return boot?.kind === 'partition' ? boot.path : null;
 }
 
 function kernelFiles(dir: string): Map<string, Stats> {
@@ -130,17 +171,64 @@ export async function mirrorKernels(from: string, tree: string): Promise<{ copie
 }
 
 /**
- * The /boot partition whose kernels are environment `name`'s: the running
- * system's separate /boot, when the running root is on the environments'
- * pool (a rescue system's /boot is not this machine's).
+ * Whether the running root is on the environments' pool or filesystem. On
+ * ZFS the pool alone decides, so init can ask before the environment
+ * `name` exists (the backend's bootRoot needs it).
+ */
+async function runsFromEnvironmentsPool(ctx: Context, name: string): Promise<boolean> {
+  if (ctx.backend.kind !== 'zfs') return runsFromPool(await ctx.backend.bootRoot(name));
+  // The backend's pool, as the registry chose it.
+  const pool = ctx.config.zfs.pool ?? rootMount()?.source.split('/')[0];
+  return pool !== undefined && runsFromPool({ fs: 'zfs', pool, dataset: `${pool}/ROOT/${name}` });
+}
+
+/**
+ * The running system's /boot as environment `name` sees it, when it is a
+ * filesystem of its own and the running root is on the environments' pool
+ * (a rescue system's /boot is not this machine's).
  * `SYSPRIME_BOOT_PARTITION` names a directory to take for it instead (tests:
  * their running system is not on the pool).
  */
-export async function bootPartitionOf(ctx: Context, name: string): Promise<string | null> {
+export async function bootMountOf(ctx: Context, name: string): Promise<BootMount | null> {
   const forced = process.env['SYSPRIME_BOOT_PARTITION'];
-  if (forced !== undefined && forced !== '') return forced;
-  const partition = separateBoot();
-  return partition !== null && (await runsFromPool(await ctx.backend.bootRoot(name))) ? partition : null;
+  if (forced !== undefined && forced !== '') return bootMountIn(runningMountinfo(), forced);
+  const boot = bootMountIn(runningMountinfo());
+  return boot !== null && (await runsFromEnvironmentsPool(ctx, name)) ? boot : null;
+}
+
+/** What a ZFS boot pool is, and that sysprime does not manage one yet: one line. */
+export function zfsBootPoolProblem(boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>): string {
+  return `${boot.path} is the ZFS dataset ${boot.dataset}, a boot pool with one boot dataset per root (the OpenZFS Root on ZFS layout for GRUB), not a partition every environment shares: sysprime does not manage a ZFS boot pool yet`;
+}
+
+/**
+ * Refuse, before anything changes, a verb that would take a ZFS boot pool
+ * for a /boot partition (init, stage): it would copy every environment's
+ * kernels into the running root's boot dataset, and no environment would
+ * get a boot dataset of its own.
+ */
+export async function refuseZfsBootPool(ctx: Context, name: string): Promise<void> {
+  const boot = await bootMountOf(ctx, name);
+  if (boot?.kind !== 'zfs-boot-pool') return;
+  const ds = boot.dataset;
+  throw new SysprimeError('REFUSED', zfsBootPoolProblem(boot), {
+    hint: `keep the kernels in the root dataset instead (copy ${boot.path}'s files into it, then \`zfs set canmount=noauto ${ds}\`) and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
+  });
+}
+
+/**
+ * The /boot partition whose kernels are environment `name`'s (see
+ * bootMountOf). A ZFS boot pool's dataset is never taken for one: init and
+ * stage refuse it first (refuseZfsBootPool), other verbs leave it alone
+ * with a warning.
+ */
+export async function bootPartitionOf(ctx: Context, name: string): Promise<string | null> {
+  const boot = await bootMountOf(ctx, name);
+  if (boot?.kind === 'zfs-boot-pool') {
+    log.warn(`${zfsBootPoolProblem(boot)}; its kernels are left as they are`);
+    return null;
+  }
+  return boot?.path ?? null;
 }
 
 /**

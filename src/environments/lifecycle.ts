@@ -10,7 +10,7 @@ import { checkName } from './names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
-import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
+import { bootPartitionOf, kernelsInto, refuseZfsBootPool } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
@@ -74,6 +74,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   }
   // Every check the backend can make before the first change (ensureLayout creates ROOT): bad input changes nothing.
   const name = ctx.backend.checkAdoption ? (await ctx.backend.checkAdoption(opts.adopt, opts.name)).name : checkName(opts.name ?? 'default');
+  await refuseZfsBootPool(ctx, name);
   const home = await planBootHome(ctx);
   // The bootloader's move first: each of its steps leaves the machine booting as before.
   for (const done of (await home?.apply()) ?? []) log.info(done);

@@ -22,7 +22,7 @@
  *   otherwise) naming the path.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, ftruncateSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SysprimeError, errnoOf } from '../errors.js';
@@ -47,15 +47,15 @@ export function durableError(what: string, path: string, err: unknown): Sysprime
   return new SysprimeError('IO', `cannot ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }
 
-/** fsync a file or directory by path (a directory after a rename in it). */
-export function fsyncPath(path: string): void {
+/** fsync a file or directory by path (a directory after a rename in it); a Buffer for a name that is bytes. */
+export function fsyncPath(path: string | Buffer): void {
   let fd: number | undefined;
   try {
     fd = openSync(path, constants.O_RDONLY);
     fsyncSync(fd);
   } catch (err) {
     // Some filesystems (vfat through some FUSE layers) refuse fsync on a directory; the rename is still done.
-    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'EISDIR') throw durableError('sync', path, err);
+    if (errnoOf(err) !== 'EINVAL' && errnoOf(err) !== 'EISDIR') throw durableError('sync', path.toString(), err);
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
@@ -111,6 +111,37 @@ export function replaceFile(path: string, data: string | Uint8Array, meta: Durab
   const tmp = writeTemp(path, data, meta);
   renameInto(tmp, path);
   fsyncPath(dirname(path));
+}
+
+/**
+ * Overwrite the content of an existing file in place, then fsync it: the
+ * one exception to the rename above, for a small file on FAT that another
+ * tool writes in place too (GRUB's stub beside its EFI image, which
+ * grub-install rewrites with fopen "w"). FAT has no journal, and vfat's
+ * rename over an existing name is two directory updates: a crash between
+ * them can leave no `grub.cfg` at all, and the firmware's GRUB then stops
+ * at its shell. Written in place, the new bytes go to the cluster the file
+ * already has (a stub is smaller than one sector), the size to its
+ * directory entry. Written before the size is cut, so a crash in between
+ * leaves the new text followed by a tail of the old, never an empty file.
+ * The caller keeps the old text elsewhere first (a backup written with
+ * replaceFile), since a reader may see a half-written file.
+ */
+export function overwriteInPlace(path: string, data: string | Uint8Array): void {
+  let fd: number | undefined;
+  try {
+    // No O_CREAT (the file is there, or this is the wrong path), no O_TRUNC (its clusters stay its own), never through a link.
+    fd = openSync(path, constants.O_WRONLY | constants.O_NOFOLLOW);
+    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
+    let off = 0;
+    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off, off);
+    ftruncateSync(fd, buf.length);
+    fsyncSync(fd);
+  } catch (err) {
+    throw durableError('overwrite', path, err);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
 }
 
 /**

@@ -24,6 +24,7 @@ import { recoverChroot } from '../updaters/chroot.js';
 import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
 import { atRiskPaths, sharedDataOfEnvironment } from '../environments/shared.js';
 import { syncBootEntries } from '../environments/boot-entries.js';
+import { refuseZfsBootPool } from '../environments/boot-kernels.js';
 import { SYSTEM_CONFIG } from '../config/load.js';
 import { pruneEnvironments } from '../environments/prune.js';
 
@@ -388,6 +389,8 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
   try {
     const recovered = await recoverStaging(ctx, updater);
     const params = await planStage(ctx, opts);
+    // Before the clone: its boot entry would take a ZFS boot pool's dataset for a /boot partition.
+    await refuseZfsBootPool(ctx, params.from);
     if (opts.dryRun) {
       await updater.probe();
       return { kind: 'dry-run', ...params, steps: STAGE.steps.map((s) => s.title), recovered };

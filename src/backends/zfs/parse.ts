@@ -96,7 +96,7 @@ export function parseBootfs(text: string): Map<string, string | null> {
 }
 
 /** OpenZFS mounts say `zfs`; zfs-fuse mounts say `fuse.zfs`. */
-export function isZfsMount(entry: FstabEntry): boolean {
+export function isZfsMount(entry: { fsType: string }): boolean {
   return entry.fsType === 'zfs' || entry.fsType === 'fuse.zfs';
 }
 

@@ -30,13 +30,16 @@
  * directory built in) nothing moves: the admin is told to run grub-install
  * once /boot/grub is on the ESP.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { join, relative } from 'node:path';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
+import { join, normalize, relative } from 'node:path';
+import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
-import { fsyncPath, replaceFile } from '../../os/durable.js';
+import { ConfinedRoot, isHandle, lstatIn, readFileIn } from '../../os/confined.js';
+import { fsyncPath, overwriteInPlace, replaceFile } from '../../os/durable.js';
+import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
+import { bootFaultPoint } from '../fault.js';
 
 /** statfs magic numbers of the filesystems GRUB's save_env can write (it writes the file's blocks in place). */
 const GRUB_WRITABLE: ReadonlyMap<number, string> = new Map([
@@ -50,8 +53,19 @@ const NAMED: ReadonlyMap<number, string> = new Map([
   [0x58465342, 'XFS'],
 ]);
 
-/** The filesystem type of `dir` in words, and whether GRUB can write grubenv there. */
-export function grubWritable(dir: string): { writable: boolean; fs: string } {
+/** Whether GRUB can write grubenv in a directory, and what it is on, in words. */
+export interface GrubenvJudgement {
+  writable: boolean;
+  /** `ext2/3/4`, `Btrfs`, `ext2/3/4 on LVM (lvm)` ... */
+  fs: string;
+  /** Set when the filesystem is one GRUB writes but the device below it is not: the abstractions in the way. */
+  through?: string[];
+  /** A directory a test stands in for one GRUB writes (SYSPRIME_GRUB_WRITABLE): nothing more is asked of it. */
+  standIn?: boolean;
+}
+
+/** The filesystem type of `dir` in words, and whether GRUB can write grubenv there judged by that type alone. */
+export function grubWritable(dir: string): GrubenvJudgement {
   let type: number;
   try {
     type = statfsSync(dir).type;
@@ -63,8 +77,62 @@ export function grubWritable(dir: string): { writable: boolean; fs: string } {
   if (known !== undefined) return { writable: true, fs: known };
   // A test can stand a plain directory in for the ESP: SYSPRIME_GRUB_WRITABLE lists such directories.
   const forTests = (process.env['SYSPRIME_GRUB_WRITABLE'] ?? '').split(':').filter((d) => d !== '');
-  if (forTests.some((d) => dir === d || dir.startsWith(`${d}/`))) return { writable: true, fs: 'a directory standing in for one GRUB writes' };
+  if (forTests.some((d) => dir === d || dir.startsWith(`${d}/`))) return { writable: true, fs: 'a directory standing in for one GRUB writes', standIn: true };
   return { writable: false, fs: NAMED.get(type) ?? `type 0x${type.toString(16)}` };
+}
+
+/** GRUB's names of the abstractions below a filesystem (its module names), in words. */
+const ABSTRACTIONS: ReadonlyMap<string, string> = new Map([
+  ['lvm', 'LVM'],
+  ['diskfilter', 'a device-mapper or RAID volume'],
+  ['cryptodisk', 'an encrypted device'],
+  ['luks', 'LUKS'],
+  ['luks2', 'LUKS2'],
+  ['geli', 'GELI'],
+  ['mdraid09', 'mdraid'],
+  ['mdraid09_be', 'mdraid'],
+  ['mdraid1x', 'mdraid'],
+  ['raid5rec', 'RAID 5'],
+  ['raid6rec', 'RAID 6'],
+  ['ldm', 'Windows dynamic disks'],
+]);
+
+/**
+ * What `grub-probe --target=abstraction` printed, applied to a judgement by
+ * filesystem type. It prints the modules GRUB needs between the disk and the
+ * filesystem (`lvm`, `diskfilter mdraid1x`, `cryptodisk luks2 ...`), nothing
+ * (or `none`) for a plain partition. GRUB writes a disk only through a plain
+ * partition: diskfilter (LVM, mdraid) and cryptodisk have no write at boot,
+ * so save_env fails on any of them (Ubuntu's 00_header disables recordfail
+ * on the same test). Pure.
+ */
+export function withAbstraction(byType: GrubenvJudgement, probed: string): GrubenvJudgement {
+  const through = probed.split(/\s+/).filter((w) => w !== '' && w !== 'none');
+  if (!byType.writable || through.length === 0) return byType;
+  const words = [...new Set(through.map((w) => ABSTRACTIONS.get(w)).filter((w): w is string => w !== undefined))];
+  return { writable: false, fs: `${byType.fs} on ${words.length > 0 ? words.join(', ') : 'a device'} (${through.join(' ')})`, through };
+}
+
+/**
+ * Whether GRUB can write grubenv in `dir`: by its filesystem type (statfs),
+ * then, for a type GRUB writes, by the device below it (grub-probe). Without
+ * an answer from grub-probe (not installed, or it cannot tell), the type
+ * alone decides, with a warning: GRUB may still fail to write there.
+ */
+export async function judgeGrubenv(dir: string, run: Runner, byType: GrubenvJudgement = grubWritable(dir)): Promise<GrubenvJudgement> {
+  if (!byType.writable || byType.standIn === true) return byType;
+  const unsure = (why: string): GrubenvJudgement => {
+    log.warn(`cannot tell whether GRUB can write grubenv through the device below ${dir}: ${why}; judged by its filesystem (${byType.fs}) alone, which is wrong if that device is LVM, mdraid or encrypted (then one-shot and boot counting fail at boot)`);
+    return byType;
+  };
+  let probe: Awaited<ReturnType<Runner>>;
+  try {
+    probe = await run('grub-probe', ['--target=abstraction', dir], { allowFailure: true, timeout: 60_000 });
+  } catch (err) {
+    return unsure(err instanceof SysprimeError && err.code === 'COMMAND_MISSING' ? 'grub-probe is not installed (package grub-common)' : `grub-probe failed: ${messageOf(err)}`);
+  }
+  if (probe.exitCode !== 0) return unsure(`grub-probe --target=abstraction failed: ${probe.stderr.trim().split('\n')[0] || `exit status ${probe.exitCode}`}`);
+  return withAbstraction(byType, probe.stdout);
 }
 
 /** The stub grub-install writes beside GRUB's EFI image: where GRUB finds its directory. */
@@ -145,19 +213,72 @@ export interface HomeOptions {
   grubDir: string;
   esp: string | null;
   run?: Runner;
+  /** The mount table to find the ESP in; the running system's (espMountTable) when absent. */
+  mounts?: readonly MountinfoEntry[];
+}
+
+/**
+ * The running system's mount table, for the ESP check. Tests cannot mount
+ * vfat: each directory in SYSPRIME_ESP_STANDIN is listed as a vfat mount,
+ * standing in for the ESP mounted there.
+ */
+export function espMountTable(): MountinfoEntry[] {
+  const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
+  const standIns = (process.env['SYSPRIME_ESP_STANDIN'] ?? '').split(':').filter((d) => d !== '');
+  const standIn = (dir: string): MountinfoEntry => ({ id: -1, parent: -1, dev: '0:0', root: '/', mountPoint: dir, options: 'rw', propagation: [], fsType: 'vfat', source: 'SYSPRIME_ESP_STANDIN', superOptions: [] });
+  return [...table, ...standIns.map(standIn)];
+}
+
+/**
+ * Why `esp` cannot take GRUB's directory, or null when it is the mount point
+ * of a FAT filesystem. `[boot] esp`, or the first usual place holding an
+ * `EFI` directory (findEsp), may be a plain directory of the root (an
+ * `EFI` left by an installer or a copy): GRUB's directory moved there would
+ * be inside the root again, on a filesystem GRUB cannot write, and the stub
+ * rewritten to a UUID that is not the ESP's. Links in `esp` itself are
+ * resolved first, as the kernel's table names mount points by their real
+ * paths.
+ */
+export function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
+  let path = normalize(esp).replace(/(.)\/$/, '$1');
+  try {
+    path = realpathSync(path);
+  } catch {
+    // Not there: no mount is found at it either.
+  }
+  const at = mountAt(mounts, path);
+  if (at === undefined) return `${esp} is not a mount point (a directory of the filesystem below it, not the EFI system partition)`;
+  if (at.fsType !== 'vfat') return `${esp} is a mount of ${at.fsType} (${at.source}), not of the FAT (vfat) EFI system partition`;
+  return null;
 }
 
 /** Decide what adoption does with GRUB's directory; reads only. */
 export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   const { grubDir, esp } = opts;
   const onEsp = espHome(esp);
-  if (onEsp !== null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
-  const fs = grubWritable(grubDir);
-  if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
-  const risk = `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`;
-  if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
   const run = opts.run ?? defaultRun;
   const uuidOf = async (path: string) => (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
+  const espUuid = async (at: string) => {
+    const uuid = await uuidOf(at);
+    if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${at}`, { hint: 'check `findmnt --target ' + at + '` and `blkid`' });
+    return uuid;
+  };
+  if (onEsp !== null) {
+    // A move a crash cut short between two stubs: one points GRUB here already, another (its old text kept) not yet.
+    const unfinished = existsSync(join(onEsp, MOVED_MARK)) ? findStubs(esp!).filter((s) => s.prefix !== '/grub' && existsSync(`${s.path}.before-sysprime`)) : [];
+    if (unfinished.length === 0) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
+    const from = readFileSync(join(onEsp, MOVED_MARK), 'utf8').trim() || grubDir;
+    return { kind: 'move', from, to: onEsp, esp: esp!, espUuid: await espUuid(esp!), stubs: unfinished, fstabLine: homeFstabLine(esp!) };
+  }
+  const fs = await judgeGrubenv(grubDir, run);
+  if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
+  const risk =
+    fs.through === undefined
+      ? `GRUB's directory ${grubDir} is on ${fs.fs} inside the root being adopted: GRUB cannot write there (no one-shot boot, no boot counting), and deleting that root leaves GRUB without its configuration`
+      : `GRUB's directory ${grubDir} is on ${fs.fs}: GRUB cannot write there through that device (no one-shot boot, no boot counting)`;
+  if (esp === null) return { kind: 'stay', dir: grubDir, warning: `${risk}; no EFI system partition was found to move it to` };
+  const notEsp = espMountProblem(esp, opts.mounts ?? espMountTable());
+  if (notEsp !== null) return { kind: 'stay', dir: grubDir, warning: `${risk}; ${notEsp}, so GRUB's directory is not moved there: mount the ESP there, or set [boot] esp to where it is mounted, and run \`sysprime init\` again` };
   // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
   const rootUuid = await uuidOf(grubDir);
   const all = findStubs(esp);
@@ -170,16 +291,15 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   if (stubs.length === 0) {
     return { kind: 'stay', dir: grubDir, warning: `${risk}; GRUB's EFI image on ${esp} has its directory built in (no grub.cfg beside it), so sysprime cannot point it elsewhere: run \`grub-install --boot-directory=${esp}\` and mount ${join(esp, 'grub')} at /boot/grub` };
   }
-  const uuid = await uuidOf(esp);
-  if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${esp}`, { hint: 'check `findmnt --target ' + esp + '` and `blkid`' });
+  const uuid = await espUuid(esp);
   if (others.length > 0) log.warn(`GRUB stubs on the ESP that point into another filesystem are left as they are: ${others.join(', ')}`);
   return { kind: 'move', from: grubDir, to, esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
 }
 
 /**
  * Carry out a move: GRUB's directory copied to the ESP under a temporary
- * name and renamed into place, then each stub rewritten (its old text kept
- * beside it as `grub.cfg.before-sysprime`). Every step leaves a bootable
+ * name and renamed into place, then each stub rewritten in place (its old
+ * text kept beside it as `grub.cfg.before-sysprime` first). Every step leaves a bootable
  * machine: until a stub is rewritten GRUB reads the old directory, after it
  * the copy, which holds the same grub.cfg. Run again after a crash, it
  * finishes the job.
@@ -205,15 +325,17 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     done.push(`copied GRUB's directory ${plan.from} to ${plan.to}`);
   }
   const stub = renderStub(plan.espUuid);
-  for (const s of plan.stubs) {
-    // Read again: a run after a crash may find some stubs already rewritten.
-    const text = readFileSync(s.path, 'latin1');
-    if (text === stub) continue;
-    const keep = `${s.path}.before-sysprime`;
-    // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
-    if (!existsSync(keep)) replaceFile(keep, text);
-    replaceFile(s.path, stub);
-    done.push(`${relative(plan.esp, s.path)} on the ESP points GRUB at ${plan.to} (was ${s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, keep)})`);
+  // Read again: a run after a crash may find some stubs already rewritten.
+  const pending = plan.stubs.map((s) => ({ s, text: readFileSync(s.path, 'latin1'), keep: `${s.path}.before-sysprime` })).filter((p) => p.text !== stub);
+  // Every old text is durable beside its stub before any stub is touched: whatever a crash leaves can be put back,
+  // and a stub whose old text is kept but which is not rewritten yet is known as unfinished (planHome).
+  // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
+  for (const p of pending) if (!existsSync(p.keep)) replaceFile(p.keep, p.text);
+  for (const p of pending) {
+    bootFaultPoint('grub', 'stub');
+    // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).
+    overwriteInPlace(p.s.path, stub);
+    done.push(`${relative(plan.esp, p.s.path)} on the ESP points GRUB at ${plan.to} (was ${p.s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, p.keep)})`);
   }
   return done;
 }
@@ -223,18 +345,45 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
  * holds no owners, modes or links, and vfat refuses the chmod that a copy
  * keeping modes makes; a link (or any other special file) in GRUB's
  * directory is an error, never silently dropped.
+ *
+ * GRUB's old directory is inside the root being adopted, whose content is
+ * not trusted: it is read through the confined reader (src/os/confined.ts),
+ * each directory and file opened below the one before without following a
+ * link, so a link put in place of a name between its lstat and its read is
+ * refused, never followed out of the tree.
  */
 function copyTree(from: string, to: string): void {
-  mkdirSync(to);
-  for (const name of readdirSync(from)) {
-    const src = join(from, name);
-    const dest = join(to, name);
-    const st = lstatSync(src);
-    if (st.isDirectory()) copyTree(src, dest);
-    else if (st.isFile()) {
-      writeFileSync(dest, readFileSync(src), { flag: 'wx' });
-      fsyncPath(dest);
-    } else throw new Error(`${src} is not a regular file or directory, which FAT cannot hold`);
+  const root = ConfinedRoot.open(from);
+  try {
+    copyDirectory(root, [], from, Buffer.from(to));
+  } finally {
+    root.close();
+  }
+}
+
+/** One directory of copyTree: `comps` below the root, copied to `to` (names kept as the bytes they are). */
+function copyDirectory(root: ConfinedRoot, comps: readonly string[], from: string, to: Buffer): void {
+  const shown = (name?: string) => join(from, ...comps, ...(name === undefined ? [] : [name]));
+  const notFat = (name?: string) => new Error(`${shown(name)} is not a regular file or directory (a link is not followed), which FAT cannot hold`);
+  const dir = root.openDir(comps);
+  if (!isHandle(dir)) throw dir === undefined ? new Error(`${shown()} is gone`) : notFat();
+  try {
+    mkdirSync(to);
+    // Names as bytes (latin1), as the confined reader takes them.
+    for (const name of readdirSync(dir.self, { encoding: 'latin1' })) {
+      const dest = Buffer.concat([to, Buffer.from('/'), Buffer.from(name, 'latin1')]);
+      const st = lstatIn(dir, name);
+      if (st?.isDirectory()) copyDirectory(root, [...comps, name], from, dest);
+      else if (st?.isFile()) {
+        const content = readFileIn(dir, name);
+        // Replaced by a link or something else since the lstat: refused like one found there.
+        if (content === undefined) throw notFat(name);
+        writeFileSync(dest, content, { flag: 'wx' });
+        fsyncPath(dest);
+      } else throw notFat(name);
+    }
+  } finally {
+    dir.close();
   }
   fsyncPath(to);
 }

@@ -8,8 +8,9 @@
  *
  * GRUB's directory is the one GRUB reads: on the ESP once adoption moved it
  * there (home.ts), else `/boot/grub`. One-shot and counting need GRUB to
- * write grubenv at boot, which it can only on ext2/3/4 or FAT: elsewhere they
- * are refused or skipped, loudly.
+ * write grubenv at boot, which it can only on ext2/3/4 or FAT on a plain
+ * partition (not on LVM, mdraid or an encrypted device): elsewhere they are
+ * refused or skipped, loudly.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -22,7 +23,7 @@ import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/dur
 import { lstatIn, withDirIn } from '../../os/confined.js';
 import { bootFaultPoint } from '../fault.js';
 import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
-import { espHome, grubWritable, moveHome, planHome } from './home.js';
+import { espHome, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
 
 export interface GrubOptions {
   /** GRUB's own directory, holding grub.cfg, grubenv and sysprime.cfg (/boot/grub); the ESP's instead when GRUB reads it there. */
@@ -87,13 +88,16 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
   const esp = opts.esp ?? null;
   // GRUB reads the ESP's directory once a stub points there (adoption moved it), whatever the configuration says.
   const grubDir = espHome(esp) ?? opts.grubDir ?? '/boot/grub';
-  // GRUB writes grubenv at boot (clearing a one-shot, counting tries) only on a filesystem it can write.
+  const runner = opts.run ?? defaultRun;
+  // GRUB writes grubenv at boot (clearing a one-shot, counting tries) only on a filesystem it can write:
+  // its type is known at once (the capabilities), the device below it (LVM, mdraid, LUKS) from grub-probe, asked once when needed.
   const envFs = grubWritable(grubDir);
-  const cannotWrite = `GRUB cannot write grubenv on ${envFs.fs} (${grubDir})`;
+  let judged: Promise<GrubenvJudgement> | undefined;
+  const envJudgement = (): Promise<GrubenvJudgement> => (judged ??= judgeGrubenv(grubDir, runner, envFs));
+  const cannotWrite = (j: GrubenvJudgement) => `GRUB cannot write grubenv on ${j.fs} (${grubDir})`;
   const menuPath = join(grubDir, 'sysprime.cfg');
   const envPath = join(grubDir, 'grubenv');
   const grubD = opts.grubD ?? '/etc/grub.d';
-  const runner = opts.run ?? defaultRun;
 
   const readEnv = (): Map<string, string> => parseGrubenv(readText(envPath) ?? '');
   const editenv = (args: string[]) => runner('grub-editenv', [envPath, ...args]);
@@ -105,6 +109,7 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
 
   const loader: Bootloader = {
     name: 'grub',
+    // By the filesystem's type: where the device below it turns out not to be writable, setOneShot refuses and sync does not count.
     capabilities: { oneShot: envFs.writable, counting: envFs.writable, ownsEntries: true },
 
     describe: () => `GRUB menu ${menuPath}`,
@@ -202,8 +207,10 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       const staged = sopts.staged;
       // Counting starts once, when the staged entry first appears; a later sync never restarts it.
       const stagedTree = staged === undefined ? undefined : trees.get(staged.name);
-      if (staged && staged.tries > 0 && result.added.includes(staged.name) && !envFs.writable) {
-        warnings.push(`${cannotWrite}, so "${staged.name}" boots without counting: try it with \`sysprime activate --once\` after moving GRUB's directory to the ESP (docs/boot.md)`);
+      const startsCounting = staged !== undefined && staged.tries > 0 && result.added.includes(staged.name);
+      const envNow = startsCounting ? await envJudgement() : envFs;
+      if (staged && startsCounting && !envNow.writable) {
+        warnings.push(`${cannotWrite(envNow)}, so "${staged.name}" boots without counting: try it with \`sysprime activate --once\` after moving GRUB's directory to the ESP (docs/boot.md)`);
       } else if (staged && staged.tries > 0 && result.added.includes(staged.name) && stagedTree !== undefined && !unitEnabled(stagedTree, BOOT_COMPLETE_UNIT)) {
         warnings.push(`${BOOT_COMPLETE_UNIT} is not enabled in "${staged.name}", so nothing would mark a good boot and GRUB would fall back after ${staged.tries} boots: "${staged.name}" boots without counting (\`systemctl enable ${BOOT_COMPLETE_UNIT}\`, then stage again)`);
       } else if (staged && staged.tries > 0 && result.added.includes(staged.name)) {
@@ -241,9 +248,10 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       if (!menuEntries().has(idOf(name))) {
         throw new SysprimeError('NOT_FOUND', `environment "${name}" has no entry in ${menuPath}`, { hint: 'see `sysprime doctor`' });
       }
-      if (!envFs.writable) {
+      const envNow = await envJudgement();
+      if (!envNow.writable) {
         // GRUB would boot it and fail to clear next_entry: the one-shot would become every boot's.
-        throw new SysprimeError('REFUSED', `cannot boot "${name}" once: ${cannotWrite}, so it could not clear the one-shot and would boot it every time`, {
+        throw new SysprimeError('REFUSED', `cannot boot "${name}" once: ${cannotWrite(envNow)}, so it could not clear the one-shot and would boot it every time`, {
           hint: 'adopting the machine with `sysprime init` moves GRUB\'s directory to the ESP; or choose the entry in GRUB\'s menu at boot',
         });
       }
@@ -255,7 +263,8 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
       const warnings: string[] = [];
       const cfg = readText(join(grubDir, 'grub.cfg'));
       if (cfg !== null && !cfg.includes(INCLUDE_MARK)) warnings.push(`${join(grubDir, 'grub.cfg')} does not include sysprime's menu: run update-grub (with ${join(grubD, INCLUDE_SCRIPT)} installed)`);
-      if (!envFs.writable) warnings.push(`${cannotWrite}: no one-shot boot and no boot counting`);
+      const envNow = await envJudgement();
+      if (!envNow.writable) warnings.push(`${cannotWrite(envNow)}: no one-shot boot and no boot counting`);
       const countingId = env.get('sysprime_counting');
       const counter = Number(env.get('boot_counter'));
       const tries = Number(env.get('sysprime_tries'));

@@ -1,5 +1,6 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
 import { stateHomeProblem } from '../../environments/state-home.js';
+import { bootMountOf, zfsBootPoolProblem } from '../../environments/boot-kernels.js';
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
@@ -71,8 +72,10 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         problems.push(...(await bootDrift(ctx)));
         const stateProblem = await stateHomeProblem(ctx);
         if (stateProblem !== null) problems.push({ kind: 'state-not-shared', what: stateProblem });
-        // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
         const current = currentOf(envs);
+        const boot = current === undefined ? null : await bootMountOf(ctx, current.name);
+        if (boot?.kind === 'zfs-boot-pool') problems.push({ kind: 'zfs-boot-pool', what: `${zfsBootPoolProblem(boot)}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
+        // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
         const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
 
         if (opts.fix) {

@@ -4,9 +4,10 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createGrub } from '../../../src/bootloaders/grub/index.js';
+import { grubWritable } from '../../../src/bootloaders/grub/home.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
 import { parseGrubenv } from '../../../src/bootloaders/grub/menu.js';
-import type { BootEnvironment } from '../../../src/bootloaders/types.js';
+import type { BootEnvironment, Runner } from '../../../src/bootloaders/types.js';
 import { isSysprimeError } from '../../../src/errors.js';
 import { run } from '../../../src/process/run.js';
 
@@ -15,7 +16,7 @@ after(() => rmSync(scratch, { recursive: true, force: true }));
 let n = 0;
 
 /** A /boot with grub/ and a grubenv, /etc/default/grub, and environment trees. */
-async function setup(grubDefault = 'saved', parent = scratch) {
+async function setup(grubDefault = 'saved', parent = scratch, runner?: Runner) {
   const dir = join(parent, String(n++));
   const boot = join(dir, 'boot');
   mkdirSync(join(boot, 'grub'), { recursive: true });
@@ -32,7 +33,7 @@ async function setup(grubDefault = 'saved', parent = scratch) {
   await run('grub-editenv', [envFile, 'create']);
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'BOOT_IMAGE=/ROOT/old/boot/vmlinuz-6.1 root=UUID=u\n');
-  const grub = createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null });
+  const grub = createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null, ...(runner === undefined ? {} : { run: runner }) });
   const env = (name: string, generation: number, enabled = true): BootEnvironment => {
     const tree = join(dir, 'trees', name);
     mkdirSync(join(tree, 'boot'), { recursive: true });
@@ -136,6 +137,26 @@ test('where GRUB cannot write grubenv (tmpfs here, Btrfs or ZFS on a machine), o
   } finally {
     rmSync(shm, { recursive: true, force: true });
   }
+});
+
+test('on ext4 over LVM (grub-probe says so), GRUB cannot write grubenv either: one-shot is refused and a staged entry is not counted', async (t) => {
+  if (!grubWritable(scratch).writable) return t.skip(`${scratch} is not on a filesystem GRUB writes`);
+  // grub-probe answers as on a /boot logical volume (device-mapper is not available here); everything else runs for real.
+  const asked: string[] = [];
+  const onLvm = (async (cmd: string, args: readonly string[], o?: object) => {
+    if (cmd !== 'grub-probe') return run(cmd, args as string[], o as never);
+    asked.push(args.join(' '));
+    return { command: 'grub-probe', stdout: 'lvm\n', stderr: '', exitCode: 0 };
+  }) as unknown as Runner;
+  const s = await setup('saved', scratch, onLvm);
+  await s.grub.sync([s.env('a', 1)], { defaultName: 'a' });
+  const res = await s.grub.sync([s.env('a', 1), s.env('b', 2)], { defaultName: 'b', fallbackName: 'a', staged: { name: 'b', tries: 3 } });
+  assert.equal(s.vars.get('boot_counter'), undefined, 'no counting GRUB could not carry out');
+  assert.ok(res.warnings.some((w) => /GRUB cannot write grubenv on ext2\/3\/4 on LVM \(lvm\).*boots without counting/.test(w)), res.warnings.join('\n'));
+  await assert.rejects(s.grub.setOneShot('a'), (e: unknown) => isSysprimeError(e, 'REFUSED') && /on LVM .*could not clear the one-shot/.test((e as Error).message));
+  assert.equal(s.vars.get('next_entry'), undefined);
+  assert.ok((await s.grub.inspect()).warnings.some((w) => /on LVM .*no one-shot boot and no boot counting/.test(w)));
+  assert.deepEqual(asked, [`--target=abstraction ${join(s.boot, 'grub')}`], 'asked once, about GRUB\'s directory');
 });
 
 test('a staged environment without the unit that marks a good boot is not counted: it would fall back after booting fine', async () => {

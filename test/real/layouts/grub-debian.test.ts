@@ -5,7 +5,9 @@
  * the stub at it and gives every environment the fstab line that mounts it;
  * staging, one-shot and counting then write where GRUB reads, also after
  * `@rootfs` is deleted. The ESP is a directory standing in for the FAT one
- * (vfat cannot be mounted here); the VM suite boots the real thing.
+ * (vfat cannot be mounted here): SYSPRIME_ESP_STANDIN lists it as a vfat
+ * mount, SYSPRIME_GRUB_WRITABLE as a filesystem GRUB writes. The VM suite
+ * boots the real thing.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -30,7 +32,7 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
   let esp: string;
   let oldGrub: string;
   let stub: string;
-  const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_GRUB_WRITABLE: esp } });
+  const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_GRUB_WRITABLE: esp, SYSPRIME_ESP_STANDIN: esp } });
   const ok = async (...args: string[]) => {
     const r = await sp(...args);
     assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);

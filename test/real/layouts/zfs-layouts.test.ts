@@ -2,8 +2,9 @@
  * The ZFS root layouts people already have, built as their guides build
  * them (test/fixtures/zfs-layouts.ts), adopted and used with the real CLI:
  * the OpenZFS "Root on ZFS" layout of the Debian bookworm guide with its
- * shared datasets and boot pool, ZFSBootMenu's, roots made by other tools,
- * and input that cannot be adopted, which must change nothing.
+ * shared datasets and boot pool (which is refused while it is the running
+ * /boot), ZFSBootMenu's, roots made by other tools, and input that cannot
+ * be adopted, which must change nothing.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -199,6 +200,61 @@ describe('the OpenZFS Root on ZFS layout (Debian bookworm guide)', () => {
       assert.equal(readFileSync(join(l.altroot, 'home/alice/notes.txt'), 'utf8'), 'written after init\n');
     } finally {
       await unmountPool(l.pool);
+    }
+  });
+});
+
+describe('the OpenZFS layout booted with its boot pool at /boot: not taken for a /boot partition', () => {
+  let l: ZfsLayout;
+  let dir: string;
+  let boot: string;
+  // The running system's /boot is the boot pool's dataset, mounted (below the altroot) where the test tells sysprime /boot is.
+  const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+  const pools = async () => `${await poolState(l.pool)}\n${await poolState(l.bootPool!)}`;
+  const mountBoot = () => run('zfs', ['mount', `${l.bootPool}/BOOT/debian`]);
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sysprime-layout-'));
+    l = await makeZfsLayout('debian', `[update]\nmethod = "command"\ncommand = "${updateScript(dir)}"\nchroot = false\n`);
+    boot = join(l.altroot, 'boot');
+  });
+  after(async () => {
+    await l?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('init refuses in one line, before anything changes: both pools byte for byte as they were', async () => {
+    await mountBoot();
+    try {
+      const before = await pools();
+      const r = await sp('init');
+      assert.equal(r.code, 5, r.stderr);
+      assert.ok(r.stderr.trim().split('\n').length <= 2, r.stderr);
+      assert.match(r.stderr, new RegExp(`${boot} is the ZFS dataset ${l.bootPool}/BOOT/debian, a boot pool .*: sysprime does not manage a ZFS boot pool yet`));
+      assert.match(r.stderr, /hint: keep the kernels in the root dataset .*ZFSBootMenu or systemd-boot/);
+      assert.equal(await pools(), before);
+      assert.match((await sp('list')).stdout, /no environments/);
+    } finally {
+      await unmountPool(l.bootPool!);
+    }
+  });
+
+  test('adopted while it was not mounted, stage refuses it before cloning anything, and doctor names it', async () => {
+    const init = await sysprime(['init'], { config: l.config });
+    assert.equal(init.code, 0, init.stderr);
+    await mountBoot();
+    try {
+      const before = await pools();
+      const r = await sp('stage');
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /does not manage a ZFS boot pool yet/);
+      assert.equal(await pools(), before, 'no clone, no snapshot, nothing in the boot pool');
+      assert.equal(await exists(`${l.pool}/ROOT/gen-1`), false);
+      const d = await sp('doctor');
+      assert.notEqual(d.code, 0, d.stdout);
+      assert.match(d.stdout, new RegExp(`^zfs-boot-pool: ${boot} is the ZFS dataset ${l.bootPool}/BOOT/debian, .*staging is refused`, 'm'));
+    } finally {
+      await unmountPool(l.bootPool!);
     }
   });
 });

@@ -1,0 +1,42 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+// What the running system's /boot is, from the mount table: a partition every environment shares, or a ZFS boot pool's dataset.
+import { bootMountIn, separateBoot, zfsBootPoolProblem } from '../../../src/environments/boot-kernels.js';
+import { parseMountinfo } from '../../../src/os/mounts.js';
+
+const line = (id: number, dev: string, point: string, fs: string, source: string) => `${id} 1 ${dev} / ${point} rw,relatime shared:${id} - ${fs} ${source} rw`;
+
+/** The OpenZFS Root on ZFS layout, booted: rpool/ROOT/debian at /, bpool/BOOT/debian at /boot, the ESP below it. */
+const GUIDE = [
+  line(21, '0:30', '/', 'zfs', 'rpool/ROOT/debian'),
+  line(22, '0:31', '/boot', 'zfs', 'bpool/BOOT/debian'),
+  line(23, '259:1', '/boot/efi', 'vfat', '/dev/nvme0n1p2'),
+  line(24, '0:32', '/home', 'zfs', 'rpool/home'),
+].join('\n');
+
+test('a ZFS dataset at /boot is a boot pool\'s, not a partition', () => {
+  assert.deepEqual(bootMountIn(parseMountinfo(GUIDE)), { kind: 'zfs-boot-pool', path: '/boot', dataset: 'bpool/BOOT/debian' });
+  assert.equal(separateBoot(GUIDE), null, 'never mirrored as a partition');
+  // zfs-fuse says fuse.zfs.
+  const fuse = [line(21, '0:30', '/', 'fuse.zfs', 'rpool/ROOT/debian'), line(22, '0:31', '/boot', 'fuse.zfs', 'bpool/BOOT/debian')].join('\n');
+  assert.deepEqual(bootMountIn(parseMountinfo(fuse)), { kind: 'zfs-boot-pool', path: '/boot', dataset: 'bpool/BOOT/debian' });
+});
+
+test('an ext4 /boot is a partition; a /boot inside the root is nothing of its own', () => {
+  const ext4 = [line(21, '0:30', '/', 'zfs', 'rpool/ROOT/debian'), line(22, '254:1', '/boot', 'ext4', '/dev/vda2')].join('\n');
+  assert.deepEqual(bootMountIn(parseMountinfo(ext4)), { kind: 'partition', path: '/boot' });
+  assert.equal(separateBoot(ext4), '/boot');
+  assert.equal(bootMountIn(parseMountinfo(line(21, '0:30', '/', 'zfs', 'rpool/ROOT/debian'))), null);
+});
+
+test('a directory taken for /boot (tests) is what is mounted there: a boot pool\'s dataset, or a stand-in partition', () => {
+  const table = parseMountinfo([line(21, '254:0', '/', 'ext4', '/dev/vda'), line(60, '0:70', '/tmp/t/target/boot', 'fuse.zfs', 'bpoolab12/BOOT/debian')].join('\n'));
+  assert.deepEqual(bootMountIn(table, '/tmp/t/target/boot'), { kind: 'zfs-boot-pool', path: '/tmp/t/target/boot', dataset: 'bpoolab12/BOOT/debian' });
+  assert.deepEqual(bootMountIn(table, '/tmp/t/boot-partition'), { kind: 'partition', path: '/tmp/t/boot-partition' });
+});
+
+test('the refusal says what it is and that sysprime does not manage it yet, in one line', () => {
+  const what = zfsBootPoolProblem({ kind: 'zfs-boot-pool', path: '/boot', dataset: 'bpool/BOOT/debian' });
+  assert.match(what, /^\/boot is the ZFS dataset bpool\/BOOT\/debian, a boot pool .*: sysprime does not manage a ZFS boot pool yet$/);
+  assert.doesNotMatch(what, /\n/);
+});
