@@ -52,6 +52,9 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
       }),
     );
 
+  /** Problems doctor names that only the admin can change: --fix leaves them, and the exit status says so. */
+  const ADMIN_ONLY = new Set(['state-not-shared', 'zfs-boot-pool']);
+
   program
     .command('doctor')
     .description('find where environments, pristine snapshots, boot entries and the journal disagree; --fix repairs it')
@@ -92,15 +95,19 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
             lock.release();
           }
         }
+        // What --fix cannot repair (the state database's home, a boot pool) stays in the exit status after it.
+        const left = problems.filter((p) => ADMIN_ONLY.has(p.kind));
+        const repairable = problems.length - left.length;
         if (globals().json) printJson({ problems, fixed, shared });
         else {
           for (const p of shared) if (p.where === 'at-risk') process.stdout.write(`shared-data: ${p.why}\n`);
           if (problems.length === 0) process.stdout.write('no problems found\n');
           for (const p of problems) process.stdout.write(`${p.kind}: ${p.what}\n`);
           for (const f of fixed) process.stdout.write(`fixed: ${f}\n`);
-          if (problems.length > 0 && !opts.fix) process.stdout.write('run `sysprime doctor --fix` to repair\n');
+          if (repairable > 0 && !opts.fix) process.stdout.write(`run \`sysprime doctor --fix\` to repair${left.length > 0 ? ` what it can; ${left.map((p) => p.kind).join(' and ')} is the admin's to change` : ''}\n`);
+          else if (left.length > 0) process.stdout.write(`doctor --fix cannot repair ${left.map((p) => p.kind).join(' or ')}: it is the admin's to change (see above)\n`);
         }
-        return problems.length > 0 && !opts.fix ? EXIT.DIFFERENCES : EXIT.OK;
+        return (problems.length > 0 && !opts.fix) || left.length > 0 ? EXIT.DIFFERENCES : EXIT.OK;
       }),
     );
 

@@ -253,6 +253,10 @@ describe('the OpenZFS layout booted with its boot pool at /boot: not taken for a
       const d = await sp('doctor');
       assert.notEqual(d.code, 0, d.stdout);
       assert.match(d.stdout, new RegExp(`^zfs-boot-pool: ${boot} is the ZFS dataset ${l.bootPool}/BOOT/debian, .*staging is refused`, 'm'));
+      // --fix cannot change it: it says so and still exits non-zero.
+      const f = await sp('doctor', '--fix');
+      assert.notEqual(f.code, 0, f.stdout);
+      assert.match(f.stdout, /doctor --fix cannot repair zfs-boot-pool/);
     } finally {
       await unmountPool(l.bootPool!);
     }
