@@ -71,7 +71,13 @@ export interface BlsPaths {
   initrd: string | null;
 }
 
-/** The text of one entry. Field values never hold newlines: names are checked, options are single-line. */
+/**
+ * The text of one entry. Field values never hold newlines: names are
+ * checked, descriptions and options are single-line. BLS has no escapes: a
+ * value is the rest of its line, except that systemd-boot drops a pair of
+ * double quotes around all of it; a title starts with the environment's
+ * name, never with a quote, so the admin's description shows as written.
+ */
 export function renderBlsEntry(entry: BootEntry, paths: BlsPaths, rank: Rank): string {
   const oneLine = (v: string): string => v.replace(/[\r\n]+/g, ' ').trim();
   const lines = [

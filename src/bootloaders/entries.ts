@@ -9,9 +9,16 @@ import { findKernel } from './kernels.js';
 
 export const ENTRY_PREFIX = 'sysprime-';
 
-export function entryTitle(env: Pick<BootEnvironment, 'name' | 'generation' | 'created'>): string {
+/**
+ * `gen-4 (generation 4, 2026-11-22)`, or with a description
+ * `gen-4: before the 6.12 kernel (generation 4, 2026-11-22)`: the name
+ * first, so the entry is known by it however the menu cuts a long line.
+ * Plain text; each bootloader escapes it for its own format.
+ */
+export function entryTitle(env: Pick<BootEnvironment, 'name' | 'generation' | 'created' | 'description'>): string {
   const day = Number.isNaN(env.created.getTime()) ? 'unknown date' : env.created.toISOString().slice(0, 10);
-  return `${env.name} (generation ${env.generation}, ${day})`;
+  const description = env.description ?? null;
+  return `${env.name}${description !== null && description !== '' ? `: ${description}` : ''} (generation ${env.generation}, ${day})`;
 }
 
 export function joinArgs(...parts: string[]): string {

@@ -16,10 +16,12 @@ export interface SyncFromBackendOptions extends SyncOptions {
   cmdline: string;
   /** The running system's command line, when it runs from one of these environments (cmdline.ts). */
   booted?: string | null;
+  /** The admin's description of an environment, for its entry's title; absent: none. */
+  descriptionOf?(env: EnvironmentInfo): string | null;
 }
 
 export async function syncFromBackend(loader: Bootloader, backend: Backend, envs: readonly EnvironmentInfo[], opts: SyncFromBackendOptions): Promise<SyncResult> {
-  const { rootOf, cmdline, booted, ...syncOpts } = opts;
+  const { rootOf, cmdline, booted, descriptionOf, ...syncOpts } = opts;
   if (loader.name === 'none') return loader.sync([], syncOpts);
   const opened: OpenTree[] = [];
   try {
@@ -29,7 +31,8 @@ export async function syncFromBackend(loader: Bootloader, backend: Backend, envs
       opened.push(tree);
       const root = rootOf(env);
       const args = composeCmdline({ booted: booted ?? null, environment: readTextAt(tree.path, '/etc/kernel/cmdline'), config: cmdline });
-      list.push({ name: env.name, generation: env.generation, created: env.created, rootArgs: rootArgsFor(root), cmdline: args, root, tree: tree.path });
+      const description = descriptionOf?.(env) ?? null;
+      list.push({ name: env.name, generation: env.generation, created: env.created, description, rootArgs: rootArgsFor(root), cmdline: args, root, tree: tree.path });
     }
     return await loader.sync(list, syncOpts);
   } finally {

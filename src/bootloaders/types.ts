@@ -19,6 +19,8 @@ export interface BootEnvironment {
   name: string;
   generation: number;
   created: Date;
+  /** The admin's description (one printable line, checked before it was kept), shown in the entry's title. */
+  description?: string | null;
   /** Kernel arguments that select the root (see rootArgsFor in bls.ts). */
   rootArgs: string;
   /** Further kernel arguments (`[boot] cmdline`). */

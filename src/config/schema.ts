@@ -20,7 +20,8 @@ export interface Config {
   /** Where GRUB keeps its files: sysprime writes its menu and grubenv in `dir` and a script in `scripts`. */
   grub: { dir: string; defaults: string; scripts: string };
   update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
-  retention: { keep: number; minFreePercent: number };
+  /** keepDays: environments younger than this many days are kept too (0: off). */
+  retention: { keep: number; keepDays: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
   /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
@@ -39,7 +40,7 @@ export const DEFAULTS: Config = {
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
-  retention: { keep: 5, minFreePercent: 20 },
+  retention: { keep: 5, keepDays: 0, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
@@ -92,6 +93,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'update.repository': { kind: { t: 'string' }, set: (c, v) => (c.update.repository = v as string), doc: 'store repository' },
   'update.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.update.timeout = v as number), doc: 'seconds' },
   'retention.keep': { kind: { t: 'int', min: 1, max: 1000 }, set: (c, v) => (c.retention.keep = v as number), doc: 'environments kept' },
+  'retention.keep_days': {
+    kind: { t: 'int', min: 0, max: 36500 },
+    set: (c, v) => (c.retention.keepDays = v as number),
+    doc: 'environments younger than this many days are kept too; 0 turns it off',
+  },
   'retention.min_free_percent': {
     kind: { t: 'int', min: 0, max: 90 },
     set: (c, v) => (c.retention.minFreePercent = v as number),

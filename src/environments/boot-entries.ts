@@ -16,6 +16,7 @@ import { rootMount, runsFromPool } from '../backends/registry.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { readFileSync } from 'node:fs';
+import { descriptionOf } from './annotations.js';
 
 /** `[grub]` paths (GRUB's directory, /etc/default/grub, /etc/grub.d), when the configuration sets them. */
 function grubPaths(config: Config): CreateOptions['grub'] {
@@ -98,6 +99,7 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   if (loader.name !== 'none') for (const e of envs) roots.set(e.name, await ctx.backend.bootRoot(e.name));
   const result = await syncFromBackend(loader, ctx.backend, envs, {
     rootOf: (env) => roots.get(env.name)!,
+    descriptionOf,
     cmdline: ctx.config.boot.cmdline,
     booted: await bootedCmdline(all, roots.get(def.name)),
     defaultName: def.name,

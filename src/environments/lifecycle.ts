@@ -15,6 +15,8 @@ import { recoverOperations, runOperation, type Json, type OperationSpec } from '
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
+import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
+import { acquireLock } from '../state/lock.js';
 import * as fs from 'node:fs';
 
 export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
@@ -102,15 +104,66 @@ async function refuseExisting(ctx: Context, name: string): Promise<void> {
   }
 }
 
-export async function createEnvironment(ctx: Context, name: string, from?: string): Promise<EnvironmentInfo> {
-  await recoverFirst(ctx);
+export async function createEnvironment(ctx: Context, name: string, from?: string, opts: { description?: string } = {}): Promise<EnvironmentInfo> {
+  // Bad input changes nothing, not even a recovery.
   checkName(name);
+  const description = opts.description === undefined ? null : checkDescription(opts.description);
+  await recoverFirst(ctx);
   const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
   await ctx.backend.cloneFromEnvironment(source.name, name);
+  // Before the entries are written, so its boot menu title carries it from the start.
+  if (description !== null) await ctx.backend.setMeta(name, { [DESCRIPTION_KEY]: description });
   await syncBootEntries(ctx);
-  recordEvent(ctx.db, name, 'create', { from: source.name, generation: source.generation });
+  recordEvent(ctx.db, name, 'create', { from: source.name, generation: source.generation, ...(description !== null ? { description } : {}) });
   return findEnvironment(ctx, name);
+}
+
+/** Set the description of an environment (an empty text clears it), and write the boot entries whose titles carry it. */
+export async function describeEnvironment(ctx: Context, name: string, text: string): Promise<EnvironmentInfo> {
+  const description = checkDescription(text);
+  checkName(name);
+  await recoverFirst(ctx);
+  await findEnvironment(ctx, name);
+  await ctx.backend.setMeta(name, { [DESCRIPTION_KEY]: description });
+  await syncBootEntries(ctx);
+  recordEvent(ctx.db, name, 'describe', { description });
+  return findEnvironment(ctx, name);
+}
+
+export interface PinChange {
+  env: EnvironmentInfo;
+  /** False when it already was as asked. */
+  changed: boolean;
+}
+
+/**
+ * Pin an environment: prune keeps it, destroy refuses it without --force.
+ * Under the lock, so a prune that planned without the pin cannot be
+ * destroying it meanwhile: while one runs, pinning waits for nobody and
+ * says who holds the lock (BUSY).
+ */
+export async function pinEnvironment(ctx: Context, name: string): Promise<PinChange> {
+  checkName(name);
+  const lock = acquireLock(ctx.db, 'pinning an environment');
+  try {
+    const env = await findEnvironment(ctx, name);
+    if (isPinned(env)) return { env, changed: false };
+    await ctx.backend.setMeta(name, { [PIN_KEY]: PIN_VALUE });
+    recordEvent(ctx.db, name, 'pin', {});
+    return { env: await findEnvironment(ctx, name), changed: true };
+  } finally {
+    lock.release();
+  }
+}
+
+/** Unpin it: retention treats it as any other again. Needs no lock: a prune planned with the pin only keeps it once more. */
+export async function unpinEnvironment(ctx: Context, name: string): Promise<PinChange> {
+  const env = await findEnvironment(ctx, name);
+  if (!isPinned(env)) return { env, changed: false };
+  await ctx.backend.setMeta(name, { [PIN_KEY]: null });
+  recordEvent(ctx.db, name, 'unpin', {});
+  return { env: await findEnvironment(ctx, name), changed: true };
 }
 
 interface ActivateParams extends Json {
@@ -209,7 +262,7 @@ function refuseUnfinished(env: EnvironmentInfo): void {
   }
 }
 
-export async function destroyEnvironment(ctx: Context, name: string): Promise<void> {
+export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<void> {
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   if (env.booted) {
@@ -224,6 +277,13 @@ export async function destroyEnvironment(ctx: Context, name: string): Promise<vo
   }
   if (env.mounted !== null) {
     throw new SysprimeError('REFUSED', `"${name}" is mounted at ${env.mounted}`, { hint: `run \`sysprime umount ${name}\` first` });
+  }
+  // Last: --force would not help with the refusals above.
+  if (isPinned(env) && opts.force !== true) {
+    const description = descriptionOf(env);
+    throw new SysprimeError('REFUSED', `"${name}" is pinned${description !== null ? ` (${description})` : ''}: it is not destroyed without --force`, {
+      hint: `unpin it first (\`sysprime unpin ${name}\`), or destroy it with \`sysprime destroy --force ${name}\``,
+    });
   }
   // Entry first: a crash in between leaves an environment without an entry
   // (harmless, `doctor` adds it back), never an entry that cannot boot.

@@ -13,6 +13,7 @@ import { recordEvent } from '../state/events.js';
 import { faultPoint, recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
+import { isPinned } from './annotations.js';
 
 export interface PruneResult {
   plan: PrunePlan;
@@ -79,7 +80,7 @@ export async function recoverPrune(ctx: Context): Promise<string[]> {
   return recoverOperations(ctx.db, PRUNE, ctx);
 }
 
-export async function pruneEnvironments(ctx: Context, opts: { keep?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
+export async function pruneEnvironments(ctx: Context, opts: { keep?: number; keepDays?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
   if (!opts.dryRun) for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).
@@ -88,13 +89,15 @@ export async function pruneEnvironments(ctx: Context, opts: { keep?: number; dry
   const boot = await loader.inspect().catch(() => null);
   // The bootloader's own default counts as the default too: while a ZFSBootMenu one-shot waits,
   // bootfs names the one-shot target and the default to return to lives only in the bootloader.
-  const envs = bootable(all).map((e) => (e.name === boot?.defaultName ? { ...e, isDefault: true } : e));
+  const envs = bootable(all).map((e) => ({ ...e, isDefault: e.isDefault || e.name === boot?.defaultName, pinned: isPinned(e) }));
   const esp = await loader.espUsage?.().catch((err: unknown) => {
     log.warn(`prune: the ESP's free space is unknown (${messageOf(err)}); its rule is skipped`);
     return undefined;
   });
   const plan = planPrune(envs, {
     keep: opts.keep ?? ctx.config.retention.keep,
+    keepDays: opts.keepDays ?? ctx.config.retention.keepDays,
+    now: new Date(),
     minFreePercent: ctx.config.retention.minFreePercent,
     poolFree: space.free,
     poolSize: space.size,

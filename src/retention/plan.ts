@@ -4,18 +4,24 @@
  * along when nothing else needs it) and syncs the boot entries after.
  *
  * Rules, in order:
- * 1. The booted, default and one-shot environments are never destroyed.
- * 2. The `keep` newest environments (by creation order within the pool,
- *    then creation time, then generation) stay.
- * 3. Older ones go.
- * 4. If the pool is below its free-space floor, environments kept by rule 2
- *    go too, oldest first, until the floor is met. That needs each one's
- *    unique space; where it is unknown the planner says it cannot compute
- *    and destroys nothing more for the floor.
- * 5. Where the bootloader copies kernels to the ESP, the ESP keeps room for
+ * 1. The booted, default, one-shot and pinned environments are never
+ *    destroyed.
+ * 2. The `keep` newest environments that are not pinned (by creation order
+ *    within the pool, then creation time, then generation) stay: pinned
+ *    ones are kept besides, and do not count.
+ * 3. So does every environment younger than `keepDays` days (its creation
+ *    time, in periods of 24 hours before `now`): an environment stays while
+ *    it is among the newest OR young enough (as snapper's number cleanup
+ *    with NUMBER_MIN_AGE). 0 turns this rule off.
+ * 4. The others go.
+ * 5. If the pool is below its free-space floor, environments kept by rules
+ *    2 and 3 go too, oldest first, until the floor is met. That needs each
+ *    one's unique space; where it is unknown the planner says it cannot
+ *    compute and destroys nothing more for the floor.
+ * 6. Where the bootloader copies kernels to the ESP, the ESP keeps room for
  *    one more environment's kernel and initramfs: if it would not have it
- *    after rules 3 and 4, more environments kept by rule 2 go, oldest first,
- *    each freeing its own files on the ESP, until it does.
+ *    after rules 4 and 5, more environments kept by rules 2 and 3 go, oldest
+ *    first, each freeing its own files on the ESP, until it does.
  */
 
 export interface RetentionEnvironment {
@@ -26,12 +32,18 @@ export interface RetentionEnvironment {
   createdOrder: number;
   booted: boolean;
   isDefault: boolean;
+  /** The admin pinned it (`sysprime pin`): never destroyed, not counted in `keep`. */
+  pinned: boolean;
   /** Bytes freed by destroying it, or null when the filesystem cannot say. */
   spaceUnique: number | null;
 }
 
 export interface PruneOptions {
   keep: number;
+  /** Environments younger than this many days stay (rule 3); 0 turns it off. */
+  keepDays: number;
+  /** What "younger" is measured from. */
+  now: Date;
   /** 0 disables the floor. */
   minFreePercent: number;
   poolFree: number;
@@ -51,7 +63,10 @@ export interface EspSpace {
   perEnvironment: ReadonlyMap<string, number>;
 }
 
-export type KeepReason = 'booted' | 'default' | 'one-shot' | 'newest';
+export type KeepReason = 'booted' | 'default' | 'one-shot' | 'pinned' | 'newest' | 'recent';
+/** Reasons of retention: the free-space floor and the ESP's room may still override them. */
+const SOFT: ReadonlySet<KeepReason> = new Set(['newest', 'recent']);
+const DAY_MS = 24 * 60 * 60 * 1000;
 export type DestroyReason = 'beyond-keep' | 'free-space' | 'esp-space';
 
 export interface PlannedKeep {
@@ -94,21 +109,39 @@ function newestFirst(a: RetentionEnvironment, b: RetentionEnvironment): number {
 const gib = (n: number): string => `${(n / 2 ** 30).toFixed(2)} GiB`;
 const pct = (free: number, size: number): string => `${((100 * free) / size).toFixed(1)}%`;
 
+/** Made less than `days` days before `now`; an unknown creation time (the epoch, or none) is not. */
+function isRecent(e: RetentionEnvironment, days: number, now: Date): boolean {
+  const made = e.created.getTime();
+  return days > 0 && Number.isFinite(made) && made > 0 && now.getTime() - made < days * DAY_MS;
+}
+
+const plural = (n: number, what: string): string => `${n} ${what}${n === 1 ? '' : 's'}`;
+
 export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOptions): PrunePlan {
   const ordered = [...envs].sort(newestFirst);
   const notes: string[] = [];
   const keep = new Map<string, KeepReason[]>();
   const destroy: PlannedDestroy[] = [];
 
-  ordered.forEach((e, index) => {
+  let counted = 0;
+  for (const e of ordered) {
     const reasons: KeepReason[] = [];
     if (e.booted) reasons.push('booted');
     if (e.isDefault) reasons.push('default');
     if (opts.oneShot !== null && e.name === opts.oneShot) reasons.push('one-shot');
-    if (index < opts.keep) reasons.push('newest');
-    if (reasons.length > 0) keep.set(e.name, reasons);
-    else destroy.push({ name: e.name, reason: 'beyond-keep', why: `older than the ${opts.keep} newest`, spaceUnique: e.spaceUnique });
-  });
+    if (e.pinned) reasons.push('pinned');
+    // Pinned ones are kept besides the newest: pinning an old environment does not shorten the history.
+    else if (counted++ < opts.keep) reasons.push('newest');
+    if (isRecent(e, opts.keepDays, opts.now)) reasons.push('recent');
+    if (reasons.length > 0) {
+      keep.set(e.name, reasons);
+      continue;
+    }
+    const why = opts.keepDays > 0 ? `older than the ${opts.keep} newest, and made ${plural(opts.keepDays, 'day')} ago or more` : `older than the ${opts.keep} newest`;
+    destroy.push({ name: e.name, reason: 'beyond-keep', why, spaceUnique: e.spaceUnique });
+    const made = e.created.getTime();
+    if (opts.keepDays > 0 && !(Number.isFinite(made) && made > 0)) notes.push(`the creation time of "${e.name}" is unknown: keep_days cannot keep it`);
+  }
   if (opts.oneShot !== null && !envs.some((e) => e.name === opts.oneShot)) notes.push(`the one-shot environment "${opts.oneShot}" does not exist`);
 
   const floorBytes = (opts.minFreePercent / 100) * opts.poolSize;
@@ -117,8 +150,8 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
   if (free === null) notes.push(`cannot compute the free space after pruning: the space of ${destroy.filter((d) => d.spaceUnique === null).map((d) => `"${d.name}"`).join(', ')} is unknown`);
 
   if (opts.minFreePercent > 0 && opts.poolSize > 0 && free !== null && free < floorBytes) {
-    // Only environments kept for being recent can go; the booted, default and one-shot ones never do.
-    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => r === 'newest')).reverse();
+    // Only environments kept by retention (newest, recent) can go; the booted, default, one-shot and pinned ones never do.
+    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => SOFT.has(r))).reverse();
     for (const e of candidates) {
       if (free === null || free >= floorBytes) break;
       if (e.spaceUnique === null) {
@@ -146,7 +179,9 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     booted: 'it is running now',
     default: 'it is the default boot environment',
     'one-shot': 'it is set to boot once next',
+    pinned: 'it is pinned',
     newest: `it is among the ${opts.keep} newest`,
+    recent: `it is younger than ${plural(opts.keepDays, 'day')}`,
   };
   const kept: PlannedKeep[] = ordered
     .filter((e) => keep.has(e.name))
@@ -174,7 +209,7 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
 
 const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
 
-/** Rule 5: destroy environments kept for being recent, oldest first, until the ESP has room for one more kernel set. */
+/** Rule 6: destroy environments kept by retention only, oldest first, until the ESP has room for one more kernel set. */
 function espRoom(
   esp: EspSpace,
   ordered: readonly RetentionEnvironment[],
@@ -185,7 +220,7 @@ function espRoom(
   const filesOf = (name: string): number => esp.perEnvironment.get(name) ?? 0;
   let free = esp.free + destroy.reduce((sum, d) => sum + filesOf(d.name), 0);
   if (free < esp.need) {
-    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => r === 'newest')).reverse();
+    const candidates = ordered.filter((e) => keep.get(e.name)?.every((r) => SOFT.has(r))).reverse();
     for (const e of candidates) {
       if (free >= esp.need) break;
       // An environment with nothing on the ESP frees nothing there: destroying it would not help.

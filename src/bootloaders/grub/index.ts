@@ -22,7 +22,7 @@ import { findKernel } from '../kernels.js';
 import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
 import { lstatIn, withDirIn } from '../../os/confined.js';
 import { bootFaultPoint } from '../fault.js';
-import { menuBlocks, parseGrubenv, renderGrubMenu } from './menu.js';
+import { menuBlocks, menuTitle, parseGrubenv, renderGrubMenu } from './menu.js';
 import { espHome, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
 
 export interface GrubOptions {
@@ -278,9 +278,10 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         return {
           name: nameOf(id),
           ref: id,
-          title: /^menuentry '([^']*)'/.exec(block)?.[1] ?? null,
-          generation: Number(/# sysprime generation (\d+)/.exec(block)?.[1] ?? NaN) || null,
-          kernelVersion: /\(Linux ([^)]+)\)/.exec(block)?.[1] ?? null,
+          title: menuTitle(block),
+          // Read from the lines below the title: the admin's description is in the title and may hold any words.
+          generation: Number(/^\t# sysprime generation (\d+)$/m.exec(block)?.[1] ?? NaN) || null,
+          kernelVersion: /^\techo .*\(Linux ([^)]+)\) \.\.\.'?$/m.exec(block)?.[1] ?? null,
           counting,
         };
       });

@@ -13,10 +13,57 @@ import type { BootEntry } from '../types.js';
 
 export const MAX_TRIES = 99;
 
-/** One GRUB word, quoted when it needs to be: single quotes stop variable expansion. */
+/**
+ * One GRUB word, quoted when it needs to be: single quotes stop variable
+ * expansion and keep every character as it is (`$`, `"`, `\`, `;`, `{`, `#`,
+ * spaces); a single quote itself cannot be inside them, so it ends the
+ * quoted part, comes as `\'`, and a new quoted part begins. Newlines never
+ * reach here (names, descriptions and options are one line).
+ */
 export function grubQuote(word: string): string {
   if (/^[A-Za-z0-9_@%+=:,./-]+$/.test(word)) return word;
   return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * The words of one line of GRUB script as GRUB's lexer reads them, without
+ * expanding variables: `'...'` keeps everything, unquoted text takes a
+ * backslash as an escape of the next character, `"..."` of `$`, `"` and
+ * `\`. The inverse of grubQuote, so `inspect` reads back the title
+ * sysprime wrote whatever it holds.
+ */
+export function grubWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | null = null;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (c === ' ' || c === '\t') {
+      if (word !== null) words.push(word);
+      word = null;
+      continue;
+    }
+    word ??= '';
+    if (c === "'") {
+      const end = line.indexOf("'", i + 1);
+      word += line.slice(i + 1, end < 0 ? line.length : end);
+      i = end < 0 ? line.length : end;
+    } else if (c === '"') {
+      // Inside double quotes a backslash escapes only $, " and itself.
+      for (i++; i < line.length && line[i] !== '"'; i++) word += line[i] === '\\' && '$"\\'.includes(line[i + 1] ?? 'x') ? line[++i]! : line[i]!;
+    } else if (c === '\\' && i + 1 < line.length) {
+      word += line[++i]!;
+    } else {
+      word += c;
+    }
+  }
+  if (word !== null) words.push(word);
+  return words;
+}
+
+/** The title of a menu entry block (its first line's second word), or null. */
+export function menuTitle(block: string): string | null {
+  const [keyword, title] = grubWords(block.split('\n', 1)[0] ?? '');
+  return keyword === 'menuentry' && title !== undefined ? title : null;
 }
 
 /** Kernel arguments split as the kernel splits them: spaces inside double quotes do not separate. */

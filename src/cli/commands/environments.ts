@@ -1,4 +1,4 @@
-/** The environment verbs: init, list, create, activate, destroy, rename, mount, umount. */
+/** The environment verbs: init, list, create, describe, pin, unpin, activate, destroy, rename, mount, umount. */
 import type { Command } from 'commander';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import type { Context } from '../../context.js';
@@ -8,6 +8,7 @@ import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { sharedDataOfEnvironment } from '../../environments/shared.js';
 import { log } from '../../log.js';
+import { descriptionOf, isPinned } from '../../environments/annotations.js';
 
 export function environmentJson(e: EnvironmentInfo) {
   return {
@@ -20,6 +21,8 @@ export function environmentJson(e: EnvironmentInfo) {
     created: e.created.toISOString(),
     spaceUnique: e.spaceUnique,
     mounted: e.mounted,
+    description: descriptionOf(e),
+    pinned: isPinned(e),
   };
 }
 
@@ -77,7 +80,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .description('list environments')
     .addHelpText(
       'after',
-      '\nFlags: N = running now, R = default at next boot. The last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, prune',
+      '\nFlags: N = running now, R = default at next boot. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, prune',
     )
     .action(async () =>
       withContext(globals(), async (ctx) => {
@@ -98,8 +101,17 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         }
         process.stdout.write(
           table(
-            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED'],
-            envs.map((e) => [e.name, flags(e), String(e.generation), e.mounted ?? '-', formatBytes(e.spaceUnique), e.created.toISOString().slice(0, 16).replace('T', ' ')]),
+            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED', 'PINNED', 'DESCRIPTION'],
+            envs.map((e) => [
+              e.name,
+              flags(e),
+              String(e.generation),
+              e.mounted ?? '-',
+              formatBytes(e.spaceUnique),
+              e.created.toISOString().slice(0, 16).replace('T', ' '),
+              isPinned(e) ? 'yes' : '-',
+              descriptionOf(e) ?? '',
+            ]),
           ),
         );
         process.stdout.write(foreignLine);
@@ -111,12 +123,52 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .command('create <name>')
     .description('create an environment from another one as it is now (default: the current one)')
     .option('--from <env>', 'source environment')
-    .addHelpText('after', '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3')
-    .action(async (name: string, opts: { from?: string }) =>
+    .option('--description <text>', 'one line saying what it is for, shown by list and in its boot menu title')
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3\n  sysprime create before-kernel --description "before the 6.12 kernel"',
+    )
+    .action(async (name: string, opts: { from?: string; description?: string }) =>
       withContext(globals(), async (ctx) => {
-        const env = await lifecycle.createEnvironment(ctx, name, opts.from);
+        const env = await lifecycle.createEnvironment(ctx, name, opts.from, opts.description === undefined ? {} : { description: opts.description });
         if (globals().json) printJson(environmentJson(env));
         else process.stdout.write(`created "${env.name}" (generation ${env.generation})\n`);
+      }),
+    );
+
+  program
+    .command('describe <name> <text>')
+    .description('set the description of an environment (one line; an empty text clears it)')
+    .addHelpText('after', '\nExamples:\n  sysprime describe gen-4 "known good, before the 6.12 kernel"\n  sysprime describe gen-4 ""              clear it')
+    .action(async (name: string, text: string) =>
+      withContext(globals(), async (ctx) => {
+        const env = await lifecycle.describeEnvironment(ctx, name, text);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(descriptionOf(env) === null ? `"${env.name}" has no description now\n` : `"${env.name}" is described as: ${descriptionOf(env)}\n`);
+      }),
+    );
+
+  program
+    .command('pin <name>')
+    .description('pin an environment: prune keeps it, destroy refuses it without --force')
+    .addHelpText('after', '\nExamples:\n  sysprime pin gen-4')
+    .action(async (name: string) =>
+      withContext(globals(), async (ctx) => {
+        const { env, changed } = await lifecycle.pinEnvironment(ctx, name);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(changed ? `pinned "${env.name}": prune keeps it, destroy refuses it without --force\n` : `"${env.name}" was already pinned\n`);
+      }),
+    );
+
+  program
+    .command('unpin <name>')
+    .description('unpin an environment: retention may destroy it again')
+    .addHelpText('after', '\nExamples:\n  sysprime unpin gen-4')
+    .action(async (name: string) =>
+      withContext(globals(), async (ctx) => {
+        const { env, changed } = await lifecycle.unpinEnvironment(ctx, name);
+        if (globals().json) printJson(environmentJson(env));
+        else process.stdout.write(changed ? `unpinned "${env.name}"\n` : `"${env.name}" was not pinned\n`);
       }),
     );
 
@@ -141,11 +193,12 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
 
   program
     .command('destroy <name>')
-    .description('destroy an environment (never the running or the default one)')
-    .addHelpText('after', '\nExamples:\n  sysprime destroy before-upgrade')
-    .action(async (name: string) =>
+    .description('destroy an environment (never the running or the default one; a pinned one only with --force)')
+    .option('--force', 'destroy it even though it is pinned')
+    .addHelpText('after', '\nExamples:\n  sysprime destroy before-upgrade\n  sysprime destroy --force old-pinned')
+    .action(async (name: string, opts: { force?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        await lifecycle.destroyEnvironment(ctx, name);
+        await lifecycle.destroyEnvironment(ctx, name, { force: opts.force === true });
         if (globals().json) printJson({ destroyed: name });
         else process.stdout.write(`destroyed "${name}"\n`);
       }),

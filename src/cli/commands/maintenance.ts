@@ -24,15 +24,22 @@ async function updaterFor(config: Config): Promise<Updater> {
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
   program
     .command('prune')
-    .description('destroy old environments beyond [retention] keep and below the free-space floor (never the running, default or one-shot one)')
+    .description(
+      'destroy old environments beyond [retention] keep and keep_days, and below the free-space floor (never the running, default, one-shot or a pinned one)',
+    )
     .option('--keep <n>', 'keep this many environments', wholeNumberOption(KEYS['retention.keep']!.kind as Range))
+    .option('--keep-days <n>', 'keep environments younger than this many days too (0: off)', wholeNumberOption(KEYS['retention.keep_days']!.kind as Range))
     .option('-n, --dry-run', 'say what would go, destroy nothing')
-    .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3')
-    .action(async (opts: { keep?: number; dryRun?: boolean }) =>
+    .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3\n  sysprime prune --keep 3 --keep-days 14   the 3 newest, and all made in the last 14 days')
+    .action(async (opts: { keep?: number; keepDays?: number; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const lock = acquireLock(ctx.db, 'pruning');
         try {
-          const r = await pruneEnvironments(ctx, { ...(opts.keep !== undefined ? { keep: opts.keep } : {}), dryRun: opts.dryRun === true });
+          const r = await pruneEnvironments(ctx, {
+            ...(opts.keep !== undefined ? { keep: opts.keep } : {}),
+            ...(opts.keepDays !== undefined ? { keepDays: opts.keepDays } : {}),
+            dryRun: opts.dryRun === true,
+          });
           if (globals().json) {
             printJson({ dryRun: opts.dryRun === true, ...r });
             return r.failed.length ? EXIT.FAILED : EXIT.OK;

@@ -149,7 +149,8 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
                 const lock = acquireLock(c.db, 'pruning');
                 try {
                   const r = await pruneEnvironments(c);
-                  return r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune';
+                  const pinned = r.plan.keep.filter((k) => k.reasons.includes('pinned')).map((k) => k.name);
+                  return (r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune') + (pinned.length ? `; kept pinned: ${pinned.join(', ')}` : '');
                 } finally {
                   lock.release();
                 }

@@ -11,6 +11,7 @@ import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
 import { sharedPathsOrWarn } from '../../environments/shared.js';
+import { isPinned } from '../../environments/annotations.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -55,6 +56,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           nextBoot: next?.name ?? null,
           failedBoots: failedBoots.map((e) => ({ environment: e.name, entry: e.ref })),
           environments: envs.length,
+          pinned: envs.filter(isPinned).map((e) => e.name),
           daemon: scheduled.length > 0 ? { pid: scheduled[0]!.pid, jobs: scheduled.map((r) => ({ job: r.job, nextRun: r.nextRun, lastRun: r.lastRun, lastResult: r.lastResult })) } : null,
           nextStage: daemonStage?.nextRun ?? null,
           reintegration,
@@ -79,9 +81,9 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         const lines = [
           `backend:     ${status.backend}`,
           `config:      ${status.config}`,
-          `current:     ${current ? `${current.name} (generation ${current.generation}${current.booted ? ', running' : ', default of this pool'})` : 'none'}`,
-          `next boot:   ${status.nextBoot ?? 'not set'}`,
-          `environments: ${envs.length}`,
+          `current:     ${current ? `${current.name} (generation ${current.generation}${current.booted ? ', running' : ', default of this pool'}${isPinned(current) ? ', pinned' : ''})` : 'none'}`,
+          `next boot:   ${next ? `${next.name}${isPinned(next) ? ' (pinned)' : ''}` : (status.nextBoot ?? 'not set')}`,
+          `environments: ${envs.length}${status.pinned.length > 0 ? `, pinned: ${status.pinned.join(', ')}` : ''}`,
           `last stage:  ${stage ? `${stage.status}${status.lastStage?.environment ? ` "${status.lastStage.environment}"` : ''} (${stage.started})${stage.error ? `: ${(JSON.parse(stage.error) as { message?: string }).message ?? ''}` : ''}` : 'never'}`,
           `next stage:  ${daemonStage?.nextRun ?? (scheduled.length ? 'off' : 'daemon not running')}`,
         ];

@@ -174,3 +174,24 @@ test('the menu sysprime writes is valid GRUB script (grub-script-check), default
   const res = await run('grub-script-check', [join(s.boot, 'grub', 'sysprime.cfg')], { allowFailure: true });
   assert.equal(res.exitCode, 0, res.stderr || res.stdout);
 });
+
+test('a description in the title: GRUB reads it back exactly, inspect still finds generation and kernel, and a sync changes only what changed', async (t) => {
+  const s = await setup();
+  const hostile = `it's "$x" (Linux 9.9) # sysprime generation 7 ... \\ ; {`;
+  const described = { ...s.env('a', 1), description: hostile };
+  const first = await s.grub.sync([described, s.env('b', 2)], { defaultName: 'b' });
+  assert.deepEqual(first.added.sort(), ['a', 'b']);
+  const state = await s.grub.inspect();
+  const a = state.entries.find((e) => e.name === 'a');
+  assert.equal(a?.title, `a: ${hostile} (generation 1, 2026-01-01)`);
+  assert.equal(a?.generation, 1);
+  assert.equal(a?.kernelVersion, '6.1.0-13-amd64');
+  assert.deepEqual((await s.grub.sync([described, s.env('b', 2)], { defaultName: 'b' })).kept.sort(), ['a', 'b'], 'the same description: nothing to rewrite');
+  const changed = await s.grub.sync([{ ...described, description: 'known good' }, s.env('b', 2)], { defaultName: 'b' });
+  assert.deepEqual(changed.updated, ['a']);
+  assert.equal((await s.grub.inspect()).entries.find((e) => e.name === 'a')?.title, 'a: known good (generation 1, 2026-01-01)');
+  if ((await run('sh', ['-c', 'command -v grub-script-check'], { allowFailure: true })).exitCode !== 0) return t.skip('grub-script-check is not installed');
+  await s.grub.sync([described, s.env('b', 2)], { defaultName: 'b' });
+  const res = await run('grub-script-check', [join(s.boot, 'grub', 'sysprime.cfg')], { allowFailure: true });
+  assert.equal(res.exitCode, 0, res.stderr || res.stdout);
+});

@@ -278,3 +278,17 @@ test('espUsage: the free space less the spare, each environment\'s kernel files,
   assert.deepEqual((await loader.espUsage!()).perEnvironment.get('old'), 1500);
   assert.deepEqual(espUsage(join(scratch, 'no-esp-kernels'), () => 0), { free: 0, need: 0, perEnvironment: new Map() });
 });
+
+test('a description in the title: written as it is on its one line, read back by inspect, rewritten only when it changes', async () => {
+  const { esp, trees } = fresh();
+  const loader = createSystemdBoot({ esp });
+  const described = { ...env(trees, 'gen-1', 1), description: `"quoted" it's $x # not a comment` };
+  await loader.sync([described, env(trees, 'gen-2', 2)], { defaultName: 'gen-2' });
+  const text = readFileSync(join(esp, 'loader', 'entries', 'sysprime-gen-1.conf'), 'utf8');
+  assert.deepEqual(parseBlsEntry(text).get('title'), [`gen-1: "quoted" it's $x # not a comment (generation 1, 2026-01-01)`]);
+  assert.equal((await loader.inspect()).entries.find((e) => e.name === 'gen-1')?.title, `gen-1: "quoted" it's $x # not a comment (generation 1, 2026-01-01)`);
+  assert.deepEqual((await loader.sync([described, env(trees, 'gen-2', 2)], { defaultName: 'gen-2' })).kept.sort(), ['gen-1', 'gen-2']);
+  const changed = await loader.sync([{ ...described, description: null }, env(trees, 'gen-2', 2)], { defaultName: 'gen-2' });
+  assert.deepEqual(changed.updated, ['gen-1']);
+  assert.deepEqual(parseBlsEntry(readFileSync(join(esp, 'loader', 'entries', 'sysprime-gen-1.conf'), 'utf8')).get('title'), ['gen-1 (generation 1, 2026-01-01)']);
+});

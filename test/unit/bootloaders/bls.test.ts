@@ -104,3 +104,12 @@ test('the default boots while it has tries; when they run out the fallback does'
   assert.equal(predictBoot([admin, newer, fallback, failed], { defaultPattern: DEFAULT_PATTERN })?.id, 'sysprime-gen-1.conf');
   assert.equal(predictBoot([admin, newer, fallback, failed], { defaultPattern: DEFAULT_PATTERN, oneShot: 'sysprime-gen-3.conf' })?.id, 'sysprime-gen-3.conf');
 });
+
+test('a description goes into the BLS title as written, on its one line', () => {
+  const described: BootEnvironment = { ...env('gen-2', 2), description: `"quoted" it's $x # not a comment` };
+  const { entries } = computeEntries([described], kernel);
+  const text = renderBlsEntry(entries[0]!, { linux: '/l', initrd: null }, 'other');
+  assert.match(text, /^title gen-2: "quoted" it's \$x # not a comment \(generation 2, 2026-11-22\)$/m);
+  assert.deepEqual(parseBlsEntry(text).get('title'), [`gen-2: "quoted" it's $x # not a comment (generation 2, 2026-11-22)`]);
+  assert.equal(text.split('\n').filter((l) => l.startsWith('title')).length, 1);
+});

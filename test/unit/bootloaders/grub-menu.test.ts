@@ -1,10 +1,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { grubQuote, splitKernelArgs, menuBlocks, menuIds, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
+import { grubQuote, grubWords, splitKernelArgs, menuBlocks, menuIds, menuTitle, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
 import { bootedFromCmdline, loadedFiles } from '../../../src/bootloaders/grub/index.js';
 import { computeEntries } from '../../../src/bootloaders/entries.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
 import type { BootEnvironment, KernelPair, RootLocation } from '../../../src/bootloaders/types.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../../src/process/run.js';
 
 const kernel = (): KernelPair => ({
   version: '6.1.0-13-amd64',
@@ -14,8 +18,8 @@ const kernel = (): KernelPair => ({
   initrdInTree: '/boot/initrd.img-6.1.0-13-amd64',
 });
 
-function entryFor(root: RootLocation, cmdline = 'quiet') {
-  const env: BootEnvironment = { name: 'gen-4', generation: 4, created: new Date(Date.UTC(2026, 10, 22)), rootArgs: rootArgsFor(root), cmdline, root, tree: '/x' };
+function entryFor(root: RootLocation, cmdline = 'quiet', description: string | null = null) {
+  const env: BootEnvironment = { name: 'gen-4', generation: 4, created: new Date(Date.UTC(2026, 10, 22)), description, rootArgs: rootArgsFor(root), cmdline, root, tree: '/x' };
   return computeEntries([env], kernel).entries[0]!;
 }
 
@@ -106,4 +110,55 @@ test('the files a menu entry loads are found as paths inside the environment', (
   ].join('\n');
   assert.deepEqual(loadedFiles(block), ['/boot/vmlinuz-6.1', '/boot/initrd.img-6.1']);
   assert.deepEqual(loadedFiles("menuentry 'x' --id sysprime-x {\n}"), []);
+});
+
+/** Descriptions an admin may write that mean something to GRUB's script: quotes, variables, separators, braces, comments, escapes. */
+const HOSTILE = [
+  "it's known good",
+  "'; reboot; echo '",
+  '$root ${prefix} $(x)',
+  '"double" and \\ backslash \\\' odd',
+  'a; b && c | d',
+  '} menuentry evil { linux /x',
+  '# not a comment',
+  "--id 'sysprime-other' {",
+  'Übergang — vor 6.12 ✓',
+  "''",
+  "\\'",
+];
+
+test('a description goes into the GRUB title quoted: GRUB reads back exactly the title, and nothing else changes', () => {
+  for (const d of HOSTILE) {
+    const e = entryFor({ fs: 'btrfs', uuid: 'u', subvolume: 'ROOT/gen-4' }, 'quiet', d);
+    assert.equal(e.title, `gen-4: ${d} (generation 4, 2026-11-22)`);
+    const block = renderMenuEntry(e);
+    const [first, ...rest] = block.split('\n');
+    assert.deepEqual(grubWords(first!), ['menuentry', e.title, '--class', 'gnu-linux', '--class', 'os', '--id', 'sysprime-gen-4', '{'], d);
+    assert.equal(menuTitle(block), e.title, d);
+    // Only the first line carries it; ids and blocks are found as before.
+    assert.ok(rest.every((l) => !l.includes(d)), d);
+    const menu = renderGrubMenu([e]);
+    assert.deepEqual(menuIds(menu), ['sysprime-gen-4'], d);
+    assert.deepEqual([...menuBlocks(menu).keys()], ['sysprime-gen-4'], d);
+  }
+  assert.equal(entryFor({ fs: 'btrfs', uuid: 'u', subvolume: 'ROOT/gen-4' }).title, 'gen-4 (generation 4, 2026-11-22)', 'no description, no colon');
+});
+
+test('GRUB words: single quotes keep everything, backslashes escape outside them, double quotes escape only $ " \\', () => {
+  assert.deepEqual(grubWords(`menuentry 'a b' c\\ d "e \\$f \\x" 'g'\\''h'`), ['menuentry', 'a b', 'c d', 'e $f \\x', "g'h"]);
+  for (const w of HOSTILE) assert.deepEqual(grubWords(grubQuote(w)), [w], w);
+});
+
+test('grub-script-check accepts a menu whose titles hold every hostile description', async (t) => {
+  if ((await run('sh', ['-c', 'command -v grub-script-check'], { allowFailure: true })).exitCode !== 0) return t.skip('grub-script-check is not installed');
+  const dir = mkdtempSync(join(tmpdir(), 'sysprime-grub-title-'));
+  try {
+    const entries = HOSTILE.map((d, i) => ({ ...entryFor({ fs: 'zfs', pool: 'rpool', dataset: `rpool/ROOT/e${i}` }, 'quiet', d), id: `sysprime-e${i}`, name: `e${i}` }));
+    const file = join(dir, 'sysprime.cfg');
+    writeFileSync(file, renderGrubMenu(entries));
+    const res = await run('grub-script-check', [file], { allowFailure: true });
+    assert.equal(res.exitCode, 0, res.stderr || res.stdout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

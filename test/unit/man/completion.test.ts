@@ -113,7 +113,8 @@ const envs = ['default', 'gen-1', 'gen-2'].map((name, i) =>
     pristine: null,
     booted: i === 0,
     isDefault: i === 0,
-    meta: {},
+    // A description that looks like a name must not become one.
+    meta: i === 2 ? { description: '"name": "evil" "name":"worse"', pinned: 'yes' } : {},
   }),
 );
 writeFileSync(join(fake, 'list.json'), JSON.stringify(envs, null, 2) + '\n');
@@ -134,4 +135,13 @@ test('bash completes verbs, options and environment names', async () => {
 test('bash asks for names with the --config of the line', async () => {
   assert.deepEqual(await complete('sysprime -c /x.toml destroy d'), ['default']);
   assert.equal(readFileSync(join(fake, 'args'), 'utf8').trim(), '--config /x.toml --json list');
+});
+
+test('bash completes the environment of describe, pin and unpin, and never a description as a name', async () => {
+  assert.deepEqual(await complete('sysprime pin gen'), ['gen-1', 'gen-2']);
+  assert.deepEqual(await complete('sysprime unpin '), ['default', 'gen-1', 'gen-2']);
+  assert.deepEqual(await complete('sysprime describe g'), ['gen-1', 'gen-2']);
+  assert.deepEqual(await complete('sysprime describe gen-1 '), [], 'the second argument is free text');
+  assert.deepEqual(await complete('sysprime destroy --f'), ['--force']);
+  assert.deepEqual(await complete('sysprime prune --keep-'), ['--keep-days']);
 });

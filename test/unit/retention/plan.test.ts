@@ -7,10 +7,10 @@ const GiB = 2 ** 30;
 function envs(n: number, over: Partial<Record<string, Partial<RetentionEnvironment>>> = {}): RetentionEnvironment[] {
   return Array.from({ length: n }, (_, i) => {
     const name = `gen-${i + 1}`;
-    return { name, generation: i + 1, created: new Date(Date.UTC(2026, 0, i + 1)), createdOrder: i + 1, booted: false, isDefault: false, spaceUnique: GiB, ...over[name] };
+    return { name, generation: i + 1, created: new Date(Date.UTC(2026, 0, i + 1)), createdOrder: i + 1, booted: false, isDefault: false, pinned: false, spaceUnique: GiB, ...over[name] };
   });
 }
-const opts = (o: Partial<PruneOptions> = {}): PruneOptions => ({ keep: 3, minFreePercent: 0, poolFree: 50 * GiB, poolSize: 100 * GiB, oneShot: null, ...o });
+const opts = (o: Partial<PruneOptions> = {}): PruneOptions => ({ keep: 3, keepDays: 0, now: new Date(Date.UTC(2026, 5, 1)), minFreePercent: 0, poolFree: 50 * GiB, poolSize: 100 * GiB, oneShot: null, ...o });
 const names = (xs: { name: string }[]) => xs.map((x) => x.name);
 
 test('keeps the newest N and destroys the older ones, oldest first', () => {
@@ -121,4 +121,51 @@ test('ESP: protected environments never go for it, environments without files th
   assert.deepEqual(names(plan.destroy), [], 'gen-1 and gen-2 have nothing on the ESP; gen-3 is protected');
   assert.equal(plan.space.esp?.met, false);
   assert.match(plan.notes.join('\n'), /ESP stays short of room/);
+});
+
+test('a pinned environment is never destroyed, however old, and does not count in keep', () => {
+  const plan = planPrune(envs(6, { 'gen-1': { pinned: true } }), opts({ keep: 3 }));
+  assert.deepEqual(names(plan.destroy), ['gen-2', 'gen-3']);
+  assert.deepEqual(names(plan.keep), ['gen-6', 'gen-5', 'gen-4', 'gen-1'], 'the 3 newest unpinned, and the pinned one besides');
+  const pinned = plan.keep.find((k) => k.name === 'gen-1')!;
+  assert.deepEqual(pinned.reasons, ['pinned']);
+  assert.equal(pinned.why, 'it is pinned');
+});
+
+test('neither the free-space floor nor the ESP takes a pinned environment', () => {
+  const floor = planPrune(envs(3, { 'gen-1': { pinned: true }, 'gen-2': { pinned: true } }), opts({ keep: 1, minFreePercent: 90, poolFree: 0 }));
+  assert.deepEqual(names(floor.destroy), ['gen-3'], 'only the unpinned one, kept as the newest, goes for the floor');
+  assert.equal(floor.space.floorMet, false);
+  const esp = planPrune(envs(2, { 'gen-1': { pinned: true } }), opts({ keep: 1, esp: { free: 0, need: 60 * MiB, perEnvironment: espFiles(2) } }));
+  assert.deepEqual(names(esp.destroy), ['gen-2']);
+  assert.ok(esp.keep.some((k) => k.name === 'gen-1' && k.reasons.includes('pinned')));
+});
+
+test('keep_days: an environment stays while among the newest OR younger than keep_days', () => {
+  // gen-1 .. gen-6 made on January 1st .. 6th; now is January 10th, 12:00.
+  const now = new Date(Date.UTC(2026, 0, 10, 12));
+  const plan = planPrune(envs(6), opts({ keep: 2, keepDays: 7, now }));
+  // Younger than 7 days: made after January 3rd, 12:00, so gen-4 .. gen-6; gen-5 and gen-6 are also the 2 newest.
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2', 'gen-3']);
+  assert.deepEqual(Object.fromEntries(plan.keep.map((k) => [k.name, k.reasons])), { 'gen-6': ['newest', 'recent'], 'gen-5': ['newest', 'recent'], 'gen-4': ['recent'] });
+  assert.equal(plan.keep.find((k) => k.name === 'gen-4')!.why, 'it is younger than 7 days');
+  assert.equal(plan.destroy[0]!.why, 'older than the 2 newest, and made 7 days ago or more');
+  // Exactly keep_days old is old: 7 × 24 hours after gen-4 was made, it goes.
+  const later = planPrune(envs(6), opts({ keep: 2, keepDays: 7, now: new Date(Date.UTC(2026, 0, 11)) }));
+  assert.deepEqual(names(later.destroy), ['gen-1', 'gen-2', 'gen-3', 'gen-4']);
+  // The count still keeps old ones: with nothing young, the 2 newest stay.
+  const quiet = planPrune(envs(6), opts({ keep: 2, keepDays: 7, now: new Date(Date.UTC(2027, 0, 1)) }));
+  assert.deepEqual(names(quiet.keep), ['gen-6', 'gen-5']);
+  // 0 turns the rule off.
+  assert.deepEqual(names(planPrune(envs(6), opts({ keep: 2, keepDays: 0, now })).keep), ['gen-6', 'gen-5']);
+});
+
+test('keep_days: the free-space floor may still take young environments, oldest first; an unknown creation time is never young', () => {
+  const now = new Date(Date.UTC(2026, 0, 10));
+  const plan = planPrune(envs(4), opts({ keep: 1, keepDays: 30, now, minFreePercent: 52, poolFree: 50 * GiB }));
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-2']);
+  assert.deepEqual(plan.destroy.map((d) => d.reason), ['free-space', 'free-space']);
+  const unknown = planPrune(envs(2, { 'gen-1': { created: new Date(0) } }), opts({ keep: 1, keepDays: 30, now }));
+  assert.deepEqual(names(unknown.destroy), ['gen-1']);
+  assert.match(unknown.notes.join('\n'), /creation time of "gen-1" is unknown/);
 });
