@@ -148,6 +148,8 @@ export async function pinEnvironment(ctx: Context, name: string): Promise<PinCha
   const lock = acquireLock(ctx.db, 'pinning an environment');
   try {
     const env = await findEnvironment(ctx, name);
+    // A clone of a staging cut short is undone (destroyed) by the next recovery, pin or not: saying "pinned" would be a lie.
+    refuseUnfinished(env);
     if (isPinned(env)) return { env, changed: false };
     await ctx.backend.setMeta(name, { [PIN_KEY]: PIN_VALUE });
     recordEvent(ctx.db, name, 'pin', {});

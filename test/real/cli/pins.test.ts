@@ -228,6 +228,20 @@ for (const kind of KINDS) {
       await ok('destroy', 'y2');
     });
 
+    test('pin refuses an environment whose staging was cut short: the next recovery removes it', async () => {
+      const before = (await list()).map((e) => e.name);
+      const killed = await b.spEnv({ SYSPRIME_FAULT_INJECT: 'kill:stage:update:before' }, 'stage');
+      assert.notEqual(killed.code, 0, 'the staging was killed');
+      const left = (await list()).map((e) => e.name).filter((n) => !before.includes(n));
+      assert.equal(left.length, 1, `one clone left by the killed staging: ${left.join(', ')}`);
+      const r = await sp('pin', left[0]!);
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /is still being staged \(or its staging was interrupted\)/);
+      assert.equal(await stored(left[0]!, 'pinned'), null, 'no pin was written');
+      await ok('doctor', '--fix');
+      assert.deepEqual((await list()).map((e) => e.name), before, 'the recovery removed the unfinished clone');
+    });
+
     test('refusals: a missing environment, a bad description; nothing changes', async () => {
       await ok('create', 'r1', '--description', 'stays');
       for (const args of [['pin', 'nope'], ['unpin', 'nope'], ['describe', 'nope', 'x']]) {
