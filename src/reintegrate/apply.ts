@@ -16,7 +16,7 @@ import { faultPoint } from '../state/journal.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
-import { mergeText } from './merge.js';
+import { MERGE_MAX_LINES, mergeText } from './merge.js';
 import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
@@ -417,7 +417,9 @@ async function mergeOurs(r: Roots, a: PlanAction, ours: FsObject, item: ReportIt
   item.detail =
     m.kind === 'binary'
       ? `changed by both, and not text (${m.which.join(', ')}): not merged`
-      : `changed by both, and the changes overlap (admin's lines ${m.regions.map((x) => (x.oursStart === x.oursEnd ? `${x.oursStart}` : `${x.oursStart}-${x.oursEnd}`)).join(', ')})`;
+      : m.kind === 'too-long'
+        ? `changed by both, and over ${MERGE_MAX_LINES} lines (${m.lines}): not merged line by line`
+        : `changed by both, and the changes overlap (admin's lines ${m.regions.map((x) => (x.oursStart === x.oursEnd ? `${x.oursStart}` : `${x.oursStart}-${x.oursEnd}`)).join(', ')})`;
   const changed = await resolveConflict(r, a, ours, item);
   item.outcome = changed ? 'conflict' : 'unchanged';
 }
