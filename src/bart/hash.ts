@@ -39,6 +39,33 @@ export function hashBytes(alg: HashAlgorithm, data: Uint8Array): string {
   return createHash(alg).update(data).digest('hex');
 }
 
+/** A digest fed piece by piece: a file too large to hold, streamed through src/os/file-data.ts. */
+export interface Hasher {
+  update(data: Uint8Array): void;
+  digest(): string;
+}
+
+/** The same digest hashBytes gives for the bytes fed, in order. */
+export function createHasher(alg: HashAlgorithm): Hasher {
+  if (alg === 'xxh64') {
+    if (xx === undefined) throw new Error('loadHashers() must run before hashing with xxh64');
+    const h = xx.create64();
+    return {
+      update(data) {
+        for (let i = 0; i < data.length; i += CHUNK) h.update(data.subarray(i, Math.min(data.length, i + CHUNK)));
+      },
+      digest: () => hex64(h.digest()),
+    };
+  }
+  const h = createHash(alg);
+  return {
+    update(data) {
+      h.update(data);
+    },
+    digest: () => h.digest('hex'),
+  };
+}
+
 /**
  * Hash the file at `path` (a string or raw bytes). `buf` is the caller's
  * reusable buffer of at least CHUNK bytes. Throws the fs error as is.

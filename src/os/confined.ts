@@ -53,7 +53,9 @@ export class DirHandle {
     readonly fd: number,
     /** Components from the root to this directory (byte strings). */
     readonly comps: readonly string[],
-    readonly tree: TreeOptions = {},
+    readonly tree: TreeOptions,
+    /** The root it was opened from: a file found here is found again from it (FileInTree). */
+    readonly root: ConfinedRoot,
   ) {}
 
   /** Attributes already read in this tree, when its root keeps them. */
@@ -118,6 +120,8 @@ export interface TreeOptions {
 }
 
 export class ConfinedRoot {
+  private closed = false;
+
   private constructor(
     readonly root: string,
     private readonly rootFd: number,
@@ -141,6 +145,7 @@ export class ConfinedRoot {
   }
 
   close(): void {
+    this.closed = true;
     closeSync(this.rootFd);
   }
 
@@ -150,6 +155,8 @@ export class ConfinedRoot {
    * not a directory (a file, or a symbolic link, which is never followed).
    */
   openDir(comps: readonly string[]): DirHandle | { blocked: string[] } | undefined {
+    // Once closed, the descriptor number may name another directory: never walk from it.
+    if (this.closed) throw new Error(`${this.root} was opened as a confined root and closed already`);
     let fd = openSync(`/proc/self/fd/${this.rootFd}`, O_RDONLY | O_DIRECTORY);
     for (let i = 0; i < comps.length; i++) {
       const next = Buffer.concat([Buffer.from(`/proc/self/fd/${fd}/`), nameBytes(comps[i]!)]);
@@ -166,7 +173,7 @@ export class ConfinedRoot {
       closeSync(fd);
       fd = child;
     }
-    return new DirHandle(fd, comps, this.tree);
+    return new DirHandle(fd, comps, this.tree, this);
   }
 
   /** The parent directory of a manifest path, and the last component. */
@@ -219,6 +226,59 @@ export function openPathIn(dir: DirHandle, name: string): number | undefined {
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return undefined;
     throw ioError(`open ${displayPath(name)}`, err);
+  }
+}
+
+/**
+ * A regular file found below a confined root, remembered instead of read:
+ * its bytes are read only when a comparison or a copy needs them, a piece
+ * at a time (src/os/file-data.ts), so a file of any size is never held in
+ * memory. It is found again the way it was found first, component by
+ * component from the root, and only if it is still that file (device,
+ * inode, size, modification time); otherwise it changed in between, and the
+ * caller is told so rather than handed other bytes.
+ */
+export class FileInTree {
+  private readonly root: ConfinedRoot;
+  private readonly comps: readonly string[];
+
+  constructor(
+    dir: DirHandle,
+    private readonly name: string,
+    readonly st: Stats,
+  ) {
+    this.root = dir.root;
+    this.comps = dir.comps;
+  }
+
+  get size(): number {
+    return this.st.size;
+  }
+
+  /** Whether `st` is this very file (same inode of the same filesystem). */
+  isInode(st: Stats): boolean {
+    return st.dev === this.st.dev && st.ino === this.st.ino;
+  }
+
+  /** A descriptor on the file, for reading; the caller closes it. */
+  open(): number {
+    const dir = this.root.openDir(this.comps);
+    let fd: number | undefined;
+    if (isHandle(dir)) {
+      try {
+        fd = openFileIn(dir, this.name);
+      } finally {
+        dir.close();
+      }
+    }
+    if (fd !== undefined) {
+      const now = fstatSync(fd);
+      if (this.isInode(now) && now.size === this.st.size && now.mtimeMs === this.st.mtimeMs) return fd;
+      closeSync(fd);
+    }
+    throw new SysprimeError('IO', `${displayPath('/' + [...this.comps, this.name].join('/'))} in ${this.root.root} changed while sysprime was reading it`, {
+      hint: 'it was written, replaced or removed meanwhile; run again to carry it as it is then',
+    });
   }
 }
 

@@ -14,10 +14,10 @@ import { SysprimeError, isSysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { faultPoint } from '../state/journal.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
-import { hashBytes, loadHashers } from '../bart/hash.js';
+import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
-import { mergeText } from './merge.js';
-import { NotEmptyError, place, readObject, readObjectIn, removeEntry, moveAside, type Desired, type FsObject } from './objects.js';
+import { MERGE_MAX_LINES, mergeText } from './merge.js';
+import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
 import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from '../os/confined.js';
@@ -69,6 +69,16 @@ function parentOf(path: string): string {
 }
 
 class Skip extends Error {}
+
+/**
+ * Merges hold the three versions whole (diff3 works on lines): a file
+ * larger than this is not merged, it is resolved as a conflict (the
+ * admin's in place, the update's beside), so memory stays bounded.
+ */
+export const MERGE_MAX = 16 << 20;
+
+/** A version too large to merge (MERGE_MAX). */
+class TooLarge extends Error {}
 
 function blockedError(path: string, root: string): SysprimeError {
   return new SysprimeError('REFUSED', `a component of ${displayPath(path)} in ${root} is not a directory (a symbolic link there is never followed)`, {
@@ -123,16 +133,16 @@ async function theirsObject(r: Roots, path: string): Promise<FsObject | undefine
 }
 
 /** Does the object match the update's manifest entry? (Used when theirsRoot is not given.) */
-function matchesEntry(cur: FsObject, t: ManifestEntry | undefined, hash: Roots['hash']): boolean {
+async function matchesEntry(cur: FsObject, t: ManifestEntry | undefined, hash: Roots['hash']): Promise<boolean> {
   if (t === undefined || cur.type !== t.type) return false;
-  if (cur.type === 'F') return t.contents !== undefined && cur.content !== undefined && hashBytes(hash, cur.content) === t.contents;
+  if (cur.type === 'F') return t.contents !== undefined && cur.content !== undefined && (await digestOf(hash, cur.content)) === t.contents;
   if (cur.type === 'L') return cur.dest !== undefined && cur.dest.toString('latin1') === t.dest;
   return true;
 }
 
-function sameObject(a: FsObject, b: FsObject): boolean {
+async function sameObject(a: FsObject, b: FsObject): Promise<boolean> {
   if (a.type !== b.type) return false;
-  if (a.type === 'F') return a.content !== undefined && b.content !== undefined && a.content.equals(b.content);
+  if (a.type === 'F') return a.content !== undefined && b.content !== undefined && (await sameBytes(a.content, b.content));
   if (a.type === 'L') return a.dest !== undefined && b.dest !== undefined && a.dest.equals(b.dest);
   if (a.type === 'B' || a.type === 'C') return a.st.rdev === b.st.rdev;
   return true;
@@ -278,8 +288,8 @@ async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: Re
     const theirs = await theirsObject(r, a.path);
     let changed = false;
     let aside: string | undefined;
-    if (cur !== 'absent' && !sameObject(cur, ours)) {
-      const isTheirs = theirs !== undefined ? sameObject(cur, theirs) : matchesEntry(cur, a.theirs, r.hash);
+    if (cur !== 'absent' && !(await sameObject(cur, ours))) {
+      const isTheirs = theirs !== undefined ? await sameObject(cur, theirs) : await matchesEntry(cur, a.theirs, r.hash);
       if (isTheirs || cur.type === 'D') {
         aside = freeSidelineName(r, a.path, dir, name, cur.type === 'D');
         moveAside(dir, name, aside);
@@ -331,10 +341,20 @@ async function applyMetadata(r: Roots, a: PlanAction, item: ReportItem): Promise
   }
 }
 
+/** The bytes of a version to merge; TooLarge beyond MERGE_MAX. */
+async function mergeable(c: Content): Promise<Buffer>;
+async function mergeable(c: Content | undefined): Promise<Buffer | undefined>;
+async function mergeable(c: Content | undefined): Promise<Buffer | undefined> {
+  if (c === undefined) return undefined;
+  const b = await bytesWithin(c, MERGE_MAX);
+  if (b === undefined) throw new TooLarge();
+  return b;
+}
+
 async function textOf(root: ConfinedRoot | undefined, path: string): Promise<Buffer | undefined> {
   if (root === undefined) return undefined;
   const o = await readObject(root, path);
-  return typeof o === 'object' && o.type === 'F' ? o.content : undefined;
+  return typeof o === 'object' && o.type === 'F' ? mergeable(o.content) : undefined;
 }
 
 async function targetFile(r: Roots, path: string): Promise<FsObject | undefined> {
@@ -342,23 +362,36 @@ async function targetFile(r: Roots, path: string): Promise<FsObject | undefined>
   return typeof o === 'object' && o.type === 'F' ? o : undefined;
 }
 
+/** A three-way merge of text; a version too large to hold (MERGE_MAX) is resolved as a conflict instead. */
 async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
   const ours = await readOurs(r, a, 'F');
+  try {
+    await mergeOurs(r, a, ours, item);
+  } catch (err) {
+    if (!(err instanceof TooLarge)) throw err;
+    item.detail = `changed by both, and larger than ${MERGE_MAX >> 20} MiB: not merged line by line`;
+    const changed = await resolveConflict(r, a, ours, item);
+    item.outcome = changed ? 'conflict' : 'unchanged';
+  }
+}
+
+async function mergeOurs(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<void> {
   const base = await textOf(r.base, a.path);
   if (base === undefined) throw new Skip('the base version is not in the old pristine tree');
   const cur = await targetFile(r, a.path);
   let theirs = await textOf(r.theirs, a.path);
-  if (theirs === undefined && r.theirs === undefined && cur?.content !== undefined && matchesEntry(cur, a.theirs, r.hash)) theirs = cur.content;
+  if (theirs === undefined && r.theirs === undefined && cur?.content !== undefined && (await matchesEntry(cur, a.theirs, r.hash))) theirs = await mergeable(cur.content);
   if (theirs === undefined) {
     // Without the update's pristine tree, a target that no longer holds the update's version was written by an earlier run.
-    if (cur?.content !== undefined && cur.content.equals(ours.content!)) {
+    if (cur?.content !== undefined && (await sameBytes(cur.content, ours.content!))) {
       item.outcome = 'unchanged';
       item.detail = 'the admin\'s version is already in place (merged or resolved by an earlier run)';
       return;
     }
-    if (cur?.content !== undefined) {
-      const again = mergeText(base, ours.content!, cur.content);
-      if (again.kind === 'merged' && again.content.equals(cur.content)) {
+    const curText = cur?.content !== undefined ? await bytesWithin(cur.content, MERGE_MAX) : undefined;
+    if (curText !== undefined) {
+      const again = mergeText(base, await mergeable(ours.content!), curText);
+      if (again.kind === 'merged' && again.content.equals(curText)) {
         item.outcome = 'unchanged';
         item.detail = 'already merged by an earlier run';
         return;
@@ -366,7 +399,7 @@ async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<vo
     }
     throw new Skip('the update\'s version is neither in the target any more nor given (pass the new generation\'s pristine tree)');
   }
-  const m = mergeText(base, ours.content!, theirs);
+  const m = mergeText(base, await mergeable(ours.content!), theirs);
   if (m.kind === 'merged') {
     const { dir, name } = await targetParent(r, a.path, []);
     try {
@@ -384,7 +417,9 @@ async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<vo
   item.detail =
     m.kind === 'binary'
       ? `changed by both, and not text (${m.which.join(', ')}): not merged`
-      : `changed by both, and the changes overlap (admin's lines ${m.regions.map((x) => (x.oursStart === x.oursEnd ? `${x.oursStart}` : `${x.oursStart}-${x.oursEnd}`)).join(', ')})`;
+      : m.kind === 'too-long'
+        ? `changed by both, and over ${MERGE_MAX_LINES} lines (${m.lines}): not merged line by line`
+        : `changed by both, and the changes overlap (admin's lines ${m.regions.map((x) => (x.oursStart === x.oursEnd ? `${x.oursStart}` : `${x.oursStart}-${x.oursEnd}`)).join(', ')})`;
   const changed = await resolveConflict(r, a, ours, item);
   item.outcome = changed ? 'conflict' : 'unchanged';
 }
@@ -396,11 +431,24 @@ async function applyConflict(r: Roots, a: PlanAction, item: ReportItem): Promise
   else if (!changed) item.outcome = 'unchanged';
 }
 
+/** Account databases merged by entry; one too large to hold (MERGE_MAX) is resolved as a conflict instead. */
 async function applyAccounts(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
-  const kind = accountKindOf(a.path)!;
   const ours = await readOurs(r, a, 'F');
+  try {
+    await mergeAccountsOf(r, a, ours, item);
+  } catch (err) {
+    if (!(err instanceof TooLarge)) throw err;
+    item.detail = `${accountKindOf(a.path)!} larger than ${MERGE_MAX >> 20} MiB: not merged by entry`;
+    item.notice = true;
+    const changed = await resolveConflict(r, a, ours, item);
+    item.outcome = changed ? 'conflict' : 'unchanged';
+  }
+}
+
+async function mergeAccountsOf(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<void> {
+  const kind = accountKindOf(a.path)!;
   const latin = (b: Buffer | undefined) => (b ?? Buffer.alloc(0)).toString('latin1');
-  const theirsText = async (p: string) => (r.theirs !== undefined ? textOf(r.theirs, p) : (await targetFile(r, p))?.content);
+  const theirsText = async (p: string) => (r.theirs !== undefined ? textOf(r.theirs, p) : mergeable((await targetFile(r, p))?.content));
   const base = latin(await textOf(r.base, a.path));
   const theirs = latin(await theirsText(a.path));
   let accounts: string[] | undefined;
@@ -410,7 +458,7 @@ async function applyAccounts(r: Roots, a: PlanAction, item: ReportItem): Promise
     const pm = mergeAccounts({ kind: primary, base: latin(await textOf(r.base, pp)), ours: latin(await textOf(r.ours, pp)), theirs: latin(await theirsText(pp)) });
     accounts = accountNames(pm.content);
   }
-  const merged = mergeAccounts({ kind, base, ours: latin(ours.content), theirs, ...(accounts ? { accounts } : {}) });
+  const merged = mergeAccounts({ kind, base, ours: latin(await mergeable(ours.content)), theirs, ...(accounts ? { accounts } : {}) });
   const { dir, name } = await targetParent(r, a.path, []);
   try {
     const current = await readObjectIn(dir, name);

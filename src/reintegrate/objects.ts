@@ -3,6 +3,13 @@
  * (content, link target, device number, owner, mode, extended attributes)
  * and written into one (a temporary name first, every attribute set, then
  * renamed over the final name).
+ *
+ * A file's content is held in memory only when it is small (INLINE_MAX);
+ * a larger one is remembered where it is (FileInTree) and compared, hashed
+ * and copied a piece at a time (src/os/file-data.ts): a copy is a clone
+ * where the filesystem can share extents, else the bytes with the holes
+ * kept. So a user's 3 GiB disk image costs a few MiB of memory, and a
+ * sparse file no more disk in the new environment than in the old.
  */
 import {
   chmodSync,
@@ -18,7 +25,6 @@ import {
   lutimesSync,
   mkdirSync,
   openSync,
-  readFileSync,
   readlinkSync,
   renameSync,
   rmdirSync,
@@ -31,7 +37,10 @@ import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
 import { faultPoint } from '../state/journal.js';
-import { ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
+import { FileInTree, ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
+import { closeQuietly, copyData, eachPiece, readWhole, sameData, type CopyHow, type DataSource } from '../os/file-data.js';
+import { createHasher, hashBytes } from '../bart/hash.js';
+import type { HashAlgorithm } from '../bart/types.js';
 import { readXattrsOf, writeXattrs, xattrsEqual, type Xattrs } from '../os/xattrs.js';
 
 export function typeOfStats(st: Stats): EntryType {
@@ -44,12 +53,58 @@ export function typeOfStats(st: Stats): EntryType {
   return 'C';
 }
 
+/** Files up to this size are read whole when found (most of /etc); larger ones stay where they are until needed. */
+export const INLINE_MAX = 1 << 20;
+
+/** A regular file's bytes: in memory when small, else the file itself, read a piece at a time when needed. */
+export type Content = Buffer | FileInTree;
+
+export function sizeOfContent(c: Content): number {
+  return Buffer.isBuffer(c) ? c.length : c.size;
+}
+
+async function withOpen<T>(f: FileInTree, fn: (fd: number) => Promise<T>): Promise<T> {
+  const fd = f.open();
+  try {
+    return await fn(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function withData<T>(c: Content, fn: (d: DataSource) => Promise<T>): Promise<T> {
+  return Buffer.isBuffer(c) ? fn(c) : withOpen(c, fn);
+}
+
+/** Whether two contents hold the same bytes (a large file is read a piece at a time, until the first difference). */
+export async function sameBytes(a: Content, b: Content): Promise<boolean> {
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  if (sizeOfContent(a) !== sizeOfContent(b)) return false;
+  if (a instanceof FileInTree && b instanceof FileInTree && a.isInode(b.st)) return true;
+  return withData(a, (da) => withData(b, (db) => sameData(da, db)));
+}
+
+/** The content's digest, as a manifest records it (a large file hashed as it streams by). */
+export async function digestOf(alg: HashAlgorithm, c: Content): Promise<string> {
+  if (Buffer.isBuffer(c)) return hashBytes(alg, c);
+  const h = createHasher(alg);
+  await withOpen(c, (fd) => eachPiece(fd, (piece) => h.update(piece)));
+  return h.digest();
+}
+
+/** The content whole, when it is at most `limit` bytes (for merges, which need all of it); undefined when larger. */
+export async function bytesWithin(c: Content, limit: number): Promise<Buffer | undefined> {
+  if (Buffer.isBuffer(c)) return c.length <= limit ? c : undefined;
+  if (c.size > limit) return undefined;
+  return withOpen(c, async (fd) => readWhole(fd, limit));
+}
+
 export interface FsObject {
   type: EntryType;
   st: Stats;
   xattrs: Xattrs;
   /** F */
-  content?: Buffer;
+  content?: Content;
   /** L */
   dest?: Buffer;
 }
@@ -57,7 +112,7 @@ export interface FsObject {
 /** What to leave at a path. */
 export interface Desired {
   type: EntryType;
-  content?: Buffer;
+  content?: Content;
   dest?: Buffer;
   rdev?: number;
   mode: number;
@@ -93,8 +148,8 @@ export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObje
     const fd = openFileIn(dir, name);
     if (fd === undefined) return 'absent';
     try {
-      obj.content = readFileSync(fd);
       obj.st = fstatSync(fd);
+      obj.content = readWhole(fd, INLINE_MAX, obj.st.size) ?? new FileInTree(dir, name, obj.st);
     } finally {
       closeSync(fd);
     }
@@ -115,11 +170,11 @@ export async function xattrsOf(dir: DirHandle, name: string): Promise<Xattrs> {
 }
 
 /** Same type and same content (bytes, link target or device number); metadata aside. */
-export function sameContent(cur: FsObject, want: Desired): boolean {
+export async function sameContent(cur: FsObject, want: Desired): Promise<boolean> {
   if (cur.type !== want.type) return false;
   switch (want.type) {
     case 'F':
-      return want.linkTo !== undefined ? cur.st.ino === want.linkTo.ino : cur.content !== undefined && want.content !== undefined && cur.content.equals(want.content);
+      return want.linkTo !== undefined ? cur.st.ino === want.linkTo.ino : cur.content !== undefined && want.content !== undefined && (await sameBytes(cur.content, want.content));
     case 'L':
       return cur.dest !== undefined && want.dest !== undefined && cur.dest.equals(want.dest);
     case 'B':
@@ -194,6 +249,29 @@ function minor(rdev: number): number {
   return Number((BigInt(rdev) & 0xffn) | ((BigInt(rdev) >> 12n) & ~0xffn));
 }
 
+/**
+ * Fill the new temporary `fd` with `content`. The crash tests kill inside,
+ * half of it on disk (a clone is whole at once): a real half-written
+ * temporary, which the next run must remove.
+ */
+async function writeContent(fd: number, content: Content): Promise<CopyHow> {
+  const halfway = () => faultPoint('reintegrate', writingPoint(++filesWritten));
+  if (!Buffer.isBuffer(content)) {
+    const src = content.open();
+    try {
+      return await copyData(src, fd, halfway);
+    } finally {
+      closeQuietly(src);
+    }
+  }
+  const half = content.length >> 1;
+  let off = 0;
+  while (off < half) off += writeSync(fd, content, off, half - off);
+  halfway();
+  while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+  return 'copied';
+}
+
 /** Create the object under a temporary name in `dir`, with every attribute set. Returns the name. */
 async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
   const tmp = tempName();
@@ -207,18 +285,17 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
         }
         const fd = openSync(entry, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
         try {
-          const content = want.content ?? Buffer.alloc(0);
-          const half = content.length >> 1;
-          let off = 0;
-          while (off < half) off += writeSync(fd, content, off, half - off);
-          // The crash tests kill here: a real half-written temporary, which the next run must remove.
-          faultPoint('reintegrate', writingPoint(++filesWritten));
-          while (off < content.length) off += writeSync(fd, content, off, content.length - off);
+          const how = await writeContent(fd, want.content ?? Buffer.alloc(0));
           // Owner before mode (chown clears set-id bits), xattrs last (chown drops file capabilities).
           fchownSync(fd, want.uid, want.gid);
           fchmodSync(fd, want.mode);
           await writeXattrs(fd, want.xattrs, await freshXattrs(dir, fd));
           if (want.times) futimesSync(fd, want.times.atime, want.times.mtime);
+          else if (how === 'cloned') {
+            // A clone starts with the source's times; a file written now has now's, as a written one does.
+            const now = new Date();
+            futimesSync(fd, now, now);
+          }
           dir.sync(fd);
         } finally {
           closeSync(fd);
@@ -292,7 +369,7 @@ export class NotEmptyError extends Error {}
  */
 export async function place(dir: DirHandle, name: string, want: Desired): Promise<boolean> {
   const cur = await readObjectIn(dir, name);
-  if (cur !== 'absent' && sameContent(cur, want)) return fixMetadata(dir, name, want);
+  if (cur !== 'absent' && (await sameContent(cur, want))) return fixMetadata(dir, name, want);
   if (cur !== 'absent' && cur.type === 'D') {
     try {
       rmdirSync(dir.entry(name));

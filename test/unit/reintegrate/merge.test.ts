@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isBinary, mergeText } from '../../../src/reintegrate/merge.js';
+import { isBinary, MERGE_MAX_LINES, mergeText } from '../../../src/reintegrate/merge.js';
 
 const B = (s: string) => Buffer.from(s, 'utf8');
 
@@ -44,4 +44,13 @@ test('one side unchanged: the other taken whole, even binary', () => {
   const bin = Buffer.from([1, 0, 2]);
   const r = mergeText(B('a\n'), B('a\n'), bin);
   assert.ok(r.kind === 'merged' && r.content.equals(bin));
+});
+
+test('a text too long for diff3 is not merged, and says how long', () => {
+  const lines = (n: number, edits: Record<number, string> = {}) => B(Array.from({ length: n }, (_, i) => `${edits[i] ?? `line ${i}`}\n`).join(''));
+  const n = MERGE_MAX_LINES + 1;
+  assert.deepEqual(mergeText(lines(n), lines(n, { 0: 'admin' }), lines(n, { [n - 1]: 'update' })), { kind: 'too-long', lines: n });
+  // One side unchanged needs no diff, whatever the length.
+  const same = mergeText(lines(n), lines(n, { 0: 'admin' }), lines(n));
+  assert.ok(same.kind === 'merged' && same.trivial);
 });
