@@ -70,18 +70,42 @@ export interface PoolSpace {
   free: number;
 }
 
-/** A directory tree made reachable for reading or writing; release() undoes what was needed for it. */
+/**
+ * The state database's own subvolume or dataset (see `Backend.stateHome`).
+ * init calls `ensure()`, copies the database into it, closes it, removes
+ * the root's copy when the home was mounted beside the state directory
+ * (`beside`), then calls `finish()`.
+ */
 export interface StateHome {
   /** The subvolume or dataset, for messages. */
   id: string;
-  /** Already mounted at the state directory in the running system. */
+  /** Already mounted at the state directory in the running system, with nothing left for `finish()` to do. */
   ready: boolean;
-  /** The line every environment's fstab needs (empty when the backend mounts it by itself). */
-  fstabLine: string;
-  /** Create it if missing and mount it at the state directory in the running system; returns what it did. */
-  ensure(): Promise<string[]>;
+  /**
+   * The line every environment's fstab needs to mount it (Btrfs), or null
+   * when the filesystem mounts it by itself in every environment (ZFS: a
+   * dataset with its mountpoint and canmount=on, mounted at boot by
+   * zfs-mount.service).
+   */
+  fstabLine: string | null;
+  /**
+   * Create it if missing and mount it in the running system: at the state
+   * directory (Btrfs, which mounts over the root's copy of the database and
+   * leaves it hidden there), or, where the mount needs that directory empty
+   * (ZFS), at `beside`, a directory next to it, until `finish()` moves it.
+   * Returns what it did.
+   */
+  ensure(): Promise<{ done: string[]; beside: string | null }>;
+  /**
+   * With the database copied in and closed (and, after a mount `beside` it,
+   * the root's copy gone from the state directory): whatever is left to
+   * make it the state directory now and in every environment (ZFS: mounted
+   * there, then canmount=on). Returns what it did.
+   */
+  finish?(): Promise<string[]>;
 }
 
+/** A directory tree made reachable for reading or writing; release() undoes what was needed for it. */
 export interface OpenTree {
   path: string;
   release(): Promise<void>;
@@ -139,11 +163,14 @@ export interface Backend {
   listForeign?(): Promise<ForeignRoot[]>;
   /**
    * A home for the state database outside every environment, to be mounted
-   * at `stateDir` in each of them. Null when `stateDir` is not on this pool
-   * (another filesystem is the admin's to mount). Absent: the backend cannot
-   * make one, and init says so.
+   * at `stateDir` in each of them, when `stateDir` is inside an environment
+   * (the root init adopts, as the default is on a machine as installed).
+   * Null when it needs none: `stateDir` is not on this pool or filesystem,
+   * or (ZFS) on a dataset outside the environments, or the admin's own
+   * subvolume or dataset is mounted there.
+   * Changes nothing; refuses when the name it would use is taken.
    */
-  stateHome?(stateDir: string): Promise<StateHome | null>;
+  stateHome(stateDir: string): Promise<StateHome | null>;
   /** Create an empty environment (for the demo and tests that fill a tree). */
   createEmpty(name: string, generation: number): Promise<void>;
   /** Take the read-only pristine snapshot of generation N from environment NAME. */

@@ -74,6 +74,20 @@ export function mountAt<T extends { mountPoint: string }>(entries: readonly T[],
   return entries.filter((e) => e.mountPoint === path).at(-1);
 }
 
+/**
+ * The mount a path is on: of the mounts at the path or at a directory above
+ * it, the deepest, and of those the last mounted. `path` absolute and
+ * normalised, links resolved (the tables name real directories).
+ */
+export function mountHolding<T extends { mountPoint: string }>(entries: readonly T[], path: string): T | undefined {
+  let found: T | undefined;
+  for (const e of entries) {
+    if (!isAtOrBelow(path, e.mountPoint)) continue;
+    if (found === undefined || e.mountPoint.length >= found.mountPoint.length) found = e;
+  }
+  return found;
+}
+
 /** Mounts whose mount point is `dir` or below it, in mountinfo order (parents first). */
 export function mountsAtOrBelow(entries: readonly MountinfoEntry[], dir: string): MountinfoEntry[] {
   return entries.filter((e) => isAtOrBelow(e.mountPoint, dir));

@@ -778,7 +778,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
             await run('mount', ['-t', 'btrfs', '-o', `subvol=/${STATE_SUBVOLUME}`, device, target]);
             done.push(`mounted ${STATE_SUBVOLUME} at ${target}`);
           }
-          return done;
+          return { done, beside: null };
         },
       };
     },

@@ -33,6 +33,7 @@ import {
   shortSnapshotName,
 } from './layout.js';
 import { mountDataset, restoreMountpoint, unmountDataset } from './mount.js';
+import { findStateHome } from './state-home.js';
 import { readMounts, type FstabEntry } from '../../os/mounts.js';
 import {
   bootedDataset,
@@ -436,6 +437,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await refuseBooted(ds, 'unmounted');
       await unmountDataset(ds);
     },
+
+    stateHome: (stateDir) => findStateHome(pool, stateDir),
 
     async openEnvironment(name): Promise<OpenTree> {
       await requireEnvironment(name);

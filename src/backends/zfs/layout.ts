@@ -24,6 +24,13 @@ export const PROP = {
   pristine: `${NS}pristine-generation`,
   /** The mountpoint an environment had before a private mount changed it (zfs-fuse). */
   savedMountpoint: `${NS}saved-mountpoint`,
+  /**
+   * Set locally on the state database's dataset and its parent when init
+   * made them (`database`, `parent`): tells them from datasets of the same
+   * name the admin made, which sysprime leaves alone. Local only: a child
+   * inherits it.
+   */
+  stateHome: `${NS}state-home`,
 } as const;
 
 /** Properties sysprime manages itself; setMeta may not touch them and meta does not show them. */
@@ -38,6 +45,27 @@ export const INHERITED_MOUNTPOINT = '-';
 
 export function rootDataset(pool: string): string {
   return `${pool}/ROOT`;
+}
+
+/**
+ * The state database's own dataset, made by init when `[state] dir` is
+ * inside the root it adopts. Beside ROOT, never in it: a dataset below an
+ * environment would be cloned, renamed and destroyed with it, and one among
+ * ROOT's children would be taken for a root. Under a parent of sysprime's
+ * own (`canmount=off`, `mountpoint=none`, like ROOT) rather than among the
+ * guides' shared datasets (`<pool>/var/lib/...`): those mount where their
+ * name says through inherited mountpoints, which fits only the default
+ * state directory and only the layouts that have a `<pool>/var/lib`
+ * (ZFSBootMenu's has none), and a name there is one the admin may want.
+ * The dataset itself has the state directory as its local mountpoint, so
+ * any `[state] dir` works, on any layout.
+ */
+export function stateHomeDataset(pool: string): string {
+  return `${stateHomeParent(pool)}/state`;
+}
+
+export function stateHomeParent(pool: string): string {
+  return `${pool}/sysprime`;
 }
 
 export function environmentDataset(pool: string, name: string): string {

@@ -5,6 +5,7 @@ import {
   isAtOrBelow,
   isSelfBind,
   mountAt,
+  mountHolding,
   mountsAtOrBelow,
   parseFstab,
   parseMountinfo,
@@ -87,6 +88,24 @@ test('mountAt: the last mount at a path is the visible one', () => {
   assert.equal(mountAt(mounts, '/')?.source, 'rpool/ROOT/a');
   assert.equal(mountAt(mounts, '/boot'), undefined);
   assert.equal(mountAt(parseMountinfo(SAMPLE), '/mnt/env')?.id, 101);
+});
+
+test('mountHolding: the deepest mount at or above a path, the last of them when stacked', () => {
+  const mounts = parseMounts(
+    [
+      'rpool/ROOT/debian / zfs rw 0 0',
+      'rpool/var/log /var/log zfs rw 0 0',
+      'rpool/var/lib/nfs /var/lib/nfs zfs rw 0 0',
+      'rpool/sysprime/state /var/lib/sysprime/state zfs rw 0 0',
+      'tmpfs /var/lib/sysprime/state tmpfs rw 0 0',
+    ].join('\n'),
+  );
+  assert.equal(mountHolding(mounts, '/var/lib/sysprime/state')?.source, 'tmpfs');
+  assert.equal(mountHolding(mounts, '/var/lib/sysprime/state/x')?.source, 'tmpfs');
+  assert.equal(mountHolding(mounts, '/var/lib/sysprime')?.source, 'rpool/ROOT/debian');
+  assert.equal(mountHolding(mounts, '/var/lib/nfsd')?.source, 'rpool/ROOT/debian', 'component boundaries');
+  assert.equal(mountHolding(mounts, '/var/log/apt')?.source, 'rpool/var/log');
+  assert.equal(mountHolding([], '/x'), undefined);
 });
 
 test('/proc/self/mounts: fstab format, the kernel octal escapes decoded', () => {
