@@ -141,9 +141,9 @@ export type CopyHow = 'cloned' | 'copied';
  * /proc/self/fd/<dst>, which the kernel resolves to the two files already
  * open, so nothing swapped in at a name can be read or written. On such a
  * path libuv opens the target with O_WRONLY|O_CREAT (it exists: our
- * temporary), gives it the source's times, owner and mode before the ioctl
- * (so for that moment the copy is exactly as permissive as the source
- * itself; the caller sets the wanted ones afterwards), and on failure tries
+ * temporary), gives it the source's mode (not its owner) before the ioctl,
+ * so for that moment the copy is root's with the source's mode; the caller
+ * sets owner and mode afterwards. Hence no clone of a set-id source, and on failure tries
  * to unlink the path it was given, which /proc refuses: the temporary stays.
  *
  * Where no clone can be made (another filesystem, ZFS without block
@@ -160,12 +160,17 @@ export type CopyHow = 'cloned' | 'copied';
  * each coreutils version treats an existing target.
  */
 export async function copyData(src: number, dst: number, halfway?: () => void): Promise<CopyHow> {
-  try {
-    await copyFile(`/proc/self/fd/${src}`, `/proc/self/fd/${dst}`, constants.COPYFILE_FICLONE_FORCE);
-    halfway?.();
-    return 'cloned';
-  } catch {
-    // Not possible here (EXDEV, EOPNOTSUPP, EINVAL ...): copy the bytes. A real I/O error shows again below, with its path.
+  // Never a clone of a set-user-ID or set-group-ID file: libuv gives the target the source's
+  // mode before the caller's chown, so for that moment a root-owned set-id file would hold a
+  // user's bytes in the user's own directory, and a user racing to run it would be root.
+  if ((fstatSync(src).mode & 0o6000) === 0) {
+    try {
+      await copyFile(`/proc/self/fd/${src}`, `/proc/self/fd/${dst}`, constants.COPYFILE_FICLONE_FORCE);
+      halfway?.();
+      return 'cloned';
+    } catch {
+      // Not possible here (EXDEV, EOPNOTSUPP, EINVAL ...): copy the bytes. A real I/O error shows again below, with its path.
+    }
   }
   // The failed attempt gave the temporary the source's owner and mode: private again while it fills.
   fchmodSync(dst, 0o600);
