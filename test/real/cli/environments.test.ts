@@ -8,19 +8,9 @@ import { writeFileSync, readFileSync, existsSync, mkdtempSync, rmSync } from 'no
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime, BIN } from '../../fixtures/cli.js';
+import { type EnvJson, sysprime, BIN } from '../../fixtures/cli.js';
 import { spawnSync } from 'node:child_process';
 
-interface EnvJson {
-  name: string;
-  generation: number;
-  booted: boolean;
-  default: boolean;
-  pristine: string | null;
-  created: string;
-  spaceUnique: number | null;
-  mounted: string | null;
-}
 
 for (const kind of KINDS) {
   describe(`environment verbs on ${kind}`, () => {

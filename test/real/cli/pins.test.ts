@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { KINDS } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { type EnvJson, sysprime } from '../../fixtures/cli.js';
 import { run } from '../../../src/process/run.js';
 import { menuBlocks, menuTitle } from '../../../src/bootloaders/grub/menu.js';
 import { grubToml, makeBootScratch, type BootScratch } from './boot-setup.js';
@@ -19,20 +19,6 @@ const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1';
 /** sysprime's wall clock moved by `offset` (libfaketime syntax: "+4d"); the filesystems' times stay real. */
 const shifted = (offset: string): Record<string, string> => ({ LD_PRELOAD: LIBFAKETIME, FAKETIME: offset, FAKETIME_DONT_FAKE_MONOTONIC: '1' });
 
-interface EnvJson {
-  name: string;
-  id: string;
-  generation: number;
-  booted: boolean;
-  default: boolean;
-  pristine: string | null;
-  created: string;
-  spaceUnique: number | null;
-  mounted: string | null;
-  description: string | null;
-  pinned: boolean;
-  prune: boolean;
-}
 
 interface PruneJson {
   dryRun: boolean;

@@ -147,6 +147,18 @@ async function copyTree(from: string, to: string): Promise<void> {
   await run('cp', ['-a', '--sparse=always', `${from}/.`, to]);
 }
 
+
+/** The four trees of a reintegration: base, the admin's (ours), the update's (theirs), and the target made from theirs. */
+async function fillTrees(t: Trees): Promise<void> {
+    for (const d of Object.values(t)) mkdirSync(d);
+    writeBase(t.base);
+    await copyTree(t.base, t.ours);
+    writeOurs(t.ours);
+    await copyTree(t.base, t.theirs);
+    writeTheirs(t.theirs);
+    await copyTree(t.theirs, t.target);
+}
+
 describe('large and sparse files on one Btrfs filesystem', () => {
   let pool: BtrfsPool;
   let t: Trees;
@@ -194,13 +206,7 @@ describe('large and sparse files onto another Btrfs filesystem (no clone possibl
     pool = await makeBtrfsPool({ sizeMiB: 512 });
     other = await makeBtrfsPool({ sizeMiB: 512 });
     t = { base: join(pool.top, 'base'), ours: join(pool.top, 'ours'), theirs: join(pool.top, 'theirs'), target: join(other.top, 'target') };
-    for (const d of Object.values(t)) mkdirSync(d);
-    writeBase(t.base);
-    await copyTree(t.base, t.ours);
-    writeOurs(t.ours);
-    await copyTree(t.base, t.theirs);
-    writeTheirs(t.theirs);
-    await copyTree(t.theirs, t.target);
+    await fillTrees(t);
   });
   after(async () => {
     await other?.cleanup();
@@ -224,13 +230,7 @@ describe('large and sparse files on zfs-fuse (no clone)', () => {
     mkdirSync(fs);
     await run('zfs', ['create', '-o', `mountpoint=${fs}`, `${pool.name}/trees`]);
     t = { base: join(fs, 'base'), ours: join(fs, 'ours'), theirs: join(fs, 'theirs'), target: join(fs, 'target') };
-    for (const d of Object.values(t)) mkdirSync(d);
-    writeBase(t.base);
-    await copyTree(t.base, t.ours);
-    writeOurs(t.ours);
-    await copyTree(t.base, t.theirs);
-    writeTheirs(t.theirs);
-    await copyTree(t.theirs, t.target);
+    await fillTrees(t);
   });
   after(async () => {
     if (pool !== undefined) await run('zfs', ['unmount', `${pool.name}/trees`], { allowFailure: true });
