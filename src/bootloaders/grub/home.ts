@@ -197,14 +197,37 @@ export function homeFstabLine(esp: string): string {
   return `${join(esp, 'grub')} /boot/grub none bind,nofail,x-systemd.requires-mounts-for=${esp} 0 0`;
 }
 
-/** Left in GRUB's directory on the ESP by the move: it is sysprime's copy, not another system's. */
+/**
+ * Left in GRUB's directory on the ESP by the move: it is sysprime's copy, not
+ * another system's. It names where the directory came from and the root
+ * filesystem (its UUID) it was moved from: an ESP outlives installs, and a
+ * directory moved there for an earlier install holds that install's menu.
+ */
 export const MOVED_MARK = '.sysprime-moved-from';
+
+/** What a move mark says; `rootUuid` is null in a mark that does not name it. */
+export function readMovedMark(dir: string): { from: string; rootUuid: string | null } | null {
+  let text: string;
+  try {
+    text = readFileSync(join(dir, MOVED_MARK), 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return null;
+    throw err;
+  }
+  const lines = text.split('\n');
+  const root = lines.find((l) => l.startsWith('root-uuid '));
+  return { from: lines[0]!.trim(), rootUuid: root === undefined ? null : root.slice('root-uuid '.length).trim().toLowerCase() || null };
+}
+
+function movedMarkText(from: string, rootUuid: string): string {
+  return `${from}\nroot-uuid ${rootUuid.toLowerCase()}\n`;
+}
 
 export type HomePlan =
   /** GRUB can write its directory and every environment sees the same one (through `fstabLine` when it is the ESP's). */
   | { kind: 'fine'; dir: string; why: string; fstabLine?: string }
   /** Copy `from` to `<esp>/grub`, rewrite the stubs; environments get `fstabLine`. */
-  | { kind: 'move'; from: string; to: string; esp: string; espUuid: string; stubs: GrubStub[]; fstabLine: string }
+  | { kind: 'move'; from: string; to: string; esp: string; espUuid: string; rootUuid: string; stubs: GrubStub[]; fstabLine: string }
   /** Nothing can be moved: GRUB keeps reading the adopted root's directory. */
   | { kind: 'stay'; dir: string; warning: string };
 
@@ -263,12 +286,26 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
     if (uuid === '') throw new SysprimeError('NOT_FOUND', `cannot find the filesystem UUID of the ESP at ${at}`, { hint: 'check `findmnt --target ' + at + '` and `blkid`' });
     return uuid;
   };
+  const mark = esp === null ? null : readMovedMark(join(esp, 'grub'));
+  // GRUB's directory as the running system sees it is in a root filesystem (not the ESP's, bind-mounted at /boot/grub).
+  const dirUuid = (await uuidOf(grubDir)).toLowerCase();
+  const inRoot = esp !== null && dirUuid !== '' && dirUuid !== (await uuidOf(esp)).toLowerCase();
+  if (mark !== null && inRoot && mark.rootUuid !== dirUuid) {
+    // The ESP outlived an install: the directory there was moved for another root (or by a sysprime that did not record
+    // which), and holds that root's menu. Pointing this root's stubs at it would boot the other system's kernels.
+    const fs = await judgeGrubenv(grubDir, run);
+    const other = mark.rootUuid === null ? 'a root filesystem it does not name' : `the root filesystem ${mark.rootUuid}`;
+    const why = `${join(esp!, 'grub')} holds the GRUB directory sysprime moved there for another installation (from ${other}; this root is ${dirUuid}), which it will not use or replace: move it aside and run \`sysprime init\` again`;
+    if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}; ${why}` };
+    return { kind: 'stay', dir: grubDir, warning: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB cannot write (no one-shot boot, no boot counting); ${why}` };
+  }
   if (onEsp !== null) {
-    // A move a crash cut short between two stubs: one points GRUB here already, another (its old text kept) not yet.
-    const unfinished = existsSync(join(onEsp, MOVED_MARK)) ? findStubs(esp!).filter((s) => s.prefix !== '/grub' && existsSync(`${s.path}.before-sysprime`)) : [];
-    if (unfinished.length === 0) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
-    const from = readFileSync(join(onEsp, MOVED_MARK), 'utf8').trim() || grubDir;
-    return { kind: 'move', from, to: onEsp, esp: esp!, espUuid: await espUuid(esp!), stubs: unfinished, fstabLine: homeFstabLine(esp!) };
+    // A stub that points GRUB into this root although the directory was moved: a move a crash cut short between two
+    // stubs, or a grub-install run since while the ESP's directory was not mounted at /boot/grub.
+    const rootUuid = inRoot ? dirUuid : mark?.rootUuid ?? null;
+    const unfinished = mark === null ? [] : findStubs(esp!).filter((s) => s.prefix !== '/grub' && (rootUuid !== null ? s.uuid?.toLowerCase() === rootUuid : existsSync(`${s.path}.before-sysprime`)));
+    if (unfinished.length === 0 || mark === null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
+    return { kind: 'move', from: mark.from || grubDir, to: onEsp, esp: esp!, espUuid: await espUuid(esp!), rootUuid: rootUuid ?? unfinished[0]!.uuid ?? '', stubs: unfinished, fstabLine: homeFstabLine(esp!) };
   }
   const fs = await judgeGrubenv(grubDir, run);
   if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB writes and every environment mounts` };
@@ -280,9 +317,9 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   const notEsp = espMountProblem(esp, opts.mounts ?? espMountTable());
   if (notEsp !== null) return { kind: 'stay', dir: grubDir, warning: `${risk}; ${notEsp}, so GRUB's directory is not moved there: mount the ESP there, or set [boot] esp to where it is mounted, and run \`sysprime init\` again` };
   // Only the stubs that point GRUB into this root's filesystem: another system's GRUB on the same ESP is left alone.
-  const rootUuid = await uuidOf(grubDir);
+  const rootUuid = dirUuid;
   const all = findStubs(esp);
-  const stubs = all.filter((s) => rootUuid !== '' && s.uuid?.toLowerCase() === rootUuid.toLowerCase());
+  const stubs = all.filter((s) => rootUuid !== '' && s.uuid?.toLowerCase() === rootUuid);
   const others = all.filter((s) => !stubs.includes(s)).map((s) => s.path);
   const to = join(esp, 'grub');
   if (existsSync(to) && !existsSync(join(to, MOVED_MARK))) {
@@ -293,7 +330,7 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   }
   const uuid = await espUuid(esp);
   if (others.length > 0) log.warn(`GRUB stubs on the ESP that point into another filesystem are left as they are: ${others.join(', ')}`);
-  return { kind: 'move', from: grubDir, to, esp, espUuid: uuid, stubs, fstabLine: homeFstabLine(esp) };
+  return { kind: 'move', from: grubDir, to, esp, espUuid: uuid, rootUuid, stubs, fstabLine: homeFstabLine(esp) };
 }
 
 /**
@@ -312,7 +349,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
     rmSync(tmp, { recursive: true, force: true });
     try {
       copyTree(plan.from, tmp);
-      replaceFile(join(tmp, MOVED_MARK), `${plan.from}\n`);
+      replaceFile(join(tmp, MOVED_MARK), movedMarkText(plan.from, plan.rootUuid));
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
       throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
@@ -327,10 +364,11 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
   const stub = renderStub(plan.espUuid);
   // Read again: a run after a crash may find some stubs already rewritten.
   const pending = plan.stubs.map((s) => ({ s, text: readFileSync(s.path, 'latin1'), keep: `${s.path}.before-sysprime` })).filter((p) => p.text !== stub);
-  // Every old text is durable beside its stub before any stub is touched: whatever a crash leaves can be put back,
-  // and a stub whose old text is kept but which is not rewritten yet is known as unfinished (planHome).
+  // Every old text is durable beside its stub before any stub is touched: whatever a crash leaves can be put back.
+  // A kept text that differs is stale (an earlier install's, or the text before a grub-install run since): every
+  // pending stub points GRUB into this root (planHome), so its text now is the one to keep.
   // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
-  for (const p of pending) if (!existsSync(p.keep)) replaceFile(p.keep, p.text);
+  for (const p of pending) if (!existsSync(p.keep) || readFileSync(p.keep, 'latin1') !== p.text) replaceFile(p.keep, Buffer.from(p.text, 'latin1'));
   for (const p of pending) {
     bootFaultPoint('grub', 'stub');
     // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).

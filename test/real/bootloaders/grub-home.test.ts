@@ -158,6 +158,63 @@ test('another system\'s GRUB on the same ESP is left alone: its stub, and a GRUB
   assert.equal(readFileSync(join(n2.esp, 'EFI', 'debian', 'grub.cfg'), 'utf8'), DEBIAN_STUB);
 });
 
+test('an ESP reused by a new install: the GRUB directory moved there for the earlier one is never used, and its stale backups never replace the new stubs', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  const first = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (first.kind !== 'move') return assert.fail('expected a move');
+  moveHome(first);
+  assert.match(readFileSync(join(m.esp, 'grub', '.sysprime-moved-from'), 'utf8'), new RegExp(`^root-uuid ${ROOT_UUID}$`, 'm'), 'the mark names the root it was moved from');
+
+  // Reinstalled on the same ESP: a new root filesystem, grub-install points both stubs into it again.
+  const NEW_UUID = '9e9e9e9e-1111-4222-8333-444455556666';
+  const newStub = DEBIAN_STUB.replace(ROOT_UUID, NEW_UUID);
+  for (const s of findStubs(m.esp)) writeFileSync(s.path, newStub);
+  const reinstalled: Runner = (async (cmd: string, args: readonly string[], o?: object) =>
+    cmd === 'findmnt' ? { stdout: `${args.some((a) => a.includes('/efi')) ? ESP_UUID : NEW_UUID}\n`, stderr: '', exitCode: 0 } : run(cmd, args as string[], o as never)) as unknown as Runner;
+  const oldMenu = readFileSync(join(m.esp, 'grub', 'grub.cfg'), 'utf8');
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: reinstalled, mounts: vfatAt(m.esp) });
+  assert.equal(plan.kind, 'stay', 'the earlier install\'s directory is not taken for this one\'s');
+  assert.match(plan.kind === 'stay' ? plan.warning : '', new RegExp(`holds the GRUB directory sysprime moved there for another installation \\(from the root filesystem ${ROOT_UUID}; this root is ${NEW_UUID}\\).*move it aside`));
+  for (const s of findStubs(m.esp)) assert.equal(s.text, newStub, 'the new install\'s stubs are left pointing into its root');
+  assert.equal(readFileSync(join(m.esp, 'grub', 'grub.cfg'), 'utf8'), oldMenu);
+
+  // A mark from a sysprime that did not record the root: it cannot be told apart from another install's, so it is not used.
+  writeFileSync(join(m.esp, 'grub', '.sysprime-moved-from'), '/boot/grub\n');
+  const unnamed = await planHome({ grubDir: m.grubDir, esp: m.esp, run: reinstalled, mounts: vfatAt(m.esp) });
+  assert.equal(unnamed.kind, 'stay');
+  assert.match(unnamed.kind === 'stay' ? unnamed.warning : '', /from a root filesystem it does not name/);
+
+  // Once the admin moves it aside, init moves this install's directory, keeping the new stubs' text (not the stale backups).
+  rmSync(join(m.esp, 'grub'), { recursive: true });
+  const fresh = await planHome({ grubDir: m.grubDir, esp: m.esp, run: reinstalled, mounts: vfatAt(m.esp) });
+  if (fresh.kind !== 'move') return assert.fail(`expected a move, not ${fresh.kind}`);
+  moveHome(fresh);
+  for (const s of findStubs(m.esp)) {
+    assert.equal(s.text, renderStub(ESP_UUID));
+    assert.equal(readFileSync(`${s.path}.before-sysprime`, 'utf8'), newStub, 'the backup is the text the stub had, not an earlier install\'s');
+  }
+});
+
+test('a stub pointed back into the root by a grub-install since the move is pointed at the ESP again, its backup refreshed', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const m = machine();
+  const plan = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (plan.kind !== 'move') return assert.fail('expected a move');
+  moveHome(plan);
+  // grub-install run while the ESP's directory was not mounted at /boot/grub: the stub points into the root again,
+  // with another text than the one kept at the move.
+  const stub = join(m.esp, 'EFI', 'debian', 'grub.cfg');
+  const again = DEBIAN_STUB.replace('root hd0,gpt2 ', 'root hd1,gpt2 ');
+  writeFileSync(stub, again);
+  const rest = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+  if (rest.kind !== 'move') return assert.fail(`expected the stub to be pointed at the ESP again, not ${rest.kind}`);
+  assert.deepEqual(rest.stubs.map((s) => s.path), [stub]);
+  moveHome(rest);
+  assert.equal(readFileSync(stub, 'utf8'), renderStub(ESP_UUID));
+  assert.equal(readFileSync(`${stub}.before-sysprime`, 'utf8'), again, 'the backup holds the text the stub had just before');
+});
+
 test('without a stub or an ESP, GRUB\'s directory stays and the admin is told why that is a risk', async (t) => {
   if (shm === null) return t.skip('no /dev/shm');
   const m = machine();
