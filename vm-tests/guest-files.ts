@@ -129,9 +129,11 @@ export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs
     ...(machine !== 'zfs'
       ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', 'device = "/dev/vda2"', '']
       : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
-    // The GRUB machine runs with sysprime's defaults: the state database where sysprime puts it,
-    // the kernel's arguments carried from the installed system's own command line.
-    ...(machine === 'grub' ? [] : ['[state]', `dir = "${STATE_DIR}"`, '']),
+    // The GRUB and OpenZFS machines run with sysprime's default state directory: init gives
+    // the database a home every environment shares (ROOT/.sysprime/state on Btrfs,
+    // rpool/sysprime/state on ZFS). The GRUB machine also carries the kernel's arguments
+    // from the installed system's own command line.
+    ...(machine === 'btrfs' ? ['[state]', `dir = "${STATE_DIR}"`, ''] : []),
     '[boot]',
     `loader = "${machine === 'grub' ? 'grub' : 'systemd-boot'}"`,
     'esp = "/boot/efi"',

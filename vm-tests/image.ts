@@ -276,7 +276,7 @@ async function buildDisk(image: string, tarball: string, work: string, opts: Ima
  * its repository offering 2.0, and no unit a test does not need.
  */
 export async function customizeRoot(root: string, work: string, opts: ImageOptions, fstab: string, machine: guest.Machine, sysprimeOnDrive = false): Promise<void> {
-  for (const dir of [...(machine === 'grub' ? [] : [guest.STATE_DIR.slice(1)]), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
+  for (const dir of [...(machine === 'btrfs' ? [guest.STATE_DIR.slice(1)] : []), 'boot/efi', 'etc/sysprime', 'usr/local/sbin', 'etc/systemd/system/multi-user.target.wants']) await mkdir(join(root, dir), { recursive: true });
   await writeFile(join(root, 'etc/fstab'), fstab);
   await writeFile(join(root, 'etc/sysprime/sysprime.toml'), guest.sysprimeConfig(opts.updater, machine));
   await writeFile(join(root, guest.RUNNER.slice(1)), guest.runnerScript());

@@ -168,8 +168,6 @@ zfs create ${guest.ZFS_POOL}/var/mail
 zfs create ${guest.ZFS_POOL}/srv
 zfs create -o canmount=off ${guest.ZFS_POOL}/usr
 zfs create ${guest.ZFS_POOL}/usr/local
-# sysprime's state database, shared by every environment (as @sysprime on the Btrfs machine).
-zfs create ${guest.ZFS_POOL}/var/lib/sysprime-state || fail state
 say "copy begin"
 tar -C / --one-file-system --xattrs --xattrs-include='*' --acls --numeric-owner \\
   --exclude=./lost+found --exclude=./usr/local/sbin/sysprime-vm-install -cf - . \\

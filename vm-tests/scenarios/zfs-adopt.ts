@@ -23,6 +23,7 @@ step activate sysprime activate debian
 step entries ls /boot/efi/loader/entries
 step loader cat /boot/efi/loader/loader.conf
 step bootfs zpool get -H -o value bootfs rpool
+step state-home findmnt -n -o SOURCE,FSTYPE --mountpoint /var/lib/sysprime/state
 step zfs-after zfs list -H -o name,mountpoint,canmount
 then_reboot
 `,
@@ -37,12 +38,18 @@ then_reboot
         const before = ((await ctx.output('zfs-before')) ?? '').split('\n').filter((l) => !l.includes('@'));
         const after = ((await ctx.output('zfs-after')) ?? '').split('\n').filter((l) => !l.includes('@'));
         for (const l of before) assert.ok(after.includes(l), `dataset line kept by init: ${l}`);
+        // The machine runs with the default state directory, inside the installer's root:
+        // init gives the database a dataset of its own, shared by every environment.
+        assert.equal(((await ctx.output('state-home')) ?? '').trim().split(/\s+/).join(' '), 'rpool/sysprime/state zfs', 'init mounted rpool/sysprime/state at the state directory');
+        assert.ok(after.includes('rpool/sysprime\tnone\toff'), 'rpool/sysprime holds the state home without being mounted');
+        assert.ok(after.includes('rpool/sysprime/state\t/var/lib/sysprime/state\ton'), 'the state home is mounted by the pool at every boot');
       },
     },
     {
       script: `
 step list sysprime --json list
 step status sysprime status
+step state-home findmnt -n -o SOURCE,FSTYPE --mountpoint /var/lib/sysprime/state
 # drift exits 1 when it lists something. Its first run makes and keeps the
 # pristine snapshot's manifest, which the scenarios starting from here reuse.
 tstep drift sh -c 'sysprime -v drift --no-diff; [ $? -le 1 ]'
@@ -54,6 +61,7 @@ then_poweroff
         const e = env(await ctx.json<EnvJson[]>('list'), 'debian');
         assert.ok(e.booted, '`list` shows "debian" as booted');
         assert.ok(e.default, '`list` shows "debian" as the default');
+        assert.equal(((await ctx.output('state-home')) ?? '').trim().split(/\s+/).join(' '), 'rpool/sysprime/state zfs', 'after the reboot the pool mounts the state home (zfs-mount) before sysprime runs');
       },
     },
   ],
