@@ -15,6 +15,7 @@ import { recoverOperations, runOperation, type Json, type OperationSpec } from '
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
+import { forgetManifestsOfGone } from './kept-manifests.js';
 import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock } from '../state/lock.js';
 import * as fs from 'node:fs';
@@ -256,7 +257,7 @@ export async function activateOnce(ctx: Context, name: string): Promise<Environm
   return env;
 }
 
-function refuseUnfinished(env: EnvironmentInfo): void {
+export function refuseUnfinished(env: EnvironmentInfo): void {
   if (env.meta['staging'] === 'in-progress') {
     throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
       hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
@@ -292,6 +293,7 @@ export async function destroyEnvironment(ctx: Context, name: string, opts: { for
   await syncBootEntries(ctx, { without: [name] });
   await ctx.backend.destroyEnvironment(name);
   recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
+  await forgetManifestsOfGone(ctx);
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
@@ -311,6 +313,8 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
   await ctx.backend.renameEnvironment(from, to);
   await syncBootEntries(ctx);
   recordEvent(ctx.db, to, 'rename', { from });
+  // The old name's manifests describe a name that is gone (a later environment of that name is another tree).
+  await forgetManifestsOfGone(ctx);
   return findEnvironment(ctx, to);
 }
 

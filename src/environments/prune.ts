@@ -14,6 +14,7 @@ import { faultPoint, recoverOperations, runOperation, type Json, type OperationS
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 import { isPinned } from './annotations.js';
+import { forgetManifestsOfGone } from './kept-manifests.js';
 
 export interface PruneResult {
   plan: PrunePlan;
@@ -65,6 +66,7 @@ export const PRUNE: OperationSpec<Context> = {
         }
         // The ones that stay need their entries back.
         if (failed.length > 0) await syncBootEntries(ctx);
+        await forgetManifestsOfGone(ctx);
         return { destroyed, failed };
       },
       async undo(ctx) {

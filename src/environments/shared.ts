@@ -63,8 +63,18 @@ export function classifySharedPaths(paths: readonly string[], facts: SharedFacts
   return out;
 }
 
-export function atRiskMessage(path: string): string {
-  return `${path} is inside the root filesystem: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+/**
+ * One line for the paths at risk, however many: on a root laid out by an
+ * installer that made one subvolume for everything, each verb would
+ * otherwise repeat the same advice once per path.
+ */
+export function atRiskMessage(paths: string | readonly string[]): string {
+  const list = typeof paths === 'string' ? [paths] : paths;
+  if (list.length === 1) {
+    return `${list[0]} is inside the root filesystem: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+  }
+  const named = `${list.slice(0, -1).join(', ')} and ${list[list.length - 1]}`;
+  return `${named} are inside the root filesystem: their files are copied into each new environment at staging and first boot; put each on its own subvolume/dataset to share it (see docs/shared-data.md)`;
 }
 
 export function atRiskPaths(states: readonly SharedPathState[]): string[] {

@@ -16,7 +16,7 @@ import type { EnvironmentInfo, OpenTree } from '../backends/types.js';
 import type { Manifest } from '../bart/index.js';
 import { liveManifest, pristineManifest } from '../drift/compute.js';
 import { loadRules, type LoadedRules } from '../drift/rules.js';
-import { loadManifest, saveManifest } from '../state/manifests.js';
+import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
@@ -184,12 +184,12 @@ export async function reintegrateAtStaging(
     saveManifest(ctx.db, ctx.config.state.dir, stagedOursSubject(p.name), `${m.rules.digest}|${ctx.config.bart.hash}`, m.ours);
     return planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared });
   });
-  for (const path of done.shared) log.warn(atRiskMessage(path));
+  if (done.shared.length > 0) log.warn(atRiskMessage(done.shared));
   return done;
 }
 
 export function stagedOursSubject(name: string): string {
-  return `staged-ours:${name}`;
+  return manifestSubject.stagedOurs(name);
 }
 
 const UNIT_DIR = '/etc/systemd/system';

@@ -13,6 +13,7 @@ import { acquireLock } from '../state/lock.js';
 import { currentOf } from '../environments/lifecycle.js';
 import { recordEvent } from '../state/events.js';
 import { checkName } from '../environments/names.js';
+import { checkDescription, DESCRIPTION_KEY } from '../environments/annotations.js';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
@@ -27,6 +28,7 @@ import { syncBootEntries } from '../environments/boot-entries.js';
 import { refuseZfsBootPool } from '../environments/boot-kernels.js';
 import { SYSTEM_CONFIG } from '../config/load.js';
 import { pruneEnvironments } from '../environments/prune.js';
+import { forgetManifestsOfGone } from '../environments/kept-manifests.js';
 
 export interface StageContext {
   ctx: Context;
@@ -43,6 +45,8 @@ export interface StageParams extends Json {
   baseGeneration: number;
   generation: number;
   name: string;
+  /** `stage --description`: set on the clone when it is made, so its boot entry's title carries it. */
+  description?: string;
 }
 
 /**
@@ -165,7 +169,7 @@ export const STAGE: OperationSpec<StageContext> = {
       async run(s, p) {
         const params = p as StageParams;
         await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name, params.from);
-        await s.ctx.backend.setMeta(params.name, { staging: 'in-progress' });
+        await s.ctx.backend.setMeta(params.name, { staging: 'in-progress', ...(params.description !== undefined ? { [DESCRIPTION_KEY]: params.description } : {}) });
       },
       async undo(s, p) {
         const params = p as StageParams;
@@ -319,6 +323,8 @@ export const STAGE: OperationSpec<StageContext> = {
 export interface StageOptions {
   from?: string;
   name?: string;
+  /** One line of printable text, as `create --description`. */
+  description?: string;
   dryRun?: boolean;
   verbose?: boolean;
   progress?: StepProgress;
@@ -381,13 +387,16 @@ export async function planStage(ctx: Context, opts: StageOptions): Promise<Stage
   if (envs.some((e) => e.name === name)) {
     throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pass --name, or destroy the old one' });
   }
-  return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name };
+  const description = opts.description === undefined ? null : checkDescription(opts.description);
+  return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name, ...(description !== null ? { description } : {}) };
 }
 
 export async function stage(ctx: Context, updater: Updater, opts: StageOptions = {}): Promise<StageOutcome> {
   const lock = acquireLock(ctx.db, 'staging');
   try {
     const recovered = await recoverStaging(ctx, updater);
+    // What an undone staging left (its clone is gone, its manifests not) is forgotten before a new one is kept.
+    if (!opts.dryRun) await forgetManifestsOfGone(ctx);
     const params = await planStage(ctx, opts);
     // Before the clone: its boot entry would take a ZFS boot pool's dataset for a /boot partition.
     await refuseZfsBootPool(ctx, params.from);

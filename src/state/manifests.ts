@@ -14,6 +14,26 @@ import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
 
+/** What a kept manifest describes: its subject, the key it is kept under. */
+export const manifestSubject = {
+  /** The last live manifest of an environment (the seed of the next incremental walk). */
+  environment: (name: string): string => `env:${name}`,
+  /** The running system's manifest when environment `name` was staged (its first boot compares against it). */
+  stagedOurs: (name: string): string => `staged-ours:${name}`,
+  /** The manifest of the pristine state of a generation. */
+  pristine: (generation: number): string => `pristine:${generation}`,
+};
+
+/** The environment or generation a subject names. */
+export function subjectOwner(subject: string): { environment: string } | { generation: number } | null {
+  const at = subject.indexOf(':');
+  const kind = subject.slice(0, at);
+  const of = subject.slice(at + 1);
+  if (kind === 'env' || kind === 'staged-ours') return { environment: of };
+  if (kind === 'pristine' && /^\d+$/.test(of)) return { generation: Number(of) };
+  return null;
+}
+
 function fileFor(dir: string, subject: string): string {
   return join(dir, 'manifests', createHash('sha256').update(subject).digest('hex').slice(0, 32));
 }
@@ -55,4 +75,16 @@ export function forgetManifest(db: Db, subject: string): void {
   rmSync(`${row.file}.bart`, { force: true });
   rmSync(`${row.file}.index`, { force: true });
   db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
+}
+
+/** The subjects of every kept manifest. */
+export function manifestSubjects(db: Db): string[] {
+  return (db.prepare('SELECT subject FROM manifests ORDER BY subject').all() as { subject: string }[]).map((r) => r.subject);
+}
+
+/** Forget every kept manifest whose subject `gone` names; returns the subjects forgotten. */
+export function forgetManifestsWhere(db: Db, gone: (subject: string) => boolean): string[] {
+  const forgotten = manifestSubjects(db).filter(gone);
+  for (const subject of forgotten) forgetManifest(db, subject);
+  return forgotten;
 }

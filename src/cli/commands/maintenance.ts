@@ -4,7 +4,7 @@ import { bootMountOf, zfsBootPoolProblem } from '../../environments/boot-kernels
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
-import { sharedPathsOrWarn } from '../../environments/shared.js';
+import { atRiskMessage, atRiskPaths, sharedPathsOrWarn } from '../../environments/shared.js';
 import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
 import { acquireLock } from '../../state/lock.js';
 import { interruptedOperations } from '../../state/journal.js';
@@ -107,7 +107,8 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         const repairable = problems.length - left.length;
         if (globals().json) printJson({ problems, fixed, shared });
         else {
-          for (const p of shared) if (p.where === 'at-risk') process.stdout.write(`shared-data: ${p.why}\n`);
+          const atRisk = atRiskPaths(shared);
+          if (atRisk.length > 0) process.stdout.write(`shared-data: ${atRiskMessage(atRisk)}\n`);
           if (problems.length === 0) process.stdout.write('no problems found\n');
           for (const p of problems) process.stdout.write(`${p.kind}: ${p.what}\n`);
           for (const f of fixed) process.stdout.write(`fixed: ${f}\n`);

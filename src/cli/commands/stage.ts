@@ -49,18 +49,20 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
     .description('build the next generation in a new environment, without touching the running one')
     .option('--from <env>', 'environment whose changes are carried over (default: the current one)')
     .option('--name <name>', 'name of the new environment (default: gen-N)')
+    .option('--description <text>', 'one line kept with the new environment, shown by list and in its boot menu title')
     .option('-n, --dry-run', 'say what would be done, change nothing')
     .addHelpText(
       'after',
       '\nExamples:\n  sysprime stage              stage the next generation now\n  sysprime stage --dry-run    show the plan\n  sysprime --json stage       machine-readable result',
     )
-    .action(async (opts: { from?: string; name?: string; dryRun?: boolean }) =>
+    .action(async (opts: { from?: string; name?: string; description?: string; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const g = globals();
         const updater = await createUpdater(ctx.config);
         const outcome = await stage(ctx, updater, {
           ...(opts.from ? { from: opts.from } : {}),
           ...(opts.name ? { name: opts.name } : {}),
+          ...(opts.description !== undefined ? { description: opts.description } : {}),
           dryRun: opts.dryRun === true,
           verbose: g.verbose === true,
           progress: stepProgress({ json: g.json, quiet: g.quiet }),

@@ -10,7 +10,7 @@ import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
-import { sharedPathsOrWarn } from '../../environments/shared.js';
+import { atRiskMessage, atRiskPaths, sharedPathsOrWarn } from '../../environments/shared.js';
 import { isPinned } from '../../environments/annotations.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
@@ -96,7 +96,8 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         for (const f of failedBoots) {
           lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
         }
-        for (const p of shared) if (p.where === 'at-risk') lines.push(`at risk:     ${p.why}`);
+        const atRisk = atRiskPaths(shared);
+        if (atRisk.length > 0) lines.push(`at risk:     ${atRiskMessage(atRisk)}`);
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
         for (const r of recovered) lines.push(`recovered:   ${r}`);
         process.stdout.write(lines.join('\n') + '\n');

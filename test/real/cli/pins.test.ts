@@ -138,6 +138,18 @@ for (const kind of KINDS) {
       await ok('unpin', 'kept');
     });
 
+    test('stage --description: the staged environment carries it, in list and in its menu title; a bad one is refused before anything is made', async () => {
+      const bad = await sp('stage', '--name', 'described', '--description', 'two\nlines');
+      assert.equal(bad.code, 2, bad.stderr);
+      assert.match(bad.stderr, /the description cannot be used/);
+      assert.ok(!(await list()).some((e) => e.name === 'described'), 'nothing was staged');
+      await ok('stage', '--name', 'described', '--description', 'the 2.0 update');
+      assert.equal((await one('described')).description, 'the 2.0 update');
+      assert.equal(await stored('described', 'description'), 'the 2.0 update');
+      assert.match(titleOf('described') ?? '', /^described: the 2\.0 update \(generation 1, /);
+      await ok('destroy', 'described');
+    });
+
     test('prune keeps a pinned environment, however old, says so on a line of its own, and it does not count in --keep', async () => {
       await ok('pin', 'kept');
       for (const n of ['p1', 'p2', 'p3']) await ok('create', n);

@@ -1,7 +1,7 @@
 /** Which shared paths are on their own filesystem and which are at risk inside the root. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { classifySharedPaths, sharedPathsOf, type TreeKind } from '../../../src/environments/shared.js';
+import { atRiskMessage, classifySharedPaths, sharedPathsOf, type TreeKind } from '../../../src/environments/shared.js';
 import { cloneDefaults } from '../../../src/config/schema.js';
 import { loadRules } from '../../../src/drift/rules.js';
 import { ruleFor } from '../../../src/bart/rules.js';
@@ -97,4 +97,12 @@ test("an environment's fstab is read inside it, never through a link", () => {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('the paths at risk are named in one line, however many there are', () => {
+  assert.equal(atRiskMessage(['/home']), atRiskMessage('/home'));
+  assert.equal(
+    atRiskMessage(['/home', '/root', '/var/log']),
+    '/home, /root and /var/log are inside the root filesystem: their files are copied into each new environment at staging and first boot; put each on its own subvolume/dataset to share it (see docs/shared-data.md)',
+  );
 });

@@ -1,0 +1,90 @@
+/**
+ * The manifests sysprime keeps in its state directory go with what they
+ * describe: an environment's when it is destroyed, renamed or pruned, the one
+ * kept at staging once the first boot has used it, a pristine state's with
+ * the last environment of its generation. Before, every generation left its
+ * manifests behind (tens of MB each on a large root).
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
+
+for (const kind of KINDS) {
+  describe(`kept manifests on ${kind}`, () => {
+    let s: Scratch;
+    let dir: string;
+    const sp = (...args: string[]) => sysprime(args, { config: s.config });
+    const ok = async (...args: string[]) => {
+      const r = await sp(...args);
+      assert.ok(r.code === 0 || (args.includes('drift') && r.code === 1), `sysprime ${args.join(' ')} (exit ${r.code}): ${r.stderr}`);
+      return r;
+    };
+    const inEnv = environmentMounter(sp, () => join(dir, 'mnt'));
+    /** The kept manifests as the database lists them, and whether each one's files are there. */
+    const kept = (): Map<string, boolean> => {
+      const db = new Database(join(s.stateDir, 'sysprime.db'), { readonly: true });
+      try {
+        const rows = db.prepare('SELECT subject, file FROM manifests').all() as { subject: string; file: string }[];
+        return new Map(rows.map((r) => [r.subject, existsSync(`${r.file}.bart`) && existsSync(`${r.file}.index`)]));
+      } finally {
+        db.close();
+      }
+    };
+    const files = () => readdirSync(join(s.stateDir, 'manifests')).length;
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'sysprime-kept-'));
+      const update = join(dir, 'update.sh');
+      writeFileSync(update, '#!/bin/sh\nset -e\necho 2 > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"\n');
+      chmodSync(update, 0o755);
+      s = await makeScratch(kind, `[update]\nmethod = "command"\ncommand = "${update}"\nchroot = false\n`);
+      await ok('init', '--adopt', s.adopt, '--name', 'base');
+      await inEnv('base', (root) => writeFileSync(join(root, 'etc/motd'), 'an admin was here\n'));
+    });
+    after(async () => {
+      await s?.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('destroy and rename forget the manifests of the environment that is gone; those of the others stay', async () => {
+      await ok('create', 'scratch');
+      await ok('drift', 'scratch', '--no-record');
+      await ok('drift', 'base', '--no-record');
+      assert.equal(kept().get('env:scratch'), true, 'drift keeps the live manifest, the seed of its next walk');
+      assert.equal(kept().get('env:base'), true);
+      assert.equal(kept().get('pristine:0'), true);
+      await ok('rename', 'scratch', 'renamed');
+      assert.ok(!kept().has('env:scratch'), 'the old name\'s manifest goes with the name');
+      await ok('drift', 'renamed', '--no-record');
+      assert.equal(kept().get('env:renamed'), true);
+      const before = files();
+      await ok('destroy', 'renamed');
+      assert.ok(!kept().has('env:renamed'));
+      assert.equal(files(), before - 2, 'its .bart and .index files are removed');
+      assert.equal(kept().get('env:base'), true, 'another environment\'s is kept');
+      assert.equal(kept().get('pristine:0'), true, 'base still has generation 0');
+    });
+
+    test('the manifest kept at staging is forgotten once the first boot used it, and pristine manifests go with their generation', async () => {
+      await ok('stage', '--name', 'gen-1');
+      assert.equal(kept().get('staged-ours:gen-1'), true, 'staging keeps the running system\'s manifest for the first boot');
+      await inEnv('base', (root) => writeFileSync(join(root, 'etc/motd'), 'changed after staging\n'));
+      const fb = await sp('reintegrate', '--first-boot', '--to', 'gen-1');
+      assert.equal(fb.code, 0, fb.stderr);
+      assert.ok(!kept().has('staged-ours:gen-1'), 'used once by the first boot, then forgotten');
+      await ok('drift', 'gen-1', '--no-record');
+      assert.equal(kept().get('pristine:1'), true);
+      assert.equal(kept().get('env:gen-1'), true);
+      await ok('destroy', 'gen-1');
+      assert.ok(!kept().has('env:gen-1'));
+      assert.ok(!kept().has('pristine:1'), 'no environment of generation 1 is left: its pristine manifest goes too');
+      assert.equal(kept().get('pristine:0'), true);
+      for (const [subject, whole] of kept()) assert.ok(whole, `${subject}: its files are there`);
+    });
+  });
+}
