@@ -4,6 +4,8 @@
  * that carry the command line and its stderr for `-v`. Each command leads a
  * process group of its own, and a timeout stops the whole group (groups.ts).
  */
+import { spawn } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
 import { execa, type Options as ExecaOptions } from 'execa';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
@@ -24,6 +26,43 @@ export interface RunOptions {
   inherit?: boolean;
   /** Return stdout as a Buffer. */
   binary?: boolean;
+}
+
+/**
+ * Run a command on sysprime's own terminal (`sysprime shell`): stdin,
+ * stdout and stderr are ours, no timeout, and it stays in sysprime's process
+ * group, so the terminal's Ctrl-C and Ctrl-\ reach it and job control works.
+ * sysprime ignores those two while it runs (as a shell does for its
+ * foreground job) and passes SIGTERM and SIGHUP on to it, so sysprime
+ * outlives it and cleans up after it. Returns its exit status; one ended by
+ * a signal gives 128 + the signal's number, as shells report it.
+ */
+export async function runInteractive(file: string, args: readonly string[], opts: { env?: Record<string, string> } = {}): Promise<number> {
+  const command = quoteForDisplay(file, args);
+  log.debug(`run (on the terminal): ${command}`);
+  const child = spawn(file, args, { stdio: 'inherit', ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) });
+  const ignore = (): void => undefined;
+  const pass = (sig: NodeJS.Signals): void => {
+    child.kill(sig);
+  };
+  const held: [NodeJS.Signals, (sig: NodeJS.Signals) => void][] = [
+    ['SIGINT', ignore],
+    ['SIGQUIT', ignore],
+    ['SIGTERM', pass],
+    ['SIGHUP', pass],
+  ];
+  for (const [sig, fn] of held) process.on(sig, fn);
+  try {
+    return await new Promise<number>((resolve, reject) => {
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') reject(new SysprimeError('COMMAND_MISSING', `${file} is not installed or not on PATH`, { hint: `install the package that provides ${file}`, detail: command }));
+        else reject(err);
+      });
+      child.once('exit', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : osConstants.signals[signal])));
+    });
+  } finally {
+    for (const [sig, fn] of held) process.off(sig, fn);
+  }
 }
 
 export interface RunResult {

@@ -34,6 +34,8 @@ export interface RetentionEnvironment {
   isDefault: boolean;
   /** The admin pinned it (`sysprime pin`): never destroyed, not counted in `keep`. */
   pinned: boolean;
+  /** Where it is mounted (`sysprime mount`, a `sysprime shell` in it, a verb reading it), or null: never destroyed while it is. */
+  mounted?: string | null;
   /** Bytes freed by destroying it, or null when the filesystem cannot say. */
   spaceUnique: number | null;
 }
@@ -63,7 +65,7 @@ export interface EspSpace {
   perEnvironment: ReadonlyMap<string, number>;
 }
 
-export type KeepReason = 'booted' | 'default' | 'one-shot' | 'pinned' | 'newest' | 'recent';
+export type KeepReason = 'booted' | 'default' | 'one-shot' | 'pinned' | 'mounted' | 'newest' | 'recent';
 /** Reasons of retention: the free-space floor and the ESP's room may still override them. */
 const SOFT: ReadonlySet<KeepReason> = new Set(['newest', 'recent']);
 const DAY_MS = 24 * 60 * 60 * 1000;
@@ -129,6 +131,8 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     if (e.booted) reasons.push('booted');
     if (e.isDefault) reasons.push('default');
     if (opts.oneShot !== null && e.name === opts.oneShot) reasons.push('one-shot');
+    // Someone is using it (a shell in it, a mount an admin is looking through): destroying it would pull the tree from under them.
+    if (e.mounted !== undefined && e.mounted !== null) reasons.push('mounted');
     if (e.pinned) reasons.push('pinned');
     // Pinned ones are kept besides the newest: pinning an old environment does not shorten the history.
     else if (counted++ < opts.keep) reasons.push('newest');
@@ -180,6 +184,7 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     default: 'it is the default boot environment',
     'one-shot': 'it is set to boot once next',
     pinned: 'it is pinned',
+    mounted: 'it is mounted (`sysprime mount`, or a `sysprime shell` in it): try again once it is unmounted',
     newest: `it is among the ${opts.keep} newest`,
     recent: `it is younger than ${plural(opts.keepDays, 'day')}`,
   };

@@ -62,3 +62,9 @@ export function lockHolder(db: Db, name = 'stage'): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
   return row && isAlive(row) ? row : null;
 }
+
+/** The owner a lock still names although it is dead (its work may be half done), or null. */
+export function staleLockOwner(db: Db, name: string): LockOwner | null {
+  const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
+  return row && !isAlive(row) ? row : null;
+}

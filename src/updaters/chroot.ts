@@ -12,7 +12,7 @@ import { chmod, lstat, mkdir, readFile, realpath, rmdir } from 'node:fs/promises
 import { join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { run, type RunResult } from '../process/run.js';
+import { run, runInteractive, type RunResult } from '../process/run.js';
 import { stopProcessesIn } from '../process/reap.js';
 import { isSelfBind, mountsAtOrBelow, readMountinfo, unmountOrder } from '../os/mounts.js';
 import { joinInside, safeInside } from './rootpath.js';
@@ -40,6 +40,8 @@ export interface ChrootSession {
   readonly root: string;
   /** Runs argv chrooted into the root, with a clean environment. */
   run(argv: readonly string[], opts?: ChrootRunOptions): Promise<RunResult>;
+  /** Runs argv chrooted into the root on sysprime's terminal (`sysprime shell`), with a clean environment; its exit status. */
+  interactive(argv: readonly string[], env?: Record<string, string>): Promise<number>;
 }
 
 /** Suffix of the tree's own file while ours stands in its place. */
@@ -188,13 +190,17 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
   const createdDirs: string[] = [];
   const defaultTimeout = opts.timeout ?? DEFAULT_TIMEOUT_S;
 
+  // env -i: nothing of our own environment (TMPDIR, sockets of the host's session) reaches the tree.
+  const chrootArgs = (argv: readonly string[], extra: Record<string, string> = {}): string[] => {
+    if (argv.length === 0) throw new SysprimeError('USAGE', 'nothing to run in the chroot');
+    const env = { PATH: CHROOT_PATH, HOME: '/root', LC_ALL: 'C.UTF-8', SYSPRIME_CHROOT: '1', ...extra };
+    return ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'chroot', root, ...argv];
+  };
   const session: ChrootSession = {
     root,
+    interactive: (argv, env) => runInteractive('env', chrootArgs(argv, env)),
     run: (argv, runOpts = {}) => {
-      if (argv.length === 0) throw new SysprimeError('USAGE', 'nothing to run in the chroot');
-      const env = { PATH: CHROOT_PATH, HOME: '/root', LC_ALL: 'C.UTF-8', SYSPRIME_CHROOT: '1', ...runOpts.env };
-      // env -i: nothing of our own environment (TMPDIR, sockets of the host's session) reaches the tree.
-      const args = ['-i', ...Object.entries(env).map(([k, v]) => `${k}=${v}`), 'chroot', root, ...argv];
+      const args = chrootArgs(argv, runOpts.env);
       return run('env', args, {
         timeout: (runOpts.timeout ?? defaultTimeout) * 1000,
         ...(runOpts.allowFailure ? { allowFailure: true } : {}),

@@ -6,7 +6,8 @@ import * as lifecycle from '../../environments/lifecycle.js';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
-import { sharedDataOfEnvironment } from '../../environments/shared.js';
+import { atRiskMessage, atRiskPaths, sharedDataOfEnvironment } from '../../environments/shared.js';
+import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { descriptionOf, isPinned } from '../../environments/annotations.js';
 
@@ -68,7 +69,8 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .action(async (opts: { adopt: string; name?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.initialise(ctx, { adopt: opts.adopt, name: opts.name });
-        for (const p of await sharedDataOfEnvironment(ctx, env.name)) if (p.where === 'at-risk') log.warn(p.why);
+        const atRisk = atRiskPaths(await sharedDataOfEnvironment(ctx, env.name));
+        if (atRisk.length > 0) log.warn(atRiskMessage(atRisk));
         if (globals().json) printJson(environmentJson(env));
         else process.stdout.write(`initialised ${ctx.backend.describe()}: environment "${env.name}", generation 0, pristine ${env.pristine}\n`);
       }),
@@ -239,5 +241,17 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         await lifecycle.unmountEnvironment(ctx, name);
         if (globals().json) printJson({ name, mounted: null });
       }),
+    );
+
+  program
+    .command('shell <name> [command...]')
+    .description('run a shell (or a command) chrooted in an environment that is not running, for repairs and inspection')
+    .option('--network', "copy the running system's /etc/resolv.conf in for the duration (apt inside needs it)")
+    .addHelpText(
+      'after',
+      '\nThe exit status is the command\'s. /dev, /proc, /sys and /run are mounted inside and removed afterwards; no service starts.\n\nExamples:\n  sysprime shell gen-4                       a login shell in gen-4\n  sysprime shell gen-4 -- apt-cache policy   one command\n  sysprime shell --network gen-4 -- apt-get install --reinstall grub-efi-amd64',
+    )
+    .action(async (name: string, command: string[], opts: { network?: boolean }) =>
+      withContext(globals(), async (ctx) => shellIn(ctx, name, command, { network: opts.network === true, ...(process.env['TERM'] !== undefined ? { term: process.env['TERM'] } : {}) })),
     );
 }

@@ -169,3 +169,12 @@ test('keep_days: the free-space floor may still take young environments, oldest 
   assert.deepEqual(names(unknown.destroy), ['gen-1']);
   assert.match(unknown.notes.join('\n'), /creation time of "gen-1" is unknown/);
 });
+
+test('a mounted environment (a shell in it, an admin looking through a mount) is kept, whatever else would destroy it', () => {
+  const plan = planPrune(envs(6, { 'gen-1': { mounted: '/run/sysprime/mount/gen-1' } }), opts({ keep: 2, minFreePercent: 90, poolFree: 0 }));
+  assert.deepEqual(names(plan.keep), ['gen-1'], 'the newest go for the free-space floor; the mounted one stays');
+  assert.deepEqual(plan.keep[0]!.reasons, ['mounted']);
+  assert.match(plan.keep[0]!.why, /^it is mounted/);
+  const unmounted = planPrune(envs(6), opts({ keep: 2 }));
+  assert.ok(names(unmounted.destroy).includes('gen-1'), 'unmounted, the same one goes');
+});

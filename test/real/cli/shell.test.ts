@@ -1,0 +1,123 @@
+/**
+ * `sysprime shell ENV -- CMD`: a command chrooted in an environment that is
+ * not running, through the real CLI on real pools. The scratch tree gets the
+ * host's dash and the two libraries it needs, so there is a /bin/sh to run.
+ * What is checked: the command runs inside the environment's tree with the
+ * kernel filesystems mounted there, its exit status is sysprime's, and
+ * nothing is left mounted or running afterwards — after a normal end, after
+ * SIGTERM to sysprime, and (by the next shell) after a kill -9.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
+import { BIN, environmentMounter, sysprime } from '../../fixtures/cli.js';
+
+/** The host's dash as the tree's /bin/sh, with what the dynamic loader needs for it. */
+function installSh(root: string): void {
+  for (const d of ['bin', 'lib/x86_64-linux-gnu', 'lib64']) mkdirSync(join(root, d), { recursive: true });
+  copyFileSync('/usr/bin/dash', join(root, 'bin/sh'));
+  chmodSync(join(root, 'bin/sh'), 0o755);
+  copyFileSync(realpathSync('/lib/x86_64-linux-gnu/libc.so.6'), join(root, 'lib/x86_64-linux-gnu/libc.so.6'));
+  copyFileSync(realpathSync('/lib64/ld-linux-x86-64.so.2'), join(root, 'lib64/ld-linux-x86-64.so.2'));
+}
+
+/** Mounts of the kernel filesystems a chroot puts in a tree, outside the host's usual places. */
+function chrootMounts(): string[] {
+  return readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' '))
+    .filter((f) => f.length > 4 && /\/(proc|sys|dev|run)$/.test(f[4]!) && !['/proc', '/sys', '/dev', '/run'].includes(f[4]!) && !f[4]!.startsWith('/proc/') && !f[4]!.startsWith('/sys/'))
+    .map((f) => f[4]!);
+}
+
+/** sysprime started by hand, for signals: resolves with its exit status; `ready` once the command printed "ready". */
+function startShell(config: string, argv: string[]): { child: ChildProcess; ready: Promise<void>; done: Promise<number | null> } {
+  const child = spawn(process.execPath, [BIN, '--config', config, 'shell', ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, NO_COLOR: '1' } });
+  let out = '';
+  const ready = new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`sysprime shell exited (${code}) before the command was ready: ${out}`)));
+  });
+  const done = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return { child, ready, done };
+}
+
+const WAIT = ['--', '/bin/sh', '-c', 'echo ready; read line; echo "never: $line"'];
+
+for (const kind of KINDS) {
+  describe(`shell on ${kind}`, () => {
+    let s: Scratch;
+    let dir: string;
+    const sp = (...args: string[]) => sysprime(args, { config: s.config });
+    const inEnv = environmentMounter(sp, () => join(dir, 'mnt'));
+    let before0: string[];
+
+    before(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'sysprime-shell-'));
+      s = await makeScratch(kind);
+      assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
+      await inEnv('base', (root) => installSh(root));
+      before0 = chrootMounts();
+    });
+    after(async () => {
+      await s?.cleanup();
+      rmSync(dir, { recursive: true, force: true });
+    });
+
+    test('runs a command chrooted in the environment, with /proc there; its exit status is sysprime\'s; nothing is left mounted', async () => {
+      const r = await sp('shell', 'base', '--', '/bin/sh', '-c', 'echo "in $debian_chroot $SYSPRIME_CHROOT"; read h < /etc/hostname; echo "hostname $h"; [ -r /proc/self/status ] && echo "proc mounted"; echo made > /root/from-shell; exit 7');
+      assert.equal(r.code, 7, r.stderr);
+      assert.match(r.stdout, /^in sysprime:base 1$/m);
+      assert.match(r.stdout, /^proc mounted$/m);
+      assert.deepEqual(chrootMounts(), before0, 'the kernel filesystems are unmounted');
+      await inEnv('base', (root) => assert.equal(readFileSync(join(root, 'root/from-shell'), 'utf8'), 'made\n', 'what the command wrote is in the environment'));
+      const ok = await sp('shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
+      assert.equal(ok.code, 0, ok.stderr);
+    });
+
+    test('SIGTERM to sysprime ends the command, then everything is undone', async () => {
+      const sh = startShell(s.config, ['base', ...WAIT]);
+      await sh.ready;
+      assert.notDeepEqual(chrootMounts(), before0, 'mounted while it runs');
+      sh.child.kill('SIGTERM');
+      assert.equal(await sh.done, 143, 'the command was ended by SIGTERM: 128 + 15');
+      assert.deepEqual(chrootMounts(), before0);
+    });
+
+    test('after a kill -9 of sysprime, the next shell in that environment stops what the dead one left and unmounts it first', async () => {
+      const sh = startShell(s.config, ['base', ...WAIT]);
+      await sh.ready;
+      sh.child.kill('SIGKILL');
+      await sh.done;
+      assert.notDeepEqual(chrootMounts(), before0, 'a kill -9 leaves the mounts (and the command) behind');
+      const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /recovered: .*unmounted/);
+      assert.deepEqual(chrootMounts(), before0);
+    });
+
+    test('refusals: a missing environment, a mounted one; nothing is left behind', async () => {
+      const missing = await sp('shell', 'nope', '--', '/bin/sh', '-c', 'exit 0');
+      assert.notEqual(missing.code, 0);
+      assert.match(missing.stderr, /nope/);
+      const mnt = join(dir, 'held');
+      assert.equal((await sp('mount', 'base', mnt)).code, 0);
+      try {
+        const r = await sp('shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
+        assert.notEqual(r.code, 0);
+        assert.match(r.stderr, /"base" is mounted at .*sysprime umount base/s);
+      } finally {
+        assert.equal((await sp('umount', 'base')).code, 0);
+      }
+      assert.ok(!existsSync(join('/run/sysprime/shell', 'base')), 'no note of an open shell is left');
+      assert.deepEqual(chrootMounts(), before0);
+    });
+  });
+}
