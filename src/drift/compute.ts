@@ -9,7 +9,7 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { compareManifests, createManifest, displayPath, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { loadManifest, saveManifest } from '../state/manifests.js';
+import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
 import { recordDriftRun, runsOfPath, type DriftPathInRun } from '../state/drift-runs.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
@@ -104,7 +104,7 @@ export async function pristineManifest(
   known: readonly KnownPristine[] = [],
 ): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
-  const subject = `pristine:${generation}`;
+  const subject = manifestSubject.pristine(generation);
   const identity = `${pristineId}|${rules.digest}|${hash}`;
   const kept = loadManifest(ctx.db, subject, identity);
   if (kept) return kept;
@@ -127,7 +127,7 @@ async function pristineFromOlder(ctx: Context, generation: number, path: string,
   const hash = ctx.config.bart.hash;
   const older = (await ctx.backend.listPristines()).filter((p) => p.generation < generation).sort((a, b) => b.generation - a.generation);
   for (const p of older) {
-    const manifest = known.find((k) => k.generation === p.generation)?.manifest ?? loadManifest(ctx.db, `pristine:${p.generation}`, `${p.id}|${rules.digest}|${hash}`);
+    const manifest = known.find((k) => k.generation === p.generation)?.manifest ?? loadManifest(ctx.db, manifestSubject.pristine(p.generation), `${p.id}|${rules.digest}|${hash}`);
     if (manifest === undefined) continue;
     const fast = await pristineManifestFromChanges({
       backend: ctx.backend,
@@ -174,7 +174,7 @@ export interface PristineSide {
  */
 export async function liveManifest(ctx: Context, name: string, path: string, rules: LoadedRules, pristine?: PristineSide): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
-  const subject = `env:${name}`;
+  const subject = manifestSubject.environment(name);
   const identity = `${rules.digest}|${hash}`;
   const previous = loadManifest(ctx.db, subject, identity);
   const method = liveMethod();
@@ -207,8 +207,41 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
     made = walked.manifest;
   }
+  if (pristine !== undefined) made = settleMountPoints(made, pristine.manifest);
   saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
   return made;
+}
+
+/**
+ * A directory of the environment with another filesystem mounted on it
+ * (`rpool/home/root` at /root on the OpenZFS guide's layout, when the
+ * running system is walked through `/`) shows the mounted filesystem's root
+ * in a walk: its mode, owner and times, not the environment's own directory,
+ * which is hidden below the mount (a walk does not go on into the mounted
+ * filesystem, as it stays on one device). That is not drift of the
+ * environment: every such directory would read as changed forever (0755 in
+ * the pristine snapshot, 0700 live), and the filesystem's own list of
+ * changes (`zfs diff`) rightly does not name it. So such a directory keeps
+ * the pristine state's entry; only its place in the side index is the walk's.
+ */
+export function settleMountPoints(live: Manifest, pristine: Manifest): Manifest {
+  const devOf = new Map<string, number>();
+  for (const e of live.entries) if (e.type === 'D' && e.stat !== undefined) devOf.set(e.path, e.stat.dev);
+  const parentOf = (p: string): string => (p.lastIndexOf('/') <= 0 ? '/' : p.slice(0, p.lastIndexOf('/')));
+  const before = new Map<string, ManifestEntry>();
+  for (const e of pristine.entries) if (e.type === 'D') before.set(e.path, e);
+  let changed = false;
+  const entries = live.entries.map((e) => {
+    // A mount point: on another device than the directory holding it (what is below it, if walked, is left as it is).
+    if (e.type !== 'D' || e.stat === undefined || e.path === '/') return e;
+    const parentDev = devOf.get(parentOf(e.path));
+    if (parentDev === undefined || e.stat.dev === parentDev) return e;
+    const own = before.get(e.path);
+    if (own === undefined) return e;
+    changed = true;
+    return { ...own, stat: e.stat };
+  });
+  return changed ? { ...live, entries } : live;
 }
 
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
