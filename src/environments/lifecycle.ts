@@ -6,7 +6,7 @@
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
-import { checkName } from './names.js';
+import { checkName } from '../names.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';

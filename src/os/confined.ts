@@ -102,11 +102,6 @@ export function isPortableArg(name: string): boolean {
   return !bytes.includes(0) && Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
 }
 
-/** A path inside a file descriptor a child process can use. */
-export function childFdPath(fd: number): string {
-  return `/proc/${process.pid}/fd/${fd}`;
-}
-
 export interface TreeOptions {
   /** Attributes read once below the root are not read again while unchanged. */
   xattrs?: XattrCache;
@@ -583,4 +578,31 @@ export async function withFileAt<T>(root: string, path: string, fn: (procPath: s
   } finally {
     r.close();
   }
+}
+
+/**
+ * Read ahead the attributes of these manifest paths below a root, and of
+ * the directories holding them, into the root's cache. Paths that are
+ * missing or below something that is not a directory are left for the
+ * caller to find when it gets there.
+ */
+export async function readAhead(root: ConfinedRoot, paths: Iterable<string>): Promise<void> {
+  const cache = root.xattrs;
+  if (cache === undefined) return;
+  function* handles(): Generator<number> {
+    for (const path of paths) {
+      const { dir, name } = root.openParent(path);
+      if (!isHandle(dir)) continue;
+      let entry: number | undefined;
+      try {
+        entry = openPathIn(dir, name);
+      } catch {
+        // Unreadable here: the caller meets it again and reports it.
+      }
+      // The directory's descriptor goes to fill(), which closes it.
+      yield dir.fd;
+      if (entry !== undefined) yield entry;
+    }
+  }
+  await cache.fill(handles());
 }

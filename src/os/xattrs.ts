@@ -13,7 +13,11 @@
  * target whatever the host's passwd says about names.
  */
 import { run } from '../process/run.js';
-import { childFdPath } from './confined.js';
+
+/** A path inside a file descriptor a child process can use. */
+export function childFdPath(fd: number): string {
+  return `/proc/${process.pid}/fd/${fd}`;
+}
 
 export const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
 

@@ -20,8 +20,8 @@ import { MERGE_MAX_LINES, mergeText } from './merge.js';
 import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
-import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from '../os/confined.js';
-import { readAhead, XattrCache } from '../os/xattr-cache.js';
+import { ConfinedRoot, componentsOf, isHandle, lstatIn, readAhead, type DirHandle } from '../os/confined.js';
+import { XattrCache } from '../os/xattr-cache.js';
 import { isAclName, type Xattrs } from '../os/xattrs.js';
 
 export interface ApplyOptions {

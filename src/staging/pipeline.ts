@@ -12,7 +12,7 @@ import { AbortOperation, recoverOperations, runOperation, type Json, type Operat
 import { acquireLock } from '../state/lock.js';
 import { currentOf } from '../environments/lifecycle.js';
 import { recordEvent } from '../state/events.js';
-import { checkName } from '../environments/names.js';
+import { checkName } from '../names.js';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';

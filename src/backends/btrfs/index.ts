@@ -16,7 +16,7 @@ import { SysprimeError, errnoOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { backendFaultPoint } from '../fault.js';
 import { run } from '../../process/run.js';
-import { checkName, nameProblem } from '../../environments/names.js';
+import { checkName, nameProblem } from '../../names.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo, StateHome } from '../types.js';
 import {
   ENV_META_DIR,

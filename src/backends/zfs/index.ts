@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError } from '../../errors.js';
-import { checkName } from '../../environments/names.js';
+import { checkName } from '../../names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
