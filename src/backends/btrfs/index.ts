@@ -12,9 +12,10 @@
  */
 import { lstat, mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { backendFaultPoint } from '../fault.js';
+import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import { run } from '../../process/run.js';
 import { checkName, nameProblem } from '../../names.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PathChange, PristineInfo, StateHome } from '../types.js';
@@ -270,7 +271,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         await btrfs(['filesystem', 'sync', top]);
         await btrfs(['subvolume', 'sync', top, ...ids], { timeout: 10 * 60 * 1000 });
       } catch (err) {
-        log.warn(`${rel} is deleted; its space is still being freed in the background (${err instanceof Error ? err.message : String(err)})`);
+        log.warn(`${rel} is deleted; its space is still being freed in the background (${messageOf(err)})`);
       }
     }
     return [...nested, rel];
@@ -312,7 +313,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await removeMetaFile(envMetaFile(top, name)).catch(() => undefined);
       await subvolumes()
         .then((now) => clearPartial(partial, now, 'made by the failed attempt'))
-        .catch((e: unknown) => log.warn(`could not delete ${partial}: ${(e as Error).message}; \`sysprime\` removes it on its next recovery`));
+        .catch((e: unknown) => log.warn(`could not delete ${partial}: ${messageOf(e)}; \`sysprime\` removes it on its next recovery`));
       throw err;
     }
   }
@@ -518,7 +519,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         await rename(abs(rel), abs(environmentPath(name)));
       } catch (err) {
         await removeMetaFile(envMetaFile(top, name));
-        throw new SysprimeError('IO', `cannot move ${rel} to ${environmentPath(name)}: ${(err as Error).message}`, { cause: err });
+        throw new SysprimeError('IO', `cannot move ${rel} to ${environmentPath(name)}: ${messageOf(err)}`, { cause: err });
       }
       try {
         // Its fstab still names the subvolume by its old path, which no longer exists.
@@ -625,19 +626,13 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       let list = await subvolumes();
       const entry = findEnvironmentEntry(list, name);
       const envRel = environmentPath(name);
-      const mounted = fs.mounts.filter((m) => isAtOrBelow(m.root, slashed(envRel)));
-      if (mounted.length > 0) {
-        throw new SysprimeError('REFUSED', `environment "${name}" is mounted at ${mounted.map((m) => m.mountPoint).join(', ')}`, {
-          hint: mounted.some((m) => m.mountPoint === '/') ? 'it is the running system: boot another environment first' : `run \`sysprime umount ${name}\` first`,
-        });
-      }
       const defaultId = await getDefaultSubvolume(top);
       const defaultEntry = list.find((s) => s.id === defaultId);
-      if (defaultId === entry.id || (defaultEntry !== undefined && defaultEntry.path.startsWith(`${envRel}/`))) {
-        throw new SysprimeError('REFUSED', `environment "${name}" is the filesystem's default subvolume`, {
-          hint: 'make another one the default with `sysprime activate OTHER` first',
-        });
-      }
+      refuseDestroy(name, {
+        // Its nested subvolumes' mounts too: they go with it.
+        mountPoints: fs.mounts.filter((m) => isAtOrBelow(m.root, slashed(envRel))).map((m) => m.mountPoint),
+        isDefault: defaultId === entry.id || (defaultEntry !== undefined && defaultEntry.path.startsWith(`${envRel}/`)),
+      });
       // Nested subvolumes go with the environment, except what is not its own to delete: snapper's snapshots, shared data.
       const nested = planNested(envRel, list, sharedSubvolumes);
       const notOwn: string[] = [];
@@ -707,11 +702,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const list = await subvolumes();
       findEnvironmentEntry(list, from);
       refuseExisting(list, to);
-      if (mountsOf(fs, from).some((m) => m.mountPoint === '/')) {
-        throw new SysprimeError('REFUSED', `"${from}" is the running environment; renaming it would break its next boot`, {
-          hint: 'rename it from another environment',
-        });
-      }
+      refuseRename(from, mountsOf(fs, from).map((m) => m.mountPoint));
       const meta = await readEnvironmentMeta(top, from);
       if (meta !== null) await writeEnvironmentMeta(top, to, meta);
       await rename(abs(environmentPath(from)), abs(environmentPath(to)));
@@ -735,7 +726,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const fs = await view();
       findEnvironmentEntry(await subvolumes(), name);
       const target = resolve(dir);
-      if (mountsOf(fs, name).some((m) => m.mountPoint === target)) return;
+      if (mountedThereAlready(name, mountsOf(fs, name).map((m) => m.mountPoint), target)) return;
       await mkdir(target, { recursive: true });
       const device = fs.topMount.source.startsWith('/') ? fs.topMount.source : (opts.device ?? fs.topMount.source);
       await run('mount', ['-t', 'btrfs', '-o', `subvol=/${environmentPath(name)}`, device, target]);
@@ -744,7 +735,9 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     async unmount(name) {
       checkName(name);
       const fs = await view();
-      for (const m of mountsOf(fs, name).filter((x) => x.mountPoint !== '/')) {
+      findEnvironmentEntry(await subvolumes(), name);
+      refuseUnmountingRoot(name, mountsOf(fs, name).map((m) => m.mountPoint));
+      for (const m of mountsOf(fs, name)) {
         await unmountTree(await view(), m.mountPoint);
       }
     },
@@ -818,7 +811,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         changes = parseSendDump(await sendDump(pristine.path, abs(temp)));
       } finally {
         await deleteSubvolumeTree(temp, []).catch((err: unknown) =>
-          log.warn(`could not delete ${temp}: ${(err as Error).message}; \`sysprime\` removes it on its next recovery`),
+          log.warn(`could not delete ${temp}: ${messageOf(err)}; \`sysprime\` removes it on its next recovery`),
         );
       }
       // Nested subvolumes are not in the stream (nor in a snapshot): their roots are looked at again.
