@@ -7,6 +7,7 @@ import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { checkName } from '../names.js';
+import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
@@ -257,7 +258,7 @@ export async function activateOnce(ctx: Context, name: string): Promise<Environm
 }
 
 function refuseUnfinished(env: EnvironmentInfo): void {
-  if (env.meta['staging'] === 'in-progress') {
+  if (stagingUnfinished(env)) {
     throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
       hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
     });

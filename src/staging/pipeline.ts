@@ -13,6 +13,7 @@ import { acquireLock } from '../state/lock.js';
 import { currentOf } from '../environments/lifecycle.js';
 import { recordEvent } from '../state/events.js';
 import { checkName } from '../names.js';
+import { STAGING_STARTED, stagingFinished } from './mark.js';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
@@ -165,7 +166,7 @@ export const STAGE: OperationSpec<StageContext> = {
       async run(s, p) {
         const params = p as StageParams;
         await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name, params.from);
-        await s.ctx.backend.setMeta(params.name, { staging: 'in-progress' });
+        await s.ctx.backend.setMeta(params.name, STAGING_STARTED);
       },
       async undo(s, p) {
         const params = p as StageParams;
@@ -310,7 +311,7 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'mark the environment staged',
       async run(s, p) {
         const params = p as StageParams;
-        await s.ctx.backend.setMeta(params.name, { staging: null, 'staged-from': params.from });
+        await s.ctx.backend.setMeta(params.name, stagingFinished(params.from));
       },
     },
   ],

@@ -16,6 +16,7 @@ import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
 import { withContext, type GlobalOptions } from '../runner.js';
+import { stagingUnfinished } from '../../staging/mark.js';
 
 async function updaterFor(config: Config): Promise<Updater> {
   return (await import('../../updaters/registry.js')).createUpdater(config);
@@ -74,7 +75,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         const envs = await ctx.backend.listEnvironments();
         for (const e of envs) {
           if (e.pristine === null) problems.push({ kind: 'pristine-missing', what: `"${e.name}" has no pristine snapshot of its generation ${e.generation}: its drift cannot be computed` });
-          if (e.meta['staging'] === 'in-progress') problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
+          if (stagingUnfinished(e)) problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
         }
         for (const op of interruptedOperations(ctx.db)) {
           problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
