@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fchownSync, lchownSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
 
@@ -278,7 +278,7 @@ export class FileInTree {
 }
 
 export function ioError(what: string, err: unknown): SysprimeError {
-  return new SysprimeError('IO', `${what} failed: ${errnoOf(err) ?? (err instanceof Error ? err.message : String(err))}`, {
+  return new SysprimeError('IO', `${what} failed: ${errnoOf(err) ?? messageOf(err)}`, {
     hint: 'check that the filesystem is mounted read-write and has room',
     cause: err,
   });

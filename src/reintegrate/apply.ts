@@ -10,7 +10,7 @@
  * the others (the report says which failed and why).
  */
 import { existsSync, readdirSync } from 'node:fs';
-import { SysprimeError, isSysprimeError } from '../errors.js';
+import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { faultPoint } from '../state/journal.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
@@ -629,7 +629,7 @@ async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
       item.detail = `${a.detail}; skipped: ${err.message}`;
     } else {
       item.outcome = 'failed';
-      const msg = err instanceof Error ? err.message : String(err);
+      const msg = messageOf(err);
       item.detail = `${a.detail}; failed: ${msg}${isSysprimeError(err) && err.hint ? ` (${err.hint})` : ''}`;
     }
   }

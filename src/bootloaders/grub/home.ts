@@ -315,7 +315,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
       replaceFile(join(tmp, MOVED_MARK), `${plan.from}\n`);
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
-      throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
+      throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${messageOf(err)}`, {
         hint: `free space on the ESP or remove what ${plan.from} holds that FAT cannot (links), then run \`sysprime init\` again`,
         cause: err,
       });
