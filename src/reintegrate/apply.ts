@@ -9,10 +9,11 @@
  * Returns a report of what it touched; one path that fails does not stop
  * the others (the report says which failed and why).
  */
-import { existsSync, readdirSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { faultPoint } from '../state/journal.js';
+import { faultPoint } from '../process/fault.js';
+import { processAlive } from '../process/alive.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
@@ -528,7 +529,7 @@ export function removeLeftoverTemps(target: ConfinedRoot, plan: ReintegrationPla
     try {
       for (const name of readdirSync(dir.self)) {
         const pid = Number(TEMP_NAME.exec(name)?.[1] ?? NaN);
-        if (Number.isNaN(pid) || pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+        if (Number.isNaN(pid) || pid === process.pid || processAlive(pid)) continue;
         if (removeEntry(dir, name) === 'removed') removed.push(`${path === '/' ? '' : path}/${name}`);
       }
     } finally {

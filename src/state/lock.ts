@@ -5,8 +5,8 @@
  * and that process's start time, so a lock left by a dead process (or by a
  * reused pid) is recognised as stale and taken over.
  */
-import { readFileSync } from 'node:fs';
 import { SysprimeError } from '../errors.js';
+import { processAlive, processStart } from '../process/alive.js';
 import type { Db } from './db.js';
 
 export interface Lock {
@@ -21,26 +21,11 @@ export interface LockOwner {
   at: string;
 }
 
-export function processStart(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // starttime is field 22; count after the ")" that ends the command name.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-export function isAlive(owner: Pick<LockOwner, 'pid' | 'start'>): boolean {
-  const start = processStart(owner.pid);
-  return start !== null && start === owner.start;
-}
-
 export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
   const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', what, at: new Date().toISOString() };
   const take = db.transaction(() => {
     const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-    if (row && isAlive(row) && !(row.pid === me.pid && row.start === me.start)) return row;
+    if (row && processAlive(row.pid, row.start) && !(row.pid === me.pid && row.start === me.start)) return row;
     db.prepare('INSERT OR REPLACE INTO locks (name, pid, start, what, at) VALUES (?, ?, ?, ?, ?)').run(name, me.pid, me.start, what, me.at);
     return null;
   });
@@ -60,5 +45,5 @@ export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
 
 export function lockHolder(db: Db, name = 'stage'): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-  return row && isAlive(row) ? row : null;
+  return row && processAlive(row.pid, row.start) ? row : null;
 }

@@ -14,7 +14,7 @@ import { lstat, mkdir, readFile, realpath, rename, rm, stat, statfs } from 'node
 import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
-import { backendFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import { run } from '../../process/run.js';
 import { checkName, nameProblem } from '../../names.js';
@@ -654,10 +654,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await clearPartial(partial, list);
       // Out of its real name first: a crash halfway leaves a `.partial-` subvolume for recover(), never a half-deleted environment.
       await rename(abs(envRel), abs(partial));
-      backendFaultPoint('btrfs', 'destroy-renamed');
+      faultPoint('backend:btrfs', 'destroy-renamed');
       list = await subvolumes();
       await deleteSubvolumeTree(partial, list);
-      backendFaultPoint('btrfs', 'destroy-deleted');
+      faultPoint('backend:btrfs', 'destroy-deleted');
       await removeMetaFile(envMetaFile(top, name));
 
       list = await subvolumes();

@@ -13,6 +13,7 @@ import { checkName } from '../../names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
+import { processAlive } from '../../process/alive.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
@@ -61,7 +62,6 @@ import {
   claimMount,
   environmentMountDir,
   privateMountName,
-  processAlive,
   pristineMountDir,
   releaseClaim,
   sweepRunDir,

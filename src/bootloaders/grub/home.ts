@@ -39,7 +39,7 @@ import { fsyncPath, overwriteInPlace, replaceFile } from '../../os/durable.js';
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 
 /** statfs magic numbers of the filesystems GRUB's save_env can write (it writes the file's blocks in place). */
 const GRUB_WRITABLE: ReadonlyMap<number, string> = new Map([
@@ -332,7 +332,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
   // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
   for (const p of pending) if (!existsSync(p.keep)) replaceFile(p.keep, p.text);
   for (const p of pending) {
-    bootFaultPoint('grub', 'stub');
+    faultPoint('boot:grub', 'stub');
     // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).
     overwriteInPlace(p.s.path, stub);
     done.push(`${relative(plan.esp, p.s.path)} on the ESP points GRUB at ${plan.to} (was ${p.s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, p.keep)})`);

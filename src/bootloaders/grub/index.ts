@@ -21,7 +21,7 @@ import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
 import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
 import { lstatIn, withDirIn } from '../../os/confined.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import { menuBlocks, menuTitle, parseGrubenv, renderGrubMenu } from './menu.js';
 import { espHome, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
 
@@ -197,11 +197,11 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         removeStaleTemps(grubDir);
         const tmp = writeTemp(menuPath, text);
         // The old menu stays whole until this rename; GRUB reads either file entirely.
-        bootFaultPoint('grub', 'menu');
+        faultPoint('boot:grub', 'menu');
         renameInto(tmp, menuPath);
         fsyncPath(dirname(menuPath));
       }
-      bootFaultPoint('grub', 'grubenv');
+      faultPoint('boot:grub', 'grubenv');
       if (next?.startsWith(ENTRY_PREFIX) && !after.has(next)) await editenv(['unset', 'next_entry']);
 
       const staged = sopts.staged;

@@ -90,7 +90,7 @@ test('a live holder is reported as busy', withDb((dir) => {
   b.close();
 }));
 
-import { processStart } from '../../../src/state/lock.js';
+import { processStart } from '../../../src/process/alive.js';
 function readStart(pid: number): string {
   return processStart(pid) ?? '';
 }
