@@ -5,7 +5,7 @@
  */
 import { SysprimeError } from './errors.js';
 
-export const MAX_NAME = 64;
+const MAX_NAME = 64;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const RESERVED = new Set(['.', '..', 'ROOT', 'sysprime']);
 

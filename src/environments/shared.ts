@@ -21,7 +21,7 @@ import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 
 /** Built in; `[shared] paths` adds to them. */
-export const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
+const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
 
 export function sharedPathsOf(config: Config): string[] {
   return [...new Set([...BUILTIN_SHARED_PATHS, ...config.shared.paths])].sort();

@@ -97,7 +97,7 @@ export class DirHandle {
 }
 
 /** Names that survive as a command-line argument unchanged (valid UTF-8, no NUL). */
-export function isPortableArg(name: string): boolean {
+function isPortableArg(name: string): boolean {
   const bytes = nameBytes(name);
   return !bytes.includes(0) && Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
 }
@@ -288,7 +288,7 @@ export function ioError(what: string, err: unknown): SysprimeError {
  * mkdir -p below a confined root (new directories get `mode`); refuses a
  * component that is a link or not a directory. Returns the last directory.
  */
-export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
+function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
   for (let i = 0; i <= comps.length; i++) {
     const d = root.openDir(comps.slice(0, i));
     if (isHandle(d)) {
@@ -316,7 +316,7 @@ export interface Owner {
 }
 
 /** A temporary name in a directory sysprime writes into; never the name of anything else there. */
-export function confinedTempName(): string {
+function confinedTempName(): string {
   return `.sysprime-tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 

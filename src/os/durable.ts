@@ -27,10 +27,10 @@ import { copyFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 
-export const TEMP_SUFFIX = '.sysprime-tmp';
+const TEMP_SUFFIX = '.sysprime-tmp';
 
 /** A fresh temporary name beside `path`. */
-export function tempPathFor(path: string): string {
+function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}${TEMP_SUFFIX}`);
 }
 
@@ -39,7 +39,7 @@ export function isDurableTemp(name: string): boolean {
   return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
 }
 
-export function durableError(what: string, path: string, err: unknown): SysprimeError {
+function durableError(what: string, path: string, err: unknown): SysprimeError {
   if (err instanceof SysprimeError) return err;
   if (errnoOf(err) === 'ENOSPC') {
     return new SysprimeError('NO_SPACE', `no space left to write ${path}`, { hint: 'free space there (`sysprime prune`) and run again', cause: err });

@@ -15,11 +15,11 @@
 import { run } from '../process/run.js';
 
 /** A path inside a file descriptor a child process can use. */
-export function childFdPath(fd: number): string {
+function childFdPath(fd: number): string {
   return `/proc/${process.pid}/fd/${fd}`;
 }
 
-export const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
+const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
 
 export function isAclName(name: string): boolean {
   return (ACL_NAMES as readonly string[]).includes(name);

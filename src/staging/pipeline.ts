@@ -51,11 +51,11 @@ export interface StageParams extends Json {
  * the pool and the name only, so recovery after a crash finds it, and two
  * pools on one machine never share it.
  */
-export function stagingMountPoint(s: StageContext, name: string): string {
+function stagingMountPoint(s: StageContext, name: string): string {
   const pool = createHash('sha256').update(s.ctx.backend.describe()).digest('hex').slice(0, 8);
   return join(STAGING_MOUNT_BASE, `${s.ctx.backend.kind}-${pool}`, name);
 }
-export const STAGING_MOUNT_BASE = '/run/sysprime/stage';
+const STAGING_MOUNT_BASE = '/run/sysprime/stage';
 
 async function releaseStagingMount(s: StageContext, name: string): Promise<void> {
   const dir = stagingMountPoint(s, name);
@@ -360,7 +360,7 @@ export async function recoverStaging(ctx: Context, updater: Updater): Promise<st
   return recoverOperations(ctx.db, STAGE, { ctx, updater, verbose: false });
 }
 
-export async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
+async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
   const envs = await ctx.backend.listEnvironments();
   const from = opts.from === undefined ? currentOf(envs) : envs.find((e) => e.name === checkName(opts.from!));
   if (!from) {

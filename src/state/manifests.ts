@@ -6,7 +6,7 @@
  * read-only tree is walked once; for a live tree it seeds the incremental
  * walk (unchanged inode, size, mtime and ctime means unchanged content).
  */
-import { mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest } from '../bart/index.js';
@@ -48,12 +48,4 @@ export function loadManifest(db: Db, subject: string, identity?: string): Manife
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
   }
-}
-
-export function forgetManifest(db: Db, subject: string): void {
-  const row = db.prepare('SELECT file FROM manifests WHERE subject = ?').get(subject) as { file: string } | undefined;
-  if (!row) return;
-  rmSync(`${row.file}.bart`, { force: true });
-  rmSync(`${row.file}.index`, { force: true });
-  db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
 }

@@ -43,7 +43,7 @@ export async function ensureMetaDirs(top: string): Promise<void> {
   await mkdir(join(top, PRISTINE_META_DIR), { recursive: true });
 }
 
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   try {
     replaceFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o644 });
   } catch (err) {

@@ -198,7 +198,7 @@ export function homeFstabLine(esp: string): string {
 }
 
 /** Left in GRUB's directory on the ESP by the move: it is sysprime's copy, not another system's. */
-export const MOVED_MARK = '.sysprime-moved-from';
+const MOVED_MARK = '.sysprime-moved-from';
 
 export type HomePlan =
   /** GRUB can write its directory and every environment sees the same one (through `fstabLine` when it is the ESP's). */
@@ -222,7 +222,7 @@ export interface HomeOptions {
  * vfat: each directory in SYSPRIME_ESP_STANDIN is listed as a vfat mount,
  * standing in for the ESP mounted there.
  */
-export function espMountTable(): MountinfoEntry[] {
+function espMountTable(): MountinfoEntry[] {
   const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
   const standIns = (process.env['SYSPRIME_ESP_STANDIN'] ?? '').split(':').filter((d) => d !== '');
   const standIn = (dir: string): MountinfoEntry => ({ id: -1, parent: -1, dev: '0:0', root: '/', mountPoint: dir, options: 'rw', propagation: [], fsType: 'vfat', source: 'SYSPRIME_ESP_STANDIN', superOptions: [] });
@@ -239,7 +239,7 @@ export function espMountTable(): MountinfoEntry[] {
  * resolved first, as the kernel's table names mount points by their real
  * paths.
  */
-export function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
+function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
   let path = normalize(esp).replace(/(.)\/$/, '$1');
   try {
     path = realpathSync(path);

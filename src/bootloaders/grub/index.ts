@@ -37,16 +37,16 @@ export interface GrubOptions {
   run?: Runner;
 }
 
-export const INCLUDE_SCRIPT = '42_sysprime';
+const INCLUDE_SCRIPT = '42_sysprime';
 /** The unit that ends GRUB's boot counting once a boot is good (share/systemd). */
-export const BOOT_COMPLETE_UNIT = 'sysprime-boot-complete.service';
+const BOOT_COMPLETE_UNIT = 'sysprime-boot-complete.service';
 
 /** Whether a unit is enabled for multi-user.target in an environment's tree (read without following its links). */
 function unitEnabled(tree: string, unit: string): boolean {
   return withDirIn(tree, '/etc/systemd/system/multi-user.target.wants', { create: false }, (d) => lstatIn(d, unit) !== undefined) ?? false;
 }
 /** The line 42_sysprime puts in grub.cfg (share/grub/42_sysprime). */
-export const INCLUDE_MARK = '### sysprime boot environments ###';
+const INCLUDE_MARK = '### sysprime boot environments ###';
 
 function readText(path: string): string | null {
   try {

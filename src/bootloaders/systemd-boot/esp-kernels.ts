@@ -14,7 +14,7 @@ import { copyDurable, fsyncPath, removeStaleTemps } from '../../os/durable.js';
 import { freeBytes, sameContent } from '../esp-files.js';
 import { faultPoint } from '../../process/fault.js';
 
-export const KERNEL_DIR = 'sysprime';
+const KERNEL_DIR = 'sysprime';
 /** Room kept free beyond the copies, for the entry files and the FAT's own needs. */
 export const SPARE_BYTES = 256 * 1024;
 
