@@ -3,7 +3,10 @@
  * the daemon. The lock is a row in the state database, taken inside an
  * IMMEDIATE transaction so check-and-take is atomic; it names the owner's pid
  * and that process's start time, so a lock left by a dead process (or by a
- * reused pid) is recognised as stale and taken over.
+ * reused pid) is recognised as stale and taken over. The library takes it
+ * itself (stage, prune, doctor's repairs, status's recovery); taken again
+ * by the process that holds it, it is held once and released by the
+ * outermost caller.
  */
 import { SysprimeError } from '../errors.js';
 import { processAlive, processStart } from '../process/alive.js';
@@ -23,13 +26,17 @@ export interface LockOwner {
 
 export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
   const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', what, at: new Date().toISOString() };
-  const take = db.transaction(() => {
+  const take = db.transaction((): LockOwner | 'held' | null => {
     const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-    if (row && processAlive(row.pid, row.start) && !(row.pid === me.pid && row.start === me.start)) return row;
+    if (row && row.pid === me.pid && row.start === me.start) return 'held';
+    if (row && processAlive(row.pid, row.start)) return row;
     db.prepare('INSERT OR REPLACE INTO locks (name, pid, start, what, at) VALUES (?, ?, ?, ?, ?)').run(name, me.pid, me.start, what, me.at);
     return null;
   });
   const holder = take.immediate();
+  // Taken further up in this process (a staging that prunes, a verb called
+  // by another): that caller releases it, not this one.
+  if (holder === 'held') return { name, release: () => undefined };
   if (holder) {
     throw new SysprimeError('BUSY', `another sysprime (pid ${holder.pid}) is ${holder.what} since ${holder.at}`, {
       hint: 'wait for it to finish; `sysprime status` shows what it is doing',
@@ -46,4 +53,14 @@ export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
 export function lockHolder(db: Db, name = 'stage'): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
   return row && processAlive(row.pid, row.start) ? row : null;
+}
+
+/** Run `fn` holding the lock, and release it after, whatever happens. */
+export async function withLock<T>(db: Db, what: string, fn: () => Promise<T>, name = 'stage'): Promise<T> {
+  const lock = acquireLock(db, what, name);
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
 }

@@ -7,7 +7,6 @@ import { wholeNumberOption } from '../../config/numbers.js';
 import { runDaemon, type Job } from '../../scheduler/daemon.js';
 import { computeDrift, recordDrift } from '../../drift/compute.js';
 import { pruneEnvironments } from '../../environments/prune.js';
-import { acquireLock } from '../../state/lock.js';
 import { printJson } from '../output.js';
 import { stepProgress } from '../progress.js';
 import type { Updater } from '../../updaters/types.js';
@@ -146,14 +145,9 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
               expression: ctx.config.schedule.prune,
               randomDelay: 0,
               async run(c) {
-                const lock = acquireLock(c.db, 'pruning');
-                try {
-                  const r = await pruneEnvironments(c);
-                  const pinned = r.plan.keep.filter((k) => k.reasons.includes('pinned')).map((k) => k.name);
-                  return (r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune') + (pinned.length ? `; kept pinned: ${pinned.join(', ')}` : '');
-                } finally {
-                  lock.release();
-                }
+                const r = await pruneEnvironments(c);
+                const pinned = r.plan.keep.filter((k) => k.reasons.includes('pinned')).map((k) => k.name);
+                return (r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune') + (pinned.length ? `; kept pinned: ${pinned.join(', ')}` : '');
               },
             },
           ],
