@@ -24,7 +24,7 @@ export interface RootMount {
   source: string;
 }
 
-export const BACKENDS: readonly BackendEntry[] = [
+const BACKENDS: readonly BackendEntry[] = [
   {
     kind: 'zfs',
     matchesRoot: (t) => t === 'zfs' || t === 'fuse.zfs',

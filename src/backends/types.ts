@@ -3,9 +3,35 @@
  * (writable roots) and pristine snapshots (read-only states of a generation),
  * and nothing about staging, boot entries or manifests.
  *
- * Environments are named by sysprime names (validated by
- * environments/names.ts before any backend call); the backend maps a name to
- * its own identity (a dataset, a subvolume path).
+ * Environments are named by sysprime names (validated by src/names.ts
+ * before any backend call); the backend maps a name to its own identity (a
+ * dataset, a subvolume path).
+ *
+ * Who refuses what. Every backend refuses the same things with the same
+ * codes (worded once in refusals.ts; test/real/backends/contract.test.ts
+ * runs the same expectations against ZFS and Btrfs). The verbs of
+ * environments/lifecycle.ts check these first for a friendlier message;
+ * the backend checks again because prune and staging's undo call it
+ * directly:
+ * - a name that is not a valid environment name: INVALID_NAME;
+ * - an environment that does not exist (or a pristine of a generation that
+ *   has none): NOT_FOUND; one another tool made (ZFS): REFUSED;
+ * - a name that is taken (create, clone, rename onto it): EXISTS; a
+ *   generation that has its pristine already (takePristine): EXISTS;
+ * - destroyEnvironment: REFUSED while it is mounted anywhere, the running
+ *   root included, or is the filesystem's boot default. Nothing is
+ *   unmounted for the caller: a mount is someone's (the admin's
+ *   `sysprime mount`, a staging in progress), and who made it unmounts it.
+ *   Mounts a crashed run left behind are removed by recover();
+ * - renameEnvironment: REFUSED while it is the running root or mounted;
+ * - mount: REFUSED for the running root, BUSY while mounted at another
+ *   directory, nothing to do when mounted at that directory already;
+ * - unmount: REFUSED for the running root, nothing to do when not mounted;
+ * - destroyPristine: REFUSED while something still needs it. What "needs"
+ *   means differs where the filesystems differ: on ZFS a clone of the
+ *   snapshot (ZFS cannot destroy a snapshot a dataset depends on, even
+ *   after the clone moved to a later generation); on Btrfs an environment
+ *   of that generation (snapshots are independent of each other).
  */
 import type { BackendKind } from '../config/schema.js';
 
@@ -186,13 +212,19 @@ export interface Backend {
   cloneFromEnvironment(source: string, name: string): Promise<void>;
   /** Set the generation of an environment (after staging moved it forward). */
   setGeneration(name: string, generation: number): Promise<void>;
-  /** Destroy an environment; its pristine goes too when nothing else needs it. */
+  /**
+   * Destroy an environment; its pristine goes too when nothing else needs it.
+   * Refuses (REFUSED) a mounted environment and the boot default.
+   */
   destroyEnvironment(name: string): Promise<void>;
   /** Destroy the pristine snapshot of a generation (prune); refuses when a clone still depends on it. */
   destroyPristine(generation: number): Promise<void>;
+  /** Refuses (REFUSED) a mounted environment, the running root included. */
   renameEnvironment(from: string, to: string): Promise<void>;
 
+  /** Mount it at `dir`; refuses the running root (REFUSED) and one mounted elsewhere (BUSY). */
   mount(name: string, dir: string): Promise<void>;
+  /** Unmount it wherever it is mounted (nothing when it is not); refuses the running root. */
   unmount(name: string): Promise<void>;
   /** Reach an environment's tree (mounting it privately when needed). */
   openEnvironment(name: string): Promise<OpenTree>;

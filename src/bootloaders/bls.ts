@@ -33,7 +33,7 @@ export function blsNameProblem(name: string): string | null {
   return null;
 }
 
-export function counterSuffix(counting: Counting): string {
+function counterSuffix(counting: Counting): string {
   switch (counting.state) {
     case 'counting':
       return counting.done > 0 ? `+${counting.left}-${counting.done}` : `+${counting.left}`;

@@ -41,7 +41,7 @@ export function splitArgs(text: string): string[] {
 }
 
 /** The parameter's name: before the first `=`, quotes aside. */
-export function argKey(arg: string): string {
+function argKey(arg: string): string {
   const eq = arg.indexOf('=');
   return (eq < 0 ? arg : arg.slice(0, eq)).replace(/"/g, '');
 }

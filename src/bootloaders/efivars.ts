@@ -11,7 +11,7 @@ export const LOADER_GUID = '4a67b082-0a4c-41cf-b6c7-440b29bb8c4f';
 export const EFIVARS_DIR = '/sys/firmware/efi/efivars';
 
 /** Decode an efivarfs file's bytes (attributes + UTF-16LE string). */
-export function decodeEfiString(bytes: Buffer): string {
+function decodeEfiString(bytes: Buffer): string {
   const body = bytes.subarray(4);
   const text = body.subarray(0, body.length - (body.length % 2)).toString('utf16le');
   const nul = text.indexOf('\0');

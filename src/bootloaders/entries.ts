@@ -15,13 +15,13 @@ export const ENTRY_PREFIX = 'sysprime-';
  * first, so the entry is known by it however the menu cuts a long line.
  * Plain text; each bootloader escapes it for its own format.
  */
-export function entryTitle(env: Pick<BootEnvironment, 'name' | 'generation' | 'created' | 'description'>): string {
+function entryTitle(env: Pick<BootEnvironment, 'name' | 'generation' | 'created' | 'description'>): string {
   const day = Number.isNaN(env.created.getTime()) ? 'unknown date' : env.created.toISOString().slice(0, 10);
   const description = env.description ?? null;
   return `${env.name}${description !== null && description !== '' ? `: ${description}` : ''} (generation ${env.generation}, ${day})`;
 }
 
-export function joinArgs(...parts: string[]): string {
+function joinArgs(...parts: string[]): string {
   return parts
     .map((p) => p.trim())
     .filter((p) => p.length > 0)

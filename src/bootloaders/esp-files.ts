@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { statSync, statfsSync, createReadStream } from 'node:fs';
 import { errnoOf } from '../errors.js';
 
-export async function sha256Of(path: string): Promise<string> {
+async function sha256Of(path: string): Promise<string> {
   const hash = createHash('sha256');
   for await (const chunk of createReadStream(path, { highWaterMark: 1 << 20 })) hash.update(chunk as Buffer);
   return hash.digest('hex');

@@ -22,11 +22,11 @@ export interface DetectionProbes {
   backend: BackendKind | undefined;
 }
 
-export function systemProbes(backend: BackendKind | undefined, efivars = EFIVARS_DIR): DetectionProbes {
+function systemProbes(backend: BackendKind | undefined, efivars = EFIVARS_DIR): DetectionProbes {
   return { exists: existsSync, loaderVariable: (n) => readLoaderVariable(efivars, n), backend };
 }
 
-export const ESP_CANDIDATES = ['/boot/efi', '/efi', '/boot'] as const;
+const ESP_CANDIDATES = ['/boot/efi', '/efi', '/boot'] as const;
 
 /** The configured ESP, or the first usual mount point that holds an `EFI` directory. */
 export function findEsp(config: Config, probes: DetectionProbes): string | null {

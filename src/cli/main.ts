@@ -46,7 +46,7 @@ export function buildProgram(): Command {
  * rest of the run, silently, and the operation goes on, so a journaled one
  * is never cut off midway by its own progress line.
  */
-export function ignoreClosedPipes(): void {
+function ignoreClosedPipes(): void {
   for (const stream of [process.stdout, process.stderr]) {
     let closed = false;
     stream.on('error', (err: NodeJS.ErrnoException) => {

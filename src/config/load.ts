@@ -131,7 +131,7 @@ function firstLine(s: string): string {
 }
 
 /** The closest key by edit distance, if close enough to be a typo. */
-export function suggest(word: string, candidates: readonly string[]): string | undefined {
+function suggest(word: string, candidates: readonly string[]): string | undefined {
   let best: string | undefined;
   let bestD = Infinity;
   for (const c of candidates) {

@@ -10,7 +10,7 @@ import { compareManifests, createManifest, displayPath, type Difference, type Ma
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
-import { recordDriftRun, runsOfPath, type DriftPathInRun } from '../state/drift-runs.js';
+import { recordDriftRun, runsOfPath, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
@@ -19,7 +19,7 @@ import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
 
-export type ChangeKind = 'added' | 'removed' | 'modified';
+export type { ChangeKind };
 
 const TYPE_LABELS: Record<string, string> = {
   F: 'file',

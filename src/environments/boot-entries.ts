@@ -13,10 +13,11 @@ import type { BootDrift, Bootloader, SyncResult } from '../bootloaders/types.js'
 import { createBootloader, type CreateOptions } from '../bootloaders/registry.js';
 import { syncFromBackend } from '../bootloaders/from-backend.js';
 import { rootMount, runsFromPool } from '../backends/registry.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { readFileSync } from 'node:fs';
 import { descriptionOf } from './annotations.js';
+import { stagingUnfinished } from '../staging/mark.js';
 
 /** `[grub]` paths (GRUB's directory, /etc/default/grub, /etc/grub.d), when the configuration sets them. */
 function grubPaths(config: Config): CreateOptions['grub'] {
@@ -34,7 +35,7 @@ export function bootloaderFor(ctx: Context): Bootloader {
 
 /** Environments that should be bootable: all but one whose staging has not finished. */
 export function bootable(envs: readonly EnvironmentInfo[], staged?: string): EnvironmentInfo[] {
-  return envs.filter((e) => e.meta['staging'] !== 'in-progress' || e.name === staged);
+  return envs.filter((e) => !stagingUnfinished(e) || e.name === staged);
 }
 
 export interface BootSyncOptions {
@@ -58,7 +59,7 @@ async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocatio
     try {
       return readFileSync(file, 'utf8');
     } catch (err) {
-      throw new SysprimeError('USAGE', `SYSPRIME_BOOTED_CMDLINE=${file} cannot be read: ${(err as Error).message}`, { hint: 'unset it to use /proc/cmdline' });
+      throw new SysprimeError('USAGE', `SYSPRIME_BOOTED_CMDLINE=${file} cannot be read: ${messageOf(err)}`, { hint: 'unset it to use /proc/cmdline' });
     }
   }
   if (!envs.some((e) => e.booted) && (pool === undefined || !(await runsFromPool(pool)))) return null;

@@ -73,7 +73,7 @@ function holdsUnit(tree: string, dir: string, unit: string): boolean {
  * `multi-user.target.wants` to the unit file the tree holds. A unit the tree
  * does not hold (sysprime not installed there as a package) is a warning.
  */
-export function enableUnitsIn(tree: string, label: string, units: readonly string[]): string[] {
+function enableUnitsIn(tree: string, label: string, units: readonly string[]): string[] {
   const enabled: string[] = [];
   for (const unit of units) {
     const file = UNIT_DIRS.filter((d) => holdsUnit(tree, d, unit)).map((d) => `${d}/${unit}`)[0];

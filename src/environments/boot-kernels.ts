@@ -237,7 +237,7 @@ export async function bootPartitionOf(ctx: Context, name: string): Promise<strin
  * partition is the machine's, not an environment's). A tree without a kernel
  * leaves the partition as it is.
  */
-export async function mirrorIntoPartition(tree: string, partition: string): Promise<{ copied: string[]; removed: string[] }> {
+async function mirrorIntoPartition(tree: string, partition: string): Promise<{ copied: string[]; removed: string[] }> {
   const result = { copied: [] as string[], removed: [] as string[] };
   const names = withDirIn(tree, '/boot', { create: false }, (d) => readdirSync(d.self).filter((n) => isKernelFile(n) && (lstatIn(d, n)?.isFile() ?? false))) ?? [];
   if (names.length === 0) return result;

@@ -6,7 +6,8 @@
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
-import { checkName } from './names.js';
+import { checkName } from '../names.js';
+import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
@@ -17,7 +18,7 @@ import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
 import { forgetManifestsOfGone } from './kept-manifests.js';
 import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
-import { acquireLock } from '../state/lock.js';
+import { acquireLock, withLock } from '../state/lock.js';
 import * as fs from 'node:fs';
 
 export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
@@ -105,7 +106,14 @@ async function refuseExisting(ctx: Context, name: string): Promise<void> {
   }
 }
 
+// Each verb that changes environments or boot entries holds the lock, as
+// staging and prune do: none of them runs in the middle of another (BUSY
+// names who holds it). Unpinning needs none (see unpinEnvironment).
 export async function createEnvironment(ctx: Context, name: string, from?: string, opts: { description?: string } = {}): Promise<EnvironmentInfo> {
+  return withLock(ctx.db, 'creating an environment', () => createEnvironmentLocked(ctx, name, from, opts));
+}
+
+async function createEnvironmentLocked(ctx: Context, name: string, from: string | undefined, opts: { description?: string }): Promise<EnvironmentInfo> {
   // Bad input changes nothing, not even a recovery.
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
@@ -122,6 +130,10 @@ export async function createEnvironment(ctx: Context, name: string, from?: strin
 
 /** Set the description of an environment (an empty text clears it), and write the boot entries whose titles carry it. */
 export async function describeEnvironment(ctx: Context, name: string, text: string): Promise<EnvironmentInfo> {
+  return withLock(ctx.db, 'describing an environment', () => describeEnvironmentLocked(ctx, name, text));
+}
+
+async function describeEnvironmentLocked(ctx: Context, name: string, text: string): Promise<EnvironmentInfo> {
   const description = checkDescription(text);
   checkName(name);
   await recoverFirst(ctx);
@@ -230,6 +242,10 @@ async function recoverFirst(ctx: Context): Promise<void> {
 }
 
 export async function activateEnvironment(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  return withLock(ctx.db, 'activating an environment', () => activateEnvironmentLocked(ctx, name));
+}
+
+async function activateEnvironmentLocked(ctx: Context, name: string): Promise<EnvironmentInfo> {
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
@@ -242,6 +258,10 @@ export async function activateEnvironment(ctx: Context, name: string): Promise<E
 
 /** Boot an environment at the next boot only; the default stays. */
 export async function activateOnce(ctx: Context, name: string): Promise<EnvironmentInfo> {
+  return withLock(ctx.db, 'setting the next boot', () => activateOnceLocked(ctx, name));
+}
+
+async function activateOnceLocked(ctx: Context, name: string): Promise<EnvironmentInfo> {
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
@@ -258,7 +278,7 @@ export async function activateOnce(ctx: Context, name: string): Promise<Environm
 }
 
 export function refuseUnfinished(env: EnvironmentInfo): void {
-  if (env.meta['staging'] === 'in-progress') {
+  if (stagingUnfinished(env)) {
     throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
       hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
     });
@@ -266,6 +286,10 @@ export function refuseUnfinished(env: EnvironmentInfo): void {
 }
 
 export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<void> {
+  return withLock(ctx.db, 'destroying an environment', () => destroyEnvironmentLocked(ctx, name, opts));
+}
+
+async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<void> {
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   if (env.booted) {
@@ -297,6 +321,10 @@ export async function destroyEnvironment(ctx: Context, name: string, opts: { for
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
+  return withLock(ctx.db, 'renaming an environment', () => renameEnvironmentLocked(ctx, from, to));
+}
+
+async function renameEnvironmentLocked(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
   await recoverFirst(ctx);
   checkName(to);
   const env = await findEnvironment(ctx, from);

@@ -10,7 +10,9 @@ import type { Context } from '../context.js';
 import { planPrune, type PrunePlan } from '../retention/plan.js';
 import { bootloaderFor, bootable, syncBootEntries } from './boot-entries.js';
 import { recordEvent } from '../state/events.js';
-import { faultPoint, recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
+import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
+import { withLock } from '../state/lock.js';
+import { faultPoint } from '../process/fault.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 import { isPinned } from './annotations.js';
@@ -83,6 +85,12 @@ export async function recoverPrune(ctx: Context): Promise<string[]> {
 }
 
 export async function pruneEnvironments(ctx: Context, opts: { keep?: number; keepDays?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
+  // A dry run reads only; the real one holds the lock, as staging does.
+  if (opts.dryRun) return prune(ctx, opts);
+  return withLock(ctx.db, 'pruning', () => prune(ctx, opts));
+}
+
+async function prune(ctx: Context, opts: { keep?: number; keepDays?: number; dryRun?: boolean }): Promise<PruneResult> {
   if (!opts.dryRun) for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).

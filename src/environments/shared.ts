@@ -18,9 +18,10 @@ import type { Context } from '../context.js';
 import { isAtOrBelow, parseFstab, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { readTextAt } from '../os/confined.js';
 import { log } from '../log.js';
+import { messageOf } from '../errors.js';
 
 /** Built in; `[shared] paths` adds to them. */
-export const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
+const BUILTIN_SHARED_PATHS: readonly string[] = ['/home', '/root', '/var/spool', '/var/mail', '/var/log', '/srv', '/var/lib/postgresql', '/var/lib/mysql'];
 
 export function sharedPathsOf(config: Config): string[] {
   return [...new Set([...BUILTIN_SHARED_PATHS, ...config.shared.paths])].sort();
@@ -168,7 +169,7 @@ export async function sharedPathsOrWarn(ctx: Context, name: string): Promise<Sha
   try {
     return await sharedDataOfEnvironment(ctx, name);
   } catch (err) {
-    log.warn(`cannot tell which shared paths of "${name}" are inside its root: ${err instanceof Error ? err.message : String(err)}`);
+    log.warn(`cannot tell which shared paths of "${name}" are inside its root: ${messageOf(err)}`);
     return [];
   }
 }

@@ -21,7 +21,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fchownSync, lchownSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
 import type { XattrCache } from './xattr-cache.js';
 
@@ -97,14 +97,9 @@ export class DirHandle {
 }
 
 /** Names that survive as a command-line argument unchanged (valid UTF-8, no NUL). */
-export function isPortableArg(name: string): boolean {
+function isPortableArg(name: string): boolean {
   const bytes = nameBytes(name);
   return !bytes.includes(0) && Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
-}
-
-/** A path inside a file descriptor a child process can use. */
-export function childFdPath(fd: number): string {
-  return `/proc/${process.pid}/fd/${fd}`;
 }
 
 export interface TreeOptions {
@@ -283,7 +278,7 @@ export class FileInTree {
 }
 
 export function ioError(what: string, err: unknown): SysprimeError {
-  return new SysprimeError('IO', `${what} failed: ${errnoOf(err) ?? (err instanceof Error ? err.message : String(err))}`, {
+  return new SysprimeError('IO', `${what} failed: ${errnoOf(err) ?? messageOf(err)}`, {
     hint: 'check that the filesystem is mounted read-write and has room',
     cause: err,
   });
@@ -293,7 +288,7 @@ export function ioError(what: string, err: unknown): SysprimeError {
  * mkdir -p below a confined root (new directories get `mode`); refuses a
  * component that is a link or not a directory. Returns the last directory.
  */
-export function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
+function ensureDirectories(root: ConfinedRoot, comps: readonly string[], mode = 0o755): DirHandle {
   for (let i = 0; i <= comps.length; i++) {
     const d = root.openDir(comps.slice(0, i));
     if (isHandle(d)) {
@@ -321,7 +316,7 @@ export interface Owner {
 }
 
 /** A temporary name in a directory sysprime writes into; never the name of anything else there. */
-export function confinedTempName(): string {
+function confinedTempName(): string {
   return `.sysprime-tmp-${process.pid}-${randomBytes(6).toString('hex')}`;
 }
 
@@ -583,4 +578,31 @@ export async function withFileAt<T>(root: string, path: string, fn: (procPath: s
   } finally {
     r.close();
   }
+}
+
+/**
+ * Read ahead the attributes of these manifest paths below a root, and of
+ * the directories holding them, into the root's cache. Paths that are
+ * missing or below something that is not a directory are left for the
+ * caller to find when it gets there.
+ */
+export async function readAhead(root: ConfinedRoot, paths: Iterable<string>): Promise<void> {
+  const cache = root.xattrs;
+  if (cache === undefined) return;
+  function* handles(): Generator<number> {
+    for (const path of paths) {
+      const { dir, name } = root.openParent(path);
+      if (!isHandle(dir)) continue;
+      let entry: number | undefined;
+      try {
+        entry = openPathIn(dir, name);
+      } catch {
+        // Unreadable here: the caller meets it again and reports it.
+      }
+      // The directory's descriptor goes to fill(), which closes it.
+      yield dir.fd;
+      if (entry !== undefined) yield entry;
+    }
+  }
+  await cache.fill(handles());
 }

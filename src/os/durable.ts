@@ -25,12 +25,12 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, ftruncateSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { SysprimeError, errnoOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 
-export const TEMP_SUFFIX = '.sysprime-tmp';
+const TEMP_SUFFIX = '.sysprime-tmp';
 
 /** A fresh temporary name beside `path`. */
-export function tempPathFor(path: string): string {
+function tempPathFor(path: string): string {
   return join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}${TEMP_SUFFIX}`);
 }
 
@@ -39,12 +39,12 @@ export function isDurableTemp(name: string): boolean {
   return name.startsWith('.') && name.endsWith(TEMP_SUFFIX);
 }
 
-export function durableError(what: string, path: string, err: unknown): SysprimeError {
+function durableError(what: string, path: string, err: unknown): SysprimeError {
   if (err instanceof SysprimeError) return err;
   if (errnoOf(err) === 'ENOSPC') {
     return new SysprimeError('NO_SPACE', `no space left to write ${path}`, { hint: 'free space there (`sysprime prune`) and run again', cause: err });
   }
-  return new SysprimeError('IO', `cannot ${what} ${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  return new SysprimeError('IO', `cannot ${what} ${path}: ${messageOf(err)}`, { cause: err });
 }
 
 /** fsync a file or directory by path (a directory after a rename in it); a Buffer for a name that is bytes. */

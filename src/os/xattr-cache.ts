@@ -10,7 +10,6 @@
  * the entry outright (forget), since ctime moves in coarse clock ticks.
  */
 import { closeSync, fstatSync, type Stats } from 'node:fs';
-import { isHandle, openPathIn, type ConfinedRoot } from './confined.js';
 import { childrenInherit, readXattrsOfMany, type Xattrs } from './xattrs.js';
 
 /** Handles per getfattr call: well below the usual limit of 1,024 open files, and a command line far below ARG_MAX. */
@@ -103,31 +102,4 @@ export class XattrCache {
       for (const b of batch) closeSync(b.fd);
     }
   }
-}
-
-/**
- * Read ahead the attributes of these manifest paths below a root, and of
- * the directories holding them, into the root's cache. Paths that are
- * missing or below something that is not a directory are left for the
- * caller to find when it gets there.
- */
-export async function readAhead(root: ConfinedRoot, paths: Iterable<string>): Promise<void> {
-  const cache = root.xattrs;
-  if (cache === undefined) return;
-  function* handles(): Generator<number> {
-    for (const path of paths) {
-      const { dir, name } = root.openParent(path);
-      if (!isHandle(dir)) continue;
-      let entry: number | undefined;
-      try {
-        entry = openPathIn(dir, name);
-      } catch {
-        // Unreadable here: the caller meets it again and reports it.
-      }
-      // The directory's descriptor goes to fill(), which closes it.
-      yield dir.fd;
-      if (entry !== undefined) yield entry;
-    }
-  }
-  await cache.fill(handles());
 }

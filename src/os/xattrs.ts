@@ -13,9 +13,13 @@
  * target whatever the host's passwd says about names.
  */
 import { run } from '../process/run.js';
-import { childFdPath } from './confined.js';
 
-export const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
+/** A path inside a file descriptor a child process can use. */
+function childFdPath(fd: number): string {
+  return `/proc/${process.pid}/fd/${fd}`;
+}
+
+const ACL_NAMES = ['system.posix_acl_access', 'system.posix_acl_default'] as const;
 
 export function isAclName(name: string): boolean {
   return (ACL_NAMES as readonly string[]).includes(name);

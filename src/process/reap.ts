@@ -12,7 +12,7 @@ function inside(path: string, dir: string): boolean {
 }
 
 /** Pids whose root directory (and, with cwd, working directory) is at or below `dir`. */
-export async function processesIn(dir: string, opts: { cwd?: boolean } = {}): Promise<number[]> {
+async function processesIn(dir: string, opts: { cwd?: boolean } = {}): Promise<number[]> {
   const pids: number[] = [];
   for (const name of await readdir('/proc')) {
     if (!/^\d+$/.test(name)) continue;

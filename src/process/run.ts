@@ -73,7 +73,7 @@ export interface RunResult {
   stdoutBuffer?: Buffer;
 }
 
-export const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
+const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
 /** How long the group gets between SIGTERM and SIGKILL. */
 const KILL_GRACE_MS = 5000;
 /**
@@ -83,7 +83,7 @@ const KILL_GRACE_MS = 5000;
  */
 const LINGER_MS = 1000;
 
-export function quoteForDisplay(file: string, args: readonly string[]): string {
+function quoteForDisplay(file: string, args: readonly string[]): string {
   return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
 

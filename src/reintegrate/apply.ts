@@ -9,10 +9,11 @@
  * Returns a report of what it touched; one path that fails does not stop
  * the others (the report says which failed and why).
  */
-import { existsSync, readdirSync } from 'node:fs';
-import { SysprimeError, isSysprimeError } from '../errors.js';
+import { readdirSync } from 'node:fs';
+import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { faultPoint } from '../state/journal.js';
+import { faultPoint } from '../process/fault.js';
+import { processAlive } from '../process/alive.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
@@ -20,8 +21,8 @@ import { MERGE_MAX_LINES, mergeText } from './merge.js';
 import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
-import { ConfinedRoot, componentsOf, isHandle, lstatIn, type DirHandle } from '../os/confined.js';
-import { readAhead, XattrCache } from '../os/xattr-cache.js';
+import { ConfinedRoot, componentsOf, isHandle, lstatIn, readAhead, type DirHandle } from '../os/confined.js';
+import { XattrCache } from '../os/xattr-cache.js';
 import { isAclName, type Xattrs } from '../os/xattrs.js';
 
 export interface ApplyOptions {
@@ -528,7 +529,7 @@ export function removeLeftoverTemps(target: ConfinedRoot, plan: ReintegrationPla
     try {
       for (const name of readdirSync(dir.self)) {
         const pid = Number(TEMP_NAME.exec(name)?.[1] ?? NaN);
-        if (Number.isNaN(pid) || pid === process.pid || existsSync(`/proc/${pid}`)) continue;
+        if (Number.isNaN(pid) || pid === process.pid || processAlive(pid)) continue;
         if (removeEntry(dir, name) === 'removed') removed.push(`${path === '/' ? '' : path}/${name}`);
       }
     } finally {
@@ -629,7 +630,7 @@ async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
       item.detail = `${a.detail}; skipped: ${err.message}`;
     } else {
       item.outcome = 'failed';
-      const msg = err instanceof Error ? err.message : String(err);
+      const msg = messageOf(err);
       item.detail = `${a.detail}; failed: ${msg}${isSysprimeError(err) && err.hint ? ` (${err.hint})` : ''}`;
     }
   }

@@ -36,7 +36,7 @@ import {
 import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
-import { faultPoint } from '../state/journal.js';
+import { faultPoint } from '../process/fault.js';
 import { FileInTree, ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
 import { closeQuietly, copyData, eachPiece, readWhole, sameData, type CopyHow, type DataSource } from '../os/file-data.js';
 import { createHasher, hashBytes } from '../bart/hash.js';

@@ -17,7 +17,7 @@ import type { Manifest } from '../bart/index.js';
 import { liveManifest, pristineManifest } from '../drift/compute.js';
 import { loadRules, type LoadedRules } from '../drift/rules.js';
 import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
 import { closeInterrupted, runRecorded } from '../state/journal.js';
@@ -266,7 +266,7 @@ export function readFirstBootNote(target: string): FirstBootNote | null {
     if (note.version !== 1) throw new Error(`unknown version ${String(note.version)}`);
     return note;
   } catch (err) {
-    throw unreadable((err as Error).message);
+    throw unreadable(messageOf(err));
   }
 }
 

@@ -10,7 +10,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import type { Context } from '../context.js';
 import { openContext } from '../context.js';
 import { log } from '../log.js';
-import { processStart } from '../state/lock.js';
+import { processStart } from '../process/alive.js';
 import { forgetSchedule, recordJobRun, scheduleJob } from '../state/schedule.js';
 import { SysprimeError, messageOf } from '../errors.js';
 

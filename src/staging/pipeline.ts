@@ -12,8 +12,9 @@ import { AbortOperation, recoverOperations, runOperation, type Json, type Operat
 import { acquireLock } from '../state/lock.js';
 import { currentOf } from '../environments/lifecycle.js';
 import { recordEvent } from '../state/events.js';
-import { checkName } from '../environments/names.js';
+import { checkName } from '../names.js';
 import { checkDescription, DESCRIPTION_KEY } from '../environments/annotations.js';
+import { STAGING_STARTED, stagingFinished } from './mark.js';
 import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { mkdir, rmdir } from 'node:fs/promises';
@@ -54,11 +55,11 @@ export interface StageParams extends Json {
  * the pool and the name only, so recovery after a crash finds it, and two
  * pools on one machine never share it.
  */
-export function stagingMountPoint(s: StageContext, name: string): string {
+function stagingMountPoint(s: StageContext, name: string): string {
   const pool = createHash('sha256').update(s.ctx.backend.describe()).digest('hex').slice(0, 8);
   return join(STAGING_MOUNT_BASE, `${s.ctx.backend.kind}-${pool}`, name);
 }
-export const STAGING_MOUNT_BASE = '/run/sysprime/stage';
+const STAGING_MOUNT_BASE = '/run/sysprime/stage';
 
 async function releaseStagingMount(s: StageContext, name: string): Promise<void> {
   const dir = stagingMountPoint(s, name);
@@ -169,7 +170,7 @@ export const STAGE: OperationSpec<StageContext> = {
       async run(s, p) {
         const params = p as StageParams;
         await s.ctx.backend.cloneFromPristine(params.baseGeneration, params.name, params.from);
-        await s.ctx.backend.setMeta(params.name, { staging: 'in-progress', ...(params.description !== undefined ? { [DESCRIPTION_KEY]: params.description } : {}) });
+        await s.ctx.backend.setMeta(params.name, { ...STAGING_STARTED, ...(params.description !== undefined ? { [DESCRIPTION_KEY]: params.description } : {}) });
       },
       async undo(s, p) {
         const params = p as StageParams;
@@ -314,7 +315,7 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'mark the environment staged',
       async run(s, p) {
         const params = p as StageParams;
-        await s.ctx.backend.setMeta(params.name, { staging: null, 'staged-from': params.from });
+        await s.ctx.backend.setMeta(params.name, stagingFinished(params.from));
       },
     },
   ],
@@ -365,7 +366,7 @@ export async function recoverStaging(ctx: Context, updater: Updater): Promise<st
   return recoverOperations(ctx.db, STAGE, { ctx, updater, verbose: false });
 }
 
-export async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
+async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
   const envs = await ctx.backend.listEnvironments();
   const from = opts.from === undefined ? currentOf(envs) : envs.find((e) => e.name === checkName(opts.from!));
   if (!from) {

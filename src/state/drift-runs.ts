@@ -3,8 +3,10 @@
  * and the paths that drifted in it, so `drift --history PATH` can say when a
  * file changed.
  */
-import type { ChangeKind } from '../drift/compute.js';
 import type { Db } from './db.js';
+
+/** How a path drifted in a run: kept here, with the rows that hold it. */
+export type ChangeKind = 'added' | 'removed' | 'modified';
 
 export interface DriftRun {
   at: string;

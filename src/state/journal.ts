@@ -10,7 +10,8 @@
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import type { Db } from './db.js';
-import { isAlive, processStart } from './lock.js';
+import { processAlive, processStart } from '../process/alive.js';
+import { faultPoint } from '../process/fault.js';
 
 export type Json = Record<string, unknown>;
 
@@ -61,21 +62,8 @@ export interface OperationRow {
 const now = () => new Date().toISOString();
 
 /** The process that runs (or ran) an operation: its pid, and that process's start time kept in the params. */
-function ownerOf(op: Pick<OperationRow, 'pid' | 'params'>): { pid: number; start: string } {
-  return { pid: op.pid, start: String((JSON.parse(op.params) as Json)['_start'] ?? '') };
-}
-
-/**
- * Fault injection for the crash tests: SYSPRIME_FAULT_INJECT="kill:<kind>:<point>"
- * makes the process kill itself with SIGKILL at that point, as a power cut
- * or the OOM killer would. Journal steps are points of their own,
- * `<step>:before` and `<step>:after`; verbs add points where a crash between
- * two writes matters, and export the list of them for the tests to try.
- * Documented in docs/reliability.md; does nothing unless set.
- */
-export function faultPoint(kind: string, point: string): void {
-  const spec = process.env['SYSPRIME_FAULT_INJECT'];
-  if (spec && spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+function ownerAlive(op: Pick<OperationRow, 'pid' | 'params'>): boolean {
+  return processAlive(op.pid, String((JSON.parse(op.params) as Json)['_start'] ?? ''));
 }
 
 function stepFault(kind: string, step: string, where: 'before' | 'after'): void {
@@ -180,7 +168,7 @@ export async function recoverOperations<C>(db: Db, spec: OperationSpec<C>, ctx: 
   const lines: string[] = [];
   for (const op of rows) {
     if (op.status === 'running') {
-      if (isAlive(ownerOf(op))) continue;
+      if (ownerAlive(op)) continue;
       const problems = await undoOperation(db, spec, ctx, op.id);
       db.prepare('UPDATE operations SET status = ?, finished = ?, error = ? WHERE id = ?').run(
         'undone',
@@ -242,7 +230,7 @@ export function closeInterrupted(db: Db, kind: string, matches: (params: Json) =
   const lines: string[] = [];
   for (const op of rows) {
     const params = JSON.parse(op.params) as Json;
-    if (!matches(params) || isAlive(ownerOf(op))) continue;
+    if (!matches(params) || ownerAlive(op)) continue;
     db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
       now(),
       JSON.stringify({ message: 'interrupted (process died); run again and finished by a later run' }),
@@ -264,7 +252,7 @@ export function interruptedOperations(db: Db, kind?: string): OperationRow[] {
       ? db.prepare("SELECT * FROM operations WHERE status = 'running' ORDER BY id").all()
       : db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running' ORDER BY id").all(kind)
   ) as OperationRow[];
-  return rows.filter((op) => !isAlive(ownerOf(op)));
+  return rows.filter((op) => !ownerAlive(op));
 }
 
 /**

@@ -3,10 +3,13 @@
  * the daemon. The lock is a row in the state database, taken inside an
  * IMMEDIATE transaction so check-and-take is atomic; it names the owner's pid
  * and that process's start time, so a lock left by a dead process (or by a
- * reused pid) is recognised as stale and taken over.
+ * reused pid) is recognised as stale and taken over. The library takes it
+ * itself (stage, prune, doctor's repairs, status's recovery); taken again
+ * by the process that holds it, it is held once and released by the
+ * outermost caller.
  */
-import { readFileSync } from 'node:fs';
 import { SysprimeError } from '../errors.js';
+import { processAlive, processStart } from '../process/alive.js';
 import type { Db } from './db.js';
 
 export interface Lock {
@@ -21,30 +24,19 @@ export interface LockOwner {
   at: string;
 }
 
-export function processStart(pid: number): string | null {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // starttime is field 22; count after the ")" that ends the command name.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-export function isAlive(owner: Pick<LockOwner, 'pid' | 'start'>): boolean {
-  const start = processStart(owner.pid);
-  return start !== null && start === owner.start;
-}
-
 export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
   const me: LockOwner = { pid: process.pid, start: processStart(process.pid) ?? '', what, at: new Date().toISOString() };
-  const take = db.transaction(() => {
+  const take = db.transaction((): LockOwner | 'held' | null => {
     const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-    if (row && isAlive(row) && !(row.pid === me.pid && row.start === me.start)) return row;
+    if (row && row.pid === me.pid && row.start === me.start) return 'held';
+    if (row && processAlive(row.pid, row.start)) return row;
     db.prepare('INSERT OR REPLACE INTO locks (name, pid, start, what, at) VALUES (?, ?, ?, ?, ?)').run(name, me.pid, me.start, what, me.at);
     return null;
   });
   const holder = take.immediate();
+  // Taken further up in this process (a staging that prunes, a verb called
+  // by another): that caller releases it, not this one.
+  if (holder === 'held') return { name, release: () => undefined };
   if (holder) {
     throw new SysprimeError('BUSY', `another sysprime (pid ${holder.pid}) is ${holder.what} since ${holder.at}`, {
       hint: 'wait for it to finish; `sysprime status` shows what it is doing',
@@ -60,11 +52,21 @@ export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
 
 export function lockHolder(db: Db, name = 'stage'): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-  return row && isAlive(row) ? row : null;
+  return row && processAlive(row.pid, row.start) ? row : null;
+}
+
+/** Run `fn` holding the lock, and release it after, whatever happens. */
+export async function withLock<T>(db: Db, what: string, fn: () => Promise<T>, name = 'stage'): Promise<T> {
+  const lock = acquireLock(db, what, name);
+  try {
+    return await fn();
+  } finally {
+    lock.release();
+  }
 }
 
 /** The owner a lock still names although it is dead (its work may be half done), or null. */
 export function staleLockOwner(db: Db, name: string): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
-  return row && !isAlive(row) ? row : null;
+  return row && !processAlive(row.pid, row.start) ? row : null;
 }

@@ -13,6 +13,7 @@ import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest }
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
+import { messageOf } from '../errors.js';
 
 /** What a kept manifest describes: its subject, the key it is kept under. */
 export const manifestSubject = {
@@ -64,7 +65,7 @@ export function loadManifest(db: Db, subject: string, identity?: string): Manife
     const m = parseManifest(readFileSync(`${row.file}.bart`), `${row.file}.bart`);
     return applyIndex(m, readFileSync(`${row.file}.index`), `${row.file}.index`);
   } catch (err) {
-    log.warn(`saved manifest of ${subject} is unusable (${(err as Error).message}); making a new one`);
+    log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
   }
 }

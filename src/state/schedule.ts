@@ -4,7 +4,7 @@
  * can say when the next run is and tell a live daemon from a dead one.
  */
 import type { Db } from './db.js';
-import { isAlive } from './lock.js';
+import { processAlive } from '../process/alive.js';
 
 export interface ScheduledJob {
   job: string;
@@ -43,6 +43,6 @@ export function liveSchedule(db: Db): ScheduledJob[] {
     pid_start: string;
   }[];
   return rows
-    .filter((r) => isAlive({ pid: r.pid, start: r.pid_start }))
+    .filter((r) => processAlive(r.pid, r.pid_start))
     .map((r) => ({ job: r.job, nextRun: r.next_run, lastRun: r.last_run, lastResult: r.last_result, pid: r.pid, pidStart: r.pid_start }));
 }

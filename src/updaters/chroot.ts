@@ -45,7 +45,7 @@ export interface ChrootSession {
 }
 
 /** Suffix of the tree's own file while ours stands in its place. */
-export const SAVED_SUFFIX = '.sysprime-saved';
+const SAVED_SUFFIX = '.sysprime-saved';
 const POLICY_RC_D = 'usr/sbin/policy-rc.d';
 const RESOLV_CONF = 'etc/resolv.conf';
 const POLICY_SCRIPT = '#!/bin/sh\n# Installed by sysprime while it updates this tree: no service may start.\nexit 101\n';

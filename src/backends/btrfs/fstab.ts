@@ -16,7 +16,7 @@
 import { splitFstabLine, unescapeMountField } from '../../os/mounts.js';
 
 /** A Btrfs mount option that selects the subvolume. */
-export const isSubvolumeOption = (o: string): boolean => o.startsWith('subvol=') || o.startsWith('subvolid=');
+const isSubvolumeOption = (o: string): boolean => o.startsWith('subvol=') || o.startsWith('subvolid=');
 
 export interface RootRewrite {
   text: string;

@@ -10,7 +10,7 @@ export const ROOT_DIR = 'ROOT';
 /** Plain directory holding the read-only pristine snapshots. */
 export const PRISTINE_DIR = `${ROOT_DIR}/.pristine`;
 /** Plain directory holding sysprime's metadata files. */
-export const META_DIR = `${ROOT_DIR}/.sysprime`;
+const META_DIR = `${ROOT_DIR}/.sysprime`;
 export const ENV_META_DIR = `${META_DIR}/envs`;
 export const PRISTINE_META_DIR = `${META_DIR}/pristine`;
 /**
@@ -74,7 +74,7 @@ export function roleOf(path: string): SubvolumeRole {
 export const DEFAULT_SHARED_SUBVOLUMES: readonly string[] = ['/var/lib/docker', '/var/lib/machines', '/var/lib/portables'];
 
 /** snapper's directory of numbered snapshots, `.snapshots/<N>/snapshot`. */
-export const SNAPPER_DIR = '.snapshots';
+const SNAPPER_DIR = '.snapshots';
 
 export type NestedKind =
   /** Part of the environment's content (`/usr/local`, an openSUSE-style `/var`): snapshotted with it. */

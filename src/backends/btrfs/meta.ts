@@ -11,7 +11,7 @@
 import { readFile, readdir, rm, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fsyncPath, isDurableTemp, replaceFile } from '../../os/durable.js';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { ENV_META_DIR, PRISTINE_META_DIR } from './layout.js';
 
 const FORMAT_VERSION = 1;
@@ -43,11 +43,11 @@ export async function ensureMetaDirs(top: string): Promise<void> {
   await mkdir(join(top, PRISTINE_META_DIR), { recursive: true });
 }
 
-export async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
+async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
   try {
     replaceFile(path, `${JSON.stringify(value, null, 2)}\n`, { mode: 0o644 });
   } catch (err) {
-    throw new SysprimeError('IO', `cannot write sysprime metadata ${path}: ${(err as Error).message}`, { cause: err });
+    throw new SysprimeError('IO', `cannot write sysprime metadata ${path}: ${messageOf(err)}`, { cause: err });
   }
 }
 
@@ -57,7 +57,7 @@ async function readJson(path: string): Promise<Record<string, unknown> | null> {
     text = await readFile(path, 'utf8');
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return null;
-    throw new SysprimeError('IO', `cannot read sysprime metadata ${path}: ${(err as Error).message}`, { cause: err });
+    throw new SysprimeError('IO', `cannot read sysprime metadata ${path}: ${messageOf(err)}`, { cause: err });
   }
   try {
     const value: unknown = JSON.parse(text);

@@ -11,7 +11,7 @@
  * pristine of a generation some environment still has.
  */
 import { SysprimeError } from '../../errors.js';
-import { backendFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import { readTree, zfs } from './commands.js';
 import { PROP, assertInsideRoot, rootDataset } from './layout.js';
 import { dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
@@ -49,7 +49,7 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
     }
     await zfs(['promote', step.clone]);
     done.push(`promoted ${step.clone}`);
-    backendFaultPoint('zfs', `destroy-promoted-${i + 1}`);
+    faultPoint('backend:zfs', `destroy-promoted-${i + 1}`);
     records = await readPool(pool);
   }
   if (planPromote(records, pool, dataset) !== null) {
@@ -60,7 +60,7 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
 
   await zfs(['destroy', '-r', assertInsideRoot(pool, dataset)]);
   done.push(`destroyed ${dataset}`);
-  backendFaultPoint('zfs', 'destroy-destroyed');
+  faultPoint('backend:zfs', 'destroy-destroyed');
 
   records = await readPool(pool);
   for (const snap of leftoverSnapshots(records, pool, guids, generation)) {

@@ -9,10 +9,12 @@ import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError } from '../../errors.js';
-import { checkName } from '../../environments/names.js';
+import { checkName } from '../../names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
+import { processAlive } from '../../process/alive.js';
+import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
@@ -60,7 +62,6 @@ import {
   claimMount,
   environmentMountDir,
   privateMountName,
-  processAlive,
   pristineMountDir,
   releaseClaim,
   sweepRunDir,
@@ -240,16 +241,6 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     }
   }
 
-  async function refuseBooted(ds: string, what: string): Promise<string[]> {
-    const targets = mountTargetsOf(await readMounts(), ds);
-    if (targets.includes('/')) {
-      throw new SysprimeError('REFUSED', `${ds} is the running root: it cannot be ${what}`, {
-        hint: 'boot another environment first',
-      });
-    }
-    return targets;
-  }
-
   const backend: Backend = {
     kind: 'zfs',
 
@@ -389,8 +380,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async destroyEnvironment(name) {
       const record = await requireEnvironment(name, [PROP.generation]);
       const ds = environmentDataset(pool, name);
-      const targets = mountTargetsOf(await readMounts(), ds).filter((t) => t !== '/');
-      if (targets.length > 0) await unmountDataset(ds);
+      refuseDestroy(name, { mountPoints: mountTargetsOf(await readMounts(), ds), isDefault: (await bootfs()) === ds });
       const generation = localProp(record, PROP.generation);
       const done = await destroyWithDependents(pool, ds, generation !== null && /^\d+$/.test(generation) ? Number(generation) : null);
       for (const line of done) log.debug(`zfs: ${line}`);
@@ -412,6 +402,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireEnvironment(from);
       const target = await requireAbsent(to);
       const source = environmentDataset(pool, from);
+      refuseRename(from, mountTargetsOf(await readMounts(), source));
       const wasDefault = (await bootfs()) === source;
       await zfs(['rename', source, target]);
       if (wasDefault) await zpool(['set', `bootfs=${target}`, pool]);
@@ -421,20 +412,14 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       const where = resolve(dir);
-      const targets = await refuseBooted(ds, 'mounted elsewhere');
-      if (targets.includes(where)) return;
-      if (targets.length > 0) {
-        throw new SysprimeError('BUSY', `environment ${name} is already mounted at ${targets.join(', ')}`, {
-          hint: `unmount it first: sysprime umount ${name}`,
-        });
-      }
+      if (mountedThereAlready(name, mountTargetsOf(await readMounts(), ds), where)) return;
       await mountDataset(ds, where, await caps());
     },
 
     async unmount(name) {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
-      await refuseBooted(ds, 'unmounted');
+      refuseUnmountingRoot(name, mountTargetsOf(await readMounts(), ds));
       await unmountDataset(ds);
     },
 

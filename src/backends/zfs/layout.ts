@@ -3,7 +3,7 @@
  * destructive command inside `<pool>/ROOT/`.
  */
 import { SysprimeError } from '../../errors.js';
-import { checkName } from '../../environments/names.js';
+import { checkName } from '../../names.js';
 
 /** Namespace of every user property sysprime writes. */
 export const NS = 'org.sysprime:';

@@ -7,7 +7,7 @@
  */
 import { readFile, readdir, rm, rmdir, writeFile, mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { errnoOf } from '../../errors.js';
+import { processAlive } from '../../process/alive.js';
 
 export function environmentMountDir(runDir: string, name: string): string {
   return join(runDir, 'mnt', name);
@@ -19,16 +19,6 @@ export function pristineMountDir(runDir: string, temporaryName: string): string 
 
 function ownerFile(runDir: string, name: string): string {
   return join(runDir, 'mnt', `.${name}.owner`);
-}
-
-export function processAlive(pid: number): boolean {
-  if (!Number.isSafeInteger(pid) || pid <= 0) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return errnoOf(err) === 'EPERM';
-  }
 }
 
 export async function claimMount(runDir: string, name: string): Promise<void> {

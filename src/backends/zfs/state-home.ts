@@ -21,7 +21,7 @@
 import { realpath, rmdir } from 'node:fs/promises';
 import { SysprimeError } from '../../errors.js';
 import { isAtOrBelow, mountHolding, readMounts } from '../../os/mounts.js';
-import { backendFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import type { StateHome } from '../types.js';
 import { altrootOf, readOne, zfs } from './commands.js';
 import { PROP, rootDataset, stateHomeDataset, stateHomeParent } from './layout.js';
@@ -80,7 +80,7 @@ export async function findStateHome(pool: string, stateDir: string): Promise<Sta
         // a boot before then leaves it unmounted, and the root's copy the database.
         await zfs(['create', '-o', 'canmount=noauto', '-o', `mountpoint=${besideMountpoint}`, '-o', `${PROP.stateHome}=database`, ds]);
         done.push(`created ${ds} for the state database`);
-        backendFaultPoint('zfs', 'state-home-created');
+        faultPoint('backend:zfs', 'state-home-created');
       }
       // Mounted at the state directory already: an init that was interrupted after finish() mounted it.
       if ((await targetsNow()).includes(target)) return { done, beside: null };
@@ -94,7 +94,7 @@ export async function findStateHome(pool: string, stateDir: string): Promise<Sta
       if (!(await targetsNow()).includes(beside)) {
         await zfs(['mount', ds]);
         done.push(`mounted ${ds} at ${beside} to copy the database in`);
-        backendFaultPoint('zfs', 'state-home-mounted');
+        faultPoint('backend:zfs', 'state-home-mounted');
       }
       return { done, beside };
     },
@@ -103,11 +103,11 @@ export async function findStateHome(pool: string, stateDir: string): Promise<Sta
       if (!(await targetsNow()).includes(target)) {
         if ((await targetsNow()).length > 0) await zfs(['unmount', ds]);
         await zfs(['set', `mountpoint=${mountpoint}`, ds]);
-        backendFaultPoint('zfs', 'state-home-mountpoint-set');
+        faultPoint('backend:zfs', 'state-home-mountpoint-set');
         await zfs(['mount', ds]);
         done.push(`mounted ${ds} at ${target}`);
         await rmdir(beside).catch(() => undefined);
-        backendFaultPoint('zfs', 'state-home-in-place');
+        faultPoint('backend:zfs', 'state-home-in-place');
       }
       // Last: from now on every boot mounts it, whichever environment it boots.
       const now = await readOne(ds, ['canmount']);

@@ -39,7 +39,7 @@ import { fsyncPath, overwriteInPlace, replaceFile } from '../../os/durable.js';
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { Runner } from '../types.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 
 /** statfs magic numbers of the filesystems GRUB's save_env can write (it writes the file's blocks in place). */
 const GRUB_WRITABLE: ReadonlyMap<number, string> = new Map([
@@ -203,7 +203,7 @@ export function homeFstabLine(esp: string): string {
  * filesystem (its UUID) it was moved from: an ESP outlives installs, and a
  * directory moved there for an earlier install holds that install's menu.
  */
-export const MOVED_MARK = '.sysprime-moved-from';
+const MOVED_MARK = '.sysprime-moved-from';
 
 /** What a move mark says; `rootUuid` is null in a mark that does not name it. */
 export function readMovedMark(dir: string): { from: string; rootUuid: string | null } | null {
@@ -245,7 +245,7 @@ export interface HomeOptions {
  * vfat: each directory in SYSPRIME_ESP_STANDIN is listed as a vfat mount,
  * standing in for the ESP mounted there.
  */
-export function espMountTable(): MountinfoEntry[] {
+function espMountTable(): MountinfoEntry[] {
   const table = parseMountinfo(readFileSync('/proc/self/mountinfo', 'utf8'));
   const standIns = (process.env['SYSPRIME_ESP_STANDIN'] ?? '').split(':').filter((d) => d !== '');
   const standIn = (dir: string): MountinfoEntry => ({ id: -1, parent: -1, dev: '0:0', root: '/', mountPoint: dir, options: 'rw', propagation: [], fsType: 'vfat', source: 'SYSPRIME_ESP_STANDIN', superOptions: [] });
@@ -262,7 +262,7 @@ export function espMountTable(): MountinfoEntry[] {
  * resolved first, as the kernel's table names mount points by their real
  * paths.
  */
-export function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
+function espMountProblem(esp: string, mounts: readonly MountinfoEntry[]): string | null {
   let path = normalize(esp).replace(/(.)\/$/, '$1');
   try {
     path = realpathSync(path);
@@ -352,7 +352,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
       replaceFile(join(tmp, MOVED_MARK), movedMarkText(plan.from, plan.rootUuid));
     } catch (err) {
       rmSync(tmp, { recursive: true, force: true });
-      throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${err instanceof Error ? err.message : String(err)}`, {
+      throw new SysprimeError(errnoOf(err) === 'ENOSPC' ? 'NO_SPACE' : 'IO', `cannot copy GRUB's directory ${plan.from} to ${plan.to}: ${messageOf(err)}`, {
         hint: `free space on the ESP or remove what ${plan.from} holds that FAT cannot (links), then run \`sysprime init\` again`,
         cause: err,
       });
@@ -370,7 +370,7 @@ export function moveHome(plan: Extract<HomePlan, { kind: 'move' }>): string[] {
   // No modes: FAT has none to set (vfat refuses a chmod that its mount options do not allow).
   for (const p of pending) if (!existsSync(p.keep) || readFileSync(p.keep, 'latin1') !== p.text) replaceFile(p.keep, Buffer.from(p.text, 'latin1'));
   for (const p of pending) {
-    bootFaultPoint('grub', 'stub');
+    faultPoint('boot:grub', 'stub');
     // In place, as grub-install writes it, not renamed over it: on FAT a rename can leave no stub at all (overwriteInPlace).
     overwriteInPlace(p.s.path, stub);
     done.push(`${relative(plan.esp, p.s.path)} on the ESP points GRUB at ${plan.to} (was ${p.s.prefix ?? 'unknown'}; the old text is in ${relative(plan.esp, p.keep)})`);

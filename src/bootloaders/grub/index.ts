@@ -21,7 +21,7 @@ import { ENTRY_PREFIX, computeEntries, noKernelDrift } from '../entries.js';
 import { findKernel } from '../kernels.js';
 import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/durable.js';
 import { lstatIn, withDirIn } from '../../os/confined.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import { menuBlocks, menuTitle, parseGrubenv, renderGrubMenu } from './menu.js';
 import { espHome, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
 
@@ -37,16 +37,16 @@ export interface GrubOptions {
   run?: Runner;
 }
 
-export const INCLUDE_SCRIPT = '42_sysprime';
+const INCLUDE_SCRIPT = '42_sysprime';
 /** The unit that ends GRUB's boot counting once a boot is good (share/systemd). */
-export const BOOT_COMPLETE_UNIT = 'sysprime-boot-complete.service';
+const BOOT_COMPLETE_UNIT = 'sysprime-boot-complete.service';
 
 /** Whether a unit is enabled for multi-user.target in an environment's tree (read without following its links). */
 function unitEnabled(tree: string, unit: string): boolean {
   return withDirIn(tree, '/etc/systemd/system/multi-user.target.wants', { create: false }, (d) => lstatIn(d, unit) !== undefined) ?? false;
 }
 /** The line 42_sysprime puts in grub.cfg (share/grub/42_sysprime). */
-export const INCLUDE_MARK = '### sysprime boot environments ###';
+const INCLUDE_MARK = '### sysprime boot environments ###';
 
 function readText(path: string): string | null {
   try {
@@ -197,11 +197,11 @@ export function createGrub(opts: GrubOptions = {}): Bootloader {
         removeStaleTemps(grubDir);
         const tmp = writeTemp(menuPath, text);
         // The old menu stays whole until this rename; GRUB reads either file entirely.
-        bootFaultPoint('grub', 'menu');
+        faultPoint('boot:grub', 'menu');
         renameInto(tmp, menuPath);
         fsyncPath(dirname(menuPath));
       }
-      bootFaultPoint('grub', 'grubenv');
+      faultPoint('boot:grub', 'grubenv');
       if (next?.startsWith(ENTRY_PREFIX) && !after.has(next)) await editenv(['unset', 'next_entry']);
 
       const staged = sopts.staged;

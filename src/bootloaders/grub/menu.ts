@@ -11,7 +11,7 @@
  */
 import type { BootEntry } from '../types.js';
 
-export const MAX_TRIES = 99;
+const MAX_TRIES = 99;
 
 /**
  * One GRUB word, quoted when it needs to be: single quotes stop variable
@@ -76,7 +76,7 @@ function argsOf(options: string): string {
 }
 
 /** The path GRUB opens for a file inside an environment. */
-export function grubPath(entry: BootEntry, inTree: string): string {
+function grubPath(entry: BootEntry, inTree: string): string {
   if (entry.root.fs === 'btrfs') return `/${entry.root.subvolume.replace(/^\/+/, '')}${inTree}`;
   const relative = entry.root.dataset.slice(entry.root.pool.length);
   return `${relative}@${inTree}`;
@@ -125,7 +125,7 @@ export function renderCountingBlock(maxTries: number = MAX_TRIES): string {
  * admin chose sysprime to decide the default, and a one-shot that GRUB's own
  * header already took (`boot_once`) still wins.
  */
-export function renderDefaultBlock(): string {
+function renderDefaultBlock(): string {
   return [
     '# The default environment (`sysprime activate`), unless this boot is a one-shot.',
     'if [ -z "${boot_once}" -a -n "${saved_entry}" ]; then',

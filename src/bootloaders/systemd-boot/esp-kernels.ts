@@ -12,9 +12,9 @@ import { SysprimeError, errnoOf } from '../../errors.js';
 import type { BootEntry, EspUsage } from '../types.js';
 import { copyDurable, fsyncPath, removeStaleTemps } from '../../os/durable.js';
 import { freeBytes, sameContent } from '../esp-files.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 
-export const KERNEL_DIR = 'sysprime';
+const KERNEL_DIR = 'sysprime';
 /** Room kept free beyond the copies, for the entry files and the FAT's own needs. */
 export const SPARE_BYTES = 256 * 1024;
 
@@ -93,8 +93,8 @@ export async function copyKernels(esp: string, plan: KernelPlan): Promise<void> 
     mkdirSync(dir, { recursive: true });
     const k = ++n;
     // Crash points (fault.ts): the copy whole under its temporary name, then renamed into place.
-    await readSource(c.name, c.from, (path) => copyDurable(path, c.dest, {}, () => bootFaultPoint('systemd-boot', `copying-${k}`)));
-    bootFaultPoint('systemd-boot', `copied-${k}`);
+    await readSource(c.name, c.from, (path) => copyDurable(path, c.dest, {}, () => faultPoint('boot:systemd-boot', `copying-${k}`)));
+    faultPoint('boot:systemd-boot', `copied-${k}`);
     dirs.add(dir);
   }
   for (const d of dirs) fsyncPath(d);

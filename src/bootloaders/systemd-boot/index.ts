@@ -14,7 +14,7 @@ import { SysprimeError, errnoOf } from '../../errors.js';
 import { run as defaultRun } from '../../process/run.js';
 import type { BootEnvironment, BootState, Bootloader, Counting, InspectedEntry, Runner, SyncOptions, SyncResult } from '../types.js';
 import { computeEntries, noKernelDrift } from '../entries.js';
-import { bootFaultPoint } from '../fault.js';
+import { faultPoint } from '../../process/fault.js';
 import { findKernel } from '../kernels.js';
 import {
   DEFAULT_PATTERN,
@@ -113,14 +113,14 @@ export function createSystemdBoot(opts: SystemdBootOptions): Bootloader {
     const changed = [...desired.entries()].filter(([file, d]) => current.get(file) !== d.text).sort((a, b) => order[a[1].rank] - order[b[1].rank]);
     const temps = changed.map(([file, d]) => ({ file, tmp: writeTemp(join(entriesDir, file), d.text) }));
     fsyncPath(entriesDir);
-    bootFaultPoint('systemd-boot', 'rename-0');
+    faultPoint('boot:systemd-boot', 'rename-0');
     let count = 0;
     try {
       for (const t of temps) {
         renameInto(t.tmp, join(entriesDir, t.file));
         count++;
         opts.afterRename?.(count, t.file);
-        bootFaultPoint('systemd-boot', `rename-${count}`);
+        faultPoint('boot:systemd-boot', `rename-${count}`);
       }
     } finally {
       // On a failure part-way, the temporaries not yet renamed must not linger.

@@ -38,7 +38,7 @@ interface PropRow {
 }
 
 /** `zfs get -H -o name,property,value,source` output. */
-export function parsePropRows(text: string): PropRow[] {
+function parsePropRows(text: string): PropRow[] {
   return text
     .split('\n')
     .filter((l) => l.length > 0)

@@ -33,7 +33,7 @@ export interface Prunable {
   bytes: number | null;
 }
 
-export async function prunable(ctx: Context): Promise<Prunable> {
+async function prunable(ctx: Context): Promise<Prunable> {
   try {
     const { plan } = await pruneEnvironments(ctx, { dryRun: true });
     const names = plan.destroy.map((d) => d.name);
@@ -45,7 +45,7 @@ export async function prunable(ctx: Context): Promise<Prunable> {
   }
 }
 
-export function prunableLine(p: Prunable): string {
+function prunableLine(p: Prunable): string {
   if (p.names.length === 0 && p.bytes !== null) return 'prune would free nothing\n';
   const amount = p.bytes === null ? 'an unknown amount' : formatBytes(p.bytes);
   const what = p.names.length === 0 ? '' : ` (destroying ${p.names.length} environment${p.names.length === 1 ? '' : 's'}: ${p.names.join(', ')})`;

@@ -1,25 +1,14 @@
 /** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
-import { stateHomeProblem } from '../../environments/state-home.js';
-import { bootMountOf, zfsBootPoolProblem } from '../../environments/boot-kernels.js';
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
-import { currentOf, recoverEnvironmentVerbs } from '../../environments/lifecycle.js';
-import { atRiskMessage, atRiskPaths, sharedPathsOrWarn } from '../../environments/shared.js';
-import { bootDrift, bootloaderFor, syncBootEntries } from '../../environments/boot-entries.js';
-import { acquireLock } from '../../state/lock.js';
-import { interruptedOperations } from '../../state/journal.js';
-import { recoverStaging } from '../../staging/pipeline.js';
-import type { Updater } from '../../updaters/types.js';
-import type { Config } from '../../config/schema.js';
+import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
+import { bootloaderFor } from '../../environments/boot-entries.js';
+import { atRiskMessage, atRiskPaths } from '../../environments/shared.js';
 import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
 import { withContext, type GlobalOptions } from '../runner.js';
-
-async function updaterFor(config: Config): Promise<Updater> {
-  return (await import('../../updaters/registry.js')).createUpdater(config);
-}
 
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
   program
@@ -33,34 +22,26 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3\n  sysprime prune --keep 3 --keep-days 14   the 3 newest, and all made in the last 14 days')
     .action(async (opts: { keep?: number; keepDays?: number; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        const lock = acquireLock(ctx.db, 'pruning');
-        try {
-          const r = await pruneEnvironments(ctx, {
-            ...(opts.keep !== undefined ? { keep: opts.keep } : {}),
-            ...(opts.keepDays !== undefined ? { keepDays: opts.keepDays } : {}),
-            dryRun: opts.dryRun === true,
-          });
-          if (globals().json) {
-            printJson({ dryRun: opts.dryRun === true, ...r });
-            return r.failed.length ? EXIT.FAILED : EXIT.OK;
-          }
-          const verb = opts.dryRun ? 'would destroy' : 'destroyed';
-          for (const d of r.plan.destroy) {
-            if (opts.dryRun || r.destroyed.includes(d.name)) process.stdout.write(`${verb} ${d.name} (${formatBytes(d.spaceUnique)}): ${d.why}\n`);
-          }
-          for (const f of r.failed) process.stdout.write(`could not destroy ${f.name}: ${f.error}\n`);
-          for (const k of r.plan.keep) process.stdout.write(`kept ${k.name}: ${k.why}\n`);
-          for (const n of r.plan.notes) process.stdout.write(`note: ${n}\n`);
-          if (r.plan.destroy.length === 0) process.stdout.write('nothing to prune\n');
+        const r = await pruneEnvironments(ctx, {
+          ...(opts.keep !== undefined ? { keep: opts.keep } : {}),
+          ...(opts.keepDays !== undefined ? { keepDays: opts.keepDays } : {}),
+          dryRun: opts.dryRun === true,
+        });
+        if (globals().json) {
+          printJson({ dryRun: opts.dryRun === true, ...r });
           return r.failed.length ? EXIT.FAILED : EXIT.OK;
-        } finally {
-          lock.release();
         }
+        const verb = opts.dryRun ? 'would destroy' : 'destroyed';
+        for (const d of r.plan.destroy) {
+          if (opts.dryRun || r.destroyed.includes(d.name)) process.stdout.write(`${verb} ${d.name} (${formatBytes(d.spaceUnique)}): ${d.why}\n`);
+        }
+        for (const f of r.failed) process.stdout.write(`could not destroy ${f.name}: ${f.error}\n`);
+        for (const k of r.plan.keep) process.stdout.write(`kept ${k.name}: ${k.why}\n`);
+        for (const n of r.plan.notes) process.stdout.write(`note: ${n}\n`);
+        if (r.plan.destroy.length === 0) process.stdout.write('nothing to prune\n');
+        return r.failed.length ? EXIT.FAILED : EXIT.OK;
       }),
     );
-
-  /** Problems doctor names that only the admin can change: --fix leaves them, and the exit status says so. */
-  const ADMIN_ONLY = new Set(['state-not-shared', 'zfs-boot-pool']);
 
   program
     .command('doctor')
@@ -69,39 +50,8 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .addHelpText('after', '\nExamples:\n  sysprime doctor\n  sysprime doctor --fix')
     .action(async (opts: { fix?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        const problems: { kind: string; what: string }[] = [];
-        const fixed: string[] = [];
-        const envs = await ctx.backend.listEnvironments();
-        for (const e of envs) {
-          if (e.pristine === null) problems.push({ kind: 'pristine-missing', what: `"${e.name}" has no pristine snapshot of its generation ${e.generation}: its drift cannot be computed` });
-          if (e.meta['staging'] === 'in-progress') problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
-        }
-        for (const op of interruptedOperations(ctx.db)) {
-          problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
-        }
-        problems.push(...(await bootDrift(ctx)));
-        const stateProblem = await stateHomeProblem(ctx);
-        if (stateProblem !== null) problems.push({ kind: 'state-not-shared', what: stateProblem });
-        const current = currentOf(envs);
-        const boot = current === undefined ? null : await bootMountOf(ctx, current.name);
-        if (boot?.kind === 'zfs-boot-pool') problems.push({ kind: 'zfs-boot-pool', what: `${zfsBootPoolProblem(boot)}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
-        // Not a problem --fix can repair (moving users' data is the admin's call), so named apart and not in the exit status.
-        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
-
-        if (opts.fix) {
-          const lock = acquireLock(ctx.db, 'repairing');
-          try {
-            for (const l of await recoverStaging(ctx, await updaterFor(ctx.config))) fixed.push(l);
-            for (const l of await recoverEnvironmentVerbs(ctx)) fixed.push(l);
-            for (const l of await ctx.backend.recover()) fixed.push(l);
-            const r = await syncBootEntries(ctx);
-            if (r.added.length + r.removed.length + r.updated.length > 0) {
-              fixed.push(`boot entries rewritten: added ${r.added.join(', ') || 'none'}, removed ${r.removed.join(', ') || 'none'}, updated ${r.updated.join(', ') || 'none'}`);
-            }
-          } finally {
-            lock.release();
-          }
-        }
+        const { problems, shared } = await findProblems(ctx);
+        const fixed = opts.fix ? await repair(ctx) : [];
         // What --fix cannot repair (the state database's home, a boot pool) stays in the exit status after it.
         const left = problems.filter((p) => ADMIN_ONLY.has(p.kind));
         const repairable = problems.length - left.length;

@@ -1,13 +1,11 @@
 /** `sysprime stage` and `sysprime daemon`. */
 import type { Command } from 'commander';
-import { stage, recoverStaging, type StagedReintegration, type StageOutcome } from '../../staging/pipeline.js';
+import { stage, type StagedReintegration, type StageOutcome } from '../../staging/pipeline.js';
 import { displayPath as printablePath, printable } from '../../bart/index.js';
 import { EXIT } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
-import { runDaemon, type Job } from '../../scheduler/daemon.js';
-import { computeDrift, recordDrift } from '../../drift/compute.js';
-import { pruneEnvironments } from '../../environments/prune.js';
-import { acquireLock } from '../../state/lock.js';
+import { runDaemon } from '../../scheduler/daemon.js';
+import { daemonJobs, recoverForDaemon } from '../../scheduler/jobs.js';
 import { printJson } from '../output.js';
 import { stepProgress } from '../progress.js';
 import type { Updater } from '../../updaters/types.js';
@@ -33,11 +31,6 @@ function reintegrationLine(r: StagedReintegration): string {
 }
 
 /** One line per path not carried over, for the daemon's log at error priority. */
-function failedLines(outcome: StageOutcome): string[] {
-  if (outcome.kind !== 'staged') return [];
-  return outcome.reintegration.notCarried.map((i) => `"${outcome.name}": not carried over: ${printablePath(i.path)}: ${printable(i.detail)} (see ${outcome.reintegration.report} in the new environment)`);
-}
-
 /** Paths not carried make `stage` exit non-zero, as failed ones do for `reintegrate`: the environment exists, but the admin's changes are not all in it. */
 function stageExit(outcome: StageOutcome): number {
   return outcome.kind === 'staged' && outcome.reintegration.notCarried.length > 0 ? EXIT.FAILED : EXIT.OK;
@@ -115,50 +108,8 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
         process.exitCode = await runDaemon({
           config: g.config,
           ...(opts.maxRuns !== undefined ? { maxRuns: opts.maxRuns } : {}),
-          recover: async (ctx) => recoverStaging(ctx, await createUpdater(ctx.config)),
-          jobs: (ctx): Job[] => [
-            {
-              name: 'stage',
-              expression: ctx.config.schedule.stage,
-              randomDelay: ctx.config.schedule.randomDelay,
-              async run(c) {
-                const outcome = await stage(c, await createUpdater(c.config), {});
-                const summary =
-                  outcome.kind === 'staged'
-                    ? `staged generation ${outcome.generation} as ${outcome.name}` +
-                      (outcome.reintegration.notCarried.length ? `; ${outcome.reintegration.notCarried.length} of the admin's changes not carried over` : '')
-                    : outcome.kind === 'up-to-date'
-                      ? `up to date (${outcome.reason})`
-                      : 'dry run';
-                return { summary, errors: failedLines(outcome) };
-              },
-            },
-            {
-              name: 'drift',
-              expression: ctx.config.schedule.drift,
-              randomDelay: 0,
-              async run(c) {
-                const report = await computeDrift(c, undefined, { content: false });
-                recordDrift(c, report);
-                return `recorded drift of ${report.environment}: ${report.counts.added} added, ${report.counts.removed} removed, ${report.counts.modified} modified`;
-              },
-            },
-            {
-              name: 'prune',
-              expression: ctx.config.schedule.prune,
-              randomDelay: 0,
-              async run(c) {
-                const lock = acquireLock(c.db, 'pruning');
-                try {
-                  const r = await pruneEnvironments(c);
-                  const pinned = r.plan.keep.filter((k) => k.reasons.includes('pinned')).map((k) => k.name);
-                  return (r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune') + (pinned.length ? `; kept pinned: ${pinned.join(', ')}` : '');
-                } finally {
-                  lock.release();
-                }
-              },
-            },
-          ],
+          recover: recoverForDaemon,
+          jobs: daemonJobs,
         });
       } catch (err) {
         process.exitCode = reportError(err, g.verbose === true);

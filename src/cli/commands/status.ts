@@ -1,17 +1,11 @@
 /** `sysprime status`: what runs now, what boots next, what happened last. */
 import type { Command } from 'commander';
-import { currentOf, listEnvironments } from '../../environments/lifecycle.js';
-import { lastOperation, needsRecovery } from '../../state/journal.js';
-import { acquireLock, lockHolder } from '../../state/lock.js';
-import { latestReports } from '../../state/reports.js';
-import { liveSchedule } from '../../state/schedule.js';
-import { recoverStaging } from '../../staging/pipeline.js';
+import { getStatus } from '../../environments/status.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
-import { bootloaderFor } from '../../environments/boot-entries.js';
-import { atRiskMessage, atRiskPaths, sharedPathsOrWarn } from '../../environments/shared.js';
 import { isPinned } from '../../environments/annotations.js';
+import { atRiskMessage, atRiskPaths } from '../../environments/shared.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -20,35 +14,9 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .addHelpText('after', '\nExamples:\n  sysprime status\n  sysprime --json status')
     .action(async () =>
       withContext(globals(), async (ctx) => {
-        // A staging that died is finished (undone) here too, unless a live process holds the lock: that one is running.
-        const recovered: string[] = [];
-        if (lockHolder(ctx.db) === null && needsRecovery(ctx.db, 'stage')) {
-          const lock = acquireLock(ctx.db, 'recovering');
-          try {
-            const { createUpdater } = await import('../../updaters/registry.js');
-            recovered.push(...(await recoverStaging(ctx, await createUpdater(ctx.config))));
-          } finally {
-            lock.release();
-          }
-        }
-        const envs = await listEnvironments(ctx);
-        const current = currentOf(envs);
-        // What the bootloader will really do: an entry whose tries are used
-        // up is passed over, and the machine falls back by itself.
-        const boot = await bootloaderFor(ctx)
-          .inspect()
-          .catch(() => null);
-        const failedBoots = (boot?.entries ?? []).filter((e) => e.counting.state === 'bad');
-        const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);
-        const stage = lastOperation(ctx.db, 'stage');
-        const busy = lockHolder(ctx.db);
-        const scheduled = liveSchedule(ctx.db);
+        const { envs, current, next, failedBoots, lastStage: stage, busy, scheduled, reintegration: reports, shared, recovered } = await getStatus(ctx);
         const daemonStage = scheduled.find((r) => r.job === 'stage');
-        const reintegration = latestReports(ctx.db)
-          .filter((r) => envs.some((e) => e.name === r.environment))
-          .map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: r.summary }));
-        // Users' data that each environment holds a copy of (docs/shared-data.md).
-        const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
+        const reintegration = reports.map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: r.summary }));
         const status = {
           backend: ctx.backend.describe(),
           config: ctx.config.source,

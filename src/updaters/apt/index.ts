@@ -18,7 +18,7 @@ import { joinInside } from '../rootpath.js';
 import { readFileAt } from '../../os/confined.js';
 import type { PackageChange, UpdateOptions, UpdateResult, Updater } from '../types.js';
 import { APT_EXTENDED_STATES, DPKG_STATUS, packageChanges, packageState, type PackageState } from './dpkg-status.js';
-import { describePlan, isEmptyPlan, parsePolicyCandidates, planSelection, splitAvailable, transactionArguments, type SelectionPlan } from './selection.js';
+import { describePlan, parsePolicyCandidates, planSelection, splitAvailable, transactionArguments, type SelectionPlan } from './selection.js';
 
 export interface AptApplyReport extends UpdateResult {
   /** The selection drift replayed, after dropping what the repositories no longer offer. */
@@ -86,7 +86,7 @@ async function readTreeFile(root: string, rel: string, required: boolean): Promi
 }
 
 /** Read as files: nothing of the tree runs. */
-export async function readPackageState(root: string): Promise<PackageState> {
+async function readPackageState(root: string): Promise<PackageState> {
   return packageState(await readTreeFile(root, DPKG_STATUS, true), await readTreeFile(root, APT_EXTENDED_STATES, false));
 }
 
@@ -195,7 +195,7 @@ function summarize(changes: readonly PackageChange[], plan: SelectionPlan, unava
  * upgrades it. `liveRoot` and `pristineRoot` are read only; without both,
  * there is no selection drift to replay.
  */
-export async function applyApt(opts: UpdateOptions): Promise<AptApplyReport> {
+async function applyApt(opts: UpdateOptions): Promise<AptApplyReport> {
   const deadline = Date.now() + opts.timeout * 1000;
   const before = await readPackageState(opts.root);
   let plan: SelectionPlan = { install: [], remove: [], purge: [], hold: [], unhold: [] };

@@ -14,7 +14,7 @@ import { run, type RunResult } from '../../process/run.js';
 import { withChroot } from '../chroot.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
 
-export const NOTHING_TO_UPDATE = 100;
+const NOTHING_TO_UPDATE = 100;
 
 export function createCommandUpdater(config: Config): Updater {
   const command = config.update.command;

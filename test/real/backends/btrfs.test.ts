@@ -206,7 +206,7 @@ test('the booted environment: reported as mounted at /, never destroyed, renamed
     assert.deepEqual(envs.map((e) => [e.name, e.booted, e.mounted]), [['live', true, '/'], ['other', false, null]]);
     await assert.rejects(backend.destroyEnvironment('live'), (e) => isSysprimeError(e, 'REFUSED') && /running system/.test(e.hint ?? ''));
     await assert.rejects(backend.renameEnvironment('live', 'x'), codeIs('REFUSED'));
-    await backend.unmount('live'); // leaves / alone
+    await assert.rejects(backend.unmount('live'), codeIs('REFUSED')); // / is left alone
     assert.deepEqual((await listSubvolumes(pool.top)).map((s) => s.path).sort(), ['ROOT/live', 'ROOT/other']);
   });
 });

@@ -2,13 +2,16 @@
  * `mount` refuses a mount point that is not empty or is not a directory
  * unless --force (and a system directory always, see the unit test, which
  * never mounts over this machine's own); `doctor` says when the default
- * entry has no boot tries left.
+ * entry has no boot tries left; the verbs that change environments take
+ * the lock, and say who holds it.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readdirSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { makeBootScratch, type BootScratch } from './boot-setup.js';
+import { openState } from '../../../src/state/db.js';
+import { processStart } from '../../../src/process/alive.js';
 
 describe('mount points and boot tries (btrfs, systemd-boot)', () => {
   let b: BootScratch;
@@ -26,6 +29,24 @@ describe('mount points and boot tries (btrfs, systemd-boot)', () => {
   });
   after(async () => {
     await b?.cleanup();
+  });
+
+  test('while another sysprime holds the lock, the verbs that change environments say so and change nothing', async () => {
+    const db = openState(b.s.stateDir);
+    try {
+      // pid 1 is alive for as long as the machine runs: a holder that is not this test.
+      db.prepare("INSERT OR REPLACE INTO locks (name, pid, start, what, at) VALUES ('stage', 1, ?, 'staging', '2026-01-01T00:00:00Z')").run(processStart(1) ?? '');
+      for (const args of [['destroy', 'other'], ['rename', 'other', 'renamed'], ['create', 'third'], ['activate', 'other'], ['describe', 'other', 'text']]) {
+        const r = await sp(...args);
+        assert.equal(r.code, 6, `${args.join(' ')}: ${r.stderr}`);
+        assert.match(r.stderr, /^sysprime: another sysprime \(pid 1\) is staging since /, args.join(' '));
+      }
+      const list = await sp('--json', 'list');
+      assert.deepEqual(list.json<{ name: string; default: boolean }[]>().map((e) => [e.name, e.default]), [['base', true], ['other', false]]);
+    } finally {
+      db.prepare('DELETE FROM locks').run();
+      db.close();
+    }
   });
 
   test('a directory that holds something is refused, with one line; --force mounts over it', async () => {

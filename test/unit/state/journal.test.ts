@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { openState } from '../../../src/state/db.js';
 import { runOperation, recoverOperations, type OperationSpec } from '../../../src/state/journal.js';
-import { acquireLock, lockHolder } from '../../../src/state/lock.js';
+import { acquireLock, lockHolder, withLock } from '../../../src/state/lock.js';
 import { isSysprimeError } from '../../../src/errors.js';
 
 function withDb(fn: (dir: string) => Promise<void> | void) {
@@ -76,6 +76,21 @@ test('the lock admits one holder and recovers from a dead one', withDb((dir) => 
   db.close();
 }));
 
+test('the lock taken again by its holder stays held until the outermost caller releases it', withDb(async (dir) => {
+  const db = openState(dir);
+  const outer = acquireLock(db, 'staging');
+  // What a staging that prunes does: prune takes the lock the staging holds.
+  await withLock(db, 'pruning', async () => {
+    assert.equal(lockHolder(db)?.what, 'staging');
+  });
+  const inner = acquireLock(db, 'pruning');
+  inner.release();
+  assert.equal(lockHolder(db)?.pid, process.pid, 'still held by the staging');
+  outer.release();
+  assert.equal(lockHolder(db), null);
+  db.close();
+}));
+
 test('a live holder is reported as busy', withDb((dir) => {
   const a = openState(dir);
   const b = openState(dir);
@@ -90,7 +105,7 @@ test('a live holder is reported as busy', withDb((dir) => {
   b.close();
 }));
 
-import { processStart } from '../../../src/state/lock.js';
+import { processStart } from '../../../src/process/alive.js';
 function readStart(pid: number): string {
   return processStart(pid) ?? '';
 }

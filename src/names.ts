@@ -3,9 +3,9 @@
  * directory names and boot entry file names, so they are checked once, here,
  * before anything runs.
  */
-import { SysprimeError } from '../errors.js';
+import { SysprimeError } from './errors.js';
 
-export const MAX_NAME = 64;
+const MAX_NAME = 64;
 const NAME_RE = /^[A-Za-z0-9][A-Za-z0-9._+-]*$/;
 const RESERVED = new Set(['.', '..', 'ROOT', 'sysprime']);
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { checkName, nameProblem } from '../../../src/environments/names.js';
-import { isSysprimeError } from '../../../src/errors.js';
+import { checkName, nameProblem } from '../../src/names.js';
+import { isSysprimeError } from '../../src/errors.js';
 
 test('ordinary names pass', () => {
   for (const n of ['default', 'debian-2026-11-22', 'gen.4', 'a+b_c', '0']) assert.equal(nameProblem(n), null, n);

@@ -1,0 +1,69 @@
+/**
+ * What changed between a pristine snapshot and an environment, or between
+ * two pristine snapshots, as `btrfs send --no-data -p` lists it.
+ */
+import { checkName } from '../../names.js';
+import { log } from '../../log.js';
+import { messageOf } from '../../errors.js';
+import type { ChangeListing, PathChange } from '../types.js';
+import { driftSnapshotPath, environmentPath } from './layout.js';
+import { shareLineage } from './parse.js';
+import { pristineOf, pristines } from './pristines.js';
+import { sendDump, showSubvolume, snapshotSubvolume } from './progs.js';
+import { parseSendDump } from './send-dump.js';
+import type { BtrfsTop } from './top.js';
+
+export async function changesSincePristine(t: BtrfsTop, name: string, generation: number): Promise<ChangeListing> {
+  checkName(name);
+  await t.view();
+  const list = await t.subvolumes();
+  const env = t.findEnvironmentEntry(list, name);
+  const pristine = pristineOf(t, await pristines(t, list), generation);
+  const [envShown, pristineShown] = await Promise.all([showSubvolume(t.abs(env.path)), showSubvolume(pristine.path)]);
+  if (!pristineShown.readonly) return { ok: false, reason: `${pristine.id} is not read-only` };
+  if (!shareLineage(envShown, pristineShown)) {
+    return { ok: false, reason: `${env.path} and ${pristine.id} are not snapshots of one another or of a common subvolume` };
+  }
+  // send needs a read-only source: a snapshot of the environment as it is now, under a
+  // `.partial-` name so recover() deletes it if this process dies before it does.
+  const temp = driftSnapshotPath(name, process.pid);
+  await t.clearPartial(temp, list);
+  await snapshotSubvolume(t.abs(env.path), t.abs(temp), true);
+  let changes: PathChange[];
+  try {
+    changes = parseSendDump(await sendDump(pristine.path, t.abs(temp)));
+  } finally {
+    await t.deleteSubvolumeTree(temp, []).catch((err: unknown) =>
+      log.warn(`could not delete ${temp}: ${messageOf(err)}; \`sysprime\` removes it on its next recovery`),
+    );
+  }
+  // Nested subvolumes are not in the stream (nor in a snapshot): their roots are looked at again.
+  for (const s of list) {
+    if (s.path.startsWith(`${env.path}/`)) changes.push({ kind: 'modified', path: Buffer.from(s.path.slice(env.path.length), 'utf8').toString('latin1') });
+  }
+  return { ok: true, changes, source: `btrfs send --no-data -p ${pristine.id}` };
+}
+
+export async function changesBetweenPristines(t: BtrfsTop, from: number, to: number): Promise<ChangeListing> {
+  await t.view();
+  const list = await t.subvolumes();
+  const all = await pristines(t, list);
+  const older = pristineOf(t, all, from);
+  const newer = pristineOf(t, all, to);
+  const [olderShown, newerShown] = await Promise.all([showSubvolume(older.path), showSubvolume(newer.path)]);
+  for (const [p, shown] of [[older, olderShown], [newer, newerShown]] as const) {
+    if (!shown.readonly) return { ok: false, reason: `${p.id} is not read-only` };
+  }
+  // Staging snapshots the new pristine state from a clone of the old one: related through
+  // that clone (its holder), whose parent is the old snapshot. Between unrelated subvolumes
+  // send would list nearly every file, so the caller walks instead.
+  let related = shareLineage(olderShown, newerShown);
+  if (!related && newer.holder !== null && newerShown.parentUuid !== null) {
+    const holder = list.find((s) => s.path === environmentPath(newer.holder!));
+    const holderShown = holder === undefined ? undefined : await showSubvolume(t.abs(holder.path));
+    related = holderShown !== undefined && holderShown.uuid === newerShown.parentUuid && shareLineage(holderShown, olderShown);
+  }
+  if (!related) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
+  const changes = parseSendDump(await sendDump(older.path, newer.path));
+  return { ok: true, changes, source: `btrfs send --no-data -p ${older.id} ${newer.id}` };
+}

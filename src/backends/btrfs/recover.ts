@@ -1,0 +1,49 @@
+/**
+ * What an interrupted run leaves on a Btrfs filesystem, undone: private
+ * mounts, temporary files, `.partial-` subvolumes, metadata of subvolumes
+ * that are gone.
+ */
+import { join } from 'node:path';
+import { isAtOrBelow } from '../../os/mounts.js';
+import { ENV_META_DIR, PARTIAL_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
+import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles } from './meta.js';
+import { slashed, type BtrfsTop } from './top.js';
+
+export async function recover(t: BtrfsTop): Promise<string[]> {
+  const done: string[] = [];
+  let fs = await t.view();
+  const isPartialRoot = (root: string): boolean =>
+    root.startsWith(slashed(`${ROOT_DIR}/${PARTIAL_PREFIX}`)) || root.startsWith(slashed(`${PRISTINE_DIR}/${PARTIAL_PREFIX}`));
+  const stale = fs.mounts.filter(
+    (m) => m.mountPoint !== '/' && m.root.startsWith(slashed(`${ROOT_DIR}/`)) && (isAtOrBelow(m.mountPoint, t.privateDir) || isPartialRoot(m.root)),
+  );
+  for (const m of stale.sort((a, b) => a.mountPoint.split('/').length - b.mountPoint.split('/').length)) {
+    fs = await t.view();
+    if (!fs.all.some((x) => x.id === m.id)) continue; // went with a parent already
+    for (const mp of await t.unmountTree(fs, m.mountPoint)) done.push(`unmounted ${mp}`);
+  }
+
+  for (const f of await removeTempFiles(t.top)) done.push(`removed temporary file ${f}`);
+
+  let list = await t.subvolumes();
+  for (const s of list.filter((x) => roleOf(x.path).role === 'partial')) {
+    await t.deleteSubvolumeTree(s.path, list);
+    done.push(`deleted half-made subvolume ${s.path}`);
+    list = await t.subvolumes();
+  }
+
+  const paths = new Set(list.map((s) => s.path));
+  for (const n of await listMetaNames(t.top, 'envs')) {
+    if (!paths.has(environmentPath(n))) {
+      await removeMetaFile(envMetaFile(t.top, n));
+      done.push(`removed metadata of missing environment ${join(ENV_META_DIR, `${n}.json`)}`);
+    }
+  }
+  for (const n of await listMetaNames(t.top, 'pristine')) {
+    if (!paths.has(pristinePath(n))) {
+      await removeMetaFile(pristineMetaFile(t.top, n));
+      done.push(`removed metadata of missing pristine snapshot ${join(PRISTINE_META_DIR, `${n}.json`)}`);
+    }
+  }
+  return done;
+}

@@ -1,0 +1,69 @@
+/**
+ * What `sysprime status` shows, as data: the running and next environment,
+ * failed boots, the last staging, the daemon, reintegration reports, shared
+ * data at risk. The command only prints it (src/cli/commands/status.ts).
+ */
+import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
+import type { InspectedEntry } from '../bootloaders/types.js';
+import { lastOperation, needsRecovery, type OperationRow } from '../state/journal.js';
+import { lockHolder, withLock, type LockOwner } from '../state/lock.js';
+import { latestReports, type ReportHeader } from '../state/reports.js';
+import { liveSchedule, type ScheduledJob } from '../state/schedule.js';
+import { recoverStaging } from '../staging/pipeline.js';
+import { bootloaderFor } from './boot-entries.js';
+import { currentOf, listEnvironments } from './lifecycle.js';
+import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
+
+export interface Status {
+  envs: EnvironmentInfo[];
+  /** The running environment (else the pool's default). */
+  current: EnvironmentInfo | undefined;
+  /** What boots next: the one-shot, else the bootloader's default, else the filesystem's. */
+  next: EnvironmentInfo | undefined;
+  /** Entries whose tries are used up: the bootloader passes over them. */
+  failedBoots: InspectedEntry[];
+  lastStage: OperationRow | undefined;
+  /** A live process holding the lock, and what it does. */
+  busy: LockOwner | null;
+  /** The daemon's jobs, while it runs. */
+  scheduled: ScheduledJob[];
+  /** The latest reintegration report of each environment still there. */
+  reintegration: ReportHeader[];
+  /** Users' data the current environment holds a copy of (docs/shared-data.md). */
+  shared: SharedPathState[];
+  /** What the recovery of an interrupted staging did on the way. */
+  recovered: string[];
+}
+
+export async function getStatus(ctx: Context): Promise<Status> {
+  // A staging that died is finished (undone) here too, unless a live process holds the lock: that one is running.
+  const recovered: string[] = [];
+  if (lockHolder(ctx.db) === null && needsRecovery(ctx.db, 'stage')) {
+    await withLock(ctx.db, 'recovering', async () => {
+      const { createUpdater } = await import('../updaters/registry.js');
+      recovered.push(...(await recoverStaging(ctx, await createUpdater(ctx.config))));
+    });
+  }
+  const envs = await listEnvironments(ctx);
+  const current = currentOf(envs);
+  // What the bootloader will really do: an entry whose tries are used
+  // up is passed over, and the machine falls back by itself.
+  const boot = await bootloaderFor(ctx)
+    .inspect()
+    .catch(() => null);
+  const failedBoots = (boot?.entries ?? []).filter((e) => e.counting.state === 'bad');
+  const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);
+  return {
+    envs,
+    current,
+    next,
+    failedBoots,
+    lastStage: lastOperation(ctx.db, 'stage'),
+    busy: lockHolder(ctx.db),
+    scheduled: liveSchedule(ctx.db),
+    reintegration: latestReports(ctx.db).filter((r) => envs.some((e) => e.name === r.environment)),
+    shared: current ? await sharedPathsOrWarn(ctx, current.name) : [],
+    recovered,
+  };
+}

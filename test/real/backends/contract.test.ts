@@ -1,0 +1,178 @@
+/**
+ * One contract for every backend: the same calls and the same expectations,
+ * run against a loop-file Btrfs filesystem and a zfs-fuse pool. What a
+ * backend creates, lists, renames, mounts and destroys, and what it refuses
+ * with which code, as `Backend` in src/backends/types.ts says.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
+import { createZfsBackend } from '../../../src/backends/zfs/index.js';
+import type { Backend } from '../../../src/backends/types.js';
+import { isSysprimeError, type ErrorCode } from '../../../src/errors.js';
+import { makeBtrfsPool } from '../../fixtures/btrfs-pool.js';
+import { makeZfsPool } from '../../fixtures/zfs-pool.js';
+
+interface Subject {
+  backend: Backend;
+  /** A scratch directory for mount points; everything below it is unmounted at cleanup. */
+  dir: string;
+  cleanup(): Promise<void>;
+}
+
+const SUBJECTS: Record<'btrfs' | 'zfs', () => Promise<Subject>> = {
+  async btrfs() {
+    const pool = await makeBtrfsPool();
+    const backend = createBtrfsBackend({ top: pool.top, privateDir: join(pool.dir, 'private') });
+    return {
+      backend,
+      dir: pool.dir,
+      async cleanup() {
+        await backend.close().catch(() => undefined);
+        await pool.cleanup();
+      },
+    };
+  },
+  async zfs() {
+    const pool = await makeZfsPool();
+    return { backend: createZfsBackend({ pool: pool.name, stateDir: pool.runDir }), dir: pool.dir, cleanup: () => pool.cleanup() };
+  },
+};
+
+const refusedWith = (code: ErrorCode) => (e: unknown) => isSysprimeError(e, code);
+
+async function writeInto(backend: Backend, name: string, path: string, text: string): Promise<void> {
+  const tree = await backend.openEnvironment(name);
+  try {
+    mkdirSync(join(tree.path, path, '..'), { recursive: true });
+    writeFileSync(join(tree.path, path), text);
+  } finally {
+    await tree.release();
+  }
+}
+
+async function readFrom(backend: Backend, name: string, path: string): Promise<string | null> {
+  const tree = await backend.openEnvironment(name);
+  try {
+    return existsSync(join(tree.path, path)) ? readFileSync(join(tree.path, path), 'utf8') : null;
+  } finally {
+    await tree.release();
+  }
+}
+
+/** name, generation, mounted, booted, default, has a pristine: sorted by name. */
+async function listed(backend: Backend): Promise<[string, number, string | null, boolean, boolean, boolean][]> {
+  return (await backend.listEnvironments())
+    .map((e) => [e.name, e.generation, e.mounted, e.booted, e.isDefault, e.pristine !== null] as [string, number, string | null, boolean, boolean, boolean])
+    .sort((a, b) => a[0].localeCompare(b[0]));
+}
+
+async function contract(t: TestContext, s: Subject): Promise<void> {
+  const b = s.backend;
+
+  await t.test('create, and what create refuses', async () => {
+    await b.ensureLayout();
+    await b.ensureLayout(); // twice: nothing to do
+    assert.deepEqual(await listed(b), []);
+    await b.createEmpty('a', 1);
+    await assert.rejects(b.createEmpty('a', 1), refusedWith('EXISTS'));
+    await assert.rejects(b.createEmpty('bad/name', 1), refusedWith('INVALID_NAME'));
+    assert.deepEqual(await listed(b), [['a', 1, null, false, false, false]]);
+  });
+
+  await t.test('pristine snapshot: one per generation, read-only, the base of clones', async () => {
+    await writeInto(b, 'a', 'etc/motd', 'one\n');
+    const p = await b.takePristine('a', 1);
+    assert.equal(p.generation, 1);
+    await assert.rejects(b.takePristine('a', 1), refusedWith('EXISTS'));
+    await assert.rejects(b.takePristine('missing', 2), refusedWith('NOT_FOUND'));
+    assert.deepEqual((await b.listPristines()).map((x) => x.generation), [1]);
+    const tree = await b.openPristine(1);
+    try {
+      assert.equal(readFileSync(join(tree.path, 'etc/motd'), 'utf8'), 'one\n');
+      assert.throws(() => writeFileSync(join(tree.path, 'etc/motd'), 'changed\n'), (e: NodeJS.ErrnoException) => e.code === 'EROFS' || e.code === 'EPERM' || e.code === 'EACCES');
+    } finally {
+      await tree.release();
+    }
+    await assert.rejects(b.openPristine(9), refusedWith('NOT_FOUND'));
+  });
+
+  await t.test('clone from the pristine and from an environment; what clone refuses', async () => {
+    await writeInto(b, 'a', 'etc/motd', 'one, changed\n');
+    await b.cloneFromPristine(1, 'b');
+    assert.equal(await readFrom(b, 'b', 'etc/motd'), 'one\n');
+    await b.cloneFromEnvironment('a', 'c');
+    assert.equal(await readFrom(b, 'c', 'etc/motd'), 'one, changed\n');
+    await assert.rejects(b.cloneFromPristine(9, 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromPristine(1, 'a'), refusedWith('EXISTS'));
+    await assert.rejects(b.cloneFromEnvironment('missing', 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromEnvironment('a', 'b'), refusedWith('EXISTS'));
+    // A clone is a copy: a change in it leaves its source alone.
+    await writeInto(b, 'c', 'etc/motd', 'three\n');
+    assert.equal(await readFrom(b, 'a', 'etc/motd'), 'one, changed\n');
+    await b.setGeneration('c', 2);
+    assert.deepEqual(await listed(b), [
+      ['a', 1, null, false, false, true],
+      ['b', 1, null, false, false, true],
+      ['c', 2, null, false, false, false],
+    ]);
+  });
+
+  await t.test('rename, and what rename refuses', async () => {
+    await b.renameEnvironment('c', 'd');
+    assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'd']);
+    assert.equal(await readFrom(b, 'd', 'etc/motd'), 'three\n');
+    await assert.rejects(b.renameEnvironment('d', 'a'), refusedWith('EXISTS'));
+    await assert.rejects(b.renameEnvironment('missing', 'e'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.renameEnvironment('d', '../e'), refusedWith('INVALID_NAME'));
+  });
+
+  await t.test('mount: once, at one directory; a mounted environment is neither renamed nor destroyed', async () => {
+    const dir = join(s.dir, 'mnt', 'b');
+    await b.mount('b', dir);
+    await b.mount('b', dir); // there already: nothing to do
+    assert.equal(readFileSync(join(dir, 'etc/motd'), 'utf8'), 'one\n');
+    writeFileSync(join(dir, 'etc/hostname'), 'box\n');
+    assert.deepEqual((await listed(b)).find((e) => e[0] === 'b'), ['b', 1, dir, false, false, true]);
+    await assert.rejects(b.mount('b', join(s.dir, 'mnt', 'elsewhere')), refusedWith('BUSY'));
+    await assert.rejects(b.renameEnvironment('b', 'e'), refusedWith('REFUSED'));
+    await assert.rejects(b.destroyEnvironment('b'), refusedWith('REFUSED'));
+    await assert.rejects(b.mount('missing', join(s.dir, 'mnt', 'missing')), refusedWith('NOT_FOUND'));
+    await b.unmount('b');
+    await b.unmount('b'); // not mounted: nothing to do
+    await assert.rejects(b.unmount('missing'), refusedWith('NOT_FOUND'));
+    assert.deepEqual((await listed(b)).find((e) => e[0] === 'b'), ['b', 1, null, false, false, true]);
+    assert.equal(await readFrom(b, 'b', 'etc/hostname'), 'box\n');
+  });
+
+  await t.test('destroy: refuses the default and what does not exist; the pristine stays while a clone needs it', async () => {
+    await b.setDefault('d');
+    assert.deepEqual((await listed(b)).filter((e) => e[4]).map((e) => e[0]), ['d']);
+    await assert.rejects(b.destroyEnvironment('d'), refusedWith('REFUSED'));
+    await b.setDefault('b');
+    await b.destroyEnvironment('d');
+    await assert.rejects(b.destroyEnvironment('d'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.destroyEnvironment('../d'), refusedWith('INVALID_NAME'));
+    // b is a clone of generation 1's pristine snapshot: it stays, whichever environment goes.
+    await assert.rejects(b.destroyPristine(1), refusedWith('REFUSED'));
+    await assert.rejects(b.destroyPristine(9), refusedWith('NOT_FOUND'));
+    await b.destroyEnvironment('a');
+    assert.deepEqual((await b.listPristines()).map((x) => x.generation), [1]);
+    assert.equal(await readFrom(b, 'b', 'etc/motd'), 'one\n');
+    assert.deepEqual(await listed(b), [['b', 1, null, false, true, true]]);
+    await assert.rejects(b.destroyEnvironment('b'), refusedWith('REFUSED'));
+  });
+}
+
+for (const [kind, make] of Object.entries(SUBJECTS)) {
+  test(`the backend contract on ${kind}`, async (t) => {
+    const s = await make();
+    try {
+      await contract(t, s);
+    } finally {
+      await s.cleanup();
+    }
+  });
+}
