@@ -71,11 +71,16 @@ function ownerOf(op: Pick<OperationRow, 'pid' | 'params'>): { pid: number; start
  * or the OOM killer would. Journal steps are points of their own,
  * `<step>:before` and `<step>:after`; verbs add points where a crash between
  * two writes matters, and export the list of them for the tests to try.
- * Documented in docs/reliability.md; does nothing unless set.
+ * "stop:<kind>:<point>" stops it there instead (SIGSTOP) until the test has
+ * done what a concurrent writer would (a file written in the middle of its
+ * copy) and sends SIGCONT. Documented in docs/reliability.md; does nothing
+ * unless set.
  */
 export function faultPoint(kind: string, point: string): void {
   const spec = process.env['SYSPRIME_FAULT_INJECT'];
-  if (spec && spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+  if (!spec) return;
+  if (spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+  else if (spec === `stop:${kind}:${point}`) process.kill(process.pid, 'SIGSTOP');
 }
 
 function stepFault(kind: string, step: string, where: 'before' | 'after'): void {
