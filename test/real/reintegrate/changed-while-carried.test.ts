@@ -1,6 +1,6 @@
 /**
- * Large files that change while reintegration carries them, on real Btrfs
- * filesystems.
+ * Large files that change while reintegration carries them, and large
+ * files it cannot merge, on real Btrfs filesystems.
  *
  * - A file over INLINE_MAX written to in the middle of its copy (a running
  *   VM's disk image), with its mtime put back (`touch -r`): the copy is not
@@ -8,6 +8,9 @@
  *   reading it" and no torn copy is left in the target, whether the copy
  *   was a clone (one filesystem) or bytes (onto another). The change time
  *   is what gives it away: size and mtime are as before.
+ * - Without the update's tree, a file over MERGE_MAX that both changed and
+ *   whose target version is not the update's as recorded: a conflict with
+ *   both versions kept, never "skipped".
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,11 +19,15 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { run } from '../../../src/process/run.js';
+import { createManifest, parseRules } from '../../../src/bart/index.js';
+import { planReintegration } from '../../../src/reintegrate/plan.js';
+import { applyPlan } from '../../../src/reintegrate/apply.js';
 import { renderReport, type ReintegrationReport } from '../../../src/reintegrate/report.js';
 import { makeBtrfsPool, type BtrfsPool } from '../../fixtures/btrfs-pool.js';
 
 const MiB = 1 << 20;
 const RULES_TEXT = 'CHECK all\nIGNORE dirmtime mtime lnmtime\n';
+const RULES = parseRules(RULES_TEXT);
 
 interface Trees {
   base: string;
@@ -171,5 +178,63 @@ describe('a large file written while it is carried (onto another Btrfs filesyste
   test('written half-way through the copy with its mtime put back: failed, no torn copy left', async () => {
     const report = await reintegrateStoppedInCopy(t, () => writeInPlaceKeepingMtime(join(t.ours, IMAGE)));
     assertNotCarried(t, report);
+  });
+});
+
+/** `count` lines of about 55 bytes, `edits` replacing some of them. */
+function text(count: number, edits: Record<number, string> = {}): string {
+  return Array.from({ length: count }, (_, i) => (edits[i] ?? `line ${i} of a configuration too long to read whole`) + '\n').join('');
+}
+/** About 18 MiB: more than MERGE_MAX. */
+const HUGE = 330_000;
+
+describe('without the update tree, an oversized file the target holds in a version of its own', () => {
+  let pool: BtrfsPool;
+  let t: Trees;
+  before(async () => {
+    pool = await makeBtrfsPool({ sizeMiB: 512 });
+    const sub = (n: string) => join(pool.top, n);
+    t = { base: sub('base'), ours: sub('ours'), theirs: sub('theirs'), target: sub('target') };
+    await run('btrfs', ['-q', 'subvolume', 'create', t.base]);
+    mkdirSync(join(t.base, 'etc'));
+    writeFileSync(join(t.base, 'etc/huge.conf'), text(HUGE));
+    writeFileSync(join(t.base, 'etc/grown.conf'), text(100));
+    await run('btrfs', ['-q', 'subvolume', 'snapshot', t.base, t.ours]);
+    writeFileSync(join(t.ours, 'etc/huge.conf'), text(HUGE, { 0: 'admin edit' }));
+    writeFileSync(join(t.ours, 'etc/grown.conf'), text(100, { 0: 'admin edit' }));
+    await run('btrfs', ['-q', 'subvolume', 'snapshot', t.base, t.theirs]);
+    writeFileSync(join(t.theirs, 'etc/huge.conf'), text(HUGE, { 200000: 'update edit' }));
+    writeFileSync(join(t.theirs, 'etc/grown.conf'), text(100, { 50: 'update edit' }));
+    await run('btrfs', ['-q', 'subvolume', 'snapshot', t.theirs, t.target]);
+    // Changed in the target since the update's manifest was made: the only copies of these versions.
+    // grown.conf is small in every tree but the target (it used to be "skipped"); huge.conf is large
+    // everywhere (it used to be replaced by the admin's version, the target's lost).
+    writeFileSync(join(t.target, 'etc/huge.conf'), text(HUGE, { 200000: 'update edit', 300000: 'changed since' }));
+    writeFileSync(join(t.target, 'etc/grown.conf'), text(HUGE, { 50: 'update edit', 300000: 'grown since' }));
+  });
+  after(async () => {
+    await pool?.cleanup();
+  });
+
+  test('a conflict, the admin\'s version in place and the target\'s beside it; again: unchanged', async () => {
+    const manifest = async (root: string) => (await createManifest({ root, rules: RULES, hash: 'xxh64', threads: 1 })).manifest;
+    const plan = planReintegration({ base: await manifest(t.base), ours: await manifest(t.ours), theirs: await manifest(t.theirs), rules: RULES, shared: [] });
+    const files = ['etc/huge.conf', 'etc/grown.conf'];
+    const targetVersion = new Map(files.map((f) => [f, readFileSync(join(t.target, f))]));
+    const report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, deferSync: true });
+    for (const f of files) {
+      const item = report.items.find((i) => i.path === `/${f}`);
+      assert.equal(item?.outcome, 'conflict', `${f}: ${JSON.stringify(item)}\n${renderReport(report)}`);
+      assert.match(item.detail, /larger than 16 MiB/);
+      assert.ok(readFileSync(join(t.target, f)).equals(readFileSync(join(t.ours, f))), `${f}: the admin's version in place`);
+      assert.ok(readFileSync(join(t.target, `${f}.sysprime-new`)).equals(targetVersion.get(f)!), `${f}: the target's version beside it`);
+      assert.equal(item.update, `/${f}.sysprime-new`);
+    }
+
+    const again = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, deferSync: true });
+    for (const f of files) {
+      assert.equal(again.items.find((i) => i.path === `/${f}`)?.outcome, 'unchanged', f);
+      assert.ok(readFileSync(join(t.target, `${f}.sysprime-new`)).equals(targetVersion.get(f)!), f);
+    }
   });
 });
