@@ -13,6 +13,7 @@ export type ContentChange =
   | { kind: 'text'; diff: string; linesAdded: number; linesRemoved: number }
   | { kind: 'binary'; before: number | null; after: number | null }
   | { kind: 'too-large'; before: number | null; after: number | null }
+  | { kind: 'too-many-changes'; before: number | null; after: number | null }
   | { kind: 'unreadable'; reason: string }
   | { kind: 'hidden'; reason: string };
 
@@ -47,6 +48,14 @@ export function secretPatterns(patterns: readonly string[]): RegExp[] {
 
 /** Text diffs beyond this size are described, not shown. */
 export const MAX_DIFF_BYTES = 1 << 20;
+
+/**
+ * A diff is searched for up to this many added and removed lines, then
+ * described instead. The search costs time quadratic in the changes (Myers):
+ * two 1 MiB files of short lines rewritten took hours; 5,000 rewritten
+ * lines 10 s; up to 2,000 it stays under a second.
+ */
+export const MAX_DIFF_EDITS = 2000;
 
 function readNoFollow(root: string, path: string): Buffer | { tooLarge: number } {
   const full = toFsPath(root + path);
@@ -86,7 +95,11 @@ export function describeContent(d: Difference, beforeRoot: string, afterRoot: st
     }
     if (!isText(a) || !isText(b)) return { kind: 'binary', before: before ? a.length : null, after: after ? b.length : null };
     const name = displayPath(d.path);
-    const patch = createTwoFilesPatch(before ? `pristine${name}` : '/dev/null', after ? `current${name}` : '/dev/null', a.toString('utf8'), b.toString('utf8'), '', '', { context: 3 });
+    const patch = createTwoFilesPatch(before ? `pristine${name}` : '/dev/null', after ? `current${name}` : '/dev/null', a.toString('utf8'), b.toString('utf8'), '', '', {
+      context: 3,
+      maxEditLength: MAX_DIFF_EDITS,
+    });
+    if (patch === undefined) return { kind: 'too-many-changes', before: before ? a.length : null, after: after ? b.length : null };
     let linesAdded = 0;
     let linesRemoved = 0;
     // Drop jsdiff's "=====" line; keep the ---/+++ header and the hunks.
