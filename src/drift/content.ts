@@ -30,11 +30,21 @@ export function secretReason(
   entryOf: (path: string) => ManifestEntry | undefined,
   secret: readonly RegExp[],
 ): string | null {
-  for (let p = d.path; p !== '' && p !== '/'; p = p.slice(0, p.lastIndexOf('/'))) {
+  return secretPathReason(d.path, [d.control, d.test], entryOf, secret);
+}
+
+/** secretReason for a path and its versions (any number: a reintegration plan has three). */
+export function secretPathReason(
+  path: string,
+  versions: readonly (ManifestEntry | undefined)[],
+  entryOf: (path: string) => ManifestEntry | undefined,
+  secret: readonly RegExp[],
+): string | null {
+  for (let p = path; p !== '' && p !== '/'; p = p.slice(0, p.lastIndexOf('/'))) {
     if (secret.some((re) => re.test(p))) return '[drift] secret names it';
   }
-  for (const e of [d.control, d.test]) if (e !== undefined && (e.mode & 0o004) === 0) return 'not world-readable';
-  for (let p = d.path.slice(0, d.path.lastIndexOf('/')); p !== ''; p = p.slice(0, p.lastIndexOf('/'))) {
+  for (const e of versions) if (e !== undefined && (e.mode & 0o004) === 0) return 'not world-readable';
+  for (let p = path.slice(0, path.lastIndexOf('/')); p !== ''; p = p.slice(0, p.lastIndexOf('/'))) {
     const dir = entryOf(p);
     if (dir !== undefined && (dir.mode & 0o001) === 0) return 'not world-readable (in a directory others cannot enter)';
   }
