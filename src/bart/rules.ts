@@ -195,9 +195,9 @@ export function parseRules(text: string, source = 'rules', initialFlags = DEFAUL
       }
       rules.push(makeRule(head, rest, globalFlags, st.line, rules.length, source));
     } else if (head.toUpperCase() === 'CHECK' || head.toUpperCase() === 'IGNORE') {
-      // A bare CHECK (bart_rules(4)'s own sample has one) changes no flag; it still ends the block's subtree lines.
+      // A bare CHECK or IGNORE (bart_rules(4)'s own sample has a CHECK) changes no flag, as on Solaris,
+      // whose parser simply finds no keyword to apply; it still ends the block's subtree lines.
       const check = head.toUpperCase() === 'CHECK';
-      if (rest.length === 0 && !check) rulesError(source, st.line, `${head} needs at least one attribute keyword`);
       for (const word of rest) {
         const f = keywordFlags(word);
         if (f === undefined) rulesError(source, st.line, `unknown attribute '${word}' (expected one of ${KEYWORDS.join(', ')})`);

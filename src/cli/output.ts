@@ -1,5 +1,5 @@
 /** How the CLI shows things: aligned tables for people, JSON for scripts, report files. */
-import { closeSync, constants, lstatSync, openSync, realpathSync, statSync, writeSync } from 'node:fs';
+import { closeSync, constants, lstatSync, openSync, writeSync } from 'node:fs';
 import { ioFailure, SysprimeError } from '../errors.js';
 import { replaceFile } from '../os/durable.js';
 
@@ -8,17 +8,17 @@ function writeAll(fd: number, data: Buffer): void {
 }
 
 /**
- * Write a file named with -o. A report can hold what only root may read, so
- * a new file is created 0600 (under a fresh temporary name, O_EXCL and
- * O_NOFOLLOW, then renamed over the name: never half-written, never through
- * a link someone planted there). A symbolic link at the name is refused
- * unless `throughLink` (bart create, which replaces the file a link names,
- * as it always has). A device or a FIFO (`/dev/null`) is written into, not
- * replaced.
+ * Write a file named with -o (drift's report, bart's manifest and index).
+ * A report can hold what only root may read, so a new file is created 0600
+ * (under a fresh temporary name, O_EXCL and O_NOFOLLOW, then renamed over
+ * the name: never half-written). A symbolic link at the name is refused,
+ * never followed: root writing where a link someone planted points would
+ * replace any file of the system. A device or a FIFO (`/dev/null`) is
+ * written into, not replaced.
  */
-export function writeOutputFile(file: string, text: string | Buffer, opts: { throughLink?: boolean } = {}): void {
+export function writeOutputFile(file: string, text: string | Buffer): void {
   try {
-    writeOutput(file, text, opts);
+    writeOutput(file, text);
   } catch (err) {
     // Name the file the user gave, not the temporary one, and say what the errno means
     // (the durable writer keeps the system call's error as the cause).
@@ -27,16 +27,16 @@ export function writeOutputFile(file: string, text: string | Buffer, opts: { thr
   }
 }
 
-function writeOutput(file: string, text: string | Buffer, opts: { throughLink?: boolean }): void {
+function writeOutput(file: string, text: string | Buffer): void {
   const data = typeof text === 'string' ? Buffer.from(text) : text;
-  const link = lstatSync(file, { throwIfNoEntry: false });
-  if (link?.isSymbolicLink() && opts.throughLink !== true) {
+  const st = lstatSync(file, { throwIfNoEntry: false });
+  if (st?.isSymbolicLink()) {
     throw new SysprimeError('REFUSED', `${file} is a symbolic link; a report is not written through one`, { hint: 'name the file itself, or remove the link' });
   }
-  const st = link?.isSymbolicLink() ? statSync(file, { throwIfNoEntry: false }) : link;
   if (st?.isDirectory()) throw new SysprimeError('IO', `${file} is a directory`, { hint: 'name a file, not a directory' });
   if (st !== undefined && !st.isFile()) {
-    const fd = openSync(file, constants.O_WRONLY | (opts.throughLink === true ? 0 : constants.O_NOFOLLOW));
+    // O_NOFOLLOW: a link swapped in since the lstat is refused by the kernel (ELOOP).
+    const fd = openSync(file, constants.O_WRONLY | constants.O_NOFOLLOW);
     try {
       writeAll(fd, data);
     } finally {
@@ -44,10 +44,9 @@ function writeOutput(file: string, text: string | Buffer, opts: { throughLink?: 
     }
     return;
   }
-  const real = link?.isSymbolicLink() && st !== undefined ? realpathSync(file) : file;
   // A report may hold what only root should read: 0600, written by the one durable writer
   // (a new O_EXCL|O_NOFOLLOW temporary name, fsync, rename, fsync of the directory).
-  replaceFile(real, data, { mode: 0o600 });
+  replaceFile(file, data, { mode: 0o600 });
 }
 
 export function formatBytes(n: number | null): string {

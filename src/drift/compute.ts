@@ -51,8 +51,14 @@ export interface DriftItem {
   /** The package that owns the path in the environment (dpkg), if any. */
   package: string | null;
   content: ContentChange | null;
-  /** Digest of the content now, to tell later changes apart in the history. */
+  /**
+   * Digest of the content now, to tell later changes apart in the history.
+   * Null for a secret file unless asked for (`showSecrets`): a digest of
+   * /etc/shadow lets whoever reads the report test guesses offline.
+   */
   contents: string | null;
+  /** Why this file's content (diff and digest) stays out of reports, or null when it need not. */
+  secret: string | null;
 }
 
 export interface DriftReport {
@@ -308,21 +314,24 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
       };
       const items: DriftItem[] = diffs.map((d) => {
         const entry = d.test ?? d.control!;
+        const reason = d.control?.type !== 'F' && d.test?.type !== 'F' ? null : secretReason(d, entryOf, secret);
+        // A secret's digests are its content too: out of the item, in every format, unless asked for.
+        const hide = reason !== null && opts.showSecrets !== true;
         const item: DriftItem = {
           path: d.path,
           display: displayPath(d.path),
           change: KIND[d.kind],
           type: entry.type,
           attributes: [...new Set(d.attributes.map((a) => (a.name === 'xattr' && a.xattr ? `xattr:${a.xattr}` : a.name)))],
-          details: d.attributes.map((a) => ({ name: a.xattr ? `xattr:${a.xattr}` : a.name, before: a.control, after: a.test })),
+          details: d.attributes
+            .filter((a) => !(hide && a.name === 'contents'))
+            .map((a) => ({ name: a.xattr ? `xattr:${a.xattr}` : a.name, before: a.control, after: a.test })),
           package: owners.get(d.path) ?? null,
           content: null,
-          contents: d.test?.type === 'F' ? (d.test.contents ?? null) : null,
+          contents: d.test?.type === 'F' && !hide ? (d.test.contents ?? null) : null,
+          secret: reason,
         };
-        if (opts.content !== false) {
-          const hidden = opts.showSecrets === true || (d.control?.type !== 'F' && d.test?.type !== 'F') ? null : secretReason(d, entryOf, secret);
-          item.content = hidden === null ? describeContent(d, pristine.path, live.path) : { kind: 'hidden', reason: hidden };
-        }
+        if (opts.content !== false) item.content = hide ? { kind: 'hidden', reason: reason! } : describeContent(d, pristine.path, live.path);
         return item;
       });
       const admin = items.filter((i) => !isBelowAny(i.path, sharedBytes));
@@ -349,7 +358,10 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
 
 /** Keep the drift in the history, so `drift --history PATH` can say when a file changed. */
 export function recordDrift(ctx: Context, report: DriftReport): number {
-  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, report.items);
+  // The history is shown by `drift --history` without --show-secrets: it never keeps a secret's digest,
+  // so repeated content changes of such a file fold into one (its change and attributes still recorded).
+  const items = report.items.map((i) => (i.secret === null ? i : { ...i, contents: null }));
+  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items);
 }
 
 export type HistoryRow = DriftPathInRun;

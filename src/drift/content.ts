@@ -13,6 +13,7 @@ export type ContentChange =
   | { kind: 'text'; diff: string; linesAdded: number; linesRemoved: number }
   | { kind: 'binary'; before: number | null; after: number | null }
   | { kind: 'too-large'; before: number | null; after: number | null }
+  | { kind: 'too-many-changes'; before: number | null; after: number | null }
   | { kind: 'unreadable'; reason: string }
   | { kind: 'hidden'; reason: string };
 
@@ -29,11 +30,21 @@ export function secretReason(
   entryOf: (path: string) => ManifestEntry | undefined,
   secret: readonly RegExp[],
 ): string | null {
-  for (let p = d.path; p !== '' && p !== '/'; p = p.slice(0, p.lastIndexOf('/'))) {
+  return secretPathReason(d.path, [d.control, d.test], entryOf, secret);
+}
+
+/** secretReason for a path and its versions (any number: a reintegration plan has three). */
+export function secretPathReason(
+  path: string,
+  versions: readonly (ManifestEntry | undefined)[],
+  entryOf: (path: string) => ManifestEntry | undefined,
+  secret: readonly RegExp[],
+): string | null {
+  for (let p = path; p !== '' && p !== '/'; p = p.slice(0, p.lastIndexOf('/'))) {
     if (secret.some((re) => re.test(p))) return '[drift] secret names it';
   }
-  for (const e of [d.control, d.test]) if (e !== undefined && (e.mode & 0o004) === 0) return 'not world-readable';
-  for (let p = d.path.slice(0, d.path.lastIndexOf('/')); p !== ''; p = p.slice(0, p.lastIndexOf('/'))) {
+  for (const e of versions) if (e !== undefined && (e.mode & 0o004) === 0) return 'not world-readable';
+  for (let p = path.slice(0, path.lastIndexOf('/')); p !== ''; p = p.slice(0, p.lastIndexOf('/'))) {
     const dir = entryOf(p);
     if (dir !== undefined && (dir.mode & 0o001) === 0) return 'not world-readable (in a directory others cannot enter)';
   }
@@ -47,6 +58,14 @@ export function secretPatterns(patterns: readonly string[]): RegExp[] {
 
 /** Text diffs beyond this size are described, not shown. */
 export const MAX_DIFF_BYTES = 1 << 20;
+
+/**
+ * A diff is searched for up to this many added and removed lines, then
+ * described instead. The search costs time quadratic in the changes (Myers):
+ * two 1 MiB files of short lines rewritten took hours; 5,000 rewritten
+ * lines 10 s; up to 2,000 it stays under a second.
+ */
+export const MAX_DIFF_EDITS = 2000;
 
 function readNoFollow(root: string, path: string): Buffer | { tooLarge: number } {
   const full = toFsPath(root + path);
@@ -86,7 +105,11 @@ export function describeContent(d: Difference, beforeRoot: string, afterRoot: st
     }
     if (!isText(a) || !isText(b)) return { kind: 'binary', before: before ? a.length : null, after: after ? b.length : null };
     const name = displayPath(d.path);
-    const patch = createTwoFilesPatch(before ? `pristine${name}` : '/dev/null', after ? `current${name}` : '/dev/null', a.toString('utf8'), b.toString('utf8'), '', '', { context: 3 });
+    const patch = createTwoFilesPatch(before ? `pristine${name}` : '/dev/null', after ? `current${name}` : '/dev/null', a.toString('utf8'), b.toString('utf8'), '', '', {
+      context: 3,
+      maxEditLength: MAX_DIFF_EDITS,
+    });
+    if (patch === undefined) return { kind: 'too-many-changes', before: before ? a.length : null, after: after ? b.length : null };
     let linesAdded = 0;
     let linesRemoved = 0;
     // Drop jsdiff's "=====" line; keep the ---/+++ header and the hunks.

@@ -30,6 +30,7 @@ function itemHtml(i: DriftItem): string {
   if (c?.kind === 'text') body = diffHtml(c.diff);
   else if (c?.kind === 'binary') body = `<p class="note">Binary content: ${c.before ?? 0} bytes before, ${c.after ?? 0} bytes now.</p>`;
   else if (c?.kind === 'too-large') body = `<p class="note">Large file (${c.before ?? 0} → ${c.after ?? 0} bytes): not shown.</p>`;
+  else if (c?.kind === 'too-many-changes') body = `<p class="note">Text with too many lines changed to show (${c.before ?? 0} → ${c.after ?? 0} bytes).</p>`;
   else if (c?.kind === 'unreadable') body = `<p class="note">Content could not be read: ${esc(c.reason)}</p>`;
   else if (c?.kind === 'hidden') body = `<p class="note">Content hidden: ${esc(c.reason)}.</p>`;
   const details = i.details

@@ -21,6 +21,8 @@ function contentNote(i: DriftItem): string {
       return ` binary ${c.before ?? 0} -> ${c.after ?? 0} bytes`;
     case 'too-large':
       return ` large file ${c.before ?? 0} -> ${c.after ?? 0} bytes`;
+    case 'too-many-changes':
+      return ` ${c.before ?? 0} -> ${c.after ?? 0} bytes, too many lines changed to show`;
     case 'unreadable':
       return ` (content unreadable: ${c.reason})`;
     case 'hidden':

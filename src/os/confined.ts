@@ -225,13 +225,35 @@ export function openPathIn(dir: DirHandle, name: string): number | undefined {
 }
 
 /**
+ * Whether `now` (a fresh fstat) is still the file `then` described: same
+ * inode of the same filesystem, size, modification and change time. The
+ * change time catches a write whose mtime was put back (`touch -r`): no
+ * one but the kernel sets it. Equal up to the filesystem's timestamp
+ * granularity: a write in the same clock tick as the first look, at the
+ * same size, is not seen.
+ */
+export function sameFileState(then: Stats, now: Stats): boolean {
+  return now.dev === then.dev && now.ino === then.ino && now.size === then.size && now.mtimeMs === then.mtimeMs && now.ctimeMs === then.ctimeMs;
+}
+
+/** The error for a file that changed while sysprime was reading, comparing or copying it. */
+export function changedWhileRead(path: string, root: string): SysprimeError {
+  return new SysprimeError('IO', `${displayPath(path)} in ${root} changed while sysprime was reading it`, {
+    hint: 'it was written, replaced or removed meanwhile; run again to carry it as it is then',
+  });
+}
+
+/**
  * A regular file found below a confined root, remembered instead of read:
  * its bytes are read only when a comparison or a copy needs them, a piece
  * at a time (src/os/file-data.ts), so a file of any size is never held in
  * memory. It is found again the way it was found first, component by
  * component from the root, and only if it is still that file (device,
- * inode, size, modification time); otherwise it changed in between, and the
- * caller is told so rather than handed other bytes.
+ * inode, size, modification and change time); otherwise it changed in
+ * between, and the caller is told so rather than handed other bytes. After
+ * reading through the descriptor (a comparison, a digest, a copy) the
+ * caller asks again (`checkUnchanged`): a write during the read would
+ * otherwise leave a torn copy counted as carried.
  */
 export class FileInTree {
   private readonly root: ConfinedRoot;
@@ -255,6 +277,10 @@ export class FileInTree {
     return st.dev === this.st.dev && st.ino === this.st.ino;
   }
 
+  private changed(): SysprimeError {
+    return changedWhileRead('/' + [...this.comps, this.name].join('/'), this.root.root);
+  }
+
   /** A descriptor on the file, for reading; the caller closes it. */
   open(): number {
     const dir = this.root.openDir(this.comps);
@@ -267,13 +293,15 @@ export class FileInTree {
       }
     }
     if (fd !== undefined) {
-      const now = fstatSync(fd);
-      if (this.isInode(now) && now.size === this.st.size && now.mtimeMs === this.st.mtimeMs) return fd;
+      if (sameFileState(this.st, fstatSync(fd))) return fd;
       closeSync(fd);
     }
-    throw new SysprimeError('IO', `${displayPath('/' + [...this.comps, this.name].join('/'))} in ${this.root.root} changed while sysprime was reading it`, {
-      hint: 'it was written, replaced or removed meanwhile; run again to carry it as it is then',
-    });
+    throw this.changed();
+  }
+
+  /** After reading through `fd` (from open()): throws "changed while sysprime was reading it" if the file was written meanwhile. */
+  checkUnchanged(fd: number): void {
+    if (!sameFileState(this.st, fstatSync(fd))) throw this.changed();
   }
 }
 

@@ -6,9 +6,14 @@
  * operation's kind (`stage`, `prune`, `reintegrate`, ...; its journal steps
  * are points `<step>:before` and `<step>:after`), `backend:<btrfs|zfs>`
  * inside a backend's multi-command changes, `boot:<loader>` inside a boot
- * entry swap. Documented in docs/reliability.md; does nothing unless set.
+ * entry swap. "stop:<kind>:<point>" stops it there instead (SIGSTOP) until
+ * the test has done what a concurrent writer would (a file written in the
+ * middle of its copy) and sends SIGCONT. Documented in docs/reliability.md;
+ * does nothing unless set.
  */
 export function faultPoint(kind: string, point: string): void {
   const spec = process.env['SYSPRIME_FAULT_INJECT'];
-  if (spec && spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+  if (!spec) return;
+  if (spec === `kill:${kind}:${point}`) process.kill(process.pid, 'SIGKILL');
+  else if (spec === `stop:${kind}:${point}`) process.kill(process.pid, 'SIGSTOP');
 }

@@ -278,8 +278,11 @@ function freeSidelineName(r: Roots, path: string, dir: DirHandle, name: string, 
  * The update's object is moved aside when the target still holds it; when
  * it holds something else (an earlier run's result) and the update's
  * pristine tree is at hand, the update's version is copied from there.
+ * `keepTarget`: what the target holds, when it is not the admin's, is
+ * moved beside whatever it is (without the update's tree it may be the
+ * only copy of the update's version, or of one written since).
  */
-async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<boolean> {
+async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem, keepTarget = false): Promise<boolean> {
   const touched: string[] = [];
   const { dir, name } = await targetParent(r, a.path, touched);
   try {
@@ -291,7 +294,7 @@ async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: Re
     let aside: string | undefined;
     if (cur !== 'absent' && !(await sameObject(cur, ours))) {
       const isTheirs = theirs !== undefined ? await sameObject(cur, theirs) : await matchesEntry(cur, a.theirs, r.hash);
-      if (isTheirs || cur.type === 'D') {
+      if (isTheirs || cur.type === 'D' || keepTarget) {
         aside = freeSidelineName(r, a.path, dir, name, cur.type === 'D');
         moveAside(dir, name, aside);
         changed = true;
@@ -371,7 +374,9 @@ async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<vo
   } catch (err) {
     if (!(err instanceof TooLarge)) throw err;
     item.detail = `changed by both, and larger than ${MERGE_MAX >> 20} MiB: not merged line by line`;
-    const changed = await resolveConflict(r, a, ours, item);
+    // Without the update's tree, what the target holds (the update's version, or one written since) may be
+    // its only copy: kept beside, whatever it is, never replaced unseen.
+    const changed = await resolveConflict(r, a, ours, item, r.theirs === undefined);
     item.outcome = changed ? 'conflict' : 'unchanged';
   }
 }
@@ -390,6 +395,9 @@ async function mergeOurs(r: Roots, a: PlanAction, ours: FsObject, item: ReportIt
       return;
     }
     const curText = cur?.content !== undefined ? await bytesWithin(cur.content, MERGE_MAX) : undefined;
+    // Too large to tell whether an earlier run merged it: the target's version may be the only copy
+    // of what the update (or whoever wrote it since) made. A conflict with both kept, never a skip.
+    if (cur?.content !== undefined && curText === undefined) throw new TooLarge();
     if (curText !== undefined) {
       const again = mergeText(base, await mergeable(ours.content!), curText);
       if (again.kind === 'merged' && again.content.equals(curText)) {
@@ -441,7 +449,7 @@ async function applyAccounts(r: Roots, a: PlanAction, item: ReportItem): Promise
     if (!(err instanceof TooLarge)) throw err;
     item.detail = `${accountKindOf(a.path)!} larger than ${MERGE_MAX >> 20} MiB: not merged by entry`;
     item.notice = true;
-    const changed = await resolveConflict(r, a, ours, item);
+    const changed = await resolveConflict(r, a, ours, item, r.theirs === undefined);
     item.outcome = changed ? 'conflict' : 'unchanged';
   }
 }

@@ -9,6 +9,7 @@
  * Anything that is not valid UTF-8 or holds a NUL byte is binary and never
  * merged; nor is a text of more than MERGE_MAX_LINES lines (below).
  */
+import { isUtf8 } from 'node:buffer';
 import { diff3Merge } from 'node-diff3';
 
 export type MergeOutcome =
@@ -21,20 +22,23 @@ export type MergeOutcome =
  * diff3 here takes time quadratic in the number of lines, and its recursion
  * overflows the stack somewhere past 120,000 (measured: 40,000 distinct
  * lines merge in 3 s, 120,000 in 30 s, 160,000 fail after 45 s). A longer
- * text is not merged: the caller keeps both versions as a conflict.
+ * text is not merged: the caller keeps both versions as a conflict. The
+ * lines are counted in the bytes, before anything is decoded or split: 16 MiB
+ * of short lines split into strings would cost hundreds of MiB of memory
+ * only to be refused.
  */
 export const MERGE_MAX_LINES = 50_000;
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
+/** Valid UTF-8 without a NUL, checked in place (no string is made of it). */
 export function isBinary(content: Buffer): boolean {
-  if (content.includes(0)) return true;
-  try {
-    strictUtf8.decode(content);
-    return false;
-  } catch {
-    return true;
-  }
+  return content.includes(0) || !isUtf8(content);
+}
+
+/** The lines splitLines would make of these bytes, counted without decoding them: line feeds, and a last line without one. */
+export function countLines(content: Buffer): number {
+  let n = 0;
+  for (let i = content.indexOf(0x0a); i >= 0; i = content.indexOf(0x0a, i + 1)) n++;
+  return content.length > 0 && content[content.length - 1] !== 0x0a ? n + 1 : n;
 }
 
 type Eol = 'lf' | 'crlf';
@@ -60,6 +64,9 @@ export function splitLines(text: string): string[] {
 }
 
 export function mergeText(base: Buffer, ours: Buffer, theirs: Buffer): MergeOutcome {
+  // Identical sides need no merge, whatever they hold and however long.
+  if (ours.equals(theirs) || theirs.equals(base)) return { kind: 'merged', content: ours, trivial: true };
+  if (ours.equals(base)) return { kind: 'merged', content: theirs, trivial: true };
   const binary = (
     [
       ['base', base],
@@ -69,14 +76,9 @@ export function mergeText(base: Buffer, ours: Buffer, theirs: Buffer): MergeOutc
   )
     .filter(([, b]) => isBinary(b))
     .map(([w]) => w);
-  if (binary.length > 0) {
-    // Identical sides need no merge even when binary.
-    if (ours.equals(theirs) || theirs.equals(base)) return { kind: 'merged', content: ours, trivial: true };
-    if (ours.equals(base)) return { kind: 'merged', content: theirs, trivial: true };
-    return { kind: 'binary', which: binary };
-  }
-  if (ours.equals(theirs) || theirs.equals(base)) return { kind: 'merged', content: ours, trivial: true };
-  if (ours.equals(base)) return { kind: 'merged', content: theirs, trivial: true };
+  if (binary.length > 0) return { kind: 'binary', which: binary };
+  const longest = Math.max(countLines(ours), countLines(base), countLines(theirs));
+  if (longest > MERGE_MAX_LINES) return { kind: 'too-long', lines: longest };
 
   let [b, o, t] = [base, ours, theirs].map((x) => x.toString('utf8')) as [string, string, string];
   const styles = new Set([eolOf(b), eolOf(o), eolOf(t)].filter((e) => e !== 'none'));
@@ -85,8 +87,6 @@ export function mergeText(base: Buffer, ours: Buffer, theirs: Buffer): MergeOutc
   if (normalise) [b, o, t] = [b, o, t].map((x) => x.replace(/\r\n/g, '\n')) as [string, string, string];
 
   const [ol, bl, tl] = [splitLines(o), splitLines(b), splitLines(t)];
-  const longest = Math.max(ol.length, bl.length, tl.length);
-  if (longest > MERGE_MAX_LINES) return { kind: 'too-long', lines: longest };
   const regions = diff3Merge(ol, bl, tl, { excludeFalseConflicts: true });
   const lines: string[] = [];
   const conflicts: { oursStart: number; oursEnd: number }[] = [];

@@ -37,7 +37,7 @@ import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
 import { faultPoint } from '../process/fault.js';
-import { FileInTree, ioError, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
+import { changedWhileRead, FileInTree, ioError, sameFileState, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
 import { closeQuietly, copyData, eachPiece, readWhole, sameData, type CopyHow, type DataSource } from '../os/file-data.js';
 import { createHasher, hashBytes } from '../bart/hash.js';
 import type { HashAlgorithm } from '../bart/types.js';
@@ -63,10 +63,13 @@ export function sizeOfContent(c: Content): number {
   return Buffer.isBuffer(c) ? c.length : c.size;
 }
 
+/** Run `fn` on the file open; what it read counts only if the file did not change meanwhile. */
 async function withOpen<T>(f: FileInTree, fn: (fd: number) => Promise<T>): Promise<T> {
   const fd = f.open();
   try {
-    return await fn(fd);
+    const out = await fn(fd);
+    f.checkUnchanged(fd);
+    return out;
   } finally {
     closeSync(fd);
   }
@@ -148,8 +151,20 @@ export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObje
     const fd = openFileIn(dir, name);
     if (fd === undefined) return 'absent';
     try {
-      obj.st = fstatSync(fd);
-      obj.content = readWhole(fd, INLINE_MAX, obj.st.size) ?? new FileInTree(dir, name, obj.st);
+      // A small file is read whole now; one written while it was read is read again, once.
+      for (let tries = 0; ; tries++) {
+        obj.st = fstatSync(fd);
+        const whole = readWhole(fd, INLINE_MAX, obj.st.size);
+        if (whole === undefined) {
+          obj.content = new FileInTree(dir, name, obj.st);
+          break;
+        }
+        if (sameFileState(obj.st, fstatSync(fd))) {
+          obj.content = whole;
+          break;
+        }
+        if (tries === 1) throw changedWhileRead('/' + [...dir.comps, name].join('/'), dir.root.root);
+      }
     } finally {
       closeSync(fd);
     }
@@ -259,7 +274,11 @@ async function writeContent(fd: number, content: Content): Promise<CopyHow> {
   if (!Buffer.isBuffer(content)) {
     const src = content.open();
     try {
-      return await copyData(src, fd, halfway);
+      const how = await copyData(src, fd, halfway);
+      // Written to during the copy (a running VM's disk image): the copy may be torn. Not carried:
+      // the error fails the item, and the caller removes the temporary, so nothing torn is left.
+      content.checkUnchanged(src);
+      return how;
     } finally {
       closeQuietly(src);
     }

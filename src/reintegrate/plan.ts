@@ -14,6 +14,7 @@ import { ATTR, ruleFor, type Rules } from '../bart/rules.js';
 import { HASH_ALGORITHMS, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from '../bart/types.js';
 import { accountKindOf } from './accounts.js';
 import { isBelowAny } from '../environments/shared.js';
+import { secretPathReason } from '../drift/content.js';
 
 export type ActionKind =
   /** Put the admin's object in place (content, type, link target, metadata). */
@@ -91,6 +92,25 @@ export interface ReintegrationPlan {
   hash: HashAlgorithm;
   actions: PlanAction[];
   counts: Partial<Record<ActionKind, number>>;
+}
+
+/**
+ * The plan as shown to people (`reintegrate --plan --json`): without the
+ * content digests of a file drift would hide (`secretPathReason`: not
+ * world-readable in some version, below a directory of the plan others
+ * cannot enter, or named by `[drift] secret`), since a digest of
+ * /etc/shadow lets whoever reads the output test guesses offline.
+ */
+export function planForReaders(plan: ReintegrationPlan, secret: readonly RegExp[]): ReintegrationPlan {
+  const dirs = new Map<string, ManifestEntry>();
+  for (const a of plan.actions) for (const e of [a.base, a.ours, a.theirs]) if (e?.type === 'D' && ((dirs.get(a.path)?.mode ?? 0o777) & 0o001) !== 0) dirs.set(a.path, e);
+  const strip = (e: ManifestEntry | undefined) => (e === undefined ? undefined : { ...e, contents: undefined });
+  return {
+    ...plan,
+    actions: plan.actions.map((a) =>
+      secretPathReason(a.path, [a.base, a.ours, a.theirs], (p) => dirs.get(p), secret) === null ? a : { ...a, base: strip(a.base), ours: strip(a.ours), theirs: strip(a.theirs) },
+    ),
+  };
 }
 
 export interface PlanInput {

@@ -54,7 +54,7 @@ function loadManifest(file: string): Manifest {
 
 function writeOut(file: string | undefined, text: string | Buffer): void {
   if (file === undefined || file === '-') process.stdout.write(text);
-  else writeOutputFile(file, text, { throughLink: true });
+  else writeOutputFile(file, text);
 }
 
 /** Bytes of a name given on the command line or on stdin, as a byte string. */

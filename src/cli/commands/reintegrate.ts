@@ -8,6 +8,8 @@ import { forgetStagedManifest } from '../../environments/kept-manifests.js';
 import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
+import { planForReaders } from '../../reintegrate/plan.js';
+import { secretPatterns } from '../../drift/content.js';
 import { SysprimeError, EXIT, messageOf } from '../../errors.js';
 import { keepReport } from '../../state/reports.js';
 import { printJson } from '../output.js';
@@ -51,7 +53,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
         if (to.name === from.name) throw new SysprimeError('USAGE', '--from and --to name the same environment');
         if (opts.plan) {
           const { plan } = await planBetween(ctx, from, to);
-          if (g.json) printJson({ from: from.name, to: to.name, ...plan });
+          if (g.json) printJson({ from: from.name, to: to.name, ...planForReaders(plan, secretPatterns(ctx.config.drift.secret)) });
           else {
             const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
             process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);

@@ -76,6 +76,44 @@ for (const kind of KINDS) {
       for (const out of [text.stdout, json.stdout, body]) for (const secret of SECRETS) assert.ok(!out.includes(secret), `${secret} leaked`);
     });
 
+    test('no digest of a hidden file in text, JSON, HTML or the history, sizes kept; --show-secrets shows it', async () => {
+      type Item = { display: string; contents: string | null; secret: string | null; details: { name: string; before: string; after: string }[] };
+      const shown = (await sp('--json', 'drift', '--no-record', '--show-secrets')).json<{ items: Item[] }>().items;
+      const hidden = ['/etc/shadow', '/etc/ssh/ssh_host_ed25519_key', '/root/notes.txt', '/etc/app/token.conf'];
+      const digests = hidden.flatMap((p) => {
+        const i = shown.find((x) => x.display === p)!;
+        assert.ok(i.contents, `${p}: --show-secrets gives its digest`);
+        return [i.contents!, ...i.details.filter((d) => d.name === 'contents').flatMap((d) => [d.before, d.after])].filter((d) => d !== '-' && d !== '');
+      });
+      const motd = shown.find((x) => x.display === '/etc/motd')!;
+      assert.ok(motd.contents, 'a world-readable file keeps its digest');
+
+      // Recorded twice, once with --show-secrets: the history keeps no digest of them either.
+      assert.equal((await sp('drift', '--show-secrets')).code, 1);
+      const json = await sp('--json', 'drift');
+      const items = json.json<{ items: Item[] }>().items;
+      const shadow = items.find((i) => i.display === '/etc/shadow')!;
+      assert.equal(shadow.contents, null);
+      assert.equal(shadow.secret, 'not world-readable');
+      assert.ok(shadow.details.some((d) => d.name === 'size'), 'its size stays (ls -l shows it to anyone who may enter /etc)');
+      assert.equal(items.find((i) => i.display === '/etc/motd')!.contents, motd.contents);
+      const html = join(dir, 'digests.html');
+      assert.equal((await sp('drift', '--no-record', '--format', 'html', '-o', html)).code, 1);
+      const text = await sp('drift', '--no-record');
+      const history = await sp('drift', '--history', '/etc/shadow');
+      const historyJson = await sp('--json', 'drift', '--history', '/etc/shadow');
+      assert.match(history.stdout, /modified/);
+      for (const [what, out] of [
+        ['json', json.stdout],
+        ['html', readFileSync(html, 'utf8')],
+        ['text', text.stdout],
+        ['history', history.stdout],
+        ['history json', historyJson.stdout],
+      ] as const) {
+        for (const d of digests) assert.ok(!out.includes(d.slice(0, 16)), `${what}: a digest of a hidden file (${d}) leaked`);
+      }
+    });
+
     test('--show-secrets shows them', async () => {
       const r = await sp('drift', '--no-record', '--show-secrets');
       for (const secret of SECRETS) assert.ok(r.stdout.includes(secret), `${secret} shown when asked`);

@@ -96,7 +96,7 @@ test('errors name the line', () => {
       (err) => isSysprimeError(err, 'RULES') && re.test(err.message),
     );
   bad('/etc\nCHECK colour\n', /my\.rules, line 2: unknown attribute 'colour'/);
-  bad('\n\nIGNORE\n', /line 3: IGNORE needs/);
+  bad('\n\nIGNORE mode bogus\n', /line 3: unknown attribute 'bogus'/);
   bad('/etc\netc/ssh\n', /line 2: 'etc\/ssh' is neither/);
   bad('/etc\n# x\nCHECK mode \\\n bogus\n', /line 3: unknown attribute 'bogus'/);
 });

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseManifest } from '../../../src/bart/parse.js';
-import { ATTR, parseRules, ruleFor } from '../../../src/bart/rules.js';
+import { ATTR, DEFAULT_FLAGS, parseRules, ruleFor } from '../../../src/bart/rules.js';
 import { compareManifests } from '../../../src/bart/compare.js';
 
 const BIN = join(fileURLToPath(new URL('../../../../', import.meta.url)), 'bin/sysprime');
@@ -54,6 +54,13 @@ test("rules: a bare CHECK (bart_rules(4)'s sample), keywords in any case, add an
   assert.ok(etc.flags & ATTR.delete);
   const del = parseRules('IGNORE delete\ncheck uid\n');
   assert.equal(del.globalFlags & ATTR.delete, 0);
+});
+
+test('rules: a bare IGNORE is accepted as Solaris accepts it, changes no flag and ends the block', () => {
+  const r = parseRules('IGNORE\n/etc\nIGNORE\n/usr\nignore mtime\n');
+  assert.equal(r.globalFlags, DEFAULT_FLAGS);
+  assert.equal(ruleFor(r, '/etc/x', 'F', true)!.flags, DEFAULT_FLAGS, 'the bare IGNORE changed nothing of /etc');
+  assert.equal(ruleFor(r, '/usr/x', 'F', true)!.flags, DEFAULT_FLAGS & ~ATTR.mtime, 'it ended /etc\'s block: IGNORE mtime is /usr\'s alone');
 });
 
 test('Solaris 10 manifests before 2010: B and C lines without devnode, door entries', () => {

@@ -15,6 +15,7 @@ const item = (path: string, type: string): DriftItem => ({
   package: null,
   content: null,
   contents: null,
+  secret: null,
 });
 
 const report: DriftReport = {

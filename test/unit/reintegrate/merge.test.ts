@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isBinary, MERGE_MAX_LINES, mergeText } from '../../../src/reintegrate/merge.js';
+import { spawnSync } from 'node:child_process';
+import { countLines, isBinary, MERGE_MAX_LINES, mergeText, splitLines } from '../../../src/reintegrate/merge.js';
 
 const B = (s: string) => Buffer.from(s, 'utf8');
 
@@ -53,4 +54,23 @@ test('a text too long for diff3 is not merged, and says how long', () => {
   // One side unchanged needs no diff, whatever the length.
   const same = mergeText(lines(n), lines(n, { 0: 'admin' }), lines(n));
   assert.ok(same.kind === 'merged' && same.trivial);
+});
+
+test('lines are counted in the bytes as splitLines counts them', () => {
+  for (const s of ['', 'a', 'a\n', 'a\nb', 'a\r\nb\r\n', '\n\n', 'é\nü']) assert.equal(countLines(B(s)), splitLines(s).length, JSON.stringify(s));
+});
+
+test('16 MiB of short lines is refused before it is decoded or split: it fits in a small heap', () => {
+  // Split into strings, 8 million lines take hundreds of MiB of heap; counted in the buffers, none.
+  // The buffers themselves live outside the heap, so a 48 MiB heap tells the two apart.
+  const url = new URL('../../../src/reintegrate/merge.js', import.meta.url).href;
+  const code = `
+    const { mergeText } = await import(${JSON.stringify(url)});
+    const base = Buffer.alloc(16 << 20, 'x\\n');
+    const ours = Buffer.from(base); ours[0] = 0x79;
+    const theirs = Buffer.from(base); theirs[theirs.length - 2] = 0x7a;
+    process.stdout.write(JSON.stringify(mergeText(base, ours, theirs)));`;
+  const r = spawnSync(process.execPath, ['--max-old-space-size=48', '--input-type=module', '-e', code], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr.slice(-2000));
+  assert.deepEqual(JSON.parse(r.stdout), { kind: 'too-long', lines: 8 << 20 });
 });
