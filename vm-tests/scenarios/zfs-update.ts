@@ -38,6 +38,9 @@ step merge cat /etc/sysprime-vm/merge.conf
 step alice cat /home/alice/notes.txt
 probe unit test -e /etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service
 step list sysprime --json list
+# drift from \`zfs diff\` (the fast path) and from a walk of the whole tree must agree (exit 1: changes listed).
+tstep drift-changes sh -c 'SYSPRIME_DRIFT_METHOD=changes sysprime -v drift --format json --no-record; [ $? -le 1 ]'
+tstep drift-walk sh -c 'SYSPRIME_DRIFT_METHOD=walk sysprime -v drift --format json --no-record; [ $? -le 1 ]'
 step once sysprime activate --once debian
 then_reboot
 `,
@@ -49,6 +52,14 @@ then_reboot
         assert.match(merged, /^size = 2$/m, "the update's own change is there too");
         assert.equal(((await ctx.output('alice')) ?? '').trim(), 'notes of alice', 'the user file on the shared home dataset is there');
         assert.notEqual(probe(boot, 'unit'), 0, 'the first-boot unit disabled itself');
+        // On OpenZFS drift reads only what `zfs diff` lists; its report is the walk's, item for item.
+        type Drift = { at?: string; counts: unknown; items: { path: string }[]; sharedData: unknown };
+        const fast = await ctx.json<Drift>('drift-changes');
+        const walk = await ctx.json<Drift>('drift-walk');
+        delete fast.at;
+        delete walk.at;
+        assert.ok(walk.items.some((i) => i.path === '/etc/sysprime-vm/merge.conf'), 'the walk lists the admin\'s edit carried at the first boot');
+        assert.deepEqual(fast, walk, 'drift from zfs diff equals drift from the walk');
         const list = await ctx.json<EnvJson[]>('list');
         assert.ok(env(list, 'next').booted && env(list, 'next').default);
       },
@@ -82,7 +93,7 @@ then_poweroff
         const list = await ctx.json<EnvJson[]>('list');
         assert.ok(env(list, 'next').booted, 'next is running');
         const datasets = ((await ctx.output('datasets')) ?? '').split('\n');
-        for (const shared of ['rpool/home', 'rpool/home/root', 'rpool/var/log', 'rpool/var/lib/sysprime-state']) {
+        for (const shared of ['rpool/home', 'rpool/home/root', 'rpool/var/log', 'rpool/sysprime/state']) {
           assert.ok(datasets.includes(shared), `prune left the shared dataset ${shared}`);
         }
         const names = list.map((e) => e.name).sort();
