@@ -310,6 +310,67 @@ test('a tree published from a directory comes out the same, owners and modes inc
   const { publishTree } = await import('../../../src/updaters/store/publish.js');
   await publishTree(repo, 'x', '1', src);
   await applyStore(openRepository(repo), root);
-  const skip = (p: string) => p.startsWith('var');
+  // The fstab line making /usr read-only is the updater's own, not the package's (checked below).
+  const skip = (p: string) => p.startsWith('var') || p === 'etc/fstab';
   assert.deepEqual(listing(root, skip), listing(src, skip));
+});
+
+test('a store-built /usr is made read-only at run time by a line in the tree\'s fstab, once', async () => {
+  const { repo, root } = fresh('read-only-usr');
+  mkdirSync(join(root, 'etc'));
+  writeFileSync(join(root, 'etc/fstab'), 'UUID=1234 / btrfs defaults 0 0\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  const fstab = readFileSync(join(root, 'etc/fstab'), 'utf8');
+  assert.match(fstab, /^UUID=1234 \/ btrfs defaults 0 0\n/, 'the admin\'s lines stay');
+  assert.match(fstab, /^\/usr \/usr none bind,ro 0 0$/m);
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  await applyStore(openRepository(repo), root);
+  assert.equal(readFileSync(join(root, 'etc/fstab'), 'utf8'), fstab, 'not added twice');
+});
+
+test('a link planted at a fan-out directory of the store is never written through', async () => {
+  const { repo, root } = fresh('fanout-link');
+  const outside = join(scratch, 'fanout-link', 'outside');
+  mkdirSync(outside);
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  const key = objectKey({ sha256: createHash('sha256').update('#!/bin/sh\necho hello 1\n').digest('hex'), mode: 0o755, uid: 0, gid: 0 });
+  mkdirSync(join(root, STORE, 'objects'), { recursive: true });
+  symlinkSync(outside, join(root, STORE, 'objects', key.slice(0, 2)));
+  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
+  assert.deepEqual(readdirSync(outside), [], 'no object moved into the directory the link points at');
+  assert.equal(lstatSync(join(root, 'usr'), { throwIfNoEntry: false }), undefined, 'the tree is as it was');
+});
+
+test('garbage collection never removes through a link in the store', async () => {
+  const { repo, root } = fresh('gc-link');
+  const outside = join(scratch, 'gc-link', 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'precious'), 'host data\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  // A fan-out name no object of v1 or v2 uses: a link there leads out of the tree.
+  const used = new Set(readdirSync(join(root, STORE, 'objects')));
+  const fan = [...Array(256).keys()].map((i) => i.toString(16).padStart(2, '0')).find((f) => !used.has(f)) as string;
+  symlinkSync(outside, join(root, STORE, 'objects', fan));
+  symlinkSync(outside, join(root, STORE, 'incoming-1'));
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  await applyStore(openRepository(repo), root);
+  assert.deepEqual(readdirSync(outside), ['precious']);
+  assert.equal(readFileSync(join(outside, 'precious'), 'utf8'), 'host data\n');
+  assert.equal(lstatSync(join(root, STORE, 'objects', fan), { throwIfNoEntry: false }), undefined, 'the planted link itself is gone');
+});
+
+test('a link planted at /usr/local is carried over as a link, and what it points at is untouched', async () => {
+  const { repo, root } = fresh('usr-local-link');
+  const outside = join(scratch, 'usr-local-link', 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'mine'), 'the admin\'s\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  symlinkSync(outside, join(root, 'usr/local'));
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  await applyStore(openRepository(repo), root);
+  assert.equal(readlinkSync(join(root, 'usr/local')), outside);
+  assert.deepEqual(readdirSync(outside), ['mine']);
 });
