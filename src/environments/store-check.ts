@@ -3,8 +3,10 @@
  * reach its tree, and check (or repair) the store-built /usr in it. The
  * checking and the writing are the store updater's (src/updaters/store/verify.ts).
  */
+import { mkdirSync, rmdirSync } from 'node:fs';
 import type { Context } from '../context.js';
 import { SysprimeError } from '../errors.js';
+import { run } from '../process/run.js';
 import { acquireLock } from '../state/lock.js';
 import { openRepository } from '../updaters/store/repository.js';
 import { repairStoreTree, verifyStoreTree, type StoreRepairReport, type StoreVerifyReport } from '../updaters/store/verify.js';
@@ -31,12 +33,37 @@ export async function checkEnvironmentStore(ctx: Context, name: string | undefin
     const tree = await ctx.backend.openEnvironment(env.name);
     try {
       if (!opts.repair) return { environment: env.name, report: await verifyStoreTree(tree.path), repair: null };
-      const repair = await repairStoreTree(tree.path, openRepository(location as string, { timeoutSeconds: ctx.config.update.timeout }));
-      return { environment: env.name, report: repair.after, repair };
+      const repo = openRepository(location as string, { timeoutSeconds: ctx.config.update.timeout });
+      const repair = await underReadOnlyUsr(tree.path, (root) => repairStoreTree(root, repo));
+      return { environment: env.name, report: { ...repair.after, root: tree.path }, repair };
     } finally {
       await tree.release();
     }
   } finally {
     lock?.release();
+  }
+}
+
+/**
+ * Run `fn` on a path where the tree at `root` is writable below /usr. The
+ * running environment is reached as `/` (ZFS), and there /usr is the
+ * read-only bind mount the store's fstab line makes: a bind mount of `/`
+ * alone (not recursive, so without the /usr mount on it), private to
+ * sysprime, reaches the same files writable. Any other tree is sysprime's
+ * own mount of the environment, which has no /usr mount on it.
+ */
+async function underReadOnlyUsr<T>(root: string, fn: (root: string) => Promise<T>): Promise<T> {
+  if (root !== '/') return fn(root);
+  const dir = `/run/sysprime/store-repair-${process.pid}`;
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    await run('mount', ['--bind', '--make-private', '/', dir], { timeout: 60_000 });
+    try {
+      return await fn(dir);
+    } finally {
+      await run('umount', [dir], { timeout: 60_000 });
+    }
+  } finally {
+    rmdirSync(dir);
   }
 }
