@@ -30,7 +30,7 @@ import {
 } from '../../os/confined.js';
 import { isCleanRelative } from '../rootpath.js';
 import { objectKey, type TreeEntry } from './format.js';
-import { ObjectShelf, type StorePaths } from './store.js';
+import { ObjectShelf } from './store.js';
 
 export const NEW_USR = '.usr.sysprime-new';
 export const OLD_USR = '.usr.sysprime-old';
@@ -115,7 +115,7 @@ export async function recoverUsrSwap(root: string): Promise<void> {
  * confined writer, and each object is linked from the store as opened
  * there: a link planted in the tree or the store cannot redirect either.
  */
-export async function assembleUsr(root: string, _paths: StorePaths, entries: readonly TreeEntry[]): Promise<string> {
+export async function assembleUsr(root: string, entries: readonly TreeEntry[]): Promise<string> {
   await inTree(root, (top, r) => {
     removeTreeIn(top, NEW_USR);
     const usrEntry = entries.find((e) => e.path === 'usr') ?? { path: 'usr', type: 'dir', mode: 0o755, uid: 0, gid: 0, size: 0 };
@@ -292,7 +292,7 @@ function parentOf(r: ConfinedRoot, rel: string): { dir: DirHandle; name: string 
 }
 
 /** Writes the entries outside /usr in place, parents first, all through the confined writer. Returns the paths written. */
-export async function writeOutsideUsr(root: string, _paths: StorePaths, entries: readonly TreeEntry[]): Promise<string[]> {
+export async function writeOutsideUsr(root: string, entries: readonly TreeEntry[]): Promise<string[]> {
   const written: string[] = [];
   await inTree(root, async (_top, r) => {
     const shelf = new ObjectShelf(r);
@@ -313,7 +313,10 @@ export async function writeOutsideUsr(root: string, _paths: StorePaths, entries:
             // A copy, not a link: outside /usr the file is the admin's to edit.
             if (e.type === 'symlink') symlinkIn(dir, name, e.target as string, e);
             else {
-              const done = await shelf.withObject(objectKey(e), (object) => copyFileIn(dir, name, object, e.mode, { uid: e.uid, gid: e.gid }));
+              const done = await shelf.withObject(objectKey(e), async (object) => {
+                await copyFileIn(dir, name, object, e.mode, { uid: e.uid, gid: e.gid });
+                return true;
+              });
               if (done === undefined) throw ioError(`write /${e.path} in ${root}`, new Error('its store object is missing'));
             }
           }

@@ -110,10 +110,9 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
   let carried = false;
   const ownsUsr = usrEntries.length > 0 || oldEntries.some((e) => isUsrPath(e.path));
   try {
-    if (ownsUsr) await assembleUsr(root, paths, usrEntries);
+    if (ownsUsr) await assembleUsr(root, usrEntries);
     await writeOutsideUsr(
       root,
-      paths,
       entries.filter((e) => !isUsrPath(e.path)),
     );
     if (ownsUsr) {

@@ -32,7 +32,6 @@ import { safeInside } from '../rootpath.js';
 import {
   emptyInstalled,
   objectKey,
-  objectRelPath,
   parseInstalled,
   parseManifest,
   type InstalledState,
@@ -55,10 +54,6 @@ export interface StorePaths {
 export async function storePaths(root: string): Promise<StorePaths> {
   const dir = await safeInside(root, STORE_DIR);
   return { root, dir, objects: join(dir, 'objects'), manifests: join(dir, 'manifests'), installed: join(dir, 'installed.json') };
-}
-
-export function objectPath(paths: StorePaths, key: string): string {
-  return join(paths.dir, objectRelPath(key));
 }
 
 export const STORE_COMPS: readonly string[] = STORE_DIR.split('/');
