@@ -26,7 +26,7 @@ export async function planBootHome(ctx: Context): Promise<BootHome | null> {
  * it, with a warning. Written through the confined writer: the tree is an
  * environment.
  */
-export function ensureFstabLines(tree: string, label: string, lines: readonly string[], note = '# Mounted in every boot environment (added by sysprime init)'): string[] {
+export function ensureFstabLines(tree: string, label: string, lines: readonly string[]): string[] {
   if (lines.length === 0) return [];
   return (
     withDirIn(tree, '/etc', { create: false }, (etc) => {
@@ -47,7 +47,8 @@ export function ensureFstabLines(tree: string, label: string, lines: readonly st
       }
       if (added.length === 0) return [];
       const body = text === '' || text.endsWith('\n') ? text : `${text}\n`;
-      writeFileIn(etc, 'fstab', Buffer.from(`${body}${note}\n${added.join('\n')}\n`, 'latin1'), st === undefined ? 0o644 : st.mode & 0o7777, st === undefined ? undefined : { uid: st.uid, gid: st.gid });
+      const note = '# Mounted in every boot environment (added by sysprime init)\n';
+      writeFileIn(etc, 'fstab', Buffer.from(`${body}${note}${added.join('\n')}\n`, 'latin1'), st === undefined ? 0o644 : st.mode & 0o7777, st === undefined ? undefined : { uid: st.uid, gid: st.gid });
       for (const l of added) log.info(`${label}: /etc/fstab now holds: ${l}`);
       return added;
     }) ?? []

@@ -47,7 +47,7 @@ export async function checkEnvironmentStore(ctx: Context, name: string | undefin
 /**
  * Run `fn` on a path where the tree at `root` is writable below /usr. The
  * running environment is reached as `/` (ZFS), and there /usr is the
- * read-only bind mount the store's fstab line makes: a bind mount of `/`
+ * read-only bind mount the store's usr.mount makes: a bind mount of `/`
  * alone (not recursive, so without the /usr mount on it), private to
  * sysprime, reaches the same files writable. Any other tree is sysprime's
  * own mount of the environment, which has no /usr mount on it.

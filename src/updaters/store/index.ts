@@ -9,7 +9,7 @@ import type { Config } from '../../config/schema.js';
 import { SysprimeError } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
-import { ensureFstabLines } from '../../environments/boot-home.js';
+import { installReadOnlyUsr } from './read-only-usr.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
 import { assembleUsr, carryOverUsrLocal, isUsrPath, putBackUsrLocal, recoverUsrSwap, removeOutsideUsr, swapUsr, writeOutsideUsr } from './assemble.js';
 import { mergeTrees, planChanges, summarize, STORE_FORMAT, type InstalledState, type PackageManifest } from './format.js';
@@ -26,17 +26,6 @@ import {
   STORE_DIR,
   type StorePaths,
 } from './store.js';
-
-/**
- * The fstab line that makes a store-built /usr read-only at run time, as
- * OSTree does: a bind mount of /usr onto itself, read-only (mount(8) and
- * systemd turn `bind,ro` into the bind and a read-only remount). An edit in
- * place of a /usr file would otherwise change the store object and every
- * other path linked to it; now it fails with EROFS. The root filesystem
- * below stays writable, so sysprime (which reaches an environment through
- * its own mount of it) can still update and repair it.
- */
-export const READ_ONLY_USR = '/usr /usr none bind,ro 0 0';
 
 export interface StoreApplyReport extends UpdateResult {
   objectsFetched: number;
@@ -144,7 +133,7 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
     next.map((n) => n.manifest),
     new Set(next.map((n) => n.sha)),
   );
-  if (ownsUsr) ensureFstabLines(root, root, [READ_ONLY_USR], '# The store owns /usr: read-only at run time (added by the sysprime store updater)');
+  if (ownsUsr) installReadOnlyUsr(root);
   // The writes above skipped their fsyncs (thousands of links); one syncfs makes them all durable.
   await run('sync', ['--file-system', root]);
   return { changed: true, packages: changes, summary: summarize(changes), objectsFetched, objectsCollected, swap };

@@ -1,15 +1,15 @@
 /**
  * `sysprime store verify` on real pools, as an admin meets it: an
  * environment staged with the store updater has a /usr of links into its
- * store and an fstab line making /usr read-only at run time; an edit in
- * place of one /usr file (possible wherever that line is not in force, as
+ * store and a mount unit making /usr read-only at run time; an edit in
+ * place of one /usr file (possible wherever that unit is not in force, as
  * in a tree mounted with `sysprime mount`) damages the store object, and
  * verify names the object and every path sharing it, exit 1; drift names
  * them too; `--repair` fetches the object again and relinks the paths.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, lstatSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, lstatSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
@@ -59,12 +59,15 @@ for (const kind of KINDS) {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    test('a freshly staged environment is intact, and its fstab makes /usr read-only', async () => {
+    test('a freshly staged environment is intact, and a unit in it makes /usr read-only at boot', async () => {
       const r = await sp('store', 'verify', 'gen-1');
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /store of "gen-1": \d+ objects and \d+ files of \/usr \(1 packages\) are intact/);
       await inEnv('gen-1', (root) => {
-        assert.match(readFileSync(join(root, 'etc/fstab'), 'utf8'), /^\/usr \/usr none bind,ro 0 0$/m);
+        assert.match(readFileSync(join(root, 'etc/systemd/system/usr.mount'), 'utf8'), /^Options=bind,ro$/m);
+        assert.equal(readlinkSync(join(root, 'etc/systemd/system/local-fs.target.wants/usr.mount')), '/etc/systemd/system/usr.mount');
+        const fstab = lstatSync(join(root, 'etc/fstab'), { throwIfNoEntry: false }) === undefined ? '' : readFileSync(join(root, 'etc/fstab'), 'utf8');
+        assert.doesNotMatch(fstab, /\s\/usr\s/, 'no /usr line for the initrd to mount');
       });
       // The adopted environment was not built by the store: nothing to verify there.
       const base = await sp('store', 'verify', 'base');

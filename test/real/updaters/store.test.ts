@@ -310,23 +310,45 @@ test('a tree published from a directory comes out the same, owners and modes inc
   const { publishTree } = await import('../../../src/updaters/store/publish.js');
   await publishTree(repo, 'x', '1', src);
   await applyStore(openRepository(repo), root);
-  // The fstab line making /usr read-only is the updater's own, not the package's (checked below).
-  const skip = (p: string) => p.startsWith('var') || p === 'etc/fstab';
+  // The unit making /usr read-only is the updater's own, not the package's (checked below).
+  const skip = (p: string) => p.startsWith('var') || p.startsWith('etc/systemd');
   assert.deepEqual(listing(root, skip), listing(src, skip));
 });
 
-test('a store-built /usr is made read-only at run time by a line in the tree\'s fstab, once', async () => {
+test('a store-built /usr is made read-only at run time by a mount unit in the tree, enabled, once; never by an fstab line', async () => {
   const { repo, root } = fresh('read-only-usr');
   mkdirSync(join(root, 'etc'));
   writeFileSync(join(root, 'etc/fstab'), 'UUID=1234 / btrfs defaults 0 0\n');
   await publishVersion(repo, 'base', '1', BASE_V1);
   await applyStore(openRepository(repo), root);
-  const fstab = readFileSync(join(root, 'etc/fstab'), 'utf8');
-  assert.match(fstab, /^UUID=1234 \/ btrfs defaults 0 0\n/, 'the admin\'s lines stay');
-  assert.match(fstab, /^\/usr \/usr none bind,ro 0 0$/m);
+  const unit = readFileSync(join(root, 'etc/systemd/system/usr.mount'), 'utf8');
+  assert.match(unit, /^What=\/usr$/m);
+  assert.match(unit, /^Where=\/usr$/m);
+  assert.match(unit, /^Options=bind,ro$/m);
+  assert.equal(readlinkSync(join(root, 'etc/systemd/system/local-fs.target.wants/usr.mount')), '/etc/systemd/system/usr.mount');
+  // An initrd mounts a /usr line of the root's fstab from its own /usr: the fstab is left alone.
+  assert.equal(readFileSync(join(root, 'etc/fstab'), 'utf8'), 'UUID=1234 / btrfs defaults 0 0\n');
   await publishVersion(repo, 'base', '2', BASE_V2);
+  const before = lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino;
   await applyStore(openRepository(repo), root);
-  assert.equal(readFileSync(join(root, 'etc/fstab'), 'utf8'), fstab, 'not added twice');
+  assert.equal(lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino, before, 'not written again');
+});
+
+test('a masked usr.mount and an fstab that mounts its own /usr are left as they are', async () => {
+  const masked = fresh('usr-masked');
+  mkdirSync(join(masked.root, 'etc/systemd/system'), { recursive: true });
+  symlinkSync('/dev/null', join(masked.root, 'etc/systemd/system/usr.mount'));
+  await publishVersion(masked.repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(masked.repo), masked.root);
+  assert.equal(readlinkSync(join(masked.root, 'etc/systemd/system/usr.mount')), '/dev/null');
+  assert.equal(lstatSync(join(masked.root, 'etc/systemd/system/local-fs.target.wants'), { throwIfNoEntry: false }), undefined);
+
+  const own = fresh('usr-own-mount');
+  mkdirSync(join(own.root, 'etc'));
+  writeFileSync(join(own.root, 'etc/fstab'), 'UUID=1234 / ext4 defaults 0 1\nUUID=5678 /usr ext4 defaults 0 2\n');
+  await publishVersion(own.repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(own.repo), own.root);
+  assert.equal(lstatSync(join(own.root, 'etc/systemd'), { throwIfNoEntry: false }), undefined, 'no unit to take the place of the admin\'s /usr mount');
 });
 
 test('a link planted at a fan-out directory of the store is never written through', async () => {
