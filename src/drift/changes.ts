@@ -53,34 +53,6 @@ export function pathsToReadAgain(changes: readonly PathChange[]): ReadAgain {
   return { paths, subtrees };
 }
 
-/**
- * The other names of the files `again` reads again, from the base
- * manifest's inode index: a file with several hard links (every path of
- * one object in a store-built /usr) changes under all of them, but the
- * filesystem lists the changed inode under one name only (btrfs send
- * names it once). Each other name of the same inode is read again too, so
- * an edit through one link is seen at every path it changed.
- */
-export function otherNamesOf(base: Manifest, again: ReadAgain): string[] {
-  const byInode = new Map<string, string[]>();
-  const inodeOf = new Map<string, string>();
-  for (const e of base.entries) {
-    if (e.type !== 'F' || e.stat === undefined) continue;
-    const key = `${e.stat.dev}:${e.stat.ino}`;
-    inodeOf.set(e.path, key);
-    const names = byInode.get(key);
-    if (names === undefined) byInode.set(key, [e.path]);
-    else names.push(e.path);
-  }
-  const out = new Set<string>();
-  for (const p of [...again.paths, ...again.subtrees]) {
-    const key = inodeOf.get(p);
-    if (key === undefined) continue;
-    for (const other of byInode.get(key) ?? []) if (other !== p && !again.paths.has(other)) out.add(other);
-  }
-  return [...out];
-}
-
 export interface FastPathInput {
   backend: Backend;
   name: string;
@@ -131,7 +103,6 @@ async function patchFromListing(
   input: { root: string; rules: Rules; hash: HashAlgorithm; previous?: Manifest; onWarning?: (message: string) => void },
 ): Promise<PatchResult> {
   const again = pathsToReadAgain(changes);
-  for (const p of otherNamesOf(base, again)) again.paths.add(p);
   // A snapshot's root directory is an inode of its own (its ctime is the snapshot's): read it anyway.
   again.paths.add('/');
   const from = recordedDevice(base);
