@@ -274,6 +274,7 @@ export async function storeFactsOf(root: string, paths: readonly string[]): Prom
   } catch {
     return out; // no store, or its state is damaged: `store verify` says so
   }
+  if (manifests.length === 0) return out;
   const wanted = new Set(paths);
   const asPath = (rel: string): string => `/${Buffer.from(rel, 'utf8').toString('latin1')}`;
   const byKey = new Map<string, string[]>();
