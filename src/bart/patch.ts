@@ -200,8 +200,16 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
   let wave: Fresh[] = fresh;
   // The base's entries of everything read again: their inodes may have other names too.
   const dirty = opts.base.entries.filter((e) => e.type !== 'D' && covered(e.path));
+  // A changed inode may be listed under a name the rules leave out (btrfs send names an inode once:
+  // a store object below /var/lib/sysprime, say) while its other names are checked (its /usr paths).
+  const unrecorded = new Set<number>();
+  for (const p of singles) {
+    const st = lstat(p);
+    if (st !== undefined && st.isFile() && st.nlink > 1) unrecorded.add(st.ino);
+  }
   for (;;) {
-    const inos = new Set<number>();
+    const inos = new Set<number>(unrecorded);
+    unrecorded.clear();
     for (const e of [...wave, ...dirty]) if (e.type !== 'D' && e.stat !== undefined) inos.add(e.stat.ino);
     dirty.length = 0;
     const more: string[] = [];

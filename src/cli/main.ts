@@ -10,6 +10,7 @@ import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
 import { registerReintegrate } from './commands/reintegrate.js';
 import { registerMaintenance } from './commands/maintenance.js';
+import { registerStore } from './commands/store.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -36,6 +37,7 @@ export function buildProgram(): Command {
   registerDrift(program, globals);
   registerReintegrate(program, globals);
   registerMaintenance(program, globals);
+  registerStore(program, globals);
   registerBart(program, globals);
   return program;
 }

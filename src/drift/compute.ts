@@ -15,6 +15,7 @@ import { findEnvironment, currentEnvironment } from '../environments/lifecycle.j
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
 import { describeContent, secretPatterns, secretReason, type ContentChange } from './content.js';
+import { storeFactsOf } from '../updaters/store/verify.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
@@ -48,8 +49,13 @@ export interface DriftItem {
   /** Attributes that differ, in bart_rules(4) words. */
   attributes: string[];
   details: { name: string; before: string; after: string }[];
-  /** The package that owns the path in the environment (dpkg), if any. */
+  /** The package that owns the path in the environment (dpkg, or the store updater's), if any. */
   package: string | null;
+  /**
+   * A file of a store-built /usr: the other paths that share its store
+   * object (one inode), which an edit in place changed as well; absent otherwise.
+   */
+  sharedWith?: string[];
   content: ContentChange | null;
   /**
    * Digest of the content now, to tell later changes apart in the history.
@@ -302,6 +308,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
+      const store = await storeFactsOf(live.path, diffs.map((d) => d.path));
       const secret = secretPatterns(ctx.config.drift.secret);
       const byPath = new Map<string, ManifestEntry>();
       // A directory's mode on either side decides: what others could enter before or now.
@@ -326,11 +333,13 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
           details: d.attributes
             .filter((a) => !(hide && a.name === 'contents'))
             .map((a) => ({ name: a.xattr ? `xattr:${a.xattr}` : a.name, before: a.control, after: a.test })),
-          package: owners.get(d.path) ?? null,
+          package: owners.get(d.path) ?? store.get(d.path)?.package ?? null,
           content: null,
           contents: d.test?.type === 'F' && !hide ? (d.test.contents ?? null) : null,
           secret: reason,
         };
+        const shared = store.get(d.path)?.sharedWith ?? [];
+        if (shared.length > 0) item.sharedWith = shared.map(displayPath);
         if (opts.content !== false) item.content = hide ? { kind: 'hidden', reason: reason! } : describeContent(d, pristine.path, live.path);
         return item;
       });

@@ -37,7 +37,9 @@ function itemHtml(i: DriftItem): string {
     .filter((d) => d.name !== 'contents')
     .map((d) => `<tr><th>${esc(d.name)}</th><td>${esc(d.before)}</td><td>${esc(d.after)}</td></tr>`)
     .join('');
-  const table = details ? `<table class="attrs"><tr><th></th><th>pristine</th><th>now</th></tr>${details}</table>` : '';
+  const table =
+    (details ? `<table class="attrs"><tr><th></th><th>pristine</th><th>now</th></tr>${details}</table>` : '') +
+    (i.sharedWith !== undefined ? `<p class="note">One store object with ${i.sharedWith.map((p) => `<code>${esc(p)}</code>`).join(', ')}: changed with it (<code>sysprime store verify --repair</code>).</p>` : '');
   const what = i.change === 'modified' ? i.attributes.join(', ') : typeLabel(i.type);
   return `<details class="item ${i.change}" data-path="${esc(i.display.toLowerCase())}" data-change="${i.change}" data-area="${esc(areaOf(i.display))}" data-pkg="${i.package ? 'yes' : 'no'}">
 <summary><span class="badge ${i.change}">${i.change}</span> <code>${esc(i.display)}</code> <span class="what">${esc(what)}</span>${i.package ? ` <span class="pkg">${esc(i.package)}</span>` : ''}</summary>

@@ -44,6 +44,7 @@ export function renderDriftText(r: DriftReport, opts: { color: boolean; diffs: b
     const what = i.change === 'modified' ? i.attributes.join(',') : i.type === 'F' ? '' : typeLabel(i.type);
     const pkg = i.package ? paint(opts.color, C.dim, ` [${i.package}]`) : '';
     out.push(`${paint(opts.color, changeColor(i), i.change.padEnd(8))}  ${i.display.padEnd(width)}  ${what}${contentNote(i)}${pkg}`);
+    if (i.sharedWith !== undefined) out.push(`          one store object with ${i.sharedWith.join(', ')}: changed with it (sysprime store verify --repair)`);
   }
   out.push(`${r.items.length} paths: ${r.counts.added} added, ${r.counts.removed} removed, ${r.counts.modified} modified`);
   if (shared.length > 0) out.push(sharedLine(r));

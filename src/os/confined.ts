@@ -19,7 +19,7 @@
  * runs (a staging host, a booting system after local filesystems) has.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, lchownSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readlinkSync, readSync, renameSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, lchownSync, linkSync, mkdirSync, openSync, fstatSync, fsyncSync, lstatSync, readdirSync, readlinkSync, readSync, renameSync, rmdirSync, symlinkSync, unlinkSync, writeSync, type Stats } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { displayPath } from '../bart/types.js';
@@ -419,6 +419,180 @@ export function unlinkIn(dir: DirHandle, name: string): boolean {
     unlinkSync(dir.entry(name));
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return false;
+    throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+  return true;
+}
+
+/**
+ * Open the directory `name` in `dir` (never through a link); undefined when
+ * it is absent, a REFUSED error when it is a link or not a directory.
+ */
+export function openDirIn(dir: DirHandle, name: string): DirHandle | undefined {
+  let fd: number;
+  try {
+    fd = openSync(dir.entry(name), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ENOTDIR' || code === 'ELOOP') {
+      const what = lstatIn(dir, name)?.isSymbolicLink() ? 'a symlink, which sysprime does not follow' : 'not a directory';
+      throw new SysprimeError('REFUSED', `${displayPath('/' + [...dir.comps, name].join('/'))} in ${dir.root.root} is ${what}`, {
+        hint: 'sysprime does not write through it; replace it with a directory or remove it, then run again',
+      });
+    }
+    throw ioError(`open ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  return new DirHandle(fd, [...dir.comps, name], dir.tree, dir.root);
+}
+
+/**
+ * The directory `name` in `dir`, made (with `mode`, exactly) when absent;
+ * `created` says which. A link or non-directory at the name is refused.
+ */
+export function ensureDirIn(dir: DirHandle, name: string, mode = 0o755): { dir: DirHandle; created: boolean } {
+  let created = false;
+  try {
+    mkdirSync(dir.entry(name), mode);
+    created = true;
+  } catch (err) {
+    if (errnoOf(err) !== 'EEXIST') throw ioError(`mkdir ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  const child = openDirIn(dir, name);
+  if (child === undefined) throw ioError(`open ${displayPath('/' + [...dir.comps, name].join('/'))}`, new Error('it vanished'));
+  if (created) {
+    // mkdir's mode passes through the umask; the mode asked for is the mode meant.
+    fchmodSync(child.fd, mode);
+    dir.sync(dir.fd);
+  }
+  return { dir: child, created };
+}
+
+/**
+ * Set owner and mode of `name` in `dir` without following a link: through a
+ * descriptor for files and directories (chown first: it clears setuid and
+ * setgid), lchown alone for a symbolic link (its mode means nothing).
+ */
+export function setOwnerModeIn(dir: DirHandle, name: string, owner: Owner, mode: number): void {
+  const st = lstatIn(dir, name);
+  if (st === undefined) throw ioError(`chown ${displayPath('/' + [...dir.comps, name].join('/'))}`, new Error('it is missing'));
+  try {
+    if (st.isSymbolicLink()) {
+      lchownSync(dir.entry(name), owner.uid, owner.gid);
+      return;
+    }
+    // Only files and directories get here (a link was handled above); O_NONBLOCK: a FIFO swapped in never blocks.
+    const fd = openSync(dir.entry(name), O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+    try {
+      fchownSync(fd, owner.uid, owner.gid);
+      fchmodSync(fd, mode);
+    } finally {
+      closeSync(fd);
+    }
+  } catch (err) {
+    if (err instanceof SysprimeError) throw err;
+    throw ioError(`set owner and mode of ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+}
+
+/**
+ * Make `toName` in `toDir` a hard link to `fromName` in `fromDir` (both
+ * directories confined; link(2) never follows a link at the source, and
+ * refuses anything already at the destination).
+ */
+export function linkIn(fromDir: DirHandle, fromName: string, toDir: DirHandle, toName: string): void {
+  linkSync(fromDir.entry(fromName), toDir.entry(toName));
+}
+
+/**
+ * Replace `name` in `dir` with a hard link to `fromName` in `fromDir`:
+ * linked under a temporary name, then renamed over `name`, so the name is
+ * never missing and whatever was there (a link included) is replaced, never
+ * written through.
+ */
+export function replaceWithLinkIn(fromDir: DirHandle, fromName: string, dir: DirHandle, name: string): void {
+  const tmp = confinedTempName();
+  try {
+    linkSync(fromDir.entry(fromName), dir.entry(tmp));
+    renameSync(dir.entry(tmp), dir.entry(name));
+  } catch (err) {
+    try {
+      unlinkSync(dir.entry(tmp));
+    } catch {
+      // the link was not made
+    }
+    throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+}
+
+/** Rename `from` in `fromDir` to `to` in `toDir` (same filesystem; neither name is followed). */
+export function renameBetween(fromDir: DirHandle, from: string, toDir: DirHandle, to: string): void {
+  try {
+    renameSync(fromDir.entry(from), toDir.entry(to));
+  } catch (err) {
+    throw ioError(`rename ${displayPath('/' + [...fromDir.comps, from].join('/'))} to ${displayPath('/' + [...toDir.comps, to].join('/'))}`, err);
+  }
+  toDir.sync(toDir.fd);
+  if (fromDir.fd !== toDir.fd) fromDir.sync(fromDir.fd);
+}
+
+/** The names in `dir` (byte strings), unsorted. */
+export function namesIn(dir: DirHandle): string[] {
+  return readdirSync(dir.self, { encoding: 'buffer' }).map((b) => b.toString('latin1'));
+}
+
+/** Remove the empty directory `name` from `dir`; false when it is absent or not empty. */
+export function removeEmptyDirIn(dir: DirHandle, name: string): boolean {
+  try {
+    rmdirSync(dir.entry(name));
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT' || code === 'ENOTEMPTY' || code === 'EEXIST') return false;
+    throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+  }
+  dir.sync(dir.fd);
+  return true;
+}
+
+/**
+ * rm -rf of `name` in `dir`, confined: every directory below is opened
+ * without following links before its entries are removed through it, so a
+ * link swapped in for a directory meanwhile is removed itself and nothing
+ * outside is touched. False when `name` was absent.
+ */
+export function removeTreeIn(dir: DirHandle, name: string): boolean {
+  const st = lstatIn(dir, name);
+  if (st === undefined) return false;
+  if (st.isDirectory()) {
+    let child: DirHandle | undefined;
+    try {
+      child = openDirIn(dir, name);
+    } catch (err) {
+      // Replaced by something else since the lstat: remove that instead, unfollowed.
+      if (!(err instanceof SysprimeError && err.code === 'REFUSED')) throw err;
+    }
+    if (child !== undefined) {
+      try {
+        for (const n of namesIn(child)) removeTreeIn(child, n);
+      } finally {
+        child.close();
+      }
+      try {
+        rmdirSync(dir.entry(name));
+      } catch (err) {
+        if (errnoOf(err) !== 'ENOENT') throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
+      }
+      dir.sync(dir.fd);
+      return true;
+    }
+  }
+  try {
+    unlinkSync(dir.entry(name));
+  } catch (err) {
+    const code = errnoOf(err);
+    if (code === 'ENOENT') return true;
     throw ioError(`remove ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
   }
   dir.sync(dir.fd);

@@ -4,13 +4,14 @@
  * repository says which version of each package a tree should have; apply()
  * makes the tree so, with /usr replaced in one swap.
  */
-import { lstat, rename } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat } from 'node:fs/promises';
 import type { Config } from '../../config/schema.js';
 import { SysprimeError } from '../../errors.js';
 import { log } from '../../log.js';
+import { run } from '../../process/run.js';
+import { installReadOnlyUsr } from './read-only-usr.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
-import { assembleUsr, carryOverUsrLocal, isUsrPath, NEW_USR, recoverUsrSwap, removeOutsideUsr, swapUsr, writeOutsideUsr } from './assemble.js';
+import { assembleUsr, carryOverUsrLocal, isUsrPath, putBackUsrLocal, recoverUsrSwap, removeOutsideUsr, swapUsr, writeOutsideUsr } from './assemble.js';
 import { mergeTrees, planChanges, summarize, STORE_FORMAT, type InstalledState, type PackageManifest } from './format.js';
 import { openRepository, type Repository } from './repository.js';
 import {
@@ -98,10 +99,9 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
   let carried = false;
   const ownsUsr = usrEntries.length > 0 || oldEntries.some((e) => isUsrPath(e.path));
   try {
-    if (ownsUsr) await assembleUsr(root, paths, usrEntries);
+    if (ownsUsr) await assembleUsr(root, usrEntries);
     await writeOutsideUsr(
       root,
-      paths,
       entries.filter((e) => !isUsrPath(e.path)),
     );
     if (ownsUsr) {
@@ -110,7 +110,7 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
     }
   } catch (err) {
     // Put a carried-over /usr/local back before the half-built /usr is removed.
-    if (carried) await rename(join(root, NEW_USR, 'local'), join(root, 'usr', 'local')).catch(() => undefined);
+    if (carried) await putBackUsrLocal(root).catch(() => undefined);
     await recoverUsrSwap(root);
     throw err;
   }
@@ -133,5 +133,8 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
     next.map((n) => n.manifest),
     new Set(next.map((n) => n.sha)),
   );
+  if (ownsUsr) installReadOnlyUsr(root);
+  // The writes above skipped their fsyncs (thousands of links); one syncfs makes them all durable.
+  await run('sync', ['--file-system', root]);
   return { changed: true, packages: changes, summary: summarize(changes), objectsFetched, objectsCollected, swap };
 }

@@ -310,6 +310,100 @@ test('a tree published from a directory comes out the same, owners and modes inc
   const { publishTree } = await import('../../../src/updaters/store/publish.js');
   await publishTree(repo, 'x', '1', src);
   await applyStore(openRepository(repo), root);
-  const skip = (p: string) => p.startsWith('var');
+  // The unit making /usr read-only is the updater's own, not the package's (checked below).
+  const skip = (p: string) => p.startsWith('var') || p.startsWith('etc/systemd');
   assert.deepEqual(listing(root, skip), listing(src, skip));
+});
+
+test('a store-built /usr is made read-only at run time by a mount unit in the tree, enabled, once; never by an fstab line', async () => {
+  const { repo, root } = fresh('read-only-usr');
+  mkdirSync(join(root, 'etc'));
+  writeFileSync(join(root, 'etc/fstab'), 'UUID=1234 / btrfs defaults 0 0\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  const unit = readFileSync(join(root, 'etc/systemd/system/usr.mount'), 'utf8');
+  assert.match(unit, /^What=\/usr$/m);
+  assert.match(unit, /^Where=\/usr$/m);
+  assert.match(unit, /^Options=bind,ro$/m);
+  assert.equal(readlinkSync(join(root, 'etc/systemd/system/local-fs.target.wants/usr.mount')), '/etc/systemd/system/usr.mount');
+  // An initrd mounts a /usr line of the root's fstab from its own /usr: the fstab is left alone.
+  assert.equal(readFileSync(join(root, 'etc/fstab'), 'utf8'), 'UUID=1234 / btrfs defaults 0 0\n');
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  const before = lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino;
+  await applyStore(openRepository(repo), root);
+  assert.equal(lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino, before, 'not written again');
+});
+
+test('a masked usr.mount and an fstab that mounts its own /usr are left as they are', async () => {
+  const masked = fresh('usr-masked');
+  mkdirSync(join(masked.root, 'etc/systemd/system'), { recursive: true });
+  symlinkSync('/dev/null', join(masked.root, 'etc/systemd/system/usr.mount'));
+  await publishVersion(masked.repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(masked.repo), masked.root);
+  assert.equal(readlinkSync(join(masked.root, 'etc/systemd/system/usr.mount')), '/dev/null');
+  assert.equal(lstatSync(join(masked.root, 'etc/systemd/system/local-fs.target.wants'), { throwIfNoEntry: false }), undefined);
+
+  const own = fresh('usr-own-mount');
+  mkdirSync(join(own.root, 'etc'));
+  writeFileSync(join(own.root, 'etc/fstab'), 'UUID=1234 / ext4 defaults 0 1\nUUID=5678 /usr ext4 defaults 0 2\n');
+  await publishVersion(own.repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(own.repo), own.root);
+  assert.equal(lstatSync(join(own.root, 'etc/systemd'), { throwIfNoEntry: false }), undefined, 'no unit to take the place of the admin\'s /usr mount');
+});
+
+test('a link planted at a fan-out directory of the store is never written through', async () => {
+  const { repo, root } = fresh('fanout-link');
+  const outside = join(scratch, 'fanout-link', 'outside');
+  mkdirSync(outside);
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  const key = objectKey({ sha256: createHash('sha256').update('#!/bin/sh\necho hello 1\n').digest('hex'), mode: 0o755, uid: 0, gid: 0 });
+  mkdirSync(join(root, STORE, 'objects'), { recursive: true });
+  symlinkSync(outside, join(root, STORE, 'objects', key.slice(0, 2)));
+  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
+  assert.deepEqual(readdirSync(outside), [], 'no object moved into the directory the link points at');
+  assert.equal(lstatSync(join(root, 'usr'), { throwIfNoEntry: false }), undefined, 'the tree is as it was');
+});
+
+/** The fan-out directories (objects/<aa>) the files of a package version go to. */
+function fanoutsOf(files: PackageFiles): string[] {
+  return Object.values(files).flatMap((spec) => {
+    if (typeof spec !== 'string' && !('content' in spec)) return [];
+    const content = typeof spec === 'string' ? spec : spec.content;
+    const meta: { mode?: number; uid?: number; gid?: number } = typeof spec === 'string' ? {} : spec;
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    return [objectKey({ sha256, mode: meta.mode ?? 0o644, uid: meta.uid ?? 0, gid: meta.gid ?? 0 }).slice(0, 2)];
+  });
+}
+
+test('garbage collection never removes through a link in the store', async () => {
+  const { repo, root } = fresh('gc-link');
+  const outside = join(scratch, 'gc-link', 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'precious'), 'host data\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  // A fan-out name no object of v1 or v2 uses: a link there leads out of the tree.
+  const used = new Set([...fanoutsOf(BASE_V1), ...fanoutsOf(BASE_V2)]);
+  const fan = [...Array(256).keys()].map((i) => i.toString(16).padStart(2, '0')).find((f) => !used.has(f)) as string;
+  symlinkSync(outside, join(root, STORE, 'objects', fan));
+  symlinkSync(outside, join(root, STORE, 'incoming-1'));
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  await applyStore(openRepository(repo), root);
+  assert.deepEqual(readdirSync(outside), ['precious']);
+  assert.equal(readFileSync(join(outside, 'precious'), 'utf8'), 'host data\n');
+  assert.equal(lstatSync(join(root, STORE, 'objects', fan), { throwIfNoEntry: false }), undefined, 'the planted link itself is gone');
+});
+
+test('a link planted at /usr/local is carried over as a link, and what it points at is untouched', async () => {
+  const { repo, root } = fresh('usr-local-link');
+  const outside = join(scratch, 'usr-local-link', 'outside');
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'mine'), 'the admin\'s\n');
+  await publishVersion(repo, 'base', '1', BASE_V1);
+  await applyStore(openRepository(repo), root);
+  symlinkSync(outside, join(root, 'usr/local'));
+  await publishVersion(repo, 'base', '2', BASE_V2);
+  await applyStore(openRepository(repo), root);
+  assert.equal(readlinkSync(join(root, 'usr/local')), outside);
+  assert.deepEqual(readdirSync(outside), ['mine']);
 });

@@ -122,7 +122,10 @@ writeFileSync(join(fake, 'sysprime'), `#!/bin/sh\necho "$@" > ${fake}/args\ncat 
 chmodSync(join(fake, 'sysprime'), 0o755);
 
 test('bash completes verbs, options and environment names', async () => {
-  assert.deepEqual(await complete('sysprime st'), ['stage', 'status']);
+  assert.deepEqual(await complete('sysprime st'), ['stage', 'status', 'store']);
+  assert.deepEqual(await complete('sysprime store v'), ['verify']);
+  assert.deepEqual(await complete('sysprime store verify --r'), ['--repair']);
+  assert.deepEqual(await complete('sysprime store verify gen'), ['gen-1', 'gen-2']);
   assert.deepEqual(await complete('sysprime --js'), ['--json']);
   assert.deepEqual(await complete('sysprime drift --for'), ['--format']);
   assert.deepEqual(await complete('sysprime drift --format '), ['html', 'json', 'text']);

@@ -1,0 +1,83 @@
+/**
+ * The tree primitives of the confined writer (src/os/confined.ts) against
+ * links planted where a directory is expected: nothing outside the root is
+ * created, linked, renamed into or removed.
+ */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isSysprimeError } from '../../../src/errors.js';
+import { ConfinedRoot, ensureDirIn, isHandle, linkIn, removeTreeIn, renameBetween, replaceWithLinkIn, type DirHandle } from '../../../src/os/confined.js';
+
+let scratch: string;
+let root: string;
+let outside: string;
+before(() => {
+  scratch = mkdtempSync(join(tmpdir(), 'sysprime-confined-tree-'));
+  root = join(scratch, 'root');
+  outside = join(scratch, 'outside');
+  mkdirSync(root);
+  mkdirSync(outside);
+  writeFileSync(join(outside, 'precious'), 'host data\n');
+});
+after(() => rmSync(scratch, { recursive: true, force: true }));
+
+function withTop<T>(fn: (top: DirHandle) => T): T {
+  const r = ConfinedRoot.open(root);
+  try {
+    const top = r.openDir([]);
+    assert.ok(isHandle(top));
+    try {
+      return fn(top);
+    } finally {
+      top.close();
+    }
+  } finally {
+    r.close();
+  }
+}
+
+test('ensureDirIn refuses a link where a directory is wanted, naming it a symlink', () => {
+  symlinkSync(outside, join(root, 'linked'));
+  withTop((top) => {
+    assert.throws(() => ensureDirIn(top, 'linked'), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
+    const made = ensureDirIn(top, 'fresh', 0o750);
+    made.dir.close();
+    assert.equal(made.created, true);
+  });
+  assert.equal(lstatSync(join(root, 'fresh')).mode & 0o7777, 0o750, 'the mode asked for, whatever the umask');
+  assert.deepEqual(readdirSync(outside), ['precious']);
+});
+
+test('removeTreeIn removes a link inside the tree, never what it points at', () => {
+  mkdirSync(join(root, 'doomed/sub'), { recursive: true });
+  symlinkSync(outside, join(root, 'doomed/sub/escape'));
+  writeFileSync(join(root, 'doomed/file'), 'x');
+  withTop((top) => assert.equal(removeTreeIn(top, 'doomed'), true));
+  assert.equal(lstatSync(join(root, 'doomed'), { throwIfNoEntry: false }), undefined);
+  assert.deepEqual(readdirSync(outside), ['precious']);
+});
+
+test('links and renames between open directories replace a planted link, never write through it', () => {
+  mkdirSync(join(root, 'a'));
+  mkdirSync(join(root, 'b'));
+  writeFileSync(join(root, 'a/object'), 'object\n');
+  symlinkSync(join(outside, 'precious'), join(root, 'b/target'));
+  withTop((top) => {
+    const a = ensureDirIn(top, 'a').dir;
+    const b = ensureDirIn(top, 'b').dir;
+    try {
+      replaceWithLinkIn(a, 'object', b, 'target');
+      linkIn(a, 'object', b, 'second');
+      renameBetween(b, 'second', a, 'moved');
+    } finally {
+      a.close();
+      b.close();
+    }
+  });
+  assert.equal(lstatSync(join(root, 'b/target')).ino, lstatSync(join(root, 'a/object')).ino);
+  assert.equal(lstatSync(join(root, 'a/moved')).ino, lstatSync(join(root, 'a/object')).ino);
+  assert.deepEqual(readdirSync(outside), ['precious']);
+});
