@@ -19,6 +19,8 @@ import { storeFactsOf } from '../updaters/store/verify.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
+import { isAtOrBelow, readMountinfo, type MountinfoEntry } from '../os/mounts.js';
+import { realpath } from 'node:fs/promises';
 
 export type { ChangeKind };
 
@@ -219,7 +221,7 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
     made = walked.manifest;
   }
-  if (pristine !== undefined) made = settleMountPoints(made, pristine.manifest);
+  if (pristine !== undefined) made = settleMountPoints(made, pristine.manifest, mountPointsBelow(await readMountinfo(), await realpath(path)));
   saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
   return made;
 }
@@ -235,25 +237,35 @@ export async function liveManifest(ctx: Context, name: string, path: string, rul
  * the pristine snapshot, 0700 live), and the filesystem's own list of
  * changes (`zfs diff`) rightly does not name it. So such a directory keeps
  * the pristine state's entry; only its place in the side index is the walk's.
+ * Mount points are what the kernel's mount table says is mounted below the
+ * tree, not a change of device: the root of a nested Btrfs subvolume is the
+ * environment's own directory, and a change of it is drift.
  */
-export function settleMountPoints(live: Manifest, pristine: Manifest): Manifest {
-  const devOf = new Map<string, number>();
-  for (const e of live.entries) if (e.type === 'D' && e.stat !== undefined) devOf.set(e.path, e.stat.dev);
-  const parentOf = (p: string): string => (p.lastIndexOf('/') <= 0 ? '/' : p.slice(0, p.lastIndexOf('/')));
+export function settleMountPoints(live: Manifest, pristine: Manifest, mountPoints: ReadonlySet<string>): Manifest {
+  if (mountPoints.size === 0) return live;
   const before = new Map<string, ManifestEntry>();
-  for (const e of pristine.entries) if (e.type === 'D') before.set(e.path, e);
+  for (const e of pristine.entries) if (e.type === 'D' && mountPoints.has(e.path)) before.set(e.path, e);
   let changed = false;
   const entries = live.entries.map((e) => {
-    // A mount point: on another device than the directory holding it (what is below it, if walked, is left as it is).
-    if (e.type !== 'D' || e.stat === undefined || e.path === '/') return e;
-    const parentDev = devOf.get(parentOf(e.path));
-    if (parentDev === undefined || e.stat.dev === parentDev) return e;
+    if (e.type !== 'D' || !mountPoints.has(e.path)) return e;
     const own = before.get(e.path);
     if (own === undefined) return e;
     changed = true;
-    return { ...own, stat: e.stat };
+    return e.stat === undefined ? own : { ...own, stat: e.stat };
   });
   return changed ? { ...live, entries } : live;
+}
+
+/** The mount points strictly below `tree`, spelled as manifest paths (the bytes of their UTF-8, one latin1 character each). */
+export function mountPointsBelow(table: readonly MountinfoEntry[], tree: string): Set<string> {
+  const root = tree.replace(/(.)\/+$/, '$1');
+  const out = new Set<string>();
+  for (const m of table) {
+    if (m.mountPoint === root || !isAtOrBelow(m.mountPoint, root)) continue;
+    const rel = root === '/' ? m.mountPoint : m.mountPoint.slice(root.length);
+    out.add(Buffer.from(rel, 'utf8').toString('latin1'));
+  }
+  return out;
 }
 
 /** Manifests of the pristine snapshot of an environment's generation and of the environment now. */

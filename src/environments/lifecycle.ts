@@ -16,7 +16,8 @@ import { recoverOperations, runOperation, type Json, type OperationSpec } from '
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
-import { forgetManifestsOfGone } from './kept-manifests.js';
+import { forgetManifestsOfGone, forgetStagedManifest } from './kept-manifests.js';
+import { refuseOpenShell } from './shell-lock.js';
 import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock, withLock } from '../state/lock.js';
 import * as fs from 'node:fs';
@@ -290,6 +291,7 @@ export async function destroyEnvironment(ctx: Context, name: string, opts: { for
 }
 
 async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<void> {
+  refuseOpenShell(ctx, name, 'destroy');
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   if (env.booted) {
@@ -317,6 +319,7 @@ async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { forc
   await syncBootEntries(ctx, { without: [name] });
   await ctx.backend.destroyEnvironment(name);
   recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
+  forgetStagedManifest(ctx, name);
   await forgetManifestsOfGone(ctx);
 }
 
@@ -325,6 +328,7 @@ export async function renameEnvironment(ctx: Context, from: string, to: string):
 }
 
 async function renameEnvironmentLocked(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {
+  refuseOpenShell(ctx, from, 'rename');
   await recoverFirst(ctx);
   checkName(to);
   const env = await findEnvironment(ctx, from);
@@ -396,6 +400,7 @@ export async function mountEnvironment(ctx: Context, name: string, dir?: string,
 }
 
 export async function unmountEnvironment(ctx: Context, name: string): Promise<void> {
+  refuseOpenShell(ctx, name, 'unmount');
   const env = await findEnvironment(ctx, name);
   if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment`);
   if (env.mounted === null) throw new SysprimeError('REFUSED', `"${name}" is not mounted`);

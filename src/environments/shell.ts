@@ -6,27 +6,27 @@
  * fresh /run mounted inside it and nowhere else, no service allowed to start
  * (policy-rc.d), the host's resolver only with --network; everything is
  * undone when the command ends, including when sysprime is sent SIGTERM or
- * SIGHUP (passed on to the command, which ends, then the cleanup runs).
+ * SIGHUP (the command gets SIGHUP, as from a closed terminal, then the
+ * cleanup runs). Afterwards the boot entries are written again: a kernel
+ * installed or removed inside changes what the environment's entry loads.
  *
- * One shell per environment at a time (a lock named after it). After a
- * kill -9 the lock names a dead process and the tree it used is kept in
- * /run/sysprime/shell/ENV: the next shell in that environment undoes what
- * the dead one left (its processes, the kernel filesystems, the private
- * mount) before it enters.
+ * One shell per environment at a time: a lock named after it, which
+ * destroy, rename, umount and reintegrate respect (shell-lock.ts). The lock
+ * is a row in the state database, so it outlives a kill -9 and a reboot:
+ * the next shell in that environment finds it naming a dead process, and
+ * first undoes what the dead one left (its processes and mounts in the
+ * tree, the policy-rc.d and resolv.conf it put there, then, under the
+ * staging lock, the backend's private mount of the environment).
  */
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Context } from '../context.js';
-import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
-import { replaceFile } from '../os/durable.js';
-import { acquireLock, staleLockOwner } from '../state/lock.js';
+import { SysprimeError, messageOf } from '../errors.js';
+import { acquireLock, staleLockOwner, withLock } from '../state/lock.js';
 import { recordEvent } from '../state/events.js';
 import { recoverChroot, withChroot } from '../updaters/chroot.js';
 import { findEnvironment, refuseUnfinished } from './lifecycle.js';
-
-/** Where each open shell's tree is noted (tmpfs: a reboot clears it along with the mounts it names). */
-export const SHELL_RUN_DIR = '/run/sysprime/shell';
+import { syncBootEntries } from './boot-entries.js';
+import { shellLockName } from './shell-lock.js';
 
 /** What runs when no command is given: the tree's bash as a login shell, else its sh. */
 export const DEFAULT_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi'];
@@ -38,19 +38,18 @@ export interface ShellOptions {
   term?: string;
 }
 
-function lockName(name: string): string {
-  return `shell:${name}`;
-}
-
-/** Undo what a shell killed with -9 left in `name`'s tree; the lines say what was done. */
+/** Undo what a shell that died (kill -9, power cut, reboot) left in `name`; the lines say what was done. */
 async function recoverDeadShell(ctx: Context, name: string): Promise<string[]> {
-  const note = join(SHELL_RUN_DIR, name);
-  if (!existsSync(note)) return [];
-  const tree = readFileSync(note, 'utf8').trim();
-  const done = tree !== '' && existsSync(tree) ? await recoverChroot(tree) : [];
-  // Its private mount of the environment (ZFS) goes once nothing is mounted inside it any more.
-  done.push(...(await ctx.backend.recover()));
-  rmSync(note, { force: true });
+  // A private mount the dead shell used is handed out again as it is (ZFS), or the environment is opened anew.
+  const tree = await ctx.backend.openEnvironment(name);
+  const done: string[] = [];
+  try {
+    done.push(...(await recoverChroot(tree.path)));
+  } finally {
+    await tree.release();
+  }
+  // The dead process's private mount of the environment: the backend's recovery, which must not run beside a staging.
+  done.push(...(await withLock(ctx.db, 'recovering after a shell', () => ctx.backend.recover())));
   return done;
 }
 
@@ -61,8 +60,8 @@ export async function shellIn(ctx: Context, name: string, argv: readonly string[
     throw new SysprimeError('REFUSED', `"${name}" is the running environment: its tree is the running system`, { hint: 'use a shell as usual, or name another environment' });
   }
   refuseUnfinished(env);
-  const stale = staleLockOwner(ctx.db, lockName(name));
-  const lock = acquireLock(ctx.db, `running a shell in "${name}"`, lockName(name));
+  const stale = staleLockOwner(ctx.db, shellLockName(name));
+  const lock = acquireLock(ctx.db, `running a shell in "${name}"`, shellLockName(name));
   try {
     if (stale !== null) for (const line of await recoverDeadShell(ctx, name)) log.info(`recovered: ${line}`);
     const current = await findEnvironment(ctx, name);
@@ -70,22 +69,25 @@ export async function shellIn(ctx: Context, name: string, argv: readonly string[
       throw new SysprimeError('REFUSED', `"${name}" is mounted at ${current.mounted}`, { hint: `run \`sysprime umount ${name}\` first: a shell's cleanup stops every process inside the tree it entered` });
     }
     const tree = await ctx.backend.openEnvironment(name);
+    let status: number;
     try {
-      mkdirSync(SHELL_RUN_DIR, { recursive: true, mode: 0o700 });
-      replaceFile(join(SHELL_RUN_DIR, name), `${tree.path}\n`, { mode: 0o600 });
       recordEvent(ctx.db, name, 'shell', { command: argv.length > 0 ? argv.join(' ') : null });
-      const status = await withChroot(tree.path, { network: opts.network === true }, (session) =>
+      status = await withChroot(tree.path, { network: opts.network === true }, (session) =>
         session.interactive(argv.length > 0 ? argv : DEFAULT_SHELL, {
           // Debian's bashrc shows it in the prompt: "(sysprime:NAME)root@host".
           debian_chroot: `sysprime:${name}`,
           ...(opts.term !== undefined ? { TERM: opts.term } : {}),
         }),
       );
-      return status;
     } finally {
       await tree.release();
-      rmSync(join(SHELL_RUN_DIR, name), { force: true });
     }
+    try {
+      await withLock(ctx.db, 'writing the boot entries after a shell', () => syncBootEntries(ctx));
+    } catch (err) {
+      log.warn(`the boot entries were not written again after the shell in "${name}" (${messageOf(err)}): if a kernel changed in it, run \`sysprime doctor --fix\``);
+    }
+    return status;
   } finally {
     lock.release();
   }

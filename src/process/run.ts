@@ -33,8 +33,9 @@ export interface RunOptions {
  * stdout and stderr are ours, no timeout, and it stays in sysprime's process
  * group, so the terminal's Ctrl-C and Ctrl-\ reach it and job control works.
  * sysprime ignores those two while it runs (as a shell does for its
- * foreground job) and passes SIGTERM and SIGHUP on to it, so sysprime
- * outlives it and cleans up after it. Returns its exit status; one ended by
+ * foreground job); on SIGTERM or SIGHUP it hangs the command up (SIGHUP,
+ * then SIGKILL after a grace), so sysprime outlives it and cleans up after
+ * it. Returns its exit status; one ended by
  * a signal gives 128 + the signal's number, as shells report it.
  */
 export async function runInteractive(file: string, args: readonly string[], opts: { env?: Record<string, string> } = {}): Promise<number> {
@@ -42,8 +43,22 @@ export async function runInteractive(file: string, args: readonly string[], opts
   log.debug(`run (on the terminal): ${command}`);
   const child = spawn(file, args, { stdio: 'inherit', ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) });
   const ignore = (): void => undefined;
-  const pass = (sig: NodeJS.Signals): void => {
-    child.kill(sig);
+  // An interactive bash ignores SIGTERM and, with job control, leads a process group of its own: it gets what a
+  // closed terminal sends (SIGHUP, and SIGCONT should it be stopped), its group too, and SIGKILL if it outlives that.
+  let killer: NodeJS.Timeout | undefined;
+  const signal = (sig: NodeJS.Signals): void => {
+    for (const target of [-(child.pid ?? 0), child.pid ?? 0]) {
+      try {
+        if (target !== 0) process.kill(target, sig);
+      } catch {
+        // gone, or not a group leader
+      }
+    }
+  };
+  const pass = (): void => {
+    signal('SIGHUP');
+    signal('SIGCONT');
+    killer ??= setTimeout(() => signal('SIGKILL'), INTERACTIVE_GRACE_MS);
   };
   const held: [NodeJS.Signals, (sig: NodeJS.Signals) => void][] = [
     ['SIGINT', ignore],
@@ -61,9 +76,13 @@ export async function runInteractive(file: string, args: readonly string[], opts
       child.once('exit', (code, signal) => resolve(code ?? 128 + (signal === null ? 0 : osConstants.signals[signal])));
     });
   } finally {
+    if (killer !== undefined) clearTimeout(killer);
     for (const [sig, fn] of held) process.off(sig, fn);
   }
 }
+
+/** How long a command on the terminal gets after SIGHUP before SIGKILL (runInteractive). */
+const INTERACTIVE_GRACE_MS = 5000;
 
 export interface RunResult {
   command: string;

@@ -224,6 +224,10 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
 
     await ensureDirInside(root, 'usr', 0o755, createdDirs);
     await ensureDirInside(root, 'usr/sbin', 0o755, createdDirs);
+    // What an earlier session could not restore first: never saved as the tree's own file.
+    const leftovers: string[] = [];
+    await restoreFiles(root, leftovers);
+    for (const line of leftovers) log.warn(`an earlier session in ${root} left its files: ${line}`);
     undo.push({ what: `restore ${POLICY_RC_D}`, fn: await substitute(root, POLICY_RC_D, POLICY_SCRIPT, 0o755) });
     if (opts.network) {
       await ensureDirInside(root, 'etc', 0o755, createdDirs);
@@ -290,6 +294,18 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
     await umountWithRetries(root);
     done.push(`unmounted the self-bind of ${root}`);
   }
+  await restoreFiles(root, done);
+  return done;
+}
+
+/**
+ * Puts back the files a session substituted and did not restore (a kill -9,
+ * a power cut, a reboot while it ran): sysprime's policy-rc.d removed, the
+ * tree's own policy-rc.d and resolv.conf back from their `.sysprime-saved`
+ * copies. Left in place, a booted environment would start no service on
+ * upgrades, and a second session would save sysprime's file as the tree's.
+ */
+async function restoreFiles(root: string, done: string[]): Promise<void> {
   const policy = parentAndName(POLICY_RC_D);
   const removedPolicy = withDirIn(root, policy.parent, { create: false }, (dir) => {
     if (readFileIn(dir, policy.name)?.toString('utf8') !== POLICY_SCRIPT) return false;
@@ -298,5 +314,4 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
   if (removedPolicy === true) done.push(`removed ${join(root, POLICY_RC_D)}`);
   await restoreSaved(root, POLICY_RC_D, done);
   await restoreSaved(root, RESOLV_CONF, done);
-  return done;
 }

@@ -220,7 +220,8 @@ export function readMovedMark(dir: string): { from: string; rootUuid: string | n
 }
 
 function movedMarkText(from: string, rootUuid: string): string {
-  return `${from}\nroot-uuid ${rootUuid.toLowerCase()}\n`;
+  // findmnt knows no UUID for some roots (ZFS): then the mark cannot name it, and reads as one that does not.
+  return rootUuid === '' ? `${from}\n` : `${from}\nroot-uuid ${rootUuid.toLowerCase()}\n`;
 }
 
 export type HomePlan =

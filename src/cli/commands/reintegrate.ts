@@ -5,6 +5,7 @@ import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
 import { forgetStagedManifest } from '../../environments/kept-manifests.js';
+import { refuseOpenShell } from '../../environments/shell-lock.js';
 import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
@@ -66,6 +67,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
         if (to.booted) {
           throw new SysprimeError('REFUSED', `"${to.name}" is the running environment`, { hint: 'its first boot replays changes itself; run `sysprime reintegrate --first-boot`' });
         }
+        refuseOpenShell(ctx, to.name, 'reintegrate into');
         const tree = await ctx.backend.openEnvironment(to.name);
         try {
           const done = await reintegrateInto(ctx, from, to, tree.path);
@@ -81,6 +83,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
 
 async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promise<number> {
   const to = toName ? await findEnvironment(ctx, toName) : await currentEnvironment(ctx);
+  refuseOpenShell(ctx, to.name, 'carry the first boot into');
   const tree = await ctx.backend.openEnvironment(to.name);
   try {
     const note = readFirstBootNote(tree.path);

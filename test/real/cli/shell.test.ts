@@ -9,7 +9,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { copyFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -25,13 +25,18 @@ function installSh(root: string): void {
   copyFileSync(realpathSync('/lib64/ld-linux-x86-64.so.2'), join(root, 'lib64/ld-linux-x86-64.so.2'));
 }
 
-/** Mounts of the kernel filesystems a chroot puts in a tree, outside the host's usual places. */
+/** Every mount point of the machine: a shell must leave the set as it found it. */
 function chrootMounts(): string[] {
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
-    .map((l) => l.split(' '))
-    .filter((f) => f.length > 4 && /\/(proc|sys|dev|run)$/.test(f[4]!) && !['/proc', '/sys', '/dev', '/run'].includes(f[4]!) && !f[4]!.startsWith('/proc/') && !f[4]!.startsWith('/sys/'))
-    .map((f) => f[4]!);
+    .map((l) => l.split(' ')[4])
+    .filter((m): m is string => m !== undefined && m !== '')
+    .sort();
+}
+
+/** Processes still running the test's waiting command. */
+function waiting(): string {
+  return spawnSync('pgrep', ['-f', 'echo ready; read line'], { encoding: 'utf8' }).stdout.trim();
 }
 
 /** sysprime started by hand, for signals: resolves with its exit status; `ready` once the command printed "ready". */
@@ -82,13 +87,18 @@ for (const kind of KINDS) {
       assert.equal(ok.code, 0, ok.stderr);
     });
 
-    test('SIGTERM to sysprime ends the command, then everything is undone', async () => {
+    test('SIGTERM to sysprime hangs the command up, then everything is undone; verbs that would pull the tree away refuse meanwhile', async () => {
       const sh = startShell(s.config, ['base', ...WAIT]);
       await sh.ready;
       assert.notDeepEqual(chrootMounts(), before0, 'mounted while it runs');
+      for (const verb of [['destroy', 'base'], ['rename', 'base', 'other'], ['umount', 'base'], ['shell', 'base', '--', '/bin/sh', '-c', 'exit 0']]) {
+        const r = await sp(...verb);
+        assert.equal(r.code, 6, `${verb.join(' ')} while a shell is open: ${r.stderr}`);
+      }
       sh.child.kill('SIGTERM');
-      assert.equal(await sh.done, 143, 'the command was ended by SIGTERM: 128 + 15');
+      assert.equal(await sh.done, 129, 'the command got SIGHUP, as from a closed terminal: 128 + 1');
       assert.deepEqual(chrootMounts(), before0);
+      assert.equal(waiting(), '', 'nothing of it runs any more');
     });
 
     test('after a kill -9 of sysprime, the next shell in that environment stops what the dead one left and unmounts it first', async () => {
@@ -97,10 +107,29 @@ for (const kind of KINDS) {
       sh.child.kill('SIGKILL');
       await sh.done;
       assert.notDeepEqual(chrootMounts(), before0, 'a kill -9 leaves the mounts (and the command) behind');
+      assert.notEqual(waiting(), '', 'and the command');
       const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /recovered: .*unmounted/);
       assert.deepEqual(chrootMounts(), before0);
+      assert.equal(waiting(), '', 'the dead shell\'s command was stopped');
+      await inEnv('base', (root) => assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'no policy-rc.d is left in the environment'));
+    });
+
+    test('after a kill -9 and a reboot (mounts and processes gone, the lock row left), the next shell puts back the files the dead one substituted', async () => {
+      const sh = startShell(s.config, ['base', ...WAIT]);
+      await sh.ready;
+      sh.child.kill('SIGKILL');
+      await sh.done;
+      // What a reboot does: every process and mount gone; the tree and the state database stay.
+      spawnSync('pkill', ['-KILL', '-f', 'echo ready; read line']);
+      const left = chrootMounts().filter((m) => !before0.includes(m)).reverse();
+      for (const m of left) spawnSync('umount', ['-l', m]);
+      assert.deepEqual(chrootMounts(), before0);
+      await inEnv('base', (root) => assert.match(readFileSync(join(root, 'usr/sbin/policy-rc.d'), 'utf8'), /exit 101/, 'the dead shell\'s policy-rc.d is still there'));
+      const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
+      assert.equal(r.code, 0, r.stderr);
+      await inEnv('base', (root) => assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'put back: no service is kept from starting in it'));
     });
 
     test('refusals: a missing environment, a mounted one; nothing is left behind', async () => {

@@ -7,7 +7,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -85,6 +85,17 @@ for (const kind of KINDS) {
       assert.ok(!kept().has('pristine:1'), 'no environment of generation 1 is left: its pristine manifest goes too');
       assert.equal(kept().get('pristine:0'), true);
       for (const [subject, whole] of kept()) assert.ok(whole, `${subject}: its files are there`);
+    });
+
+    test('a staged environment renamed before its first boot keeps the manifest its first boot needs', async () => {
+      await ok('stage', '--name', 'gen-2');
+      await ok('rename', 'gen-2', 'tuesday');
+      assert.equal(kept().get('staged-ours:gen-2'), true, 'the note in the environment still names it by the staged name');
+      await inEnv('base', (root) => writeFileSync(join(root, 'etc/motd'), 'changed after staging gen-2\n'));
+      const fb = await sp('reintegrate', '--first-boot', '--to', 'tuesday');
+      assert.equal(fb.code, 0, fb.stderr);
+      await inEnv('tuesday', (root) => assert.equal(readFileSync(join(root, 'etc/motd'), 'utf8'), 'changed after staging gen-2\n', 'the edit made after staging was carried at the first boot'));
+      assert.ok(!kept().has('staged-ours:gen-2'), 'used, then forgotten');
     });
   });
 }
