@@ -40,6 +40,11 @@ export type TreeKind = 'missing' | 'not-a-directory' | 'same-filesystem' | 'othe
 export interface SharedFacts {
   /** Mount points, as seen from inside the environment, of filesystems mounted on it now (its root aside). */
   mounted: readonly string[];
+  /**
+   * Those of them that are the environment's own: its child datasets (zsys),
+   * cloned, renamed and destroyed with it, so every environment has its own.
+   */
+  parts?: readonly string[];
   /** Mount points the environment's /etc/fstab mounts at boot. */
   fstab: readonly string[];
   inTree(path: string): TreeKind;
@@ -49,13 +54,20 @@ export interface SharedFacts {
 export function classifySharedPaths(paths: readonly string[], facts: SharedFacts): SharedPathState[] {
   const out: SharedPathState[] = [];
   const below = (list: readonly string[], p: string): string | undefined => list.find((m) => m !== '/' && isAtOrBelow(p, m));
+  const parts = facts.parts ?? [];
   for (const path of paths) {
     const kind = facts.inTree(path);
     // A link is carried as a link by the rules that cover it; what it points at is judged where it is.
     if (kind === 'missing' || kind === 'not-a-directory') continue;
-    const mounted = below(facts.mounted, path);
+    const mounted = below(
+      facts.mounted.filter((m) => !parts.includes(m)),
+      path,
+    );
     const inFstab = below(facts.fstab, path);
-    if (mounted !== undefined) out.push({ path, where: 'own', why: `${mounted} is mounted apart from the root` });
+    const part = below(parts, path);
+    // On a child dataset of the environment: another filesystem, but each environment's own copy of it.
+    if (part !== undefined && mounted === undefined && inFstab === undefined) out.push({ path, where: 'at-risk', why: atRiskMessage(path, part) });
+    else if (mounted !== undefined) out.push({ path, where: 'own', why: `${mounted} is mounted apart from the root` });
     else if (inFstab !== undefined) out.push({ path, where: 'own', why: `/etc/fstab mounts ${inFstab} apart from the root` });
     else if (kind === 'other-filesystem') out.push({ path, where: 'own', why: 'it is a subvolume or dataset of its own' });
     else out.push({ path, where: 'at-risk', why: atRiskMessage(path) });
@@ -63,8 +75,9 @@ export function classifySharedPaths(paths: readonly string[], facts: SharedFacts
   return out;
 }
 
-export function atRiskMessage(path: string): string {
-  return `${path} is inside the root filesystem: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+export function atRiskMessage(path: string, childAt?: string): string {
+  const where = childAt === undefined ? 'inside the root filesystem' : `on ${childAt}, a child dataset of the environment that each environment has its own clone of`;
+  return `${path} is ${where}: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
 }
 
 export function atRiskPaths(states: readonly SharedPathState[]): string[] {
@@ -114,14 +127,23 @@ function fstabMountPoints(tree: string): string[] {
   }
 }
 
-/** Mount points on the environment: the whole table when it is the running root, else what is mounted below its tree. */
-function mountedOn(table: readonly MountinfoEntry[], tree: string, running: boolean): string[] {
-  const out: string[] = [];
+/**
+ * Mount points on the environment: the whole table when it is the running
+ * root, else what is mounted below its tree. `parts` are those whose source
+ * is a dataset below the environment's own (`<pool>/ROOT/<name>/var/spool`).
+ */
+function mountedOn(table: readonly MountinfoEntry[], tree: string, running: boolean, id: string | undefined): { mounted: string[]; parts: string[] } {
+  const mounted: string[] = [];
+  const parts: string[] = [];
+  const add = (at: string, e: MountinfoEntry): void => {
+    mounted.push(at);
+    if (id !== undefined && e.source.startsWith(`${id}/`)) parts.push(at);
+  };
   for (const e of table) {
-    if (running && e.mountPoint !== '/') out.push(e.mountPoint);
-    if (tree !== '/' && e.mountPoint !== tree && isAtOrBelow(e.mountPoint, tree)) out.push('/' + relative(tree, e.mountPoint));
+    if (running && e.mountPoint !== '/') add(e.mountPoint, e);
+    if (tree !== '/' && e.mountPoint !== tree && isAtOrBelow(e.mountPoint, tree)) add('/' + relative(tree, e.mountPoint), e);
   }
-  return out;
+  return { mounted, parts };
 }
 
 /**
@@ -134,7 +156,7 @@ export async function sharedDataOf(ctx: Context, name: string, tree: string, mou
   const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
   const table = parseMountinfo(mountTable ?? (await readFile('/proc/self/mountinfo', 'utf8')));
   return classifySharedPaths(sharedPathsOf(ctx.config), {
-    mounted: mountedOn(table, tree, env?.booted === true),
+    ...mountedOn(table, tree, env?.booted === true, env?.id),
     fstab: fstabMountPoints(tree),
     inTree: (p) => treeKind(tree, p),
   });

@@ -98,3 +98,21 @@ test("an environment's fstab is read inside it, never through a link", () => {
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('a shared path on a child dataset of the environment (zsys) is at risk: each environment has its own clone of it', () => {
+  const r = classifySharedPaths(['/home', '/var/lib/mysql', '/var/spool'], {
+    mounted: ['/home', '/var/lib', '/var/lib/mysql', '/var/spool'],
+    parts: ['/var/lib', '/var/spool'],
+    fstab: [],
+    inTree: tree({ '/home': 'other-filesystem', '/var/lib/mysql': 'other-filesystem', '/var/spool': 'other-filesystem' }),
+  });
+  assert.deepEqual(
+    r.map((s) => [s.path, s.where]),
+    [
+      ['/home', 'own'],
+      ['/var/lib/mysql', 'own'],
+      ['/var/spool', 'at-risk'],
+    ],
+  );
+  assert.match(r[2]!.why, /^\/var\/spool is on \/var\/spool, a child dataset of the environment that each environment has its own clone of: its files are copied/);
+});
