@@ -554,7 +554,12 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
       const temporary = `${root}/${TEMPORARY_PREFIX}g${generation}-${process.pid}-${randomBytes(3).toString('hex')}`;
       const dir = pristineMountDir(runDir, temporary.slice(root.length + 1));
-      await cloneTree(pristine.id, temporary, ['-o', 'readonly=on'], ['-o', 'readonly=on']);
+      try {
+        await cloneTree(pristine.id, temporary, ['-o', 'readonly=on'], ['-o', 'readonly=on']);
+      } catch (err) {
+        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+        throw err;
+      }
       const children = await childMounts(temporary);
       const drop = async (): Promise<void> => {
         await unmountTree(temporary, children);

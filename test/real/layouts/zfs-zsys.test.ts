@@ -102,8 +102,9 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
   });
 
   test('init adopts the root in place with its children; the pristine snapshot is recursive', async () => {
-    const r = await sp('init');
+    const r = await sp('-v', 'init');
     assert.equal(r.code, 0, r.stderr);
+    assert.equal(await zget(root, 'mounted'), 'no', `init leaves the root unmounted, as it found it:\n${r.stderr}`);
     assert.match(r.stdout, new RegExp(`environment "${name}", generation 0`));
     const envs = await list();
     assert.deepEqual(envs.map((e) => e.name), [name], 'the children are not environments');
@@ -129,7 +130,7 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
 
   test('stage clones every child; the update writes into the clone\'s own children; the users\' files are carried', async () => {
     const r = await sp('--json', 'stage');
-    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.code, 0, r.stdout + r.stderr);
     assert.equal(r.json<{ name: string }>().name, 'gen-1');
     assert.match(r.stderr, /\/var\/spool is on \/var\/spool, a child dataset of the environment/);
     await assertChildren('gen-1', true);
