@@ -10,7 +10,7 @@
  * no garbage in the receiving thread until it builds the entries it keeps.
  */
 import { lstatSync, readdirSync, readlinkSync, type Stats } from 'node:fs';
-import { decide, enter, shouldDescend, type Rule, type Rules, type WalkContext } from './rules.js';
+import { decide, enter, shouldDescend, walkRoots, type Rule, type Rules, type WalkContext } from './rules.js';
 import { toFsPath, type EntryType } from './types.js';
 import { messageOf } from '../errors.js';
 
@@ -156,9 +156,10 @@ export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: Wal
     comps: string[];
     ctx: WalkContext;
     split: number;
+    dev: number;
   }
-  const stack: Pending[] = [{ path: unit.path, comps: unit.comps, ctx: fromUnitContext(rules, unit.ctx), split: unit.split }];
-  const dev = unit.dev;
+  const stack: Pending[] = [{ path: unit.path, comps: unit.comps, ctx: fromUnitContext(rules, unit.ctx), split: unit.split, dev: unit.dev }];
+  const starts = nestedStarts(rules);
   while (stack.length > 0) {
     const dir = stack.pop()!;
     const dirPath = prefix + dir.path || '/';
@@ -187,11 +188,29 @@ export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: Wal
       const ccomps = needComps ? [...dir.comps, name] : dir.comps;
       const rule = decide(cctx, ccomps, type);
       if (rule !== undefined && rule.flags !== 0) sink.record(path, st, type, rule.flags);
-      if (type === 'D' && st.dev === dev && shouldDescend(cctx, ccomps)) {
+      // Another filesystem is entered only where the rules start a subtree of their own (a shared path on a child dataset).
+      if (type === 'D' && (st.dev === dir.dev || starts.has(path)) && shouldDescend(cctx, ccomps)) {
         const comps = needComps ? ccomps : [...dir.comps, name];
-        if (dir.split > 0) sink.more.push({ path, comps, ctx: toUnitContext(cctx), dev, split: dir.split - 1 });
-        else stack.push({ path, comps, ctx: cctx, split: 0 });
+        if (dir.split > 0) sink.more.push({ path, comps, ctx: toUnitContext(cctx), dev: st.dev, split: dir.split - 1 });
+        else stack.push({ path, comps, ctx: cctx, split: 0, dev: st.dev });
       }
     }
   }
+}
+
+const nestedStartsOf = new WeakMap<Rules, ReadonlySet<string>>();
+
+/**
+ * The subtrees the rules name below another one (`/var/spool` below `/`):
+ * walked as part of it, and entered even when another filesystem is
+ * mounted there, since the rules ask for it by name.
+ */
+function nestedStarts(rules: Rules): ReadonlySet<string> {
+  let found = nestedStartsOf.get(rules);
+  if (found === undefined) {
+    const roots = new Set(walkRoots(rules));
+    found = new Set(rules.rules.filter((r) => r.flags !== 0 && !roots.has(r.literalPrefix) && r.literalPrefix !== '/').map((r) => r.literalPrefix));
+    nestedStartsOf.set(rules, found);
+  }
+  return found;
 }

@@ -33,6 +33,8 @@ export interface SharedPathState {
   where: 'own' | 'at-risk';
   /** Why, for people. */
   why: string;
+  /** At risk on this child dataset of the environment (zsys), not inside its root filesystem. */
+  childAt?: string;
 }
 
 /** What a path is inside an environment's tree, links not followed. */
@@ -41,6 +43,11 @@ export type TreeKind = 'missing' | 'not-a-directory' | 'same-filesystem' | 'othe
 export interface SharedFacts {
   /** Mount points, as seen from inside the environment, of filesystems mounted on it now (its root aside). */
   mounted: readonly string[];
+  /**
+   * Those of them that are the environment's own: its child datasets (zsys),
+   * cloned, renamed and destroyed with it, so every environment has its own.
+   */
+  parts?: readonly string[];
   /** Mount points the environment's /etc/fstab mounts at boot. */
   fstab: readonly string[];
   inTree(path: string): TreeKind;
@@ -50,13 +57,20 @@ export interface SharedFacts {
 export function classifySharedPaths(paths: readonly string[], facts: SharedFacts): SharedPathState[] {
   const out: SharedPathState[] = [];
   const below = (list: readonly string[], p: string): string | undefined => list.find((m) => m !== '/' && isAtOrBelow(p, m));
+  const parts = facts.parts ?? [];
   for (const path of paths) {
     const kind = facts.inTree(path);
     // A link is carried as a link by the rules that cover it; what it points at is judged where it is.
     if (kind === 'missing' || kind === 'not-a-directory') continue;
-    const mounted = below(facts.mounted, path);
+    const mounted = below(
+      facts.mounted.filter((m) => !parts.includes(m)),
+      path,
+    );
     const inFstab = below(facts.fstab, path);
-    if (mounted !== undefined) out.push({ path, where: 'own', why: `${mounted} is mounted apart from the root` });
+    const part = below(parts, path);
+    // On a child dataset of the environment: another filesystem, but each environment's own copy of it.
+    if (part !== undefined && mounted === undefined && inFstab === undefined) out.push({ path, where: 'at-risk', why: atRiskMessage(path, part), childAt: part });
+    else if (mounted !== undefined) out.push({ path, where: 'own', why: `${mounted} is mounted apart from the root` });
     else if (inFstab !== undefined) out.push({ path, where: 'own', why: `/etc/fstab mounts ${inFstab} apart from the root` });
     else if (kind === 'other-filesystem') out.push({ path, where: 'own', why: 'it is a subvolume or dataset of its own' });
     else out.push({ path, where: 'at-risk', why: atRiskMessage(path) });
@@ -65,17 +79,29 @@ export function classifySharedPaths(paths: readonly string[], facts: SharedFacts
 }
 
 /**
- * One line for the paths at risk, however many: on a root laid out by an
- * installer that made one subvolume for everything, each verb would
- * otherwise repeat the same advice once per path.
+ * The warning for paths at risk. Those inside the root filesystem are named
+ * in one line, however many: on a root laid out by an installer that made
+ * one subvolume for everything, each verb would otherwise repeat the same
+ * advice once per path. One on a child dataset of the environment (zsys)
+ * says which.
  */
-export function atRiskMessage(paths: string | readonly string[]): string {
+export function atRiskMessage(paths: string | readonly string[], childAt?: string): string {
   const list = typeof paths === 'string' ? [paths] : paths;
+  if (childAt !== undefined) {
+    return `${list.join(', ')} is on ${childAt}, a child dataset of the environment that each environment has its own clone of: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+  }
   if (list.length === 1) {
     return `${list[0]} is inside the root filesystem: its files are copied into each new environment at staging and first boot; put it on its own subvolume/dataset to share it (see docs/shared-data.md)`;
   }
   const named = `${list.slice(0, -1).join(', ')} and ${list[list.length - 1]}`;
   return `${named} are inside the root filesystem: their files are copied into each new environment at staging and first boot; put each on its own subvolume/dataset to share it (see docs/shared-data.md)`;
+}
+
+/** The warning lines for the paths at risk: one for all those inside the root filesystem, one for each on a child dataset. */
+export function atRiskLines(states: readonly SharedPathState[]): string[] {
+  const risky = states.filter((s) => s.where === 'at-risk');
+  const inRoot = risky.filter((s) => s.childAt === undefined).map((s) => s.path);
+  return [...(inRoot.length > 0 ? [atRiskMessage(inRoot)] : []), ...risky.filter((s) => s.childAt !== undefined).map((s) => s.why)];
 }
 
 export function atRiskPaths(states: readonly SharedPathState[]): string[] {
@@ -125,14 +151,23 @@ function fstabMountPoints(tree: string): string[] {
   }
 }
 
-/** Mount points on the environment: the whole table when it is the running root, else what is mounted below its tree. */
-function mountedOn(table: readonly MountinfoEntry[], tree: string, running: boolean): string[] {
-  const out: string[] = [];
+/**
+ * Mount points on the environment: the whole table when it is the running
+ * root, else what is mounted below its tree. `parts` are those whose source
+ * is a dataset below the environment's own (`<pool>/ROOT/<name>/var/spool`).
+ */
+function mountedOn(table: readonly MountinfoEntry[], tree: string, running: boolean, id: string | undefined): { mounted: string[]; parts: string[] } {
+  const mounted: string[] = [];
+  const parts: string[] = [];
+  const add = (at: string, e: MountinfoEntry): void => {
+    mounted.push(at);
+    if (id !== undefined && e.source.startsWith(`${id}/`)) parts.push(at);
+  };
   for (const e of table) {
-    if (running && e.mountPoint !== '/') out.push(e.mountPoint);
-    if (tree !== '/' && e.mountPoint !== tree && isAtOrBelow(e.mountPoint, tree)) out.push('/' + relative(tree, e.mountPoint));
+    if (running && e.mountPoint !== '/') add(e.mountPoint, e);
+    if (tree !== '/' && e.mountPoint !== tree && isAtOrBelow(e.mountPoint, tree)) add('/' + relative(tree, e.mountPoint), e);
   }
-  return out;
+  return { mounted, parts };
 }
 
 /**
@@ -145,7 +180,7 @@ export async function sharedDataOf(ctx: Context, name: string, tree: string, mou
   const env = (await ctx.backend.listEnvironments()).find((e) => e.name === name);
   const table = parseMountinfo(mountTable ?? (await readFile('/proc/self/mountinfo', 'utf8')));
   return classifySharedPaths(sharedPathsOf(ctx.config), {
-    mounted: mountedOn(table, tree, env?.booted === true),
+    ...mountedOn(table, tree, env?.booted === true, env?.id),
     fstab: fstabMountPoints(tree),
     inTree: (p) => treeKind(tree, p),
   });

@@ -28,7 +28,7 @@ import { applyPlan } from './apply.js';
 import { writeReport, type ReintegrationReport } from './report.js';
 import { lstatIn, readFileIn, readlinkIn, symlinkIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
 import { displayPath } from '../bart/types.js';
-import { asManifestPath, atRiskMessage, atRiskPaths, sharedDataOf } from '../environments/shared.js';
+import { asManifestPath, atRiskLines, atRiskMessage, atRiskPaths, sharedDataOf } from '../environments/shared.js';
 
 export const FIRST_BOOT_NOTE = '/var/lib/sysprime/first-boot.json';
 export const FIRST_BOOT_UNIT = 'sysprime-reintegrate.service';
@@ -130,6 +130,8 @@ export interface StagingReintegration {
   reportFile: string;
   /** The shared paths inside the root whose files were carried as users' data. */
   shared: string[];
+  /** Why each of them is at risk (inside the root, or on a child dataset of the environment), for the warnings. */
+  sharedWhy: string[];
 }
 
 /**
@@ -149,8 +151,11 @@ async function reintegrate(
   const s = await openSides(ctx, sides.from, sides.fromGeneration, sides.generation);
   let done: ReintegrationReport;
   let atRisk: string[];
+  let why: string[];
   try {
-    atRisk = shared !== undefined ? [...shared] : atRiskPaths(await sharedDataOf(ctx, sides.from, s.ours.path));
+    const states = shared !== undefined ? null : await sharedDataOf(ctx, sides.from, s.ours.path);
+    atRisk = states === null ? [...(shared ?? [])] : atRiskPaths(states);
+    why = states === null ? (atRisk.length > 0 ? [atRiskMessage(atRisk)] : []) : atRiskLines(states);
     const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s, atRisk);
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
@@ -167,7 +172,7 @@ async function reintegrate(
   }
   const reportFile = writeReport(target, done);
   keepReport(ctx.db, { at: done.finishedAt, kind: report.kind, environment: report.environment, summary: done.counts, body: done });
-  return { report: done, reportFile, shared: atRisk };
+  return { report: done, reportFile, shared: atRisk, sharedWhy: why };
 }
 
 /**
@@ -184,7 +189,7 @@ export async function reintegrateAtStaging(
     saveManifest(ctx.db, ctx.config.state.dir, stagedOursSubject(p.name), `${m.rules.digest}|${ctx.config.bart.hash}`, m.ours);
     return planReintegration({ base: m.base, ours: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared });
   });
-  if (done.shared.length > 0) log.warn(atRiskMessage(done.shared));
+  for (const why of done.sharedWhy) log.warn(why);
   return done;
 }
 

@@ -4,7 +4,7 @@
  * zfs-fuse has no encryption).
  */
 import { SysprimeError } from '../../errors.js';
-import { prop, type DatasetRecord } from './parse.js';
+import { prop, type DatasetRecord, type EnvironmentChild } from './parse.js';
 
 export function adoptionProblem(record: DatasetRecord): SysprimeError | null {
   const type = prop(record, 'type');
@@ -19,6 +19,30 @@ export function adoptionProblem(record: DatasetRecord): SysprimeError | null {
     const keyRoot = prop(record, 'encryptionroot') ?? record.name;
     return new SysprimeError('REFUSED', `cannot adopt ${record.name}: it is encrypted and the key of ${keyRoot} is not loaded`, {
       hint: `load it with \`zfs load-key ${keyRoot}\`, then run sysprime init again`,
+    });
+  }
+  return null;
+}
+
+/**
+ * Children of a root that sysprime cannot carry into new environments. A
+ * child is mounted where its name puts it below the environment (what
+ * inheriting the mountpoint does, as zsys lays it out): one with a mountpoint
+ * of its own would, in a clone, be mounted over the running system's
+ * directory by any `zfs mount`, and on zfs-fuse could not be mounted inside a
+ * private mount at all. A volume has no files to carry.
+ */
+export function childrenProblem(dataset: string, children: readonly EnvironmentChild[]): SysprimeError | null {
+  const volume = children.find((c) => c.type !== null && c.type !== 'filesystem');
+  if (volume !== undefined) {
+    return new SysprimeError('REFUSED', `cannot use ${dataset}: its child ${volume.name} is a ${volume.type}, which sysprime cannot carry into new environments`, {
+      hint: `move it outside ${dataset} (zfs rename ${volume.name} <pool>/${volume.rel.replace(/\//g, '-')}), then try again`,
+    });
+  }
+  const own = children.find((c) => c.localMountpoint !== null);
+  if (own !== undefined) {
+    return new SysprimeError('REFUSED', `cannot use ${dataset}: its child ${own.name} has a mountpoint of its own (${own.localMountpoint}); sysprime mounts an environment's children where their names put them below it`, {
+      hint: `let it inherit (zfs inherit mountpoint ${own.name}) if /${own.rel} is where it belongs, or move it outside ${dataset} as a shared dataset; then try again`,
     });
   }
   return null;

@@ -9,12 +9,17 @@
  * Afterwards the moved snapshots and the pristine of the environment's
  * generation go too, unless a clone still depends on one or it is the
  * pristine of a generation some environment still has.
+ *
+ * An environment with child datasets was cloned child by child, so each
+ * child's snapshots have clones of their own: promoting the environment's
+ * clone moves only its own snapshots. Every dataset of the tree is
+ * therefore taken in turn, parents first, until none has a dependent left.
  */
 import { SysprimeError } from '../../errors.js';
 import { faultPoint } from '../../process/fault.js';
 import { readTree, zfs } from './commands.js';
 import { PROP, assertInsideRoot, rootDataset } from './layout.js';
-import { dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
+import { childDatasetsOf, dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
 
 const PROPS = ['type', 'origin', 'guid', 'createtxg', 'creation', PROP.pristine, PROP.generation] as const;
 
@@ -28,7 +33,8 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
   assertInsideRoot(pool, dataset);
   const done: string[] = [];
   let records = await readPool(pool);
-  const ownSnapshots = snapshotsOf(records, dataset);
+  const tree = [dataset, ...childDatasetsOf(records, dataset)];
+  const ownSnapshots = tree.flatMap((d) => snapshotsOf(records, d));
   const guids = new Set(ownSnapshots.map((s) => prop(s, 'guid')).filter((g): g is string => g !== null));
 
   const rootPrefix = `${rootDataset(pool)}/`;
@@ -39,23 +45,27 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
     });
   }
 
-  // Each promote moves at least one snapshot off `dataset`, so this ends.
-  for (let i = 0; i <= ownSnapshots.length; i++) {
-    const step = planPromote(records, pool, dataset);
-    if (step === null) break;
-    for (const r of step.renames) {
-      await zfs(['rename', r.from, r.to]);
-      done.push(`renamed ${r.from} to ${r.to}`);
+  let promotes = 0;
+  for (const member of tree) {
+    // Each promote moves at least one snapshot off `member`, so this ends.
+    const count = snapshotsOf(records, member).length;
+    for (let i = 0; i <= count; i++) {
+      const step = planPromote(records, pool, member);
+      if (step === null) break;
+      for (const r of step.renames) {
+        await zfs(['rename', r.from, r.to]);
+        done.push(`renamed ${r.from} to ${r.to}`);
+      }
+      await zfs(['promote', step.clone]);
+      done.push(`promoted ${step.clone}`);
+      faultPoint('backend:zfs', `destroy-promoted-${++promotes}`);
+      records = await readPool(pool);
     }
-    await zfs(['promote', step.clone]);
-    done.push(`promoted ${step.clone}`);
-    faultPoint('backend:zfs', `destroy-promoted-${i + 1}`);
-    records = await readPool(pool);
-  }
-  if (planPromote(records, pool, dataset) !== null) {
-    throw new SysprimeError('BACKEND', `snapshots of ${dataset} still have clones after promoting its dependents`, {
-      hint: `look at \`zfs list -t all -o name,origin -r ${pool}\``,
-    });
+    if (planPromote(records, pool, member) !== null) {
+      throw new SysprimeError('BACKEND', `snapshots of ${member} still have clones after promoting its dependents`, {
+        hint: `look at \`zfs list -t all -o name,origin -r ${pool}\``,
+      });
+    }
   }
 
   await zfs(['destroy', '-r', assertInsideRoot(pool, dataset)]);

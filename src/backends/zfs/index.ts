@@ -4,6 +4,12 @@
  * were taken from, marked with their generation in a user property, and all
  * metadata lives in `org.sysprime:` user properties. Works with OpenZFS 2.x
  * and with zfs-fuse; see docs/backend-zfs.md.
+ *
+ * An environment may have child datasets (Ubuntu's zsys layout): they are
+ * part of it. Its snapshots are recursive, a clone is made child by child
+ * under a temporary name and renamed into place whole, children are
+ * `canmount=noauto` (or `off`) so that only the booted environment's are
+ * mounted, by the initramfs, and private mounts mount them too.
  */
 import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
@@ -14,6 +20,7 @@ import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
+import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
@@ -34,19 +41,21 @@ import {
   rootDataset,
   shortSnapshotName,
 } from './layout.js';
-import { mountDataset, restoreMountpoint, unmountDataset } from './mount.js';
+import { mountTree, restoreMountpoint, unmountTree, type ChildMount } from './mount.js';
 import { findStateHome } from './state-home.js';
 import { readMounts, type FstabEntry } from '../../os/mounts.js';
 import {
   bootedDataset,
   carriedBootProperties,
-  childDatasetsOf,
+  childSnapshotsOf,
   dependentsOf,
+  environmentChildren,
   environmentsFrom,
   foreignRootsFrom,
   isManaged,
   isSnapshot,
   localProp,
+  mountedChildren,
   mountTargetsOf,
   parseBootfs,
   pristinesFrom,
@@ -55,8 +64,9 @@ import {
   uniqueName,
   withoutAltroot,
   type DatasetRecord,
+  type EnvironmentChild,
 } from './parse.js';
-import { adoptionProblem } from './adoption.js';
+import { adoptionProblem, childrenProblem } from './adoption.js';
 import {
   claimAlive,
   claimMount,
@@ -134,18 +144,61 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return record;
   }
 
+  /** The child datasets of `ds` (zsys), parents first. */
+  async function childrenOf(ds: string): Promise<EnvironmentChild[]> {
+    return environmentChildren(await readTree(ds, ['type', 'canmount', 'mountpoint']), ds);
+  }
+
+  /** The children of `ds`, refused when one of them cannot be carried (adoption.childrenProblem). */
+  async function carriedChildren(ds: string): Promise<EnvironmentChild[]> {
+    const children = await childrenOf(ds);
+    const problem = childrenProblem(ds, children);
+    if (problem !== null) throw problem;
+    return children;
+  }
+
+  async function childMounts(ds: string): Promise<ChildMount[]> {
+    return mountedChildren(await childrenOf(ds));
+  }
+
   /**
-   * A root with child datasets of its own (Ubuntu's zsys layout: `.../var`,
-   * `.../var/lib`, `.../usr`) would be cloned without them, its children's
-   * content missing from every new environment: refused, naming them.
+   * Clone `snapshot` and the snapshots of its children taken with it to
+   * `target` and the same names below it, parents first. A child keeps
+   * `canmount=off` where its source has it and is `canmount=noauto`
+   * otherwise: a clone's children inherit their mountpoint from it (`/var/lib`
+   * once it has `/`), and `canmount=on` would have `zfs mount -a` mount a
+   * second environment's children over the running system's directories.
    */
-  async function refuseChildren(ds: string, what: string): Promise<void> {
-    const children = childDatasetsOf(await readTree(ds, ['type']), ds);
-    if (children.length === 0) return;
-    const shown = children.length > 3 ? `${children.slice(0, 3).join(', ')} and ${children.length - 3} more` : children.join(', ');
-    throw new SysprimeError('REFUSED', `cannot ${what}: ${ds} has child datasets of its own (${shown}), and sysprime cannot carry them into new environments yet`, {
-      hint: `move their content into ${ds}, or make them shared datasets outside ${root} as the OpenZFS guide lays them out; then try again`,
-    });
+  async function cloneTree(snapshot: string, target: string, options: readonly string[], childOptions: readonly string[]): Promise<void> {
+    await zfs(['clone', '-o', 'canmount=noauto', ...options, snapshot, target]);
+    const records = await readRoot(['type', 'createtxg', 'canmount']);
+    const children = [...childSnapshotsOf(records, pool, snapshot)].sort(([a], [b]) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+    const canmountOf = new Map(records.map((r) => [r.name, prop(r, 'canmount')] as const));
+    let made = 0;
+    for (const [rel, snap] of children) {
+      const canmount = canmountOf.get(holderOf(snap)) === 'off' ? 'off' : 'noauto';
+      await zfs(['clone', '-o', `canmount=${canmount}`, ...childOptions, snap, `${target}/${rel}`]);
+      faultPoint('backend:zfs', `clone-child-${++made}`);
+    }
+  }
+
+  /**
+   * Make environment `ds` from `snapshot`: cloned (with its children) under a
+   * temporary name that carries this process's pid, given `mountpoint=/`, and
+   * renamed into place last, so a crash leaves either no environment or a
+   * whole one; recover() destroys the temporary clone of a dead process.
+   */
+  async function cloneEnvironment(snapshot: string, ds: string, options: readonly string[]): Promise<void> {
+    const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+    try {
+      await cloneTree(snapshot, temporary, options, []);
+      // Set after creation: zfs-fuse tries to mount a clone created with mountpoint=/ at once.
+      await zfs(['set', 'mountpoint=/', temporary]);
+      await zfs(['rename', temporary, ds]);
+    } catch (err) {
+      await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+      throw err;
+    }
   }
 
   /** Where the running root is, or, on a pool that holds no running root (prepared from a rescue system), the pool's bootfs. */
@@ -178,7 +231,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     }
     const problem = adoptionProblem(record);
     if (problem !== null) throw problem;
-    await refuseChildren(ds, `adopt ${ds}`);
+    await carriedChildren(ds);
     const present = environmentNameOf(pool, ds);
     const name = checkName(requested ?? present ?? 'default');
     const target = environmentDataset(pool, name);
@@ -285,7 +338,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       if (ds !== target) {
         await requireRoot();
         // Mounted elsewhere (zfs-fuse refuses to rename a mounted dataset; OpenZFS would remount it over / once mountpoint is set).
-        if (mountTargetsOf(mounts, ds).length > 0) await zfs(['unmount', ds]);
+        if (mountTargetsOf(mounts, ds).length > 0) await unmountTree(ds, await childMounts(ds));
         await zfs(['set', 'canmount=noauto', ds]);
         await zfs(['rename', ds, target]);
         if (wasDefault) await zpool(['set', `bootfs=${target}`, pool]);
@@ -298,9 +351,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         // The layout of the guides already says `/` (shown below the altroot when there is one): leave it, and its mount, alone.
         if (current === null || withoutAltroot(current, await altrootOf(pool)) !== '/') {
           const now = mountTargetsOf(await readMounts(), target);
-          if (now.length > 0) await zfs(['unmount', target]);
+          if (now.length > 0) await unmountTree(target, await childMounts(target));
           await zfs(['set', 'mountpoint=/', target]);
         }
+      }
+      // zsys leaves the children canmount=on and switches them at each boot; here only the booted environment's are
+      // mounted (by the initramfs), so no other environment's are ever mounted over the running system. Setting
+      // noauto unmounts nothing (OpenZFS), so the running root keeps its children mounted.
+      for (const child of await childrenOf(target)) {
+        if (child.canmount === 'on') await zfs(['set', 'canmount=noauto', child.name]);
       }
       await zfs(['set', `${PROP.generation}=${generation}`, target]);
     },
@@ -329,9 +388,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
         const gen = localProp(holding, PROP.pristine);
         const to = uniqueName(gen !== null ? `${PRISTINE_SNAPSHOT}-g${gen}` : `${PRISTINE_SNAPSHOT}-old`, taken);
-        await zfs(['rename', snapshot, `${ds}@${to}`]);
+        await zfs(['rename', '-r', snapshot, `${ds}@${to}`]);
       }
-      await zfs(['snapshot', '-o', `${PROP.pristine}=${generation}`, snapshot]);
+      // Recursive: the children's content is the environment's too, and one `snapshot -r` takes them all at one moment.
+      await zfs(['snapshot', '-r', '-o', `${PROP.pristine}=${generation}`, snapshot]);
       const created = await readOne(snapshot, ['creation']);
       return {
         id: snapshot,
@@ -346,10 +406,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireRoot();
       const ds = await requireAbsent(name);
       const pristine = await findPristine(generation);
-      await refuseChildren(holderOf(pristine.id), `clone the pristine snapshot of generation ${generation}`);
+      await carriedChildren(holderOf(pristine.id));
       const carried = carriedBootProperties((await readOne(pristine.id, 'all')) ?? { name: pristine.id, props: new Map() }, holderOf(pristine.id));
-      await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ...carried, pristine.id, ds]);
-      await finishNewEnvironment(ds);
+      await cloneEnvironment(pristine.id, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
     },
 
     async cloneFromEnvironment(source, name) {
@@ -357,16 +416,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = await requireAbsent(name);
       const generation = localProp(from, PROP.generation) ?? '0';
       const sourceDs = environmentDataset(pool, source);
-      await refuseChildren(sourceDs, `copy ${source}`);
-      const taken = new Set(snapshotsOf(await readTree(sourceDs, ['type']), sourceDs).map((r) => shortSnapshotName(r.name)));
+      await carriedChildren(sourceDs);
+      const tree = await readTree(sourceDs, ['type']);
+      const taken = new Set(tree.filter((r) => isSnapshot(r)).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
-      await zfs(['snapshot', snapshot]);
+      await zfs(['snapshot', '-r', snapshot]);
       try {
         const carried = carriedBootProperties((await readOne(snapshot, 'all')) ?? { name: snapshot, props: new Map() }, sourceDs);
-        await zfs(['clone', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ...carried, snapshot, ds]);
-        await finishNewEnvironment(ds);
+        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
       } catch (err) {
-        await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+        await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
         throw err;
       }
     },
@@ -389,12 +448,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
     async destroyPristine(generation) {
       const pristine = await findPristine(generation);
-      const dependents = dependentsOf(await readTree(pool, ['type', 'origin']), pristine.id);
+      const records = await readTree(pool, ['type', 'origin', 'createtxg']);
+      const children = [...childSnapshotsOf(records, pool, pristine.id).values()];
+      const dependents = [pristine.id, ...children].flatMap((s) => dependentsOf(records, s));
       if (dependents.length > 0) {
         throw new SysprimeError('REFUSED', `the pristine snapshot of generation ${generation} (${pristine.id}) still has clones: ${dependents.join(', ')}`, {
           hint: 'destroy the environments cloned from it first',
         });
       }
+      for (const s of children.reverse()) await zfs(['destroy', assertInsideRoot(pool, s)]);
       await zfs(['destroy', assertInsideRoot(pool, pristine.id)]);
     },
 
@@ -413,14 +475,14 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = environmentDataset(pool, name);
       const where = resolve(dir);
       if (mountedThereAlready(name, mountTargetsOf(await readMounts(), ds), where)) return;
-      await mountDataset(ds, where, await caps());
+      await mountTree(ds, await childMounts(ds), where, await caps());
     },
 
     async unmount(name) {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       refuseUnmountingRoot(name, mountTargetsOf(await readMounts(), ds));
-      await unmountDataset(ds);
+      await unmountTree(ds, await childMounts(ds));
     },
 
     stateHome: (stateDir) => findStateHome(pool, stateDir),
@@ -434,14 +496,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       if (existing !== undefined) return { path: existing, release: async () => undefined };
       const dir = environmentMountDir(runDir, name);
       await claimMount(runDir, name);
+      const children = await childMounts(ds);
       try {
-        await mountDataset(ds, dir, await caps());
+        await mountTree(ds, children, dir, await caps());
       } catch (err) {
         await releaseClaim(runDir, name);
         throw err;
       }
       return releasedOnce(dir, async () => {
-        await unmountDataset(ds);
+        await unmountTree(ds, children);
         await releaseClaim(runDir, name);
       });
     },
@@ -451,6 +514,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const record = await requireEnvironment(name, ['type', 'origin']);
       const ds = environmentDataset(pool, name);
       const pristine = await findPristine(generation);
+      if ((await childrenOf(ds)).length > 0) return { ok: false, reason: `${ds} has child datasets, which one \`zfs diff\` does not compare` };
       // zfs diff compares a snapshot with a later state of its own dataset, or of a clone of it.
       if (holderOf(pristine.id) !== ds && prop(record, 'origin') !== pristine.id) {
         return { ok: false, reason: `${pristine.id} is neither a snapshot of ${ds} nor its origin` };
@@ -466,21 +530,29 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async openPristine(generation): Promise<OpenTree> {
       const pristine = await findPristine(generation);
       const holder = holderOf(pristine.id);
-      for (const target of mountTargetsOf(await readMounts(), holder)) {
+      // A snapshot's .zfs directory shows the holder's own files only, not its children's.
+      const plain = (await childrenOf(holder)).length === 0;
+      for (const target of plain ? mountTargetsOf(await readMounts(), holder) : []) {
         // `.zfs/snapshot` works on OpenZFS; zfs-fuse has no .zfs directory at all.
         const path = join(target, '.zfs', 'snapshot', shortSnapshotName(pristine.id));
         if (await stat(path).then((s) => s.isDirectory(), () => false)) return { path, release: async () => undefined };
       }
       const temporary = `${root}/${TEMPORARY_PREFIX}g${generation}-${process.pid}-${randomBytes(3).toString('hex')}`;
       const dir = pristineMountDir(runDir, temporary.slice(root.length + 1));
-      await zfs(['clone', '-o', 'canmount=noauto', '-o', 'readonly=on', pristine.id, temporary]);
+      try {
+        await cloneTree(pristine.id, temporary, ['-o', 'readonly=on'], ['-o', 'readonly=on']);
+      } catch (err) {
+        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+        throw err;
+      }
+      const children = await childMounts(temporary);
       const drop = async (): Promise<void> => {
-        await unmountDataset(temporary);
+        await unmountTree(temporary, children);
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)]);
         await rmdir(dir).catch(() => undefined);
       };
       try {
-        await mountDataset(temporary, dir, await caps(), { readonly: true });
+        await mountTree(temporary, children, dir, await caps(), { readonly: true });
       } catch (err) {
         await drop().catch(() => undefined);
         throw err;
@@ -533,7 +605,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       let mounts = await readMounts();
 
       for (const r of records) {
-        if (isSnapshot(r) || !isTemporaryDataset(pool, r.name)) continue;
+        // The temporary clone itself: its children go with it.
+        if (isSnapshot(r) || !isTemporaryDataset(pool, r.name) || r.name.slice(root.length + 1).includes('/')) continue;
         const pid = Number(/-(\d+)-[0-9a-f]+$/.exec(r.name)?.[1] ?? '0');
         if (processAlive(pid)) continue;
         for (const line of await destroyTemporary(r.name)) done.push(line);
@@ -543,6 +616,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const altroot = await altrootOf(pool);
       for (const r of records) {
         if (isSnapshot(r) || isTemporaryDataset(pool, r.name) || localProp(r, PROP.savedMountpoint) === null) continue;
+        if ((await readOne(r.name, ['type'])) === null) continue;
         const all = mountTargetsOf(mounts, r.name).filter((t) => t !== '/');
         // A private mount on a pool with an altroot (zfs-fuse) is a mount below the altroot bound at the private directory: judged by the bind.
         const targets = altroot === null ? all : all.filter((t) => !all.some((o) => o !== t && t === join(altroot, o)));
@@ -550,7 +624,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         // Mounted at a directory the admin chose with `sysprime mount`: that mount is wanted.
         if (stale.length < targets.length) continue;
         if (targets.length > 0) {
-          await unmountDataset(r.name);
+          await unmountTree(r.name, await childMounts(r.name));
           done.push(`unmounted ${r.name} from ${all.join(', ')}`);
         } else if (await restoreMountpoint(r.name)) {
           done.push(`restored the mountpoint of ${r.name}`);
@@ -558,7 +632,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
 
       mounts = await readMounts();
-      for (const m of mounts) {
+      // Deepest first: an environment's children are mounted below it.
+      for (const m of [...mounts].reverse()) {
         if (!m.source.startsWith(`${pool}/`) || (await staleTargets([m.mountPoint])).length === 0) continue;
         await run('umount', [m.mountPoint]);
         done.push(`unmounted ${m.source} from ${m.mountPoint}`);
@@ -591,7 +666,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
   async function destroyTemporary(ds: string): Promise<string[]> {
     const out: string[] = [];
     const targets = mountTargetsOf(await readMounts(), ds);
-    await unmountDataset(ds);
+    await unmountTree(ds, await childMounts(ds));
     if (targets.length > 0) out.push(`unmounted ${ds} from ${targets.join(', ')}`);
     out.push(...(await destroyWithDependents(pool, ds)));
     return out;

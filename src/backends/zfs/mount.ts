@@ -7,6 +7,11 @@
  * pointed at the directory for the time of the mount; the value it had is
  * saved first in a user property, so a crash in between can be undone by
  * recover().
+ *
+ * An environment with child datasets (zsys) is mounted as a tree: the
+ * environment first, then each child that can be mounted at its place in the
+ * tree, parents first; unmounted deepest first. On zfs-fuse the children
+ * inherit the changed mountpoint, so `zfs mount` puts them in place.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -22,14 +27,56 @@ export async function mountedAt(dataset: string): Promise<string[]> {
   return mountTargetsOf(await readMounts(), dataset);
 }
 
-export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabilities, opts: { readonly?: boolean } = {}): Promise<void> {
+/** A child of an environment to mount with it: `path` is its place in the environment's tree (`/var/lib`). */
+export interface ChildMount {
+  dataset: string;
+  path: string;
+}
+
+/** Mount an environment and its children at `dir`; on failure nothing of it stays mounted. */
+export async function mountTree(dataset: string, children: readonly ChildMount[], dir: string, caps: ZfsCapabilities, opts: { readonly?: boolean } = {}): Promise<void> {
+  const landing = await mountDataset(dataset, dir, caps, opts);
+  try {
+    for (const c of children) {
+      const at = join(dir, c.path);
+      if (caps.mountHelper) {
+        await run('mount', ['-t', 'zfs', '-o', opts.readonly ? 'zfsutil,ro' : 'zfsutil', c.dataset, at]);
+        continue;
+      }
+      // The child inherits the mountpoint just set on the environment: `zfs mount` puts it below the landing directory.
+      const targets = await mountedAt(c.dataset);
+      const own = join(landing, c.path);
+      if (!targets.includes(own)) await zfs(['mount', c.dataset]);
+      if (own !== at && !targets.includes(at)) await run('mount', ['--bind', own, at]);
+    }
+  } catch (err) {
+    await unmountTree(dataset, children).catch(() => undefined);
+    throw err;
+  }
+}
+
+/** Unmount an environment's children (deepest first) and then the environment, as unmountDataset does. */
+export async function unmountTree(dataset: string, children: readonly ChildMount[]): Promise<void> {
+  for (const c of [...children].reverse()) {
+    const record = await readOne(c.dataset, ['mountpoint']);
+    const own = record === null ? null : prop(record, 'mountpoint');
+    const targets = (await mountedAt(c.dataset)).filter((t) => t !== '/');
+    // Binds and private mounts first; the mount at the child's own mountpoint (zfs-fuse) goes through zfs.
+    for (const t of [...targets].reverse()) if (t !== own) await run('umount', [t]);
+    if (own !== null && targets.includes(own)) await zfs(['unmount', c.dataset]);
+  }
+  await unmountDataset(dataset);
+}
+
+/** Returns where the dataset's own mount is: `dir`, or below the altroot when `dir` is a bind of it. */
+export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabilities, opts: { readonly?: boolean } = {}): Promise<string> {
   if (!dir.startsWith('/') || dir === '/') {
     throw new SysprimeError('USAGE', `cannot mount ${dataset} at ${JSON.stringify(dir)}: the directory must be an absolute path other than /`);
   }
   await mkdir(dir, { recursive: true });
   if (caps.mountHelper) {
     await run('mount', ['-t', 'zfs', '-o', opts.readonly ? 'zfsutil,ro' : 'zfsutil', dataset, dir]);
-    return;
+    return dir;
   }
   const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);
   if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
@@ -54,6 +101,7 @@ export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabi
     await unmountDataset(dataset);
     throw err;
   }
+  return landing;
 }
 
 /** Unmount every mount of the dataset except `/`, and put a changed mountpoint back. */

@@ -127,7 +127,8 @@ export function pristinesFrom(records: readonly DatasetRecord[], pool: string): 
   const root = `${rootDataset(pool)}/`;
   const out: PristineInfo[] = [];
   for (const r of records) {
-    if (!isSnapshot(r) || !r.name.startsWith(root)) continue;
+    // `zfs snapshot -r` marks the children's snapshots too: the pristine is the one of the environment itself.
+    if (!isSnapshot(r) || !r.name.startsWith(root) || holderOf(r.name).slice(root.length).includes('/')) continue;
     const gen = localProp(r, PROP.pristine);
     if (gen === null || !/^\d+$/.test(gen)) continue;
     const created = numberProp(r, 'creation');
@@ -361,4 +362,56 @@ export function childDatasetsOf(records: readonly DatasetRecord[], dataset: stri
     .filter((r) => !isSnapshot(r) && r.name.startsWith(`${dataset}/`))
     .map((r) => r.name)
     .sort((a, b) => a.split('/').length - b.split('/').length || a.localeCompare(b));
+}
+
+/** A file system below an environment's dataset (Ubuntu's zsys layout: `var`, `var/lib`, `usr/local`, ...). */
+export interface EnvironmentChild {
+  name: string;
+  /** Its name below the environment's dataset, which is also where it is mounted in the environment's tree (`var/lib`). */
+  rel: string;
+  type: string | null;
+  canmount: string | null;
+  /** A mountpoint set on the child itself rather than inherited from the environment. */
+  localMountpoint: string | null;
+}
+
+/** The file systems and volumes below `dataset`, parents before children. */
+export function environmentChildren(records: readonly DatasetRecord[], dataset: string): EnvironmentChild[] {
+  const byName = new Map(records.map((r) => [r.name, r] as const));
+  return childDatasetsOf(records, dataset).map((name) => {
+    const r = byName.get(name) as DatasetRecord;
+    return { name, rel: name.slice(dataset.length + 1), type: prop(r, 'type'), canmount: prop(r, 'canmount'), localMountpoint: localProp(r, 'mountpoint') };
+  });
+}
+
+/** The children an environment's tree mounts (all but `canmount=off`), parents first, with their place in the tree. */
+export function mountedChildren(children: readonly EnvironmentChild[]): { dataset: string; path: string }[] {
+  return children.filter((c) => c.canmount !== 'off').map((c) => ({ dataset: c.name, path: `/${c.rel}` }));
+}
+
+/**
+ * The snapshots of the children taken together with `snapshot` by one
+ * `zfs snapshot -r`, wherever promotes have moved them since, keyed by the
+ * child's name below its environment. They share the snapshot's createtxg;
+ * where another snapshot of the same transaction group holds the same place
+ * (a tool snapshotting everything at that moment), the one with the
+ * snapshot's own name wins. Needs `type` and `createtxg`.
+ */
+export function childSnapshotsOf(records: readonly DatasetRecord[], pool: string, snapshot: string): Map<string, string> {
+  const top = records.find((r) => r.name === snapshot);
+  const txg = top === undefined ? null : prop(top, 'createtxg');
+  const out = new Map<string, string>();
+  if (txg === null) return out;
+  const prefix = `${rootDataset(pool)}/`;
+  const short = shortSnapshotName(snapshot);
+  for (const r of records) {
+    if (!isSnapshot(r) || r.name === snapshot || prop(r, 'createtxg') !== txg || !r.name.startsWith(prefix)) continue;
+    const holder = holderOf(r.name).slice(prefix.length);
+    const slash = holder.indexOf('/');
+    if (slash < 0) continue;
+    const rel = holder.slice(slash + 1);
+    const present = out.get(rel);
+    if (present === undefined || (shortSnapshotName(present) !== short && shortSnapshotName(r.name) === short)) out.set(rel, r.name);
+  }
+  return out;
 }

@@ -41,12 +41,12 @@ export async function claimAlive(runDir: string, name: string): Promise<boolean>
   }
 }
 
-/** Is `path` the private mount directory of an environment, and which one? */
+/** Is `path` the private mount directory of an environment, or a child dataset's mount below it, and of which one? */
 export function privateMountName(runDir: string, path: string): string | null {
   const prefix = join(runDir, 'mnt') + '/';
   if (!path.startsWith(prefix)) return null;
-  const rest = path.slice(prefix.length);
-  return rest.length > 0 && !rest.includes('/') ? rest : null;
+  const name = path.slice(prefix.length).split('/')[0] ?? '';
+  return name.length > 0 ? name : null;
 }
 
 /** Remove empty mount directories and owner files of dead processes; returns what went. */

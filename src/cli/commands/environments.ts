@@ -6,7 +6,7 @@ import * as lifecycle from '../../environments/lifecycle.js';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
-import { atRiskMessage, atRiskPaths, sharedDataOfEnvironment } from '../../environments/shared.js';
+import { atRiskLines, sharedDataOfEnvironment } from '../../environments/shared.js';
 import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { descriptionOf, isPinned } from '../../environments/annotations.js';
@@ -69,8 +69,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .action(async (opts: { adopt: string; name?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.initialise(ctx, { adopt: opts.adopt, name: opts.name });
-        const atRisk = atRiskPaths(await sharedDataOfEnvironment(ctx, env.name));
-        if (atRisk.length > 0) log.warn(atRiskMessage(atRisk));
+        for (const line of atRiskLines(await sharedDataOfEnvironment(ctx, env.name))) log.warn(line);
         if (globals().json) printJson(environmentJson(env));
         else process.stdout.write(`initialised ${ctx.backend.describe()}: environment "${env.name}", generation 0, pristine ${env.pristine}\n`);
       }),

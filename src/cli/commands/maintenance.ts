@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
-import { atRiskMessage, atRiskPaths } from '../../environments/shared.js';
+import { atRiskLines } from '../../environments/shared.js';
 import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
@@ -57,8 +57,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         const repairable = problems.length - left.length;
         if (globals().json) printJson({ problems, fixed, shared });
         else {
-          const atRisk = atRiskPaths(shared);
-          if (atRisk.length > 0) process.stdout.write(`shared-data: ${atRiskMessage(atRisk)}\n`);
+          for (const line of atRiskLines(shared)) process.stdout.write(`shared-data: ${line}\n`);
           if (problems.length === 0) process.stdout.write('no problems found\n');
           for (const p of problems) process.stdout.write(`${p.kind}: ${p.what}\n`);
           for (const f of fixed) process.stdout.write(`fixed: ${f}\n`);

@@ -5,7 +5,7 @@ import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { environmentJson } from './environments.js';
 import { isPinned } from '../../environments/annotations.js';
-import { atRiskMessage, atRiskPaths } from '../../environments/shared.js';
+import { atRiskLines } from '../../environments/shared.js';
 
 export function registerStatus(program: Command, globals: () => GlobalOptions): void {
   program
@@ -64,8 +64,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         for (const f of failedBoots) {
           lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
         }
-        const atRisk = atRiskPaths(shared);
-        if (atRisk.length > 0) lines.push(`at risk:     ${atRiskMessage(atRisk)}`);
+        for (const line of atRiskLines(shared)) lines.push(`at risk:     ${line}`);
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);
         for (const r of recovered) lines.push(`recovered:   ${r}`);
         process.stdout.write(lines.join('\n') + '\n');

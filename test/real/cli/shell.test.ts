@@ -25,12 +25,17 @@ function installSh(root: string): void {
   copyFileSync(realpathSync('/lib64/ld-linux-x86-64.so.2'), join(root, 'lib64/ld-linux-x86-64.so.2'));
 }
 
-/** Every mount point of the machine: a shell must leave the set as it found it. */
-function chrootMounts(): string[] {
+/**
+ * The mount points of this test's pool, state directory and sysprime's run
+ * directory: what a shell mounts, and must leave as it found. Not the whole
+ * machine's: other tests and the VM suite mount and unmount beside it.
+ */
+function chrootMounts(s: Scratch): string[] {
+  const ours = (m: string): boolean => m.startsWith(`${s.where}/`) || m.startsWith(`${s.stateDir}/`) || m.startsWith('/run/sysprime/');
   return readFileSync('/proc/self/mountinfo', 'utf8')
     .split('\n')
     .map((l) => l.split(' ')[4])
-    .filter((m): m is string => m !== undefined && m !== '')
+    .filter((m): m is string => m !== undefined && m !== '' && ours(m))
     .sort();
 }
 
@@ -54,7 +59,8 @@ function startShell(config: string, argv: string[]): { child: ChildProcess; read
   return { child, ready, done };
 }
 
-const WAIT = ['--', '/bin/sh', '-c', 'echo ready; read line; echo "never: $line"'];
+// Waits on a FIFO in the environment, not on stdin: the test's end of sysprime's stdin closes when sysprime dies.
+const WAIT = ['--', '/bin/sh', '-c', 'echo ready; read line < /wait.fifo; echo "never: $line"'];
 
 for (const kind of KINDS) {
   describe(`shell on ${kind}`, () => {
@@ -68,8 +74,11 @@ for (const kind of KINDS) {
       dir = mkdtempSync(join(tmpdir(), 'sysprime-shell-'));
       s = await makeScratch(kind);
       assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
-      await inEnv('base', (root) => installSh(root));
-      before0 = chrootMounts();
+      await inEnv('base', (root) => {
+        installSh(root);
+        assert.equal(spawnSync('mkfifo', [join(root, 'wait.fifo')]).status, 0);
+      });
+      before0 = chrootMounts(s);
     });
     after(async () => {
       await s?.cleanup();
@@ -81,7 +90,7 @@ for (const kind of KINDS) {
       assert.equal(r.code, 7, r.stderr);
       assert.match(r.stdout, /^in sysprime:base 1$/m);
       assert.match(r.stdout, /^proc mounted$/m);
-      assert.deepEqual(chrootMounts(), before0, 'the kernel filesystems are unmounted');
+      assert.deepEqual(chrootMounts(s), before0, 'the kernel filesystems are unmounted');
       await inEnv('base', (root) => assert.equal(readFileSync(join(root, 'root/from-shell'), 'utf8'), 'made\n', 'what the command wrote is in the environment'));
       const ok = await sp('shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
       assert.equal(ok.code, 0, ok.stderr);
@@ -90,14 +99,14 @@ for (const kind of KINDS) {
     test('SIGTERM to sysprime hangs the command up, then everything is undone; verbs that would pull the tree away refuse meanwhile', async () => {
       const sh = startShell(s.config, ['base', ...WAIT]);
       await sh.ready;
-      assert.notDeepEqual(chrootMounts(), before0, 'mounted while it runs');
+      assert.notDeepEqual(chrootMounts(s), before0, 'mounted while it runs');
       for (const verb of [['destroy', 'base'], ['rename', 'base', 'other'], ['umount', 'base'], ['shell', 'base', '--', '/bin/sh', '-c', 'exit 0']]) {
         const r = await sp(...verb);
         assert.equal(r.code, 6, `${verb.join(' ')} while a shell is open: ${r.stderr}`);
       }
       sh.child.kill('SIGTERM');
       assert.equal(await sh.done, 129, 'the command got SIGHUP, as from a closed terminal: 128 + 1');
-      assert.deepEqual(chrootMounts(), before0);
+      assert.deepEqual(chrootMounts(s), before0);
       assert.equal(waiting(), '', 'nothing of it runs any more');
     });
 
@@ -106,12 +115,12 @@ for (const kind of KINDS) {
       await sh.ready;
       sh.child.kill('SIGKILL');
       await sh.done;
-      assert.notDeepEqual(chrootMounts(), before0, 'a kill -9 leaves the mounts (and the command) behind');
+      assert.notDeepEqual(chrootMounts(s), before0, 'a kill -9 leaves the mounts (and the command) behind');
       assert.notEqual(waiting(), '', 'and the command');
       const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /recovered: .*unmounted/);
-      assert.deepEqual(chrootMounts(), before0);
+      assert.deepEqual(chrootMounts(s), before0);
       assert.equal(waiting(), '', 'the dead shell\'s command was stopped');
       await inEnv('base', (root) => assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'no policy-rc.d is left in the environment'));
     });
@@ -123,9 +132,9 @@ for (const kind of KINDS) {
       await sh.done;
       // What a reboot does: every process and mount gone; the tree and the state database stay.
       spawnSync('pkill', ['-KILL', '-f', 'echo ready; read line']);
-      const left = chrootMounts().filter((m) => !before0.includes(m)).reverse();
+      const left = chrootMounts(s).filter((m) => !before0.includes(m)).reverse();
       for (const m of left) spawnSync('umount', ['-l', m]);
-      assert.deepEqual(chrootMounts(), before0);
+      assert.deepEqual(chrootMounts(s), before0);
       await inEnv('base', (root) => assert.match(readFileSync(join(root, 'usr/sbin/policy-rc.d'), 'utf8'), /exit 101/, 'the dead shell\'s policy-rc.d is still there'));
       const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
       assert.equal(r.code, 0, r.stderr);
@@ -146,7 +155,7 @@ for (const kind of KINDS) {
         assert.equal((await sp('umount', 'base')).code, 0);
       }
       assert.ok(!existsSync(join('/run/sysprime/shell', 'base')), 'no note of an open shell is left');
-      assert.deepEqual(chrootMounts(), before0);
+      assert.deepEqual(chrootMounts(s), before0);
     });
   });
 }

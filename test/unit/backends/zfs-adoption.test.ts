@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { adoptionProblem } from '../../../src/backends/zfs/adoption.js';
-import { carriedBootProperties, childDatasetsOf, environmentsFrom, foreignRootsFrom, parsePropertyTable, withoutAltroot } from '../../../src/backends/zfs/parse.js';
+import { adoptionProblem, childrenProblem } from '../../../src/backends/zfs/adoption.js';
+import { carriedBootProperties, childDatasetsOf, environmentsFrom, foreignRootsFrom, parsePropertyTable, withoutAltroot, type EnvironmentChild } from '../../../src/backends/zfs/parse.js';
 
 // What OpenZFS 2.1 prints for an encrypted root whose key is not loaded (`zfs get -Hp all`, the properties read);
 // zfs-fuse has no encryption, so this case cannot be built on a pool here.
@@ -81,4 +81,11 @@ test('childDatasetsOf lists the file systems below a root, parents first, withou
   );
   assert.deepEqual(childDatasetsOf(records, 'r/ROOT/u'), ['r/ROOT/u/usr', 'r/ROOT/u/var', 'r/ROOT/u/var/lib']);
   assert.deepEqual(childDatasetsOf(records, 'r/ROOT/u2'), []);
+});
+
+test('a child with a mountpoint of its own or a volume among the children is refused; inherited mountpoints are not', () => {
+  const child = (rel: string, over: Partial<EnvironmentChild> = {}): EnvironmentChild => ({ name: `p/ROOT/a/${rel}`, rel, type: 'filesystem', canmount: 'noauto', localMountpoint: null, ...over });
+  assert.equal(childrenProblem('p/ROOT/a', [child('var', { canmount: 'off' }), child('var/lib')]), null);
+  assert.match(childrenProblem('p/ROOT/a', [child('srv', { localMountpoint: '/opt/srv' })])?.message ?? '', /p\/ROOT\/a\/srv has a mountpoint of its own \(\/opt\/srv\)/);
+  assert.match(childrenProblem('p/ROOT/a', [child('swap', { type: 'volume' })])?.message ?? '', /is a volume/);
 });

@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   bootedDataset,
+  childSnapshotsOf,
   dependentsOf,
+  environmentChildren,
+  mountedChildren,
   environmentsFrom,
   leftoverSnapshots,
   metaOf,
@@ -368,4 +371,45 @@ test('layout: environment names, temporary clones, and the destroy guard', () =>
   for (const bad of ['capt', 'capt/ROOT', 'capt/ROOT/', 'capt/ROOT@snap', 'capt/data', 'other/ROOT/x', 'capt/ROOT/../data', 'capt/ROOTX/a']) {
     assert.throws(() => assertInsideRoot('capt', bad), (e) => isSysprimeError(e, 'REFUSED'), bad);
   }
+});
+
+test('zsys children: the pristine is the environment\'s own snapshot, and its children\'s are found by their transaction group after promotes', () => {
+  const text = [
+    'p/ROOT/a\ttype\tfilesystem\t-',
+    'p/ROOT/a\tcanmount\tnoauto\tlocal',
+    'p/ROOT/a\tmountpoint\t/\tlocal',
+    'p/ROOT/a@sysprime-pristine\ttype\tsnapshot\t-',
+    'p/ROOT/a@sysprime-pristine\tcreatetxg\t31\t-',
+    'p/ROOT/a@sysprime-pristine\torg.sysprime:pristine-generation\t1\tlocal',
+    'p/ROOT/a/var\ttype\tfilesystem\t-',
+    'p/ROOT/a/var\tcanmount\toff\tlocal',
+    'p/ROOT/a/var\tmountpoint\t/var\tinherited from p/ROOT/a',
+    'p/ROOT/a/var@sysprime-pristine\ttype\tsnapshot\t-',
+    'p/ROOT/a/var@sysprime-pristine\tcreatetxg\t31\t-',
+    'p/ROOT/a/var@sysprime-pristine\torg.sysprime:pristine-generation\t1\tlocal',
+    'p/ROOT/a/var/lib\ttype\tfilesystem\t-',
+    'p/ROOT/a/var/lib\tcanmount\tnoauto\tlocal',
+    'p/ROOT/a/var/lib\tmountpoint\t/var/lib\tinherited from p/ROOT/a',
+    // Promoted to another environment since, and renamed there.
+    'p/ROOT/b/var/lib@sysprime-pristine-g1\ttype\tsnapshot\t-',
+    'p/ROOT/b/var/lib@sysprime-pristine-g1\tcreatetxg\t31\t-',
+    'p/ROOT/b/var/lib@sysprime-pristine-g1\torg.sysprime:pristine-generation\t1\tlocal',
+    // Another tool's snapshot of the same moment, with another name.
+    'p/ROOT/c/var/lib@autosnap\ttype\tsnapshot\t-',
+    'p/ROOT/c/var/lib@autosnap\tcreatetxg\t31\t-',
+    'p/ROOT/a/var/lib@later\ttype\tsnapshot\t-',
+    'p/ROOT/a/var/lib@later\tcreatetxg\t40\t-',
+  ].join('\n');
+  const records = parsePropertyTable(text);
+  assert.deepEqual(pristinesFrom(records, 'p').map((x) => x.id), ['p/ROOT/a@sysprime-pristine']);
+  assert.deepEqual([...childSnapshotsOf(records, 'p', 'p/ROOT/a@sysprime-pristine')].sort(), [
+    ['var', 'p/ROOT/a/var@sysprime-pristine'],
+    ['var/lib', 'p/ROOT/b/var/lib@sysprime-pristine-g1'],
+  ]);
+  const children = environmentChildren(records, 'p/ROOT/a');
+  assert.deepEqual(children.map((c) => [c.rel, c.canmount, c.localMountpoint]), [
+    ['var', 'off', null],
+    ['var/lib', 'noauto', null],
+  ]);
+  assert.deepEqual(mountedChildren(children), [{ dataset: 'p/ROOT/a/var/lib', path: '/var/lib' }]);
 });

@@ -106,3 +106,21 @@ test('the paths at risk are named in one line, however many there are', () => {
     '/home, /root and /var/log are inside the root filesystem: their files are copied into each new environment at staging and first boot; put each on its own subvolume/dataset to share it (see docs/shared-data.md)',
   );
 });
+
+test('a shared path on a child dataset of the environment (zsys) is at risk: each environment has its own clone of it', () => {
+  const r = classifySharedPaths(['/home', '/var/lib/mysql', '/var/spool'], {
+    mounted: ['/home', '/var/lib', '/var/lib/mysql', '/var/spool'],
+    parts: ['/var/lib', '/var/spool'],
+    fstab: [],
+    inTree: tree({ '/home': 'other-filesystem', '/var/lib/mysql': 'other-filesystem', '/var/spool': 'other-filesystem' }),
+  });
+  assert.deepEqual(
+    r.map((s) => [s.path, s.where]),
+    [
+      ['/home', 'own'],
+      ['/var/lib/mysql', 'own'],
+      ['/var/spool', 'at-risk'],
+    ],
+  );
+  assert.match(r[2]!.why, /^\/var\/spool is on \/var\/spool, a child dataset of the environment that each environment has its own clone of: its files are copied/);
+});
