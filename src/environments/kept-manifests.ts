@@ -5,24 +5,28 @@
  * was staged, which its first boot compares against) or to a pristine state
  * (`pristine:GENERATION`). On a large root each is tens of MB, so they go
  * with what they describe: the state directory's size is bounded by the
- * environments kept, not by every environment there ever was.
+ * environments kept, not by every environment there ever was (one
+ * `staged-ours` manifest per staged name aside).
  *
- * A manifest is only a cache except `staged-ours:NAME` before NAME's first
- * boot (see forgetManifestsOfGone).
+ * A manifest is only a cache except `staged-ours:NAME`, which the first
+ * boot of NAME, and of any copy or rename of it, compares against (see
+ * forgetManifestsOfGone).
  */
 import type { Context } from '../context.js';
-import { forgetManifest, forgetManifestsWhere, manifestSubject, subjectOwner } from '../state/manifests.js';
+import { forgetManifestsWhere, manifestSubject, subjectOwner } from '../state/manifests.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 
 /**
  * Forget the kept manifests of environments and pristine states that are
  * gone. Never `staged-ours:NAME`: the first-boot note inside a staged
- * environment names the manifest by the name it was staged under, which a
- * rename does not change, so "NAME is gone" does not mean its first boot
- * no longer needs it. Those go with a destroy of NAME (forgetStagedManifest)
- * or once the first boot has used them. A failure here is a warning: what
- * it tidies up is a cache, and the verb before it has done its work.
+ * environment names it by the name it was staged under, and that note
+ * travels with a rename and into every copy (`create --from NAME` before
+ * its first boot), so neither "NAME is gone" nor "NAME's first boot ran"
+ * means no environment needs it any more. Those stay until they can be
+ * keyed by something that follows the note (to do). A failure here is a
+ * warning: what it tidies up is a cache, and the verb before it has done
+ * its work.
  */
 export async function forgetManifestsOfGone(ctx: Context): Promise<string[]> {
   try {
@@ -40,13 +44,4 @@ export async function forgetManifestsOfGone(ctx: Context): Promise<string[]> {
     log.warn(`the manifests kept for environments that are gone were not forgotten (${messageOf(err)}); the next destroy or prune tries again`);
     return [];
   }
-}
-
-/**
- * The running system's manifest kept when `name` was staged: forgotten once
- * its first boot has used it, or when the environment staged under that
- * name is destroyed.
- */
-export function forgetStagedManifest(ctx: Context, name: string): void {
-  forgetManifest(ctx.db, manifestSubject.stagedOurs(name));
 }

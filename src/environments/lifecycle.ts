@@ -16,7 +16,7 @@ import { recoverOperations, runOperation, type Json, type OperationSpec } from '
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
-import { forgetManifestsOfGone, forgetStagedManifest } from './kept-manifests.js';
+import { forgetManifestsOfGone } from './kept-manifests.js';
 import { refuseOpenShell } from './shell-lock.js';
 import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock, withLock } from '../state/lock.js';
@@ -319,7 +319,6 @@ async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { forc
   await syncBootEntries(ctx, { without: [name] });
   await ctx.backend.destroyEnvironment(name);
   recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
-  forgetStagedManifest(ctx, name);
   await forgetManifestsOfGone(ctx);
 }
 

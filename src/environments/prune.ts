@@ -16,7 +16,7 @@ import { faultPoint } from '../process/fault.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 import { isPinned } from './annotations.js';
-import { forgetManifestsOfGone, forgetStagedManifest } from './kept-manifests.js';
+import { forgetManifestsOfGone } from './kept-manifests.js';
 
 export interface PruneResult {
   plan: PrunePlan;
@@ -58,7 +58,6 @@ export const PRUNE: OperationSpec<Context> = {
           try {
             await ctx.backend.destroyEnvironment(d.name);
             recordEvent(ctx.db, d.name, 'prune', { reason: d.reason });
-            forgetStagedManifest(ctx, d.name);
             destroyed.push(d.name);
             faultPoint(PRUNE.kind, destroyedPoint(destroyed.length));
           } catch (err) {

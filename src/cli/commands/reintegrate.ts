@@ -4,7 +4,6 @@ import { displayPath, printable } from '../../bart/index.js';
 import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
-import { forgetStagedManifest } from '../../environments/kept-manifests.js';
 import { refuseOpenShell } from '../../environments/shell-lock.js';
 import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
@@ -95,8 +94,6 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
     try {
       const done = await reintegrateSinceStaging(ctx, note, to.name, tree.path);
       removeFirstBoot(tree.path, 'done', null);
-      // The running system's manifest kept at staging has served: the first boot compares against it once.
-      forgetStagedManifest(ctx, note.name);
       if (g.json) printJson({ firstBoot: true, from: note.from, to: to.name, report: done.reportFile, counts: done.report.counts });
       else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
       return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
