@@ -19,7 +19,7 @@ import { storeFactsOf } from '../updaters/store/verify.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
 import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
-import { isAtOrBelow, readMountinfo, type MountinfoEntry } from '../os/mounts.js';
+import { mountsAtOrBelow, readMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { realpath } from 'node:fs/promises';
 
 export type { ChangeKind };
@@ -260,10 +260,9 @@ export function settleMountPoints(live: Manifest, pristine: Manifest, mountPoint
 export function mountPointsBelow(table: readonly MountinfoEntry[], tree: string): Set<string> {
   const root = tree.replace(/(.)\/+$/, '$1');
   const out = new Set<string>();
-  for (const m of table) {
-    if (m.mountPoint === root || !isAtOrBelow(m.mountPoint, root)) continue;
-    const rel = root === '/' ? m.mountPoint : m.mountPoint.slice(root.length);
-    out.add(Buffer.from(rel, 'utf8').toString('latin1'));
+  for (const m of mountsAtOrBelow(table, root)) {
+    if (m.mountPoint === root) continue;
+    out.add(Buffer.from(root === '/' ? m.mountPoint : m.mountPoint.slice(root.length), 'utf8').toString('latin1'));
   }
   return out;
 }

@@ -13,7 +13,7 @@
  * forgetManifestsOfGone).
  */
 import type { Context } from '../context.js';
-import { forgetManifestsWhere, manifestSubject, subjectOwner } from '../state/manifests.js';
+import { forgetManifestsWhere, subjectOwner } from '../state/manifests.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 
@@ -33,7 +33,6 @@ export async function forgetManifestsOfGone(ctx: Context): Promise<string[]> {
     const environments = new Set((await ctx.backend.listEnvironments()).map((e) => e.name));
     const generations = new Set((await ctx.backend.listPristines()).map((p) => p.generation));
     const forgotten = forgetManifestsWhere(ctx.db, (subject) => {
-      if (subject.startsWith(manifestSubject.stagedOurs(''))) return false;
       const owner = subjectOwner(subject);
       if (owner === null) return false;
       return 'environment' in owner ? !environments.has(owner.environment) : !generations.has(owner.generation);

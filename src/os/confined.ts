@@ -387,16 +387,28 @@ export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode:
 
 /** Replace `name` in `dir` with a symbolic link to `target` (through a temporary name, then rename). */
 export function symlinkIn(dir: DirHandle, name: string, target: string, owner?: Owner): void {
-  const tmp = confinedTempName();
+  replaceThroughTemp(dir, name, (tmp) => {
+    symlinkSync(target, tmp);
+    if (owner !== undefined) lchownSync(tmp, owner.uid, owner.gid);
+  });
+}
+
+/**
+ * Make a new entry under a temporary name in `dir` (`make` gets its path),
+ * then rename it over `name`: the name is never missing, and whatever was
+ * there (a link included) is replaced, never written through. On failure
+ * the temporary is removed.
+ */
+function replaceThroughTemp(dir: DirHandle, name: string, make: (tmp: Buffer) => void): void {
+  const tmp = dir.entry(confinedTempName());
   try {
-    symlinkSync(target, dir.entry(tmp));
-    if (owner !== undefined) lchownSync(dir.entry(tmp), owner.uid, owner.gid);
-    renameSync(dir.entry(tmp), dir.entry(name));
+    make(tmp);
+    renameSync(tmp, dir.entry(name));
   } catch (err) {
     try {
-      unlinkSync(dir.entry(tmp));
+      unlinkSync(tmp);
     } catch {
-      // the link was not made; nothing to remove
+      // it was not made; nothing to remove
     }
     throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
   }
@@ -512,19 +524,7 @@ export function linkIn(fromDir: DirHandle, fromName: string, toDir: DirHandle, t
  * written through.
  */
 export function replaceWithLinkIn(fromDir: DirHandle, fromName: string, dir: DirHandle, name: string): void {
-  const tmp = confinedTempName();
-  try {
-    linkSync(fromDir.entry(fromName), dir.entry(tmp));
-    renameSync(dir.entry(tmp), dir.entry(name));
-  } catch (err) {
-    try {
-      unlinkSync(dir.entry(tmp));
-    } catch {
-      // the link was not made
-    }
-    throw ioError(`link ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
-  }
-  dir.sync(dir.fd);
+  replaceThroughTemp(dir, name, (tmp) => linkSync(fromDir.entry(fromName), tmp));
 }
 
 /** Rename `from` in `fromDir` to `to` in `toDir` (same filesystem; neither name is followed). */

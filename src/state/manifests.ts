@@ -25,12 +25,17 @@ export const manifestSubject = {
   pristine: (generation: number): string => `pristine:${generation}`,
 };
 
-/** The environment or generation a subject names. */
+/**
+ * The environment or generation whose going makes a kept manifest useless,
+ * or null for one that is never forgotten that way: a staging baseline
+ * (`staged-ours:NAME`) is named by the staged name, which the first-boot
+ * note keeps through renames and copies.
+ */
 export function subjectOwner(subject: string): { environment: string } | { generation: number } | null {
   const at = subject.indexOf(':');
   const kind = subject.slice(0, at);
   const of = subject.slice(at + 1);
-  if (kind === 'env' || kind === 'staged-ours') return { environment: of };
+  if (kind === 'env') return { environment: of };
   if (kind === 'pristine' && /^\d+$/.test(of)) return { generation: Number(of) };
   return null;
 }
