@@ -86,7 +86,8 @@ export async function grubTreeTarball(opts: ImageOptions): Promise<string> {
  * mounted as Debian's installer mounts it, /etc/default/grub as it leaves it
  * for a serial console, `grub-install` and `update-grub` chrooted there.
  */
-export function grubInstallerScript(): string {
+export function grubInstallerScript(separateBoot = false): string {
+  const rootDev = separateBoot ? '/dev/vda3' : '/dev/vda2';
   return `#!/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 say() { echo "SYSPRIME-VM-INSTALL $*"; }
@@ -99,8 +100,8 @@ say begin
 # The initramfs's udev named the disks by UUID; update-grub writes root=UUID= only when it finds that link.
 ls -l /dev/disk/by-uuid
 t=/mnt
-mount -t btrfs -o subvol=${guest.GRUB_ROOT_SUBVOLUME} /dev/vda2 $t || fail mount-root
-mount -t vfat -o umask=0077 /dev/vda1 $t/boot/efi || fail mount-esp
+mount -t btrfs -o subvol=${guest.GRUB_ROOT_SUBVOLUME} ${rootDev} $t || fail mount-root
+${separateBoot ? 'mount -t ext4 /dev/vda2 $t/boot || fail mount-boot\n' : ''}mount -t vfat -o umask=0077 /dev/vda1 $t/boot/efi || fail mount-esp
 for d in dev proc sys; do mount --bind /$d $t/$d || fail bind-$d; done
 # The firmware's variables, as on the installer's UEFI boot: grub-install writes none (--no-nvram),
 # update-grub reads them to offer the firmware's settings.
@@ -120,7 +121,7 @@ chroot $t update-grub || fail update-grub
 find $t/boot/efi -type f -printf '%s %p\\n'
 rm -f $t${INSTALLER}
 sync
-for d in sys/firmware/efi/efivars dev proc sys boot/efi; do umount $t/$d || fail umount-$d; done
+for d in sys/firmware/efi/efivars dev proc sys boot/efi${separateBoot ? ' boot' : ''}; do umount $t/$d || fail umount-$d; done
 umount $t || fail umount-root
 say done
 # / stays read-write: this script, removed above, is still open. Everything is written out.
@@ -130,18 +131,26 @@ sleep 60
 `;
 }
 
-function grubGuestFingerprint(opts: ImageOptions): string[] {
-  const sample: guest.ImageIds = { root: 'R', esp: 'E' };
-  return [guest.grubFstab(sample), guest.sysprimeConfig(opts.updater, 'grub'), guest.runnerUnit(), guest.runnerScript(), grubInstallerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+/** The GRUB machines: the installer's guided Btrfs root, and the same with a separate ext4 /boot. */
+export type GrubMachine = 'grub' | 'grub-boot';
+
+/** The separate /boot's size: what Debian's installer gives one (about half a gigabyte). */
+const BOOT_MIB = 488;
+
+function grubGuestFingerprint(opts: ImageOptions, machine: GrubMachine): string[] {
+  const separateBoot = machine === 'grub-boot';
+  const sample: guest.ImageIds = { root: 'R', esp: 'E', ...(separateBoot ? { boot: 'B' } : {}) };
+  const common = [guest.grubFstab(sample), guest.sysprimeConfig(opts.updater, machine), guest.runnerUnit(), guest.runnerScript(), grubInstallerScript(separateBoot), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+  return separateBoot ? [machine, ...common, String(BOOT_MIB)] : common;
 }
 
-/** The installed GRUB machine, as a read-only raw disk image. */
-export async function grubBaseImage(opts: ImageOptions): Promise<BaseImage> {
+/** An installed GRUB machine, as a read-only raw disk image. */
+export async function grubBaseImage(opts: ImageOptions, machine: GrubMachine = 'grub'): Promise<BaseImage> {
   mkdirSync(opts.cacheDir, { recursive: true });
   const tarball = await grubTreeTarball(opts);
-  const key = hash([tarball, ...grubGuestFingerprint(opts)]);
-  const path = join(opts.cacheDir, `grub-base-${key}.img`);
-  if (await reuseCached(opts.cacheDir, path, /^grub-base-[0-9a-f]+\.img$/)) return { path, reused: true };
+  const key = hash([tarball, ...grubGuestFingerprint(opts, machine)]);
+  const path = join(opts.cacheDir, `${machine}-base-${key}.img`);
+  if (await reuseCached(opts.cacheDir, path, new RegExp(`^${machine}-base-[0-9a-f]+\\.img$`))) return { path, reused: true };
   const work = join(opts.cacheDir, `grub-build-${process.pid}`);
   await mkdir(work, { recursive: true });
   const disk = join(work, 'disk.img');
@@ -151,8 +160,8 @@ export async function grubBaseImage(opts: ImageOptions): Promise<BaseImage> {
     await rm(work, { recursive: true, force: true });
   });
   try {
-    opts.log(`building the GRUB machine (an installer boot installs GRUB, 1-3 minutes): ${path}`);
-    await buildGrubDisk(disk, tarball, work, opts);
+    opts.log(`building the ${machine === 'grub' ? 'GRUB machine' : 'GRUB machine with a separate /boot'} (an installer boot installs GRUB, 1-3 minutes): ${path}`);
+    await buildGrubDisk(disk, tarball, work, opts, machine);
     await rename(disk, path);
     chmodSync(path, 0o444);
   } finally {
@@ -161,11 +170,12 @@ export async function grubBaseImage(opts: ImageOptions): Promise<BaseImage> {
   return { path, reused: false };
 }
 
-async function buildGrubDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {
+async function buildGrubDisk(image: string, tarball: string, work: string, opts: ImageOptions, machine: GrubMachine): Promise<void> {
+  const separateBoot = machine === 'grub-boot';
   // No default subvolume is set: the installer sets none (GRUB and the kernel are told `@rootfs`).
-  const { ids, rootDev, top, root } = await formatBtrfsDisk(image, work, tarball, [guest.GRUB_ROOT_SUBVOLUME]);
-  await customizeRoot(root, work, opts, guest.grubFstab(ids), 'grub', true);
-  await writeFile(join(root, INSTALLER.slice(1)), grubInstallerScript());
+  const { ids, rootDev, top, root, bootDev } = await formatBtrfsDisk(image, work, tarball, [guest.GRUB_ROOT_SUBVOLUME], separateBoot ? BOOT_MIB : undefined);
+  await customizeRoot(root, work, opts, guest.grubFstab(ids), machine, true);
+  await writeFile(join(root, INSTALLER.slice(1)), grubInstallerScript(separateBoot));
   await chmod(join(root, INSTALLER.slice(1)), 0o755);
   const kernel = (await readdir(join(root, 'boot'))).filter((n) => n.startsWith('vmlinuz-')).sort().pop();
   if (kernel === undefined) throw new Error('the GRUB tree has no kernel in /boot');
@@ -174,6 +184,10 @@ async function buildGrubDisk(image: string, tarball: string, work: string, opts:
   const initrd = join(work, 'initrd.img');
   await run('cp', [join(root, 'boot', kernel), vmlinuz]);
   await run('cp', [join(root, 'boot', `initrd.img-${version}`), initrd]);
+  if (bootDev !== null) {
+    await run('umount', [join(root, 'boot')]);
+    await run('losetup', ['-d', bootDev]);
+  }
   await run('umount', [top]);
   await run('losetup', ['-d', rootDev]);
 

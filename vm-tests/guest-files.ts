@@ -24,6 +24,8 @@ export interface ImageIds {
   root: string;
   /** Volume id of the FAT ESP (XXXX-XXXX). */
   esp: string;
+  /** UUID of the separate ext4 /boot, on the machine that has one. */
+  boot?: string;
 }
 
 /** Kernel arguments every entry carries: serial console, and a panic that reboots (a failed boot must end). */
@@ -47,9 +49,14 @@ export type UpdaterChoice = 'apt' | 'command';
 /**
  * The machines the suite boots: Debian on Btrfs with systemd-boot, Debian
  * with its root on OpenZFS, and Debian on Btrfs with GRUB as its installer
- * lays it out (`@rootfs`).
+ * lays it out (`@rootfs`), without and with a separate ext4 `/boot`.
  */
-export type Machine = 'btrfs' | 'zfs' | 'grub';
+export type Machine = 'btrfs' | 'zfs' | 'grub' | 'grub-boot';
+
+export const isGrubMachine = (m: Machine): boolean => m === 'grub' || m === 'grub-boot';
+
+/** The Btrfs partition's device in the guest: the third partition when a separate /boot is the second. */
+export const btrfsDevice = (m: Machine): string => (m === 'grub-boot' ? '/dev/vda3' : '/dev/vda2');
 
 /** The ESP's FAT volume id on the ZFS machine, fixed so fstab can be written before the ESP exists. */
 export const ZFS_ESP_ID = '5EC0-2F50';
@@ -102,8 +109,10 @@ export function grubFstab(ids: ImageIds): string {
     "# Please run 'systemctl daemon-reload' after you make changes to this file.",
     '#',
     '# <file system> <mount point>   <type>  <options>       <dump>  <pass>',
-    '# / was on /dev/vda2 during installation',
+    `# / was on ${ids.boot === undefined ? '/dev/vda2' : '/dev/vda3'} during installation`,
     line(`UUID=${ids.root}`, '/', 'btrfs', `defaults,subvol=${GRUB_ROOT_SUBVOLUME}`, '0', '0'),
+    // A separate /boot, as partman writes it: ext4, checked after the root.
+    ...(ids.boot === undefined ? [] : ['# /boot was on /dev/vda2 during installation', line(`UUID=${ids.boot}`, '/boot', 'ext4', 'defaults', '0', '2')]),
     '# /boot/efi was on /dev/vda1 during installation',
     line(`UUID=${ids.esp}`, '/boot/efi', 'vfat', 'umask=0077', '0', '1'),
     // Not the installer's: the build under test, on a drive of its own. (The state database
@@ -127,7 +136,7 @@ export const DPKG_COMMAND = `dpkg -i ${'/opt/vm-repo'}/sysprime-vm-hello_2.0_all
 export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs'): string {
   return [
     ...(machine !== 'zfs'
-      ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', 'device = "/dev/vda2"', '']
+      ? ['backend = "btrfs"', '', '[btrfs]', 'top = "/run/sysprime/top"', `device = "${btrfsDevice(machine)}"`, '']
       : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
     // The GRUB and OpenZFS machines run with sysprime's default state directory: init gives
     // the database a home every environment shares (ROOT/.sysprime/state on Btrfs,
@@ -135,9 +144,9 @@ export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs
     // from the installed system's own command line.
     ...(machine === 'btrfs' ? ['[state]', `dir = "${STATE_DIR}"`, ''] : []),
     '[boot]',
-    `loader = "${machine === 'grub' ? 'grub' : 'systemd-boot'}"`,
+    `loader = "${isGrubMachine(machine) ? 'grub' : 'systemd-boot'}"`,
     'esp = "/boot/efi"',
-    ...(machine === 'grub' ? [] : [`cmdline = "${CMDLINE}"`]),
+    ...(isGrubMachine(machine) ? [] : [`cmdline = "${CMDLINE}"`]),
     'tries = 3',
     '',
     '[update]',

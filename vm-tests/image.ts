@@ -204,29 +204,43 @@ export interface BtrfsDisk {
   top: string;
   /** The root subvolume, holding the tree. */
   root: string;
+  /** The separate /boot's loop device, mounted at `<root>/boot` (unmount and detach it first), or null. */
+  bootDev: string | null;
 }
 
 /**
  * A GPT disk of DISK_SIZE: partition 1 an empty FAT32 ESP of ESP_MIB,
- * partition 2 Btrfs with `subvolumes` at its top level (mounted at
- * `<work>/top`), the tree unpacked into the first of them, the root.
+ * with `bootMiB` partition 2 an ext4 /boot of that size holding the tree's
+ * /boot (mounted over `<root>/boot`, as the installer's target is), then
+ * Btrfs with `subvolumes` at its top level (mounted at `<work>/top`), the
+ * tree unpacked into the first of them, the root.
  */
-export async function formatBtrfsDisk(image: string, work: string, tarball: string, subvolumes: readonly [string, ...string[]]): Promise<BtrfsDisk> {
+export async function formatBtrfsDisk(image: string, work: string, tarball: string, subvolumes: readonly [string, ...string[]], bootMiB?: number): Promise<BtrfsDisk> {
   await run('truncate', ['-s', DISK_SIZE, image]);
   await run('sgdisk', ['--zap-all', image], { allowFailure: true });
-  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', '2:0:0', '-t', '2:8300', '-c', '2:sysroot', image]);
+  const rootN = bootMiB === undefined ? 2 : 3;
+  const bootLayout = bootMiB === undefined ? [] : ['-n', `2:0:+${bootMiB}M`, '-t', '2:8300', '-c', '2:boot'];
+  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', ...bootLayout, '-n', `${rootN}:0:0`, '-t', `${rootN}:8300`, '-c', `${rootN}:sysroot`, image]);
   const espPart = await partition(image, 1);
-  const rootPart = await partition(image, 2);
+  const rootPart = await partition(image, rootN);
 
   const espDev = await attach(image, espPart);
   await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', espDev]);
   const espId = (await run('blkid', ['-s', 'UUID', '-o', 'value', espDev])).stdout.trim();
   await run('losetup', ['-d', espDev]);
 
+  let bootDev: string | null = null;
+  let bootId: string | undefined;
+  if (bootMiB !== undefined) {
+    bootDev = await attach(image, await partition(image, 2));
+    await run('mkfs.ext4', ['-q', '-L', 'boot', bootDev]);
+    bootId = (await run('blkid', ['-s', 'UUID', '-o', 'value', bootDev])).stdout.trim();
+  }
+
   const rootDev = await attach(image, rootPart);
   await run('mkfs.btrfs', ['-q', '-L', 'sysroot', rootDev]);
   const rootId = (await run('blkid', ['-s', 'UUID', '-o', 'value', rootDev])).stdout.trim();
-  const ids: guest.ImageIds = { root: rootId, esp: espId };
+  const ids: guest.ImageIds = { root: rootId, esp: espId, ...(bootId === undefined ? {} : { boot: bootId }) };
 
   const top = join(work, 'top');
   await mkdir(top, { recursive: true });
@@ -234,7 +248,19 @@ export async function formatBtrfsDisk(image: string, work: string, tarball: stri
   for (const sv of subvolumes) await run('btrfs', ['-q', 'subvolume', 'create', join(top, sv)]);
   const root = join(top, subvolumes[0]);
   await run('tar', ['-x', '-p', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-f', tarball, '-C', root], { timeout: 10 * 60 * 1000 });
-  return { ids, espPart, rootDev, top, root };
+  if (bootDev !== null) {
+    // The kernels and everything else of /boot go onto the partition; the root keeps an empty
+    // directory to mount it on, and the partition stays mounted there for the rest of the build.
+    const boot = join(root, 'boot');
+    const staging = join(work, 'bootfs');
+    await mkdir(staging, { recursive: true });
+    await run('mount', ['-t', 'ext4', bootDev, staging]);
+    await run('cp', ['-a', `${boot}/.`, staging]);
+    await run('umount', [staging]);
+    for (const name of await readdir(boot)) await rm(join(boot, name), { recursive: true, force: true });
+    await run('mount', ['-t', 'ext4', bootDev, boot]);
+  }
+  return { ids, espPart, rootDev, top, root, bootDev };
 }
 
 async function buildDisk(image: string, tarball: string, work: string, opts: ImageOptions): Promise<void> {

@@ -199,7 +199,12 @@ async function main(): Promise<number> {
   // OpenZFS keeps its cache (ARC) and modules in the guest's memory: it gets a little more.
   const memoryFor = (m: Machine): number => (m === 'zfs' ? Math.max(1536, Number.parseInt(values.memory, 10)) : Number.parseInt(values.memory, 10));
   const imageOpts: ImageOptions = { cacheDir: values.cache, tree, updater, log: (l) => say(`# ${l}`) };
-  const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = { btrfs: baseImage, zfs: zfsBaseImage, grub: grubBaseImage };
+  const builders: Record<Machine, (o: ImageOptions) => Promise<BaseImage>> = {
+    btrfs: baseImage,
+    zfs: zfsBaseImage,
+    grub: (o) => grubBaseImage(o, 'grub'),
+    'grub-boot': (o) => grubBaseImage(o, 'grub-boot'),
+  };
   const beside = values.beside === undefined ? null : Number.parseInt(values.beside, 10);
   if (beside !== null && !(beside > 0)) throw new Error(`--beside ${values.beside}: give a process id`);
   const slots = new Slots(() => (beside !== null && alive(beside) ? Math.max(1, jobs - 1) : jobs));
@@ -208,7 +213,7 @@ async function main(): Promise<number> {
   let accel: Accel | null = values.accel === 'auto' ? null : (values.accel as Accel);
   let probe: Promise<Accel> | null = null;
   const adopted = runnable.filter((s) => s.from === 'adopted').sort((a, b) => b.boots.length - a.boots.length || b.timeoutMinutes - a.timeoutMinutes);
-  const machines = (['zfs', 'btrfs', 'grub'] as const).filter((m) => runnable.some((s) => machineOf(s) === m));
+  const machines = (['zfs', 'btrfs', 'grub', 'grub-boot'] as const).filter((m) => runnable.some((s) => machineOf(s) === m));
 
   const runMachine = async (machine: Machine, rank: number): Promise<void> => {
     const mine = runnable.filter((s) => machineOf(s) === machine);

@@ -8,7 +8,7 @@
 import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import type { EnvironmentInfo, RootLocation } from '../backends/types.js';
-import { bootPartitionOf, kernelsInto } from './boot-kernels.js';
+import { bootPartitionOf, kernelsAtBoot, kernelsInto } from './boot-kernels.js';
 import type { BootDrift, Bootloader, SyncResult } from '../bootloaders/types.js';
 import { createBootloader, type CreateOptions } from '../bootloaders/registry.js';
 import { syncFromBackend } from '../bootloaders/from-backend.js';
@@ -139,4 +139,27 @@ export async function bootDrift(ctx: Context): Promise<BootProblem[]> {
     });
   }
   return problems;
+}
+
+/**
+ * sysprime-boot-start.service, early in every boot: the bootloader's hook
+ * (a one-shot choice undone), then the running environment's kernels onto a
+ * /boot partition that holds another's. Both run whatever the other did;
+ * the first failure is raised after them (the unit fails, the boot goes on).
+ */
+export async function bootStartHook(ctx: Context): Promise<string[]> {
+  const lines: string[] = [];
+  let failure: unknown = null;
+  try {
+    lines.push(...((await bootloaderFor(ctx).bootStarted?.()) ?? []));
+  } catch (err) {
+    failure = err;
+  }
+  try {
+    lines.push(...(await kernelsAtBoot(ctx)));
+  } catch (err) {
+    failure ??= err;
+  }
+  if (failure !== null) throw failure;
+  return lines;
 }

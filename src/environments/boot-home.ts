@@ -68,10 +68,30 @@ function holdsUnit(tree: string, dir: string, unit: string): boolean {
 }
 
 /**
- * Enable each unit for multi-user.target in a tree, as `systemctl enable`
- * does for sysprime's hooks (`WantedBy=multi-user.target`): a link in
- * `multi-user.target.wants` to the unit file the tree holds. A unit the tree
- * does not hold (sysprime not installed there as a package) is a warning.
+ * The target a unit file's `[Install] WantedBy=` names first (what
+ * `systemctl enable` links it into), or multi-user.target when it names
+ * none. Read through the confined reader: the tree is an environment.
+ */
+function wantedByOf(tree: string, file: string): string {
+  const slash = file.lastIndexOf('/');
+  const text = withDirIn(tree, file.slice(0, slash), { create: false }, (d) => readFileIn(d, file.slice(slash + 1)))?.toString('utf8') ?? '';
+  let install = false;
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line.startsWith('[')) install = line === '[Install]';
+    else if (install && line.startsWith('WantedBy=')) {
+      const first = line.slice('WantedBy='.length).trim().split(/\s+/)[0];
+      if (first !== undefined && /^[\w@.:-]+\.target$/.test(first)) return first;
+    }
+  }
+  return 'multi-user.target';
+}
+
+/**
+ * Enable each unit in a tree as `systemctl enable` does for sysprime's
+ * hooks: a link in `<target>.wants` (the target its `[Install] WantedBy=`
+ * names) to the unit file the tree holds. A unit the tree does not hold
+ * (sysprime not installed there as a package) is a warning.
  */
 function enableUnitsIn(tree: string, label: string, units: readonly string[]): string[] {
   const enabled: string[] = [];
@@ -81,7 +101,7 @@ function enableUnitsIn(tree: string, label: string, units: readonly string[]): s
       log.warn(`${label} has no ${unit} (in ${UNIT_DIRS.join(', ')}), so it cannot be enabled: install sysprime's units there and \`systemctl enable ${unit}\``);
       continue;
     }
-    const made = withDirIn(tree, '/etc/systemd/system/multi-user.target.wants', { create: true, mode: 0o755 }, (d) => {
+    const made = withDirIn(tree, `/etc/systemd/system/${wantedByOf(tree, file)}.wants`, { create: true, mode: 0o755 }, (d) => {
       if (lstatIn(d, unit) !== undefined) return false;
       symlinkIn(d, unit, file);
       return true;
@@ -92,6 +112,17 @@ function enableUnitsIn(tree: string, label: string, units: readonly string[]): s
     }
   }
   return enabled;
+}
+
+/** Enable sysprime's units in an environment (opened for the time of the writes). */
+export async function unitsInto(ctx: Context, name: string, units: readonly string[]): Promise<void> {
+  if (units.length === 0) return;
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    enableUnitsIn(tree.path, `environment "${name}"`, units);
+  } finally {
+    await tree.release();
+  }
 }
 
 /** Put the plan's fstab lines (and `moreLines`) and units into an environment (opened for the time of the writes). */

@@ -286,13 +286,32 @@ const ownerOf = (partition: string): string | null => {
  * so the running system's /boot matches the kernel it booted, and it becomes
  * the owner. `adopted` (init): the partition is the adopted root's.
  */
-export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<void> {
+export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
   const tree = await ctx.backend.openEnvironment(name);
   try {
-    await syncKernels(partition, tree.path, name, adopted);
+    return await syncKernels(partition, tree.path, name, adopted);
   } finally {
     await tree.release();
   }
+}
+
+/** The unit that runs `kernelsAtBoot` early in every boot; init enables it where /boot is a partition. */
+export const BOOT_START_UNIT = 'sysprime-boot-start.service';
+
+/**
+ * Early in every boot (BOOT_START_UNIT, before anything can run apt): the
+ * /boot partition gets the running environment's kernels when it holds
+ * another's (the first boot of a staged environment, a one-shot or a
+ * fallback to yesterday's), so the running system's /boot is the kernel it
+ * booted from its first moment, not only after the next sysprime verb.
+ */
+export async function kernelsAtBoot(ctx: Context): Promise<string[]> {
+  const booted = (await ctx.backend.listEnvironments()).find((e) => e.booted);
+  if (booted === undefined) return [];
+  const partition = await bootPartitionOf(ctx, booted.name);
+  if (partition === null) return [];
+  const way = await kernelsInto(ctx, booted.name, partition);
+  return way === 'onto-partition' ? [`${partition} now holds the kernels of "${booted.name}"`] : [];
 }
 
 /** kernelsInto on a tree already open; returns which way the kernels went. */

@@ -9,9 +9,9 @@ import { SysprimeError } from '../errors.js';
 import { checkName } from '../names.js';
 import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
-import { homeInto, planBootHome } from './boot-home.js';
+import { homeInto, planBootHome, unitsInto } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
-import { bootPartitionOf, kernelsInto, refuseZfsBootPool } from './boot-kernels.js';
+import { BOOT_START_UNIT, bootPartitionOf, kernelsInto, refuseZfsBootPool } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
@@ -90,7 +90,11 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   await homeInto(ctx, name, home, stateLines);
   // The installer's root has no kernels of its own when /boot is a partition: it gets the running system's.
   const partition = await bootPartitionOf(ctx, name);
-  if (partition !== null) await kernelsInto(ctx, name, partition, true);
+  if (partition !== null) {
+    await kernelsInto(ctx, name, partition, true);
+    // Every environment then puts its own kernels on the partition as it boots (kernelsAtBoot).
+    await unitsInto(ctx, name, [BOOT_START_UNIT]);
+  }
   await ctx.backend.takePristine(name, 0);
   const after = [...(await ctx.backend.listEnvironments()), ...((await ctx.backend.listForeign?.()) ?? [])];
   // A default another tool's root holds stays: adopting one root does not take the boot away from another.

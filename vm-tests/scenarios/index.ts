@@ -13,6 +13,7 @@ import { zfsFallback } from './zfs-fallback.js';
 import { grubAdopt } from './grub-adopt.js';
 import { grubUpdate } from './grub-update.js';
 import { grubFallback } from './grub-fallback.js';
+import { grubBoot } from './grub-boot.js';
 
 export const SCENARIOS: readonly Scenario[] = [
   installAdopt,
@@ -28,4 +29,5 @@ export const SCENARIOS: readonly Scenario[] = [
   grubAdopt,
   grubUpdate,
   grubFallback,
+  grubBoot,
 ];

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
-import { bootloaderFor } from '../../environments/boot-entries.js';
+import { bootloaderFor, bootStartHook } from '../../environments/boot-entries.js';
 import { atRiskLines } from '../../environments/shared.js';
 import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
@@ -73,11 +73,10 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .description('called by sysprime-boot-start.service (start) and sysprime-boot-complete.service (complete)')
     .action(async (when: string) =>
       withContext(globals(), async (ctx) => {
-        const loader = bootloaderFor(ctx);
-        const lines = when === 'start' ? ((await loader.bootStarted?.()) ?? []) : when === 'complete' ? ((await loader.bootComplete?.()) ?? []) : null;
-        if (lines === null) {
+        if (when !== 'start' && when !== 'complete') {
           throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
         }
+        const lines = when === 'start' ? await bootStartHook(ctx) : ((await bootloaderFor(ctx).bootComplete?.()) ?? []);
         for (const l of lines) process.stdout.write(`${l}\n`);
       }),
     );

@@ -23,6 +23,7 @@ import { run } from '../../../src/process/run.js';
 function packageUnits(root: string): void {
   mkdirSync(join(root, 'usr/lib/systemd/system'), { recursive: true });
   writeFileSync(join(root, 'usr/lib/systemd/system/sysprime-boot-complete.service'), '[Install]\nWantedBy=multi-user.target\n');
+  writeFileSync(join(root, 'usr/lib/systemd/system/sysprime-boot-start.service'), '[Unit]\nBefore=sysinit.target\n\n[Install]\nWantedBy=sysinit.target\n');
 }
 
 const GRUB_CFG = '### BEGIN /etc/grub.d/00_header ###\nif [ -s $prefix/grubenv ]; then\n  load_env\nfi\n### sysprime boot environments ###\n';
@@ -89,6 +90,7 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
     const wants = 'etc/systemd/system/multi-user.target.wants/sysprime-boot-complete.service';
     assert.equal(readlinkSync(join(l.pool.top, 'ROOT/debian', wants)), '/usr/lib/systemd/system/sysprime-boot-complete.service', 'the unit that marks a boot good is enabled');
     assert.ok(!existsSync(join(l.sysroot, wants)), 'not in the running root');
+    assert.ok(!existsSync(join(l.pool.top, 'ROOT/debian', 'etc/systemd/system/sysinit.target.wants/sysprime-boot-start.service')), 'no kernels to settle at boot without a /boot partition');
   });
 
   test('a staged environment has the line, its entry counts its tries in the ESP\'s grubenv, and a one-shot can be set', async () => {
@@ -160,6 +162,10 @@ describe("the Debian installer's Btrfs layout with a separate /boot and GRUB", (
     }
     assert.match(menu().get('sysprime-debian')!, /linux \/ROOT\/debian\/boot\/vmlinuz-6\.1\.0-28-amd64 /);
     assert.ok(!existsSync(join(l.pool.top, '@rootfs/boot/vmlinuz-6.1.0-28-amd64')), 'the installer\'s root is not written');
+    // Each environment puts its own kernels on the partition early in its boots: the unit is enabled where its WantedBy= says.
+    for (const tree of ['ROOT/debian', 'ROOT/.pristine/debian']) {
+      assert.equal(readlinkSync(join(l.pool.top, tree, 'etc/systemd/system/sysinit.target.wants/sysprime-boot-start.service')), '/usr/lib/systemd/system/sysprime-boot-start.service', `${tree} starts sysprime-boot-start.service at boot`);
+    }
   });
 
   test('a staged kernel stays the new environment\'s: the partition and the running environment keep theirs', async () => {
