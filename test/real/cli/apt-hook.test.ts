@@ -65,11 +65,11 @@ for (const kind of KINDS) {
     const list = async () => (await ok('--json', 'list')).json<EnvJson[]>();
     const names = async () => (await list()).map((e) => e.name);
     const mounted = environmentMounter(sp, () => join(dir, 'look'));
-    const launcher = (config: string) =>
-      `#!/bin/sh\n# This checkout's sysprime, run outside the chroot against the scratch pool.\nexec /usr/sbin/chroot /proc/${process.pid}/root ${process.execPath} ${BIN} --config ${config} "$@"\n`;
-    /** The launcher the hook runs, with the scratch configuration or another one. */
-    const installLauncher = (config = s.config) => {
-      writeFileSync(join(tree, 'usr/bin/sysprime'), launcher(config));
+    const launcher = (config: string, path: string) =>
+      `#!/bin/sh\n# This checkout's sysprime, run outside the chroot against the scratch pool.\nexec /usr/sbin/chroot /proc/${process.pid}/root /usr/bin/env PATH=${path} ${process.execPath} ${BIN} --config ${config} "$@"\n`;
+    /** The launcher the hook runs, with the scratch configuration or another one, and the tools on `path`. */
+    const installLauncher = (config = s.config, path = PATH) => {
+      writeFileSync(join(tree, 'usr/bin/sysprime'), launcher(config, path));
       chmodSync(join(tree, 'usr/bin/sysprime'), 0o755);
     };
     /** apt-get as an admin runs it on that system: chrooted, its own environment only. */
@@ -145,7 +145,7 @@ for (const kind of KINDS) {
       assert.deepEqual(await names(), before);
     });
 
-    test('apt goes on, and nothing is made, when sysprime is busy, fails, is gone, is off, or is staging in a chroot', async () => {
+    test('apt goes on, and nothing is made, when sysprime is busy, fails, is gone, is off, is slow, or is staging in a chroot', async () => {
       // Busy: another sysprime holds the lock (as a staging does).
       const db = openState(s.stateDir);
       const lock = acquireLock(db, 'staging');
@@ -193,10 +193,34 @@ for (const kind of KINDS) {
         writeFileSync(s.config, config);
       }
 
+      // Slow: the filesystem's tool hangs (a pool stalled on a dying disk); after [apt_hook] timeout seconds apt goes on.
+      const slow = join(dir, 'slow-tools');
+      mkdirSync(slow, { recursive: true });
+      const tool = kind === 'btrfs' ? 'btrfs' : 'zfs';
+      const real = (await run('sh', ['-c', `command -v ${tool}`], { env: { PATH } })).stdout.trim();
+      writeFileSync(join(slow, tool), `#!/bin/sh\nsleep 60\nexec ${real} "$@"\n`);
+      chmodSync(join(slow, tool), 0o755);
+      const hurried = join(dir, 'hurried.toml');
+      writeFileSync(hurried, config.replace('timeout = 120\n', 'timeout = 2\n'));
+      installLauncher(hurried, `${slow}:${PATH}`);
+      try {
+        const started = Date.now();
+        const { r, added } = await aptMaking(['install', '-y', '/root/sysprime-hook-b.deb']);
+        assert.ok(Date.now() - started < 30_000, `apt took ${Date.now() - started} ms`);
+        assert.match(r.stderr, /sysprime: the environment before this package operation takes longer than 2 s \(\[apt_hook\] timeout\)/);
+        assert.deepEqual(added, []);
+        assert.ok(installed('sysprime-hook-b'));
+      } finally {
+        installLauncher();
+      }
+      // What it had started was stopped with it: nothing appears later.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      assert.ok(!(await list()).some((e) => e.auto !== null && e.description?.includes('sysprime-hook-b.deb') === true));
+
       // Inside a chroot sysprime entered (staging's apt in a clone): the hook stands aside.
-      const { r, added } = await aptMaking(['install', '-y', '/root/sysprime-hook-b.deb'], { SYSPRIME_CHROOT: '1' });
+      const { r, added } = await aptMaking(['remove', '-y', 'sysprime-hook-b'], { SYSPRIME_CHROOT: '1' });
       assert.deepEqual(added, [], r.stdout + r.stderr);
-      assert.ok(installed('sysprime-hook-b'));
+      assert.ok(!installed('sysprime-hook-b'));
     });
 
     test('[retention] keep_auto: prune keeps that many of the hook\'s environments, apart from keep', async () => {
