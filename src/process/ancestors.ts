@@ -1,7 +1,7 @@
 /**
  * The processes above this one, read from /proc: who ran the command that
  * ran sysprime. The apt hook names its environment after the package
- * operation above it, as snap-pac reads its parent's /proc/PID/cmdline.
+ * operation above it, as snap-pac describes its snapshots by the pacman command line.
  */
 import { readFileSync } from 'node:fs';
 
