@@ -2,7 +2,8 @@
 # Builds sysprime_<version>_amd64.deb from a built tree (npm run package runs
 # the build first). The package is self-contained: the program, its
 # production node_modules and the Node.js binary it was built against live in
-# /usr/lib/sysprime; data in /usr/share/sysprime; nothing in /etc.
+# /usr/lib/sysprime; data in /usr/share/sysprime; in /etc only the apt
+# hook's configuration, a conffile.
 # docs/packaging.md explains the layout and the choices.
 #
 #   scripts/package-deb.sh [--out DIR]     (default DIR: the source tree)
@@ -57,7 +58,7 @@ DOC=$ROOT/usr/share/doc/sysprime
 umask 022
 mkdir -p "$LIB/dist" "$ROOT/usr/bin" "$SHARE" "$DOC" "$ROOT/usr/share/man/man5" "$ROOT/usr/share/man/man8" \
   "$ROOT/lib/systemd/system" "$ROOT/usr/share/bash-completion/completions" "$ROOT/usr/share/zsh/vendor-completions" \
-  "$ROOT/usr/share/lintian/overrides"
+  "$ROOT/usr/share/lintian/overrides" "$ROOT/etc/apt/apt.conf.d"
 
 # --- the program ------------------------------------------------------------
 cp -r dist/src "$LIB/dist/src"
@@ -118,9 +119,12 @@ for timer in share/systemd/*.timer; do
 done
 install -m 644 share/completion/bash/sysprime "$ROOT/usr/share/bash-completion/completions/sysprime"
 install -m 644 share/completion/zsh/_sysprime "$ROOT/usr/share/zsh/vendor-completions/_sysprime"
+# The one file in /etc: apt reads its hooks nowhere else. A conffile, so the
+# admin's edit (or removal) of it survives upgrades.
+install -m 644 share/apt/80sysprime "$ROOT/etc/apt/apt.conf.d/80sysprime"
 install -m 644 packaging/lintian-overrides "$ROOT/usr/share/lintian/overrides/sysprime"
 # The copies under /usr/share/sysprime that have a proper home elsewhere.
-rm -rf "$SHARE/completion"
+rm -rf "$SHARE/completion" "$SHARE/apt"
 
 # --- documentation ----------------------------------------------------------
 DATE=$(date -u -R -d "@$SOURCE_DATE_EPOCH")
@@ -145,8 +149,9 @@ mkdir -p "$ROOT/DEBIAN"
 SIZE=$(du -s --apparent-size -k --exclude=DEBIAN "$ROOT" | cut -f1)
 sed -e "s|@VERSION@|$VERSION|" -e "s|@ARCH@|$ARCH|" -e "s|@MAINTAINER@|$MAINTAINER|" -e "s|@INSTALLED_SIZE@|$SIZE|" \
   -e "s|@SHLIBS_DEPENDS@|$SHLIBS|" -e "s|@HOMEPAGE@|$HOMEPAGE|" packaging/control.in >"$ROOT/DEBIAN/control"
-(cd "$ROOT" && find . -path ./DEBIAN -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$ROOT/DEBIAN/md5sums"
-chmod 644 "$ROOT/DEBIAN/control" "$ROOT/DEBIAN/md5sums"
+(cd "$ROOT" && find . \( -path ./DEBIAN -o -path ./etc \) -prune -o -type f -printf '%P\0' | LC_ALL=C sort -z | xargs -0 md5sum) >"$ROOT/DEBIAN/md5sums"
+(cd "$ROOT" && find etc -type f -printf '/%p\n' | LC_ALL=C sort) >"$ROOT/DEBIAN/conffiles"
+chmod 644 "$ROOT/DEBIAN/control" "$ROOT/DEBIAN/md5sums" "$ROOT/DEBIAN/conffiles"
 
 mkdir -p "$OUT"
 dpkg-deb --root-owner-group -Zxz --build "$ROOT" "$DEB" >/dev/null

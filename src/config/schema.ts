@@ -21,7 +21,10 @@ export interface Config {
   grub: { dir: string; defaults: string; scripts: string };
   update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
   /** keepDays: environments younger than this many days are kept too (0: off). */
-  retention: { keep: number; keepDays: number; minFreePercent: number };
+  /** keepAuto: environments the apt hook made, counted apart from `keep`. */
+  retention: { keep: number; keepDays: number; keepAuto: number; minFreePercent: number };
+  /** The environment made before each package operation (src/environments/apt-hook.ts); timeout in seconds. */
+  aptHook: { enabled: boolean; timeout: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
   /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
@@ -40,7 +43,8 @@ export const DEFAULTS: Config = {
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
-  retention: { keep: 5, keepDays: 0, minFreePercent: 20 },
+  retention: { keep: 5, keepDays: 0, keepAuto: 10, minFreePercent: 20 },
+  aptHook: { enabled: true, timeout: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
@@ -98,10 +102,25 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     set: (c, v) => (c.retention.keepDays = v as number),
     doc: 'environments younger than this many days are kept too; 0 turns it off',
   },
+  'retention.keep_auto': {
+    kind: { t: 'int', min: 0, max: 1000 },
+    set: (c, v) => (c.retention.keepAuto = v as number),
+    doc: 'environments made by the apt hook kept, counted apart from keep',
+  },
   'retention.min_free_percent': {
     kind: { t: 'int', min: 0, max: 90 },
     set: (c, v) => (c.retention.minFreePercent = v as number),
     doc: 'free-space floor',
+  },
+  'apt_hook.enabled': {
+    kind: { t: 'bool' },
+    set: (c, v) => (c.aptHook.enabled = v as boolean),
+    doc: 'make an environment before each apt run that changes packages',
+  },
+  'apt_hook.timeout': {
+    kind: { t: 'int', min: 1, max: 600 },
+    set: (c, v) => (c.aptHook.timeout = v as number),
+    doc: 'seconds the apt hook may hold apt up before it lets apt go on without an environment',
   },
   'schedule.stage': { kind: { t: 'cron' }, set: (c, v) => (c.schedule.stage = v as string), doc: 'cron expression' },
   'schedule.drift': { kind: { t: 'cron' }, set: (c, v) => (c.schedule.drift = v as string), doc: 'cron expression' },

@@ -1,7 +1,8 @@
 /**
  * What the admin says about an environment: a description (one line, shown
  * by `list` and in boot menu titles) and a pin (prune keeps it, destroy
- * refuses it without --force).
+ * refuses it without --force); and what sysprime says of one it made on its
+ * own (the apt hook's mark, `auto`).
  *
  * Both are kept as backend metadata of the environment itself
  * (`org.sysprime:description` and `org.sysprime:pinned` on ZFS, the `meta`
@@ -15,6 +16,12 @@ import { SysprimeError } from '../errors.js';
 /** Metadata keys (setMeta/`meta`), without the backend's namespace. */
 export const DESCRIPTION_KEY = 'description';
 export const PIN_KEY = 'pinned';
+/**
+ * What made the environment on its own, without the admin asking: `apt`
+ * for the environment the apt hook makes before a package operation.
+ * Retention counts these apart (`[retention] keep_auto`).
+ */
+export const AUTO_KEY = 'auto';
 /** The value a pin is written with; any value read back counts as a pin (a hand-set one too). */
 export const PIN_VALUE = 'yes';
 
@@ -36,6 +43,17 @@ const NOT_PRINTABLE_ALL = /[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Zl}\p{Zp}]/gu;
 
 function codePoint(ch: string): string {
   return `U+${ch.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+}
+
+/**
+ * Any text made into a description sysprime can keep: every character that
+ * is not printable becomes a space, runs of spaces one, and a text longer
+ * than MAX_DESCRIPTION ends in "…" at that length.
+ */
+export function asDescription(text: string): string {
+  const flat = text.replace(NOT_PRINTABLE_ALL, ' ').replace(/\s+/g, ' ').trim();
+  const chars = [...flat];
+  return chars.length <= MAX_DESCRIPTION ? flat : `${chars.slice(0, MAX_DESCRIPTION - 1).join('').trimEnd()}…`;
 }
 
 /** Why a description cannot be used, or null. Never quotes the text itself: it may hold what a terminal would act on. */
@@ -79,4 +97,14 @@ export function descriptionOf(env: Pick<EnvironmentInfo, 'meta'>): string | null
 
 export function isPinned(env: Pick<EnvironmentInfo, 'meta'>): boolean {
   return env.meta[PIN_KEY] !== undefined;
+}
+
+/** What made the environment on its own (`apt`), or null when the admin made it. */
+export function autoOf(env: Pick<EnvironmentInfo, 'meta'>): string | null {
+  const raw = env.meta[AUTO_KEY];
+  return raw === undefined ? null : raw.replace(NOT_PRINTABLE_ALL, '\uFFFD');
+}
+
+export function isAuto(env: Pick<EnvironmentInfo, 'meta'>): boolean {
+  return env.meta[AUTO_KEY] !== undefined;
 }

@@ -18,7 +18,7 @@ import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
 import { forgetManifestsOfGone } from './kept-manifests.js';
 import { refuseOpenShell } from './shell-lock.js';
-import { checkDescription, descriptionOf, isPinned, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
+import { checkDescription, descriptionOf, isPinned, AUTO_KEY, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock, withLock } from '../state/lock.js';
 import * as fs from 'node:fs';
 
@@ -114,11 +114,17 @@ async function refuseExisting(ctx: Context, name: string): Promise<void> {
 // Each verb that changes environments or boot entries holds the lock, as
 // staging and prune do: none of them runs in the middle of another (BUSY
 // names who holds it). Unpinning needs none (see unpinEnvironment).
-export async function createEnvironment(ctx: Context, name: string, from?: string, opts: { description?: string } = {}): Promise<EnvironmentInfo> {
+export interface CreateOptions {
+  description?: string;
+  /** What makes it on its own (`apt`: the apt hook); marked so retention counts it apart. */
+  auto?: string;
+}
+
+export async function createEnvironment(ctx: Context, name: string, from?: string, opts: CreateOptions = {}): Promise<EnvironmentInfo> {
   return withLock(ctx.db, 'creating an environment', () => createEnvironmentLocked(ctx, name, from, opts));
 }
 
-async function createEnvironmentLocked(ctx: Context, name: string, from: string | undefined, opts: { description?: string }): Promise<EnvironmentInfo> {
+async function createEnvironmentLocked(ctx: Context, name: string, from: string | undefined, opts: CreateOptions): Promise<EnvironmentInfo> {
   // Bad input changes nothing, not even a recovery.
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
@@ -127,9 +133,15 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   await refuseExisting(ctx, name);
   await ctx.backend.cloneFromEnvironment(source.name, name);
   // Before the entries are written, so its boot menu title carries it from the start.
-  if (description !== null) await ctx.backend.setMeta(name, { [DESCRIPTION_KEY]: description });
+  const meta = { ...(description !== null ? { [DESCRIPTION_KEY]: description } : {}), ...(opts.auto !== undefined ? { [AUTO_KEY]: opts.auto } : {}) };
+  if (Object.keys(meta).length > 0) await ctx.backend.setMeta(name, meta);
   await syncBootEntries(ctx);
-  recordEvent(ctx.db, name, 'create', { from: source.name, generation: source.generation, ...(description !== null ? { description } : {}) });
+  recordEvent(ctx.db, name, 'create', {
+    from: source.name,
+    generation: source.generation,
+    ...(description !== null ? { description } : {}),
+    ...(opts.auto !== undefined ? { auto: opts.auto } : {}),
+  });
   return findEnvironment(ctx, name);
 }
 

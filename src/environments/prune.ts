@@ -15,13 +15,20 @@ import { withLock } from '../state/lock.js';
 import { faultPoint } from '../process/fault.js';
 import { log } from '../log.js';
 import { messageOf } from '../errors.js';
-import { isPinned } from './annotations.js';
+import { isAuto, isPinned } from './annotations.js';
 import { forgetManifestsOfGone } from './kept-manifests.js';
 
 export interface PruneResult {
   plan: PrunePlan;
   destroyed: string[];
   failed: { name: string; error: string }[];
+}
+
+export interface PruneOptions {
+  keep?: number;
+  keepDays?: number;
+  keepAuto?: number;
+  dryRun?: boolean;
 }
 
 interface PruneParams extends Json {
@@ -84,13 +91,13 @@ export async function recoverPrune(ctx: Context): Promise<string[]> {
   return recoverOperations(ctx.db, PRUNE, ctx);
 }
 
-export async function pruneEnvironments(ctx: Context, opts: { keep?: number; keepDays?: number; dryRun?: boolean } = {}): Promise<PruneResult> {
+export async function pruneEnvironments(ctx: Context, opts: PruneOptions = {}): Promise<PruneResult> {
   // A dry run reads only; the real one holds the lock, as staging does.
   if (opts.dryRun) return prune(ctx, opts);
   return withLock(ctx.db, 'pruning', () => prune(ctx, opts));
 }
 
-async function prune(ctx: Context, opts: { keep?: number; keepDays?: number; dryRun?: boolean }): Promise<PruneResult> {
+async function prune(ctx: Context, opts: PruneOptions): Promise<PruneResult> {
   if (!opts.dryRun) for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).
@@ -99,7 +106,7 @@ async function prune(ctx: Context, opts: { keep?: number; keepDays?: number; dry
   const boot = await loader.inspect().catch(() => null);
   // The bootloader's own default counts as the default too: while a ZFSBootMenu one-shot waits,
   // bootfs names the one-shot target and the default to return to lives only in the bootloader.
-  const envs = bootable(all).map((e) => ({ ...e, isDefault: e.isDefault || e.name === boot?.defaultName, pinned: isPinned(e) }));
+  const envs = bootable(all).map((e) => ({ ...e, isDefault: e.isDefault || e.name === boot?.defaultName, pinned: isPinned(e), auto: isAuto(e) }));
   const esp = await loader.espUsage?.().catch((err: unknown) => {
     log.warn(`prune: the ESP's free space is unknown (${messageOf(err)}); its rule is skipped`);
     return undefined;
@@ -107,6 +114,7 @@ async function prune(ctx: Context, opts: { keep?: number; keepDays?: number; dry
   const plan = planPrune(envs, {
     keep: opts.keep ?? ctx.config.retention.keep,
     keepDays: opts.keepDays ?? ctx.config.retention.keepDays,
+    keepAuto: opts.keepAuto ?? ctx.config.retention.keepAuto,
     now: new Date(),
     minFreePercent: ctx.config.retention.minFreePercent,
     poolFree: space.free,

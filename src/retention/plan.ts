@@ -8,7 +8,9 @@
  *    destroyed.
  * 2. The `keep` newest environments that are not pinned (by creation order
  *    within the pool, then creation time, then generation) stay: pinned
- *    ones are kept besides, and do not count.
+ *    ones are kept besides, and do not count. Environments the apt hook
+ *    made (`auto`) are counted apart, against `keepAuto`: a day of package
+ *    operations never pushes the admin's own environments out.
  * 3. So does every environment younger than `keepDays` days (its creation
  *    time, in periods of 24 hours before `now`): an environment stays while
  *    it is among the newest OR young enough (as snapper's number cleanup
@@ -34,6 +36,8 @@ export interface RetentionEnvironment {
   isDefault: boolean;
   /** The admin pinned it (`sysprime pin`): never destroyed, not counted in `keep`. */
   pinned: boolean;
+  /** Made by the apt hook before a package operation: counted against `keepAuto`, not `keep`. */
+  auto?: boolean;
   /** Where it is mounted (`sysprime mount`, a `sysprime shell` in it, a verb reading it), or null: never destroyed while it is. */
   mounted?: string | null;
   /** Bytes freed by destroying it, or null when the filesystem cannot say. */
@@ -42,6 +46,8 @@ export interface RetentionEnvironment {
 
 export interface PruneOptions {
   keep: number;
+  /** How many of the environments the apt hook made stay (rule 2); absent, they count against `keep` like any other. */
+  keepAuto?: number;
   /** Environments younger than this many days stay (rule 3); 0 turns it off. */
   keepDays: number;
   /** What "younger" is measured from. */
@@ -65,9 +71,9 @@ export interface EspSpace {
   perEnvironment: ReadonlyMap<string, number>;
 }
 
-export type KeepReason = 'booted' | 'default' | 'one-shot' | 'pinned' | 'mounted' | 'newest' | 'recent';
+export type KeepReason = 'booted' | 'default' | 'one-shot' | 'pinned' | 'mounted' | 'newest' | 'newest-auto' | 'recent';
 /** Reasons of retention: the free-space floor and the ESP's room may still override them. */
-const SOFT: ReadonlySet<KeepReason> = new Set(['newest', 'recent']);
+const SOFT: ReadonlySet<KeepReason> = new Set(['newest', 'newest-auto', 'recent']);
 const DAY_MS = 24 * 60 * 60 * 1000;
 export type DestroyReason = 'beyond-keep' | 'free-space' | 'esp-space';
 
@@ -126,6 +132,8 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
   const destroy: PlannedDestroy[] = [];
 
   let counted = 0;
+  let countedAuto = 0;
+  const apart = (e: RetentionEnvironment): boolean => e.auto === true && opts.keepAuto !== undefined;
   for (const e of ordered) {
     const reasons: KeepReason[] = [];
     if (e.booted) reasons.push('booted');
@@ -135,13 +143,16 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     if (e.mounted !== undefined && e.mounted !== null) reasons.push('mounted');
     if (e.pinned) reasons.push('pinned');
     // Pinned ones are kept besides the newest: pinning an old environment does not shorten the history.
-    else if (counted++ < opts.keep) reasons.push('newest');
+    else if (apart(e)) {
+      if (countedAuto++ < opts.keepAuto!) reasons.push('newest-auto');
+    } else if (counted++ < opts.keep) reasons.push('newest');
     if (isRecent(e, opts.keepDays, opts.now)) reasons.push('recent');
     if (reasons.length > 0) {
       keep.set(e.name, reasons);
       continue;
     }
-    const why = opts.keepDays > 0 ? `older than the ${opts.keep} newest, and made ${plural(opts.keepDays, 'day')} ago or more` : `older than the ${opts.keep} newest`;
+    const beyond = apart(e) ? `made before a package operation, and older than the ${opts.keepAuto} newest of those (keep_auto)` : `older than the ${opts.keep} newest`;
+    const why = opts.keepDays > 0 ? `${beyond}, and made ${plural(opts.keepDays, 'day')} ago or more` : beyond;
     destroy.push({ name: e.name, reason: 'beyond-keep', why, spaceUnique: e.spaceUnique });
     const made = e.created.getTime();
     if (opts.keepDays > 0 && !(Number.isFinite(made) && made > 0)) notes.push(`the creation time of "${e.name}" is unknown: keep_days cannot keep it`);
@@ -186,6 +197,7 @@ export function planPrune(envs: readonly RetentionEnvironment[], opts: PruneOpti
     pinned: 'it is pinned',
     mounted: 'it is mounted (`sysprime mount`, or a `sysprime shell` in it): try again once it is unmounted',
     newest: `it is among the ${opts.keep} newest`,
+    'newest-auto': `it is among the ${opts.keepAuto ?? 0} newest made before a package operation`,
     recent: `it is younger than ${plural(opts.keepDays, 'day')}`,
   };
   const kept: PlannedKeep[] = ordered

@@ -191,6 +191,8 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
   const defaultTimeout = opts.timeout ?? DEFAULT_TIMEOUT_S;
 
   // env -i: nothing of our own environment (TMPDIR, sockets of the host's session) reaches the tree.
+  // SYSPRIME_CHROOT tells the environment's own sysprime where it runs: its apt hook stands aside
+  // (environments/apt-hook.ts), or staging's apt in the clone would make environments of the running system.
   const chrootArgs = (argv: readonly string[], extra: Record<string, string> = {}): string[] => {
     if (argv.length === 0) throw new SysprimeError('USAGE', 'nothing to run in the chroot');
     const env = { PATH: CHROOT_PATH, HOME: '/root', LC_ALL: 'C.UTF-8', SYSPRIME_CHROOT: '1', ...extra };

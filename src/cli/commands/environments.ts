@@ -9,7 +9,7 @@ import { withContext, type GlobalOptions } from '../runner.js';
 import { atRiskLines, sharedDataOfEnvironment } from '../../environments/shared.js';
 import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
-import { descriptionOf, isPinned } from '../../environments/annotations.js';
+import { autoOf, descriptionOf, isPinned } from '../../environments/annotations.js';
 
 export function environmentJson(e: EnvironmentInfo) {
   return {
@@ -24,6 +24,7 @@ export function environmentJson(e: EnvironmentInfo) {
     mounted: e.mounted,
     description: descriptionOf(e),
     pinned: isPinned(e),
+    auto: autoOf(e),
   };
 }
 
@@ -81,7 +82,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .description('list environments')
     .addHelpText(
       'after',
-      '\nFlags: N = running now, R = default at next boot. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, prune',
+      '\nFlags: N = running now, R = default at next boot. AUTO: made on its own (apt: by the apt hook, before a package operation), kept by [retention] keep_auto. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, auto, prune',
     )
     .action(async () =>
       withContext(globals(), async (ctx) => {
@@ -102,7 +103,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         }
         process.stdout.write(
           table(
-            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED', 'PINNED', 'DESCRIPTION'],
+            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED', 'AUTO', 'PINNED', 'DESCRIPTION'],
             envs.map((e) => [
               e.name,
               flags(e),
@@ -110,6 +111,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
               e.mounted ?? '-',
               formatBytes(e.spaceUnique),
               e.created.toISOString().slice(0, 16).replace('T', ' '),
+              autoOf(e) ?? '-',
               isPinned(e) ? 'yes' : '-',
               descriptionOf(e) ?? '',
             ]),

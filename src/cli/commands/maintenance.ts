@@ -1,4 +1,4 @@
-/** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
+/** Retention and repair: `prune`, `doctor`, the boot hooks the shipped units call, and the apt hook the shipped apt configuration calls. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
@@ -8,23 +8,30 @@ import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
-import { withContext, type GlobalOptions } from '../runner.js';
+import { applyGlobals, reportError, requireRoot, withContext, type GlobalOptions } from '../runner.js';
+import { openContext, type Context } from '../../context.js';
+import { loadConfig } from '../../config/load.js';
+import { ancestorsOf } from '../../process/ancestors.js';
+import { environmentBeforePackages, insideSysprimeChroot, packageOperation, parseHookInput } from '../../environments/apt-hook.js';
+import { autoOf } from '../../environments/annotations.js';
 
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
   program
     .command('prune')
     .description(
-      'destroy old environments beyond [retention] keep and keep_days, and below the free-space floor (never the running, default, one-shot or a pinned one)',
+      'destroy old environments beyond [retention] keep, keep_auto and keep_days, and below the free-space floor (never the running, default, one-shot or a pinned one)',
     )
     .option('--keep <n>', 'keep this many environments', wholeNumberOption(KEYS['retention.keep']!.kind as Range))
     .option('--keep-days <n>', 'keep environments younger than this many days too (0: off)', wholeNumberOption(KEYS['retention.keep_days']!.kind as Range))
+    .option('--keep-auto <n>', 'keep this many of the environments the apt hook made', wholeNumberOption(KEYS['retention.keep_auto']!.kind as Range))
     .option('-n, --dry-run', 'say what would go, destroy nothing')
     .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3\n  sysprime prune --keep 3 --keep-days 14   the 3 newest, and all made in the last 14 days')
-    .action(async (opts: { keep?: number; keepDays?: number; dryRun?: boolean }) =>
+    .action(async (opts: { keep?: number; keepDays?: number; keepAuto?: number; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const r = await pruneEnvironments(ctx, {
           ...(opts.keep !== undefined ? { keep: opts.keep } : {}),
           ...(opts.keepDays !== undefined ? { keepDays: opts.keepDays } : {}),
+          ...(opts.keepAuto !== undefined ? { keepAuto: opts.keepAuto } : {}),
           dryRun: opts.dryRun === true,
         });
         if (globals().json) {
@@ -80,4 +87,58 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         for (const l of lines) process.stdout.write(`${l}\n`);
       }),
     );
+
+  program
+    .command('apt-hook', { hidden: true })
+    .description('called by apt before it runs dpkg (/etc/apt/apt.conf.d/80sysprime): an environment of the running system, named after the command')
+    .action(async () => aptHook(globals()));
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
+  // Run by hand at a terminal, there is no list to wait for.
+  if ((stream as { isTTY?: boolean }).isTTY === true) return '';
+  let text = '';
+  for await (const chunk of stream) text += typeof chunk === 'string' ? chunk : (chunk as Buffer).toString('utf8');
+  return text;
+}
+
+/**
+ * The apt hook's command: whatever happens, exit 0 and let apt go on (a
+ * failing Pre-Install-Pkgs command makes apt give up before dpkg runs). It
+ * waits at most [apt_hook] timeout seconds; then it says so and leaves,
+ * and whatever it had started is finished or undone by the next sysprime
+ * that takes the lock.
+ */
+async function aptHook(g: GlobalOptions): Promise<void> {
+  // The hook of an environment's own apt, run by staging in a clone: not the running system's operation.
+  if (insideSysprimeChroot()) return;
+  let ctx: Context | undefined;
+  const goOn = '  apt goes on without an environment before this operation\n';
+  try {
+    applyGlobals(g);
+    // All of apt's list first: apt writes it before it waits for the hook.
+    const input = parseHookInput(await readAll(process.stdin));
+    const config = loadConfig(g.config);
+    if (!config.aptHook.enabled) return;
+    const timer = setTimeout(() => {
+      process.stderr.write(`sysprime: the environment before this package operation takes longer than ${config.aptHook.timeout} s ([apt_hook] timeout)\n${goOn}`);
+      process.exit(0);
+    }, config.aptHook.timeout * 1000);
+    timer.unref();
+    requireRoot();
+    ctx = await openContext({ config: g.config });
+    const r = await environmentBeforePackages(ctx, input, packageOperation(ancestorsOf()));
+    if ('made' in r) {
+      if (g.json) printJson({ made: r.made.name, description: r.operation, auto: autoOf(r.made) });
+      else if (g.quiet !== true) process.stdout.write(`sysprime: environment "${r.made.name}" holds the system as it was before: ${r.operation}\n`);
+    } else if (r.skipped === 'busy') {
+      process.stderr.write(`sysprime: no environment before this package operation: ${r.why}\n${goOn}`);
+    }
+  } catch (err) {
+    reportError(err, g.verbose === true);
+    process.stderr.write(goOn);
+  } finally {
+    process.exitCode = 0;
+    await ctx?.close().catch(() => undefined);
+  }
 }

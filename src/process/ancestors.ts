@@ -1,0 +1,48 @@
+/**
+ * The processes above this one, read from /proc: who ran the command that
+ * ran sysprime. The apt hook names its environment after the package
+ * operation above it, as snap-pac describes its snapshots by the pacman command line.
+ */
+import { readFileSync } from 'node:fs';
+
+export interface Ancestor {
+  pid: number;
+  /** The kernel's short name of the program (/proc/PID/comm, at most 15 characters). */
+  comm: string;
+  /** Its arguments as it was started (/proc/PID/cmdline); empty for a kernel thread. */
+  argv: string[];
+}
+
+/** The parent of PID (field 4 of /proc/PID/stat), or null when PID is gone or has none. */
+export function parentOf(pid: number): number | null {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the ")" that ends the command name, which may itself hold spaces and parentheses.
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return Number.isSafeInteger(ppid) && ppid > 0 ? ppid : null;
+  } catch {
+    return null;
+  }
+}
+
+function ancestor(pid: number): Ancestor | null {
+  try {
+    const comm = readFileSync(`/proc/${pid}/comm`, 'utf8').replace(/\n$/, '');
+    const raw = readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+    const argv = raw === '' ? [] : raw.replace(/\0$/, '').split('\0');
+    return { pid, comm, argv };
+  } catch {
+    return null;
+  }
+}
+
+/** The processes above `pid`, its parent first, at most `limit` of them (init last when reached). */
+export function ancestorsOf(pid: number = process.pid, limit = 16): Ancestor[] {
+  const found: Ancestor[] = [];
+  for (let p = parentOf(pid); p !== null && found.length < limit; p = p === 1 ? null : parentOf(p)) {
+    const a = ancestor(p);
+    if (a === null) break;
+    found.push(a);
+  }
+  return found;
+}
