@@ -5,7 +5,9 @@ import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
 import { refuseOpenShell } from '../../environments/shell-lock.js';
-import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
+import { planBetween, reintegrateInto, reintegrateSinceStaging } from '../../reintegrate/session.js';
+import { readFirstBootNote, removeFirstBoot } from '../../reintegrate/first-boot-note.js';
+import { forgetBaselinesAfterFirstBoot } from '../../environments/kept-manifests.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
 import { planForReaders } from '../../reintegrate/plan.js';
@@ -94,6 +96,8 @@ async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promi
     try {
       const done = await reintegrateSinceStaging(ctx, note, to.name, tree.path);
       removeFirstBoot(tree.path, 'done', null);
+      // Its baseline is needed no more unless a copy's note still names it.
+      await forgetBaselinesAfterFirstBoot(ctx);
       if (g.json) printJson({ firstBoot: true, from: note.from, to: to.name, report: done.reportFile, counts: done.report.counts });
       else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
       return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
