@@ -190,7 +190,7 @@ async function replaySinceStaging(ctx: Context, note: FirstBootNote, target: str
   const oursAtStaging = loadManifest(ctx.db, manifestSubject.stagedOurs(baselineKey(note)), `${rules.digest}|${ctx.config.bart.hash}`);
   if (!oursAtStaging) {
     const which = note.staging !== undefined ? ` (staging ${note.staging})` : '';
-    throw new SysprimeError('STATE', `the manifest kept at staging for "${note.name}"${which} is missing or was made with other rules`, {
+    throw new SysprimeError('STATE', `the manifest kept at staging for "${note.name}" is missing or was made with other rules${which}`, {
       hint: 'run `sysprime reintegrate --from ' + note.from + '` to carry over the whole drift again',
     });
   }
