@@ -23,7 +23,8 @@ import { join } from 'node:path';
 import { createHash } from 'node:crypto';
 import { stopProcessesIn } from '../process/reap.js';
 import { recoverChroot } from '../updaters/chroot.js';
-import { reintegrateAtStaging, installFirstBoot } from '../reintegrate/session.js';
+import { reintegrateAtStaging } from '../reintegrate/session.js';
+import { installFirstBoot, newStagingId } from '../reintegrate/first-boot-note.js';
 import { atRiskPaths, sharedDataOfEnvironment } from '../environments/shared.js';
 import { syncBootEntries } from '../environments/boot-entries.js';
 import { refuseZfsBootPool } from '../environments/boot-kernels.js';
@@ -46,6 +47,12 @@ export interface StageParams extends Json {
   baseGeneration: number;
   generation: number;
   name: string;
+  /**
+   * This staging's id: the baseline the first boot compares against is kept
+   * under it, and the first-boot note names it (a name can be renamed away
+   * and staged again; the id stays with this staging's note).
+   */
+  staging: string;
   /** `stage --description`: set on the clone when it is made, so its boot entry's title carries it. */
   description?: string;
 }
@@ -266,6 +273,7 @@ export const STAGE: OperationSpec<StageContext> = {
         await withStagingMount(s, params.name, async (dir) => {
           installFirstBoot(dir, {
             version: 1,
+            staging: params.staging,
             from: params.from,
             fromGeneration: params.fromGeneration,
             name: params.name,
@@ -389,7 +397,7 @@ async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams>
     throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pass --name, or destroy the old one' });
   }
   const description = opts.description === undefined ? null : checkDescription(opts.description);
-  return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name, ...(description !== null ? { description } : {}) };
+  return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name, staging: newStagingId(), ...(description !== null ? { description } : {}) };
 }
 
 export async function stage(ctx: Context, updater: Updater, opts: StageOptions = {}): Promise<StageOutcome> {
@@ -403,7 +411,9 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     await refuseZfsBootPool(ctx, params.from);
     if (opts.dryRun) {
       await updater.probe();
-      return { kind: 'dry-run', ...params, steps: STAGE.steps.map((s) => s.title), recovered };
+      // The id belongs to a staging that runs; a dry run's would name nothing.
+      const { staging: _id, ...shown } = params;
+      return { kind: 'dry-run', ...shown, steps: STAGE.steps.map((s) => s.title), recovered };
     }
     await updater.probe();
     const stateProblem = await stateHomeProblem(ctx);

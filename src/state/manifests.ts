@@ -19,24 +19,29 @@ import { messageOf } from '../errors.js';
 export const manifestSubject = {
   /** The last live manifest of an environment (the seed of the next incremental walk). */
   environment: (name: string): string => `env:${name}`,
-  /** The running system's manifest when environment `name` was staged (its first boot compares against it). */
-  stagedOurs: (name: string): string => `staged-ours:${name}`,
+  /**
+   * The running system's manifest at a staging, the baseline the first boot
+   * compares against: keyed by the staging id the first-boot note names
+   * (by the staged name for notes written before stagings had ids).
+   */
+  stagedOurs: (key: string): string => `staged-ours:${key}`,
   /** The manifest of the pristine state of a generation. */
   pristine: (generation: number): string => `pristine:${generation}`,
 };
 
 /**
- * The environment or generation whose going makes a kept manifest useless,
- * or null for one that is never forgotten that way: a staging baseline
- * (`staged-ours:NAME`) is named by the staged name, which the first-boot
- * note keeps through renames and copies.
+ * What a kept manifest belongs to, whose going makes it useless: an
+ * environment, a generation, or a staging (its baseline is needed while a
+ * first-boot note naming the staging's key is in some environment's tree);
+ * null for a subject of no kind known here, which is never forgotten.
  */
-export function subjectOwner(subject: string): { environment: string } | { generation: number } | null {
+export function subjectOwner(subject: string): { environment: string } | { generation: number } | { staging: string } | null {
   const at = subject.indexOf(':');
   const kind = subject.slice(0, at);
   const of = subject.slice(at + 1);
   if (kind === 'env') return { environment: of };
   if (kind === 'pristine' && /^\d+$/.test(of)) return { generation: Number(of) };
+  if (kind === 'staged-ours' && of !== '') return { staging: of };
   return null;
 }
 

@@ -5,13 +5,13 @@ import type { Context } from '../../context.js';
 import type { EnvironmentInfo } from '../../backends/types.js';
 import { currentEnvironment, findEnvironment, listEnvironments } from '../../environments/lifecycle.js';
 import { refuseOpenShell } from '../../environments/shell-lock.js';
-import { planBetween, readFirstBootNote, reintegrateInto, reintegrateSinceStaging, removeFirstBoot } from '../../reintegrate/session.js';
+import { planBetween, reintegrateInto } from '../../reintegrate/session.js';
+import { runFirstBoot } from '../../reintegrate/first-boot.js';
 import type { ReintegrationReport } from '../../reintegrate/report.js';
 import { renderReport } from '../../reintegrate/report.js';
 import { planForReaders } from '../../reintegrate/plan.js';
 import { secretPatterns } from '../../drift/content.js';
-import { SysprimeError, EXIT, messageOf } from '../../errors.js';
-import { keepReport } from '../../state/reports.js';
+import { SysprimeError, EXIT } from '../../errors.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
@@ -81,29 +81,13 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
 }
 
 async function firstBoot(ctx: Context, g: GlobalOptions, toName?: string): Promise<number> {
-  const to = toName ? await findEnvironment(ctx, toName) : await currentEnvironment(ctx);
-  refuseOpenShell(ctx, to.name, 'carry the first boot into');
-  const tree = await ctx.backend.openEnvironment(to.name);
-  try {
-    const note = readFirstBootNote(tree.path);
-    if (!note) {
-      if (g.json) printJson({ firstBoot: false });
-      else process.stdout.write(`"${to.name}" has no first-boot reintegration waiting\n`);
-      return EXIT.OK;
-    }
-    try {
-      const done = await reintegrateSinceStaging(ctx, note, to.name, tree.path);
-      removeFirstBoot(tree.path, 'done', null);
-      if (g.json) printJson({ firstBoot: true, from: note.from, to: to.name, report: done.reportFile, counts: done.report.counts });
-      else process.stdout.write(`first boot of "${to.name}": carried over what changed on "${note.from}" since staging: ${summary(done.report)}\nreport: ${done.reportFile}\n`);
-      return done.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
-    } catch (err) {
-      const message = messageOf(err);
-      removeFirstBoot(tree.path, 'failed', { at: new Date().toISOString(), from: note.from, error: message });
-      keepReport(ctx.db, { at: new Date().toISOString(), kind: 'first-boot-failed', environment: to.name, summary: { error: message }, body: { note, error: message } });
-      throw err;
-    }
-  } finally {
-    await tree.release();
+  const outcome = await runFirstBoot(ctx, toName);
+  if (!outcome.firstBoot) {
+    if (g.json) printJson({ firstBoot: false });
+    else process.stdout.write(`"${outcome.to}" has no first-boot reintegration waiting\n`);
+    return EXIT.OK;
   }
+  if (g.json) printJson({ firstBoot: true, from: outcome.from, to: outcome.to, report: outcome.reportFile, counts: outcome.report.counts });
+  else process.stdout.write(`first boot of "${outcome.to}": carried over what changed on "${outcome.from}" since staging: ${summary(outcome.report)}\nreport: ${outcome.reportFile}\n`);
+  return outcome.report.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
 }

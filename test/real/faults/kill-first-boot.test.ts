@@ -14,7 +14,7 @@ import { existsSync, lstatSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { appliedPoint } from '../../../src/reintegrate/apply.js';
 import { writingPoint } from '../../../src/reintegrate/objects.js';
-import { FIRST_BOOT_NOTE } from '../../../src/reintegrate/session.js';
+import { FIRST_BOOT_NOTE } from '../../../src/reintegrate/first-boot-note.js';
 import { KINDS } from '../../fixtures/scratch.js';
 import { makeBootableScratch, reintegrationTemps, timelessManifest, type BootableScratch } from './bootable-scratch.js';
 

@@ -111,7 +111,8 @@ for (const kind of KINDS) {
       assert.equal((await sp('create', 'fb-fail', '--from', 'gen-1')).code, 0);
       // What the first boot needs from staging is gone (a state database restored from an older backup, say).
       const db = new Database(join(s.stateDir, 'sysprime.db'));
-      const subject = 'staged-ours:gen-1';
+      const note = await inEnv('gen-1', (root) => JSON.parse(readFileSync(join(root, 'var/lib/sysprime/first-boot.json'), 'utf8')) as { staging: string });
+      const subject = `staged-ours:${note.staging}`;
       const row = db.prepare('SELECT * FROM manifests WHERE subject = ?').get(subject) as Record<string, unknown> | undefined;
       assert.ok(row, 'staging kept the admin manifest');
       db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
