@@ -19,7 +19,19 @@ export interface Config {
   boot: { loader: LoaderKind; esp: string | undefined; tries: number; activateStaged: boolean; cmdline: string };
   /** Where GRUB keeps its files: sysprime writes its menu and grubenv in `dir` and a script in `scripts`. */
   grub: { dir: string; defaults: string; scripts: string };
-  update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
+  /**
+   * trustedKeys: public key files (`sysprime key generate`) a store index must be signed by;
+   * allowUnsigned: take an unsigned index from a local repository (testing only).
+   */
+  update: {
+    method: UpdateMethod;
+    command: string | undefined;
+    chroot: boolean;
+    repository: string | undefined;
+    timeout: number;
+    trustedKeys: string[];
+    allowUnsigned: boolean;
+  };
   /** keepDays: environments younger than this many days are kept too (0: off). */
   retention: { keep: number; keepDays: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
@@ -39,7 +51,7 @@ export const DEFAULTS: Config = {
   state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
-  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
+  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600, trustedKeys: [], allowUnsigned: false },
   retention: { keep: 5, keepDays: 0, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
@@ -91,6 +103,16 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'update.command': { kind: { t: 'string' }, set: (c, v) => (c.update.command = v as string), doc: 'command for method=command' },
   'update.chroot': { kind: { t: 'bool' }, set: (c, v) => (c.update.chroot = v as boolean), doc: 'run the command chrooted' },
   'update.repository': { kind: { t: 'string' }, set: (c, v) => (c.update.repository = v as string), doc: 'store repository' },
+  'update.trusted_keys': {
+    kind: { t: 'paths' },
+    set: (c, v) => (c.update.trustedKeys = v as string[]),
+    doc: 'public key files; the store index must carry a good signature by one of them that has not expired',
+  },
+  'update.allow_unsigned': {
+    kind: { t: 'bool' },
+    set: (c, v) => (c.update.allowUnsigned = v as boolean),
+    doc: 'accept an unsigned index from a local (directory or file:) store repository, for testing; never for http(s)',
+  },
   'update.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.update.timeout = v as number), doc: 'seconds' },
   'retention.keep': { kind: { t: 'int', min: 1, max: 1000 }, set: (c, v) => (c.retention.keep = v as number), doc: 'environments kept' },
   'retention.keep_days': {
