@@ -40,6 +40,8 @@ export interface Config {
   drift: { secret: string[] };
   /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
   shared: { paths: string[] };
+  /** key: the machine key of the drift baselines, its private half (signs and checks) or only its public half (checks). */
+  audit: { key: string | undefined };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -57,6 +59,7 @@ export const DEFAULTS: Config = {
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
   shared: { paths: [] },
+  audit: { key: undefined },
   source: 'defaults',
 };
 
@@ -136,6 +139,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
   'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
+  'audit.key': {
+    kind: { t: 'path' },
+    set: (c, v) => (c.audit.key = v as string),
+    doc: 'machine key of the drift baselines: a private key signs pristine manifests and drift runs; a .pub file only checks them',
+  },
   'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
 };
 

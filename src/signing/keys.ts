@@ -156,3 +156,19 @@ export function generateKeyPair(path: string, opts: { expires?: Date | undefined
 export function isExpired(k: { expires: Date | undefined }, now: Date): boolean {
   return k.expires !== undefined && k.expires.getTime() <= now.getTime();
 }
+
+/** The public half of a private key, as a trusted key. */
+export function publicOf(k: PrivateSigningKey): PublicSigningKey {
+  return { id: k.id, key: createPublicKey(k.key), expires: k.expires, source: k.source };
+}
+
+/**
+ * A key named by a path that may be either half: `NAME.pub` is the public
+ * half alone (checks only; the private half lives off the machine), any
+ * other name a private key (signs and checks).
+ */
+export function readEitherHalf(path: string): { public: PublicSigningKey; private: PrivateSigningKey | undefined } {
+  if (path.endsWith('.pub')) return { public: readPublicKey(path), private: undefined };
+  const priv = readPrivateKey(path);
+  return { public: publicOf(priv), private: priv };
+}
