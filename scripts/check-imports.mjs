@@ -15,7 +15,7 @@ const src = resolve(root, process.argv[2] ?? 'src');
 
 const SEAMS = ['backends', 'bootloaders', 'updaters'];
 const ABOVE = ['environments', 'staging', 'reintegrate', 'drift', 'retention', 'scheduler', 'cli', 'context.ts'];
-const BASE = ['errors.ts', 'log.ts', 'names.ts', 'config', 'process', 'bart', 'os', 'state'];
+const BASE = ['errors.ts', 'log.ts', 'names.ts', 'config', 'process', 'bart', 'os', 'signing', 'state'];
 
 function walk(dir) {
   const out = [];

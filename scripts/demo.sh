@@ -44,7 +44,9 @@ mkpkg() { # mkpkg DIR VERSION PORT
 }
 mkpkg "$work/pkg-1" 1 8080
 mkpkg "$work/pkg-2" 2 9090
-node "$here/scripts/make-store-repo.mjs" "$repo" demo-os 1 "$work/pkg-1"
+# The publisher's key; machines trust its public half ([update] trusted_keys).
+"$here/bin/sysprime" key generate "$work/repo.key" --comment "demo repository"
+node "$here/scripts/make-store-repo.mjs" --sign "$work/repo.key" "$repo" demo-os 1 "$work/pkg-1"
 
 say "An OS-like tree in the subvolume @, as an installer leaves it (version 1)"
 btrfs -q subvolume create "$top/@"
@@ -71,6 +73,7 @@ loader = "none"
 [update]
 method = "store"
 repository = "$repo"
+trusted_keys = ["$work/repo.key.pub"]
 TOML
 echo "configuration: $work/sysprime.toml"; cat "$work/sysprime.toml"
 
@@ -89,7 +92,7 @@ say "Drift: what the admin changed since the pristine state"
 sp drift || true
 
 say "Version 2 of the OS is published"
-node "$here/scripts/make-store-repo.mjs" "$repo" demo-os 2 "$work/pkg-2"
+node "$here/scripts/make-store-repo.mjs" --sign "$work/repo.key" "$repo" demo-os 2 "$work/pkg-2"
 
 say "Stage generation 1 in the background: clone, update, snapshot, carry the admin's changes over"
 sp stage

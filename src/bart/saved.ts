@@ -6,7 +6,8 @@
  * With `previousFile`, the saved manifest and its index (`FILE.idx`) are
  * checked to belong together and to have been made with the same rules,
  * hash and options; then unchanged entries are copied as bytes
- * (incremental.ts). Anything else falls back, never silently to a wrong
+ * (incremental.ts); a signature line at its end (signed.ts) is left out, and
+ * the index is always of the manifest without it. Anything else falls back, never silently to a wrong
  * manifest: an index that is missing, version 1, truncated, foreign or made
  * with other options means a full walk (digests still reused from the
  * parsed manifest when its index can vouch for them), with a warning
@@ -20,6 +21,8 @@ import { createIncremental } from './incremental.js';
 import { RECORD, R_CTIME_MS, R_DEV, R_INO, R_LINE, R_MTIME_MS, R_SIZE, R_STATE, R_WALK, STATE_COMPLETE, STATE_INCOMPLETE, STATE_NO_STAT, decodeIndex, encodeIndex, isIndex2, optionsDigest } from './index-file.js';
 import { applyIndex, parseManifest } from './parse.js';
 import { defaultRules } from './rules.js';
+import { appendSignature, splitSignature } from './signed.js';
+import type { PrivateSigningKey } from '../signing/keys.js';
 import type { Manifest } from './types.js';
 
 export interface CreateTextOptions extends Omit<CreateOptions, 'previous'> {
@@ -27,6 +30,8 @@ export interface CreateTextOptions extends Omit<CreateOptions, 'previous'> {
   previousFile?: string;
   /** Also return the index (for `FILE.idx`). */
   index?: boolean;
+  /** Sign the manifest: its last line is then the signature (signed.ts), and the index is of the signed bytes. */
+  sign?: PrivateSigningKey | undefined;
 }
 
 export interface CreateTextResult {
@@ -69,10 +74,16 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
   const lineOptions = { rules, hash, noContents: opts.noContents === true, acl: opts.acl !== false };
   const options = await optionsDigest(lineOptions);
   let previous: Manifest | undefined;
+  // The text as written (signed when asked); the index is of the manifest without its signature line, as a later --previous reads it.
+  const finish = async (made: Buffer, records: Float64Array, indexOptions: string): Promise<{ text: Buffer; index?: Buffer }> => ({
+    text: opts.sign === undefined ? made : appendSignature(made, opts.sign),
+    ...(opts.index ? { index: await encodeIndex(records, made, indexOptions) } : {}),
+  });
 
   if (opts.previousFile !== undefined) {
     const file = opts.previousFile;
-    const text = readPrevious(file);
+    // A signature line is not an entry: copying it would leave a stale signature in the middle of the new manifest.
+    const text = splitSignature(readPrevious(file)).signed;
     const indexData = readIndexFile(`${file}.idx`);
     let why: string | undefined;
     if (opts.files !== undefined) why = 'a list of files (-I) is catalogued as given';
@@ -86,8 +97,7 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
           const made = await createIncremental({ prefix: rootPrefix(opts.root ?? '/'), rules, hash, noContents: lineOptions.noContents, acl: lineOptions.acl, text, index, warn: (m) => opts.onWarning?.(m) });
           if (made !== undefined) {
             return {
-              text: made.text,
-              ...(opts.index ? { index: await encodeIndex(made.records, made.text, options) } : {}),
+              ...(await finish(made.text, made.records, options)),
               status: made.status,
               warnings: made.warnings,
               hashed: made.hashed,
@@ -122,8 +132,7 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
     const made = await createIncremental({ prefix: rootPrefix(opts.root ?? '/'), rules, hash, noContents: lineOptions.noContents, acl: lineOptions.acl, text: Buffer.alloc(0), index: empty, warn });
     if (made !== undefined) {
       return {
-        text: made.text,
-        ...(opts.index ? { index: await encodeIndex(made.records, made.text, options) } : {}),
+        ...(await finish(made.text, made.records, options)),
         status: warnings.length > 0 ? 1 : 0,
         warnings,
         hashed: made.hashed,
@@ -132,7 +141,7 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
       };
     }
   }
-  const { previousFile: _p, index: _i, ...createOpts } = opts;
+  const { previousFile: _p, index: _i, sign: _s, ...createOpts } = opts;
   const result = await createManifest({ ...createOpts, ...(previous === undefined ? {} : { previous }), onWarning: warn });
   const entries = result.manifest.entries;
   const records = new Float64Array(entries.length * RECORD);
@@ -155,8 +164,7 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
     }
   }
   return {
-    text,
-    ...(opts.index ? { index: await encodeIndex(records, text, opts.files === undefined ? options : 'files') } : {}),
+    ...(await finish(text, records, opts.files === undefined ? options : 'files')),
     status: warnings.length > 0 ? 1 : 0,
     warnings,
     hashed: result.hashed,

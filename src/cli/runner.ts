@@ -70,4 +70,14 @@ export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promis
   }
 }
 
+/** Run an action that needs neither root nor the context (keys, publishing a repository); sets process.exitCode. */
+export async function withoutContext(g: GlobalOptions, fn: () => Promise<number | void> | number | void): Promise<void> {
+  try {
+    applyGlobals(g);
+    process.exitCode = (await fn()) ?? 0;
+  } catch (err) {
+    process.exitCode = reportError(err, g.verbose === true);
+  }
+}
+
 export { log };

@@ -19,7 +19,19 @@ export interface Config {
   boot: { loader: LoaderKind; esp: string | undefined; tries: number; activateStaged: boolean; cmdline: string };
   /** Where GRUB keeps its files: sysprime writes its menu and grubenv in `dir` and a script in `scripts`. */
   grub: { dir: string; defaults: string; scripts: string };
-  update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
+  /**
+   * trustedKeys: public key files (`sysprime key generate`) a store index must be signed by;
+   * allowUnsigned: take an unsigned index from a local repository (testing only).
+   */
+  update: {
+    method: UpdateMethod;
+    command: string | undefined;
+    chroot: boolean;
+    repository: string | undefined;
+    timeout: number;
+    trustedKeys: string[];
+    allowUnsigned: boolean;
+  };
   /** keepDays: environments younger than this many days are kept too (0: off). */
   /** keepAuto: environments the apt hook made, counted apart from `keep`. */
   retention: { keep: number; keepDays: number; keepAuto: number; minFreePercent: number };
@@ -31,6 +43,8 @@ export interface Config {
   drift: { secret: string[] };
   /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
   shared: { paths: string[] };
+  /** key: the machine key of the drift baselines, its private half (signs and checks) or only its public half (checks). */
+  audit: { key: string | undefined };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -42,13 +56,14 @@ export const DEFAULTS: Config = {
   state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
-  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
+  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600, trustedKeys: [], allowUnsigned: false },
   retention: { keep: 5, keepDays: 0, keepAuto: 10, minFreePercent: 20 },
   aptHook: { enabled: true, timeout: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
   shared: { paths: [] },
+  audit: { key: undefined },
   source: 'defaults',
 };
 
@@ -95,6 +110,16 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'update.command': { kind: { t: 'string' }, set: (c, v) => (c.update.command = v as string), doc: 'command for method=command' },
   'update.chroot': { kind: { t: 'bool' }, set: (c, v) => (c.update.chroot = v as boolean), doc: 'run the command chrooted' },
   'update.repository': { kind: { t: 'string' }, set: (c, v) => (c.update.repository = v as string), doc: 'store repository' },
+  'update.trusted_keys': {
+    kind: { t: 'paths' },
+    set: (c, v) => (c.update.trustedKeys = v as string[]),
+    doc: 'public key files; the store index must carry a good signature by one of them that has not expired',
+  },
+  'update.allow_unsigned': {
+    kind: { t: 'bool' },
+    set: (c, v) => (c.update.allowUnsigned = v as boolean),
+    doc: 'accept an unsigned index from a local (directory or file:) store repository, for testing; never for http(s)',
+  },
   'update.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.update.timeout = v as number), doc: 'seconds' },
   'retention.keep': { kind: { t: 'int', min: 1, max: 1000 }, set: (c, v) => (c.retention.keep = v as number), doc: 'environments kept' },
   'retention.keep_days': {
@@ -133,6 +158,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'bart.hash': { kind: { t: 'enum', values: ['xxh64', 'sha256', 'md5'] }, set: (c, v) => (c.bart.hash = v as HashName), doc: 'content hash' },
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
   'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
+  'audit.key': {
+    kind: { t: 'path' },
+    set: (c, v) => (c.audit.key = v as string),
+    doc: 'machine key of the drift baselines: a private key signs pristine manifests and drift runs; a .pub file only checks them',
+  },
   'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
 };
 

@@ -9,8 +9,9 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { compareManifests, createManifest, displayPath, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
-import { recordDriftRun, runsOfPath, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
+import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
+import { recordDriftRun, runsOfPath, verifyDriftRuns, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
+import { readEitherHalf, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
@@ -86,6 +87,21 @@ export interface DriftReport {
    * bury the admin's changes.
    */
   sharedData: { paths: string[]; items: DriftItem[] };
+  /**
+   * The kept manifests compared, for an audit off the machine: the sha256 of
+   * each and its signature line by the [audit] key (null when unsigned).
+   */
+  manifests: { pristine: KeptManifestEvidence | null; live: KeptManifestEvidence | null };
+  /** Set by --verify: the key the baseline and the history were checked with, and how many runs. */
+  verified: { key: string; runs: number } | null;
+}
+
+const AUDIT_TRUST = '[audit] key';
+
+/** The [audit] key, either half; undefined when none is set. A key set but unreadable is an error, never skipped. */
+function auditKey(ctx: Context): { public: PublicSigningKey; private: PrivateSigningKey | undefined } | undefined {
+  const path = ctx.config.audit.key;
+  return path === undefined ? undefined : readEitherHalf(path);
 }
 
 const KIND: Record<Difference['kind'], ChangeKind> = { add: 'added', delete: 'removed', modify: 'modified' };
@@ -127,7 +143,8 @@ export async function pristineManifest(
     made = (await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) })).manifest;
     log.debug(`manifest of the pristine snapshot of generation ${generation}: walked`);
   }
-  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
+  // Signed when the machine holds the private half; with the public half alone it stays unsigned, and --verify refuses it.
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made, auditKey(ctx)?.private);
   return made;
 }
 
@@ -297,6 +314,11 @@ export interface DriftOptions {
   content?: boolean;
   /** Show the content of files only root may read, and of `[drift] secret` paths. */
   showSecrets?: boolean;
+  /**
+   * Before anything is compared, check the signature of the kept baseline
+   * manifest and of the whole drift history against [audit] key.
+   */
+  verify?: boolean;
 }
 
 export async function computeDrift(ctx: Context, name?: string, opts: DriftOptions = {}): Promise<DriftReport> {
@@ -316,6 +338,19 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
       const plain = loadRules(ctx.config).rules;
       const apart = atRisk.filter((p) => (ruleFor(plain, asManifestPath(p), 'D')?.flags ?? 0) === 0);
       const sharedBytes = apart.map(asManifestPath);
+      let verified: DriftReport['verified'] = null;
+      if (opts.verify === true) {
+        const key = auditKey(ctx);
+        if (key === undefined) {
+          throw new SysprimeError('CONFIG', 'drift --verify needs [audit] key: without it there is nothing to check the baseline against', {
+            hint: 'set [audit] key in sysprime.toml to the machine key (or only its public half, NAME.pub); see docs/signing.md',
+          });
+        }
+        // Checked before manifestsOf, which would make (and sign) a baseline that is missing.
+        const identity = `${env.pristine}|${loadRules(ctx.config, atRisk).digest}|${ctx.config.bart.hash}`;
+        verifyKeptManifest(ctx.db, manifestSubject.pristine(env.generation), identity, [key.public], AUDIT_TRUST);
+        verified = { key: key.public.id, runs: verifyDriftRuns(ctx.db, [key.public], AUDIT_TRUST) };
+      }
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
@@ -367,6 +402,11 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
         counts,
         items: admin,
         sharedData: { paths: apart, items: items.filter((i) => isBelowAny(i.path, sharedBytes)) },
+        manifests: {
+          pristine: keptManifestEvidence(ctx.db, manifestSubject.pristine(env.generation)),
+          live: keptManifestEvidence(ctx.db, manifestSubject.environment(env.name)),
+        },
+        verified,
       };
     } finally {
       await pristine.release();
@@ -381,7 +421,7 @@ export function recordDrift(ctx: Context, report: DriftReport): number {
   // The history is shown by `drift --history` without --show-secrets: it never keeps a secret's digest,
   // so repeated content changes of such a file fold into one (its change and attributes still recorded).
   const items = report.items.map((i) => (i.secret === null ? i : { ...i, contents: null }));
-  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items);
+  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items, auditKey(ctx)?.private);
 }
 
 export type HistoryRow = DriftPathInRun;

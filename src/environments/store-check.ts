@@ -8,6 +8,7 @@ import type { Context } from '../context.js';
 import { SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
 import { acquireLock } from '../state/lock.js';
+import { indexTrust } from '../updaters/store/index.js';
 import { openRepository } from '../updaters/store/repository.js';
 import { repairStoreTree, verifyStoreTree, type StoreRepairReport, type StoreVerifyReport } from '../updaters/store/verify.js';
 import { currentEnvironment, findEnvironment } from './lifecycle.js';
@@ -33,7 +34,7 @@ export async function checkEnvironmentStore(ctx: Context, name: string | undefin
     const tree = await ctx.backend.openEnvironment(env.name);
     try {
       if (!opts.repair) return { environment: env.name, report: await verifyStoreTree(tree.path), repair: null };
-      const repo = openRepository(location as string, { timeoutSeconds: ctx.config.update.timeout });
+      const repo = openRepository(location as string, { timeoutSeconds: ctx.config.update.timeout, trust: indexTrust(ctx.config) });
       const repair = await underReadOnlyUsr(tree.path, (root) => repairStoreTree(root, repo));
       return { environment: env.name, report: { ...repair.after, root: tree.path }, repair };
     } finally {

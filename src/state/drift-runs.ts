@@ -4,6 +4,9 @@
  * file changed.
  */
 import type { Db } from './db.js';
+import { SysprimeError } from '../errors.js';
+import type { PrivateSigningKey, PublicSigningKey } from '../signing/keys.js';
+import { parseSignatureLine, signBytes, verifyBytes } from '../signing/signatures.js';
 
 /** How a path drifted in a run: kept here, with the rows that hold it. */
 export type ChangeKind = 'added' | 'removed' | 'modified';
@@ -34,8 +37,34 @@ export interface DriftPathInRun {
   contents: string | null;
 }
 
-/** Keep a run and its paths, in one transaction; returns the run's id. */
-export function recordDriftRun(db: Db, run: DriftRun, paths: readonly DriftPath[]): number {
+/**
+ * The bytes a run's signature covers: the run, its paths in a fixed order,
+ * and the signature of the run before it, so a run taken out of the middle
+ * of the history breaks the chain.
+ */
+function signedBytesOfRun(id: number, run: DriftRun, paths: readonly { path: string; change: string; attributes: string; contents: string | null }[], previous: string | null): Buffer {
+  const sorted = [...paths].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  return Buffer.from(
+    JSON.stringify({
+      id,
+      at: run.at,
+      environment: run.environment,
+      generation: run.generation,
+      counts: [run.counts.added, run.counts.removed, run.counts.modified],
+      paths: sorted.map((p) => [p.path, p.change, p.attributes, p.contents]),
+      previous,
+    }),
+    'utf8',
+  );
+}
+
+function previousSignature(db: Db, id: number): string | null {
+  const row = db.prepare('SELECT signature FROM drift_runs WHERE id < ? ORDER BY id DESC LIMIT 1').get(id) as { signature: string | null } | undefined;
+  return row?.signature ?? null;
+}
+
+/** Keep a run and its paths, in one transaction, signed with `key` when given; returns the run's id. */
+export function recordDriftRun(db: Db, run: DriftRun, paths: readonly DriftPath[], key?: PrivateSigningKey): number {
   return db.transaction(() => {
     const id = Number(
       db
@@ -43,9 +72,46 @@ export function recordDriftRun(db: Db, run: DriftRun, paths: readonly DriftPath[
         .run(run.at, run.environment, run.generation, run.counts.added, run.counts.removed, run.counts.modified).lastInsertRowid,
     );
     const ins = db.prepare('INSERT INTO drift_paths (run, path, change, attributes, contents) VALUES (?, ?, ?, ?, ?)');
-    for (const p of paths) ins.run(id, p.path, p.change, p.attributes.join(','), p.contents);
+    const rows = paths.map((p) => ({ path: p.path, change: p.change, attributes: p.attributes.join(','), contents: p.contents }));
+    for (const p of rows) ins.run(id, p.path, p.change, p.attributes, p.contents);
+    if (key !== undefined) {
+      const line = signBytes(key, 'baseline', signedBytesOfRun(id, run, rows, previousSignature(db, id)));
+      db.prepare('UPDATE drift_runs SET signature = ? WHERE id = ?').run(line, id);
+    }
     return id;
   })();
+}
+
+/**
+ * Checks the signature of every recorded run against `keys`, in order:
+ * a run unsigned, altered (its counts or any of its paths), or taken out of
+ * the chain is refused naming the run. Returns how many runs were checked.
+ */
+export function verifyDriftRuns(db: Db, keys: readonly PublicSigningKey[], trustSource: string): number {
+  const runs = db.prepare('SELECT id, at, environment, generation, added, removed, modified, signature FROM drift_runs ORDER BY id').all() as {
+    id: number;
+    at: string;
+    environment: string;
+    generation: number;
+    added: number;
+    removed: number;
+    modified: number;
+    signature: string | null;
+  }[];
+  const pathsOf = db.prepare('SELECT path, change, attributes, contents FROM drift_paths WHERE run = ?');
+  let previous: string | null = null;
+  for (const r of runs) {
+    const what = `drift run ${r.id} (${r.environment}, ${r.at})`;
+    const sig = r.signature === null ? undefined : parseSignatureLine(r.signature);
+    if (r.signature !== null && sig === undefined) {
+      throw new SysprimeError('REFUSED', `${what} has a malformed signature`, { hint: 'the drift history was altered; see docs/signing.md' });
+    }
+    const run: DriftRun = { at: r.at, environment: r.environment, generation: r.generation, counts: { added: r.added, removed: r.removed, modified: r.modified } };
+    const paths = pathsOf.all(r.id) as { path: string; change: string; attributes: string; contents: string | null }[];
+    verifyBytes(keys, 'baseline', signedBytesOfRun(r.id, run, paths, previous), sig === undefined ? [] : [sig], { what, trustSource });
+    previous = r.signature;
+  }
+  return runs.length;
 }
 
 /** Every recorded run of the environments the path ever drifted in, oldest first, with the path's state in each. */

@@ -13,7 +13,9 @@ import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest }
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
-import { messageOf } from '../errors.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
+import type { PrivateSigningKey, PublicSigningKey } from '../signing/keys.js';
+import { parseSignatureLine, signBytes, verifyBytes } from '../signing/signatures.js';
 
 /** What a kept manifest describes: its subject, the key it is kept under. */
 export const manifestSubject = {
@@ -53,11 +55,28 @@ function writeAtomic(path: string, data: string): void {
   replaceFile(path, Buffer.from(data, 'latin1'), { mode: 0o600 });
 }
 
-export function saveManifest(db: Db, stateDir: string, subject: string, identity: string, m: Manifest): void {
+/**
+ * What a kept manifest's signature covers: its subject and identity with its
+ * bytes, so a signed manifest cannot stand in for another generation's.
+ */
+function signedBytesOf(subject: string, identity: string, bart: Buffer): Buffer {
+  return Buffer.concat([Buffer.from(`${subject}\0${identity}\0`, 'utf8'), bart]);
+}
+
+/**
+ * Keeps a manifest; with `key`, signed (`FILE.sig`, one signature line). A
+ * manifest kept without a key has no signature file: an old one would
+ * speak for other bytes.
+ */
+export function saveManifest(db: Db, stateDir: string, subject: string, identity: string, m: Manifest, key?: PrivateSigningKey): void {
   mkdirSync(join(stateDir, 'manifests'), { recursive: true, mode: 0o700 });
   const file = fileFor(stateDir, subject);
+  const bart = Buffer.from(formatManifest(m), 'latin1');
+  const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart));
+  rmSync(`${file}.sig`, { force: true });
   writeAtomic(`${file}.bart`, formatManifest(m));
   writeAtomic(`${file}.index`, formatIndex(m));
+  if (signature !== undefined) writeAtomic(`${file}.sig`, `${signature}\n`);
   db.prepare('INSERT OR REPLACE INTO manifests (subject, created, identity, entries, file) VALUES (?, ?, ?, ?, ?)').run(
     subject,
     new Date().toISOString(),
@@ -85,6 +104,7 @@ export function forgetManifest(db: Db, subject: string): void {
   if (!row) return;
   rmSync(`${row.file}.bart`, { force: true });
   rmSync(`${row.file}.index`, { force: true });
+  rmSync(`${row.file}.sig`, { force: true });
   db.prepare('DELETE FROM manifests WHERE subject = ?').run(subject);
 }
 
@@ -98,4 +118,52 @@ export function forgetManifestsWhere(db: Db, gone: (subject: string) => boolean)
   const forgotten = manifestSubjects(db).filter(gone);
   for (const subject of forgotten) forgetManifest(db, subject);
   return forgotten;
+}
+
+/** A kept manifest as an off-machine audit sees it: what it is, the sha256 of its bytes, its signature line. */
+export interface KeptManifestEvidence {
+  subject: string;
+  identity: string;
+  sha256: string;
+  signature: string | null;
+}
+
+function readOptional(path: string): Buffer | undefined {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+export function keptManifestEvidence(db: Db, subject: string): KeptManifestEvidence | null {
+  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  if (!row) return null;
+  const bart = readOptional(`${row.file}.bart`);
+  if (bart === undefined) return null;
+  const sig = readOptional(`${row.file}.sig`);
+  return {
+    subject,
+    identity: row.identity,
+    sha256: createHash('sha256').update(bart).digest('hex'),
+    signature: sig === undefined ? null : sig.toString('utf8').trim(),
+  };
+}
+
+/**
+ * Checks the kept manifest of `subject` (with this identity) against `keys`:
+ * missing, kept for another identity, unsigned or altered, it is refused.
+ */
+export function verifyKeptManifest(db: Db, subject: string, identity: string, keys: readonly PublicSigningKey[], trustSource: string): PublicSigningKey {
+  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  const bart = row === undefined ? undefined : readOptional(`${row.file}.bart`);
+  if (row === undefined || bart === undefined || row.identity !== identity) {
+    throw new SysprimeError('REFUSED', `no baseline manifest of ${subject} is kept for these rules and hash, so none can be verified`, {
+      hint: 'a baseline is signed when it is made with [audit] key set; see docs/signing.md',
+    });
+  }
+  const text = readOptional(`${row.file}.sig`)?.toString('utf8').trim();
+  const sig = text === undefined ? undefined : parseSignatureLine(text);
+  return verifyBytes(keys, 'baseline', signedBytesOf(subject, identity, bart), sig === undefined ? [] : [sig], { what: `the baseline manifest of ${subject}`, trustSource });
 }

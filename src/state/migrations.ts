@@ -87,4 +87,8 @@ export const MIGRATIONS: readonly string[] = [
     pid_start TEXT NOT NULL
   );
   `,
+  // 4: the signature of each drift run ([audit] key), chained to the one before it
+  `
+  ALTER TABLE drift_runs ADD COLUMN signature TEXT;
+  `,
 ];

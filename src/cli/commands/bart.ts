@@ -11,6 +11,9 @@ import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, COMPARE_DEFAULT_FLAGS, DEFAULT_FLAGS, defaultRules, parseRules, type Rules } from '../../bart/rules.js';
 import { compareManifests, differencesToJson, formatProgrammatic, formatVerbose } from '../../bart/compare.js';
 import { createManifestText } from '../../bart/saved.js';
+import { isSigned, verifyManifest } from '../../bart/signed.js';
+import { readPrivateKey, readPublicKey } from '../../signing/keys.js';
+import { checkSigningKey } from '../../signing/signatures.js';
 import { HASH_ALGORITHMS, type HashAlgorithm, type Manifest } from '../../bart/types.js';
 import { applyGlobals, reportError, type GlobalOptions } from '../runner.js';
 
@@ -26,6 +29,7 @@ interface CreateFlags {
   index?: boolean;
   previous?: string;
   acl: boolean;
+  sign?: string;
 }
 
 interface CompareFlags {
@@ -33,6 +37,7 @@ interface CompareFlags {
   programmatic?: boolean;
   json?: boolean;
   rules?: string;
+  verify?: string[];
 }
 
 function readInput(file: string, what: string): Buffer {
@@ -48,8 +53,17 @@ function loadRules(file: string | undefined, initialFlags = DEFAULT_FLAGS): Rule
   return parseRules(readInput(file, 'rules file').toString('latin1'), file === '-' ? '(stdin)' : file, initialFlags);
 }
 
-function loadManifest(file: string): Manifest {
-  return parseManifest(readInput(file, 'manifest'), file);
+/**
+ * The manifest, its signature checked first when keys are given: the control
+ * must be signed by one of them; the test is checked when it carries a
+ * signature (one just made by `bart create` usually does not).
+ */
+function loadManifest(file: string, verify?: { keys: string[]; required: boolean }): Manifest {
+  const bytes = readInput(file, 'manifest');
+  if (verify !== undefined && verify.keys.length > 0 && (verify.required || isSigned(bytes))) {
+    verifyManifest(bytes, verify.keys.map((k) => readPublicKey(k)), `manifest ${file}`, '--verify');
+  }
+  return parseManifest(bytes, file);
 }
 
 function writeOut(file: string | undefined, text: string | Buffer): void {
@@ -75,6 +89,9 @@ async function runCreate(flags: CreateFlags): Promise<number> {
   if (flags.index && statSync(flags.output!, { throwIfNoEntry: false })?.isFile() === false) {
     throw new SysprimeError('USAGE', `--index needs -o to name a regular file, and ${flags.output!} is not one`, { hint: 'write the manifest and its index to a file' });
   }
+  // Read first: a key that cannot sign stops before the tree is walked.
+  const key = flags.sign === undefined ? undefined : readPrivateKey(flags.sign);
+  if (key !== undefined) checkSigningKey(key);
   let files: string[] | undefined;
   if (Array.isArray(flags.input) && flags.input.length > 0) files = flags.input.map(asBytes);
   else if (flags.input !== undefined) files = readFileSync(0).toString('latin1').split('\n').filter((l) => l !== '');
@@ -87,6 +104,7 @@ async function runCreate(flags: CreateFlags): Promise<number> {
     hash: flags.hash as HashAlgorithm,
     noContents: !flags.contents,
     acl: flags.acl,
+    sign: key,
     onWarning: (msg) => process.stderr.write(`${msg}\n`),
   });
   writeOut(flags.output, result.text);
@@ -97,8 +115,9 @@ async function runCreate(flags: CreateFlags): Promise<number> {
 function runCompare(control: string, test: string, flags: CompareFlags, json: boolean): number {
   const initial = flags.ignore === undefined ? COMPARE_DEFAULT_FLAGS : applyIgnoreList(flags.ignore, COMPARE_DEFAULT_FLAGS);
   const rules = loadRules(flags.rules, initial) ?? defaultRules(initial);
-  const c = loadManifest(control);
-  const t = loadManifest(test);
+  const keys = flags.verify ?? [];
+  const c = loadManifest(control, { keys, required: true });
+  const t = loadManifest(test, { keys, required: false });
   if (c.header.hash !== t.header.hash) {
     // Every file would differ in its digest alone; Solaris 11 refuses it too.
     throw new SysprimeError('MANIFEST', `${control} uses ${c.header.hash} and ${test} ${t.header.hash}: digests of different algorithms cannot be compared`, {
@@ -140,9 +159,10 @@ export function registerBart(program: Command, globals: () => GlobalOptions = ()
     .option('--index', 'also write FILE.idx, the inode/ctime index a later --previous uses')
     .option('--previous <manifest>', 'reuse digests of unchanged files from this manifest and its .idx')
     .option('--no-acl', 'do not collect POSIX ACLs (acl field -)')
+    .option('--sign <key>', 'sign the manifest with this private key (a last comment line Solaris bart ignores)')
     .addHelpText(
       'after',
-      '\nExamples:\n  sysprime bart create -R /etc > etc.manifest\n  sysprime bart create --hash sha256 -r /etc/sysprime/audit.rules -o audit.manifest\n  find /etc -newer stamp | sysprime bart create -I > changed.manifest',
+      '\nExamples:\n  sysprime bart create -R /etc > etc.manifest\n  sysprime bart create --hash sha256 -r /etc/sysprime/audit.rules -o audit.manifest\n  sysprime bart create --hash sha256 --sign /root/keys/audit.key -R /etc -o etc.manifest\n  find /etc -newer stamp | sysprime bart create -I > changed.manifest',
     )
     .action(async (opts: CreateFlags) => solarisExit(globals(), () => runCreate(opts)));
 
@@ -155,7 +175,11 @@ export function registerBart(program: Command, globals: () => GlobalOptions = ()
     .option('-p, --programmatic', 'one line per file, for programs')
     .option('--json', 'JSON output')
     .option('-r, --rules <file>', 'rules file deciding what is checked where, - for stdin')
-    .addHelpText('after', '\nExamples:\n  sysprime bart compare control.manifest test.manifest\n  sysprime bart compare -p -i mtime,acl control.manifest test.manifest')
+    .option('--verify <key.pub>', 'refuse a control manifest not signed by this public key (repeat for several), and a test manifest whose signature does not match', (v: string, prev: string[] = []) => [...prev, v])
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime bart compare control.manifest test.manifest\n  sysprime bart compare -p -i mtime,acl control.manifest test.manifest\n  sysprime bart compare --verify /etc/sysprime/audit.key.pub etc.manifest etc-now.manifest',
+    )
     .action(async (control: string, test: string, opts: CompareFlags) =>
       solarisExit(globals(), () => runCompare(control, test, opts, opts.json === true || globals().json === true)),
     );

@@ -19,11 +19,12 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
     .option('--no-record', 'do not keep this run in the drift history')
     .option('--history <path>', 'when did this path change (from the recorded runs)')
     .option('--show-secrets', 'show the content of files only root may read and of [drift] secret paths')
+    .option('--verify', 'first check the signatures of the baseline manifest and of the drift history against [audit] key (refused when either was rewritten)')
     .addHelpText(
       'after',
-      '\nExamples:\n  sysprime drift                          drift of the running environment\n  sysprime drift --format html -o drift.html\n  sysprime drift --history /etc/ssh/sshd_config',
+      '\nExamples:\n  sysprime drift                          drift of the running environment\n  sysprime drift --format html -o drift.html\n  sysprime drift --verify                 prove the baseline and history were not rewritten\n  sysprime drift --history /etc/ssh/sshd_config',
     )
-    .action(async (env: string | undefined, opts: { format: string; output?: string; diff: boolean; record: boolean; history?: string; showSecrets?: boolean }) =>
+    .action(async (env: string | undefined, opts: { format: string; output?: string; diff: boolean; record: boolean; history?: string; showSecrets?: boolean; verify?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const g = globals();
         const format = (g.json ? 'json' : opts.format) as Format;
@@ -41,7 +42,10 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
           else emit(renderHistoryText(opts.history, rows));
           return EXIT.OK;
         }
-        const report = await computeDrift(ctx, env, { showSecrets: opts.showSecrets === true });
+        const report = await computeDrift(ctx, env, { showSecrets: opts.showSecrets === true, verify: opts.verify === true });
+        if (report.verified !== null && format === 'text' && opts.output === undefined) {
+          process.stderr.write(`baseline of generation ${report.generation} and ${report.verified.runs} recorded runs verified with key ${report.verified.key}\n`);
+        }
         if (opts.record) recordDrift(ctx, report);
         if (format === 'json') {
           if (opts.output) emit(JSON.stringify(report, null, 2) + '\n');

@@ -45,6 +45,12 @@ export interface IndexPackage {
 
 export interface RepositoryIndex {
   format: typeof STORE_FORMAT;
+  /**
+   * Raised by one at every write of the index (0 when absent: written by an
+   * older sysprime). Signed with the rest, it lets a tree refuse an older
+   * index served again (a rollback attack).
+   */
+  serial: number;
   packages: Record<string, IndexPackage>;
 }
 
@@ -57,6 +63,8 @@ export interface InstalledState {
   format: typeof STORE_FORMAT;
   /** Where the packages came from (informative). */
   repository: string;
+  /** The serial of the index the packages came from: an older one is refused. */
+  serial: number;
   packages: Record<string, InstalledPackage>;
 }
 
@@ -94,7 +102,9 @@ export function parseIndex(text: string, where: string): RepositoryIndex {
   const raw = parseDocument(text, where);
   const packages = raw['packages'];
   if (!isRecord(packages)) throw invalid(where, '"packages" must be an object');
-  const out: RepositoryIndex = { format: STORE_FORMAT, packages: {} };
+  const serial = raw['serial'] ?? 0;
+  if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) throw invalid(where, '"serial" must be a whole number');
+  const out: RepositoryIndex = { format: STORE_FORMAT, serial, packages: {} };
   for (const [name, pkg] of Object.entries(packages)) {
     if (!NAME.test(name)) throw invalid(where, `bad package name ${JSON.stringify(name)}`);
     if (!isRecord(pkg) || typeof pkg['current'] !== 'string' || !isRecord(pkg['versions'])) {
@@ -180,11 +190,12 @@ export function parseInstalled(text: string, where: string): InstalledState {
     }
     packages[name] = { version: p['version'], manifest: p['manifest'] };
   }
-  return { format: STORE_FORMAT, repository: typeof raw['repository'] === 'string' ? raw['repository'] : '', packages };
+  const serial = typeof raw['serial'] === 'number' && Number.isSafeInteger(raw['serial']) && raw['serial'] >= 0 ? raw['serial'] : 0;
+  return { format: STORE_FORMAT, repository: typeof raw['repository'] === 'string' ? raw['repository'] : '', serial, packages };
 }
 
 export function emptyInstalled(repository: string): InstalledState {
-  return { format: STORE_FORMAT, repository, packages: {} };
+  return { format: STORE_FORMAT, repository, serial: 0, packages: {} };
 }
 
 /**

@@ -13,7 +13,8 @@ import { installReadOnlyUsr } from './read-only-usr.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
 import { assembleUsr, carryOverUsrLocal, isUsrPath, putBackUsrLocal, recoverUsrSwap, removeOutsideUsr, swapUsr, writeOutsideUsr } from './assemble.js';
 import { mergeTrees, planChanges, summarize, STORE_FORMAT, type InstalledState, type PackageManifest } from './format.js';
-import { openRepository, type Repository } from './repository.js';
+import { readPublicKey } from '../../signing/keys.js';
+import { openRepository, type IndexTrust, type Repository } from './repository.js';
 import {
   collectGarbage,
   ensureObjects,
@@ -33,6 +34,11 @@ export interface StoreApplyReport extends UpdateResult {
   swap: 'exchange' | 'rename' | 'none';
 }
 
+/** Whom the index must be signed by, from [update]: the key files are read each time, so a rotation needs no restart. */
+export function indexTrust(config: Config): IndexTrust {
+  return { keys: config.update.trustedKeys.map((p) => readPublicKey(p)), allowUnsigned: config.update.allowUnsigned };
+}
+
 export function createStoreUpdater(config: Config): Updater {
   const location = config.update.repository;
   const needRepository = (): string => {
@@ -47,9 +53,10 @@ export function createStoreUpdater(config: Config): Updater {
     method: 'store',
     describe: () => `store repository ${location ?? '(not set)'}`,
     probe: async () => {
-      await openRepository(needRepository(), { timeoutSeconds: config.update.timeout }).readIndex();
+      await openRepository(needRepository(), { timeoutSeconds: config.update.timeout, trust: indexTrust(config) }).readIndex();
     },
-    apply: (opts: UpdateOptions) => applyStore(openRepository(needRepository(), { timeoutSeconds: opts.timeout, signal: opts.signal }), opts.root),
+    apply: (opts: UpdateOptions) =>
+      applyStore(openRepository(needRepository(), { timeoutSeconds: opts.timeout, signal: opts.signal, trust: indexTrust(config) }), opts.root),
   };
 }
 
@@ -73,6 +80,11 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
   const paths = await storePaths(root);
   const index = await repo.readIndex();
   const installed = await readInstalled(paths, repo.location);
+  if (installed.repository === repo.location && index.serial < installed.serial) {
+    throw new SysprimeError('REFUSED', `the index of ${repo.location} is older (serial ${index.serial}) than the one this tree was built from (serial ${installed.serial}): an old index served again`, {
+      hint: 'the repository or a mirror serves a stale or replayed index; publish or sign again, or fix the mirror',
+    });
+  }
   const changes = planChanges(index, installed);
   if (changes.length === 0) {
     return { changed: false, packages: [], summary: summarize(changes), objectsFetched: 0, objectsCollected: 0, swap: 'none' };
@@ -125,6 +137,7 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
   const state: InstalledState = {
     format: STORE_FORMAT,
     repository: repo.location,
+    serial: index.serial,
     packages: Object.fromEntries(next.map((n) => [n.manifest.name, { version: n.manifest.version, manifest: n.sha }])),
   };
   await writeInstalled(paths, state);

@@ -5,13 +5,20 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, readFile, readdir, readlink } from 'node:fs/promises';
+import { lstat, mkdir, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { SysprimeError, errnoOf } from '../../errors.js';
-import { copyDurable, replaceFile } from '../../os/durable.js';
+import { copyDurable, fsyncPath, replaceFile } from '../../os/durable.js';
+import type { PrivateSigningKey } from '../../signing/keys.js';
+import { signBytes } from '../../signing/signatures.js';
 import { formatMode, objectRelPath, parseIndex, parseManifest, STORE_FORMAT, type RepositoryIndex } from './format.js';
-import { manifestRelPath } from './repository.js';
+import { INDEX_SIGNATURE, manifestRelPath } from './repository.js';
+
+/** Keys the index is signed with after a write; none leaves it unsigned (and removes a stale signature). */
+export interface SignOptions {
+  sign?: readonly PrivateSigningKey[] | undefined;
+}
 
 export interface PublishEntry {
   path: string;
@@ -31,13 +38,55 @@ async function readIndexOrEmpty(repoDir: string): Promise<RepositoryIndex> {
   try {
     return parseIndex(await readFile(join(repoDir, 'index.json'), 'utf8'), join(repoDir, 'index.json'));
   } catch (err) {
-    if (errnoOf(err) === 'ENOENT') return { format: STORE_FORMAT, packages: {} };
+    if (errnoOf(err) === 'ENOENT') return { format: STORE_FORMAT, serial: 0, packages: {} };
     throw err;
   }
 }
 
-async function writeIndex(repoDir: string, index: RepositoryIndex): Promise<void> {
-  replaceFile(join(repoDir, 'index.json'), `${JSON.stringify(index, null, 2)}\n`, { mode: 0o644 });
+/**
+ * Writes the index with its serial raised by one, then its signature. A
+ * reader between the two renames sees a new index with the old signature and
+ * refuses it: the safe way round.
+ */
+async function writeIndex(repoDir: string, index: RepositoryIndex, opts: SignOptions): Promise<void> {
+  const text = `${JSON.stringify({ format: index.format, serial: index.serial + 1, packages: index.packages }, null, 2)}\n`;
+  // Signed first: a key that cannot sign (expired) leaves the repository as it was.
+  const lines = signatureLines(text, opts.sign ?? []);
+  replaceFile(join(repoDir, 'index.json'), text, { mode: 0o644 });
+  await writeIndexSignature(repoDir, lines);
+}
+
+function signatureLines(text: string, keys: readonly PrivateSigningKey[]): string[] {
+  return keys.map((k) => signBytes(k, 'store-index', Buffer.from(text, 'utf8')));
+}
+
+async function writeIndexSignature(repoDir: string, lines: readonly string[]): Promise<void> {
+  const sigPath = join(repoDir, INDEX_SIGNATURE);
+  if (lines.length === 0) {
+    await rm(sigPath, { force: true });
+    fsyncPath(repoDir);
+    return;
+  }
+  replaceFile(sigPath, `${lines.join('\n')}\n`, { mode: 0o644 });
+}
+
+/**
+ * Signs the index as it is with `keys` (replacing its signature), without
+ * changing it: how a repository is signed for the first time, or with a new
+ * key beside the old during a rotation. Returns the serial signed.
+ */
+export async function signIndex(repoDir: string, keys: readonly PrivateSigningKey[]): Promise<number> {
+  if (keys.length === 0) throw new SysprimeError('USAGE', 'signing the index needs at least one key');
+  let text: string;
+  try {
+    text = await readFile(join(repoDir, 'index.json'), 'utf8');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') throw new SysprimeError('NOT_FOUND', `no store repository at ${repoDir} (no index.json)`, { cause: err });
+    throw err;
+  }
+  const index = parseIndex(text, join(repoDir, 'index.json')); // never sign what a reader would refuse
+  await writeIndexSignature(repoDir, signatureLines(text, keys));
+  return index.serial;
 }
 
 async function storeBytes(repoDir: string, bytes: Uint8Array): Promise<string> {
@@ -75,7 +124,7 @@ export async function publishPackageVersion(
   name: string,
   version: string,
   input: readonly PublishEntry[],
-  opts: { current?: boolean } = {},
+  opts: { current?: boolean } & SignOptions = {},
 ): Promise<string> {
   await mkdir(repoDir, { recursive: true });
   const entries: Array<Record<string, unknown>> = [];
@@ -106,7 +155,7 @@ export async function publishPackageVersion(
   pkg.versions[version] = sha;
   if (opts.current !== false || index.packages[name] === undefined) pkg.current = version;
   index.packages[name] = pkg;
-  await writeIndex(repoDir, index);
+  await writeIndex(repoDir, index, opts);
   return sha;
 }
 
@@ -132,21 +181,21 @@ export async function entriesOfTree(dir: string): Promise<PublishEntry[]> {
 }
 
 /** Publishes the contents of `dir` (its children, not dir itself) as a package version. */
-export async function publishTree(repoDir: string, name: string, version: string, dir: string, opts: { current?: boolean } = {}): Promise<string> {
+export async function publishTree(repoDir: string, name: string, version: string, dir: string, opts: { current?: boolean } & SignOptions = {}): Promise<string> {
   return publishPackageVersion(repoDir, name, version, await entriesOfTree(dir), opts);
 }
 
-export async function setCurrentVersion(repoDir: string, name: string, version: string): Promise<void> {
+export async function setCurrentVersion(repoDir: string, name: string, version: string, opts: SignOptions = {}): Promise<void> {
   const index = await readIndexOrEmpty(repoDir);
   const pkg = index.packages[name];
   if (pkg?.versions[version] === undefined) throw new SysprimeError('NOT_FOUND', `${name} ${version} is not in ${repoDir}`);
   pkg.current = version;
-  await writeIndex(repoDir, index);
+  await writeIndex(repoDir, index, opts);
 }
 
 /** Drops a package from the index: trees following the repository remove it. Its objects stay. */
-export async function withdrawPackage(repoDir: string, name: string): Promise<void> {
+export async function withdrawPackage(repoDir: string, name: string, opts: SignOptions = {}): Promise<void> {
   const index = await readIndexOrEmpty(repoDir);
   delete index.packages[name];
-  await writeIndex(repoDir, index);
+  await writeIndex(repoDir, index, opts);
 }

@@ -11,7 +11,9 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { fileURLToPath } from 'node:url';
 import { SysprimeError, errnoOf, isSysprimeError, messageOf } from '../../errors.js';
-import { DEFAULTS } from '../../config/schema.js';
+import { log } from '../../log.js';
+import type { PublicSigningKey } from '../../signing/keys.js';
+import { parseSignatureFile, verifyBytes } from '../../signing/signatures.js';
 import { objectRelPath, parseIndex, parseManifest, type PackageManifest, type RepositoryIndex } from './format.js';
 
 export interface Repository {
@@ -21,6 +23,24 @@ export interface Repository {
   readManifest(sha256: string, expect: { name: string; version: string }): Promise<{ manifest: PackageManifest; text: string }>;
   /** Writes the object's content to `dest` (fsynced) and checks its sha256 and size. */
   fetchObject(sha256: string, size: number, dest: string): Promise<void>;
+}
+
+/** The detached signature of index.json: one `sysprime-signature` line per signing key. */
+export const INDEX_SIGNATURE = 'index.json.sig';
+
+/**
+ * Whom the index must be signed by. `allowUnsigned` lets an unsigned index
+ * of a local repository (a directory or file: URL) through, for testing; it
+ * never applies to http(s), and a signature that is there is checked all the
+ * same.
+ */
+export interface IndexTrust {
+  keys: readonly PublicSigningKey[];
+  allowUnsigned: boolean;
+}
+
+export function isRemoteLocation(location: string): boolean {
+  return /^https?:\/\//.test(location);
 }
 
 export function manifestRelPath(sha256: string): string {
@@ -71,6 +91,8 @@ export interface RepositoryOptions {
    */
   timeoutSeconds: number;
   signal?: AbortSignal | undefined;
+  /** Required: there is no default trust. */
+  trust: IndexTrust;
 }
 
 function httpSource(base: string, opts: RepositoryOptions): Source {
@@ -118,9 +140,9 @@ function httpSource(base: string, opts: RepositoryOptions): Source {
   };
 }
 
-export function openRepository(location: string, opts: RepositoryOptions = { timeoutSeconds: DEFAULTS.update.timeout }): Repository {
+export function openRepository(location: string, opts: RepositoryOptions): Repository {
   let source: Source;
-  if (/^https?:\/\//.test(location)) source = httpSource(location, opts);
+  if (isRemoteLocation(location)) source = httpSource(location, opts);
   else if (location.startsWith('file:')) source = directorySource(fileURLToPath(location));
   else source = directorySource(location);
 
@@ -132,11 +154,27 @@ export function openRepository(location: string, opts: RepositoryOptions = { tim
   return {
     location,
     readIndex: async () => {
+      const { keys, allowUnsigned } = opts.trust;
+      if (allowUnsigned && isRemoteLocation(location)) {
+        throw new SysprimeError('CONFIG', `update.allow_unsigned applies to local repositories only, not to ${location}`, {
+          hint: 'sign the repository (`sysprime store sign`) and list its key in [update] trusted_keys, or remove allow_unsigned',
+        });
+      }
       const text = await source.readText('index.json');
       if (text === null) {
         throw new SysprimeError('NOT_FOUND', `no store repository at ${location} (${source.describe('index.json')} does not exist)`, {
           hint: 'check update.repository in sysprime.toml',
         });
+      }
+      // The signature is checked on the bytes as fetched, before a byte of them is parsed.
+      const sigText = await source.readText(INDEX_SIGNATURE);
+      const what = `the index of ${location}`;
+      if (allowUnsigned && (sigText === null || keys.length === 0)) {
+        log.warn(`${what} is used unsigned (update.allow_unsigned)`);
+      } else {
+        const signatures = sigText === null ? [] : parseSignatureFile(sigText, source.describe(INDEX_SIGNATURE));
+        const key = verifyBytes(keys, 'store-index', Buffer.from(text, 'utf8'), signatures, { what, trustSource: '[update] trusted_keys' });
+        log.debug(`${what}: signed by key ${key.id} (${key.source})`);
       }
       return parseIndex(text, source.describe('index.json'));
     },

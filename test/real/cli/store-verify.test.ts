@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { environmentMounter, sysprime } from '../../fixtures/cli.js';
-import { publishVersion, type PackageFiles } from '../../fixtures/store-repo.js';
+import { publishVersion, type PackageFiles, ALLOW_UNSIGNED } from '../../fixtures/store-repo.js';
 import { OS_FILES } from '../../fixtures/os-tree.js';
 
 const LICENSE = 'Permission is granted to anyone.\n';
@@ -48,7 +48,7 @@ for (const kind of KINDS) {
 
     before(async () => {
       dir = mkdtempSync(join(tmpdir(), 'sysprime-store-verify-'));
-      s = await makeScratch(kind, `[update]\nmethod = "store"\nrepository = "${join(dir, 'repo')}"\n`);
+      s = await makeScratch(kind, `[update]\nmethod = "store"\nrepository = "${join(dir, 'repo')}"\n${ALLOW_UNSIGNED}`);
       await publishVersion(join(dir, 'repo'), 'demo-os', '1', osPackage());
       assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
       const r = await sp('stage');

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
-import { publishVersion, type PackageFiles } from '../../fixtures/store-repo.js';
+import { publishVersion, type PackageFiles, ALLOW_UNSIGNED } from '../../fixtures/store-repo.js';
 import { OS_FILES } from '../../fixtures/os-tree.js';
 import { run } from '../../../src/process/run.js';
 import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
@@ -91,7 +91,7 @@ describe('pristine manifests from btrfs send --no-data between two pristine snap
     repo = join(dir, 'repo');
     rulesPath = join(dir, 'drift.rules');
     writeFileSync(rulesPath, RULES);
-    s = await makeScratch('btrfs', `[update]\nmethod = "store"\nrepository = "${repo}"\n[bart]\nrules = "${rulesPath}"\n`);
+    s = await makeScratch('btrfs', `[update]\nmethod = "store"\nrepository = "${repo}"\n${ALLOW_UNSIGNED}[bart]\nrules = "${rulesPath}"\n`);
     const at = join(s.where, '@');
     writeFileSync(join(at, 'etc/hl-a'), 'shared\n');
     linkSync(join(at, 'etc/hl-a'), join(at, 'etc/hl-b'));

@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join, normalize } from 'node:path';
 import { makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
-import { publishVersion } from '../../fixtures/store-repo.js';
+import { signIndex } from '../../../src/updaters/store/publish.js';
+import { publishVersion, testKey } from '../../fixtures/store-repo.js';
 import { OS_FILES } from '../../fixtures/os-tree.js';
 
 describe('a trickling store repository (btrfs)', () => {
@@ -32,6 +33,9 @@ describe('a trickling store repository (btrfs)', () => {
     for (const [path, text] of Object.entries(OS_FILES)) if (path.startsWith('usr/')) files[path] = text;
     files['usr/share/doc/demo/NEWS'] = 'new\n';
     await publishVersion(repo, 'demo-os', '1', files);
+    // Over http the index must be signed (update.allow_unsigned is for local repositories).
+    const key = testKey(dir, 'repo');
+    await signIndex(repo, [key.key]);
     server = createServer((req, res) => {
       const rel = normalize(decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)).replace(/^\/+/, '');
       const file = join(repo, rel);
@@ -59,7 +63,7 @@ describe('a trickling store repository (btrfs)', () => {
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     const port = (server.address() as AddressInfo).port;
-    s = await makeScratch('btrfs', `[update]\nmethod = "store"\nrepository = "http://127.0.0.1:${port}/"\ntimeout = 4\n`);
+    s = await makeScratch('btrfs', `[update]\nmethod = "store"\nrepository = "http://127.0.0.1:${port}/"\ntimeout = 4\ntrusted_keys = ["${key.publicPath}"]\n`);
     assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
   });
   after(async () => {

@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
-import { publishVersion, type PackageFiles } from '../../fixtures/store-repo.js';
+import { publishVersion, type PackageFiles, ALLOW_UNSIGNED } from '../../fixtures/store-repo.js';
 import { OS_FILES } from '../../fixtures/os-tree.js';
 
 /** The OS tree's /usr and /etc/demo.conf as a store package, at a version. */
@@ -46,7 +46,7 @@ for (const kind of KINDS) {
       dir = mkdtempSync(join(tmpdir(), 'sysprime-store-stage-'));
       repo = join(dir, 'repo');
       mnt = join(dir, 'mnt');
-      s = await makeScratch(kind, `[update]\nmethod = "store"\nrepository = "${repo}"\n`);
+      s = await makeScratch(kind, `[update]\nmethod = "store"\nrepository = "${repo}"\n${ALLOW_UNSIGNED}`);
       await publishVersion(repo, 'demo-os', '1', osPackage('1'));
       assert.equal((await sp('init', '--adopt', s.adopt, '--name', 'base')).code, 0);
     });

@@ -12,7 +12,7 @@ import { objectKey, objectRelPath } from '../../../src/updaters/store/format.js'
 import { openRepository } from '../../../src/updaters/store/repository.js';
 import { forgetExchangeProbe } from '../../../src/updaters/store/assemble.js';
 import { withdrawPackage } from '../../../src/updaters/store/publish.js';
-import { publishVersion, type PackageFiles } from '../../fixtures/store-repo.js';
+import { publishVersion, UNSIGNED_LOCAL, type PackageFiles } from '../../fixtures/store-repo.js';
 
 let scratch: string;
 before(() => {
@@ -86,7 +86,7 @@ test('v1 installs into an empty tree with the right metadata, /usr hardlinked fr
   await publishVersion(repo, 'base', '1', BASE_V1);
   await publishVersion(repo, 'tools', '1', TOOLS_V1);
 
-  const res = await applyStore(openRepository(repo), root);
+  const res = await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(res.changed, true);
   assert.deepEqual(res.packages, [
     { name: 'base', from: null, to: '1' },
@@ -129,12 +129,12 @@ test('v2 changes, adds and removes files; the swap leaves a complete /usr; unref
   await publishVersion(repo, 'tools', '1', TOOLS_V1);
   mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
   writeFileSync(join(root, 'usr/local/bin/mine'), 'the admin\'s\n');
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(readFileSync(join(root, 'usr/local/bin/mine'), 'utf8'), 'the admin\'s\n', '/usr/local survives the first install');
 
   await publishVersion(repo, 'base', '2', BASE_V2);
   await withdrawPackage(repo, 'tools');
-  const res = await applyStore(openRepository(repo), root);
+  const res = await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(res.changed, true);
   assert.deepEqual(res.packages, [
     { name: 'base', from: '1', to: '2' },
@@ -146,7 +146,7 @@ test('v2 changes, adds and removes files; the swap leaves a complete /usr; unref
   await publishVersion(ref.repo, 'base', '2', BASE_V2);
   mkdirSync(join(ref.root, 'usr/local/bin'), { recursive: true });
   writeFileSync(join(ref.root, 'usr/local/bin/mine'), 'the admin\'s\n');
-  await applyStore(openRepository(ref.repo), ref.root);
+  await applyStore(openRepository(ref.repo, UNSIGNED_LOCAL), ref.root);
   const skip = (p: string) => p.startsWith('var');
   assert.deepEqual(listing(root, skip), listing(ref.root, skip));
   assert.equal(lstatSync(join(root, 'etc/old.conf'), { throwIfNoEntry: false }), undefined);
@@ -169,9 +169,9 @@ function objectsOf(root: string): string[] {
 test('applying again changes nothing', async () => {
   const { repo, root } = fresh('idem');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   const before = listing(root);
-  const again = await applyStore(openRepository(repo), root);
+  const again = await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(again.changed, false);
   assert.deepEqual(again.packages, []);
   assert.deepEqual(listing(root), before);
@@ -180,7 +180,7 @@ test('applying again changes nothing', async () => {
 test('a corrupt object fails the update and leaves the tree as it was', async () => {
   const { repo, root } = fresh('corrupt');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   await publishVersion(repo, 'base', '2', BASE_V2);
   const bad = join(repo, objectRelPath(createHash('sha256').update('new in 2\n').digest('hex')));
   chmodSync(bad, 0o644);
@@ -188,7 +188,7 @@ test('a corrupt object fails the update and leaves the tree as it was', async ()
   const before = listing(root);
 
   await assert.rejects(
-    applyStore(openRepository(repo), root),
+    applyStore(openRepository(repo, UNSIGNED_LOCAL), root),
     (err: unknown) => isSysprimeError(err, 'IO') && /corrupt/.test(err.message) && err.hint !== undefined,
   );
   assert.deepEqual(listing(root), before);
@@ -198,7 +198,7 @@ test('a missing object fails the update and leaves an empty tree empty', async (
   const { repo, root } = fresh('missing-object');
   await publishVersion(repo, 'base', '1', BASE_V1);
   rmSync(join(repo, objectRelPath(createHash('sha256').update('old library\n').digest('hex'))));
-  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'NOT_FOUND') && /missing/.test(err.message));
+  await assert.rejects(applyStore(openRepository(repo, UNSIGNED_LOCAL), root), (err: unknown) => isSysprimeError(err, 'NOT_FOUND') && /missing/.test(err.message));
   assert.deepEqual(readdirSync(root), []);
 });
 
@@ -221,6 +221,7 @@ test('the updater from the registry follows a file: URL repository', async () =>
   const c = cloneDefaults();
   c.update.method = 'store';
   c.update.repository = `file://${repo}`;
+  c.update.allowUnsigned = true; // what the option is for: a local test repository
   const u = createUpdater(c);
   await u.probe();
   const res = await u.apply({ root, timeout: 60, verbose: false });
@@ -236,7 +237,7 @@ test('a package path through a symlink in the tree is refused', async () => {
   const { symlinkSync } = await import('node:fs');
   symlinkSync(outside, join(root, 'etc'));
   await publishVersion(repo, 'base', '1', { 'etc/evil.conf': 'x\n' });
-  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
+  await assert.rejects(applyStore(openRepository(repo, UNSIGNED_LOCAL), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
   assert.deepEqual(readdirSync(outside), []);
 });
 
@@ -250,12 +251,12 @@ test("links in the tree's own store are never written or read through", async ()
   symlinkSync(outside, join(root, STORE, 'manifests'));
   symlinkSync(join(outside, 'host.json'), join(root, STORE, 'installed.json'));
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /manifests/.test(err.message));
+  await assert.rejects(applyStore(openRepository(repo, UNSIGNED_LOCAL), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /manifests/.test(err.message));
   assert.deepEqual(readdirSync(outside), ['host.json'], 'no manifest written into the host directory');
   assert.equal(readFileSync(join(outside, 'host.json'), 'utf8'), 'host file\n');
   // With the directory link gone, installed.json (a link to a host file) is replaced, not written through.
   rmSync(join(root, STORE, 'manifests'));
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(readFileSync(join(outside, 'host.json'), 'utf8'), 'host file\n');
   assert.ok(lstatSync(join(root, STORE, 'installed.json')).isFile());
 });
@@ -263,7 +264,7 @@ test("links in the tree's own store are never written or read through", async ()
 test('with an mv that can exchange, /usr is swapped with it', async () => {
   const { repo, root } = fresh('exchange');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   await publishVersion(repo, 'base', '2', BASE_V2);
 
   // A stand-in for coreutils >= 9.5: logs its call, then exchanges by three renames.
@@ -284,7 +285,7 @@ echo "$@" >> ${log}
   process.env['PATH'] = `${bin}:${oldPath}`;
   forgetExchangeProbe();
   try {
-    const res = await applyStore(openRepository(repo), root);
+    const res = await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
     assert.equal(res.swap, 'exchange');
   } finally {
     process.env['PATH'] = oldPath;
@@ -309,7 +310,7 @@ test('a tree published from a directory comes out the same, owners and modes inc
   writeFileSync(join(src, 'etc/x.conf'), 'x\n');
   const { publishTree } = await import('../../../src/updaters/store/publish.js');
   await publishTree(repo, 'x', '1', src);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   // The unit making /usr read-only is the updater's own, not the package's (checked below).
   const skip = (p: string) => p.startsWith('var') || p.startsWith('etc/systemd');
   assert.deepEqual(listing(root, skip), listing(src, skip));
@@ -320,7 +321,7 @@ test('a store-built /usr is made read-only at run time by a mount unit in the tr
   mkdirSync(join(root, 'etc'));
   writeFileSync(join(root, 'etc/fstab'), 'UUID=1234 / btrfs defaults 0 0\n');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   const unit = readFileSync(join(root, 'etc/systemd/system/usr.mount'), 'utf8');
   assert.match(unit, /^What=\/usr$/m);
   assert.match(unit, /^Where=\/usr$/m);
@@ -330,7 +331,7 @@ test('a store-built /usr is made read-only at run time by a mount unit in the tr
   assert.equal(readFileSync(join(root, 'etc/fstab'), 'utf8'), 'UUID=1234 / btrfs defaults 0 0\n');
   await publishVersion(repo, 'base', '2', BASE_V2);
   const before = lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino;
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(lstatSync(join(root, 'etc/systemd/system/usr.mount')).ino, before, 'not written again');
 });
 
@@ -339,7 +340,7 @@ test('a masked usr.mount and an fstab that mounts its own /usr are left as they 
   mkdirSync(join(masked.root, 'etc/systemd/system'), { recursive: true });
   symlinkSync('/dev/null', join(masked.root, 'etc/systemd/system/usr.mount'));
   await publishVersion(masked.repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(masked.repo), masked.root);
+  await applyStore(openRepository(masked.repo, UNSIGNED_LOCAL), masked.root);
   assert.equal(readlinkSync(join(masked.root, 'etc/systemd/system/usr.mount')), '/dev/null');
   assert.equal(lstatSync(join(masked.root, 'etc/systemd/system/local-fs.target.wants'), { throwIfNoEntry: false }), undefined);
 
@@ -347,7 +348,7 @@ test('a masked usr.mount and an fstab that mounts its own /usr are left as they 
   mkdirSync(join(own.root, 'etc'));
   writeFileSync(join(own.root, 'etc/fstab'), 'UUID=1234 / ext4 defaults 0 1\nUUID=5678 /usr ext4 defaults 0 2\n');
   await publishVersion(own.repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(own.repo), own.root);
+  await applyStore(openRepository(own.repo, UNSIGNED_LOCAL), own.root);
   assert.equal(lstatSync(join(own.root, 'etc/systemd'), { throwIfNoEntry: false }), undefined, 'no unit to take the place of the admin\'s /usr mount');
 });
 
@@ -359,7 +360,7 @@ test('a link planted at a fan-out directory of the store is never written throug
   const key = objectKey({ sha256: createHash('sha256').update('#!/bin/sh\necho hello 1\n').digest('hex'), mode: 0o755, uid: 0, gid: 0 });
   mkdirSync(join(root, STORE, 'objects'), { recursive: true });
   symlinkSync(outside, join(root, STORE, 'objects', key.slice(0, 2)));
-  await assert.rejects(applyStore(openRepository(repo), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
+  await assert.rejects(applyStore(openRepository(repo, UNSIGNED_LOCAL), root), (err: unknown) => isSysprimeError(err, 'REFUSED') && /symlink/.test(err.message));
   assert.deepEqual(readdirSync(outside), [], 'no object moved into the directory the link points at');
   assert.equal(lstatSync(join(root, 'usr'), { throwIfNoEntry: false }), undefined, 'the tree is as it was');
 });
@@ -381,14 +382,14 @@ test('garbage collection never removes through a link in the store', async () =>
   mkdirSync(outside);
   writeFileSync(join(outside, 'precious'), 'host data\n');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   // A fan-out name no object of v1 or v2 uses: a link there leads out of the tree.
   const used = new Set([...fanoutsOf(BASE_V1), ...fanoutsOf(BASE_V2)]);
   const fan = [...Array(256).keys()].map((i) => i.toString(16).padStart(2, '0')).find((f) => !used.has(f)) as string;
   symlinkSync(outside, join(root, STORE, 'objects', fan));
   symlinkSync(outside, join(root, STORE, 'incoming-1'));
   await publishVersion(repo, 'base', '2', BASE_V2);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.deepEqual(readdirSync(outside), ['precious']);
   assert.equal(readFileSync(join(outside, 'precious'), 'utf8'), 'host data\n');
   assert.equal(lstatSync(join(root, STORE, 'objects', fan), { throwIfNoEntry: false }), undefined, 'the planted link itself is gone');
@@ -400,10 +401,10 @@ test('a link planted at /usr/local is carried over as a link, and what it points
   mkdirSync(outside);
   writeFileSync(join(outside, 'mine'), 'the admin\'s\n');
   await publishVersion(repo, 'base', '1', BASE_V1);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   symlinkSync(outside, join(root, 'usr/local'));
   await publishVersion(repo, 'base', '2', BASE_V2);
-  await applyStore(openRepository(repo), root);
+  await applyStore(openRepository(repo, UNSIGNED_LOCAL), root);
   assert.equal(readlinkSync(join(root, 'usr/local')), outside);
   assert.deepEqual(readdirSync(outside), ['mine']);
 });

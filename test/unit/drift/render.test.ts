@@ -28,6 +28,8 @@ const report: DriftReport = {
   counts: { added: 5, removed: 0, modified: 0 },
   items: [item('/etc/fifo', 'P'), item('/etc/sock', 'S'), item('/etc/blk', 'B'), item('/etc/chr', 'C'), item('/etc/f', 'F')],
   sharedData: { paths: [], items: [] },
+  manifests: { pristine: null, live: null },
+  verified: null,
 };
 
 test('the page labels FIFOs, sockets and devices', () => {

@@ -92,6 +92,7 @@ test('the object key covers content and metadata', () => {
 test('the plan follows the repository: new, changed, removed, unchanged', () => {
   const index: RepositoryIndex = {
     format: STORE_FORMAT,
+    serial: 1,
     packages: {
       base: { current: '2', versions: { '1': SHA_A, '2': SHA_B } },
       extra: { current: '1', versions: { '1': SHA_C } },
@@ -111,7 +112,7 @@ test('the plan follows the repository: new, changed, removed, unchanged', () => 
 });
 
 test('an older current version is an update too (a rollback published by the repository)', () => {
-  const index: RepositoryIndex = { format: STORE_FORMAT, packages: { base: { current: '1', versions: { '1': SHA_A, '2': SHA_B } } } };
+  const index: RepositoryIndex = { format: STORE_FORMAT, serial: 1, packages: { base: { current: '1', versions: { '1': SHA_A, '2': SHA_B } } } };
   const installed = { ...emptyInstalled('r'), packages: { base: { version: '2', manifest: SHA_B } } };
   assert.deepEqual(planChanges(index, installed), [{ name: 'base', from: '2', to: '1' }]);
   const same = { ...emptyInstalled('r'), packages: { base: { version: '1', manifest: SHA_A } } };
