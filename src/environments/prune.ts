@@ -95,7 +95,7 @@ async function prune(ctx: Context, opts: { keep?: number; keepDays?: number; dry
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).
   const space = await ctx.backend.space();
-  const loader = bootloaderFor(ctx);
+  const loader = await bootloaderFor(ctx);
   const boot = await loader.inspect().catch(() => null);
   // The bootloader's own default counts as the default too: while a ZFSBootMenu one-shot waits,
   // bootfs names the one-shot target and the default to return to lives only in the bootloader.

@@ -50,7 +50,7 @@ export async function getStatus(ctx: Context): Promise<Status> {
   // What the bootloader will really do: an entry whose tries are used
   // up is passed over, and the machine falls back by itself.
   const boot = await bootloaderFor(ctx)
-    .inspect()
+    .then((loader) => loader.inspect())
     .catch(() => null);
   const failedBoots = (boot?.entries ?? []).filter((e) => e.counting.state === 'bad');
   const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);

@@ -73,7 +73,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .description('called by sysprime-boot-start.service (start) and sysprime-boot-complete.service (complete)')
     .action(async (when: string) =>
       withContext(globals(), async (ctx) => {
-        const loader = bootloaderFor(ctx);
+        const loader = await bootloaderFor(ctx);
         const lines = when === 'start' ? ((await loader.bootStarted?.()) ?? []) : when === 'complete' ? ((await loader.bootComplete?.()) ?? []) : null;
         if (lines === null) {
           throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
