@@ -92,7 +92,7 @@ export interface CreateOptions {
   run?: Runner;
 }
 
-export function createBootloader(config: Config, opts: CreateOptions = {}): Bootloader {
+export async function createBootloader(config: Config, opts: CreateOptions = {}): Promise<Bootloader> {
   const probes = opts.probes ?? systemProbes(config.backend);
   const found = detectBootloader(config, probes);
   const run = opts.run === undefined ? {} : { run: opts.run };

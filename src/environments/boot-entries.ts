@@ -28,7 +28,7 @@ function grubPaths(config: Config): CreateOptions['grub'] {
   };
 }
 
-export function bootloaderFor(ctx: Context): Bootloader {
+export async function bootloaderFor(ctx: Context): Promise<Bootloader> {
   const pool = ctx.config.zfs.pool ?? (ctx.backend.kind === 'zfs' ? rootMount()?.source.split('/')[0] : undefined);
   return createBootloader(ctx.config, { ...(pool ? { pool } : {}), grub: grubPaths(ctx.config) });
 }
@@ -71,7 +71,7 @@ async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocatio
 }
 
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
-  const loader = bootloaderFor(ctx);
+  const loader = await bootloaderFor(ctx);
   const all = await ctx.backend.listEnvironments();
   const without = opts.without ?? [];
   if (without.length > 0 && loader.capabilities.oneShot) {
@@ -124,7 +124,7 @@ export interface BootProblem {
  * and the bootloader's own warnings.
  */
 export async function bootDrift(ctx: Context): Promise<BootProblem[]> {
-  const state = await bootloaderFor(ctx).inspect();
+  const state = await (await bootloaderFor(ctx)).inspect();
   const dry = await syncBootEntries(ctx, { dryRun: true });
   const problems: BootProblem[] = [...dry.drift.map((d) => ({ kind: d.kind, what: d.what })), ...state.warnings.map((w) => ({ kind: 'bootloader' as const, what: w }))];
   // A default entry whose tries are used up is not what boots next: the bootloader falls back to another one
@@ -151,7 +151,7 @@ export async function bootStartHook(ctx: Context): Promise<string[]> {
   const lines: string[] = [];
   let failure: unknown = null;
   try {
-    lines.push(...((await bootloaderFor(ctx).bootStarted?.()) ?? []));
+    lines.push(...((await (await bootloaderFor(ctx)).bootStarted?.()) ?? []));
   } catch (err) {
     failure = err;
   }

@@ -15,7 +15,7 @@ import { bootloaderFor } from './boot-entries.js';
 
 /** The bootloader's plan for adoption; reads only, so init can refuse before changing anything. */
 export async function planBootHome(ctx: Context): Promise<BootHome | null> {
-  const home = (await bootloaderFor(ctx).planHome?.()) ?? null;
+  const home = (await (await bootloaderFor(ctx)).planHome?.()) ?? null;
   for (const w of home?.warnings ?? []) log.warn(w);
   return home;
 }

@@ -236,7 +236,7 @@ export const ACTIVATE: OperationSpec<Context> = {
         await syncBootEntries(ctx);
         // Choosing the environment a one-shot boot waits for makes it the default for good: the one-shot goes.
         // (On ZFSBootMenu the one-shot already moved bootfs there, so the sync alone cannot tell the two apart.)
-        const loader = bootloaderFor(ctx);
+        const loader = await bootloaderFor(ctx);
         const { name } = p as ActivateParams;
         if (loader.capabilities.oneShot && (await loader.inspect()).oneShotName === name) await loader.setDefault(name);
       },
@@ -282,7 +282,7 @@ async function activateOnceLocked(ctx: Context, name: string): Promise<Environme
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
-  const loader = bootloaderFor(ctx);
+  const loader = await bootloaderFor(ctx);
   if (!loader.capabilities.oneShot) {
     throw new SysprimeError('REFUSED', `a one-shot boot needs a bootloader that supports it; ${loader.describe()} does not`, {
       hint: loader.name === 'none' ? 'set [boot] loader = "systemd-boot", "grub" or "zfsbootmenu" in sysprime.toml' : 'use `sysprime activate` and activate the old default again after the boot',

@@ -4,7 +4,9 @@
  * the entries and the destruction, or between two destructions, is undone
  * at the next run by writing the entries again for the environments that
  * are still there (and finishing a half-destroyed one: backend.recover()).
- * The caller holds the lock.
+ * Before it plans, it undoes what dead processes left mounted (a killed
+ * shell's chroot, a stale private mount), so a mount nobody owns keeps no
+ * environment. The caller holds the lock.
  */
 import type { Context } from '../context.js';
 import { planPrune, type PrunePlan } from '../retention/plan.js';
@@ -17,6 +19,7 @@ import { log } from '../log.js';
 import { messageOf } from '../errors.js';
 import { isAuto, isPinned } from './annotations.js';
 import { forgetManifestsOfGone } from './kept-manifests.js';
+import { recoverDeadShells } from './shell-lock.js';
 
 export interface PruneResult {
   plan: PrunePlan;
@@ -98,11 +101,20 @@ export async function pruneEnvironments(ctx: Context, opts: PruneOptions = {}): 
 }
 
 async function prune(ctx: Context, opts: PruneOptions): Promise<PruneResult> {
-  if (!opts.dryRun) for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
+  if (!opts.dryRun) {
+    for (const line of await recoverPrune(ctx)) log.warn(`recovered: ${line}`);
+    // What dead processes left mounted (a shell killed with -9, a verb cut short) is undone first, under the lock:
+    // each environment is judged by what really holds it, not kept as "mounted" for a mount nobody owns.
+    try {
+      for (const line of [...(await recoverDeadShells(ctx)), ...(await ctx.backend.recover())]) log.info(`recovered: ${line}`);
+    } catch (err) {
+      log.warn(`prune: what a dead process left mounted could not be undone (${messageOf(err)}); an environment still mounted is kept`);
+    }
+  }
   const all = await ctx.backend.listEnvironments();
   // An environment whose staging has not finished belongs to that staging (or to its recovery).
   const space = await ctx.backend.space();
-  const loader = bootloaderFor(ctx);
+  const loader = await bootloaderFor(ctx);
   const boot = await loader.inspect().catch(() => null);
   // The bootloader's own default counts as the default too: while a ZFSBootMenu one-shot waits,
   // bootfs names the one-shot target and the default to return to lives only in the bootloader.

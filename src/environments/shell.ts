@@ -23,10 +23,10 @@ import { log } from '../log.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { acquireLock, staleLockOwner, withLock } from '../state/lock.js';
 import { recordEvent } from '../state/events.js';
-import { recoverChroot, withChroot } from '../updaters/chroot.js';
+import { withChroot } from '../updaters/chroot.js';
 import { findEnvironment, refuseUnfinished } from './lifecycle.js';
 import { syncBootEntries } from './boot-entries.js';
-import { shellLockName } from './shell-lock.js';
+import { recoverDeadShell, shellLockName } from './shell-lock.js';
 
 /** What runs when no command is given: the tree's bash as a login shell, else its sh. */
 export const DEFAULT_SHELL = ['/bin/sh', '-c', 'if command -v bash >/dev/null 2>&1; then exec bash -l; else exec sh -l; fi'];
@@ -36,21 +36,6 @@ export interface ShellOptions {
   network?: boolean;
   /** TERM of the terminal, passed in so full-screen programs work. */
   term?: string;
-}
-
-/** Undo what a shell that died (kill -9, power cut, reboot) left in `name`; the lines say what was done. */
-async function recoverDeadShell(ctx: Context, name: string): Promise<string[]> {
-  // A private mount the dead shell used is handed out again as it is (ZFS), or the environment is opened anew.
-  const tree = await ctx.backend.openEnvironment(name);
-  const done: string[] = [];
-  try {
-    done.push(...(await recoverChroot(tree.path)));
-  } finally {
-    await tree.release();
-  }
-  // The dead process's private mount of the environment: the backend's recovery, which must not run beside a staging.
-  done.push(...(await withLock(ctx.db, 'recovering after a shell', () => ctx.backend.recover())));
-  return done;
 }
 
 /** Run `argv` (a login shell when empty) chrooted in environment `name`; returns its exit status. */

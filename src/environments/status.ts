@@ -7,7 +7,9 @@ import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
 import type { InspectedEntry } from '../bootloaders/types.js';
 import { lastOperation, needsRecovery, type OperationRow } from '../state/journal.js';
-import { lockHolder, withLock, type LockOwner } from '../state/lock.js';
+import { acquireLock, lockHolder, type Lock, type LockOwner } from '../state/lock.js';
+import { isSysprimeError } from '../errors.js';
+import { faultPoint } from '../process/fault.js';
 import { latestReports, type ReportHeader } from '../state/reports.js';
 import { liveSchedule, type ScheduledJob } from '../state/schedule.js';
 import { recoverStaging } from '../staging/pipeline.js';
@@ -36,21 +38,39 @@ export interface Status {
   recovered: string[];
 }
 
+/** The lock for status's recovery, or null when a live process holds it (then that one is running). */
+function takeLockIfFree(ctx: Context): Lock | null {
+  try {
+    return acquireLock(ctx.db, 'recovering');
+  } catch (err) {
+    if (isSysprimeError(err, 'BUSY')) return null;
+    throw err;
+  }
+}
+
 export async function getStatus(ctx: Context): Promise<Status> {
   // A staging that died is finished (undone) here too, unless a live process holds the lock: that one is running.
   const recovered: string[] = [];
-  if (lockHolder(ctx.db) === null && needsRecovery(ctx.db, 'stage')) {
-    await withLock(ctx.db, 'recovering', async () => {
-      const { createUpdater } = await import('../updaters/registry.js');
-      recovered.push(...(await recoverStaging(ctx, await createUpdater(ctx.config))));
-    });
+  if (needsRecovery(ctx.db, 'stage')) {
+    // Whether another process holds the lock is asked by taking it, never before: a staging that starts between
+    // a look and the take holds it, and status reports it (`busy`) instead of failing BUSY.
+    faultPoint('status', 'lock');
+    const lock = takeLockIfFree(ctx);
+    if (lock !== null) {
+      try {
+        const { createUpdater } = await import('../updaters/registry.js');
+        recovered.push(...(await recoverStaging(ctx, await createUpdater(ctx.config))));
+      } finally {
+        lock.release();
+      }
+    }
   }
   const envs = await listEnvironments(ctx);
   const current = currentOf(envs);
   // What the bootloader will really do: an entry whose tries are used
   // up is passed over, and the machine falls back by itself.
   const boot = await bootloaderFor(ctx)
-    .inspect()
+    .then((loader) => loader.inspect())
     .catch(() => null);
   const failedBoots = (boot?.entries ?? []).filter((e) => e.counting.state === 'bad');
   const next = envs.find((e) => e.name === boot?.oneShotName) ?? envs.find((e) => e.name === boot?.defaultName) ?? envs.find((e) => e.isDefault);

@@ -70,3 +70,9 @@ export function staleLockOwner(db: Db, name: string): LockOwner | null {
   const row = db.prepare('SELECT pid, start, what, at FROM locks WHERE name = ?').get(name) as LockOwner | undefined;
   return row && !processAlive(row.pid, row.start) ? row : null;
 }
+
+/** The names of the locks starting with `prefix` (`shell:`) whose owner is dead: work left half done. */
+export function staleLockNames(db: Db, prefix: string): string[] {
+  const rows = db.prepare("SELECT name, pid, start FROM locks WHERE substr(name, 1, length(?)) = ? ORDER BY name").all(prefix, prefix) as { name: string; pid: number; start: string }[];
+  return rows.filter((r) => !processAlive(r.pid, r.start)).map((r) => r.name);
+}

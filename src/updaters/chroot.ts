@@ -8,7 +8,7 @@
  * read-only, and the root is bind-mounted onto itself and made private first
  * so that nothing mounted below it propagates anywhere.
  */
-import { chmod, lstat, mkdir, readFile, realpath, rmdir } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readFile, realpath } from 'node:fs/promises';
 import { join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
@@ -16,7 +16,7 @@ import { run, runInteractive, type RunResult } from '../process/run.js';
 import { stopProcessesIn } from '../process/reap.js';
 import { isSelfBind, mountsAtOrBelow, readMountinfo, unmountOrder } from '../os/mounts.js';
 import { joinInside, safeInside } from './rootpath.js';
-import { lstatIn, readFileIn, renameIn, unlinkIn, withDirIn, writeFileIn } from '../os/confined.js';
+import { lstatIn, readFileIn, readTextAt, removeEmptyDirIn, renameIn, unlinkIn, withDirIn, writeFileAt, writeFileIn } from '../os/confined.js';
 
 export interface ChrootOptions {
   /** Copy the host's /etc/resolv.conf in for the duration (restored afterwards). */
@@ -72,6 +72,48 @@ const MOUNTS: readonly MountStep[] = [
 /** The chroot points, for recovery: anything mounted at or below them under a root is ours. */
 const OUR_POINTS = ['dev', 'proc', 'sys', 'run'] as const;
 
+/**
+ * The record, in the tree's root, of the directories a session created
+ * because the tree lacked them (a bare tree has no /dev, /proc, /sys, /run,
+ * usr/sbin): written durably before each is made, so that the recovery of a
+ * session killed with -9 removes them as the session itself would have.
+ */
+const CREATED_RECORD = '.sysprime-chroot-created';
+/** The only directories a session creates, and so the only ones a record may name. */
+const CREATABLE: ReadonlySet<string> = new Set([...MOUNTS.map((m) => m.rel), 'usr', 'usr/sbin', 'etc']);
+
+/** The directories a record names (an earlier session's, when it died), in the order they were made. */
+function readCreatedRecord(root: string): string[] {
+  const text = readTextAt(root, `/${CREATED_RECORD}`);
+  return text === null ? [] : text.split('\n').filter((rel) => CREATABLE.has(rel));
+}
+
+function writeCreatedRecord(root: string, rels: readonly string[]): void {
+  if (rels.length === 0) withDirIn(root, '/', { create: false }, (dir) => unlinkIn(dir, CREATED_RECORD));
+  else writeFileAt(root, `/${CREATED_RECORD}`, `${rels.join('\n')}\n`, { mode: 0o600 });
+}
+
+/**
+ * Removes the directories a session created, deepest first, each only when
+ * empty (through the confined writer: never through a link the chroot put
+ * in place), then the record; a directory that could not be removed for
+ * another reason (still a mount point) stays in the record for a later
+ * recovery. A directory something filled meanwhile is the tree's now.
+ */
+function removeCreatedDirs(root: string, rels: readonly string[], done: string[]): void {
+  const left: string[] = [];
+  for (const rel of [...rels].reverse()) {
+    const { parent, name } = parentAndName(rel);
+    try {
+      if (withDirIn(root, parent, { create: false }, (dir) => removeEmptyDirIn(dir, name)) === true) done.push(`removed ${join(root, rel)}`);
+    } catch (err) {
+      log.debug(`could not remove ${join(root, rel)}: ${messageOf(err)}`);
+      left.unshift(rel);
+    }
+  }
+  writeCreatedRecord(root, left);
+}
+
 async function canonicalRoot(root: string): Promise<string> {
   let real: string;
   try {
@@ -89,7 +131,7 @@ async function canonicalRoot(root: string): Promise<string> {
   return real;
 }
 
-/** Creates a directory inside root, checking that nothing on the way is a symlink. */
+/** Creates a directory inside root, checking that nothing on the way is a symlink; recorded in `created` and the tree's record first. */
 async function ensureDirInside(root: string, rel: string, mode: number, created: string[]): Promise<string> {
   const path = await safeInside(root, rel);
   try {
@@ -103,9 +145,10 @@ async function ensureDirInside(root: string, rel: string, mode: number, created:
   } catch (err) {
     if (errnoOf(err) !== 'ENOENT') throw err;
   }
+  if (!created.includes(rel)) created.push(rel);
+  writeCreatedRecord(root, created);
   await mkdir(path, { mode });
   await chmod(path, mode);
-  created.push(path);
   return path;
 }
 
@@ -187,7 +230,8 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
   const root = await canonicalRoot(rootPath);
   const baseline = new Set(mountsAtOrBelow(await readMountinfo(), root).map((m) => m.id));
   const undo: Array<{ what: string; fn: () => Promise<void> }> = [];
-  const createdDirs: string[] = [];
+  // An earlier session that died left its record: its directories are removed with this one's.
+  const createdDirs: string[] = readCreatedRecord(root);
   const defaultTimeout = opts.timeout ?? DEFAULT_TIMEOUT_S;
 
   // env -i: nothing of our own environment (TMPDIR, sockets of the host's session) reaches the tree.
@@ -253,7 +297,11 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
   } catch (err) {
     teardownErrors.push(messageOf(err));
   }
-  for (const dir of createdDirs.reverse()) await rmdir(dir).catch(() => undefined);
+  try {
+    removeCreatedDirs(root, createdDirs, []);
+  } catch (err) {
+    teardownErrors.push(`remove the directories it created: ${messageOf(err)}`);
+  }
 
   if (failure !== undefined) {
     for (const line of teardownErrors) log.error(`cleaning up ${root}: ${line}`);
@@ -271,9 +319,10 @@ export async function withChroot<T>(rootPath: string, opts: ChrootOptions, fn: (
 /**
  * Undoes what a crashed withChroot left under `root`: processes still
  * running in it, kernel filesystems mounted on its /dev, /proc, /sys and /run,
- * the self-bind of the root, and the substituted policy-rc.d and resolv.conf.
- * Touches nothing else (an environment's own nested mounts stay). Returns what
- * it did, one line per action.
+ * the self-bind of the root, the substituted policy-rc.d and resolv.conf,
+ * and the directories it created (CREATED_RECORD). Touches nothing else
+ * (an environment's own nested mounts stay). Returns what it did, one line
+ * per action.
  */
 export async function recoverChroot(rootPath: string): Promise<string[]> {
   const root = await canonicalRoot(rootPath);
@@ -297,6 +346,8 @@ export async function recoverChroot(rootPath: string): Promise<string[]> {
     done.push(`unmounted the self-bind of ${root}`);
   }
   await restoreFiles(root, done);
+  // Once nothing is mounted on them: the directories it created where the tree had none.
+  removeCreatedDirs(root, readCreatedRecord(root), done);
   return done;
 }
 

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
-import { isAtOrBelow, mountAt, parseMountinfo, type MountinfoEntry } from '../../os/mounts.js';
+import { isAtOrBelow, mountAt, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountinfoEntry } from '../../os/mounts.js';
 import { PRISTINE_DIR, ROOT_DIR, environmentPath, DEFAULT_SHARED_SUBVOLUMES } from './layout.js';
 import { ensureMetaDirs } from './meta.js';
 import { mountSubvolumeId, type SubvolumeListEntry } from './parse.js';
@@ -233,10 +233,8 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
 
   /** Unmount a mount and everything mounted below it, deepest first; returns the mount points. */
   async function unmountTree(fs: FsView, mountPoint: string): Promise<string[]> {
-    const below = fs.all
-      .filter((m) => isAtOrBelow(m.mountPoint, mountPoint))
-      .map((m) => m.mountPoint)
-      .sort((a, b) => b.split('/').length - a.split('/').length);
+    // Everything below it too, whatever its filesystem (a chroot's /dev, /proc, /sys, /run): deepest first.
+    const below = unmountOrder(mountsAtOrBelow(fs.all, mountPoint)).map((m) => m.mountPoint);
     const done: string[] = [];
     for (const mp of [...new Set(below)]) {
       await run('umount', [mp]);

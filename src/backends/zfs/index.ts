@@ -20,6 +20,7 @@ import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
+import { stopProcessesIn } from '../../process/reap.js';
 import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
@@ -43,7 +44,7 @@ import {
 } from './layout.js';
 import { mountTree, restoreMountpoint, unmountTree, type ChildMount } from './mount.js';
 import { findStateHome } from './state-home.js';
-import { readMounts, type FstabEntry } from '../../os/mounts.js';
+import { isSelfBind, mountsAtOrBelow, readMountinfo, readMounts, unmountOrder, type FstabEntry, type MountinfoEntry } from '../../os/mounts.js';
 import {
   bootedDataset,
   carriedBootProperties,
@@ -624,6 +625,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         // Mounted at a directory the admin chose with `sysprime mount`: that mount is wanted.
         if (stale.length < targets.length) continue;
         if (targets.length > 0) {
+          for (const t of stale) done.push(...(await clearBelow(r.name, t)));
           await unmountTree(r.name, await childMounts(r.name));
           done.push(`unmounted ${r.name} from ${all.join(', ')}`);
         } else if (await restoreMountpoint(r.name)) {
@@ -652,6 +654,26 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       return done;
     },
   };
+
+  /**
+   * What a dead owner left inside its private mount `target` of `ds`, which
+   * keeps the mount busy: processes whose root is in it (a chroot's command),
+   * then every mount below it that is not one of the environment's datasets
+   * (a chroot's /dev, /proc, /sys, /run, and the root's self-bind), deepest
+   * first. The environment's own mounts are left to unmountTree.
+   */
+  async function clearBelow(ds: string, target: string): Promise<string[]> {
+    const done: string[] = [];
+    const stopped = await stopProcessesIn(target);
+    if (stopped.length > 0) done.push(`stopped processes ${stopped.join(' ')} left in ${target}`);
+    const table = await readMountinfo();
+    const ownMount = (m: MountinfoEntry): boolean => (m.source === ds || m.source.startsWith(`${ds}/`)) && !isSelfBind(m, table);
+    for (const m of unmountOrder(mountsAtOrBelow(table, target).filter((m) => !ownMount(m)))) {
+      await run('umount', [m.mountPoint]);
+      done.push(`unmounted ${m.mountPoint}`);
+    }
+    return done;
+  }
 
   /** Private mount directories (under the run directory) whose owner process is gone. */
   async function staleTargets(targets: readonly string[]): Promise<string[]> {

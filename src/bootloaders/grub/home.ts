@@ -191,6 +191,47 @@ export function espHome(esp: string | null): string | null {
   return findStubs(esp).some((s) => s.prefix === '/grub') ? dir : null;
 }
 
+/**
+ * A filesystem's UUID as a move mark records it and a stub searches for it,
+ * in lower case: findmnt's, else grub-probe's (findmnt knows none for a ZFS
+ * dataset; grub-probe names the pool's GUID, as grub-install writes it in
+ * the stub); '' when neither knows. The mark's writer (planHome) and its
+ * readers (this root's directory, espHomeOf) ask the same way, so they agree.
+ */
+export async function fsUuidOf(path: string, run: Runner): Promise<string> {
+  const byMount = (await run('findmnt', ['-n', '-o', 'UUID', '--target', path], { allowFailure: true })).stdout.trim();
+  if (byMount !== '') return byMount.toLowerCase();
+  try {
+    const probe = await run('grub-probe', ['--target=fs_uuid', path], { allowFailure: true, timeout: 60_000 });
+    return probe.exitCode === 0 ? probe.stdout.trim().toLowerCase() : '';
+  } catch (err) {
+    if (err instanceof SysprimeError && err.code === 'COMMAND_MISSING') return '';
+    throw err;
+  }
+}
+
+/** Whether a move mark was written for the root filesystem `rootUuid`; '' (a root whose UUID is unknown) is recorded as none. */
+export function markNamesRoot(mark: { rootUuid: string | null }, rootUuid: string): boolean {
+  return mark.rootUuid === (rootUuid === '' ? null : rootUuid.toLowerCase());
+}
+
+/**
+ * GRUB's directory on the ESP when GRUB reads it there and it is this
+ * installation's: espHome, unless its move mark names another root
+ * filesystem than `/`'s. A reinstall on the same ESP may point one stub
+ * into its new root and leave another pointing at `<esp>/grub`, where the
+ * earlier install's menu is: that directory is never written to, and
+ * planHome is asked about the root's own directory instead (and says why it
+ * leaves GRUB there). A directory without a mark is grub-install's own
+ * (`--boot-directory` on the ESP) and is used as GRUB reads it.
+ */
+export async function espHomeOf(esp: string | null, run: Runner): Promise<string | null> {
+  const dir = espHome(esp);
+  if (dir === null) return null;
+  const mark = readMovedMark(dir);
+  return mark === null || markNamesRoot(mark, await fsUuidOf('/', run)) ? dir : null;
+}
+
 /** The fstab line that mounts GRUB's directory on the ESP at /boot/grub in every environment. */
 export function homeFstabLine(esp: string): string {
   // nofail: without the ESP the environment still boots (with its own stale /boot/grub) instead of stopping in emergency mode.
@@ -220,7 +261,7 @@ export function readMovedMark(dir: string): { from: string; rootUuid: string | n
 }
 
 function movedMarkText(from: string, rootUuid: string): string {
-  // findmnt knows no UUID for some roots (ZFS): then the mark cannot name it, and reads as one that does not.
+  // Neither findmnt nor grub-probe may know the root's UUID (fsUuidOf): then the mark cannot name it, and reads as one that does not.
   return rootUuid === '' ? `${from}\n` : `${from}\nroot-uuid ${rootUuid.toLowerCase()}\n`;
 }
 
@@ -289,21 +330,22 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   };
   const mark = esp === null ? null : readMovedMark(join(esp, 'grub'));
   // GRUB's directory as the running system sees it is in a root filesystem (not the ESP's, bind-mounted at /boot/grub).
-  const dirUuid = (await uuidOf(grubDir)).toLowerCase();
-  const inRoot = esp !== null && dirUuid !== '' && dirUuid !== (await uuidOf(esp)).toLowerCase();
-  if (mark !== null && inRoot && mark.rootUuid !== dirUuid) {
+  // Its UUID is asked as espHomeOf asks `/`'s: the mark written here is read back there.
+  const dirUuid = await fsUuidOf(grubDir, run);
+  const inRoot = esp !== null && dirUuid !== (await uuidOf(esp)).toLowerCase();
+  if (mark !== null && inRoot && !markNamesRoot(mark, dirUuid)) {
     // The ESP outlived an install: the directory there was moved for another root (or by a sysprime that did not record
     // which), and holds that root's menu. Pointing this root's stubs at it would boot the other system's kernels.
     const fs = await judgeGrubenv(grubDir, run);
     const other = mark.rootUuid === null ? 'a root filesystem it does not name' : `the root filesystem ${mark.rootUuid}`;
-    const why = `${join(esp!, 'grub')} holds the GRUB directory sysprime moved there for another installation (from ${other}; this root is ${dirUuid}), which it will not use or replace: move it aside and run \`sysprime init\` again`;
+    const why = `${join(esp!, 'grub')} holds the GRUB directory sysprime moved there for another installation (from ${other}; this root is ${dirUuid || 'a filesystem whose UUID neither findmnt nor grub-probe knows'}), which it will not use or replace: move it aside and run \`sysprime init\` again`;
     if (fs.writable) return { kind: 'fine', dir: grubDir, why: `GRUB's directory ${grubDir} is on ${fs.fs}; ${why}` };
     return { kind: 'stay', dir: grubDir, warning: `GRUB's directory ${grubDir} is on ${fs.fs}, which GRUB cannot write (no one-shot boot, no boot counting); ${why}` };
   }
   if (onEsp !== null) {
     // A stub that points GRUB into this root although the directory was moved: a move a crash cut short between two
     // stubs, or a grub-install run since while the ESP's directory was not mounted at /boot/grub.
-    const rootUuid = inRoot ? dirUuid : mark?.rootUuid ?? null;
+    const rootUuid = inRoot && dirUuid !== '' ? dirUuid : mark?.rootUuid ?? null;
     const unfinished = mark === null ? [] : findStubs(esp!).filter((s) => s.prefix !== '/grub' && (rootUuid !== null ? s.uuid?.toLowerCase() === rootUuid : existsSync(`${s.path}.before-sysprime`)));
     if (unfinished.length === 0 || mark === null) return { kind: 'fine', dir: onEsp, why: `GRUB's directory is on the ESP (${onEsp})`, fstabLine: homeFstabLine(esp!) };
     return { kind: 'move', from: mark.from || grubDir, to: onEsp, esp: esp!, espUuid: await espUuid(esp!), rootUuid: rootUuid ?? unfinished[0]!.uuid ?? '', stubs: unfinished, fstabLine: homeFstabLine(esp!) };

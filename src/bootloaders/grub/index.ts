@@ -23,7 +23,7 @@ import { fsyncPath, removeStaleTemps, renameInto, writeTemp } from '../../os/dur
 import { lstatIn, withDirIn } from '../../os/confined.js';
 import { faultPoint } from '../../process/fault.js';
 import { menuBlocks, menuTitle, parseGrubenv, renderGrubMenu } from './menu.js';
-import { espHome, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
+import { espHomeOf, grubWritable, judgeGrubenv, moveHome, planHome, type GrubenvJudgement } from './home.js';
 
 export interface GrubOptions {
   /** GRUB's own directory, holding grub.cfg, grubenv and sysprime.cfg (/boot/grub); the ESP's instead when GRUB reads it there. */
@@ -84,11 +84,12 @@ function entryDrift(entry: BootEntry, oldBlock: string, tree: string | undefined
   return { kind: 'entry-stale', name: entry.name, what: `the GRUB entry of "${entry.name}" differs from what sysprime writes (kernel ${entry.kernel.version}, arguments or title)` };
 }
 
-export function createGrub(opts: GrubOptions = {}): Bootloader {
+export async function createGrub(opts: GrubOptions = {}): Promise<Bootloader> {
   const esp = opts.esp ?? null;
-  // GRUB reads the ESP's directory once a stub points there (adoption moved it), whatever the configuration says.
-  const grubDir = espHome(esp) ?? opts.grubDir ?? '/boot/grub';
   const runner = opts.run ?? defaultRun;
+  // GRUB reads the ESP's directory once a stub points there (adoption moved it), whatever the configuration says;
+  // unless the move mark there names another root (an earlier install's directory on a reused ESP), judged first.
+  const grubDir = (await espHomeOf(esp, runner)) ?? opts.grubDir ?? '/boot/grub';
   // GRUB writes grubenv at boot (clearing a one-shot, counting tries) only on a filesystem it can write:
   // its type is known at once (the capabilities), the device below it (LVM, mdraid, LUKS) from grub-probe, asked once when needed.
   const envFs = grubWritable(grubDir);

@@ -250,7 +250,10 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .option('--network', "copy the running system's /etc/resolv.conf in for the duration (apt inside needs it)")
     .addHelpText(
       'after',
-      '\nThe exit status is the command\'s. /dev, /proc, /sys and /run are mounted inside and removed afterwards; no service starts.\n\nExamples:\n  sysprime shell gen-4                       a login shell in gen-4\n  sysprime shell gen-4 -- apt-cache policy   one command\n  sysprime shell --network gen-4 -- apt-get install --reinstall grub-efi-amd64',
+      '\nThe exit status is the command\'s. /dev, /proc, /sys and /run are mounted inside and removed afterwards; no service starts.\n' +
+        'Installing a bootloader does not work inside (grub-install, bootctl install, a reinstall of grub-efi-amd64 or shim): the ESP is not mounted there and the\n' +
+        "firmware's EFI variables cannot be reached. Install bootloaders from the running system; sysprime writes the environments' boot entries itself afterwards.\n" +
+        '\nExamples:\n  sysprime shell gen-4                       a login shell in gen-4\n  sysprime shell gen-4 -- apt-cache policy   one command\n  sysprime shell --network gen-4 -- apt-get install --reinstall openssh-server   repair a package (its service does not start)',
     )
     .action(async (name: string, command: string[], opts: { network?: boolean }) =>
       withContext(globals(), async (ctx) => shellIn(ctx, name, command, { network: opts.network === true, ...(process.env['TERM'] !== undefined ? { term: process.env['TERM'] } : {}) })),

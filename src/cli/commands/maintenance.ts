@@ -83,7 +83,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         if (when !== 'start' && when !== 'complete') {
           throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
         }
-        const lines = when === 'start' ? await bootStartHook(ctx) : ((await bootloaderFor(ctx).bootComplete?.()) ?? []);
+        const lines = when === 'start' ? await bootStartHook(ctx) : ((await (await bootloaderFor(ctx)).bootComplete?.()) ?? []);
         for (const l of lines) process.stdout.write(`${l}\n`);
       }),
     );

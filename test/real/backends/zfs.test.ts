@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, realpathSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createZfsBackend } from '../../../src/backends/zfs/index.js';
@@ -501,6 +501,35 @@ test('recover puts back a mountpoint left changed by a crash, unmounts stale pri
     assert.deepEqual(await backend.recover(), []);
     await backend.unmount('kept');
     assert.equal(await get(`${R}/kept`, 'mountpoint'), '/');
+  });
+});
+
+test('recover unmounts what a dead chroot left below a stale private mount first (its /dev, /proc, /run, the root\'s self-bind), deepest first', async () => {
+  await withPool(async (pool, backend) => {
+    const ds = `${pool.name}/ROOT/a`;
+    await backend.ensureLayout();
+    await backend.createEmpty('a', 1);
+    // Opened by a shell, which entered it as withChroot does; then sysprime was killed with -9 (its owner is dead).
+    const tree = await backend.openEnvironment('a');
+    const root = realpathSync(tree.path);
+    for (const d of ['dev', 'proc', 'run']) mkdirSync(join(root, d));
+    await run('mount', ['--bind', '--make-private', root, root]);
+    await run('mount', ['--bind', '--make-private', '/dev', join(root, 'dev')]);
+    await run('mount', ['-t', 'proc', '-o', 'nosuid,nodev,noexec', '--make-private', 'proc', join(root, 'proc')]);
+    await run('mount', ['-t', 'tmpfs', '-o', 'mode=755', '--make-private', 'sysprime-run', join(root, 'run')]);
+    await run('mount', ['-t', 'tmpfs', '-o', 'mode=755', 'sysprime-deeper', join(root, 'run')]);
+    writeFileSync(join(pool.runDir, 'mnt', '.a.owner'), `${deadPid()}\n`);
+
+    const done = await backend.recover();
+    for (const d of ['dev', 'proc', 'run']) assert.ok(done.includes(`unmounted ${join(root, d)}`), done.join('\n'));
+    assert.ok(done.indexOf(`unmounted ${join(root, 'proc')}`) < done.findIndex((l) => l.startsWith(`unmounted ${ds} from`)), 'what is below first');
+    const left = readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4]).filter((m) => m !== undefined && (m === root || m.startsWith(`${root}/`)));
+    assert.deepEqual(left, [], 'nothing is left mounted there');
+    assert.deepEqual(await mountTargets(ds), []);
+    assert.equal(await get(ds, 'mountpoint'), '/');
+    assert.deepEqual(await backend.recover(), []);
+    // Every other verb works again.
+    assert.equal(await readFrom(backend, 'a', 'proc/self'), null);
   });
 });
 

@@ -91,7 +91,7 @@ test('adoption moves GRUB\'s directory from the root onto the ESP and points eve
   assert.deepEqual(moveHome(plan), [], 'a second run finds it done');
 
   // From now on sysprime writes where GRUB reads, whatever [grub] dir says.
-  const grub = createGrub({ grubDir: m.grubDir, esp: m.esp });
+  const grub = await createGrub({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid });
   assert.equal(grub.describe(), `GRUB menu ${join(m.esp, 'grub', 'sysprime.cfg')}`);
   const again = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
   assert.equal(again.kind, 'fine');
@@ -196,6 +196,42 @@ test('an ESP reused by a new install: the GRUB directory moved there for the ear
   }
 });
 
+test('a reinstall that rewrote one stub and left another pointing at <esp>/grub: the earlier install\'s directory is judged by its mark before it is taken for GRUB\'s, on Btrfs and ZFS roots', async (t) => {
+  if (shm === null) return t.skip('no /dev/shm');
+  const NEW_UUID = '9e9e9e9e-1111-4222-8333-444455556666';
+  /** A runner for the reinstalled machine: `/`'s UUID from findmnt (Btrfs), from grub-probe (ZFS: findmnt has none), or from neither. */
+  const rootAnswering = (how: 'findmnt' | 'grub-probe' | 'neither', uuid: string): Runner =>
+    (async (cmd: string, args: readonly string[], o?: object) => {
+      if (cmd === 'findmnt') return { stdout: args.some((a) => a.includes('/efi')) ? `${ESP_UUID}\n` : how === 'findmnt' ? `${uuid}\n` : '\n', stderr: '', exitCode: 0 };
+      if (cmd === 'grub-probe' && args[0] === '--target=fs_uuid') return how === 'grub-probe' ? { stdout: `${uuid}\n`, stderr: '', exitCode: 0 } : { stdout: '', stderr: 'grub-probe: error: unknown filesystem.\n', exitCode: 1 };
+      return run(cmd, args as string[], o as never);
+    }) as unknown as Runner;
+  for (const [how, uuid] of [['findmnt', NEW_UUID], ['grub-probe', '5a6f2b3c4d5e6f70'], ['neither', '']] as const) {
+    const m = machine();
+    const first = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: vfatAt(m.esp) });
+    if (first.kind !== 'move') return assert.fail('expected a move');
+    moveHome(first);
+    // grub-install of the new install rewrote its vendor stub only; the removable path's still points at <esp>/grub.
+    writeFileSync(join(m.esp, 'EFI', 'debian', 'grub.cfg'), DEBIAN_STUB.replace(ROOT_UUID, uuid || NEW_UUID));
+    assert.equal(espHome(m.esp), join(m.esp, 'grub'), 'a stub still points GRUB at the ESP');
+    const oldMenu = readFileSync(join(m.esp, 'grub', 'grub.cfg'), 'utf8');
+    const runner = rootAnswering(how, uuid);
+    const grub = await createGrub({ grubDir: m.grubDir, esp: m.esp, run: runner });
+    assert.equal(grub.describe(), `GRUB menu ${join(m.grubDir, 'sysprime.cfg')}`, `${how}: the earlier install's directory is not taken for this one's`);
+    const home = await grub.planHome!();
+    assert.match(home?.warnings.join('\n') ?? '', /holds the GRUB directory sysprime moved there for another installation \(from the root filesystem 0c5b6b47.*move it aside/, how);
+    assert.deepEqual(home?.fstabLines, [], `${how}: environments are not pointed at the earlier install's directory`);
+    await grub.sync([], { defaultName: 'x' });
+    assert.ok(!existsSync(join(m.esp, 'grub', 'sysprime.cfg')), `${how}: no menu is written into the earlier install's directory`);
+    assert.ok(existsSync(join(m.grubDir, 'sysprime.cfg')));
+    assert.equal(readFileSync(join(m.esp, 'grub', 'grub.cfg'), 'utf8'), oldMenu);
+    // A mark that names no root is this root's when neither tool knows `/`'s UUID (it was written so), another's otherwise.
+    writeFileSync(join(m.esp, 'grub', '.sysprime-moved-from'), '/boot/grub\n');
+    const unnamed = await createGrub({ grubDir: m.grubDir, esp: m.esp, run: runner });
+    assert.equal(unnamed.describe(), `GRUB menu ${join(how === 'neither' ? join(m.esp, 'grub') : m.grubDir, 'sysprime.cfg')}`, how);
+  }
+});
+
 test('a stub pointed back into the root by a grub-install since the move is pointed at the ESP again, its backup refreshed', async (t) => {
   if (shm === null) return t.skip('no /dev/shm');
   const m = machine();
@@ -248,7 +284,7 @@ test('a plain directory with EFI/ inside the root, or a mount of another filesys
   const other = await planHome({ grubDir: m.grubDir, esp: m.esp, run: withEspUuid, mounts: ext4 });
   assert.match(other.kind === 'stay' ? other.warning : '', /is a mount of ext4 \(\/dev\/vda3\), not of the FAT \(vfat\) EFI system partition/);
   // Through the bootloader, as init asks it: a warning, no fstab line, nothing to apply.
-  const home = await createGrub({ grubDir: m.grubDir, esp: inRoot, run: withEspUuid }).planHome!();
+  const home = await (await createGrub({ grubDir: m.grubDir, esp: inRoot, run: withEspUuid })).planHome!();
   assert.deepEqual(home?.fstabLines, []);
   assert.match(home?.warnings.join('\n') ?? '', /not a mount point/);
   assert.deepEqual(await home!.apply(), []);

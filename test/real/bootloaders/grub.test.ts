@@ -33,7 +33,7 @@ async function setup(grubDefault = 'saved', parent = scratch, runner?: Runner) {
   await run('grub-editenv', [envFile, 'create']);
   const cmdline = join(dir, 'cmdline');
   writeFileSync(cmdline, 'BOOT_IMAGE=/ROOT/old/boot/vmlinuz-6.1 root=UUID=u\n');
-  const grub = createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null, ...(runner === undefined ? {} : { run: runner }) });
+  const grub = await createGrub({ grubDir: join(boot, 'grub'), grubD: join(dir, 'grub.d'), cmdlineFile: cmdline, esp: null, ...(runner === undefined ? {} : { run: runner }) });
   const env = (name: string, generation: number, enabled = true): BootEnvironment => {
     const tree = join(dir, 'trees', name);
     mkdirSync(join(tree, 'boot'), { recursive: true });

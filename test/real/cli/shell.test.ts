@@ -59,6 +59,9 @@ function startShell(config: string, argv: string[]): { child: ChildProcess; read
   return { child, ready, done };
 }
 
+/** What the scratch tree lacks and a shell creates to mount on (and usr/sbin for its policy-rc.d). */
+const CREATED = ['dev', 'proc', 'sys', 'run', 'usr/sbin'];
+
 // Waits on a FIFO in the environment, not on stdin: the test's end of sysprime's stdin closes when sysprime dies.
 const WAIT = ['--', '/bin/sh', '-c', 'echo ready; read line < /wait.fifo; echo "never: $line"'];
 
@@ -122,7 +125,11 @@ for (const kind of KINDS) {
       assert.match(r.stderr, /recovered: .*unmounted/);
       assert.deepEqual(chrootMounts(s), before0);
       assert.equal(waiting(), '', 'the dead shell\'s command was stopped');
-      await inEnv('base', (root) => assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'no policy-rc.d is left in the environment'));
+      await inEnv('base', (root) => {
+        assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'no policy-rc.d is left in the environment');
+        for (const d of CREATED) assert.ok(!existsSync(join(root, d)), `no ${d} is left where the tree had none`);
+        assert.ok(!existsSync(join(root, '.sysprime-chroot-created')), 'nor the record of them');
+      });
     });
 
     test('after a kill -9 and a reboot (mounts and processes gone, the lock row left), the next shell puts back the files the dead one substituted', async () => {
@@ -138,7 +145,32 @@ for (const kind of KINDS) {
       await inEnv('base', (root) => assert.match(readFileSync(join(root, 'usr/sbin/policy-rc.d'), 'utf8'), /exit 101/, 'the dead shell\'s policy-rc.d is still there'));
       const r = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
       assert.equal(r.code, 0, r.stderr);
-      await inEnv('base', (root) => assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'put back: no service is kept from starting in it'));
+      await inEnv('base', (root) => {
+        assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'put back: no service is kept from starting in it');
+        for (const d of CREATED) assert.ok(!existsSync(join(root, d)), `the ${d} the dead shell created is gone`);
+      });
+    });
+
+    test('after a kill -9, prune undoes what the dead shell left before it judges the environment: it is not kept as mounted', async () => {
+      const sh = startShell(s.config, ['base', ...WAIT]);
+      await sh.ready;
+      sh.child.kill('SIGKILL');
+      await sh.done;
+      assert.notDeepEqual(chrootMounts(s), before0, 'a kill -9 leaves the mounts (and the command) behind');
+      const r = await sp('-v', 'prune');
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /recovered: .*unmounted/);
+      assert.match(r.stdout, /^kept base: it is the default boot environment/m);
+      assert.doesNotMatch(r.stdout, /mounted/, 'judged by what really holds it: nothing');
+      assert.deepEqual(chrootMounts(s), before0);
+      assert.equal(waiting(), '', 'the dead shell\'s command was stopped');
+      await inEnv('base', (root) => {
+        assert.ok(!existsSync(join(root, 'usr/sbin/policy-rc.d')), 'its policy-rc.d is gone');
+        for (const d of CREATED) assert.ok(!existsSync(join(root, d)), `the ${d} it created is gone`);
+      });
+      const next = await sp('-v', 'shell', 'base', '--', '/bin/sh', '-c', 'exit 0');
+      assert.equal(next.code, 0, next.stderr);
+      assert.doesNotMatch(next.stderr, /recovered:/, 'the next shell finds nothing left to undo');
     });
 
     test('refusals: a missing environment, a mounted one; nothing is left behind', async () => {

@@ -32,19 +32,19 @@ test('auto: ZFSBootMenu only on ZFS; then GRUB; else none', () => {
   assert.equal(none.esp, null);
 });
 
-test('systemd-boot without an ESP, ZFSBootMenu without a pool: CONFIG errors naming the key', () => {
+test('systemd-boot without an ESP, ZFSBootMenu without a pool: CONFIG errors naming the key', async () => {
   const config = cloneDefaults();
   config.boot.loader = 'systemd-boot';
-  assert.throws(() => createBootloader(config, { probes: probes([]) }), (e: unknown) => isSysprimeError(e, 'CONFIG') && /\[boot\] esp/.test((e as { hint: string }).hint));
+  await assert.rejects(createBootloader(config, { probes: probes([]) }), (e: unknown) => isSysprimeError(e, 'CONFIG') && /\[boot\] esp/.test((e as { hint: string }).hint));
   config.boot.loader = 'zfsbootmenu';
-  assert.throws(() => createBootloader(config, { probes: probes([]) }), (e: unknown) => isSysprimeError(e, 'CONFIG'));
-  assert.equal(createBootloader(config, { probes: probes([]), pool: 'tank' }).name, 'zfsbootmenu');
+  await assert.rejects(createBootloader(config, { probes: probes([]) }), (e: unknown) => isSysprimeError(e, 'CONFIG'));
+  assert.equal((await createBootloader(config, { probes: probes([]), pool: 'tank' })).name, 'zfsbootmenu');
 });
 
 test('the none loader refuses one-shot with REFUSED', async () => {
   const config = cloneDefaults();
   config.boot.loader = 'none';
-  const loader = createBootloader(config, { probes: probes([]) });
+  const loader = await createBootloader(config, { probes: probes([]) });
   assert.equal(loader.name, 'none');
   await assert.rejects(loader.setOneShot('x'), (e: unknown) => isSysprimeError(e, 'REFUSED') && /no bootloader/.test((e as Error).message));
   const res = await loader.sync([], { defaultName: 'x' });

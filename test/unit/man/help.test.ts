@@ -36,6 +36,14 @@ for (const path of all) {
   });
 }
 
+test('sysprime shell --help gives examples that work in the chroot, and says a bootloader install does not', async () => {
+  const r = await sysprime(['shell', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /^ {2}sysprime .*(grub-install|bootctl install|grub-efi|shim)/m, 'no example installs a bootloader: the ESP and the EFI variables are not inside');
+  assert.match(r.stdout, /Installing a bootloader does not work inside/);
+  assert.match(r.stdout, /^ {2}sysprime shell --network gen-4 -- apt-get install --reinstall openssh-server/m);
+});
+
 test('a mistyped verb suggests the right one, exit 2', async () => {
   const r = await sysprime(['stgae']);
   assert.equal(r.code, 2);
