@@ -89,7 +89,15 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   const booted = envs.find((e) => e.booted);
   // With /boot on a partition of its own, the running environment's kernels are copied to its own tree first.
   const partition = booted === undefined || opts.dryRun ? null : await bootPartitionOf(ctx, booted.name);
-  if (booted !== undefined && partition !== null) await kernelsInto(ctx, booted.name, partition);
+  if (booted !== undefined && partition !== null) {
+    // A /boot that cannot be brought in step (full, read-only) must not stop every verb that writes entries:
+    // the entries read each environment's kernels from its own tree, not from the partition.
+    try {
+      await kernelsInto(ctx, booted.name, partition);
+    } catch (err) {
+      log.warn(`${partition} could not be brought in step with "${booted.name}"'s kernels (${messageOf(err)}); the boot entries are written anyway, and the next verb or boot tries again`);
+    }
+  }
   const current = booted ?? envs.find((e) => e.isDefault);
   const def = envs.find((e) => e.isDefault) ?? current;
   if (!def) {

@@ -241,6 +241,14 @@ async function mirrorIntoPartition(tree: string, partition: string): Promise<{ c
   const result = { copied: [] as string[], removed: [] as string[] };
   const names = withDirIn(tree, '/boot', { create: false }, (d) => readdirSync(d.self).filter((n) => isKernelFile(n) && (lstatIn(d, n)?.isFile() ?? false))) ?? [];
   if (names.length === 0) return result;
+  // Removed first: a /boot sized for one environment's kernels (Debian's is about 480 MB) must not
+  // need room for two sets at once. What goes was saved into its owner's tree before (kernelsInto).
+  for (const [n] of kernelFiles(partition)) {
+    if (!names.includes(n)) {
+      rmSync(join(partition, n), { force: true });
+      result.removed.push(n);
+    }
+  }
   for (const n of names) {
     const dest = join(partition, n);
     await withFileAt(tree, `/boot/${n}`, async (proc, size) => {
@@ -256,12 +264,6 @@ async function mirrorIntoPartition(tree: string, partition: string): Promise<{ c
       await copyDurable(proc, dest, { mode: 0o644 });
       result.copied.push(n);
     });
-  }
-  for (const [n] of kernelFiles(partition)) {
-    if (!names.includes(n)) {
-      rmSync(join(partition, n), { force: true });
-      result.removed.push(n);
-    }
   }
   return result;
 }
@@ -287,6 +289,19 @@ const ownerOf = (partition: string): string | null => {
  * the owner. `adopted` (init): the partition is the adopted root's.
  */
 export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
+  const owner = ownerOf(partition);
+  if (!adopted && owner !== null && owner !== name && (await ctx.backend.listEnvironments()).some((e) => e.name === owner)) {
+    // The partition is about to take `name`'s kernels. What apt put there while `owner` ran
+    // (a kernel installed since its last sync) is saved into `owner`'s own tree first: the
+    // partition was the only copy of it.
+    const mine = await ctx.backend.openEnvironment(owner);
+    try {
+      const r = await mirrorKernels(partition, mine.path);
+      if (r.copied.length > 0 || r.removed.length > 0) log.info(`environment "${owner}": its own /boot from ${partition} before it holds "${name}"'s (${[...r.copied.map((n) => `copied ${n}`), ...r.removed.map((n) => `removed ${n}`)].join(', ')})`);
+    } finally {
+      await mine.release();
+    }
+  }
   const tree = await ctx.backend.openEnvironment(name);
   try {
     return await syncKernels(partition, tree.path, name, adopted);

@@ -1,0 +1,67 @@
+/**
+ * A separate /boot changing hands: the environment that held the partition
+ * keeps what apt put there while it ran, and a partition the size of one
+ * environment's kernels takes another's. On the directory backend.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createEnvironment } from '../../../src/environments/lifecycle.js';
+import { kernelsInto, OWNER_FILE } from '../../../src/environments/boot-kernels.js';
+import { setLevel } from '../../../src/log.js';
+import { makeDirectoryMachine, type DirectoryMachine } from '../../fixtures/directory-machine.js';
+
+describe('a /boot partition changing hands', () => {
+  let m: DirectoryMachine;
+  let partition: string;
+
+  const treeBoot = async (name: string): Promise<string> => {
+    const t = await m.ctx.backend.openEnvironment(name);
+    try {
+      return join(t.path, 'boot');
+    } finally {
+      await t.release();
+    }
+  };
+  const kernels = (dir: string): string[] => readdirSync(dir).filter((n) => /^(vmlinuz|initrd\.img)-/.test(n)).sort();
+
+  before(async () => {
+    setLevel('error');
+    m = await makeDirectoryMachine();
+    await createEnvironment(m.ctx, 'other', 'base');
+    partition = join(m.dir, 'boot-partition');
+    mkdirSync(partition);
+    for (const [env, v] of [['base', '1'], ['other', '3']] as const) {
+      const b = await treeBoot(env);
+      mkdirSync(b, { recursive: true });
+      writeFileSync(join(b, `vmlinuz-${v}`), `kernel ${v} of ${env}\n`);
+      writeFileSync(join(b, `initrd.img-${v}`), `initrd ${v} of ${env}\n`);
+    }
+    // The partition as `base` left it: its kernel 1, and kernel 2, which apt installed there since its last sync.
+    for (const v of ['1', '2']) {
+      writeFileSync(join(partition, `vmlinuz-${v}`), `kernel ${v} of base\n`);
+      writeFileSync(join(partition, `initrd.img-${v}`), `initrd ${v} of base\n`);
+    }
+    writeFileSync(join(partition, OWNER_FILE), 'base\n');
+  });
+  after(async () => {
+    await m?.cleanup();
+  });
+
+  test("the owner's kernels are saved into its own tree before another's go onto the partition", async () => {
+    assert.equal(await kernelsInto(m.ctx, 'other', partition), 'onto-partition');
+    assert.deepEqual(kernels(partition), ['initrd.img-3', 'vmlinuz-3'], 'the partition holds the running environment\'s kernels');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\n');
+    const base = await treeBoot('base');
+    assert.deepEqual(kernels(base), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2'], 'the kernel apt installed while "base" ran is in its tree, not lost');
+    assert.equal(readFileSync(join(base, 'vmlinuz-2'), 'utf8'), 'kernel 2 of base\n');
+  });
+
+  test('and back: the partition gets them again, the other environment keeps its own', async () => {
+    assert.equal(await kernelsInto(m.ctx, 'base', partition), 'onto-partition');
+    assert.deepEqual(kernels(partition), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
+    assert.deepEqual(kernels(await treeBoot('other')), ['initrd.img-3', 'vmlinuz-3']);
+    assert.ok(!existsSync(join(partition, 'vmlinuz-3')));
+  });
+});
