@@ -3,11 +3,13 @@
  * here is the single source of truth; man/sysprime.toml.5 documents it and a
  * test checks that every key is documented.
  */
+import type { Window } from './windows.js';
 
 export type BackendKind = 'btrfs' | 'zfs';
 export type LoaderKind = 'auto' | 'none' | 'systemd-boot' | 'grub' | 'zfsbootmenu';
 export type UpdateMethod = 'none' | 'apt' | 'store' | 'command';
 export type HashName = 'xxh64' | 'sha256' | 'md5';
+export type RebootPolicy = 'never' | 'window' | 'immediate';
 
 export interface Config {
   /** Absent means: detect from the filesystem of `/`. */
@@ -28,6 +30,28 @@ export interface Config {
   drift: { secret: string[] };
   /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
   shared: { paths: string[] };
+  /** When a staged, activated environment is booted into (src/reboot/, docs/fleet.md). */
+  reboot: { policy: RebootPolicy; windows: Window[]; command: string };
+  /**
+   * Reboot slots shared with other machines through etcd (src/fleet/); no
+   * endpoints: no fleet. leaseTtl: seconds a slot outlives a machine that
+   * took it and never came back healthy.
+   */
+  fleet: {
+    endpoints: string[];
+    group: string;
+    slots: number;
+    id: string | undefined;
+    after: string[];
+    leaseTtl: number;
+    timeout: number;
+    prefix: string;
+    caFile: string | undefined;
+    certFile: string | undefined;
+    keyFile: string | undefined;
+    username: string | undefined;
+    passwordFile: string | undefined;
+  };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -45,6 +69,22 @@ export const DEFAULTS: Config = {
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
   shared: { paths: [] },
+  reboot: { policy: 'never', windows: [], command: 'systemctl reboot' },
+  fleet: {
+    endpoints: [],
+    group: 'default',
+    slots: 1,
+    id: undefined,
+    after: [],
+    leaseTtl: 1800,
+    timeout: 10,
+    prefix: '/sysprime/fleet',
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
+    username: undefined,
+    passwordFile: undefined,
+  },
   source: 'defaults',
 };
 
@@ -56,7 +96,13 @@ type Kind =
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' };
+  | { t: 'cron' }
+  /** A list of maintenance windows (config/windows.ts). */
+  | { t: 'windows' }
+  /** A list of etcd endpoints, http:// or https:// with host and port. */
+  | { t: 'urls' }
+  /** A fleet group name: letters, digits, '-', '_', '.'; 'list' for a list of them. */
+  | { t: 'group'; list?: boolean };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -115,6 +161,27 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'bart.rules': { kind: { t: 'path' }, set: (c, v) => (c.bart.rules = v as string), doc: 'rules file' },
   'drift.secret': { kind: { t: 'paths' }, set: (c, v) => (c.drift.secret = v as string[]), doc: 'paths whose content drift hides' },
   'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
+  // When a staged environment is rebooted into, and with whom (docs/fleet.md).
+  'reboot.policy': {
+    kind: { t: 'enum', values: ['never', 'window', 'immediate'] },
+    set: (c, v) => (c.reboot.policy = v as RebootPolicy),
+    doc: 'when a staged, activated environment is rebooted into',
+  },
+  'reboot.windows': { kind: { t: 'windows' }, set: (c, v) => (c.reboot.windows = v as Window[]), doc: 'maintenance windows, local time' },
+  'reboot.command': { kind: { t: 'string' }, set: (c, v) => (c.reboot.command = v as string), doc: 'the shell command that reboots' },
+  'fleet.endpoints': { kind: { t: 'urls' }, set: (c, v) => (c.fleet.endpoints = v as string[]), doc: 'etcd endpoints' },
+  'fleet.group': { kind: { t: 'group' }, set: (c, v) => (c.fleet.group = v as string), doc: 'the group of this machine' },
+  'fleet.slots': { kind: { t: 'int', min: 1, max: 10000 }, set: (c, v) => (c.fleet.slots = v as number), doc: 'reboots at once in the group' },
+  'fleet.id': { kind: { t: 'group' }, set: (c, v) => (c.fleet.id = v as string), doc: 'this machine in the fleet' },
+  'fleet.after': { kind: { t: 'group', list: true }, set: (c, v) => (c.fleet.after = v as string[]), doc: 'groups that reboot into a generation first' },
+  'fleet.lease_ttl': { kind: { t: 'int', min: 2, max: 604800 }, set: (c, v) => (c.fleet.leaseTtl = v as number), doc: 'seconds' },
+  'fleet.timeout': { kind: { t: 'int', min: 1, max: 600 }, set: (c, v) => (c.fleet.timeout = v as number), doc: 'seconds' },
+  'fleet.prefix': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.fleet.prefix = v as string), doc: 'etcd key prefix' },
+  'fleet.ca_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.caFile = v as string), doc: 'CA certificate' },
+  'fleet.cert_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.certFile = v as string), doc: 'client certificate' },
+  'fleet.key_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.keyFile = v as string), doc: 'client key' },
+  'fleet.username': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.fleet.username = v as string), doc: 'etcd user' },
+  'fleet.password_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.passwordFile = v as string), doc: 'file holding the etcd password' },
 };
 
 export function cloneDefaults(): Config {
