@@ -11,6 +11,7 @@ import { registerDrift } from './commands/drift.js';
 import { registerReintegrate } from './commands/reintegrate.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerStore } from './commands/store.js';
+import { registerFleet } from './commands/fleet.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -38,6 +39,7 @@ export function buildProgram(): Command {
   registerReintegrate(program, globals);
   registerMaintenance(program, globals);
   registerStore(program, globals);
+  registerFleet(program, globals);
   registerBart(program, globals);
   return program;
 }
