@@ -118,6 +118,12 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
         throw bad('a list of endpoints such as ["http://10.0.0.1:2379"]');
       }
       return [...(value as string[])];
+    case 'units':
+      // Passed to systemctl as arguments: a leading '-' would be read as an option.
+      if (!Array.isArray(value) || !value.every((u) => typeof u === 'string' && /^[A-Za-z0-9:_.@\\-]+$/.test(u) && !u.startsWith('-'))) {
+        throw bad('a list of unit names such as ["nginx.service"]');
+      }
+      return [...(value as string[])];
     case 'group': {
       // They become parts of etcd keys: a '/' would reach into another group's keys.
       const ok = (g: unknown) => typeof g === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(g);

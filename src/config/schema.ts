@@ -52,6 +52,12 @@ export interface Config {
     username: string | undefined;
     passwordFile: string | undefined;
   };
+  /**
+   * Health checks after boot (src/health/): `required` units must be active,
+   * scripts in `dir`/required must pass (`dir`/wanted only warn), within
+   * `timeout` seconds; a failure falls back at most `maxReboots` times.
+   */
+  health: { required: string[]; dir: string; timeout: number; maxReboots: number };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -85,6 +91,7 @@ export const DEFAULTS: Config = {
     username: undefined,
     passwordFile: undefined,
   },
+  health: { required: [], dir: '/etc/sysprime/health.d', timeout: 300, maxReboots: 1 },
   source: 'defaults',
 };
 
@@ -102,7 +109,9 @@ type Kind =
   /** A list of etcd endpoints, http:// or https:// with host and port. */
   | { t: 'urls' }
   /** A fleet group name: letters, digits, '-', '_', '.'; 'list' for a list of them. */
-  | { t: 'group'; list?: boolean };
+  | { t: 'group'; list?: boolean }
+  /** A list of systemd unit names. */
+  | { t: 'units' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -181,6 +190,10 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'fleet.cert_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.certFile = v as string), doc: 'client certificate' },
   'fleet.key_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.keyFile = v as string), doc: 'client key' },
   'fleet.username': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.fleet.username = v as string), doc: 'etcd user' },
+  'health.required': { kind: { t: 'units' }, set: (c, v) => (c.health.required = v as string[]), doc: 'units that must be active after boot' },
+  'health.dir': { kind: { t: 'path' }, set: (c, v) => (c.health.dir = v as string), doc: 'directory of the required/ and wanted/ check scripts' },
+  'health.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.health.timeout = v as number), doc: 'seconds for all checks together' },
+  'health.max_reboots': { kind: { t: 'int', min: 0, max: 100 }, set: (c, v) => (c.health.maxReboots = v as number), doc: 'fallback reboots after failed checks' },
   'fleet.password_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.passwordFile = v as string), doc: 'file holding the etcd password' },
 };
 

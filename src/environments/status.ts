@@ -14,6 +14,8 @@ import { recoverStaging } from '../staging/pipeline.js';
 import { bootloaderFor } from './boot-entries.js';
 import { currentOf, listEnvironments } from './lifecycle.js';
 import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
+import { eventsOf } from '../state/events.js';
+import { lastHealth } from '../health/history.js';
 
 export interface Status {
   envs: EnvironmentInfo[];
@@ -34,6 +36,8 @@ export interface Status {
   shared: SharedPathState[];
   /** What the recovery of an interrupted staging did on the way. */
   recovered: string[];
+  /** The last health checks of each environment that has had any (docs/fleet.md). */
+  health: { environment: string; result: 'good' | 'bad'; at: string; reasons: string[] }[];
 }
 
 export async function getStatus(ctx: Context): Promise<Status> {
@@ -65,5 +69,9 @@ export async function getStatus(ctx: Context): Promise<Status> {
     reintegration: latestReports(ctx.db).filter((r) => envs.some((e) => e.name === r.environment)),
     shared: current ? await sharedPathsOrWarn(ctx, current.name) : [],
     recovered,
+    health: envs.flatMap((e) => {
+      const h = lastHealth(eventsOf(ctx.db, e.name));
+      return h ? [{ environment: e.name, ...h }] : [];
+    }),
   };
 }

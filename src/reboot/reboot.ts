@@ -6,6 +6,7 @@
  * the staged environment stays as it is.
  */
 import type { Context } from '../context.js';
+import type { Config } from '../config/schema.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { getStatus } from '../environments/status.js';
 import { fleetConfigured, openFleet } from '../fleet/fleet.js';
@@ -20,6 +21,18 @@ export interface RebootOutcome {
   slot: SlotHolder | undefined;
   /** The command ran (false for a dry run or a plan that does not reboot). */
   rebooted: boolean;
+}
+
+/** Run `[reboot] command`, telling it where the machine goes. */
+export async function runRebootCommand(config: Config, into: { name: string; generation: number }): Promise<void> {
+  const command = config.reboot.command;
+  const res = await run('/bin/sh', ['-c', command], { allowFailure: true, timeout: 300_000, env: { SYSPRIME_REBOOT_INTO: into.name, SYSPRIME_REBOOT_GENERATION: String(into.generation) } });
+  if (res.exitCode !== 0) {
+    throw new SysprimeError('COMMAND_FAILED', `the reboot command failed (exit ${res.exitCode}): ${command}`, {
+      hint: 'check [reboot] command in sysprime.toml',
+      detail: String(res.stderr).trim(),
+    });
+  }
 }
 
 /** The plan for this machine now, from what boots next. */
@@ -41,16 +54,13 @@ export async function rebootNow(ctx: Context, opts: { dryRun?: boolean; now?: Da
       slot = got.holder;
       tookSlot = !got.already;
     }
-    const command = ctx.config.reboot.command;
     log.info(`rebooting into "${plan.into.name}" (generation ${plan.into.generation}): ${plan.why}${slot ? `; fleet slot ${slot.slot} of group ${slot.group}` : ''}`);
-    const res = await run('/bin/sh', ['-c', command], { allowFailure: true, timeout: 300_000, env: { SYSPRIME_REBOOT_INTO: plan.into.name, SYSPRIME_REBOOT_GENERATION: String(plan.into.generation) } });
-    if (res.exitCode !== 0) {
+    try {
+      await runRebootCommand(ctx.config, plan.into);
+    } catch (err) {
       // The machine stays up: a slot held for nothing would hold back the group until its lease ends.
-      if (fleet && tookSlot) await fleet.release().catch((err: unknown) => log.warn(`could not give back the fleet slot: ${messageOf(err)}`));
-      throw new SysprimeError('COMMAND_FAILED', `the reboot command failed (exit ${res.exitCode}): ${command}`, {
-        hint: 'check [reboot] command in sysprime.toml',
-        detail: String(res.stderr).trim(),
-      });
+      if (fleet && tookSlot) await fleet.release().catch((e: unknown) => log.warn(`could not give back the fleet slot: ${messageOf(e)}`));
+      throw err;
     }
     return { plan, slot, rebooted: true };
   } finally {

@@ -1,4 +1,4 @@
-/** Retention and repair: `prune`, `doctor`, and the boot hooks the shipped units call. */
+/** Retention and repair: `prune`, `doctor`, `health`, and the boot hooks the shipped units call. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
@@ -8,7 +8,13 @@ import { EXIT, SysprimeError } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
-import { withContext, type GlobalOptions } from '../runner.js';
+import { withConfig, withContext, type GlobalOptions } from '../runner.js';
+import { runHealthChecks, type HealthReport } from '../../health/checks.js';
+import { healthAfterBoot, reportGoodBoot } from '../../health/after-boot.js';
+
+function healthLines(r: HealthReport): string[] {
+  return [...r.checks.map((c) => `${c.ok ? 'ok' : c.required ? 'FAILED' : 'warning'}: ${c.name}${c.ok ? '' : `: ${c.detail}`}`), ...r.warnings.filter((w) => !r.checks.some((c) => w.startsWith(`${c.name}:`))).map((w) => `warning: ${w}`), `health: ${r.result}`];
+}
 
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
   program
@@ -70,15 +76,37 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
 
   program
     .command('boot-hook <when>', { hidden: true })
-    .description('called by sysprime-boot-start.service (start) and sysprime-boot-complete.service (complete)')
+    .description('called by sysprime-boot-start.service (start), sysprime-health.service (health) and sysprime-boot-complete.service (complete)')
     .action(async (when: string) =>
       withContext(globals(), async (ctx) => {
+        if (when === 'health') {
+          const r = await healthAfterBoot(ctx);
+          for (const l of healthLines(r.report)) process.stdout.write(`${l}\n`);
+          if (r.next.kind === 'stay') process.stdout.write(`${r.next.why}\n`);
+          if (r.next.kind === 'fallback') process.stdout.write(`falling back to ${r.next.to}\n`);
+          // A failed unit keeps boot-complete.target from being reached: nothing blesses this boot.
+          return r.report.result === 'good' ? EXIT.OK : EXIT.FAILED;
+        }
         const loader = bootloaderFor(ctx);
         const lines = when === 'start' ? ((await loader.bootStarted?.()) ?? []) : when === 'complete' ? ((await loader.bootComplete?.()) ?? []) : null;
         if (lines === null) {
-          throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
+          throw new SysprimeError('USAGE', `boot-hook takes "start", "health" or "complete", not "${when}"`);
         }
+        if (when === 'complete') lines.push(...(await reportGoodBoot(ctx)));
         for (const l of lines) process.stdout.write(`${l}\n`);
+      }),
+    );
+
+  program
+    .command('health')
+    .description('run the health checks of this boot ([health] required units, health.d scripts) and say what they find; changes nothing')
+    .addHelpText('after', '\nExamples:\n  sysprime health\n  sysprime --json health\n\nExit status: 0 all required checks pass, 1 one fails.')
+    .action(async () =>
+      withConfig(globals(), async (config) => {
+        const report = await runHealthChecks(config);
+        if (globals().json) printJson(report);
+        else for (const l of healthLines(report)) process.stdout.write(`${l}\n`);
+        return report.result === 'good' ? EXIT.OK : EXIT.DIFFERENCES;
       }),
     );
 }
