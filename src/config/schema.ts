@@ -58,6 +58,8 @@ export interface Config {
    * `timeout` seconds; a failure falls back at most `maxReboots` times.
    */
   health: { required: string[]; dir: string; timeout: number; maxReboots: number };
+  /** The Prometheus text-format file of this machine's state (src/metrics/), node_exporter's textfile collector. */
+  metrics: { textfile: string | undefined };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -92,6 +94,7 @@ export const DEFAULTS: Config = {
     passwordFile: undefined,
   },
   health: { required: [], dir: '/etc/sysprime/health.d', timeout: 300, maxReboots: 1 },
+  metrics: { textfile: undefined },
   source: 'defaults',
 };
 
@@ -194,6 +197,7 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
   'health.dir': { kind: { t: 'path' }, set: (c, v) => (c.health.dir = v as string), doc: 'directory of the required/ and wanted/ check scripts' },
   'health.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.health.timeout = v as number), doc: 'seconds for all checks together' },
   'health.max_reboots': { kind: { t: 'int', min: 0, max: 100 }, set: (c, v) => (c.health.maxReboots = v as number), doc: 'fallback reboots after failed checks' },
+  'metrics.textfile': { kind: { t: 'path' }, set: (c, v) => (c.metrics.textfile = v as string), doc: 'Prometheus text-format file, such as /var/lib/prometheus/node-exporter/sysprime.prom' },
   'fleet.password_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.passwordFile = v as string), doc: 'file holding the etcd password' },
 };
 

@@ -10,7 +10,8 @@ import { bootGenerations, rebootNow } from '../../reboot/reboot.js';
 import { printJson } from '../output.js';
 import { requireRoot, withConfig, withContext, type GlobalOptions } from '../runner.js';
 
-const GENERATION = { min: 1, max: Number.MAX_SAFE_INTEGER };
+// Generation 0 is the adopted one: the first staging makes 1.
+const GENERATION = { min: 0, max: Number.MAX_SAFE_INTEGER };
 
 export function registerFleet(program: Command, globals: () => GlobalOptions): void {
   program
@@ -144,7 +145,7 @@ async function generationOf(g: GlobalOptions, which: 'running' | 'next'): Promis
 
 function wholeNumberOrUsage(text: string): number {
   const n = /^[0-9]+$/.test(text) ? Number(text) : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new SysprimeError('USAGE', `"${text}" is not a generation: use a whole number from 1`);
+  if (!Number.isSafeInteger(n)) throw new SysprimeError('USAGE', `"${text}" is not a generation: use a whole number from 0`);
   return n;
 }
 

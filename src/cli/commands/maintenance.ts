@@ -4,13 +4,24 @@ import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
 import { bootloaderFor } from '../../environments/boot-entries.js';
 import { atRiskLines } from '../../environments/shared.js';
-import { EXIT, SysprimeError } from '../../errors.js';
+import { EXIT, SysprimeError, messageOf } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
 import { withConfig, withContext, type GlobalOptions } from '../runner.js';
 import { runHealthChecks, type HealthReport } from '../../health/checks.js';
 import { healthAfterBoot, reportGoodBoot } from '../../health/after-boot.js';
+import { collectMetrics, renderMetrics, writeMetrics } from '../../metrics/textfile.js';
+import type { Context } from '../../context.js';
+
+/** The metrics file follows each boot's result; a file that cannot be written is a warning, not a failed boot unit. */
+async function metricsOrWarn(ctx: Context): Promise<void> {
+  try {
+    await writeMetrics(ctx);
+  } catch (err) {
+    process.stderr.write(`sysprime: warning: could not write [metrics] textfile: ${messageOf(err)}\n`);
+  }
+}
 
 function healthLines(r: HealthReport): string[] {
   return [...r.checks.map((c) => `${c.ok ? 'ok' : c.required ? 'FAILED' : 'warning'}: ${c.name}${c.ok ? '' : `: ${c.detail}`}`), ...r.warnings.filter((w) => !r.checks.some((c) => w.startsWith(`${c.name}:`))).map((w) => `warning: ${w}`), `health: ${r.result}`];
@@ -81,6 +92,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
       withContext(globals(), async (ctx) => {
         if (when === 'health') {
           const r = await healthAfterBoot(ctx);
+          await metricsOrWarn(ctx);
           for (const l of healthLines(r.report)) process.stdout.write(`${l}\n`);
           if (r.next.kind === 'stay') process.stdout.write(`${r.next.why}\n`);
           if (r.next.kind === 'fallback') process.stdout.write(`falling back to ${r.next.to}\n`);
@@ -92,8 +104,22 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         if (lines === null) {
           throw new SysprimeError('USAGE', `boot-hook takes "start", "health" or "complete", not "${when}"`);
         }
-        if (when === 'complete') lines.push(...(await reportGoodBoot(ctx)));
+        if (when === 'complete') {
+          lines.push(...(await reportGoodBoot(ctx)));
+          await metricsOrWarn(ctx);
+        }
         for (const l of lines) process.stdout.write(`${l}\n`);
+      }),
+    );
+
+  program
+    .command('metrics')
+    .description('print this machine\'s state in the Prometheus text format, and write it to [metrics] textfile when set')
+    .addHelpText('after', '\nExamples:\n  sysprime metrics\n  sysprime metrics > /var/lib/prometheus/node-exporter/sysprime.prom')
+    .action(async () =>
+      withContext(globals(), async (ctx) => {
+        process.stdout.write(renderMetrics(await collectMetrics(ctx)));
+        await writeMetrics(ctx);
       }),
     );
 

@@ -3,7 +3,8 @@
  * etcd: a passing boot is recorded good; a failing one is recorded bad with
  * its reason (status says why), halts its generation in the fleet, and falls
  * back to the environment that last passed (its [reboot] command recording
- * where it goes), at most [health] max_reboots times.
+ * where it goes), at most [health] max_reboots times. The metrics file
+ * follows, as a real prometheus-node-exporter scrapes it.
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,12 +12,28 @@ import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
-import { startEtcdCluster, type EtcdCluster } from '../../fixtures/etcd-cluster.js';
+import { freePort, startEtcdCluster, type EtcdCluster } from '../../fixtures/etcd-cluster.js';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 let s: Scratch;
 let etcd: EtcdCluster;
 let dir: string;
 let reboots: string;
+let exporter: ChildProcess | undefined;
+let scrapeUrl: string;
+
+/** What node_exporter serves now, read from the textfile collector's directory. */
+async function scrape(): Promise<string> {
+  for (let i = 0; ; i++) {
+    try {
+      const r = await fetch(scrapeUrl);
+      if (r.ok) return await r.text();
+    } catch (err) {
+      if (i > 50) throw err;
+    }
+    await new Promise((res) => setTimeout(res, 200));
+  }
+}
 const sp = (...args: string[]) => sysprime(args, { config: s.config });
 
 function check(name: string, body: string): void {
@@ -31,10 +48,15 @@ before(async () => {
   s = await makeScratch('btrfs');
   dir = s.stateDir;
   reboots = join(dir, 'reboots');
-  const extra = `[reboot]\ncommand = "echo $SYSPRIME_REBOOT_INTO >> ${reboots}"\n[health]\ndir = "${join(dir, 'health.d')}"\nmax_reboots = 1\n[fleet]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nid = "m1"\ngroup = "canary"\ntimeout = 3\n`;
+  mkdirSync(join(dir, 'prom'));
+  const port = await freePort();
+  scrapeUrl = `http://127.0.0.1:${port}/metrics`;
+  exporter = spawn('prometheus-node-exporter', ['--collector.disable-defaults', '--collector.textfile', `--collector.textfile.directory=${join(dir, 'prom')}`, `--web.listen-address=127.0.0.1:${port}`], { stdio: 'ignore' });
+  const extra = `[metrics]\ntextfile = "${join(dir, 'prom', 'sysprime.prom')}"\n[reboot]\ncommand = "echo $SYSPRIME_REBOOT_INTO >> ${reboots}"\n[health]\ndir = "${join(dir, 'health.d')}"\nmax_reboots = 1\n[fleet]\nendpoints = ${JSON.stringify(etcd.endpoints)}\nid = "m1"\ngroup = "canary"\ntimeout = 3\n`;
   writeFileSync(s.config, readFileSync(s.config, 'utf8') + extra);
 });
 after(async () => {
+  exporter?.kill('SIGKILL');
   await s?.cleanup();
   await etcd?.stop();
 });
@@ -51,6 +73,11 @@ test('a good boot, then a bad one that falls back once and then stays', async ()
   assert.equal(good.code, 0, good.stderr);
   assert.match(good.stdout, /^ok: required\/10-ok\nhealth: good\n$/);
   assert.match((await sp('status')).stdout, /^health: {6}good \(checked /m);
+  let metrics = await scrape();
+  assert.match(metrics, /^node_textfile_scrape_error 0$/m);
+  assert.match(metrics, /^sysprime_running_generation\{environment="base"\} 0$/m);
+  assert.match(metrics, /^sysprime_health_good 1$/m);
+  assert.match(metrics, /^sysprime_health_fallbacks 0$/m);
 
   assert.equal((await sp('create', 'gen-b', '--from', 'base')).code, 0);
   assert.equal((await sp('activate', 'gen-b')).code, 0);
@@ -66,6 +93,10 @@ test('a good boot, then a bad one that falls back once and then stays', async ()
   const h = status.health.find((x) => x.environment === 'gen-b');
   assert.deepEqual([h?.result, h?.reasons], ['bad', ['required/20-http: exited 7: curl: (7) connection refused']]);
   assert.match((await sp('status')).stdout, /^health: {6}"gen-b" failed its health checks at .*: required\/20-http: exited 7: curl: \(7\) connection refused$/m);
+
+  metrics = await scrape();
+  assert.match(metrics, /^node_textfile_scrape_error 0$/m);
+  assert.match(metrics, /^sysprime_health_fallbacks 1$/m);
 
   // The fleet knows: the generation is halted, by this machine, for that reason.
   const fleet = (await sp('fleet', 'status', '--json')).json<{ halted: { by: string; reason: string }[] }>();
