@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Checks the import graph of src/: no circle between modules, no import
 // from a seam (src/backends, src/bootloaders, src/updaters) up into the layer
-// that uses the seams (environments, staging, reintegrate, drift, retention,
+// that uses the seams (environments, staging, reintegrate, drift, retention, fleet, reboot, health, metrics,
 // scheduler, cli, context.ts), and none from the base below the seams
 // (errors, log, names, config, process, bart, os, state) up into either. Type-only imports count too: a seam that
 // needs a type from above is as tied to it as one that calls it.
@@ -14,7 +14,7 @@ const root = resolve(new URL('..', import.meta.url).pathname);
 const src = resolve(root, process.argv[2] ?? 'src');
 
 const SEAMS = ['backends', 'bootloaders', 'updaters'];
-const ABOVE = ['environments', 'staging', 'reintegrate', 'drift', 'retention', 'scheduler', 'cli', 'context.ts'];
+const ABOVE = ['environments', 'staging', 'reintegrate', 'drift', 'retention', 'scheduler', 'fleet', 'reboot', 'health', 'metrics', 'cli', 'context.ts'];
 const BASE = ['errors.ts', 'log.ts', 'names.ts', 'config', 'process', 'bart', 'os', 'signing', 'state'];
 
 function walk(dir) {

@@ -17,6 +17,8 @@ PACKAGES=(
   zsh bash-completion # the completion scripts are tested in both shells
   faketime      # clock jumps in the fault tests (libfaketime moves the test process's clock)
   grub-common   # grub-editenv: the GRUB bootloader writes grubenv with it (tests use a scratch directory)
+  etcd-server etcd-client # the fleet tests run a real 3-member etcd cluster on 127.0.0.1 (etcd, etcdctl)
+  prometheus-node-exporter # the metrics test scrapes the textfile collector of a real one
   mmdebstrap    # a minimal Debian tree for the apt updater's tests and the VM suite's guest
   # The VM suite (vm-tests/): a Debian guest booted with UEFI under qemu, its disk made on the host.
   qemu-system-x86 qemu-utils # qemu-system-x86_64 (TCG when there is no KVM), qemu-img for overlays

@@ -22,7 +22,9 @@ export type ErrorCode =
   | 'RULES' // a rules file cannot be parsed
   | 'IO' // a filesystem operation failed
   | 'STEP_FAILED' // a step of a journaled operation failed (cause attached)
-  | 'NO_SPACE'; // not enough room
+  | 'NO_SPACE' // not enough room
+  | 'TRY_LATER' // not now: the fleet's reboot slots are full, or the generation is halted
+  | 'UNREACHABLE'; // a service sysprime needs (etcd) did not answer
 
 export class SysprimeError extends Error {
   readonly code: ErrorCode;
@@ -52,6 +54,8 @@ export const EXIT = {
   NOT_FOUND: 4,
   REFUSED: 5,
   BUSY: 6,
+  /** sysexits' EX_TEMPFAIL: no reboot slot now, try again later. */
+  TRY_LATER: 75,
 } as const;
 
 export function exitCodeFor(err: unknown): number {
@@ -71,6 +75,8 @@ export function exitCodeFor(err: unknown): number {
       return EXIT.REFUSED;
     case 'BUSY':
       return EXIT.BUSY;
+    case 'TRY_LATER':
+      return EXIT.TRY_LATER;
     default:
       return EXIT.FAILED;
   }

@@ -12,6 +12,7 @@ import { registerReintegrate } from './commands/reintegrate.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerStore } from './commands/store.js';
 import { registerKey } from './commands/key.js';
+import { registerFleet } from './commands/fleet.js';
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -40,6 +41,7 @@ export function buildProgram(): Command {
   registerMaintenance(program, globals);
   registerStore(program, globals);
   registerKey(program, globals);
+  registerFleet(program, globals);
   registerBart(program, globals);
   return program;
 }

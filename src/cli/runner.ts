@@ -6,6 +6,8 @@
 import { exitCodeFor, ioFailure, SysprimeError } from '../errors.js';
 import { log, setLevel } from '../log.js';
 import { openContext, type Context } from '../context.js';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
 
 export interface GlobalOptions {
   config?: string;
@@ -81,3 +83,16 @@ export async function withoutContext(g: GlobalOptions, fn: () => Promise<number 
 }
 
 export { log };
+
+/**
+ * Run an action that needs the configuration only (the fleet verbs): no
+ * backend, no state database, no root; sets process.exitCode.
+ */
+export async function withConfig(g: GlobalOptions, fn: (config: Config) => Promise<number | void>): Promise<void> {
+  try {
+    applyGlobals(g);
+    process.exitCode = (await fn(loadConfig(g.config))) ?? 0;
+  } catch (err) {
+    process.exitCode = reportError(err, g.verbose === true);
+  }
+}

@@ -4,6 +4,7 @@ import { wholeNumber } from './numbers.js';
 import cron from 'node-cron';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { KEYS, cloneDefaults, type Config } from './schema.js';
+import { parseWindow } from './windows.js';
 
 export const SYSTEM_CONFIG = '/etc/sysprime/sysprime.toml';
 
@@ -52,6 +53,12 @@ export function parseConfigText(text: string, source: string): Config {
     }
     spec.set(config, checkValue(key, value, spec.kind, source));
   }
+  if (config.reboot.policy === 'window' && config.reboot.windows.length === 0) {
+    throw new SysprimeError('CONFIG', `${source}: reboot.policy = "window" needs reboot.windows`, { hint: 'add windows = ["Sat,Sun 02:00-05:00"] under [reboot]' });
+  }
+  if (config.fleet.after.includes(config.fleet.group)) {
+    throw new SysprimeError('CONFIG', `${source}: fleet.after names this machine's own group "${config.fleet.group}"`, { hint: 'after lists the groups that go before this one' });
+  }
   return config;
 }
 
@@ -98,6 +105,33 @@ function checkValue(key: string, value: unknown, kind: (typeof KEYS)[string]['ki
     case 'cron':
       if (typeof value !== 'string' || !isCron(value)) throw bad('a cron expression (5 or 6 fields) or "off"');
       return value;
+    case 'windows': {
+      if (!Array.isArray(value) || !value.every((w) => typeof w === 'string')) throw bad('a list of windows such as ["Sat,Sun 02:00-05:00"]');
+      return (value as string[]).map((w) => {
+        const parsed = parseWindow(w);
+        if (typeof parsed === 'string') throw new SysprimeError('CONFIG', `${source}: '${key}': window "${w}" does not parse: ${parsed}`, { hint: 'see sysprime.toml(5)' });
+        return parsed;
+      });
+    }
+    case 'urls':
+      if (!Array.isArray(value) || value.length === 0 || !value.every((u) => typeof u === 'string' && /^https?:\/\/[^\s/]+:\d+\/?$/.test(u))) {
+        throw bad('a list of endpoints such as ["http://10.0.0.1:2379"]');
+      }
+      return [...(value as string[])];
+    case 'units':
+      // Passed to systemctl as arguments: a leading '-' would be read as an option.
+      if (!Array.isArray(value) || !value.every((u) => typeof u === 'string' && /^[A-Za-z0-9:_.@\\-]+$/.test(u) && !u.startsWith('-'))) {
+        throw bad('a list of unit names such as ["nginx.service"]');
+      }
+      return [...(value as string[])];
+    case 'group': {
+      // They become parts of etcd keys: a '/' would reach into another group's keys.
+      const ok = (g: unknown) => typeof g === 'string' && /^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$/.test(g);
+      if (kind.list === true ? !Array.isArray(value) || !value.every(ok) : !ok(value)) {
+        throw bad(`${kind.list === true ? 'a list of names' : 'a name'} of letters, digits, '.', '_' and '-' (at most 63)`);
+      }
+      return Array.isArray(value) ? [...(value as string[])] : value;
+    }
     case 'paths':
       // They become subtree lines of the drift rules: a blank, quote, backslash or wildcard would change what the line means.
       if (!Array.isArray(value) || !value.every((p) => typeof p === 'string' && /^(\/[^/\s"'\\*?[\]!{}]+)+$/.test(p) && !p.split('/').some((c) => c === '.' || c === '..'))) {

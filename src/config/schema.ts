@@ -3,11 +3,13 @@
  * here is the single source of truth; man/sysprime.toml.5 documents it and a
  * test checks that every key is documented.
  */
+import type { Window } from './windows.js';
 
 export type BackendKind = 'btrfs' | 'zfs';
 export type LoaderKind = 'auto' | 'none' | 'systemd-boot' | 'grub' | 'zfsbootmenu';
 export type UpdateMethod = 'none' | 'apt' | 'store' | 'command';
 export type HashName = 'xxh64' | 'sha256' | 'md5';
+export type RebootPolicy = 'never' | 'window' | 'immediate';
 
 export interface Config {
   /** Absent means: detect from the filesystem of `/`. */
@@ -45,6 +47,36 @@ export interface Config {
   shared: { paths: string[] };
   /** key: the machine key of the drift baselines, its private half (signs and checks) or only its public half (checks). */
   audit: { key: string | undefined };
+  /** When a staged, activated environment is booted into (src/reboot/, docs/fleet.md). */
+  reboot: { policy: RebootPolicy; windows: Window[]; command: string };
+  /**
+   * Reboot slots shared with other machines through etcd (src/fleet/); no
+   * endpoints: no fleet. leaseTtl: seconds a slot outlives a machine that
+   * took it and never came back healthy.
+   */
+  fleet: {
+    endpoints: string[];
+    group: string;
+    slots: number;
+    id: string | undefined;
+    after: string[];
+    leaseTtl: number;
+    timeout: number;
+    prefix: string;
+    caFile: string | undefined;
+    certFile: string | undefined;
+    keyFile: string | undefined;
+    username: string | undefined;
+    passwordFile: string | undefined;
+  };
+  /**
+   * Health checks after boot (src/health/): `required` units must be active,
+   * scripts in `dir`/required must pass (`dir`/wanted only warn), within
+   * `timeout` seconds; a failure falls back at most `maxReboots` times.
+   */
+  health: { required: string[]; dir: string; timeout: number; maxReboots: number };
+  /** The Prometheus text-format file of this machine's state (src/metrics/), node_exporter's textfile collector. */
+  metrics: { textfile: string | undefined };
   /** Where the configuration came from (a path, or "defaults"). */
   source: string;
 }
@@ -64,6 +96,24 @@ export const DEFAULTS: Config = {
   drift: { secret: [] },
   shared: { paths: [] },
   audit: { key: undefined },
+  reboot: { policy: 'never', windows: [], command: 'systemctl reboot' },
+  fleet: {
+    endpoints: [],
+    group: 'default',
+    slots: 1,
+    id: undefined,
+    after: [],
+    leaseTtl: 1800,
+    timeout: 10,
+    prefix: '/sysprime/fleet',
+    caFile: undefined,
+    certFile: undefined,
+    keyFile: undefined,
+    username: undefined,
+    passwordFile: undefined,
+  },
+  health: { required: [], dir: '/etc/sysprime/health.d', timeout: 300, maxReboots: 1 },
+  metrics: { textfile: undefined },
   source: 'defaults',
 };
 
@@ -75,7 +125,15 @@ type Kind =
   | { t: 'enum'; values: readonly string[] }
   | { t: 'int'; min: number; max: number }
   | { t: 'bool' }
-  | { t: 'cron' };
+  | { t: 'cron' }
+  /** A list of maintenance windows (config/windows.ts). */
+  | { t: 'windows' }
+  /** A list of etcd endpoints, http:// or https:// with host and port. */
+  | { t: 'urls' }
+  /** A fleet group name: letters, digits, '-', '_', '.'; 'list' for a list of them. */
+  | { t: 'group'; list?: boolean }
+  /** A list of systemd unit names. */
+  | { t: 'units' };
 
 /** TOML key (section.key) -> type and the field it sets. */
 export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => void; doc: string }> = {
@@ -164,6 +222,32 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     doc: 'machine key of the drift baselines: a private key signs pristine manifests and drift runs; a .pub file only checks them',
   },
   'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
+  // When a staged environment is rebooted into, and with whom (docs/fleet.md).
+  'reboot.policy': {
+    kind: { t: 'enum', values: ['never', 'window', 'immediate'] },
+    set: (c, v) => (c.reboot.policy = v as RebootPolicy),
+    doc: 'when a staged, activated environment is rebooted into',
+  },
+  'reboot.windows': { kind: { t: 'windows' }, set: (c, v) => (c.reboot.windows = v as Window[]), doc: 'maintenance windows, local time' },
+  'reboot.command': { kind: { t: 'string' }, set: (c, v) => (c.reboot.command = v as string), doc: 'the shell command that reboots' },
+  'fleet.endpoints': { kind: { t: 'urls' }, set: (c, v) => (c.fleet.endpoints = v as string[]), doc: 'etcd endpoints' },
+  'fleet.group': { kind: { t: 'group' }, set: (c, v) => (c.fleet.group = v as string), doc: 'the group of this machine' },
+  'fleet.slots': { kind: { t: 'int', min: 1, max: 10000 }, set: (c, v) => (c.fleet.slots = v as number), doc: 'reboots at once in the group' },
+  'fleet.id': { kind: { t: 'group' }, set: (c, v) => (c.fleet.id = v as string), doc: 'this machine in the fleet' },
+  'fleet.after': { kind: { t: 'group', list: true }, set: (c, v) => (c.fleet.after = v as string[]), doc: 'groups that reboot into a generation first' },
+  'fleet.lease_ttl': { kind: { t: 'int', min: 2, max: 604800 }, set: (c, v) => (c.fleet.leaseTtl = v as number), doc: 'seconds' },
+  'fleet.timeout': { kind: { t: 'int', min: 1, max: 600 }, set: (c, v) => (c.fleet.timeout = v as number), doc: 'seconds' },
+  'fleet.prefix': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.fleet.prefix = v as string), doc: 'etcd key prefix' },
+  'fleet.ca_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.caFile = v as string), doc: 'CA certificate' },
+  'fleet.cert_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.certFile = v as string), doc: 'client certificate' },
+  'fleet.key_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.keyFile = v as string), doc: 'client key' },
+  'fleet.username': { kind: { t: 'string', oneLine: true }, set: (c, v) => (c.fleet.username = v as string), doc: 'etcd user' },
+  'health.required': { kind: { t: 'units' }, set: (c, v) => (c.health.required = v as string[]), doc: 'units that must be active after boot' },
+  'health.dir': { kind: { t: 'path' }, set: (c, v) => (c.health.dir = v as string), doc: 'directory of the required/ and wanted/ check scripts' },
+  'health.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.health.timeout = v as number), doc: 'seconds for all checks together' },
+  'health.max_reboots': { kind: { t: 'int', min: 0, max: 100 }, set: (c, v) => (c.health.maxReboots = v as number), doc: 'fallback reboots after failed checks' },
+  'metrics.textfile': { kind: { t: 'path' }, set: (c, v) => (c.metrics.textfile = v as string), doc: 'Prometheus text-format file, such as /var/lib/prometheus/node-exporter/sysprime.prom' },
+  'fleet.password_file': { kind: { t: 'path' }, set: (c, v) => (c.fleet.passwordFile = v as string), doc: 'file holding the etcd password' },
 };
 
 export function cloneDefaults(): Config {

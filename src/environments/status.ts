@@ -16,6 +16,8 @@ import { recoverStaging } from '../staging/pipeline.js';
 import { bootloaderFor } from './boot-entries.js';
 import { currentOf, listEnvironments } from './lifecycle.js';
 import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
+import { eventsOf } from '../state/events.js';
+import { lastHealth } from '../health/history.js';
 
 export interface Status {
   envs: EnvironmentInfo[];
@@ -36,6 +38,8 @@ export interface Status {
   shared: SharedPathState[];
   /** What the recovery of an interrupted staging did on the way. */
   recovered: string[];
+  /** The last health checks of each environment that has had any (docs/fleet.md). */
+  health: { environment: string; result: 'good' | 'bad'; at: string; reasons: string[] }[];
 }
 
 /** The lock for status's recovery, or null when a live process holds it (then that one is running). */
@@ -85,5 +89,9 @@ export async function getStatus(ctx: Context): Promise<Status> {
     reintegration: latestReports(ctx.db).filter((r) => envs.some((e) => e.name === r.environment)),
     shared: current ? await sharedPathsOrWarn(ctx, current.name) : [],
     recovered,
+    health: envs.flatMap((e) => {
+      const h = lastHealth(eventsOf(ctx.db, e.name));
+      return h ? [{ environment: e.name, ...h }] : [];
+    }),
   };
 }

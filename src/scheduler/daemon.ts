@@ -38,6 +38,8 @@ export interface DaemonOptions {
   recover?(ctx: Context): Promise<string[]>;
   /** For tests: stop after this many runs in total. */
   maxRuns?: number;
+  /** After each run, whatever its result (the metrics file); a failure here is logged, never the run's. */
+  afterRun?(ctx: Context): Promise<void>;
 }
 
 export async function runDaemon(opts: DaemonOptions): Promise<number> {
@@ -96,6 +98,7 @@ export async function runDaemon(opts: DaemonOptions): Promise<number> {
             log.error(`${job.name} ${result}`);
           }
           recordJobRun(ctx.db, job.name, { lastRun: started, lastResult: result, nextRun: task.getNextRun()?.toISOString() ?? null });
+          await opts.afterRun?.(ctx).catch((err: unknown) => log.warn(`after ${job.name}: ${messageOf(err)}`));
           runs++;
           if (opts.maxRuns !== undefined && runs >= opts.maxRuns) stop();
         });

@@ -1,6 +1,7 @@
 /**
  * What the daemon runs, and when: staging, drift recording and retention on
- * the configured schedule (`[schedule]`). `sysprime daemon` hands these to
+ * the configured schedule (`[schedule]`), and a reboot into the environment
+ * that boots next every five minutes unless `[reboot] policy` is "never". `sysprime daemon` hands these to
  * runDaemon (daemon.ts); each job returns the line kept in the schedule.
  */
 import type { Context } from '../context.js';
@@ -10,6 +11,8 @@ import { displayPath, printable } from '../bart/index.js';
 import { computeDrift, recordDrift } from '../drift/compute.js';
 import { pruneEnvironments } from '../environments/prune.js';
 import { recoverStaging, stage, type StageOutcome } from '../staging/pipeline.js';
+import { rebootNow } from '../reboot/reboot.js';
+import { isSysprimeError } from '../errors.js';
 import type { Job } from './daemon.js';
 
 // Loaded on use: the updaters pull in what only staging needs.
@@ -64,6 +67,22 @@ export function daemonJobs(ctx: Context): Job[] {
         const r = await pruneEnvironments(c);
         const pinned = r.plan.keep.filter((k) => k.reasons.includes('pinned')).map((k) => k.name);
         return (r.destroyed.length ? `pruned ${r.destroyed.join(', ')}` : 'nothing to prune') + (pinned.length ? `; kept pinned: ${pinned.join(', ')}` : '');
+      },
+    },
+    {
+      name: 'reboot',
+      // Every five minutes: a window opens within five minutes of its start, and a fleet slot freed elsewhere is taken soon.
+      expression: ctx.config.reboot.policy === 'never' ? 'off' : '*/5 * * * *',
+      randomDelay: 0,
+      async run(c) {
+        try {
+          const r = await rebootNow(c);
+          return r.plan.kind === 'reboot' ? `rebooting into ${r.plan.into.name}: ${r.plan.why}` : `not rebooting: ${r.plan.why}`;
+        } catch (err) {
+          // No slot now is the fleet working as meant, not a failed run.
+          if (isSysprimeError(err, 'TRY_LATER')) return `not rebooting: ${err.message}`;
+          throw err;
+        }
       },
     },
   ];

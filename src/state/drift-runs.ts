@@ -133,3 +133,11 @@ export function runsOfPath(db: Db, path: string): DriftPathInRun[] {
     contents: r.contents,
   }));
 }
+
+/** The latest recorded run of an environment (the metrics' drift path count), if any. */
+export function lastDriftRun(db: Db, environment: string): DriftRun | undefined {
+  const row = db.prepare('SELECT at, environment, generation, added, removed, modified FROM drift_runs WHERE environment = ? ORDER BY id DESC LIMIT 1').get(environment) as
+    | { at: string; environment: string; generation: number; added: number; removed: number; modified: number }
+    | undefined;
+  return row ? { at: row.at, environment: row.environment, generation: row.generation, counts: { added: row.added, removed: row.removed, modified: row.modified } } : undefined;
+}

@@ -1,19 +1,35 @@
-/** Retention and repair: `prune`, `doctor`, the boot hooks the shipped units call, and the apt hook the shipped apt configuration calls. */
+/** Retention and repair: `prune`, `doctor`, `health`, the boot hooks the shipped units call, and the apt hook the shipped apt configuration calls. */
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
 import { bootloaderFor, bootStartHook } from '../../environments/boot-entries.js';
 import { atRiskLines } from '../../environments/shared.js';
-import { EXIT, SysprimeError } from '../../errors.js';
+import { EXIT, SysprimeError, messageOf } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
 import { wholeNumberOption, type Range } from '../../config/numbers.js';
 import { KEYS } from '../../config/schema.js';
-import { applyGlobals, reportError, requireRoot, withContext, type GlobalOptions } from '../runner.js';
+import { applyGlobals, reportError, requireRoot, withConfig, withContext, type GlobalOptions } from '../runner.js';
 import { openContext, type Context } from '../../context.js';
 import { loadConfig } from '../../config/load.js';
 import { ancestorsOf } from '../../process/ancestors.js';
 import { environmentBeforePackages, insideSysprimeChroot, packageOperation, parseHookInput } from '../../environments/apt-hook.js';
 import { autoOf } from '../../environments/annotations.js';
+import { runHealthChecks, type HealthReport } from '../../health/checks.js';
+import { healthAfterBoot, reportGoodBoot } from '../../health/after-boot.js';
+import { collectMetrics, renderMetrics, writeMetrics } from '../../metrics/textfile.js';
+
+/** The metrics file follows each boot's result; a file that cannot be written is a warning, not a failed boot unit. */
+async function metricsOrWarn(ctx: Context): Promise<void> {
+  try {
+    await writeMetrics(ctx);
+  } catch (err) {
+    process.stderr.write(`sysprime: warning: could not write [metrics] textfile: ${messageOf(err)}\n`);
+  }
+}
+
+function healthLines(r: HealthReport): string[] {
+  return [...r.checks.map((c) => `${c.ok ? 'ok' : c.required ? 'FAILED' : 'warning'}: ${c.name}${c.ok ? '' : `: ${c.detail}`}`), ...r.warnings.filter((w) => !r.checks.some((c) => w.startsWith(`${c.name}:`))).map((w) => `warning: ${w}`), `health: ${r.result}`];
+}
 
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
   program
@@ -77,14 +93,51 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
 
   program
     .command('boot-hook <when>', { hidden: true })
-    .description('called by sysprime-boot-start.service (start) and sysprime-boot-complete.service (complete)')
+    .description('called by sysprime-boot-start.service (start), sysprime-health.service (health) and sysprime-boot-complete.service (complete)')
     .action(async (when: string) =>
       withContext(globals(), async (ctx) => {
+        if (when === 'health') {
+          const r = await healthAfterBoot(ctx);
+          await metricsOrWarn(ctx);
+          for (const l of healthLines(r.report)) process.stdout.write(`${l}\n`);
+          if (r.next.kind === 'stay') process.stdout.write(`${r.next.why}\n`);
+          if (r.next.kind === 'fallback') process.stdout.write(`falling back to ${r.next.to}\n`);
+          // A failed unit keeps boot-complete.target from being reached: nothing blesses this boot.
+          return r.report.result === 'good' ? EXIT.OK : EXIT.FAILED;
+        }
         if (when !== 'start' && when !== 'complete') {
-          throw new SysprimeError('USAGE', `boot-hook takes "start" or "complete", not "${when}"`);
+          throw new SysprimeError('USAGE', `boot-hook takes "start", "health" or "complete", not "${when}"`);
         }
         const lines = when === 'start' ? await bootStartHook(ctx) : ((await (await bootloaderFor(ctx)).bootComplete?.()) ?? []);
+        if (when === 'complete') {
+          lines.push(...(await reportGoodBoot(ctx)));
+          await metricsOrWarn(ctx);
+        }
         for (const l of lines) process.stdout.write(`${l}\n`);
+      }),
+    );
+
+  program
+    .command('metrics')
+    .description('print this machine\'s state in the Prometheus text format, and write it to [metrics] textfile when set')
+    .addHelpText('after', '\nExamples:\n  sysprime metrics\n  sysprime metrics > /var/lib/prometheus/node-exporter/sysprime.prom')
+    .action(async () =>
+      withContext(globals(), async (ctx) => {
+        process.stdout.write(renderMetrics(await collectMetrics(ctx)));
+        await writeMetrics(ctx);
+      }),
+    );
+
+  program
+    .command('health')
+    .description('run the health checks of this boot ([health] required units, health.d scripts) and say what they find; changes nothing')
+    .addHelpText('after', '\nExamples:\n  sysprime health\n  sysprime --json health\n\nExit status: 0 all required checks pass, 1 one fails.')
+    .action(async () =>
+      withConfig(globals(), async (config) => {
+        const report = await runHealthChecks(config);
+        if (globals().json) printJson(report);
+        else for (const l of healthLines(report)) process.stdout.write(`${l}\n`);
+        return report.result === 'good' ? EXIT.OK : EXIT.DIFFERENCES;
       }),
     );
 

@@ -6,6 +6,7 @@ import { EXIT } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
 import { runDaemon } from '../../scheduler/daemon.js';
 import { daemonJobs, recoverForDaemon } from '../../scheduler/jobs.js';
+import { writeMetrics } from '../../metrics/textfile.js';
 import { printJson } from '../output.js';
 import { stepProgress } from '../progress.js';
 import type { Updater } from '../../updaters/types.js';
@@ -109,6 +110,7 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
           config: g.config,
           ...(opts.maxRuns !== undefined ? { maxRuns: opts.maxRuns } : {}),
           recover: recoverForDaemon,
+          afterRun: async (ctx) => void (await writeMetrics(ctx)),
           jobs: daemonJobs,
         });
       } catch (err) {

@@ -14,7 +14,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
     .addHelpText('after', '\nExamples:\n  sysprime status\n  sysprime --json status')
     .action(async () =>
       withContext(globals(), async (ctx) => {
-        const { envs, current, next, failedBoots, lastStage: stage, busy, scheduled, reintegration: reports, shared, recovered } = await getStatus(ctx);
+        const { envs, current, next, failedBoots, lastStage: stage, busy, scheduled, reintegration: reports, shared, recovered, health } = await getStatus(ctx);
         const daemonStage = scheduled.find((r) => r.job === 'stage');
         const reintegration = reports.map((r) => ({ environment: r.environment, at: r.at, kind: r.kind, summary: r.summary }));
         const status = {
@@ -32,6 +32,7 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
           running: busy ? { pid: busy.pid, what: busy.what, since: busy.at } : null,
           recovered,
           shared,
+          health,
           lastStage: stage
             ? {
                 started: stage.started,
@@ -63,6 +64,10 @@ export function registerStatus(program: Command, globals: () => GlobalOptions): 
         }
         for (const f of failedBoots) {
           lines.push(`boot:        "${f.name}" failed to boot (its tries are used up); the machine fell back to "${next?.name ?? 'the previous default'}"`);
+        }
+        for (const h of health) {
+          if (h.result === 'bad') lines.push(`health:      "${h.environment}" failed its health checks at ${h.at}: ${h.reasons.join('; ')}`);
+          else if (h.environment === current?.name) lines.push(`health:      good (checked ${h.at})`);
         }
         for (const line of atRiskLines(shared)) lines.push(`at risk:     ${line}`);
         if (busy) lines.push(`busy:        pid ${busy.pid} is ${busy.what} since ${busy.at}`);

@@ -1,0 +1,20 @@
+/**
+ * Health results kept in the history of environments (state/events.ts):
+ * written after each boot's checks, read by status and by the fallback's
+ * choice of an environment known good.
+ */
+import type { EventRow } from '../state/events.js';
+
+export const HEALTH_EVENTS = { good: 'health-good', bad: 'health-bad', fallback: 'health-fallback' } as const;
+
+/** The last health result of an environment, from its history: what status shows. */
+export function lastHealth(events: readonly EventRow[]): { result: 'good' | 'bad'; at: string; reasons: string[] } | null {
+  for (let i = events.length - 1; i >= 0; i--) {
+    const e = events[i]!;
+    if (e.event === HEALTH_EVENTS.good || e.event === HEALTH_EVENTS.bad) {
+      return { result: e.event === HEALTH_EVENTS.good ? 'good' : 'bad', at: e.at, reasons: Array.isArray(e.detail['failed']) ? (e.detail['failed'] as string[]) : [] };
+    }
+  }
+  return null;
+}
+
