@@ -1,52 +1,57 @@
 /** How the CLI shows things: aligned tables for people, JSON for scripts, report files. */
-import { closeSync, constants, lstatSync, openSync, writeSync } from 'node:fs';
+import { lstatSync, type Stats } from 'node:fs';
 import { ioFailure, SysprimeError } from '../errors.js';
 import { replaceFile } from '../os/durable.js';
 
-function writeAll(fd: number, data: Buffer): void {
-  for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+/** What a non-regular file is, for a message. */
+function kindOf(st: Stats): string {
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
 }
 
 /**
- * Write a file named with -o (drift's report, bart's manifest and index).
- * A report can hold what only root may read, so a new file is created 0600
- * (under a fresh temporary name, O_EXCL and O_NOFOLLOW, then renamed over
- * the name: never half-written). A symbolic link at the name is refused,
- * never followed: root writing where a link someone planted points would
- * replace any file of the system. A device or a FIFO (`/dev/null`) is
- * written into, not replaced.
+ * Refuse a name given with -o that is not a regular file (or absent): run
+ * before the work, so a refused report costs nothing and records nothing.
+ * A symbolic link is refused, never followed: root writing where a link
+ * someone planted points would replace any file of the system. A device,
+ * FIFO or socket is refused too: `-o /dev/sda` would write a manifest over
+ * a disk, and what is written into a FIFO is not a report anyone keeps.
+ */
+export function checkOutputFile(file: string): void {
+  const st = lstatSync(file, { throwIfNoEntry: false });
+  if (st === undefined || st.isFile()) return;
+  if (st.isSymbolicLink()) {
+    throw new SysprimeError('REFUSED', `${file} is a symbolic link; a report is not written through one`, { hint: 'name the file itself, or remove the link' });
+  }
+  if (st.isDirectory()) throw new SysprimeError('IO', `${file} is a directory`, { hint: 'name a file, not a directory' });
+  throw new SysprimeError('IO', `${file} is ${kindOf(st)}; -o writes a regular file only`, {
+    hint: 'name a regular file, or leave -o out to write to standard output',
+  });
+}
+
+/**
+ * Write a file named with -o (drift's report, bart's manifest and index),
+ * after checkOutputFile. A report can hold what only root may read, so it
+ * is created 0600 (under a fresh temporary name, O_EXCL and O_NOFOLLOW, then
+ * renamed over the name: never half-written, and whatever was put at the
+ * name since the check, a link or a device node, is replaced, never
+ * written through).
  */
 export function writeOutputFile(file: string, text: string | Buffer): void {
   try {
-    writeOutput(file, text);
+    checkOutputFile(file);
+    // A report may hold what only root should read: 0600, written by the one durable writer
+    // (a new O_EXCL|O_NOFOLLOW temporary name, fsync, rename, fsync of the directory).
+    replaceFile(file, typeof text === 'string' ? Buffer.from(text) : text, { mode: 0o600 });
   } catch (err) {
     // Name the file the user gave, not the temporary one, and say what the errno means
     // (the durable writer keeps the system call's error as the cause).
     const raw = err instanceof SysprimeError && (err.code === 'IO' || err.code === 'NO_SPACE') && err.cause !== undefined ? err.cause : err;
     throw ioFailure(raw, file) ?? err;
   }
-}
-
-function writeOutput(file: string, text: string | Buffer): void {
-  const data = typeof text === 'string' ? Buffer.from(text) : text;
-  const st = lstatSync(file, { throwIfNoEntry: false });
-  if (st?.isSymbolicLink()) {
-    throw new SysprimeError('REFUSED', `${file} is a symbolic link; a report is not written through one`, { hint: 'name the file itself, or remove the link' });
-  }
-  if (st?.isDirectory()) throw new SysprimeError('IO', `${file} is a directory`, { hint: 'name a file, not a directory' });
-  if (st !== undefined && !st.isFile()) {
-    // O_NOFOLLOW: a link swapped in since the lstat is refused by the kernel (ELOOP).
-    const fd = openSync(file, constants.O_WRONLY | constants.O_NOFOLLOW);
-    try {
-      writeAll(fd, data);
-    } finally {
-      closeSync(fd);
-    }
-    return;
-  }
-  // A report may hold what only root should read: 0600, written by the one durable writer
-  // (a new O_EXCL|O_NOFOLLOW temporary name, fsync, rename, fsync of the directory).
-  replaceFile(file, data, { mode: 0o600 });
 }
 
 export function formatBytes(n: number | null): string {

@@ -236,9 +236,50 @@ export function sameFileState(then: Stats, now: Stats): boolean {
   return now.dev === then.dev && now.ino === then.ino && now.size === then.size && now.mtimeMs === then.mtimeMs && now.ctimeMs === then.ctimeMs;
 }
 
-/** The error for a file that changed while sysprime was reading, comparing or copying it. */
-export function changedWhileRead(path: string, root: string): SysprimeError {
-  return new SysprimeError('IO', `${displayPath(path)} in ${root} changed while sysprime was reading it`, {
+/**
+ * How long after a file's last change its timestamps can still be those of
+ * a write to come. The kernel stamps a write with its coarse clock, which
+ * moves a tick at a time (1/HZ: 1 to 10 ms); a filesystem that keeps whole
+ * seconds (ext4 with 128-byte inodes, FUSE filesystems that round, FAT with
+ * 2 s) moves slower still. Told apart by the file's own times: no
+ * sub-second part in either means such a filesystem (wrong once in a
+ * million for a nanosecond one: it then waits longer, nothing worse).
+ */
+function racyWindow(st: Stats): number {
+  return st.ctimeMs % 1000 === 0 && st.mtimeMs % 1000 === 0 ? 2000 : 20;
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * The state of the open file `fd` to hold it against later
+ * (`sameFileState`), taken once its change time is older than a clock
+ * tick. A file changed within the tick sysprime first looks at it is
+ * "racily clean" (git's word for the same problem): a write at the same
+ * size later in that tick leaves size, mtime and ctime as they were, so
+ * no later look could see it. Waiting until the clock has moved past the
+ * last change closes that: any write after this stat stamps a later
+ * ctime. Costs nothing for a file changed before (almost every file), and
+ * up to one window for the rare one changed just now. A change time in
+ * the future (a clock set back) needs no wait: any write moves it back
+ * to now. A file written without pause is given up on after three looks;
+ * the check after its read then fails it.
+ */
+export function settledStat(fd: number): Stats {
+  let st = fstatSync(fd);
+  for (let tries = 0; tries < 3; tries++) {
+    const window = racyWindow(st);
+    const age = Date.now() - st.ctimeMs;
+    if (age >= window || age <= -window) return st;
+    Atomics.wait(sleeper, 0, 0, Math.ceil(window - age) + 1);
+    st = fstatSync(fd);
+  }
+  return st;
+}
+
+/** The error for a file that changed while sysprime was reading, comparing or copying it (`root`: the tree it is in). */
+export function changedWhileRead(path: string, root?: string): SysprimeError {
+  return new SysprimeError('IO', `${displayPath(path)}${root === undefined ? '' : ` in ${root}`} changed while sysprime was reading it`, {
     hint: 'it was written, replaced or removed meanwhile; run again to carry it as it is then',
   });
 }
@@ -677,17 +718,49 @@ export async function withDirInAsync<T>(root: string, path: string, opts: { crea
   }
 }
 
+/** The name an open file had when opened, for a message (a /proc/self/fd path says nothing to a person). */
+function nameOf(fd: number, src: string): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return src;
+  }
+}
+
+/**
+ * Copy the file at `src` to a new file `dest` (created O_EXCL: nothing
+ * already there, a link included, is opened), counting the copy only if
+ * the source held still: it is opened once, copied through that
+ * descriptor, and its state before (`settledStat`) and after must be the
+ * same (`sameFileState`, as for reintegration's copies). Otherwise throws
+ * "changed while sysprime was reading it", `dest` left for the caller to
+ * remove (it is a temporary name). `src` is followed: a host path, or a
+ * /proc/self/fd link to a file already opened confined. Streams, or
+ * clones where the filesystem can, whatever the size.
+ */
+export async function copyHeldStill(src: string, dest: string | Buffer): Promise<void> {
+  const sfd = openSync(src, O_RDONLY | O_NONBLOCK);
+  try {
+    const before = settledStat(sfd);
+    if (!before.isFile()) throw new SysprimeError('REFUSED', `${nameOf(sfd, src)} is not a regular file; it is not copied`);
+    await copyFile(`/proc/self/fd/${sfd}`, dest, constants.COPYFILE_EXCL);
+    if (!sameFileState(before, fstatSync(sfd))) throw changedWhileRead(nameOf(sfd, src));
+  } finally {
+    closeSync(sfd);
+  }
+}
+
 /**
  * Replace `name` in `dir` with a copy of `src`, a path outside any
- * environment (a store object, sysprime's own file) or a /proc/self/fd path
- * of a file opened inside one. Same steps as writeFileIn; the copy itself
- * streams (or clones, where the filesystem can), whatever the size.
+ * environment (a store object, sysprime's own file, a kernel) or a
+ * /proc/self/fd path of a file opened inside one. Same steps as
+ * writeFileIn; the copy is copyHeldStill's: a kernel rebuilt in place
+ * while it is copied to /boot fails the copy, it never arrives torn.
  */
 export async function copyFileIn(dir: DirHandle, name: string, src: string, mode: number, owner?: Owner): Promise<void> {
   const tmp = confinedTempName();
   try {
-    // COPYFILE_EXCL creates with O_CREAT|O_EXCL, which refuses anything already at the name, a link included.
-    await copyFile(src, dir.entry(tmp), constants.COPYFILE_EXCL);
+    await copyHeldStill(src, dir.entry(tmp));
     const fd = openSync(dir.entry(tmp), constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
@@ -703,6 +776,7 @@ export async function copyFileIn(dir: DirHandle, name: string, src: string, mode
     } catch {
       // nothing was created
     }
+    if (err instanceof SysprimeError) throw err;
     throw ioError(`copy into ${displayPath('/' + [...dir.comps, name].join('/'))}`, err);
   }
   dir.sync(dir.fd);

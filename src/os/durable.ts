@@ -23,9 +23,9 @@
  */
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, ftruncateSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
-import { copyFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
+import { copyHeldStill } from './confined.js';
 
 const TEMP_SUFFIX = '.sysprime-tmp';
 
@@ -153,8 +153,9 @@ export function overwriteInPlace(path: string, data: string | Uint8Array): void 
 export async function copyDurable(src: string, dest: string, meta: DurableMeta = {}, beforeRename?: () => void): Promise<void> {
   const tmp = tempPathFor(dest);
   try {
-    // COPYFILE_EXCL creates with O_CREAT|O_EXCL: a link planted at the temporary name is refused, not followed.
-    await copyFile(src, tmp, constants.COPYFILE_EXCL);
+    // Created O_EXCL: a link planted at the temporary name is refused, not followed. A source written
+    // meanwhile (a kernel rebuilt in place) fails the copy: nothing torn is renamed into place.
+    await copyHeldStill(src, tmp);
     const fd = openSync(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       setMeta(fd, meta);

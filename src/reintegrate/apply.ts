@@ -17,7 +17,7 @@ import { processAlive } from '../process/alive.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
-import { MERGE_MAX_LINES, mergeText } from './merge.js';
+import { MERGE_MAX_LINES, countLines, mergeText } from './merge.js';
 import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
@@ -276,13 +276,14 @@ function freeSidelineName(r: Roots, path: string, dir: DirHandle, name: string, 
 /**
  * The admin's object in place, the update's beside it as `.sysprime-new`.
  * The update's object is moved aside when the target still holds it; when
- * it holds something else (an earlier run's result) and the update's
- * pristine tree is at hand, the update's version is copied from there.
- * `keepTarget`: what the target holds, when it is not the admin's, is
- * moved beside whatever it is (without the update's tree it may be the
- * only copy of the update's version, or of one written since).
+ * the update's pristine tree is at hand, the update's version is put beside
+ * from there (where an earlier run put it, else at the first free name).
+ * What the target holds that is neither the admin's nor the update's (as
+ * its tree or its manifest says) is never replaced unseen: written since
+ * (by hand, by a package run in the new environment) it may be the only
+ * copy of that version, so it is moved beside too, and the item says so.
  */
-async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem, keepTarget = false): Promise<boolean> {
+async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<boolean> {
   const touched: string[] = [];
   const { dir, name } = await targetParent(r, a.path, touched);
   try {
@@ -292,26 +293,40 @@ async function resolveConflict(r: Roots, a: PlanAction, ours: FsObject, item: Re
     const theirs = await theirsObject(r, a.path);
     let changed = false;
     let aside: string | undefined;
+    let third: string | undefined;
     if (cur !== 'absent' && !(await sameObject(cur, ours))) {
       const isTheirs = theirs !== undefined ? await sameObject(cur, theirs) : await matchesEntry(cur, a.theirs, r.hash);
-      if (isTheirs || cur.type === 'D' || keepTarget) {
-        aside = freeSidelineName(r, a.path, dir, name, cur.type === 'D');
-        moveAside(dir, name, aside);
-        changed = true;
-      }
+      const moved = freeSidelineName(r, a.path, dir, name, cur.type === 'D');
+      moveAside(dir, name, moved);
+      changed = true;
+      if (isTheirs || cur.type === 'D') aside = moved;
+      else third = moved;
     }
-    if (aside === undefined) {
+    if (aside === undefined && theirs !== undefined && theirs.type !== 'D' && theirs.type !== 'S') {
+      const tw = desiredFrom(theirs, { mode: theirs.st.mode & PERMS, uid: theirs.st.uid, gid: theirs.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), theirs.xattrs, true);
+      for (let n = unplannedSideline(r, a.path, name); aside === undefined; n = unplannedSideline(r, a.path, name, n + 1)) {
+        const candidate = sidelineName(name, n);
+        if (candidate === third) continue;
+        const there = await readObjectIn(dir, candidate);
+        // An earlier run's copy of the update's version is reused; anything else there is left as it is.
+        if (there === 'absent' || (there.type !== 'D' && (await sameObject(there, theirs)))) {
+          changed = (await place(dir, candidate, tw)) || changed;
+          aside = candidate;
+        }
+      }
+    } else if (aside === undefined && third === undefined) {
       // The update's version may already be beside it from an earlier run.
       const existing = sidelineName(name, unplannedSideline(r, a.path, name));
-      const st = lstatIn(dir, existing);
-      if (theirs !== undefined && theirs.type !== 'D' && theirs.type !== 'S') {
-        const tw = desiredFrom(theirs, { mode: theirs.st.mode & PERMS, uid: theirs.st.uid, gid: theirs.st.gid, acl: 'theirs', xattrs: 'theirs' }, new Map(), theirs.xattrs, true);
-        if (st === undefined || !st.isDirectory()) changed = (await place(dir, existing, tw)) || changed;
-        aside = existing;
-      } else if (st !== undefined) aside = existing;
+      if (lstatIn(dir, existing) !== undefined) aside = existing;
     }
     changed = (await placeOrSideline(r, dir, name, want, a.path, item)) || changed;
     item.admin = a.path;
+    if (third !== undefined) {
+      item.notice = true;
+      item.detail += `; the target held a version that is neither the admin's nor the update's, kept beside as ${displayPath(parentPath(a.path, third))}`;
+      // Without the update's version at hand, the one beside is this one.
+      aside ??= third;
+    }
     if (aside !== undefined) item.update = parentPath(a.path, aside);
     return changed;
   } finally {
@@ -376,7 +391,7 @@ async function applyMerge(r: Roots, a: PlanAction, item: ReportItem): Promise<vo
     item.detail = `changed by both, and larger than ${MERGE_MAX >> 20} MiB: not merged line by line`;
     // Without the update's tree, what the target holds (the update's version, or one written since) may be
     // its only copy: kept beside, whatever it is, never replaced unseen.
-    const changed = await resolveConflict(r, a, ours, item, r.theirs === undefined);
+    const changed = await resolveConflict(r, a, ours, item);
     item.outcome = changed ? 'conflict' : 'unchanged';
   }
 }
@@ -440,34 +455,62 @@ async function applyConflict(r: Roots, a: PlanAction, item: ReportItem): Promise
   else if (!changed) item.outcome = 'unchanged';
 }
 
-/** Account databases merged by entry; one too large to hold (MERGE_MAX) is resolved as a conflict instead. */
+/**
+ * Account databases merged by entry; one too large to hold (MERGE_MAX) or
+ * too long (MERGE_MAX_LINES, as for a line merge) is resolved as a conflict
+ * instead, both versions kept.
+ */
 async function applyAccounts(r: Roots, a: PlanAction, item: ReportItem): Promise<void> {
   const ours = await readOurs(r, a, 'F');
   try {
     await mergeAccountsOf(r, a, ours, item);
   } catch (err) {
-    if (!(err instanceof TooLarge)) throw err;
-    item.detail = `${accountKindOf(a.path)!} larger than ${MERGE_MAX >> 20} MiB: not merged by entry`;
+    if (!(err instanceof TooLarge || err instanceof TooLong)) throw err;
+    item.detail =
+      err instanceof TooLong
+        ? `${accountKindOf(a.path)!} (or the database it follows) over ${MERGE_MAX_LINES} lines (${err.lines}): not merged by entry`
+        : `${accountKindOf(a.path)!} larger than ${MERGE_MAX >> 20} MiB: not merged by entry`;
     item.notice = true;
-    const changed = await resolveConflict(r, a, ours, item, r.theirs === undefined);
+    const changed = await resolveConflict(r, a, ours, item);
     item.outcome = changed ? 'conflict' : 'unchanged';
   }
+}
+
+/** A version of more lines than MERGE_MAX_LINES. */
+class TooLong extends Error {
+  constructor(readonly lines: number) {
+    super(`${lines} lines`);
+  }
+}
+
+/**
+ * The bytes of an account database to merge, refused beyond MERGE_MAX
+ * bytes or MERGE_MAX_LINES lines: counted in the bytes, before anything is
+ * decoded or split, as mergeText counts them.
+ */
+function withinLines(b: Buffer | undefined): Buffer | undefined {
+  const lines = b === undefined ? 0 : countLines(b);
+  if (lines > MERGE_MAX_LINES) throw new TooLong(lines);
+  return b;
 }
 
 async function mergeAccountsOf(r: Roots, a: PlanAction, ours: FsObject, item: ReportItem): Promise<void> {
   const kind = accountKindOf(a.path)!;
   const latin = (b: Buffer | undefined) => (b ?? Buffer.alloc(0)).toString('latin1');
   const theirsText = async (p: string) => (r.theirs !== undefined ? textOf(r.theirs, p) : mergeable((await targetFile(r, p))?.content));
-  const base = latin(await textOf(r.base, a.path));
-  const theirs = latin(await theirsText(a.path));
+  // Every version is counted before any is decoded: a refusal costs no strings.
+  const base = withinLines(await textOf(r.base, a.path));
+  const theirs = withinLines(await theirsText(a.path));
+  const mine = withinLines(await mergeable(ours.content));
   let accounts: string[] | undefined;
   const primary = primaryOf(kind);
   if (primary !== undefined) {
     const pp = `/etc/${primary}`;
-    const pm = mergeAccounts({ kind: primary, base: latin(await textOf(r.base, pp)), ours: latin(await textOf(r.ours, pp)), theirs: latin(await theirsText(pp)) });
+    const [pb, po, pt] = [withinLines(await textOf(r.base, pp)), withinLines(await textOf(r.ours, pp)), withinLines(await theirsText(pp))];
+    const pm = mergeAccounts({ kind: primary, base: latin(pb), ours: latin(po), theirs: latin(pt) });
     accounts = accountNames(pm.content);
   }
-  const merged = mergeAccounts({ kind, base, ours: latin(await mergeable(ours.content)), theirs, ...(accounts ? { accounts } : {}) });
+  const merged = mergeAccounts({ kind, base: latin(base), ours: latin(mine), theirs: latin(theirs), ...(accounts ? { accounts } : {}) });
   const { dir, name } = await targetParent(r, a.path, []);
   try {
     const current = await readObjectIn(dir, name);

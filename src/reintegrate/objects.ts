@@ -37,7 +37,7 @@ import type { EntryType } from '../bart/types.js';
 import { errnoOf, SysprimeError } from '../errors.js';
 import { run } from '../process/run.js';
 import { faultPoint } from '../process/fault.js';
-import { changedWhileRead, FileInTree, ioError, sameFileState, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
+import { changedWhileRead, FileInTree, ioError, sameFileState, settledStat, lstatIn, openFileIn, openPathIn, type ConfinedRoot, type DirHandle, isHandle } from '../os/confined.js';
 import { closeQuietly, copyData, eachPiece, readWhole, sameData, type CopyHow, type DataSource } from '../os/file-data.js';
 import { createHasher, hashBytes } from '../bart/hash.js';
 import type { HashAlgorithm } from '../bart/types.js';
@@ -153,7 +153,7 @@ export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObje
     try {
       // A small file is read whole now; one written while it was read is read again, once.
       for (let tries = 0; ; tries++) {
-        obj.st = fstatSync(fd);
+        obj.st = settledStat(fd);
         const whole = readWhole(fd, INLINE_MAX, obj.st.size);
         if (whole === undefined) {
           obj.content = new FileInTree(dir, name, obj.st);

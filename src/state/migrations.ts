@@ -91,4 +91,12 @@ export const MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE drift_runs ADD COLUMN signature TEXT;
   `,
+  // 5: content digests recorded before the history stopped keeping those of hidden files (/etc/shadow,
+  // 0600 keys, what `[drift] secret` names). Which of the old rows were hidden cannot be told afterwards
+  // (the mode then was not kept), and a digest lets whoever reads `drift --history` test guesses offline:
+  // every digest recorded until now goes. The changes and attributes of those runs stay; newer runs keep
+  // the digests of files everyone may read, as recordDrift decides.
+  `
+  UPDATE drift_paths SET contents = NULL WHERE contents IS NOT NULL;
+  `,
 ];

@@ -5,7 +5,7 @@
  */
 import type { Command } from 'commander';
 import { readFileSync, statSync } from 'node:fs';
-import { writeOutputFile } from '../output.js';
+import { checkOutputFile, writeOutputFile } from '../output.js';
 import { SysprimeError, messageOf } from '../../errors.js';
 import { parseManifest } from '../../bart/parse.js';
 import { applyIgnoreList, COMPARE_DEFAULT_FLAGS, DEFAULT_FLAGS, defaultRules, parseRules, type Rules } from '../../bart/rules.js';
@@ -41,6 +41,12 @@ interface CompareFlags {
 }
 
 function readInput(file: string, what: string): Buffer {
+  // Read whole: a device would be read to its end (all of /dev/sda into memory) or forever (/dev/zero).
+  // A pipe (`<(...)`) and standard input are read as they come.
+  const st = file === '-' ? undefined : statSync(file, { throwIfNoEntry: false });
+  if (st?.isBlockDevice() || st?.isCharacterDevice()) {
+    throw new SysprimeError('USAGE', `${file} is a device; a ${what} is read from a file, a pipe or standard input`, { hint: `name the ${what} file` });
+  }
   try {
     return file === '-' ? readFileSync(0) : readFileSync(file);
   } catch (err) {
@@ -86,8 +92,10 @@ async function runCreate(flags: CreateFlags): Promise<number> {
   if (flags.index && (flags.output === undefined || flags.output === '-')) {
     throw new SysprimeError('USAGE', '--index needs -o FILE (the index is written to FILE.idx)', { hint: 'add -o manifest-file' });
   }
-  if (flags.index && statSync(flags.output!, { throwIfNoEntry: false })?.isFile() === false) {
-    throw new SysprimeError('USAGE', `--index needs -o to name a regular file, and ${flags.output!} is not one`, { hint: 'write the manifest and its index to a file' });
+  // Refused before the walk: a device, FIFO, socket, directory or link at either name gets nothing.
+  if (flags.output !== undefined && flags.output !== '-') {
+    checkOutputFile(flags.output);
+    if (flags.index) checkOutputFile(`${flags.output}.idx`);
   }
   // Read first: a key that cannot sign stops before the tree is walked.
   const key = flags.sign === undefined ? undefined : readPrivateKey(flags.sign);

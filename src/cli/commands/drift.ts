@@ -4,7 +4,7 @@ import { computeDrift, driftHistory, recordDrift } from '../../drift/compute.js'
 import { renderDriftText, renderHistoryText } from '../../drift/render-text.js';
 import { renderDriftHtml } from '../../drift/render-html.js';
 import { SysprimeError, EXIT } from '../../errors.js';
-import { printJson, useColor, writeOutputFile } from '../output.js';
+import { checkOutputFile, printJson, useColor, writeOutputFile } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 
 type Format = 'text' | 'json' | 'html';
@@ -31,6 +31,8 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
         if (!['text', 'json', 'html'].includes(format)) {
           throw new SysprimeError('USAGE', `unknown format "${opts.format}"`, { hint: 'use --format text, json or html' });
         }
+        // Before the work and its record: a refused -o leaves nothing behind.
+        if (opts.output) checkOutputFile(opts.output);
         const emit = (text: string) => {
           if (opts.output) writeOutputFile(opts.output, text);
           else process.stdout.write(text);

@@ -53,7 +53,8 @@ interface Source {
   failure(err: unknown, rel: string): unknown;
   /** Null when the file does not exist. */
   readText(rel: string): Promise<string | null>;
-  stream(rel: string): Promise<Readable | null>;
+  /** `stop`: ends the read early (an object longer than its manifest says), whatever the transport. */
+  stream(rel: string, stop?: AbortSignal): Promise<Readable | null>;
 }
 
 function directorySource(dir: string): Source {
@@ -106,10 +107,10 @@ function httpSource(base: string, opts: RepositoryOptions): Source {
           hint: 'check the repository server and the network, or raise [update] timeout in sysprime.toml',
         })
       : err;
-  const get = async (rel: string): Promise<Response | null> => {
+  const get = async (rel: string, stop?: AbortSignal): Promise<Response | null> => {
     let res: Response;
     try {
-      res = await fetch(url(rel), { signal });
+      res = await fetch(url(rel), { signal: stop ? AbortSignal.any([signal, stop]) : signal });
     } catch (err) {
       if (deadline.aborted) throw failure(err, rel);
       throw new SysprimeError('IO', `cannot reach ${url(rel)}: ${messageOf(err)}`, {
@@ -132,8 +133,8 @@ function httpSource(base: string, opts: RepositoryOptions): Source {
         throw failure(err, rel);
       }
     },
-    stream: async (rel) => {
-      const res = await get(rel);
+    stream: async (rel, stop) => {
+      const res = await get(rel, stop);
       if (res === null || res.body === null) return null;
       return Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>);
     },
@@ -192,7 +193,10 @@ export function openRepository(location: string, opts: RepositoryOptions): Repos
     },
     fetchObject: async (sha256, size, dest) => {
       const rel = objectRelPath(sha256);
-      const input = await source.stream(rel);
+      // Stopped at the first byte too many: a repository that sends without end (broken or hostile)
+      // would otherwise fill the disk, up to update.timeout, before the size is compared at the end.
+      const stop = new AbortController();
+      const input = await source.stream(rel, stop.signal);
       if (input === null) {
         throw new SysprimeError('NOT_FOUND', `object ${sha256} is missing from ${location} (${source.describe(rel)})`, {
           hint: 'the repository is incomplete; republish the package that contains it',
@@ -204,6 +208,14 @@ export function openRepository(location: string, opts: RepositoryOptions): Repos
         transform(chunk: Buffer, _enc, cb) {
           hash.update(chunk);
           bytes += chunk.length;
+          if (bytes > size) {
+            const err = new SysprimeError('IO', `object ${source.describe(rel)} has more bytes than the ${size} its manifest says`, {
+              hint: `the store repository ${location} is inconsistent; republish it`,
+            });
+            stop.abort(err);
+            cb(err);
+            return;
+          }
           cb(null, chunk);
         },
       });
@@ -225,7 +237,7 @@ export function openRepository(location: string, opts: RepositoryOptions): Repos
         }
       } catch (err) {
         await rm(dest, { force: true });
-        throw source.failure(err, rel);
+        throw stop.signal.aborted ? stop.signal.reason : source.failure(err, rel);
       }
     },
   };

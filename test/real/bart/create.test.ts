@@ -4,7 +4,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, truncateSync, utimesSync, writeFileSync, openSync, writeSync, closeSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -137,27 +137,60 @@ test('the CLI: create to a file, compare, exit statuses', async () => {
   assert.match(diff.stdout, /^\/etc\/ssh\/sshd_config size 19 20 contents [0-9a-f]{16} [0-9a-f]{16} \n$/);
   const fatal = await run(process.execPath, [CLI, 'bart', 'compare', m1, join(dir, 'missing')], { allowFailure: true });
   assert.equal(fatal.exitCode, 2);
+  // A device given as a manifest or rules file is refused, not read to its end (or forever: /dev/zero).
+  for (const args of [['compare', m1, '/dev/zero'], ['compare', '/dev/zero', m1], ['create', '-R', tree, '-r', '/dev/zero']]) {
+    const dev = await run('timeout', ['20', process.execPath, CLI, 'bart', ...args], { allowFailure: true });
+    assert.equal(dev.exitCode, 2, `${args.join(' ')}: ${dev.stderr}`);
+    assert.match(dev.stderr, /^sysprime: \/dev\/zero is a device; a (manifest|rules file) is read from a file, a pipe or standard input\n/);
+  }
   const badRules = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-r', '-'], { allowFailure: true, input: '/etc\nCHECK nonsense\n' });
   assert.equal(badRules.exitCode, 2);
   assert.match(badRules.stderr, /line 2: unknown attribute 'nonsense'/);
 });
 
-test('-o onto a device node or a FIFO writes into it, never replaces it; a link at the name is refused, never followed', async () => {
+test('-o onto a device node, a FIFO or a socket is refused before the walk, one line, nothing written; a link at the name is refused, never followed', async () => {
   const out = mkdtempSync(join(dir, 'out-'));
-  const dev = join(out, 'null');
-  await run('mknod', ['-m', '666', dev, 'c', '1', '3']);
-  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', dev])).exitCode, 0);
-  assert.ok(lstatSync(dev).isCharacterDevice(), 'the device node is still one');
-  const refused = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', dev, '--index'], { allowFailure: true });
-  assert.equal(refused.exitCode, 2);
-  assert.match(refused.stderr, /--index needs -o to name a regular file/);
-
-  const fifo = join(out, 'fifo');
-  await run('mkfifo', [fifo]);
-  const reader = run('cat', [fifo]);
-  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', fifo])).exitCode, 0);
-  assert.match((await reader).stdout, /^! Version 1\.1\n/);
-  assert.ok(lstatSync(fifo).isFIFO(), 'the FIFO is still one');
+  // A loop device stands for /dev/sdX: a manifest written there would overwrite the disk.
+  const backing = join(out, 'disk.img');
+  writeFileSync(backing, Buffer.alloc(1 << 20, 0x5a));
+  const disk = (await run('losetup', ['--find', '--show', backing])).stdout.trim();
+  const server = createServer();
+  const sock = join(out, 'sock');
+  try {
+    const dev = join(out, 'null');
+    await run('mknod', ['-m', '666', dev, 'c', '1', '3']);
+    const fifo = join(out, 'fifo');
+    await run('mkfifo', [fifo]);
+    await new Promise<void>((resolve) => server.listen(sock, resolve));
+    for (const [name, kind] of [
+      [disk, 'a block device'],
+      [dev, 'a character device'],
+      [fifo, 'a FIFO'],
+      [sock, 'a socket'],
+    ] as const) {
+      for (const extra of [[], ['--index']]) {
+        const r = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', name, ...extra], { allowFailure: true });
+        assert.equal(r.exitCode, 2, `${name}: ${r.stderr}`);
+        assert.equal(r.stdout, '');
+        assert.ok(r.stderr.startsWith(`sysprime: ${name} is ${kind}; -o writes a regular file only\n`), r.stderr);
+        assert.equal(r.stderr.split('\n').filter((l) => l.startsWith('sysprime:')).length, 1, r.stderr);
+      }
+    }
+    assert.ok(lstatSync(dev).isCharacterDevice() && lstatSync(fifo).isFIFO() && lstatSync(sock).isSocket(), 'each is still what it was');
+    assert.ok(readFileSync(backing).equals(Buffer.alloc(1 << 20, 0x5a)), 'nothing written to the disk');
+    // An index name that is not a regular file refuses the manifest too, before anything is written.
+    await run('mkfifo', [join(out, 'beside.idx')]);
+    const idx = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', join(out, 'beside'), '--index'], { allowFailure: true });
+    assert.equal(idx.exitCode, 2, idx.stderr);
+    assert.match(idx.stderr, /beside\.idx is a FIFO/);
+    assert.ok(!existsSync(join(out, 'beside')), 'no manifest written either');
+    for (const n of ['null', 'fifo', 'beside.idx']) rmSync(join(out, n));
+  } finally {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    rmSync(sock, { force: true });
+    await run('losetup', ['-d', disk]);
+    rmSync(backing);
+  }
 
   // A manifest names what only root may see, and root writing through a link planted at the name
   // replaces whatever it points to: refused, as drift -o refuses it (one writer for both).
@@ -173,8 +206,10 @@ test('-o onto a device node or a FIFO writes into it, never replaces it; a link 
   const index = await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', join(out, 'plain'), '--index'], { allowFailure: true });
   assert.equal(index.exitCode, 2, index.stderr);
   assert.equal(readFileSync(join(out, 'target'), 'utf8'), 'old\n');
+  assert.ok(!existsSync(join(out, 'plain')), 'refused before anything is written: no manifest either');
+  assert.equal((await run(process.execPath, [CLI, 'bart', 'create', '-R', tree, '-o', join(out, 'plain')])).exitCode, 0);
   assert.equal(statSync(join(out, 'plain')).mode & 0o777, 0o600, 'a new manifest is 0600');
-  assert.deepEqual(readdirSync(out).sort(), ['fifo', 'link', 'null', 'plain', 'plain.idx', 'target'], 'no temporary file is left');
+  assert.deepEqual(readdirSync(out).sort(), ['link', 'plain', 'plain.idx', 'target'], 'no temporary file is left');
 });
 
 test('incremental create equals a full walk after changes', async () => {

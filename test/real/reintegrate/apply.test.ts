@@ -269,3 +269,90 @@ test('the report is written inside the target, and not through a link', () => {
   assert.throws(() => writeReport(P('rep'), report), /not a directory/);
   assert.deepEqual(readdirSync(P('outside')), []);
 });
+
+/** Fresh base, ours, theirs and target (a copy of theirs) under `name`, each from `files`; the target then changed by `target`. */
+async function trees(
+  name: string,
+  files: Record<'base' | 'ours' | 'theirs', Record<string, string | Buffer>>,
+  target: Record<string, string | Buffer>,
+): Promise<{ plan: ReintegrationPlan; roots: { baseRoot: string; oursRoot: string; theirsRoot: string; targetRoot: string } }> {
+  for (const [side, content] of Object.entries(files)) {
+    mkdirSync(P(name, side, 'etc'), { recursive: true });
+    for (const [rel, data] of Object.entries(content)) write(join(name, side), rel, data);
+  }
+  await run('cp', ['-a', P(name, 'theirs') + '/.', P(name, 'target')]);
+  for (const [rel, data] of Object.entries(target)) write(join(name, 'target'), rel, data);
+  const m = async (side: string) => (await createManifest({ root: P(name, side), rules: RULES, hash: 'xxh64', threads: 1 })).manifest;
+  return {
+    plan: planReintegration({ base: await m('base'), ours: await m('ours'), theirs: await m('theirs') }),
+    roots: { baseRoot: P(name, 'base'), oursRoot: P(name, 'ours'), theirsRoot: P(name, 'theirs'), targetRoot: P(name, 'target') },
+  };
+}
+
+const bytes = (...b: number[]) => Buffer.from(b);
+
+test('a conflict whose target holds a third version keeps it beside and says so, with or without the update\'s tree', async () => {
+  // added.dat: added by both, differently (an ordinary conflict); blob.dat: binary, changed by both.
+  const files = {
+    base: { 'etc/blob.dat': bytes(0, 1) },
+    ours: { 'etc/added.dat': bytes(0, 2), 'etc/blob.dat': bytes(0, 2) },
+    theirs: { 'etc/added.dat': bytes(0, 3), 'etc/blob.dat': bytes(0, 3) },
+  };
+  // Written in the new environment after the update's manifest was made: neither the admin's nor the update's.
+  const third = bytes(0, 4);
+  for (const withTheirs of [false, true]) {
+    const { plan: p, roots } = await trees(`third-${withTheirs}`, files, { 'etc/added.dat': third, 'etc/blob.dat': third });
+    const { theirsRoot: _, ...without } = roots;
+    const opts = withTheirs ? roots : without;
+    const r = await applyPlan(p, opts);
+    const T = (rel: string) => join(roots.targetRoot, rel);
+    // Without the update's tree a binary file both changed is not resolved at all (skipped, left as it is).
+    const resolved = withTheirs ? ['added.dat', 'blob.dat'] : ['added.dat'];
+    for (const f of resolved) {
+      const it = r.items.find((i) => i.path === `/etc/${f}`)!;
+      assert.equal(it.outcome, 'conflict', `${f}: ${renderReport(r)}`);
+      assert.ok(readFileSync(T(`etc/${f}`)).equals(bytes(0, 2)), `${f}: the admin's version in place`);
+      assert.ok(readFileSync(T(`etc/${f}.sysprime-new`)).equals(third), `${f}: the third version kept beside`);
+      assert.ok(it.detail.includes(`neither the admin's nor the update's, kept beside as /etc/${f}.sysprime-new`), it.detail);
+      assert.equal(it.notice, true);
+      if (withTheirs) {
+        assert.ok(readFileSync(T(`etc/${f}.sysprime-new.1`)).equals(bytes(0, 3)), `${f}: the update's version beside too`);
+        assert.equal(it.update, `/etc/${f}.sysprime-new.1`);
+      } else assert.equal(it.update, `/etc/${f}.sysprime-new`);
+    }
+    if (!withTheirs) {
+      assert.equal(r.items.find((i) => i.path === '/etc/blob.dat')!.outcome, 'skipped');
+      assert.ok(readFileSync(T('etc/blob.dat')).equals(third));
+    }
+    const listing = readdirSync(T('etc')).sort();
+    // Again, with and without the update's tree: nothing changes, nothing is overwritten.
+    for (const again of [opts, without]) {
+      const second = await applyPlan(p, again);
+      for (const f of resolved) assert.equal(second.items.find((i) => i.path === `/etc/${f}`)!.outcome, 'unchanged', renderReport(second));
+      for (const f of resolved) {
+        assert.ok(readFileSync(T(`etc/${f}.sysprime-new`)).equals(third));
+        if (withTheirs) assert.ok(readFileSync(T(`etc/${f}.sysprime-new.1`)).equals(bytes(0, 3)));
+      }
+      assert.deepEqual(readdirSync(T('etc')).sort(), listing);
+    }
+  }
+});
+
+test('an account database over 50,000 lines is not merged by entry: a conflict, both kept', async () => {
+  const lines = (n: number) => Array.from({ length: n }, (_, i) => `user${i}:${100000 + i * 65536}:65536\n`).join('');
+  const base = lines(50_001);
+  const files = {
+    base: { 'etc/subuid': base, 'etc/passwd': passwd },
+    ours: { 'etc/subuid': base + 'alice:9000000000:65536\n', 'etc/passwd': passwd },
+    theirs: { 'etc/subuid': base + '_svc:9100000000:65536\n', 'etc/passwd': passwd },
+  };
+  const { plan: p, roots } = await trees('long-accounts', files, {});
+  const r = await applyPlan(p, roots);
+  const it = r.items.find((i) => i.path === '/etc/subuid')!;
+  assert.equal(it.outcome, 'conflict', renderReport(r));
+  assert.match(it.detail, /subuid .*over 50000 lines \(50001\): not merged by entry/);
+  assert.equal(it.notice, true);
+  assert.equal(readFileSync(join(roots.targetRoot, 'etc/subuid'), 'utf8'), files.ours['etc/subuid']);
+  assert.equal(readFileSync(join(roots.targetRoot, 'etc/subuid.sysprime-new'), 'utf8'), files.theirs['etc/subuid']);
+  assert.equal(it.update, '/etc/subuid.sysprime-new');
+});
