@@ -21,7 +21,7 @@ export interface Config {
   grub: { dir: string; defaults: string; scripts: string };
   update: { method: UpdateMethod; command: string | undefined; chroot: boolean; repository: string | undefined; timeout: number };
   /** keepDays: environments younger than this many days are kept too (0: off). */
-  retention: { keep: number; keepDays: number; minFreePercent: number };
+  retention: { keep: number; keepDays: number; keepSnapshots: number; minFreePercent: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
   bart: { hash: HashName; rules: string | undefined };
   /** Paths (fnmatch patterns) whose content drift never shows without --show-secrets. */
@@ -40,7 +40,7 @@ export const DEFAULTS: Config = {
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600 },
-  retention: { keep: 5, keepDays: 0, minFreePercent: 20 },
+  retention: { keep: 5, keepDays: 0, keepSnapshots: 10, minFreePercent: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
@@ -97,6 +97,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     kind: { t: 'int', min: 0, max: 36500 },
     set: (c, v) => (c.retention.keepDays = v as number),
     doc: 'environments younger than this many days are kept too; 0 turns it off',
+  },
+  'retention.keep_snapshots': {
+    kind: { t: 'int', min: 0, max: 1000 },
+    set: (c, v) => (c.retention.keepSnapshots = v as number),
+    doc: 'snapshots kept per environment (`sysprime snapshot`), besides those younger than keep_days; a pinned environment keeps all of its own',
   },
   'retention.min_free_percent': {
     kind: { t: 'int', min: 0, max: 90 },

@@ -286,11 +286,16 @@ export function refuseUnfinished(env: EnvironmentInfo): void {
   }
 }
 
-export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<void> {
+/** What destroy took with the environment: the names of its snapshots. */
+export interface Destroyed {
+  snapshots: string[];
+}
+
+export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<Destroyed> {
   return withLock(ctx.db, 'destroying an environment', () => destroyEnvironmentLocked(ctx, name, opts));
 }
 
-async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<void> {
+async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<Destroyed> {
   refuseOpenShell(ctx, name, 'destroy');
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
@@ -317,9 +322,12 @@ async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { forc
   // Entry first: a crash in between leaves an environment without an entry
   // (harmless, `doctor` adds it back), never an entry that cannot boot.
   await syncBootEntries(ctx, { without: [name] });
+  // Its snapshots go with it (Backend.destroyEnvironment): named, so the admin is told.
+  const snapshots = (await ctx.backend.listSnapshots()).filter((x) => x.environment === name).map((x) => x.name);
   await ctx.backend.destroyEnvironment(name);
-  recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
+  recordEvent(ctx.db, name, 'destroy', { generation: env.generation, ...(snapshots.length > 0 ? { snapshots } : {}) });
   await forgetManifestsOfGone(ctx);
+  return { snapshots };
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {

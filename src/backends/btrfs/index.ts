@@ -16,7 +16,7 @@ import { SysprimeError, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { faultPoint } from '../../process/fault.js';
 import { run } from '../../process/run.js';
-import { checkName, nameProblem } from '../../names.js';
+import { checkName, checkSnapshotName, nameProblem } from '../../names.js';
 import { isAtOrBelow } from '../../os/mounts.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, EnvironmentInfo, OpenTree } from '../types.js';
@@ -40,6 +40,7 @@ import { adoptSource } from './adoption.js';
 import { changesBetweenPristines, changesSincePristine } from './changes.js';
 import { deletePristine, pristineOf, pristines, renamePristine } from './pristines.js';
 import { recover } from './recover.js';
+import { deleteSnapshot, followRename, snapshotOf, snapshots, takeSnapshot } from './snapshots.js';
 import { findStateHome } from './state-home.js';
 import { TOP_LEVEL_ID, openTop, slashed, type BtrfsBackendOptions, type FsView } from './top.js';
 
@@ -267,6 +268,31 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       });
     },
 
+    async listSnapshots() {
+      await t.view();
+      return (await snapshots(t, await t.subvolumes())).map(({ path: _path, ...info }) => info);
+    },
+
+    async takeSnapshot(environment, name) {
+      checkName(environment);
+      checkSnapshotName(name);
+      await t.view();
+      await t.ensureDirs();
+      const list = await t.subvolumes();
+      t.findEnvironmentEntry(list, environment);
+      const { path: _path, ...info } = await takeSnapshot(t, list, environment, name);
+      return info;
+    },
+
+    async destroySnapshot(environment, name) {
+      checkName(environment);
+      checkSnapshotName(name);
+      await t.view();
+      const list = await t.subvolumes();
+      // Btrfs snapshots are independent of each other: an environment made from this one does not need it.
+      await deleteSnapshot(t, snapshotOf(t, await snapshots(t, list), environment, name), list);
+    },
+
     async setGeneration(name, generation) {
       checkName(name);
       await t.view();
@@ -305,6 +331,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
             `${snapper ? ", or delete snapper's snapshots with snapper" : ''}, then destroy the environment`,
         });
       }
+      // Its snapshots first: a crash in between leaves the environment with fewer of them, never snapshots of a name that is gone.
+      for (const snap of (await snapshots(t, list)).filter((x) => x.environment === name)) {
+        log.info(`deleting snapshot ${snap.id} with its environment`);
+        await deleteSnapshot(t, snap, await t.subvolumes());
+      }
+      list = await t.subvolumes();
       const meta = await readEnvironmentMeta(t.top, name);
       const partial = partialEnvironmentPath(name);
       await t.clearPartial(partial, list);
@@ -363,6 +395,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       if (meta !== null) await writeEnvironmentMeta(t.top, to, meta);
       await rename(t.abs(environmentPath(from)), t.abs(environmentPath(to)));
       await removeMetaFile(envMetaFile(t.top, from));
+      await followRename(t, await t.subvolumes(), from, to);
 
       // Its pristine snapshots follow the name, so takePristine finds them again.
       const all = await pristines(t, list);

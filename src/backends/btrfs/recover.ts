@@ -5,8 +5,8 @@
  */
 import { join } from 'node:path';
 import { isAtOrBelow } from '../../os/mounts.js';
-import { ENV_META_DIR, PARTIAL_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
-import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles } from './meta.js';
+import { ENV_META_DIR, PARTIAL_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
+import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles, snapshotMetaFile } from './meta.js';
 import { slashed, type BtrfsTop } from './top.js';
 
 export async function recover(t: BtrfsTop): Promise<string[]> {
@@ -43,6 +43,12 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
     if (!paths.has(pristinePath(n))) {
       await removeMetaFile(pristineMetaFile(t.top, n));
       done.push(`removed metadata of missing pristine snapshot ${join(PRISTINE_META_DIR, `${n}.json`)}`);
+    }
+  }
+  for (const n of await listMetaNames(t.top, 'snapshots')) {
+    if (!paths.has(`${SNAPSHOT_DIR}/${n}`)) {
+      await removeMetaFile(snapshotMetaFile(t.top, n));
+      done.push(`removed metadata of missing snapshot ${join(SNAPSHOT_META_DIR, `${n}.json`)}`);
     }
   }
   return done;

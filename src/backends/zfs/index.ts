@@ -15,14 +15,14 @@ import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError } from '../../errors.js';
-import { checkName } from '../../names.js';
+import { checkName, checkSnapshotName } from '../../names.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
 import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
-import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
+import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, SnapshotInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
@@ -60,6 +60,7 @@ import {
   parseBootfs,
   pristinesFrom,
   prop,
+  snapshotsFrom,
   snapshotsOf,
   uniqueName,
   withoutAltroot,
@@ -283,6 +284,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return found;
   }
 
+  const SNAPSHOT_PROPS = ['type', 'creation', 'createtxg', PROP.snapshot] as const;
+
+  async function listSnapshots(): Promise<SnapshotInfo[]> {
+    return snapshotsFrom(await readRoot(SNAPSHOT_PROPS), pool);
+  }
+
+  async function findSnapshot(environment: string, name: string): Promise<SnapshotInfo> {
+    checkName(environment);
+    checkSnapshotName(name);
+    const found = (await listSnapshots()).find((x) => x.environment === environment && x.name === name);
+    if (found === undefined) {
+      throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(environment)} has no snapshot ${JSON.stringify(name)} in pool ${pool}`, {
+        hint: '`sysprime list --snapshots` shows the snapshots',
+      });
+    }
+    return found;
+  }
+
   /** Give a fresh clone or dataset its place as an environment; destroy it when that fails. */
   async function finishNewEnvironment(ds: string): Promise<void> {
     try {
@@ -428,6 +447,39 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
         throw err;
       }
+    },
+
+    listSnapshots,
+
+    async takeSnapshot(environment, name) {
+      checkSnapshotName(name);
+      const record = await requireEnvironment(environment, [PROP.generation]);
+      const ds = environmentDataset(pool, environment);
+      const id = `${ds}@${name}`;
+      if ((await readOne(id, ['type'])) !== null) {
+        throw new SysprimeError('EXISTS', `environment ${JSON.stringify(environment)} already has a snapshot ${JSON.stringify(name)} (${id})`, {
+          hint: 'choose another name; `sysprime list --snapshots` shows the ones taken',
+        });
+      }
+      const generation = localProp(record, PROP.generation) ?? '0';
+      // Recursive and marked in one command: the children are taken at the same moment, and the mark is never missing.
+      await zfs(['snapshot', '-r', '-o', `${PROP.snapshot}=${generation}`, id]);
+      const taken = snapshotsFrom(await readTree(ds, SNAPSHOT_PROPS), pool).find((x) => x.id === id);
+      if (taken === undefined) throw new SysprimeError('BACKEND', `${id} was taken but is not listed as a snapshot`);
+      return taken;
+    },
+
+    async destroySnapshot(environment, name) {
+      const snap = await findSnapshot(environment, name);
+      const records = await readTree(pool, ['type', 'origin', 'createtxg']);
+      const dependents = [snap.id, ...childSnapshotsOf(records, pool, snap.id).values()].flatMap((x) => dependentsOf(records, x));
+      if (dependents.length > 0) {
+        throw new SysprimeError('REFUSED', `snapshot ${snap.id} is the origin of ${dependents.join(', ')}: ZFS keeps it while they exist`, {
+          hint: 'destroy the environments made from it first; it goes with its environment in any case',
+        });
+      }
+      // -r on a snapshot: the same snapshot of the children, taken with it.
+      await zfs(['destroy', '-r', assertInsideRoot(pool, snap.id)]);
     },
 
     async setGeneration(name, generation) {
