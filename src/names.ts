@@ -47,7 +47,7 @@ export function snapshotNameProblem(name: string): string | null {
   const problem = nameProblem(name);
   if (problem !== null) return problem;
   if (name.startsWith('sysprime-')) return 'names starting with "sysprime-" are kept for sysprime\'s own snapshots';
-  if (name === 'pristine') return 'ENV@pristine names the pristine state of the environment\'s generation';
+  if (name === PRISTINE_STATE) return 'ENV@pristine names the pristine state of the environment\'s generation';
   return null;
 }
 
@@ -60,3 +60,18 @@ export function checkSnapshotName(name: string): string {
   }
   return name;
 }
+
+/**
+ * `ENV@NAME`, an older state of an environment: one of its snapshots, or
+ * `ENV@pristine`, the pristine state of its generation. The environment
+ * name is checked here; the state is checked by whoever knows which it is.
+ * Null when there is no `@`.
+ */
+export function parseStateRef(ref: string): { environment: string; name: string } | null {
+  const at = ref.indexOf('@');
+  if (at < 0) return null;
+  return { environment: checkName(ref.slice(0, at)), name: ref.slice(at + 1) };
+}
+
+/** The state name of `ENV@pristine`. */
+export const PRISTINE_STATE = 'pristine';

@@ -248,6 +248,13 @@ export interface Backend {
   listSnapshots(): Promise<SnapshotInfo[]>;
   /** Take a read-only snapshot NAME of environment ENV as it is now (its child datasets or nested content subvolumes with it). */
   takeSnapshot(environment: string, name: string): Promise<SnapshotInfo>;
+  /**
+   * A new writable environment from snapshot NAME of environment ENV
+   * (`create --from ENV@NAME`), of the generation the snapshot was taken
+   * in. Btrfs takes the nested content subvolumes, which a snapshot cannot
+   * hold, from ENV as it is now.
+   */
+  cloneFromSnapshot(environment: string, snapshot: string, name: string): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;
   /** Refuses (REFUSED) a mounted environment, the running root included; its snapshots follow the new name. */

@@ -6,7 +6,7 @@
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
-import { checkName } from '../names.js';
+import { PRISTINE_STATE, checkName, checkSnapshotName, parseStateRef } from '../names.js';
 import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome } from './boot-home.js';
@@ -119,13 +119,34 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
   await recoverFirst(ctx);
-  const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
+  const state = from === undefined ? null : parseStateRef(from);
+  if (state !== null && state.name !== PRISTINE_STATE) checkSnapshotName(state.name);
+  const source = state !== null ? await findEnvironment(ctx, state.environment) : from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
-  await ctx.backend.cloneFromEnvironment(source.name, name);
+  let generation = source.generation;
+  if (state === null) await ctx.backend.cloneFromEnvironment(source.name, name);
+  else if (state.name === PRISTINE_STATE) {
+    if (source.pristine === null) {
+      throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${source.generation}, the generation of "${source.name}", is gone`, {
+        hint: 'prune removes the pristine of a generation no environment has; `sysprime list --snapshots` shows the snapshots there are',
+      });
+    }
+    // The nested subvolumes a read-only pristine cannot hold (Btrfs) come from the environment named.
+    await ctx.backend.cloneFromPristine(source.generation, name, source.name);
+  } else {
+    const snap = (await ctx.backend.listSnapshots()).find((x) => x.environment === source.name && x.name === state.name);
+    if (snap === undefined) {
+      throw new SysprimeError('NOT_FOUND', `environment "${source.name}" has no snapshot "${state.name}"`, {
+        hint: `\`sysprime list --snapshots\` shows the snapshots; ${source.name}@${PRISTINE_STATE} is the pristine state of its generation`,
+      });
+    }
+    await ctx.backend.cloneFromSnapshot(source.name, snap.name, name);
+    generation = snap.generation;
+  }
   // Before the entries are written, so its boot menu title carries it from the start.
   if (description !== null) await ctx.backend.setMeta(name, { [DESCRIPTION_KEY]: description });
   await syncBootEntries(ctx);
-  recordEvent(ctx.db, name, 'create', { from: source.name, generation: source.generation, ...(description !== null ? { description } : {}) });
+  recordEvent(ctx.db, name, 'create', { from: from ?? source.name, generation, ...(description !== null ? { description } : {}) });
   return findEnvironment(ctx, name);
 }
 

@@ -13,18 +13,11 @@ import { recordEvent } from '../state/events.js';
 import { withLock } from '../state/lock.js';
 import { findEnvironment } from './lifecycle.js';
 
-/** `20261122T030102Z`: sorts by time and says when it was taken. */
-export function defaultSnapshotName(now: Date, taken: ReadonlySet<string>): string {
-  const base = now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
+/** `20261122T030102Z` (after `prefix`): sorts by time and says when it was taken. */
+export function defaultSnapshotName(now: Date, taken: ReadonlySet<string>, prefix = ''): string {
+  const base = prefix + now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
   if (!taken.has(base)) return base;
   for (let i = 2; ; i++) if (!taken.has(`${base}-${i}`)) return `${base}-${i}`;
-}
-
-/** The two halves of `ENV@NAME`, each checked; null when there is no `@`. */
-export function parseSnapshotRef(ref: string): { environment: string; name: string } | null {
-  const at = ref.indexOf('@');
-  if (at < 0) return null;
-  return { environment: checkName(ref.slice(0, at)), name: ref.slice(at + 1) };
 }
 
 export async function listSnapshots(ctx: Context): Promise<SnapshotInfo[]> {

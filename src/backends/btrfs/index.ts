@@ -284,6 +284,19 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return info;
     },
 
+    async cloneFromSnapshot(environment, snapshot, name) {
+      checkName(environment);
+      checkSnapshotName(snapshot);
+      const fs = await t.view();
+      const list = await t.subvolumes();
+      const snap = snapshotOf(t, await snapshots(t, list), environment, snapshot);
+      const sourceRel = list.some((s) => s.path === environmentPath(environment)) ? environmentPath(environment) : null;
+      await makeEnvironment(name, snap.generation, async (dest) => {
+        await snapshotSubvolume(snap.path, dest, false);
+        if (sourceRel !== null) await copyNested(fs, list, sourceRel, dest, name);
+      });
+    },
+
     async destroySnapshot(environment, name) {
       checkName(environment);
       checkSnapshotName(name);

@@ -469,6 +469,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       return taken;
     },
 
+    async cloneFromSnapshot(environment, snapshot, name) {
+      await requireRoot();
+      const snap = await findSnapshot(environment, snapshot);
+      const ds = await requireAbsent(name);
+      const sourceDs = environmentDataset(pool, environment);
+      const carried = carriedBootProperties((await readOne(snap.id, 'all')) ?? { name: snap.id, props: new Map() }, sourceDs);
+      await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried]);
+    },
+
     async destroySnapshot(environment, name) {
       const snap = await findSnapshot(environment, name);
       const records = await readTree(pool, ['type', 'origin', 'createtxg']);

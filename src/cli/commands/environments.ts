@@ -11,6 +11,7 @@ import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { descriptionOf, isPinned } from '../../environments/annotations.js';
 import * as snapshots from '../../environments/snapshots.js';
+import { parseStateRef } from '../../names.js';
 
 export function environmentJson(e: EnvironmentInfo) {
   return {
@@ -154,12 +155,12 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
 
   program
     .command('create <name>')
-    .description('create an environment from another one as it is now (default: the current one)')
-    .option('--from <env>', 'source environment')
+    .description('create an environment from another one as it is now (default: the current one), or from an older state of one')
+    .option('--from <env>', 'source environment, ENV@SNAPSHOT (one of its snapshots) or ENV@pristine (the pristine state of its generation)')
     .option('--description <text>', 'one line saying what it is for, shown by list and in its boot menu title')
     .addHelpText(
       'after',
-      '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3\n  sysprime create before-kernel --description "before the 6.12 kernel"',
+      '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3\n  sysprime create before-kernel --description "before the 6.12 kernel"\n  sysprime create php-7 --from gen-3@before-php-8   from a snapshot (sysprime snapshot)\n  sysprime create clean --from gen-3@pristine       gen-3\'s generation as staging made it',
     )
     .action(async (name: string, opts: { from?: string; description?: string }) =>
       withContext(globals(), async (ctx) => {
@@ -249,7 +250,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     )
     .action(async (name: string, opts: { force?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        const ref = snapshots.parseSnapshotRef(name);
+        const ref = parseStateRef(name);
         if (ref !== null) {
           await snapshots.destroySnapshot(ctx, ref.environment, ref.name);
           if (globals().json) printJson({ destroyed: name });

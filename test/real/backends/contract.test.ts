@@ -138,7 +138,23 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2], ['c', 's2', 2]]);
     await b.destroySnapshot('c', 's2');
     await assert.rejects(b.destroySnapshot('c', 's2'), refusedWith('NOT_FOUND'));
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2]]);
     await assert.rejects(b.destroySnapshot('missing', 's1'), refusedWith('NOT_FOUND'));
+    // An environment made from a snapshot has its content and its generation, whatever the environment became since.
+    await writeInto(b, 'c', 'etc/motd', 'four\n');
+    await b.cloneFromSnapshot('c', 's1', 'e');
+    assert.equal(await readFrom(b, 'e', 'etc/motd'), 'three\n');
+    assert.deepEqual((await listed(b)).find((x) => x[0] === 'e'), ['e', 2, null, false, false, false]);
+    await assert.rejects(b.cloneFromSnapshot('c', 'nope', 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromSnapshot('missing', 's1', 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromSnapshot('c', 's1', 'a'), refusedWith('EXISTS'));
+    await writeInto(b, 'e', 'etc/motd', 'five\n');
+    assert.equal(await readFrom(b, 'c', 'etc/motd'), 'four\n', 'a clone of a snapshot is a copy');
+    // ZFS keeps a clone's origin; Btrfs snapshots are independent of each other.
+    if (b.kind === 'zfs') await assert.rejects(b.destroySnapshot('c', 's1'), refusedWith('REFUSED'));
+    await b.destroyEnvironment('e');
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2]], 'the snapshot stays when its clone goes');
+    await writeInto(b, 'c', 'etc/motd', 'three\n');
     // A snapshot is not an environment, and takes nothing from the listing of environments or pristines.
     assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'c']);
     assert.deepEqual((await b.listPristines()).map((x) => x.generation), [1]);

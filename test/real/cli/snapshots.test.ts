@@ -8,7 +8,10 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type EnvJson, environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 interface SnapshotJson {
   environment: string;
@@ -30,14 +33,18 @@ for (const kind of KINDS) {
     };
     const snaps = async () => (await ok('--json', 'list', '--snapshots')).json<SnapshotJson[]>();
     const ids = async () => (await snaps()).map((x) => `${x.environment}@${x.name}`);
+    let mnt = '';
+    const inside = environmentMounter(sp, () => mnt);
 
     before(async () => {
       s = await makeScratch(kind);
+      mnt = mkdtempSync(join(tmpdir(), 'sysprime-snapshots-mnt-'));
       await ok('init', '--adopt', s.adopt, '--name', 'base');
       await ok('create', 'work');
     });
     after(async () => {
       await s?.cleanup();
+      if (mnt !== '') rmSync(mnt, { recursive: true, force: true });
     });
 
     test('snapshot ENV NAME, and one named by the time; list --snapshots shows them', async () => {
@@ -107,5 +114,37 @@ for (const kind of KINDS) {
         assert.deepEqual((await ids()).sort(), ['base@b2', 'base@cut']);
       });
     }
+
+    test('create --from ENV@SNAPSHOT and --from ENV@pristine; clear errors for unknown ones', async () => {
+      await ok('create', 'third', '--from', 'base');
+      await inside('third', (root) => writeFileSync(join(root, 'etc/marker'), 'then\n'));
+      await ok('snapshot', 'third', 'marked');
+      await inside('third', (root) => writeFileSync(join(root, 'etc/marker'), 'now\n'));
+
+      await ok('create', 'from-snap', '--from', 'third@marked');
+      assert.equal(await inside('from-snap', (root) => readFileSync(join(root, 'etc/marker'), 'utf8')), 'then\n');
+      await ok('create', 'from-pristine', '--from', 'third@pristine');
+      assert.equal(await inside('from-pristine', (root) => existsSync(join(root, 'etc/marker'))), false, 'the pristine state of generation 0 has no marker');
+      const envs = (await ok('--json', 'list')).json<EnvJson[]>();
+      assert.deepEqual(envs.filter((e) => e.name.startsWith('from-')).map((e) => [e.name, e.generation]).sort(), [['from-pristine', 0], ['from-snap', 0]]);
+      assert.equal(await inside('third', (root) => readFileSync(join(root, 'etc/marker'), 'utf8')), 'now\n', 'the source is untouched');
+
+      const noSnap = await sp('create', 'x', '--from', 'third@nope');
+      assert.equal(noSnap.code, 4, noSnap.stderr);
+      assert.match(noSnap.stderr, /environment "third" has no snapshot "nope"/);
+      const noEnv = await sp('create', 'x', '--from', 'nope@pristine');
+      assert.equal(noEnv.code, 4, noEnv.stderr);
+      assert.match(noEnv.stderr, /no environment named "nope"/);
+      assert.equal((await sp('create', 'x', '--from', 'third@sysprime-x')).code, 2);
+      assert.equal((await sp('create', 'from-snap', '--from', 'third@marked')).code, 5, 'the name is taken');
+      if (kind === 'zfs') {
+        // ZFS keeps a clone's origin: said, and left, by destroy and by prune.
+        const kept = await sp('destroy', 'third@marked');
+        assert.equal(kept.code, 5, kept.stderr);
+        assert.match(kept.stderr, /origin of .*from-snap/);
+      }
+      await ok('destroy', 'from-snap');
+      await ok('destroy', 'third@marked');
+    });
   });
 }
