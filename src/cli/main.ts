@@ -8,7 +8,7 @@ import { registerStatus } from './commands/status.js';
 import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
-import { registerReintegrate } from './commands/reintegrate.js';
+import { registerReintegrate, registerRollback } from './commands/reintegrate.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerStore } from './commands/store.js';
 
@@ -36,6 +36,7 @@ export function buildProgram(): Command {
   registerStage(program, globals);
   registerDrift(program, globals);
   registerReintegrate(program, globals);
+  registerRollback(program, globals);
   registerMaintenance(program, globals);
   registerStore(program, globals);
   registerBart(program, globals);
