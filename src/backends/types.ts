@@ -255,6 +255,22 @@ export interface Backend {
    * hold, from ENV as it is now.
    */
   cloneFromSnapshot(environment: string, snapshot: string, name: string): Promise<void>;
+  /**
+   * Write the filesystem's send stream of environment NAME as it is now to
+   * `out` (`zfs send` of a snapshot taken for it, `btrfs send` of a
+   * read-only snapshot), the snapshot removed after. Nothing of the
+   * environment's own snapshots, nested subvolumes or child datasets goes
+   * with it; ZFS refuses (REFUSED) an environment with child datasets.
+   */
+  sendEnvironment(name: string, out: NodeJS.WritableStream): Promise<void>;
+  /**
+   * Receive a send stream of this backend as the new environment NAME of
+   * generation `generation`: under a temporary name first, `verify()`
+   * called once the filesystem took it all (a rejection discards it), then
+   * renamed into place. A crash leaves only what recover() removes.
+   * EXISTS when NAME is taken, checked before anything is read.
+   */
+  receiveEnvironment(name: string, generation: number, input: NodeJS.ReadableStream, verify: () => Promise<void>): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;
   /** Refuses (REFUSED) a mounted environment, the running root included; its snapshots follow the new name. */

@@ -9,6 +9,7 @@ import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
 import { registerReintegrate, registerRollback } from './commands/reintegrate.js';
+import { registerTransfer } from './commands/transfer.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerStore } from './commands/store.js';
 
@@ -37,6 +38,7 @@ export function buildProgram(): Command {
   registerDrift(program, globals);
   registerReintegrate(program, globals);
   registerRollback(program, globals);
+  registerTransfer(program, globals);
   registerMaintenance(program, globals);
   registerStore(program, globals);
   registerBart(program, globals);

@@ -100,7 +100,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   return findEnvironment(ctx, name);
 }
 
-async function refuseExisting(ctx: Context, name: string): Promise<void> {
+export async function refuseExisting(ctx: Context, name: string): Promise<void> {
   const envs = await ctx.backend.listEnvironments();
   if (envs.some((e) => e.name === name)) {
     throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pick another name, or destroy the old one first' });

@@ -10,12 +10,13 @@
  * written, then renamed into place; destroy renames to a `.partial-` name
  * first. recover() deletes whatever `.partial-` subvolumes remain.
  */
-import { mkdir, rename, rm, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { faultPoint } from '../../process/fault.js';
-import { run } from '../../process/run.js';
+import { run, runStreaming } from '../../process/run.js';
 import { checkName, checkSnapshotName, nameProblem } from '../../names.js';
 import { isAtOrBelow } from '../../os/mounts.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
@@ -23,6 +24,8 @@ import type { Backend, EnvironmentInfo, OpenTree } from '../types.js';
 import {
   RETIRED_SEPARATOR,
   ROOT_DIR,
+  exportSnapshotPath,
+  receiveDirPath,
   STATE_SUBVOLUME,
   environmentPath,
   partialEnvironmentPath,
@@ -295,6 +298,49 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         await snapshotSubvolume(snap.path, dest, false);
         if (sourceRel !== null) await copyNested(fs, list, sourceRel, dest, name);
       });
+    },
+
+    async sendEnvironment(name, out) {
+      checkName(name);
+      await t.view();
+      let list = await t.subvolumes();
+      t.findEnvironmentEntry(list, name);
+      // btrfs send needs a read-only source; under a `.partial-` name, which recover() deletes after a crash.
+      const source = exportSnapshotPath(name, process.pid);
+      await t.clearPartial(source, list);
+      await snapshotSubvolume(t.abs(environmentPath(name)), t.abs(source), true);
+      try {
+        await runStreaming('btrfs', ['send', '-q', t.abs(source)], { stdout: out });
+      } finally {
+        list = await t.subvolumes();
+        await t.deleteSubvolumeTree(source, list).catch((e: unknown) => log.warn(`could not delete ${source}: ${messageOf(e)}`));
+      }
+    },
+
+    async receiveEnvironment(name, generation, input, verify) {
+      checkName(name);
+      await t.view();
+      await t.ensureDirs();
+      const before = await t.subvolumes();
+      t.refuseExisting(before, name);
+      // Received into a directory of this process's own (receiveDirPath): what a crash leaves there is partial, deleted by recover().
+      const into = receiveDirPath(process.pid, randomBytes(3).toString('hex'));
+      await mkdir(t.abs(into));
+      const inside = async (): Promise<string[]> => (await t.subvolumes()).filter((s) => s.path.startsWith(`${into}/`)).map((s) => s.path);
+      let received: string[] = [];
+      try {
+        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: input });
+        received = await inside();
+        faultPoint('backend:btrfs', 'received');
+        await verify();
+        const [one, ...more] = received;
+        if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `btrfs receive made ${received.length} subvolumes, not one: ${received.join(', ') || 'none'}`);
+        await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false));
+      } finally {
+        if (received.length === 0) received = await inside().catch(() => []);
+        for (const r of received) await t.deleteSubvolumeTree(r, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${r}: ${messageOf(e)}`));
+        await rmdir(t.abs(into)).catch(() => undefined);
+      }
     },
 
     async destroySnapshot(environment, name) {

@@ -47,6 +47,16 @@ export const driftSnapshotPath = (name: string, pid: number): string => `${ROOT_
 export const snapshotBase = (env: string, name: string): string => `${env}${RETIRED_SEPARATOR}${name}`;
 export const snapshotPath = (env: string, name: string): string => `${SNAPSHOT_DIR}/${snapshotBase(env, name)}`;
 export const partialSnapshotPath = (env: string, name: string): string => `${SNAPSHOT_DIR}/${PARTIAL_PREFIX}${snapshotBase(env, name)}`;
+/**
+ * A plain directory `btrfs receive` writes into for `sysprime import`: the
+ * received subvolume keeps the name it was sent under, which this
+ * filesystem may hold already (an import killed before), so it lands in a
+ * directory of this process's own. Subvolumes below it are partial.
+ */
+export const RECEIVE_DIR_PREFIX = `${PARTIAL_PREFIX}receive-`;
+export const receiveDirPath = (pid: number, tag: string): string => `${ROOT_DIR}/${RECEIVE_DIR_PREFIX}${pid}-${tag}`;
+/** The read-only snapshot `btrfs send` reads for `sysprime export`, deleted after. */
+export const exportSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}export-${pid}`;
 export const retiredPristineBase = (env: string, generation: number): string => `${env}${RETIRED_SEPARATOR}${generation}`;
 
 export type SubvolumeRole =
@@ -78,6 +88,7 @@ export function roleOf(path: string): SubvolumeRole {
     if (base.startsWith('.') || at <= 0 || at === base.length - 1) return { role: 'foreign' };
     return { role: 'snapshot', environment: base.slice(0, at), name: base.slice(at + 1) };
   }
+  if (first.startsWith(RECEIVE_DIR_PREFIX) && parts.length === 3) return { role: 'partial' };
   if (first.startsWith(PARTIAL_PREFIX)) return { role: parts.length === 2 ? 'partial' : 'foreign' };
   if (first.startsWith('.')) return { role: 'foreign' };
   return parts.length === 2 ? { role: 'environment', name: first } : { role: 'nested', environment: first };

@@ -3,9 +3,10 @@
  * mounts, temporary files, `.partial-` subvolumes, metadata of subvolumes
  * that are gone.
  */
+import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAtOrBelow } from '../../os/mounts.js';
-import { ENV_META_DIR, PARTIAL_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
+import { ENV_META_DIR, PARTIAL_PREFIX, RECEIVE_DIR_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
 import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles, snapshotMetaFile } from './meta.js';
 import { slashed, type BtrfsTop } from './top.js';
 
@@ -30,6 +31,15 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
     await t.deleteSubvolumeTree(s.path, list);
     done.push(`deleted half-made subvolume ${s.path}`);
     list = await t.subvolumes();
+  }
+
+  // The directories imports receive into, emptied above.
+  for (const d of await readdir(t.abs(ROOT_DIR)).catch(() => [] as string[])) {
+    if (!d.startsWith(RECEIVE_DIR_PREFIX)) continue;
+    await rmdir(t.abs(`${ROOT_DIR}/${d}`)).then(
+      () => done.push(`removed ${ROOT_DIR}/${d}, left by an import`),
+      () => undefined,
+    );
   }
 
   const paths = new Set(list.map((s) => s.path));

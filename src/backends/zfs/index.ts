@@ -17,7 +17,7 @@ import { join, resolve } from 'node:path';
 import { SysprimeError } from '../../errors.js';
 import { checkName, checkSnapshotName } from '../../names.js';
 import { log } from '../../log.js';
-import { run } from '../../process/run.js';
+import { run, runStreaming } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
 import { faultPoint } from '../../process/fault.js';
@@ -476,6 +476,44 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const sourceDs = environmentDataset(pool, environment);
       const carried = carriedBootProperties((await readOne(snap.id, 'all')) ?? { name: snap.id, props: new Map() }, sourceDs);
       await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried]);
+    },
+
+    async sendEnvironment(name, out) {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      if ((await childrenOf(ds)).length > 0) {
+        throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
+      }
+      const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
+      // A copy snapshot: one a crash leaves behind is removed by recover(), as nothing is cloned from it.
+      const snapshot = `${ds}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}export-${timestamp(new Date())}`, taken)}`;
+      await zfs(['snapshot', snapshot]);
+      try {
+        await runStreaming('zfs', ['send', snapshot], { stdout: out });
+      } finally {
+        await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+      }
+    },
+
+    async receiveEnvironment(name, generation, input, verify) {
+      checkGeneration(generation);
+      await requireRoot();
+      const ds = await requireAbsent(name);
+      // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
+      const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+      try {
+        await runStreaming('zfs', ['receive', temporary], { stdin: input });
+        faultPoint('backend:zfs', 'received');
+        await verify();
+        for (const s of snapshotsOf(await readTree(temporary, ['type']), temporary)) await zfs(['destroy', assertInsideRoot(pool, s.name)]);
+        await zfs(['set', 'canmount=noauto', temporary]);
+        await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
+        await zfs(['set', 'mountpoint=/', temporary]);
+        await zfs(['rename', temporary, ds]);
+      } catch (err) {
+        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+        throw err;
+      }
     },
 
     async destroySnapshot(environment, name) {

@@ -8,6 +8,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
 import { createZfsBackend } from '../../../src/backends/zfs/index.js';
 import type { Backend, SnapshotInfo } from '../../../src/backends/types.js';
@@ -187,6 +188,29 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     await assert.rejects(b.unmount('missing'), refusedWith('NOT_FOUND'));
     assert.deepEqual((await listed(b)).find((e) => e[0] === 'b'), ['b', 1, null, false, false, true]);
     assert.equal(await readFrom(b, 'b', 'etc/hostname'), 'box\n');
+  });
+
+  await t.test('send and receive: the environment as it is, under a new name; a refused check leaves nothing', async () => {
+    const sent = new PassThrough();
+    const parts: Buffer[] = [];
+    sent.on('data', (c: Buffer) => parts.push(c));
+    await b.sendEnvironment('b', sent);
+    const stream = Buffer.concat(parts);
+    assert.ok(stream.length > 0);
+    await assert.rejects(b.receiveEnvironment('a', 7, Readable.from([stream]), async () => undefined), refusedWith('EXISTS'));
+    await assert.rejects(
+      b.receiveEnvironment('refused', 7, Readable.from([stream]), async () => {
+        throw new Error('the check said no');
+      }),
+      /the check said no/,
+    );
+    assert.ok(!(await listed(b)).some((e) => e[0] === 'refused'));
+    await b.receiveEnvironment('received', 7, Readable.from([stream]), async () => undefined);
+    assert.equal(await readFrom(b, 'received', 'etc/hostname'), 'box\n');
+    assert.deepEqual((await listed(b)).find((e) => e[0] === 'received'), ['received', 7, null, false, false, false]);
+    await b.destroyEnvironment('received');
+    // What a refused receive left under a temporary name is nothing recover() still has to remove from the listing.
+    assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'd']);
   });
 
   await t.test('destroy: refuses the default and what does not exist; the pristine stays while a clone needs it', async () => {
