@@ -34,3 +34,44 @@ export function checkName(name: string): string {
   }
   return name;
 }
+
+/**
+ * Snapshot names (`sysprime snapshot ENV NAME`) become the part after `@` of
+ * a ZFS snapshot and a Btrfs subvolume name, so they follow the rules of
+ * environment names; `sysprime-` is left to sysprime's own snapshots
+ * (`sysprime-pristine`, the copies behind `create`), whose names ZFS keeps
+ * in the same namespace, and `pristine` names the pristine state of an
+ * environment's generation in `create --from ENV@pristine`.
+ */
+export function snapshotNameProblem(name: string): string | null {
+  const problem = nameProblem(name);
+  if (problem !== null) return problem;
+  if (name.startsWith('sysprime-')) return 'names starting with "sysprime-" are kept for sysprime\'s own snapshots';
+  if (name === PRISTINE_STATE) return 'ENV@pristine names the pristine state of the environment\'s generation';
+  return null;
+}
+
+export function checkSnapshotName(name: string): string {
+  const problem = snapshotNameProblem(name);
+  if (problem !== null) {
+    throw new SysprimeError('INVALID_NAME', `snapshot name ${JSON.stringify(name)} cannot be used: ${problem}`, {
+      hint: 'use letters, digits and . _ + - only, like "before-php-8"',
+    });
+  }
+  return name;
+}
+
+/**
+ * `ENV@NAME`, an older state of an environment: one of its snapshots, or
+ * `ENV@pristine`, the pristine state of its generation. The environment
+ * name is checked here; the state is checked by whoever knows which it is.
+ * Null when there is no `@`.
+ */
+export function parseStateRef(ref: string): { environment: string; name: string } | null {
+  const at = ref.indexOf('@');
+  if (at < 0) return null;
+  return { environment: checkName(ref.slice(0, at)), name: ref.slice(at + 1) };
+}
+
+/** The state name of `ENV@pristine`. */
+export const PRISTINE_STATE = 'pristine';

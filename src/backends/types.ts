@@ -27,6 +27,11 @@
  * - mount: REFUSED for the running root, BUSY while mounted at another
  *   directory, nothing to do when mounted at that directory already;
  * - unmount: REFUSED for the running root, nothing to do when not mounted;
+ * - takeSnapshot: NOT_FOUND for a missing environment, INVALID_NAME for a
+ *   snapshot name names.ts refuses, EXISTS for one the environment has;
+ *   destroySnapshot: NOT_FOUND for one that is not there, and (ZFS only,
+ *   where a clone depends on its origin) REFUSED while an environment was
+ *   cloned from it; cloneFromSnapshot: NOT_FOUND, EXISTS as for clones;
  * - destroyPristine: REFUSED while something still needs it. What "needs"
  *   means differs where the filesystems differ: on ZFS a clone of the
  *   snapshot (ZFS cannot destroy a snapshot a dataset depends on, even
@@ -80,6 +85,25 @@ export interface PristineInfo {
   created: Date;
   /** The environment that holds it (ZFS: the dataset it is a snapshot of). */
   holder: string | null;
+}
+
+/**
+ * A named, read-only state of an environment the admin took
+ * (`sysprime snapshot`): kept with the environment, renamed with it and
+ * destroyed with it, and the source of `create --from ENV@NAME`.
+ */
+export interface SnapshotInfo {
+  /** The environment it is a snapshot of. */
+  environment: string;
+  /** Its own name, unique among the environment's snapshots. */
+  name: string;
+  /** `pool/ROOT/<env>@<name>` or `ROOT/.snapshots/<env>@<name>`. */
+  id: string;
+  /** The environment's generation when it was taken: an environment made from it has this one. */
+  generation: number;
+  created: Date;
+  /** Creation order within the pool or filesystem (ZFS createtxg, Btrfs subvolume id). */
+  createdOrder: number;
 }
 
 /** How a bootloader reaches an environment's root from outside it. */
@@ -213,13 +237,43 @@ export interface Backend {
   /** Set the generation of an environment (after staging moved it forward). */
   setGeneration(name: string, generation: number): Promise<void>;
   /**
-   * Destroy an environment; its pristine goes too when nothing else needs it.
+   * Destroy an environment; its snapshots go with it, and its pristine too
+   * when nothing else needs it.
    * Refuses (REFUSED) a mounted environment and the boot default.
    */
   destroyEnvironment(name: string): Promise<void>;
   /** Destroy the pristine snapshot of a generation (prune); refuses when a clone still depends on it. */
   destroyPristine(generation: number): Promise<void>;
-  /** Refuses (REFUSED) a mounted environment, the running root included. */
+  /** The admin's snapshots of every environment. */
+  listSnapshots(): Promise<SnapshotInfo[]>;
+  /** Take a read-only snapshot NAME of environment ENV as it is now (its child datasets or nested content subvolumes with it). */
+  takeSnapshot(environment: string, name: string): Promise<SnapshotInfo>;
+  /**
+   * A new writable environment from snapshot NAME of environment ENV
+   * (`create --from ENV@NAME`), of the generation the snapshot was taken
+   * in. Btrfs takes the nested content subvolumes, which a snapshot cannot
+   * hold, from ENV as it is now.
+   */
+  cloneFromSnapshot(environment: string, snapshot: string, name: string): Promise<void>;
+  /**
+   * Write the filesystem's send stream of environment NAME as it is now to
+   * `out` (`zfs send` of a snapshot taken for it, `btrfs send` of a
+   * read-only snapshot), the snapshot removed after. Nothing of the
+   * environment's own snapshots, nested subvolumes or child datasets goes
+   * with it; ZFS refuses (REFUSED) an environment with child datasets.
+   */
+  sendEnvironment(name: string, out: NodeJS.WritableStream): Promise<void>;
+  /**
+   * Receive a send stream of this backend as the new environment NAME of
+   * generation `generation`: under a temporary name first, `verify()`
+   * called once the filesystem took it all (a rejection discards it), then
+   * renamed into place. A crash leaves only what recover() removes.
+   * EXISTS when NAME is taken, checked before anything is read.
+   */
+  receiveEnvironment(name: string, generation: number, input: NodeJS.ReadableStream, verify: () => Promise<void>): Promise<void>;
+  /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
+  destroySnapshot(environment: string, name: string): Promise<void>;
+  /** Refuses (REFUSED) a mounted environment, the running root included; its snapshots follow the new name. */
   renameEnvironment(from: string, to: string): Promise<void>;
 
   /** Mount it at `dir`; refuses the running root (REFUSED) and one mounted elsewhere (BUSY). */

@@ -8,7 +8,8 @@ import { registerStatus } from './commands/status.js';
 import { registerBart } from './commands/bart.js';
 import { registerStage } from './commands/stage.js';
 import { registerDrift } from './commands/drift.js';
-import { registerReintegrate } from './commands/reintegrate.js';
+import { registerReintegrate, registerRollback } from './commands/reintegrate.js';
+import { registerTransfer } from './commands/transfer.js';
 import { registerMaintenance } from './commands/maintenance.js';
 import { registerStore } from './commands/store.js';
 import { registerKey } from './commands/key.js';
@@ -38,6 +39,8 @@ export function buildProgram(): Command {
   registerStage(program, globals);
   registerDrift(program, globals);
   registerReintegrate(program, globals);
+  registerRollback(program, globals);
+  registerTransfer(program, globals);
   registerMaintenance(program, globals);
   registerStore(program, globals);
   registerKey(program, globals);

@@ -36,7 +36,7 @@ export interface Config {
   };
   /** keepDays: environments younger than this many days are kept too (0: off). */
   /** keepAuto: environments the apt hook made, counted apart from `keep`. */
-  retention: { keep: number; keepDays: number; keepAuto: number; minFreePercent: number };
+  retention: { keep: number; keepDays: number; keepAuto: number; keepSnapshots: number; minFreePercent: number };
   /** The environment made before each package operation (src/environments/apt-hook.ts); timeout in seconds. */
   aptHook: { enabled: boolean; timeout: number };
   schedule: { stage: string; drift: string; prune: string; randomDelay: number };
@@ -89,7 +89,7 @@ export const DEFAULTS: Config = {
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
   update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600, trustedKeys: [], allowUnsigned: false },
-  retention: { keep: 5, keepDays: 0, keepAuto: 10, minFreePercent: 20 },
+  retention: { keep: 5, keepDays: 0, keepAuto: 10, keepSnapshots: 10, minFreePercent: 20 },
   aptHook: { enabled: true, timeout: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
   bart: { hash: 'xxh64', rules: undefined },
@@ -189,6 +189,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     kind: { t: 'int', min: 0, max: 1000 },
     set: (c, v) => (c.retention.keepAuto = v as number),
     doc: 'environments made by the apt hook kept, counted apart from keep',
+  },
+  'retention.keep_snapshots': {
+    kind: { t: 'int', min: 0, max: 1000 },
+    set: (c, v) => (c.retention.keepSnapshots = v as number),
+    doc: 'snapshots kept per environment (`sysprime snapshot`), besides those younger than keep_days; a pinned environment keeps all of its own',
   },
   'retention.min_free_percent': {
     kind: { t: 'int', min: 0, max: 90 },

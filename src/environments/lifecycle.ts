@@ -6,7 +6,7 @@
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
-import { checkName } from '../names.js';
+import { PRISTINE_STATE, checkName, checkSnapshotName, parseStateRef } from '../names.js';
 import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome, unitsInto } from './boot-home.js';
@@ -104,7 +104,7 @@ export async function initialise(ctx: Context, opts: InitOptions): Promise<Envir
   return findEnvironment(ctx, name);
 }
 
-async function refuseExisting(ctx: Context, name: string): Promise<void> {
+export async function refuseExisting(ctx: Context, name: string): Promise<void> {
   const envs = await ctx.backend.listEnvironments();
   if (envs.some((e) => e.name === name)) {
     throw new SysprimeError('EXISTS', `an environment named "${name}" already exists`, { hint: 'pick another name, or destroy the old one first' });
@@ -129,16 +129,37 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
   await recoverFirst(ctx);
-  const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
+  const state = from === undefined ? null : parseStateRef(from);
+  if (state !== null && state.name !== PRISTINE_STATE) checkSnapshotName(state.name);
+  const source = state !== null ? await findEnvironment(ctx, state.environment) : from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
-  await ctx.backend.cloneFromEnvironment(source.name, name);
+  let generation = source.generation;
+  if (state === null) await ctx.backend.cloneFromEnvironment(source.name, name);
+  else if (state.name === PRISTINE_STATE) {
+    if (source.pristine === null) {
+      throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${source.generation}, the generation of "${source.name}", is gone`, {
+        hint: 'prune removes the pristine of a generation no environment has; `sysprime list --snapshots` shows the snapshots there are',
+      });
+    }
+    // The nested subvolumes a read-only pristine cannot hold (Btrfs) come from the environment named.
+    await ctx.backend.cloneFromPristine(source.generation, name, source.name);
+  } else {
+    const snap = (await ctx.backend.listSnapshots()).find((x) => x.environment === source.name && x.name === state.name);
+    if (snap === undefined) {
+      throw new SysprimeError('NOT_FOUND', `environment "${source.name}" has no snapshot "${state.name}"`, {
+        hint: `\`sysprime list --snapshots\` shows the snapshots; ${source.name}@${PRISTINE_STATE} is the pristine state of its generation`,
+      });
+    }
+    await ctx.backend.cloneFromSnapshot(source.name, snap.name, name);
+    generation = snap.generation;
+  }
   // Before the entries are written, so its boot menu title carries it from the start.
   const meta = { ...(description !== null ? { [DESCRIPTION_KEY]: description } : {}), ...(opts.auto !== undefined ? { [AUTO_KEY]: opts.auto } : {}) };
   if (Object.keys(meta).length > 0) await ctx.backend.setMeta(name, meta);
   await syncBootEntries(ctx);
   recordEvent(ctx.db, name, 'create', {
-    from: source.name,
-    generation: source.generation,
+    from: from ?? source.name,
+    generation,
     ...(description !== null ? { description } : {}),
     ...(opts.auto !== undefined ? { auto: opts.auto } : {}),
   });
@@ -302,11 +323,16 @@ export function refuseUnfinished(env: EnvironmentInfo): void {
   }
 }
 
-export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<void> {
+/** What destroy took with the environment: the names of its snapshots. */
+export interface Destroyed {
+  snapshots: string[];
+}
+
+export async function destroyEnvironment(ctx: Context, name: string, opts: { force?: boolean } = {}): Promise<Destroyed> {
   return withLock(ctx.db, 'destroying an environment', () => destroyEnvironmentLocked(ctx, name, opts));
 }
 
-async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<void> {
+async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { force?: boolean }): Promise<Destroyed> {
   refuseOpenShell(ctx, name, 'destroy');
   await recoverFirst(ctx);
   const env = await findEnvironment(ctx, name);
@@ -333,9 +359,12 @@ async function destroyEnvironmentLocked(ctx: Context, name: string, opts: { forc
   // Entry first: a crash in between leaves an environment without an entry
   // (harmless, `doctor` adds it back), never an entry that cannot boot.
   await syncBootEntries(ctx, { without: [name] });
+  // Its snapshots go with it (Backend.destroyEnvironment): named, so the admin is told.
+  const snapshots = (await ctx.backend.listSnapshots()).filter((x) => x.environment === name).map((x) => x.name);
   await ctx.backend.destroyEnvironment(name);
-  recordEvent(ctx.db, name, 'destroy', { generation: env.generation });
+  recordEvent(ctx.db, name, 'destroy', { generation: env.generation, ...(snapshots.length > 0 ? { snapshots } : {}) });
   await forgetManifestsOfGone(ctx);
+  return { snapshots };
 }
 
 export async function renameEnvironment(ctx: Context, from: string, to: string): Promise<EnvironmentInfo> {

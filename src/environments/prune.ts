@@ -1,5 +1,6 @@
 /**
- * Retention: destroy what the planner (src/retention/plan.ts) lists, with
+ * Retention: destroy what the planners (src/retention/plan.ts for
+ * environments, src/retention/snapshots.ts for the admin's snapshots) list, with
  * the boot entries written first, as a journaled operation: a crash between
  * the entries and the destruction, or between two destructions, is undone
  * at the next run by writing the entries again for the environments that
@@ -10,6 +11,7 @@
  */
 import type { Context } from '../context.js';
 import { planPrune, type PrunePlan } from '../retention/plan.js';
+import { planSnapshotPrune, type SnapshotPrunePlan } from '../retention/snapshots.js';
 import { bootloaderFor, bootable, syncBootEntries } from './boot-entries.js';
 import { recordEvent } from '../state/events.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
@@ -23,7 +25,12 @@ import { recoverDeadShells } from './shell-lock.js';
 
 export interface PruneResult {
   plan: PrunePlan;
+  /** The admin's snapshots: which stay, which go. */
+  snapshots: SnapshotPrunePlan;
   destroyed: string[];
+  /** Snapshots destroyed, as `ENV@NAME`. */
+  snapshotsDestroyed: string[];
+  /** Environments (by name) and snapshots (`ENV@NAME`) that could not be destroyed. */
   failed: { name: string; error: string }[];
 }
 
@@ -31,11 +38,19 @@ export interface PruneOptions {
   keep?: number;
   keepDays?: number;
   keepAuto?: number;
+  keepSnapshots?: number;
   dryRun?: boolean;
 }
 
 interface PruneParams extends Json {
   destroy: { name: string; reason: string }[];
+  /** Absent in a journal an older version wrote. */
+  snapshots?: { environment: string; name: string }[];
+}
+
+/** Fault point after the n-th snapshot is destroyed (1-based). */
+export function snapshotDestroyedPoint(n: number): string {
+  return `snapshot-destroyed-${n}`;
 }
 
 /** Fault point after the n-th environment is destroyed (1-based): between two destructions. */
@@ -83,6 +98,33 @@ export const PRUNE: OperationSpec<Context> = {
       },
       async undo(ctx) {
         // A destruction cut short leaves a half-destroyed dataset or subvolume under a temporary name.
+        for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
+      },
+    },
+    {
+      name: 'snapshots',
+      title: "destroy the admin's snapshots beyond retention",
+      async run(ctx, p, data) {
+        const snapshotsDestroyed: string[] = [];
+        const failed = [...((data['failed'] as PruneResult['failed'] | undefined) ?? [])];
+        for (const s of (p as PruneParams).snapshots ?? []) {
+          const id = `${s.environment}@${s.name}`;
+          try {
+            await ctx.backend.destroySnapshot(s.environment, s.name);
+            recordEvent(ctx.db, s.environment, 'prune-snapshot', { name: s.name });
+            snapshotsDestroyed.push(id);
+            faultPoint(PRUNE.kind, snapshotDestroyedPoint(snapshotsDestroyed.length));
+          } catch (err) {
+            // ZFS keeps a snapshot an environment was made from (create --from ENV@NAME): said, and left.
+            const error = messageOf(err);
+            log.warn(`prune: could not destroy snapshot ${id}: ${error}`);
+            failed.push({ name: id, error });
+          }
+        }
+        return { snapshotsDestroyed, failed };
+      },
+      async undo(ctx) {
+        // A deletion cut short leaves a `.partial-` subvolume (Btrfs); a ZFS snapshot goes at once or not at all.
         for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
       },
     },
@@ -134,12 +176,23 @@ async function prune(ctx: Context, opts: PruneOptions): Promise<PruneResult> {
     oneShot: boot?.oneShotName ?? null,
     ...(esp === undefined ? {} : { esp }),
   });
-  const result: PruneResult = { plan, destroyed: [], failed: [] };
-  if (opts.dryRun || plan.destroy.length === 0) return result;
-  const params: PruneParams = { destroy: plan.destroy.map((d) => ({ name: d.name, reason: d.reason })) };
+  const snapshots = planSnapshotPrune(await ctx.backend.listSnapshots(), {
+    keepSnapshots: opts.keepSnapshots ?? ctx.config.retention.keepSnapshots,
+    keepDays: opts.keepDays ?? ctx.config.retention.keepDays,
+    now: new Date(),
+    pinned: new Set(all.filter((e) => isPinned(e)).map((e) => e.name)),
+    going: new Set(plan.destroy.map((d) => d.name)),
+  });
+  const result: PruneResult = { plan, snapshots, destroyed: [], snapshotsDestroyed: [], failed: [] };
+  if (opts.dryRun || (plan.destroy.length === 0 && snapshots.destroy.length === 0)) return result;
+  const params: PruneParams = {
+    destroy: plan.destroy.map((d) => ({ name: d.name, reason: d.reason })),
+    snapshots: snapshots.destroy.map((d) => ({ environment: d.environment, name: d.name })),
+  };
   const done = await runOperation(ctx.db, PRUNE, ctx, params);
   if (done.completed) {
     result.destroyed = done.data['destroyed'] as string[];
+    result.snapshotsDestroyed = (done.data['snapshotsDestroyed'] as string[] | undefined) ?? [];
     result.failed = done.data['failed'] as PruneResult['failed'];
   }
   return result;

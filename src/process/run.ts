@@ -187,3 +187,57 @@ export async function run(file: string, args: readonly string[], opts: RunOption
 function firstLine(text: string): string {
   return text.split('\n').map((l) => l.trim()).find((l) => l.length > 0) ?? '';
 }
+
+export interface StreamOptions {
+  /** Fed to the command's standard input (`zfs receive`, `btrfs receive`); ended when it ends. */
+  stdin?: NodeJS.ReadableStream;
+  /** Where the command's standard output goes (`zfs send`, `btrfs send`); not ended by the command. */
+  stdout?: NodeJS.WritableStream;
+}
+
+/**
+ * Run a command whose input or output is a stream too large to hold (a
+ * send stream): no timeout, since its length is the data's; everything else
+ * as `run` (argument array, debug log, a group of its own, typed errors
+ * with stderr).
+ */
+export async function runStreaming(file: string, args: readonly string[], opts: StreamOptions): Promise<RunResult> {
+  const command = quoteForDisplay(file, args);
+  log.debug(`run (streaming): ${command}`);
+  const child = spawn(file, args, { detached: true, stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'] });
+  if (child.pid !== undefined) trackGroup(child.pid);
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+  if (opts.stdin && child.stdin) {
+    // The command may stop reading (a refused stream): what is left is not its to read.
+    child.stdin.on('error', () => undefined);
+    opts.stdin.pipe(child.stdin);
+    // A source that fails (a stream found cut short) ends the command's input too, so the command ends.
+    const stdin = child.stdin;
+    opts.stdin.once('error', () => stdin.end());
+    opts.stdin.once('close', () => stdin.end());
+    // One that was closed before it got here (a small stream read and refused whole) sends its 'close' to nobody.
+    if ((opts.stdin as { destroyed?: boolean }).destroyed === true) stdin.end();
+  }
+  if (opts.stdout && child.stdout) child.stdout.pipe(opts.stdout, { end: false });
+  try {
+    const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'ENOENT') reject(new SysprimeError('COMMAND_MISSING', `${file} is not installed or not on PATH`, { hint: `install the package that provides ${file}`, detail: command }));
+        else reject(err);
+      });
+      child.once('close', (c, s) => resolve([c, s]));
+    });
+    const exitCode = code ?? -1;
+    if (exitCode !== 0) {
+      const first = firstLine(stderr) || (signal ? `killed by ${signal}` : `exit status ${exitCode}`);
+      throw new SysprimeError('COMMAND_FAILED', `${file} ${args[0] ?? ''} failed: ${first}`.replace(/\s+failed/, ' failed'), {
+        detail: `${command}\nexit status ${exitCode}\n${stderr.trim()}`,
+      });
+    }
+    return { command, exitCode, stdout: '', stderr };
+  } finally {
+    if (opts.stdin && child.stdin) opts.stdin.unpipe(child.stdin);
+    if (child.pid !== undefined) untrackGroup(child.pid);
+  }
+}

@@ -10,19 +10,22 @@
  * written, then renamed into place; destroy renames to a `.partial-` name
  * first. recover() deletes whatever `.partial-` subvolumes remain.
  */
-import { mkdir, rename, rm, statfs } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdir, rename, rm, rmdir, statfs } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { faultPoint } from '../../process/fault.js';
-import { run } from '../../process/run.js';
-import { checkName, nameProblem } from '../../names.js';
+import { run, runStreaming } from '../../process/run.js';
+import { checkName, checkSnapshotName, nameProblem } from '../../names.js';
 import { isAtOrBelow } from '../../os/mounts.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, EnvironmentInfo, OpenTree } from '../types.js';
 import {
   RETIRED_SEPARATOR,
   ROOT_DIR,
+  exportSnapshotPath,
+  receiveDirPath,
   STATE_SUBVOLUME,
   environmentPath,
   partialEnvironmentPath,
@@ -40,6 +43,7 @@ import { adoptSource } from './adoption.js';
 import { changesBetweenPristines, changesSincePristine } from './changes.js';
 import { deletePristine, pristineOf, pristines, renamePristine } from './pristines.js';
 import { recover } from './recover.js';
+import { deleteSnapshot, followRename, snapshotOf, snapshots, takeSnapshot } from './snapshots.js';
 import { findStateHome } from './state-home.js';
 import { TOP_LEVEL_ID, openTop, slashed, type BtrfsBackendOptions, type FsView } from './top.js';
 
@@ -267,6 +271,87 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       });
     },
 
+    async listSnapshots() {
+      await t.view();
+      return (await snapshots(t, await t.subvolumes())).map(({ path: _path, ...info }) => info);
+    },
+
+    async takeSnapshot(environment, name) {
+      checkName(environment);
+      checkSnapshotName(name);
+      await t.view();
+      await t.ensureDirs();
+      const list = await t.subvolumes();
+      t.findEnvironmentEntry(list, environment);
+      const { path: _path, ...info } = await takeSnapshot(t, list, environment, name);
+      return info;
+    },
+
+    async cloneFromSnapshot(environment, snapshot, name) {
+      checkName(environment);
+      checkSnapshotName(snapshot);
+      const fs = await t.view();
+      const list = await t.subvolumes();
+      const snap = snapshotOf(t, await snapshots(t, list), environment, snapshot);
+      const sourceRel = list.some((s) => s.path === environmentPath(environment)) ? environmentPath(environment) : null;
+      await makeEnvironment(name, snap.generation, async (dest) => {
+        await snapshotSubvolume(snap.path, dest, false);
+        if (sourceRel !== null) await copyNested(fs, list, sourceRel, dest, name);
+      });
+    },
+
+    async sendEnvironment(name, out) {
+      checkName(name);
+      await t.view();
+      let list = await t.subvolumes();
+      t.findEnvironmentEntry(list, name);
+      // btrfs send needs a read-only source; under a `.partial-` name, which recover() deletes after a crash.
+      const source = exportSnapshotPath(name, process.pid);
+      await t.clearPartial(source, list);
+      await snapshotSubvolume(t.abs(environmentPath(name)), t.abs(source), true);
+      try {
+        await runStreaming('btrfs', ['send', '-q', t.abs(source)], { stdout: out });
+      } finally {
+        list = await t.subvolumes();
+        await t.deleteSubvolumeTree(source, list).catch((e: unknown) => log.warn(`could not delete ${source}: ${messageOf(e)}`));
+      }
+    },
+
+    async receiveEnvironment(name, generation, input, verify) {
+      checkName(name);
+      await t.view();
+      await t.ensureDirs();
+      const before = await t.subvolumes();
+      t.refuseExisting(before, name);
+      // Received into a directory of this process's own (receiveDirPath): what a crash leaves there is partial, deleted by recover().
+      const into = receiveDirPath(process.pid, randomBytes(3).toString('hex'));
+      await mkdir(t.abs(into));
+      const inside = async (): Promise<string[]> => (await t.subvolumes()).filter((s) => s.path.startsWith(`${into}/`)).map((s) => s.path);
+      let received: string[] = [];
+      try {
+        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: input });
+        received = await inside();
+        faultPoint('backend:btrfs', 'received');
+        await verify();
+        const [one, ...more] = received;
+        if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `btrfs receive made ${received.length} subvolumes, not one: ${received.join(', ') || 'none'}`);
+        await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false));
+      } finally {
+        if (received.length === 0) received = await inside().catch(() => []);
+        for (const r of received) await t.deleteSubvolumeTree(r, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${r}: ${messageOf(e)}`));
+        await rmdir(t.abs(into)).catch(() => undefined);
+      }
+    },
+
+    async destroySnapshot(environment, name) {
+      checkName(environment);
+      checkSnapshotName(name);
+      await t.view();
+      const list = await t.subvolumes();
+      // Btrfs snapshots are independent of each other: an environment made from this one does not need it.
+      await deleteSnapshot(t, snapshotOf(t, await snapshots(t, list), environment, name), list);
+    },
+
     async setGeneration(name, generation) {
       checkName(name);
       await t.view();
@@ -305,6 +390,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
             `${snapper ? ", or delete snapper's snapshots with snapper" : ''}, then destroy the environment`,
         });
       }
+      // Its snapshots first: a crash in between leaves the environment with fewer of them, never snapshots of a name that is gone.
+      for (const snap of (await snapshots(t, list)).filter((x) => x.environment === name)) {
+        log.info(`deleting snapshot ${snap.id} with its environment`);
+        await deleteSnapshot(t, snap, await t.subvolumes());
+      }
+      list = await t.subvolumes();
       const meta = await readEnvironmentMeta(t.top, name);
       const partial = partialEnvironmentPath(name);
       await t.clearPartial(partial, list);
@@ -363,6 +454,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       if (meta !== null) await writeEnvironmentMeta(t.top, to, meta);
       await rename(t.abs(environmentPath(from)), t.abs(environmentPath(to)));
       await removeMetaFile(envMetaFile(t.top, from));
+      await followRename(t, await t.subvolumes(), from, to);
 
       // Its pristine snapshots follow the name, so takePristine finds them again.
       const all = await pristines(t, list);

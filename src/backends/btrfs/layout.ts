@@ -9,10 +9,13 @@
 export const ROOT_DIR = 'ROOT';
 /** Plain directory holding the read-only pristine snapshots. */
 export const PRISTINE_DIR = `${ROOT_DIR}/.pristine`;
+/** Plain directory holding the admin's read-only snapshots of environments (`sysprime snapshot`), `<env>@<name>`. */
+export const SNAPSHOT_DIR = `${ROOT_DIR}/.snapshots`;
 /** Plain directory holding sysprime's metadata files. */
 const META_DIR = `${ROOT_DIR}/.sysprime`;
 export const ENV_META_DIR = `${META_DIR}/envs`;
 export const PRISTINE_META_DIR = `${META_DIR}/pristine`;
+export const SNAPSHOT_META_DIR = `${META_DIR}/snapshots`;
 /**
  * The state database's own subvolume, mounted at `[state] dir` in every
  * environment (init makes it when that directory is inside the adopted
@@ -40,11 +43,26 @@ export const partialPristinePath = (base: string): string => `${PRISTINE_DIR}/${
  * environment name, so it cannot be taken for the partial of one.
  */
 export const driftSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}drift-${pid}`;
+/** `<env>@<name>`: `@` is in neither name, so the pair reads back unambiguously. */
+export const snapshotBase = (env: string, name: string): string => `${env}${RETIRED_SEPARATOR}${name}`;
+export const snapshotPath = (env: string, name: string): string => `${SNAPSHOT_DIR}/${snapshotBase(env, name)}`;
+export const partialSnapshotPath = (env: string, name: string): string => `${SNAPSHOT_DIR}/${PARTIAL_PREFIX}${snapshotBase(env, name)}`;
+/**
+ * A plain directory `btrfs receive` writes into for `sysprime import`: the
+ * received subvolume keeps the name it was sent under, which this
+ * filesystem may hold already (an import killed before), so it lands in a
+ * directory of this process's own. Subvolumes below it are partial.
+ */
+export const RECEIVE_DIR_PREFIX = `${PARTIAL_PREFIX}receive-`;
+export const receiveDirPath = (pid: number, tag: string): string => `${ROOT_DIR}/${RECEIVE_DIR_PREFIX}${pid}-${tag}`;
+/** The read-only snapshot `btrfs send` reads for `sysprime export`, deleted after. */
+export const exportSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}export-${pid}`;
 export const retiredPristineBase = (env: string, generation: number): string => `${env}${RETIRED_SEPARATOR}${generation}`;
 
 export type SubvolumeRole =
   | { role: 'environment'; name: string }
   | { role: 'pristine'; base: string; holder: string }
+  | { role: 'snapshot'; environment: string; name: string }
   | { role: 'partial' }
   /** A subvolume inside an environment (systemd's /var/lib/machines ...). */
   | { role: 'nested'; environment: string }
@@ -62,6 +80,15 @@ export function roleOf(path: string): SubvolumeRole {
     if (base.startsWith('.')) return { role: 'foreign' };
     return { role: 'pristine', base, holder: base.split(RETIRED_SEPARATOR)[0]! };
   }
+  if (first === '.snapshots') {
+    const base = parts[2];
+    if (base === undefined || parts.length > 3) return { role: 'foreign' };
+    if (base.startsWith(PARTIAL_PREFIX)) return { role: 'partial' };
+    const at = base.indexOf(RETIRED_SEPARATOR);
+    if (base.startsWith('.') || at <= 0 || at === base.length - 1) return { role: 'foreign' };
+    return { role: 'snapshot', environment: base.slice(0, at), name: base.slice(at + 1) };
+  }
+  if (first.startsWith(RECEIVE_DIR_PREFIX) && parts.length === 3) return { role: 'partial' };
   if (first.startsWith(PARTIAL_PREFIX)) return { role: parts.length === 2 ? 'partial' : 'foreign' };
   if (first.startsWith('.')) return { role: 'foreign' };
   return parts.length === 2 ? { role: 'environment', name: first } : { role: 'nested', environment: first };

@@ -12,7 +12,7 @@ import { readFile, readdir, rm, mkdir } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fsyncPath, isDurableTemp, replaceFile } from '../../os/durable.js';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
-import { ENV_META_DIR, PRISTINE_META_DIR } from './layout.js';
+import { ENV_META_DIR, PRISTINE_META_DIR, SNAPSHOT_META_DIR } from './layout.js';
 
 const FORMAT_VERSION = 1;
 
@@ -27,6 +27,13 @@ export interface PristineMeta {
   source: string;
 }
 
+export interface SnapshotMeta {
+  /** The environment's generation when the snapshot was taken. */
+  generation: number;
+  /** The environment it is a snapshot of. */
+  environment: string;
+}
+
 /** Temporary names of versions before the durable writer; its own are found by isDurableTemp(). */
 const OLD_TEMP_RE = /^\..+\.tmp-\d+-[0-9a-f]+$/;
 
@@ -38,9 +45,14 @@ export function pristineMetaFile(top: string, base: string): string {
   return join(top, PRISTINE_META_DIR, `${base}.json`);
 }
 
+export function snapshotMetaFile(top: string, base: string): string {
+  return join(top, SNAPSHOT_META_DIR, `${base}.json`);
+}
+
 export async function ensureMetaDirs(top: string): Promise<void> {
   await mkdir(join(top, ENV_META_DIR), { recursive: true });
   await mkdir(join(top, PRISTINE_META_DIR), { recursive: true });
+  await mkdir(join(top, SNAPSHOT_META_DIR), { recursive: true });
 }
 
 async function writeJsonAtomic(path: string, value: unknown): Promise<void> {
@@ -111,6 +123,19 @@ export async function writePristineMeta(top: string, base: string, value: Pristi
   await writeJsonAtomic(pristineMetaFile(top, base), { version: FORMAT_VERSION, generation: value.generation, source: value.source });
 }
 
+export async function readSnapshotMeta(top: string, base: string): Promise<SnapshotMeta | null> {
+  const path = snapshotMetaFile(top, base);
+  const doc = await readJson(path);
+  if (doc === null) return null;
+  const environment = doc['environment'];
+  if (typeof environment !== 'string') throw corrupt(path, '"environment" is not a string');
+  return { generation: generationOf(path, doc), environment };
+}
+
+export async function writeSnapshotMeta(top: string, base: string, value: SnapshotMeta): Promise<void> {
+  await writeJsonAtomic(snapshotMetaFile(top, base), { version: FORMAT_VERSION, generation: value.generation, environment: value.environment });
+}
+
 export async function removeMetaFile(path: string): Promise<void> {
   await rm(path, { force: true });
   try {
@@ -121,8 +146,8 @@ export async function removeMetaFile(path: string): Promise<void> {
 }
 
 /** Names (without `.json`) of the metadata files in one of the two directories. */
-export async function listMetaNames(top: string, which: 'envs' | 'pristine'): Promise<string[]> {
-  const dir = join(top, which === 'envs' ? ENV_META_DIR : PRISTINE_META_DIR);
+export async function listMetaNames(top: string, which: 'envs' | 'pristine' | 'snapshots'): Promise<string[]> {
+  const dir = join(top, which === 'envs' ? ENV_META_DIR : which === 'pristine' ? PRISTINE_META_DIR : SNAPSHOT_META_DIR);
   try {
     return (await readdir(dir)).filter((f) => f.endsWith('.json') && !f.startsWith('.')).map((f) => f.slice(0, -'.json'.length));
   } catch (err) {
@@ -134,7 +159,7 @@ export async function listMetaNames(top: string, which: 'envs' | 'pristine'): Pr
 /** Remove temporary files an interrupted write left; returns their paths. */
 export async function removeTempFiles(top: string): Promise<string[]> {
   const removed: string[] = [];
-  for (const rel of [ENV_META_DIR, PRISTINE_META_DIR]) {
+  for (const rel of [ENV_META_DIR, PRISTINE_META_DIR, SNAPSHOT_META_DIR]) {
     const dir = join(top, rel);
     let names: string[];
     try {

@@ -3,10 +3,11 @@
  * mounts, temporary files, `.partial-` subvolumes, metadata of subvolumes
  * that are gone.
  */
+import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAtOrBelow } from '../../os/mounts.js';
-import { ENV_META_DIR, PARTIAL_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
-import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles } from './meta.js';
+import { ENV_META_DIR, PARTIAL_PREFIX, RECEIVE_DIR_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
+import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles, snapshotMetaFile } from './meta.js';
 import { slashed, type BtrfsTop } from './top.js';
 
 export async function recover(t: BtrfsTop): Promise<string[]> {
@@ -32,6 +33,15 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
     list = await t.subvolumes();
   }
 
+  // The directories imports receive into, emptied above.
+  for (const d of await readdir(t.abs(ROOT_DIR)).catch(() => [] as string[])) {
+    if (!d.startsWith(RECEIVE_DIR_PREFIX)) continue;
+    await rmdir(t.abs(`${ROOT_DIR}/${d}`)).then(
+      () => done.push(`removed ${ROOT_DIR}/${d}, left by an import`),
+      () => undefined,
+    );
+  }
+
   const paths = new Set(list.map((s) => s.path));
   for (const n of await listMetaNames(t.top, 'envs')) {
     if (!paths.has(environmentPath(n))) {
@@ -43,6 +53,12 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
     if (!paths.has(pristinePath(n))) {
       await removeMetaFile(pristineMetaFile(t.top, n));
       done.push(`removed metadata of missing pristine snapshot ${join(PRISTINE_META_DIR, `${n}.json`)}`);
+    }
+  }
+  for (const n of await listMetaNames(t.top, 'snapshots')) {
+    if (!paths.has(`${SNAPSHOT_DIR}/${n}`)) {
+      await removeMetaFile(snapshotMetaFile(t.top, n));
+      done.push(`removed metadata of missing snapshot ${join(SNAPSHOT_META_DIR, `${n}.json`)}`);
     }
   }
   return done;

@@ -12,7 +12,7 @@ import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { isAtOrBelow, mountAt, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountinfoEntry } from '../../os/mounts.js';
-import { PRISTINE_DIR, ROOT_DIR, environmentPath, DEFAULT_SHARED_SUBVOLUMES } from './layout.js';
+import { PRISTINE_DIR, ROOT_DIR, SNAPSHOT_DIR, environmentPath, DEFAULT_SHARED_SUBVOLUMES } from './layout.js';
 import { ensureMetaDirs } from './meta.js';
 import { mountSubvolumeId, type SubvolumeListEntry } from './parse.js';
 import { btrfs, btrfsVersion, deleteSubvolumeAt, listSubvolumes } from './progs.js';
@@ -228,6 +228,7 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
 
   async function ensureDirs(): Promise<void> {
     await mkdir(abs(PRISTINE_DIR), { recursive: true });
+    await mkdir(abs(SNAPSHOT_DIR), { recursive: true });
     await ensureMetaDirs(top);
   }
 

@@ -15,15 +15,15 @@ import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { SysprimeError } from '../../errors.js';
-import { checkName } from '../../names.js';
+import { checkName, checkSnapshotName } from '../../names.js';
 import { log } from '../../log.js';
-import { run } from '../../process/run.js';
+import { run, runStreaming } from '../../process/run.js';
 import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
 import { stopProcessesIn } from '../../process/reap.js';
 import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
-import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo } from '../types.js';
+import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, SnapshotInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
@@ -61,6 +61,7 @@ import {
   parseBootfs,
   pristinesFrom,
   prop,
+  snapshotsFrom,
   snapshotsOf,
   uniqueName,
   withoutAltroot,
@@ -284,6 +285,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return found;
   }
 
+  const SNAPSHOT_PROPS = ['type', 'creation', 'createtxg', PROP.snapshot] as const;
+
+  async function listSnapshots(): Promise<SnapshotInfo[]> {
+    return snapshotsFrom(await readRoot(SNAPSHOT_PROPS), pool);
+  }
+
+  async function findSnapshot(environment: string, name: string): Promise<SnapshotInfo> {
+    checkName(environment);
+    checkSnapshotName(name);
+    const found = (await listSnapshots()).find((x) => x.environment === environment && x.name === name);
+    if (found === undefined) {
+      throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(environment)} has no snapshot ${JSON.stringify(name)} in pool ${pool}`, {
+        hint: '`sysprime list --snapshots` shows the snapshots',
+      });
+    }
+    return found;
+  }
+
   /** Give a fresh clone or dataset its place as an environment; destroy it when that fails. */
   async function finishNewEnvironment(ds: string): Promise<void> {
     try {
@@ -429,6 +448,86 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
         throw err;
       }
+    },
+
+    listSnapshots,
+
+    async takeSnapshot(environment, name) {
+      checkSnapshotName(name);
+      const record = await requireEnvironment(environment, [PROP.generation]);
+      const ds = environmentDataset(pool, environment);
+      const id = `${ds}@${name}`;
+      if ((await readOne(id, ['type'])) !== null) {
+        throw new SysprimeError('EXISTS', `environment ${JSON.stringify(environment)} already has a snapshot ${JSON.stringify(name)} (${id})`, {
+          hint: 'choose another name; `sysprime list --snapshots` shows the ones taken',
+        });
+      }
+      const generation = localProp(record, PROP.generation) ?? '0';
+      // Recursive and marked in one command: the children are taken at the same moment, and the mark is never missing.
+      await zfs(['snapshot', '-r', '-o', `${PROP.snapshot}=${generation}`, id]);
+      const taken = snapshotsFrom(await readTree(ds, SNAPSHOT_PROPS), pool).find((x) => x.id === id);
+      if (taken === undefined) throw new SysprimeError('BACKEND', `${id} was taken but is not listed as a snapshot`);
+      return taken;
+    },
+
+    async cloneFromSnapshot(environment, snapshot, name) {
+      await requireRoot();
+      const snap = await findSnapshot(environment, snapshot);
+      const ds = await requireAbsent(name);
+      const sourceDs = environmentDataset(pool, environment);
+      const carried = carriedBootProperties((await readOne(snap.id, 'all')) ?? { name: snap.id, props: new Map() }, sourceDs);
+      await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried]);
+    },
+
+    async sendEnvironment(name, out) {
+      await requireEnvironment(name);
+      const ds = environmentDataset(pool, name);
+      if ((await childrenOf(ds)).length > 0) {
+        throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
+      }
+      const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
+      // A copy snapshot: one a crash leaves behind is removed by recover(), as nothing is cloned from it.
+      const snapshot = `${ds}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}export-${timestamp(new Date())}`, taken)}`;
+      await zfs(['snapshot', snapshot]);
+      try {
+        await runStreaming('zfs', ['send', snapshot], { stdout: out });
+      } finally {
+        await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+      }
+    },
+
+    async receiveEnvironment(name, generation, input, verify) {
+      checkGeneration(generation);
+      await requireRoot();
+      const ds = await requireAbsent(name);
+      // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
+      const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+      try {
+        await runStreaming('zfs', ['receive', temporary], { stdin: input });
+        faultPoint('backend:zfs', 'received');
+        await verify();
+        for (const s of snapshotsOf(await readTree(temporary, ['type']), temporary)) await zfs(['destroy', assertInsideRoot(pool, s.name)]);
+        await zfs(['set', 'canmount=noauto', temporary]);
+        await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
+        await zfs(['set', 'mountpoint=/', temporary]);
+        await zfs(['rename', temporary, ds]);
+      } catch (err) {
+        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+        throw err;
+      }
+    },
+
+    async destroySnapshot(environment, name) {
+      const snap = await findSnapshot(environment, name);
+      const records = await readTree(pool, ['type', 'origin', 'createtxg']);
+      const dependents = [snap.id, ...childSnapshotsOf(records, pool, snap.id).values()].flatMap((x) => dependentsOf(records, x));
+      if (dependents.length > 0) {
+        throw new SysprimeError('REFUSED', `snapshot ${snap.id} is the origin of ${dependents.join(', ')}: ZFS keeps it while they exist`, {
+          hint: 'destroy the environments made from it first; it goes with its environment in any case',
+        });
+      }
+      // -r on a snapshot: the same snapshot of the children, taken with it.
+      await zfs(['destroy', '-r', assertInsideRoot(pool, snap.id)]);
     },
 
     async setGeneration(name, generation) {

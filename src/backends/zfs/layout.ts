@@ -22,6 +22,12 @@ export const PROP = {
    * marks a pristine and survives renames and promotes.
    */
   pristine: `${NS}pristine-generation`,
+  /**
+   * On an admin's snapshot (`sysprime snapshot`), set locally: the
+   * generation of the environment when it was taken. Marks the snapshot as
+   * one sysprime lists, prunes and clones from.
+   */
+  snapshot: `${NS}snapshot-generation`,
   /** The mountpoint an environment had before a private mount changed it (zfs-fuse). */
   savedMountpoint: `${NS}saved-mountpoint`,
   /**

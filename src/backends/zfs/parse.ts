@@ -5,7 +5,7 @@
  * pristines and plans. No I/O here, so every rule is tested on captured
  * output.
  */
-import type { EnvironmentInfo, ForeignRoot, PristineInfo } from '../types.js';
+import type { EnvironmentInfo, ForeignRoot, PristineInfo, SnapshotInfo } from '../types.js';
 import { mountAt, type FstabEntry } from '../../os/mounts.js';
 import {
   COPY_SNAPSHOT_PREFIX,
@@ -140,6 +140,30 @@ export function pristinesFrom(records: readonly DatasetRecord[], pool: string): 
     });
   }
   return out.sort((a, b) => a.generation - b.generation || a.created.getTime() - b.created.getTime());
+}
+
+/**
+ * The admin's snapshots (`sysprime snapshot`): snapshots of an environment
+ * dataset itself (not of its children, which `snapshot -r` marks too) with
+ * the snapshot marker set locally.
+ */
+export function snapshotsFrom(records: readonly DatasetRecord[], pool: string): SnapshotInfo[] {
+  const out: SnapshotInfo[] = [];
+  for (const r of records) {
+    if (!isSnapshot(r)) continue;
+    const environment = environmentNameOf(pool, holderOf(r.name));
+    const gen = localProp(r, PROP.snapshot);
+    if (environment === null || gen === null || !/^\d+$/.test(gen)) continue;
+    out.push({
+      environment,
+      name: shortSnapshotName(r.name),
+      id: r.name,
+      generation: Number(gen),
+      created: new Date((numberProp(r, 'creation') ?? 0) * 1000),
+      createdOrder: numberProp(r, 'createtxg') ?? 0,
+    });
+  }
+  return out.sort((a, b) => a.createdOrder - b.createdOrder || a.id.localeCompare(b.id));
 }
 
 export interface EnvironmentContext {

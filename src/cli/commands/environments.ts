@@ -1,6 +1,6 @@
-/** The environment verbs: init, list, create, describe, pin, unpin, activate, destroy, rename, mount, umount. */
+/** The environment verbs: init, list, create, snapshot, describe, pin, unpin, activate, destroy, rename, mount, umount. */
 import type { Command } from 'commander';
-import type { EnvironmentInfo } from '../../backends/types.js';
+import type { EnvironmentInfo, SnapshotInfo } from '../../backends/types.js';
 import type { Context } from '../../context.js';
 import * as lifecycle from '../../environments/lifecycle.js';
 import { pruneEnvironments } from '../../environments/prune.js';
@@ -10,6 +10,8 @@ import { atRiskLines, sharedDataOfEnvironment } from '../../environments/shared.
 import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { autoOf, descriptionOf, isPinned } from '../../environments/annotations.js';
+import * as snapshots from '../../environments/snapshots.js';
+import { parseStateRef } from '../../names.js';
 
 export function environmentJson(e: EnvironmentInfo) {
   return {
@@ -26,6 +28,10 @@ export function environmentJson(e: EnvironmentInfo) {
     pinned: isPinned(e),
     auto: autoOf(e),
   };
+}
+
+export function snapshotJson(s: SnapshotInfo, pruned: ReadonlySet<string>) {
+  return { environment: s.environment, name: s.name, id: s.id, generation: s.generation, created: s.created.toISOString(), prune: pruned.has(`${s.environment}@${s.name}`) };
 }
 
 /** What `prune --dry-run` would destroy, and the space that frees (null: the filesystem cannot say). */
@@ -79,13 +85,40 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
   program
     .command('list')
     .alias('ls')
-    .description('list environments')
+    .description('list environments (with --snapshots, the snapshots taken of them)')
+    .option('--snapshots', 'list the snapshots of environments (`sysprime snapshot`) instead')
     .addHelpText(
       'after',
-      '\nFlags: N = running now, R = default at next boot. AUTO: made on its own (apt: by the apt hook, before a package operation), kept by [retention] keep_auto. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, auto, prune',
+      '\nFlags: N = running now, R = default at next boot. AUTO: made on its own (apt: by the apt hook, before a package operation), kept by [retention] keep_auto. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, auto, prune\n  sysprime list --snapshots         ENV@NAME, generation, created, whether prune would destroy it\n  sysprime --json list --snapshots  environment, name, id, generation, created, prune',
     )
-    .action(async () =>
+    .action(async (opts: { snapshots?: boolean }) =>
       withContext(globals(), async (ctx) => {
+        if (opts.snapshots) {
+          const all = await snapshots.listSnapshots(ctx);
+          const pruned = new Set(
+            all.length === 0
+              ? []
+              : await pruneEnvironments(ctx, { dryRun: true }).then(
+                  (r) => r.snapshots.destroy.map((d) => `${d.environment}@${d.name}`),
+                  () => [],
+                ),
+          );
+          if (globals().json) {
+            printJson(all.map((x) => snapshotJson(x, pruned)));
+            return;
+          }
+          if (all.length === 0) {
+            process.stdout.write('no snapshots; `sysprime snapshot ENV [NAME]` takes one\n');
+            return;
+          }
+          process.stdout.write(
+            table(
+              ['SNAPSHOT', 'GEN', 'CREATED', 'PRUNE'],
+              all.map((x) => [`${x.environment}@${x.name}`, String(x.generation), x.created.toISOString().slice(0, 16).replace('T', ' '), pruned.has(`${x.environment}@${x.name}`) ? 'yes' : '-']),
+            ),
+          );
+          return;
+        }
         const envs = await lifecycle.listEnvironments(ctx);
         const prune = envs.length === 0 ? { names: [], bytes: 0 } : await prunable(ctx);
         if (globals().json) {
@@ -124,18 +157,33 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
 
   program
     .command('create <name>')
-    .description('create an environment from another one as it is now (default: the current one)')
-    .option('--from <env>', 'source environment')
+    .description('create an environment from another one as it is now (default: the current one), or from an older state of one')
+    .option('--from <env>', 'source environment, ENV@SNAPSHOT (one of its snapshots) or ENV@pristine (the pristine state of its generation)')
     .option('--description <text>', 'one line saying what it is for, shown by list and in its boot menu title')
     .addHelpText(
       'after',
-      '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3\n  sysprime create before-kernel --description "before the 6.12 kernel"',
+      '\nExamples:\n  sysprime create before-upgrade          a copy of the current environment\n  sysprime create test --from gen-3\n  sysprime create before-kernel --description "before the 6.12 kernel"\n  sysprime create php-7 --from gen-3@before-php-8   from a snapshot (sysprime snapshot)\n  sysprime create clean --from gen-3@pristine       gen-3\'s generation as staging made it',
     )
     .action(async (name: string, opts: { from?: string; description?: string }) =>
       withContext(globals(), async (ctx) => {
         const env = await lifecycle.createEnvironment(ctx, name, opts.from, opts.description === undefined ? {} : { description: opts.description });
         if (globals().json) printJson(environmentJson(env));
         else process.stdout.write(`created "${env.name}" (generation ${env.generation})\n`);
+      }),
+    );
+
+  program
+    .command('snapshot <env> [name]')
+    .description('take a read-only snapshot of an environment as it is now (default name: the time, UTC)')
+    .addHelpText(
+      'after',
+      '\nA ZFS snapshot of the environment (and its child datasets), or a read-only Btrfs snapshot under ROOT/.snapshots.\n`list --snapshots` shows them; `create NEW --from ENV@NAME` makes an environment from one; `destroy ENV@NAME` removes one;\nprune keeps [retention] keep_snapshots of each environment (all of a pinned one); they go with their environment.\n\nExamples:\n  sysprime snapshot gen-4 before-php-8\n  sysprime snapshot gen-4                  named like 20261122T030102Z',
+    )
+    .action(async (env: string, name: string | undefined) =>
+      withContext(globals(), async (ctx) => {
+        const snap = await snapshots.takeSnapshot(ctx, env, name);
+        if (globals().json) printJson(snapshotJson(snap, new Set()));
+        else process.stdout.write(`took snapshot ${snap.environment}@${snap.name} (generation ${snap.generation})\n`);
       }),
     );
 
@@ -196,14 +244,24 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
 
   program
     .command('destroy <name>')
-    .description('destroy an environment (never the running or the default one; a pinned one only with --force)')
+    .description('destroy an environment, with its snapshots (never the running or the default one; a pinned one only with --force), or one snapshot ENV@NAME')
     .option('--force', 'destroy it even though it is pinned')
-    .addHelpText('after', '\nExamples:\n  sysprime destroy before-upgrade\n  sysprime destroy --force old-pinned')
+    .addHelpText(
+      'after',
+      '\nAn environment\'s snapshots (`sysprime snapshot`) are destroyed with it; environments made from them stay.\n\nExamples:\n  sysprime destroy before-upgrade\n  sysprime destroy --force old-pinned\n  sysprime destroy gen-4@before-php-8     one snapshot',
+    )
     .action(async (name: string, opts: { force?: boolean }) =>
       withContext(globals(), async (ctx) => {
-        await lifecycle.destroyEnvironment(ctx, name, { force: opts.force === true });
-        if (globals().json) printJson({ destroyed: name });
-        else process.stdout.write(`destroyed "${name}"\n`);
+        const ref = parseStateRef(name);
+        if (ref !== null) {
+          await snapshots.destroySnapshot(ctx, ref.environment, ref.name);
+          if (globals().json) printJson({ destroyed: name });
+          else process.stdout.write(`destroyed snapshot ${name}\n`);
+          return;
+        }
+        const { snapshots: gone } = await lifecycle.destroyEnvironment(ctx, name, { force: opts.force === true });
+        if (globals().json) printJson({ destroyed: name, snapshots: gone });
+        else process.stdout.write(`destroyed "${name}"${gone.length === 0 ? '' : ` and its snapshot${gone.length === 1 ? '' : 's'} ${gone.join(', ')}`}\n`);
       }),
     );
 

@@ -35,19 +35,24 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
   program
     .command('prune')
     .description(
-      'destroy old environments beyond [retention] keep, keep_auto and keep_days, and below the free-space floor (never the running, default, one-shot or a pinned one)',
+      'destroy old environments beyond [retention] keep, keep_auto and keep_days, and below the free-space floor (never the running, default, one-shot or a pinned one), and snapshots beyond keep_snapshots',
     )
     .option('--keep <n>', 'keep this many environments', wholeNumberOption(KEYS['retention.keep']!.kind as Range))
     .option('--keep-days <n>', 'keep environments younger than this many days too (0: off)', wholeNumberOption(KEYS['retention.keep_days']!.kind as Range))
     .option('--keep-auto <n>', 'keep this many of the environments the apt hook made', wholeNumberOption(KEYS['retention.keep_auto']!.kind as Range))
+    .option('--keep-snapshots <n>', 'keep this many snapshots of each environment (a pinned one keeps all)', wholeNumberOption(KEYS['retention.keep_snapshots']!.kind as Range))
     .option('-n, --dry-run', 'say what would go, destroy nothing')
-    .addHelpText('after', '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3\n  sysprime prune --keep 3 --keep-days 14   the 3 newest, and all made in the last 14 days')
-    .action(async (opts: { keep?: number; keepDays?: number; keepAuto?: number; dryRun?: boolean }) =>
+    .addHelpText(
+      'after',
+      '\nExamples:\n  sysprime prune --dry-run\n  sysprime prune --keep 3\n  sysprime prune --keep 3 --keep-days 14   the 3 newest, and all made in the last 14 days\n  sysprime prune --keep-snapshots 2        two snapshots of each environment',
+    )
+    .action(async (opts: { keep?: number; keepDays?: number; keepAuto?: number; keepSnapshots?: number; dryRun?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const r = await pruneEnvironments(ctx, {
           ...(opts.keep !== undefined ? { keep: opts.keep } : {}),
           ...(opts.keepDays !== undefined ? { keepDays: opts.keepDays } : {}),
           ...(opts.keepAuto !== undefined ? { keepAuto: opts.keepAuto } : {}),
+          ...(opts.keepSnapshots !== undefined ? { keepSnapshots: opts.keepSnapshots } : {}),
           dryRun: opts.dryRun === true,
         });
         if (globals().json) {
@@ -58,10 +63,15 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         for (const d of r.plan.destroy) {
           if (opts.dryRun || r.destroyed.includes(d.name)) process.stdout.write(`${verb} ${d.name} (${formatBytes(d.spaceUnique)}): ${d.why}\n`);
         }
+        for (const d of r.snapshots.destroy) {
+          const id = `${d.environment}@${d.name}`;
+          if (opts.dryRun || r.snapshotsDestroyed.includes(id)) process.stdout.write(`${verb} snapshot ${id}: ${d.why}\n`);
+        }
         for (const f of r.failed) process.stdout.write(`could not destroy ${f.name}: ${f.error}\n`);
         for (const k of r.plan.keep) process.stdout.write(`kept ${k.name}: ${k.why}\n`);
+        for (const k of r.snapshots.keep.filter((x) => x.reason === 'pinned')) process.stdout.write(`kept snapshot ${k.environment}@${k.name}: ${k.why}\n`);
         for (const n of r.plan.notes) process.stdout.write(`note: ${n}\n`);
-        if (r.plan.destroy.length === 0) process.stdout.write('nothing to prune\n');
+        if (r.plan.destroy.length === 0 && r.snapshots.destroy.length === 0) process.stdout.write('nothing to prune\n');
         return r.failed.length ? EXIT.FAILED : EXIT.OK;
       }),
     );

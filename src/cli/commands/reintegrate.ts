@@ -1,4 +1,4 @@
-/** `sysprime reintegrate`: carry an environment's drift into another one, or show the plan. */
+/** `sysprime reintegrate`: carry an environment's drift into another one, or show the plan; `sysprime rollback`, the same towards an older generation. */
 import type { Command } from 'commander';
 import { displayPath, printable } from '../../bart/index.js';
 import type { Context } from '../../context.js';
@@ -14,6 +14,8 @@ import { secretPatterns } from '../../drift/content.js';
 import { SysprimeError, EXIT } from '../../errors.js';
 import { printJson } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
+import { planRollback, rollback } from '../../environments/rollback.js';
+import type { ReintegrationPlan } from '../../reintegrate/plan.js';
 
 /** The newest environment of a later generation than `from`: what `stage` made last. */
 async function defaultTarget(ctx: Context, from: EnvironmentInfo): Promise<EnvironmentInfo> {
@@ -53,14 +55,7 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
         if (to.name === from.name) throw new SysprimeError('USAGE', '--from and --to name the same environment');
         if (opts.plan) {
           const { plan } = await planBetween(ctx, from, to);
-          if (g.json) printJson({ from: from.name, to: to.name, ...planForReaders(plan, secretPatterns(ctx.config.drift.secret)) });
-          else {
-            const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
-            process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);
-            for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${printable(a.detail)}\n`);
-            const counts = Object.entries(plan.counts).map(([k, v]) => `${v} ${k}`).join(', ');
-            process.stdout.write(`${lines.length} paths to write (${counts || 'nothing'})\n`);
-          }
+          printPlan(ctx, g, from, to, plan);
           return EXIT.OK;
         }
         if (to.booted) {
@@ -76,6 +71,48 @@ export function registerReintegrate(program: Command, globals: () => GlobalOptio
         } finally {
           await tree.release();
         }
+      }),
+    );
+}
+
+function printPlan(ctx: Context, g: GlobalOptions, from: EnvironmentInfo, to: EnvironmentInfo, plan: ReintegrationPlan): void {
+  if (g.json) {
+    printJson({ from: from.name, to: to.name, ...planForReaders(plan, secretPatterns(ctx.config.drift.secret)) });
+    return;
+  }
+  const lines = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip');
+  process.stdout.write(`Plan: changes of "${from.name}" (generation ${from.generation}) into "${to.name}" (generation ${to.generation})\n`);
+  for (const a of lines) process.stdout.write(`  ${a.action.padEnd(9)} ${displayPath(a.path)}  ${printable(a.detail)}\n`);
+  const counts = Object.entries(plan.counts).map(([k, v]) => `${v} ${k}`).join(', ');
+  process.stdout.write(`${lines.length} paths to write (${counts || 'nothing'})\n`);
+}
+
+export function registerRollback(program: Command, globals: () => GlobalOptions): void {
+  program
+    .command('rollback [env]')
+    .description("go back to an environment of an older generation, carrying the current one's changes over to it, and make it the default")
+    .option('--plan', 'print what would be carried over, write nothing')
+    .addHelpText(
+      'after',
+      "\nThe changes the admin made on the current environment (its drift) are carried over with the rules of staging:\nmerged where the older generation ships the file differently, the admin's version kept and the older one beside it\n(.sysprime-new) where they cannot be merged. The older environment's state before is kept as its snapshot\nrollback-<time>. Default env: the newest environment of the latest older generation.\n\nExamples:\n  sysprime rollback --plan gen-3\n  sysprime rollback gen-3\n  sysprime create gen-3-as-it-was --from gen-3@rollback-20261122T030102Z",
+    )
+    .action(async (env: string | undefined, opts: { plan?: boolean }) =>
+      withContext(globals(), async (ctx) => {
+        const g = globals();
+        if (opts.plan) {
+          const p = await planRollback(ctx, env);
+          printPlan(ctx, g, p.from, p.to, p.plan);
+          return EXIT.OK;
+        }
+        const done = await rollback(ctx, env);
+        const r = done.carried.report;
+        if (g.json) printJson({ from: done.from.name, to: done.to.name, snapshot: done.snapshot.name, report: done.carried.reportFile, counts: r.counts, items: r.items });
+        else {
+          process.stdout.write(renderReport(r));
+          process.stdout.write(`report kept in "${done.to.name}" at ${done.carried.reportFile}\n`);
+          process.stdout.write(`"${done.to.name}" (generation ${done.to.generation}) is now the default boot environment; its state before is kept as ${done.to.name}@${done.snapshot.name}\n`);
+        }
+        return r.counts.failed > 0 ? EXIT.FAILED : EXIT.OK;
       }),
     );
 }

@@ -8,9 +8,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough, Readable } from 'node:stream';
 import { createBtrfsBackend } from '../../../src/backends/btrfs/index.js';
 import { createZfsBackend } from '../../../src/backends/zfs/index.js';
-import type { Backend } from '../../../src/backends/types.js';
+import type { Backend, SnapshotInfo } from '../../../src/backends/types.js';
 import { isSysprimeError, type ErrorCode } from '../../../src/errors.js';
 import { makeBtrfsPool } from '../../fixtures/btrfs-pool.js';
 import { makeZfsPool } from '../../fixtures/zfs-pool.js';
@@ -69,6 +70,11 @@ async function listed(backend: Backend): Promise<[string, number, string | null,
     .sort((a, b) => a[0].localeCompare(b[0]));
 }
 
+/** environment, name, generation of each snapshot: sorted. */
+function snapshotsOf(list: readonly SnapshotInfo[]): [string, string, number][] {
+  return list.map((x) => [x.environment, x.name, x.generation] as [string, string, number]).sort((p, q) => `${p[0]}@${p[1]}`.localeCompare(`${q[0]}@${q[1]}`));
+}
+
 async function contract(t: TestContext, s: Subject): Promise<void> {
   const b = s.backend;
 
@@ -120,6 +126,41 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     ]);
   });
 
+  await t.test('snapshots: taken, listed, destroyed; what they refuse', async () => {
+    const s1 = await b.takeSnapshot('c', 's1');
+    assert.deepEqual([s1.environment, s1.name, s1.generation], ['c', 's1', 2]);
+    await assert.rejects(b.takeSnapshot('c', 's1'), refusedWith('EXISTS'));
+    await assert.rejects(b.takeSnapshot('missing', 's1'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.takeSnapshot('c', 'bad/name'), refusedWith('INVALID_NAME'));
+    await assert.rejects(b.takeSnapshot('c', 'sysprime-pristine'), refusedWith('INVALID_NAME'));
+    await assert.rejects(b.takeSnapshot('c', 'pristine'), refusedWith('INVALID_NAME'));
+    await b.takeSnapshot('a', 's1'); // the name is the environment's own
+    await b.takeSnapshot('c', 's2');
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2], ['c', 's2', 2]]);
+    await b.destroySnapshot('c', 's2');
+    await assert.rejects(b.destroySnapshot('c', 's2'), refusedWith('NOT_FOUND'));
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2]]);
+    await assert.rejects(b.destroySnapshot('missing', 's1'), refusedWith('NOT_FOUND'));
+    // An environment made from a snapshot has its content and its generation, whatever the environment became since.
+    await writeInto(b, 'c', 'etc/motd', 'four\n');
+    await b.cloneFromSnapshot('c', 's1', 'e');
+    assert.equal(await readFrom(b, 'e', 'etc/motd'), 'three\n');
+    assert.deepEqual((await listed(b)).find((x) => x[0] === 'e'), ['e', 2, null, false, false, false]);
+    await assert.rejects(b.cloneFromSnapshot('c', 'nope', 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromSnapshot('missing', 's1', 'x'), refusedWith('NOT_FOUND'));
+    await assert.rejects(b.cloneFromSnapshot('c', 's1', 'a'), refusedWith('EXISTS'));
+    await writeInto(b, 'e', 'etc/motd', 'five\n');
+    assert.equal(await readFrom(b, 'c', 'etc/motd'), 'four\n', 'a clone of a snapshot is a copy');
+    // ZFS keeps a clone's origin; Btrfs snapshots are independent of each other.
+    if (b.kind === 'zfs') await assert.rejects(b.destroySnapshot('c', 's1'), refusedWith('REFUSED'));
+    await b.destroyEnvironment('e');
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['c', 's1', 2]], 'the snapshot stays when its clone goes');
+    await writeInto(b, 'c', 'etc/motd', 'three\n');
+    // A snapshot is not an environment, and takes nothing from the listing of environments or pristines.
+    assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'c']);
+    assert.deepEqual((await b.listPristines()).map((x) => x.generation), [1]);
+  });
+
   await t.test('rename, and what rename refuses', async () => {
     await b.renameEnvironment('c', 'd');
     assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'd']);
@@ -127,6 +168,8 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     await assert.rejects(b.renameEnvironment('d', 'a'), refusedWith('EXISTS'));
     await assert.rejects(b.renameEnvironment('missing', 'e'), refusedWith('NOT_FOUND'));
     await assert.rejects(b.renameEnvironment('d', '../e'), refusedWith('INVALID_NAME'));
+    // Its snapshots follow the name.
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1], ['d', 's1', 2]]);
   });
 
   await t.test('mount: once, at one directory; a mounted environment is neither renamed nor destroyed', async () => {
@@ -147,6 +190,29 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     assert.equal(await readFrom(b, 'b', 'etc/hostname'), 'box\n');
   });
 
+  await t.test('send and receive: the environment as it is, under a new name; a refused check leaves nothing', async () => {
+    const sent = new PassThrough();
+    const parts: Buffer[] = [];
+    sent.on('data', (c: Buffer) => parts.push(c));
+    await b.sendEnvironment('b', sent);
+    const stream = Buffer.concat(parts);
+    assert.ok(stream.length > 0);
+    await assert.rejects(b.receiveEnvironment('a', 7, Readable.from([stream]), async () => undefined), refusedWith('EXISTS'));
+    await assert.rejects(
+      b.receiveEnvironment('refused', 7, Readable.from([stream]), async () => {
+        throw new Error('the check said no');
+      }),
+      /the check said no/,
+    );
+    assert.ok(!(await listed(b)).some((e) => e[0] === 'refused'));
+    await b.receiveEnvironment('received', 7, Readable.from([stream]), async () => undefined);
+    assert.equal(await readFrom(b, 'received', 'etc/hostname'), 'box\n');
+    assert.deepEqual((await listed(b)).find((e) => e[0] === 'received'), ['received', 7, null, false, false, false]);
+    await b.destroyEnvironment('received');
+    // What a refused receive left under a temporary name is nothing recover() still has to remove from the listing.
+    assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'd']);
+  });
+
   await t.test('destroy: refuses the default and what does not exist; the pristine stays while a clone needs it', async () => {
     await b.setDefault('d');
     assert.deepEqual((await listed(b)).filter((e) => e[4]).map((e) => e[0]), ['d']);
@@ -154,11 +220,14 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     await b.setDefault('b');
     await b.destroyEnvironment('d');
     await assert.rejects(b.destroyEnvironment('d'), refusedWith('NOT_FOUND'));
+    // Its snapshots went with it.
+    assert.deepEqual(snapshotsOf(await b.listSnapshots()), [['a', 's1', 1]]);
     await assert.rejects(b.destroyEnvironment('../d'), refusedWith('INVALID_NAME'));
     // b is a clone of generation 1's pristine snapshot: it stays, whichever environment goes.
     await assert.rejects(b.destroyPristine(1), refusedWith('REFUSED'));
     await assert.rejects(b.destroyPristine(9), refusedWith('NOT_FOUND'));
     await b.destroyEnvironment('a');
+    assert.deepEqual(await b.listSnapshots(), []);
     assert.deepEqual((await b.listPristines()).map((x) => x.generation), [1]);
     assert.equal(await readFrom(b, 'b', 'etc/motd'), 'one\n');
     assert.deepEqual(await listed(b), [['b', 1, null, false, true, true]]);

@@ -180,6 +180,11 @@ test('layout roles of subvolume paths', () => {
   assert.deepEqual(roleOf('ROOT/a/var/lib/machines'), { role: 'nested', environment: 'a' });
   assert.deepEqual(roleOf('ROOT/.pristine/a'), { role: 'pristine', base: 'a', holder: 'a' });
   assert.deepEqual(roleOf('ROOT/.pristine/a@3'), { role: 'pristine', base: 'a@3', holder: 'a' });
+  assert.deepEqual(roleOf('ROOT/.snapshots/a@before-php'), { role: 'snapshot', environment: 'a', name: 'before-php' });
+  assert.deepEqual(roleOf('ROOT/.snapshots/.partial-a@x'), { role: 'partial' });
+  assert.deepEqual(roleOf('ROOT/.snapshots/a'), { role: 'foreign' }, 'a snapshot names its environment');
+  assert.deepEqual(roleOf('ROOT/.partial-receive-12-abcdef/.partial-a@export-9'), { role: 'partial' }, 'what an import received');
+  assert.deepEqual(roleOf('ROOT/.partial-a@export-9'), { role: 'partial' });
   assert.deepEqual(roleOf('ROOT/.partial-a'), { role: 'partial' });
   assert.deepEqual(roleOf('ROOT/.pristine/.partial-a'), { role: 'partial' });
   assert.deepEqual(roleOf('@'), { role: 'foreign' });

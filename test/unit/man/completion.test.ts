@@ -146,5 +146,7 @@ test('bash completes the environment of describe, pin and unpin, and never a des
   assert.deepEqual(await complete('sysprime describe g'), ['gen-1', 'gen-2']);
   assert.deepEqual(await complete('sysprime describe gen-1 '), [], 'the second argument is free text');
   assert.deepEqual(await complete('sysprime destroy --f'), ['--force']);
-  assert.deepEqual(await complete('sysprime prune --keep-'), ['--keep-auto', '--keep-days']);
+  assert.deepEqual(await complete('sysprime prune --keep-'), ['--keep-auto', '--keep-days', '--keep-snapshots']);
+  assert.deepEqual(await complete('sysprime snapshot g'), ['gen-1', 'gen-2']);
+  assert.deepEqual(await complete('sysprime snapshot gen-1 '), [], 'the second argument is the snapshot name');
 });

@@ -1,0 +1,144 @@
+/**
+ * `sysprime export` and `sysprime import`: an environment as one stream
+ * (export-stream.ts around the filesystem's own send stream), received as
+ * an environment on another pool or machine of the same backend.
+ *
+ * Export never overwrites: it writes `<file>.sysprime-partial-<pid>`,
+ * syncs it and links it to its name, which fails if the name was taken
+ * meanwhile; a killed export leaves only that partial file. Import refuses
+ * a name that is taken and a stream of the other backend before reading
+ * the payload, receives under a temporary name the backend's recover()
+ * removes after a crash, checks the whole stream before the environment
+ * gets its name, and then writes the boot entries.
+ *
+ * An imported environment's pristine state stayed on the other machine: it
+ * gets a generation of its own, above every local one (so that nothing
+ * measures it against an unrelated pristine snapshot), whose pristine
+ * snapshot is taken from it as it arrived: drift shows what changed here
+ * since the import.
+ */
+import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, linkSync, openSync, unlinkSync } from 'node:fs';
+import type { Readable, Writable } from 'node:stream';
+import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
+import { SysprimeError, errnoOf, messageOf } from '../errors.js';
+import { checkName } from '../names.js';
+import { faultPoint } from '../process/fault.js';
+import { recordEvent } from '../state/events.js';
+import { withLock } from '../state/lock.js';
+import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
+import { syncBootEntries } from './boot-entries.js';
+import { exportReader, exportWriter, type ExportHeader } from './export-stream.js';
+import { findEnvironment, refuseExisting, refuseUnfinished } from './lifecycle.js';
+
+export const TRANSFER_KIND = 'transfer';
+
+function ended(stream: Writable): Promise<void> {
+  return new Promise((resolve, reject) => {
+    stream.once('error', reject);
+    stream.end(() => resolve());
+  });
+}
+
+/** Write environment NAME to `file` (never over an existing one), or to `out` when `file` is '-'. */
+export async function exportEnvironment(ctx: Context, name: string, file: string, out: Writable = process.stdout): Promise<ExportHeader> {
+  const env = await findEnvironment(ctx, name);
+  refuseUnfinished(env);
+  const header: ExportHeader = { backend: ctx.backend.kind, environment: env.name, generation: env.generation, description: descriptionOf(env), exported: new Date().toISOString() };
+  if (file === '-') {
+    const w = exportWriter(out, header);
+    await ctx.backend.sendEnvironment(env.name, w.payload);
+    await w.finish();
+    return header;
+  }
+  if (existsSync(file)) throw new SysprimeError('EXISTS', `${file} exists already: export never overwrites a file`, { hint: 'name another file, or remove that one first' });
+  const partial = `${file}.sysprime-partial-${process.pid}`;
+  let stream: Writable;
+  try {
+    stream = createWriteStream(partial, { flags: 'wx', mode: 0o600 });
+    await new Promise<void>((resolve, reject) => {
+      stream.once('open', () => resolve());
+      stream.once('error', reject);
+    });
+  } catch (err) {
+    throw new SysprimeError('IO', `cannot write ${partial}: ${messageOf(err)}`, { cause: err });
+  }
+  try {
+    const w = exportWriter(stream, header);
+    await ctx.backend.sendEnvironment(env.name, w.payload);
+    await w.finish();
+    await ended(stream);
+    const fd = openSync(partial, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    faultPoint(TRANSFER_KIND, 'export-written');
+    try {
+      linkSync(partial, file);
+    } catch (err) {
+      if (errnoOf(err) === 'EEXIST') throw new SysprimeError('EXISTS', `${file} appeared while exporting: export never overwrites a file`, { hint: `the export is in ${partial}` });
+      throw err;
+    }
+    unlinkSync(partial);
+    return header;
+  } catch (err) {
+    stream.destroy();
+    if (!(err instanceof SysprimeError && err.code === 'EXISTS')) {
+      try {
+        unlinkSync(partial);
+      } catch {
+        // gone already
+      }
+    }
+    throw err;
+  }
+}
+
+export interface Imported {
+  env: EnvironmentInfo;
+  header: ExportHeader;
+}
+
+/** Receive the export in `file` ('-': `input`) as environment NAME (default: the name it was exported under). */
+export async function importEnvironment(ctx: Context, file: string, name?: string, input: Readable = process.stdin): Promise<Imported> {
+  if (name !== undefined) checkName(name);
+  return withLock(ctx.db, 'importing an environment', async () => {
+    let source: Readable;
+    if (file === '-') source = input;
+    else {
+      if (!existsSync(file)) throw new SysprimeError('NOT_FOUND', `${file} does not exist`);
+      source = createReadStream(file);
+    }
+    const reader = exportReader(source);
+    try {
+      const header = await reader.header;
+      if (header.backend !== ctx.backend.kind) {
+        throw new SysprimeError('REFUSED', `${file === '-' ? 'the stream' : file} holds a ${header.backend} environment, and this is ${ctx.backend.describe()}`, {
+          hint: 'an export is imported by a machine or pool of the same filesystem',
+        });
+      }
+      const target = checkName(name ?? header.environment);
+      await refuseExisting(ctx, target);
+      const generations = [...(await ctx.backend.listEnvironments()).map((e) => e.generation), ...(await ctx.backend.listPristines()).map((p) => p.generation)];
+      const generation = Math.max(-1, ...generations) + 1;
+      await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified);
+      faultPoint(TRANSFER_KIND, 'import-received');
+      await ctx.backend.takePristine(target, generation);
+      if (header.description !== null) await ctx.backend.setMeta(target, { [DESCRIPTION_KEY]: header.description });
+      await syncBootEntries(ctx);
+      recordEvent(ctx.db, target, 'import', { from: header.environment, exported: header.exported, generation });
+      return { env: await findEnvironment(ctx, target), header };
+    } catch (err) {
+      source.destroy();
+      reader.payload.destroy();
+      // What the stream itself says (cut short, changed) explains a failed receive better than the tool does.
+      const streamError = await reader.verified.then(
+        () => null,
+        (e: unknown) => e,
+      );
+      throw streamError instanceof SysprimeError && !(err instanceof SysprimeError && err.code !== 'COMMAND_FAILED') ? streamError : err;
+    }
+  });
+}

@@ -1,0 +1,47 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { PassThrough, Readable } from 'node:stream';
+import { exportReader, exportWriter, type ExportHeader } from '../../../src/environments/export-stream.js';
+import { isSysprimeError } from '../../../src/errors.js';
+
+const header: ExportHeader = { backend: 'zfs', environment: 'gen-4', generation: 4, description: 'before php 8', exported: '2026-11-22T03:01:02.000Z' };
+
+async function exported(payload: Buffer): Promise<Buffer> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const w = exportWriter(out, header);
+  // Written in pieces of odd sizes, some larger than a frame.
+  for (let at = 0; at < payload.length; at += 1_500_001) w.payload.write(payload.subarray(at, at + 1_500_001));
+  // finish() itself ends the payload: what it still buffers must come before the end mark.
+  await w.finish();
+  return Buffer.concat(chunks);
+}
+
+async function read(bytes: Buffer): Promise<{ header: ExportHeader; payload: Buffer }> {
+  const r = exportReader(Readable.from([bytes.subarray(0, 7), bytes.subarray(7)]));
+  const parts: Buffer[] = [];
+  r.payload.on('data', (c: Buffer) => parts.push(c));
+  await r.verified;
+  return { header: await r.header, payload: Buffer.concat(parts) };
+}
+
+test('what is written is read back whole, header and payload', async () => {
+  const payload = randomBytes(3_300_000);
+  const back = await read(await exported(payload));
+  assert.deepEqual(back.header, header);
+  assert.ok(back.payload.equals(payload));
+  assert.ok((await read(await exported(Buffer.alloc(0)))).payload.length === 0, 'an empty payload too');
+});
+
+test('a stream cut short, changed, or not an export is refused, however it is cut', async () => {
+  const whole = await exported(randomBytes(100_000));
+  const refused = (e: unknown) => isSysprimeError(e, 'REFUSED');
+  for (const cut of [10, 60, 1000, whole.length - 80, whole.length - 1]) await assert.rejects(read(whole.subarray(0, cut)), refused, `cut at ${cut}`);
+  const changed = Buffer.from(whole);
+  changed.writeUInt8(changed.readUInt8(changed.length - 500) ^ 0xff, changed.length - 500);
+  await assert.rejects(read(changed), /checksum/);
+  await assert.rejects(read(Buffer.from('hello\nworld\n')), /sysprime export header/);
+  await assert.rejects(read(Buffer.from('SYSPRIME-EXPORT 1\n{"backend":"ext4"}\n')), /lacks the backend/);
+});
