@@ -285,6 +285,10 @@ describe('init --adopt names a root of the Debian layout and renames it', () => 
     const envs = (await sysprime(['--json', 'list'], { config: l.config })).json<EnvJson[]>();
     assert.deepEqual(envs.map((e) => [e.name, e.default]), [['x', true]]);
     assert.equal(await exists(`${l.pool}/home/root`), true);
+    // The boot dataset is the environment's: renamed with it, and its pristine taken under the same name.
+    assert.equal(await exists(`${l.bootPool}/BOOT/debian`), false);
+    assert.equal(await zget(`${l.bootPool}/BOOT/x`, 'org.sysprime:boot-of'), 'x');
+    assert.equal(await zget(`${l.bootPool}/BOOT/x@sysprime-pristine`, 'org.sysprime:pristine-generation'), '0');
   });
 });
 
