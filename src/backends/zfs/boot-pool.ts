@@ -19,8 +19,11 @@
  *   else destroyed (the root's temporary clone went the same way);
  * - a boot dataset whose environment is another name: renamed to it when
  *   that environment exists without one, else given its own name back;
- * - a boot dataset whose environment is gone (a destroy killed between the
- *   root and its boot dataset): destroyed.
+ * - a boot dataset marked for destruction (DESTROYING, written before its
+ *   root is destroyed): destroyed once its root is gone, else given its
+ *   own name back. A boot dataset is never destroyed only because no root
+ *   of its name is there: an admin's `zfs rename` of a root must not cost
+ *   the kernels.
  *
  * Which pool is the boot pool is written on `<pool>/ROOT` at init
  * (`org.sysprime:boot-pool`): from then on every verb finds it without
@@ -33,6 +36,9 @@ import { altrootOf, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName } from './layout.js';
 import { dependentsOf, isSnapshot, localProp, withoutAltroot, type DatasetRecord } from './parse.js';
+
+/** `boot-of` of a boot dataset whose environment is being destroyed: no environment's name (names.ts forbids the dot). */
+export const DESTROYING = '.destroying';
 
 /** The boot pool recorded on `<pool>/ROOT`, or null: environments keep /boot in their roots. */
 export async function recordedBootPool(pool: string): Promise<string | null> {
@@ -134,6 +140,15 @@ export async function recoverBootPool(pool: string, bootPool: string): Promise<s
       }
       continue;
     }
+    if (owner === DESTROYING) {
+      if (!(await exists(environmentDataset(pool, rest)))) {
+        for (const line of await destroyWithDependents(bootPool, r.name, null, container)) done.push(line);
+      } else {
+        await zfs(['set', `${PROP.bootOf}=${rest}`, r.name]);
+        done.push(`${r.name} belongs to ${rest} again: its destroy did not happen`);
+      }
+      continue;
+    }
     if (owner !== rest) {
       if (rootThere && ownBoot !== null && !(await exists(ownBoot))) {
         await zfs(['rename', r.name, ownBoot]);
@@ -142,10 +157,6 @@ export async function recoverBootPool(pool: string, bootPool: string): Promise<s
         await zfs(['set', `${PROP.bootOf}=${rest}`, r.name]);
         done.push(`${r.name} belongs to ${rest} again: its rename did not happen`);
       }
-      continue;
-    }
-    if (!rootThere) {
-      for (const line of await destroyWithDependents(bootPool, r.name, null, container)) done.push(line);
     }
   }
   done.push(...(await sweepBootSnapshots(pool, bootPool)));

@@ -74,6 +74,7 @@ import {
 } from './parse.js';
 import { adoptionProblem, childrenProblem } from './adoption.js';
 import {
+  DESTROYING,
   bootPristine,
   bootTemporaryFor,
   cloneBootDataset,
@@ -603,9 +604,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const generation = localProp(record, PROP.generation);
       const gen = generation !== null && /^\d+$/.test(generation) ? Number(generation) : null;
       const boot = await bootOf(name);
-      if (boot !== null) refuseDestroy(name, { mountPoints: mountTargetsOf(await readMounts(), boot), isDefault: false });
-      const done = await destroyWithDependents(pool, ds, gen);
-      // The root goes first: a kill before its boot dataset goes leaves a boot dataset of no environment, which recover() destroys.
+      if (boot !== null) {
+        refuseDestroy(name, { mountPoints: mountTargetsOf(await readMounts(), boot), isDefault: false });
+        // Marked first: a kill after the root is gone leaves a boot dataset recover() knows to destroy, one before it is given back.
+        await zfs(['set', `${PROP.bootOf}=${DESTROYING}`, boot]);
+      }
+      let done: string[];
+      try {
+        done = await destroyWithDependents(pool, ds, gen);
+      } catch (err) {
+        // The root goes first: a destroy that fails on it leaves the environment whole, its boot dataset its own again.
+        if (boot !== null && (await readOne(ds, ['type'])) !== null) await zfs(['set', `${PROP.bootOf}=${name}`, boot], { allowFailure: true });
+        throw err;
+      }
       faultPoint('backend:zfs', 'root-destroyed');
       const bp = await bootPool();
       if (boot !== null && bp !== null) {
