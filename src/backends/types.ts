@@ -110,8 +110,12 @@ export interface SnapshotInfo {
 export type RootLocation =
   /** `subvolume` is relative to the top-level subvolume: `ROOT/<name>`. */
   | { fs: 'btrfs'; uuid: string; subvolume: string }
-  /** `dataset` is `<pool>/ROOT/<name>`. */
-  | { fs: 'zfs'; pool: string; dataset: string };
+  /**
+   * `dataset` is `<pool>/ROOT/<name>`. `boot`: the environment's boot
+   * dataset `<boot pool>/BOOT/<name>` (mounted at its /boot), where the
+   * machine has a boot pool; GRUB reads the kernels there.
+   */
+  | { fs: 'zfs'; pool: string; dataset: string; boot?: { pool: string; dataset: string } };
 
 export interface PoolSpace {
   /** Bytes the pool or filesystem holds in all. */

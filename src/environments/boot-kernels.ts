@@ -25,8 +25,10 @@
  * anything else on the partition stay the partition's.
  *
  * A /boot that is a ZFS dataset is not such a partition: it is the boot
- * pool of the OpenZFS guides' layout (`bpool/BOOT/<name>`, one per root),
- * which sysprime does not manage yet; init and stage refuse it.
+ * pool of the OpenZFS guides' layout (`bpool/BOOT/<name>`, one per root).
+ * The ZFS backend carries that boot dataset with its environment
+ * (backends/zfs/boot-pool.ts), so nothing is mirrored; init and stage refuse
+ * only a boot dataset not named after its root, which it cannot pair.
  */
 import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, type Stats } from 'node:fs';
 import { copyDurable, replaceFile } from '../os/durable.js';
@@ -53,7 +55,8 @@ export type BootMount =
    * out for GRUB: `bpool/BOOT/<name>` mounted at /boot beside
    * `rpool/ROOT/<name>`. One per root, not one every environment shares:
    * taken for a partition, the kernels of every environment would be
-   * copied into the running root's boot dataset. Not managed yet.
+   * copied into the running root's boot dataset. The ZFS backend carries
+   * it with its environment when it is named after the root.
    */
   | { kind: 'zfs-boot-pool'; path: string; dataset: string };
 
@@ -196,36 +199,68 @@ export async function bootMountOf(ctx: Context, name: string): Promise<BootMount
   return boot !== null && (await runsFromEnvironmentsPool(ctx, name)) ? boot : null;
 }
 
-/** What a ZFS boot pool is, and that sysprime does not manage one yet: one line. */
-export function zfsBootPoolProblem(boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>): string {
-  return `${boot.path} is the ZFS dataset ${boot.dataset}, a boot pool with one boot dataset per root (the OpenZFS Root on ZFS layout for GRUB), not a partition every environment shares: sysprime does not manage a ZFS boot pool yet`;
+/** Whether a boot pool's dataset is the one the ZFS backend pairs with environment `name`: `<boot pool>/BOOT/<name>`. */
+export function pairedBootDataset(dataset: string, name: string): boolean {
+  const parts = dataset.split('/');
+  return parts.length === 3 && parts[1] === 'BOOT' && parts[2] === name;
+}
+
+/**
+ * What is wrong with a ZFS boot pool at /boot for environment `name`, in
+ * one line, or null when the backend carries it (`<boot pool>/BOOT/<name>`).
+ * `paired`: whether the environment already has that boot dataset as its
+ * own (false: adopted before sysprime carried boot datasets).
+ */
+export function zfsBootPoolProblem(boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>, name: string, paired = true): string | null {
+  if (pairedBootDataset(boot.dataset, name) && paired) return null;
+  const what = `${boot.path} is the ZFS dataset ${boot.dataset}, a boot pool with one boot dataset per root (the OpenZFS Root on ZFS layout for GRUB)`;
+  if (!pairedBootDataset(boot.dataset, name)) return `${what}, not named after the root's environment "${name}" (<boot pool>/BOOT/${name}): sysprime cannot tell which environment it belongs to`;
+  return `${what}, not recorded as "${name}"'s own boot dataset (adopted before sysprime carried boot datasets)`;
+}
+
+/** Whether environment `name` has its boot dataset as its own (the backend's bootRoot says so); true when it does not exist yet. */
+async function hasOwnBoot(ctx: Context, name: string): Promise<boolean> {
+  if ((await ctx.backend.listEnvironments()).every((e) => e.name !== name)) return true;
+  const at = await ctx.backend.bootRoot(name);
+  return at.fs === 'zfs' && at.boot !== undefined;
+}
+
+/** The problem of the running system's ZFS boot pool for environment `name`, or null (see zfsBootPoolProblem). */
+export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<{ boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>; problem: string } | null> {
+  const boot = await bootMountOf(ctx, name);
+  if (boot?.kind !== 'zfs-boot-pool') return null;
+  const problem = zfsBootPoolProblem(boot, name, await hasOwnBoot(ctx, name));
+  return problem === null ? null : { boot, problem };
 }
 
 /**
  * Refuse, before anything changes, a verb that would take a ZFS boot pool
- * for a /boot partition (init, stage): it would copy every environment's
- * kernels into the running root's boot dataset, and no environment would
- * get a boot dataset of its own.
+ * for a /boot partition (init, stage) where the backend cannot carry it:
+ * a boot dataset not named after its root, or an environment adopted
+ * without it. Copying kernels in and out of the running root's boot dataset
+ * would leave no environment a boot dataset of its own.
  */
 export async function refuseZfsBootPool(ctx: Context, name: string): Promise<void> {
-  const boot = await bootMountOf(ctx, name);
-  if (boot?.kind !== 'zfs-boot-pool') return;
-  const ds = boot.dataset;
-  throw new SysprimeError('REFUSED', zfsBootPoolProblem(boot), {
-    hint: `keep the kernels in the root dataset instead (copy ${boot.path}'s files into it, then \`zfs set canmount=noauto ${ds}\`) and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
+  const found = await zfsBootPoolProblemOf(ctx, name);
+  if (found === null) return;
+  const [pool] = found.boot.dataset.split('/');
+  throw new SysprimeError('REFUSED', found.problem, {
+    hint: `rename it to ${pool}/BOOT/${name} (zfs rename) and run sysprime init on the machine again, or keep the kernels in the root dataset and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
   });
 }
 
 /**
  * The /boot partition whose kernels are environment `name`'s (see
- * bootMountOf). A ZFS boot pool's dataset is never taken for one: init and
- * stage refuse it first (refuseZfsBootPool), other verbs leave it alone
- * with a warning.
+ * bootMountOf). A ZFS boot pool's dataset is never taken for one: it is the
+ * environment's own /boot, carried by the backend; one the backend cannot
+ * carry is refused by init and stage first (refuseZfsBootPool), and left
+ * alone by the other verbs with a warning.
  */
 export async function bootPartitionOf(ctx: Context, name: string): Promise<string | null> {
   const boot = await bootMountOf(ctx, name);
   if (boot?.kind === 'zfs-boot-pool') {
-    log.warn(`${zfsBootPoolProblem(boot)}; its kernels are left as they are`);
+    const found = await zfsBootPoolProblemOf(ctx, name);
+    if (found !== null) log.warn(`${found.problem}; its kernels are left as they are`);
     return null;
   }
   return boot?.path ?? null;

@@ -8,7 +8,7 @@ import { withLock } from '../state/lock.js';
 import { recoverStaging } from '../staging/pipeline.js';
 import { stagingUnfinished } from '../staging/mark.js';
 import { bootDrift, syncBootEntries } from './boot-entries.js';
-import { bootMountOf, zfsBootPoolProblem } from './boot-kernels.js';
+import { zfsBootPoolProblemOf } from './boot-kernels.js';
 import { currentOf, recoverEnvironmentVerbs } from './lifecycle.js';
 import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
 import { stateHomeProblem } from './state-home.js';
@@ -42,8 +42,8 @@ export async function findProblems(ctx: Context): Promise<Findings> {
   const stateProblem = await stateHomeProblem(ctx);
   if (stateProblem !== null) problems.push({ kind: 'state-not-shared', what: stateProblem });
   const current = currentOf(envs);
-  const boot = current === undefined ? null : await bootMountOf(ctx, current.name);
-  if (boot?.kind === 'zfs-boot-pool') problems.push({ kind: 'zfs-boot-pool', what: `${zfsBootPoolProblem(boot)}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
+  const bootPool = current === undefined ? null : await zfsBootPoolProblemOf(ctx, current.name);
+  if (bootPool !== null) problems.push({ kind: 'zfs-boot-pool', what: `${bootPool.problem}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
   const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
   return { problems, shared };
 }

@@ -14,6 +14,10 @@
  * child's snapshots have clones of their own: promoting the environment's
  * clone moves only its own snapshots. Every dataset of the tree is
  * therefore taken in turn, parents first, until none has a dependent left.
+ *
+ * A boot dataset (`<boot pool>/BOOT/<name>`) is destroyed the same way, with
+ * its pool and `BOOT` as the container: its clones are the other
+ * environments' boot datasets, promoted as their roots are.
  */
 import { SysprimeError } from '../../errors.js';
 import { faultPoint } from '../../process/fault.js';
@@ -29,15 +33,15 @@ function readPool(pool: string): Promise<DatasetRecord[]> {
 }
 
 /** Destroy `dataset` (and its snapshots) after promoting its dependents; returns what was done. */
-export async function destroyWithDependents(pool: string, dataset: string, generation: number | null = null): Promise<string[]> {
-  assertInsideRoot(pool, dataset);
+export async function destroyWithDependents(pool: string, dataset: string, generation: number | null = null, container: string = rootDataset(pool)): Promise<string[]> {
+  assertInsideRoot(pool, dataset, container);
   const done: string[] = [];
   let records = await readPool(pool);
   const tree = [dataset, ...childDatasetsOf(records, dataset)];
   const ownSnapshots = tree.flatMap((d) => snapshotsOf(records, d));
   const guids = new Set(ownSnapshots.map((s) => prop(s, 'guid')).filter((g): g is string => g !== null));
 
-  const rootPrefix = `${rootDataset(pool)}/`;
+  const rootPrefix = `${container}/`;
   const outside = ownSnapshots.flatMap((s) => dependentsOf(records, s.name)).filter((d) => !d.startsWith(rootPrefix));
   if (outside.length > 0) {
     throw new SysprimeError('REFUSED', `cannot destroy ${dataset}: ${outside.join(', ')} outside ${rootPrefix} is a clone of one of its snapshots`, {
@@ -50,7 +54,7 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
     // Each promote moves at least one snapshot off `member`, so this ends.
     const count = snapshotsOf(records, member).length;
     for (let i = 0; i <= count; i++) {
-      const step = planPromote(records, pool, member);
+      const step = planPromote(records, pool, member, container);
       if (step === null) break;
       for (const r of step.renames) {
         await zfs(['rename', r.from, r.to]);
@@ -61,20 +65,20 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
       faultPoint('backend:zfs', `destroy-promoted-${++promotes}`);
       records = await readPool(pool);
     }
-    if (planPromote(records, pool, member) !== null) {
+    if (planPromote(records, pool, member, container) !== null) {
       throw new SysprimeError('BACKEND', `snapshots of ${member} still have clones after promoting its dependents`, {
         hint: `look at \`zfs list -t all -o name,origin -r ${pool}\``,
       });
     }
   }
 
-  await zfs(['destroy', '-r', assertInsideRoot(pool, dataset)]);
+  await zfs(['destroy', '-r', assertInsideRoot(pool, dataset, container)]);
   done.push(`destroyed ${dataset}`);
   faultPoint('backend:zfs', 'destroy-destroyed');
 
   records = await readPool(pool);
-  for (const snap of leftoverSnapshots(records, pool, guids, generation)) {
-    await zfs(['destroy', assertInsideRoot(pool, snap)]);
+  for (const snap of leftoverSnapshots(records, pool, guids, generation, container)) {
+    await zfs(['destroy', assertInsideRoot(pool, snap, container)]);
     done.push(`destroyed ${snap}`);
   }
   return done;

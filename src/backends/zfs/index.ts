@@ -10,6 +10,10 @@
  * under a temporary name and renamed into place whole, children are
  * `canmount=noauto` (or `off`) so that only the booted environment's are
  * mounted, by the initramfs, and private mounts mount them too.
+ *
+ * Where the machine has a boot pool (the OpenZFS guides' `bpool`), each
+ * environment's boot dataset `<bpool>/BOOT/<name>` is part of it too, carried
+ * beside the root (boot-pool.ts) and mounted at its /boot.
  */
 import { randomBytes } from 'node:crypto';
 import { rmdir, stat } from 'node:fs/promises';
@@ -30,6 +34,8 @@ import { parseZfsDiff } from './diff.js';
 import {
   COPY_SNAPSHOT_PREFIX,
   INTERNAL_PROPS,
+  bootContainer,
+  bootDataset,
   NS,
   PRISTINE_SNAPSHOT,
   PROP,
@@ -69,6 +75,17 @@ import {
   type EnvironmentChild,
 } from './parse.js';
 import { adoptionProblem, childrenProblem } from './adoption.js';
+import {
+  DESTROYING,
+  bootPristine,
+  bootTemporaryFor,
+  cloneBootDataset,
+  findBootDataset,
+  recordedBootPool,
+  recoverBootPool,
+  sweepBootSnapshots,
+} from './boot-pool.js';
+import { mountDataset, unmountDataset } from './mount.js';
 import {
   claimAlive,
   claimMount,
@@ -163,6 +180,55 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return mountedChildren(await childrenOf(ds));
   }
 
+  /** The boot pool init recorded (boot-pool.ts), or null. */
+  const bootPool = (): Promise<string | null> => recordedBootPool(pool);
+
+  /** Environment `name`'s boot dataset, when the machine has a boot pool and it is there. */
+  async function bootOf(name: string): Promise<string | null> {
+    const bp = await bootPool();
+    if (bp === null) return null;
+    const ds = bootDataset(bp, name);
+    return (await readOne(ds, ['type'])) === null ? null : ds;
+  }
+
+  /**
+   * Mount an environment's tree at `dir`, its boot dataset at `<dir>/boot`;
+   * on failure nothing stays mounted. A boot dataset mounted already (at
+   * /boot, by the admin) is bound there instead: moving it would take it
+   * from under whoever uses it.
+   */
+  async function mountWhole(ds: string, boot: string | null, children: readonly ChildMount[], dir: string, opts: { readonly?: boolean } = {}): Promise<void> {
+    await mountTree(ds, children, dir, await caps(), opts);
+    if (boot === null) return;
+    const at = join(dir, 'boot');
+    try {
+      const record = await readOne(boot, [PROP.savedMountpoint]);
+      const elsewhere = mountTargetsOf(await readMounts(), boot);
+      if (elsewhere.length > 0 && record !== null && localProp(record, PROP.savedMountpoint) === null) {
+        await run('mount', ['--bind', ...(opts.readonly ? ['-o', 'ro'] : []), elsewhere[0]!, at]);
+      } else {
+        await mountDataset(boot, at, await caps(), opts);
+      }
+    } catch (err) {
+      await unmountTree(ds, children).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** Undo mountWhole: the boot dataset first (it is mounted inside the tree), only where it is inside the tree. */
+  async function unmountWhole(ds: string, boot: string | null, children: readonly ChildMount[]): Promise<void> {
+    if (boot !== null) {
+      const record = await readOne(boot, [PROP.savedMountpoint]);
+      if (record !== null && localProp(record, PROP.savedMountpoint) !== null) await unmountDataset(boot);
+      else {
+        const mounts = await readMounts();
+        const trees = mountTargetsOf(mounts, ds).filter((t) => t !== '/');
+        for (const t of mountTargetsOf(mounts, boot)) if (trees.some((tree) => t === join(tree, 'boot'))) await run('umount', [t]);
+      }
+    }
+    await unmountTree(ds, children);
+  }
+
   /**
    * Clone `snapshot` and the snapshots of its children taken with it to
    * `target` and the same names below it, parents first. A child keeps
@@ -190,17 +256,28 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * renamed into place last, so a crash leaves either no environment or a
    * whole one; recover() destroys the temporary clone of a dead process.
    */
-  async function cloneEnvironment(snapshot: string, ds: string, options: readonly string[]): Promise<void> {
+  async function cloneEnvironment(snapshot: string, ds: string, options: readonly string[], boot: { snapshot: string; pool: string; generation: string } | null = null): Promise<void> {
     const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+    const name = ds.slice(root.length + 1);
+    const bootTemporary = boot === null ? null : bootTemporaryFor(boot.pool, temporary);
     try {
       await cloneTree(snapshot, temporary, options, []);
       // Set after creation: zfs-fuse tries to mount a clone created with mountpoint=/ at once.
       await zfs(['set', 'mountpoint=/', temporary]);
+      if (boot !== null && bootTemporary !== null) {
+        await cloneBootDataset(boot.snapshot, bootTemporary, name, boot.generation);
+        faultPoint('backend:zfs', 'boot-cloned');
+      }
       await zfs(['rename', temporary, ds]);
     } catch (err) {
       await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+      if (boot !== null && bootTemporary !== null) await zfs(['destroy', '-r', assertInsideRoot(boot.pool, bootTemporary, bootContainer(boot.pool))], { allowFailure: true });
       throw err;
     }
+    if (boot === null || bootTemporary === null) return;
+    // The environment exists from here: a kill before the boot dataset's rename is finished by recover().
+    faultPoint('backend:zfs', 'root-in-place');
+    await zfs(['rename', bootTemporary, bootDataset(boot.pool, name)]);
   }
 
   /** Where the running root is, or, on a pool that holds no running root (prepared from a rescue system), the pool's bootfs. */
@@ -214,7 +291,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * Every check `adopt` makes before it changes anything: the dataset to
    * adopt, the environment it becomes, and whether it is the running root.
    */
-  async function planAdoption(source: string, requested: string | undefined): Promise<{ ds: string; name: string; running: boolean; mounts: FstabEntry[] }> {
+  async function planAdoption(source: string, requested: string | undefined): Promise<{ ds: string; name: string; running: boolean; mounts: FstabEntry[]; boot: string | null }> {
     const mounts = await readMounts();
     const ds = source === '/' ? await runningRoot(mounts) : source.replace(/\/+$/, '');
     if (ds === null) {
@@ -258,7 +335,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         });
       }
     }
-    return { ds, name, running, mounts };
+    // The guides' boot dataset of this root, named as the root is (`bpool/BOOT/debian`); its place once adopted must be free.
+    const boot = present === null ? null : await findBootDataset(pool, present);
+    const recorded = await bootPool();
+    if (boot !== null) {
+      const bp = boot.split('/')[0]!;
+      if (recorded !== null && recorded !== bp) {
+        throw new SysprimeError('REFUSED', `${ds}'s boot dataset ${boot} is in pool ${bp}, but the environments' boot datasets are in ${recorded}`, {
+          hint: `move the boot dataset into ${recorded}/BOOT first`,
+        });
+      }
+      const bootTarget = bootDataset(bp, name);
+      if (boot !== bootTarget && (await readOne(bootTarget, ['type'])) !== null) {
+        throw new SysprimeError('EXISTS', `cannot adopt ${ds} as ${JSON.stringify(name)}: its boot dataset would be ${bootTarget}, which already exists`, {
+          hint: 'choose another name with --name',
+        });
+      }
+    }
+    return { ds, name, running, mounts, boot };
   }
 
   async function requireAbsent(name: string): Promise<string> {
@@ -351,9 +445,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async adopt(source, name, generation) {
       checkName(name);
       checkGeneration(generation);
-      const { ds, running, mounts } = await planAdoption(source, name);
+      const { ds, running, mounts, boot } = await planAdoption(source, name);
       const target = environmentDataset(pool, name);
       const wasDefault = (await bootfs()) === ds;
+      const bp = boot === null ? null : boot.split('/')[0]!;
+      if (boot !== null && bp !== null) {
+        await requireRoot();
+        // Recorded first, and the boot dataset told whose it is before any rename: recover() then knows both halves.
+        await zfs(['set', `${PROP.bootPool}=${bp}`, root]);
+        await zfs(['set', `${PROP.bootOf}=${name}`, boot]);
+      }
 
       if (ds !== target) {
         await requireRoot();
@@ -381,6 +482,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       for (const child of await childrenOf(target)) {
         if (child.canmount === 'on') await zfs(['set', 'canmount=noauto', child.name]);
       }
+      if (boot !== null && bp !== null) {
+        const bootTarget = bootDataset(bp, name);
+        if (boot !== bootTarget) {
+          if (mountTargetsOf(await readMounts(), boot).length > 0) await zfs(['unmount', boot]);
+          await zfs(['rename', boot, bootTarget]);
+        }
+        // Only the booted root's boot dataset is mounted (zfs-mount-generator matches BOOT/<name> to ROOT/<name>); noauto unmounts nothing.
+        await zfs(['set', 'canmount=noauto', bootTarget]);
+        await zfs(['set', `${PROP.generation}=${generation}`, bootTarget]);
+      }
       await zfs(['set', `${PROP.generation}=${generation}`, target]);
     },
 
@@ -388,8 +499,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       checkGeneration(generation);
       await requireRoot();
       const ds = await requireAbsent(name);
+      const bp = await bootPool();
+      // An empty boot dataset beside it, under a temporary name until the root exists (recover() finishes or undoes it).
+      const bootTemporary = bp === null ? null : `${bootContainer(bp)}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+      if (bp !== null && bootTemporary !== null) {
+        await zfs(['create', '-o', 'canmount=noauto', '-o', `${PROP.bootOf}=${name}`, '-o', `${PROP.generation}=${generation}`, bootTemporary]);
+        await zfs(['set', 'mountpoint=/boot', bootTemporary]);
+      }
       await zfs(['create', '-o', 'canmount=noauto', '-o', `${PROP.generation}=${generation}`, ds]);
       await finishNewEnvironment(ds);
+      if (bp !== null && bootTemporary !== null) await zfs(['rename', bootTemporary, bootDataset(bp, name)]);
     },
 
     async takePristine(name, generation) {
@@ -410,6 +529,22 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         const to = uniqueName(gen !== null ? `${PRISTINE_SNAPSHOT}-g${gen}` : `${PRISTINE_SNAPSHOT}-old`, taken);
         await zfs(['rename', '-r', snapshot, `${ds}@${to}`]);
       }
+      const boot = await bootOf(name);
+      if (boot !== null) {
+        // The boot half first, under the same name: a root pristine never exists without it. An unmarked one is what a
+        // kill left before the root's was taken; a marked one moved here with a promote and gets its generation's name.
+        const bp = boot.split('/')[0]!;
+        const bootSnap = `${boot}@${PRISTINE_SNAPSHOT}`;
+        const old = await readOne(bootSnap, [PROP.pristine]);
+        const oldGen = old === null ? null : localProp(old, PROP.pristine);
+        if (old !== null && oldGen === null) await zfs(['destroy', assertInsideRoot(bp, bootSnap, bootContainer(bp))]);
+        else if (old !== null) {
+          const taken = new Set(snapshotsOf(await readTree(boot, ['type']), boot).map((r) => shortSnapshotName(r.name)));
+          await zfs(['rename', bootSnap, `${boot}@${uniqueName(`${PRISTINE_SNAPSHOT}-g${oldGen}`, taken)}`]);
+        }
+        await zfs(['snapshot', '-o', `${PROP.pristine}=${generation}`, bootSnap]);
+        faultPoint('backend:zfs', 'boot-pristine-taken');
+      }
       // Recursive: the children's content is the environment's too, and one `snapshot -r` takes them all at one moment.
       await zfs(['snapshot', '-r', '-o', `${PROP.pristine}=${generation}`, snapshot]);
       const created = await readOne(snapshot, ['creation']);
@@ -428,7 +563,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const pristine = await findPristine(generation);
       await carriedChildren(holderOf(pristine.id));
       const carried = carriedBootProperties((await readOne(pristine.id, 'all')) ?? { name: pristine.id, props: new Map() }, holderOf(pristine.id));
-      await cloneEnvironment(pristine.id, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
+      const bp = await bootPool();
+      let boot: { snapshot: string; pool: string; generation: string } | null = null;
+      if (bp !== null) {
+        // Found by its mark, not its name: promotes move a pristine from one boot dataset to another, as on the root pool.
+        const snapshot = await bootPristine(bp, generation);
+        if (snapshot === null) {
+          throw new SysprimeError('BACKEND', `the pristine snapshot of generation ${generation} has no partner in boot pool ${bp}: the environment made from it would have no /boot`, {
+            hint: 'stage a new generation from an environment that has its boot dataset',
+          });
+        }
+        boot = { snapshot, pool: bp, generation: String(generation) };
+      }
+      await cloneEnvironment(pristine.id, ds, ['-o', `${PROP.generation}=${generation}`, ...carried], boot);
     },
 
     async cloneFromEnvironment(source, name) {
@@ -440,12 +587,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const tree = await readTree(sourceDs, ['type']);
       const taken = new Set(tree.filter((r) => isSnapshot(r)).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
+      const sourceBoot = await bootOf(source);
+      const bp = await bootPool();
+      if (bp !== null && sourceBoot === null) {
+        throw new SysprimeError('BACKEND', `environment ${JSON.stringify(source)} has no boot dataset ${bootDataset(bp, source)}: a copy of it would have no /boot`, {
+          hint: '`sysprime doctor --fix` finishes an interrupted change; see docs/backend-zfs.md, "A boot pool"',
+        });
+      }
+      const bootSnap = sourceBoot === null ? null : `${sourceBoot}@${shortSnapshotName(snapshot)}`;
+      // The boot half first: a copy snapshot left alone by a kill is removed by recover() once nothing is cloned from it.
+      if (bootSnap !== null) await zfs(['snapshot', bootSnap]);
       await zfs(['snapshot', '-r', snapshot]);
       try {
         const carried = carriedBootProperties((await readOne(snapshot, 'all')) ?? { name: snapshot, props: new Map() }, sourceDs);
-        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
+        const boot = bp === null || bootSnap === null ? null : { snapshot: bootSnap, pool: bp, generation };
+        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried], boot);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+        if (bp !== null && bootSnap !== null) await zfs(['destroy', assertInsideRoot(bp, bootSnap, bootContainer(bp))], { allowFailure: true });
         throw err;
       }
     },
@@ -534,6 +693,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       checkGeneration(generation);
       await requireEnvironment(name);
       await zfs(['set', `${PROP.generation}=${generation}`, environmentDataset(pool, name)]);
+      const boot = await bootOf(name);
+      if (boot !== null) await zfs(['set', `${PROP.generation}=${generation}`, boot]);
     },
 
     async destroyEnvironment(name) {
@@ -541,7 +702,27 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = environmentDataset(pool, name);
       refuseDestroy(name, { mountPoints: mountTargetsOf(await readMounts(), ds), isDefault: (await bootfs()) === ds });
       const generation = localProp(record, PROP.generation);
-      const done = await destroyWithDependents(pool, ds, generation !== null && /^\d+$/.test(generation) ? Number(generation) : null);
+      const gen = generation !== null && /^\d+$/.test(generation) ? Number(generation) : null;
+      const boot = await bootOf(name);
+      if (boot !== null) {
+        refuseDestroy(name, { mountPoints: mountTargetsOf(await readMounts(), boot), isDefault: false });
+        // Marked first: a kill after the root is gone leaves a boot dataset recover() knows to destroy, one before it is given back.
+        await zfs(['set', `${PROP.bootOf}=${DESTROYING}`, boot]);
+      }
+      let done: string[];
+      try {
+        done = await destroyWithDependents(pool, ds, gen);
+      } catch (err) {
+        // The root goes first: a destroy that fails on it leaves the environment whole, its boot dataset its own again.
+        if (boot !== null && (await readOne(ds, ['type'])) !== null) await zfs(['set', `${PROP.bootOf}=${name}`, boot], { allowFailure: true });
+        throw err;
+      }
+      faultPoint('backend:zfs', 'root-destroyed');
+      const bp = await bootPool();
+      if (boot !== null && bp !== null) {
+        done.push(...(await destroyWithDependents(bp, boot, gen, bootContainer(bp))));
+        done.push(...(await sweepBootSnapshots(pool, bp)));
+      }
       for (const line of done) log.debug(`zfs: ${line}`);
       await releaseClaim(runDir, name);
     },
@@ -556,8 +737,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           hint: 'destroy the environments cloned from it first',
         });
       }
+      const bp = await bootPool();
+      const boot = bp === null ? null : await bootPristine(bp, generation);
+      if (bp !== null && boot !== null) {
+        const bootDependents = dependentsOf(await readTree(bp, ['type', 'origin']), boot);
+        if (bootDependents.length > 0) {
+          throw new SysprimeError('REFUSED', `the pristine snapshot of generation ${generation} in the boot pool (${boot}) still has clones: ${bootDependents.join(', ')}`, {
+            hint: 'destroy the environments cloned from it first',
+          });
+        }
+      }
       for (const s of children.reverse()) await zfs(['destroy', assertInsideRoot(pool, s)]);
       await zfs(['destroy', assertInsideRoot(pool, pristine.id)]);
+      if (bp !== null && boot !== null) await zfs(['destroy', assertInsideRoot(bp, boot, bootContainer(bp))]);
     },
 
     async renameEnvironment(from, to) {
@@ -566,8 +758,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const source = environmentDataset(pool, from);
       refuseRename(from, mountTargetsOf(await readMounts(), source));
       const wasDefault = (await bootfs()) === source;
+      const boot = await bootOf(from);
+      const bp = await bootPool();
+      if (boot !== null && bp !== null) {
+        refuseRename(from, mountTargetsOf(await readMounts(), boot));
+        if ((await readOne(bootDataset(bp, to), ['type'])) !== null) {
+          throw new SysprimeError('EXISTS', `cannot rename ${JSON.stringify(from)} to ${JSON.stringify(to)}: boot dataset ${bootDataset(bp, to)} already exists`, {
+            hint: 'choose another name, or remove that boot dataset (it belongs to no environment)',
+          });
+        }
+        // Told first whose it will be: a kill after the root's rename is finished by recover(), one before it undone.
+        await zfs(['set', `${PROP.bootOf}=${to}`, boot]);
+      }
       await zfs(['rename', source, target]);
       if (wasDefault) await zpool(['set', `bootfs=${target}`, pool]);
+      if (boot !== null && bp !== null) {
+        faultPoint('backend:zfs', 'rename-root-renamed');
+        await zfs(['rename', boot, bootDataset(bp, to)]);
+      }
     },
 
     async mount(name, dir) {
@@ -575,14 +783,14 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = environmentDataset(pool, name);
       const where = resolve(dir);
       if (mountedThereAlready(name, mountTargetsOf(await readMounts(), ds), where)) return;
-      await mountTree(ds, await childMounts(ds), where, await caps());
+      await mountWhole(ds, await bootOf(name), await childMounts(ds), where);
     },
 
     async unmount(name) {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       refuseUnmountingRoot(name, mountTargetsOf(await readMounts(), ds));
-      await unmountTree(ds, await childMounts(ds));
+      await unmountWhole(ds, await bootOf(name), await childMounts(ds));
     },
 
     stateHome: (stateDir) => findStateHome(pool, stateDir),
@@ -597,14 +805,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const dir = environmentMountDir(runDir, name);
       await claimMount(runDir, name);
       const children = await childMounts(ds);
+      // The environment's own boot dataset at its /boot: what staging's package manager writes the new kernel into.
+      const boot = await bootOf(name);
       try {
-        await mountTree(ds, children, dir, await caps());
+        await mountWhole(ds, boot, children, dir);
       } catch (err) {
         await releaseClaim(runDir, name);
         throw err;
       }
       return releasedOnce(dir, async () => {
-        await unmountTree(ds, children);
+        await unmountWhole(ds, boot, children);
         await releaseClaim(runDir, name);
       });
     },
@@ -630,8 +840,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async openPristine(generation): Promise<OpenTree> {
       const pristine = await findPristine(generation);
       const holder = holderOf(pristine.id);
-      // A snapshot's .zfs directory shows the holder's own files only, not its children's.
-      const plain = (await childrenOf(holder)).length === 0;
+      // A snapshot's .zfs directory shows the holder's own files only, not its children's, nor its boot dataset's.
+      const bp = await bootPool();
+      const bootSnap = bp === null ? null : await bootPristine(bp, generation);
+      const plain = (await childrenOf(holder)).length === 0 && bootSnap === null;
       for (const target of plain ? mountTargetsOf(await readMounts(), holder) : []) {
         // `.zfs/snapshot` works on OpenZFS; zfs-fuse has no .zfs directory at all.
         const path = join(target, '.zfs', 'snapshot', shortSnapshotName(pristine.id));
@@ -645,14 +857,26 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
         throw err;
       }
+      // The boot half beside it, read-only, so the pristine tree's /boot is the kernels it was taken with.
+      const bootTemporary = bp === null || bootSnap === null ? null : bootTemporaryFor(bp, temporary);
+      if (bp !== null && bootSnap !== null && bootTemporary !== null) {
+        try {
+          await zfs(['clone', '-o', 'canmount=noauto', '-o', 'readonly=on', '-o', `${PROP.bootOf}=.pristine-tree`, bootSnap, bootTemporary]);
+        } catch (err) {
+          await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+          await zfs(['destroy', '-r', assertInsideRoot(bp, bootTemporary, bootContainer(bp))], { allowFailure: true });
+          throw err;
+        }
+      }
       const children = await childMounts(temporary);
       const drop = async (): Promise<void> => {
-        await unmountTree(temporary, children);
+        await unmountWhole(temporary, bootTemporary, children);
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)]);
+        if (bp !== null && bootTemporary !== null) await zfs(['destroy', '-r', assertInsideRoot(bp, bootTemporary, bootContainer(bp))]);
         await rmdir(dir).catch(() => undefined);
       };
       try {
-        await mountTree(temporary, children, dir, await caps(), { readonly: true });
+        await mountWhole(temporary, bootTemporary, children, dir, { readonly: true });
       } catch (err) {
         await drop().catch(() => undefined);
         throw err;
@@ -667,7 +891,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
     async bootRoot(name) {
       await requireEnvironment(name);
-      return { fs: 'zfs', pool, dataset: environmentDataset(pool, name) };
+      const boot = await bootOf(name);
+      const base = { fs: 'zfs' as const, pool, dataset: environmentDataset(pool, name) };
+      return boot === null ? base : { ...base, boot: { pool: boot.split('/')[0]!, dataset: boot } };
     },
 
     async space() {
@@ -704,6 +930,28 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const records = await readRoot(['type', 'origin', 'mountpoint', PROP.savedMountpoint]);
       let mounts = await readMounts();
 
+      const bp = await bootPool();
+      if (bp !== null) {
+        // First: a boot dataset mounted inside a tree keeps the tree busy.
+        // Boot datasets a private mount pointed elsewhere (zfs-fuse) and whose owner is gone: unmounted, their mountpoint put back.
+        const bootAltroot = await altrootOf(bp).catch(() => null);
+        for (const r of await readTree(bootContainer(bp), ['type', PROP.savedMountpoint]).catch(() => [])) {
+          if (isSnapshot(r)) continue;
+          const saved = localProp(r, PROP.savedMountpoint) !== null;
+          // Mounted at <private directory>/boot: stale when the tree's private mount is (judged by the bind, with an altroot).
+          const all = mountTargetsOf(mounts, r.name).filter((t) => t !== '/boot');
+          const targets = bootAltroot === null ? all : all.filter((t) => !all.some((o) => o !== t && t === join(bootAltroot, o)));
+          const stale = (await staleTargets(targets.map((t) => t.replace(/\/boot$/, '')))).map((t) => `${t}/boot`);
+          if (saved && stale.length === targets.length) {
+            await unmountDataset(r.name);
+            done.push(`unmounted ${r.name}${targets.length > 0 ? ` from ${targets.join(', ')}` : ''} and put back its mountpoint`);
+          } else if (!saved) {
+            for (const t of stale) await run('umount', [t]);
+            if (stale.length > 0) done.push(`unmounted ${r.name} from ${stale.join(', ')}`);
+          }
+        }
+      }
+
       for (const r of records) {
         // The temporary clone itself: its children go with it.
         if (isSnapshot(r) || !isTemporaryDataset(pool, r.name) || r.name.slice(root.length + 1).includes('/')) continue;
@@ -711,6 +959,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         if (processAlive(pid)) continue;
         for (const line of await destroyTemporary(r.name)) done.push(line);
       }
+
+      if (bp !== null) done.push(...(await recoverBootPool(pool, bp)));
 
       mounts = await readMounts();
       const altroot = await altrootOf(pool);

@@ -37,6 +37,19 @@ export const PROP = {
    * inherits it.
    */
   stateHome: `${NS}state-home`,
+  /**
+   * On `<pool>/ROOT`, set locally by init: the pool holding each
+   * environment's boot dataset (`<boot pool>/BOOT/<name>`, the OpenZFS
+   * guides' bpool). Absent: the environments' /boot is inside their roots.
+   */
+  bootPool: `${NS}boot-pool`,
+  /**
+   * On a boot dataset, set locally: the environment it belongs to. Equal to
+   * its own name but while a clone or rename is under way (written before
+   * the move), so recover() can tell which way to finish or undo it, and a
+   * dataset of `BOOT` without it is not sysprime's.
+   */
+  bootOf: `${NS}boot-of`,
 } as const;
 
 /** Properties sysprime manages itself; setMeta may not touch them and meta does not show them. */
@@ -74,21 +87,34 @@ export function stateHomeParent(pool: string): string {
   return `${pool}/sysprime`;
 }
 
+/** Where a boot pool keeps the boot datasets, one per root: `<boot pool>/BOOT`, as the guides name it. */
+export function bootContainer(bootPool: string): string {
+  return `${bootPool}/BOOT`;
+}
+
+/** Environment `name`'s boot dataset in the boot pool. */
+export function bootDataset(bootPool: string, name: string): string {
+  return `${bootContainer(bootPool)}/${checkName(name)}`;
+}
+
 export function environmentDataset(pool: string, name: string): string {
   return `${rootDataset(pool)}/${checkName(name)}`;
 }
 
-/** The environment name of a dataset that is a direct, non-hidden child of ROOT, else null. */
-export function environmentNameOf(pool: string, dataset: string): string | null {
-  const prefix = `${rootDataset(pool)}/`;
+/**
+ * The environment name of a dataset that is a direct, non-hidden child of
+ * ROOT (or of `container`: a boot pool's BOOT), else null.
+ */
+export function environmentNameOf(pool: string, dataset: string, container: string = rootDataset(pool)): string | null {
+  const prefix = `${container}/`;
   if (!dataset.startsWith(prefix)) return null;
   const rest = dataset.slice(prefix.length);
   if (rest.length === 0 || rest.includes('/') || rest.includes('@') || rest.startsWith('.')) return null;
   return rest;
 }
 
-export function isTemporaryDataset(pool: string, dataset: string): boolean {
-  return dataset.startsWith(`${rootDataset(pool)}/${TEMPORARY_PREFIX}`) && !dataset.includes('@');
+export function isTemporaryDataset(pool: string, dataset: string, container: string = rootDataset(pool)): boolean {
+  return dataset.startsWith(`${container}/${TEMPORARY_PREFIX}`) && !dataset.includes('@');
 }
 
 /** Dataset part of a snapshot name. */
@@ -104,10 +130,11 @@ export function shortSnapshotName(snapshot: string): string {
 
 /**
  * The last check before anything is destroyed: the target must be strictly
- * inside `<pool>/ROOT/` (a dataset below it, or a snapshot of one).
+ * inside `<pool>/ROOT/` (a dataset below it, or a snapshot of one), or
+ * inside `container` when one is given (a boot pool's `BOOT`).
  */
-export function assertInsideRoot(pool: string, id: string): string {
-  const prefix = `${rootDataset(pool)}/`;
+export function assertInsideRoot(pool: string, id: string, container: string = rootDataset(pool)): string {
+  const prefix = `${container}/`;
   const dataset = holderOf(id);
   const rest = dataset.startsWith(prefix) ? dataset.slice(prefix.length) : '';
   const components = rest.split('/');

@@ -286,12 +286,12 @@ export interface PromoteStep {
  * stays free for the clone's own pristine; any other name the clone already
  * uses gets a numbered suffix.
  */
-export function planPromote(records: readonly DatasetRecord[], pool: string, dataset: string): PromoteStep | null {
+export function planPromote(records: readonly DatasetRecord[], pool: string, dataset: string, container: string = rootDataset(pool)): PromoteStep | null {
   const snaps = snapshotsOf(records, dataset);
   const candidates: { clone: string; txg: number; temporary: boolean }[] = [];
   for (const s of snaps) {
     for (const clone of dependentsOf(records, s.name)) {
-      candidates.push({ clone, txg: numberProp(s, 'createtxg') ?? 0, temporary: isTemporaryDataset(pool, clone) });
+      candidates.push({ clone, txg: numberProp(s, 'createtxg') ?? 0, temporary: isTemporaryDataset(pool, clone, container) });
     }
   }
   if (candidates.length === 0) return null;
@@ -337,14 +337,16 @@ export function leftoverSnapshots(
   guids: ReadonlySet<string>,
   /** The destroyed environment's generation: its pristine goes too when nothing needs it, wherever it is held. */
   generation: number | null = null,
+  /** `<pool>/ROOT`, or a boot pool's `BOOT`. */
+  container: string = rootDataset(pool),
 ): string[] {
   const generationsInUse = new Set<string>();
   for (const r of records) {
-    if (isSnapshot(r) || environmentNameOf(pool, r.name) === null) continue;
+    if (isSnapshot(r) || environmentNameOf(pool, r.name, container) === null) continue;
     const g = localProp(r, PROP.generation);
     if (g !== null) generationsInUse.add(g);
   }
-  const root = `${rootDataset(pool)}/`;
+  const root = `${container}/`;
   const out: string[] = [];
   for (const r of records) {
     if (!isSnapshot(r) || !r.name.startsWith(root)) continue;

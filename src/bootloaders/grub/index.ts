@@ -60,19 +60,26 @@ function readText(path: string): string | null {
 /** The environment a kernel was loaded from, by GRUB's `BOOT_IMAGE=/ROOT/<name>/...` or `/ROOT/<name>@/...`. */
 export function bootedFromCmdline(cmdline: string): string | null {
   const image = /(?:^|\s)BOOT_IMAGE=(\S+)/.exec(cmdline)?.[1];
-  return image === undefined ? null : (/\/ROOT\/([^/@]+)(?:@|\/)/.exec(image)?.[1] ?? null);
+  // `/ROOT/<name>@/boot/...` (the kernel in the root), `/BOOT/<name>@/...` (in its boot dataset, the guides' bpool).
+  return image === undefined ? null : (/\/(?:ROOT|BOOT)\/([^/@]+)(?:@|\/)/.exec(image)?.[1] ?? null);
 }
 
 const idOf = (name: string): string => `${ENTRY_PREFIX}${name}`;
 const nameOf = (id: string): string => id.slice(ENTRY_PREFIX.length);
 
-/** The files a menu entry loads, as paths inside the environment (`/boot/...`). */
+/** The files a menu entry loads, as paths inside the environment (`/boot/...`); a boot dataset's root is the environment's /boot. */
 export function loadedFiles(block: string): string[] {
   const out: string[] = [];
   for (const line of block.split('\n')) {
     const m = /^\s*(?:linux|initrd)\s+'?([^'\s]+)/.exec(line);
-    const at = m?.[1]?.lastIndexOf('/boot/') ?? -1;
-    if (m && at >= 0) out.push(m[1]!.slice(at));
+    if (!m) continue;
+    const inBoot = /^\/BOOT\/[^/@]+@(\/.*)$/.exec(m[1]!);
+    if (inBoot) {
+      out.push(`/boot${inBoot[1]!}`);
+      continue;
+    }
+    const at = m[1]!.lastIndexOf('/boot/');
+    if (at >= 0) out.push(m[1]!.slice(at));
   }
   return out;
 }

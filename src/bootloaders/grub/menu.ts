@@ -75,17 +75,28 @@ function argsOf(options: string): string {
   return splitKernelArgs(options).map(grubQuote).join(' ');
 }
 
-/** The path GRUB opens for a file inside an environment. */
-function grubPath(entry: BootEntry, inTree: string): string {
-  if (entry.root.fs === 'btrfs') return `/${entry.root.subvolume.replace(/^\/+/, '')}${inTree}`;
-  const relative = entry.root.dataset.slice(entry.root.pool.length);
-  return `${relative}@${inTree}`;
+/**
+ * The path GRUB opens for a file inside an environment. On ZFS GRUB names a
+ * file `/<dataset below the pool>@<snapshot>/<path in the dataset>`, the
+ * snapshot empty for the dataset as it is: `/ROOT/gen-1@/boot/vmlinuz-6.1`.
+ * With a boot pool the kernels are in the environment's boot dataset, whose
+ * root is the environment's /boot: `/BOOT/gen-1@/vmlinuz-6.1`, what
+ * grub-mkconfig writes on the guides' layout.
+ */
+export function grubPath(entry: Pick<BootEntry, 'root'>, inTree: string): string {
+  const root = entry.root;
+  if (root.fs === 'btrfs') return `/${root.subvolume.replace(/^\/+/, '')}${inTree}`;
+  if (root.boot !== undefined && inTree.startsWith('/boot/')) return `${root.boot.dataset.slice(root.boot.pool.length)}@${inTree.slice('/boot'.length)}`;
+  return `${root.dataset.slice(root.pool.length)}@${inTree}`;
 }
 
+/** The pool GRUB reads an entry's kernel from: the boot pool where the environment has a boot dataset. */
 function searchLine(entry: BootEntry): string[] {
-  if (entry.root.fs === 'btrfs') return ['insmod btrfs', `search --no-floppy --fs-uuid --set=root ${grubQuote(entry.root.uuid)}`];
+  const root = entry.root;
+  if (root.fs === 'btrfs') return ['insmod btrfs', `search --no-floppy --fs-uuid --set=root ${grubQuote(root.uuid)}`];
+  const kernelsIn = root.boot !== undefined && entry.kernel.kernelInTree.startsWith('/boot/') ? root.boot.pool : root.pool;
   // GRUB's zfs module gives a pool its name as the label.
-  return ['insmod zfs', `search --no-floppy --label --set=root ${grubQuote(entry.root.pool)}`];
+  return ['insmod zfs', `search --no-floppy --label --set=root ${grubQuote(kernelsIn)}`];
 }
 
 export function renderMenuEntry(entry: BootEntry): string {

@@ -204,19 +204,23 @@ describe('the OpenZFS Root on ZFS layout (Debian bookworm guide)', () => {
   });
 });
 
-describe('the OpenZFS layout booted with its boot pool at /boot: not taken for a /boot partition', () => {
+describe('a boot pool dataset not named after its root at /boot: not taken for a /boot partition, refused', () => {
   let l: ZfsLayout;
   let dir: string;
   let boot: string;
   // The running system's /boot is the boot pool's dataset, mounted (below the altroot) where the test tells sysprime /boot is.
   const sp = (...args: string[]) => sysprime(args, { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
   const pools = async () => `${await poolState(l.pool)}\n${await poolState(l.bootPool!)}`;
-  const mountBoot = () => run('zfs', ['mount', `${l.bootPool}/BOOT/debian`]);
+  // The guide's layout but for the boot dataset's name: sysprime pairs `BOOT/<name>` with `ROOT/<name>` only.
+  const mountBoot = () => run('zfs', ['mount', `${l.bootPool}/BOOT/bookworm`]);
 
   before(async () => {
     dir = mkdtempSync(join(tmpdir(), 'sysprime-layout-'));
     l = await makeZfsLayout('debian', `[update]\nmethod = "command"\ncommand = "${updateScript(dir)}"\nchroot = false\n`);
     boot = join(l.altroot, 'boot');
+    await unmountPool(l.bootPool!);
+    await unmountPool(l.pool);
+    await run('zfs', ['rename', `${l.bootPool}/BOOT/debian`, `${l.bootPool}/BOOT/bookworm`]);
   });
   after(async () => {
     await l?.cleanup();
@@ -230,8 +234,8 @@ describe('the OpenZFS layout booted with its boot pool at /boot: not taken for a
       const r = await sp('init');
       assert.equal(r.code, 5, r.stderr);
       assert.ok(r.stderr.trim().split('\n').length <= 2, r.stderr);
-      assert.match(r.stderr, new RegExp(`${boot} is the ZFS dataset ${l.bootPool}/BOOT/debian, a boot pool .*: sysprime does not manage a ZFS boot pool yet`));
-      assert.match(r.stderr, /hint: keep the kernels in the root dataset .*ZFSBootMenu or systemd-boot/);
+      assert.match(r.stderr, new RegExp(`${boot} is the ZFS dataset ${l.bootPool}/BOOT/bookworm, a boot pool .*, not named after the root's environment "debian" .*: sysprime cannot tell which environment it belongs to`));
+      assert.match(r.stderr, new RegExp(`hint: rename it to ${l.bootPool}/BOOT/debian .*ZFSBootMenu or systemd-boot`));
       assert.equal(await pools(), before);
       assert.match((await sp('list')).stdout, /no environments/);
     } finally {
@@ -247,12 +251,12 @@ describe('the OpenZFS layout booted with its boot pool at /boot: not taken for a
       const before = await pools();
       const r = await sp('stage');
       assert.equal(r.code, 5, r.stderr);
-      assert.match(r.stderr, /does not manage a ZFS boot pool yet/);
+      assert.match(r.stderr, /sysprime cannot tell which environment it belongs to/);
       assert.equal(await pools(), before, 'no clone, no snapshot, nothing in the boot pool');
       assert.equal(await exists(`${l.pool}/ROOT/gen-1`), false);
       const d = await sp('doctor');
       assert.notEqual(d.code, 0, d.stdout);
-      assert.match(d.stdout, new RegExp(`^zfs-boot-pool: ${boot} is the ZFS dataset ${l.bootPool}/BOOT/debian, .*staging is refused`, 'm'));
+      assert.match(d.stdout, new RegExp(`^zfs-boot-pool: ${boot} is the ZFS dataset ${l.bootPool}/BOOT/bookworm, .*staging is refused`, 'm'));
       // --fix cannot change it: it says so and still exits non-zero.
       const f = await sp('doctor', '--fix');
       assert.notEqual(f.code, 0, f.stdout);
@@ -281,6 +285,10 @@ describe('init --adopt names a root of the Debian layout and renames it', () => 
     const envs = (await sysprime(['--json', 'list'], { config: l.config })).json<EnvJson[]>();
     assert.deepEqual(envs.map((e) => [e.name, e.default]), [['x', true]]);
     assert.equal(await exists(`${l.pool}/home/root`), true);
+    // The boot dataset is the environment's: renamed with it, and its pristine taken under the same name.
+    assert.equal(await exists(`${l.bootPool}/BOOT/debian`), false);
+    assert.equal(await zget(`${l.bootPool}/BOOT/x`, 'org.sysprime:boot-of'), 'x');
+    assert.equal(await zget(`${l.bootPool}/BOOT/x@sysprime-pristine`, 'org.sysprime:pristine-generation'), '0');
   });
 });
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { grubQuote, grubWords, splitKernelArgs, menuBlocks, menuIds, menuTitle, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
+import { grubPath, grubQuote, grubWords, splitKernelArgs, menuBlocks, menuIds, menuTitle, parseGrubenv, renderCountingBlock, renderGrubMenu, renderMenuEntry } from '../../../src/bootloaders/grub/menu.js';
 import { bootedFromCmdline, loadedFiles } from '../../../src/bootloaders/grub/index.js';
 import { computeEntries } from '../../../src/bootloaders/entries.js';
 import { rootArgsFor } from '../../../src/bootloaders/bls.js';
@@ -53,6 +53,29 @@ test('a ZFS menu entry uses GRUB\'s dataset@/path form', () => {
       '}',
     ].join('\n'),
   );
+});
+
+test('with a boot pool, a ZFS entry reads its kernel from its own boot dataset in the boot pool, and the root from its root', () => {
+  const root: RootLocation = { fs: 'zfs', pool: 'rpool', dataset: 'rpool/ROOT/gen-4', boot: { pool: 'bpool', dataset: 'bpool/BOOT/gen-4' } };
+  const block = renderMenuEntry(entryFor(root));
+  assert.equal(
+    block,
+    [
+      "menuentry 'gen-4 (generation 4, 2026-11-22)' --class gnu-linux --class os --id sysprime-gen-4 {",
+      '\t# sysprime generation 4',
+      '\tinsmod zfs',
+      '\tsearch --no-floppy --label --set=root bpool',
+      "\techo 'Loading gen-4 (Linux 6.1.0-13-amd64) ...'",
+      '\tlinux /BOOT/gen-4@/vmlinuz-6.1.0-13-amd64 root=ZFS=rpool/ROOT/gen-4 quiet',
+      '\tinitrd /BOOT/gen-4@/initrd.img-6.1.0-13-amd64',
+      '}',
+    ].join('\n'),
+  );
+  // Read back as the environment's own /boot files, and the booted environment found from BOOT_IMAGE.
+  assert.deepEqual(loadedFiles(block), ['/boot/vmlinuz-6.1.0-13-amd64', '/boot/initrd.img-6.1.0-13-amd64']);
+  assert.equal(bootedFromCmdline('BOOT_IMAGE=/BOOT/gen-4@/vmlinuz-6.1.0-13-amd64 root=ZFS=rpool/ROOT/gen-4 ro'), 'gen-4');
+  // A kernel outside /boot (none in the boot dataset) is read from the root, in the root pool.
+  assert.equal(grubPath({ root }, '/vmlinuz'), '/ROOT/gen-4@/vmlinuz');
 });
 
 test('quoting keeps GRUB from expanding variables; quoted kernel arguments stay whole', () => {

@@ -35,8 +35,14 @@ test('a directory taken for /boot (tests) is what is mounted there: a boot pool\
   assert.deepEqual(bootMountIn(table, '/tmp/t/boot-partition'), { kind: 'partition', path: '/tmp/t/boot-partition' });
 });
 
-test('the refusal says what it is and that sysprime does not manage it yet, in one line', () => {
-  const what = zfsBootPoolProblem({ kind: 'zfs-boot-pool', path: '/boot', dataset: 'bpool/BOOT/debian' });
-  assert.match(what, /^\/boot is the ZFS dataset bpool\/BOOT\/debian, a boot pool .*: sysprime does not manage a ZFS boot pool yet$/);
-  assert.doesNotMatch(what, /\n/);
+test('a boot dataset named after its root is carried; one named otherwise, or not recorded as the root\'s, is refused in one line', () => {
+  const boot = { kind: 'zfs-boot-pool', path: '/boot', dataset: 'bpool/BOOT/debian' } as const;
+  assert.equal(zfsBootPoolProblem(boot, 'debian'), null);
+  const other = zfsBootPoolProblem(boot, 'gen-1');
+  assert.match(other ?? '', /^\/boot is the ZFS dataset bpool\/BOOT\/debian, a boot pool .*, not named after the root's environment "gen-1" \(<boot pool>\/BOOT\/gen-1\): sysprime cannot tell which environment it belongs to$/);
+  assert.doesNotMatch(other ?? '', /\n/);
+  assert.match(zfsBootPoolProblem(boot, 'debian', false) ?? '', /not recorded as "debian"'s own boot dataset/);
+  // Deeper or elsewhere than <pool>/BOOT/<name>: not the guides' layout.
+  assert.notEqual(zfsBootPoolProblem({ ...boot, dataset: 'bpool/BOOT/debian/extra' }, 'debian'), null);
+  assert.notEqual(zfsBootPoolProblem({ ...boot, dataset: 'bpool/boot-debian' }, 'debian'), null);
 });

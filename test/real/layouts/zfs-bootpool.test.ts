@@ -1,0 +1,215 @@
+/**
+ * The OpenZFS "Debian Bookworm Root on ZFS" layout with its boot pool, built
+ * as the guide builds it (test/fixtures/zfs-layouts.ts): `rpool/ROOT/debian`
+ * and `bpool/BOOT/debian` (mountpoint=/boot). Each environment's boot
+ * dataset is part of it: init adopts the pair, every clone clones the boot
+ * dataset from the same-named snapshot, staging's update writes its kernel
+ * into the clone's own boot dataset, rename, destroy and prune keep the pair
+ * in step, and a kill between the two halves is finished or undone by the
+ * next run.
+ */
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { run } from '../../../src/process/run.js';
+import { sysprime, type EnvJson } from '../../fixtures/cli.js';
+import { makeZfsLayout, unmountPool, type ZfsLayout } from '../../fixtures/zfs-layouts.js';
+
+async function zget(id: string, property: string): Promise<string> {
+  return (await run('zfs', ['get', '-Hp', '-o', 'value', property, id])).stdout.trim();
+}
+
+async function exists(id: string): Promise<boolean> {
+  return (await run('zfs', ['list', '-H', '-o', 'name', id], { allowFailure: true })).exitCode === 0;
+}
+
+/** Every dataset and snapshot of the pool, sorted. */
+async function everything(pool: string): Promise<string[]> {
+  const out = await run('zfs', ['list', '-H', '-t', 'all', '-o', 'name', '-r', pool]);
+  return out.stdout.trim().split('\n').sort();
+}
+
+/** The update: a new kernel in the tree's /boot, as a kernel package's postinst puts it there. */
+function updateScript(dir: string): string {
+  const script = join(dir, 'update.sh');
+  writeFileSync(
+    script,
+    `#!/bin/sh
+set -e
+v=$(cat "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION" 2>/dev/null || echo 1)
+echo $((v + 1)) > "$SYSPRIME_ROOT/usr/share/doc/demo/VERSION"
+echo "kernel $((v + 1))" > "$SYSPRIME_ROOT/boot/vmlinuz-6.1.0-demo$((v + 1))"
+`,
+  );
+  chmodSync(script, 0o755);
+  return script;
+}
+
+describe('the OpenZFS boot pool: each environment has its own boot dataset', () => {
+  let l: ZfsLayout;
+  let dir: string;
+  let bp: string;
+  let boot: string;
+  const sp = (...args: string[]) => sysprime(args, { config: l.config });
+  const list = async () => (await sp('--json', 'list')).json<EnvJson[]>();
+  const env = (n: string) => `${l.pool}/ROOT/${n}`;
+  const bootOf = (n: string) => `${bp}/BOOT/${n}`;
+  const mnt = () => join(dir, 'mnt');
+  async function mounted<T>(n: string, fn: (tree: string) => T): Promise<T> {
+    const m = await sp('mount', n, mnt());
+    assert.equal(m.code, 0, m.stderr);
+    try {
+      return fn(mnt());
+    } finally {
+      const u = await sp('umount', n);
+      assert.equal(u.code, 0, u.stderr);
+    }
+  }
+  /** The pair is whole: a boot dataset for every environment and none besides, noauto, saying whose it is. */
+  async function assertPairs(): Promise<void> {
+    const names = (await list()).map((e) => e.name).sort();
+    const boots = (await everything(bp)).filter((d) => d.startsWith(`${bp}/BOOT/`) && !d.includes('@')).map((d) => d.slice(`${bp}/BOOT/`.length)).sort();
+    assert.deepEqual(boots, names, 'one boot dataset per environment, named as it is');
+    for (const n of names) {
+      assert.equal(await zget(bootOf(n), 'canmount'), 'noauto', n);
+      assert.equal(await zget(bootOf(n), 'org.sysprime:boot-of'), n);
+    }
+    // Every pristine of the boot pool has its root half.
+    const rootGens = new Set(await pristineGenerations(l.pool));
+    for (const g of await pristineGenerations(bp)) assert.ok(rootGens.has(g), `the boot pristine of generation ${g} has its root pristine`);
+  }
+  async function pristineGenerations(pool: string): Promise<string[]> {
+    // zfs-fuse's `zfs get` has no -t: snapshots are told by their name.
+    const out = await run('zfs', ['get', '-rHp', '-s', 'local', '-o', 'name,value', 'org.sysprime:pristine-generation', pool]);
+    return out.stdout.split('\n').map((l) => l.split('\t')).filter((f) => f[0]?.includes('@') && f[1] !== undefined).map((f) => f[1]!);
+  }
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sysprime-bootpool-'));
+    l = await makeZfsLayout('debian', `[update]\nmethod = "command"\ncommand = "${updateScript(dir)}"\nchroot = false\n`);
+    bp = l.bootPool!;
+    boot = join(l.altroot, 'boot');
+    // The fixture unmounts the root pool first, which the boot dataset mounted inside it keeps busy: the boot pool first.
+    await unmountPool(bp);
+    await unmountPool(l.pool);
+  });
+  after(async () => {
+    await l?.cleanup();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('init, with the boot dataset mounted as the running /boot, adopts the pair: the boot pool recorded, one pristine name on both pools', async () => {
+    assert.equal(await zget(env('debian'), 'mounted'), 'no');
+    await run('zfs', ['mount', bootOf('debian')]);
+    try {
+      const r = await sysprime(['init'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+      assert.equal(r.code, 0, r.stderr);
+      const d = await sysprime(['doctor'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+      assert.doesNotMatch(d.stdout, /zfs-boot-pool/);
+      assert.ok(existsSync(join(boot, 'vmlinuz-6.1.0-demo')), 'the running /boot is left as it is');
+    } finally {
+      await unmountPool(bp);
+    }
+    assert.equal(await zget(`${l.pool}/ROOT`, 'org.sysprime:boot-pool'), bp);
+    assert.equal(await zget(`${bootOf('debian')}@sysprime-pristine`, 'org.sysprime:pristine-generation'), '0');
+    assert.equal(await zget(`${env('debian')}@sysprime-pristine`, 'org.sysprime:pristine-generation'), '0');
+    assert.equal(await zget(bootOf('debian'), 'mountpoint'), boot, 'mountpoint=/boot (below the altroot) is kept');
+    await assertPairs();
+    await mounted('debian', (tree) => {
+      assert.notEqual(statSync(join(tree, 'boot')).dev, statSync(tree).dev, 'its /boot is its boot dataset');
+      assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo'), 'utf8'), 'kernel\n');
+    });
+  });
+
+  test('stage clones the boot dataset from the same-named snapshot; the new kernel lands in the clone\'s, the running one is untouched', async () => {
+    const r = await sp('--json', 'stage');
+    assert.equal(r.code, 0, r.stdout + r.stderr);
+    assert.equal(r.json<{ name: string }>().name, 'gen-1');
+    assert.equal(await zget(env('gen-1'), 'origin'), `${env('debian')}@sysprime-pristine`);
+    assert.equal(await zget(bootOf('gen-1'), 'origin'), `${bootOf('debian')}@sysprime-pristine`);
+    assert.equal(await zget(bootOf('gen-1'), 'mountpoint'), boot);
+    assert.equal(await zget(`${bootOf('gen-1')}@sysprime-pristine`, 'org.sysprime:pristine-generation'), '1');
+    await mounted('gen-1', (tree) => {
+      assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n');
+      assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo'), 'utf8'), 'kernel\n');
+    });
+    await mounted('debian', (tree) => {
+      assert.deepEqual(readdirSync(join(tree, 'boot')).filter((f) => f.startsWith('vmlinuz')), ['vmlinuz-6.1.0-demo'], 'the adopted root\'s boot dataset has no new kernel');
+    });
+    await assertPairs();
+  });
+
+  test('create and rename carry the boot dataset', async () => {
+    assert.equal((await sp('create', 'copy', '--from', 'gen-1')).code, 0);
+    assert.match(await zget(bootOf('copy'), 'origin'), new RegExp(`^${bootOf('gen-1')}@sysprime-copy-`));
+    const rn = await sp('rename', 'copy', 'spare');
+    assert.equal(rn.code, 0, rn.stderr);
+    assert.equal(await exists(bootOf('copy')), false);
+    await mounted('spare', (tree) => assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n'));
+    await assertPairs();
+  });
+
+  test('a kill between the two clones leaves no environment, and the next run removes both halves', async () => {
+    const before = { root: await everything(l.pool), boot: await everything(bp) };
+    const k = await sysprime(['create', 'killed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:boot-cloned' } });
+    assert.notEqual(k.code, 0);
+    assert.equal(await exists(env('killed')), false);
+    assert.ok((await everything(bp)).some((d) => d.includes('/BOOT/.sysprime-tmp-new-')), 'the boot half is under its temporary name');
+    const fix = await sp('doctor', '--fix');
+    assert.equal(fix.code, 0, fix.stdout + fix.stderr);
+    assert.deepEqual({ root: await everything(l.pool), boot: await everything(bp) }, before, 'both temporary clones and both copy snapshots are gone');
+  });
+
+  test('a kill after the root is in place is finished by the next run: the boot dataset is renamed to its environment', async () => {
+    const k = await sysprime(['create', 'killed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:root-in-place' } });
+    assert.notEqual(k.code, 0);
+    assert.equal(await exists(env('killed')), true);
+    assert.equal(await exists(bootOf('killed')), false);
+    const fix = await sp('doctor', '--fix');
+    assert.equal(fix.code, 0, fix.stdout + fix.stderr);
+    assert.match(fix.stdout + fix.stderr, new RegExp(`renamed .*BOOT/\\.sysprime-tmp-new-.* to ${bootOf('killed')}`));
+    await assertPairs();
+  });
+
+  test('a kill inside a rename or a destroy is finished by the next run', async () => {
+    const rn = await sysprime(['rename', 'killed', 'renamed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:rename-root-renamed' } });
+    assert.notEqual(rn.code, 0);
+    assert.equal(await exists(env('renamed')), true);
+    assert.equal(await exists(bootOf('killed')), true);
+    assert.equal((await sp('doctor', '--fix')).code, 0);
+    assert.equal(await exists(bootOf('renamed')), true);
+    assert.equal(await exists(bootOf('killed')), false);
+    await assertPairs();
+    const d = await sysprime(['destroy', 'renamed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:root-destroyed' } });
+    assert.notEqual(d.code, 0);
+    assert.equal(await exists(env('renamed')), false);
+    assert.equal(await exists(bootOf('renamed')), true, 'the boot half is still there');
+    assert.equal((await sp('doctor', '--fix')).code, 0);
+    assert.equal(await exists(bootOf('renamed')), false);
+    await assertPairs();
+  });
+
+  test('destroying the root the others are clones of promotes in both pools; the clones keep their kernels', async () => {
+    assert.equal((await sp('activate', 'gen-1')).code, 0);
+    const r = await sp('destroy', 'debian');
+    assert.equal(r.code, 0, `${r.stderr}\n${readFileSync('/proc/self/mounts', 'utf8').split('\n').filter((m) => m.includes(l.pool) || m.includes(bp)).join('\n')}`);
+    assert.equal(await exists(bootOf('debian')), false);
+    assert.equal((await everything(bp)).some((d) => d.startsWith(`${bootOf('debian')}@`)), false);
+    assert.equal(await zget(bootOf('gen-1'), 'origin'), '-', 'gen-1\'s boot dataset was promoted');
+    await mounted('spare', (tree) => {
+      assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo'), 'utf8'), 'kernel\n');
+      assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n');
+    });
+    await assertPairs();
+  });
+
+  test('prune destroys environments with their boot datasets and leaves no boot snapshot without its root half', async () => {
+    assert.equal((await sp('stage')).code, 0);
+    const r = await sp('prune', '--keep', '1');
+    assert.equal(r.code, 0, r.stderr);
+    await assertPairs();
+    assert.ok((await list()).length < 3, JSON.stringify(await list()));
+  });
+});
