@@ -12,6 +12,7 @@ import { log } from '../log.js';
 import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
 import { recordDriftRun, runsOfPath, verifyDriftRuns, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
 import { readEitherHalf, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
+import { auditSigner } from '../signing/audit.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
@@ -98,7 +99,7 @@ export interface DriftReport {
 
 const AUDIT_TRUST = '[audit] key';
 
-/** The [audit] key, either half; undefined when none is set. A key set but unreadable is an error, never skipped. */
+/** The [audit] key, either half, for checking; undefined when none is set. A key set but unreadable is an error, never skipped. */
 function auditKey(ctx: Context): { public: PublicSigningKey; private: PrivateSigningKey | undefined } | undefined {
   const path = ctx.config.audit.key;
   return path === undefined ? undefined : readEitherHalf(path);
@@ -143,8 +144,9 @@ export async function pristineManifest(
     made = (await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) })).manifest;
     log.debug(`manifest of the pristine snapshot of generation ${generation}: walked`);
   }
-  // Signed when the machine holds the private half; with the public half alone it stays unsigned, and --verify refuses it.
-  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made, auditKey(ctx)?.private);
+  // Signed when the machine holds a private half that can sign; otherwise it stays unsigned (never a reason to stop
+  // staging or drift), and --verify refuses it.
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made, auditSigner(ctx.config.audit.key));
   return made;
 }
 
@@ -421,7 +423,7 @@ export function recordDrift(ctx: Context, report: DriftReport): number {
   // The history is shown by `drift --history` without --show-secrets: it never keeps a secret's digest,
   // so repeated content changes of such a file fold into one (its change and attributes still recorded).
   const items = report.items.map((i) => (i.secret === null ? i : { ...i, contents: null }));
-  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items, auditKey(ctx)?.private);
+  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items, auditSigner(ctx.config.audit.key));
 }
 
 export type HistoryRow = DriftPathInRun;
