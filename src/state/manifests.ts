@@ -172,8 +172,17 @@ export function keptManifestEvidence(db: Db, subject: string): KeptManifestEvide
 /**
  * Checks the kept manifest of `subject` (with this identity) against `keys`:
  * missing, kept for another identity, unsigned or altered, it is refused.
+ * Returns the key and the manifest parsed from the very bytes checked (a
+ * second read could see other bytes), without the side index: the index is
+ * not signed, so its inode and time cache vouches for nothing.
  */
-export function verifyKeptManifest(db: Db, subject: string, identity: string, keys: readonly PublicSigningKey[], trustSource: string): PublicSigningKey {
+export function verifyKeptManifest(
+  db: Db,
+  subject: string,
+  identity: string,
+  keys: readonly PublicSigningKey[],
+  trustSource: string,
+): { key: PublicSigningKey; manifest: Manifest } {
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   const bart = row === undefined ? undefined : readOptional(`${row.file}.bart`);
   if (row === undefined || bart === undefined || row.identity !== identity) {
@@ -184,9 +193,10 @@ export function verifyKeptManifest(db: Db, subject: string, identity: string, ke
   const text = readOptional(`${row.file}.sig`)?.toString('utf8');
   const kept = text === undefined ? undefined : parseKeptSignature(text);
   const sig = kept === undefined ? undefined : parseSignatureLine(kept.line);
-  return verifyBytes(keys, 'baseline', signedBytesOf(subject, identity, bart, kept?.signedAt), sig === undefined ? [] : [sig], {
+  const key = verifyBytes(keys, 'baseline', signedBytesOf(subject, identity, bart, kept?.signedAt), sig === undefined ? [] : [sig], {
     what: `the baseline manifest of ${subject}`,
     trustSource,
     signedAt: kept?.signedAt === undefined ? undefined : new Date(kept.signedAt),
   });
+  return { key, manifest: parseManifest(bart, `${row.file}.bart`) };
 }

@@ -6,7 +6,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stage } from '../../../src/staging/pipeline.js';
@@ -107,12 +107,45 @@ describe('a signature made while the key was valid', () => {
       const signedAt = keptManifestEvidence(db, subject)?.signedAt;
       assert.ok(signedAt !== null && signedAt !== undefined);
       const after = { ...pub, expires: new Date(Date.parse(signedAt) + 1) };
-      assert.equal(verifyKeptManifest(db, subject, 'snap|rules|sha256', [after], '[audit] key').id, k.id);
+      assert.equal(verifyKeptManifest(db, subject, 'snap|rules|sha256', [after], '[audit] key').key.id, k.id);
       const beforeSigning = { ...pub, expires: new Date(Date.parse(signedAt) - 1) };
       assert.throws(() => verifyKeptManifest(db, subject, 'snap|rules|sha256', [beforeSigning], '[audit] key'), (err: unknown) => isSysprimeError(err, 'REFUSED') && /expired/.test(err.message));
       db.close();
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('drift --verify and the kept live manifest', () => {
+  let m: DirectoryMachine;
+  before(async () => {
+    setLevel('error');
+    m = await makeDirectoryMachine(`[audit]\nkey = "${testKey(keys, 'audit-verify').privatePath}"\n`);
+  });
+  after(async () => {
+    setLevel('info');
+    await m?.cleanup();
+  });
+
+  test('a digest planted in the unsigned cache of the live manifest does not hide a change', async () => {
+    const motd = join(m.backend.environmentPath('base'), 'etc/hostname');
+    recordDrift(m.ctx, await computeDrift(m.ctx, 'base')); // makes and signs the baseline
+    const before = readFileSync(motd, 'latin1');
+    writeFileSync(motd, before.replace(/^./, (c) => (c === 'X' ? 'Y' : 'X')), 'latin1'); // same size
+    const changed = await computeDrift(m.ctx, 'base', { verify: true });
+    assert.ok(changed.items.find((i) => i.path === '/etc/hostname')?.attributes.includes('contents'));
+    // Whoever can write the state directory puts the pristine digest back into the cache (env:base, never signed).
+    const digestOf = (subject: string): { file: string; digest: string } => {
+      const row = m.ctx.db.prepare('SELECT file FROM manifests WHERE subject = ?').get(subject) as { file: string };
+      const line = readFileSync(`${row.file}.bart`, 'latin1').split('\n').find((l) => l.startsWith('/etc/hostname '))!;
+      return { file: `${row.file}.bart`, digest: line.split(' ').at(-1)! };
+    };
+    const pristine = digestOf(manifestSubject.pristine(0));
+    const live = digestOf(manifestSubject.environment('base'));
+    assert.notEqual(pristine.digest, live.digest);
+    writeFileSync(live.file, readFileSync(live.file, 'latin1').replace(live.digest, pristine.digest), 'latin1');
+    const report = await computeDrift(m.ctx, 'base', { verify: true });
+    assert.ok(report.items.find((i) => i.path === '/etc/hostname')?.attributes.includes('contents'), 'every file was hashed again');
   });
 });
