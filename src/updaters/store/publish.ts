@@ -3,7 +3,7 @@
  * directory tree or from a list of entries, and choosing the current version
  * of a package. The reading side is repository.ts; both follow format.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -12,12 +12,14 @@ import { SysprimeError, errnoOf } from '../../errors.js';
 import { copyDurable, fsyncPath, replaceFile } from '../../os/durable.js';
 import type { PrivateSigningKey } from '../../signing/keys.js';
 import { signBytes } from '../../signing/signatures.js';
-import { formatMode, objectRelPath, parseIndex, parseManifest, STORE_FORMAT, type RepositoryIndex } from './format.js';
+import { formatMode, objectRelPath, parseIndex, parseManifest, REPOSITORY_ID, STORE_FORMAT, type RepositoryIndex } from './format.js';
 import { INDEX_SIGNATURE, manifestRelPath } from './repository.js';
 
 /** Keys the index is signed with after a write; none leaves it unsigned (and removes a stale signature). */
 export interface SignOptions {
   sign?: readonly PrivateSigningKey[] | undefined;
+  /** The repository's id, when the index is first written (default: 16 random hex digits); kept afterwards. */
+  id?: string | undefined;
 }
 
 export interface PublishEntry {
@@ -49,7 +51,13 @@ async function readIndexOrEmpty(repoDir: string): Promise<RepositoryIndex> {
  * refuses it: the safe way round.
  */
 async function writeIndex(repoDir: string, index: RepositoryIndex, opts: SignOptions): Promise<void> {
-  const text = `${JSON.stringify({ format: index.format, serial: index.serial + 1, packages: index.packages }, null, 2)}\n`;
+  // The id is chosen once, at the first write (or given then), and kept: it names the repository in signed bytes.
+  if (opts.id !== undefined && !REPOSITORY_ID.test(opts.id)) throw new SysprimeError('USAGE', `${JSON.stringify(opts.id)} is not a repository id (letters, digits, "._:-")`);
+  if (opts.id !== undefined && index.id !== undefined && opts.id !== index.id) {
+    throw new SysprimeError('USAGE', `the repository ${repoDir} has id ${index.id}, not ${opts.id}: an id is chosen once`, { hint: 'leave out --id, or publish to a new repository' });
+  }
+  const id = index.id ?? opts.id ?? randomBytes(8).toString('hex');
+  const text = `${JSON.stringify({ format: index.format, id, serial: index.serial + 1, packages: index.packages }, null, 2)}\n`;
   // Signed first: a key that cannot sign (expired) leaves the repository as it was.
   const lines = signatureLines(text, opts.sign ?? []);
   replaceFile(join(repoDir, 'index.json'), text, { mode: 0o644 });
