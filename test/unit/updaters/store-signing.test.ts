@@ -117,3 +117,15 @@ test('the repository id is chosen once and signed; serials are compared per id w
   checkIndexSource(index, built(9, 'other-os'), repo, 'demo-os');
   assert.throws(() => checkIndexSource(index, built(1, 'demo-os'), repo, 'other-os'), (err: unknown) => isSysprimeError(err, 'REFUSED') && /not other-os as \[update\] repository_id says/.test(err.message));
 });
+
+test('allow_unsigned without trusted keys: a signature that is there, good or bad, is refused, never read past', async () => {
+  const repo = join(dir, 'present-sig');
+  const key = testKey(dir, 'present-sig');
+  await publishPackageVersion(repo, 'base', '1', files('1'), { sign: [key.key] });
+  const local = { keys: [], allowUnsigned: true };
+  await assert.rejects(open(repo, local).readIndex(), (err: unknown) => isSysprimeError(err, 'REFUSED') && /no key in \[update\] trusted_keys can check its signature/.test(err.message));
+  writeFileSync(join(repo, 'index.json.sig'), 'not a signature\n');
+  await assert.rejects(open(repo, local).readIndex(), (err: unknown) => isSysprimeError(err, 'REFUSED'));
+  rmSync(join(repo, 'index.json.sig'));
+  assert.equal((await open(repo, local).readIndex()).serial, 1, 'unsigned, it is used (a local test repository)');
+});
