@@ -129,3 +129,27 @@ test('allow_unsigned without trusted keys: a signature that is there, good or ba
   rmSync(join(repo, 'index.json.sig'));
   assert.equal((await open(repo, local).readIndex()).serial, 1, 'unsigned, it is used (a local test repository)');
 });
+
+test('publish --sign checks the current index against the publishing keys before it signs it again', async () => {
+  const repo = join(dir, 'republish');
+  const key = testKey(dir, 'republish');
+  const other = testKey(dir, 'republish-other');
+  await publishPackageVersion(repo, 'base', '1', files('1'), { sign: [key.key] });
+  // Changed by someone else: a version pointed elsewhere, the signature left as it was.
+  const path = join(repo, 'index.json');
+  const good = readFileSync(path, 'utf8');
+  writeFileSync(path, good.replace('"current": "1"', '"current": "1" ').replace(/\n$/, ' \n'));
+  await assert.rejects(
+    publishPackageVersion(repo, 'base', '2', files('2'), { sign: [key.key] }),
+    (err: unknown) => isSysprimeError(err, 'REFUSED') && /the current index of .* does not match.*it is not signed again/.test(err.message) && /--trust-index/.test(err.hint ?? ''),
+  );
+  assert.equal(readFileSync(path, 'utf8'), good.replace('"current": "1"', '"current": "1" ').replace(/\n$/, ' \n'), 'left as it was');
+  writeFileSync(path, good);
+  // Signed by another key only, or not at all: refused; --trust-index signs over it.
+  await assert.rejects(publishPackageVersion(repo, 'base', '2', files('2'), { sign: [other.key] }), (err: unknown) => isSysprimeError(err, 'REFUSED') && /not trusted/.test(err.message));
+  rmSync(join(repo, 'index.json.sig'));
+  await assert.rejects(publishPackageVersion(repo, 'base', '2', files('2'), { sign: [key.key] }), (err: unknown) => isSysprimeError(err, 'REFUSED') && /is not signed/.test(err.message));
+  await publishPackageVersion(repo, 'base', '2', files('2'), { sign: [key.key], trustIndex: true });
+  await publishPackageVersion(repo, 'base', '3', files('3'), { sign: [key.key] });
+  assert.equal((await open(repo, { keys: [readPublicKey(key.publicPath)], allowUnsigned: false }).readIndex()).packages['base']?.current, '3');
+});
