@@ -95,7 +95,8 @@ export function verifyBytes(
   opts: VerifyOptions,
 ): PublicSigningKey {
   const now = opts.now ?? new Date();
-  const at = opts.signedAt !== undefined && !Number.isNaN(opts.signedAt.getTime()) && opts.signedAt.getTime() < now.getTime() ? opts.signedAt : now;
+  const atSigning = opts.signedAt !== undefined && !Number.isNaN(opts.signedAt.getTime());
+  const at = atSigning && opts.signedAt!.getTime() < now.getTime() ? opts.signedAt! : now;
   if (trusted.length === 0) {
     throw new SysprimeError('CONFIG', `no trusted key to check the signature of ${opts.what}`, {
       hint: `list the public keys you trust in ${opts.trustSource}`,
@@ -127,7 +128,7 @@ export function verifyBytes(
   if (good !== undefined) return good;
   if (expired.length > 0) {
     const k = expired[0] as PublicSigningKey;
-    const when = at === now ? '' : ` before it was signed (${at.toISOString()})`;
+    const when = atSigning ? ` before it was signed (${at.toISOString()})` : '';
     throw new SysprimeError('REFUSED', `${opts.what} is signed by key ${k.id} only, which expired at ${k.expires?.toISOString()}${when}`, {
       hint: 'sign it again with a current key (key rotation: docs/signing.md)',
     });
