@@ -226,7 +226,10 @@ export function checkIndexSource(index: RepositoryIndex, installed: InstalledSta
   const built = installed.repositoryId;
   if (pinned === undefined && built !== undefined && Object.keys(installed.packages).length > 0 && index.id !== built) {
     throw new SysprimeError('REFUSED', `${what} is of repository ${index.id ?? '(no id)'}, but this tree was built from repository ${built}`, {
-      hint: `to move this machine to the other repository, set [update] repository_id = "${index.id ?? ''}" in sysprime.toml`,
+      hint:
+        index.id === undefined
+          ? 'the index was written by an older sysprime and names no repository: publish to it again with a current one, then set [update] repository_id to its id'
+          : `to move this machine to the other repository, set [update] repository_id = "${index.id}" in sysprime.toml`,
     });
   }
   const same = built !== undefined && index.id !== undefined ? built === index.id : installed.repository === location;
