@@ -3,7 +3,9 @@
  * written to a file) and its version 2 index, made incrementally from a
  * saved manifest when one is given.
  *
- * With `previousFile`, the saved manifest and its index (`FILE.idx`) are
+ * With `previousFile` (and no `sign`: a signed manifest hashes every file,
+ * since the index that would let it copy digests is not signed), the saved
+ * manifest and its index (`FILE.idx`) are
  * checked to belong together and to have been made with the same rules,
  * hash and options; then unchanged entries are copied as bytes
  * (incremental.ts); a signature line at its end (signed.ts) is left out, and
@@ -80,7 +82,11 @@ export async function createManifestText(opts: CreateTextOptions): Promise<Creat
     ...(opts.index ? { index: await encodeIndex(records, made, indexOptions) } : {}),
   });
 
-  if (opts.previousFile !== undefined) {
+  if (opts.previousFile !== undefined && opts.sign !== undefined) {
+    // A signature vouches for every digest: none may come from a cache whose inode and time index is not signed
+    // (rewriting it would carry an old digest over a changed file into a newly signed manifest).
+    opts.onWarning?.(`${opts.previousFile}: not used, as a signed manifest hashes every file (its index is not signed); walking the whole tree`);
+  } else if (opts.previousFile !== undefined) {
     const file = opts.previousFile;
     // A signature line is not an entry: copying it would leave a stale signature in the middle of the new manifest.
     const text = splitSignature(readPrevious(file)).signed;

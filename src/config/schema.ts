@@ -33,6 +33,8 @@ export interface Config {
     timeout: number;
     trustedKeys: string[];
     allowUnsigned: boolean;
+    /** The store repository's id the machine follows, when it moves to another (a pin); undefined: the one its trees came from. */
+    repositoryId: string | undefined;
   };
   /** keepDays: environments younger than this many days are kept too (0: off). */
   /** keepAuto: environments the apt hook made, counted apart from `keep`. */
@@ -88,7 +90,7 @@ export const DEFAULTS: Config = {
   state: { dir: '/var/lib/sysprime/state' },
   boot: { loader: 'auto', esp: undefined, tries: 3, activateStaged: false, cmdline: '' },
   grub: { dir: '/boot/grub', defaults: '/etc/default/grub', scripts: '/etc/grub.d' },
-  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600, trustedKeys: [], allowUnsigned: false },
+  update: { method: 'none', command: undefined, chroot: true, repository: undefined, timeout: 3600, trustedKeys: [], allowUnsigned: false, repositoryId: undefined },
   retention: { keep: 5, keepDays: 0, keepAuto: 10, keepSnapshots: 10, minFreePercent: 20 },
   aptHook: { enabled: true, timeout: 20 },
   schedule: { stage: '0 4 * * *', drift: '30 * * * *', prune: '0 5 * * *', randomDelay: 1800 },
@@ -177,6 +179,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     kind: { t: 'bool' },
     set: (c, v) => (c.update.allowUnsigned = v as boolean),
     doc: 'accept an unsigned index from a local (directory or file:) store repository, for testing; never for http(s)',
+  },
+  'update.repository_id': {
+    kind: { t: 'string' },
+    set: (c, v) => (c.update.repositoryId = v as string),
+    doc: 'the store repository id (in its signed index) to follow; needed to move to another repository',
   },
   'update.timeout': { kind: { t: 'int', min: 1, max: 86400 }, set: (c, v) => (c.update.timeout = v as number), doc: 'seconds' },
   'retention.keep': { kind: { t: 'int', min: 1, max: 1000 }, set: (c, v) => (c.retention.keep = v as number), doc: 'environments kept' },

@@ -12,6 +12,7 @@ import { log } from '../log.js';
 import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
 import { recordDriftRun, runsOfPath, verifyDriftRuns, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
 import { readEitherHalf, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
+import { auditSigner } from '../signing/audit.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
 import { ruleFor } from '../bart/rules.js';
@@ -98,7 +99,7 @@ export interface DriftReport {
 
 const AUDIT_TRUST = '[audit] key';
 
-/** The [audit] key, either half; undefined when none is set. A key set but unreadable is an error, never skipped. */
+/** The [audit] key, either half, for checking; undefined when none is set. A key set but unreadable is an error, never skipped. */
 function auditKey(ctx: Context): { public: PublicSigningKey; private: PrivateSigningKey | undefined } | undefined {
   const path = ctx.config.audit.key;
   return path === undefined ? undefined : readEitherHalf(path);
@@ -143,8 +144,9 @@ export async function pristineManifest(
     made = (await createManifest({ root: path, rules: rules.rules, hash, onWarning: (w) => log.warn(w) })).manifest;
     log.debug(`manifest of the pristine snapshot of generation ${generation}: walked`);
   }
-  // Signed when the machine holds the private half; with the public half alone it stays unsigned, and --verify refuses it.
-  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made, auditKey(ctx)?.private);
+  // Signed when the machine holds a private half that can sign; otherwise it stays unsigned (never a reason to stop
+  // staging or drift), and --verify refuses it.
+  saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made, auditSigner(ctx.config.audit.key));
   return made;
 }
 
@@ -203,14 +205,26 @@ export interface PristineSide {
  * incrementally from the last manifest kept for the environment. Both give
  * the same manifest.
  */
-export async function liveManifest(ctx: Context, name: string, path: string, rules: LoadedRules, pristine?: PristineSide): Promise<Manifest> {
+export async function liveManifest(
+  ctx: Context,
+  name: string,
+  path: string,
+  rules: LoadedRules,
+  pristine?: PristineSide,
+  opts: { hashEverything?: boolean } = {},
+): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
   const subject = manifestSubject.environment(name);
   const identity = `${rules.digest}|${hash}`;
-  const previous = loadManifest(ctx.db, subject, identity);
+  // The kept live manifest is never signed: when the result must be trusted (--verify) it seeds nothing, and
+  // no digest is taken from the pristine side or a list of changes either: every file is read and hashed.
+  const hashEverything = opts.hashEverything === true;
+  const previous = hashEverything ? undefined : loadManifest(ctx.db, subject, identity);
   const method = liveMethod();
   let made: Manifest | undefined;
-  if (pristine !== undefined && method !== 'walk') {
+  if (hashEverything) {
+    if (method === 'changes') log.debug(`manifest of ${name}: walking the tree, as --verify hashes every file (SYSPRIME_DRIFT_METHOD=changes not used)`);
+  } else if (pristine !== undefined && method !== 'walk') {
     const fast = await liveManifestFromChanges({
       backend: ctx.backend,
       name,
@@ -284,11 +298,22 @@ export function mountPointsBelow(table: readonly MountinfoEntry[], tree: string)
   return out;
 }
 
-/** Manifests of the pristine snapshot of an environment's generation and of the environment now. */
-export async function manifestsOf(ctx: Context, env: EnvironmentInfo, trees: { pristine: string; live: string }, atRisk: readonly string[] = []): Promise<ManifestPair> {
+/**
+ * Manifests of the pristine snapshot of an environment's generation and of
+ * the environment now. `verified` is the pristine manifest whose signature
+ * was just checked: it is used as checked, and the live side is then made
+ * from the tree alone (no unsigned cache seeds it).
+ */
+export async function manifestsOf(
+  ctx: Context,
+  env: EnvironmentInfo,
+  trees: { pristine: string; live: string },
+  atRisk: readonly string[] = [],
+  verified?: Manifest,
+): Promise<ManifestPair> {
   const rules = loadRules(ctx.config, atRisk);
-  const pristine = await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules);
-  const live = await liveManifest(ctx, env.name, trees.live, rules, { generation: env.generation, manifest: pristine, path: trees.pristine });
+  const pristine = verified ?? (await pristineManifest(ctx, env.generation, env.pristine ?? '', trees.pristine, rules));
+  const live = await liveManifest(ctx, env.name, trees.live, rules, { generation: env.generation, manifest: pristine, path: trees.pristine }, { hashEverything: verified !== undefined });
   return { pristine, live, rules };
 }
 
@@ -339,6 +364,7 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
       const apart = atRisk.filter((p) => (ruleFor(plain, asManifestPath(p), 'D')?.flags ?? 0) === 0);
       const sharedBytes = apart.map(asManifestPath);
       let verified: DriftReport['verified'] = null;
+      let baseline: Manifest | undefined;
       if (opts.verify === true) {
         const key = auditKey(ctx);
         if (key === undefined) {
@@ -348,10 +374,10 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
         }
         // Checked before manifestsOf, which would make (and sign) a baseline that is missing.
         const identity = `${env.pristine}|${loadRules(ctx.config, atRisk).digest}|${ctx.config.bart.hash}`;
-        verifyKeptManifest(ctx.db, manifestSubject.pristine(env.generation), identity, [key.public], AUDIT_TRUST);
+        baseline = verifyKeptManifest(ctx.db, manifestSubject.pristine(env.generation), identity, [key.public], AUDIT_TRUST).manifest;
         verified = { key: key.public.id, runs: verifyDriftRuns(ctx.db, [key.public], AUDIT_TRUST) };
       }
-      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk);
+      const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk, baseline);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));
       const owners = await packageOwners(live.path, diffs.map((d) => d.path));
       const store = await storeFactsOf(live.path, diffs.map((d) => d.path));
@@ -421,7 +447,7 @@ export function recordDrift(ctx: Context, report: DriftReport): number {
   // The history is shown by `drift --history` without --show-secrets: it never keeps a secret's digest,
   // so repeated content changes of such a file fold into one (its change and attributes still recorded).
   const items = report.items.map((i) => (i.secret === null ? i : { ...i, contents: null }));
-  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items, auditKey(ctx)?.private);
+  return recordDriftRun(ctx.db, { at: report.at, environment: report.environment, generation: report.generation, counts: report.counts }, items, auditSigner(ctx.config.audit.key));
 }
 
 export type HistoryRow = DriftPathInRun;

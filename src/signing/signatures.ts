@@ -11,7 +11,8 @@
  * Checking is strict: a signature by a trusted key that does not match
  * refuses the whole document even when another signature matches (one of its
  * signers saw other bytes); otherwise the first good signature by a trusted
- * key that has not expired is the answer. Every refusal names the key ids.
+ * key that has not expired is the answer: expired now, or at the signing time
+ * the signed bytes carry (VerifyOptions.signedAt). Every refusal names the key ids.
  */
 import { sign as edSign, verify as edVerify } from 'node:crypto';
 import { SysprimeError } from '../errors.js';
@@ -73,6 +74,14 @@ export interface VerifyOptions {
   /** What was signed, for messages: "the index of /srv/repo". */
   what: string;
   now?: Date;
+  /**
+   * When the signed bytes themselves say they were signed (a drift run's
+   * time, a kept baseline's signing time): a key is then judged by its expiry
+   * at that instant, so what it signed while valid stays verifiable after it
+   * expires. Without it (a store index: freshness matters there) a key is
+   * judged now. A time after `now` counts as now.
+   */
+  signedAt?: Date | undefined;
   /** Where the trusted keys come from, for the hint: "[update] trusted_keys". */
   trustSource: string;
 }
@@ -86,6 +95,8 @@ export function verifyBytes(
   opts: VerifyOptions,
 ): PublicSigningKey {
   const now = opts.now ?? new Date();
+  const atSigning = opts.signedAt !== undefined && !Number.isNaN(opts.signedAt.getTime());
+  const at = atSigning && opts.signedAt!.getTime() < now.getTime() ? opts.signedAt! : now;
   if (trusted.length === 0) {
     throw new SysprimeError('CONFIG', `no trusted key to check the signature of ${opts.what}`, {
       hint: `list the public keys you trust in ${opts.trustSource}`,
@@ -111,13 +122,14 @@ export function verifyBytes(
         hint: `do not use it; fetch or publish it again and sign it with key ${key.id}`,
       });
     }
-    if (isExpired(key, now)) expired.push(key);
+    if (isExpired(key, at)) expired.push(key);
     else good ??= key;
   }
   if (good !== undefined) return good;
   if (expired.length > 0) {
     const k = expired[0] as PublicSigningKey;
-    throw new SysprimeError('REFUSED', `${opts.what} is signed by key ${k.id} only, which expired at ${k.expires?.toISOString()}`, {
+    const when = atSigning ? ` before it was signed (${at.toISOString()})` : '';
+    throw new SysprimeError('REFUSED', `${opts.what} is signed by key ${k.id} only, which expired at ${k.expires?.toISOString()}${when}`, {
       hint: 'sign it again with a current key (key rotation: docs/signing.md)',
     });
   }

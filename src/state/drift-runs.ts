@@ -108,7 +108,12 @@ export function verifyDriftRuns(db: Db, keys: readonly PublicSigningKey[], trust
     }
     const run: DriftRun = { at: r.at, environment: r.environment, generation: r.generation, counts: { added: r.added, removed: r.removed, modified: r.modified } };
     const paths = pathsOf.all(r.id) as { path: string; change: string; attributes: string; contents: string | null }[];
-    verifyBytes(keys, 'baseline', signedBytesOfRun(r.id, run, paths, previous), sig === undefined ? [] : [sig], { what, trustSource });
+    verifyBytes(keys, 'baseline', signedBytesOfRun(r.id, run, paths, previous), sig === undefined ? [] : [sig], {
+      what,
+      trustSource,
+      // The run's time is in the signed bytes: a run signed while the key was valid stays verifiable after it expires.
+      signedAt: new Date(r.at),
+    });
     previous = r.signature;
   }
   return runs.length;

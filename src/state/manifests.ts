@@ -57,10 +57,23 @@ function writeAtomic(path: string, data: string): void {
 
 /**
  * What a kept manifest's signature covers: its subject and identity with its
- * bytes, so a signed manifest cannot stand in for another generation's.
+ * bytes, so a signed manifest cannot stand in for another generation's, and
+ * the time it was signed, so the key is judged by its expiry then (a
+ * signature file written before signing times were kept has none).
  */
-function signedBytesOf(subject: string, identity: string, bart: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`${subject}\0${identity}\0`, 'utf8'), bart]);
+function signedBytesOf(subject: string, identity: string, bart: Buffer, signedAt?: string): Buffer {
+  const at = signedAt === undefined ? '' : `signed-at=${signedAt}\0`;
+  return Buffer.concat([Buffer.from(`${subject}\0${identity}\0${at}`, 'utf8'), bart]);
+}
+
+const SIGNED_AT = 'signed-at ';
+
+/** A kept manifest's signature file: an optional `signed-at TIME` line, then the signature line. */
+function parseKeptSignature(text: string): { line: string; signedAt: string | undefined } {
+  const lines = text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  const first = lines[0] ?? '';
+  if (first.startsWith(SIGNED_AT)) return { signedAt: first.slice(SIGNED_AT.length), line: lines.slice(1).join('\n') };
+  return { signedAt: undefined, line: lines.join('\n') };
 }
 
 /**
@@ -72,11 +85,12 @@ export function saveManifest(db: Db, stateDir: string, subject: string, identity
   mkdirSync(join(stateDir, 'manifests'), { recursive: true, mode: 0o700 });
   const file = fileFor(stateDir, subject);
   const bart = Buffer.from(formatManifest(m), 'latin1');
-  const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart));
+  const signedAt = new Date().toISOString();
+  const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart, signedAt));
   rmSync(`${file}.sig`, { force: true });
   writeAtomic(`${file}.bart`, formatManifest(m));
   writeAtomic(`${file}.index`, formatIndex(m));
-  if (signature !== undefined) writeAtomic(`${file}.sig`, `${signature}\n`);
+  if (signature !== undefined) writeAtomic(`${file}.sig`, `${SIGNED_AT}${signedAt}\n${signature}\n`);
   db.prepare('INSERT OR REPLACE INTO manifests (subject, created, identity, entries, file) VALUES (?, ?, ?, ?, ?)').run(
     subject,
     new Date().toISOString(),
@@ -126,6 +140,8 @@ export interface KeptManifestEvidence {
   identity: string;
   sha256: string;
   signature: string | null;
+  /** The signing time the signature covers (after subject and identity, before the bytes); null when none. */
+  signedAt: string | null;
 }
 
 function readOptional(path: string): Buffer | undefined {
@@ -143,19 +159,30 @@ export function keptManifestEvidence(db: Db, subject: string): KeptManifestEvide
   const bart = readOptional(`${row.file}.bart`);
   if (bart === undefined) return null;
   const sig = readOptional(`${row.file}.sig`);
+  const kept = sig === undefined ? undefined : parseKeptSignature(sig.toString('utf8'));
   return {
     subject,
     identity: row.identity,
     sha256: createHash('sha256').update(bart).digest('hex'),
-    signature: sig === undefined ? null : sig.toString('utf8').trim(),
+    signature: kept === undefined ? null : kept.line,
+    signedAt: kept?.signedAt ?? null,
   };
 }
 
 /**
  * Checks the kept manifest of `subject` (with this identity) against `keys`:
  * missing, kept for another identity, unsigned or altered, it is refused.
+ * Returns the key and the manifest parsed from the very bytes checked (a
+ * second read could see other bytes), without the side index: the index is
+ * not signed, so its inode and time cache vouches for nothing.
  */
-export function verifyKeptManifest(db: Db, subject: string, identity: string, keys: readonly PublicSigningKey[], trustSource: string): PublicSigningKey {
+export function verifyKeptManifest(
+  db: Db,
+  subject: string,
+  identity: string,
+  keys: readonly PublicSigningKey[],
+  trustSource: string,
+): { key: PublicSigningKey; manifest: Manifest } {
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   const bart = row === undefined ? undefined : readOptional(`${row.file}.bart`);
   if (row === undefined || bart === undefined || row.identity !== identity) {
@@ -163,7 +190,13 @@ export function verifyKeptManifest(db: Db, subject: string, identity: string, ke
       hint: 'a baseline is signed when it is made with [audit] key set; see docs/signing.md',
     });
   }
-  const text = readOptional(`${row.file}.sig`)?.toString('utf8').trim();
-  const sig = text === undefined ? undefined : parseSignatureLine(text);
-  return verifyBytes(keys, 'baseline', signedBytesOf(subject, identity, bart), sig === undefined ? [] : [sig], { what: `the baseline manifest of ${subject}`, trustSource });
+  const text = readOptional(`${row.file}.sig`)?.toString('utf8');
+  const kept = text === undefined ? undefined : parseKeptSignature(text);
+  const sig = kept === undefined ? undefined : parseSignatureLine(kept.line);
+  const key = verifyBytes(keys, 'baseline', signedBytesOf(subject, identity, bart, kept?.signedAt), sig === undefined ? [] : [sig], {
+    what: `the baseline manifest of ${subject}`,
+    trustSource,
+    signedAt: kept?.signedAt === undefined ? undefined : new Date(kept.signedAt),
+  });
+  return { key, manifest: parseManifest(bart, `${row.file}.bart`) };
 }

@@ -19,10 +19,10 @@ export function registerDrift(program: Command, globals: () => GlobalOptions): v
     .option('--no-record', 'do not keep this run in the drift history')
     .option('--history <path>', 'when did this path change (from the recorded runs)')
     .option('--show-secrets', 'show the content of files only root may read and of [drift] secret paths')
-    .option('--verify', 'first check the signatures of the baseline manifest and of the drift history against [audit] key (refused when either was rewritten)')
+    .option('--verify', 'first check the signatures of the baseline manifest and of the drift history against [audit] key (an altered record or a run deleted from the middle is refused; runs deleted from the end are not detected; every live file is hashed)')
     .addHelpText(
       'after',
-      '\nExamples:\n  sysprime drift                          drift of the running environment\n  sysprime drift --format html -o drift.html\n  sysprime drift --verify                 prove the baseline and history were not rewritten\n  sysprime drift --history /etc/ssh/sshd_config',
+      '\nExamples:\n  sysprime drift                          drift of the running environment\n  sysprime drift --format html -o drift.html\n  sysprime drift --verify                 check the signed baseline and history (an edited record or a run\n                                          deleted from the middle is refused; runs deleted from the end are not seen)\n  sysprime drift --history /etc/ssh/sshd_config',
     )
     .action(async (env: string | undefined, opts: { format: string; output?: string; diff: boolean; record: boolean; history?: string; showSecrets?: boolean; verify?: boolean }) =>
       withContext(globals(), async (ctx) => {

@@ -40,11 +40,13 @@ export function registerStore(program: Command, globals: () => GlobalOptions): v
     .description('add the contents of a directory tree as a version of a package in a repository directory (made if missing), and sign the index')
     .option('--sign <key>', 'private key to sign the index with (repeat for several, as during a key rotation)', collect, [])
     .option('--no-current', 'add the version without making it the one trees should have')
+    .option('--trust-index', 'sign over the current index even when no --sign key signed it (an unsigned repository\'s first signed publish)')
+    .option('--id <id>', 'the repository\'s id, in its signed index, when it is first written (default: random); kept afterwards')
     .addHelpText('after', '\nExamples:\n  sysprime store publish --sign repo.key /srv/repo demo-os 2 /build/demo-os-2\n  sysprime store publish --sign old.key --sign new.key /srv/repo demo-os 3 /build/demo-os-3')
-    .action(async (repo: string, name: string, version: string, tree: string, opts: { sign: string[]; current: boolean }) =>
+    .action(async (repo: string, name: string, version: string, tree: string, opts: { sign: string[]; current: boolean; id?: string; trustIndex?: boolean }) =>
       withoutContext(globals(), async () => {
         const keys = opts.sign.map((k) => readPrivateKey(k));
-        const sha = await publishTree(repo, name, version, tree, { current: opts.current, sign: keys });
+        const sha = await publishTree(repo, name, version, tree, { current: opts.current, sign: keys, id: opts.id, trustIndex: opts.trustIndex });
         if (globals().json) printJson({ repository: repo, name, version, manifest: sha, signedBy: keys.map((k) => k.id) });
         else {
           process.stdout.write(`published ${name} ${version} (manifest ${sha}) in ${repo}\n`);

@@ -51,6 +51,13 @@ export interface RepositoryIndex {
    * index served again (a rollback attack).
    */
   serial: number;
+  /**
+   * The repository's identity, chosen once when its index is first written
+   * and kept (`store publish --id`): signed with the rest, it binds the
+   * signature and the serial to one repository, whatever URL serves it.
+   * Absent from an index written by an older sysprime.
+   */
+  id?: string;
   packages: Record<string, IndexPackage>;
 }
 
@@ -63,13 +70,17 @@ export interface InstalledState {
   format: typeof STORE_FORMAT;
   /** Where the packages came from (informative). */
   repository: string;
-  /** The serial of the index the packages came from: an older one is refused. */
+  /** The serial of the index the packages came from: an older one of the same repository is refused. */
   serial: number;
+  /** The id of the repository the packages came from (absent: an index without one). */
+  repositoryId?: string;
   packages: Record<string, InstalledPackage>;
 }
 
 const SHA256 = /^[0-9a-f]{64}$/;
 const NAME = /^[A-Za-z0-9][A-Za-z0-9+._-]{0,127}$/;
+/** A repository id: what `store publish --id` and `[update] repository_id` accept. */
+export const REPOSITORY_ID = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 const VERSION = /^[A-Za-z0-9][A-Za-z0-9+.:~_-]{0,127}$/;
 
 function invalid(what: string, why: string): SysprimeError {
@@ -104,7 +115,9 @@ export function parseIndex(text: string, where: string): RepositoryIndex {
   if (!isRecord(packages)) throw invalid(where, '"packages" must be an object');
   const serial = raw['serial'] ?? 0;
   if (typeof serial !== 'number' || !Number.isSafeInteger(serial) || serial < 0) throw invalid(where, '"serial" must be a whole number');
-  const out: RepositoryIndex = { format: STORE_FORMAT, serial, packages: {} };
+  const id = raw['id'];
+  if (id !== undefined && (typeof id !== 'string' || !REPOSITORY_ID.test(id))) throw invalid(where, '"id" must be a repository id (letters, digits, "._:-")');
+  const out: RepositoryIndex = { format: STORE_FORMAT, serial, packages: {}, ...(id === undefined ? {} : { id }) };
   for (const [name, pkg] of Object.entries(packages)) {
     if (!NAME.test(name)) throw invalid(where, `bad package name ${JSON.stringify(name)}`);
     if (!isRecord(pkg) || typeof pkg['current'] !== 'string' || !isRecord(pkg['versions'])) {
@@ -191,7 +204,40 @@ export function parseInstalled(text: string, where: string): InstalledState {
     packages[name] = { version: p['version'], manifest: p['manifest'] };
   }
   const serial = typeof raw['serial'] === 'number' && Number.isSafeInteger(raw['serial']) && raw['serial'] >= 0 ? raw['serial'] : 0;
-  return { format: STORE_FORMAT, repository: typeof raw['repository'] === 'string' ? raw['repository'] : '', serial, packages };
+  const repositoryId = typeof raw['repositoryId'] === 'string' ? raw['repositoryId'] : undefined;
+  return { format: STORE_FORMAT, repository: typeof raw['repository'] === 'string' ? raw['repository'] : '', serial, packages, ...(repositoryId === undefined ? {} : { repositoryId }) };
+}
+
+/**
+ * Whether a tree may be updated from `index`: refused (REFUSED) when the
+ * index is of another repository than the tree was built from (unless the
+ * admin pinned the new one, `[update] repository_id`), or of the same
+ * repository with a lower serial (an old index served again). Serials are
+ * compared per repository id, whatever URL serves it; a tree or an index
+ * without an id (written by an older sysprime) falls back to the URL.
+ */
+export function checkIndexSource(index: RepositoryIndex, installed: InstalledState, location: string, pinned: string | undefined): void {
+  const what = `the index of ${location}`;
+  if (pinned !== undefined && index.id !== pinned) {
+    throw new SysprimeError('REFUSED', `${what} is of repository ${index.id ?? '(no id)'}, not ${pinned} as [update] repository_id says`, {
+      hint: 'check update.repository, or set [update] repository_id to the repository this machine should follow',
+    });
+  }
+  const built = installed.repositoryId;
+  if (pinned === undefined && built !== undefined && Object.keys(installed.packages).length > 0 && index.id !== built) {
+    throw new SysprimeError('REFUSED', `${what} is of repository ${index.id ?? '(no id)'}, but this tree was built from repository ${built}`, {
+      hint:
+        index.id === undefined
+          ? 'the index was written by an older sysprime and names no repository: publish to it again with a current one, then set [update] repository_id to its id'
+          : `to move this machine to the other repository, set [update] repository_id = "${index.id}" in sysprime.toml`,
+    });
+  }
+  const same = built !== undefined && index.id !== undefined ? built === index.id : installed.repository === location;
+  if (same && index.serial < installed.serial) {
+    throw new SysprimeError('REFUSED', `${what} is older (serial ${index.serial}) than the one this tree was built from (serial ${installed.serial}): an old index served again`, {
+      hint: 'the repository or a mirror serves a stale or replayed index; publish or sign again, or fix the mirror',
+    });
+  }
 }
 
 export function emptyInstalled(repository: string): InstalledState {

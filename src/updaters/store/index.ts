@@ -12,7 +12,7 @@ import { run } from '../../process/run.js';
 import { installReadOnlyUsr } from './read-only-usr.js';
 import type { UpdateOptions, UpdateResult, Updater } from '../types.js';
 import { assembleUsr, carryOverUsrLocal, isUsrPath, putBackUsrLocal, recoverUsrSwap, removeOutsideUsr, swapUsr, writeOutsideUsr } from './assemble.js';
-import { mergeTrees, planChanges, summarize, STORE_FORMAT, type InstalledState, type PackageManifest } from './format.js';
+import { checkIndexSource, mergeTrees, planChanges, summarize, STORE_FORMAT, type InstalledState, type PackageManifest } from './format.js';
 import { readPublicKey } from '../../signing/keys.js';
 import { openRepository, type IndexTrust, type Repository } from './repository.js';
 import {
@@ -56,7 +56,9 @@ export function createStoreUpdater(config: Config): Updater {
       await openRepository(needRepository(), { timeoutSeconds: config.update.timeout, trust: indexTrust(config) }).readIndex();
     },
     apply: (opts: UpdateOptions) =>
-      applyStore(openRepository(needRepository(), { timeoutSeconds: opts.timeout, signal: opts.signal, trust: indexTrust(config) }), opts.root),
+      applyStore(openRepository(needRepository(), { timeoutSeconds: opts.timeout, signal: opts.signal, trust: indexTrust(config) }), opts.root, {
+        repositoryId: config.update.repositoryId,
+      }),
   };
 }
 
@@ -74,17 +76,13 @@ async function manifestsFor(repo: Repository, paths: StorePaths, wanted: Array<{
 }
 
 /** Brings the tree at `root` to what the repository publishes. */
-export async function applyStore(repo: Repository, root: string): Promise<StoreApplyReport> {
+export async function applyStore(repo: Repository, root: string, opts: { repositoryId?: string | undefined } = {}): Promise<StoreApplyReport> {
   const rootStat = await lstat(root).catch(() => null);
   if (rootStat === null || !rootStat.isDirectory()) throw new SysprimeError('NOT_FOUND', `the tree to update, ${root}, does not exist`);
   const paths = await storePaths(root);
   const index = await repo.readIndex();
   const installed = await readInstalled(paths, repo.location);
-  if (installed.repository === repo.location && index.serial < installed.serial) {
-    throw new SysprimeError('REFUSED', `the index of ${repo.location} is older (serial ${index.serial}) than the one this tree was built from (serial ${installed.serial}): an old index served again`, {
-      hint: 'the repository or a mirror serves a stale or replayed index; publish or sign again, or fix the mirror',
-    });
-  }
+  checkIndexSource(index, installed, repo.location, opts.repositoryId);
   const changes = planChanges(index, installed);
   if (changes.length === 0) {
     return { changed: false, packages: [], summary: summarize(changes), objectsFetched: 0, objectsCollected: 0, swap: 'none' };
@@ -138,6 +136,7 @@ export async function applyStore(repo: Repository, root: string): Promise<StoreA
     format: STORE_FORMAT,
     repository: repo.location,
     serial: index.serial,
+    ...(index.id === undefined ? {} : { repositoryId: index.id }),
     packages: Object.fromEntries(next.map((n) => [n.manifest.name, { version: n.manifest.version, manifest: n.sha }])),
   };
   await writeInstalled(paths, state);

@@ -3,21 +3,25 @@
  * directory tree or from a list of entries, and choosing the current version
  * of a package. The reading side is repository.ts; both follow format.ts.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { lstat, mkdir, readFile, readdir, readlink, rm } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { SysprimeError, errnoOf } from '../../errors.js';
+import { SysprimeError, errnoOf, isSysprimeError } from '../../errors.js';
 import { copyDurable, fsyncPath, replaceFile } from '../../os/durable.js';
-import type { PrivateSigningKey } from '../../signing/keys.js';
-import { signBytes } from '../../signing/signatures.js';
-import { formatMode, objectRelPath, parseIndex, parseManifest, STORE_FORMAT, type RepositoryIndex } from './format.js';
+import { publicOf, type PrivateSigningKey } from '../../signing/keys.js';
+import { parseSignatureFile, signBytes, verifyBytes } from '../../signing/signatures.js';
+import { formatMode, objectRelPath, parseIndex, parseManifest, REPOSITORY_ID, STORE_FORMAT, type RepositoryIndex } from './format.js';
 import { INDEX_SIGNATURE, manifestRelPath } from './repository.js';
 
 /** Keys the index is signed with after a write; none leaves it unsigned (and removes a stale signature). */
 export interface SignOptions {
   sign?: readonly PrivateSigningKey[] | undefined;
+  /** Sign over the current index without checking it first (publish --trust-index). */
+  trustIndex?: boolean | undefined;
+  /** The repository's id, when the index is first written (default: 16 random hex digits); kept afterwards. */
+  id?: string | undefined;
 }
 
 export interface PublishEntry {
@@ -34,13 +38,41 @@ export interface PublishEntry {
   target?: string;
 }
 
-async function readIndexOrEmpty(repoDir: string): Promise<RepositoryIndex> {
+/**
+ * The current index, to be changed and signed again. With keys to sign
+ * with, it must first carry a good signature by one of them: re-signing an
+ * index nobody checked would vouch for whatever was put there
+ * (`trustIndex`: the publisher says to sign over it anyway).
+ */
+async function readIndexOrEmpty(repoDir: string, opts: SignOptions): Promise<RepositoryIndex> {
+  const path = join(repoDir, 'index.json');
+  let text: string;
   try {
-    return parseIndex(await readFile(join(repoDir, 'index.json'), 'utf8'), join(repoDir, 'index.json'));
+    text = await readFile(path, 'utf8');
   } catch (err) {
     if (errnoOf(err) === 'ENOENT') return { format: STORE_FORMAT, serial: 0, packages: {} };
     throw err;
   }
+  const keys = opts.sign ?? [];
+  if (keys.length > 0 && opts.trustIndex !== true) {
+    const sigText = await readFile(join(repoDir, INDEX_SIGNATURE), 'utf8').catch((err: unknown) => {
+      if (errnoOf(err) === 'ENOENT') return '';
+      throw err;
+    });
+    try {
+      verifyBytes(keys.map(publicOf), 'store-index', Buffer.from(text, 'utf8'), parseSignatureFile(sigText, join(repoDir, INDEX_SIGNATURE)), {
+        what: `the current index of ${repoDir}`,
+        trustSource: 'the --sign keys',
+      });
+    } catch (err) {
+      if (!isSysprimeError(err)) throw err;
+      throw new SysprimeError('REFUSED', `${err.message}; it is not signed again`, {
+        hint: 'check the repository (was it changed by someone else?); to sign over it anyway, add --trust-index',
+        cause: err,
+      });
+    }
+  }
+  return parseIndex(text, path);
 }
 
 /**
@@ -49,7 +81,13 @@ async function readIndexOrEmpty(repoDir: string): Promise<RepositoryIndex> {
  * refuses it: the safe way round.
  */
 async function writeIndex(repoDir: string, index: RepositoryIndex, opts: SignOptions): Promise<void> {
-  const text = `${JSON.stringify({ format: index.format, serial: index.serial + 1, packages: index.packages }, null, 2)}\n`;
+  // The id is chosen once, at the first write (or given then), and kept: it names the repository in signed bytes.
+  if (opts.id !== undefined && !REPOSITORY_ID.test(opts.id)) throw new SysprimeError('USAGE', `${JSON.stringify(opts.id)} is not a repository id (letters, digits, "._:-")`);
+  if (opts.id !== undefined && index.id !== undefined && opts.id !== index.id) {
+    throw new SysprimeError('USAGE', `the repository ${repoDir} has id ${index.id}, not ${opts.id}: an id is chosen once`, { hint: 'leave out --id, or publish to a new repository' });
+  }
+  const id = index.id ?? opts.id ?? randomBytes(8).toString('hex');
+  const text = `${JSON.stringify({ format: index.format, id, serial: index.serial + 1, packages: index.packages }, null, 2)}\n`;
   // Signed first: a key that cannot sign (expired) leaves the repository as it was.
   const lines = signatureLines(text, opts.sign ?? []);
   replaceFile(join(repoDir, 'index.json'), text, { mode: 0o644 });
@@ -127,6 +165,8 @@ export async function publishPackageVersion(
   opts: { current?: boolean } & SignOptions = {},
 ): Promise<string> {
   await mkdir(repoDir, { recursive: true });
+  // Read (and checked) first: a refused index leaves the repository as it was.
+  const index = await readIndexOrEmpty(repoDir, opts);
   const entries: Array<Record<string, unknown>> = [];
   for (const e of [...input].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0))) {
     const mode = e.mode ?? (e.type === 'file' ? 0o644 : e.type === 'dir' ? 0o755 : 0o777);
@@ -150,7 +190,6 @@ export async function publishPackageVersion(
   await mkdir(dirname(dest), { recursive: true });
   replaceFile(dest, text, { mode: 0o644 });
 
-  const index = await readIndexOrEmpty(repoDir);
   const pkg = index.packages[name] ?? { current: version, versions: {} };
   pkg.versions[version] = sha;
   if (opts.current !== false || index.packages[name] === undefined) pkg.current = version;
@@ -186,7 +225,7 @@ export async function publishTree(repoDir: string, name: string, version: string
 }
 
 export async function setCurrentVersion(repoDir: string, name: string, version: string, opts: SignOptions = {}): Promise<void> {
-  const index = await readIndexOrEmpty(repoDir);
+  const index = await readIndexOrEmpty(repoDir, opts);
   const pkg = index.packages[name];
   if (pkg?.versions[version] === undefined) throw new SysprimeError('NOT_FOUND', `${name} ${version} is not in ${repoDir}`);
   pkg.current = version;
@@ -195,7 +234,7 @@ export async function setCurrentVersion(repoDir: string, name: string, version: 
 
 /** Drops a package from the index: trees following the repository remove it. Its objects stay. */
 export async function withdrawPackage(repoDir: string, name: string, opts: SignOptions = {}): Promise<void> {
-  const index = await readIndexOrEmpty(repoDir);
+  const index = await readIndexOrEmpty(repoDir, opts);
   delete index.packages[name];
   await writeIndex(repoDir, index, opts);
 }

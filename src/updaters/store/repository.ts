@@ -32,7 +32,7 @@ export const INDEX_SIGNATURE = 'index.json.sig';
  * Whom the index must be signed by. `allowUnsigned` lets an unsigned index
  * of a local repository (a directory or file: URL) through, for testing; it
  * never applies to http(s), and a signature that is there is checked all the
- * same.
+ * same: with no trusted key to check it with, the index is refused.
  */
 export interface IndexTrust {
   keys: readonly PublicSigningKey[];
@@ -170,8 +170,13 @@ export function openRepository(location: string, opts: RepositoryOptions): Repos
       // The signature is checked on the bytes as fetched, before a byte of them is parsed.
       const sigText = await source.readText(INDEX_SIGNATURE);
       const what = `the index of ${location}`;
-      if (allowUnsigned && (sigText === null || keys.length === 0)) {
+      if (allowUnsigned && sigText === null) {
         log.warn(`${what} is used unsigned (update.allow_unsigned)`);
+      } else if (allowUnsigned && keys.length === 0) {
+        // A signature that is there is checked, or the index refused: never read past one unchecked (it may be bad).
+        throw new SysprimeError('REFUSED', `${what} is signed (${source.describe(INDEX_SIGNATURE)}), but no key in [update] trusted_keys can check its signature`, {
+          hint: 'list the publisher\'s public key in [update] trusted_keys, or, for a local test repository, remove the signature file',
+        });
       } else {
         const signatures = sigText === null ? [] : parseSignatureFile(sigText, source.describe(INDEX_SIGNATURE));
         const key = verifyBytes(keys, 'store-index', Buffer.from(text, 'utf8'), signatures, { what, trustSource: '[update] trusted_keys' });

@@ -9,7 +9,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { makeScratch, type Scratch } from '../../fixtures/scratch.js';
@@ -111,5 +111,25 @@ describe('staging from a signed store repository (btrfs)', () => {
     // A rollback attack: the first index, correctly signed, served again.
     for (const f of ['index.json', 'index.json.sig']) copyFileSync(join(dir, 'old', f), join(repo, f));
     await refused(/the index of .* is older \(serial 1\) than the one this tree was built from \(serial 2\)/, 3);
+
+    // The same repository served from another place (a new mirror): the serial is still compared, by the repository's id.
+    const builtId = (JSON.parse(readFileSync(join(dir, 'old', 'index.json'), 'utf8')) as { id: string }).id;
+    assert.match(builtId, /^[0-9a-f]{16}$/, 'an id chosen at the first publish');
+    const at = (location: string, extra = '') =>
+      writeFileSync(s.config, `${baseConfig.replace(`repository = "${repo}"`, `repository = "${location}"`)}trusted_keys = ["${join(dir, 'repo.key.pub')}"]\n${extra}`);
+    const mirror = join(dir, 'mirror');
+    cpSync(repo, mirror, { recursive: true });
+    at(mirror);
+    await refused(/the index of .* is older \(serial 1\) than the one this tree was built from \(serial 2\)/, 3);
+
+    // Another repository signed with the same key: refused naming both ids, unless the admin moves the machine there.
+    const elsewhere = join(dir, 'elsewhere');
+    const other = await sysprime(['store', 'publish', '--sign', join(dir, 'repo.key'), '--id', 'other-os', elsewhere, 'demo-os', '3', join(dir, 'tree-2')]);
+    assert.equal(other.code, 0, other.stderr);
+    at(elsewhere);
+    await refused(new RegExp(`is of repository other-os, but this tree was built from repository ${builtId}`), 3);
+    at(elsewhere, 'repository_id = "other-os"\n');
+    const moved = await sp('stage');
+    assert.equal(moved.code, 0, moved.stderr);
   });
 });

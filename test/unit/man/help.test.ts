@@ -63,3 +63,10 @@ test('a mistyped option suggests the right one, exit 2', async () => {
   assert.match(r.stderr, /unknown option '--fromat'/);
   assert.match(r.stderr, /Did you mean --format\?/);
 });
+
+test('sysprime drift --help says what --verify cannot see: runs deleted from the end of the history', async () => {
+  const r = await sysprime(['drift', '--help']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.doesNotMatch(r.stdout, /prove the baseline/);
+  assert.match(r.stdout.replace(/\s+/g, ' '), /runs deleted from the end are not/);
+});
