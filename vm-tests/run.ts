@@ -1,5 +1,5 @@
 /**
- * `npm run test:vm`: for each machine (Btrfs, OpenZFS, GRUB) builds (or
+ * `npm run test:vm`: for each machine (Btrfs, OpenZFS, GRUB, GRUB with a separate /boot) builds (or
  * reuses) its base image, runs its 'installed' scenario on it (install and
  * adopt), then the others on overlays of the machine that scenario left
  * behind; the machines side by side, two VMs or builds at a time. One line
