@@ -90,6 +90,8 @@ chmod 644 "$BS/build/Release/better_sqlite3.node"
 find "$WORK/prod/node_modules" \( -iname '*.md' -o -name '*.d.ts' -o -name '*.d.cts' -o -name '*.d.mts' -o -name '*.map' \
   -o -name '.npmignore' -o -name '.eslintrc*' -o -name '.travis.yml' -o -name '.editorconfig' -o -name '*.tsbuildinfo' \) -type f -delete
 find "$WORK/prod/node_modules" -depth -type d \( -name test -o -name tests -o -name __tests__ -o -name .github \) -exec rm -rf {} +
+# Type declaration packages some dependencies list as their own (protobufjs, under etcd3) hold nothing that runs.
+find "$WORK/prod/node_modules" -depth -type d -name '@types' -exec rm -rf {} +
 find "$WORK/prod/node_modules" -type d -empty -delete
 # Only ELF files and scripts with a #! line keep an executable bit.
 find "$WORK/prod/node_modules" -type f -perm /111 -print0 | while IFS= read -r -d '' f; do
