@@ -10,10 +10,12 @@
  * of them apart from the admin's own.
  *
  * It is skipped when there is nothing for dpkg to do, when
- * `[apt_hook] enabled = false`, and inside a chroot sysprime itself entered
- * (staging's apt in a clone, `sysprime shell`: `SYSPRIME_CHROOT` is set
- * there), where the running system is not what apt changes and the hook
- * would recurse. Busy (staging holds the lock), it says so and makes none:
+ * `[apt_hook] enabled = false`, and inside a chroot: one sysprime itself
+ * entered (staging's apt in a clone, `sysprime shell`: `SYSPRIME_CHROOT` is
+ * set there), and any other, found by its root directory not being init's
+ * (an installer's chroot, or sysprime's own after `env -i`, `sudo -i` or
+ * `su -` dropped the variable). There the running system is not what apt
+ * changes, and the hook would recurse. Busy (staging holds the lock), it says so and makes none:
  * the command line lets apt go on whatever happens here.
  */
 import { basename } from 'node:path';
@@ -159,6 +161,17 @@ export function descriptionFor(argv: readonly string[] | null): string {
 /** Inside a chroot sysprime entered itself (src/updaters/chroot.ts sets it): staging's clone, `sysprime shell`. */
 export function insideSysprimeChroot(env: NodeJS.ProcessEnv = process.env): boolean {
   return (env['SYSPRIME_CHROOT'] ?? '') !== '';
+}
+
+/**
+ * Why the hook stands aside in a chroot, or null outside one. Silent (an
+ * empty text) in a chroot sysprime entered; a note for any other, where an
+ * admin may have expected an environment.
+ */
+export function chrootSkip(env: NodeJS.ProcessEnv, rootIsInits: boolean | null): string | null {
+  if (insideSysprimeChroot(env)) return '';
+  if (rootIsInits === false) return 'inside a chroot (its root is not the running system\'s): no environment before this package operation';
+  return null;
 }
 
 export type AptHookOutcome =

@@ -3,7 +3,7 @@
  * ran sysprime. The apt hook names its environment after the package
  * operation above it, as snap-pac describes its snapshots by the pacman command line.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 export interface Ancestor {
   pid: number;
@@ -45,4 +45,20 @@ export function ancestorsOf(pid: number = process.pid, limit = 16): Ancestor[] {
     found.push(a);
   }
   return found;
+}
+
+/**
+ * Whether this process has the root directory of init (pid 1): the same
+ * device and inode behind /proc/self/root and /proc/1/root. False inside a
+ * chroot, whoever made it and whatever its environment says; null when
+ * /proc cannot tell (not mounted, init's root not readable).
+ */
+export function rootIsInits(): boolean | null {
+  try {
+    const mine = statSync('/proc/self/root', { bigint: true });
+    const init = statSync('/proc/1/root', { bigint: true });
+    return mine.dev === init.dev && mine.ino === init.ino;
+  } catch {
+    return null;
+  }
 }

@@ -11,8 +11,8 @@ import { KEYS } from '../../config/schema.js';
 import { applyGlobals, reportError, requireRoot, withContext, type GlobalOptions } from '../runner.js';
 import { openContext, type Context } from '../../context.js';
 import { loadConfig } from '../../config/load.js';
-import { ancestorsOf } from '../../process/ancestors.js';
-import { environmentBeforePackages, insideSysprimeChroot, packageOperation, parseHookInput } from '../../environments/apt-hook.js';
+import { ancestorsOf, rootIsInits } from '../../process/ancestors.js';
+import { chrootSkip, environmentBeforePackages, packageOperation, parseHookInput } from '../../environments/apt-hook.js';
 import { autoOf } from '../../environments/annotations.js';
 
 export function registerMaintenance(program: Command, globals: () => GlobalOptions): void {
@@ -110,8 +110,12 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
  * that takes the lock.
  */
 async function aptHook(g: GlobalOptions): Promise<void> {
-  // The hook of an environment's own apt, run by staging in a clone: not the running system's operation.
-  if (insideSysprimeChroot()) return;
+  // The hook of an apt in a chroot (staging's in a clone, an installer's): not the running system's operation.
+  const chroot = chrootSkip(process.env, rootIsInits());
+  if (chroot !== null) {
+    if (chroot !== '') process.stderr.write(`sysprime: ${chroot}\n`);
+    return;
+  }
   let ctx: Context | undefined;
   const goOn = '  apt goes on without an environment before this operation\n';
   try {

@@ -11,9 +11,9 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { BIN, environmentMounter, sysprime, type EnvJson } from '../../fixtures/cli.js';
@@ -33,6 +33,13 @@ async function debianInto(root: string): Promise<void> {
   });
   mkdirSync(join(root, 'var/cache/apt/archives/partial'), { recursive: true });
   mkdirSync(join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+}
+
+/** The directories sysprime runs from (this checkout, its node_modules, its Node.js), by their real paths, none inside another. */
+function hostPathsOfSysprime(): string[] {
+  const checkout = realpathSync(fileURLToPath(new URL('../../../../', import.meta.url)));
+  const all = [checkout, realpathSync(join(checkout, 'node_modules')), dirname(realpathSync(process.execPath))];
+  return [...new Set(all)].filter((p, _, ps) => !ps.some((o) => o !== p && p.startsWith(`${o}/`)));
 }
 
 /** A package of one file, built the way vm-tests/packages.ts builds its own. */
@@ -223,6 +230,25 @@ for (const kind of KINDS) {
       const { r, added } = await aptMaking(['remove', '-y', 'sysprime-hook-b'], { SYSPRIME_CHROOT: '1' });
       assert.deepEqual(added, [], r.stdout + r.stderr);
       assert.ok(!installed('sysprime-hook-b'));
+
+      // Inside a chroot with the variable gone (env -i, sudo -i, su -) or never set (an installer's): sysprime runs
+      // in the tree itself, the checkout and its runtime bound there at their own paths, and its root is not init's.
+      const bound: string[] = [];
+      try {
+        for (const host of hostPathsOfSysprime()) {
+          mkdirSync(join(tree, host), { recursive: true });
+          await run('mount', ['--bind', host, join(tree, host)]);
+          bound.push(join(tree, host));
+        }
+        writeFileSync(join(tree, 'usr/bin/sysprime'), `#!/bin/sh\nexec /usr/bin/env PATH=${PATH} ${process.execPath} ${BIN} --config ${s.config} "$@"\n`);
+        const inside = await aptMaking(['install', '-y', '/root/sysprime-hook-b.deb']);
+        assert.deepEqual(inside.added, [], inside.r.stdout + inside.r.stderr);
+        assert.match(inside.r.stderr, /sysprime: inside a chroot \(its root is not the running system's\): no environment before this package operation/);
+        assert.ok(installed('sysprime-hook-b'));
+      } finally {
+        for (const m of bound.reverse()) await run('umount', [m], { allowFailure: true });
+        installLauncher();
+      }
     });
 
     test('[retention] keep_auto: prune keeps that many of the hook\'s environments, apart from keep', async () => {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { descriptionFor, insideSysprimeChroot, withoutCredentials, nameFor, packageOperation, parseHookInput } from '../../../src/environments/apt-hook.js';
+import { chrootSkip, descriptionFor, insideSysprimeChroot, withoutCredentials, nameFor, packageOperation, parseHookInput } from '../../../src/environments/apt-hook.js';
 import { checkDescription, MAX_DESCRIPTION } from '../../../src/environments/annotations.js';
 import { nameProblem } from '../../../src/names.js';
 
@@ -73,4 +73,11 @@ test('no option value and no password reaches the description, which anyone may 
 test('inside a chroot sysprime entered (staging, shell), the hook stands aside', () => {
   assert.equal(insideSysprimeChroot({ SYSPRIME_CHROOT: '1' }), true);
   assert.equal(insideSysprimeChroot({}), false);
+});
+
+test('inside any chroot, its variable gone or never set, the hook stands aside and says so', () => {
+  assert.equal(chrootSkip({}, true), null);
+  assert.equal(chrootSkip({}, null), null);
+  assert.equal(chrootSkip({ SYSPRIME_CHROOT: '1' }, false), '');
+  assert.match(chrootSkip({}, false) ?? '', /^inside a chroot .*: no environment before this package operation$/);
 });
