@@ -47,18 +47,31 @@ export function ancestorsOf(pid: number = process.pid, limit = 16): Ancestor[] {
   return found;
 }
 
-/**
- * Whether this process has the root directory of init (pid 1): the same
- * device and inode behind /proc/self/root and /proc/1/root. False inside a
- * chroot, whoever made it and whatever its environment says; null when
- * /proc cannot tell (not mounted, init's root not readable).
- */
-export function rootIsInits(): boolean | null {
+/** Device and inode of the root directory of PID, or null when it cannot be read (gone, another's, a container's init). */
+function rootOf(pid: number | 'self'): string | null {
   try {
-    const mine = statSync('/proc/self/root', { bigint: true });
-    const init = statSync('/proc/1/root', { bigint: true });
-    return mine.dev === init.dev && mine.ino === init.ino;
+    const st = statSync(`/proc/${pid}/root`, { bigint: true });
+    return `${st.dev}:${st.ino}`;
   } catch {
     return null;
   }
+}
+
+/**
+ * Whether this process has the root directory of init (pid 1): the same
+ * device and inode behind /proc/self/root and /proc/1/root. False inside a
+ * chroot, whoever made it and whatever its environment says. Where init's
+ * cannot be read (a container that keeps pid 1 from its root user), the
+ * furthest ancestor's that can stands for it: a process above this one with
+ * another root means this one was chrooted. Null when /proc cannot tell.
+ */
+export function rootIsInits(): boolean | null {
+  const mine = rootOf('self');
+  if (mine === null) return null;
+  let reference = rootOf(1);
+  // Init's unreadable: the furthest ancestor whose root can be read, walking up to the end.
+  for (let p = reference === null ? parentOf(process.pid) : null, hops = 0; p !== null && hops < 64; p = p === 1 ? null : parentOf(p), hops++) {
+    reference = rootOf(p) ?? reference;
+  }
+  return reference === null ? null : mine === reference;
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chrootSkip, descriptionFor, insideSysprimeChroot, withoutCredentials, nameFor, packageOperation, parseHookInput } from '../../../src/environments/apt-hook.js';
 import { checkDescription, MAX_DESCRIPTION } from '../../../src/environments/annotations.js';
 import { nameProblem } from '../../../src/names.js';
+import { rootIsInits } from '../../../src/process/ancestors.js';
 
 /** What apt writes to a version 2 Pre-Install-Pkgs hook: its configuration, an empty line, one line per package. */
 const V2 = (lines: string[]) => ['VERSION 2', 'APT::Architecture=amd64', 'Dir=/', 'DPkg::Pre-Install-Pkgs::=/usr/bin/sysprime apt-hook || true', '', ...lines, ''].join('\n');
@@ -80,4 +81,6 @@ test('inside any chroot, its variable gone or never set, the hook stands aside a
   assert.equal(chrootSkip({}, null), null);
   assert.equal(chrootSkip({ SYSPRIME_CHROOT: '1' }, false), '');
   assert.match(chrootSkip({}, false) ?? '', /^inside a chroot .*: no environment before this package operation$/);
+  // The tests run outside any chroot: this process's root is init's, or /proc cannot tell.
+  assert.notEqual(rootIsInits(), false);
 });
