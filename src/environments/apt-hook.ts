@@ -176,14 +176,27 @@ export function chrootSkip(env: NodeJS.ProcessEnv, rootIsInits: boolean | null):
 
 export type AptHookOutcome =
   | { made: EnvironmentInfo; operation: string }
-  | { skipped: 'disabled' | 'nothing-to-do' | 'busy'; why: string };
+  | { skipped: 'disabled' | 'nothing-to-do' | 'busy' | 'late'; why: string };
+
+export interface AptHookTiming {
+  /** Aborted once apt has gone on: the copy, if not begun, is not taken (it would hold what dpkg changes). */
+  signal?: AbortSignal;
+  /** Called just before the first change (the lock, recovery, the copy): until then, stopping costs nothing. */
+  beforeChanges?: () => void;
+}
 
 /**
  * Make the environment for one apt run, or say why not. Never waits for the
  * lock: while staging (or any verb) holds it, the answer is `busy`. The
  * caller bounds the time and turns every failure into a message.
  */
-export async function environmentBeforePackages(ctx: Context, input: HookInput, argv: readonly string[] | null, now: Date = new Date()): Promise<AptHookOutcome> {
+export async function environmentBeforePackages(
+  ctx: Context,
+  input: HookInput,
+  argv: readonly string[] | null,
+  now: Date = new Date(),
+  timing: AptHookTiming = {},
+): Promise<AptHookOutcome> {
   if (!ctx.config.aptHook.enabled) return { skipped: 'disabled', why: '[apt_hook] enabled = false' };
   if (input.actions.length === 0) return { skipped: 'nothing-to-do', why: 'dpkg has nothing to install, configure or remove' };
   const base = nameFor(argv, now);
@@ -192,10 +205,12 @@ export async function environmentBeforePackages(ctx: Context, input: HookInput, 
   for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
   const description = descriptionFor(argv);
   try {
-    const made = await createEnvironment(ctx, name, undefined, { description, auto: APT_AUTO });
+    timing.beforeChanges?.();
+    const made = await createEnvironment(ctx, name, undefined, { description, auto: APT_AUTO, ...(timing.signal !== undefined ? { signal: timing.signal } : {}) });
     return { made, operation: description };
   } catch (err) {
     if (isSysprimeError(err) && err.code === 'BUSY') return { skipped: 'busy', why: err.message };
+    if (timing.signal?.aborted === true && err === timing.signal.reason) return { skipped: 'late', why: 'apt went on before the copy began' };
     throw err;
   }
 }

@@ -20,6 +20,7 @@ import { forgetManifestsOfGone } from './kept-manifests.js';
 import { refuseOpenShell } from './shell-lock.js';
 import { checkDescription, descriptionOf, isPinned, AUTO_KEY, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock, withLock } from '../state/lock.js';
+import { faultPoint } from '../process/fault.js';
 import * as fs from 'node:fs';
 
 export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
@@ -118,6 +119,12 @@ export interface CreateOptions {
   description?: string;
   /** What makes it on its own (`apt`: the apt hook); marked so retention counts it apart. */
   auto?: string;
+  /**
+   * Aborted: give up (AbortError) if the copy has not begun; once it has,
+   * the environment is finished. The apt hook's, past its time: a copy
+   * taken once apt has gone on would hold what dpkg is changing.
+   */
+  signal?: AbortSignal;
 }
 
 export async function createEnvironment(ctx: Context, name: string, from?: string, opts: CreateOptions = {}): Promise<EnvironmentInfo> {
@@ -128,13 +135,20 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   // Bad input changes nothing, not even a recovery.
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
+  opts.signal?.throwIfAborted();
   await recoverFirst(ctx);
+  // What a create killed halfway left (a temporary clone, its copy snapshot, a `.partial-` subvolume) goes:
+  // a clone is made under a temporary name and takes its own last, so there is nothing else to finish or undo.
+  for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
   const source = from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
-  await ctx.backend.cloneFromEnvironment(source.name, name);
-  // Before the entries are written, so its boot menu title carries it from the start.
+  // With the clone, before it takes its name: an environment killed right after is whole, its mark and description
+  // with it (one without its `auto` mark would count against `keep` and push the admin's own out), and the entries
+  // written after carry the description in the boot menu from the start.
   const meta = { ...(description !== null ? { [DESCRIPTION_KEY]: description } : {}), ...(opts.auto !== undefined ? { [AUTO_KEY]: opts.auto } : {}) };
-  if (Object.keys(meta).length > 0) await ctx.backend.setMeta(name, meta);
+  await ctx.backend.cloneFromEnvironment(source.name, name, { meta, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) });
+  // Killed here, the environment is whole; the next verb that writes boot entries writes its entry too.
+  faultPoint('create', 'cloned');
   await syncBootEntries(ctx);
   recordEvent(ctx.db, name, 'create', {
     from: source.name,

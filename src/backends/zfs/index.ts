@@ -97,6 +97,20 @@ function checkGeneration(generation: number): number {
   return generation;
 }
 
+/** The user property that holds metadata `key`, once its key and value are found fit for one (null: to be cleared). */
+function metaProperty(key: string, value: string | null): string {
+  const property = `${NS}${key}`;
+  if (!META_KEY_RE.test(key) || INTERNAL_PROPS.has(property)) {
+    throw new SysprimeError('USAGE', `metadata key ${JSON.stringify(key)} cannot be used`, {
+      hint: 'use lower-case letters, digits and . _ + - ; generation and saved-mountpoint are kept by sysprime itself',
+    });
+  }
+  if (value !== null && (value.includes('\n') || Buffer.byteLength(value) > MAX_META_VALUE || value === '')) {
+    throw new SysprimeError('USAGE', `metadata value for ${key} must be one non-empty line of at most ${MAX_META_VALUE} bytes`);
+  }
+  return property;
+}
+
 /** `20261122T030102Z`: sorts by time and says when the copy was made. */
 function timestamp(now: Date): string {
   return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -195,6 +209,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await cloneTree(snapshot, temporary, options, []);
       // Set after creation: zfs-fuse tries to mount a clone created with mountpoint=/ at once.
       await zfs(['set', 'mountpoint=/', temporary]);
+      faultPoint('backend:zfs', 'clone-before-rename');
       await zfs(['rename', temporary, ds]);
     } catch (err) {
       await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
@@ -412,7 +427,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await cloneEnvironment(pristine.id, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
     },
 
-    async cloneFromEnvironment(source, name) {
+    async cloneFromEnvironment(source, name, opts = {}) {
+      const metaOptions = Object.entries(opts.meta ?? {}).flatMap(([key, value]) => ['-o', `${metaProperty(key, value)}=${value}`]);
       const from = await requireEnvironment(source, [PROP.generation]);
       const ds = await requireAbsent(name);
       const generation = localProp(from, PROP.generation) ?? '0';
@@ -421,10 +437,12 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const tree = await readTree(sourceDs, ['type']);
       const taken = new Set(tree.filter((r) => isSnapshot(r)).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;
+      opts.signal?.throwIfAborted();
       await zfs(['snapshot', '-r', snapshot]);
       try {
         const carried = carriedBootProperties((await readOne(snapshot, 'all')) ?? { name: snapshot, props: new Map() }, sourceDs);
-        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried]);
+        // The metadata on the clone itself, before its rename: never an environment without it.
+        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried, ...metaOptions]);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
         throw err;
@@ -583,18 +601,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       for (const [key, value] of Object.entries(meta)) {
-        const property = `${NS}${key}`;
-        if (!META_KEY_RE.test(key) || INTERNAL_PROPS.has(property)) {
-          throw new SysprimeError('USAGE', `metadata key ${JSON.stringify(key)} cannot be used`, {
-            hint: 'use lower-case letters, digits and . _ + - ; generation and saved-mountpoint are kept by sysprime itself',
-          });
-        }
+        const property = metaProperty(key, value);
         if (value === null) {
           await zfs(['inherit', property, ds]);
           continue;
-        }
-        if (value.includes('\n') || Buffer.byteLength(value) > MAX_META_VALUE || value === '') {
-          throw new SysprimeError('USAGE', `metadata value for ${key} must be one non-empty line of at most ${MAX_META_VALUE} bytes`);
         }
         await zfs(['set', `${property}=${value}`, ds]);
       }

@@ -11,7 +11,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,7 +20,7 @@ import { BIN, environmentMounter, sysprime, type EnvJson } from '../../fixtures/
 import { debianTreeTarball } from '../../fixtures/debian-tree.js';
 import { run } from '../../../src/process/run.js';
 import { openState } from '../../../src/state/db.js';
-import { acquireLock } from '../../../src/state/lock.js';
+import { acquireLock, lockHolder } from '../../../src/state/lock.js';
 
 const SHIPPED = fileURLToPath(new URL('../../../../share/apt/80sysprime', import.meta.url));
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -269,6 +269,60 @@ for (const kind of KINDS) {
       const after = await list();
       assert.equal(after.filter((e) => e.auto === 'apt').length, 2);
       assert.ok(after.some((e) => e.name === 'base'));
+    });
+
+    test('a hook killed in its copy leaves nothing the next one does not undo; one killed after it, a whole marked environment; one past its time, a copy it finishes', async () => {
+      /** What a clone cut short leaves: a temporary clone and its copy snapshot (ZFS), a `.partial-` subvolume (Btrfs). */
+      const debris = async (): Promise<string[]> => {
+        if (kind === 'btrfs') return readdirSync(join(s.where, 'ROOT')).filter((n) => n.startsWith('.partial-'));
+        const all = (await run('zfs', ['list', '-H', '-r', '-t', 'all', '-o', 'name', `${s.where}/ROOT`])).stdout.split('\n');
+        return all.filter((n) => n.includes('/ROOT/.sysprime-tmp-') || n.includes('@sysprime-copy-'));
+      };
+      const before = new Set(await debris());
+
+      // Killed before the clone takes its name: apt goes on, nothing is listed, what it left is there.
+      const killed = await aptMaking(['install', '-y', '/root/sysprime-hook-a.deb'], { SYSPRIME_FAULT_INJECT: `kill:backend:${kind}:clone-before-rename` });
+      assert.deepEqual(killed.added, [], killed.r.stderr);
+      assert.match(killed.r.stderr, /apt goes on without an environment/);
+      assert.ok(installed('sysprime-hook-a'));
+      const left = (await debris()).filter((d) => !before.has(d));
+      assert.ok(left.length > 0, 'the killed clone left its temporary parts');
+
+      // Killed after the clone, before the boot entries: the environment is whole, its mark and description with it;
+      // and this create undid what the killed one left.
+      const cut = await aptMaking(['remove', '-y', 'sysprime-hook-a'], { SYSPRIME_FAULT_INJECT: 'kill:create:cloned' });
+      assert.equal(cut.added.length, 1, JSON.stringify(cut.added));
+      assert.equal(cut.added[0]!.auto, 'apt');
+      assert.equal(cut.added[0]!.description, 'apt-get remove sysprime-hook-a');
+      assert.deepEqual((await debris()).filter((d) => left.includes(d)), []);
+      assert.ok(!installed('sysprime-hook-a'));
+
+      // Past its time in the middle of the copy (stopped there): apt goes on at the timeout, the copy is not killed
+      // halfway but finished in the background once it runs again.
+      const config = readFileSync(s.config, 'utf8');
+      const hurried = join(dir, 'hurried-copy.toml');
+      writeFileSync(hurried, config.replace('timeout = 120\n', 'timeout = 30\n'));
+      installLauncher(hurried);
+      const db = openState(s.stateDir);
+      try {
+        const started = Date.now();
+        const late = await aptMaking(['install', '-y', '/root/sysprime-hook-a.deb'], { SYSPRIME_FAULT_INJECT: `stop:backend:${kind}:clone-before-rename` });
+        assert.ok(Date.now() - started < 90_000, `apt took ${Date.now() - started} ms`);
+        assert.match(late.r.stderr, /takes longer than 30 s \(\[apt_hook\] timeout\)/);
+        assert.deepEqual(late.added, []);
+        assert.ok(installed('sysprime-hook-a'));
+        const worker = lockHolder(db);
+        assert.ok(worker !== null, 'the worker, stopped in its copy, still holds the lock');
+        process.kill(worker.pid, 'SIGCONT');
+        for (let waited = 0; lockHolder(db) !== null && waited < 120_000; waited += 500) await new Promise((r) => setTimeout(r, 500));
+        assert.equal(lockHolder(db), null, 'the worker finished');
+        const finished = (await list()).filter((e) => e.description === 'apt-get install /root/sysprime-hook-a.deb' && e.auto === 'apt');
+        assert.equal(finished.length, 1, JSON.stringify(await list()));
+        assert.deepEqual((await debris()).filter((d) => !before.has(d) && d.includes('.sysprime-tmp-')), []);
+      } finally {
+        db.close();
+        installLauncher();
+      }
     });
   });
 }
