@@ -40,6 +40,13 @@
  */
 import type { BackendKind } from '../config/schema.js';
 
+export interface CloneOptions {
+  /** Metadata of the new environment, as setMeta takes it (no null: nothing to clear). */
+  meta?: Record<string, string>;
+  /** Aborted: give up before the copy (AbortError), change nothing. */
+  signal?: AbortSignal;
+}
+
 export interface EnvironmentInfo {
   name: string;
   /** The backend's own identity: `pool/ROOT/name` or `ROOT/name`. */
@@ -236,8 +243,14 @@ export interface Backend {
    * default the pristine's holder.
    */
   cloneFromPristine(generation: number, name: string, nestedFrom?: string): Promise<void>;
-  /** A new writable environment from another one as it is now (create --from). */
-  cloneFromEnvironment(source: string, name: string): Promise<void>;
+  /**
+   * A new writable environment from another one as it is now (create --from).
+   * `meta` is set with the clone, before it takes its name: the environment
+   * never exists without it (the apt hook's `auto` mark and description).
+   * `signal`, once aborted, stops it before the copy is taken, and only then:
+   * a copy begun is finished.
+   */
+  cloneFromEnvironment(source: string, name: string, opts?: CloneOptions): Promise<void>;
   /** Set the generation of an environment (after staging moved it forward). */
   setGeneration(name: string, generation: number): Promise<void>;
   /**

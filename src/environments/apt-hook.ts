@@ -10,10 +10,12 @@
  * of them apart from the admin's own.
  *
  * It is skipped when there is nothing for dpkg to do, when
- * `[apt_hook] enabled = false`, and inside a chroot sysprime itself entered
- * (staging's apt in a clone, `sysprime shell`: `SYSPRIME_CHROOT` is set
- * there), where the running system is not what apt changes and the hook
- * would recurse. Busy (staging holds the lock), it says so and makes none:
+ * `[apt_hook] enabled = false`, and inside a chroot: one sysprime itself
+ * entered (staging's apt in a clone, `sysprime shell`: `SYSPRIME_CHROOT` is
+ * set there), and any other, found by its root directory not being init's
+ * (an installer's chroot, or sysprime's own after `env -i`, `sudo -i` or
+ * `su -` dropped the variable). There the running system is not what apt
+ * changes, and the hook would recurse. Busy (staging holds the lock), it says so and makes none:
  * the command line lets apt go on whatever happens here.
  */
 import { basename } from 'node:path';
@@ -79,14 +81,51 @@ export function packageOperation(ancestors: readonly Ancestor[]): string[] | nul
 
 const INTERPRETER = /^(python[\d.]*|perl[\d.]*|ruby[\d.]*)$/;
 
-/** `apt-get install -y x.deb` -> ["apt-get", "install"]: the program and its first word that is not an option or a path. */
-function programAndVerb(argv: readonly string[]): string[] {
+/**
+ * Options of apt, apt-get and aptitude that take the next word as their
+ * value (`-o Acquire::http::Proxy=http://user:secret@proxy`, `-t bookworm`):
+ * the value is neither the verb nor a package, and may hold a secret.
+ */
+const VALUED_OPTIONS = new Set(['-o', '--option', '-c', '--config-file', '-t', '--target-release', '--default-release', '-a', '--host-architecture', '-P', '--build-profiles', '-S', '-F', '--display-format', '-w', '--width']);
+/** Short options of those, the last of a cluster (`-yo KEY=VALUE`) taking the next word. */
+const VALUED_SHORT = /^-[A-Za-z]*[octaPSFw]$/;
+
+/** `http://user:secret@host/x` -> `http://host/x`: a package operand may be a URL, and a URL may carry a password. */
+export function withoutCredentials(word: string): string {
+  return word.replace(/^([A-Za-z][A-Za-z0-9+.-]*:\/\/)[^/?#\s]*@/, '$1');
+}
+
+/**
+ * The program and its operands, options and their values left out:
+ * `apt-get -o Acquire::http::Proxy=http://u:pw@p install -y x` ->
+ * { program: "apt-get", operands: ["install", "x"] }. The interpreter of a
+ * script (unattended-upgrade is Python) says nothing: the script is the program.
+ */
+function programAndOperands(argv: readonly string[]): { program: string; operands: string[] } {
   let i = 0;
-  let program = basename(argv[0] ?? '');
-  // unattended-upgrade is a Python script: the interpreter says nothing.
-  if (INTERPRETER.test(program) && argv[1] !== undefined) program = basename(argv[(i = 1)]!);
-  const verb = argv.slice(i + 1).find((a) => /^[a-z][a-z-]*$/.test(a));
-  return verb === undefined ? [program] : [program, verb];
+  if (INTERPRETER.test(basename(argv[0] ?? '')) && argv[1] !== undefined) i = 1;
+  const program = basename(argv[i] ?? '');
+  const operands: string[] = [];
+  for (let j = i + 1; j < argv.length; j++) {
+    const a = argv[j]!;
+    if (a === '--') {
+      operands.push(...argv.slice(j + 1).map(withoutCredentials));
+      break;
+    }
+    if (a.startsWith('-') && a !== '-') {
+      if (VALUED_OPTIONS.has(a) || (!a.startsWith('--') && VALUED_SHORT.test(a))) j++;
+      continue;
+    }
+    operands.push(withoutCredentials(a));
+  }
+  return { program, operands };
+}
+
+/** `apt-get install -y x.deb` -> ["apt-get", "install"]: the program and its first operand when that is a word. */
+function programAndVerb(argv: readonly string[]): string[] {
+  const { program, operands } = programAndOperands(argv);
+  const verb = operands[0];
+  return verb === undefined || !/^[a-z][a-z-]*$/.test(verb) ? [program] : [program, verb];
 }
 
 function stamp(now: Date): string {
@@ -106,11 +145,17 @@ export function nameFor(argv: readonly string[] | null, now: Date): string {
   return `${what === '' ? 'apt' : what}-${stamp(now)}`;
 }
 
-/** The environment's description: the whole command line, made one printable line. */
+/**
+ * The environment's description: the program, its verb and the packages,
+ * made one printable line. Options and their values are left out, and a
+ * URL's user and password with them: the description is shown by `list`
+ * and in the boot menu, which anyone may read, and a command line may carry
+ * a proxy's password (`-o Acquire::http::Proxy=http://user:secret@proxy`).
+ */
 export function descriptionFor(argv: readonly string[] | null): string {
   if (argv === null || argv.length === 0) return 'before a package operation';
-  const shown = INTERPRETER.test(basename(argv[0]!)) && argv.length > 1 ? argv.slice(1) : argv;
-  return asDescription(shown.join(' '));
+  const { program, operands } = programAndOperands(argv);
+  return asDescription([program, ...operands].join(' '));
 }
 
 /** Inside a chroot sysprime entered itself (src/updaters/chroot.ts sets it): staging's clone, `sysprime shell`. */
@@ -118,16 +163,40 @@ export function insideSysprimeChroot(env: NodeJS.ProcessEnv = process.env): bool
   return (env['SYSPRIME_CHROOT'] ?? '') !== '';
 }
 
+/**
+ * Why the hook stands aside in a chroot, or null outside one. Silent (an
+ * empty text) in a chroot sysprime entered; a note for any other, where an
+ * admin may have expected an environment.
+ */
+export function chrootSkip(env: NodeJS.ProcessEnv, rootIsInits: boolean | null): string | null {
+  if (insideSysprimeChroot(env)) return '';
+  if (rootIsInits === false) return 'inside a chroot (its root is not the running system\'s): no environment before this package operation';
+  return null;
+}
+
 export type AptHookOutcome =
   | { made: EnvironmentInfo; operation: string }
-  | { skipped: 'disabled' | 'nothing-to-do' | 'busy'; why: string };
+  | { skipped: 'disabled' | 'nothing-to-do' | 'busy' | 'late'; why: string };
+
+export interface AptHookTiming {
+  /** Aborted once apt has gone on: the copy, if not begun, is not taken (it would hold what dpkg changes). */
+  signal?: AbortSignal;
+  /** Called just before the first change (the lock, recovery, the copy): until then, stopping costs nothing. */
+  beforeChanges?: () => void;
+}
 
 /**
  * Make the environment for one apt run, or say why not. Never waits for the
  * lock: while staging (or any verb) holds it, the answer is `busy`. The
  * caller bounds the time and turns every failure into a message.
  */
-export async function environmentBeforePackages(ctx: Context, input: HookInput, argv: readonly string[] | null, now: Date = new Date()): Promise<AptHookOutcome> {
+export async function environmentBeforePackages(
+  ctx: Context,
+  input: HookInput,
+  argv: readonly string[] | null,
+  now: Date = new Date(),
+  timing: AptHookTiming = {},
+): Promise<AptHookOutcome> {
   if (!ctx.config.aptHook.enabled) return { skipped: 'disabled', why: '[apt_hook] enabled = false' };
   if (input.actions.length === 0) return { skipped: 'nothing-to-do', why: 'dpkg has nothing to install, configure or remove' };
   const base = nameFor(argv, now);
@@ -136,10 +205,12 @@ export async function environmentBeforePackages(ctx: Context, input: HookInput, 
   for (let n = 2; taken.has(name); n++) name = `${base}-${n}`;
   const description = descriptionFor(argv);
   try {
-    const made = await createEnvironment(ctx, name, undefined, { description, auto: APT_AUTO });
+    timing.beforeChanges?.();
+    const made = await createEnvironment(ctx, name, undefined, { description, auto: APT_AUTO, ...(timing.signal !== undefined ? { signal: timing.signal } : {}) });
     return { made, operation: description };
   } catch (err) {
     if (isSysprimeError(err) && err.code === 'BUSY') return { skipped: 'busy', why: err.message };
+    if (timing.signal?.aborted === true && err === timing.signal.reason) return { skipped: 'late', why: 'apt went on before the copy began' };
     throw err;
   }
 }

@@ -20,6 +20,7 @@ import { forgetManifestsOfGone } from './kept-manifests.js';
 import { refuseOpenShell } from './shell-lock.js';
 import { checkDescription, descriptionOf, isPinned, AUTO_KEY, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
 import { acquireLock, withLock } from '../state/lock.js';
+import { faultPoint } from '../process/fault.js';
 import * as fs from 'node:fs';
 
 export async function listEnvironments(ctx: Context): Promise<EnvironmentInfo[]> {
@@ -118,6 +119,12 @@ export interface CreateOptions {
   description?: string;
   /** What makes it on its own (`apt`: the apt hook); marked so retention counts it apart. */
   auto?: string;
+  /**
+   * Aborted: give up (AbortError) if the copy has not begun; once it has,
+   * the environment is finished. The apt hook's, past its time: a copy
+   * taken once apt has gone on would hold what dpkg is changing.
+   */
+  signal?: AbortSignal;
 }
 
 export async function createEnvironment(ctx: Context, name: string, from?: string, opts: CreateOptions = {}): Promise<EnvironmentInfo> {
@@ -128,34 +135,45 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   // Bad input changes nothing, not even a recovery.
   checkName(name);
   const description = opts.description === undefined ? null : checkDescription(opts.description);
+  opts.signal?.throwIfAborted();
   await recoverFirst(ctx);
+  // What a create killed halfway left (a temporary clone, its copy snapshot, a `.partial-` subvolume) goes:
+  // a clone is made under a temporary name and takes its own last, so there is nothing else to finish or undo.
+  for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);
   const state = from === undefined ? null : parseStateRef(from);
   if (state !== null && state.name !== PRISTINE_STATE) checkSnapshotName(state.name);
   const source = state !== null ? await findEnvironment(ctx, state.environment) : from === undefined ? await currentEnvironment(ctx) : await findEnvironment(ctx, from);
   await refuseExisting(ctx, name);
-  let generation = source.generation;
-  if (state === null) await ctx.backend.cloneFromEnvironment(source.name, name);
-  else if (state.name === PRISTINE_STATE) {
-    if (source.pristine === null) {
-      throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${source.generation}, the generation of "${source.name}", is gone`, {
-        hint: 'prune removes the pristine of a generation no environment has; `sysprime list --snapshots` shows the snapshots there are',
-      });
-    }
-    // The nested subvolumes a read-only pristine cannot hold (Btrfs) come from the environment named.
-    await ctx.backend.cloneFromPristine(source.generation, name, source.name);
-  } else {
-    const snap = (await ctx.backend.listSnapshots()).find((x) => x.environment === source.name && x.name === state.name);
-    if (snap === undefined) {
-      throw new SysprimeError('NOT_FOUND', `environment "${source.name}" has no snapshot "${state.name}"`, {
-        hint: `\`sysprime list --snapshots\` shows the snapshots; ${source.name}@${PRISTINE_STATE} is the pristine state of its generation`,
-      });
-    }
-    await ctx.backend.cloneFromSnapshot(source.name, snap.name, name);
-    generation = snap.generation;
-  }
-  // Before the entries are written, so its boot menu title carries it from the start.
+  // With the clone, before it takes its name: an environment killed right after is whole, its mark and description
+  // with it (one without its `auto` mark would count against `keep` and push the admin's own out), and the entries
+  // written after carry the description in the boot menu from the start.
   const meta = { ...(description !== null ? { [DESCRIPTION_KEY]: description } : {}), ...(opts.auto !== undefined ? { [AUTO_KEY]: opts.auto } : {}) };
-  if (Object.keys(meta).length > 0) await ctx.backend.setMeta(name, meta);
+  let generation = source.generation;
+  if (state === null) await ctx.backend.cloneFromEnvironment(source.name, name, { meta, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) });
+  else {
+    if (state.name === PRISTINE_STATE) {
+      if (source.pristine === null) {
+        throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${source.generation}, the generation of "${source.name}", is gone`, {
+          hint: 'prune removes the pristine of a generation no environment has; `sysprime list --snapshots` shows the snapshots there are',
+        });
+      }
+      // The nested subvolumes a read-only pristine cannot hold (Btrfs) come from the environment named.
+      await ctx.backend.cloneFromPristine(source.generation, name, source.name);
+    } else {
+      const snap = (await ctx.backend.listSnapshots()).find((x) => x.environment === source.name && x.name === state.name);
+      if (snap === undefined) {
+        throw new SysprimeError('NOT_FOUND', `environment "${source.name}" has no snapshot "${state.name}"`, {
+          hint: `\`sysprime list --snapshots\` shows the snapshots; ${source.name}@${PRISTINE_STATE} is the pristine state of its generation`,
+        });
+      }
+      await ctx.backend.cloneFromSnapshot(source.name, snap.name, name);
+      generation = snap.generation;
+    }
+    // An older state's clone takes its description just after (the apt hook, whose mark must come with the clone, never makes one).
+    if (Object.keys(meta).length > 0) await ctx.backend.setMeta(name, meta);
+  }
+  // Killed here, the environment is whole; the next verb that writes boot entries writes its entry too.
+  faultPoint('create', 'cloned');
   await syncBootEntries(ctx);
   recordEvent(ctx.db, name, 'create', {
     from: from ?? source.name,

@@ -3,7 +3,7 @@
  * ran sysprime. The apt hook names its environment after the package
  * operation above it, as snap-pac describes its snapshots by the pacman command line.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 
 export interface Ancestor {
   pid: number;
@@ -45,4 +45,33 @@ export function ancestorsOf(pid: number = process.pid, limit = 16): Ancestor[] {
     found.push(a);
   }
   return found;
+}
+
+/** Device and inode of the root directory of PID, or null when it cannot be read (gone, another's, a container's init). */
+function rootOf(pid: number | 'self'): string | null {
+  try {
+    const st = statSync(`/proc/${pid}/root`, { bigint: true });
+    return `${st.dev}:${st.ino}`;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether this process has the root directory of init (pid 1): the same
+ * device and inode behind /proc/self/root and /proc/1/root. False inside a
+ * chroot, whoever made it and whatever its environment says. Where init's
+ * cannot be read (a container that keeps pid 1 from its root user), the
+ * furthest ancestor's that can stands for it: a process above this one with
+ * another root means this one was chrooted. Null when /proc cannot tell.
+ */
+export function rootIsInits(): boolean | null {
+  const mine = rootOf('self');
+  if (mine === null) return null;
+  let reference = rootOf(1);
+  // Init's unreadable: the furthest ancestor whose root can be read, walking up to the end.
+  for (let p = reference === null ? parentOf(process.pid) : null, hops = 0; p !== null && hops < 64; p = p === 1 ? null : parentOf(p), hops++) {
+    reference = rootOf(p) ?? reference;
+  }
+  return reference === null ? null : mine === reference;
 }

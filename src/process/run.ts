@@ -4,7 +4,7 @@
  * that carry the command line and its stderr for `-v`. Each command leads a
  * process group of its own, and a timeout stops the whole group (groups.ts).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
 import { execa, type Options as ExecaOptions } from 'execa';
 import { SysprimeError } from '../errors.js';
@@ -240,4 +240,17 @@ export async function runStreaming(file: string, args: readonly string[], opts: 
     if (opts.stdin && child.stdin) opts.stdin.unpipe(child.stdin);
     if (child.pid !== undefined) untrackGroup(child.pid);
   }
+}
+
+/**
+ * Start a process that may outlive this one (the apt hook's worker): in a
+ * session of its own (setsid), so neither the end of this process nor the
+ * terminal's Ctrl-C stops it halfway; its output on pipes to this process,
+ * never on the descriptors this process inherited (whoever waits for those
+ * to close must not wait for it); an IPC channel to talk to it, whose
+ * closing tells it this process is gone.
+ */
+export function startBackground(file: string, args: readonly string[]): ChildProcess {
+  log.debug(`run (in the background): ${quoteForDisplay(file, args)}`);
+  return spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
 }

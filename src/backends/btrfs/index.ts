@@ -61,7 +61,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
    * Make environment NAME: `make` fills a subvolume at the partial path, then
    * the metadata is written and the subvolume renamed into place.
    */
-  async function makeEnvironment(name: string, generation: number, make: (dest: string) => Promise<void>): Promise<void> {
+  async function makeEnvironment(name: string, generation: number, make: (dest: string) => Promise<void>, meta: Record<string, string> = {}): Promise<void> {
     checkName(name);
     await t.view();
     await t.ensureDirs();
@@ -73,7 +73,9 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await make(t.abs(partial));
       // A clone must not mount its source's subvolume at / (installers' fstabs name it): see fstab.ts.
       await detachRootSubvolume(t.abs(partial), environmentPath(name));
-      await writeEnvironmentMeta(t.top, name, { generation, meta: {} });
+      // Its metadata before its name: never an environment without it (recover() removes both halves of a dead attempt).
+      await writeEnvironmentMeta(t.top, name, { generation, meta });
+      faultPoint('backend:btrfs', 'clone-before-rename');
       await rename(t.abs(partial), t.abs(environmentPath(name)));
     } catch (err) {
       // The environment does not exist (refused above), so its metadata file and the partial subvolume are ours to remove.
@@ -253,7 +255,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       });
     },
 
-    async cloneFromEnvironment(source, name) {
+    async cloneFromEnvironment(source, name, opts = {}) {
       checkName(source);
       await t.view();
       t.findEnvironmentEntry(await t.subvolumes(), source);
@@ -265,10 +267,16 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       }
       const fs = await t.view();
       const list = await t.subvolumes();
-      await makeEnvironment(name, meta.generation, async (dest) => {
-        await snapshotSubvolume(t.abs(environmentPath(source)), dest, false);
-        await copyNested(fs, list, environmentPath(source), dest, name);
-      });
+      await makeEnvironment(
+        name,
+        meta.generation,
+        async (dest) => {
+          opts.signal?.throwIfAborted();
+          await snapshotSubvolume(t.abs(environmentPath(source)), dest, false);
+          await copyNested(fs, list, environmentPath(source), dest, name);
+        },
+        opts.meta,
+      );
     },
 
     async listSnapshots() {

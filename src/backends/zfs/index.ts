@@ -115,6 +115,20 @@ function checkGeneration(generation: number): number {
   return generation;
 }
 
+/** The user property that holds metadata `key`, once its key and value are found fit for one (null: to be cleared). */
+function metaProperty(key: string, value: string | null): string {
+  const property = `${NS}${key}`;
+  if (!META_KEY_RE.test(key) || INTERNAL_PROPS.has(property)) {
+    throw new SysprimeError('USAGE', `metadata key ${JSON.stringify(key)} cannot be used`, {
+      hint: 'use lower-case letters, digits and . _ + - ; generation and saved-mountpoint are kept by sysprime itself',
+    });
+  }
+  if (value !== null && (value.includes('\n') || Buffer.byteLength(value) > MAX_META_VALUE || value === '')) {
+    throw new SysprimeError('USAGE', `metadata value for ${key} must be one non-empty line of at most ${MAX_META_VALUE} bytes`);
+  }
+  return property;
+}
+
 /** `20261122T030102Z`: sorts by time and says when the copy was made. */
 function timestamp(now: Date): string {
   return now.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, 'Z');
@@ -268,6 +282,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await cloneBootDataset(boot.snapshot, bootTemporary, name, boot.generation);
         faultPoint('backend:zfs', 'boot-cloned');
       }
+      faultPoint('backend:zfs', 'clone-before-rename');
       await zfs(['rename', temporary, ds]);
     } catch (err) {
       await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
@@ -578,7 +593,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await cloneEnvironment(pristine.id, ds, ['-o', `${PROP.generation}=${generation}`, ...carried], boot);
     },
 
-    async cloneFromEnvironment(source, name) {
+    async cloneFromEnvironment(source, name, opts = {}) {
+      const metaOptions = Object.entries(opts.meta ?? {}).flatMap(([key, value]) => ['-o', `${metaProperty(key, value)}=${value}`]);
       const from = await requireEnvironment(source, [PROP.generation]);
       const ds = await requireAbsent(name);
       const generation = localProp(from, PROP.generation) ?? '0';
@@ -594,6 +610,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           hint: '`sysprime doctor --fix` finishes an interrupted change; see docs/backend-zfs.md, "A boot pool"',
         });
       }
+      opts.signal?.throwIfAborted();
       const bootSnap = sourceBoot === null ? null : `${sourceBoot}@${shortSnapshotName(snapshot)}`;
       // The boot half first: a copy snapshot left alone by a kill is removed by recover() once nothing is cloned from it.
       if (bootSnap !== null) await zfs(['snapshot', bootSnap]);
@@ -601,7 +618,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       try {
         const carried = carriedBootProperties((await readOne(snapshot, 'all')) ?? { name: snapshot, props: new Map() }, sourceDs);
         const boot = bp === null || bootSnap === null ? null : { snapshot: bootSnap, pool: bp, generation };
-        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried], boot);
+        // The metadata on the clone itself, before its rename: never an environment without it.
+        await cloneEnvironment(snapshot, ds, ['-o', `${PROP.generation}=${generation}`, ...carried, ...metaOptions], boot);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, snapshot)], { allowFailure: true });
         if (bp !== null && bootSnap !== null) await zfs(['destroy', assertInsideRoot(bp, bootSnap, bootContainer(bp))], { allowFailure: true });
@@ -908,18 +926,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       for (const [key, value] of Object.entries(meta)) {
-        const property = `${NS}${key}`;
-        if (!META_KEY_RE.test(key) || INTERNAL_PROPS.has(property)) {
-          throw new SysprimeError('USAGE', `metadata key ${JSON.stringify(key)} cannot be used`, {
-            hint: 'use lower-case letters, digits and . _ + - ; generation and saved-mountpoint are kept by sysprime itself',
-          });
-        }
+        const property = metaProperty(key, value);
         if (value === null) {
           await zfs(['inherit', property, ds]);
           continue;
-        }
-        if (value.includes('\n') || Buffer.byteLength(value) > MAX_META_VALUE || value === '') {
-          throw new SysprimeError('USAGE', `metadata value for ${key} must be one non-empty line of at most ${MAX_META_VALUE} bytes`);
         }
         await zfs(['set', `${property}=${value}`, ds]);
       }

@@ -11,8 +11,9 @@ import { KEYS } from '../../config/schema.js';
 import { applyGlobals, reportError, requireRoot, withConfig, withContext, type GlobalOptions } from '../runner.js';
 import { openContext, type Context } from '../../context.js';
 import { loadConfig } from '../../config/load.js';
-import { ancestorsOf } from '../../process/ancestors.js';
-import { environmentBeforePackages, insideSysprimeChroot, packageOperation, parseHookInput } from '../../environments/apt-hook.js';
+import { ancestorsOf, rootIsInits } from '../../process/ancestors.js';
+import { chrootSkip, environmentBeforePackages, packageOperation, parseHookInput, type HookInput } from '../../environments/apt-hook.js';
+import { startBackground } from '../../process/run.js';
 import { autoOf } from '../../environments/annotations.js';
 import { runHealthChecks, type HealthReport } from '../../health/checks.js';
 import { healthAfterBoot, reportGoodBoot } from '../../health/after-boot.js';
@@ -154,7 +155,8 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
   program
     .command('apt-hook', { hidden: true })
     .description('called by apt before it runs dpkg (/etc/apt/apt.conf.d/80sysprime): an environment of the running system, named after the command')
-    .action(async () => aptHook(globals()));
+    .option('--worker', 'the part that makes the environment, started by the hook itself (it may outlive the hook)')
+    .action(async (opts: { worker?: boolean }) => (opts.worker === true ? aptHookWorker(globals()) : aptHook(globals())));
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
@@ -165,43 +167,129 @@ async function readAll(stream: NodeJS.ReadableStream): Promise<string> {
   return text;
 }
 
+/** What the hook hands its worker, and what the worker answers. */
+interface HookJob {
+  input: HookInput;
+  argv: string[] | null;
+  now: string;
+}
+type WorkerAnswer = { made: string; description: string; auto: string | null } | { skipped: string; why: string };
+
 /**
  * The apt hook's command: whatever happens, exit 0 and let apt go on (a
- * failing Pre-Install-Pkgs command makes apt give up before dpkg runs). It
- * waits at most [apt_hook] timeout seconds; then it says so and leaves,
- * and whatever it had started is finished or undone by the next sysprime
- * that takes the lock.
+ * failing Pre-Install-Pkgs command makes apt give up before dpkg runs). The
+ * environment is made by a worker in a session of its own, which this
+ * process waits for at most [apt_hook] timeout seconds; then it says so and
+ * leaves, and apt goes on. The worker, told so by the end of this process,
+ * stops at once while it has changed nothing, gives up before the copy if
+ * that has not begun (a copy taken while dpkg runs would not be the system
+ * as it was before), and finishes one that has. Whatever a worker killed
+ * halfway left (a temporary clone, its copy snapshot) is undone by the next
+ * sysprime that takes the lock and makes an environment, or by prune and
+ * doctor --fix.
  */
 async function aptHook(g: GlobalOptions): Promise<void> {
-  // The hook of an environment's own apt, run by staging in a clone: not the running system's operation.
-  if (insideSysprimeChroot()) return;
-  let ctx: Context | undefined;
   const goOn = '  apt goes on without an environment before this operation\n';
   try {
+    // All of apt's list first: apt writes it before it waits for the hook, and a long one fills the pipe.
+    const text = await readAll(process.stdin);
+    // The hook of an apt in a chroot (staging's in a clone, an installer's): not the running system's operation.
+    const chroot = chrootSkip(process.env, rootIsInits());
+    if (chroot !== null) {
+      if (chroot !== '') process.stderr.write(`sysprime: ${chroot}\n`);
+      return;
+    }
     applyGlobals(g);
-    // All of apt's list first: apt writes it before it waits for the hook.
-    const input = parseHookInput(await readAll(process.stdin));
+    const input = parseHookInput(text);
     const config = loadConfig(g.config);
-    if (!config.aptHook.enabled) return;
-    const timer = setTimeout(() => {
-      process.stderr.write(`sysprime: the environment before this package operation takes longer than ${config.aptHook.timeout} s ([apt_hook] timeout)\n${goOn}`);
-      process.exit(0);
-    }, config.aptHook.timeout * 1000);
-    timer.unref();
+    if (!config.aptHook.enabled || input.actions.length === 0) return;
     requireRoot();
-    ctx = await openContext({ config: g.config });
-    const r = await environmentBeforePackages(ctx, input, packageOperation(ancestorsOf()));
-    if ('made' in r) {
-      if (g.json) printJson({ made: r.made.name, description: r.operation, auto: autoOf(r.made) });
-      else if (g.quiet !== true) process.stdout.write(`sysprime: environment "${r.made.name}" holds the system as it was before: ${r.operation}\n`);
-    } else if (r.skipped === 'busy') {
-      process.stderr.write(`sysprime: no environment before this package operation: ${r.why}\n${goOn}`);
+    const job: HookJob = { input, argv: packageOperation(ancestorsOf()), now: new Date().toISOString() };
+    const answer = await inWorker(g, job, config.aptHook.timeout * 1000);
+    if (answer === 'late') {
+      process.stderr.write(`sysprime: the environment before this package operation takes longer than ${config.aptHook.timeout} s ([apt_hook] timeout)\n${goOn}`);
+      // Nothing of this process may keep apt waiting; the end of its channel tells the worker.
+      process.exit(0);
+    } else if (answer === null) {
+      process.stderr.write(goOn);
+    } else if ('made' in answer) {
+      if (g.json) printJson(answer);
+      else if (g.quiet !== true) process.stdout.write(`sysprime: environment "${answer.made}" holds the system as it was before: ${answer.description}\n`);
+    } else if (answer.skipped === 'busy') {
+      process.stderr.write(`sysprime: no environment before this package operation: ${answer.why}\n${goOn}`);
     }
   } catch (err) {
     reportError(err, g.verbose === true);
     process.stderr.write(goOn);
   } finally {
     process.exitCode = 0;
+  }
+}
+
+/**
+ * Run the job in a worker (`apt-hook --worker`), its output passed on as it
+ * comes; its answer, null when it ended without one (it said why on
+ * stderr, or was killed), or `late` after `timeoutMs`, when this process
+ * stops waiting and leaves the worker to itself.
+ */
+async function inWorker(g: GlobalOptions, job: HookJob, timeoutMs: number): Promise<WorkerAnswer | null | 'late'> {
+  const globalArgs = [...(g.config !== undefined ? ['--config', g.config] : []), ...(g.verbose ? ['-v'] : []), ...(g.quiet ? ['-q'] : [])];
+  const worker = startBackground(process.execPath, [...process.execArgv, process.argv[1]!, ...globalArgs, 'apt-hook', '--worker']);
+  worker.stdout?.on('data', (d: Buffer) => process.stdout.write(d));
+  worker.stderr?.on('data', (d: Buffer) => process.stderr.write(d));
+  return new Promise((resolve) => {
+    let answer: WorkerAnswer | null = null;
+    const timer = setTimeout(() => {
+      // Leave it: the channel closes as this process ends, which tells the worker.
+      worker.stdout?.destroy();
+      worker.stderr?.destroy();
+      worker.unref();
+      (worker as { channel?: { unref(): void } }).channel?.unref();
+      resolve('late');
+    }, timeoutMs);
+    worker.on('message', (m: WorkerAnswer) => (answer = m));
+    worker.once('error', () => {
+      clearTimeout(timer);
+      resolve(null);
+    });
+    // 'close': its output is all passed on.
+    worker.once('close', () => {
+      clearTimeout(timer);
+      resolve(answer);
+    });
+    worker.send(job);
+  });
+}
+
+/** The worker of the apt hook: makes the environment, and answers the hook while it still listens. */
+async function aptHookWorker(g: GlobalOptions): Promise<void> {
+  let ctx: Context | undefined;
+  let changing = false;
+  const late = new AbortController();
+  // The hook is gone (its time ran out, or it was stopped): stop here while nothing is changed, else stop before the
+  // copy or finish it. Its output goes nowhere from now on.
+  process.once('disconnect', () => {
+    if (!changing) process.exit(0);
+    late.abort();
+  });
+  for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+  try {
+    applyGlobals(g);
+    const job = await new Promise<HookJob>((resolve) => process.once('message', (m) => resolve(m as HookJob)));
+    requireRoot();
+    ctx = await openContext({ config: g.config });
+    const r = await environmentBeforePackages(ctx, job.input, job.argv, new Date(job.now), {
+      signal: late.signal,
+      beforeChanges: () => (changing = true),
+    });
+    const answer: WorkerAnswer = 'made' in r ? { made: r.made.name, description: r.operation, auto: autoOf(r.made) } : { skipped: r.skipped, why: r.why };
+    // Sent whole before this process ends: a channel closed with a write pending drops it.
+    if (process.connected) await new Promise<void>((resolve) => process.send?.(answer, undefined, undefined, () => resolve()) ?? resolve());
+  } catch (err) {
+    if (process.connected) reportError(err, g.verbose === true);
+  } finally {
     await ctx?.close().catch(() => undefined);
+    // The channel's listener would keep this process alive.
+    process.exit(0);
   }
 }

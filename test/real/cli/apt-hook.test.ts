@@ -11,16 +11,16 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { BIN, environmentMounter, sysprime, type EnvJson } from '../../fixtures/cli.js';
 import { debianTreeTarball } from '../../fixtures/debian-tree.js';
 import { run } from '../../../src/process/run.js';
 import { openState } from '../../../src/state/db.js';
-import { acquireLock } from '../../../src/state/lock.js';
+import { acquireLock, lockHolder } from '../../../src/state/lock.js';
 
 const SHIPPED = fileURLToPath(new URL('../../../../share/apt/80sysprime', import.meta.url));
 const PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -33,6 +33,13 @@ async function debianInto(root: string): Promise<void> {
   });
   mkdirSync(join(root, 'var/cache/apt/archives/partial'), { recursive: true });
   mkdirSync(join(root, 'var/lib/apt/lists/partial'), { recursive: true });
+}
+
+/** The directories sysprime runs from (this checkout, its node_modules, its Node.js), by their real paths, none inside another. */
+function hostPathsOfSysprime(): string[] {
+  const checkout = realpathSync(fileURLToPath(new URL('../../../../', import.meta.url)));
+  const all = [checkout, realpathSync(join(checkout, 'node_modules')), dirname(realpathSync(process.execPath))];
+  return [...new Set(all)].filter((p, _, ps) => !ps.some((o) => o !== p && p.startsWith(`${o}/`)));
 }
 
 /** A package of one file, built the way vm-tests/packages.ts builds its own. */
@@ -114,14 +121,15 @@ for (const kind of KINDS) {
     });
 
     test('apt-get install makes an environment of the system before it, named and described after the command', async () => {
-      const { r, added } = await aptMaking(['install', '-y', '/root/sysprime-hook-a.deb']);
+      // A proxy's password on the command line (never used: the package is local) stays out of what anyone may read.
+      const { r, added } = await aptMaking(['-o', 'Acquire::http::Proxy=http://apt-user:hunter2@proxy.invalid:3128', 'install', '-y', '/root/sysprime-hook-a.deb']);
       assert.equal(added.length, 1, `one environment made: ${JSON.stringify(added)}\n${r.stdout}\n${r.stderr}`);
       const env = added[0]!;
       assert.match(env.name, /^apt-get-install-\d{8}-\d{6}$/);
-      assert.equal(env.description, 'apt-get install -y /root/sysprime-hook-a.deb');
+      assert.equal(env.description, 'apt-get install /root/sysprime-hook-a.deb');
       assert.equal(env.auto, 'apt');
       assert.equal(env.pinned, false);
-      assert.match(r.stdout, new RegExp(`sysprime: environment "${env.name}" holds the system as it was before: apt-get install -y /root/sysprime-hook-a\\.deb`));
+      assert.match(r.stdout, new RegExp(`sysprime: environment "${env.name}" holds the system as it was before: apt-get install /root/sysprime-hook-a\\.deb`));
       assert.ok(installed('sysprime-hook-a'), 'apt installed the package in the running system');
       // Made before dpkg ran: the environment does not have it.
       await mounted(env.name, (root) => {
@@ -130,7 +138,8 @@ for (const kind of KINDS) {
       });
       const table = (await ok('list')).stdout;
       assert.match(table.split('\n')[0]!, /\bAUTO\s+PINNED\s+DESCRIPTION$/);
-      assert.match(table, new RegExp(`^${env.name}\\s.*\\sapt\\s+-\\s+apt-get install -y /root/sysprime-hook-a\\.deb$`, 'm'));
+      assert.match(table, new RegExp(`^${env.name}\\s.*\\sapt\\s+-\\s+apt-get install /root/sysprime-hook-a\\.deb$`, 'm'));
+      assert.doesNotMatch(table, /hunter2|apt-user|Proxy/);
     });
 
     test('nothing is made when the operation installs nothing', async () => {
@@ -221,6 +230,25 @@ for (const kind of KINDS) {
       const { r, added } = await aptMaking(['remove', '-y', 'sysprime-hook-b'], { SYSPRIME_CHROOT: '1' });
       assert.deepEqual(added, [], r.stdout + r.stderr);
       assert.ok(!installed('sysprime-hook-b'));
+
+      // Inside a chroot with the variable gone (env -i, sudo -i, su -) or never set (an installer's): sysprime runs
+      // in the tree itself, the checkout and its runtime bound there at their own paths, and its root is not init's.
+      const bound: string[] = [];
+      try {
+        for (const host of hostPathsOfSysprime()) {
+          mkdirSync(join(tree, host), { recursive: true });
+          await run('mount', ['--bind', host, join(tree, host)]);
+          bound.push(join(tree, host));
+        }
+        writeFileSync(join(tree, 'usr/bin/sysprime'), `#!/bin/sh\nexec /usr/bin/env PATH=${PATH} ${process.execPath} ${BIN} --config ${s.config} "$@"\n`);
+        const inside = await aptMaking(['install', '-y', '/root/sysprime-hook-b.deb']);
+        assert.deepEqual(inside.added, [], inside.r.stdout + inside.r.stderr);
+        assert.match(inside.r.stderr, /sysprime: inside a chroot \(its root is not the running system's\): no environment before this package operation/);
+        assert.ok(installed('sysprime-hook-b'));
+      } finally {
+        for (const m of bound.reverse()) await run('umount', [m], { allowFailure: true });
+        installLauncher();
+      }
     });
 
     test('[retention] keep_auto: prune keeps that many of the hook\'s environments, apart from keep', async () => {
@@ -228,7 +256,7 @@ for (const kind of KINDS) {
       await aptMaking(['install', '-y', '/root/sysprime-hook-c.deb']);
       const autos = (await list()).filter((e) => e.auto === 'apt');
       assert.equal(autos.length, 3, JSON.stringify(autos));
-      assert.ok(autos.some((e) => e.description === 'apt-get remove -y sysprime-hook-a'));
+      assert.ok(autos.some((e) => e.description === 'apt-get remove sysprime-hook-a'));
       const oldest = autos.sort((a, b) => a.created.localeCompare(b.created) || a.name.localeCompare(b.name))[0]!;
       assert.match(oldest.description ?? '', /sysprime-hook-a\.deb$/);
 
@@ -241,6 +269,60 @@ for (const kind of KINDS) {
       const after = await list();
       assert.equal(after.filter((e) => e.auto === 'apt').length, 2);
       assert.ok(after.some((e) => e.name === 'base'));
+    });
+
+    test('a hook killed in its copy leaves nothing the next one does not undo; one killed after it, a whole marked environment; one past its time, a copy it finishes', async () => {
+      /** What a clone cut short leaves: a temporary clone and its copy snapshot (ZFS), a `.partial-` subvolume (Btrfs). */
+      const debris = async (): Promise<string[]> => {
+        if (kind === 'btrfs') return readdirSync(join(s.where, 'ROOT')).filter((n) => n.startsWith('.partial-'));
+        const all = (await run('zfs', ['list', '-H', '-r', '-t', 'all', '-o', 'name', `${s.where}/ROOT`])).stdout.split('\n');
+        return all.filter((n) => n.includes('/ROOT/.sysprime-tmp-') || n.includes('@sysprime-copy-'));
+      };
+      const before = new Set(await debris());
+
+      // Killed before the clone takes its name: apt goes on, nothing is listed, what it left is there.
+      const killed = await aptMaking(['install', '-y', '/root/sysprime-hook-a.deb'], { SYSPRIME_FAULT_INJECT: `kill:backend:${kind}:clone-before-rename` });
+      assert.deepEqual(killed.added, [], killed.r.stderr);
+      assert.match(killed.r.stderr, /apt goes on without an environment/);
+      assert.ok(installed('sysprime-hook-a'));
+      const left = (await debris()).filter((d) => !before.has(d));
+      assert.ok(left.length > 0, 'the killed clone left its temporary parts');
+
+      // Killed after the clone, before the boot entries: the environment is whole, its mark and description with it;
+      // and this create undid what the killed one left.
+      const cut = await aptMaking(['remove', '-y', 'sysprime-hook-a'], { SYSPRIME_FAULT_INJECT: 'kill:create:cloned' });
+      assert.equal(cut.added.length, 1, JSON.stringify(cut.added));
+      assert.equal(cut.added[0]!.auto, 'apt');
+      assert.equal(cut.added[0]!.description, 'apt-get remove sysprime-hook-a');
+      assert.deepEqual((await debris()).filter((d) => left.includes(d)), []);
+      assert.ok(!installed('sysprime-hook-a'));
+
+      // Past its time in the middle of the copy (stopped there): apt goes on at the timeout, the copy is not killed
+      // halfway but finished in the background once it runs again.
+      const config = readFileSync(s.config, 'utf8');
+      const hurried = join(dir, 'hurried-copy.toml');
+      writeFileSync(hurried, config.replace('timeout = 120\n', 'timeout = 30\n'));
+      installLauncher(hurried);
+      const db = openState(s.stateDir);
+      try {
+        const started = Date.now();
+        const late = await aptMaking(['install', '-y', '/root/sysprime-hook-a.deb'], { SYSPRIME_FAULT_INJECT: `stop:backend:${kind}:clone-before-rename` });
+        assert.ok(Date.now() - started < 90_000, `apt took ${Date.now() - started} ms`);
+        assert.match(late.r.stderr, /takes longer than 30 s \(\[apt_hook\] timeout\)/);
+        assert.deepEqual(late.added, []);
+        assert.ok(installed('sysprime-hook-a'));
+        const worker = lockHolder(db);
+        assert.ok(worker !== null, 'the worker, stopped in its copy, still holds the lock');
+        process.kill(worker.pid, 'SIGCONT');
+        for (let waited = 0; lockHolder(db) !== null && waited < 120_000; waited += 500) await new Promise((r) => setTimeout(r, 500));
+        assert.equal(lockHolder(db), null, 'the worker finished');
+        const finished = (await list()).filter((e) => e.description === 'apt-get install /root/sysprime-hook-a.deb' && e.auto === 'apt');
+        assert.equal(finished.length, 1, JSON.stringify(await list()));
+        assert.deepEqual((await debris()).filter((d) => !before.has(d) && d.includes('.sysprime-tmp-')), []);
+      } finally {
+        db.close();
+        installLauncher();
+      }
     });
   });
 }
