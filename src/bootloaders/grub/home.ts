@@ -31,7 +31,7 @@
  * once /boot/grub is on the ESP.
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statfsSync, writeFileSync } from 'node:fs';
-import { join, normalize, relative } from 'node:path';
+import { dirname, join, normalize, relative } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { ConfinedRoot, isHandle, lstatIn, readFileIn } from '../../os/confined.js';
@@ -218,18 +218,20 @@ export function markNamesRoot(mark: { rootUuid: string | null }, rootUuid: strin
 /**
  * GRUB's directory on the ESP when GRUB reads it there and it is this
  * installation's: espHome, unless its move mark names another root
- * filesystem than `/`'s. A reinstall on the same ESP may point one stub
+ * filesystem than the one holding GRUB's own directory (its parent, `/boot`). A reinstall on the same ESP may point one stub
  * into its new root and leave another pointing at `<esp>/grub`, where the
  * earlier install's menu is: that directory is never written to, and
  * planHome is asked about the root's own directory instead (and says why it
  * leaves GRUB there). A directory without a mark is grub-install's own
  * (`--boot-directory` on the ESP) and is used as GRUB reads it.
  */
-export async function espHomeOf(esp: string | null, run: Runner): Promise<string | null> {
+export async function espHomeOf(esp: string | null, grubDir: string, run: Runner): Promise<string | null> {
   const dir = espHome(esp);
   if (dir === null) return null;
   const mark = readMovedMark(dir);
-  return mark === null || markNamesRoot(mark, await fsUuidOf('/', run)) ? dir : null;
+  // The filesystem that held GRUB's directory before the move is the one its parent is on (`/boot`
+  // inside the root): `grubDir` itself is the ESP's directory, bound over it, once moved.
+  return mark === null || markNamesRoot(mark, await fsUuidOf(dirname(grubDir), run)) ? dir : null;
 }
 
 /** The fstab line that mounts GRUB's directory on the ESP at /boot/grub in every environment. */
@@ -330,7 +332,7 @@ export async function planHome(opts: HomeOptions): Promise<HomePlan> {
   };
   const mark = esp === null ? null : readMovedMark(join(esp, 'grub'));
   // GRUB's directory as the running system sees it is in a root filesystem (not the ESP's, bind-mounted at /boot/grub).
-  // Its UUID is asked as espHomeOf asks `/`'s: the mark written here is read back there.
+  // Its UUID is asked as espHomeOf asks its parent's: the mark written here is read back there.
   const dirUuid = await fsUuidOf(grubDir, run);
   const inRoot = esp !== null && dirUuid !== (await uuidOf(esp)).toLowerCase();
   if (mark !== null && inRoot && !markNamesRoot(mark, dirUuid)) {

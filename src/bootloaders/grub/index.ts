@@ -96,7 +96,7 @@ export async function createGrub(opts: GrubOptions = {}): Promise<Bootloader> {
   const runner = opts.run ?? defaultRun;
   // GRUB reads the ESP's directory once a stub points there (adoption moved it), whatever the configuration says;
   // unless the move mark there names another root (an earlier install's directory on a reused ESP), judged first.
-  const grubDir = (await espHomeOf(esp, runner)) ?? opts.grubDir ?? '/boot/grub';
+  const grubDir = (await espHomeOf(esp, opts.grubDir ?? '/boot/grub', runner)) ?? opts.grubDir ?? '/boot/grub';
   // GRUB writes grubenv at boot (clearing a one-shot, counting tries) only on a filesystem it can write:
   // its type is known at once (the capabilities), the device below it (LVM, mdraid, LUKS) from grub-probe, asked once when needed.
   const envFs = grubWritable(grubDir);

@@ -106,6 +106,8 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
   test('with @rootfs deleted, the verbs keep writing where GRUB reads', async () => {
     await run('umount', ['-R', l.sysroot]);
     await run('btrfs', ['-q', 'subvolume', 'delete', join(l.pool.top, '@rootfs')]);
+    // As after the reboot that comes before it: the machine runs the adopted environment, whose /boot/grub is the ESP's.
+    await run('mount', ['-t', 'btrfs', '-o', 'subvol=ROOT/debian', l.pool.device, l.sysroot]);
     await ok('activate', 'next');
     assert.equal(grubenv().get('saved_entry'), 'sysprime-next');
     await ok('create', 'third');
