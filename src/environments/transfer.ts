@@ -55,6 +55,10 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
   const partial = `${file}.sysprime-partial-${process.pid}`;
   let stream: Writable;
   try {
+    // A file of the admin's choosing on the host, not a path inside an environment: not the confined writer's.
+    // Nor the durable one's, which replaces a file: an export never does. 'wx' is O_CREAT|O_EXCL, which
+    // refuses any name that is there already, a link included (never followed); the link to `file` below
+    // refuses the same way, and the partial name is synced before it.
     stream = createWriteStream(partial, { flags: 'wx', mode: 0o600 });
     await new Promise<void>((resolve, reject) => {
       stream.once('open', () => resolve());
