@@ -19,6 +19,11 @@ export async function openContext(opts: { config?: string | undefined; probe?: b
   const config = loadConfig(opts.config);
   const backend = selectBackend(config);
   if (opts.probe !== false) await backend.probe();
+  return contextOf(config, backend);
+}
+
+/** A context on a backend already chosen (openContext's, or a test's own), with the state database opened. */
+export function contextOf(config: Config, backend: Backend): Context {
   const ctx: Context = {
     config,
     backend,
