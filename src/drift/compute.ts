@@ -6,7 +6,7 @@
  */
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { compareManifests, createManifest, displayPath, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
+import { compareManifests, createManifest, displayPath, sortEntries, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
@@ -252,7 +252,10 @@ export async function liveManifest(
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
     made = walked.manifest;
   }
-  if (pristine !== undefined) made = settleMountPoints(made, pristine.manifest, mountPointsBelow(await readMountinfo(), await realpath(path)));
+  if (pristine !== undefined) {
+    const table = await readMountinfo();
+    made = settleMountPoints(made, pristine.manifest, mountPointsBelow(table, await realpath(path)), mountPointsBelow(table, await realpath(pristine.path)));
+  }
   saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
   return made;
 }
@@ -272,19 +275,38 @@ export async function liveManifest(
  * tree, not a change of device: the root of a nested Btrfs subvolume is the
  * environment's own directory, and a change of it is drift.
  */
-export function settleMountPoints(live: Manifest, pristine: Manifest, mountPoints: ReadonlySet<string>): Manifest {
-  if (mountPoints.size === 0) return live;
+export function settleMountPoints(live: Manifest, pristine: Manifest, mountPoints: ReadonlySet<string>, pristineMountPoints: ReadonlySet<string> = new Set()): Manifest {
+  if (mountPoints.size === 0 && pristineMountPoints.size === 0) return live;
   const before = new Map<string, ManifestEntry>();
-  for (const e of pristine.entries) if (e.type === 'D' && mountPoints.has(e.path)) before.set(e.path, e);
+  for (const e of pristine.entries) if (e.type === 'D' && (mountPoints.has(e.path) || pristineMountPoints.has(e.path))) before.set(e.path, e);
   let changed = false;
+  const seen = new Set<string>();
   const entries = live.entries.map((e) => {
+    if (!before.has(e.path)) return e;
+    seen.add(e.path);
     if (e.type !== 'D' || !mountPoints.has(e.path)) return e;
-    const own = before.get(e.path);
-    if (own === undefined) return e;
     changed = true;
+    const own = before.get(e.path)!;
     return e.stat === undefined ? own : { ...own, stat: e.stat };
   });
-  return changed ? { ...live, entries } : live;
+  // A mount point of the pristine tree the live tree lacks: the pristine
+  // tree was opened with the environment's boot dataset mounted at /boot,
+  // while nothing is mounted there in the live tree, whose directory ZFS
+  // removed on unmount (libzfs removes the mount points it made). The
+  // directory is the mount's, not the admin's: reading it as deleted would
+  // have reintegration remove the new environment's mounted /boot.
+  for (const [path, e] of before) {
+    if (seen.has(path) || !pristineMountPoints.has(path) || !hasParent(live, path)) continue;
+    entries.push(e);
+    changed = true;
+  }
+  return changed ? { ...live, entries: sortEntries(entries) } : live;
+}
+
+/** Whether the live manifest holds the parent directory of `path` (a mount point is only put back where its parent is). */
+function hasParent(live: Manifest, path: string): boolean {
+  const parent = path.slice(0, path.lastIndexOf('/')) || '/';
+  return parent === '/' || live.entries.some((e) => e.path === parent && e.type === 'D');
 }
 
 /** The mount points strictly below `tree`, spelled as manifest paths (the bytes of their UTF-8, one latin1 character each). */

@@ -63,6 +63,8 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
         });
         if (g.json) {
           printJson(outcome);
+          // stderr is for the admin whatever stdout's form: a non-zero exit always says why.
+          if (outcome.kind === 'staged') warnNotCarried(outcome.name, outcome.reintegration);
           return stageExit(outcome);
         }
         for (const line of outcome.recovered) process.stdout.write(`recovered: ${line}\n`);
@@ -84,12 +86,7 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
                 (outcome.pruned.length ? `pruned: ${outcome.pruned.join(', ')}\n` : '') +
                 `boot it with \`sysprime activate ${outcome.name}\`\n`,
             );
-            if (outcome.reintegration.notCarried.length) {
-              process.stderr.write(
-                `sysprime: ${outcome.reintegration.notCarried.length} of the admin's changes were not carried over into "${outcome.name}"\n` +
-                  `  hint: see ${outcome.reintegration.report} in it, fix the cause, then run \`sysprime reintegrate --to ${outcome.name}\`\n`,
-              );
-            }
+            warnNotCarried(outcome.name, outcome.reintegration);
             break;
         }
         return stageExit(outcome);
@@ -117,4 +114,13 @@ export function registerStage(program: Command, globals: () => GlobalOptions): v
         process.exitCode = reportError(err, g.verbose === true);
       }
     });
+}
+
+/** What staging could not carry over, said on stderr (with --json too: the exit status is not 0). */
+function warnNotCarried(name: string, r: { notCarried: readonly unknown[]; report: string }): void {
+  if (r.notCarried.length === 0) return;
+  process.stderr.write(
+    `sysprime: ${r.notCarried.length} of the admin's changes were not carried over into "${name}"\n` +
+      `  hint: see ${r.report} in it, fix the cause, then run \`sysprime reintegrate --to ${name}\`\n`,
+  );
 }

@@ -29,7 +29,7 @@ describe('the state database of an adopted machine', () => {
   const sp = (...args: string[]) => sysprime(args, { config: l.config });
   const ok = async (...args: string[]) => {
     const r = await sp(...args);
-    assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}\n${r.stdout}`);
     return r;
   };
   const mountedThere = async () => (await run('findmnt', ['-n', '-o', 'FSROOT', '--mountpoint', stateDir], { allowFailure: true })).stdout.trim();
@@ -242,7 +242,7 @@ describe('the state database of a machine on the OpenZFS Root on ZFS layout', ()
   });
 
   test("what staging records is in the shared database, which the staged environment's boot mounts by itself", async () => {
-    const staged = await ok('--json', 'stage');
+    const staged = await ok('-v', '--json', 'stage');
     const name = staged.json<{ name: string }>().name;
     assert.doesNotMatch(staged.stderr, /state database .* is inside/);
     assert.match((await ok('status')).stdout, new RegExp(`last stage:\\s+done "${name}"`));
