@@ -8,7 +8,8 @@
  * write is one transaction that fails if the slot was taken meanwhile.
  */
 import { readFileSync } from 'node:fs';
-import { Etcd3, type IOptions } from 'etcd3';
+import { createRequire } from 'node:module';
+import type { IOptions } from 'etcd3';
 import type { Config } from '../config/schema.js';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
@@ -68,6 +69,9 @@ export function openFleet(config: Config): Fleet {
   if (f.username !== undefined) {
     options.auth = { username: f.username, password: f.passwordFile !== undefined ? readFileSync(f.passwordFile, 'utf8').trim() : '' };
   }
+  // Loaded here, not at the top: etcd3 brings gRPC and protobufjs (~100 ms
+  // of every sysprime start), and only the fleet verbs need them.
+  const { Etcd3 } = createRequire(import.meta.url)('etcd3') as typeof import('etcd3');
   const client = new Etcd3(options);
 
   /** Every call bounded by [fleet] timeout, and an etcd that does not answer said in one line. */
