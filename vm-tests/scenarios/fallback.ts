@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import type { Machine } from '../guest-files.js';
 import { rootOf, type Scenario } from '../scenario.js';
+import { chain } from './chain.js';
+import { yesterday } from './yesterday.js';
 
 const TRIES = 2;
 
@@ -91,3 +93,6 @@ then_poweroff
 }
 
 export const fallback = fallbackOn(5, 'fallback after failed tries', 'btrfs', 'ROOT/default', 28);
+
+/** 5 as CI runs it: then 6 (yesterday's environment once) in the same VM, from the environment fallen back to. */
+export const fallbackThenYesterday = chain({ id: 5, name: "fallback after failed tries, then yesterday's environment once", timeoutMinutes: 34 }, fallback, yesterday);

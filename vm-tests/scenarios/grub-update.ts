@@ -8,6 +8,8 @@
  */
 import assert from 'node:assert/strict';
 import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
+import { chain } from './chain.js';
+import { grubFallback } from './grub-fallback.js';
 
 export const grubUpdate: Scenario = {
   id: 12,
@@ -85,3 +87,10 @@ then_poweroff
     },
   ],
 };
+
+/**
+ * 12 as CI runs it: 13 (GRUB's fallback) first, in the same VM: the broken
+ * environment is staged from the adopted root with the update, which the
+ * machine falls back to; then 12 stages `next` from it.
+ */
+export const grubFallbackThenUpdate = chain({ id: 12, name: 'GRUB: fallback after failed tries, then update, boot it, yesterday once', timeoutMinutes: 36 }, grubFallback, grubUpdate);

@@ -7,6 +7,8 @@
  */
 import assert from 'node:assert/strict';
 import { probe, rootOf, type EnvJson, type Scenario } from '../scenario.js';
+import { chain } from './chain.js';
+import { preemptiveUpdate } from './preemptive-update.js';
 
 export const prune: Scenario = {
   id: 7,
@@ -25,7 +27,7 @@ sleep 1
 step create-3 sysprime create old3
 step entries-before ls /boot/efi/loader/entries
 step prune sysprime prune
-step list sysprime --json list
+step pruned-list sysprime --json list
 step entries-after ls /boot/efi/loader/entries
 step kernels-after ls /boot/efi/sysprime
 cat > /tmp/read-only-usr.mjs <<'EOF'
@@ -40,7 +42,7 @@ then_reboot
 `,
       async check(_boot, ctx) {
         assert.match((await ctx.output('entries-before')) ?? '', /^sysprime-old1\.conf$/m, 'every environment had an entry');
-        const names = (await ctx.json<EnvJson[]>('list')).map((e) => e.name).sort();
+        const names = (await ctx.json<EnvJson[]>('pruned-list')).map((e) => e.name).sort();
         assert.deepEqual(names, ['default', 'old2', 'old3'], 'the oldest beyond keep=2 went; the running default stays');
         assert.doesNotMatch((await ctx.output('entries-after')) ?? '', /sysprime-old1/, 'its entry went with it');
         assert.doesNotMatch((await ctx.output('kernels-after')) ?? '', /^old1$/m, 'its kernels left the ESP');
@@ -64,3 +66,10 @@ then_poweroff
     },
   ],
 };
+
+/**
+ * 7 as CI runs it: 2 (the preemptive update) first, in the same VM; its
+ * staged `next` is then the oldest environment beyond keep = 2, so prune
+ * takes it and old1, which leaves the same three.
+ */
+export const updateThenPrune = chain({ id: 7, name: 'preemptive update, then prune', timeoutMinutes: 26 }, preemptiveUpdate, prune);
