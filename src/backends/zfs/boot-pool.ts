@@ -173,16 +173,19 @@ export async function sweepBootSnapshots(pool: string, bootPool: string): Promis
   const done: string[] = [];
   const container = bootContainer(bootPool);
   const [boot, roots] = await Promise.all([
-    readTree(container, ['type', 'origin', PROP.pristine]).catch(() => [] as DatasetRecord[]),
+    readTree(container, ['type', 'origin', PROP.pristine, PROP.snapshot]).catch(() => [] as DatasetRecord[]),
     readTree(`${pool}/ROOT`, ['type', PROP.pristine]).catch(() => [] as DatasetRecord[]),
   ]);
   const rootPristines = new Set(roots.filter((r) => isSnapshot(r)).map((r) => localProp(r, PROP.pristine)).filter((g): g is string => g !== null));
+  const rootSnapshots = new Set(roots.filter((r) => isSnapshot(r)).map((r) => r.name.slice(`${pool}/ROOT/`.length)));
   for (const r of boot) {
     if (!isSnapshot(r) || dependentsOf(boot, r.name).length > 0) continue;
     const gen = localProp(r, PROP.pristine);
     const unusedCopy = shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX);
     const orphanPristine = gen !== null && !rootPristines.has(gen);
-    if (!unusedCopy && !orphanPristine) continue;
+    // An admin's snapshot (`sysprime snapshot`) whose root half a kill never took, or a destroy already removed.
+    const orphanSnapshot = localProp(r, PROP.snapshot) !== null && !rootSnapshots.has(r.name.slice(`${container}/`.length));
+    if (!unusedCopy && !orphanPristine && !orphanSnapshot) continue;
     await zfs(['destroy', assertInsideRoot(bootPool, r.name, container)]);
     done.push(`destroyed ${r.name}`);
   }

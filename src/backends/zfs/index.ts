@@ -400,6 +400,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return snapshotsFrom(await readRoot(SNAPSHOT_PROPS), pool);
   }
 
+  /**
+   * Export and import carry one stream, the root's: an environment whose
+   * /boot is a dataset of the boot pool would arrive without its kernels,
+   * so both are refused there rather than make an environment that cannot boot.
+   */
+  async function refuseWithBootPool(verb: 'export' | 'import', name: string): Promise<void> {
+    const bp = await bootPool();
+    if (bp === null) return;
+    throw new SysprimeError('REFUSED', `${verb} of ${JSON.stringify(name)}: its /boot is a dataset of boot pool ${bp}, which ${verb} does not carry yet`, {
+      hint: `on a machine with a boot pool, copy environments with \`sysprime create\`, and between machines with \`zfs send -R\` of both ${pool}/ROOT/${name} and ${bp}/BOOT/${name}`,
+    });
+  }
+
   async function findSnapshot(environment: string, name: string): Promise<SnapshotInfo> {
     checkName(environment);
     checkSnapshotName(name);
@@ -640,8 +653,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         });
       }
       const generation = localProp(record, PROP.generation) ?? '0';
-      // Recursive and marked in one command: the children are taken at the same moment, and the mark is never missing.
-      await zfs(['snapshot', '-r', '-o', `${PROP.snapshot}=${generation}`, id]);
+      // The boot half first, as for a copy: one a kill leaves without its root half is swept by recover().
+      const bp = await bootPool();
+      const boot = await bootOf(environment);
+      const bootSnap = bp === null || boot === null ? null : `${boot}@${name}`;
+      if (bootSnap !== null) await zfs(['snapshot', '-o', `${PROP.snapshot}=${generation}`, bootSnap]);
+      faultPoint('backend:zfs', 'boot-snapshot-taken');
+      try {
+        // Recursive and marked in one command: the children are taken at the same moment, and the mark is never missing.
+        await zfs(['snapshot', '-r', '-o', `${PROP.snapshot}=${generation}`, id]);
+      } catch (err) {
+        if (bp !== null && bootSnap !== null) await zfs(['destroy', assertInsideRoot(bp, bootSnap, bootContainer(bp))], { allowFailure: true });
+        throw err;
+      }
       const taken = snapshotsFrom(await readTree(ds, SNAPSHOT_PROPS), pool).find((x) => x.id === id);
       if (taken === undefined) throw new SysprimeError('BACKEND', `${id} was taken but is not listed as a snapshot`);
       return taken;
@@ -653,12 +677,24 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const ds = await requireAbsent(name);
       const sourceDs = environmentDataset(pool, environment);
       const carried = carriedBootProperties((await readOne(snap.id, 'all')) ?? { name: snap.id, props: new Map() }, sourceDs);
-      await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried]);
+      const bp = await bootPool();
+      let boot: { snapshot: string; pool: string; generation: string } | null = null;
+      if (bp !== null) {
+        const partner = `${bootDataset(bp, environment)}@${snapshot}`;
+        if ((await readOne(partner, ['type'])) === null) {
+          throw new SysprimeError('BACKEND', `snapshot ${snap.id} has no partner ${partner} in boot pool ${bp}: an environment made from it would have no /boot`, {
+            hint: `take a new snapshot of ${JSON.stringify(environment)} (\`sysprime snapshot ${environment}\`), which keeps its /boot too`,
+          });
+        }
+        boot = { snapshot: partner, pool: bp, generation: String(snap.generation) };
+      }
+      await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried], boot);
     },
 
     async sendEnvironment(name, out) {
       await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
+      await refuseWithBootPool('export', name);
       if ((await childrenOf(ds)).length > 0) {
         throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
       }
@@ -676,6 +712,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async receiveEnvironment(name, generation, input, verify) {
       checkGeneration(generation);
       await requireRoot();
+      await refuseWithBootPool('import', name);
       const ds = await requireAbsent(name);
       // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
       const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -703,8 +740,20 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           hint: 'destroy the environments made from it first; it goes with its environment in any case',
         });
       }
+      const bp = await bootPool();
+      const partner = bp === null ? null : `${bootDataset(bp, environment)}@${name}`;
+      if (bp !== null && partner !== null) {
+        const bootDependents = dependentsOf(await readTree(bootContainer(bp), ['type', 'origin']), partner);
+        if (bootDependents.length > 0) {
+          throw new SysprimeError('REFUSED', `snapshot ${partner} is the origin of ${bootDependents.join(', ')}: ZFS keeps it while they exist`, {
+            hint: 'destroy the environments made from it first; it goes with its environment in any case',
+          });
+        }
+      }
       // -r on a snapshot: the same snapshot of the children, taken with it.
       await zfs(['destroy', '-r', assertInsideRoot(pool, snap.id)]);
+      // The boot half last: one left by a kill has no root half, and recover() sweeps it.
+      if (bp !== null && partner !== null && (await readOne(partner, ['type'])) !== null) await zfs(['destroy', assertInsideRoot(bp, partner, bootContainer(bp))]);
     },
 
     async setGeneration(name, generation) {

@@ -205,6 +205,45 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
     await assertPairs();
   });
 
+  test('a snapshot keeps /boot too: an environment made from it has its kernels; destroying it takes both halves; export is refused, not made without /boot', async () => {
+    const taken = await sp('snapshot', 'gen-1', 'before');
+    assert.equal(taken.code, 0, taken.stderr);
+    assert.equal(await exists(`${bootOf('gen-1')}@before`), true, 'the boot half is taken with the root');
+    const made = await sp('create', 'back', '--from', 'gen-1@before');
+    assert.equal(made.code, 0, made.stderr);
+    assert.equal(await zget(bootOf('back'), 'origin'), `${bootOf('gen-1')}@before`);
+    await mounted('back', (tree) => assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n'));
+    await assertPairs();
+    const refused = await sp('destroy', 'gen-1@before');
+    assert.notEqual(refused.code, 0, 'an environment is made from it');
+    assert.equal((await sp('destroy', 'back')).code, 0);
+    const gone = await sp('destroy', 'gen-1@before');
+    assert.equal(gone.code, 0, gone.stderr);
+    assert.equal(await exists(`${env('gen-1')}@before`), false);
+    assert.equal(await exists(`${bootOf('gen-1')}@before`), false, 'the boot half goes with it');
+
+    // A kill between the halves leaves a boot snapshot alone: the next run removes it.
+    const killed = await sysprime(['snapshot', 'gen-1', 'halfway'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:boot-snapshot-taken' } });
+    assert.equal(killed.code, -1, killed.stderr);
+    assert.equal(await exists(`${bootOf('gen-1')}@halfway`), true);
+    assert.equal((await sp('doctor', '--fix')).code, 0);
+    assert.equal(await exists(`${bootOf('gen-1')}@halfway`), false, 'the lone boot half was swept');
+
+    // A snapshot from before sysprime kept /boot in snapshots: said, and nothing made.
+    await run('zfs', ['snapshot', '-o', 'org.sysprime:snapshot-generation=1', `${env('gen-1')}@old`]);
+    const lone = await sp('create', 'old', '--from', 'gen-1@old');
+    assert.notEqual(lone.code, 0);
+    assert.match(lone.stderr, /has no partner .*BOOT\/gen-1@old.* would have no \/boot/);
+    assert.equal(await exists(env('old')), false);
+    await run('zfs', ['destroy', `${env('gen-1')}@old`]);
+
+    const exported = await sp('export', 'gen-1', join(dir, 'gen-1.sysprime'));
+    assert.notEqual(exported.code, 0);
+    assert.match(exported.stderr, /its \/boot is a dataset of boot pool/);
+    assert.equal(existsSync(join(dir, 'gen-1.sysprime')), false, 'no partial file is left');
+    await assertPairs();
+  });
+
   test('prune destroys environments with their boot datasets and leaves no boot snapshot without its root half', async () => {
     assert.equal((await sp('stage')).code, 0);
     const r = await sp('prune', '--keep', '1');
