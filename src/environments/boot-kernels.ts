@@ -40,6 +40,7 @@ import { mountAt, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { rootMount, runsFromPool } from '../backends/registry.js';
 import { isZfsMount } from '../backends/zfs/parse.js';
 import { SysprimeError } from '../errors.js';
+import { faultPoint } from '../process/fault.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
 
@@ -303,16 +304,28 @@ async function mirrorIntoPartition(tree: string, partition: string): Promise<{ c
   return result;
 }
 
-/** The file on the partition naming the environment whose kernels it holds. */
+/**
+ * The file on the partition naming the environment whose kernels it holds:
+ * `<name>\n`; `<name>\nincomplete\n` while they are being put there. A
+ * change of hands killed or out of room halfway leaves the partition with
+ * part of one set and part of none: it is nobody's to copy back into a tree
+ * (that would delete the old owner's kernels from its own tree), and the
+ * next sync for `<name>` finishes putting its kernels there.
+ */
 export const OWNER_FILE = '.sysprime-kernels-of';
+const INCOMPLETE = 'incomplete';
 
-const ownerOf = (partition: string): string | null => {
+function ownerOf(partition: string): { name: string; complete: boolean } | null {
+  let text: string;
   try {
-    return readFileSync(join(partition, OWNER_FILE), 'utf8').trim() || null;
+    text = readFileSync(join(partition, OWNER_FILE), 'utf8');
   } catch {
     return null;
   }
-};
+  const [name, state] = text.split('\n').map((l) => l.trim());
+  if (name === undefined || name === '') return null;
+  return { name, complete: state !== INCOMPLETE };
+}
 
 /**
  * Keep an environment's kernels and the /boot partition in step. The
@@ -324,7 +337,9 @@ const ownerOf = (partition: string): string | null => {
  * the owner. `adopted` (init): the partition is the adopted root's.
  */
 export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
-  const owner = ownerOf(partition);
+  const record = ownerOf(partition);
+  // Only a whole set is anyone's: a change of hands left halfway (see OWNER_FILE) is copied into no tree.
+  const owner = record?.complete === true ? record.name : null;
   if (!adopted && owner !== null && owner !== name && (await ctx.backend.listEnvironments()).some((e) => e.name === owner)) {
     // The partition is about to take `name`'s kernels. What apt put there while `owner` ran
     // (a kernel installed since its last sync) is saved into `owner`'s own tree first: the
@@ -370,18 +385,23 @@ export async function syncKernels(partition: string, tree: string, name: string,
   const a = statSync(join(tree, 'boot'), { throwIfNoEntry: false });
   const b = statSync(partition, { throwIfNoEntry: false });
   if (a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino) return 'none';
-  const owner = ownerOf(partition);
+  const record = ownerOf(partition);
+  const owner = record?.name ?? null;
   const say = (r: { copied: string[]; removed: string[] }, what: string) => {
     if (r.copied.length > 0 || r.removed.length > 0) log.info(`${what}: ${[r.copied.length > 0 ? `copied ${r.copied.join(', ')}` : '', r.removed.length > 0 ? `removed ${r.removed.join(', ')}` : ''].filter((x) => x !== '').join('; ')}`);
   };
   let way: 'into-environment' | 'onto-partition';
-  if (adopted || owner === null || owner === name) {
+  const whole = record === null || record.complete;
+  if (adopted || owner === null || (owner === name && whole)) {
     say(await mirrorKernels(partition, tree), `environment "${name}": its own /boot from ${partition}`);
     way = 'into-environment';
   } else {
-    say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (it held those of "${owner}")`);
+    // Marked before the first kernel goes: from here until the mark is cleared the partition is nobody's whole set.
+    if (whole || owner !== name) replaceFile(join(partition, OWNER_FILE), `${name}\n${INCOMPLETE}\n`, { mode: 0o644 });
+    faultPoint('boot:partition', 'marked');
+    say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (${whole ? `it held those of "${owner}"` : `it held part of those of "${owner}": a change of hands left halfway`})`);
     way = 'onto-partition';
   }
-  if (owner !== name) replaceFile(join(partition, OWNER_FILE), `${name}\n`, { mode: 0o644 });
+  if (owner !== name || !whole) replaceFile(join(partition, OWNER_FILE), `${name}\n`, { mode: 0o644 });
   return way;
 }

@@ -5,7 +5,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createEnvironment } from '../../../src/environments/lifecycle.js';
 import { kernelsInto, OWNER_FILE } from '../../../src/environments/boot-kernels.js';
@@ -24,7 +24,11 @@ describe('a /boot partition changing hands', () => {
       await t.release();
     }
   };
-  const kernels = (dir: string): string[] => readdirSync(dir).filter((n) => /^(vmlinuz|initrd\.img)-/.test(n)).sort();
+  const kernels = (dir: string): string[] =>
+    readdirSync(dir, { withFileTypes: true })
+      .filter((d) => d.isFile() && /^(vmlinuz|initrd\.img)-/.test(d.name))
+      .map((d) => d.name)
+      .sort();
 
   before(async () => {
     setLevel('error');
@@ -63,5 +67,31 @@ describe('a /boot partition changing hands', () => {
     assert.deepEqual(kernels(partition), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
     assert.deepEqual(kernels(await treeBoot('other')), ['initrd.img-3', 'vmlinuz-3']);
     assert.ok(!existsSync(join(partition, 'vmlinuz-3')));
+  });
+
+  test('a change of hands that fails halfway is copied into no tree; the next sync finishes it', async () => {
+    // "base" holds the partition; putting "other"'s kernels there fails after "base"'s were removed
+    // (a directory where a kernel goes stands in for a full partition or a kill).
+    assert.deepEqual(kernels(partition), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
+    mkdirSync(join(partition, 'vmlinuz-3'));
+    await assert.rejects(kernelsInto(m.ctx, 'other', partition));
+    assert.deepEqual(kernels(partition), ['initrd.img-3'], 'part of one set');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\nincomplete\n', 'marked as nobody\'s whole set');
+    rmdirSync(join(partition, 'vmlinuz-3'));
+    // The next sync for "other": "base"'s tree is not replaced by the partial set on the partition.
+    assert.equal(await kernelsInto(m.ctx, 'other', partition), 'onto-partition');
+    assert.deepEqual(kernels(await treeBoot('base')), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2'], '"base" keeps all its kernels');
+    assert.deepEqual(kernels(partition), ['initrd.img-3', 'vmlinuz-3']);
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\n');
+
+    // Left halfway towards "base", then a boot of "base" again (a fallback): it finishes, and nothing goes from its tree.
+    mkdirSync(join(partition, 'vmlinuz-2'));
+    await assert.rejects(kernelsInto(m.ctx, 'base', partition));
+    rmdirSync(join(partition, 'vmlinuz-2'));
+    assert.equal(await kernelsInto(m.ctx, 'base', partition), 'onto-partition');
+    assert.deepEqual(kernels(partition), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
+    assert.deepEqual(kernels(await treeBoot('base')), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
+    assert.deepEqual(kernels(await treeBoot('other')), ['initrd.img-3', 'vmlinuz-3'], '"other" keeps its own');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'base\n');
   });
 });
