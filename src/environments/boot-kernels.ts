@@ -39,7 +39,7 @@ import { lstatIn, openFileIn, unlinkIn, withDirIn, withDirInAsync, withFileAt, c
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { rootMount, runsFromPool } from '../backends/registry.js';
 import { isZfsMount } from '../backends/zfs/parse.js';
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, messageOf } from '../errors.js';
 import { faultPoint } from '../process/fault.js';
 
 const KERNEL_FILE = /^(?:(?:vmlinuz|vmlinux|initrd\.img|config|System\.map)-.+|initramfs-.+\.img)$/;
@@ -404,4 +404,23 @@ export async function syncKernels(partition: string, tree: string, name: string,
   }
   if (owner !== name || !whole) replaceFile(join(partition, OWNER_FILE), `${name}\n`, { mode: 0o644 });
   return way;
+}
+
+/**
+ * Before a copy of environment `env` is made (create, the apt hook's copy, a
+ * snapshot, export): when it is the running one and /boot is a partition of
+ * its own, what apt put on the partition since the last sync (a kernel
+ * upgrade) is copied into its own tree first, so the copy has the kernels
+ * the running system boots with, not those of its last sync. One that
+ * cannot be brought in step is said, and the copy made as it is.
+ */
+export async function kernelsBeforeCopy(ctx: Context, env: { name: string; booted: boolean }): Promise<void> {
+  if (!env.booted) return;
+  const partition = await bootPartitionOf(ctx, env.name);
+  if (partition === null) return;
+  try {
+    await kernelsInto(ctx, env.name, partition);
+  } catch (err) {
+    log.warn(`the kernels on ${partition} could not be copied into "${env.name}"'s own /boot (${messageOf(err)}): the copy has those of its last sync`);
+  }
 }

@@ -11,7 +11,7 @@ import { stagingUnfinished } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome, unitsInto } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
-import { BOOT_START_UNIT, bootPartitionOf, kernelsInto, refuseZfsBootPool } from './boot-kernels.js';
+import { BOOT_START_UNIT, bootPartitionOf, kernelsBeforeCopy, kernelsInto, refuseZfsBootPool } from './boot-kernels.js';
 import { recoverOperations, runOperation, type Json, type OperationSpec } from '../state/journal.js';
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
@@ -149,6 +149,7 @@ async function createEnvironmentLocked(ctx: Context, name: string, from: string 
   // written after carry the description in the boot menu from the start.
   const meta = { ...(description !== null ? { [DESCRIPTION_KEY]: description } : {}), ...(opts.auto !== undefined ? { [AUTO_KEY]: opts.auto } : {}) };
   let generation = source.generation;
+  if (state === null) await kernelsBeforeCopy(ctx, source);
   if (state === null) await ctx.backend.cloneFromEnvironment(source.name, name, { meta, ...(opts.signal !== undefined ? { signal: opts.signal } : {}) });
   else {
     if (state.name === PRISTINE_STATE) {

@@ -12,6 +12,7 @@ import { checkName, checkSnapshotName } from '../names.js';
 import { recordEvent } from '../state/events.js';
 import { withLock } from '../state/lock.js';
 import { findEnvironment } from './lifecycle.js';
+import { kernelsBeforeCopy } from './boot-kernels.js';
 
 /** `20261122T030102Z` (after `prefix`): sorts by time and says when it was taken. */
 export function defaultSnapshotName(now: Date, taken: ReadonlySet<string>, prefix = ''): string {
@@ -41,7 +42,7 @@ export async function takeSnapshot(ctx: Context, environment: string, name?: str
   checkName(environment);
   if (name !== undefined) checkSnapshotName(name);
   return withLock(ctx.db, 'taking a snapshot', async () => {
-    await findEnvironment(ctx, environment);
+    await kernelsBeforeCopy(ctx, await findEnvironment(ctx, environment));
     const chosen = name ?? defaultSnapshotName(new Date(), new Set((await ctx.backend.listSnapshots()).filter((s) => s.environment === environment).map((s) => s.name)));
     const snap = await ctx.backend.takeSnapshot(environment, chosen);
     recordEvent(ctx.db, environment, 'snapshot', { name: snap.name, generation: snap.generation });

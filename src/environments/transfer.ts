@@ -30,6 +30,7 @@ import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
 import { syncBootEntries } from './boot-entries.js';
 import { exportReader, exportWriter, type ExportHeader } from './export-stream.js';
 import { findEnvironment, refuseExisting, refuseUnfinished } from './lifecycle.js';
+import { kernelsBeforeCopy } from './boot-kernels.js';
 
 export const TRANSFER_KIND = 'transfer';
 
@@ -42,8 +43,15 @@ function ended(stream: Writable): Promise<void> {
 
 /** Write environment NAME to `file` (never over an existing one), or to `out` when `file` is '-'. */
 export async function exportEnvironment(ctx: Context, name: string, file: string, out: Writable = process.stdout): Promise<ExportHeader> {
+  // Under the lock for the whole stream: another verb's recovery removes copy snapshots nothing is cloned from,
+  // which is what the one being sent is.
+  return withLock(ctx.db, 'exporting an environment', () => exportLocked(ctx, name, file, out));
+}
+
+async function exportLocked(ctx: Context, name: string, file: string, out: Writable): Promise<ExportHeader> {
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
+  await kernelsBeforeCopy(ctx, env);
   const header: ExportHeader = { backend: ctx.backend.kind, environment: env.name, generation: env.generation, description: descriptionOf(env), exported: new Date().toISOString() };
   if (file === '-') {
     const w = exportWriter(out, header);

@@ -95,3 +95,46 @@ describe('a /boot partition changing hands', () => {
     assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'base\n');
   });
 });
+
+describe('a copy of the running environment, with /boot a partition of its own', () => {
+  let m: DirectoryMachine;
+  let partition: string;
+  const saved = process.env['SYSPRIME_BOOT_PARTITION'];
+
+  before(async () => {
+    setLevel('error');
+    m = await makeDirectoryMachine();
+    // The directory backend boots nothing: "base" is the running environment here.
+    const list = m.ctx.backend.listEnvironments.bind(m.ctx.backend);
+    m.ctx.backend.listEnvironments = async () => (await list()).map((e) => ({ ...e, booted: e.name === 'base' }));
+    partition = join(m.dir, 'boot-partition');
+    mkdirSync(partition);
+    process.env['SYSPRIME_BOOT_PARTITION'] = partition;
+    const t = await m.ctx.backend.openEnvironment('base');
+    try {
+      mkdirSync(join(t.path, 'boot'), { recursive: true });
+      writeFileSync(join(t.path, 'boot/vmlinuz-1'), 'kernel 1\n');
+    } finally {
+      await t.release();
+    }
+    // The partition as "base" runs with it: kernel 1, and kernel 2 that apt installed since the last sync.
+    writeFileSync(join(partition, 'vmlinuz-1'), 'kernel 1\n');
+    writeFileSync(join(partition, 'vmlinuz-2'), 'kernel 2\n');
+    writeFileSync(join(partition, OWNER_FILE), 'base\n');
+  });
+  after(async () => {
+    if (saved === undefined) delete process.env['SYSPRIME_BOOT_PARTITION'];
+    else process.env['SYSPRIME_BOOT_PARTITION'] = saved;
+    await m?.cleanup();
+  });
+
+  test('has the kernel apt installed since the last sync, not only those of the last sync', async () => {
+    await createEnvironment(m.ctx, 'copy', 'base');
+    const t = await m.ctx.backend.openEnvironment('copy');
+    try {
+      assert.equal(readFileSync(join(t.path, 'boot/vmlinuz-2'), 'utf8'), 'kernel 2\n');
+    } finally {
+      await t.release();
+    }
+  });
+});
