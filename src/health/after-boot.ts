@@ -13,7 +13,8 @@
  */
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { messageOf } from '../errors.js';
+import { isSysprimeError, messageOf } from '../errors.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { activateEnvironment, currentOf, listEnvironments } from '../environments/lifecycle.js';
 import { fleetConfigured, openFleet } from '../fleet/fleet.js';
 import { log } from '../log.js';
@@ -86,12 +87,32 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
 
   if (next.kind === 'fallback' && opts.reboot) {
     const to = envs.find((e) => e.name === next.to)!;
+    // Early in a boot another sysprime may hold the lock (the first-boot reintegration): wait for it. The
+    // fallback is counted once it is made, so one that could not be made does not use up max_reboots.
+    await whileBusy(() => activateEnvironment(ctx, to.name), { waitMs: BUSY_WAIT_MS });
     recordEvent(ctx.db, current.name, HEALTH_EVENTS.fallback, { to: to.name, attempt: next.attempt, failed: report.failed });
-    await activateEnvironment(ctx, to.name);
     log.error(`health: "${current.name}" failed its checks (${report.failed.join('; ')}); falling back to "${to.name}" (${next.attempt} of ${ctx.config.health.maxReboots})`);
     await runRebootCommand(ctx.config, { name: to.name, generation: to.generation });
   }
   return { environment: current.name, report, next, fleetError };
+}
+
+/** How long a fallback waits for another sysprime that holds the lock: a first-boot reintegration of a large tree. */
+const BUSY_WAIT_MS = 10 * 60 * 1000;
+
+/** `fn`, tried again every `pauseMs` while it fails because another sysprime holds the lock, for at most `waitMs`. */
+export async function whileBusy<T>(fn: () => Promise<T>, opts: { waitMs: number; pauseMs?: number; now?: () => number }): Promise<T> {
+  const now = opts.now ?? Date.now;
+  const until = now() + opts.waitMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isSysprimeError(err) || err.code !== 'BUSY' || now() >= until) throw err;
+      log.info(`health: ${err.message}; waiting to fall back`);
+      await sleep(opts.pauseMs ?? 2000);
+    }
+  }
 }
 
 function lastGoodOf(ctx: Context, env: EnvironmentInfo): string | null {

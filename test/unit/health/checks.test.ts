@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cloneDefaults } from '../../../src/config/schema.js';
 import { runHealthChecks } from '../../../src/health/checks.js';
-import { decideAfterChecks } from '../../../src/health/after-boot.js';
+import { decideAfterChecks, whileBusy } from '../../../src/health/after-boot.js';
+import { SysprimeError } from '../../../src/errors.js';
 import { lastHealth } from '../../../src/health/history.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'sysprime-health-'));
@@ -91,4 +92,30 @@ test('the last health result of an environment, from its history', () => {
   const ev = (event: string, at: string, detail: Record<string, unknown> = {}) => ({ at, environment: 'e', event, detail });
   assert.equal(lastHealth([ev('activate', '1')]), null);
   assert.deepEqual(lastHealth([ev('health-good', '1'), ev('health-bad', '2', { failed: ['unit x: is failed'] }), ev('health-fallback', '3')]), { result: 'bad', at: '2', reasons: ['unit x: is failed'] });
+});
+
+test('a fallback waits while another sysprime holds the lock, then is made; other errors and a wait that runs out are not hidden', async () => {
+  let tries = 0;
+  const busy = () => new SysprimeError('BUSY', 'another sysprime (pid 1) is reintegrating');
+  const made = await whileBusy(
+    async () => {
+      if (++tries < 3) throw busy();
+      return 'activated';
+    },
+    { waitMs: 60_000, pauseMs: 1 },
+  );
+  assert.equal(made, 'activated');
+  assert.equal(tries, 3);
+
+  let t = 0;
+  await assert.rejects(
+    whileBusy(async () => { throw busy(); }, { waitMs: 10, pauseMs: 1, now: () => (t += 6) }),
+    (err: unknown) => err instanceof SysprimeError && err.code === 'BUSY',
+  );
+  let calls = 0;
+  await assert.rejects(
+    whileBusy(async () => { calls++; throw new SysprimeError('NOT_FOUND', 'gone'); }, { waitMs: 60_000, pauseMs: 1 }),
+    (err: unknown) => err instanceof SysprimeError && err.code === 'NOT_FOUND',
+  );
+  assert.equal(calls, 1, 'not retried');
 });
