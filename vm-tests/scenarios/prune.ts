@@ -34,8 +34,9 @@ cat > /tmp/read-only-usr.mjs <<'EOF'
 const { installReadOnlyUsr } = await import('/opt/sysprime/dist/src/updaters/store/read-only-usr.js');
 if (!installReadOnlyUsr(process.argv[2])) process.exit(1);
 EOF
-step usr-mount-dir sysprime mount old3 /mnt
-step usr-unit node /tmp/read-only-usr.mjs /mnt
+mkdir -p /mnt/old3
+step usr-mount-dir sysprime mount old3 /mnt/old3
+step usr-unit node /tmp/read-only-usr.mjs /mnt/old3
 step usr-umount sysprime umount old3
 step usr-once sysprime activate --once old3
 then_reboot
