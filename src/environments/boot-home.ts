@@ -114,6 +114,26 @@ function enableUnitsIn(tree: string, label: string, units: readonly string[]): s
   return enabled;
 }
 
+/** The units a tree holds that are not enabled in it (no link in the `.wants` of the target their `WantedBy=` names). */
+function unitsNotEnabledIn(tree: string, units: readonly string[]): string[] {
+  return units.filter((unit) => {
+    const file = UNIT_DIRS.filter((d) => holdsUnit(tree, d, unit)).map((d) => `${d}/${unit}`)[0];
+    if (file === undefined) return false;
+    const linked = withDirIn(tree, `/etc/systemd/system/${wantedByOf(tree, file)}.wants`, { create: false }, (d) => lstatIn(d, unit) !== undefined);
+    return linked !== true;
+  });
+}
+
+/** Which of `units` environment `name` holds but does not enable (opened for the time of the reads). */
+export async function unitsNotEnabled(ctx: Context, name: string, units: readonly string[]): Promise<string[]> {
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    return unitsNotEnabledIn(tree.path, units);
+  } finally {
+    await tree.release();
+  }
+}
+
 /** Enable sysprime's units in an environment (opened for the time of the writes). */
 export async function unitsInto(ctx: Context, name: string, units: readonly string[]): Promise<void> {
   if (units.length === 0) return;

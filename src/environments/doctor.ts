@@ -8,7 +8,8 @@ import { withLock } from '../state/lock.js';
 import { recoverStaging } from '../staging/pipeline.js';
 import { stagingUnfinished } from '../staging/mark.js';
 import { bootDrift, syncBootEntries } from './boot-entries.js';
-import { zfsBootPoolProblemOf } from './boot-kernels.js';
+import { BOOT_START_UNIT, bootPartitionOf, zfsBootPoolProblemOf } from './boot-kernels.js';
+import { unitsInto, unitsNotEnabled } from './boot-home.js';
 import { currentOf, recoverEnvironmentVerbs } from './lifecycle.js';
 import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
 import { stateHomeProblem } from './state-home.js';
@@ -44,6 +45,15 @@ export async function findProblems(ctx: Context): Promise<Findings> {
   const current = currentOf(envs);
   const bootPool = current === undefined ? null : await zfsBootPoolProblemOf(ctx, current.name);
   if (bootPool !== null) problems.push({ kind: 'zfs-boot-pool', what: `${bootPool.problem}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
+  if (current !== undefined && (await bootPartitionOf(ctx, current.name)) !== null) {
+    for (const e of envs) {
+      if ((await unitsNotEnabled(ctx, e.name, [BOOT_START_UNIT])).length === 0) continue;
+      problems.push({
+        kind: 'boot-start-not-enabled',
+        what: `"${e.name}" does not enable ${BOOT_START_UNIT}: /boot is a partition, and booting it would leave another environment's kernels there until a sysprime verb runs`,
+      });
+    }
+  }
   const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
   return { problems, shared };
 }
@@ -59,6 +69,22 @@ export const RECOVERIES: readonly { name: string; run(ctx: Context): Promise<str
   },
   { name: 'interrupted environment verbs', run: (ctx) => recoverEnvironmentVerbs(ctx) },
   { name: "the backend's leftovers", run: (ctx) => ctx.backend.recover() },
+  {
+    // Machines initialised before init enabled it; a staging then carries the admin's link like any other change.
+    name: 'the boot-start unit',
+    async run(ctx) {
+      const envs = await ctx.backend.listEnvironments();
+      const current = currentOf(envs);
+      if (current === undefined || (await bootPartitionOf(ctx, current.name)) === null) return [];
+      const done: string[] = [];
+      for (const e of envs) {
+        if ((await unitsNotEnabled(ctx, e.name, [BOOT_START_UNIT])).length === 0) continue;
+        await unitsInto(ctx, e.name, [BOOT_START_UNIT]);
+        done.push(`enabled ${BOOT_START_UNIT} in "${e.name}"`);
+      }
+      return done;
+    },
+  },
   {
     name: 'boot entries',
     async run(ctx) {

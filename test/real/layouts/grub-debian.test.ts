@@ -11,7 +11,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { sysprime } from '../../fixtures/cli.js';
 import { makeBtrfsLayout, readText, type BtrfsLayout } from '../../fixtures/btrfs-layouts.js';
@@ -176,5 +176,19 @@ describe("the Debian installer's Btrfs layout with a separate /boot and GRUB", (
     assert.match(menu().get('sysprime-debian')!, /vmlinuz-6\.1\.0-28-amd64 /);
     assert.ok(!existsSync(join(boot, 'vmlinuz-6.1.0-30-amd64')), 'the partition never gets a staged kernel');
     assert.ok(!existsSync(join(l.pool.top, 'ROOT/debian/boot/vmlinuz-6.1.0-30-amd64')));
+  });
+
+  test('an environment that does not start sysprime-boot-start.service (a machine initialised before init enabled it) is named by doctor and fixed by --fix', async () => {
+    const link = (tree: string) => join(l.pool.top, tree, 'etc/systemd/system/sysinit.target.wants/sysprime-boot-start.service');
+    rmSync(link('ROOT/debian'));
+    rmSync(link('ROOT/next'));
+    const found = await sp('--json', 'doctor');
+    assert.equal(found.code, 1, found.stderr);
+    const kinds = found.json<{ problems: { kind: string; what: string }[] }>().problems.filter((p) => p.kind === 'boot-start-not-enabled');
+    assert.deepEqual(kinds.map((p) => p.what.match(/^"([^"]+)"/)?.[1]).sort(), ['debian', 'next']);
+    const fixed = await sp('doctor', '--fix');
+    assert.equal(fixed.code, 0, fixed.stdout + fixed.stderr);
+    for (const tree of ['ROOT/debian', 'ROOT/next']) assert.equal(readlinkSync(link(tree)), '/usr/lib/systemd/system/sysprime-boot-start.service');
+    assert.equal((await sp('doctor')).code, 0);
   });
 });
