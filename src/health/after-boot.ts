@@ -20,7 +20,7 @@ import { fleetConfigured, openFleet } from '../fleet/fleet.js';
 import { log } from '../log.js';
 import { runRebootCommand } from '../reboot/reboot.js';
 import { eventsOf, recordEvent } from '../state/events.js';
-import { HEALTH_EVENTS } from './history.js';
+import { HEALTH_EVENTS, fallbacksSinceGood } from './history.js';
 import { runHealthChecks, type HealthReport } from './checks.js';
 
 export type AfterChecks =
@@ -32,7 +32,7 @@ export type AfterChecks =
 export function decideAfterChecks(i: {
   result: 'good' | 'bad';
   running: string;
-  /** Fallbacks already made away from the running environment. */
+  /** Fallbacks already made away from the running environment since it last passed its checks. */
   fallbacksSoFar: number;
   maxReboots: number;
   /** Other environments with when each last passed its checks (null: never). */
@@ -66,7 +66,7 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
   const next = decideAfterChecks({
     result: report.result,
     running: current.name,
-    fallbacksSoFar: eventsOf(ctx.db, current.name).filter((e) => e.event === HEALTH_EVENTS.fallback).length,
+    fallbacksSoFar: fallbacksSinceGood(eventsOf(ctx.db, current.name)),
     maxReboots: ctx.config.health.maxReboots,
     others: envs.filter((e) => e.name !== current.name).map((e) => ({ name: e.name, lastGood: lastGoodOf(ctx, e) })),
   });

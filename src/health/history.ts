@@ -18,3 +18,18 @@ export function lastHealth(events: readonly EventRow[]): { result: 'good' | 'bad
   return null;
 }
 
+
+/**
+ * The fallbacks made away from an environment since it last passed its
+ * checks: what `[health] max_reboots` bounds. A boot that passes starts the
+ * count again, so an environment that failed once months ago (and was
+ * fixed) still gets its fallback when it fails again.
+ */
+export function fallbacksSinceGood(events: readonly EventRow[]): number {
+  let n = 0;
+  for (const e of events) {
+    if (e.event === HEALTH_EVENTS.good) n = 0;
+    else if (e.event === HEALTH_EVENTS.fallback) n++;
+  }
+  return n;
+}

@@ -13,7 +13,7 @@ import { cloneDefaults } from '../../../src/config/schema.js';
 import { runHealthChecks } from '../../../src/health/checks.js';
 import { decideAfterChecks, whileBusy } from '../../../src/health/after-boot.js';
 import { SysprimeError } from '../../../src/errors.js';
-import { lastHealth } from '../../../src/health/history.js';
+import { fallbacksSinceGood, lastHealth } from '../../../src/health/history.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'sysprime-health-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -118,4 +118,12 @@ test('a fallback waits while another sysprime holds the lock, then is made; othe
     (err: unknown) => err instanceof SysprimeError && err.code === 'NOT_FOUND',
   );
   assert.equal(calls, 1, 'not retried');
+});
+
+test('max_reboots bounds the fallbacks since the environment last passed its checks, not every fallback it ever had', () => {
+  const ev = (event: string) => ({ at: '2026-12-05T00:00:00Z', environment: 'new', event, detail: {} });
+  assert.equal(fallbacksSinceGood([]), 0);
+  assert.equal(fallbacksSinceGood([ev('health-bad'), ev('health-fallback'), ev('health-bad'), ev('health-fallback')]), 2);
+  assert.equal(fallbacksSinceGood([ev('health-bad'), ev('health-fallback'), ev('health-good'), ev('health-bad')]), 0, 'a good boot since starts the count again');
+  assert.equal(fallbacksSinceGood([ev('health-fallback'), ev('health-good'), ev('health-bad'), ev('health-fallback')]), 1);
 });
