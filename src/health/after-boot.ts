@@ -20,7 +20,7 @@ import { fleetConfigured, openFleet } from '../fleet/fleet.js';
 import { log } from '../log.js';
 import { runRebootCommand } from '../reboot/reboot.js';
 import { eventsOf, recordEvent } from '../state/events.js';
-import { HEALTH_EVENTS, fallbacksSinceGood } from './history.js';
+import { HEALTH_EVENTS, fallbacksSinceGood, onTrial } from './history.js';
 import { runHealthChecks, type HealthReport } from './checks.js';
 
 export type AfterChecks =
@@ -34,11 +34,20 @@ export function decideAfterChecks(i: {
   running: string;
   /** Fallbacks already made away from the running environment since it last passed its checks. */
   fallbacksSoFar: number;
+  /**
+   * Whether the running environment is on trial: activated since it last
+   * passed its checks (a staged environment's first boots). One that passed
+   * since is not a failed update: a check failing on an ordinary reboot
+   * (a full disk, a service down) is for the admin, not a reason to boot
+   * an older system.
+   */
+  inTrial: boolean;
   maxReboots: number;
   /** Other environments with when each last passed its checks (null: never). */
   others: { name: string; lastGood: string | null }[];
 }): AfterChecks {
   if (i.result === 'good') return { kind: 'passed' };
+  if (!i.inTrial) return { kind: 'stay', why: `"${i.running}" failed its checks, but it is not on trial (it passed them since it was activated): staying, for the admin` };
   if (i.fallbacksSoFar >= i.maxReboots) {
     return { kind: 'stay', why: `"${i.running}" failed its checks and fell back ${i.fallbacksSoFar} time${i.fallbacksSoFar === 1 ? '' : 's'} already ([health] max_reboots = ${i.maxReboots}): staying, for the admin` };
   }
@@ -63,10 +72,12 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
   if (!current) return { environment: null, report, next: { kind: 'stay', why: 'no environment runs here' }, fleetError: null };
 
   recordEvent(ctx.db, current.name, report.result === 'good' ? HEALTH_EVENTS.good : HEALTH_EVENTS.bad, { failed: report.failed, warnings: report.warnings });
+  const history = eventsOf(ctx.db, current.name);
   const next = decideAfterChecks({
     result: report.result,
     running: current.name,
-    fallbacksSoFar: fallbacksSinceGood(eventsOf(ctx.db, current.name)),
+    fallbacksSoFar: fallbacksSinceGood(history),
+    inTrial: onTrial(history),
     maxReboots: ctx.config.health.maxReboots,
     others: envs.filter((e) => e.name !== current.name).map((e) => ({ name: e.name, lastGood: lastGoodOf(ctx, e) })),
   });

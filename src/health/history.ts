@@ -33,3 +33,13 @@ export function fallbacksSinceGood(events: readonly EventRow[]): number {
   }
   return n;
 }
+
+/** Whether an environment was activated since it last passed its checks (its trial, where a failure falls back). */
+export function onTrial(events: readonly EventRow[]): boolean {
+  let trial = false;
+  for (const e of events) {
+    if (e.event === 'activate') trial = true;
+    else if (e.event === HEALTH_EVENTS.good) trial = false;
+  }
+  return trial;
+}

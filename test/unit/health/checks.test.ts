@@ -13,7 +13,7 @@ import { cloneDefaults } from '../../../src/config/schema.js';
 import { runHealthChecks } from '../../../src/health/checks.js';
 import { decideAfterChecks, whileBusy } from '../../../src/health/after-boot.js';
 import { SysprimeError } from '../../../src/errors.js';
-import { fallbacksSinceGood, lastHealth } from '../../../src/health/history.js';
+import { fallbacksSinceGood, lastHealth, onTrial } from '../../../src/health/history.js';
 
 const scratch = mkdtempSync(join(tmpdir(), 'sysprime-health-'));
 after(() => rmSync(scratch, { recursive: true, force: true }));
@@ -79,13 +79,13 @@ test('after the checks: pass, fall back to the newest environment known good, or
     { name: 'yesterday', lastGood: '2026-12-04T03:00:00Z' },
     { name: 'never-checked', lastGood: null },
   ];
-  assert.deepEqual(decideAfterChecks({ result: 'good', running: 'new', fallbacksSoFar: 0, maxReboots: 1, others }), { kind: 'passed' });
-  assert.deepEqual(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, maxReboots: 1, others }), { kind: 'fallback', to: 'yesterday', attempt: 1 });
-  const stay = decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 1, maxReboots: 1, others });
+  assert.deepEqual(decideAfterChecks({ result: 'good', running: 'new', fallbacksSoFar: 0, inTrial: true, maxReboots: 1, others }), { kind: 'passed' });
+  assert.deepEqual(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, inTrial: true, maxReboots: 1, others }), { kind: 'fallback', to: 'yesterday', attempt: 1 });
+  const stay = decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 1, inTrial: true, maxReboots: 1, others });
   assert.equal(stay.kind, 'stay');
   assert.match(stay.kind === 'stay' ? stay.why : '', /fell back 1 time already \(\[health\] max_reboots = 1\)/);
-  assert.equal(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, maxReboots: 0, others }).kind, 'stay');
-  assert.equal(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, maxReboots: 3, others: [{ name: 'x', lastGood: null }] }).kind, 'stay');
+  assert.equal(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, inTrial: true, maxReboots: 0, others }).kind, 'stay');
+  assert.equal(decideAfterChecks({ result: 'bad', running: 'new', fallbacksSoFar: 0, inTrial: true, maxReboots: 3, others: [{ name: 'x', lastGood: null }] }).kind, 'stay');
 });
 
 test('the last health result of an environment, from its history', () => {
@@ -126,4 +126,16 @@ test('max_reboots bounds the fallbacks since the environment last passed its che
   assert.equal(fallbacksSinceGood([ev('health-bad'), ev('health-fallback'), ev('health-bad'), ev('health-fallback')]), 2);
   assert.equal(fallbacksSinceGood([ev('health-bad'), ev('health-fallback'), ev('health-good'), ev('health-bad')]), 0, 'a good boot since starts the count again');
   assert.equal(fallbacksSinceGood([ev('health-fallback'), ev('health-good'), ev('health-bad'), ev('health-fallback')]), 1);
+});
+
+test('only an environment on trial (activated since it last passed) falls back; one failing on an ordinary reboot stays', () => {
+  const others = [{ name: 'yesterday', lastGood: '2026-12-01T00:00:00Z' }];
+  const stay = decideAfterChecks({ result: 'bad', running: 'today', fallbacksSoFar: 0, inTrial: false, maxReboots: 1, others });
+  assert.equal(stay.kind, 'stay');
+  assert.match(stay.kind === 'stay' ? stay.why : '', /not on trial/);
+  const ev = (event: string) => ({ at: '2026-12-05T00:00:00Z', environment: 'today', event, detail: {} });
+  assert.equal(onTrial([ev('init')]), false, 'an adopted environment was never activated');
+  assert.equal(onTrial([ev('stage'), ev('activate')]), true, 'a staged environment on its first boots');
+  assert.equal(onTrial([ev('activate'), ev('health-good'), ev('health-bad')]), false, 'it passed since');
+  assert.equal(onTrial([ev('activate'), ev('health-good'), ev('activate')]), true, 'activated again');
 });
