@@ -20,7 +20,7 @@ import { fleetConfigured, openFleet } from '../fleet/fleet.js';
 import { log } from '../log.js';
 import { runRebootCommand } from '../reboot/reboot.js';
 import { eventsOf, recordEvent } from '../state/events.js';
-import { HEALTH_EVENTS, fallbacksSinceGood, onTrial } from './history.js';
+import { HEALTH_EVENTS, fallbacksSinceGood, onTrial, sinceBirth } from './history.js';
 import { runHealthChecks, type HealthReport } from './checks.js';
 
 export type AfterChecks =
@@ -127,7 +127,7 @@ export async function whileBusy<T>(fn: () => Promise<T>, opts: { waitMs: number;
 }
 
 function lastGoodOf(ctx: Context, env: EnvironmentInfo): string | null {
-  const good = eventsOf(ctx.db, env.name).filter((e) => e.event === HEALTH_EVENTS.good);
+  const good = sinceBirth(eventsOf(ctx.db, env.name)).filter((e) => e.event === HEALTH_EVENTS.good);
   return good.length ? good[good.length - 1]!.at : null;
 }
 

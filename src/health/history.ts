@@ -7,8 +7,18 @@ import type { EventRow } from '../state/events.js';
 
 export const HEALTH_EVENTS = { good: 'health-good', bad: 'health-bad', fallback: 'health-fallback' } as const;
 
+/** Events that begin or end an environment of a name: the history is kept by name, and a name is used again (`next`). */
+const BIRTHS_AND_ENDS: ReadonlySet<string> = new Set(['init', 'create', 'staged', 'import', 'destroy', 'prune']);
+
+/** The history of the environment that has the name now: what came after the last time an environment of that name was made or destroyed. */
+export function sinceBirth(events: readonly EventRow[]): readonly EventRow[] {
+  for (let i = events.length - 1; i >= 0; i--) if (BIRTHS_AND_ENDS.has(events[i]!.event)) return events.slice(i);
+  return events;
+}
+
 /** The last health result of an environment, from its history: what status shows. */
-export function lastHealth(events: readonly EventRow[]): { result: 'good' | 'bad'; at: string; reasons: string[] } | null {
+export function lastHealth(all: readonly EventRow[]): { result: 'good' | 'bad'; at: string; reasons: string[] } | null {
+  const events = sinceBirth(all);
   for (let i = events.length - 1; i >= 0; i--) {
     const e = events[i]!;
     if (e.event === HEALTH_EVENTS.good || e.event === HEALTH_EVENTS.bad) {
@@ -27,7 +37,7 @@ export function lastHealth(events: readonly EventRow[]): { result: 'good' | 'bad
  */
 export function fallbacksSinceGood(events: readonly EventRow[]): number {
   let n = 0;
-  for (const e of events) {
+  for (const e of sinceBirth(events)) {
     if (e.event === HEALTH_EVENTS.good) n = 0;
     else if (e.event === HEALTH_EVENTS.fallback) n++;
   }
@@ -37,7 +47,7 @@ export function fallbacksSinceGood(events: readonly EventRow[]): number {
 /** Whether an environment was activated since it last passed its checks (its trial, where a failure falls back). */
 export function onTrial(events: readonly EventRow[]): boolean {
   let trial = false;
-  for (const e of events) {
+  for (const e of sinceBirth(events)) {
     if (e.event === 'activate') trial = true;
     else if (e.event === HEALTH_EVENTS.good) trial = false;
   }

@@ -139,3 +139,11 @@ test('only an environment on trial (activated since it last passed) falls back; 
   assert.equal(onTrial([ev('activate'), ev('health-good'), ev('health-bad')]), false, 'it passed since');
   assert.equal(onTrial([ev('activate'), ev('health-good'), ev('activate')]), true, 'activated again');
 });
+
+test('the history is of the environment that has the name now: one destroyed and made again under the same name starts afresh', () => {
+  const ev = (event: string) => ({ at: '2026-12-05T00:00:00Z', environment: 'next', event, detail: { failed: ['x'] } });
+  const reused = [ev('staged'), ev('activate'), ev('health-bad'), ev('health-fallback'), ev('destroy'), ev('staged'), ev('activate')];
+  assert.equal(fallbacksSinceGood(reused), 0);
+  assert.equal(onTrial(reused), true);
+  assert.equal(lastHealth(reused), null, 'the old one\'s failure is not the new one\'s');
+});
