@@ -377,6 +377,14 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         hint: 'choose another name, or destroy the old one first',
       });
     }
+    // A boot dataset of that name without its root (left by hand, or by another tool) would become the new
+    // environment's /boot, with whatever kernels it holds.
+    const bp = await bootPool();
+    if (bp !== null && (await readOne(bootDataset(bp, name), ['type'])) !== null) {
+      throw new SysprimeError('EXISTS', `boot pool ${bp} already has ${bootDataset(bp, name)}, which no environment owns: a new environment ${JSON.stringify(name)} would take it for its /boot`, {
+        hint: `choose another name, or move that dataset aside (\`zfs rename ${bootDataset(bp, name)} ...\`) once you know what it holds`,
+      });
+    }
     return ds;
   }
 

@@ -244,6 +244,19 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
     await assertPairs();
   });
 
+  test('a boot dataset of the name without its root is not taken for a new environment\'s /boot', async () => {
+    await run('zfs', ['create', '-o', 'canmount=noauto', '-o', 'mountpoint=/boot', bootOf('stale')]);
+    try {
+      const r = await sp('create', 'stale', '--from', 'gen-1');
+      assert.notEqual(r.code, 0);
+      assert.match(r.stderr, /already has .*BOOT\/stale, which no environment owns/);
+      assert.equal(await exists(env('stale')), false);
+    } finally {
+      await run('zfs', ['destroy', bootOf('stale')]);
+    }
+    await assertPairs();
+  });
+
   test('prune destroys environments with their boot datasets and leaves no boot snapshot without its root half', async () => {
     assert.equal((await sp('stage')).code, 0);
     const r = await sp('prune', '--keep', '1');
