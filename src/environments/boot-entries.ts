@@ -16,6 +16,7 @@ import { rootMount, runsFromPool } from '../backends/registry.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { readFileSync } from 'node:fs';
+import { whileBusy, withLock } from '../state/lock.js';
 import { descriptionOf } from './annotations.js';
 import { stagingUnfinished } from '../staging/mark.js';
 
@@ -45,6 +46,8 @@ export interface BootSyncOptions {
   without?: readonly string[];
   /** Write nothing; the result's `drift` says what a sync would change. */
   dryRun?: boolean;
+  /** The admin just chose the default (`activate`): a failed trial of it on record does not move it away. */
+  chosenDefault?: boolean;
 }
 
 /**
@@ -72,7 +75,8 @@ async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocatio
 
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
   const loader = await bootloaderFor(ctx);
-  const all = await ctx.backend.listEnvironments();
+  let all = await ctx.backend.listEnvironments();
+  if (!opts.dryRun && !opts.chosenDefault && (await settleFailedDefault(ctx, loader, all))) all = await ctx.backend.listEnvironments();
   const without = opts.without ?? [];
   if (without.length > 0 && loader.capabilities.oneShot) {
     // ZFSBootMenu's one-shot moves bootfs, the backend's default, so the environment
@@ -118,6 +122,49 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   });
   if (!opts.dryRun) for (const w of result.warnings) log.warn(w);
   return result;
+}
+
+/**
+ * A default environment whose trial failed (its tries used up, the failure
+ * on record) while the bootloader fell back to another one by itself: that
+ * one becomes the filesystem default too. Otherwise a sync would point the
+ * bootloader at the failed environment again, which then boots without
+ * counting, every time. Returns whether the default changed.
+ */
+async function settleFailedDefault(ctx: Context, loader: Bootloader, envs: readonly EnvironmentInfo[]): Promise<boolean> {
+  if (!loader.capabilities.counting) return false;
+  const def = envs.find((e) => e.isDefault);
+  if (def === undefined) return false;
+  const state = await loader.inspect();
+  const failed = state.entries.find((e) => e.name === def.name)?.counting.state === 'bad';
+  const fellBackTo = state.defaultName;
+  if (!failed || fellBackTo === null || fellBackTo === def.name || !envs.some((e) => e.name === fellBackTo)) return false;
+  await ctx.backend.setDefault(fellBackTo);
+  log.warn(`"${def.name}" failed to boot (its tries are used up) and the machine fell back to "${fellBackTo}": "${fellBackTo}" is the default again`);
+  return true;
+}
+
+/**
+ * After a boot completes (`boot-hook complete`): when the bootloader fell
+ * back from a failed trial, the environment it fell back to becomes the
+ * default, and the entries are written for it, so `list` and `status` say
+ * what boots and the failed one can be destroyed. Waits while another
+ * sysprime holds the lock.
+ */
+export async function settleAfterBoot(ctx: Context): Promise<string[]> {
+  return whileBusy(
+    () =>
+      withLock(ctx.db, 'settling the default after a fallback', async () => {
+        const loader = await bootloaderFor(ctx);
+        const envs = await ctx.backend.listEnvironments();
+        const before = envs.find((e) => e.isDefault)?.name;
+        if (!(await settleFailedDefault(ctx, loader, envs))) return [];
+        await syncBootEntries(ctx);
+        const now = (await ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name;
+        return [`"${before}" failed its trial; "${now}" is the default`];
+      }),
+    { waitMs: 5 * 60 * 1000 },
+  );
 }
 
 export interface BootProblem {

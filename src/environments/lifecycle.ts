@@ -273,7 +273,7 @@ export const ACTIVATE: OperationSpec<Context> = {
       name: 'boot-default',
       title: 'make its boot entry the default',
       async run(ctx, p) {
-        await syncBootEntries(ctx);
+        await syncBootEntries(ctx, { chosenDefault: true });
         // Choosing the environment a one-shot boot waits for makes it the default for good: the one-shot goes.
         // (On ZFSBootMenu the one-shot already moved bootfs there, so the sync alone cannot tell the two apart.)
         const loader = await bootloaderFor(ctx);

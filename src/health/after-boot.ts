@@ -13,8 +13,8 @@
  */
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { isSysprimeError, messageOf } from '../errors.js';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { messageOf } from '../errors.js';
+import { whileBusy } from '../state/lock.js';
 import { activateEnvironment, currentOf, listEnvironments } from '../environments/lifecycle.js';
 import { fleetConfigured, openFleet } from '../fleet/fleet.js';
 import { log } from '../log.js';
@@ -110,21 +110,6 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
 
 /** How long a fallback waits for another sysprime that holds the lock: a first-boot reintegration of a large tree. */
 const BUSY_WAIT_MS = 10 * 60 * 1000;
-
-/** `fn`, tried again every `pauseMs` while it fails because another sysprime holds the lock, for at most `waitMs`. */
-export async function whileBusy<T>(fn: () => Promise<T>, opts: { waitMs: number; pauseMs?: number; now?: () => number }): Promise<T> {
-  const now = opts.now ?? Date.now;
-  const until = now() + opts.waitMs;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (err) {
-      if (!isSysprimeError(err) || err.code !== 'BUSY' || now() >= until) throw err;
-      log.info(`health: ${err.message}; waiting to fall back`);
-      await sleep(opts.pauseMs ?? 2000);
-    }
-  }
-}
 
 function lastGoodOf(ctx: Context, env: EnvironmentInfo): string | null {
   const good = sinceBirth(eventsOf(ctx.db, env.name)).filter((e) => e.event === HEALTH_EVENTS.good);

@@ -8,7 +8,9 @@
  * by the process that holds it, it is held once and released by the
  * outermost caller.
  */
-import { SysprimeError } from '../errors.js';
+import { SysprimeError, isSysprimeError } from '../errors.js';
+import { log } from '../log.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive, processStart } from '../process/alive.js';
 import type { Db } from './db.js';
 
@@ -75,4 +77,19 @@ export function staleLockOwner(db: Db, name: string): LockOwner | null {
 export function staleLockNames(db: Db, prefix: string): string[] {
   const rows = db.prepare("SELECT name, pid, start FROM locks WHERE substr(name, 1, length(?)) = ? ORDER BY name").all(prefix, prefix) as { name: string; pid: number; start: string }[];
   return rows.filter((r) => !processAlive(r.pid, r.start)).map((r) => r.name);
+}
+
+/** `fn`, tried again every `pauseMs` while it fails because another sysprime holds the lock, for at most `waitMs`. */
+export async function whileBusy<T>(fn: () => Promise<T>, opts: { waitMs: number; pauseMs?: number; now?: () => number }): Promise<T> {
+  const now = opts.now ?? Date.now;
+  const until = now() + opts.waitMs;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (err) {
+      if (!isSysprimeError(err) || err.code !== 'BUSY' || now() >= until) throw err;
+      log.info(`${err.message}; waiting for it`);
+      await sleep(opts.pauseMs ?? 2000);
+    }
+  }
 }

@@ -89,8 +89,24 @@ then_poweroff
 };
 
 /**
- * 12 as CI runs it: 13 (GRUB's fallback) first, in the same VM: the broken
- * environment is staged from the adopted root with the update, which the
- * machine falls back to; then 12 stages `next` from it.
+ * 12 as CI runs it: 13 (GRUB's fallback) first, in the same VM. The broken
+ * environment is staged from the adopted root with the update, and the
+ * machine falls back to the adopted root; destroying it takes its
+ * generation's pristine state too, so 12 then stages `next` with the update
+ * again (updates chain on the newest pristine state: with it kept, staging
+ * would find nothing to do).
  */
-export const grubFallbackThenUpdate = chain({ id: 12, name: 'GRUB: fallback after failed tries, then update, boot it, yesterday once', timeoutMinutes: 36 }, grubFallback, grubUpdate);
+export const grubFallbackThenUpdate = chain(
+  { id: 12, name: 'GRUB: fallback after failed tries, then update, boot it, yesterday once', timeoutMinutes: 36 },
+  grubFallback,
+  {
+    id: 0,
+    name: 'destroy the broken environment',
+    machine: 'grub',
+    from: 'adopted',
+    verbs: ['destroy'],
+    timeoutMinutes: 0,
+    boots: [{ script: 'step destroy-broken sysprime destroy broken\nthen_poweroff\n' }],
+  },
+  grubUpdate,
+);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { pruneEnvironments } from '../../environments/prune.js';
 import { ADMIN_ONLY, findProblems, repair } from '../../environments/doctor.js';
-import { bootloaderFor, bootStartHook } from '../../environments/boot-entries.js';
+import { bootloaderFor, bootStartHook, settleAfterBoot } from '../../environments/boot-entries.js';
 import { atRiskLines } from '../../environments/shared.js';
 import { EXIT, SysprimeError, messageOf } from '../../errors.js';
 import { formatBytes, printJson } from '../output.js';
@@ -121,6 +121,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
         }
         const lines = when === 'start' ? await bootStartHook(ctx) : ((await (await bootloaderFor(ctx)).bootComplete?.()) ?? []);
         if (when === 'complete') {
+          lines.push(...(await settleAfterBoot(ctx)));
           lines.push(...(await reportGoodBoot(ctx)));
           await metricsOrWarn(ctx);
         }

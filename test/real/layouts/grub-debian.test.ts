@@ -114,6 +114,24 @@ describe("the Debian installer's Btrfs layout with GRUB on UEFI", () => {
     assert.deepEqual(menuIds(), ['sysprime-debian', 'sysprime-next', 'sysprime-third']);
     assert.equal(readText(join(esp, 'EFI/debian/grub.cfg')), renderStub(l.uuid));
   });
+
+  test('after GRUB fell back from a failed trial, the next verb makes the fallback the default instead of pointing GRUB at the failed one again', async () => {
+    // GRUB used up next's tries and booted the fallback (it writes -1); the boot is then completed.
+    await run('grub-editenv', [join(home(), 'grubenv'), 'set', 'boot_counter=-1']);
+    const done = await ok('boot-hook', 'complete');
+    assert.match(done.stdout, /"next" failed to boot/);
+    assert.match(done.stdout, /"next" failed its trial; "debian" is the default/);
+    assert.equal(grubenv().get('saved_entry'), 'sysprime-debian');
+    assert.equal(grubenv().get('sysprime_failed'), 'sysprime-next');
+    await ok('create', 'fourth');
+    const envs = (await ok('--json', 'list')).json<{ name: string; default: boolean }[]>();
+    assert.deepEqual(envs.filter((e) => e.default).map((e) => e.name), ['debian'], 'the filesystem default follows the fallback');
+    assert.equal(grubenv().get('saved_entry'), 'sysprime-debian', 'GRUB is not pointed at the failed environment again');
+    // The admin may choose it again on purpose.
+    await ok('activate', 'next');
+    assert.equal(grubenv().get('saved_entry'), 'sysprime-next');
+    assert.deepEqual((await ok('--json', 'list')).json<{ name: string; default: boolean }[]>().filter((e) => e.default).map((e) => e.name), ['next']);
+  });
 });
 
 describe("the Debian installer's Btrfs layout with a separate /boot and GRUB", () => {

@@ -11,7 +11,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { cloneDefaults } from '../../../src/config/schema.js';
 import { runHealthChecks } from '../../../src/health/checks.js';
-import { decideAfterChecks, whileBusy } from '../../../src/health/after-boot.js';
+import { decideAfterChecks } from '../../../src/health/after-boot.js';
+import { whileBusy } from '../../../src/state/lock.js';
 import { SysprimeError } from '../../../src/errors.js';
 import { fallbacksSinceGood, lastHealth, onTrial } from '../../../src/health/history.js';
 
