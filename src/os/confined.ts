@@ -277,11 +277,20 @@ export function settledStat(fd: number): Stats {
   return st;
 }
 
+const changedErrors = new WeakSet<Error>();
+
 /** The error for a file that changed while sysprime was reading, comparing or copying it (`root`: the tree it is in). */
 export function changedWhileRead(path: string, root?: string): SysprimeError {
-  return new SysprimeError('IO', `${displayPath(path)}${root === undefined ? '' : ` in ${root}`} changed while sysprime was reading it`, {
+  const err = new SysprimeError('IO', `${displayPath(path)}${root === undefined ? '' : ` in ${root}`} changed while sysprime was reading it`, {
     hint: 'it was written, replaced or removed meanwhile; run again to carry it as it is then',
   });
+  changedErrors.add(err);
+  return err;
+}
+
+/** Whether `err` is changedWhileRead's: reading the file again, once it is still, may succeed. */
+export function isChangedWhileRead(err: unknown): boolean {
+  return err instanceof Error && changedErrors.has(err);
 }
 
 /**

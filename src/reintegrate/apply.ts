@@ -21,7 +21,8 @@ import { MERGE_MAX_LINES, countLines, mergeText } from './merge.js';
 import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
-import { ConfinedRoot, componentsOf, isHandle, lstatIn, readAhead, type DirHandle } from '../os/confined.js';
+import { ConfinedRoot, componentsOf, isChangedWhileRead, isHandle, lstatIn, readAhead, type DirHandle } from '../os/confined.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { XattrCache } from '../os/xattr-cache.js';
 import { isAclName, type Xattrs } from '../os/xattrs.js';
 
@@ -643,8 +644,28 @@ async function readAheadXattrs(r: Roots, plan: ReintegrationPlan): Promise<void>
   await readAhead(r.base, merged);
 }
 
+/**
+ * Tries of one action whose source changed while it was read: a file the
+ * running system keeps writing (journald's `system.journal` where /var/log
+ * is inside the root) is still between two writes most of the time, so the
+ * action is read again a few times, a little apart, before it is reported
+ * as not carried. Every action starts from the file as it is then.
+ */
+const TRIES_WHILE_CHANGING = 4;
+
 async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
-  const item: ReportItem = { path: a.path, action: a.action, reason: a.reason, outcome: 'unchanged', detail: a.detail, ...(a.notice ? { notice: true } : {}) };
+  for (let attempt = 1; ; attempt++) {
+    const item = await applyOnce(r, a);
+    if (item.outcome !== 'failed' || !item.changing || attempt >= TRIES_WHILE_CHANGING) {
+      delete item.changing;
+      return item;
+    }
+    await sleep(100 * attempt);
+  }
+}
+
+async function applyOnce(r: Roots, a: PlanAction): Promise<ReportItem & { changing?: boolean }> {
+  const item: ReportItem & { changing?: boolean } = { path: a.path, action: a.action, reason: a.reason, outcome: 'unchanged', detail: a.detail, ...(a.notice ? { notice: true } : {}) };
   try {
     switch (a.action) {
       case 'copy':
@@ -681,6 +702,7 @@ async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
       item.detail = `${a.detail}; skipped: ${err.message}`;
     } else {
       item.outcome = 'failed';
+      if (isChangedWhileRead(err)) item.changing = true;
       const msg = messageOf(err);
       item.detail = `${a.detail}; failed: ${msg}${isSysprimeError(err) && err.hint ? ` (${err.hint})` : ''}`;
     }
