@@ -21,11 +21,12 @@ import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, 
 import type { Readable, Writable } from 'node:stream';
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { SysprimeError, errnoOf, messageOf } from '../errors.js';
+import { SysprimeError, errnoOf, isSysprimeError, messageOf } from '../errors.js';
+import { log } from '../log.js';
 import { checkName } from '../names.js';
 import { faultPoint } from '../process/fault.js';
 import { recordEvent } from '../state/events.js';
-import { withLock } from '../state/lock.js';
+import { acquireLock, withLock } from '../state/lock.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
 import { syncBootEntries } from './boot-entries.js';
 import { exportReader, exportWriter, type ExportHeader } from './export-stream.js';
@@ -43,15 +44,11 @@ function ended(stream: Writable): Promise<void> {
 
 /** Write environment NAME to `file` (never over an existing one), or to `out` when `file` is '-'. */
 export async function exportEnvironment(ctx: Context, name: string, file: string, out: Writable = process.stdout): Promise<ExportHeader> {
-  // Under the lock for the whole stream: another verb's recovery removes copy snapshots nothing is cloned from,
-  // which is what the one being sent is.
-  return withLock(ctx.db, 'exporting an environment', () => exportLocked(ctx, name, file, out));
-}
-
-async function exportLocked(ctx: Context, name: string, file: string, out: Writable): Promise<ExportHeader> {
+  // No lock: export only reads (its copy snapshot names its process, so another verb's recovery leaves it
+  // while it runs), and `export - | import -` on one machine must not wait for itself.
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
-  await kernelsBeforeCopy(ctx, env);
+  await kernelsBeforeExport(ctx, env);
   const header: ExportHeader = { backend: ctx.backend.kind, environment: env.name, generation: env.generation, description: descriptionOf(env), exported: new Date().toISOString() };
   if (file === '-') {
     const w = exportWriter(out, header);
@@ -105,6 +102,31 @@ async function exportLocked(ctx: Context, name: string, file: string, out: Writa
       }
     }
     throw err;
+  }
+}
+
+/**
+ * The running environment's kernels from a /boot partition into its tree
+ * first, as for any copy, under the lock for that moment only; when another
+ * verb holds it (an import this export is piped into), the export goes on
+ * with the kernels of the last sync, and says so.
+ */
+async function kernelsBeforeExport(ctx: Context, env: EnvironmentInfo): Promise<void> {
+  if (!env.booted) return;
+  let lock: ReturnType<typeof acquireLock>;
+  try {
+    lock = acquireLock(ctx.db, 'copying kernels before an export');
+  } catch (err) {
+    if (isSysprimeError(err, 'BUSY')) {
+      log.warn(`${err.message}: "${env.name}" is exported with the kernels of its last sync with /boot`);
+      return;
+    }
+    throw err;
+  }
+  try {
+    await kernelsBeforeCopy(ctx, env);
+  } finally {
+    lock.release();
   }
 }
 

@@ -34,7 +34,7 @@ import { checkName } from '../../names.js';
 import { processAlive } from '../../process/alive.js';
 import { altrootOf, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
-import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName } from './layout.js';
+import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName, sweepableCopy } from './layout.js';
 import { dependentsOf, isSnapshot, localProp, withoutAltroot, type DatasetRecord } from './parse.js';
 
 /** `boot-of` of a boot dataset whose environment is being destroyed: no environment's name (names.ts forbids the dot). */
@@ -181,7 +181,7 @@ export async function sweepBootSnapshots(pool: string, bootPool: string): Promis
   for (const r of boot) {
     if (!isSnapshot(r) || dependentsOf(boot, r.name).length > 0) continue;
     const gen = localProp(r, PROP.pristine);
-    const unusedCopy = shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX);
+    const unusedCopy = sweepableCopy(shortSnapshotName(r.name), (pid) => processAlive(pid));
     const orphanPristine = gen !== null && !rootPristines.has(gen);
     // An admin's snapshot (`sysprime snapshot`) whose root half a kill never took, or a destroy already removed.
     const orphanSnapshot = localProp(r, PROP.snapshot) !== null && !rootSnapshots.has(r.name.slice(`${container}/`.length));

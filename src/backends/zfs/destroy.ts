@@ -24,6 +24,7 @@ import { faultPoint } from '../../process/fault.js';
 import { readTree, zfs } from './commands.js';
 import { PROP, assertInsideRoot, rootDataset } from './layout.js';
 import { childDatasetsOf, dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
+import { processAlive } from '../../process/alive.js';
 
 const PROPS = ['type', 'origin', 'guid', 'createtxg', 'creation', PROP.pristine, PROP.generation] as const;
 
@@ -77,7 +78,7 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
   faultPoint('backend:zfs', 'destroy-destroyed');
 
   records = await readPool(pool);
-  for (const snap of leftoverSnapshots(records, pool, guids, generation, container)) {
+  for (const snap of leftoverSnapshots(records, pool, guids, generation, container, (pid) => processAlive(pid))) {
     await zfs(['destroy', assertInsideRoot(pool, snap, container)]);
     done.push(`destroyed ${snap}`);
   }

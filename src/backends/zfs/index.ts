@@ -33,6 +33,8 @@ import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
 import {
   COPY_SNAPSHOT_PREFIX,
+  EXPORT_SNAPSHOT_PREFIX,
+  sweepableCopy,
   INTERNAL_PROPS,
   bootContainer,
   bootDataset,
@@ -708,7 +710,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
       const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
       // A copy snapshot: one a crash leaves behind is removed by recover(), as nothing is cloned from it.
-      const snapshot = `${ds}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}export-${timestamp(new Date())}`, taken)}`;
+      const snapshot = `${ds}@${uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken)}`;
       await zfs(['snapshot', snapshot]);
       try {
         await runStreaming('zfs', ['send', snapshot], { stdout: out });
@@ -1060,7 +1062,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       // Read again: destroying temporary clones above may have taken copy snapshots with them.
       const now = await readRoot(['type', 'origin']);
       for (const r of now) {
-        if (!isSnapshot(r) || !shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX)) continue;
+        if (!isSnapshot(r) || !sweepableCopy(shortSnapshotName(r.name), (pid) => processAlive(pid))) continue;
         if (dependentsOf(now, r.name).length > 0) continue;
         await zfs(['destroy', assertInsideRoot(pool, r.name)]);
         done.push(`destroyed unused copy snapshot ${r.name}`);

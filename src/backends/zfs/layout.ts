@@ -57,6 +57,20 @@ export const INTERNAL_PROPS: ReadonlySet<string> = new Set(Object.values(PROP));
 
 export const PRISTINE_SNAPSHOT = 'sysprime-pristine';
 export const COPY_SNAPSHOT_PREFIX = 'sysprime-copy-';
+/** An export's copy snapshot names its process: `sysprime-copy-export-<pid>-<time>`. */
+export const EXPORT_SNAPSHOT_PREFIX = `${COPY_SNAPSHOT_PREFIX}export-`;
+
+/**
+ * Whether a copy snapshot may be swept as unused: one nothing is cloned
+ * from, unless it is the snapshot a live export is sending (export takes no
+ * lock: it only reads, and an export piped into an import on the same
+ * machine must not wait for it).
+ */
+export function sweepableCopy(shortName: string, alive: (pid: number) => boolean): boolean {
+  if (!shortName.startsWith(COPY_SNAPSHOT_PREFIX)) return false;
+  const exporter = /^(\d+)-/.exec(shortName.slice(EXPORT_SNAPSHOT_PREFIX.length));
+  return !(shortName.startsWith(EXPORT_SNAPSHOT_PREFIX) && exporter !== null && alive(Number(exporter[1])));
+}
 /** Children of ROOT starting with '.' are never environments (names.ts forbids the dot). */
 export const TEMPORARY_PREFIX = '.sysprime-tmp-';
 /** Saved mountpoint value meaning "it was inherited": restored with `zfs inherit`. */

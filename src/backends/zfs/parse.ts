@@ -7,20 +7,7 @@
  */
 import type { EnvironmentInfo, ForeignRoot, PristineInfo, SnapshotInfo } from '../types.js';
 import { mountAt, type FstabEntry } from '../../os/mounts.js';
-import {
-  COPY_SNAPSHOT_PREFIX,
-  INTERNAL_PROPS,
-  NS,
-  PRISTINE_SNAPSHOT,
-  PROP,
-  ZECTL_NS,
-  ZFSBOOTMENU_NS,
-  environmentNameOf,
-  holderOf,
-  isTemporaryDataset,
-  rootDataset,
-  shortSnapshotName,
-} from './layout.js';
+import { COPY_SNAPSHOT_PREFIX, INTERNAL_PROPS, NS, PRISTINE_SNAPSHOT, PROP, ZECTL_NS, ZFSBOOTMENU_NS, environmentNameOf, holderOf, isTemporaryDataset, rootDataset, shortSnapshotName, sweepableCopy } from './layout.js';
 
 export interface PropertyValue {
   value: string;
@@ -339,6 +326,8 @@ export function leftoverSnapshots(
   generation: number | null = null,
   /** `<pool>/ROOT`, or a boot pool's `BOOT`. */
   container: string = rootDataset(pool),
+  /** Whether a process runs: a live export's copy snapshot stays. */
+  alive: (pid: number) => boolean = () => false,
 ): string[] {
   const generationsInUse = new Set<string>();
   for (const r of records) {
@@ -356,7 +345,7 @@ export function leftoverSnapshots(
     const ownGenerationPristine = generation !== null && gen === String(generation);
     // A copy's snapshot only exists to be a clone's origin: once nothing is cloned from it, it goes, whoever holds it
     // (a destroy interrupted after a promote leaves the origin of the destroyed copy on the promoted clone).
-    const unusedCopy = shortSnapshotName(r.name).startsWith(COPY_SNAPSHOT_PREFIX);
+    const unusedCopy = sweepableCopy(shortSnapshotName(r.name), alive);
     if (!wasOwn && !ownGenerationPristine && !unusedCopy) continue;
     if (dependentsOf(records, r.name).length > 0) continue;
     if (gen !== null && generationsInUse.has(gen)) continue;

@@ -19,7 +19,7 @@ import {
   type DatasetRecord,
 } from '../../../src/backends/zfs/parse.js';
 import { parseMounts } from '../../../src/os/mounts.js';
-import { assertInsideRoot, environmentNameOf, isTemporaryDataset } from '../../../src/backends/zfs/layout.js';
+import { assertInsideRoot, environmentNameOf, isTemporaryDataset, sweepableCopy } from '../../../src/backends/zfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
 
 // Captured from zfs-fuse 0.7 (pool version 23): `zfs get -rHp -o name,property,value,source all capt/ROOT`,
@@ -412,4 +412,15 @@ test('zsys children: the pristine is the environment\'s own snapshot, and its ch
     ['var/lib', 'noauto', null],
   ]);
   assert.deepEqual(mountedChildren(children), [{ dataset: 'p/ROOT/a/var/lib', path: '/var/lib' }]);
+});
+
+test("a live export's copy snapshot is not swept; a dead one's, and other copies nothing is cloned from, are", () => {
+  const alive = (pid: number) => pid === 4242;
+  assert.equal(sweepableCopy('sysprime-copy-export-4242-20261205T190000Z', alive), false);
+  assert.equal(sweepableCopy('sysprime-copy-export-999-20261205T190000Z', alive), true);
+  assert.equal(sweepableCopy('sysprime-copy-export-20261205T190000Z', alive), true, 'an export snapshot of an older sysprime names no process');
+  assert.equal(sweepableCopy('sysprime-copy-20261205T190000Z', alive), true);
+  assert.equal(sweepableCopy('before-upgrade', alive), false, "an admin's snapshot is never a copy");
+  const text = 'p/ROOT/b@sysprime-copy-export-4242-20261205T190000Z\ttype\tsnapshot\t-\n';
+  assert.deepEqual(leftoverSnapshots(parsePropertyTable(text), 'p', new Set(), null, 'p/ROOT', alive), []);
 });
