@@ -124,6 +124,18 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
   return result;
 }
 
+/** The default environment whose trial failed while the bootloader boots another one, and that one; null otherwise. */
+async function fallenBack(loader: Bootloader, envs: readonly EnvironmentInfo[]): Promise<{ failed: string; to: string } | null> {
+  if (!loader.capabilities.counting) return null;
+  const def = envs.find((e) => e.isDefault);
+  if (def === undefined) return null;
+  const state = await loader.inspect();
+  const failed = state.entries.find((e) => e.name === def.name)?.counting.state === 'bad';
+  const to = state.defaultName;
+  if (!failed || to === null || to === def.name || !envs.some((e) => e.name === to)) return null;
+  return { failed: def.name, to };
+}
+
 /**
  * A default environment whose trial failed (its tries used up, the failure
  * on record) while the bootloader fell back to another one by itself: that
@@ -132,15 +144,10 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
  * counting, every time. Returns whether the default changed.
  */
 async function settleFailedDefault(ctx: Context, loader: Bootloader, envs: readonly EnvironmentInfo[]): Promise<boolean> {
-  if (!loader.capabilities.counting) return false;
-  const def = envs.find((e) => e.isDefault);
-  if (def === undefined) return false;
-  const state = await loader.inspect();
-  const failed = state.entries.find((e) => e.name === def.name)?.counting.state === 'bad';
-  const fellBackTo = state.defaultName;
-  if (!failed || fellBackTo === null || fellBackTo === def.name || !envs.some((e) => e.name === fellBackTo)) return false;
-  await ctx.backend.setDefault(fellBackTo);
-  log.warn(`"${def.name}" failed to boot (its tries are used up) and the machine fell back to "${fellBackTo}": "${fellBackTo}" is the default again`);
+  const f = await fallenBack(loader, envs);
+  if (f === null) return false;
+  await ctx.backend.setDefault(f.to);
+  log.warn(`"${f.failed}" failed to boot (its tries are used up) and the machine fell back to "${f.to}": "${f.to}" is the default again`);
   return true;
 }
 
@@ -148,20 +155,21 @@ async function settleFailedDefault(ctx: Context, loader: Bootloader, envs: reado
  * After a boot completes (`boot-hook complete`): when the bootloader fell
  * back from a failed trial, the environment it fell back to becomes the
  * default, and the entries are written for it, so `list` and `status` say
- * what boots and the failed one can be destroyed. Waits while another
- * sysprime holds the lock.
+ * what boots and the failed one can be destroyed. Only then does it take
+ * the lock (waiting while another sysprime holds it); an ordinary boot
+ * changes nothing.
  */
 export async function settleAfterBoot(ctx: Context): Promise<string[]> {
+  const loader = await bootloaderFor(ctx);
+  if ((await fallenBack(loader, await ctx.backend.listEnvironments())) === null) return [];
   return whileBusy(
     () =>
       withLock(ctx.db, 'settling the default after a fallback', async () => {
-        const loader = await bootloaderFor(ctx);
         const envs = await ctx.backend.listEnvironments();
-        const before = envs.find((e) => e.isDefault)?.name;
-        if (!(await settleFailedDefault(ctx, loader, envs))) return [];
+        const f = await fallenBack(loader, envs);
+        if (f === null || !(await settleFailedDefault(ctx, loader, envs))) return [];
         await syncBootEntries(ctx);
-        const now = (await ctx.backend.listEnvironments()).find((e) => e.isDefault)?.name;
-        return [`"${before}" failed its trial; "${now}" is the default`];
+        return [`"${f.failed}" failed its trial; "${f.to}" is the default`];
       }),
     { waitMs: 5 * 60 * 1000 },
   );

@@ -106,7 +106,15 @@ export const grubFallbackThenUpdate = chain(
     from: 'adopted',
     verbs: ['destroy'],
     timeoutMinutes: 0,
-    boots: [{ script: 'step destroy-broken sysprime destroy broken\nthen_poweroff\n' }],
+    boots: [
+      {
+        script: 'step settled sysprime --json list\nstep destroy-broken sysprime destroy broken\nthen_poweroff\n',
+        async check(_boot, ctx) {
+          // The boot-complete unit made the environment GRUB fell back to the default, as GRUB's saved entry is.
+          assert.ok(env(await ctx.json<EnvJson[]>('settled'), 'debian').default, '"debian" is the default after the fallback, not "broken"');
+        },
+      },
+    ],
   },
   grubUpdate,
 );

@@ -279,10 +279,15 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
     if (problem !== null) throw new SysprimeError('BACKEND', problem, { hint: topHint });
   }
 
+  /**
+   * The top-level mount sysprime made stays until the machine reboots (it is
+   * below /run): unmounting it when this process ends would pull it from
+   * under another sysprime that found it mounted and uses it now (at boot,
+   * the first-boot reintegration, boot-complete and an admin's `list` run
+   * side by side).
+   */
   async function close(): Promise<void> {
-    if (!mountedTopOurselves) return;
-    await run('umount', [topGiven]);
-    mountedTopOurselves = false;
+    if (mountedTopOurselves) log.debug(`leaving ${topGiven} mounted for the other sysprime processes of this boot`);
   }
 
   return {
