@@ -86,19 +86,28 @@ test('probe: accepts the top level, refuses a plain directory and a subvolume mo
   });
 });
 
-test('a configured device: the backend mounts the top level itself and close() unmounts it', async () => {
+test('a configured device: the backend mounts the top level itself and leaves it mounted for the others', async () => {
   await withPool(async ({ pool }) => {
     const top2 = join(pool.dir, 'top2');
-    const own = createBtrfsBackend({ top: top2, device: pool.device });
-    await own.probe();
-    await own.ensureLayout();
-    await own.createEmpty('one', 1);
-    assert.deepEqual((await own.listEnvironments()).map((e) => e.name), ['one']);
-    assert.ok((await mountsBelow(top2)).includes(top2));
-    await own.close();
-    assert.deepEqual(await mountsBelow(top2), []);
-    // It was the same filesystem all along.
-    assert.ok((await stat(join(pool.top, 'ROOT/one'))).isDirectory());
+    try {
+      const own = createBtrfsBackend({ top: top2, device: pool.device });
+      await own.probe();
+      await own.ensureLayout();
+      await own.createEmpty('one', 1);
+      assert.deepEqual((await own.listEnvironments()).map((e) => e.name), ['one']);
+      assert.ok((await mountsBelow(top2)).includes(top2));
+      // Another sysprime found it mounted and works in it: this one's end must not pull it from under that one.
+      const other = createBtrfsBackend({ top: top2, device: pool.device });
+      await own.close();
+      assert.ok((await mountsBelow(top2)).includes(top2), 'still mounted');
+      assert.deepEqual((await other.listEnvironments()).map((e) => e.name), ['one']);
+      await other.close();
+      assert.deepEqual((await mountsBelow(top2)).filter((m) => m === top2).length, 1, 'mounted once, not once per process');
+      // It was the same filesystem all along.
+      assert.ok((await stat(join(pool.top, 'ROOT/one'))).isDirectory());
+    } finally {
+      for (const m of (await mountsBelow(top2)).reverse()) await run('umount', [m], { allowFailure: true });
+    }
   });
 });
 
