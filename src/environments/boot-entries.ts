@@ -76,7 +76,7 @@ async function bootedCmdline(envs: readonly EnvironmentInfo[], pool: RootLocatio
 export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}): Promise<SyncResult> {
   const loader = await bootloaderFor(ctx);
   let all = await ctx.backend.listEnvironments();
-  if (!opts.dryRun && !opts.chosenDefault && (await settleFailedDefault(ctx, loader, all))) all = await ctx.backend.listEnvironments();
+  if (!opts.dryRun && !opts.chosenDefault && (await settleFailedDefault(ctx, loader, all)) !== null) all = await ctx.backend.listEnvironments();
   const without = opts.without ?? [];
   if (without.length > 0 && loader.capabilities.oneShot) {
     // ZFSBootMenu's one-shot moves bootfs, the backend's default, so the environment
@@ -141,14 +141,14 @@ async function fallenBack(loader: Bootloader, envs: readonly EnvironmentInfo[]):
  * on record) while the bootloader fell back to another one by itself: that
  * one becomes the filesystem default too. Otherwise a sync would point the
  * bootloader at the failed environment again, which then boots without
- * counting, every time. Returns whether the default changed.
+ * counting, every time. Returns the change made, or null.
  */
-async function settleFailedDefault(ctx: Context, loader: Bootloader, envs: readonly EnvironmentInfo[]): Promise<boolean> {
+async function settleFailedDefault(ctx: Context, loader: Bootloader, envs: readonly EnvironmentInfo[]): Promise<{ failed: string; to: string } | null> {
   const f = await fallenBack(loader, envs);
-  if (f === null) return false;
+  if (f === null) return null;
   await ctx.backend.setDefault(f.to);
   log.warn(`"${f.failed}" failed to boot (its tries are used up) and the machine fell back to "${f.to}": "${f.to}" is the default again`);
-  return true;
+  return f;
 }
 
 /**
@@ -165,9 +165,8 @@ export async function settleAfterBoot(ctx: Context): Promise<string[]> {
   return whileBusy(
     () =>
       withLock(ctx.db, 'settling the default after a fallback', async () => {
-        const envs = await ctx.backend.listEnvironments();
-        const f = await fallenBack(loader, envs);
-        if (f === null || !(await settleFailedDefault(ctx, loader, envs))) return [];
+        const f = await settleFailedDefault(ctx, loader, await ctx.backend.listEnvironments());
+        if (f === null) return [];
         await syncBootEntries(ctx);
         return [`"${f.failed}" failed its trial; "${f.to}" is the default`];
       }),

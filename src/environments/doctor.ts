@@ -3,6 +3,7 @@
  * library: the command only prints (src/cli/commands/maintenance.ts).
  */
 import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
 import { interruptedOperations } from '../state/journal.js';
 import { withLock } from '../state/lock.js';
 import { recoverStaging } from '../staging/pipeline.js';
@@ -45,14 +46,11 @@ export async function findProblems(ctx: Context): Promise<Findings> {
   const current = currentOf(envs);
   const bootPool = current === undefined ? null : await zfsBootPoolProblemOf(ctx, current.name);
   if (bootPool !== null) problems.push({ kind: 'zfs-boot-pool', what: `${bootPool.problem}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
-  if (current !== undefined && (await bootPartitionOf(ctx, current.name)) !== null) {
-    for (const e of envs) {
-      if ((await unitsNotEnabled(ctx, e.name, [BOOT_START_UNIT])).length === 0) continue;
-      problems.push({
-        kind: 'boot-start-not-enabled',
-        what: `"${e.name}" does not enable ${BOOT_START_UNIT}: /boot is a partition, and booting it would leave another environment's kernels there until a sysprime verb runs`,
-      });
-    }
+  for (const name of await withoutBootStart(ctx, envs)) {
+    problems.push({
+      kind: 'boot-start-not-enabled',
+      what: `"${name}" does not enable ${BOOT_START_UNIT}: /boot is a partition, and booting it would leave another environment's kernels there until a sysprime verb runs`,
+    });
   }
   const shared = current ? await sharedPathsOrWarn(ctx, current.name) : [];
   return { problems, shared };
@@ -73,14 +71,10 @@ export const RECOVERIES: readonly { name: string; run(ctx: Context): Promise<str
     // Machines initialised before init enabled it; a staging then carries the admin's link like any other change.
     name: 'the boot-start unit',
     async run(ctx) {
-      const envs = await ctx.backend.listEnvironments();
-      const current = currentOf(envs);
-      if (current === undefined || (await bootPartitionOf(ctx, current.name)) === null) return [];
       const done: string[] = [];
-      for (const e of envs) {
-        if ((await unitsNotEnabled(ctx, e.name, [BOOT_START_UNIT])).length === 0) continue;
-        await unitsInto(ctx, e.name, [BOOT_START_UNIT]);
-        done.push(`enabled ${BOOT_START_UNIT} in "${e.name}"`);
+      for (const name of await withoutBootStart(ctx, await ctx.backend.listEnvironments())) {
+        await unitsInto(ctx, name, [BOOT_START_UNIT]);
+        done.push(`enabled ${BOOT_START_UNIT} in "${name}"`);
       }
       return done;
     },
@@ -94,6 +88,15 @@ export const RECOVERIES: readonly { name: string; run(ctx: Context): Promise<str
     },
   },
 ];
+
+/** Where /boot is a partition: the environments that hold BOOT_START_UNIT but do not enable it. */
+async function withoutBootStart(ctx: Context, envs: readonly EnvironmentInfo[]): Promise<string[]> {
+  const current = currentOf(envs);
+  if (current === undefined || (await bootPartitionOf(ctx, current.name)) === null) return [];
+  const out: string[] = [];
+  for (const e of envs) if ((await unitsNotEnabled(ctx, e.name, [BOOT_START_UNIT])).length > 0) out.push(e.name);
+  return out;
+}
 
 /** Run every recovery, holding the lock; returns what was repaired. */
 export async function repair(ctx: Context): Promise<string[]> {

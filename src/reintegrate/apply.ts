@@ -655,17 +655,16 @@ const TRIES_WHILE_CHANGING = 4;
 
 async function applyOne(r: Roots, a: PlanAction): Promise<ReportItem> {
   for (let attempt = 1; ; attempt++) {
-    const item = await applyOnce(r, a);
-    if (item.outcome !== 'failed' || !item.changing || attempt >= TRIES_WHILE_CHANGING) {
-      delete item.changing;
-      return item;
-    }
+    const { item, changing } = await applyOnce(r, a);
+    if (!changing || attempt >= TRIES_WHILE_CHANGING) return item;
     await sleep(100 * attempt);
   }
 }
 
-async function applyOnce(r: Roots, a: PlanAction): Promise<ReportItem & { changing?: boolean }> {
-  const item: ReportItem & { changing?: boolean } = { path: a.path, action: a.action, reason: a.reason, outcome: 'unchanged', detail: a.detail, ...(a.notice ? { notice: true } : {}) };
+/** One try of an action; `changing`: it failed because its source changed while it was read. */
+async function applyOnce(r: Roots, a: PlanAction): Promise<{ item: ReportItem; changing: boolean }> {
+  const item: ReportItem = { path: a.path, action: a.action, reason: a.reason, outcome: 'unchanged', detail: a.detail, ...(a.notice ? { notice: true } : {}) };
+  let changing = false;
   try {
     switch (a.action) {
       case 'copy':
@@ -702,10 +701,10 @@ async function applyOnce(r: Roots, a: PlanAction): Promise<ReportItem & { changi
       item.detail = `${a.detail}; skipped: ${err.message}`;
     } else {
       item.outcome = 'failed';
-      if (isChangedWhileRead(err)) item.changing = true;
+      changing = isChangedWhileRead(err);
       const msg = messageOf(err);
       item.detail = `${a.detail}; failed: ${msg}${isSysprimeError(err) && err.hint ? ` (${err.hint})` : ''}`;
     }
   }
-  return item;
+  return { item, changing };
 }
