@@ -28,7 +28,7 @@ for (const kind of KINDS) {
     before(async () => {
       m = await makeBootableScratch(kind);
       cfg = join(m.dir, 'daemon.toml');
-      writeFileSync(cfg, readFileSync(m.s.config, 'utf8') + '\n[schedule]\nstage = "*/2 * * * * *"\ndrift = "off"\nprune = "off"\nrandom_delay = 0\n');
+      writeFileSync(cfg, readFileSync(m.s.config, 'utf8') + '\n[schedule]\nstage = "* * * * * *"\ndrift = "off"\nprune = "off"\nrandom_delay = 0\n');
     });
     after(async () => {
       await m?.cleanup();
@@ -36,39 +36,53 @@ for (const kind of KINDS) {
 
     test('at every step boundary of staging, and while the updater runs', { timeout: 1_800_000 }, async (t) => {
       const before = await m.manifest('base');
+      // The kills are chained: each daemon start first undoes the staging the
+      // one before was killed in, then stages and is killed at the next point;
+      // the last start undoes the last and stages to the end. Anything an undo
+      // left behind would still be there at the end (environments, entries,
+      // defaults, doctor's findings), and no more than the one half-made
+      // environment may exist after any kill.
       let tried = 0;
-      const recoverAndCheck = async (what: string) => {
-        await doctorSeesIt(m, 'stage', what);
-        const r = await daemon();
-        assert.equal(r.code, 0, `${what}: ${r.stderr}`);
-        assert.match(r.stderr, /recovered: undid the stage interrupted/, `${what}: ${r.stderr}`);
-        assert.match(r.stderr, /stage: staged generation \d+ as gen-\d+/, `${what}: ${r.stderr}`);
-        assert.equal((await m.list()).length, 2, `${what}: one new environment, nothing left over`);
-        await m.assertConsistent(what);
-        await cleanState();
+      let interrupted: string | undefined;
+      const killedAt = async (point: string, start: () => Promise<{ code: number | null; stderr: string }>) => {
+        const killed = await start();
+        assert.equal(killed.code, -1, `${point}: the daemon should have been killed\n${killed.stderr}`);
+        if (interrupted !== undefined) assert.match(killed.stderr, /recovered: undid the stage interrupted/, `${interrupted}: the next start undoes it\n${killed.stderr}`);
+        assert.ok((await m.list()).length <= 2, `${point}: at most the one half-made environment (after undoing ${interrupted ?? 'nothing'})`);
+        await doctorSeesIt(m, 'stage', point);
+        interrupted = point;
         tried++;
       };
-      for (const point of stepFaultPoints(STAGE)) {
-        const killed = await daemon({ SYSPRIME_FAULT_INJECT: `kill:stage:${point}` });
-        assert.equal(killed.code, -1, `${point}: the daemon should have been killed\n${killed.stderr}`);
-        await recoverAndCheck(point);
-      }
+      for (const point of stepFaultPoints(STAGE)) await killedAt(point, () => daemon({ SYSPRIME_FAULT_INJECT: `kill:stage:${point}` }));
 
       // In the middle of the longest step: the updater is running.
       const script = join(m.dir, 'update.sh');
-      writeFileSync(`${script}.slow`, '');
-      try {
-        const child = spawn(process.execPath, [BIN, '--config', cfg, 'daemon', '--max-runs', '1'], { stdio: 'ignore' });
-        for (let i = 0; i < 600 && !existsSync(`${script}.started`); i++) await sleep(100);
-        assert.ok(existsSync(`${script}.started`), 'the update started');
-        child.kill('SIGKILL');
-        await new Promise((r) => child.on('close', r));
-      } finally {
-        rmSync(`${script}.slow`, { force: true });
-        rmSync(`${script}.started`, { force: true });
-      }
+      await killedAt('while the updater runs', async () => {
+        writeFileSync(`${script}.slow`, '');
+        let stderr = '';
+        try {
+          const child = spawn(process.execPath, [BIN, '--config', cfg, 'daemon', '--max-runs', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
+          child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          const closed = new Promise<number | null>((r) => child.on('close', r));
+          for (let i = 0; i < 600 && !existsSync(`${script}.started`); i++) await sleep(100);
+          assert.ok(existsSync(`${script}.started`), 'the update started');
+          child.kill('SIGKILL');
+          await closed;
+        } finally {
+          rmSync(`${script}.slow`, { force: true });
+          rmSync(`${script}.started`, { force: true });
+        }
+        return { code: -1, stderr };
+      });
+
       // The orphaned updater is still waiting: recovery must stop it before destroying its clone.
-      await recoverAndCheck('while the updater runs');
+      const r = await daemon();
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stderr, /recovered: undid the stage interrupted/, r.stderr);
+      assert.match(r.stderr, /stage: staged generation \d+ as gen-\d+/, r.stderr);
+      assert.equal((await m.list()).length, 2, 'one new environment, nothing left over');
+      await m.assertConsistent('after the last kill');
+      await cleanState();
 
       assert.equal(await m.manifest('base'), before, 'base is byte for byte what it was');
       assert.equal(tried, stepFaultPoints(STAGE).length + 1);

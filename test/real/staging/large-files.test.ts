@@ -1,6 +1,6 @@
 /**
- * Users' data is carried over whole, whatever its size: a user's 3 GiB disk
- * image in /home (a shared path inside the root) and a 3 GiB sparse file the
+ * Users' data is carried over whole, whatever its size: a user's disk image
+ * of just over 2 GiB in /home (a shared path inside the root) and a sparse file the
  * admin changed in /etc arrive in the staged environment with the same
  * bytes, as sparse as they were (on Btrfs as clones of the running
  * environment's extents), and `stage` stays far below their size in memory.
@@ -22,6 +22,8 @@ import { BIN, environmentMounter, sysprime } from '../../fixtures/cli.js';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
+/** Just over 2 GiB, Node's limit for one buffer and where 32-bit offsets end: the sizes that failed before. */
+const BIG = 2 * GiB + 16 * MiB;
 const A = randomBytes(MiB);
 const B = randomBytes(MiB);
 const C = randomBytes(MiB);
@@ -37,10 +39,10 @@ function writeAt(path: string, flags: string, size: number | undefined, offset: 
   }
 }
 
-/** The installed system: the small OS tree and a 3 GiB sparse file in /etc (1 MiB of data at 1 GiB). */
+/** The installed system: the small OS tree and a sparse file in /etc (1 MiB of data at 1 GiB). */
 function writeInstalled(root: string): void {
   writeOsTree(root);
-  writeAt(join(root, 'etc/app.img'), 'w', 3 * GiB, GiB, A);
+  writeAt(join(root, 'etc/app.img'), 'w', BIG, GiB, A);
 }
 
 function updateScript(dir: string): string {
@@ -75,7 +77,7 @@ async function extents(path: string): Promise<string[]> {
 async function scratch(kind: Kind, toml: string): Promise<Scratch> {
   if (kind === 'zfs') return makeZfsScratch(toml, writeInstalled);
   const s = await makeScratch('btrfs', toml);
-  writeAt(join(s.where, '@/etc/app.img'), 'w', 3 * GiB, GiB, A);
+  writeAt(join(s.where, '@/etc/app.img'), 'w', BIG, GiB, A);
   return s;
 }
 
@@ -91,11 +93,11 @@ for (const kind of KINDS) {
       const init = await sp('init', '--adopt', s.adopt, '--name', 'base');
       assert.equal(init.code, 0, init.stderr);
       await environmentMounter(sp, () => join(dir, 'base'))('base', (root) => {
-        // The admin changed 1 MiB of the /etc file, past 2 GiB; alice made a 3 GiB disk image with 1 MiB in it.
-        writeAt(join(root, 'etc/app.img'), 'r+', undefined, 2.5 * GiB, B);
+        // The admin changed 1 MiB of the /etc file, past 2 GiB; alice made a disk image just over 2 GiB with 1 MiB in it.
+        writeAt(join(root, 'etc/app.img'), 'r+', undefined, 2 * GiB + 4 * MiB, B);
         mkdirSync(join(root, 'home/alice'));
         chownSync(join(root, 'home/alice'), 1000, 1000);
-        writeAt(join(root, 'home/alice/disk.img'), 'w', 3 * GiB, 2.75 * GiB, C);
+        writeAt(join(root, 'home/alice/disk.img'), 'w', BIG, 2 * GiB + 8 * MiB, C);
         chownSync(join(root, 'home/alice/disk.img'), 1000, 1000);
         chmodSync(join(root, 'home/alice/disk.img'), 0o600);
       });
