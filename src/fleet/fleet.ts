@@ -13,21 +13,42 @@ import type { IOptions } from 'etcd3';
 import type { Config } from '../config/schema.js';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { decideAcquire, keyOf, readSnapshot, type FleetSnapshot, type Health, type MachineRecord, type SlotHolder } from './plan.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { DB_FILE, openState, type Db } from '../state/db.js';
+import { generationUpdate } from '../state/generations.js';
+import { decideAcquire, haltsToResume, keyOf, readSnapshot, type FleetSnapshot, type Halt, type Health, type MachineRecord, type SlotHolder, type Target } from './plan.js';
 
 export interface Fleet {
   id: string;
   group: string;
   snapshot(): Promise<FleetSnapshot>;
-  /** Take a slot to reboot into `generation`; a refusal is a TRY_LATER (full, halted, waiting) or NOT_FOUND (unknown group) error. */
-  acquire(generation: number): Promise<{ holder: SlotHolder; already: boolean }>;
+  /** Take a slot to reboot into `target`; a refusal is a TRY_LATER (full, halted, waiting) or NOT_FOUND (unknown group) error. */
+  acquire(target: Target): Promise<{ holder: SlotHolder; already: boolean }>;
   /** Give back the slot this machine holds; false when it held none. */
   release(): Promise<boolean>;
-  /** What this machine says of itself after a boot: `bad` halts the generation it runs. */
-  report(r: { running: number | null; health: Health; reason?: string | undefined }): Promise<void>;
-  /** Let machines reboot into a halted generation again; false when it was not halted. */
-  resume(generation: number): Promise<boolean>;
+  /** What this machine says of itself after a boot: `bad` halts the update it runs (by its generation when the update has no identity). */
+  report(r: { running: Target | null; health: Health; reason?: string | undefined }): Promise<void>;
+  /** Let machines reboot into a halted update (its identity) or generation (its number) again; the halts lifted. */
+  resume(what: string): Promise<Halt[]>;
   close(): void;
+}
+
+/** What the fleet knows a generation of this machine by: its update and lineage, recorded when it was staged. */
+export function targetOf(db: Db | undefined, generation: number): Target {
+  const g = db === undefined ? undefined : generationUpdate(db, generation);
+  return { generation, update: g?.update ?? null, lineage: g?.lineage ?? [] };
+}
+
+/** targetOf from the state directory alone, for the fleet verbs given a generation (no pool needed); none known without a state database. */
+export function targetFromState(config: Config, generation: number): Target {
+  if (!existsSync(join(config.state.dir, DB_FILE))) return targetOf(undefined, generation);
+  const db = openState(config.state.dir);
+  try {
+    return targetOf(db, generation);
+  } finally {
+    db.close();
+  }
 }
 
 export function fleetConfigured(config: Config): boolean {
@@ -119,11 +140,12 @@ export function openFleet(config: Config): Fleet {
     group: f.group,
     snapshot,
 
-    async acquire(generation) {
+    async acquire(target) {
+      const { generation } = target;
       // A lost race (another machine took the slot between our read and our write) is decided again.
       for (let attempt = 0; attempt < 5; attempt++) {
         const snap = await snapshot();
-        const d = decideAcquire(snap, { id, group: f.group, slots: f.slots, after: f.after, generation });
+        const d = decideAcquire(snap, { id, group: f.group, slots: f.slots, after: f.after, ...target });
         switch (d.kind) {
           case 'held':
             return { holder: d.holder, already: true };
@@ -137,7 +159,7 @@ export function openFleet(config: Config): Fleet {
             const lease = client.lease(f.leaseTtl, { autoKeepAlive: false });
             lease.on('lost', () => undefined);
             const leaseId = await call('grant a lease', () => lease.grant());
-            const holder: SlotHolder = { group: f.group, slot: d.slot, id, generation, since: new Date().toISOString(), lease: leaseId };
+            const holder: SlotHolder = { group: f.group, slot: d.slot, id, generation, update: target.update, since: new Date().toISOString(), lease: leaseId };
             const key = keyOf.slot(prefix, f.group, d.slot);
             const won = await call('take a slot', () =>
               client
@@ -170,18 +192,26 @@ export function openFleet(config: Config): Fleet {
     },
 
     async report(r) {
-      await writeMachine({ running: r.running, health: r.health, reason: r.reason ?? null, ...(r.health === 'good' ? { staged: null } : {}) });
-      if (r.health === 'bad' && r.running !== null) {
-        const halt = { by: id, group: f.group, reason: r.reason ?? 'health checks failed', at: new Date().toISOString() };
-        // The first failure is the one kept: a later machine failing the same generation does not hide why it stopped.
-        const key = keyOf.halted(prefix, r.running);
-        await call('halt a generation', () => client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(halt))).commit());
+      const running = r.running;
+      await writeMachine({
+        running: running?.generation ?? null,
+        lineage: running !== null && running.lineage.length > 0 ? [...running.lineage] : null,
+        health: r.health,
+        reason: r.reason ?? null,
+        ...(r.health === 'good' ? { staged: null } : {}),
+      });
+      if (r.health === 'bad' && running !== null) {
+        const halt = { generation: running.generation, by: id, group: f.group, reason: r.reason ?? 'health checks failed', at: new Date().toISOString() };
+        // The first failure is the one kept: a later machine failing the same update does not hide why it stopped.
+        const key = keyOf.halted(prefix, running.update ?? String(running.generation));
+        await call('halt an update', () => client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(halt))).commit());
       }
     },
 
-    async resume(generation) {
-      const res = await call('resume a generation', () => client.delete().key(keyOf.halted(prefix, generation)).exec());
-      return Number(res.deleted) > 0;
+    async resume(what) {
+      const halts = haltsToResume(await snapshot(), what);
+      for (const h of halts) await call('resume an update', () => client.delete().key(keyOf.halted(prefix, h.key)).exec());
+      return halts;
     },
 
     close() {

@@ -16,7 +16,7 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { messageOf } from '../errors.js';
 import { whileBusy } from '../state/lock.js';
 import { activateEnvironment, currentOf, listEnvironments } from '../environments/lifecycle.js';
-import { fleetConfigured, openFleet } from '../fleet/fleet.js';
+import { fleetConfigured, openFleet, targetOf } from '../fleet/fleet.js';
 import { log } from '../log.js';
 import { runRebootCommand } from '../reboot/reboot.js';
 import { eventsOf, recordEvent } from '../state/events.js';
@@ -84,13 +84,14 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
 
   let fleetError: string | null = null;
   if (report.result === 'bad' && fleetConfigured(ctx.config)) {
-    // Halt the generation for the whole fleet before anything else: no other machine should follow this one.
+    // Halt the update for the whole fleet before anything else: no other machine should follow this one.
     const fleet = openFleet(ctx.config);
+    const running = targetOf(ctx.db, current.generation);
     try {
-      await fleet.report({ running: current.generation, health: 'bad', reason: report.failed.join('; ') });
+      await fleet.report({ running, health: 'bad', reason: report.failed.join('; ') });
     } catch (err) {
       fleetError = messageOf(err);
-      log.error(`health: could not halt generation ${current.generation} in the fleet: ${fleetError}`);
+      log.error(`health: could not halt ${running.update !== null ? `update ${running.update}` : `generation ${current.generation}`} in the fleet: ${fleetError}`);
     } finally {
       fleet.close();
     }
@@ -128,7 +129,7 @@ export async function reportGoodBoot(ctx: Context): Promise<string[]> {
   if (!current) return [];
   const fleet = openFleet(ctx.config);
   try {
-    await fleet.report({ running: current.generation, health: 'good' });
+    await fleet.report({ running: targetOf(ctx.db, current.generation), health: 'good' });
     return [(await fleet.release()) ? `fleet: generation ${current.generation} is healthy here; reboot slot given back` : `fleet: generation ${current.generation} is healthy here`];
   } catch (err) {
     return [`fleet: could not report this boot: ${messageOf(err)}`];

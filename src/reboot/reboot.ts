@@ -9,7 +9,7 @@ import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { getStatus } from '../environments/status.js';
-import { fleetConfigured, openFleet } from '../fleet/fleet.js';
+import { fleetConfigured, openFleet, targetOf } from '../fleet/fleet.js';
 import type { SlotHolder } from '../fleet/plan.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
@@ -50,7 +50,7 @@ export async function rebootNow(ctx: Context, opts: { dryRun?: boolean; now?: Da
   const fleet = fleetConfigured(ctx.config) ? openFleet(ctx.config) : undefined;
   try {
     if (fleet) {
-      const got = await fleet.acquire(plan.into.generation);
+      const got = await fleet.acquire(targetOf(ctx.db, plan.into.generation));
       slot = got.holder;
       tookSlot = !got.already;
     }

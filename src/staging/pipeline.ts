@@ -4,6 +4,8 @@
  * environment; every step that creates something has an undo that removes
  * it, and the same undo runs after a crash (see state/journal.ts).
  */
+import { forgetGeneration, generationUpdate, recordGeneration } from '../state/generations.js';
+import { changesFromTree, installedPackages, lineageAfter, updateIdentity } from './update-identity.js';
 import { stateHomeProblem } from '../environments/state-home.js';
 import type { Context } from '../context.js';
 import type { EnvironmentInfo, PristineInfo } from '../backends/types.js';
@@ -193,7 +195,9 @@ export const STAGE: OperationSpec<StageContext> = {
       title: 'apply the updates inside the new environment',
       async run(s, p) {
         const params = p as StageParams;
-        const result = await withStagingMount(s, params.name, async (dir) => {
+        const { result, packages } = await withStagingMount(s, params.name, async (dir) => {
+          // dpkg's database before the update, to tell its package changes when the updater does not.
+          const installed = installedPackages(dir);
           const update = async (): Promise<UpdateResult> => {
             const options = { root: dir, timeout: s.ctx.config.update.timeout, verbose: s.verbose };
             if (!s.updater.readsLiveTrees) return s.updater.apply(options);
@@ -209,12 +213,18 @@ export const STAGE: OperationSpec<StageContext> = {
               await live.release();
             }
           };
-          return spaceAware(s, () => timeoutAware(s, update));
+          const done = await spaceAware(s, () => timeoutAware(s, update));
+          return { result: done, packages: done.packages.length > 0 ? done.packages : changesFromTree(installed, dir) };
         });
         if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
-        return { update: result as unknown as Json };
+        // What the fleet calls this update, and every update this generation is built on (see update-identity.ts).
+        const identity = updateIdentity(packages);
+        const base = generationUpdate(s.ctx.db, params.baseGeneration)?.lineage ?? [];
+        recordGeneration(s.ctx.db, { generation: params.generation, update: identity, lineage: lineageAfter(base, identity), packages });
+        return { update: result as unknown as Json, identity };
       },
       async undo(s, p) {
+        forgetGeneration(s.ctx.db, (p as StageParams).generation);
         // After a crash the updater may still run (an orphan keeps writing
         // into the clone) and the clone may still be mounted: stop and
         // unmount before the clone's own undo destroys it. What cannot be
@@ -362,6 +372,8 @@ export type StageOutcome =
       generation: number;
       from: string;
       update: UpdateResult;
+      /** The update's fleet-wide identity (update-identity.ts); null when its packages could not be told. */
+      identity: string | null;
       reintegration: StagedReintegration;
       pruned: string[];
       recovered: string[];
@@ -434,6 +446,7 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
       generation: params.generation,
       from: params.from,
       update: result.data['update'] as UpdateResult,
+      identity: (result.data['identity'] ?? null) as string | null,
       reintegration: {
         counts: (result.data['reintegration'] ?? {}) as Record<string, number>,
         report: String(result.data['report']),

@@ -99,4 +99,14 @@ export const MIGRATIONS: readonly string[] = [
   `
   UPDATE drift_paths SET contents = NULL WHERE contents IS NOT NULL;
   `,
+  // 6: what each staged generation's update was, as the fleet names it on every machine (src/staging/update-identity.ts)
+  `
+  CREATE TABLE IF NOT EXISTS generations (
+    generation INTEGER PRIMARY KEY,
+    update_id TEXT,
+    lineage TEXT NOT NULL,
+    packages TEXT NOT NULL,
+    at TEXT NOT NULL
+  );
+  `,
 ];

@@ -4,8 +4,9 @@ import { EXIT, SysprimeError } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
 import type { Config } from '../../config/schema.js';
 import { openContext } from '../../context.js';
-import { openFleet, type Fleet } from '../../fleet/fleet.js';
-import type { FleetSnapshot } from '../../fleet/plan.js';
+import { openFleet, targetFromState, targetOf, type Fleet } from '../../fleet/fleet.js';
+import { haltName, type FleetSnapshot, type Target } from '../../fleet/plan.js';
+import { isUpdateIdentity } from '../../staging/update-identity.js';
 import { bootGenerations, rebootNow } from '../../reboot/reboot.js';
 import { printJson } from '../output.js';
 import { requireRoot, withConfig, withContext, type GlobalOptions } from '../runner.js';
@@ -58,11 +59,11 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     .addHelpText('after', '\nExamples:\n  sysprime fleet acquire\n  sysprime fleet acquire --generation 7\n\nExit status: 0 a slot is held, 75 the group is full or the generation halted.')
     .action(async (opts: { generation?: number }) =>
       withConfig(globals(), async (config) => {
-        const generation = opts.generation ?? (await generationOf(globals(), 'next'));
+        const target = opts.generation !== undefined ? targetFromState(config, opts.generation) : await generationOf(globals(), 'next');
         return withFleet(config, async (f) => {
-          const { holder, already } = await f.acquire(generation);
+          const { holder, already } = await f.acquire(target);
           if (globals().json) printJson({ already, ...holder });
-          else process.stdout.write(`${already ? 'holds' : 'took'} slot ${holder.slot} of group ${holder.group} for generation ${holder.generation}\n`);
+          else process.stdout.write(`${already ? 'holds' : 'took'} slot ${holder.slot} of group ${holder.group} for generation ${holder.generation}${holder.update ? ` (update ${holder.update})` : ''}\n`);
         });
       }),
     );
@@ -82,16 +83,16 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     );
 
   fleet
-    .command('resume <generation>')
-    .description('let machines reboot into a generation halted by a failed health check again')
-    .addHelpText('after', '\nExamples:\n  sysprime fleet resume 7')
-    .action(async (generation: string) =>
+    .command('resume <update>')
+    .description('let machines reboot into an update halted by a failed health check again (its identity, or the generation number it failed as)')
+    .addHelpText('after', '\nExamples:\n  sysprime fleet resume u-3f2a9c0e1b7d4a65\n  sysprime fleet resume 7')
+    .action(async (what: string) =>
       withConfig(globals(), async (config) => {
-        const n = wholeNumberOrUsage(generation);
+        if (!isUpdateIdentity(what)) wholeNumberOrUsage(what);
         return withFleet(config, async (f) => {
-          const resumed = await f.resume(n);
-          if (globals().json) printJson({ generation: n, resumed });
-          else process.stdout.write(resumed ? `generation ${n} resumed\n` : `generation ${n} was not halted\n`);
+          const resumed = await f.resume(what);
+          if (globals().json) printJson({ resumed });
+          else process.stdout.write(resumed.length ? resumed.map((h) => `${haltName(h)} resumed\n`).join('') : `${isUpdateIdentity(what) ? 'update' : 'generation'} ${what} was not halted\n`);
         });
       }),
     );
@@ -105,12 +106,13 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     .addHelpText('after', '\nExamples:\n  sysprime fleet report --health good\n  sysprime fleet report --health bad --reason "nginx.service failed"')
     .action(async (opts: { health: 'good' | 'bad'; reason?: string; generation?: number }) =>
       withConfig(globals(), async (config) => {
-        const running = opts.generation ?? (await generationOf(globals(), 'running'));
+        const running = opts.generation !== undefined ? targetFromState(config, opts.generation) : await generationOf(globals(), 'running');
         return withFleet(config, async (f) => {
           await f.report({ running, health: opts.health, reason: opts.reason });
           const released = opts.health === 'good' ? await f.release() : false;
-          if (globals().json) printJson({ running, health: opts.health, released });
-          else process.stdout.write(`recorded generation ${running} as ${opts.health}${released ? '; released the reboot slot' : ''}${opts.health === 'bad' ? `; generation ${running} is halted for the fleet` : ''}\n`);
+          const what = running.update !== null ? `update ${running.update}` : `generation ${running.generation}`;
+          if (globals().json) printJson({ running: running.generation, update: running.update, health: opts.health, released });
+          else process.stdout.write(`recorded generation ${running.generation} as ${opts.health}${released ? '; released the reboot slot' : ''}${opts.health === 'bad' ? `; ${what} is halted for the fleet` : ''}\n`);
         });
       }),
     );
@@ -126,8 +128,8 @@ async function withFleet(config: Config, fn: (f: Fleet) => Promise<void>): Promi
   }
 }
 
-/** A generation from this machine's environments (root, backend and state needed). */
-async function generationOf(g: GlobalOptions, which: 'running' | 'next'): Promise<number> {
+/** A generation from this machine's environments (root, backend and state needed), as the fleet knows it. */
+async function generationOf(g: GlobalOptions, which: 'running' | 'next'): Promise<Target> {
   requireRoot();
   const ctx = await openContext({ config: g.config });
   try {
@@ -137,7 +139,7 @@ async function generationOf(g: GlobalOptions, which: 'running' | 'next'): Promis
         hint: 'give the generation with --generation',
       });
     }
-    return g;
+    return targetOf(ctx.db, g);
   } finally {
     await ctx.close();
   }
@@ -162,7 +164,7 @@ export function renderStatus(snap: FleetSnapshot, config: Config, me: string): s
       );
     }
   }
-  for (const h of snap.halted) lines.push(`halted: generation ${h.generation}, failed on ${h.by} (group ${h.group}) at ${h.at}: ${h.reason}; sysprime fleet resume ${h.generation}`);
-  if (snap.halted.length === 0) lines.push('no generation is halted');
+  for (const h of snap.halted) lines.push(`halted: ${haltName(h)}, failed on ${h.by} (group ${h.group}) at ${h.at}: ${h.reason}; sysprime fleet resume ${h.update ?? h.generation}`);
+  if (snap.halted.length === 0) lines.push('no update is halted');
   return lines.join('\n') + '\n';
 }

@@ -19,7 +19,7 @@ test('digests recorded by an older sysprime are scrubbed; later runs keep public
   try {
     // A database at the schema before the scrub, with a run recorded as sysprime recorded it then: /etc/shadow with its digest.
     let db = openState(dir);
-    db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.length - 1);
+    db.prepare('UPDATE schema_version SET version = ?').run(MIGRATIONS.findIndex((m) => m.includes('UPDATE drift_paths SET contents = NULL')));
     recordDriftRun(db, { at: '2026-01-01T00:00:00Z', environment: 'base', generation: 1, counts: { added: 0, removed: 0, modified: 2 } }, [
       { path: '/etc/shadow', change: 'modified', attributes: ['size', 'contents'], contents: SHADOW_DIGEST },
       { path: '/etc/motd', change: 'modified', attributes: ['contents'], contents: 'b'.repeat(64) },
