@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { DB_FILE, openState, type Db } from '../state/db.js';
 import { generationUpdate } from '../state/generations.js';
+import { haltSent, owedHalts } from '../state/fleet-outbox.js';
 import { decideAcquire, haltsToResume, keyOf, readSnapshot, type FleetSnapshot, type Halt, type Health, type MachineRecord, type SlotHolder, type Target } from './plan.js';
 
 export interface Fleet {
@@ -29,6 +30,8 @@ export interface Fleet {
   release(): Promise<boolean>;
   /** What this machine says of itself after a boot: `bad` halts the update it runs (by its generation when the update has no identity). */
   report(r: { running: Target | null; health: Health; reason?: string | undefined }): Promise<void>;
+  /** Halt the update of `target` (by its generation when it has no identity) for the whole fleet; the first halt of it is kept. */
+  halt(target: Target, reason: string, at?: string): Promise<void>;
   /** Let machines reboot into a halted update (its identity) or generation (its number) again; the halts lifted. */
   resume(what: string): Promise<Halt[]>;
   close(): void;
@@ -46,6 +49,32 @@ export function targetFromState(config: Config, generation: number): Target {
   const db = openState(config.state.dir);
   try {
     return targetOf(db, generation);
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Send the halts this machine owes the fleet (a check failed while etcd did
+ * not answer), oldest first; each is forgotten once etcd has it. Stops at
+ * the first that cannot be sent: the rest wait for the next chance.
+ */
+export async function sendOwedHalts(db: Db, fleet: Fleet): Promise<string[]> {
+  const lines: string[] = [];
+  for (const { id, halt } of owedHalts(db)) {
+    await fleet.halt({ generation: halt.generation, update: halt.update, lineage: halt.lineage }, halt.reason, halt.at);
+    haltSent(db, id);
+    lines.push(`fleet: sent the halt of ${halt.update !== null ? `update ${halt.update}` : `generation ${halt.generation}`} owed since ${halt.at} (${halt.reason})`);
+  }
+  return lines;
+}
+
+/** sendOwedHalts for the fleet verbs, which run without a pool: from the state directory, when it has a database. */
+export async function sendOwedFromState(config: Config, fleet: Fleet): Promise<string[]> {
+  if (!existsSync(join(config.state.dir, DB_FILE))) return [];
+  const db = openState(config.state.dir);
+  try {
+    return await sendOwedHalts(db, fleet);
   } finally {
     db.close();
   }
@@ -200,12 +229,14 @@ export function openFleet(config: Config): Fleet {
         reason: r.reason ?? null,
         ...(r.health === 'good' ? { staged: null } : {}),
       });
-      if (r.health === 'bad' && running !== null) {
-        const halt = { generation: running.generation, by: id, group: f.group, reason: r.reason ?? 'health checks failed', at: new Date().toISOString() };
-        // The first failure is the one kept: a later machine failing the same update does not hide why it stopped.
-        const key = keyOf.halted(prefix, running.update ?? String(running.generation));
-        await call('halt an update', () => client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(halt))).commit());
-      }
+      if (r.health === 'bad' && running !== null) await fleet.halt(running, r.reason ?? 'health checks failed');
+    },
+
+    async halt(target, reason, at) {
+      const halt = { generation: target.generation, by: id, group: f.group, reason, at: at ?? new Date().toISOString() };
+      // The first failure is the one kept: a later machine failing the same update does not hide why it stopped.
+      const key = keyOf.halted(prefix, target.update ?? String(target.generation));
+      await call('halt an update', () => client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(halt))).commit());
     },
 
     async resume(what) {

@@ -16,7 +16,8 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { messageOf } from '../errors.js';
 import { whileBusy } from '../state/lock.js';
 import { activateEnvironment, currentOf, listEnvironments } from '../environments/lifecycle.js';
-import { fleetConfigured, openFleet, targetOf } from '../fleet/fleet.js';
+import { fleetConfigured, openFleet, sendOwedHalts, targetOf } from '../fleet/fleet.js';
+import { oweHalt } from '../state/fleet-outbox.js';
 import { log } from '../log.js';
 import { runRebootCommand } from '../reboot/reboot.js';
 import { eventsOf, recordEvent } from '../state/events.js';
@@ -87,11 +88,16 @@ export async function healthAfterBoot(ctx: Context, opts: { reboot: boolean } = 
     // Halt the update for the whole fleet before anything else: no other machine should follow this one.
     const fleet = openFleet(ctx.config);
     const running = targetOf(ctx.db, current.generation);
+    const reason = report.failed.join('; ');
+    const at = new Date().toISOString();
     try {
-      await fleet.report({ running, health: 'bad', reason: report.failed.join('; ') });
+      for (const l of await sendOwedHalts(ctx.db, fleet)) log.info(l);
+      await fleet.report({ running, health: 'bad', reason });
     } catch (err) {
       fleetError = messageOf(err);
-      log.error(`health: could not halt ${running.update !== null ? `update ${running.update}` : `generation ${current.generation}`} in the fleet: ${fleetError}`);
+      // Kept, and sent at the next fleet call this machine makes: other machines must not follow this one.
+      oweHalt(ctx.db, { generation: running.generation, update: running.update, lineage: [...running.lineage], reason, at });
+      log.error(`health: could not halt ${running.update !== null ? `update ${running.update}` : `generation ${current.generation}`} in the fleet: ${fleetError}; it is kept and sent at the next chance`);
     } finally {
       fleet.close();
     }
@@ -129,8 +135,9 @@ export async function reportGoodBoot(ctx: Context): Promise<string[]> {
   if (!current) return [];
   const fleet = openFleet(ctx.config);
   try {
+    const sent = await sendOwedHalts(ctx.db, fleet);
     await fleet.report({ running: targetOf(ctx.db, current.generation), health: 'good' });
-    return [(await fleet.release()) ? `fleet: generation ${current.generation} is healthy here; reboot slot given back` : `fleet: generation ${current.generation} is healthy here`];
+    return [...sent, (await fleet.release()) ? `fleet: generation ${current.generation} is healthy here; reboot slot given back` : `fleet: generation ${current.generation} is healthy here`];
   } catch (err) {
     return [`fleet: could not report this boot: ${messageOf(err)}`];
   } finally {

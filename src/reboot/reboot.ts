@@ -9,7 +9,7 @@ import type { Context } from '../context.js';
 import type { Config } from '../config/schema.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { getStatus } from '../environments/status.js';
-import { fleetConfigured, openFleet, targetOf } from '../fleet/fleet.js';
+import { fleetConfigured, openFleet, sendOwedHalts, targetOf } from '../fleet/fleet.js';
 import type { SlotHolder } from '../fleet/plan.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
@@ -50,6 +50,8 @@ export async function rebootNow(ctx: Context, opts: { dryRun?: boolean; now?: Da
   const fleet = fleetConfigured(ctx.config) ? openFleet(ctx.config) : undefined;
   try {
     if (fleet) {
+      // A halt this machine still owes goes first: the slot it asks for may be refused by it.
+      for (const l of await sendOwedHalts(ctx.db, fleet)) log.info(l);
       const got = await fleet.acquire(targetOf(ctx.db, plan.into.generation));
       slot = got.holder;
       tookSlot = !got.already;

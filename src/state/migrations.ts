@@ -109,4 +109,12 @@ export const MIGRATIONS: readonly string[] = [
     at TEXT NOT NULL
   );
   `,
+  // 7: halts the fleet could not be told of (etcd unreachable), sent at the next chance
+  `
+  CREATE TABLE IF NOT EXISTS fleet_outbox (
+    id INTEGER PRIMARY KEY,
+    at TEXT NOT NULL,
+    halt TEXT NOT NULL
+  );
+  `,
 ];

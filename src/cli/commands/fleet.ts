@@ -4,7 +4,8 @@ import { EXIT, SysprimeError } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
 import type { Config } from '../../config/schema.js';
 import { openContext } from '../../context.js';
-import { openFleet, targetFromState, targetOf, type Fleet } from '../../fleet/fleet.js';
+import { openFleet, sendOwedFromState, targetFromState, targetOf, type Fleet } from '../../fleet/fleet.js';
+import { log } from '../../log.js';
 import { haltName, type FleetSnapshot, type Target } from '../../fleet/plan.js';
 import { isUpdateIdentity } from '../../staging/update-identity.js';
 import { bootGenerations, rebootNow } from '../../reboot/reboot.js';
@@ -121,6 +122,8 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
 async function withFleet(config: Config, fn: (f: Fleet) => Promise<void>): Promise<number> {
   const f = openFleet(config);
   try {
+    // Halts this machine could not send when its checks failed go before anything else it says or asks.
+    for (const l of await sendOwedFromState(config, f)) log.info(l);
     await fn(f);
     return EXIT.OK;
   } finally {

@@ -110,3 +110,25 @@ test('a good boot, then a bad one that falls back once and then stays', async ()
   assert.equal(readFileSync(reboots, 'utf8'), 'base\n', 'no second reboot');
   assert.equal((await sp('--json', 'status')).json<StatusJson>().current?.name, 'gen-b');
 });
+
+test('a check that fails while etcd does not answer: the halt is kept, and sent at the next fleet call', async () => {
+  // The halt of generation 0 the test before made is lifted, so the one owed here is seen arriving.
+  assert.equal((await sp('fleet', 'resume', '0')).code, 0);
+  assert.equal((await sp('create', 'gen-c', '--from', 'base')).code, 0);
+  assert.equal((await sp('activate', 'gen-c')).code, 0);
+  const offline = join(dir, 'offline.toml');
+  writeFileSync(offline, readFileSync(s.config, 'utf8').replace(/^endpoints = .*$/m, `endpoints = ["http://127.0.0.1:${await freePort()}"]`));
+  const bad = await sysprime(['boot-hook', 'health'], { config: offline });
+  assert.equal(bad.code, 3, bad.stderr);
+  assert.match(bad.stderr, /could not halt generation 0 in the fleet: .*; it is kept and sent at the next chance/);
+  assert.match(bad.stdout, /^falling back to base$/m, 'the machine falls back all the same');
+
+  // etcd answers again: the next fleet call sends it first, once.
+  const first = await sp('fleet', 'status', '--json');
+  assert.equal(first.code, 0, first.stderr);
+  assert.match(first.stderr, /fleet: sent the halt of generation 0 owed since .* \(required\/20-http: exited 7: curl: \(7\) connection refused\)/);
+  const halted = first.json<{ halted: { generation: number; by: string; reason: string }[] }>().halted;
+  assert.deepEqual(halted.map((h) => [h.generation, h.by]), [[0, 'm1']], 'the status read after the halt was sent shows it');
+  const second = await sp('fleet', 'status');
+  assert.doesNotMatch(second.stderr, /sent the halt/, 'sent once');
+});
