@@ -10,6 +10,7 @@ import { atRiskLines, sharedDataOfEnvironment } from '../../environments/shared.
 import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { autoOf, descriptionOf, isPinned } from '../../environments/annotations.js';
+import { healthOf } from '../../environments/status.js';
 import * as snapshots from '../../environments/snapshots.js';
 import { parseStateRef } from '../../names.js';
 
@@ -89,7 +90,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
     .option('--snapshots', 'list the snapshots of environments (`sysprime snapshot`) instead')
     .addHelpText(
       'after',
-      '\nFlags: N = running now, R = default at next boot. AUTO: made on its own (apt: by the apt hook, before a package operation), kept by [retention] keep_auto. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, auto, prune\n  sysprime list --snapshots         ENV@NAME, generation, created, whether prune would destroy it\n  sysprime --json list --snapshots  environment, name, id, generation, created, prune',
+      '\nFlags: N = running now, R = default at next boot. HEALTH: the result of its last health checks ([health], after a boot), - when none ran. AUTO: made on its own (apt: by the apt hook, before a package operation), kept by [retention] keep_auto. PINNED: prune keeps it, destroy refuses it without --force.\nThe last line says how much `sysprime prune` would free.\n\nExamples:\n  sysprime list\n  sysprime --json list              name, generation, booted, default, pristine, created, spaceUnique, mounted, description, pinned, auto, health, prune\n  sysprime list --snapshots         ENV@NAME, generation, created, whether prune would destroy it\n  sysprime --json list --snapshots  environment, name, id, generation, created, prune',
     )
     .action(async (opts: { snapshots?: boolean }) =>
       withContext(globals(), async (ctx) => {
@@ -123,7 +124,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         const prune = envs.length === 0 ? { names: [], bytes: 0 } : await prunable(ctx);
         if (globals().json) {
           // An array, as scripts expect; each environment says whether prune would destroy it.
-          printJson(envs.map((e) => ({ ...environmentJson(e), prune: prune.names.includes(e.name) })));
+          printJson(envs.map((e) => ({ ...environmentJson(e), health: healthOf(ctx, e.name), prune: prune.names.includes(e.name) })));
           return;
         }
         // Roots another tool made (zectl, an installer): shown so nobody thinks them lost, and never touched.
@@ -136,11 +137,12 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         }
         process.stdout.write(
           table(
-            ['NAME', 'ACTIVE', 'GEN', 'MOUNTED', 'SPACE', 'CREATED', 'AUTO', 'PINNED', 'DESCRIPTION'],
+            ['NAME', 'ACTIVE', 'GEN', 'HEALTH', 'MOUNTED', 'SPACE', 'CREATED', 'AUTO', 'PINNED', 'DESCRIPTION'],
             envs.map((e) => [
               e.name,
               flags(e),
               String(e.generation),
+              healthOf(ctx, e.name) ?? '-',
               e.mounted ?? '-',
               formatBytes(e.spaceUnique),
               e.created.toISOString().slice(0, 16).replace('T', ' '),

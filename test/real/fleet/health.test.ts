@@ -93,6 +93,12 @@ test('a good boot, then a bad one that falls back once and then stays', async ()
   const h = status.health.find((x) => x.environment === 'gen-b');
   assert.deepEqual([h?.result, h?.reasons], ['bad', ['required/20-http: exited 7: curl: (7) connection refused']]);
   assert.match((await sp('status')).stdout, /^health: {6}"gen-b" failed its health checks at .*: required\/20-http: exited 7: curl: \(7\) connection refused$/m);
+  // `list` shows each environment's last result.
+  const listed = (await sp('--json', 'list')).json<{ name: string; health: string | null }[]>();
+  assert.deepEqual(listed.map((e) => [e.name, e.health]), [['base', 'good'], ['gen-b', 'bad']]);
+  const text = (await sp('list')).stdout;
+  assert.match(text, /^NAME +ACTIVE +GEN +HEALTH /m);
+  assert.match(text, /^gen-b +- +0 +bad /m);
 
   metrics = await scrape();
   assert.match(metrics, /^node_textfile_scrape_error 0$/m);
