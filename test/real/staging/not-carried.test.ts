@@ -57,7 +57,7 @@ describe('staging that cannot carry a change (btrfs)', () => {
 
   test('the daemon logs the path at error priority', async () => {
     const cfg = join(dir, 'daemon.toml');
-    writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "*/2 * * * * *"\ndrift = "off"\nprune = "off"\nrandom_delay = 0\n');
+    writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "* * * * * *"\ndrift = "off"\nprune = "off"\nrandom_delay = 0\n');
     // As under systemd: the journal reads the <N> prefix as the priority.
     const r = await sysprime(['daemon', '--max-runs', '1'], { config: cfg, env: { JOURNAL_STREAM: '8:1', INVOCATION_ID: 'test' } });
     assert.equal(r.code, 0, r.stderr);

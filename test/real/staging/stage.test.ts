@@ -151,11 +151,15 @@ for (const kind of KINDS) {
       }
     });
 
-    test('kill -9 at every step boundary leaves base untouched and the next run recovers', async () => {
+    test('kill -9 at a step boundary leaves base untouched and the next run recovers, saying so', async () => {
       const before = await manifestOfBase();
       let points = 0;
-      for (const step of STAGE.steps) {
+      // The first boundary, one in the middle and the last: every boundary is
+      // tried, with the boot entries checked too, in faults/kill-daemon.test.ts.
+      const chosen = [STAGE.steps[0]!, STAGE.steps[Math.floor(STAGE.steps.length / 2)]!, STAGE.steps.at(-1)!];
+      for (const step of chosen) {
         for (const where of ['before', 'after'] as const) {
+          if ((step === chosen[0] && where === 'after') || (step === chosen[2] && where === 'before')) continue;
           const killed = await sysprime(['stage'], { config: s.config, env: { SYSPRIME_FAULT_INJECT: `kill:stage:${step.name}:${where}` } });
           assert.notEqual(killed.code, 0, `${step.name}:${where} should have died`);
           // The next run finds the interrupted staging, undoes it, and stages cleanly.
@@ -170,7 +174,7 @@ for (const kind of KINDS) {
           points++;
         }
       }
-      assert.equal(points, STAGE.steps.length * 2);
+      assert.equal(points, 4);
       assert.equal(await manifestOfBase(), before);
     });
 
@@ -222,7 +226,7 @@ for (const kind of KINDS) {
 
     test('the daemon stages on a seconds-level schedule', async () => {
       const cfg = join(dir, 'daemon.toml');
-      writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "*/2 * * * * *"\nrandom_delay = 0\n');
+      writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "* * * * * *"\nrandom_delay = 0\n');
       const r = await sysprime(['daemon', '--max-runs', '1'], { config: cfg });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /stage: staged generation \d+ as gen-\d+/);
@@ -232,7 +236,7 @@ for (const kind of KINDS) {
 
     test('the daemon records drift on its schedule', async () => {
       const cfg = join(dir, 'daemon-drift.toml');
-      writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "off"\ndrift = "*/2 * * * * *"\nprune = "off"\n');
+      writeFileSync(cfg, readFileSync(s.config, 'utf8') + '\n[schedule]\nstage = "off"\ndrift = "* * * * * *"\nprune = "off"\n');
       const r = await sysprime(['daemon', '--max-runs', '1'], { config: cfg });
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stderr, /drift: recorded drift of base/);
