@@ -30,6 +30,8 @@ export interface Fleet {
   release(): Promise<boolean>;
   /** What this machine says of itself after a boot: `bad` halts the update it runs (by its generation when the update has no identity). */
   report(r: { running: Target | null; health: Health; reason?: string | undefined }): Promise<void>;
+  /** Remove a machine that left the fleet: its record and any slot it holds; false when the fleet did not know it. */
+  forget(machine: string): Promise<boolean>;
   /** Halt the update of `target` (by its generation when it has no identity) for the whole fleet; the first halt of it is kept. */
   halt(target: Target, reason: string, at?: string): Promise<void>;
   /** Let machines reboot into a halted update (its identity) or generation (its number) again; the halts lifted. */
@@ -237,6 +239,18 @@ export function openFleet(config: Config): Fleet {
       // The first failure is the one kept: a later machine failing the same update does not hide why it stopped.
       const key = keyOf.halted(prefix, target.update ?? String(target.generation));
       await call('halt an update', () => client.if(key, 'Create', '==', 0).then(client.put(key).value(JSON.stringify(halt))).commit());
+    },
+
+    async forget(machine) {
+      const snap = await snapshot();
+      const known = snap.machines.some((m) => m.id === machine);
+      const held = snap.holders.filter((h) => h.id === machine);
+      for (const h of held) {
+        await call('revoke a lease', () => client.leaseClient.leaseRevoke({ ID: h.lease }).catch(() => undefined));
+        await call('release a slot', () => client.delete().key(keyOf.slot(prefix, h.group, h.slot)).exec());
+      }
+      if (known) await call('forget a machine', () => client.delete().key(keyOf.machine(prefix, machine)).exec());
+      return known || held.length > 0;
     },
 
     async resume(what) {

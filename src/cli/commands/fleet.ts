@@ -99,6 +99,20 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     );
 
   fleet
+    .command('forget <machine>')
+    .description('remove a machine that left the fleet: its record (a group in [fleet] after waits for every machine it lists) and any slot it holds')
+    .addHelpText('after', '\nExamples:\n  sysprime fleet forget 3f2a9c0e1b7d4a65b2c1d0e9f8a7b6c5')
+    .action(async (machine: string) =>
+      withConfig(globals(), async (config) =>
+        withFleet(config, async (f) => {
+          const forgotten = await f.forget(machine);
+          if (globals().json) printJson({ machine, forgotten });
+          else process.stdout.write(forgotten ? `forgot ${machine}\n` : `the fleet does not know ${machine}\n`);
+        }),
+      ),
+    );
+
+  fleet
     .command('report')
     .description('record this boot\'s health in the fleet (run after boot): good gives back the slot, bad halts the generation')
     .addOption(new Option('--health <result>', 'the result of the health checks').choices(['good', 'bad']).makeOptionMandatory())

@@ -144,6 +144,27 @@ test('a machine that dies holding a slot frees it after the lease TTL', async ()
   assert.equal((await b!.sp('fleet', 'release')).stdout, 'this machine held no reboot slot\n');
 });
 
+test('a machine that left the fleet is forgotten by name: the group after it stops waiting for it, and its slot is free', async () => {
+  const [c1, c2] = ['c1', 'c2'].map((id) => machine('forget', id, { group: 'canary' }));
+  const w1 = machine('forget', 'w1', { group: 'web', after: ['canary'] });
+  assert.equal((await c1!.sp('fleet', 'report', '--health', 'good', '--generation', '2')).code, 0);
+  // c2 took a slot to reboot into 2 and was never seen again (decommissioned).
+  assert.equal((await c2!.sp('fleet', 'acquire', '--generation', '2')).code, 0);
+  const waiting = await w1.sp('fleet', 'acquire', '--generation', '2');
+  assert.equal(waiting.code, 75);
+  assert.match(waiting.stderr, /group "canary" does not run generation 2 healthily yet: c2 runs \? \(pending\)/);
+
+  const forgot = await w1.sp('fleet', 'forget', 'c2');
+  assert.equal(forgot.code, 0, forgot.stderr);
+  assert.equal(forgot.stdout, 'forgot c2\n');
+  assert.equal((await w1.sp('fleet', 'forget', 'c2')).stdout, 'the fleet does not know c2\n');
+  const status = (await w1.sp('fleet', 'status', '--json')).json<FleetJson>();
+  assert.deepEqual(status.machines.map((m) => m.id).sort(), ['c1'], 'its record is gone');
+  assert.deepEqual(status.holders.filter((h) => h.group === 'canary'), [], 'and its slot with it');
+  const went = await w1.sp('fleet', 'acquire', '--generation', '2');
+  assert.equal(went.code, 0, went.stderr);
+});
+
 test('a canary that fails its health checks halts the generation until fleet resume', async () => {
   const canary = machine('halt', 'c1', { group: 'canary' });
   const w1 = machine('halt', 'w1', { group: 'web', after: ['canary'] });
