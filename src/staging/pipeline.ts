@@ -28,7 +28,9 @@ import { recoverChroot } from '../updaters/chroot.js';
 import { reintegrateAtStaging } from '../reintegrate/session.js';
 import { installFirstBoot, newStagingId } from '../reintegrate/first-boot-note.js';
 import { atRiskPaths, sharedDataOfEnvironment } from '../environments/shared.js';
-import { syncBootEntries } from '../environments/boot-entries.js';
+import { bootloaderFor, syncBootEntries } from '../environments/boot-entries.js';
+import { eventsOf } from '../state/events.js';
+import { lastHealth } from '../health/history.js';
 import { refuseZfsBootPool } from '../environments/boot-kernels.js';
 import { SYSTEM_CONFIG } from '../config/load.js';
 import { pruneEnvironments } from '../environments/prune.js';
@@ -216,7 +218,8 @@ export const STAGE: OperationSpec<StageContext> = {
           const done = await spaceAware(s, () => timeoutAware(s, update));
           return { result: done, packages: done.packages.length > 0 ? done.packages : changesFromTree(installed, dir) };
         });
-        if (!result.changed) throw new AbortOperation(`nothing to update (${result.summary})`);
+        // The updaters' own summary says "nothing to update" already; said once.
+        if (!result.changed) throw new AbortOperation(/^nothing to update\b/.test(result.summary) ? result.summary : `nothing to update (${result.summary})`);
         // What the fleet calls this update, and every update this generation is built on (see update-identity.ts).
         const identity = updateIdentity(packages);
         const base = generationUpdate(s.ctx.db, params.baseGeneration)?.lineage ?? [];
@@ -412,6 +415,29 @@ async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams>
   return { from: from.name, fromGeneration: from.generation, baseGeneration, generation, name, staging: newStagingId(), ...(description !== null ? { description } : {}) };
 }
 
+/**
+ * Why there was nothing to stage when the newest pristine state, the one
+ * staging builds on, is a failed update: every environment of its
+ * generation used up its boot tries or failed its health checks. Its
+ * packages are already the newest, so nothing is staged until a newer one
+ * comes or the failed generation goes (destroying its last environment
+ * takes its pristine state too); the admin is told which. Null otherwise.
+ */
+async function failedBase(ctx: Context, generation: number): Promise<string | null> {
+  const envs = (await ctx.backend.listEnvironments()).filter((e) => e.generation === generation);
+  if (envs.length === 0) return null;
+  const boot = await bootloaderFor(ctx)
+    .then((l) => l.inspect())
+    .catch(() => null);
+  const failed = envs.flatMap((e) => {
+    if (boot?.entries.some((b) => b.name === e.name && b.counting.state === 'bad')) return [`"${e.name}" used up its boot tries`];
+    if (lastHealth(eventsOf(ctx.db, e.name))?.result === 'bad') return [`"${e.name}" failed its health checks`];
+    return [];
+  });
+  if (failed.length < envs.length) return null;
+  return `generation ${generation}, the newest pristine state, which staging builds on, failed (${failed.join(', ')}): nothing newer to update to yet; destroy ${envs.map((e) => `"${e.name}"`).join(' and ')} (\`sysprime destroy NAME\`) to stage from the generation before it again`;
+}
+
 export async function stage(ctx: Context, updater: Updater, opts: StageOptions = {}): Promise<StageOutcome> {
   const lock = acquireLock(ctx.db, 'staging');
   try {
@@ -431,7 +457,10 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     const stateProblem = await stateHomeProblem(ctx);
     if (stateProblem !== null) log.warn(stateProblem);
     const result = await runOperation(ctx.db, STAGE, { ctx, updater, verbose: opts.verbose === true }, params, opts.progress);
-    if (!result.completed) return { kind: 'up-to-date', reason: result.reason, recovered };
+    if (!result.completed) {
+      const why = await failedBase(ctx, params.baseGeneration).catch(() => null);
+      return { kind: 'up-to-date', reason: why === null ? result.reason : `${result.reason}; ${why}`, recovered };
+    }
     recordEvent(ctx.db, params.name, 'staged', { from: params.from, generation: params.generation });
     // Retention runs after, still under the lock; its failure does not undo a good staging.
     let pruned: string[] = [];
