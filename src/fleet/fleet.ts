@@ -47,12 +47,23 @@ export function targetOf(db: Db | undefined, generation: number): Target {
 
 /** targetOf from the state directory alone, for the fleet verbs given a generation (no pool needed); none known without a state database. */
 export function targetFromState(config: Config, generation: number): Target {
-  if (!existsSync(join(config.state.dir, DB_FILE))) return targetOf(undefined, generation);
-  const db = openState(config.state.dir);
+  const db = stateIfAny(config);
+  if (db === undefined) return targetOf(undefined, generation);
   try {
     return targetOf(db, generation);
   } finally {
     db.close();
+  }
+}
+
+/** The state database for the fleet verbs, which need no root and no pool: undefined (said) when there is none or it cannot be opened. */
+function stateIfAny(config: Config): Db | undefined {
+  if (!existsSync(join(config.state.dir, DB_FILE))) return undefined;
+  try {
+    return openState(config.state.dir);
+  } catch (err) {
+    log.warn(`fleet: the state database cannot be read (${messageOf(err)}): this machine's updates are known by generation number only, and no owed halt is sent`);
+    return undefined;
   }
 }
 
@@ -73,8 +84,8 @@ export async function sendOwedHalts(db: Db, fleet: Fleet): Promise<string[]> {
 
 /** sendOwedHalts for the fleet verbs, which run without a pool: from the state directory, when it has a database. */
 export async function sendOwedFromState(config: Config, fleet: Fleet): Promise<string[]> {
-  if (!existsSync(join(config.state.dir, DB_FILE))) return [];
-  const db = openState(config.state.dir);
+  const db = stateIfAny(config);
+  if (db === undefined) return [];
   try {
     return await sendOwedHalts(db, fleet);
   } finally {
@@ -158,6 +169,7 @@ export function openFleet(config: Config): Fleet {
       group: f.group,
       running: before?.running ?? null,
       staged: before?.staged ?? null,
+      lineage: before?.lineage ?? null,
       health: before?.health ?? 'pending',
       reason: before?.reason ?? null,
       ...update,

@@ -130,6 +130,11 @@ test('a failed update is halted by what it is, on every machine and in everythin
   const taken = await web.sp('fleet', 'acquire', '--generation', '3');
   assert.equal(taken.code, 0, taken.stderr);
   assert.match(taken.stdout, new RegExp(`for generation 3 \\(update ${next.identity}\\)`));
+  // What a machine reports it runs is its lineage, kept through its later calls: the groups after it order by it.
+  assert.equal((await canary.sp('fleet', 'report', '--health', 'good', '--generation', '1')).code, 0);
+  assert.equal((await canary.sp('fleet', 'acquire', '--generation', '1')).code, 0);
+  const record = (await web.sp('fleet', 'status', '--json')).json<{ machines: { id: string; lineage?: string[] | null }[] }>().machines.find((m) => m.id === 'c1');
+  assert.deepEqual(record?.lineage, [bad]);
   const bogus = await web.sp('fleet', 'resume', 'nonsense');
   assert.equal(bogus.code, 2, bogus.stderr);
 });
