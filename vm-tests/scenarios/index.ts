@@ -5,7 +5,6 @@
 import type { Scenario } from '../scenario.js';
 import { installAdopt } from './install-adopt.js';
 import { changeAfterStaging } from './change-after-staging.js';
-import { mergeConflict } from './merge-conflict.js';
 import { fallbackThenYesterday } from './fallback.js';
 import { updateThenPrune } from './prune.js';
 import { zfsAdopt } from './zfs-adopt.js';
@@ -18,7 +17,6 @@ import { grubBoot } from './grub-boot.js';
 export const SCENARIOS: readonly Scenario[] = [
   installAdopt,
   changeAfterStaging,
-  mergeConflict,
   fallbackThenYesterday,
   updateThenPrune,
   zfsAdopt,

@@ -1,19 +1,21 @@
 /**
  * 9. On OpenZFS: an apt update staged preemptively in a clone, changes made
  * after staging (a config edit, a user's file on the shared home dataset)
- * there after the reboot, yesterday's environment booted once from the
- * menu's one-shot, then back to the new one, and prune.
+ * there after the reboot, drift by `zfs diff` equal to drift by a walk, and
+ * prune of the adopted root the new environment was cloned from. (Booting an
+ * older environment on this machine is scenario 10's fallback; the one-shot
+ * is the loader's own, tried on Btrfs (6) and GRUB (12).)
  */
 import assert from 'node:assert/strict';
 import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
 
 export const zfsUpdate: Scenario = {
   id: 9,
-  name: 'OpenZFS: update, first boot, yesterday once, prune',
+  name: 'OpenZFS: update, first boot, drift, prune',
   machine: 'zfs',
   from: 'adopted',
   verbs: ['stage', 'activate', 'prune'],
-  timeoutMinutes: 30,
+  timeoutMinutes: 22,
   boots: [
     {
       script: `
@@ -41,8 +43,13 @@ step list sysprime --json list
 # drift from \`zfs diff\` (the fast path) and from a walk of the whole tree must agree (exit 1: changes listed).
 tstep drift-changes sh -c 'SYSPRIME_DRIFT_METHOD=changes sysprime -v drift --format json --no-record; [ $? -le 1 ]'
 tstep drift-walk sh -c 'SYSPRIME_DRIFT_METHOD=walk sysprime -v drift --format json --no-record; [ $? -le 1 ]'
-step once sysprime activate --once debian
-then_reboot
+printf '\\n[retention]\\nkeep = 2\\nmin_free_percent = 0\\n' >> /etc/sysprime/sysprime.toml
+step create-a sysprime create extra-a
+step create-b sysprime create extra-b
+step prune sysprime prune
+step pruned-list sysprime --json list
+step datasets-after zfs list -H -o name
+then_poweroff
 `,
       async check(boot, ctx) {
         assert.equal(rootOf(boot), 'rpool/ROOT/next', 'the reboot runs the staged environment');
@@ -65,42 +72,13 @@ then_reboot
         assert.deepEqual(fast, walk, 'drift from zfs diff equals drift from the walk');
         const list = await ctx.json<EnvJson[]>('list');
         assert.ok(env(list, 'next').booted && env(list, 'next').default);
-      },
-    },
-    {
-      script: `
-value version dpkg-query -W -f='\${Version}' sysprime-vm-hello
-step list sysprime --json list
-then_reboot
-`,
-      async check(boot, ctx) {
-        assert.equal(rootOf(boot), 'rpool/ROOT/debian', 'the one-shot boot runs yesterday\'s environment');
-        assert.equal(value(boot, 'version'), '1.0');
-        const list = await ctx.json<EnvJson[]>('list');
-        assert.ok(env(list, 'debian').booted, 'debian is booted');
-        assert.ok(env(list, 'next').default, 'next stays the default');
-      },
-    },
-    {
-      script: `
-printf '\\n[retention]\\nkeep = 2\\nmin_free_percent = 0\\n' >> /etc/sysprime/sysprime.toml
-step create-a sysprime create extra-a
-step create-b sysprime create extra-b
-step prune sysprime prune
-step list sysprime --json list
-step datasets zfs list -H -o name
-then_poweroff
-`,
-      async check(boot, ctx) {
-        assert.equal(rootOf(boot), 'rpool/ROOT/next', 'after the one-shot the default boots again');
-        const list = await ctx.json<EnvJson[]>('list');
-        assert.ok(env(list, 'next').booted, 'next is running');
-        const datasets = ((await ctx.output('datasets')) ?? '').split('\n');
+        const pruned = await ctx.json<EnvJson[]>('pruned-list');
+        const datasets = ((await ctx.output('datasets-after')) ?? '').split('\n');
         for (const shared of ['rpool/home', 'rpool/home/root', 'rpool/var/log', 'rpool/sysprime/state']) {
           assert.ok(datasets.includes(shared), `prune left the shared dataset ${shared}`);
         }
-        const names = list.map((e) => e.name).sort();
-        assert.deepEqual(names, ['extra-a', 'extra-b', 'next'], 'the oldest beyond keep=2 went (yesterday\'s, whose snapshot the others were cloned from); the running default stays');
+        const names = pruned.map((e) => e.name).sort();
+        assert.deepEqual(names, ['extra-a', 'extra-b', 'next'], 'the oldest beyond keep=2 went (the adopted root, whose snapshot the others were cloned from); the running default stays');
         assert.ok(!datasets.includes('rpool/ROOT/debian'), 'its dataset went with it');
       },
     },
