@@ -4,7 +4,7 @@
  * environment; every step that creates something has an undo that removes
  * it, and the same undo runs after a crash (see state/journal.ts).
  */
-import { forgetGeneration, generationUpdate, recordGeneration } from '../state/generations.js';
+import { forgetGeneration, forgetGenerationsExcept, generationUpdate, recordGeneration } from '../state/generations.js';
 import { changesFromTree, installedPackages, lineageAfter, updateIdentity } from './update-identity.js';
 import { stateHomeProblem } from '../environments/state-home.js';
 import type { Context } from '../context.js';
@@ -443,7 +443,12 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
   try {
     const recovered = await recoverStaging(ctx, updater);
     // What an undone staging left (its clone is gone, its manifests not) is forgotten before a new one is kept.
-    if (!opts.dryRun) await forgetManifestsOfGone(ctx);
+    if (!opts.dryRun) {
+      await forgetManifestsOfGone(ctx);
+      // A generation is gone when neither its pristine state nor an environment of it is left.
+      const alive = [...(await ctx.backend.listPristines()).map((x) => x.generation), ...(await ctx.backend.listEnvironments()).map((e) => e.generation)];
+      forgetGenerationsExcept(ctx.db, alive);
+    }
     const params = await planStage(ctx, opts);
     // Before the clone: its boot entry would take a ZFS boot pool's dataset for a /boot partition.
     await refuseZfsBootPool(ctx, params.from);

@@ -34,6 +34,20 @@ export function recordGeneration(db: Db, g: GenerationUpdate): void {
   );
 }
 
+/**
+ * Forget the rows of generations that are gone (no pristine state and no
+ * environment of them left):
+ * their number may be used again by a generation that is not their update
+ * (an import), which must not inherit their lineage. Later generations keep
+ * the identities in their own lineage.
+ */
+export function forgetGenerationsExcept(db: Db, kept: readonly number[]): void {
+  const rows = db.prepare('SELECT generation FROM generations').all() as { generation: number }[];
+  const keep = new Set(kept);
+  const del = db.prepare('DELETE FROM generations WHERE generation = ?');
+  for (const r of rows) if (!keep.has(r.generation)) del.run(r.generation);
+}
+
 export function forgetGeneration(db: Db, generation: number): void {
   db.prepare('DELETE FROM generations WHERE generation = ?').run(generation);
 }
