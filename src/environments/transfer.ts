@@ -26,6 +26,7 @@ import { log } from '../log.js';
 import { checkName } from '../names.js';
 import { faultPoint } from '../process/fault.js';
 import { recordEvent } from '../state/events.js';
+import { forgetGeneration } from '../state/generations.js';
 import { acquireLock, withLock } from '../state/lock.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
 import { syncBootEntries } from './boot-entries.js';
@@ -157,6 +158,8 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
       await refuseExisting(ctx, target);
       const generations = [...(await ctx.backend.listEnvironments()).map((e) => e.generation), ...(await ctx.backend.listPristines()).map((p) => p.generation)];
       const generation = Math.max(-1, ...generations) + 1;
+      // A staged generation of that number that is gone left its update's row: the import is not that update.
+      forgetGeneration(ctx.db, generation);
       await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified);
       faultPoint(TRANSFER_KIND, 'import-received');
       await ctx.backend.takePristine(target, generation);
