@@ -128,11 +128,12 @@ for (const kind of KINDS) {
       assert.match(titleOf('kept') ?? '', /^kept \(generation 0, /);
     });
 
-    test('list --json keeps every field it had and adds description, pinned and auto', async () => {
+    test('list --json keeps every field it had and adds description, pinned, auto and health', async () => {
       await ok('pin', 'kept');
       const envs = await list();
       for (const e of envs) {
-        assert.deepEqual(Object.keys(e).sort(), ['auto', 'booted', 'created', 'default', 'description', 'generation', 'id', 'mounted', 'name', 'pinned', 'pristine', 'prune', 'spaceUnique'].sort());
+        assert.deepEqual(Object.keys(e).sort(), ['auto', 'booted', 'created', 'default', 'description', 'generation', 'health', 'id', 'mounted', 'name', 'pinned', 'pristine', 'prune', 'spaceUnique'].sort());
+        assert.equal((e as { health?: unknown }).health, null, 'no health checks ran');
       }
       assert.deepEqual(envs.map((e) => [e.name, e.pinned]), [['base', false], ['kept', true]]);
       await ok('unpin', 'kept');
