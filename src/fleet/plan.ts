@@ -161,7 +161,12 @@ export function decideAcquire(snap: FleetSnapshot, req: AcquireRequest): Acquire
   if (mine) return { kind: 'held', holder: mine };
   const halt = haltOf(snap, req);
   if (halt) {
-    const built = halt.update !== null && req.update !== halt.update ? `; generation ${req.generation} here is built on it` : '';
+    const built =
+      halt.update === null || req.update === halt.update
+        ? ''
+        : req.lineage.includes(halt.update)
+          ? `; generation ${req.generation} here is built on it`
+          : `; generation ${req.generation} here, whose updates are not known, is held back with it`;
     const resume = halt.update ?? String(halt.generation);
     return {
       kind: 'halted',

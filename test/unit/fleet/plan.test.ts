@@ -76,7 +76,9 @@ test('a halted update stops every generation built on it, on any machine, whatev
   assert.equal(built.kind, 'halted', 'the next update, staged on the bad one');
   assert.match(built.kind === 'halted' ? built.why : '', /generation 5 here is built on it/);
   assert.equal(decideAcquire(s, { ...req, generation: 4, update: 'u-00000000000000cc', lineage: ['u-00000000000000cc'] }).kind, 'take', 'generation 4 of another update');
-  assert.equal(decideAcquire(s, { ...req, generation: 4 }).kind, 'halted', 'a target whose update is not known is judged by number');
+  const unknown = decideAcquire(s, { ...req, generation: 4 });
+  assert.equal(unknown.kind, 'halted', 'a target whose update is not known is judged by number');
+  assert.match(unknown.kind === 'halted' ? unknown.why : '', /generation 4 here, whose updates are not known, is held back with it/);
   assert.deepEqual(haltsToResume(s, bad).map((h) => h.key), [bad]);
   assert.deepEqual(haltsToResume(s, '4').map((h) => h.key), [bad], 'by the generation it failed as');
   assert.deepEqual(haltsToResume(s, '5'), []);
