@@ -116,6 +116,9 @@ for page in man/*.[1-8]; do
   gzip -9n <"$page" >"$ROOT/usr/share/man/man$sect/$(basename "$page").gz"
 done
 install -m 644 share/systemd/*.service "$ROOT/lib/systemd/system/"
+# Active wherever the package is: it does nothing unless a boot entry of a
+# ZFS boot pool layout names the environment's boot dataset (sysprime.boot=).
+install -D -m 755 share/systemd/system-generators/sysprime-boot-generator "$ROOT/lib/systemd/system-generators/sysprime-boot-generator"
 for timer in share/systemd/*.timer; do
   [ -e "$timer" ] && install -m 644 "$timer" "$ROOT/lib/systemd/system/"
 done
@@ -126,7 +129,7 @@ install -m 644 share/completion/zsh/_sysprime "$ROOT/usr/share/zsh/vendor-comple
 install -m 644 share/apt/80sysprime "$ROOT/etc/apt/apt.conf.d/80sysprime"
 install -m 644 packaging/lintian-overrides "$ROOT/usr/share/lintian/overrides/sysprime"
 # The copies under /usr/share/sysprime that have a proper home elsewhere.
-rm -rf "$SHARE/completion" "$SHARE/apt"
+rm -rf "$SHARE/completion" "$SHARE/apt" "$SHARE/systemd/system-generators"
 
 # --- documentation ----------------------------------------------------------
 DATE=$(date -u -R -d "@$SOURCE_DATE_EPOCH")

@@ -13,10 +13,19 @@
 import type { BootEntry, Counting, RootLocation } from './types.js';
 import { ENTRY_PREFIX } from './entries.js';
 
-/** Kernel arguments that select an environment's root, for initramfs-tools and dracut. */
+/**
+ * Kernel arguments that select an environment's root, for initramfs-tools
+ * and dracut; with a ZFS boot pool also its /boot, which
+ * sysprime-boot-generator (share/systemd/system-generators) mounts: nothing
+ * else tells the booted system which of the boot datasets is its own.
+ */
 export function rootArgsFor(root: RootLocation): string {
-  return root.fs === 'btrfs' ? `root=UUID=${root.uuid} rootflags=subvol=${root.subvolume}` : `root=ZFS=${root.dataset}`;
+  if (root.fs === 'btrfs') return `root=UUID=${root.uuid} rootflags=subvol=${root.subvolume}`;
+  return root.boot === undefined ? `root=ZFS=${root.dataset}` : `root=ZFS=${root.dataset} ${BOOT_ARG}=${root.boot.dataset}`;
 }
+
+/** The kernel argument naming an environment's boot dataset (see rootArgsFor). */
+export const BOOT_ARG = 'sysprime.boot';
 
 export const DEFAULT_PATTERN = `${ENTRY_PREFIX}*`;
 export const SORT_KEY = { default: 'sysprime-1-default', fallback: 'sysprime-2-fallback', other: 'sysprime-3' } as const;

@@ -5,8 +5,8 @@
  * Pure: the texts in, one line out.
  */
 
-/** The root selection and what the bootloader adds itself: sysprime writes its own. */
-const NOT_CARRIED = new Set(['root', 'rootflags', 'rootfstype', 'BOOT_IMAGE', 'initrd']);
+/** The root selection (with a boot pool's `sysprime.boot`) and what the bootloader adds itself: sysprime writes its own. */
+const NOT_CARRIED = new Set(['root', 'rootflags', 'rootfstype', 'BOOT_IMAGE', 'initrd', 'sysprime.boot']);
 /** Arguments of one boot, not carried from the running system's command line (they may still be configured). */
 const ONE_BOOT = new Set(['single', 'S', '1', 'emergency', 'rescue', 'systemd.unit', 'init', 'rdinit', 'break', 'rd.break', 'systemd.debug_shell']);
 

@@ -226,12 +226,61 @@ async function hasOwnBoot(ctx: Context, name: string): Promise<boolean> {
   return at.fs === 'zfs' && at.boot !== undefined;
 }
 
-/** The problem of the running system's ZFS boot pool for environment `name`, or null (see zfsBootPoolProblem). */
-export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<{ boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>; problem: string } | null> {
+/** The generator that mounts the booted environment's boot dataset at /boot (share/systemd/system-generators). */
+export const BOOT_GENERATOR = 'sysprime-boot-generator';
+/** Where systemd looks for system generators (systemd.generator(7)), the package's place first. */
+const GENERATOR_DIRS = ['/usr/lib/systemd/system-generators', '/lib/systemd/system-generators', '/etc/systemd/system-generators', '/usr/local/lib/systemd/system-generators'];
+
+/** Whether a tree holds BOOT_GENERATOR where systemd runs it (read confined to the tree). */
+export function hasBootGenerator(tree: string): boolean {
+  return GENERATOR_DIRS.some((dir) => withDirIn(tree, dir, { create: false }, (d) => lstatIn(d, BOOT_GENERATOR) !== undefined) === true);
+}
+
+async function bootGeneratorIn(ctx: Context, name: string): Promise<boolean> {
+  if ((await ctx.backend.listEnvironments()).every((e) => e.name !== name)) return true;
+  const tree = await ctx.backend.openEnvironment(name);
+  try {
+    return hasBootGenerator(tree.path);
+  } finally {
+    await tree.release();
+  }
+}
+
+export interface BootPoolProblem {
+  boot: Extract<BootMount, { kind: 'zfs-boot-pool' }>;
+  /** `unpaired`: the backend cannot carry the boot dataset; `no-generator`: nothing would mount it. */
+  kind: 'unpaired' | 'no-generator';
+  problem: string;
+  hint: string;
+}
+
+/**
+ * The problem of the running system's ZFS boot pool for environment `name`,
+ * or null: a boot dataset the backend cannot carry (see zfsBootPoolProblem),
+ * or an environment without BOOT_GENERATOR, where nothing would mount its
+ * /boot once a second boot dataset shares the mount point (zfs-mount-generator
+ * drops a mount point several canmount=noauto datasets share).
+ */
+export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<BootPoolProblem | null> {
   const boot = await bootMountOf(ctx, name);
   if (boot?.kind !== 'zfs-boot-pool') return null;
   const problem = zfsBootPoolProblem(boot, name, await hasOwnBoot(ctx, name));
-  return problem === null ? null : { boot, problem };
+  if (problem !== null) {
+    const [pool] = boot.dataset.split('/');
+    return {
+      boot,
+      kind: 'unpaired',
+      problem,
+      hint: `rename it to ${pool}/BOOT/${name} (zfs rename) and run sysprime init on the machine again, or keep the kernels in the root dataset and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
+    };
+  }
+  if (await bootGeneratorIn(ctx, name)) return null;
+  return {
+    boot,
+    kind: 'no-generator',
+    problem: `${boot.path} is the ZFS dataset ${boot.dataset}, a boot pool with one boot dataset per root, and "${name}" has no ${BOOT_GENERATOR}: with a second environment's boot dataset beside it, nothing would mount /boot at boot`,
+    hint: `install sysprime's package in "${name}" (it puts ${BOOT_GENERATOR} in /lib/systemd/system-generators), or copy share/systemd/system-generators/${BOOT_GENERATOR} there; see docs/boot.md, "A ZFS boot pool"`,
+  };
 }
 
 /**
@@ -244,10 +293,7 @@ export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<
 export async function refuseZfsBootPool(ctx: Context, name: string): Promise<void> {
   const found = await zfsBootPoolProblemOf(ctx, name);
   if (found === null) return;
-  const [pool] = found.boot.dataset.split('/');
-  throw new SysprimeError('REFUSED', found.problem, {
-    hint: `rename it to ${pool}/BOOT/${name} (zfs rename) and run sysprime init on the machine again, or keep the kernels in the root dataset and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
-  });
+  throw new SysprimeError('REFUSED', found.problem, { hint: found.hint });
 }
 
 /**
@@ -261,7 +307,7 @@ export async function bootPartitionOf(ctx: Context, name: string): Promise<strin
   const boot = await bootMountOf(ctx, name);
   if (boot?.kind === 'zfs-boot-pool') {
     const found = await zfsBootPoolProblemOf(ctx, name);
-    if (found !== null) log.warn(`${found.problem}; its kernels are left as they are`);
+    if (found !== null) log.warn(found.kind === 'unpaired' ? `${found.problem}; its kernels are left as they are` : `${found.problem} (${found.hint})`);
     return null;
   }
   return boot?.path ?? null;

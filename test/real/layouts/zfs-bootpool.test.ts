@@ -10,7 +10,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../../src/process/run.js';
@@ -121,6 +121,25 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
       assert.notEqual(statSync(join(tree, 'boot')).dev, statSync(tree).dev, 'its /boot is its boot dataset');
       assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo'), 'utf8'), 'kernel\n');
     });
+  });
+
+  test('an environment without sysprime-boot-generator is not staged from: nothing would mount its /boot beside a second boot dataset', async () => {
+    const generator = 'usr/lib/systemd/system-generators/sysprime-boot-generator';
+    await mounted('debian', (tree) => renameSync(join(tree, generator), join(tree, `${generator}.off`)));
+    await run('zfs', ['mount', bootOf('debian')]);
+    try {
+      const before = await everything(l.pool);
+      const r = await sysprime(['stage'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+      assert.equal(r.code, 5, r.stderr);
+      assert.match(r.stderr, /"debian" has no sysprime-boot-generator: with a second environment's boot dataset beside it, nothing would mount \/boot at boot/);
+      assert.match(r.stderr, /\/lib\/systemd\/system-generators/, 'the hint says where it goes');
+      assert.deepEqual(await everything(l.pool), before, 'nothing was made');
+      const d = await sysprime(['doctor'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+      assert.match(d.stdout, /zfs-boot-pool.*sysprime-boot-generator/);
+    } finally {
+      await unmountPool(bp);
+      await mounted('debian', (tree) => renameSync(join(tree, `${generator}.off`), join(tree, generator)));
+    }
   });
 
   test('stage clones the boot dataset from the same-named snapshot; the new kernel lands in the clone\'s, the running one is untouched', async () => {

@@ -78,9 +78,11 @@ describe('the Debian package', () => {
     ]) {
       assert.ok(paths.has(p), `${p} is not in the package`);
     }
-    for (const unit of (await run('ls', [join(SRC, 'share/systemd')])).stdout.split('\n').filter(Boolean)) {
+    for (const unit of (await run('ls', [join(SRC, 'share/systemd')])).stdout.split('\n').filter((u) => /\.(service|timer)$/.test(u))) {
       assert.ok(paths.has(`/lib/systemd/system/${unit}`), `unit ${unit} is not in the package`);
     }
+    // The boot pool's /boot (docs/boot.md): a generator systemd runs, so where systemd looks for one.
+    assert.match(list, /^-rwxr-xr-x \S+ +\d+ [^\n]* \.\/lib\/systemd\/system-generators\/sysprime-boot-generator$/m, 'the boot generator is in the package, executable');
     const etc = [...paths].filter((p) => p.startsWith('/etc/') && !p.endsWith('/'));
     assert.deepEqual(etc, ['/etc/apt/apt.conf.d/80sysprime'], 'in /etc only what apt reads nowhere else');
     // Production dependencies only.

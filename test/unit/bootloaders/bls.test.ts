@@ -32,6 +32,8 @@ const env = (name: string, generation: number, fs: 'btrfs' | 'zfs' = 'btrfs'): B
 test('root arguments for Btrfs and ZFS', () => {
   assert.equal(rootArgsFor({ fs: 'btrfs', uuid: 'u-1', subvolume: 'ROOT/a' }), 'root=UUID=u-1 rootflags=subvol=ROOT/a');
   assert.equal(rootArgsFor({ fs: 'zfs', pool: 'tank', dataset: 'tank/ROOT/a' }), 'root=ZFS=tank/ROOT/a');
+  // With a boot pool the entry names the environment's own boot dataset: sysprime-boot-generator mounts it at /boot.
+  assert.equal(rootArgsFor({ fs: 'zfs', pool: 'rpool', dataset: 'rpool/ROOT/a', boot: { pool: 'bpool', dataset: 'bpool/BOOT/a' } }), 'root=ZFS=rpool/ROOT/a sysprime.boot=bpool/BOOT/a');
 });
 
 test('an entry renders to the expected text', () => {

@@ -9,6 +9,11 @@ test("the running system's arguments travel, its root selection and the bootload
   assert.equal(composeCmdline({ booted: DEBIAN, environment: null, config: '' }), 'ro rd.luks.uuid=luks-2222 resume=UUID=3333 console=tty0 console=ttyS0,115200 quiet');
 });
 
+test("a boot pool's sysprime.boot is the booted environment's own: every entry writes its own, none is carried", () => {
+  const booted = 'BOOT_IMAGE=/BOOT/debian@/vmlinuz-6.1.0-18-amd64 root=ZFS=rpool/ROOT/debian sysprime.boot=bpool/BOOT/debian ro console=ttyS0,115200';
+  assert.equal(composeCmdline({ booted, environment: null, config: '' }), 'ro console=ttyS0,115200');
+});
+
 test('/etc/kernel/cmdline over the running system, [boot] cmdline over both: a name given later replaces it', () => {
   const line = composeCmdline({
     booted: DEBIAN,

@@ -66,7 +66,7 @@ test('with a boot pool, a ZFS entry reads its kernel from its own boot dataset i
       '\tinsmod zfs',
       '\tsearch --no-floppy --label --set=root bpool',
       "\techo 'Loading gen-4 (Linux 6.1.0-13-amd64) ...'",
-      '\tlinux /BOOT/gen-4@/vmlinuz-6.1.0-13-amd64 root=ZFS=rpool/ROOT/gen-4 quiet',
+      '\tlinux /BOOT/gen-4@/vmlinuz-6.1.0-13-amd64 root=ZFS=rpool/ROOT/gen-4 sysprime.boot=bpool/BOOT/gen-4 quiet',
       '\tinitrd /BOOT/gen-4@/initrd.img-6.1.0-13-amd64',
       '}',
     ].join('\n'),
