@@ -283,11 +283,13 @@ export interface Backend {
   /**
    * Receive a send stream of this backend as the new environment NAME of
    * generation `generation`: under a temporary name first, `verify()`
-   * called once the filesystem took it all (a rejection discards it), then
-   * renamed into place. A crash leaves only what recover() removes.
+   * called once the filesystem took it all (a rejection discards it), its
+   * generation and `meta` set, then renamed into place: the environment
+   * never has its name without its metadata (the mark of an unfinished
+   * import). A crash leaves only what recover() removes.
    * EXISTS when NAME is taken, checked before anything is read.
    */
-  receiveEnvironment(name: string, generation: number, input: NodeJS.ReadableStream, verify: () => Promise<void>): Promise<void>;
+  receiveEnvironment(name: string, generation: number, input: NodeJS.ReadableStream, verify: () => Promise<void>, meta?: Readonly<Record<string, string>>): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;
   /** Refuses (REFUSED) a mounted environment, the running root included; its snapshots follow the new name. */

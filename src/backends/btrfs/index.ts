@@ -325,7 +325,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       }
     },
 
-    async receiveEnvironment(name, generation, input, verify) {
+    async receiveEnvironment(name, generation, input, verify, meta = {}) {
       checkName(name);
       await t.view();
       await t.ensureDirs();
@@ -343,7 +343,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         await verify();
         const [one, ...more] = received;
         if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `btrfs receive made ${received.length} subvolumes, not one: ${received.join(', ') || 'none'}`);
-        await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false));
+        await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false), { ...meta });
       } finally {
         if (received.length === 0) received = await inside().catch(() => []);
         for (const r of received) await t.deleteSubvolumeTree(r, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${r}: ${messageOf(e)}`));

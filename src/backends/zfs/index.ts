@@ -719,11 +719,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
     },
 
-    async receiveEnvironment(name, generation, input, verify) {
+    async receiveEnvironment(name, generation, input, verify, meta = {}) {
       checkGeneration(generation);
       await requireRoot();
       await refuseWithBootPool('import', name);
       const ds = await requireAbsent(name);
+      // Refused before the stream is read, as a name that is taken is.
+      const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
       // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
       const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
       try {
@@ -733,7 +735,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         for (const s of snapshotsOf(await readTree(temporary, ['type']), temporary)) await zfs(['destroy', assertInsideRoot(pool, s.name)]);
         await zfs(['set', 'canmount=noauto', temporary]);
         await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
+        for (const property of properties) await zfs(['set', property, temporary]);
         await zfs(['set', 'mountpoint=/', temporary]);
+        faultPoint('backend:zfs', 'receive-before-rename');
         await zfs(['rename', temporary, ds]);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });

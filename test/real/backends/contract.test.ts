@@ -190,7 +190,7 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     assert.equal(await readFrom(b, 'b', 'etc/hostname'), 'box\n');
   });
 
-  await t.test('send and receive: the environment as it is, under a new name; a refused check leaves nothing', async () => {
+  await t.test('send and receive: the environment as it is, under a new name, with its metadata; a refused check leaves nothing', async () => {
     const sent = new PassThrough();
     const parts: Buffer[] = [];
     sent.on('data', (c: Buffer) => parts.push(c));
@@ -205,9 +205,12 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
       /the check said no/,
     );
     assert.ok(!(await listed(b)).some((e) => e[0] === 'refused'));
-    await b.receiveEnvironment('received', 7, Readable.from([stream]), async () => undefined);
+    await b.receiveEnvironment('received', 7, Readable.from([stream]), async () => undefined, { import: 'in-progress', description: 'from afar' });
     assert.equal(await readFrom(b, 'received', 'etc/hostname'), 'box\n');
     assert.deepEqual((await listed(b)).find((e) => e[0] === 'received'), ['received', 7, null, false, false, false]);
+    const received = (await b.listEnvironments()).find((e) => e.name === 'received');
+    assert.equal(received?.meta['import'], 'in-progress', 'the metadata came with its name');
+    assert.equal(received?.meta['description'], 'from afar');
     await b.destroyEnvironment('received');
     // What a refused receive left under a temporary name is nothing recover() still has to remove from the listing.
     assert.deepEqual((await listed(b)).map((e) => e[0]), ['a', 'b', 'd']);
