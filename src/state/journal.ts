@@ -220,12 +220,21 @@ export async function runRecorded<T>(db: Db, kind: string, params: Json, fn: () 
   }
 }
 
+/** What became of an interrupted operation whose record closeInterrupted closes: a line for the admin, and the record's own words. */
+export interface Closed {
+  line: string;
+  record: string;
+}
+
+const RUN_AGAIN: Closed = { line: 'is finished by this run', record: 'run again and finished by a later run' };
+
 /**
  * Close the records of operations of this kind that a dead process left
- * 'running' and that `matches` (same target): the caller is about to run
- * them again. Returns one line per record closed.
+ * 'running' and that `matches` (same target): by default, the caller is
+ * about to run them again; `outcome` says otherwise what the caller did
+ * with what they left. Returns one line per record closed.
  */
-export function closeInterrupted(db: Db, kind: string, matches: (params: Json) => boolean): string[] {
+export function closeInterrupted(db: Db, kind: string, matches: (params: Json) => boolean, outcome: Closed = RUN_AGAIN): string[] {
   const rows = db.prepare("SELECT * FROM operations WHERE kind = ? AND status = 'running' ORDER BY id").all(kind) as OperationRow[];
   const lines: string[] = [];
   for (const op of rows) {
@@ -233,10 +242,10 @@ export function closeInterrupted(db: Db, kind: string, matches: (params: Json) =
     if (!matches(params) || ownerAlive(op)) continue;
     db.prepare("UPDATE operations SET status = 'failed', finished = ?, error = ? WHERE id = ?").run(
       now(),
-      JSON.stringify({ message: 'interrupted (process died); run again and finished by a later run' }),
+      JSON.stringify({ message: `interrupted (process died); ${outcome.record}` }),
       op.id,
     );
-    lines.push(`the ${op.kind} interrupted at ${op.started} (operation ${op.id}) is finished by this run`);
+    lines.push(`the ${op.kind} interrupted at ${op.started} (operation ${op.id}) ${outcome.line}`);
   }
   return lines;
 }
