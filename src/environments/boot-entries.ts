@@ -18,7 +18,7 @@ import { log } from '../log.js';
 import { readFileSync } from 'node:fs';
 import { whileBusy, withLock } from '../state/lock.js';
 import { descriptionOf } from './annotations.js';
-import { stagingUnfinished } from '../staging/mark.js';
+import { unfinishedBy } from '../staging/mark.js';
 
 /** `[grub]` paths (GRUB's directory, /etc/default/grub, /etc/grub.d), when the configuration sets them. */
 function grubPaths(config: Config): CreateOptions['grub'] {
@@ -34,9 +34,9 @@ export async function bootloaderFor(ctx: Context): Promise<Bootloader> {
   return createBootloader(ctx.config, { ...(pool ? { pool } : {}), grub: grubPaths(ctx.config) });
 }
 
-/** Environments that should be bootable: all but one whose staging has not finished. */
+/** Environments that should be bootable: all but one whose staging or import has not finished (but the one being staged). */
 export function bootable(envs: readonly EnvironmentInfo[], staged?: string): EnvironmentInfo[] {
-  return envs.filter((e) => !stagingUnfinished(e) || e.name === staged);
+  return envs.filter((e) => unfinishedBy(e) === null || e.name === staged);
 }
 
 export interface BootSyncOptions {

@@ -7,7 +7,7 @@ import type { Context } from '../context.js';
 import type { EnvironmentInfo, ForeignRoot } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 import { PRISTINE_STATE, checkName, checkSnapshotName, parseStateRef } from '../names.js';
-import { stagingUnfinished } from '../staging/mark.js';
+import { importUnfinished, unfinishedBy } from '../staging/mark.js';
 import { bootloaderFor, syncBootEntries } from './boot-entries.js';
 import { homeInto, planBootHome, unitsInto } from './boot-home.js';
 import { ensureStateHome } from './state-home.js';
@@ -16,6 +16,7 @@ import { recoverOperations, runOperation, type Json, type OperationSpec } from '
 import { recordEvent } from '../state/events.js';
 import { log } from '../log.js';
 import { recoverPrune } from './prune.js';
+import { recoverImports } from './import-finish.js';
 import { forgetManifestsOfGone } from './kept-manifests.js';
 import { refuseOpenShell } from './shell-lock.js';
 import { checkDescription, descriptionOf, isPinned, AUTO_KEY, DESCRIPTION_KEY, PIN_KEY, PIN_VALUE } from './annotations.js';
@@ -287,14 +288,16 @@ export const ACTIVATE: OperationSpec<Context> = {
 
 /**
  * Undo environment verbs a dead process left half-done (`activate`,
- * `prune`). The verbs that change environments or entries call it first,
- * so the next one after a crash repairs it without help.
+ * `prune`), and finish the imports it left with their environment received
+ * (import-finish.ts). The verbs that change environments or entries call it
+ * first, so the next one after a crash repairs it without help.
  */
 export async function recoverEnvironmentVerbs(ctx: Context): Promise<string[]> {
-  return [...(await recoverOperations(ctx.db, ACTIVATE, ctx)), ...(await recoverPrune(ctx))];
+  return [...(await recoverOperations(ctx.db, ACTIVATE, ctx)), ...(await recoverPrune(ctx)), ...(await recoverImports(ctx))];
 }
 
-async function recoverFirst(ctx: Context): Promise<void> {
+/** recoverEnvironmentVerbs, each line said on stderr: what a verb that changes environments runs first, under the lock. */
+export async function recoverFirst(ctx: Context): Promise<void> {
   for (const line of await recoverEnvironmentVerbs(ctx)) log.warn(`recovered: ${line}`);
 }
 
@@ -335,10 +338,17 @@ async function activateOnceLocked(ctx: Context, name: string): Promise<Environme
 }
 
 export function refuseUnfinished(env: EnvironmentInfo): void {
-  if (stagingUnfinished(env)) {
-    throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
-      hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
-    });
+  switch (unfinishedBy(env)) {
+    case 'staging':
+      throw new SysprimeError('REFUSED', `"${env.name}" is still being staged (or its staging was interrupted)`, {
+        hint: 'wait for the staging to finish; `sysprime stage` or `sysprime status` cleans up an interrupted one',
+      });
+    case 'import':
+      throw new SysprimeError('REFUSED', `"${env.name}" is still being imported (or its import was interrupted): its pristine state is not taken yet`, {
+        hint: 'wait for the import to finish; `sysprime doctor --fix`, or any verb that changes environments, finishes an interrupted one',
+      });
+    case null:
+      return;
   }
 }
 
@@ -442,6 +452,8 @@ export function mountPointProblem(target: string): string | null {
 export async function mountEnvironment(ctx: Context, name: string, dir?: string, opts: { force?: boolean } = {}): Promise<string> {
   let env = await findEnvironment(ctx, name);
   if (env.booted) throw new SysprimeError('REFUSED', `"${name}" is the running environment, already mounted at /`);
+  // Its pristine state will be taken of the tree as it arrived: nothing may change it before.
+  if (importUnfinished(env)) refuseUnfinished(env);
   if (env.mounted !== null) {
     // A private mount whose process died (a crash in the middle of a verb) is no reason to refuse: undo it first.
     for (const line of await ctx.backend.recover()) log.info(`recovered: ${line}`);

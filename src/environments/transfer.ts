@@ -9,7 +9,9 @@
  * a name that is taken and a stream of the other backend before reading
  * the payload, receives under a temporary name the backend's recover()
  * removes after a crash, checks the whole stream before the environment
- * gets its name, and then writes the boot entries.
+ * gets its name (with the mark of an unfinished import), and then takes its
+ * pristine state and writes the boot entries (import-finish.ts, which also
+ * finishes an import killed once the environment had its name).
  *
  * An imported environment's pristine state stayed on the other machine: it
  * gets a generation of its own, above every local one (so that nothing
@@ -25,16 +27,15 @@ import { SysprimeError, errnoOf, isSysprimeError, messageOf } from '../errors.js
 import { log } from '../log.js';
 import { checkName } from '../names.js';
 import { faultPoint } from '../process/fault.js';
-import { recordEvent } from '../state/events.js';
 import { forgetGeneration } from '../state/generations.js';
+import { runRecorded } from '../state/journal.js';
 import { acquireLock, withLock } from '../state/lock.js';
+import { IMPORT_STARTED } from '../staging/mark.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
-import { syncBootEntries } from './boot-entries.js';
 import { exportReader, exportWriter, type ExportHeader } from './export-stream.js';
-import { findEnvironment, refuseExisting, refuseUnfinished } from './lifecycle.js';
+import { IMPORT_KIND, TRANSFER_KIND, finishImport, type ImportParams } from './import-finish.js';
+import { findEnvironment, recoverFirst, refuseExisting, refuseUnfinished } from './lifecycle.js';
 import { kernelsBeforeCopy } from './boot-kernels.js';
-
-export const TRANSFER_KIND = 'transfer';
 
 function ended(stream: Writable): Promise<void> {
   return new Promise((resolve, reject) => {
@@ -155,17 +156,22 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
         });
       }
       const target = checkName(name ?? header.environment);
+      // An import killed earlier is finished (or closed) first: its environment may hold this very name.
+      await recoverFirst(ctx);
       await refuseExisting(ctx, target);
       const generations = [...(await ctx.backend.listEnvironments()).map((e) => e.generation), ...(await ctx.backend.listPristines()).map((p) => p.generation)];
       const generation = Math.max(-1, ...generations) + 1;
       // A staged generation of that number that is gone left its update's row: the import is not that update.
       forgetGeneration(ctx.db, generation);
-      await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified);
-      faultPoint(TRANSFER_KIND, 'import-received');
-      await ctx.backend.takePristine(target, generation);
-      if (header.description !== null) await ctx.backend.setMeta(target, { [DESCRIPTION_KEY]: header.description });
-      await syncBootEntries(ctx);
-      recordEvent(ctx.db, target, 'import', { from: header.environment, exported: header.exported, generation });
+      const params: ImportParams = { name: target, generation, from: header.environment, exported: header.exported };
+      await runRecorded(ctx.db, IMPORT_KIND, params, async () => {
+        // Marked before it has its name, its description with it: once it has its name, whatever stops the
+        // import leaves an environment the next recovery finishes, never one without its pristine state.
+        const meta = { ...IMPORT_STARTED, ...(header.description !== null ? { [DESCRIPTION_KEY]: header.description } : {}) };
+        await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified, meta);
+        faultPoint(TRANSFER_KIND, 'import-received');
+        await finishImport(ctx, await findEnvironment(ctx, target), { from: header.environment, exported: header.exported });
+      });
       return { env: await findEnvironment(ctx, target), header };
     } catch (err) {
       source.destroy();
