@@ -7,7 +7,7 @@ import type { EnvironmentInfo } from '../backends/types.js';
 import { interruptedOperations } from '../state/journal.js';
 import { withLock } from '../state/lock.js';
 import { recoverStaging } from '../staging/pipeline.js';
-import { stagingUnfinished } from '../staging/mark.js';
+import { importUnfinished, stagingUnfinished } from '../staging/mark.js';
 import { bootDrift, syncBootEntries } from './boot-entries.js';
 import { BOOT_START_UNIT, bootPartitionOf, zfsBootPoolProblemOf } from './boot-kernels.js';
 import { unitsInto, unitsNotEnabled } from './boot-home.js';
@@ -36,6 +36,7 @@ export async function findProblems(ctx: Context): Promise<Findings> {
   for (const e of envs) {
     if (e.pristine === null) problems.push({ kind: 'pristine-missing', what: `"${e.name}" has no pristine snapshot of its generation ${e.generation}: its drift cannot be computed` });
     if (stagingUnfinished(e)) problems.push({ kind: 'staging-unfinished', what: `"${e.name}" is from a staging that did not finish` });
+    if (importUnfinished(e)) problems.push({ kind: 'import-unfinished', what: `"${e.name}" is from an import that did not finish (received whole; \`doctor --fix\` or the next verb that changes environments finishes it)` });
   }
   for (const op of interruptedOperations(ctx.db)) {
     problems.push({ kind: 'interrupted', what: `the ${op.kind} started at ${op.started} was interrupted (operation ${op.id})` });
