@@ -389,15 +389,21 @@ export async function recoverStaging(ctx: Context, updater: Updater): Promise<st
   return recoverOperations(ctx.db, STAGE, { ctx, updater, verbose: false });
 }
 
-async function planStage(ctx: Context, opts: StageOptions): Promise<StageParams> {
-  const envs = await ctx.backend.listEnvironments();
+/** The environments and pristine states as one listing saw them; each is a `zfs list` on ZFS. */
+interface Listed {
+  envs: EnvironmentInfo[];
+  pristines: PristineInfo[];
+}
+
+async function planStage(ctx: Context, opts: StageOptions, listed?: Listed): Promise<StageParams> {
+  const envs = listed?.envs ?? (await ctx.backend.listEnvironments());
   const from = opts.from === undefined ? currentOf(envs) : envs.find((e) => e.name === checkName(opts.from!));
   if (!from) {
     throw new SysprimeError('NOT_FOUND', opts.from ? `no environment named "${opts.from}"` : 'there is no running or default environment to stage from', {
       hint: opts.from ? 'see `sysprime list`' : 'run `sysprime init` first',
     });
   }
-  const pristines = await ctx.backend.listPristines();
+  const pristines = listed?.pristines ?? (await ctx.backend.listPristines());
   if (!pristines.some((p) => p.generation === from.generation)) {
     throw new SysprimeError('NOT_FOUND', `the pristine snapshot of generation ${from.generation} (of "${from.name}") is missing`, {
       hint: 'run `sysprime doctor`; without it the admin\'s changes cannot be told from the update\'s',
@@ -443,13 +449,17 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
   try {
     const recovered = await recoverStaging(ctx, updater);
     // What an undone staging left (its clone is gone, its manifests not) is forgotten before a new one is kept.
+    let listed: Listed | undefined;
     if (!opts.dryRun) {
       await forgetManifestsOfGone(ctx);
+      // Nothing below changes either list before the plan is made, so the plan reads the same ones.
+      const pristines = await ctx.backend.listPristines();
+      const envs = await ctx.backend.listEnvironments();
+      listed = { envs, pristines };
       // A generation is gone when neither its pristine state nor an environment of it is left.
-      const alive = [...(await ctx.backend.listPristines()).map((x) => x.generation), ...(await ctx.backend.listEnvironments()).map((e) => e.generation)];
-      forgetGenerationsExcept(ctx.db, alive);
+      forgetGenerationsExcept(ctx.db, [...pristines.map((x) => x.generation), ...envs.map((e) => e.generation)]);
     }
-    const params = await planStage(ctx, opts);
+    const params = await planStage(ctx, opts, listed);
     // Before the clone: its boot entry would take a ZFS boot pool's dataset for a /boot partition.
     await refuseZfsBootPool(ctx, params.from);
     if (opts.dryRun) {

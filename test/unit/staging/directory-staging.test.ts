@@ -19,6 +19,7 @@ import { forgetManifestsOfGone } from '../../../src/environments/kept-manifests.
 import { runFirstBoot } from '../../../src/reintegrate/first-boot.js';
 import { readFirstBootNote } from '../../../src/reintegrate/first-boot-note.js';
 import { manifestSubjects } from '../../../src/state/manifests.js';
+import { generationUpdate, recordGeneration } from '../../../src/state/generations.js';
 import { stepFaultPoints } from '../../../src/state/journal.js';
 import { setLevel } from '../../../src/log.js';
 import { makeDirectoryMachine, type DirectoryMachine } from '../../fixtures/directory-machine.js';
@@ -93,6 +94,22 @@ describe('staging on the directory backend', () => {
     await destroyEnvironment(m.ctx, 'next');
     assert.deepEqual(baselines(), [], 'its only holder is destroyed');
     await destroyEnvironment(m.ctx, 'tuesday');
+  });
+
+  test('a staging forgets the recorded updates of generations that are gone and keeps those left; a dry run forgets nothing', async () => {
+    // A generation with neither a pristine state nor an environment left (as an undone staging or a destroy leaves it).
+    recordGeneration(m.ctx.db, { generation: 42, update: 'u-gone', lineage: ['u-gone'], packages: [] });
+    const kept = generationUpdate(m.ctx.db, 1);
+    assert.ok(kept !== undefined, 'gen-1 was recorded when it was staged');
+    const dry = await stage(m.ctx, createUpdater(m.ctx.config), { name: 'forgets', dryRun: true });
+    assert.equal(dry.kind, 'dry-run');
+    assert.equal(generationUpdate(m.ctx.db, 42)?.update, 'u-gone', 'a dry run changes nothing');
+    const outcome = await staged('forgets');
+    assert.equal(outcome.generation, 2, 'the plan saw the same environments and pristine states');
+    assert.equal(generationUpdate(m.ctx.db, 42), undefined);
+    assert.deepEqual(generationUpdate(m.ctx.db, 1), kept);
+    assert.equal(generationUpdate(m.ctx.db, 2)?.generation, 2, 'the new generation is recorded');
+    await destroyEnvironment(m.ctx, 'forgets');
   });
 
   test('a kill -9 at every step boundary of staging is undone by the next run, which then stages', { timeout: 300_000 }, async () => {
