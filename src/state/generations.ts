@@ -42,10 +42,8 @@ export function recordGeneration(db: Db, g: GenerationUpdate): void {
  * the identities in their own lineage.
  */
 export function forgetGenerationsExcept(db: Db, kept: readonly number[]): void {
-  const rows = db.prepare('SELECT generation FROM generations').all() as { generation: number }[];
-  const keep = new Set(kept);
-  const del = db.prepare('DELETE FROM generations WHERE generation = ?');
-  for (const r of rows) if (!keep.has(r.generation)) del.run(r.generation);
+  // One statement; the numbers go as one JSON array, so their count is not bounded by SQLite's limit on parameters.
+  db.prepare('DELETE FROM generations WHERE generation NOT IN (SELECT value FROM json_each(?))').run(JSON.stringify(kept));
 }
 
 export function forgetGeneration(db: Db, generation: number): void {

@@ -29,3 +29,20 @@ test('recorded, replaced when the number is used again, and forgotten with the g
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('forgetting keeps any number of generations, and forgets every row when none is left', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sysprime-state-'));
+  const db = openState(dir);
+  try {
+    for (const g of [1, 2, 3, 40_000]) recordGeneration(db, { generation: g, update: `u-${g}`, lineage: [`u-${g}`], packages: [] });
+    // More numbers than SQLite takes as parameters of one statement (32766).
+    const kept = Array.from({ length: 50_000 }, (_, i) => i).filter((g) => g !== 2);
+    forgetGenerationsExcept(db, kept);
+    assert.deepEqual([1, 2, 3, 40_000].map((g) => generationUpdate(db, g)?.update ?? null), ['u-1', null, 'u-3', 'u-40000']);
+    forgetGenerationsExcept(db, []);
+    assert.deepEqual([1, 3, 40_000].map((g) => generationUpdate(db, g)), [undefined, undefined, undefined]);
+  } finally {
+    db.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
