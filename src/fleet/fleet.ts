@@ -45,19 +45,12 @@ export function targetOf(db: Db | undefined, generation: number): Target {
   return { generation, update: g?.update ?? null, lineage: g?.lineage ?? [] };
 }
 
-/** targetOf from the state directory alone, for the fleet verbs given a generation (no pool needed); none known without a state database. */
-export function targetFromState(config: Config, generation: number): Target {
-  const db = stateIfAny(config);
-  if (db === undefined) return targetOf(undefined, generation);
-  try {
-    return targetOf(db, generation);
-  } finally {
-    db.close();
-  }
-}
-
-/** The state database for the fleet verbs, which need no root and no pool: undefined (said) when there is none or it cannot be opened. */
-function stateIfAny(config: Config): Db | undefined {
+/**
+ * The state database for the fleet verbs, which need no root and no pool:
+ * undefined (said) when there is none or it cannot be opened. The verbs open
+ * it once, for the halts owed and for a generation given by number.
+ */
+export function fleetState(config: Config): Db | undefined {
   if (!existsSync(join(config.state.dir, DB_FILE))) return undefined;
   try {
     return openState(config.state.dir);
@@ -80,17 +73,6 @@ export async function sendOwedHalts(db: Db, fleet: Fleet): Promise<string[]> {
     lines.push(`fleet: sent the halt of ${halt.update !== null ? `update ${halt.update}` : `generation ${halt.generation}`} owed since ${halt.at} (${halt.reason})`);
   }
   return lines;
-}
-
-/** sendOwedHalts for the fleet verbs, which run without a pool: from the state directory, when it has a database. */
-export async function sendOwedFromState(config: Config, fleet: Fleet): Promise<string[]> {
-  const db = stateIfAny(config);
-  if (db === undefined) return [];
-  try {
-    return await sendOwedHalts(db, fleet);
-  } finally {
-    db.close();
-  }
 }
 
 export function fleetConfigured(config: Config): boolean {

@@ -4,7 +4,8 @@ import { EXIT, SysprimeError } from '../../errors.js';
 import { wholeNumberOption } from '../../config/numbers.js';
 import type { Config } from '../../config/schema.js';
 import { openContext } from '../../context.js';
-import { openFleet, sendOwedFromState, targetFromState, targetOf, type Fleet } from '../../fleet/fleet.js';
+import { fleetState, openFleet, sendOwedHalts, targetOf, type Fleet } from '../../fleet/fleet.js';
+import type { Db } from '../../state/db.js';
 import { log } from '../../log.js';
 import { haltName, type FleetSnapshot, type Target } from '../../fleet/plan.js';
 import { isUpdateIdentity } from '../../staging/update-identity.js';
@@ -60,9 +61,9 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     .addHelpText('after', '\nExamples:\n  sysprime fleet acquire\n  sysprime fleet acquire --generation 7\n\nExit status: 0 a slot is held, 75 the group is full or the generation halted.')
     .action(async (opts: { generation?: number }) =>
       withConfig(globals(), async (config) => {
-        const target = opts.generation !== undefined ? targetFromState(config, opts.generation) : await generationOf(globals(), 'next');
-        return withFleet(config, async (f) => {
-          const { holder, already } = await f.acquire(target);
+        const next = opts.generation ?? (await generationOf(globals(), 'next'));
+        return withFleet(config, async (f, state) => {
+          const { holder, already } = await f.acquire(asTarget(next, state));
           if (globals().json) printJson({ already, ...holder });
           else process.stdout.write(`${already ? 'holds' : 'took'} slot ${holder.slot} of group ${holder.group} for generation ${holder.generation}${holder.update ? ` (update ${holder.update})` : ''}\n`);
         });
@@ -121,8 +122,9 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     .addHelpText('after', '\nExamples:\n  sysprime fleet report --health good\n  sysprime fleet report --health bad --reason "nginx.service failed"')
     .action(async (opts: { health: 'good' | 'bad'; reason?: string; generation?: number }) =>
       withConfig(globals(), async (config) => {
-        const running = opts.generation !== undefined ? targetFromState(config, opts.generation) : await generationOf(globals(), 'running');
-        return withFleet(config, async (f) => {
+        const given = opts.generation ?? (await generationOf(globals(), 'running'));
+        return withFleet(config, async (f, state) => {
+          const running = asTarget(given, state);
           await f.report({ running, health: opts.health, reason: opts.reason });
           const released = opts.health === 'good' ? await f.release() : false;
           const what = running.update !== null ? `update ${running.update}` : `generation ${running.generation}`;
@@ -133,16 +135,28 @@ export function registerFleet(program: Command, globals: () => GlobalOptions): v
     );
 }
 
-async function withFleet(config: Config, fn: (f: Fleet) => Promise<void>): Promise<number> {
+/**
+ * Run a fleet verb: the state database (when there is one) is opened once,
+ * for the halts owed and for what `fn` reads of it, and closed after.
+ */
+async function withFleet(config: Config, fn: (f: Fleet, state: Db | undefined) => Promise<void>): Promise<number> {
   const f = openFleet(config);
+  let state: Db | undefined;
   try {
+    state = fleetState(config);
     // Halts this machine could not send when its checks failed go before anything else it says or asks.
-    for (const l of await sendOwedFromState(config, f)) log.info(l);
-    await fn(f);
+    if (state !== undefined) for (const l of await sendOwedHalts(state, f)) log.info(l);
+    await fn(f, state);
     return EXIT.OK;
   } finally {
+    state?.close();
     f.close();
   }
+}
+
+/** A generation given with --generation as the fleet knows it (from the state database, when it can be read); one of this machine's environments is already known so. */
+function asTarget(given: number | Target, state: Db | undefined): Target {
+  return typeof given === 'number' ? targetOf(state, given) : given;
 }
 
 /** A generation from this machine's environments (root, backend and state needed), as the fleet knows it. */

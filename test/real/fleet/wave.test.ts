@@ -195,6 +195,20 @@ test('a canary that fails its health checks halts the generation until fleet res
   assert.equal((await w1.sp('fleet', 'acquire', '--generation', '4')).code, 0);
 });
 
+test('a state database that cannot be read: said once per verb, and the generation given goes by its number', async () => {
+  const m = machine('unreadable', 'x1', {});
+  writeFileSync(join(scratch, 'unreadable', 'x1', 'state', 'sysprime.db'), 'not a database\n');
+  const warning = /fleet: the state database cannot be read \(.+\): this machine's updates are known by generation number only, and no owed halt is sent$/gm;
+  const acquired = await m.sp('fleet', 'acquire', '--generation', '2');
+  assert.equal(acquired.code, 0, acquired.stderr);
+  assert.equal(acquired.stdout, 'took slot 0 of group default for generation 2\n');
+  assert.equal(acquired.stderr.match(warning)?.length, 1, acquired.stderr);
+  const reported = await m.sp('fleet', 'report', '--health', 'good', '--generation', '2');
+  assert.equal(reported.code, 0, reported.stderr);
+  assert.equal(reported.stdout, 'recorded generation 2 as good; released the reboot slot\n');
+  assert.equal(reported.stderr.match(warning)?.length, 1, reported.stderr);
+});
+
 test('bad input and an etcd that does not answer: one line, an exit status, nothing rebooted', async () => {
   const port = await freePort();
   const dead = machine('bad', 'd1', { endpoints: [`http://127.0.0.1:${port}`], timeout: 2 });
