@@ -79,8 +79,9 @@ export async function bootPristine(bootPool: string, generation: number): Promis
  * mountpoint (`/boot`, or `legacy` where an fstab line mounts it) and
  * canmount=noauto: two boot datasets with canmount=on would both be mounted
  * at /boot by zfs-mount.service; the one of the booted root is mounted by
- * zfs-mount-generator, which mounts a noauto `BOOT/<name>` for the root
- * `ROOT/<name>`.
+ * sysprime-boot-generator, from the `sysprime.boot=` its boot entry carries
+ * (zfs-mount-generator mounts none of several noauto datasets sharing a
+ * mount point).
  */
 export async function cloneBootDataset(snapshot: string, temporary: string, environment: string, generation: string): Promise<void> {
   const source = await readOne(holderOf(snapshot), ['mountpoint']);

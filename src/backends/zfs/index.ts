@@ -526,7 +526,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           if (mountTargetsOf(await readMounts(), boot).length > 0) await zfs(['unmount', boot]);
           await zfs(['rename', boot, bootTarget]);
         }
-        // Only the booted root's boot dataset is mounted (zfs-mount-generator matches BOOT/<name> to ROOT/<name>); noauto unmounts nothing.
+        // Only the booted root's boot dataset is mounted (sysprime-boot-generator, from its entry's sysprime.boot=); noauto unmounts nothing.
         await zfs(['set', 'canmount=noauto', bootTarget]);
         await zfs(['set', `${PROP.generation}=${generation}`, bootTarget]);
       }
