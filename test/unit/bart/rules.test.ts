@@ -105,3 +105,12 @@ test('-i list clears attributes; unknown names are usage errors', () => {
   assert.equal(applyIgnoreList('mode,uid'), ALL & ~ATTR.mode & ~ATTR.uid);
   assert.throws(() => applyIgnoreList('mode,nope'), (err) => isSysprimeError(err, 'USAGE'));
 });
+
+test("the shipped rules leave out OpenZFS's own records of the pools, and check the admin's ZFS configuration", async () => {
+  const { readFileSync } = await import('node:fs');
+  const { SHIPPED_RULES } = await import('../../../src/drift/rules.js');
+  const r = parseRules(readFileSync(SHIPPED_RULES, 'utf8'), SHIPPED_RULES);
+  // zed rewrites the mount generator's cache at every dataset change, sysprime's own clones included.
+  for (const p of ['/etc/zfs/zfs-list.cache/rpool', '/etc/zfs/zfs-list.cache/bpool', '/etc/zfs/zpool.cache']) assert.equal(ruleFor(r, p, 'F')!.flags, 0, p);
+  for (const p of ['/etc/zfs/vdev_id.conf', '/etc/default/zfs', '/etc/fstab']) assert.notEqual(ruleFor(r, p, 'F')!.flags, 0, p);
+});
