@@ -54,6 +54,8 @@ export type UpdaterChoice = 'apt' | 'command';
 export type Machine = 'btrfs' | 'zfs' | 'grub' | 'grub-boot';
 
 export const isGrubMachine = (m: Machine): boolean => m === 'grub' || m === 'grub-boot';
+/** The machines GRUB boots: the two Btrfs GRUB machines and the OpenZFS one (the guide's layout with its boot pool). */
+export const bootsWithGrub = (m: Machine): boolean => isGrubMachine(m) || m === 'zfs';
 
 /** The Btrfs partition's device in the guest: the third partition when a separate /boot is the second. */
 export const btrfsDevice = (m: Machine): string => (m === 'grub-boot' ? '/dev/vda3' : '/dev/vda2');
@@ -63,6 +65,8 @@ export const ZFS_ESP_ID = '5EC0-2F50';
 /** The pool and the installer's root dataset, as the OpenZFS "Root on ZFS" guide names them. */
 export const ZFS_POOL = 'rpool';
 export const ZFS_INSTALLED_ROOT = 'rpool/ROOT/debian';
+/** The guide's boot pool, holding `BOOT/debian` (mounted at /boot) and GRUB's directory. */
+export const ZFS_BOOT_POOL = 'bpool';
 /** A fixed hostid shared by the installer, the initramfs and the system, so the pool imports at every boot. */
 export const ZFS_HOSTID = '5a564d31';
 
@@ -125,11 +129,6 @@ export function grubFstab(ids: ImageIds): string {
 /** The label of the drive that carries the sysprime build (image.ts, sysprimeDrive). */
 export const SYSPRIME_DRIVE_LABEL = 'sysprime-vm';
 
-/** The entry the installed ZFS machine boots from: the guide's root dataset. */
-export function zfsInstallerEntry(): string {
-  return ['title Debian (OpenZFS root)', 'linux /debian/vmlinuz', 'initrd /debian/initrd.img', `options root=ZFS=${ZFS_INSTALLED_ROOT} ${CMDLINE}`, ''].join('\n');
-}
-
 /** The command updater's stand-in for apt, for a sysprime without the apt updater. */
 export const DPKG_COMMAND = `dpkg -i ${'/opt/vm-repo'}/sysprime-vm-hello_2.0_all.deb`;
 
@@ -140,13 +139,13 @@ export function sysprimeConfig(updater: UpdaterChoice, machine: Machine = 'btrfs
       : ['backend = "zfs"', '', '[zfs]', `pool = "${ZFS_POOL}"`, '']),
     // The GRUB and OpenZFS machines run with sysprime's default state directory: init gives
     // the database a home every environment shares (ROOT/.sysprime/state on Btrfs,
-    // rpool/sysprime/state on ZFS). The GRUB machine also carries the kernel's arguments
-    // from the installed system's own command line.
+    // rpool/sysprime/state on ZFS). The machines GRUB boots also carry the kernel's
+    // arguments from the installed system's own command line.
     ...(machine === 'btrfs' ? ['[state]', `dir = "${STATE_DIR}"`, ''] : []),
     '[boot]',
-    `loader = "${isGrubMachine(machine) ? 'grub' : 'systemd-boot'}"`,
+    `loader = "${bootsWithGrub(machine) ? 'grub' : 'systemd-boot'}"`,
     'esp = "/boot/efi"',
-    ...(isGrubMachine(machine) ? [] : [`cmdline = "${CMDLINE}"`]),
+    ...(bootsWithGrub(machine) ? [] : [`cmdline = "${CMDLINE}"`]),
     'tries = 3',
     '',
     '[update]',

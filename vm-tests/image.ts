@@ -311,7 +311,8 @@ export async function customizeRoot(root: string, work: string, opts: ImageOptio
   symlinkSync(`/etc/systemd/system/${guest.RUNNER_UNIT}`, join(root, 'etc/systemd/system/multi-user.target.wants', guest.RUNNER_UNIT));
   // No login prompts (nobody logs in, and the console carries the markers), nothing a test does not need.
   const masked = ['serial-getty@ttyS0.service', 'getty.target', 'e2scrub_reap.service', 'apt-daily.timer', 'apt-daily-upgrade.timer'];
-  if (machine === 'zfs') masked.push('zfs-zed.service', 'dpkg-db-backup.timer', 'fstrim.timer');
+  // zed runs on the OpenZFS machine, as on the guide's: it keeps the mount generator's cache in step.
+  if (machine === 'zfs') masked.push('dpkg-db-backup.timer', 'fstrim.timer');
   for (const unit of masked) symlinkSync('/dev/null', join(root, 'etc/systemd/system', unit));
 
   if (sysprimeOnDrive) {

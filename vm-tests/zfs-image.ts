@@ -1,31 +1,37 @@
 /**
  * The ZFS machine: Debian 12 with its root on OpenZFS, laid out as the
- * OpenZFS "Root on ZFS" guide for bookworm lays it out (`rpool/ROOT/debian`
- * with mountpoint=/ and canmount=noauto, bootfs, and the shared datasets
- * outside ROOT: home, root's home, var/log, var/spool, var/cache, var/mail,
- * srv, usr/local ...), booted by systemd-boot with the kernel on the ESP and
- * `root=ZFS=rpool/ROOT/debian`.
+ * OpenZFS "Root on ZFS" guide for bookworm lays it out: a boot pool `bpool`
+ * (only the features GRUB reads) with `bpool/BOOT/debian` at /boot, the root
+ * pool with `rpool/ROOT/debian` (mountpoint=/, canmount=noauto, bootfs) and
+ * the shared datasets outside ROOT (home, root's home, var/log, var/spool,
+ * var/cache, var/mail, srv, usr/local ...), the guide's unit importing the
+ * boot pool, and GRUB installed by `grub-install` and `update-grub` chrooted
+ * into the new root, reading the kernels and its own directory from the boot
+ * dataset.
  *
- * This host cannot load ZFS, so the pool is made by the guest: the tree
+ * This host cannot load ZFS, so the pools are made by the guest: the tree
  * (with OpenZFS built by DKMS for the guest's kernel) becomes an ext4 image
- * (`mke2fs -d`, no mount), the guest kernel boots it directly with an
- * installer as PID 1 that creates the pool on the disk, copies the tree in
- * and exports the pool. Two cache layers, keyed by what decides their
- * contents: the tree as a tarball (mmdebstrap with the DKMS build, ~5 minutes
- * on 2 cores) and the installed disk (~2-3 minutes under TCG) built from it
- * and the current sysprime build.
+ * (`mke2fs -d`, no mount), the guest kernel boots it through the firmware
+ * with an installer as PID 1 that creates the pools on the disk, copies the
+ * tree in, writes the guide's zfs-list.cache (zed keeps it in step from
+ * then on), installs GRUB and exports the pools. Two cache
+ * layers, keyed by what decides their contents: the tree as a tarball
+ * (mmdebstrap with the DKMS build, ~5 minutes on 2 cores) and the installed
+ * disk (~2-3 minutes under TCG) built from it.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
-import { chmod, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { run } from '../src/process/run.js';
 import { onCleanup } from './cleanup.js';
 import * as guest from './guest-files.js';
 import { customizeRoot, DISK_SIZE, hash, initramfsHook, leanDpkgOptions, partition, reuseCached, type BaseImage, type ImageOptions } from './image.js';
 import { REPO_DIR, VERSIONS } from './packages.js';
-import { runVm } from './vm.js';
+import { OVMF_VARS, runVm } from './vm.js';
 
 const ESP_MIB = 512;
+/** The boot pool's partition: the guide gives it 1 GiB. */
+const BPOOL_MIB = 1024;
 
 const INCLUDE = [
   'linux-image-amd64',
@@ -34,8 +40,10 @@ const INCLUDE = [
   'zfs-dkms',
   'zfsutils-linux',
   'zfs-initramfs',
+  // Recommended by zfsutils-linux, so on every machine the guide installs: it keeps
+  // /etc/zfs/zfs-list.cache in step, from which zfs-mount-generator orders the mounts.
+  'zfs-zed',
   'systemd-sysv',
-  'systemd-boot',
   'udev',
   'initramfs-tools',
   'zstd',
@@ -47,6 +55,10 @@ const INCLUDE = [
   'apt',
   'acl',
   'attr',
+  // What the guide installs to boot it on UEFI: GRUB, its signed image and shim.
+  'grub-efi-amd64',
+  'grub-efi-amd64-signed',
+  'shim-signed',
 ];
 
 /**
@@ -133,12 +145,46 @@ export async function zfsTreeTarball(opts: ImageOptions): Promise<string> {
   return path;
 }
 
+/** The properties zed's zfs-list cacher lists, in the order zfs-mount-generator reads them. */
+const ZED_CACHE_PROPERTIES = [
+  'name', 'mountpoint', 'canmount', 'atime', 'relatime', 'devices', 'exec', 'readonly', 'setuid', 'nbmand', 'encroot', 'keylocation',
+  ...['requires', 'requires-mounts-for', 'before', 'after', 'wanted-by', 'required-by', 'nofail', 'ignore'].map((p) => `org.openzfs.systemd:${p}`),
+].join(',');
+
+/** The guide's unit that imports the boot pool at every boot (the initramfs imports only the root pool). */
+export function bpoolImportUnit(): string {
+  return [
+    '[Unit]',
+    'DefaultDependencies=no',
+    'Before=zfs-import-scan.service',
+    'Before=zfs-import-cache.service',
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    `ExecStart=/sbin/zpool import -N -o cachefile=none ${guest.ZFS_BOOT_POOL}`,
+    '# Work-around to preserve zpool cache:',
+    'ExecStartPre=-/bin/mv /etc/zfs/zpool.cache /etc/zfs/preboot_zpool.cache',
+    'ExecStartPost=-/bin/mv /etc/zfs/preboot_zpool.cache /etc/zfs/zpool.cache',
+    '',
+    '[Install]',
+    'WantedBy=zfs-import.target',
+    '',
+  ].join('\n');
+}
+
 /**
- * PID 1 of the installer boot: the pool and datasets as the OpenZFS guide for
- * Debian bookworm makes them (without its GRUB boot pool: systemd-boot reads
- * the kernels from the ESP), the tree copied in, bootfs set, the pool exported.
+ * PID 1 of the installer boot: the pools and datasets as the OpenZFS guide
+ * for Debian bookworm makes them (a boot pool with only the features GRUB
+ * reads, `bpool/BOOT/debian` at /boot; the root pool with `rpool/ROOT/debian`
+ * and the shared datasets), the tree copied in, bootfs set, then, chrooted
+ * into the new root as the guide does: its bpool import unit, GRUB's defaults
+ * for a serial console, `update-grub` and `grub-install` (the stub on the
+ * ESP, GRUB's directory in the boot dataset); the pools exported.
  */
 export function installerScript(): string {
+  const P = guest.ZFS_POOL;
+  const B = guest.ZFS_BOOT_POOL;
   return `#!/bin/sh
 PATH=/usr/sbin:/usr/bin:/sbin:/bin; export PATH
 say() { echo "SYSPRIME-VM-INSTALL $*"; }
@@ -149,25 +195,30 @@ mountpoint -q /dev || mount -t devtmpfs dev /dev
 mountpoint -q /run || mount -t tmpfs tmpfs /run
 say begin
 modprobe zfs || fail modprobe
+zpool create -f -o ashift=12 -o autotrim=on -o compatibility=grub2 -o cachefile=none \\
+  -O devices=off -O acltype=posixacl -O xattr=sa -O compression=lz4 -O normalization=formD \\
+  -O relatime=on -O canmount=off -O mountpoint=/boot -R /mnt ${B} /dev/vda2 || fail bpool-create
 zpool create -f -o ashift=12 -o autotrim=on -o cachefile=none \\
   -O acltype=posixacl -O xattr=sa -O dnodesize=auto -O compression=lz4 -O normalization=formD \\
-  -O relatime=on -O canmount=off -O mountpoint=/ -R /mnt ${guest.ZFS_POOL} /dev/vda2 || fail zpool-create
-zfs create -o canmount=off -o mountpoint=none ${guest.ZFS_POOL}/ROOT || fail ROOT
+  -O relatime=on -O canmount=off -O mountpoint=/ -R /mnt ${P} /dev/vda3 || fail zpool-create
+zfs create -o canmount=off -o mountpoint=none ${P}/ROOT || fail ROOT
+zfs create -o canmount=off -o mountpoint=none ${B}/BOOT || fail BOOT
 zfs create -o canmount=noauto -o mountpoint=/ ${guest.ZFS_INSTALLED_ROOT} || fail root
 zfs mount ${guest.ZFS_INSTALLED_ROOT} || fail mount-root
+zfs create -o mountpoint=/boot ${B}/BOOT/debian || fail boot
 # The guide's shared datasets: outside ROOT, the same in every environment.
-zfs create ${guest.ZFS_POOL}/home || fail home
-zfs create -o mountpoint=/root ${guest.ZFS_POOL}/home/root || fail root-home
-zfs create -o canmount=off ${guest.ZFS_POOL}/var
-zfs create -o canmount=off ${guest.ZFS_POOL}/var/lib
-zfs create ${guest.ZFS_POOL}/var/log
-zfs create ${guest.ZFS_POOL}/var/spool
-zfs create -o com.sun:auto-snapshot=false ${guest.ZFS_POOL}/var/cache
-zfs create -o com.sun:auto-snapshot=false ${guest.ZFS_POOL}/var/tmp
-zfs create ${guest.ZFS_POOL}/var/mail
-zfs create ${guest.ZFS_POOL}/srv
-zfs create -o canmount=off ${guest.ZFS_POOL}/usr
-zfs create ${guest.ZFS_POOL}/usr/local
+zfs create ${P}/home || fail home
+zfs create -o mountpoint=/root ${P}/home/root || fail root-home
+zfs create -o canmount=off ${P}/var
+zfs create -o canmount=off ${P}/var/lib
+zfs create ${P}/var/log
+zfs create ${P}/var/spool
+zfs create -o com.sun:auto-snapshot=false ${P}/var/cache
+zfs create -o com.sun:auto-snapshot=false ${P}/var/tmp
+zfs create ${P}/var/mail
+zfs create ${P}/srv
+zfs create -o canmount=off ${P}/usr
+zfs create ${P}/usr/local
 say "copy begin"
 tar -C / --one-file-system --xattrs --xattrs-include='*' --acls --numeric-owner \\
   --exclude=./lost+found --exclude=./usr/local/sbin/sysprime-vm-install -cf - . \\
@@ -175,10 +226,46 @@ tar -C / --one-file-system --xattrs --xattrs-include='*' --acls --numeric-owner 
 chmod 700 /mnt/root
 chmod 1777 /mnt/var/tmp
 say "copy end"
-zpool set bootfs=${guest.ZFS_INSTALLED_ROOT} ${guest.ZFS_POOL} || fail bootfs
+# The guide's "fix filesystem mount ordering": zfs-mount-generator makes the datasets' mount
+# units from zed's cache, so /boot is mounted before /boot/efi (zfs-mount.service alone mounts it
+# after, over the ESP). What zed's cacher writes, with the altroot taken off as the guide does.
+mkdir -p /mnt/etc/zfs/zfs-list.cache
+for p in ${B} ${P}; do
+  zfs list -H -t filesystem -r $p -o ${ZED_CACHE_PROPERTIES} > /mnt/etc/zfs/zfs-list.cache/$p || fail zfs-list-cache
+done
+sed -Ei "s|/mnt/?|/|" /mnt/etc/zfs/zfs-list.cache/*
+cat /mnt/etc/zfs/zfs-list.cache/*
+zpool set bootfs=${guest.ZFS_INSTALLED_ROOT} ${P} || fail bootfs
+t=/mnt
+mkdir -p $t/boot/efi
+mount -t vfat -o umask=0077 /dev/vda1 $t/boot/efi || fail mount-esp
+for d in dev proc sys; do mount --rbind /$d $t/$d || fail bind-$d; done
+mount -t efivarfs efivarfs $t/sys/firmware/efi/efivars 2>/dev/null || true
+cat > $t/etc/systemd/system/zfs-import-${B}.service <<'UNIT'
+${bpoolImportUnit()}UNIT
+ln -s /etc/systemd/system/zfs-import-${B}.service $t/etc/systemd/system/zfs-import.target.wants/zfs-import-${B}.service || fail bpool-unit
+# /etc/default/grub: the guide's root= (grub-probe cannot always name a ZFS root), a short
+# timeout, the serial console on the kernel's command line (and panic=5: a panicking kernel
+# must reboot), GRUB's menu on the serial line.
+f=$t/etc/default/grub
+sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \\
+  -e 's|^GRUB_CMDLINE_LINUX=.*|GRUB_CMDLINE_LINUX="root=ZFS=${guest.ZFS_INSTALLED_ROOT} console=ttyS0,115200 panic=5"|' \\
+  -e 's/^#GRUB_TERMINAL=.*/GRUB_TERMINAL="console serial"\\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"/' $f || fail defaults
+grep -q '^GRUB_SERIAL_COMMAND=' $f || fail defaults-serial
+grep -v '^#' $f | grep .
+chroot $t grub-probe /boot || fail grub-probe
+chroot $t update-grub || fail update-grub
+chroot $t grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --recheck --no-floppy --no-nvram --force-extra-removable || fail grub-install
+find $t/boot/efi -type f -printf '%s %p\\n'
+cat $t/boot/efi/EFI/debian/grub.cfg
+sync
+umount $t/sys/firmware/efi/efivars 2>/dev/null || true
+umount -R $t/dev $t/proc $t/sys 2>/dev/null
+umount $t/boot/efi || fail umount-esp
 zfs list -o name,used,mountpoint,canmount
 zfs umount -a
-zpool export ${guest.ZFS_POOL} || fail export
+zpool export ${B} || fail export-bpool
+zpool export ${P} || fail export
 say done
 sync
 echo o > /proc/sysrq-trigger
@@ -187,7 +274,7 @@ sleep 60
 }
 
 function zfsGuestFingerprint(opts: ImageOptions): string[] {
-  return [guest.zfsFstab(), guest.sysprimeConfig(opts.updater, 'zfs'), guest.loaderConf(), guest.zfsInstallerEntry(), guest.runnerUnit(), guest.runnerScript(), installerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB)];
+  return [guest.zfsFstab(), guest.sysprimeConfig(opts.updater, 'zfs'), guest.runnerUnit(), guest.runnerScript(), installerScript(), REPO_DIR, JSON.stringify(VERSIONS), DISK_SIZE, String(ESP_MIB), String(BPOOL_MIB)];
 }
 
 /** The installed ZFS machine with the current sysprime build, as a read-only raw disk image. */
@@ -238,26 +325,13 @@ async function buildZfsDisk(image: string, tarball: string, work: string, opts: 
 
   await run('truncate', ['-s', DISK_SIZE, image]);
   await run('sgdisk', ['--zap-all', image], { allowFailure: true });
-  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', '2:0:0', '-t', '2:bf00', '-c', '2:rpool', image]);
+  // The guide's partitions (without its BIOS boot partition: this machine boots UEFI only).
+  await run('sgdisk', ['-n', `1:2048:+${ESP_MIB}M`, '-t', '1:ef00', '-c', '1:ESP', '-n', `2:0:+${BPOOL_MIB}M`, '-t', '2:be00', '-c', '2:bpool', '-n', '3:0:0', '-t', '3:bf00', '-c', '3:rpool', image]);
   const espPart = await partition(image, 1);
 
-  // The ESP as a FAT image of its own (vfat cannot be mounted here), filled with mtools, then copied in.
+  // The ESP as an empty FAT image of its own (vfat cannot be mounted here): grub-install fills it in the guest.
   const espImg = join(work, 'esp.img');
   await run('mkfs.vfat', ['-F', '32', '-n', 'ESP', '-i', guest.ZFS_ESP_ID.replace('-', ''), '-C', espImg, String(espPart.size / 1024)]);
-  const mtools = { env: { MTOOLS_SKIP_CHECK: '1' } };
-  const efi = join(tree, 'usr/lib/systemd/boot/efi/systemd-bootx64.efi');
-  await writeFile(join(work, 'loader.conf'), guest.loaderConf());
-  await writeFile(join(work, 'debian.conf'), guest.zfsInstallerEntry());
-  for (const dir of ['::EFI', '::EFI/BOOT', '::EFI/systemd', '::loader', '::loader/entries', '::debian']) await run('mmd', ['-i', espImg, dir], mtools);
-  const copies: Array<[string, string]> = [
-    [efi, '::EFI/BOOT/BOOTX64.EFI'],
-    [efi, '::EFI/systemd/systemd-bootx64.efi'],
-    [join(work, 'loader.conf'), '::loader/loader.conf'],
-    [join(work, 'debian.conf'), '::loader/entries/debian.conf'],
-    [vmlinuz, '::debian/vmlinuz'],
-    [initrd, '::debian/initrd.img'],
-  ];
-  for (const [from, to] of copies) await run('mcopy', ['-i', espImg, from, to], mtools);
   await run('dd', [`if=${espImg}`, `of=${image}`, 'bs=1M', `seek=${espPart.offset / (1024 * 1024)}`, 'conv=notrunc,sparse', 'status=none']);
   await rm(espImg, { force: true });
   await rm(tree, { recursive: true, force: true });
@@ -265,11 +339,14 @@ async function buildZfsDisk(image: string, tarball: string, work: string, opts: 
   // The installer boot: the guest's kernel straight from the host, the ext4 tree as its root.
   const serial = join(work, 'install.log');
   await writeFile(serial, '');
+  // Through the firmware, as the installer runs on a UEFI machine: update-grub and grub-install see EFI.
+  const vars = join(work, 'OVMF_VARS.fd');
+  await copyFile(OVMF_VARS, vars);
   const outcome = await runVm(
     {
       dir: work,
       disk: image,
-      vars: '',
+      vars,
       serial,
       pidFile: join(work, 'qemu.pid'),
     },
@@ -279,7 +356,7 @@ async function buildZfsDisk(image: string, tarball: string, work: string, opts: 
       cpus: 2,
       timeoutMs: 30 * 60 * 1000,
       noReboot: true,
-      direct: { kernel: vmlinuz, initrd, append: 'root=/dev/vdb ro console=ttyS0,115200 init=/usr/local/sbin/sysprime-vm-install panic=-1', extraDisk: ext4, diskFormat: 'raw' },
+      direct: { kernel: vmlinuz, initrd, append: 'root=/dev/vdb ro console=ttyS0,115200 init=/usr/local/sbin/sysprime-vm-install panic=-1', extraDisk: ext4, diskFormat: 'raw', uefi: true },
     },
   );
   const log = await readFile(serial, 'latin1');

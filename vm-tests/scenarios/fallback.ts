@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import type { Machine } from '../guest-files.js';
-import { rootOf, type Scenario } from '../scenario.js';
+import { env, rootOf, type EnvJson, type Scenario } from '../scenario.js';
 import { chain } from './chain.js';
 import { yesterday } from './yesterday.js';
 
@@ -96,3 +96,29 @@ export const fallback = fallbackOn(5, 'fallback after failed tries', 'btrfs', 'R
 
 /** 5 as CI runs it: then 6 (yesterday's environment once) in the same VM, from the environment fallen back to. */
 export const fallbackThenYesterday = chain({ id: 5, name: "fallback after failed tries, then yesterday's environment once", timeoutMinutes: 34 }, fallback, yesterday);
+
+/**
+ * Between a fallback and a staging in one chain: the broken environment
+ * destroyed, which takes its generation's pristine state too (updates chain
+ * on the newest pristine state: with it kept, staging again would find
+ * nothing to do). Checks first that the environment fallen back to
+ * (`adopted`) is the default, as the bootloader's saved entry is.
+ */
+export function destroyBroken(machine: Machine, adopted: string): Scenario {
+  return {
+    id: 0,
+    name: 'destroy the broken environment',
+    machine,
+    from: 'adopted',
+    verbs: ['destroy'],
+    timeoutMinutes: 0,
+    boots: [
+      {
+        script: 'step settled sysprime --json list\nstep destroy-broken sysprime destroy broken\nthen_poweroff\n',
+        async check(_boot, ctx) {
+          assert.ok(env(await ctx.json<EnvJson[]>('settled'), adopted).default, `"${adopted}" is the default after the fallback, not "broken"`);
+        },
+      },
+    ],
+  };
+}

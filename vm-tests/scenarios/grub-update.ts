@@ -8,6 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
+import { destroyBroken } from './fallback.js';
 import { chain } from './chain.js';
 import { grubFallback } from './grub-fallback.js';
 
@@ -94,22 +95,6 @@ then_poweroff
 export const grubFallbackThenUpdate = chain(
   { id: 12, name: 'GRUB: fallback after failed tries, then update, boot it, yesterday once', timeoutMinutes: 36 },
   grubFallback,
-  {
-    id: 0,
-    name: 'destroy the broken environment',
-    machine: 'grub',
-    from: 'adopted',
-    verbs: ['destroy'],
-    timeoutMinutes: 0,
-    boots: [
-      {
-        script: 'step settled sysprime --json list\nstep destroy-broken sysprime destroy broken\nthen_poweroff\n',
-        async check(_boot, ctx) {
-          // The boot-complete unit made the environment GRUB fell back to the default, as GRUB's saved entry is.
-          assert.ok(env(await ctx.json<EnvJson[]>('settled'), 'debian').default, '"debian" is the default after the fallback, not "broken"');
-        },
-      },
-    ],
-  },
+  destroyBroken('grub', 'debian'),
   grubUpdate,
 );

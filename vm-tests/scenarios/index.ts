@@ -1,6 +1,6 @@
 /**
  * Every scenario, in the order they run. Some are chains of smaller ones
- * (chain.ts): 2 runs inside 7, 6 inside 5, 13 inside 12, one VM each.
+ * (chain.ts): 2 runs inside 7, 6 inside 5, 13 inside 12, 10 inside 9, one VM each.
  */
 import type { Scenario } from '../scenario.js';
 import { installAdopt } from './install-adopt.js';
@@ -8,8 +8,7 @@ import { changeAfterStaging } from './change-after-staging.js';
 import { fallbackThenYesterday } from './fallback.js';
 import { updateThenPrune } from './prune.js';
 import { zfsAdopt } from './zfs-adopt.js';
-import { zfsUpdate } from './zfs-update.js';
-import { zfsFallback } from './zfs-fallback.js';
+import { zfsFallbackThenUpdate } from './zfs-update.js';
 import { grubAdopt } from './grub-adopt.js';
 import { grubFallbackThenUpdate } from './grub-update.js';
 import { grubBoot } from './grub-boot.js';
@@ -20,8 +19,7 @@ export const SCENARIOS: readonly Scenario[] = [
   fallbackThenYesterday,
   updateThenPrune,
   zfsAdopt,
-  zfsUpdate,
-  zfsFallback,
+  zfsFallbackThenUpdate,
   grubAdopt,
   grubFallbackThenUpdate,
   grubBoot,

@@ -1,13 +1,17 @@
 /**
- * 9. On OpenZFS: an apt update staged preemptively in a clone, changes made
- * after staging (a config edit, a user's file on the shared home dataset)
- * there after the reboot, drift by `zfs diff` equal to drift by a walk, and
+ * 9. On OpenZFS: an apt update staged preemptively in a clone (with a boot
+ * dataset of its own), changes made after staging (a config edit, a user's
+ * file on the shared home dataset) there after GRUB booted it, its own boot
+ * dataset at /boot, drift by `zfs diff` equal to drift by a walk, and
  * prune of the adopted root the new environment was cloned from. (Booting an
  * older environment on this machine is scenario 10's fallback; the one-shot
  * is the loader's own, tried on Btrfs (6) and GRUB (12).)
  */
 import assert from 'node:assert/strict';
 import { env, probe, rootOf, value, type EnvJson, type Scenario } from '../scenario.js';
+import { chain } from './chain.js';
+import { destroyBroken } from './fallback.js';
+import { zfsFallback } from './zfs-fallback.js';
 
 export const zfsUpdate: Scenario = {
   id: 9,
@@ -25,17 +29,21 @@ sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
 mkdir -p /home/alice && echo "notes of alice" > /home/alice/notes.txt
 step datasets zfs list -H -o name,origin
 step activate sysprime activate next
+step menu cat /boot/grub/sysprime.cfg
 then_reboot
 `,
       async check(boot, ctx) {
         assert.equal(value(boot, 'running-version'), '1.0', 'staging changed nothing on the running system');
         const datasets = (await ctx.output('datasets')) ?? '';
         assert.match(datasets, /^rpool\/ROOT\/next\t/m, 'the new environment is a dataset beside debian');
+        assert.match(datasets, /^bpool\/BOOT\/next\tbpool\/BOOT\/debian@sysprime-pristine$/m, 'with a boot dataset of its own, cloned from the same-named snapshot');
+        assert.match((await ctx.output('menu')) ?? '', /linux \/BOOT\/next@\/vmlinuz-\S+ root=ZFS=rpool\/ROOT\/next sysprime\.boot=bpool\/BOOT\/next /, "its entry reads its own boot dataset's kernel and names it");
       },
     },
     {
       script: `
 value version dpkg-query -W -f='\${Version}' sysprime-vm-hello
+step boot findmnt -n -o SOURCE,FSTYPE /boot
 step merge cat /etc/sysprime-vm/merge.conf
 step alice cat /home/alice/notes.txt
 probe unit test -e /etc/systemd/system/sysinit.target.wants/sysprime-reintegrate.service
@@ -53,6 +61,10 @@ then_poweroff
 `,
       async check(boot, ctx) {
         assert.equal(rootOf(boot), 'rpool/ROOT/next', 'the reboot runs the staged environment');
+        assert.match(boot.grubEntry, /^next \(generation 1, /, "through sysprime's entry");
+        assert.match(boot.image, /^\/BOOT\/next@\/vmlinuz-/, 'GRUB loaded the kernel from its own boot dataset');
+        // Two boot datasets at /boot now: zfs-mount-generator would mount neither; sysprime's generator mounts the booted one's.
+        assert.equal(((await ctx.output('boot')) ?? '').trim().split(/\s+/).join(' '), 'bpool/BOOT/next zfs', 'its own boot dataset is mounted at /boot');
         assert.equal(value(boot, 'version'), '2.0');
         const merged = (await ctx.output('merge')) ?? '';
         assert.match(merged, /^greeting = bonjour$/m, 'the edit made after staging was replayed at the first boot');
@@ -80,7 +92,22 @@ then_poweroff
         const names = pruned.map((e) => e.name).sort();
         assert.deepEqual(names, ['extra-a', 'extra-b', 'next'], 'the oldest beyond keep=2 went (the adopted root, whose snapshot the others were cloned from); the running default stays');
         assert.ok(!datasets.includes('rpool/ROOT/debian'), 'its dataset went with it');
+        assert.ok(!datasets.includes('bpool/BOOT/debian'), 'and its boot dataset');
+        for (const n of names) assert.ok(datasets.includes(`bpool/BOOT/${n}`), `${n} keeps its boot dataset`);
       },
     },
   ],
 };
+
+/**
+ * 9 as CI runs it: 10 (the fallback) first, in the same VM, then the broken
+ * environment destroyed (destroyBroken), then 9 stages `next` with the
+ * update from the adopted root the machine fell back to: one VM and one
+ * boot fewer than the two apart.
+ */
+export const zfsFallbackThenUpdate = chain(
+  { id: 9, name: 'OpenZFS: fallback after failed tries, then update, first boot, drift, prune', timeoutMinutes: 44 },
+  zfsFallback,
+  destroyBroken('zfs', 'debian'),
+  zfsUpdate,
+);
