@@ -108,13 +108,7 @@ for d in dev proc sys; do mount --bind /$d $t/$d || fail bind-$d; done
 mount -t efivarfs efivarfs $t/sys/firmware/efi/efivars || fail efivarfs
 # /etc/default/grub: Debian's, with a short timeout, the installer's serial console on the
 # kernel's command line (and panic=5: a panicking kernel must reboot), GRUB's menu on the serial line.
-f=$t/etc/default/grub
-sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \\
-  -e 's/^GRUB_CMDLINE_LINUX=.*/GRUB_CMDLINE_LINUX="console=ttyS0,115200 panic=5"/' \\
-  -e 's/^#GRUB_TERMINAL=.*/GRUB_TERMINAL="console serial"\\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"/' $f || fail defaults
-grep -q '^GRUB_SERIAL_COMMAND=' $f || fail defaults-serial
-grep -v '^#' $f | grep .
-# Fresh firmware variables have no boot entry: the removable path (which the installer
+${grubDefaults('console=ttyS0,115200 panic=5')}# Fresh firmware variables have no boot entry: the removable path (which the installer
 # offers too) is what boots, and there is nothing to write into NVRAM.
 chroot $t grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --no-nvram --force-extra-removable || fail grub-install
 chroot $t update-grub || fail update-grub
@@ -128,6 +122,21 @@ say done
 sync
 echo o > /proc/sysrq-trigger
 sleep 60
+`;
+}
+
+/**
+ * The installer script's edit of the new root's /etc/default/grub (at `$t`):
+ * a short timeout, `cmdline` as GRUB_CMDLINE_LINUX, GRUB's menu on the
+ * serial line; the result printed. Shared by every machine GRUB installs.
+ */
+export function grubDefaults(cmdline: string): string {
+  return `f=$t/etc/default/grub
+sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \\
+  -e 's|^GRUB_CMDLINE_LINUX=.*|GRUB_CMDLINE_LINUX="${cmdline}"|' \\
+  -e 's/^#GRUB_TERMINAL=.*/GRUB_TERMINAL="console serial"\\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"/' $f || fail defaults
+grep -q '^GRUB_SERIAL_COMMAND=' $f || fail defaults-serial
+grep -v '^#' $f | grep .
 `;
 }
 

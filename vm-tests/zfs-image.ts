@@ -27,6 +27,7 @@ import { onCleanup } from './cleanup.js';
 import * as guest from './guest-files.js';
 import { customizeRoot, DISK_SIZE, hash, initramfsHook, leanDpkgOptions, partition, reuseCached, type BaseImage, type ImageOptions } from './image.js';
 import { REPO_DIR, VERSIONS } from './packages.js';
+import { grubDefaults } from './grub-image.js';
 import { OVMF_VARS, runVm } from './vm.js';
 
 const ESP_MIB = 512;
@@ -247,13 +248,7 @@ ln -s /etc/systemd/system/zfs-import-${B}.service $t/etc/systemd/system/zfs-impo
 # /etc/default/grub: the guide's root= (grub-probe cannot always name a ZFS root), a short
 # timeout, the serial console on the kernel's command line (and panic=5: a panicking kernel
 # must reboot), GRUB's menu on the serial line.
-f=$t/etc/default/grub
-sed -i -e 's/^GRUB_TIMEOUT=.*/GRUB_TIMEOUT=1/' \\
-  -e 's|^GRUB_CMDLINE_LINUX=.*|GRUB_CMDLINE_LINUX="root=ZFS=${guest.ZFS_INSTALLED_ROOT} console=ttyS0,115200 panic=5"|' \\
-  -e 's/^#GRUB_TERMINAL=.*/GRUB_TERMINAL="console serial"\\nGRUB_SERIAL_COMMAND="serial --unit=0 --speed=115200"/' $f || fail defaults
-grep -q '^GRUB_SERIAL_COMMAND=' $f || fail defaults-serial
-grep -v '^#' $f | grep .
-chroot $t grub-probe /boot || fail grub-probe
+${grubDefaults(`root=ZFS=${guest.ZFS_INSTALLED_ROOT} console=ttyS0,115200 panic=5`)}chroot $t grub-probe /boot || fail grub-probe
 chroot $t update-grub || fail update-grub
 chroot $t grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian --recheck --no-floppy --no-nvram --force-extra-removable || fail grub-install
 find $t/boot/efi -type f -printf '%s %p\\n'
