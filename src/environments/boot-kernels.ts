@@ -219,9 +219,9 @@ export function zfsBootPoolProblem(boot: Extract<BootMount, { kind: 'zfs-boot-po
   return `${what}, not recorded as "${name}"'s own boot dataset (adopted before sysprime carried boot datasets)`;
 }
 
-/** Whether environment `name` has its boot dataset as its own (the backend's bootRoot says so); true when it does not exist yet. */
-async function hasOwnBoot(ctx: Context, name: string): Promise<boolean> {
-  if ((await ctx.backend.listEnvironments()).every((e) => e.name !== name)) return true;
+/** Whether environment `name` (`exists`: already made) has its boot dataset as its own (the backend's bootRoot says so); true when it does not exist yet. */
+async function hasOwnBoot(ctx: Context, name: string, exists: boolean): Promise<boolean> {
+  if (!exists) return true;
   const at = await ctx.backend.bootRoot(name);
   return at.fs === 'zfs' && at.boot !== undefined;
 }
@@ -236,8 +236,8 @@ export function hasBootGenerator(tree: string): boolean {
   return GENERATOR_DIRS.some((dir) => withDirIn(tree, dir, { create: false }, (d) => lstatIn(d, BOOT_GENERATOR) !== undefined) === true);
 }
 
-async function bootGeneratorIn(ctx: Context, name: string): Promise<boolean> {
-  if ((await ctx.backend.listEnvironments()).every((e) => e.name !== name)) return true;
+async function bootGeneratorIn(ctx: Context, name: string, exists: boolean): Promise<boolean> {
+  if (!exists) return true;
   const tree = await ctx.backend.openEnvironment(name);
   try {
     return hasBootGenerator(tree.path);
@@ -264,7 +264,8 @@ export interface BootPoolProblem {
 export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<BootPoolProblem | null> {
   const boot = await bootMountOf(ctx, name);
   if (boot?.kind !== 'zfs-boot-pool') return null;
-  const problem = zfsBootPoolProblem(boot, name, await hasOwnBoot(ctx, name));
+  const exists = (await ctx.backend.listEnvironments()).some((e) => e.name === name);
+  const problem = zfsBootPoolProblem(boot, name, await hasOwnBoot(ctx, name, exists));
   if (problem !== null) {
     const [pool] = boot.dataset.split('/');
     return {
@@ -274,7 +275,7 @@ export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<
       hint: `rename it to ${pool}/BOOT/${name} (zfs rename) and run sysprime init on the machine again, or keep the kernels in the root dataset and boot with ZFSBootMenu or systemd-boot; see docs/boot.md, "A ZFS boot pool"`,
     };
   }
-  if (await bootGeneratorIn(ctx, name)) return null;
+  if (await bootGeneratorIn(ctx, name, exists)) return null;
   return {
     boot,
     kind: 'no-generator',
