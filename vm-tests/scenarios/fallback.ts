@@ -10,22 +10,20 @@ import { env, rootOf, type EnvJson, type Scenario } from '../scenario.js';
 import { chain } from './chain.js';
 import { yesterday } from './yesterday.js';
 
-const TRIES = 2;
-
-/** Where each bootloader keeps its counting, and what it says before and after the failed tries. */
+/** Where each bootloader keeps its counting, and what it says before and after `tries` failed tries. */
 const COUNTING = {
   'systemd-boot': {
     settle: '',
     show: 'ls /boot/efi/loader/entries',
-    before: (out: string) => assert.match(out, new RegExp(`^sysprime-broken\\+${TRIES}\\.conf$`, 'm'), 'the activated staged entry counts tries'),
-    after: (out: string) => assert.match(out, new RegExp(`^sysprime-broken\\+0-${TRIES}\\.conf$`, 'm'), 'the broken entry has no tries left'),
+    before: (out: string, tries: number) => assert.match(out, new RegExp(`^sysprime-broken\\+${tries}\\.conf$`, 'm'), 'the activated staged entry counts tries'),
+    after: (out: string, _root: string, tries: number) => assert.match(out, new RegExp(`^sysprime-broken\\+0-${tries}\\.conf$`, 'm'), 'the broken entry has no tries left'),
   },
   grub: {
     // The unit that ends the trial runs beside the runner: wait for it (a no-op once it ran).
     settle: 'step settle systemctl start sysprime-boot-complete.service',
     show: 'grub-editenv /boot/grub/grubenv list',
-    before: (out: string) => {
-      assert.match(out, new RegExp(`^boot_counter=${TRIES}$`, 'm'), 'the activated staged entry counts tries in grubenv');
+    before: (out: string, tries: number) => {
+      assert.match(out, new RegExp(`^boot_counter=${tries}$`, 'm'), 'the activated staged entry counts tries in grubenv');
       assert.match(out, /^sysprime_counting=sysprime-broken$/m);
     },
     after: (out: string, root: string) => {
@@ -36,8 +34,13 @@ const COUNTING = {
   },
 } as const;
 
-/** The scenario on a machine whose adopted root (the one to fall back to) is `root`. */
-export function fallbackOn(id: number, name: string, machine: Machine, root: string, timeoutMinutes: number, loader: keyof typeof COUNTING = 'systemd-boot'): Scenario {
+/**
+ * The scenario on a machine whose adopted root (the one to fall back to) is
+ * `root`, with `tries` failed boots before the fallback (two where the
+ * counting's steps down are what is tried; one where each failed boot costs
+ * minutes and the fallback is the point).
+ */
+export function fallbackOn(id: number, name: string, machine: Machine, root: string, timeoutMinutes: number, loader: keyof typeof COUNTING = 'systemd-boot', tries = 2): Scenario {
   const counting = COUNTING[loader];
   return {
     id,
@@ -49,7 +52,7 @@ export function fallbackOn(id: number, name: string, machine: Machine, root: str
     boots: [
       {
         script: `
-sed -i 's/^tries = .*/tries = ${TRIES}/' /etc/sysprime/sysprime.toml
+sed -i 's/^tries = .*/tries = ${tries}/' /etc/sysprime/sysprime.toml
 tstep stage sysprime -v stage --name broken
 mkdir -p /mnt/broken
 step mount sysprime mount broken /mnt/broken
@@ -62,7 +65,7 @@ step entries ${counting.show}
 then_reboot
 `,
         async check(_boot, ctx) {
-          counting.before((await ctx.output('entries')) ?? '');
+          counting.before((await ctx.output('entries')) ?? '', tries);
         },
       },
       {
@@ -74,7 +77,7 @@ then_poweroff
 `,
         async check(boot, ctx) {
           assert.equal(rootOf(boot), root, 'the machine fell back to the previous environment');
-          counting.after((await ctx.output('entries')) ?? '', root);
+          counting.after((await ctx.output('entries')) ?? '', root, tries);
           const status = (await ctx.output('status')) ?? '';
           assert.match(status, /broken/, '`status` names the environment that failed');
           // One line names it and says it did not boot (a reintegration line's "failure(s)" is not that).
@@ -86,8 +89,8 @@ then_poweroff
       },
     ],
     checkLog(log) {
-      const tries = log.orphans.filter((l) => l === 'broken-init').length;
-      assert.equal(tries, TRIES, `the broken environment was tried ${TRIES} times (saw ${tries})`);
+      const seen = log.orphans.filter((l) => l === 'broken-init').length;
+      assert.equal(seen, tries, `the broken environment was tried ${tries} times (saw ${seen})`);
     },
   };
 }
