@@ -24,6 +24,7 @@ export const zfsUpdate: Scenario = {
     {
       script: `
 tstep stage sysprime -v stage --name next
+step pristine-manifest grep -o 'manifest of the pristine snapshot of generation [0-9]*[^|]*' out/b$N-stage.err
 value running-version dpkg-query -W -f='\${Version}' sysprime-vm-hello
 sed -i 's/^greeting = hello$/greeting = bonjour/' /etc/sysprime-vm/merge.conf
 mkdir -p /home/alice && echo "notes of alice" > /home/alice/notes.txt
@@ -34,6 +35,13 @@ then_reboot
 `,
       async check(boot, ctx) {
         assert.equal(value(boot, 'running-version'), '1.0', 'staging changed nothing on the running system');
+        // The new pristine state's manifest is the base's patched with what \`zfs diff\` lists between the two
+        // snapshots, not a walk of the whole tree (drift in the next boot lists only the admin's changes against it).
+        assert.match(
+          (await ctx.output('pristine-manifest')) ?? '',
+          /^manifest of the pristine snapshot of generation \d+ from zfs diff rpool\/ROOT\/debian@sysprime-pristine rpool\/ROOT\/next@sysprime-pristine: /m,
+          "the new pristine state's manifest comes from zfs diff between the two pristine snapshots",
+        );
         const datasets = (await ctx.output('datasets')) ?? '';
         assert.match(datasets, /^rpool\/ROOT\/next\t/m, 'the new environment is a dataset beside debian');
         assert.match(datasets, /^bpool\/BOOT\/next\tbpool\/BOOT\/debian@sysprime-pristine$/m, 'with a boot dataset of its own, cloned from the same-named snapshot');
@@ -80,7 +88,14 @@ then_poweroff
         delete walk.at;
         delete fast.manifests;
         delete walk.manifests;
-        assert.ok(walk.items.some((i) => i.path === '/etc/sysprime-vm/merge.conf'), 'the walk lists the admin\'s edit carried at the first boot');
+        // Exactly the admin's changes: the edit carried at the first boot and the configuration edited before
+        // staging. A file of the update missing from the new pristine state's manifest (made from zfs diff
+        // at staging) would be listed here as a change of the admin's.
+        assert.deepEqual(
+          walk.items.map((i) => i.path).sort(),
+          ['/etc/sysprime-vm/merge.conf', '/etc/sysprime/sysprime.toml'],
+          "the walk lists the admin's changes and nothing of the update's",
+        );
         assert.deepEqual(fast, walk, 'drift from zfs diff equals drift from the walk');
         const list = await ctx.json<EnvJson[]>('list');
         assert.ok(env(list, 'next').booted && env(list, 'next').default);

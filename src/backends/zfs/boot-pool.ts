@@ -34,6 +34,7 @@ import { checkName } from '../../names.js';
 import { processAlive } from '../../process/alive.js';
 import { altrootOf, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
+import { HOLD_COUNT, releaseForDestroy } from './holds.js';
 import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName, sweepableCopy } from './layout.js';
 import { dependentsOf, isSnapshot, localProp, withoutAltroot, type DatasetRecord } from './parse.js';
 
@@ -174,7 +175,7 @@ export async function sweepBootSnapshots(pool: string, bootPool: string): Promis
   const done: string[] = [];
   const container = bootContainer(bootPool);
   const [boot, roots] = await Promise.all([
-    readTree(container, ['type', 'origin', PROP.pristine, PROP.snapshot]).catch(() => [] as DatasetRecord[]),
+    readTree(container, ['type', 'origin', PROP.pristine, PROP.snapshot, HOLD_COUNT]).catch(() => [] as DatasetRecord[]),
     readTree(`${pool}/ROOT`, ['type', PROP.pristine]).catch(() => [] as DatasetRecord[]),
   ]);
   const rootPristines = new Set(roots.filter((r) => isSnapshot(r)).map((r) => localProp(r, PROP.pristine)).filter((g): g is string => g !== null));
@@ -187,6 +188,7 @@ export async function sweepBootSnapshots(pool: string, bootPool: string): Promis
     // An admin's snapshot (`sysprime snapshot`) whose root half a kill never took, or a destroy already removed.
     const orphanSnapshot = localProp(r, PROP.snapshot) !== null && !rootSnapshots.has(r.name.slice(`${container}/`.length));
     if (!unusedCopy && !orphanPristine && !orphanSnapshot) continue;
+    await releaseForDestroy([r], () => true);
     await zfs(['destroy', assertInsideRoot(bootPool, r.name, container)]);
     done.push(`destroyed ${r.name}`);
   }

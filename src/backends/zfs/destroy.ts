@@ -22,11 +22,12 @@
 import { SysprimeError } from '../../errors.js';
 import { faultPoint } from '../../process/fault.js';
 import { readTree, zfs } from './commands.js';
+import { HOLD_COUNT, releaseForDestroy } from './holds.js';
 import { PROP, assertInsideRoot, rootDataset } from './layout.js';
 import { childDatasetsOf, dependentsOf, leftoverSnapshots, planPromote, prop, snapshotsOf, type DatasetRecord } from './parse.js';
 import { processAlive } from '../../process/alive.js';
 
-const PROPS = ['type', 'origin', 'guid', 'createtxg', 'creation', PROP.pristine, PROP.generation] as const;
+const PROPS = ['type', 'origin', 'guid', 'createtxg', 'creation', PROP.pristine, PROP.generation, HOLD_COUNT] as const;
 
 function readPool(pool: string): Promise<DatasetRecord[]> {
   // Pool-wide: a clone outside ROOT/ depends on our snapshots just as well.
@@ -73,12 +74,16 @@ export async function destroyWithDependents(pool: string, dataset: string, gener
     }
   }
 
+  // Its pristine snapshots carry sysprime's hold (holds.ts): released right before they go with it.
+  await releaseForDestroy(records, (name) => tree.some((d) => name.startsWith(`${d}@`)));
   await zfs(['destroy', '-r', assertInsideRoot(pool, dataset, container)]);
   done.push(`destroyed ${dataset}`);
   faultPoint('backend:zfs', 'destroy-destroyed');
 
   records = await readPool(pool);
-  for (const snap of leftoverSnapshots(records, pool, guids, generation, container, (pid) => processAlive(pid))) {
+  const leftovers = leftoverSnapshots(records, pool, guids, generation, container, (pid) => processAlive(pid));
+  await releaseForDestroy(records, (name) => leftovers.includes(name));
+  for (const snap of leftovers) {
     await zfs(['destroy', assertInsideRoot(pool, snap, container)]);
     done.push(`destroyed ${snap}`);
   }

@@ -31,6 +31,7 @@ import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, S
 import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
+import { HOLD_COUNT, HOLD_TAG, holdPristine, releaseForDestroy, unheldPristines } from './holds.js';
 import {
   COPY_SNAPSHOT_PREFIX,
   EXPORT_SNAPSHOT_PREFIX,
@@ -194,6 +195,20 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
   async function childMounts(ds: string): Promise<ChildMount[]> {
     return mountedChildren(await childrenOf(ds));
+  }
+
+  /** Whether `ds` is a clone of `snapshot`, or of a clone of it, and so on (its origins, followed up). */
+  async function descendsFrom(ds: string, snapshot: string): Promise<boolean> {
+    let at = ds;
+    // A chain of origins ends at a dataset that is no clone; the bound only guards against a cycle ZFS cannot make.
+    for (let depth = 0; depth < 64; depth++) {
+      const record = await readOne(at, ['origin']);
+      const origin = record === null ? null : prop(record, 'origin');
+      if (origin === null) return false;
+      if (origin === snapshot) return true;
+      at = holderOf(origin);
+    }
+    return false;
   }
 
   /** The boot pool init recorded (boot-pool.ts), or null. */
@@ -582,9 +597,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         }
         await zfs(['snapshot', '-o', `${PROP.pristine}=${generation}`, bootSnap]);
         faultPoint('backend:zfs', 'boot-pristine-taken');
+        await holdPristine(bootSnap);
       }
       // Recursive: the children's content is the environment's too, and one `snapshot -r` takes them all at one moment.
       await zfs(['snapshot', '-r', '-o', `${PROP.pristine}=${generation}`, snapshot]);
+      faultPoint('backend:zfs', 'pristine-taken');
+      // Held at once: no other tool (nor a `zfs destroy -r` by hand) takes the base of the next staging (holds.ts).
+      await holdPristine(snapshot, true);
       const created = await readOne(snapshot, ['creation']);
       return {
         id: snapshot,
@@ -810,7 +829,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
     async destroyPristine(generation) {
       const pristine = await findPristine(generation);
-      const records = await readTree(pool, ['type', 'origin', 'createtxg']);
+      const records = await readTree(pool, ['type', 'origin', 'createtxg', HOLD_COUNT]);
       const children = [...childSnapshotsOf(records, pool, pristine.id).values()];
       const dependents = [pristine.id, ...children].flatMap((s) => dependentsOf(records, s));
       if (dependents.length > 0) {
@@ -820,14 +839,17 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
       const bp = await bootPool();
       const boot = bp === null ? null : await bootPristine(bp, generation);
+      const bootRecords = bp === null || boot === null ? [] : await readTree(bp, ['type', 'origin', HOLD_COUNT]);
       if (bp !== null && boot !== null) {
-        const bootDependents = dependentsOf(await readTree(bp, ['type', 'origin']), boot);
+        const bootDependents = dependentsOf(bootRecords, boot);
         if (bootDependents.length > 0) {
           throw new SysprimeError('REFUSED', `the pristine snapshot of generation ${generation} in the boot pool (${boot}) still has clones: ${bootDependents.join(', ')}`, {
             hint: 'destroy the environments cloned from it first',
           });
         }
       }
+      const going = new Set([pristine.id, ...children, ...(boot === null ? [] : [boot])]);
+      await releaseForDestroy([...records, ...bootRecords], (name) => going.has(name));
       for (const s of children.reverse()) await zfs(['destroy', assertInsideRoot(pool, s)]);
       await zfs(['destroy', assertInsideRoot(pool, pristine.id)]);
       if (bp !== null && boot !== null) await zfs(['destroy', assertInsideRoot(bp, boot, bootContainer(bp))]);
@@ -916,6 +938,30 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const out = await zfs(['diff', '-H', pristine.id, ds], { binary: true });
       const text = (out.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
       return { ok: true, changes: parseZfsDiff(text, Buffer.from(targets[0]!, 'utf8').toString('latin1')), source: `zfs diff ${pristine.id}` };
+    },
+
+    async changesBetweenPristines(from, to): Promise<ChangeListing> {
+      if (!(await caps()).diff) return { ok: false, reason: 'this ZFS (zfs-fuse) has no `zfs diff`' };
+      const pristines = await listPristines();
+      const older = pristines.find((p) => p.generation === from);
+      const newer = pristines.find((p) => p.generation === to);
+      if (older === undefined || newer === undefined) return { ok: false, reason: `generation ${older === undefined ? from : to} has no pristine snapshot` };
+      const olderHolder = holderOf(older.id);
+      const newerHolder = holderOf(newer.id);
+      for (const ds of new Set([olderHolder, newerHolder])) {
+        if ((await childrenOf(ds)).length > 0) return { ok: false, reason: `${ds} has child datasets, which one \`zfs diff\` does not compare` };
+      }
+      // Staging clones pristine N, updates the clone and snapshots it: N+1 is a snapshot of a clone of N (or, after a
+      // promote moved both, of the same dataset). zfs diff compares only such a pair; anything else is walked.
+      if (olderHolder !== newerHolder && !(await descendsFrom(newerHolder, older.id))) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
+      // zfs diff reads both sides through their datasets' mounts (.zfs/snapshot), and prints paths under the newer one's.
+      const mounts = await readMounts();
+      const targets = mountTargetsOf(mounts, newerHolder);
+      if (targets.length !== 1) return { ok: false, reason: `${newerHolder} is mounted ${targets.length === 0 ? 'nowhere' : `${targets.length} times`}` };
+      if (olderHolder !== newerHolder && mountTargetsOf(mounts, olderHolder).length === 0) return { ok: false, reason: `${olderHolder} is not mounted, and zfs diff reads it through its mount` };
+      const out = await zfs(['diff', '-H', older.id, newer.id], { binary: true });
+      const text = (out.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
+      return { ok: true, changes: parseZfsDiff(text, Buffer.from(targets[0]!, 'utf8').toString('latin1')), source: `zfs diff ${older.id} ${newer.id}` };
     },
 
     async openPristine(generation): Promise<OpenTree> {
@@ -1073,6 +1119,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
 
       done.push(...(await sweepRunDir(runDir)));
+
+      // Pristine snapshots a kill left without sysprime's hold (between the snapshot and its hold, or a release
+      // and the destroy that did not follow): held again.
+      const bpNow = await bootPool();
+      const marked = [
+        ...(await readRoot(['type', PROP.pristine, HOLD_COUNT])),
+        ...(bpNow === null ? [] : await readTree(bootContainer(bpNow), ['type', PROP.pristine, HOLD_COUNT]).catch(() => [] as DatasetRecord[])),
+      ];
+      for (const snapshot of unheldPristines(marked)) {
+        await holdPristine(snapshot);
+        done.push(`held the pristine snapshot ${snapshot} again (\`zfs hold ${HOLD_TAG}\`)`);
+      }
       return done;
     },
   };

@@ -380,6 +380,46 @@ test('destroying an origin with two dependents promotes one and keeps the shared
   });
 });
 
+test("pristine snapshots carry sysprime's hold: refused to `zfs destroy` by hand, released by sysprime's own destroy, held again after a kill, another tool's hold refuses", async () => {
+  await withPool(async (pool, backend) => {
+    const R = `${pool.name}/ROOT`;
+    await backend.ensureLayout();
+    await backend.createEmpty('a', 1);
+    await writeInto(backend, 'a', { 'etc/version': '1\n' });
+    const first = await backend.takePristine('a', 1);
+    assert.equal(await get(first.id, 'userrefs'), '1', 'held as it is taken');
+    assert.notEqual((await run('zfs', ['destroy', first.id], { allowFailure: true })).exitCode, 0, 'zfs destroy of the snapshot is refused');
+    assert.notEqual((await run('zfs', ['destroy', '-r', `${R}/a`], { allowFailure: true })).exitCode, 0, 'and so is zfs destroy -r of its environment');
+    assert.ok(await exists(first.id));
+
+    // A kill between the snapshot and its hold (or a release and its destroy) leaves it without: the next run holds it.
+    await run('zfs', ['release', 'sysprime', first.id]);
+    assert.deepEqual(
+      (await backend.recover()).filter((l) => /\bheld\b/.test(l)),
+      [`held the pristine snapshot ${first.id} again (\`zfs hold sysprime\`)`],
+    );
+    assert.equal(await get(first.id, 'userrefs'), '1');
+    assert.deepEqual((await backend.recover()).filter((l) => /\bheld\b/.test(l)), [], 'once');
+
+    await backend.cloneFromPristine(1, 'b');
+    await writeInto(backend, 'b', { 'etc/version': '2\n' });
+    await backend.setGeneration('b', 2);
+    const second = await backend.takePristine('b', 2);
+    // sysprime's own destroy releases what goes: generation 1's pristine moves to b with the promote, then goes.
+    await backend.destroyEnvironment('a');
+    assert.deepEqual((await backend.listPristines()).map((p) => p.id), [second.id]);
+
+    // Someone else's hold is theirs to release: the destroy is refused naming it, and sysprime's hold stays.
+    await run('zfs', ['hold', 'keep', second.id]);
+    await assert.rejects(backend.destroyPristine(2), (e) => isSysprimeError(e, 'REFUSED') && e.message.includes(second.id) && /zfs holds/.test(e.hint ?? ''));
+    assert.equal(await get(second.id, 'userrefs'), '2', 'both holds are still there');
+    await run('zfs', ['release', 'keep', second.id]);
+    // The last environment goes with its own pristine snapshot, released with it.
+    await backend.destroyEnvironment('b');
+    assert.deepEqual(await backend.listPristines(), []);
+  });
+});
+
 test('destroying a middle generation hands its place to the next one', async () => {
   await withPool(async (pool, backend) => {
     const R = `${pool.name}/ROOT`;
