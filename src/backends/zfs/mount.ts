@@ -40,7 +40,7 @@ export async function mountTree(dataset: string, children: readonly ChildMount[]
     for (const c of children) {
       const at = join(dir, c.path);
       if (caps.mountHelper) {
-        await run('mount', ['-t', 'zfs', '-o', opts.readonly ? 'zfsutil,ro' : 'zfsutil', c.dataset, at]);
+        await run('mount', ['-t', 'zfs', ...(await helperOptions(c.dataset, opts.readonly === true)), c.dataset, at]);
         continue;
       }
       // The child inherits the mountpoint just set on the environment: `zfs mount` puts it below the landing directory.
@@ -68,6 +68,24 @@ export async function unmountTree(dataset: string, children: readonly ChildMount
   await unmountDataset(dataset);
 }
 
+/**
+ * The `-o` of `mount -t zfs` (OpenZFS's mount.zfs) for a dataset whose
+ * mountpoint property is `mountpoint`: `zfsutil` mounts one whose mountpoint
+ * ZFS manages at any directory, and mount.zfs refuses such a dataset without
+ * it; a `legacy` one (mounted from fstab, as the older Root on ZFS guides left
+ * their boot datasets) is refused *with* it ("cannot be mounted using 'zfs
+ * mount'"), so it gets none.
+ */
+export function mountHelperOptions(mountpoint: string | null, readonly: boolean): string[] {
+  const options = [...(mountpoint === 'legacy' ? [] : ['zfsutil']), ...(readonly ? ['ro'] : [])];
+  return options.length === 0 ? [] : ['-o', options.join(',')];
+}
+
+async function helperOptions(dataset: string, readonly: boolean): Promise<string[]> {
+  const record = await readOne(dataset, ['mountpoint']);
+  return mountHelperOptions(record === null ? null : prop(record, 'mountpoint'), readonly);
+}
+
 /** Returns where the dataset's own mount is: `dir`, or below the altroot when `dir` is a bind of it. */
 export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabilities, opts: { readonly?: boolean } = {}): Promise<string> {
   if (!dir.startsWith('/') || dir === '/') {
@@ -75,7 +93,7 @@ export async function mountDataset(dataset: string, dir: string, caps: ZfsCapabi
   }
   await mkdir(dir, { recursive: true });
   if (caps.mountHelper) {
-    await run('mount', ['-t', 'zfs', '-o', opts.readonly ? 'zfsutil,ro' : 'zfsutil', dataset, dir]);
+    await run('mount', ['-t', 'zfs', ...(await helperOptions(dataset, opts.readonly === true)), dataset, dir]);
     return dir;
   }
   const record = await readOne(dataset, ['mountpoint', PROP.savedMountpoint]);

@@ -21,6 +21,7 @@ import {
 import { parseMounts } from '../../../src/os/mounts.js';
 import { assertInsideRoot, environmentNameOf, isTemporaryDataset, sweepableCopy } from '../../../src/backends/zfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
+import { mountHelperOptions } from '../../../src/backends/zfs/mount.js';
 
 // Captured from zfs-fuse 0.7 (pool version 23): `zfs get -rHp -o name,property,value,source all capt/ROOT`,
 // keeping the properties the backend reads. `debian` is privately mounted (mountpoint changed, saved-mountpoint
@@ -423,4 +424,12 @@ test("a live export's copy snapshot is not swept; a dead one's, and other copies
   assert.equal(sweepableCopy('before-upgrade', alive), false, "an admin's snapshot is never a copy");
   const text = 'p/ROOT/b@sysprime-copy-export-4242-20261205T190000Z\ttype\tsnapshot\t-\n';
   assert.deepEqual(leftoverSnapshots(parsePropertyTable(text), 'p', new Set(), null, 'p/ROOT', alive), []);
+});
+
+test("mount.zfs options: zfsutil for a dataset whose mountpoint ZFS manages, none for a legacy one (mount.zfs refuses each the other way)", () => {
+  assert.deepEqual(mountHelperOptions('/', false), ['-o', 'zfsutil']);
+  assert.deepEqual(mountHelperOptions('/boot', true), ['-o', 'zfsutil,ro']);
+  assert.deepEqual(mountHelperOptions(null, false), ['-o', 'zfsutil'], 'unknown: as ZFS manages it');
+  assert.deepEqual(mountHelperOptions('legacy', false), []);
+  assert.deepEqual(mountHelperOptions('legacy', true), ['-o', 'ro']);
 });

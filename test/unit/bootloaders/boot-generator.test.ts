@@ -14,13 +14,20 @@ import { run } from '../../../src/process/run.js';
 
 const GENERATOR = fileURLToPath(new URL('../../../../share/systemd/system-generators/sysprime-boot-generator', import.meta.url));
 
-/** Run the generator as systemd does (normal, early, late directories) on a given command line; the early directory after. */
-async function generate(cmdline: string): Promise<{ early: string; files: string[]; done(): void }> {
+/** The guide's fstab of today: only the ESP; the pools' datasets mount themselves. */
+const GUIDE_FSTAB = 'UUID=8A6B-1C2D /boot/efi vfat defaults 0 0\n';
+
+/**
+ * Run the generator as systemd does (normal, early, late directories) on a given command line and
+ * environment's fstab; the early directory after.
+ */
+async function generate(cmdline: string, fstab = GUIDE_FSTAB): Promise<{ early: string; files: string[]; done(): void }> {
   const dir = mkdtempSync(join(tmpdir(), 'sysprime-gen-'));
   const dirs = ['normal', 'early', 'late'].map((d) => join(dir, d));
   for (const d of dirs) await run('mkdir', ['-p', d]);
   writeFileSync(join(dir, 'cmdline'), `${cmdline}\n`);
-  const r = await run(GENERATOR, dirs, { env: { SYSPRIME_PROC_CMDLINE: join(dir, 'cmdline') }, allowFailure: true });
+  writeFileSync(join(dir, 'fstab'), fstab);
+  const r = await run(GENERATOR, dirs, { env: { SYSPRIME_PROC_CMDLINE: join(dir, 'cmdline'), SYSPRIME_FSTAB: join(dir, 'fstab') }, allowFailure: true });
   assert.equal(r.exitCode, 0, r.stderr);
   assert.deepEqual(readdirSync(dirs[0]!), [], 'nothing in the normal directory');
   assert.deepEqual(readdirSync(dirs[2]!), [], 'nothing in the late directory');
@@ -41,6 +48,28 @@ test("an entry's sysprime.boot= becomes /boot's mount unit, required by local-fs
     assert.equal(readlinkSync(join(g.early, 'local-fs.target.requires', 'boot.mount')), '../boot.mount');
   } finally {
     g.done();
+  }
+});
+
+test("boot datasets with mountpoint=legacy (an fstab line mounts /boot, as the older guides did): the unit names the environment's own, without zfsutil", async () => {
+  // The Root on ZFS guides of the Buster years: /boot from fstab, ordered after the boot pool's import.
+  const fstab = `${GUIDE_FSTAB}# /boot from the boot pool\nbpool/BOOT/debian /boot zfs nodev,relatime,x-systemd.requires=zfs-import-bpool.service 0 0\n`;
+  const g = await generate('root=ZFS=rpool/ROOT/next sysprime.boot=bpool/BOOT/next ro', fstab);
+  try {
+    const unit = readFileSync(join(g.early, 'boot.mount'), 'utf8');
+    // The fstab line names the environment it was cloned from; the early directory's unit overrides fstab-generator's.
+    assert.match(unit, /^What=bpool\/BOOT\/next$/m);
+    // mount.zfs refuses a legacy dataset with zfsutil ("cannot be mounted using 'zfs mount'").
+    assert.match(unit, /^Options=$/m);
+  } finally {
+    g.done();
+  }
+  // A commented-out line is no mount.
+  const h = await generate('root=ZFS=rpool/ROOT/next sysprime.boot=bpool/BOOT/next ro', `${GUIDE_FSTAB}#bpool/BOOT/debian /boot zfs defaults 0 0\n`);
+  try {
+    assert.match(readFileSync(join(h.early, 'boot.mount'), 'utf8'), /^Options=zfsutil$/m);
+  } finally {
+    h.done();
   }
 });
 
