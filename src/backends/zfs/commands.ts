@@ -108,3 +108,17 @@ export async function altrootOf(pool: string): Promise<string | null> {
   const value = out.stdout.trim();
   return value === '' || value === '-' || value === '/' ? null : value;
 }
+
+/**
+ * `zfs receive` into `target` without mounting anything: an environment
+ * arrives below ROOT (mountpoint=none), but a stream sent with its
+ * properties (`zfs send -p`, `-R`) would bring `mountpoint=/` and
+ * `canmount=on`, and OpenZFS would mount it over the running root. OpenZFS
+ * takes `-u` (never mount), `-x mountpoint` (inherit it from ROOT) and `-o
+ * canmount=noauto`; zfs-fuse has none of them (and mounts nothing at a
+ * receive below a `mountpoint=none` parent either, for a stream without
+ * properties, the only kind its `zfs send` makes).
+ */
+export function receiveArgs(target: string, implementation: 'openzfs' | 'zfs-fuse'): string[] {
+  return implementation === 'openzfs' ? ['receive', '-u', '-x', 'mountpoint', '-o', 'canmount=noauto', target] : ['receive', target];
+}

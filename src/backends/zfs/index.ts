@@ -28,7 +28,7 @@ import { stopProcessesIn } from '../../process/reap.js';
 import { faultPoint } from '../../process/fault.js';
 import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, SnapshotInfo } from '../types.js';
-import { altrootOf, datasetMissing, readOne, readTree, zfs, zpool } from './commands.js';
+import { altrootOf, datasetMissing, readOne, readTree, receiveArgs, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { parseZfsDiff } from './diff.js';
 import { HOLD_COUNT, HOLD_TAG, holdPristine, releaseForDestroy, unheldPristines } from './holds.js';
@@ -748,7 +748,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
       const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
       try {
-        await runStreaming('zfs', ['receive', temporary], { stdin: input });
+        await runStreaming('zfs', receiveArgs(temporary, (await caps()).implementation), { stdin: input });
         faultPoint('backend:zfs', 'received');
         await verify();
         for (const s of snapshotsOf(await readTree(temporary, ['type']), temporary)) await zfs(['destroy', assertInsideRoot(pool, s.name)]);

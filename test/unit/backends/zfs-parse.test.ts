@@ -22,6 +22,7 @@ import { parseMounts } from '../../../src/os/mounts.js';
 import { assertInsideRoot, environmentNameOf, isTemporaryDataset, sweepableCopy } from '../../../src/backends/zfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
 import { mountHelperOptions } from '../../../src/backends/zfs/mount.js';
+import { receiveArgs } from '../../../src/backends/zfs/commands.js';
 
 // Captured from zfs-fuse 0.7 (pool version 23): `zfs get -rHp -o name,property,value,source all capt/ROOT`,
 // keeping the properties the backend reads. `debian` is privately mounted (mountpoint changed, saved-mountpoint
@@ -432,4 +433,10 @@ test("mount.zfs options: zfsutil for a dataset whose mountpoint ZFS manages, non
   assert.deepEqual(mountHelperOptions(null, false), ['-o', 'zfsutil'], 'unknown: as ZFS manages it');
   assert.deepEqual(mountHelperOptions('legacy', false), []);
   assert.deepEqual(mountHelperOptions('legacy', true), ['-o', 'ro']);
+});
+
+test('zfs receive mounts nothing: on OpenZFS never (-u), the mountpoint inherited, canmount=noauto, whatever properties the stream carries', () => {
+  assert.deepEqual(receiveArgs('rpool/ROOT/.sysprime-tmp-new-1-abc', 'openzfs'), ['receive', '-u', '-x', 'mountpoint', '-o', 'canmount=noauto', 'rpool/ROOT/.sysprime-tmp-new-1-abc']);
+  // zfs-fuse knows none of them; its streams carry no properties.
+  assert.deepEqual(receiveArgs('tank/ROOT/x', 'zfs-fuse'), ['receive', 'tank/ROOT/x']);
 });
