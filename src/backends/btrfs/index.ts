@@ -43,7 +43,8 @@ import { adoptSource } from './adoption.js';
 import { changesBetweenPristines, changesSincePristine } from './changes.js';
 import { deletePristine, pristineOf, pristines, renamePristine } from './pristines.js';
 import { recover } from './recover.js';
-import { deleteSnapshot, followRename, snapshotOf, snapshots, takeSnapshot } from './snapshots.js';
+import { renameEnvironmentTree } from './rename.js';
+import { deleteSnapshot, snapshotOf, snapshots, takeSnapshot } from './snapshots.js';
 import { findStateHome } from './state-home.js';
 import { TOP_LEVEL_ID, openTop, slashed, type BtrfsBackendOptions, type FsView } from './top.js';
 
@@ -458,23 +459,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       t.findEnvironmentEntry(list, from);
       t.refuseExisting(list, to);
       refuseRename(from, t.mountsOf(fs, from).map((m) => m.mountPoint));
-      const meta = await readEnvironmentMeta(t.top, from);
-      if (meta !== null) await writeEnvironmentMeta(t.top, to, meta);
-      await rename(t.abs(environmentPath(from)), t.abs(environmentPath(to)));
-      await removeMetaFile(envMetaFile(t.top, from));
-      await followRename(t, await t.subvolumes(), from, to);
-
-      // Its pristine snapshots follow the name, so takePristine finds them again.
-      const all = await pristines(t, list);
-      for (const p of all.filter((x) => x.base === from || x.base.startsWith(`${from}${RETIRED_SEPARATOR}`))) {
-        const target = to + p.base.slice(from.length);
-        const squatter = all.find((x) => x.base === target);
-        if (squatter !== undefined) {
-          // Left by a destroyed environment of the same name and still needed by others: keep it, retired.
-          await renamePristine(t, target, retiredPristineBase(to, squatter.generation), to);
-        }
-        await renamePristine(t, p.base, target, to);
-      }
+      await renameEnvironmentTree(t, list, from, to);
     },
 
     async mount(name, dir) {

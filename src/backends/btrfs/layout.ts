@@ -16,6 +16,8 @@ const META_DIR = `${ROOT_DIR}/.sysprime`;
 export const ENV_META_DIR = `${META_DIR}/envs`;
 export const PRISTINE_META_DIR = `${META_DIR}/pristine`;
 export const SNAPSHOT_META_DIR = `${META_DIR}/snapshots`;
+/** Written before an environment's subvolume is renamed, removed once its snapshots and metadata follow (rename.ts). */
+export const RENAME_MARK = `${META_DIR}/renaming.json`;
 /**
  * The state database's own subvolume, mounted at `[state] dir` in every
  * environment (init makes it when that directory is inside the adopted

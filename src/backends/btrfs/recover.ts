@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { isAtOrBelow } from '../../os/mounts.js';
 import { ENV_META_DIR, PARTIAL_PREFIX, RECEIVE_DIR_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
 import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles, snapshotMetaFile } from './meta.js';
+import { recoverRename } from './rename.js';
 import { slashed, type BtrfsTop } from './top.js';
 
 export async function recover(t: BtrfsTop): Promise<string[]> {
@@ -32,6 +33,10 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
     done.push(`deleted half-made subvolume ${s.path}`);
     list = await t.subvolumes();
   }
+
+  // A rename cut short: finished or forgotten before the metadata of missing names is swept below.
+  done.push(...(await recoverRename(t)));
+  list = await t.subvolumes();
 
   // The directories imports receive into, emptied above.
   for (const d of await readdir(t.abs(ROOT_DIR)).catch(() => [] as string[])) {

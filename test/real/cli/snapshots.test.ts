@@ -115,6 +115,32 @@ for (const kind of KINDS) {
       });
     }
 
+    if (kind === 'btrfs') {
+      test('a rename killed before its subvolume moved is undone, one killed after is finished: the snapshots follow the name', async () => {
+        await ok('create', 'moving');
+        await ok('snapshot', 'moving', 'keep');
+        const mine = async () => (await ids()).filter((i) => /^mov(ing|ed)@/.test(i));
+        const names = async () => (await ok('--json', 'list')).json<EnvJson[]>().map((e) => e.name).filter((n) => n.startsWith('mov'));
+
+        const early = await sysprime(['rename', 'moving', 'moved'], { config: s.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:btrfs:rename-marked' } });
+        assert.notEqual(early.code, 0);
+        const undone = await ok('doctor', '--fix');
+        assert.match(undone.stdout + undone.stderr, /undid the rename of environment moving to moved/);
+        assert.deepEqual(await names(), ['moving']);
+        assert.deepEqual(await mine(), ['moving@keep']);
+
+        const late = await sysprime(['rename', 'moving', 'moved'], { config: s.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:btrfs:rename-renamed' } });
+        assert.notEqual(late.code, 0);
+        const finished = await ok('doctor', '--fix');
+        assert.match(finished.stdout + finished.stderr, /finished renaming environment moving to moved/);
+        assert.deepEqual(await names(), ['moved']);
+        assert.deepEqual(await mine(), ['moved@keep'], 'the snapshot follows the name, as an uninterrupted rename makes it');
+        await ok('create', 'from-moved', '--from', 'moved@keep');
+        await ok('destroy', 'from-moved');
+        await ok('destroy', 'moved');
+      });
+    }
+
     test('create --from ENV@SNAPSHOT and --from ENV@pristine; clear errors for unknown ones', async () => {
       await ok('create', 'third', '--from', 'base');
       await inside('third', (root) => writeFileSync(join(root, 'etc/marker'), 'then\n'));
