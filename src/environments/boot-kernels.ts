@@ -289,12 +289,21 @@ export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<
  * for a /boot partition (init, stage) where the backend cannot carry it:
  * a boot dataset not named after its root, or an environment adopted
  * without it. Copying kernels in and out of the running root's boot dataset
- * would leave no environment a boot dataset of its own.
+ * would leave no environment a boot dataset of its own. And a ZFS root
+ * whose /boot is a partition (below).
  */
 export async function refuseZfsBootPool(ctx: Context, name: string): Promise<void> {
   const found = await zfsBootPoolProblemOf(ctx, name);
-  if (found === null) return;
-  throw new SysprimeError('REFUSED', found.problem, { hint: found.hint });
+  if (found !== null) throw new SysprimeError('REFUSED', found.problem, { hint: found.hint });
+  // A ZFS root with a /boot partition of its own: the running environment is reached at `/` (its dataset is mounted
+  // there), where the partition hides the dataset's own /boot, so its kernels never reach its tree (syncKernels finds
+  // the partition itself) and no environment made from it would have one. Refused until that is carried.
+  if (ctx.backend.kind !== 'zfs') return;
+  const boot = await bootMountOf(ctx, name);
+  if (boot?.kind !== 'partition') return;
+  throw new SysprimeError('REFUSED', `${boot.path} is a partition of its own beside a ZFS root: sysprime cannot yet keep each environment's kernels there, and an environment made from "${name}" would have none`, {
+    hint: 'keep /boot in a boot pool as the OpenZFS Root on ZFS guide does (bpool/BOOT/<name>), or inside the root dataset (ZFSBootMenu, systemd-boot); see docs/boot.md, "Kernels with a separate /boot"',
+  });
 }
 
 /**

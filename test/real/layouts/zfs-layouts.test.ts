@@ -344,3 +344,29 @@ describe('a root that cannot be adopted changes nothing', () => {
     assert.equal(await poolState(l.pool), before);
   });
 });
+
+describe('a ZFS root with /boot on a partition of its own: refused before anything changes', () => {
+  let l: ZfsLayout;
+  let boot: string;
+
+  before(async () => {
+    // One pool, /boot a filesystem of its own (a plain directory stands in for the partition, as SYSPRIME_BOOT_PARTITION allows).
+    l = await makeZfsLayout('zfsbootmenu');
+    await unmountPool(l.pool);
+    boot = mkdtempSync(join(tmpdir(), 'sysprime-bootpart-'));
+    writeFileSync(join(boot, 'vmlinuz-6.1.0-demo'), 'kernel\n');
+  });
+  after(async () => {
+    await l?.cleanup();
+    rmSync(boot, { recursive: true, force: true });
+  });
+
+  test("init says why in one line: the running root's own /boot would get no kernels, nor anything made from it", async () => {
+    const before = await poolState(l.pool);
+    const r = await sysprime(['init'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+    assert.equal(r.code, 5, r.stderr);
+    assert.match(r.stderr, new RegExp(`${boot} is a partition of its own beside a ZFS root: sysprime cannot yet keep each environment's kernels there`));
+    assert.match(r.stderr, /hint: keep \/boot in a boot pool .*bpool\/BOOT\/<name>/);
+    assert.equal(await poolState(l.pool), before, 'nothing changed');
+  });
+});
