@@ -293,17 +293,26 @@ export async function zfsBootPoolProblemOf(ctx: Context, name: string): Promise<
  * whose /boot is a partition (below).
  */
 export async function refuseZfsBootPool(ctx: Context, name: string): Promise<void> {
-  const found = await zfsBootPoolProblemOf(ctx, name);
+  const found = (await zfsBootPoolProblemOf(ctx, name)) ?? (await zfsBootPartitionProblemOf(ctx, name));
   if (found !== null) throw new SysprimeError('REFUSED', found.problem, { hint: found.hint });
-  // A ZFS root with a /boot partition of its own: the running environment is reached at `/` (its dataset is mounted
-  // there), where the partition hides the dataset's own /boot, so its kernels never reach its tree (syncKernels finds
-  // the partition itself) and no environment made from it would have one. Refused until that is carried.
-  if (ctx.backend.kind !== 'zfs') return;
+}
+
+/**
+ * A ZFS root with a /boot partition of its own (an ext4 /boot, an ESP
+ * mounted at /boot), or null: the running environment is reached at `/`
+ * (its dataset is mounted there), where the partition hides the dataset's
+ * own /boot, so its kernels never reach its tree (syncKernels finds the
+ * partition itself) and no environment made from it would have one.
+ * Refused by init and stage until that is carried; named by doctor.
+ */
+export async function zfsBootPartitionProblemOf(ctx: Context, name: string): Promise<{ problem: string; hint: string } | null> {
+  if (ctx.backend.kind !== 'zfs') return null;
   const boot = await bootMountOf(ctx, name);
-  if (boot?.kind !== 'partition') return;
-  throw new SysprimeError('REFUSED', `${boot.path} is a partition of its own beside a ZFS root: sysprime cannot yet keep each environment's kernels there, and an environment made from "${name}" would have none`, {
-    hint: 'keep /boot in a boot pool as the OpenZFS Root on ZFS guide does (bpool/BOOT/<name>), or inside the root dataset (ZFSBootMenu, systemd-boot); see docs/boot.md, "Kernels with a separate /boot"',
-  });
+  if (boot?.kind !== 'partition') return null;
+  return {
+    problem: `${boot.path} is a partition of its own beside a ZFS root: sysprime cannot yet keep each environment's kernels there, and an environment made from "${name}" would have none`,
+    hint: 'keep /boot in a boot pool as the OpenZFS Root on ZFS guide does (bpool/BOOT/<name>), or inside the root dataset with the ESP at /boot/efi or /efi (ZFSBootMenu, systemd-boot); see docs/boot.md, "Kernels with a separate /boot"',
+  };
 }
 
 /**

@@ -9,7 +9,7 @@ import { withLock } from '../state/lock.js';
 import { recoverStaging } from '../staging/pipeline.js';
 import { importUnfinished, stagingUnfinished } from '../staging/mark.js';
 import { bootDrift, syncBootEntries } from './boot-entries.js';
-import { BOOT_START_UNIT, bootPartitionOf, zfsBootPoolProblemOf } from './boot-kernels.js';
+import { BOOT_START_UNIT, bootPartitionOf, zfsBootPartitionProblemOf, zfsBootPoolProblemOf } from './boot-kernels.js';
 import { unitsInto, unitsNotEnabled } from './boot-home.js';
 import { currentOf, recoverEnvironmentVerbs } from './lifecycle.js';
 import { sharedPathsOrWarn, type SharedPathState } from './shared.js';
@@ -21,7 +21,7 @@ export interface Problem {
 }
 
 /** Problems only the admin can change: `--fix` leaves them, and the exit status says so. */
-export const ADMIN_ONLY: ReadonlySet<string> = new Set(['state-not-shared', 'zfs-boot-pool']);
+export const ADMIN_ONLY: ReadonlySet<string> = new Set(['state-not-shared', 'zfs-boot-pool', 'zfs-boot-partition']);
 
 export interface Findings {
   problems: Problem[];
@@ -47,6 +47,8 @@ export async function findProblems(ctx: Context): Promise<Findings> {
   const current = currentOf(envs);
   const bootPool = current === undefined ? null : await zfsBootPoolProblemOf(ctx, current.name);
   if (bootPool !== null) problems.push({ kind: 'zfs-boot-pool', what: `${bootPool.problem}: staging is refused (docs/boot.md, "A ZFS boot pool")` });
+  const bootPartition = current === undefined ? null : await zfsBootPartitionProblemOf(ctx, current.name);
+  if (bootPartition !== null) problems.push({ kind: 'zfs-boot-partition', what: `${bootPartition.problem}: staging is refused (${bootPartition.hint})` });
   for (const name of await withoutBootStart(ctx, envs)) {
     problems.push({
       kind: 'boot-start-not-enabled',

@@ -369,4 +369,17 @@ describe('a ZFS root with /boot on a partition of its own: refused before anythi
     assert.match(r.stderr, /hint: keep \/boot in a boot pool .*bpool\/BOOT\/<name>/);
     assert.equal(await poolState(l.pool), before, 'nothing changed');
   });
+
+  test('initialised before the check (or the partition mounted since), doctor names it, and --fix cannot change it', async () => {
+    const init = await sysprime(['init'], { config: l.config });
+    assert.equal(init.code, 0, init.stderr);
+    const d = await sysprime(['doctor'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+    assert.equal(d.code, 1, d.stdout + d.stderr);
+    assert.match(d.stdout, new RegExp(`^zfs-boot-partition: ${boot} is a partition of its own beside a ZFS root: .*staging is refused`, 'm'));
+    const f = await sysprime(['doctor', '--fix'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+    assert.equal(f.code, 1, 'only the admin can change it');
+    const s = await sysprime(['stage'], { config: l.config, env: { SYSPRIME_BOOT_PARTITION: boot } });
+    assert.equal(s.code, 5, s.stderr);
+    assert.match(s.stderr, /is a partition of its own beside a ZFS root/);
+  });
 });
