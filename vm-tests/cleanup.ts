@@ -62,10 +62,10 @@ export function cleanupAll(): Promise<void> {
 
 /**
  * Ctrl-C and SIGTERM clean up, then exit with the usual 128+signal status.
- * The handlers stay installed while the clean-up runs: execa's exit hook
- * (signal-exit) kills the process at once when it finds itself the only
- * listener of a signal, which a `once` handler would make it, mounts and
- * loop devices left behind. A repeated signal does not cut the clean-up short.
+ * The handlers stay installed while the clean-up runs, so a repeated
+ * signal does not cut the clean-up short (a `once` handler would leave the
+ * signal's default action, which ends the process with mounts and loop
+ * devices left behind).
  */
 let stopping = false;
 

@@ -72,7 +72,7 @@ const XATTR_BATCH = 500;
 export async function readXattrs(paths: readonly string[], alg: HashAlgorithm): Promise<Map<string, Record<string, string>>> {
   const result = new Map<string, Record<string, string>>();
   for (let i = 0; i < paths.length; i += XATTR_BATCH) {
-    // Arguments go through execa as UTF-8; names that are not valid UTF-8 are rare enough to accept the loss.
+    // Arguments go to spawn as UTF-8 strings; names that are not valid UTF-8 are rare enough to accept the loss.
     const args = paths.slice(i, i + XATTR_BATCH).map((p) => Buffer.from(p, 'latin1').toString('utf8'));
     const r = await run('getfattr', ['-h', '-d', '-m', '-', '-e', 'hex', '--absolute-names', '--', ...args], { allowFailure: true, binary: true, env: C_LOCALE });
     for (const [path, lines] of blocks((r.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1'))) {

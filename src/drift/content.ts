@@ -4,7 +4,8 @@
  * planted in a tree can never make drift read outside it.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { createTwoFilesPatch } from 'diff';
+// The one function, not the package's index (19 modules loaded by every sysprime start).
+import { createTwoFilesPatch } from 'diff/lib/patch/create.js';
 import { displayPath, toFsPath, type Difference, type ManifestEntry } from '../bart/index.js';
 import { globToRegExp } from '../bart/glob.js';
 import { messageOf } from '../errors.js';

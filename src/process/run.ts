@@ -6,7 +6,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { constants as osConstants } from 'node:os';
-import { execa, type Options as ExecaOptions } from 'execa';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { groupAlive, stopGroup, trackGroup, untrackGroup } from './groups.js';
@@ -110,19 +109,31 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const command = quoteForDisplay(file, args);
   log.debug(`run: ${command}`);
   const timeout = opts.timeout ?? DEFAULT_TIMEOUT_MS;
-  const execaOpts: ExecaOptions = {
-    reject: false,
+  // node's own spawn: a wrapper library would cost every sysprime start tens of milliseconds to load (seconds in a slow VM).
+  const child = spawn(file, args, {
     // A group of its own: a timeout stops the command and its children together.
     detached: true,
-    stripFinalNewline: false,
+    stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
-    ...(opts.env === undefined ? {} : { env: opts.env, extendEnv: true }),
-    ...(opts.input === undefined ? { stdin: 'ignore' as const } : { input: opts.input }),
-    ...(opts.inherit ? { stdout: ['pipe', 2] as const, stderr: ['pipe', 'inherit'] as const } : {}),
-    ...(opts.binary ? { encoding: 'buffer' as const } : {}),
-  };
-  const subprocess = execa(file, args, execaOpts);
-  const group = subprocess.pid;
+    ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }),
+  });
+  const stdout: Buffer[] = [];
+  const stderr: Buffer[] = [];
+  child.stdout?.on('data', (d: Buffer) => {
+    stdout.push(d);
+    // Shown as it runs on our stderr: stdout is for sysprime's own answer.
+    if (opts.inherit) process.stderr.write(d);
+  });
+  child.stderr?.on('data', (d: Buffer) => {
+    stderr.push(d);
+    if (opts.inherit) process.stderr.write(d);
+  });
+  if (opts.input !== undefined && child.stdin) {
+    // A command that exits without reading all of it is not an error of ours: its exit status says what happened.
+    child.stdin.on('error', () => undefined);
+    child.stdin.end(opts.input);
+  }
+  const group = child.pid;
   let timedOut = false;
   let stopping: Promise<void> | undefined;
   const timers: NodeJS.Timeout[] = [];
@@ -135,7 +146,7 @@ export async function run(file: string, args: readonly string[], opts: RunOption
         stopping ??= stopGroup(group, `${file} timed out`, KILL_GRACE_MS);
       }, timeout),
     );
-    subprocess.once('exit', () => {
+    child.once('exit', () => {
       if (settled) return;
       timers.push(
         setTimeout(() => {
@@ -144,9 +155,22 @@ export async function run(file: string, args: readonly string[], opts: RunOption
       );
     });
   }
-  let result: Awaited<typeof subprocess>;
+  let code: number | null;
+  let signal: NodeJS.Signals | null;
   try {
-    result = await subprocess;
+    // 'close': the command exited and its output is read to the end.
+    [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>((resolve, reject) => {
+      child.once('error', reject);
+      child.once('close', (c, s) => resolve([c, s]));
+    });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new SysprimeError('COMMAND_MISSING', `${file} is not installed or not on PATH`, {
+        hint: `install the package that provides ${file}`,
+        detail: command,
+      });
+    }
+    throw new SysprimeError('COMMAND_FAILED', `${file} could not be started: ${(err as Error).message}`, { detail: command });
   } finally {
     settled = true;
     for (const t of timers) clearTimeout(t);
@@ -154,29 +178,21 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     if (stopping) await stopping;
     if (group !== undefined) untrackGroup(group);
   }
-  const asText = (v: unknown): string => (typeof v === 'string' ? v : Buffer.isBuffer(v) ? v.toString('utf8') : v instanceof Uint8Array ? Buffer.from(v).toString('utf8') : '');
-  const stdoutBuffer = opts.binary && result.stdout instanceof Uint8Array ? Buffer.from(result.stdout) : undefined;
+  const stdoutBuffer = Buffer.concat(stdout);
   const out: RunResult = {
     command,
-    exitCode: result.exitCode ?? -1,
-    stdout: asText(result.stdout),
-    stderr: asText(result.stderr),
-    ...(stdoutBuffer ? { stdoutBuffer } : {}),
+    exitCode: code ?? -1,
+    stdout: stdoutBuffer.toString('utf8'),
+    stderr: Buffer.concat(stderr).toString('utf8'),
+    ...(opts.binary ? { stdoutBuffer } : {}),
   };
-
-  if ((result as { code?: string }).code === 'ENOENT' || /ENOENT/.test(String((result as { originalMessage?: string }).originalMessage ?? ''))) {
-    throw new SysprimeError('COMMAND_MISSING', `${file} is not installed or not on PATH`, {
-      hint: `install the package that provides ${file}`,
-      detail: command,
-    });
-  }
   if (timedOut) {
     throw new SysprimeError('TIMEOUT', `${file} did not finish within ${Math.round(timeout / 1000)} s and was stopped, with everything it started`, {
       detail: `${command}\n${out.stderr.trim()}`,
     });
   }
   if (out.exitCode !== 0 && !opts.allowFailure) {
-    const first = firstLine(out.stderr) || firstLine(out.stdout) || (result.signal ? `killed by ${result.signal}` : `exit status ${out.exitCode}`);
+    const first = firstLine(out.stderr) || firstLine(out.stdout) || (signal ? `killed by ${signal}` : `exit status ${out.exitCode}`);
     throw new SysprimeError('COMMAND_FAILED', `${file} ${args[0] ?? ''} failed: ${first}`.replace(/\s+failed/, ' failed'), {
       detail: `${command}\nexit status ${out.exitCode}\n${out.stderr.trim()}`,
     });
