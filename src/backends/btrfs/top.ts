@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
+import { faultPoint } from '../../process/fault.js';
 import { isAtOrBelow, mountAt, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountinfoEntry } from '../../os/mounts.js';
 import { PRISTINE_DIR, ROOT_DIR, SNAPSHOT_DIR, environmentPath, DEFAULT_SHARED_SUBVOLUMES } from './layout.js';
 import { ensureMetaDirs } from './meta.js';
@@ -138,7 +139,16 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
 
   async function mountTop(device: string): Promise<void> {
     await mkdir(topGiven, { recursive: true });
-    await run('mount', ['-t', 'btrfs', '-o', 'subvolid=5', device, topGiven]);
+    faultPoint('backend:btrfs', 'top-unmounted');
+    try {
+      await run('mount', ['-t', 'btrfs', '-o', 'subvolid=5', device, topGiven]);
+    } catch (err) {
+      // Another sysprime starting at the same moment (at boot: the health checks beside the runner of an
+      // admin's command, or the first-boot reintegration) mounted it first, and mount(8) refuses a second:
+      // it is there to use, and it is not this process's to unmount.
+      if (mountAt(await readMountinfo(), await canonicalTop()) !== undefined) return;
+      throw err;
+    }
     mountedTopOurselves = true;
     log.info(`mounted the top-level subvolume of ${device} at ${topGiven}`);
   }
