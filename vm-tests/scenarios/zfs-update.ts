@@ -65,6 +65,9 @@ step create-b sysprime create extra-b
 step prune sysprime prune
 step pruned-list sysprime --json list
 step datasets-after zfs list -H -o name
+# The pool tests that need OpenZFS itself (native encryption), on scratch pools
+# in memory (a pool on files inside ZFS can deadlock under memory pressure).
+tstep openzfs-tests sh -c 'cd /opt/sysprime && TMPDIR=/dev/shm node --test --test-reporter=spec --test-reporter-destination=stdout --test-reporter=spec --test-reporter-destination=stderr "dist/test/real/openzfs/*.test.js"'
 then_poweroff
 `,
       async check(boot, ctx) {
@@ -109,6 +112,11 @@ then_poweroff
         assert.ok(!datasets.includes('rpool/ROOT/debian'), 'its dataset went with it');
         assert.ok(!datasets.includes('bpool/BOOT/debian'), 'and its boot dataset');
         for (const n of names) assert.ok(datasets.includes(`bpool/BOOT/${n}`), `${n} keeps its boot dataset`);
+        // They ran, on OpenZFS, and none was skipped (on zfs-fuse they skip themselves).
+        const tests = (await ctx.output('openzfs-tests')) ?? '';
+        assert.match(tests, /^ℹ pass [1-9]\d*$/m, `the OpenZFS pool tests ran:\n${tests}`);
+        assert.match(tests, /^ℹ fail 0$/m);
+        assert.match(tests, /^ℹ skipped 0$/m, 'none skipped: this guest has OpenZFS');
       },
     },
   ],

@@ -14,14 +14,37 @@ export function adoptionProblem(record: DatasetRecord): SysprimeError | null {
     });
   }
   // OpenZFS: an encrypted root whose key is not loaded cannot be mounted, snapshotted usefully or staged.
-  const encryption = prop(record, 'encryption');
-  if (encryption !== null && encryption !== 'off' && prop(record, 'keystatus') === 'unavailable') {
-    const keyRoot = prop(record, 'encryptionroot') ?? record.name;
+  const keyRoot = lockedKeyOf(record);
+  if (keyRoot !== null) {
     return new SysprimeError('REFUSED', `cannot adopt ${record.name}: it is encrypted and the key of ${keyRoot} is not loaded`, {
       hint: `load it with \`zfs load-key ${keyRoot}\`, then run sysprime init again`,
     });
   }
   return null;
+}
+
+/** The properties lockedKeyOf reads (OpenZFS only: zfs-fuse knows none of them). */
+export const KEY_PROPS = ['encryption', 'keystatus', 'encryptionroot'] as const;
+
+/**
+ * The encryption root whose key is not loaded, when the dataset is encrypted
+ * and locked; else null. Clones share their origin's encryption root, so
+ * every environment made from an encrypted root is locked and unlocked with
+ * it: one `zfs load-key` opens them all.
+ */
+export function lockedKeyOf(record: DatasetRecord): string | null {
+  const encryption = prop(record, 'encryption');
+  if (encryption === null || encryption === 'off' || prop(record, 'keystatus') !== 'unavailable') return null;
+  return prop(record, 'encryptionroot') ?? record.name;
+}
+
+/** Refusal of `doing` ("mount", "clone") on a dataset whose key is not loaded, or null. */
+export function lockedKeyProblem(record: DatasetRecord, doing: string): SysprimeError | null {
+  const keyRoot = lockedKeyOf(record);
+  if (keyRoot === null) return null;
+  return new SysprimeError('REFUSED', `cannot ${doing} ${record.name}: it is encrypted and the key of ${keyRoot} is not loaded`, {
+    hint: `load it with \`zfs load-key ${keyRoot}\` (every environment made from it shares that key), then try again`,
+  });
 }
 
 /**

@@ -36,7 +36,8 @@ import { altrootOf, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { HOLD_COUNT, releaseForDestroy } from './holds.js';
 import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName, sweepableCopy } from './layout.js';
-import { dependentsOf, isSnapshot, localProp, withoutAltroot, type DatasetRecord } from './parse.js';
+import { dependentsOf, isSnapshot, localProp, mountTargetsOf, withoutAltroot, type DatasetRecord } from './parse.js';
+import type { FstabEntry } from '../../os/mounts.js';
 
 /** `boot-of` of a boot dataset whose environment is being destroyed: no environment's name (names.ts forbids the dot). */
 export const DESTROYING = '.destroying';
@@ -51,13 +52,18 @@ export async function recordedBootPool(pool: string): Promise<string | null> {
  * The boot dataset of a root named `name` that init is adopting: the one
  * `<pool>/BOOT/<name>` among the imported pools other than the root's.
  * Null when there is none (the root holds its own /boot); refused when two
- * pools have one, since which one GRUB reads cannot be told.
+ * pools have one, since which one GRUB reads cannot be told. A root that is
+ * not the running one never gets the running system's own /boot: a second
+ * pool's `ROOT/debian` beside the guide's `bpool/BOOT/debian` is not its
+ * partner, and pairing them would clone and snapshot the running system's
+ * boot dataset for another pool's environments.
  */
-export async function findBootDataset(rootPool: string, name: string): Promise<string | null> {
+export async function findBootDataset(rootPool: string, name: string, running: { root: boolean; mounts: readonly FstabEntry[] }): Promise<string | null> {
   const pools = (await zpool(['list', '-H', '-o', 'name'])).stdout.split('\n').map((l) => l.trim()).filter((p) => p !== '' && p !== rootPool);
   const found: string[] = [];
   for (const p of pools) {
     const ds = `${bootContainer(p)}/${name}`;
+    if (!running.root && mountTargetsOf(running.mounts, ds).includes('/boot')) continue;
     if ((await readOne(ds, ['type'])) !== null) found.push(ds);
   }
   if (found.length > 1) {

@@ -77,7 +77,7 @@ import {
   type DatasetRecord,
   type EnvironmentChild,
 } from './parse.js';
-import { adoptionProblem, childrenProblem } from './adoption.js';
+import { adoptionProblem, childrenProblem, KEY_PROPS, lockedKeyProblem } from './adoption.js';
 import {
   DESTROYING,
   bootPristine,
@@ -287,7 +287,20 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * renamed into place last, so a crash leaves either no environment or a
    * whole one; recover() destroys the temporary clone of a dead process.
    */
+  /**
+   * OpenZFS: refuse to `doing` a dataset whose key is not loaded before
+   * anything changes; a clone of it could be made but never mounted, so
+   * staging would fail halfway (zfs-fuse has no encryption).
+   */
+  async function refuseLocked(ds: string, doing: string): Promise<void> {
+    if ((await caps()).implementation !== 'openzfs') return;
+    const record = await readOne(ds, KEY_PROPS);
+    const problem = record === null ? null : lockedKeyProblem(record, doing);
+    if (problem !== null) throw problem;
+  }
+
   async function cloneEnvironment(snapshot: string, ds: string, options: readonly string[], boot: { snapshot: string; pool: string; generation: string } | null = null): Promise<void> {
+    await refuseLocked(holderOf(snapshot), 'clone');
     const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
     const name = ds.slice(root.length + 1);
     const bootTemporary = boot === null ? null : bootTemporaryFor(boot.pool, temporary);
@@ -368,7 +381,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
     }
     // The guides' boot dataset of this root, named as the root is (`bpool/BOOT/debian`); its place once adopted must be free.
-    const boot = present === null ? null : await findBootDataset(pool, present);
+    const boot = present === null ? null : await findBootDataset(pool, present, { root: running, mounts });
     const recorded = await bootPool();
     if (boot !== null) {
       const bp = boot.split('/')[0]!;
@@ -642,6 +655,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const generation = localProp(from, PROP.generation) ?? '0';
       const sourceDs = environmentDataset(pool, source);
       await carriedChildren(sourceDs);
+      // Before the copy snapshot: nothing is left to undo.
+      await refuseLocked(sourceDs, 'copy');
       const tree = await readTree(sourceDs, ['type']);
       const taken = new Set(tree.filter((r) => isSnapshot(r)).map((r) => shortSnapshotName(r.name)));
       const snapshot = `${sourceDs}@${uniqueName(`${COPY_SNAPSHOT_PREFIX}${timestamp(new Date())}`, taken)}`;

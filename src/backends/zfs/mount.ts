@@ -22,6 +22,7 @@ import { INHERITED_MOUNTPOINT, PROP } from './layout.js';
 import { localProp, mountTargetsOf, prop, withoutAltroot } from './parse.js';
 import { readMounts } from '../../os/mounts.js';
 import type { ZfsCapabilities } from './probe.js';
+import { KEY_PROPS, lockedKeyProblem } from './adoption.js';
 
 export async function mountedAt(dataset: string): Promise<string[]> {
   return mountTargetsOf(await readMounts(), dataset);
@@ -81,9 +82,17 @@ export function mountHelperOptions(mountpoint: string | null, readonly: boolean)
   return options.length === 0 ? [] : ['-o', options.join(',')];
 }
 
+/**
+ * OpenZFS's mount options for the dataset, read with its key status in the
+ * same `zfs get`: a dataset whose key is not loaded is refused in one line
+ * naming the key to load (mount.zfs would only say permission denied).
+ */
 async function helperOptions(dataset: string, readonly: boolean): Promise<string[]> {
-  const record = await readOne(dataset, ['mountpoint']);
-  return mountHelperOptions(record === null ? null : prop(record, 'mountpoint'), readonly);
+  const record = await readOne(dataset, ['mountpoint', ...KEY_PROPS]);
+  if (record === null) throw new SysprimeError('NOT_FOUND', `dataset ${dataset} does not exist`);
+  const locked = lockedKeyProblem(record, 'mount');
+  if (locked !== null) throw locked;
+  return mountHelperOptions(prop(record, 'mountpoint'), readonly);
 }
 
 /** Returns where the dataset's own mount is: `dir`, or below the altroot when `dir` is a bind of it. */
