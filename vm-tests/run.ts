@@ -150,7 +150,7 @@ async function main(): Promise<number> {
     },
   });
   if (values.list) {
-    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine${s.verbs.length > 0 ? `; needs ${s.verbs.join(', ')}` : ''})`);
+    for (const s of SCENARIOS) say(`${s.id} ${s.name} (from the ${s.from} ${machineOf(s)} machine${s.verbs.length > 0 ? `; needs ${s.verbs.join(', ')}` : ''}${s.bench === true ? '; a benchmark: only with --only' : ''})`);
     return 0;
   }
   if (!['tcg', 'kvm', 'auto'].includes(values.accel)) throw new Error(`--accel ${values.accel}: use tcg, kvm or auto`);
@@ -168,7 +168,8 @@ async function main(): Promise<number> {
   installSignalHandlers();
   const only = values.only ? new Set(values.only.split(',').map((s) => Number.parseInt(s, 10))) : null;
   const all: Scenario[] = SCENARIOS.map((s) => ({ ...s, timeoutMinutes: Math.ceil(s.timeoutMinutes * scale) }));
-  const wanted = all.filter((s) => only === null || only.has(s.id));
+  // Benchmarks run only when asked for by number.
+  const wanted = all.filter((s) => (only === null ? s.bench !== true : only.has(s.id)));
   const tree = resolve(values.tree);
   const verbs = await sysprimeVerbs(tree);
   const updater: UpdaterChoice = UPDATERS.some((u) => u.method === 'apt') ? 'apt' : 'command';

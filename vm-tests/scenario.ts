@@ -38,6 +38,8 @@ export interface Scenario {
   /** Assertions over the whole console log (boots that never reached the runner). */
   checkLog?(log: SerialLog): void;
   timeoutMinutes: number;
+  /** A benchmark, not a test: run only when named (`--only`), never by `npm test`. */
+  bench?: boolean;
 }
 
 export const machineOf = (s: Scenario): Machine => s.machine ?? 'btrfs';
