@@ -20,16 +20,7 @@ mkdir "$TOP"
 mount -o loop,noatime "$WORK/img" "$TOP"
 btrfs -q subvolume create "$TOP/@"
 
-# 500 files per directory, 1-8 KiB each.
-node -e '
-const fs = require("node:fs");
-const [tree, files] = [process.argv[1], Number(process.argv[2])];
-const block = Buffer.alloc(8192, "sysprime drift bench\n");
-for (let i = 0; i < files; i++) {
-  const d = `${tree}/usr/d${Math.floor(i / 5000)}/e${Math.floor(i / 500) % 10}`;
-  if (i % 500 === 0) fs.mkdirSync(d, { recursive: true });
-  fs.writeFileSync(`${d}/f${i}`, block.subarray(0, 1024 + ((i * 7919) % 7168)));
-}' "$TOP/@" "$FILES"
+node "$HERE/bench/tree.mjs" make "$TOP/@" "$FILES"
 
 cat >"$WORK/sysprime.toml" <<TOML
 backend = "btrfs"
@@ -45,20 +36,7 @@ GEN=$(node "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" --json list | nod
 mkdir "$WORK/stash"
 node "$HERE/dist/bench/drift-fast-path.js" "$TOP" bench "$GEN" before "$WORK/stash"
 
-# 1% changed: edits, new files, deletions, a renamed directory, chmods.
-node -e '
-const fs = require("node:fs");
-const [tree, files] = [process.argv[1], Number(process.argv[2])];
-const n = Math.floor(files / 100);
-const path = (i) => `${tree}/usr/d${Math.floor(i / 5000)}/e${Math.floor(i / 500) % 10}/f${i}`;
-for (let k = 0; k < n; k++) {
-  const i = (k * 97) % files;
-  if (k % 4 === 0) fs.appendFileSync(path(i), "edited\n");
-  else if (k % 4 === 1) fs.writeFileSync(path(i) + ".new", "new\n");
-  else if (k % 4 === 2) fs.rmSync(path(i), { force: true });
-  else fs.chmodSync(path(i), 0o600);
-}
-fs.renameSync(`${tree}/usr/d0/e9`, `${tree}/usr/d0/e9-moved`);
-' "$TOP/ROOT/bench" "$FILES"
+# 1% changed: edits, new files, deletions, chmods, and a renamed directory.
+node "$HERE/bench/tree.mjs" change "$TOP/ROOT/bench" "$FILES" --rename
 sync
 node "$HERE/dist/bench/drift-fast-path.js" "$TOP" bench "$GEN" after "$WORK/stash"

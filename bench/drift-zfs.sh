@@ -30,16 +30,7 @@ zfs create -o canmount=off -o mountpoint=none "$POOL/ROOT"
 zfs create -o canmount=noauto -o mountpoint=/ "$POOL/ROOT/bench"
 zfs mount "$POOL/ROOT/bench"
 
-# 500 files per directory, 1-8 KiB each.
-node -e '
-const fs = require("node:fs");
-const [tree, files] = [process.argv[1], Number(process.argv[2])];
-const block = Buffer.alloc(8192, "sysprime drift bench\n");
-for (let i = 0; i < files; i++) {
-  const d = `${tree}/usr/d${Math.floor(i / 5000)}/e${Math.floor(i / 500) % 10}`;
-  if (i % 500 === 0) fs.mkdirSync(d, { recursive: true });
-  fs.writeFileSync(`${d}/f${i}`, block.subarray(0, 1024 + ((i * 7919) % 7168)));
-}' "$WORK/alt" "$FILES"
+node "$HERE/bench/tree.mjs" make "$WORK/alt" "$FILES"
 zfs unmount "$POOL/ROOT/bench"
 
 cat >"$WORK/sysprime.toml" <<TOML
@@ -59,18 +50,7 @@ sp drift --no-record bench >/dev/null || [ $? -le 1 ]
 # 1% changed: edits, new files, deletions, chmods.
 mkdir "$WORK/mnt"
 sp mount --force bench "$WORK/mnt"
-node -e '
-const fs = require("node:fs");
-const [tree, files] = [process.argv[1], Number(process.argv[2])];
-const n = Math.floor(files / 100);
-const path = (i) => `${tree}/usr/d${Math.floor(i / 5000)}/e${Math.floor(i / 500) % 10}/f${i}`;
-for (let k = 0; k < n; k++) {
-  const i = (k * 97) % files;
-  if (k % 4 === 0) fs.appendFileSync(path(i), "edited\n");
-  else if (k % 4 === 1) fs.writeFileSync(path(i) + ".new", "new\n");
-  else if (k % 4 === 2) fs.rmSync(path(i), { force: true });
-  else fs.chmodSync(path(i), 0o600);
-}' "$WORK/mnt" "$FILES"
+node "$HERE/bench/tree.mjs" change "$WORK/mnt" "$FILES"
 sync
 
 seconds() { local t0 t1; t0=$(date +%s.%N); "$@" >/dev/null 2>&1 || true; t1=$(date +%s.%N); awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'; }

