@@ -282,12 +282,6 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
   }
 
   /**
-   * Make environment `ds` from `snapshot`: cloned (with its children) under a
-   * temporary name that carries this process's pid, given `mountpoint=/`, and
-   * renamed into place last, so a crash leaves either no environment or a
-   * whole one; recover() destroys the temporary clone of a dead process.
-   */
-  /**
    * OpenZFS: refuse to `doing` a dataset whose key is not loaded before
    * anything changes; a clone of it could be made but never mounted, so
    * staging would fail halfway (zfs-fuse has no encryption).
@@ -299,6 +293,12 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     if (problem !== null) throw problem;
   }
 
+  /**
+   * Make environment `ds` from `snapshot`: cloned (with its children) under a
+   * temporary name that carries this process's pid, given `mountpoint=/`, and
+   * renamed into place last, so a crash leaves either no environment or a
+   * whole one; recover() destroys the temporary clone of a dead process.
+   */
   async function cloneEnvironment(snapshot: string, ds: string, options: readonly string[], boot: { snapshot: string; pool: string; generation: string } | null = null): Promise<void> {
     await refuseLocked(holderOf(snapshot), 'clone');
     const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
