@@ -12,7 +12,7 @@ import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
 import { faultPoint } from '../../process/fault.js';
-import { isAtOrBelow, mountAt, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountinfoEntry } from '../../os/mounts.js';
+import { mountAt, mountsAtOrBelow, parseMountinfo, unmountOrder, type MountinfoEntry } from '../../os/mounts.js';
 import { PRISTINE_DIR, ROOT_DIR, SNAPSHOT_DIR, environmentPath, DEFAULT_SHARED_SUBVOLUMES } from './layout.js';
 import { ensureMetaDirs } from './meta.js';
 import { mountSubvolumeId, type SubvolumeListEntry } from './parse.js';

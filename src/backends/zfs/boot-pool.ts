@@ -35,7 +35,7 @@ import { processAlive } from '../../process/alive.js';
 import { altrootOf, readOne, readTree, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
 import { HOLD_COUNT, releaseForDestroy } from './holds.js';
-import { COPY_SNAPSHOT_PREFIX, PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName, sweepableCopy } from './layout.js';
+import { PROP, TEMPORARY_PREFIX, assertInsideRoot, bootContainer, bootDataset, environmentDataset, holderOf, shortSnapshotName, sweepableCopy } from './layout.js';
 import { dependentsOf, isSnapshot, localProp, mountTargetsOf, withoutAltroot, type DatasetRecord } from './parse.js';
 import type { FstabEntry } from '../../os/mounts.js';
 
