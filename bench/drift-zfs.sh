@@ -25,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT
 truncate -s 3G "$WORK/img"
-zpool create -f -o cachefile=none -R "$WORK/alt" -O mountpoint=none -O canmount=off -O atime=off "$POOL" "$WORK/img"
+zpool create -f -o cachefile=none -R "$WORK/alt" -O mountpoint=none -O canmount=off -O atime=off -O compression=lz4 "$POOL" "$WORK/img"
 zfs create -o canmount=off -o mountpoint=none "$POOL/ROOT"
 zfs create -o canmount=noauto -o mountpoint=/ "$POOL/ROOT/bench"
 zfs mount "$POOL/ROOT/bench"
@@ -49,7 +49,7 @@ sp drift --no-record bench >/dev/null || [ $? -le 1 ]
 
 # 1% changed: edits, new files, deletions, chmods.
 mkdir "$WORK/mnt"
-sp mount --force bench "$WORK/mnt"
+sp mount --force bench "$WORK/mnt" >/dev/null
 node "$HERE/bench/tree.mjs" change "$WORK/mnt" "$FILES"
 sync
 
@@ -58,18 +58,20 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 peer() { find "$WORK/mnt" -xdev -printf '%p %s %T@ %m\n' >/dev/null; }
 drift() { SYSPRIME_DRIFT_METHOD=$1 sp drift --format json --no-record bench > "$WORK/$1.json" || [ $? -le 1 ]; }
 umount_env() { sp umount bench >/dev/null; }
-declare -a W C F
+declare -a W C F S
 for i in 1 2 3; do
+  # What every sysprime command costs before it does anything (large in a slow guest).
+  S+=("$(seconds sp --version)")
   # The tree is mounted for find and unmounted for drift (zfs diff reads it through sysprime's own mount).
   F+=("$(seconds peer)")
   umount_env
   W+=("$(seconds drift walk)")
   C+=("$(seconds drift changes)")
-  sp mount --force bench "$WORK/mnt"
+  sp mount --force bench "$WORK/mnt" >/dev/null
 done
 umount_env
 median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
-w=$(median "${W[@]}"); c=$(median "${C[@]}"); f=$(median "${F[@]}")
+w=$(median "${W[@]}"); c=$(median "${C[@]}"); f=$(median "${F[@]}"); st=$(median "${S[@]}")
 
 # The same report both ways, but for when each ran and the digests of the manifests each wrote.
 node -e '
@@ -81,5 +83,6 @@ console.log(`reports equal: ${n} items`);' "$WORK/walk.json" "$WORK/changes.json
 
 echo "files: $FILES, changed: $((FILES / 100)) (OpenZFS $(zfs version | head -1))"
 printf 'find -printf (peer): %.2f s\n' "$f"
+printf 'sysprime --version:  %.2f s  (start-up, in both drifts below)\n' "$st"
 printf 'drift, walk:         %.2f s  (%s x find)\n' "$w" "$(ratio "$w" "$f")"
 printf 'drift, zfs diff:     %.2f s  (%s x find, %s x the walk)\n' "$c" "$(ratio "$c" "$f")" "$(ratio "$c" "$w")"

@@ -2,7 +2,7 @@
  * 90. A benchmark, not a test (run only with `--only 90`, never by `npm
  * test`): `bench/drift-zfs.sh` in the OpenZFS guest, where `zfs diff`
  * exists (this project's hosts have only zfs-fuse). Drift through `zfs diff`
- * against the walk and against `find -printf`, on a tree of 20,000 files
+ * against the walk and against `find -printf`, on a tree of 60,000 files
  * with 1% changed; the numbers are in the step's output
  * (`out/b1-bench.out` on the kept script drive) and bench/RESULTS.md.
  * Under TCG the guest is some 30 times slower than the host: the ratios
@@ -22,7 +22,7 @@ export const benchZfsDrift: Scenario = {
   boots: [
     {
       script: `
-tstep bench sh -c 'TMPDIR=/dev/shm bash /opt/sysprime/bench/drift-zfs.sh 20000'
+tstep bench sh -c 'TMPDIR=/dev/shm bash /opt/sysprime/bench/drift-zfs.sh 60000'
 then_poweroff
 `,
       async check(_boot, ctx) {
