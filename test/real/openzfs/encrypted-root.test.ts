@@ -16,7 +16,7 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { run } from '../../../src/process/run.js';
-import { sysprime } from '../../fixtures/cli.js';
+import { environmentMounter, sysprime } from '../../fixtures/cli.js';
 import { makeZfsLayout, poolState, type ZfsLayout } from '../../fixtures/zfs-layouts.js';
 
 const openzfs = (await run('zfs', ['version'], { allowFailure: true }).catch(() => ({ exitCode: 1 }))).exitCode === 0;
@@ -51,16 +51,12 @@ describe('an encrypted root on OpenZFS (ZFSBootMenu guide)', { skip: openzfs ? f
     assert.equal(r.code, 0, `sysprime ${args.join(' ')}: ${r.stderr}`);
     return r;
   };
+  // A new directory for each mount: an existing one below /dev (the VM suite runs this in /dev/shm) needs --force.
   let mounts = 0;
-  const version = async (name: string): Promise<string> => {
-    // A new directory each time: an existing one below /dev (the VM suite runs this in /dev/shm) needs --force.
-    const mnt = join(dir, `mnt-${name}-${++mounts}`);
-    await ok('mount', name, mnt);
-    try {
-      return readFileSync(join(mnt, 'usr/share/doc/demo/VERSION'), 'utf8');
-    } finally {
-      await ok('umount', name);
-    }
+  const inside = environmentMounter(sp, () => join(dir, `mnt-${mounts}`));
+  const version = (name: string): Promise<string> => {
+    mounts++;
+    return inside(name, (root) => readFileSync(join(root, 'usr/share/doc/demo/VERSION'), 'utf8'));
   };
 
   before(async () => {
