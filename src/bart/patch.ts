@@ -17,7 +17,8 @@
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
-import { makeHeader, sortEntries } from './format.js';
+import { encodeName } from './escape.js';
+import { makeHeader } from './format.js';
 import { CHUNK, hashFile, loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
 import { ATTR, decide, enter, rootContext, ruleFor, shouldDescend, splitComponents, walkRoots, type Rules, type WalkContext } from './rules.js';
@@ -187,85 +188,127 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
   for (const p of singles) readOne(p, false);
   let fresh = entriesOf(sink.result(), warn);
 
-  // Other names of the inodes read again.
-  const reread = new Set<string>(fresh.map((e) => e.path));
-  const byIno = new Map<number, string[]>();
-  for (const e of opts.base.entries) {
-    if (e.type === 'D' || e.stat === undefined) continue;
-    const l = byIno.get(e.stat.ino);
-    if (l === undefined) byIno.set(e.stat.ino, [e.path]);
-    else l.push(e.path);
+  // The base in its manifest order, with each entry's sort key: everything below works on
+  // positions in it, so the cost follows the number of changes, not the size of the tree,
+  // apart from single linear passes.
+  const { entries: baseEntries, keys: baseKeys } = sortedWithKeys(opts.base.entries);
+  const total = baseEntries.length;
+  // The base's entries read again (or gone), marked by position. A subtree is a contiguous range
+  // of keys: key(top) + '/' is a prefix, as a name's key is its components' keys joined by '/'.
+  const covers = new Uint8Array(total);
+  const cover = (path: string): void => {
+    const at = lowerBound(baseKeys, encodeName(path));
+    if (at < total && baseEntries[at]!.path === path) covers[at] = 1;
+  };
+  for (const t of tops) {
+    if (t === '/') {
+      covers.fill(1);
+      break;
+    }
+    const k = encodeName(t);
+    cover(t);
+    covers.fill(1, lowerBound(baseKeys, `${k}/`), lowerBound(baseKeys, `${k}0`));
   }
-  const covered = (p: string): boolean => singles.has(p) || reread.has(p) || inTops(p);
+  for (const p of singles) cover(p);
+
+  // Other names of the inodes read again.
+  for (const e of fresh) cover(e.path);
+  const covered = (i: number): boolean => covers[i] === 1;
   let wave: Fresh[] = fresh;
   // The base's entries of everything read again: their inodes may have other names too.
-  const dirty = opts.base.entries.filter((e) => e.type !== 'D' && covered(e.path));
+  const inos = new Set<number>();
+  for (let i = 0; i < total; i++) {
+    const e = baseEntries[i]!;
+    if (e.type !== 'D' && e.stat !== undefined && covered(i)) inos.add(e.stat.ino);
+  }
   // A changed inode may be listed under a name the rules leave out (btrfs send names an inode once:
   // a store object below /var/lib/sysprime, say) while its other names are checked (its /usr paths).
-  const unrecorded = new Set<number>();
   for (const p of singles) {
     const st = lstat(p);
-    if (st !== undefined && st.isFile() && st.nlink > 1) unrecorded.add(st.ino);
+    if (st !== undefined && st.isFile() && st.nlink > 1) inos.add(st.ino);
   }
   for (;;) {
-    const inos = new Set<number>(unrecorded);
-    unrecorded.clear();
-    for (const e of [...wave, ...dirty]) if (e.type !== 'D' && e.stat !== undefined) inos.add(e.stat.ino);
-    dirty.length = 0;
+    for (const e of wave) if (e.type !== 'D' && e.stat !== undefined) inos.add(e.stat.ino);
+    if (inos.size === 0) break;
     const more: string[] = [];
-    for (const ino of inos) for (const p of byIno.get(ino) ?? []) if (!covered(p)) more.push(p);
+    for (let i = 0; i < total; i++) {
+      const e = baseEntries[i]!;
+      if (e.type !== 'D' && e.stat !== undefined && inos.has(e.stat.ino) && !covered(i)) more.push(e.path);
+    }
+    inos.clear();
     if (more.length === 0) break;
     const again = new WalkSink(prefix);
     for (const p of more) {
-      singles.add(p);
+      cover(p);
       const here = locate(p);
       if (here === null) continue;
       const rule = decide(here.ctx, here.comps, here.type);
       if (rule !== undefined && rule.flags !== 0) again.record(p, here.st, here.type, rule.flags);
     }
     wave = entriesOf(again.result(), warn);
-    for (const e of wave) reread.add(e.path);
+    for (const e of wave) cover(e.path);
     fresh = fresh.concat(wave);
   }
 
   // Contents, ACLs and extended attributes of what was read again, as createManifest collects them.
   // Digests to trust: the previous manifest's, and the base's (a file whose inode, size and times
   // are those of the snapshot is the snapshot's file: the fast path often re-reads a file only
-  // because its atime moved).
+  // because its atime moved). Both are found by binary search in their sorted entries.
   const remap = opts.keptDevice;
-  const hashable = (e: ManifestEntry): boolean => e.type === 'F' && e.stat !== undefined && e.contents !== undefined && e.contents !== '-';
-  const previous = new Map<string, ManifestEntry>();
-  if (opts.previous !== undefined && opts.previous.header.hash === alg) {
-    for (const e of opts.previous.entries) if (hashable(e)) previous.set(e.path, e);
-  }
-  const baseFiles = new Map<string, ManifestEntry>();
-  for (const e of opts.base.entries) if (hashable(e)) baseFiles.set(e.path, e);
-  const sameFile = (p: ManifestEntry | undefined, e: ManifestEntry, mapDev: boolean): boolean => {
-    const ps = p?.stat;
-    const st = e.stat!;
-    if (ps === undefined) return false;
-    const dev = mapDev && remap !== undefined && ps.dev === remap.from ? remap.to : ps.dev;
-    return ps.ino === st.ino && dev === st.dev && p!.size === e.size && ps.mtimeMs === st.mtimeMs && ps.ctimeMs === st.ctimeMs;
+  const hashable = (e: ManifestEntry | undefined): e is ManifestEntry => e !== undefined && e.type === 'F' && e.stat !== undefined && e.contents !== undefined && e.contents !== '-';
+  const previous = opts.previous !== undefined && opts.previous.header.hash === alg ? opts.previous.entries : [];
+  const inPrevious = (path: string, key: string): ManifestEntry | undefined => {
+    let lo = 0;
+    let hi = previous.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (encodeName(previous[mid]!.path) < key) lo = mid + 1;
+      else hi = mid;
+    }
+    const e = previous[lo];
+    return e !== undefined && e.path === path ? e : undefined;
   };
+  const inBase = (path: string, key: string): ManifestEntry | undefined => {
+    const at = lowerBound(baseKeys, key);
+    const e = baseEntries[at];
+    return e !== undefined && e.path === path ? e : undefined;
+  };
+  const sameFile = (p: ManifestEntry | undefined, e: ManifestEntry, mapDev: boolean): p is ManifestEntry => {
+    if (!hashable(p)) return false;
+    const ps = p.stat!;
+    const st = e.stat!;
+    const dev = mapDev && remap !== undefined && ps.dev === remap.from ? remap.to : ps.dev;
+    return ps.ino === st.ino && dev === st.dev && p.size === e.size && ps.mtimeMs === st.mtimeMs && ps.ctimeMs === st.ctimeMs;
+  };
+  // What was read again, in manifest order, each path once.
+  const sortedFresh = sortedWithKeys(fresh);
+  const freshEntries: ManifestEntry[] = [];
+  const freshKeys: string[] = [];
+  for (let i = 0; i < sortedFresh.entries.length; i++) {
+    if (i > 0 && sortedFresh.keys[i] === sortedFresh.keys[i - 1]) continue;
+    freshEntries.push(sortedFresh.entries[i]!);
+    freshKeys.push(sortedFresh.keys[i]!);
+  }
   let hashed = 0;
   let reused = 0;
   const buf = Buffer.allocUnsafe(CHUNK);
   const wantAcl: ManifestEntry[] = [];
   const wantXattr: ManifestEntry[] = [];
-  for (const f of fresh) {
+  for (let i = 0; i < freshEntries.length; i++) {
+    const f = freshEntries[i] as Fresh;
     const flags = f.flags;
     const e: ManifestEntry = f;
     delete (f as Partial<Fresh>).flags;
     if (e.type === 'F') {
       if ((flags & ATTR.contents) === 0) e.contents = '-';
       else {
-        const prev = previous.get(e.path);
-        const inBase = baseFiles.get(e.path);
+        const prev = inPrevious(e.path, freshKeys[i]!);
+        const kept = inBase(e.path, freshKeys[i]!);
         if (sameFile(prev, e, false)) {
-          e.contents = prev!.contents!;
+          e.contents = prev.contents!;
           reused++;
-        } else if (sameFile(inBase, e, true)) {
-          e.contents = inBase!.contents!;
+        } else if (sameFile(kept, e, true)) {
+          e.contents = kept.contents!;
           reused++;
         } else {
           hashed++;
@@ -295,25 +338,51 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
     }
   }
 
-  // The base's entries for everything not read again.
+  // The result: the base's entries for everything not read again merged with what was.
   const entries: ManifestEntry[] = [];
-  for (const e of opts.base.entries) {
-    if (covered(e.path)) continue;
+  let xattrs = wantXattr.length > 0;
+  const keep = (i: number): void => {
+    const e = baseEntries[i]!;
+    if (!xattrs && opts.base.header.xattrs === true) xattrs = ((ruleFor(rules, e.path, e.type)?.flags ?? 0) & ATTR.xattr) !== 0;
     entries.push(remap !== undefined && e.stat !== undefined && e.stat.dev === remap.from ? { ...e, stat: { ...e.stat, dev: remap.to } } : e);
+  };
+  let j = 0;
+  for (let i = 0; i < total; i++) {
+    if (covered(i)) continue;
+    const k = baseKeys[i]!;
+    while (j < freshEntries.length && freshKeys[j]! < k) entries.push(freshEntries[j++]!);
+    if (j < freshEntries.length && freshKeys[j] === k) continue; // read again: the fresh entry stands
+    keep(i);
   }
-  for (const e of fresh) entries.push(e);
-  sortEntries(entries);
-  const unique = entries.filter((e, i) => i === 0 || e.path !== entries[i - 1]!.path);
+  while (j < freshEntries.length) entries.push(freshEntries[j++]!);
 
   const header = makeHeader(alg, prefix === '' ? '/' : prefix);
-  if (collectsXattrs(rules, unique)) header.xattrs = true;
-  return { manifest: { header, entries: unique }, status: warnings.length > 0 ? 1 : 0, warnings, hashed, reused, reread: fresh.length };
+  // As createManifest decides `! XATTRS`: some entry is listed by a rule that checks xattr (a
+  // base made with these rules has the mark if any of its entries is).
+  if (xattrs) header.xattrs = true;
+  return { manifest: { header, entries }, status: warnings.length > 0 ? 1 : 0, warnings, hashed, reused, reread: freshEntries.length };
 }
 
-/** As createManifest decides `! XATTRS`: some entry is listed by a rule that checks xattr. */
-function collectsXattrs(rules: Rules, entries: readonly ManifestEntry[]): boolean {
-  if (!rules.rules.some((r) => r.flags & ATTR.xattr)) return false;
-  return entries.some((e) => ((ruleFor(rules, e.path, e.type)?.flags ?? 0) & ATTR.xattr) !== 0);
+/** Entries in manifest order with their sort keys; the same array when it is in order already. */
+function sortedWithKeys(list: readonly ManifestEntry[]): { entries: readonly ManifestEntry[]; keys: string[] } {
+  const keys = list.map((e) => encodeName(e.path));
+  let ordered = true;
+  for (let i = 1; i < keys.length && ordered; i++) ordered = keys[i - 1]! < keys[i]!;
+  if (ordered) return { entries: list, keys };
+  const order = Array.from(keys.keys()).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : a - b));
+  return { entries: order.map((i) => list[i]!), keys: order.map((i) => keys[i]!) };
+}
+
+/** The first position whose key is not below `key`. */
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid]! < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 /** An entry just read, with the flags of its rule until its attributes are collected. */
