@@ -3,17 +3,50 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT } from '../errors.js';
 import type { GlobalOptions } from './runner.js';
-import { registerEnvironmentCommands } from './commands/environments.js';
-import { registerStatus } from './commands/status.js';
-import { registerBart } from './commands/bart.js';
-import { registerStage } from './commands/stage.js';
-import { registerDrift } from './commands/drift.js';
-import { registerReintegrate, registerRollback } from './commands/reintegrate.js';
-import { registerTransfer } from './commands/transfer.js';
-import { registerMaintenance } from './commands/maintenance.js';
-import { registerStore } from './commands/store.js';
-import { registerKey } from './commands/key.js';
-import { registerFleet } from './commands/fleet.js';
+
+type Register = (program: Command, globals: () => GlobalOptions) => void;
+
+/**
+ * The modules of verbs, in the order help lists them, and the top-level
+ * verbs (aliases included) each defines. A run loads only the module of the
+ * verb it was given: every sysprime start (tests run it thousands of times,
+ * the VM guests at boot) would otherwise load the whole program, most of it
+ * for verbs it does not run. test/unit/cli/verbs.test.ts holds this table
+ * to what the modules define.
+ */
+export const VERB_MODULES: readonly { verbs: readonly string[]; load: () => Promise<Register[]> }[] = [
+  {
+    verbs: ['init', 'list', 'ls', 'create', 'snapshot', 'describe', 'pin', 'unpin', 'activate', 'destroy', 'rename', 'mount', 'umount', 'unmount', 'shell'],
+    load: async () => [(await import('./commands/environments.js')).registerEnvironmentCommands],
+  },
+  { verbs: ['status'], load: async () => [(await import('./commands/status.js')).registerStatus] },
+  { verbs: ['stage', 'daemon'], load: async () => [(await import('./commands/stage.js')).registerStage] },
+  { verbs: ['drift'], load: async () => [(await import('./commands/drift.js')).registerDrift] },
+  {
+    verbs: ['reintegrate', 'rollback'],
+    load: async () => {
+      const m = await import('./commands/reintegrate.js');
+      return [m.registerReintegrate, m.registerRollback];
+    },
+  },
+  { verbs: ['export', 'import'], load: async () => [(await import('./commands/transfer.js')).registerTransfer] },
+  { verbs: ['prune', 'doctor', 'boot-hook', 'metrics', 'health', 'apt-hook'], load: async () => [(await import('./commands/maintenance.js')).registerMaintenance] },
+  { verbs: ['store'], load: async () => [(await import('./commands/store.js')).registerStore] },
+  { verbs: ['key'], load: async () => [(await import('./commands/key.js')).registerKey] },
+  { verbs: ['reboot', 'fleet'], load: async () => [(await import('./commands/fleet.js')).registerFleet] },
+  { verbs: ['bart'], load: async () => [(await import('./commands/bart.js')).registerBart] },
+];
+
+/** The verb of a command line (the first word that is not a global option or its value), if any. */
+export function verbOf(argv: readonly string[]): string | undefined {
+  for (let i = 2; i < argv.length; i++) {
+    const a = argv[i]!;
+    if (a === '--') return argv[i + 1];
+    if (a === '-c' || a === '--config') i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -21,7 +54,12 @@ function version(): string {
   return `${pkg.version} (Node.js ${process.version})`;
 }
 
-export function buildProgram(): Command {
+/**
+ * The program with the verbs of `verb`'s module, or with every verb when
+ * there is none or it is not one of the table's (help, a typo: commander
+ * lists them all or suggests the nearest).
+ */
+export async function buildProgram(verb?: string): Promise<Command> {
   const program = new Command();
   program
     .name('sysprime')
@@ -34,18 +72,8 @@ export function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .exitOverride();
   const globals = () => program.opts<GlobalOptions>();
-  registerEnvironmentCommands(program, globals);
-  registerStatus(program, globals);
-  registerStage(program, globals);
-  registerDrift(program, globals);
-  registerReintegrate(program, globals);
-  registerRollback(program, globals);
-  registerTransfer(program, globals);
-  registerMaintenance(program, globals);
-  registerStore(program, globals);
-  registerKey(program, globals);
-  registerFleet(program, globals);
-  registerBart(program, globals);
+  const one = VERB_MODULES.find((m) => verb !== undefined && m.verbs.includes(verb));
+  for (const m of one !== undefined ? [one] : VERB_MODULES) for (const register of await m.load()) register(program, globals);
   return program;
 }
 
@@ -70,7 +98,7 @@ function ignoreClosedPipes(): void {
 
 export async function main(argv: string[]): Promise<void> {
   ignoreClosedPipes();
-  const program = buildProgram();
+  const program = await buildProgram(verbOf(argv));
   try {
     await program.parseAsync(argv);
   } catch (err) {

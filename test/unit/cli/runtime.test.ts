@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -43,4 +44,37 @@ test('an older runtime gets one line and exit 2', { skip: old === undefined ? 'n
   assert.equal(r.status, 2);
   assert.match(r.stderr, /^sysprime: Node\.js v\d+\.\S+ is too old; sysprime runs on Node\.js 24 or later .*setup\.sh/);
   assert.equal(r.stderr.trim().split('\n').length, 1);
+});
+
+test('root keeps the compiled program in a root-only directory in /run, and runs without it when that is not safe', { skip: process.getuid?.() !== 0 && 'needs root' }, () => {
+  const env: Record<string, string | undefined> = { ...process.env };
+  delete env['NODE_COMPILE_CACHE'];
+  const r = spawnSync(process.execPath, [join(SRC, 'bin/sysprime'), '--version'], { encoding: 'utf8', env });
+  assert.equal(r.status, 0, r.stderr);
+  const st = statSync('/run/sysprime/node-cache');
+  assert.equal(st.uid, 0);
+  assert.equal(st.mode & 0o777, 0o700);
+  assert.ok(readdirSync('/run/sysprime/node-cache').some((d) => d.startsWith(`${process.version}-`)), 'a cache of this runtime is there');
+  // Someone else's directory at the path is not used (nor is anything written into it).
+  const other = mkdtempSync(join(tmpdir(), 'sysprime-cache-'));
+  try {
+    const dir = join(other, 'node-cache');
+    const planted = spawnSync(process.execPath, ['-e', `
+      const fs = require('node:fs');
+      fs.mkdirSync(${JSON.stringify(dir)}, { mode: 0o777 }); fs.chmodSync(${JSON.stringify(dir)}, 0o777);
+    `]);
+    assert.equal(planted.status, 0);
+    const launcher = readFileSync(join(SRC, 'bin/sysprime'), 'utf8').replace("'/run/sysprime/node-cache'", JSON.stringify(dir));
+    const copy = join(SRC, 'bin', `.sysprime-cache-test-${process.pid}.mjs`);
+    writeFileSync(copy, launcher);
+    try {
+      const w = spawnSync(process.execPath, [copy, '--version'], { encoding: 'utf8', env });
+      assert.equal(w.status, 0, w.stderr);
+      assert.deepEqual(readdirSync(dir), [], 'nothing written into a directory others can write');
+    } finally {
+      rmSync(copy, { force: true });
+    }
+  } finally {
+    rmSync(other, { recursive: true, force: true });
+  }
 });

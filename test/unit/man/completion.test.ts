@@ -18,7 +18,7 @@ const BASH = fileURLToPath(new URL('../../../../share/completion/bash/sysprime',
 const ZSH = fileURLToPath(new URL('../../../../share/completion/zsh/_sysprime', import.meta.url));
 const bash = readFileSync(BASH, 'utf8');
 const zsh = readFileSync(ZSH, 'utf8');
-const program = buildProgram();
+const program = await buildProgram();
 /** Hidden verbs (boot-hook) are for units, not people: not completed. */
 const visible = program.commands.filter((c) => !(c as unknown as { _hidden: boolean })._hidden);
 

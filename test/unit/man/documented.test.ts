@@ -12,7 +12,7 @@ import { itemsOf, readManPage, type ManItem } from './man-page.js';
 
 const main = readManPage('sysprime.8');
 const bart = readManPage('sysprime-bart.8');
-const program = buildProgram();
+const program = await buildProgram();
 
 /** Pages that document a verb's subcommands in detail: verb → page. */
 const SUBCOMMAND_PAGES: Record<string, string> = { bart };

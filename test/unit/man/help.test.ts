@@ -19,7 +19,7 @@ function verbs(cmd: Command, prefix: string[] = []): string[][] {
   });
 }
 
-const all = verbs(buildProgram());
+const all = verbs(await buildProgram());
 
 test('sysprime --help lists every verb and exits 0', async () => {
   const r = await sysprime(['--help']);
