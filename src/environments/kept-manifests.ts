@@ -13,7 +13,7 @@
  * first-boot note naming it (see forgetManifestsOfGone).
  */
 import type { Context } from '../context.js';
-import type { EnvironmentInfo } from '../backends/types.js';
+import type { EnvironmentInfo, PristineInfo } from '../backends/types.js';
 import { forgetManifestsWhere, manifestSubjects, subjectOwner } from '../state/manifests.js';
 import { acquireLock, lockHolder, staleLockOwner } from '../state/lock.js';
 import { baselineKey, readFirstBootNote } from '../reintegrate/first-boot-note.js';
@@ -32,13 +32,14 @@ import { messageOf } from '../errors.js';
  * be its). Call it holding the lock: a staging in progress keeps its
  * baseline before it writes the note that names it. A failure here is a
  * warning: the verb before it has done its work, and the next sweep tries
- * again.
+ * again. A caller that has just listed the environments and pristine states
+ * (and changes neither before this) hands its lists in, so they are read once.
  */
-export async function forgetManifestsOfGone(ctx: Context): Promise<string[]> {
+export async function forgetManifestsOfGone(ctx: Context, listed?: { envs: readonly EnvironmentInfo[]; pristines: readonly PristineInfo[] }): Promise<string[]> {
   try {
-    const envs = await ctx.backend.listEnvironments();
+    const envs = listed?.envs ?? (await ctx.backend.listEnvironments());
     const environments = new Set(envs.map((e) => e.name));
-    const generations = new Set((await ctx.backend.listPristines()).map((p) => p.generation));
+    const generations = new Set((listed?.pristines ?? (await ctx.backend.listPristines())).map((p) => p.generation));
     const keepsBaselines = manifestSubjects(ctx.db).some((s) => isBaseline(subjectOwner(s)));
     const stagings = keepsBaselines ? await stagingsHeld(ctx, envs) : null;
     const forgotten = forgetManifestsWhere(ctx.db, (subject) => {

@@ -451,11 +451,11 @@ export async function stage(ctx: Context, updater: Updater, opts: StageOptions =
     // What an undone staging left (its clone is gone, its manifests not) is forgotten before a new one is kept.
     let listed: Listed | undefined;
     if (!opts.dryRun) {
-      await forgetManifestsOfGone(ctx);
-      // Nothing below changes either list before the plan is made, so the plan reads the same ones.
+      // Nothing below changes either list before the plan is made, so the sweep and the plan read the same ones.
       const pristines = await ctx.backend.listPristines();
       const envs = await ctx.backend.listEnvironments();
       listed = { envs, pristines };
+      await forgetManifestsOfGone(ctx, listed);
       // A generation is gone when neither its pristine state nor an environment of it is left.
       forgetGenerationsExcept(ctx.db, [...pristines.map((x) => x.generation), ...envs.map((e) => e.generation)]);
     }
