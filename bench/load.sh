@@ -68,7 +68,9 @@ btrfs filesystem sync "$TOP"
 pkg() { mkdir -p "$1/usr/share/load-pkg" && echo "$2" > "$1/usr/share/load-pkg/VERSION"; }
 pkg "$WORK/pkg-1" 1
 pkg "$WORK/pkg-2" 2
-node "$HERE/scripts/make-store-repo.mjs" "$WORK/repo" load-pkg 1 "$WORK/pkg-1" >/dev/null
+# Signed as a real repository is ([update] trusted_keys holds its public half).
+"$HERE/bin/sysprime" key generate "$WORK/repo.key" --comment "load repository" >/dev/null
+node "$HERE/scripts/make-store-repo.mjs" --sign "$WORK/repo.key" "$WORK/repo" load-pkg 1 "$WORK/pkg-1" >/dev/null
 cp -a "$WORK/pkg-1/." "$ROOT/"
 cat > "$WORK/sysprime.toml" <<TOML
 backend = "btrfs"
@@ -81,6 +83,7 @@ loader = "none"
 [update]
 method = "store"
 repository = "$WORK/repo"
+trusted_keys = ["$WORK/repo.key.pub"]
 TOML
 sp -q init --adopt @ --name base >/dev/null
 LIVE=$TOP/ROOT/base
@@ -107,7 +110,7 @@ echo
 echo "== staging with $CHANGED files changed by the admin"
 mkdir -p "$WORK/pkg-2/etc/bulk"
 for i in 0 1 2 3 4 5 6 7 8 9; do printf '# setting %s, as of version 2\nvalue = %s\n' "$i" "$i" > "$WORK/pkg-2/etc/bulk/c$i.conf"; done
-node "$HERE/scripts/make-store-repo.mjs" "$WORK/repo" load-pkg 2 "$WORK/pkg-2" >/dev/null
+node "$HERE/scripts/make-store-repo.mjs" --sign "$WORK/repo.key" "$WORK/repo" load-pkg 2 "$WORK/pkg-2" >/dev/null
 # The peer: copying just the changed files into a snapshot, the least any tool must write.
 btrfs -q subvolume snapshot "$LIVE" "$TOP/peer"
 (cd "$LIVE" && find etc/bulk -type f) >"$WORK/changed.list"

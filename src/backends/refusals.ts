@@ -5,6 +5,7 @@
  * The rules themselves are written on the `Backend` interface (types.ts).
  */
 import { SysprimeError } from '../errors.js';
+import type { ListingLimit } from './types.js';
 
 /** How an environment is in use when a backend is asked to change it. */
 export interface InUse {
@@ -69,4 +70,9 @@ export function refuseUnmountingRoot(name: string, mountPoints: readonly string[
       hint: 'boot another environment first',
     });
   }
+}
+
+/** Why a listing of changes past its limit is not used (ListingLimit): the caller walks instead. */
+export function listingTooLong(limit: ListingLimit): string {
+  return `more than about ${limit.changes} changes: walking the tree is cheaper than reading them all again`;
 }

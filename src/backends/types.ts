@@ -192,6 +192,18 @@ export type PathChange =
 /** What the filesystem lists as changed, or why it cannot say (the caller then walks the tree). */
 export type ChangeListing = { ok: true; changes: PathChange[]; source: string } | { ok: false; reason: string };
 
+/**
+ * How far a listing of changes is worth reading: past about `changes`
+ * changes (records of the listing: a file made again is several in a send
+ * stream), reading them costs more than walking the tree (an update that
+ * replaced /usr lists every file of it, and `btrfs send` takes several times
+ * a walk's time over mass deletions). Each backend stops its listing
+ * command once its output is about that long and answers `ok: false`.
+ */
+export interface ListingLimit {
+  changes: number;
+}
+
 export interface Backend {
   readonly kind: BackendKind;
   /** Human name for messages: "zfs pool tank", "btrfs at /mnt/top". */
@@ -317,7 +329,7 @@ export interface Backend {
    * --no-data -p`, `zfs diff`): that list. Call it while the environment is
    * open (openEnvironment). Absent, or `ok: false`, when it cannot.
    */
-  changesSincePristine?(name: string, generation: number): Promise<ChangeListing>;
+  changesSincePristine?(name: string, generation: number, limit?: ListingLimit): Promise<ChangeListing>;
 
   /**
    * Where the filesystem can list the differences between two pristine
@@ -325,7 +337,7 @@ export interface Backend {
    * (`btrfs send --no-data -p`): that list, paths below the snapshots'
    * roots. Absent, or `ok: false`, when it cannot or they are unrelated.
    */
-  changesBetweenPristines?(from: number, to: number): Promise<ChangeListing>;
+  changesBetweenPristines?(from: number, to: number, limit?: ListingLimit): Promise<ChangeListing>;
 
   /** Undo what an interrupted run left behind (private mounts, temporary clones). */
   recover(): Promise<string[]>;

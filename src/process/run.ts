@@ -25,6 +25,13 @@ export interface RunOptions {
   inherit?: boolean;
   /** Return stdout as a Buffer. */
   binary?: boolean;
+  /**
+   * Stop the command, with everything it started, once its standard output
+   * passes this many bytes (a listing grown larger than it is worth): the
+   * result then says `overLimit`, holds the output up to the limit, and its
+   * exit status is not checked.
+   */
+  maxOutput?: number;
 }
 
 /**
@@ -89,6 +96,8 @@ export interface RunResult {
   stdout: string;
   stderr: string;
   stdoutBuffer?: Buffer;
+  /** The command was stopped when its output passed `maxOutput`. */
+  overLimit?: boolean;
 }
 
 const DEFAULT_TIMEOUT_MS = 10 * 60 * 1000;
@@ -117,9 +126,19 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
     ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }),
   });
+  let stopping: Promise<void> | undefined;
   const stdout: Buffer[] = [];
   const stderr: Buffer[] = [];
+  let outBytes = 0;
+  let overLimit = false;
   child.stdout?.on('data', (d: Buffer) => {
+    if (overLimit) return;
+    outBytes += d.length;
+    if (opts.maxOutput !== undefined && outBytes > opts.maxOutput) {
+      overLimit = true;
+      if (child.pid !== undefined) stopping ??= stopGroup(child.pid, `${file} wrote more than ${opts.maxOutput} bytes`, KILL_GRACE_MS);
+      return;
+    }
     stdout.push(d);
     // Shown as it runs on our stderr: stdout is for sysprime's own answer.
     if (opts.inherit) process.stderr.write(d);
@@ -135,7 +154,6 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   }
   const group = child.pid;
   let timedOut = false;
-  let stopping: Promise<void> | undefined;
   const timers: NodeJS.Timeout[] = [];
   let settled = false;
   if (group !== undefined) {
@@ -185,7 +203,9 @@ export async function run(file: string, args: readonly string[], opts: RunOption
     stdout: stdoutBuffer.toString('utf8'),
     stderr: Buffer.concat(stderr).toString('utf8'),
     ...(opts.binary ? { stdoutBuffer } : {}),
+    ...(overLimit ? { overLimit } : {}),
   };
+  if (overLimit) return out;
   if (timedOut) {
     throw new SysprimeError('TIMEOUT', `${file} did not finish within ${Math.round(timeout / 1000)} s and was stopped, with everything it started`, {
       detail: `${command}\n${out.stderr.trim()}`,

@@ -5,7 +5,8 @@
 import { checkName } from '../../names.js';
 import { log } from '../../log.js';
 import { messageOf } from '../../errors.js';
-import type { ChangeListing, PathChange } from '../types.js';
+import type { ChangeListing, ListingLimit, PathChange } from '../types.js';
+import { listingTooLong } from '../refusals.js';
 import { driftSnapshotPath, environmentPath } from './layout.js';
 import { shareLineage } from './parse.js';
 import { pristineOf, pristines } from './pristines.js';
@@ -13,7 +14,15 @@ import { sendDump, showSubvolume, snapshotSubvolume } from './progs.js';
 import { parseSendDump } from './send-dump.js';
 import type { BtrfsTop } from './top.js';
 
-export async function changesSincePristine(t: BtrfsTop, name: string, generation: number): Promise<ChangeListing> {
+/**
+ * What a --no-data send stream spends on one change, about: an unlink of a
+ * short name is 26 bytes, a file made again some 50 bytes for each of its
+ * several records (measured on btrfs-progs 6.2). The stream is stopped past
+ * the limit's changes times this.
+ */
+const BYTES_PER_CHANGE = 40;
+
+export async function changesSincePristine(t: BtrfsTop, name: string, generation: number, limit?: ListingLimit): Promise<ChangeListing> {
   checkName(name);
   await t.view();
   const list = await t.subvolumes();
@@ -31,7 +40,9 @@ export async function changesSincePristine(t: BtrfsTop, name: string, generation
   await snapshotSubvolume(t.abs(env.path), t.abs(temp), true);
   let changes: PathChange[];
   try {
-    changes = parseSendDump(await sendDump(pristine.path, t.abs(temp)));
+    const dump = await sendDump(pristine.path, t.abs(temp), limit && limit.changes * BYTES_PER_CHANGE);
+    if (dump === null) return { ok: false, reason: listingTooLong(limit!) };
+    changes = parseSendDump(dump);
   } finally {
     await t.deleteSubvolumeTree(temp, []).catch((err: unknown) =>
       log.warn(`could not delete ${temp}: ${messageOf(err)}; \`sysprime\` removes it on its next recovery`),
@@ -44,7 +55,7 @@ export async function changesSincePristine(t: BtrfsTop, name: string, generation
   return { ok: true, changes, source: `btrfs send --no-data -p ${pristine.id}` };
 }
 
-export async function changesBetweenPristines(t: BtrfsTop, from: number, to: number): Promise<ChangeListing> {
+export async function changesBetweenPristines(t: BtrfsTop, from: number, to: number, limit?: ListingLimit): Promise<ChangeListing> {
   await t.view();
   const list = await t.subvolumes();
   const all = await pristines(t, list);
@@ -64,6 +75,8 @@ export async function changesBetweenPristines(t: BtrfsTop, from: number, to: num
     related = holderShown !== undefined && holderShown.uuid === newerShown.parentUuid && shareLineage(holderShown, olderShown);
   }
   if (!related) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
-  const changes = parseSendDump(await sendDump(older.path, newer.path));
+  const dump = await sendDump(older.path, newer.path, limit && limit.changes * BYTES_PER_CHANGE);
+  if (dump === null) return { ok: false, reason: listingTooLong(limit!) };
+  const changes = parseSendDump(dump);
   return { ok: true, changes, source: `btrfs send --no-data -p ${older.id} ${newer.id}` };
 }

@@ -499,9 +499,9 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       return { path: p.path, release: async () => undefined };
     },
 
-    changesSincePristine: (name, generation) => changesSincePristine(t, name, generation),
+    changesSincePristine: (name, generation, limit) => changesSincePristine(t, name, generation, limit),
 
-    changesBetweenPristines: (from, to) => changesBetweenPristines(t, from, to),
+    changesBetweenPristines: (from, to, limit) => changesBetweenPristines(t, from, to, limit),
 
     async setDefault(name) {
       checkName(name);

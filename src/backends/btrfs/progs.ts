@@ -68,8 +68,10 @@ export async function deleteSubvolumeAt(path: string): Promise<void> {
  * `--no-data` keeps file contents out of the stream: it is metadata only,
  * small enough to hold in memory and hand from one command to the other.
  */
-export async function sendDump(parent: string, snapshot: string): Promise<string> {
-  const stream = await btrfs(['send', '--no-data', '-q', '-p', parent, snapshot], { binary: true });
+/** The `receive --dump` text of a metadata-only send, or null when the stream passed `maxBytes`. */
+export async function sendDump(parent: string, snapshot: string, maxBytes?: number): Promise<string | null> {
+  const stream = await btrfs(['send', '--no-data', '-q', '-p', parent, snapshot], { binary: true, ...(maxBytes !== undefined ? { maxOutput: maxBytes } : {}) });
+  if (stream.overLimit) return null;
   const dump = await btrfs(['receive', '--dump'], { input: stream.stdoutBuffer ?? Buffer.alloc(0), binary: true });
   return (dump.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
 }

@@ -20,7 +20,18 @@
  * the parser refuses it.
  */
 import { SysprimeError } from '../../errors.js';
-import type { PathChange } from '../types.js';
+import type { RunOptions } from '../../process/run.js';
+import type { ListingLimit, PathChange } from '../types.js';
+
+/**
+ * How `zfs diff` is run: its output as bytes, stopped past about the
+ * limit's changes (a line is a type, a tab, the mount point and a path of,
+ * say, 48 bytes, and a newline).
+ */
+export function diffOptions(mountpoint: string, limit: ListingLimit | undefined): RunOptions {
+  if (limit === undefined) return { binary: true };
+  return { binary: true, maxOutput: limit.changes * (Buffer.byteLength(mountpoint) + 51) };
+}
 
 function diffError(what: string, line: string): SysprimeError {
   return new SysprimeError('BACKEND', `cannot read \`zfs diff\`: ${what}: ${JSON.stringify(line.slice(0, 200))}`, {

@@ -26,11 +26,11 @@ import { releasedOnce } from '../open-tree.js';
 import { processAlive } from '../../process/alive.js';
 import { stopProcessesIn } from '../../process/reap.js';
 import { faultPoint } from '../../process/fault.js';
-import { mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
+import { listingTooLong, mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, SnapshotInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, receiveArgs, zfs, zpool } from './commands.js';
 import { destroyWithDependents } from './destroy.js';
-import { parseZfsDiff } from './diff.js';
+import { diffOptions, parseZfsDiff } from './diff.js';
 import { HOLD_COUNT, HOLD_TAG, holdPristine, releaseForDestroy, unheldPristines } from './holds.js';
 import {
   COPY_SNAPSHOT_PREFIX,
@@ -937,7 +937,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       });
     },
 
-    async changesSincePristine(name, generation): Promise<ChangeListing> {
+    async changesSincePristine(name, generation, limit): Promise<ChangeListing> {
       if (!(await caps()).diff) return { ok: false, reason: 'this ZFS (zfs-fuse) has no `zfs diff`' };
       const record = await requireEnvironment(name, ['type', 'origin']);
       const ds = environmentDataset(pool, name);
@@ -950,12 +950,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       // Paths come out under the dataset's mount point: with two mounts it is not clear which.
       const targets = mountTargetsOf(await readMounts(), ds);
       if (targets.length !== 1) return { ok: false, reason: `${ds} is mounted ${targets.length === 0 ? 'nowhere' : `${targets.length} times`}` };
-      const out = await zfs(['diff', '-H', pristine.id, ds], { binary: true });
+      const out = await zfs(['diff', '-H', pristine.id, ds], diffOptions(targets[0]!, limit));
+      if (out.overLimit) return { ok: false, reason: listingTooLong(limit!) };
       const text = (out.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
       return { ok: true, changes: parseZfsDiff(text, Buffer.from(targets[0]!, 'utf8').toString('latin1')), source: `zfs diff ${pristine.id}` };
     },
 
-    async changesBetweenPristines(from, to): Promise<ChangeListing> {
+    async changesBetweenPristines(from, to, limit): Promise<ChangeListing> {
       if (!(await caps()).diff) return { ok: false, reason: 'this ZFS (zfs-fuse) has no `zfs diff`' };
       const pristines = await listPristines();
       const older = pristines.find((p) => p.generation === from);
@@ -974,7 +975,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const targets = mountTargetsOf(mounts, newerHolder);
       if (targets.length !== 1) return { ok: false, reason: `${newerHolder} is mounted ${targets.length === 0 ? 'nowhere' : `${targets.length} times`}` };
       if (olderHolder !== newerHolder && mountTargetsOf(mounts, olderHolder).length === 0) return { ok: false, reason: `${olderHolder} is not mounted, and zfs diff reads it through its mount` };
-      const out = await zfs(['diff', '-H', older.id, newer.id], { binary: true });
+      const out = await zfs(['diff', '-H', older.id, newer.id], diffOptions(targets[0]!, limit));
+      if (out.overLimit) return { ok: false, reason: listingTooLong(limit!) };
       const text = (out.stdoutBuffer ?? Buffer.alloc(0)).toString('latin1');
       return { ok: true, changes: parseZfsDiff(text, Buffer.from(targets[0]!, 'utf8').toString('latin1')), source: `zfs diff ${older.id} ${newer.id}` };
     },

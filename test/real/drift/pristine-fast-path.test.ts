@@ -225,4 +225,25 @@ describe('pristine manifests from btrfs send --no-data between two pristine snap
     assert.doesNotMatch(drift.stderr, /generation 5 from btrfs send/);
     await assertSameAsWalk(kept(5), pristinePath('walked'));
   });
+
+  test('a listing longer than a walk is worth (an update that rewrote a tree): stopped, and the tree is walked', async () => {
+    const backend = createBtrfsBackend({ top: s.where });
+    await backend.cloneFromPristine(3, 'bulk');
+    mkdirSync(join(s.envPath!('bulk'), 'srv/bulk'));
+    for (let i = 0; i < 1500; i++) writeFileSync(join(s.envPath!('bulk'), `srv/bulk/f${i}`), `${i}\n`);
+    await backend.setGeneration('bulk', 6);
+    await backend.takePristine('bulk', 6);
+    const listing = await backend.changesBetweenPristines!(3, 6, { changes: 1000 });
+    assert.equal(listing.ok, false);
+    assert.match(listing.ok ? '' : listing.reason, /more than about 1000 changes/);
+    const under = await backend.changesBetweenPristines!(3, 6, { changes: 100_000 });
+    assert.ok(under.ok && under.changes.length > 1000, 'under a higher limit the whole list is read');
+
+    const drift = await sp('-v', 'drift', 'bulk');
+    assert.ok(drift.code === 0 || drift.code === 1, drift.stderr);
+    // The tree is small: the floor of the limit, 4,000 changes, applies (1,500 files made are some 10,000 records).
+    assert.match(drift.stderr, /generation 6: not from generation 3's \(more than about 4000 changes/);
+    assert.match(drift.stderr, /manifest of the pristine snapshot of generation 6: walked/);
+    await assertSameAsWalk(kept(6), pristinePath('bulk'));
+  });
 });
