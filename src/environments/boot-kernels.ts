@@ -371,25 +371,53 @@ async function mirrorIntoPartition(tree: string, partition: string): Promise<{ c
 
 /**
  * The file on the partition naming the environment whose kernels it holds:
- * `<name>\n`; `<name>\nincomplete\n` while they are being put there. A
- * change of hands killed or out of room halfway leaves the partition with
- * part of one set and part of none: it is nobody's to copy back into a tree
- * (that would delete the old owner's kernels from its own tree), and the
- * next sync for `<name>` finishes putting its kernels there.
+ * its name, then `incomplete` while they are being put there, then
+ * `created-order N` (the backend's creation order: the Btrfs subvolume id,
+ * the ZFS createtxg). The order is what says which environment it is: a
+ * rename keeps it, and an environment destroyed and made again under the
+ * same name gets another, so the new one never takes the old one's kernels
+ * for its own. A file without it (written before) is read by name. A change
+ * of hands killed or out of room halfway leaves the partition with part of
+ * one set and part of none: it is nobody's to copy back into a tree (that
+ * would delete the old owner's kernels from its own tree), and the next
+ * sync for that environment finishes putting its kernels there.
  */
 export const OWNER_FILE = '.sysprime-kernels-of';
 const INCOMPLETE = 'incomplete';
+const ORDER = 'created-order ';
 
-function ownerOf(partition: string): { name: string; complete: boolean } | null {
+/** An environment as the owner file names it: its name, and its creation order where known. */
+export interface KernelOwner {
+  name: string;
+  createdOrder?: number;
+}
+
+interface OwnerRecord extends KernelOwner {
+  complete: boolean;
+}
+
+function ownerOf(partition: string): OwnerRecord | null {
   let text: string;
   try {
     text = readFileSync(join(partition, OWNER_FILE), 'utf8');
   } catch {
     return null;
   }
-  const [name, state] = text.split('\n').map((l) => l.trim());
+  const [name, ...rest] = text.split('\n').map((l) => l.trim());
   if (name === undefined || name === '') return null;
-  return { name, complete: state !== INCOMPLETE };
+  const order = rest.find((l) => l.startsWith(ORDER))?.slice(ORDER.length);
+  return { name, complete: !rest.includes(INCOMPLETE), ...(order !== undefined && /^\d+$/.test(order) ? { createdOrder: Number(order) } : {}) };
+}
+
+function writeOwner(partition: string, who: KernelOwner, incomplete: boolean): void {
+  const lines = [who.name, ...(incomplete ? [INCOMPLETE] : []), ...(who.createdOrder !== undefined ? [`${ORDER}${who.createdOrder}`] : [])];
+  replaceFile(join(partition, OWNER_FILE), `${lines.join('\n')}\n`, { mode: 0o644 });
+}
+
+/** Whether the record names this environment: by creation order when both have one, else by name. */
+function names(record: KernelOwner, who: KernelOwner): boolean {
+  if (record.createdOrder !== undefined && who.createdOrder !== undefined) return record.createdOrder === who.createdOrder;
+  return record.name === who.name;
 }
 
 /**
@@ -402,24 +430,27 @@ function ownerOf(partition: string): { name: string; complete: boolean } | null 
  * the owner. `adopted` (init): the partition is the adopted root's.
  */
 export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
+  const envs = await ctx.backend.listEnvironments();
+  const me = envs.find((e) => e.name === name);
+  const who: KernelOwner = me === undefined ? { name } : { name, createdOrder: me.createdOrder };
   const record = ownerOf(partition);
   // Only a whole set is anyone's: a change of hands left halfway (see OWNER_FILE) is copied into no tree.
-  const owner = record?.complete === true ? record.name : null;
-  if (!adopted && owner !== null && owner !== name && (await ctx.backend.listEnvironments()).some((e) => e.name === owner)) {
-    // The partition is about to take `name`'s kernels. What apt put there while `owner` ran
-    // (a kernel installed since its last sync) is saved into `owner`'s own tree first: the
+  const owner = !adopted && record?.complete === true && !names(record, who) ? envs.find((e) => names(record, { name: e.name, createdOrder: e.createdOrder })) : undefined;
+  if (owner !== undefined) {
+    // The partition is about to take `name`'s kernels. What apt put there while the owner ran
+    // (a kernel installed since its last sync) is saved into the owner's own tree first: the
     // partition was the only copy of it.
-    const mine = await ctx.backend.openEnvironment(owner);
+    const mine = await ctx.backend.openEnvironment(owner.name);
     try {
       const r = await mirrorKernels(partition, mine.path);
-      if (r.copied.length > 0 || r.removed.length > 0) log.info(`environment "${owner}": its own /boot from ${partition} before it holds "${name}"'s (${[...r.copied.map((n) => `copied ${n}`), ...r.removed.map((n) => `removed ${n}`)].join(', ')})`);
+      if (r.copied.length > 0 || r.removed.length > 0) log.info(`environment "${owner.name}": its own /boot from ${partition} before it holds "${name}"'s (${[...r.copied.map((n) => `copied ${n}`), ...r.removed.map((n) => `removed ${n}`)].join(', ')})`);
     } finally {
       await mine.release();
     }
   }
   const tree = await ctx.backend.openEnvironment(name);
   try {
-    return await syncKernels(partition, tree.path, name, adopted);
+    return await syncKernels(partition, tree.path, who, adopted);
   } finally {
     await tree.release();
   }
@@ -445,29 +476,32 @@ export async function kernelsAtBoot(ctx: Context): Promise<string[]> {
 }
 
 /** kernelsInto on a tree already open; returns which way the kernels went. */
-export async function syncKernels(partition: string, tree: string, name: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
+export async function syncKernels(partition: string, tree: string, who: KernelOwner, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
   // Where the environment's /boot is the partition itself (a tree opened at the running root), there is nothing to do.
   const a = statSync(join(tree, 'boot'), { throwIfNoEntry: false });
   const b = statSync(partition, { throwIfNoEntry: false });
   if (a !== undefined && b !== undefined && a.dev === b.dev && a.ino === b.ino) return 'none';
   const record = ownerOf(partition);
-  const owner = record?.name ?? null;
+  const name = who.name;
   const say = (r: { copied: string[]; removed: string[] }, what: string) => {
     if (r.copied.length > 0 || r.removed.length > 0) log.info(`${what}: ${[r.copied.length > 0 ? `copied ${r.copied.join(', ')}` : '', r.removed.length > 0 ? `removed ${r.removed.join(', ')}` : ''].filter((x) => x !== '').join('; ')}`);
   };
   let way: 'into-environment' | 'onto-partition';
   const whole = record === null || record.complete;
-  if (adopted || owner === null || (owner === name && whole)) {
+  const mine = record !== null && names(record, who);
+  if (adopted || record === null || (mine && whole)) {
     say(await mirrorKernels(partition, tree), `environment "${name}": its own /boot from ${partition}`);
     way = 'into-environment';
   } else {
     // Marked before the first kernel goes: from here until the mark is cleared the partition is nobody's whole set.
-    if (whole || owner !== name) replaceFile(join(partition, OWNER_FILE), `${name}\n${INCOMPLETE}\n`, { mode: 0o644 });
+    if (whole || !mine) writeOwner(partition, who, true);
     faultPoint('boot:partition', 'marked');
-    say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (${whole ? `it held those of "${owner}"` : `it held part of those of "${owner}": a change of hands left halfway`})`);
+    const held = record.name === name ? `an earlier environment of that name` : `"${record.name}"`;
+    say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (${whole ? `it held those of ${held}` : `it held part of those of ${held}: a change of hands left halfway`})`);
     way = 'onto-partition';
   }
-  if (owner !== name || !whole) replaceFile(join(partition, OWNER_FILE), `${name}\n`, { mode: 0o644 });
+  // Rewritten where it named another, was incomplete, has an old name (a rename), or lacks the creation order now known.
+  if (!mine || !whole || record.name !== name || (record.createdOrder === undefined && who.createdOrder !== undefined)) writeOwner(partition, who, false);
   return way;
 }
 

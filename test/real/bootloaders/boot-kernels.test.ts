@@ -67,13 +67,13 @@ test('the partition follows the environment that runs: a staged one\'s first boo
   writeFileSync(join(partition, 'vmlinuz-6.1.0-28-amd64'), 'kernel 28\n');
   writeFileSync(join(partition, 'initrd.img-6.1.0-28-amd64'), 'initrd 28 of a\n');
   // init: the partition is the adopted root's.
-  assert.equal(await syncKernels(partition, a, 'a', true), 'into-environment');
+  assert.equal(await syncKernels(partition, a, { name: 'a' }, true), 'into-environment');
   assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'a\n');
   // Staged "b" got kernel 30 in its own /boot (apt ran in the clone, where the partition is not mounted).
   writeFileSync(join(b, 'boot', 'vmlinuz-6.1.0-30-amd64'), 'kernel 30\n');
   writeFileSync(join(b, 'boot', 'initrd.img-6.1.0-30-amd64'), 'initrd 30 of b\n');
   // b's first boot: the partition takes b's kernels; b's own stay as they are.
-  assert.equal(await syncKernels(partition, b, 'b'), 'onto-partition');
+  assert.equal(await syncKernels(partition, b, { name: 'b' }), 'onto-partition');
   assert.equal(readFileSync(join(b, 'boot', 'vmlinuz-6.1.0-30-amd64'), 'utf8'), 'kernel 30\n', 'the staged kernel is not removed');
   assert.ok(!existsSync(join(b, 'boot', 'vmlinuz-6.1.0-28-amd64')));
   assert.equal(readFileSync(join(partition, 'vmlinuz-6.1.0-30-amd64'), 'utf8'), 'kernel 30\n');
@@ -81,10 +81,10 @@ test('the partition follows the environment that runs: a staged one\'s first boo
   assert.equal(readFileSync(join(a, 'boot', 'initrd.img-6.1.0-28-amd64'), 'utf8'), 'initrd 28 of a\n', 'a keeps its own');
   // apt in the running "b" regenerates its initramfs on the partition: b's tree follows.
   writeFileSync(join(partition, 'initrd.img-6.1.0-30-amd64'), 'initrd 30 of b, again\n');
-  assert.equal(await syncKernels(partition, b, 'b'), 'into-environment');
+  assert.equal(await syncKernels(partition, b, { name: 'b' }), 'into-environment');
   assert.equal(readFileSync(join(b, 'boot', 'initrd.img-6.1.0-30-amd64'), 'utf8'), 'initrd 30 of b, again\n');
   // Back to "a" (yesterday's): the partition holds a's kernels again.
-  assert.equal(await syncKernels(partition, a, 'a'), 'onto-partition');
+  assert.equal(await syncKernels(partition, a, { name: 'a' }), 'onto-partition');
   assert.equal(readFileSync(join(partition, 'initrd.img-6.1.0-28-amd64'), 'utf8'), 'initrd 28 of a\n');
   assert.ok(!existsSync(join(partition, 'vmlinuz-6.1.0-30-amd64')));
 });

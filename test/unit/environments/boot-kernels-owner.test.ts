@@ -24,6 +24,8 @@ describe('a /boot partition changing hands', () => {
       await t.release();
     }
   };
+  const orders = new Map<string, number>();
+  const order = (name: string): number => orders.get(name)!;
   const kernels = (dir: string): string[] =>
     readdirSync(dir, { withFileTypes: true })
       .filter((d) => d.isFile() && /^(vmlinuz|initrd\.img)-/.test(d.name))
@@ -47,7 +49,9 @@ describe('a /boot partition changing hands', () => {
       writeFileSync(join(partition, `vmlinuz-${v}`), `kernel ${v} of base\n`);
       writeFileSync(join(partition, `initrd.img-${v}`), `initrd ${v} of base\n`);
     }
+    // Written before the file named the creation order: read by name.
     writeFileSync(join(partition, OWNER_FILE), 'base\n');
+    for (const e of await m.ctx.backend.listEnvironments()) orders.set(e.name, e.createdOrder);
   });
   after(async () => {
     await m?.cleanup();
@@ -56,7 +60,7 @@ describe('a /boot partition changing hands', () => {
   test("the owner's kernels are saved into its own tree before another's go onto the partition", async () => {
     assert.equal(await kernelsInto(m.ctx, 'other', partition), 'onto-partition');
     assert.deepEqual(kernels(partition), ['initrd.img-3', 'vmlinuz-3'], 'the partition holds the running environment\'s kernels');
-    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\n');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), `other\ncreated-order ${order('other')}\n`);
     const base = await treeBoot('base');
     assert.deepEqual(kernels(base), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2'], 'the kernel apt installed while "base" ran is in its tree, not lost');
     assert.equal(readFileSync(join(base, 'vmlinuz-2'), 'utf8'), 'kernel 2 of base\n');
@@ -76,13 +80,13 @@ describe('a /boot partition changing hands', () => {
     mkdirSync(join(partition, 'vmlinuz-3'));
     await assert.rejects(kernelsInto(m.ctx, 'other', partition));
     assert.deepEqual(kernels(partition), ['initrd.img-3'], 'part of one set');
-    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\nincomplete\n', 'marked as nobody\'s whole set');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), `other\nincomplete\ncreated-order ${order('other')}\n`, 'marked as nobody\'s whole set');
     rmdirSync(join(partition, 'vmlinuz-3'));
     // The next sync for "other": "base"'s tree is not replaced by the partial set on the partition.
     assert.equal(await kernelsInto(m.ctx, 'other', partition), 'onto-partition');
     assert.deepEqual(kernels(await treeBoot('base')), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2'], '"base" keeps all its kernels');
     assert.deepEqual(kernels(partition), ['initrd.img-3', 'vmlinuz-3']);
-    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'other\n');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), `other\ncreated-order ${order('other')}\n`);
 
     // Left halfway towards "base", then a boot of "base" again (a fallback): it finishes, and nothing goes from its tree.
     mkdirSync(join(partition, 'vmlinuz-2'));
@@ -92,7 +96,7 @@ describe('a /boot partition changing hands', () => {
     assert.deepEqual(kernels(partition), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
     assert.deepEqual(kernels(await treeBoot('base')), ['initrd.img-1', 'initrd.img-2', 'vmlinuz-1', 'vmlinuz-2']);
     assert.deepEqual(kernels(await treeBoot('other')), ['initrd.img-3', 'vmlinuz-3'], '"other" keeps its own');
-    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), 'base\n');
+    assert.equal(readFileSync(join(partition, OWNER_FILE), 'utf8'), `base\ncreated-order ${order('base')}\n`);
   });
 });
 
@@ -136,5 +140,53 @@ describe('a copy of the running environment, with /boot a partition of its own',
     } finally {
       await t.release();
     }
+  });
+});
+
+describe('the partition\'s owner is an environment, not a name', () => {
+  let m: DirectoryMachine;
+  let partition: string;
+  const boot = async (name: string, write?: Record<string, string>): Promise<string[]> => {
+    const t = await m.ctx.backend.openEnvironment(name);
+    try {
+      const b = join(t.path, 'boot');
+      mkdirSync(b, { recursive: true });
+      for (const [f, text] of Object.entries(write ?? {})) writeFileSync(join(b, f), text);
+      return readdirSync(b).filter((n) => n.startsWith('vmlinuz-')).sort().map((n) => `${n}: ${readFileSync(join(b, n), 'utf8').trim()}`);
+    } finally {
+      await t.release();
+    }
+  };
+
+  before(async () => {
+    setLevel('error');
+    m = await makeDirectoryMachine();
+    partition = join(m.dir, 'boot-partition');
+    mkdirSync(partition);
+    const base = (await m.ctx.backend.listEnvironments()).find((e) => e.name === 'base')!;
+    writeFileSync(join(partition, OWNER_FILE), `base\ncreated-order ${base.createdOrder}\n`);
+  });
+  after(async () => {
+    await m?.cleanup();
+  });
+
+  test('one destroyed and made again under its name does not take the old one\'s kernels for its own', async () => {
+    await createEnvironment(m.ctx, 'gone', 'base');
+    await boot('gone', { 'vmlinuz-7': 'kernel 7 of the first "gone"' });
+    assert.equal(await kernelsInto(m.ctx, 'gone', partition), 'onto-partition');
+    await m.ctx.backend.destroyEnvironment('gone');
+    await createEnvironment(m.ctx, 'gone', 'base');
+    await boot('gone', { 'vmlinuz-8': 'kernel 8 of the second "gone"' });
+    assert.equal(await kernelsInto(m.ctx, 'gone', partition), 'onto-partition', 'the partition takes the new one\'s kernels');
+    assert.deepEqual(await boot('gone'), ['vmlinuz-8: kernel 8 of the second "gone"'], 'its own kernel, not the old one\'s');
+    assert.deepEqual(readdirSync(partition).filter((n) => n.startsWith('vmlinuz-')), ['vmlinuz-8']);
+  });
+
+  test('a renamed owner is still the owner: what apt put on the partition goes into its tree', async () => {
+    await m.ctx.backend.renameEnvironment('gone', 'kept');
+    writeFileSync(join(partition, 'vmlinuz-9'), 'kernel 9, installed by apt while it ran\n');
+    assert.equal(await kernelsInto(m.ctx, 'kept', partition), 'into-environment');
+    assert.deepEqual(await boot('kept'), ['vmlinuz-8: kernel 8 of the second "gone"', 'vmlinuz-9: kernel 9, installed by apt while it ran']);
+    assert.match(readFileSync(join(partition, OWNER_FILE), 'utf8'), /^kept\ncreated-order \d+\n$/);
   });
 });
