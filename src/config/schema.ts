@@ -48,7 +48,7 @@ export interface Config {
   /** Paths kept the same in every environment, beyond the built-in ones (docs/shared-data.md). */
   shared: { paths: string[] };
   /** key: the machine key of the drift baselines, its private half (signs and checks) or only its public half (checks). */
-  audit: { key: string | undefined };
+  audit: { key: string | undefined; trustedKeys: string[] };
   /** When a staged, activated environment is booted into (src/reboot/, docs/fleet.md). */
   reboot: { policy: RebootPolicy; windows: Window[]; command: string };
   /**
@@ -97,7 +97,7 @@ export const DEFAULTS: Config = {
   bart: { hash: 'xxh64', rules: undefined },
   drift: { secret: [] },
   shared: { paths: [] },
-  audit: { key: undefined },
+  audit: { key: undefined, trustedKeys: [] },
   reboot: { policy: 'never', windows: [], command: 'systemctl reboot' },
   fleet: {
     endpoints: [],
@@ -232,6 +232,11 @@ export const KEYS: Record<string, { kind: Kind; set: (c: Config, v: unknown) => 
     kind: { t: 'path' },
     set: (c, v) => (c.audit.key = v as string),
     doc: 'machine key of the drift baselines: a private key signs pristine manifests and drift runs; a .pub file only checks them',
+  },
+  'audit.trusted_keys': {
+    kind: { t: 'paths' },
+    set: (c, v) => (c.audit.trustedKeys = v as string[]),
+    doc: 'public halves of earlier audit keys: baselines and drift runs they signed still verify after [audit] key is replaced',
   },
   'shared.paths': { kind: { t: 'paths', rulesSafe: true }, set: (c, v) => (c.shared.paths = v as string[]), doc: 'further paths shared by every environment' },
   // When a staged environment is rebooted into, and with whom (docs/fleet.md).

@@ -11,7 +11,7 @@ import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
 import { recordDriftRun, runsOfPath, verifyDriftRuns, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
-import { readEitherHalf, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
+import { readEitherHalf, readPublicKey, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
 import { auditSigner } from '../signing/audit.js';
 import { findEnvironment, currentEnvironment } from '../environments/lifecycle.js';
 import { loadRules, type LoadedRules } from './rules.js';
@@ -97,7 +97,7 @@ export interface DriftReport {
   verified: { key: string; runs: number } | null;
 }
 
-const AUDIT_TRUST = '[audit] key';
+const AUDIT_TRUST = '[audit] key or trusted_keys';
 
 /** The [audit] key, either half, for checking; undefined when none is set. A key set but unreadable is an error, never skipped. */
 function auditKey(ctx: Context): { public: PublicSigningKey; private: PrivateSigningKey | undefined } | undefined {
@@ -396,8 +396,11 @@ export async function computeDrift(ctx: Context, name?: string, opts: DriftOptio
         }
         // Checked before manifestsOf, which would make (and sign) a baseline that is missing.
         const identity = `${env.pristine}|${loadRules(ctx.config, atRisk).digest}|${ctx.config.bart.hash}`;
-        baseline = verifyKeptManifest(ctx.db, manifestSubject.pristine(env.generation), identity, [key.public], AUDIT_TRUST).manifest;
-        verified = { key: key.public.id, runs: verifyDriftRuns(ctx.db, [key.public], AUDIT_TRUST) };
+        // The earlier keys of a rotation still vouch for what they signed; what is signed from now on is the new key's.
+        const keys = [key.public, ...ctx.config.audit.trustedKeys.map((p) => readPublicKey(p))];
+        const checked = verifyKeptManifest(ctx.db, manifestSubject.pristine(env.generation), identity, keys, AUDIT_TRUST);
+        baseline = checked.manifest;
+        verified = { key: checked.key.id, runs: verifyDriftRuns(ctx.db, keys, AUDIT_TRUST) };
       }
       const pair = await manifestsOf(ctx, env, { pristine: pristine.path, live: live.path }, atRisk, baseline);
       const diffs = withoutDirectorySize(compareManifests(pair.pristine, pair.live, pair.rules.rules));

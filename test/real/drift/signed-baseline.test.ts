@@ -113,4 +113,23 @@ describe('signed drift baselines (btrfs)', () => {
     useKey(join(dir, 'gone.key'));
     await refused(4, /the private key .*gone\.key does not exist/);
   });
+
+  test('key rotation: what the earlier key signed verifies once its public half is in trusted_keys', async () => {
+    const db = new Database(join(s.stateDir, 'sysprime.db'));
+    db.prepare('DELETE FROM drift_paths').run();
+    db.prepare('DELETE FROM drift_runs').run();
+    db.close();
+    useKey(join(dir, 'machine.key'));
+    assert.equal((await sp('drift')).code, 1, 'a run signed by the old key');
+    // The key is replaced: the kept baseline and that run stay signed by the old one.
+    const next = generateKeyPair(join(dir, 'next.key')).id;
+    useKey(join(dir, 'next.key'));
+    await refused(5, new RegExp(`baseline manifest of pristine:0 is signed by key ${keyId}, which is not trusted \\(trusted: ${next}\\)`));
+    writeFileSync(s.config, `${baseConfig}[audit]\nkey = "${join(dir, 'next.key')}"\ntrusted_keys = ["${join(dir, 'machine.key.pub')}"]\n`);
+    assert.equal((await sp('drift')).code, 1, 'a run signed by the new key');
+    const r = await sp('--json', 'drift', '--verify', '--no-record');
+    assert.equal(r.code, 1, r.stderr);
+    const verified = r.json<{ verified: { key: string; runs: number } }>().verified;
+    assert.deepEqual(verified, { key: keyId, runs: 2 }, 'the baseline by the old key, both runs (old key, then new) in one chain');
+  });
 });
