@@ -188,10 +188,6 @@ function oursMeta(o: ManifestEntry): MetaPlan {
   return { mode: o.mode & PERMS, uid: o.uid, gid: o.gid, acl: 'ours', xattrs: 'ours' };
 }
 
-function theirsMeta(t: ManifestEntry): MetaPlan {
-  return { mode: t.mode & PERMS, uid: t.uid, gid: t.gid, acl: 'theirs', xattrs: 'theirs' };
-}
-
 /**
  * Attribute by attribute: the admin's value where the admin changed it from
  * base, the update's elsewhere. Without a base of the same type, all the

@@ -14,7 +14,7 @@ import type { Manifest } from '../bart/index.js';
 import { liveManifest, pristineManifest } from '../drift/compute.js';
 import { loadRules, type LoadedRules } from '../drift/rules.js';
 import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
-import { SysprimeError, messageOf } from '../errors.js';
+import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { run } from '../process/run.js';
 import { closeInterrupted, runRecorded } from '../state/journal.js';

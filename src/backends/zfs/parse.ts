@@ -7,7 +7,7 @@
  */
 import type { EnvironmentInfo, ForeignRoot, PristineInfo, SnapshotInfo } from '../types.js';
 import { mountAt, type FstabEntry } from '../../os/mounts.js';
-import { COPY_SNAPSHOT_PREFIX, INTERNAL_PROPS, NS, PRISTINE_SNAPSHOT, PROP, ZECTL_NS, ZFSBOOTMENU_NS, environmentNameOf, holderOf, isTemporaryDataset, rootDataset, shortSnapshotName, sweepableCopy } from './layout.js';
+import { INTERNAL_PROPS, NS, PRISTINE_SNAPSHOT, PROP, ZECTL_NS, ZFSBOOTMENU_NS, environmentNameOf, holderOf, isTemporaryDataset, rootDataset, shortSnapshotName, sweepableCopy } from './layout.js';
 
 export interface PropertyValue {
   value: string;

@@ -116,6 +116,7 @@ for (const kind of KINDS) {
       assert.equal(r.code, 0, r.stderr);
       assert.equal(r.json<{ generation: number }>().generation, 2);
       const m = await sp('mount', 'gen-2', mnt);
+      assert.equal(m.code, 0, m.stderr);
       try {
         assert.equal(readFileSync(join(mnt, 'usr/share/doc/demo/VERSION'), 'utf8'), '3\n');
       } finally {
