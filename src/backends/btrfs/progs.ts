@@ -67,8 +67,8 @@ export async function deleteSubvolumeAt(path: string): Promise<void> {
  * `snapshot`, as `btrfs receive --dump` prints it (latin1: paths are bytes).
  * `--no-data` keeps file contents out of the stream: it is metadata only,
  * small enough to hold in memory and hand from one command to the other.
+ * Null when the stream passed `maxBytes` (the send is stopped there).
  */
-/** The `receive --dump` text of a metadata-only send, or null when the stream passed `maxBytes`. */
 export async function sendDump(parent: string, snapshot: string, maxBytes?: number): Promise<string | null> {
   const stream = await btrfs(['send', '--no-data', '-q', '-p', parent, snapshot], { binary: true, ...(maxBytes !== undefined ? { maxOutput: maxBytes } : {}) });
   if (stream.overLimit) return null;
