@@ -196,8 +196,9 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
   // The base's entries read again (or gone), marked by position. A subtree is a contiguous range
   // of keys: key(top) + '/' is a prefix, as a name's key is its components' keys joined by '/'.
   const covers = new Uint8Array(total);
+  const baseAt = (key: string): number => lowerBound(total, (i) => baseKeys[i]!, key);
   const cover = (path: string): void => {
-    const at = lowerBound(baseKeys, encodeName(path));
+    const at = baseAt(encodeName(path));
     if (at < total && baseEntries[at]!.path === path) covers[at] = 1;
   };
   for (const t of tops) {
@@ -207,7 +208,7 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
     }
     const k = encodeName(t);
     cover(t);
-    covers.fill(1, lowerBound(baseKeys, `${k}/`), lowerBound(baseKeys, `${k}0`));
+    covers.fill(1, baseAt(`${k}/`), baseAt(`${k}0`));
   }
   for (const p of singles) cover(p);
 
@@ -257,20 +258,13 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
   const remap = opts.keptDevice;
   const hashable = (e: ManifestEntry | undefined): e is ManifestEntry => e !== undefined && e.type === 'F' && e.stat !== undefined && e.contents !== undefined && e.contents !== '-';
   const previous = opts.previous !== undefined && opts.previous.header.hash === alg ? opts.previous.entries : [];
+  // The previous manifest's keys are made only for the entries the search looks at.
   const inPrevious = (path: string, key: string): ManifestEntry | undefined => {
-    let lo = 0;
-    let hi = previous.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (encodeName(previous[mid]!.path) < key) lo = mid + 1;
-      else hi = mid;
-    }
-    const e = previous[lo];
+    const e = previous[lowerBound(previous.length, (i) => encodeName(previous[i]!.path), key)];
     return e !== undefined && e.path === path ? e : undefined;
   };
   const inBase = (path: string, key: string): ManifestEntry | undefined => {
-    const at = lowerBound(baseKeys, key);
-    const e = baseEntries[at];
+    const e = baseEntries[baseAt(key)];
     return e !== undefined && e.path === path ? e : undefined;
   };
   const sameFile = (p: ManifestEntry | undefined, e: ManifestEntry, mapDev: boolean): p is ManifestEntry => {
@@ -373,13 +367,13 @@ function sortedWithKeys(list: readonly ManifestEntry[]): { entries: readonly Man
   return { entries: order.map((i) => list[i]!), keys: order.map((i) => keys[i]!) };
 }
 
-/** The first position whose key is not below `key`. */
-function lowerBound(keys: readonly string[], key: string): number {
+/** The first of `count` sorted positions whose key (`keyAt`) is not below `key`. */
+function lowerBound(count: number, keyAt: (i: number) => string, key: string): number {
   let lo = 0;
-  let hi = keys.length;
+  let hi = count;
   while (lo < hi) {
     const mid = (lo + hi) >>> 1;
-    if (keys[mid]! < key) lo = mid + 1;
+    if (keyAt(mid) < key) lo = mid + 1;
     else hi = mid;
   }
   return lo;

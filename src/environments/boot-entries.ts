@@ -97,7 +97,7 @@ export async function syncBootEntries(ctx: Context, opts: BootSyncOptions = {}):
     // A /boot that cannot be brought in step (full, read-only) must not stop every verb that writes entries:
     // the entries read each environment's kernels from its own tree, not from the partition.
     try {
-      await kernelsInto(ctx, booted.name, partition);
+      await kernelsInto(ctx, booted.name, partition, false, all);
     } catch (err) {
       log.warn(`${partition} could not be brought in step with "${booted.name}"'s kernels (${messageOf(err)}); the boot entries are written anyway, and the next verb or boot tries again`);
     }

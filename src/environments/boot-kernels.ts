@@ -34,6 +34,7 @@ import { closeSync, constants, openSync, readdirSync, readFileSync, readSync, rm
 import { copyDurable, replaceFile } from '../os/durable.js';
 import { join } from 'node:path';
 import type { Context } from '../context.js';
+import type { EnvironmentInfo } from '../backends/types.js';
 import { log } from '../log.js';
 import { lstatIn, openFileIn, unlinkIn, withDirIn, withDirInAsync, withFileAt, copyFileIn, type DirHandle } from '../os/confined.js';
 import { mountAt, parseMountinfo, type MountinfoEntry } from '../os/mounts.js';
@@ -428,9 +429,16 @@ function names(record: KernelOwner, who: KernelOwner): boolean {
  * boot, a rollback), its own tree's kernels are put on the partition first,
  * so the running system's /boot matches the kernel it booted, and it becomes
  * the owner. `adopted` (init): the partition is the adopted root's.
+ * `listed`: the environments, when the caller has just listed them.
  */
-export async function kernelsInto(ctx: Context, name: string, partition: string, adopted = false): Promise<'none' | 'into-environment' | 'onto-partition'> {
-  const envs = await ctx.backend.listEnvironments();
+export async function kernelsInto(
+  ctx: Context,
+  name: string,
+  partition: string,
+  adopted = false,
+  listed?: readonly EnvironmentInfo[],
+): Promise<'none' | 'into-environment' | 'onto-partition'> {
+  const envs = listed ?? (await ctx.backend.listEnvironments());
   const me = envs.find((e) => e.name === name);
   const who: KernelOwner = me === undefined ? { name } : { name, createdOrder: me.createdOrder };
   const record = ownerOf(partition);
@@ -467,11 +475,12 @@ export const BOOT_START_UNIT = 'sysprime-boot-start.service';
  * booted from its first moment, not only after the next sysprime verb.
  */
 export async function kernelsAtBoot(ctx: Context): Promise<string[]> {
-  const booted = (await ctx.backend.listEnvironments()).find((e) => e.booted);
+  const envs = await ctx.backend.listEnvironments();
+  const booted = envs.find((e) => e.booted);
   if (booted === undefined) return [];
   const partition = await bootPartitionOf(ctx, booted.name);
   if (partition === null) return [];
-  const way = await kernelsInto(ctx, booted.name, partition);
+  const way = await kernelsInto(ctx, booted.name, partition, false, envs);
   return way === 'onto-partition' ? [`${partition} now holds the kernels of "${booted.name}"`] : [];
 }
 
@@ -496,7 +505,8 @@ export async function syncKernels(partition: string, tree: string, who: KernelOw
     // Marked before the first kernel goes: from here until the mark is cleared the partition is nobody's whole set.
     if (whole || !mine) writeOwner(partition, who, true);
     faultPoint('boot:partition', 'marked');
-    const held = record.name === name ? `an earlier environment of that name` : `"${record.name}"`;
+    // Another environment under the same name (one destroyed and made again), or the one the record names.
+    const held = !mine && record.name === name ? 'an earlier environment of that name' : `"${record.name}"`;
     say(await mirrorIntoPartition(tree, partition), `${partition} now holds the kernels of "${name}" (${whole ? `it held those of ${held}` : `it held part of those of ${held}: a change of hands left halfway`})`);
     way = 'onto-partition';
   }
