@@ -7,6 +7,7 @@ import type { Config } from './config/schema.js';
 import type { Backend } from './backends/types.js';
 import { selectBackend } from './backends/registry.js';
 import { openState, type Db } from './state/db.js';
+import { claimState } from './environments/state-owner.js';
 
 export interface Context {
   config: Config;
@@ -15,11 +16,18 @@ export interface Context {
   close(): Promise<void>;
 }
 
-export async function openContext(opts: { config?: string | undefined; probe?: boolean } = {}): Promise<Context> {
+export async function openContext(opts: { config?: string | undefined; probe?: boolean; claimState?: boolean } = {}): Promise<Context> {
   const config = loadConfig(opts.config);
   const backend = selectBackend(config);
   if (opts.probe !== false) await backend.probe();
-  return contextOf(config, backend);
+  const ctx = contextOf(config, backend);
+  try {
+    await claimState(ctx, { takeOver: opts.claimState === true });
+  } catch (err) {
+    await ctx.close();
+    throw err;
+  }
+  return ctx;
 }
 
 /** A context on a backend already chosen (openContext's, or a test's own), with the state database opened. */

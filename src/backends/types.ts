@@ -210,6 +210,13 @@ export interface Backend {
   describe(): string;
   /** Check the tools and that the pool or filesystem is there; never writes. */
   probe(): Promise<void>;
+  /**
+   * What names the filesystem or pool itself, wherever it is mounted and
+   * whatever it is called: `btrfs UUID`, `zfs pool GUID`. The state database
+   * belongs to one (src/environments/state-owner.ts). Costs no process after
+   * probe() where the filesystem is mounted or the pool imported.
+   */
+  identity(): Promise<string>;
   /** Create the ROOT container if it is missing (used by init). */
   ensureLayout(): Promise<void>;
 

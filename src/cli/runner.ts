@@ -57,12 +57,12 @@ export function reportError(thrown: unknown, verbose: boolean): number {
 }
 
 /** Run an action that needs root and the context; sets process.exitCode. */
-export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promise<number | void>): Promise<void> {
+export async function withContext(g: GlobalOptions, fn: (ctx: Context) => Promise<number | void>, opts: { claimState?: boolean } = {}): Promise<void> {
   let ctx: Context | undefined;
   try {
     applyGlobals(g);
     requireRoot();
-    ctx = await openContext({ config: g.config });
+    ctx = await openContext({ config: g.config, claimState: opts.claimState === true });
     const code = await fn(ctx);
     process.exitCode = code ?? 0;
   } catch (err) {

@@ -18,6 +18,7 @@ import { join, resolve } from 'node:path';
 import type { Context } from '../context.js';
 import { log } from '../log.js';
 import { DB_FILE, openState } from '../state/db.js';
+import { claimState } from './state-owner.js';
 
 /** The files of the database in its directory: the root's copy, removed once it is in a home that needs the directory empty. */
 const DATABASE_FILES = [DB_FILE, `${DB_FILE}-wal`, `${DB_FILE}-shm`, `${DB_FILE}.sysprime-new`];
@@ -68,6 +69,8 @@ export async function ensureStateHome(ctx: Context): Promise<string[]> {
     }
     for (const line of (await home.finish?.()) ?? []) log.info(line);
     ctx.db = openState(dir);
+    // A database the home already held may be another filesystem's.
+    await claimState(ctx);
     log.info(`the state database is in ${home.id}, mounted at ${dir} in every environment`);
   }
   return home.fstabLine === null ? [] : [home.fstabLine];

@@ -117,4 +117,12 @@ export const MIGRATIONS: readonly string[] = [
     halt TEXT NOT NULL
   );
   `,
+  // 8: the filesystem or pool this database belongs to (src/state/owner.ts): one row
+  `
+  CREATE TABLE IF NOT EXISTS owner (
+    identity TEXT NOT NULL,
+    described TEXT NOT NULL,
+    at TEXT NOT NULL
+  );
+  `,
 ];

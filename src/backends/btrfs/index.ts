@@ -99,6 +99,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
 
     probe: () => t.probe(),
 
+    identity: () => t.identity(),
+
     async ensureLayout() {
       await t.view();
       await t.ensureDirs();

@@ -6,8 +6,8 @@
  * again on each call; nothing is cached, so another tool changing the
  * filesystem cannot make the backend act on a stale picture.
  */
-import { lstat, mkdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { lstat, mkdir, readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { basename, join, resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../../errors.js';
 import { log } from '../../log.js';
 import { run } from '../../process/run.js';
@@ -22,6 +22,8 @@ import { btrfs, btrfsVersion, deleteSubvolumeAt, listSubvolumes } from './progs.
 export const DEFAULT_PRIVATE_DIR = '/run/sysprime/private';
 
 export const TOP_LEVEL_ID = 5;
+
+const SYSFS_BTRFS = '/sys/fs/btrfs';
 
 export interface BtrfsBackendOptions {
   /** Mount point of the top-level subvolume (`[btrfs] top`). */
@@ -103,6 +105,8 @@ export interface BtrfsTop {
   /** Unmount a mount and everything mounted below it, deepest first; returns the mount points. */
   unmountTree(fs: FsView, mountPoint: string): Promise<string[]>;
   fsUuid(fs: FsView): Promise<string>;
+  /** The filesystem's UUID, read from sysfs where it is mounted (no process); never mounts. */
+  identity(): Promise<string>;
   /** Unmount `top` if this handle mounted it itself; nothing otherwise. */
   close(): Promise<void>;
 }
@@ -266,6 +270,39 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
     return `btrfs at ${topGiven}`;
   }
 
+  /**
+   * The kernel lists every mounted Btrfs filesystem's devices under its UUID
+   * (/sys/fs/btrfs/UUID/devices/NAME): the device of the mount at top names
+   * the filesystem without a process. blkid answers for a filesystem not
+   * mounted (a configured device) or a device sysfs does not list.
+   */
+  async function identity(): Promise<string> {
+    const m = mountAt(await readMountinfo(), await canonicalTop());
+    const source = m !== undefined && m.fsType === 'btrfs' ? m.source : opts.device;
+    if (source === undefined || !source.startsWith('/')) {
+      throw new SysprimeError('BACKEND', `cannot tell which Btrfs filesystem ${topGiven} is: it is not mounted and [btrfs] device is not set`, { hint: topHint });
+    }
+    let device: string;
+    try {
+      device = basename(await realpath(source));
+    } catch (err) {
+      throw new SysprimeError('NOT_FOUND', `the device ${source} of the Btrfs filesystem at ${topGiven} cannot be read: ${messageOf(err)}`, { hint: 'check `findmnt` and `blkid`', cause: err });
+    }
+    let uuids: string[] = [];
+    try {
+      uuids = await readdir(SYSFS_BTRFS);
+    } catch {
+      // No sysfs (a container): blkid below.
+    }
+    for (const uuid of uuids) {
+      if (/^[0-9a-f-]{36}$/.test(uuid) && (await exists(join(SYSFS_BTRFS, uuid, 'devices', device)))) return `btrfs ${uuid}`;
+    }
+    const res = await run('blkid', ['-s', 'UUID', '-o', 'value', source], { allowFailure: true });
+    const uuid = res.stdout.trim();
+    if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem on ${source}`, { hint: `check \`blkid ${source}\`` });
+    return `btrfs ${uuid}`;
+  }
+
   async function probe(): Promise<void> {
     await btrfsVersion();
     const canon = await canonicalTop();
@@ -321,6 +358,7 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
     ensureDirs,
     unmountTree,
     fsUuid,
+    identity,
     close,
   };
 }

@@ -474,12 +474,22 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     }
   }
 
+  /** The pool's GUID, as the last probe read it. */
+  let guid: string | undefined;
+
   const backend: Backend = {
     kind: 'zfs',
 
     describe: () => `zfs pool ${pool}`,
 
-    probe: () => probePool(pool),
+    async probe() {
+      guid = await probePool(pool);
+    },
+
+    async identity() {
+      guid ??= await probePool(pool);
+      return `zfs pool ${guid}`;
+    },
 
     async ensureLayout() {
       if ((await readOne(root, ['type'])) !== null) return;

@@ -44,11 +44,19 @@ export async function detectCapabilities(): Promise<ZfsCapabilities> {
   return { implementation, mountHelper, diff: !/unrecognized command/i.test(`${diff.stderr}\n${diff.stdout}`) };
 }
 
-/** Tools installed, daemon reachable (commands.ts says so when not), pool imported. Never writes. */
-export async function probePool(pool: string): Promise<void> {
+/**
+ * Tools installed, daemon reachable (commands.ts says so when not), pool
+ * imported. Never writes. Answers the pool's GUID, which names the pool
+ * itself wherever and under whatever name it is imported (read in the same
+ * call, so the state database's owner costs no process of its own).
+ */
+export async function probePool(pool: string): Promise<string> {
   await zfs(['list', '-H', '-o', 'name', '-d', '0', pool], { allowFailure: true });
   try {
-    await zpool(['list', '-H', '-o', 'name', pool]);
+    const res = await zpool(['list', '-H', '-o', 'name,guid', pool]);
+    const guid = res.stdout.trim().split('\t')[1] ?? '';
+    if (!/^\d+$/.test(guid)) throw new SysprimeError('BACKEND', `\`zpool list -o guid ${pool}\` answered ${JSON.stringify(res.stdout.trim())}, not a pool GUID`);
+    return guid;
   } catch (err) {
     if (poolMissing(err)) {
       throw new SysprimeError('NOT_FOUND', `ZFS pool ${JSON.stringify(pool)} does not exist or is not imported`, {

@@ -81,8 +81,9 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
     .command('doctor')
     .description('find where environments, pristine snapshots, boot entries and the journal disagree; --fix repairs it')
     .option('--fix', 'repair what was found')
-    .addHelpText('after', '\nExamples:\n  sysprime doctor\n  sysprime doctor --fix')
-    .action(async (opts: { fix?: boolean }) =>
+    .option('--claim-state', "make this configuration's filesystem or pool the owner of [state] dir (after a restore onto a new filesystem, `zpool reguid`)")
+    .addHelpText('after', '\nExamples:\n  sysprime doctor\n  sysprime doctor --fix\n  sysprime doctor --claim-state   the root was restored onto a new filesystem: keep its history')
+    .action(async (opts: { fix?: boolean; claimState?: boolean }) =>
       withContext(globals(), async (ctx) => {
         const { problems, shared } = await findProblems(ctx);
         const fixed = opts.fix ? await repair(ctx) : [];
@@ -99,7 +100,7 @@ export function registerMaintenance(program: Command, globals: () => GlobalOptio
           else if (left.length > 0) process.stdout.write(`doctor --fix cannot repair ${left.map((p) => p.kind).join(' or ')}: it is the admin's to change (see above)\n`);
         }
         return (problems.length > 0 && !opts.fix) || left.length > 0 ? EXIT.DIFFERENCES : EXIT.OK;
-      }),
+      }, { claimState: opts.claimState === true }),
     );
 
   program
