@@ -11,6 +11,7 @@
  */
 import { SysprimeError } from '../errors.js';
 import { ATTR, ruleFor, type Rules } from '../bart/rules.js';
+import { encodeName } from '../bart/escape.js';
 import { HASH_ALGORITHMS, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from '../bart/types.js';
 import { accountKindOf } from './accounts.js';
 import { isBelowAny } from '../environments/shared.js';
@@ -181,7 +182,15 @@ function metaDiff(a: ManifestEntry, b: ManifestEntry, flags: number): MetaAttr[]
 
 function entryEq(a: ManifestEntry | undefined, b: ManifestEntry | undefined, flags: number): boolean {
   if (a === undefined || b === undefined) return a === b;
-  return contentEq(a, b, flags) && metaDiff(a, b, flags).length === 0;
+  // metaDiff's tests without its list: asked once per path of the tree.
+  return (
+    contentEq(a, b, flags) &&
+    !(flags & ATTR.mode && (a.mode & PERMS) !== (b.mode & PERMS)) &&
+    !(flags & ATTR.uid && a.uid !== b.uid) &&
+    !(flags & ATTR.gid && a.gid !== b.gid) &&
+    !(flags & ATTR.acl && a.acl !== b.acl) &&
+    !(flags & ATTR.xattr && !xattrsEq(a, b))
+  );
 }
 
 function oursMeta(o: ManifestEntry): MetaPlan {
@@ -329,10 +338,61 @@ function decide(path: string, s: Sides, flags: number): PlanAction | undefined {
   }
 }
 
-function byPath(m: Manifest): Map<string, ManifestEntry> {
-  const out = new Map<string, ManifestEntry>();
-  for (const e of m.entries) out.set(e.path, e);
-  return out;
+/** The first of `count` keys in order (the i-th is `keyAt(i)`) that is not below `key`. */
+function lowerBound(count: number, keyAt: (i: number) => string, key: string): number {
+  let lo = 0;
+  let hi = count;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (keyAt(mid) < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/**
+ * One manifest's entries in the order a manifest lists them (by encoded
+ * name, src/bart/format.ts's sortEntries), one per path, with lookups by
+ * binary search. The manifest's own array when it is in that order (as
+ * bart writes, reads and patches them), else a sorted copy keeping each
+ * path's last entry. The encoded name of a directory followed by `/` is a
+ * prefix of exactly the names below it, so what is below is one range.
+ */
+class InManifestOrder {
+  readonly entries: readonly ManifestEntry[];
+  /** encodeName of each entry's path: the path string itself unless it needs quoting. */
+  readonly keys: readonly string[];
+  readonly keyAt = (i: number): string => this.keys[i]!;
+
+  constructor(m: Manifest) {
+    const keys = m.entries.map((e) => encodeName(e.path));
+    let ordered = true;
+    for (let i = 1; i < keys.length && ordered; i++) ordered = keys[i - 1]! < keys[i]!;
+    if (ordered) {
+      this.entries = m.entries;
+      this.keys = keys;
+      return;
+    }
+    const last = new Map<string, number>();
+    keys.forEach((k, i) => last.set(k, i));
+    const order = [...last.values()].sort((x, y) => (keys[x]! < keys[y]! ? -1 : 1));
+    this.entries = order.map((i) => m.entries[i]!);
+    this.keys = order.map((i) => keys[i]!);
+  }
+
+  get(path: string): ManifestEntry | undefined {
+    const key = encodeName(path);
+    const i = lowerBound(this.keys.length, this.keyAt, key);
+    return this.keys[i] === key ? this.entries[i] : undefined;
+  }
+
+  /** The paths strictly below `dir`. */
+  below(dir: string): string[] {
+    const prefix = dir === '/' ? '/' : `${encodeName(dir)}/`;
+    const out: string[] = [];
+    for (let i = lowerBound(this.keys.length, this.keyAt, prefix); i < this.keys.length && this.keys[i]!.startsWith(prefix); i++) out.push(this.entries[i]!.path);
+    return out;
+  }
 }
 
 function flagsFor(rules: Rules | undefined, path: string, type: EntryType): number | undefined {
@@ -353,18 +413,11 @@ export function comparePaths(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-/** Indices of `sorted` holding paths strictly below `dir` (contiguous in byte order). */
-function descendants(sorted: readonly string[], dir: string): string[] {
+/** Of `paths` in byte order, those strictly below `dir` (contiguous: every one starts with `dir/`). */
+function descendants(paths: readonly string[], dir: string): string[] {
   const prefix = dir === '/' ? '/' : dir + '/';
-  let lo = 0;
-  let hi = sorted.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >> 1;
-    if (sorted[mid]! < prefix) lo = mid + 1;
-    else hi = mid;
-  }
   const out: string[] = [];
-  for (let i = lo; i < sorted.length && sorted[i]!.startsWith(prefix); i++) out.push(sorted[i]!);
+  for (let i = lowerBound(paths.length, (n) => paths[n]!, prefix); i < paths.length && paths[i]!.startsWith(prefix); i++) out.push(paths[i]!);
   return out;
 }
 
@@ -390,33 +443,50 @@ function checkHashes(input: PlanInput): HashAlgorithm {
 export function planReintegration(input: PlanInput): ReintegrationPlan {
   const hash = checkHashes(input);
   const shared = input.shared ?? [];
-  const B = byPath(input.base);
-  const O = byPath(input.ours);
-  const T = byPath(input.theirs);
-  const all = [...new Set([...B.keys(), ...O.keys(), ...T.keys()])].sort(comparePaths);
+  const B = new InManifestOrder(input.base);
+  const O = new InManifestOrder(input.ours);
+  const T = new InManifestOrder(input.theirs);
   const sides = (p: string): Sides => ({ b: B.get(p), o: O.get(p), t: T.get(p) });
   const actions = new Map<string, PlanAction>();
-  const flagsOf = new Map<string, number>();
+  // What the rules check at a path, asked only where the plan needs it: most paths are the same in base and
+  // ours under every attribute, which no rule can make a change.
+  const flagsOf = new Map<string, number | undefined>();
+  const flagsAt = (p: string, s: Sides = sides(p)): number | undefined => {
+    if (p === '/') return undefined;
+    if (!flagsOf.has(p)) flagsOf.set(p, flagsFor(input.rules, p, (s.o ?? s.b ?? s.t)!.type));
+    return flagsOf.get(p);
+  };
 
-  for (const p of all) {
+  // One pass over the three manifests at once, in their order (a merge-join): no index of any of them is built.
+  const [bs, os, ts] = [B.entries, O.entries, T.entries];
+  const [bk, ok, tk] = [B.keys, O.keys, T.keys];
+  let i = 0;
+  let j = 0;
+  let k = 0;
+  while (i < bs.length || j < os.length || k < ts.length) {
+    let key = i < bk.length ? bk[i]! : undefined;
+    if (j < ok.length && (key === undefined || ok[j]! < key)) key = ok[j]!;
+    if (k < tk.length && (key === undefined || tk[k]! < key)) key = tk[k]!;
+    const s: Sides = {
+      b: i < bk.length && bk[i] === key ? bs[i++] : undefined,
+      o: j < ok.length && ok[j] === key ? os[j++] : undefined,
+      t: k < tk.length && tk[k] === key ? ts[k++] : undefined,
+    };
+    const p = (s.b ?? s.o ?? s.t)!.path;
     if (p === '/') continue; // the root itself is the mount point: never replaced
-    const s = sides(p);
-    const flags = flagsFor(input.rules, p, (s.o ?? s.b ?? s.t)!.type);
+    if (s.b !== undefined && s.o !== undefined && entryEq(s.b, s.o, CHANGE_BITS)) continue;
+    const flags = flagsAt(p, s);
     if (flags === undefined) continue;
-    flagsOf.set(p, flags);
     if (entryEq(s.b, s.o, flags)) continue;
     const a = shared.length > 0 && isBelowAny(p, shared) ? decideShared(p, s, flags) : decide(p, s, flags);
     if (a !== undefined) actions.set(p, a);
   }
 
-  const inTheirs = [...T.keys()].sort(comparePaths);
-  const inOurs = [...O.keys()].sort(comparePaths);
-
   // A directory the admin replaced "while the update left it alone" is only
   // left alone if nothing below it changed either.
   for (const a of actions.values()) {
     if (a.reason !== 'admin-retyped' || a.theirs?.type !== 'D') continue;
-    const touched = descendants(inTheirs, a.path).find((q) => !entryEq(B.get(q), T.get(q), flagsOf.get(q) ?? DEFAULT_FLAGS));
+    const touched = T.below(a.path).find((q) => !entryEq(B.get(q), T.get(q), flagsAt(q) ?? DEFAULT_FLAGS));
     if (touched !== undefined) {
       Object.assign(a, { action: 'conflict', reason: 'type-conflict', detail: `the admin replaced the directory by a ${typeName(a.ours!)}, the update changed entries below it` });
     }
@@ -440,7 +510,9 @@ export function planReintegration(input: PlanInput): ReintegrationPlan {
   for (const p of [...actions.keys()].sort(comparePaths).reverse()) {
     const a = actions.get(p)!;
     if (a.action !== 'delete' || a.base?.type !== 'D' || a.theirs?.type !== 'D') continue;
-    const survivors = descendants(inTheirs, p).filter((q) => actions.get(q)?.action !== 'delete');
+    const survivors = T.below(p)
+      .filter((q) => actions.get(q)?.action !== 'delete')
+      .sort(comparePaths);
     if (survivors.length > 0) {
       const shown = survivors.slice(0, 3).join(', ') + (survivors.length > 3 ? ', ...' : '');
       Object.assign(a, { action: 'keep', reason: 'directory-kept', detail: `deleted by the admin, but it still holds entries the admin did not delete (${shown}): kept for them`, notice: true });
@@ -468,9 +540,10 @@ export function planReintegration(input: PlanInput): ReintegrationPlan {
   }
 
   // The update's directory saved beside a conflict keeps its contents as the update left them.
+  const planned = [...actions.keys()].sort(comparePaths);
   for (const a of [...actions.values()]) {
     if (a.action !== 'conflict' || a.theirs?.type !== 'D' || a.ours?.type === 'D') continue;
-    for (const q of descendants([...actions.keys()].sort(comparePaths), a.path)) {
+    for (const q of descendants(planned, a.path)) {
       const d = actions.get(q)!;
       actions.set(q, { ...d, action: 'skip', reason: 'inside-sidelined', detail: `inside the update's directory saved as ${a.path}.sysprime-new` });
       delete actions.get(q)!.meta;
@@ -481,8 +554,8 @@ export function planReintegration(input: PlanInput): ReintegrationPlan {
   for (const a of [...actions.values()]) {
     if (a.ours?.type !== 'D' || a.theirs === undefined || a.theirs.type === 'D') continue;
     if (a.action !== 'conflict' && a.action !== 'copy') continue;
-    for (const q of descendants(inOurs, a.path)) {
-      if (actions.has(q) || !flagsOf.has(q)) continue;
+    for (const q of O.below(a.path)) {
+      if (actions.has(q) || flagsAt(q) === undefined) continue;
       const s = sides(q);
       if (s.o!.type === 'S') continue;
       actions.set(q, action(q, 'copy', 'restored-with-parent', `unchanged by the admin, put back with the admin's ${a.path}`, s, { meta: oursMeta(s.o!) }));
