@@ -5,10 +5,11 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSysprimeError } from '../../../src/errors.js';
+import { run } from '../../../src/process/run.js';
 import { ConfinedRoot, ensureDirIn, isHandle, linkIn, removeTreeIn, renameBetween, replaceWithLinkIn, type DirHandle } from '../../../src/os/confined.js';
 
 let scratch: string;
@@ -58,6 +59,24 @@ test('removeTreeIn removes a link inside the tree, never what it points at', () 
   withTop((top) => assert.equal(removeTreeIn(top, 'doomed'), true));
   assert.equal(lstatSync(join(root, 'doomed'), { throwIfNoEntry: false }), undefined);
   assert.deepEqual(readdirSync(outside), ['precious']);
+});
+
+test('removeTreeIn removes every kind of entry at any depth, whatever its name, and nothing a link points at', async () => {
+  const odd = Buffer.from('odd\nname\xe9', 'latin1');
+  mkdirSync(join(root, 'big/a/b/c/d'), { recursive: true });
+  for (let i = 0; i < 50; i++) writeFileSync(join(root, `big/a/b/c/d/f${i}`), `${i}\n`);
+  writeFileSync(Buffer.concat([Buffer.from(join(root, 'big/a/')), odd]), 'x');
+  mkdirSync(Buffer.concat([Buffer.from(join(root, 'big/a/b/')), odd]));
+  writeFileSync(Buffer.concat([Buffer.from(join(root, 'big/a/b/')), odd, Buffer.from('/inside')]), 'y');
+  symlinkSync(outside, join(root, 'big/a/to-dir'));
+  symlinkSync(join(outside, 'precious'), join(root, 'big/a/b/to-file'));
+  symlinkSync('dangling', join(root, 'big/dangling'));
+  await run('mkfifo', [join(root, 'big/a/b/c/fifo')]);
+  withTop((top) => assert.equal(removeTreeIn(top, 'big'), true));
+  assert.equal(lstatSync(join(root, 'big'), { throwIfNoEntry: false }), undefined);
+  assert.deepEqual(readdirSync(outside), ['precious']);
+  assert.equal(readFileSync(join(outside, 'precious'), 'utf8'), 'host data\n');
+  withTop((top) => assert.equal(removeTreeIn(top, 'big'), false, 'absent: false'));
 });
 
 test('links and renames between open directories replace a planted link, never write through it', () => {
