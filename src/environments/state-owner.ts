@@ -29,8 +29,16 @@ export interface StateOfBackend {
 
 /** Record this configuration's filesystem as the state's owner, or refuse a database that belongs to another. */
 export async function claimState(ctx: StateOfBackend, opts: ClaimOptions = {}): Promise<void> {
-  const identity = await ctx.backend.identity();
   const described = ctx.backend.describe();
+  let identity: string;
+  try {
+    identity = await ctx.backend.identity();
+  } catch (err) {
+    // Not being able to name the filesystem must not stop every verb on it; it is said each time.
+    if (!(err instanceof SysprimeError)) throw err;
+    log.warn(`the owner of the state directory is not checked: ${err.message}`);
+    return;
+  }
   const owner = stateOwner(ctx.db);
   if (owner !== undefined && owner.identity !== identity) {
     const dir = resolve(ctx.config.state.dir);

@@ -278,29 +278,34 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
    */
   async function identity(): Promise<string> {
     const m = mountAt(await readMountinfo(), await canonicalTop());
-    const source = m !== undefined && m.fsType === 'btrfs' ? m.source : opts.device;
-    if (source === undefined || !source.startsWith('/')) {
-      throw new SysprimeError('BACKEND', `cannot tell which Btrfs filesystem ${topGiven} is: it is not mounted and [btrfs] device is not set`, { hint: topHint });
+    const mounted = m !== undefined && m.fsType === 'btrfs' ? m : undefined;
+    const source = mounted?.source ?? opts.device;
+    if (source?.startsWith('/') === true) {
+      let device: string | undefined;
+      try {
+        device = basename(await realpath(source));
+      } catch {
+        // A source with no device node (`/dev/root` on a system booted without an initramfs): findmnt below.
+      }
+      let uuids: string[] = [];
+      try {
+        if (device !== undefined) uuids = await readdir(SYSFS_BTRFS);
+      } catch {
+        // No sysfs (a container): blkid below.
+      }
+      for (const uuid of uuids) {
+        if (/^[0-9a-f-]{36}$/.test(uuid) && (await exists(join(SYSFS_BTRFS, uuid, 'devices', device!)))) return `btrfs ${uuid}`;
+      }
+      const uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', source], { allowFailure: true })).stdout.trim();
+      if (uuid !== '') return `btrfs ${uuid}`;
     }
-    let device: string;
-    try {
-      device = basename(await realpath(source));
-    } catch (err) {
-      throw new SysprimeError('NOT_FOUND', `the device ${source} of the Btrfs filesystem at ${topGiven} cannot be read: ${messageOf(err)}`, { hint: 'check `findmnt` and `blkid`', cause: err });
+    if (mounted !== undefined) {
+      const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', mounted.mountPoint], { allowFailure: true })).stdout.trim();
+      if (uuid !== '') return `btrfs ${uuid}`;
     }
-    let uuids: string[] = [];
-    try {
-      uuids = await readdir(SYSFS_BTRFS);
-    } catch {
-      // No sysfs (a container): blkid below.
-    }
-    for (const uuid of uuids) {
-      if (/^[0-9a-f-]{36}$/.test(uuid) && (await exists(join(SYSFS_BTRFS, uuid, 'devices', device)))) return `btrfs ${uuid}`;
-    }
-    const res = await run('blkid', ['-s', 'UUID', '-o', 'value', source], { allowFailure: true });
-    const uuid = res.stdout.trim();
-    if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem on ${source}`, { hint: `check \`blkid ${source}\`` });
-    return `btrfs ${uuid}`;
+    throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}${source === undefined ? ' (not mounted, and [btrfs] device is not set)' : ` (device ${source})`}`, {
+      hint: 'check `findmnt` and `blkid`',
+    });
   }
 
   async function probe(): Promise<void> {

@@ -16,6 +16,8 @@ import { KINDS, makeScratch, type Scratch } from '../../fixtures/scratch.js';
 import { sysprime } from '../../fixtures/cli.js';
 import { run } from '../../../src/process/run.js';
 import { EXIT } from '../../../src/errors.js';
+import { openTop } from '../../../src/backends/btrfs/top.js';
+import { makeBtrfsPool } from '../../fixtures/btrfs-pool.js';
 
 for (const kind of KINDS) {
   describe(`one state directory, two ${kind} configurations`, () => {
@@ -90,3 +92,22 @@ for (const kind of KINDS) {
     });
   });
 }
+
+test('the Btrfs identity where the mount names no device node (`/dev/root`): the same UUID, from findmnt', async () => {
+  const pool = await makeBtrfsPool({ sizeMiB: 256 });
+  try {
+    const real = readFileSync('/proc/self/mountinfo', 'utf8');
+    const uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', pool.device])).stdout.trim();
+    assert.match(uuid, /^[0-9a-f-]{36}$/);
+    assert.equal(await openTop({ top: pool.top }).identity(), `btrfs ${uuid}`, 'from sysfs');
+    // The mount's source as a kernel booted without an initramfs shows it: no such node, so neither sysfs nor blkid.
+    const asRoot = real
+      .split('\n')
+      .map((line) => (line.includes(` ${pool.top} `) ? line.replace(` ${pool.device} `, ' /dev/root ') : line))
+      .join('\n');
+    assert.ok(asRoot.includes(' /dev/root '), 'the table names /dev/root');
+    assert.equal(await openTop({ top: pool.top, mountTable: async () => asRoot }).identity(), `btrfs ${uuid}`, 'from findmnt');
+  } finally {
+    await pool.cleanup();
+  }
+});
