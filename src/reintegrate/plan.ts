@@ -182,15 +182,7 @@ function metaDiff(a: ManifestEntry, b: ManifestEntry, flags: number): MetaAttr[]
 
 function entryEq(a: ManifestEntry | undefined, b: ManifestEntry | undefined, flags: number): boolean {
   if (a === undefined || b === undefined) return a === b;
-  // metaDiff's tests without its list: asked once per path of the tree.
-  return (
-    contentEq(a, b, flags) &&
-    !(flags & ATTR.mode && (a.mode & PERMS) !== (b.mode & PERMS)) &&
-    !(flags & ATTR.uid && a.uid !== b.uid) &&
-    !(flags & ATTR.gid && a.gid !== b.gid) &&
-    !(flags & ATTR.acl && a.acl !== b.acl) &&
-    !(flags & ATTR.xattr && !xattrsEq(a, b))
-  );
+  return contentEq(a, b, flags) && metaDiff(a, b, flags).length === 0;
 }
 
 function oursMeta(o: ManifestEntry): MetaPlan {
