@@ -7,17 +7,8 @@
 set -euo pipefail
 FILES=${1:-100000}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /var/tmp/sysprime-drift-fast.XXXXXX)
-TOP=$WORK/top
-cleanup() {
-  umount "$TOP" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-truncate -s 4G "$WORK/img"
-mkfs.btrfs -q "$WORK/img" >/dev/null 2>&1
-mkdir "$TOP"
-mount -o loop,noatime "$WORK/img" "$TOP"
+. "$HERE/bench/scratch-btrfs.sh"
+scratch_btrfs drift-fast 4G
 btrfs -q subvolume create "$TOP/@"
 
 node "$HERE/bench/tree.mjs" make "$TOP/@" "$FILES"

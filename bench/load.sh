@@ -10,15 +10,8 @@ set -euo pipefail
 ENTRIES=${1:-500000}
 CHANGED=${2:-10000}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /var/tmp/sysprime-load.XXXXXX)
-TOP=$WORK/top
-MNT=$WORK/mnt
 NPROC=$(nproc)
-cleanup() {
-  grep -F " $WORK/" /proc/self/mounts | awk '{print $2}' | sort -r | while read -r m; do umount "$m" 2>/dev/null || umount -l "$m"; done
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+. "$HERE/bench/scratch-btrfs.sh"
 
 sp() { "$HERE/bin/sysprime" --config "$WORK/sysprime.toml" "$@"; }
 # measure NAME CMD...: one run (these are long), wall seconds and peak RSS.
@@ -38,10 +31,9 @@ measure() {
 }
 ratio() { awk "BEGIN{printf \"%.2f\", ${SECS[$1]} / ${SECS[$2]}}"; }
 
-truncate -s 12G "$WORK/img"
-mkfs.btrfs -q "$WORK/img" >/dev/null
-mkdir -p "$TOP" "$MNT"
-mount -o loop,noatime "$WORK/img" "$TOP"
+scratch_btrfs load 12G
+MNT=$WORK/mnt
+mkdir "$MNT"
 btrfs -q subvolume create "$TOP/@"
 ROOT=$TOP/@
 

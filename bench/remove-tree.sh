@@ -9,17 +9,8 @@ set -euo pipefail
 FILES=${1:-100000}
 ROUNDS=${2:-3}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-WORK=$(mktemp -d /var/tmp/sysprime-remove-tree.XXXXXX)
-TOP=$WORK/top
-cleanup() {
-  umount "$TOP" 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-truncate -s 4G "$WORK/img"
-mkfs.btrfs -q "$WORK/img" >/dev/null 2>&1
-mkdir "$TOP"
-mount -o loop,noatime "$WORK/img" "$TOP"
+. "$HERE/bench/scratch-btrfs.sh"
+scratch_btrfs remove-tree 4G
 node --input-type=module - "$HERE" "$TOP" "$FILES" "$ROUNDS" <<'JS'
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
