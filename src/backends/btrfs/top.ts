@@ -104,6 +104,7 @@ export interface BtrfsTop {
   ensureDirs(): Promise<void>;
   /** Unmount a mount and everything mounted below it, deepest first; returns the mount points. */
   unmountTree(fs: FsView, mountPoint: string): Promise<string[]>;
+  /** The UUID of the filesystem mounted at top, for fstab and boot-entry lines. */
   fsUuid(fs: FsView): Promise<string>;
   /** The filesystem's UUID, read from sysfs where it is mounted (no process); never mounts. */
   identity(): Promise<string>;
@@ -258,34 +259,37 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
     return done;
   }
 
+  /** The UUID of the filesystem mounted at top (fstab and boot-entry lines name it): the one reader below. */
   async function fsUuid(fs: FsView): Promise<string> {
-    const res = await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', fs.topMount.mountPoint], { allowFailure: true });
-    let uuid = res.stdout.trim();
-    if (uuid === '' && fs.topMount.source.startsWith('/')) uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', fs.topMount.source], { allowFailure: true })).stdout.trim();
-    if (uuid === '') throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}`, { hint: 'check `blkid`' });
-    return uuid;
+    return uuidOf(fs.topMount.source, fs.topMount.mountPoint);
   }
 
   function describe(): string {
     return `btrfs at ${topGiven}`;
   }
 
-  /**
-   * The kernel lists every mounted Btrfs filesystem's devices under its UUID
-   * (/sys/fs/btrfs/UUID/devices/NAME): the device of the mount at top names
-   * the filesystem without a process. blkid answers for a filesystem not
-   * mounted (a configured device) or a device sysfs does not list.
-   */
+  /** The state directory's owner (src/environments/state-owner.ts): the UUID, without mounting top. */
   async function identity(): Promise<string> {
     const m = mountAt(await readMountinfo(), await canonicalTop());
     const mounted = m !== undefined && m.fsType === 'btrfs' ? m : undefined;
-    const source = mounted?.source ?? opts.device;
+    return `btrfs ${await uuidOf(mounted?.source ?? opts.device, mounted?.mountPoint)}`;
+  }
+
+  /**
+   * The kernel lists every mounted Btrfs filesystem's devices under its UUID
+   * (/sys/fs/btrfs/UUID/devices/NAME): the device a mount names gives the
+   * filesystem without a process. blkid answers for a filesystem not mounted
+   * (a configured device) or a device sysfs does not list; findmnt for a mount
+   * whose source has no device node (`/dev/root` on a system booted without
+   * an initramfs).
+   */
+  async function uuidOf(source: string | undefined, mountPoint: string | undefined): Promise<string> {
     if (source?.startsWith('/') === true) {
       let device: string | undefined;
       try {
         device = basename(await realpath(source));
       } catch {
-        // A source with no device node (`/dev/root` on a system booted without an initramfs): findmnt below.
+        // No device node: findmnt below.
       }
       let uuids: string[] = [];
       try {
@@ -294,14 +298,14 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
         // No sysfs (a container): blkid below.
       }
       for (const uuid of uuids) {
-        if (/^[0-9a-f-]{36}$/.test(uuid) && (await exists(join(SYSFS_BTRFS, uuid, 'devices', device!)))) return `btrfs ${uuid}`;
+        if (/^[0-9a-f-]{36}$/.test(uuid) && (await exists(join(SYSFS_BTRFS, uuid, 'devices', device!)))) return uuid;
       }
       const uuid = (await run('blkid', ['-s', 'UUID', '-o', 'value', source], { allowFailure: true })).stdout.trim();
-      if (uuid !== '') return `btrfs ${uuid}`;
+      if (uuid !== '') return uuid;
     }
-    if (mounted !== undefined) {
-      const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', mounted.mountPoint], { allowFailure: true })).stdout.trim();
-      if (uuid !== '') return `btrfs ${uuid}`;
+    if (mountPoint !== undefined) {
+      const uuid = (await run('findmnt', ['-n', '-o', 'UUID', '--mountpoint', mountPoint], { allowFailure: true })).stdout.trim();
+      if (uuid !== '') return uuid;
     }
     throw new SysprimeError('BACKEND', `cannot find the UUID of the Btrfs filesystem at ${topGiven}${source === undefined ? ' (not mounted, and [btrfs] device is not set)' : ` (device ${source})`}`, {
       hint: 'check `findmnt` and `blkid`',
