@@ -297,8 +297,15 @@ export interface Backend {
    * read-only snapshot), the snapshot removed after. Nothing of the
    * environment's own snapshots, nested subvolumes or child datasets goes
    * with it; ZFS refuses (REFUSED) an environment with child datasets.
+   * With `fromPristine`, the stream is an increment from the pristine
+   * snapshot of the environment's generation (what sendPristine wrote).
    */
-  sendEnvironment(name: string, out: NodeJS.WritableStream): Promise<void>;
+  sendEnvironment(name: string, out: NodeJS.WritableStream, opts?: { fromPristine?: boolean }): Promise<void>;
+  /**
+   * Write the pristine snapshot of environment NAME's generation whole to
+   * `out`, for `export --with-pristine`; NOT_FOUND once it was pruned.
+   */
+  sendPristine(name: string, out: NodeJS.WritableStream): Promise<void>;
   /**
    * Receive a send stream of this backend as the new environment NAME of
    * generation `generation`: under a temporary name first, `verify()`
@@ -307,8 +314,23 @@ export interface Backend {
    * never has its name without its metadata (the mark of an unfinished
    * import). A crash leaves only what recover() removes.
    * EXISTS when NAME is taken, checked before anything is read.
+   *
+   * `pristine`: the stream holds the pristine snapshot first (read from
+   * `pristine.input`), and `input` is an increment from it. With
+   * `pristine.keep` it becomes the pristine of `generation`, in place
+   * before the environment has its name; otherwise it is discarded once
+   * the environment is made. ZFS on zfs-fuse, which cannot receive an
+   * increment as a clone of another snapshot (`zfs receive -o origin`),
+   * refuses such a stream (REFUSED) before reading it.
    */
-  receiveEnvironment(name: string, generation: number, input: NodeJS.ReadableStream, verify: () => Promise<void>, meta?: Readonly<Record<string, string>>): Promise<void>;
+  receiveEnvironment(
+    name: string,
+    generation: number,
+    input: NodeJS.ReadableStream,
+    verify: () => Promise<void>,
+    meta?: Readonly<Record<string, string>>,
+    pristine?: { input: NodeJS.ReadableStream; keep: boolean },
+  ): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;
   /** Refuses (REFUSED) a mounted environment, the running root included; its snapshots follow the new name. */

@@ -4,7 +4,11 @@
  * the environment's name, generation and description), then the
  * filesystem's send stream (`zfs send`, `btrfs send`) cut in frames, each a
  * 4-byte big-endian length and that many bytes, a frame of length 0, and a
- * last line of JSON with the number of bytes and their SHA-256. A stream
+ * last line of JSON with the number of bytes and their SHA-256. An export
+ * with the environment's pristine state (format 2, `pristine` in the
+ * header) holds two send streams, each ended by a frame of length 0: the
+ * pristine snapshot whole, then the environment as an incremental stream
+ * from it; the trailer counts both. A stream
  * cut short (a disk full, a copy interrupted) or changed is told apart
  * from a whole one even where the filesystem's receive would accept what
  * it got, before the environment it makes is given its name.
@@ -15,6 +19,8 @@ import type { BackendKind } from '../config/schema.js';
 import { SysprimeError } from '../errors.js';
 
 export const MAGIC = 'SYSPRIME-EXPORT 1';
+/** Format 2 differs only by the pristine stream before the environment's: an earlier sysprime refuses it at its first line. */
+export const MAGIC_WITH_PRISTINE = 'SYSPRIME-EXPORT 2';
 
 export interface ExportHeader {
   backend: BackendKind;
@@ -22,50 +28,80 @@ export interface ExportHeader {
   generation: number;
   description: string | null;
   exported: string;
+  /** The environment's pristine state goes first, the environment as an increment from it (absent: false). */
+  pristine?: boolean;
 }
 
 const FRAME = 1 << 20;
 
-/** Frames the payload written to `payload` into `out`; `finish()` ends it, waits for every frame, then writes the end and the trailer. */
-export function exportWriter(out: NodeJS.WritableStream, header: ExportHeader): { payload: PassThrough; finish(): Promise<void> } {
+export interface ExportWriter {
+  /** The send stream of the part being written: the pristine one first when the header says so, else the environment's. */
+  payload: PassThrough;
+  /** Ends the pristine part (a frame of length 0) and gives the environment's. */
+  next(): Promise<PassThrough>;
+  /** Ends the last part, waits for every frame, then writes the end and the trailer. */
+  finish(): Promise<void>;
+}
+
+/** Frames the payload written to each part into `out`. */
+export function exportWriter(out: NodeJS.WritableStream, header: ExportHeader): ExportWriter {
   const hash = createHash('sha256');
   let bytes = 0;
   const write = (b: Buffer | string): Promise<void> =>
     new Promise((resolve, reject) => {
       out.write(b, (err) => (err ? reject(err) : resolve()));
     });
-  let chain = write(`${MAGIC}\n${JSON.stringify(header)}\n`);
-  const payload = new PassThrough();
-  payload.on('data', (chunk: Buffer) => {
-    for (let at = 0; at < chunk.length; at += FRAME) {
-      const part = chunk.subarray(at, at + FRAME);
-      hash.update(part);
-      bytes += part.length;
-      const len = Buffer.alloc(4);
-      len.writeUInt32BE(part.length);
-      chain = chain.then(() => write(Buffer.concat([len, part])));
-    }
-    // Read no faster than the file or pipe takes it: the stream may be many times the memory.
-    payload.pause();
-    void chain.then(() => payload.resume(), () => payload.resume());
-  });
-  return {
-    payload,
+  let chain = write(`${header.pristine === true ? MAGIC_WITH_PRISTINE : MAGIC}\n${JSON.stringify(header)}\n`);
+  const part = (): PassThrough => {
+    const payload = new PassThrough();
+    payload.on('data', (chunk: Buffer) => {
+      for (let at = 0; at < chunk.length; at += FRAME) {
+        const piece = chunk.subarray(at, at + FRAME);
+        hash.update(piece);
+        bytes += piece.length;
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(piece.length);
+        chain = chain.then(() => write(Buffer.concat([len, piece])));
+      }
+      // Read no faster than the file or pipe takes it: the stream may be many times the memory.
+      payload.pause();
+      void chain.then(() => payload.resume(), () => payload.resume());
+    });
+    return payload;
+  };
+  const end = async (payload: PassThrough): Promise<void> => {
+    if (!payload.writableEnded) payload.end();
+    // What the payload still buffers becomes frames before the end mark.
+    if (!payload.readableEnded) await new Promise<void>((resolve) => payload.once('end', () => resolve()));
+    await chain;
+    await write(Buffer.alloc(4));
+  };
+  let parts = header.pristine === true ? 2 : 1;
+  const w: ExportWriter = {
+    payload: part(),
+    async next() {
+      if (parts !== 2) throw new Error('an export has at most two parts, and this one holds no pristine state');
+      await end(w.payload);
+      parts = 1;
+      w.payload = part();
+      return w.payload;
+    },
     async finish() {
-      if (!payload.writableEnded) payload.end();
-      // What the payload still buffers becomes frames before the end mark.
-      if (!payload.readableEnded) await new Promise<void>((resolve) => payload.once('end', () => resolve()));
-      await chain;
-      await write(Buffer.concat([Buffer.alloc(4), Buffer.from(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`)]));
+      if (parts !== 1) throw new Error('the environment\'s part was never started');
+      await end(w.payload);
+      await write(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`);
     },
   };
+  return w;
 }
 
 export interface ExportReader {
   /** The header, once read; refuses what is not a sysprime export. */
   header: Promise<ExportHeader>;
-  /** The filesystem's send stream, unframed. */
+  /** The environment's send stream, unframed. */
   payload: PassThrough;
+  /** The pristine snapshot's send stream, before the environment's; ended at once when the header has none. */
+  pristine: PassThrough;
   /** Resolves once the whole stream was read and checked; rejects when it is cut short or changed. */
   verified: Promise<void>;
 }
@@ -78,6 +114,9 @@ function damaged(why: string): SysprimeError {
 
 export function exportReader(input: Readable): ExportReader {
   const payload = new PassThrough();
+  const pristine = new PassThrough();
+  // The part the frames go to now: the pristine one until its end mark when the header says there is one.
+  let current = payload;
   let headerDone!: (h: ExportHeader) => void;
   let headerFailed!: (e: unknown) => void;
   const header = new Promise<ExportHeader>((resolve, reject) => {
@@ -94,11 +133,11 @@ export function exportReader(input: Readable): ExportReader {
     const push = async (b: Buffer): Promise<void> => {
       hash.update(b);
       bytes += b.length;
-      if (payload.destroyed) throw new Error('the receiving side went away');
-      if (!payload.write(b)) {
+      if (current.destroyed) throw new Error('the receiving side went away');
+      if (!current.write(b)) {
         await new Promise<void>((r) => {
-          payload.once('drain', () => r());
-          payload.once('close', () => r());
+          current.once('drain', () => r());
+          current.once('close', () => r());
         });
       }
     };
@@ -110,7 +149,13 @@ export function exportReader(input: Readable): ExportReader {
             const first = buf.indexOf(10);
             if (first < 0 && buf.length > MAGIC.length + 1) throw damaged('it does not start with a sysprime export header');
             if (first < 0) break;
-            if (buf.subarray(0, first).toString('latin1') !== MAGIC) throw damaged('it does not start with a sysprime export header');
+            const magic = buf.subarray(0, first).toString('latin1');
+            if (magic !== MAGIC && magic !== MAGIC_WITH_PRISTINE) {
+              if (/^SYSPRIME-EXPORT \d+$/.test(magic)) {
+                throw new SysprimeError('REFUSED', `the stream is in a format this sysprime does not know (${magic.slice('SYSPRIME-EXPORT '.length)})`, { hint: 'import it with the sysprime that wrote it, or a later one' });
+              }
+              throw damaged('it does not start with a sysprime export header');
+            }
             const second = buf.indexOf(10, first + 1);
             if (second < 0) {
               if (buf.length > 1 << 20) throw damaged('its header does not end');
@@ -123,6 +168,9 @@ export function exportReader(input: Readable): ExportReader {
               throw damaged('its header is not JSON');
             }
             if ((h.backend !== 'zfs' && h.backend !== 'btrfs') || typeof h.environment !== 'string' || !Number.isSafeInteger(h.generation)) throw damaged('its header lacks the backend, name or generation');
+            if ((h.pristine === true) !== (magic === MAGIC_WITH_PRISTINE)) throw damaged('its header and its format disagree about its pristine state');
+            if (h.pristine === true) current = pristine;
+            else pristine.end();
             headerDone(h);
             buf = buf.subarray(second + 1);
             state = 'frames';
@@ -131,7 +179,10 @@ export function exportReader(input: Readable): ExportReader {
             const len = buf.readUInt32BE(0);
             if (len === 0) {
               buf = buf.subarray(4);
-              state = 'trailer';
+              if (current === pristine) {
+                pristine.end();
+                current = payload;
+              } else state = 'trailer';
               continue;
             }
             if (len > FRAME) throw damaged('a frame is longer than any sysprime writes');
@@ -161,9 +212,10 @@ export function exportReader(input: Readable): ExportReader {
       headerFailed(err);
       // Closed, not failed: the reason is `verified`'s, and an 'error' event nobody listens to would end the process.
       payload.destroy();
+      pristine.destroy();
       throw err;
     }
   })();
   verified.catch(() => undefined);
-  return { header, payload, verified };
+  return { header, payload, pristine, verified };
 }

@@ -14,7 +14,9 @@
  *   that would mount, boot or keep it), so it is finished: its pristine
  *   state taken, the mark cleared, its event recorded;
  * - no environment of that name and generation: what the filesystem had
- *   received is a temporary the backend's recover() removes.
+ *   received is a temporary the backend's recover() removes, and a
+ *   pristine state kept from the stream (`--with-pristine`), placed just
+ *   before the environment gets its name, is removed here.
  * The journal record (`runRecorded`) is what lets `doctor` name the
  * interrupted import and gives the finished one its event's details.
  */
@@ -102,6 +104,12 @@ export async function recoverImports(ctx: Context): Promise<string[]> {
       : { line: `had not given "${p.name}" its name: nothing of it is left`, record: 'its environment never got its name; a later run removed what was received' };
     if (!named) cutShort = true;
     lines.push(...closeInterrupted(ctx.db, IMPORT_KIND, (q) => q['name'] === p.name && q['generation'] === p.generation, outcome));
+    // An import that kept the stream's pristine state places it before the environment gets its name (Btrfs): its
+    // generation is the import's own, above every other, so a pristine of it no environment has is that one.
+    if (!named && !envs.some((e) => e.generation === p.generation) && (await ctx.backend.listPristines()).some((x) => x.generation === p.generation)) {
+      await ctx.backend.destroyPristine(p.generation);
+      lines.push(`removed the pristine state of generation ${p.generation} that the import of "${p.name}" had received`);
+    }
   }
   // What such an import received is under a temporary name of its dead process: the backend's own leftovers.
   if (cutShort) lines.push(...(await ctx.backend.recover()));

@@ -13,11 +13,17 @@
  * pristine state and writes the boot entries (import-finish.ts, which also
  * finishes an import killed once the environment had its name).
  *
- * An imported environment's pristine state stayed on the other machine: it
- * gets a generation of its own, above every local one (so that nothing
- * measures it against an unrelated pristine snapshot), whose pristine
- * snapshot is taken from it as it arrived: drift shows what changed here
- * since the import.
+ * An imported environment gets a generation of its own, above every local
+ * one (so that nothing measures it against an unrelated pristine
+ * snapshot). Its pristine state is, by default, the environment as it
+ * arrived: drift shows what changed here since the import. An export made
+ * `--with-pristine` carries the pristine snapshot of the environment's
+ * generation as well (the environment then goes as an increment from it,
+ * about the size of a plain export); `import --with-pristine` makes that
+ * the new generation's pristine, so the admin's changes made on the other
+ * machine stay changes here: drift shows them, and the next update carries
+ * them over. Imported without the option, it is discarded once the
+ * environment is made.
  */
 import { closeSync, createReadStream, createWriteStream, existsSync, fsyncSync, linkSync, openSync, unlinkSync } from 'node:fs';
 import type { Readable, Writable } from 'node:stream';
@@ -32,7 +38,7 @@ import { runRecorded } from '../state/journal.js';
 import { acquireLock, withLock } from '../state/lock.js';
 import { IMPORT_STARTED } from '../staging/mark.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
-import { exportReader, exportWriter, type ExportHeader } from './export-stream.js';
+import { exportReader, exportWriter, type ExportHeader, type ExportWriter } from './export-stream.js';
 import { IMPORT_KIND, TRANSFER_KIND, finishImport, type ImportParams } from './import-finish.js';
 import { findEnvironment, recoverFirst, refuseExisting, refuseUnfinished } from './lifecycle.js';
 import { kernelsBeforeCopy } from './boot-kernels.js';
@@ -44,18 +50,39 @@ function ended(stream: Writable): Promise<void> {
   });
 }
 
+export interface ExportOptions {
+  /** The pristine snapshot of its generation first, the environment as an increment from it. */
+  withPristine?: boolean;
+}
+
 /** Write environment NAME to `file` (never over an existing one), or to `out` when `file` is '-'. */
-export async function exportEnvironment(ctx: Context, name: string, file: string, out: Writable = process.stdout): Promise<ExportHeader> {
+export async function exportEnvironment(ctx: Context, name: string, file: string, out: Writable = process.stdout, opts: ExportOptions = {}): Promise<ExportHeader> {
   // No lock: export only reads (its copy snapshot names its process, so another verb's recovery leaves it
   // while it runs), and `export - | import -` on one machine must not wait for itself.
   const env = await findEnvironment(ctx, name);
   refuseUnfinished(env);
   await kernelsBeforeExport(ctx, env);
-  const header: ExportHeader = { backend: ctx.backend.kind, environment: env.name, generation: env.generation, description: descriptionOf(env), exported: new Date().toISOString() };
-  if (file === '-') {
-    const w = exportWriter(out, header);
-    await ctx.backend.sendEnvironment(env.name, w.payload);
+  const withPristine = opts.withPristine === true;
+  if (withPristine && env.pristine === null) {
+    throw new SysprimeError('NOT_FOUND', `the pristine state of "${env.name}" (generation ${env.generation}) is gone: it was pruned`, {
+      hint: 'export it without --with-pristine; the machine that imports it takes its state on arrival as its pristine',
+    });
+  }
+  const header: ExportHeader = {
+    backend: ctx.backend.kind,
+    environment: env.name,
+    generation: env.generation,
+    description: descriptionOf(env),
+    exported: new Date().toISOString(),
+    ...(withPristine ? { pristine: true } : {}),
+  };
+  const send = async (w: ExportWriter): Promise<void> => {
+    if (withPristine) await ctx.backend.sendPristine(env.name, w.payload);
+    await ctx.backend.sendEnvironment(env.name, withPristine ? await w.next() : w.payload, { fromPristine: withPristine });
     await w.finish();
+  };
+  if (file === '-') {
+    await send(exportWriter(out, header));
     return header;
   }
   if (existsSync(file)) throw new SysprimeError('EXISTS', `${file} exists already: export never overwrites a file`, { hint: 'name another file, or remove that one first' });
@@ -75,9 +102,7 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
     throw new SysprimeError('IO', `cannot write ${partial}: ${messageOf(err)}`, { cause: err });
   }
   try {
-    const w = exportWriter(stream, header);
-    await ctx.backend.sendEnvironment(env.name, w.payload);
-    await w.finish();
+    await send(exportWriter(stream, header));
     await ended(stream);
     const fd = openSync(partial, 'r');
     try {
@@ -137,8 +162,13 @@ export interface Imported {
   header: ExportHeader;
 }
 
+export interface ImportOptions {
+  /** Keep the pristine state the export carries as the new generation's; refused when it carries none. */
+  withPristine?: boolean;
+}
+
 /** Receive the export in `file` ('-': `input`) as environment NAME (default: the name it was exported under). */
-export async function importEnvironment(ctx: Context, file: string, name?: string, input: Readable = process.stdin): Promise<Imported> {
+export async function importEnvironment(ctx: Context, file: string, name?: string, input: Readable = process.stdin, opts: ImportOptions = {}): Promise<Imported> {
   if (name !== undefined) checkName(name);
   return withLock(ctx.db, 'importing an environment', async () => {
     let source: Readable;
@@ -155,6 +185,12 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
           hint: 'an export is imported by a machine or pool of the same filesystem',
         });
       }
+      const carries = header.pristine === true;
+      if (opts.withPristine === true && !carries) {
+        throw new SysprimeError('REFUSED', `${file === '-' ? 'the stream' : file} does not carry the pristine state of "${header.environment}"`, {
+          hint: `export it again with --with-pristine, or import it without; its state on arrival then becomes its pristine`,
+        });
+      }
       const target = checkName(name ?? header.environment);
       // An import killed earlier is finished (or closed) first: its environment may hold this very name.
       await recoverFirst(ctx);
@@ -168,7 +204,8 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
         // Marked before it has its name, its description with it: once it has its name, whatever stops the
         // import leaves an environment the next recovery finishes, never one without its pristine state.
         const meta = { ...IMPORT_STARTED, ...(header.description !== null ? { [DESCRIPTION_KEY]: header.description } : {}) };
-        await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified, meta);
+        const pristine = carries ? { input: reader.pristine, keep: opts.withPristine === true } : undefined;
+        await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified, meta, pristine);
         faultPoint(TRANSFER_KIND, 'import-received');
         await finishImport(ctx, await findEnvironment(ctx, target), { from: header.environment, exported: header.exported });
       });
@@ -176,6 +213,7 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
     } catch (err) {
       source.destroy();
       reader.payload.destroy();
+      reader.pristine.destroy();
       // What the stream itself says (cut short, changed) explains a failed receive better than the tool does.
       const streamError = await reader.verified.then(
         () => null,

@@ -62,6 +62,64 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
    * Make environment NAME: `make` fills a subvolume at the partial path, then
    * the metadata is written and the subvolume renamed into place.
    */
+  /**
+   * The pristine snapshot of `generation` under environment NAME's base
+   * name, a read-only snapshot of the subvolume at `from` (the environment,
+   * or an imported pristine state): the only way one is made.
+   */
+  async function placePristine(name: string, generation: number, from: string): Promise<void> {
+    await t.ensureDirs();
+    let list = await t.subvolumes();
+    const all = await pristines(t, list);
+    const same = all.find((p) => p.generation === generation);
+    if (same !== undefined) {
+      throw new SysprimeError('EXISTS', `generation ${generation} already has a pristine snapshot, ${same.id}`, {
+        hint: 'a generation has one pristine state; destroy it first (prune) to take it again',
+      });
+    }
+    const current = all.find((p) => p.base === name);
+    if (current !== undefined) {
+      // One pristine per environment name; the older one is kept, renamed, while other environments may still need it.
+      await renamePristine(t, name, retiredPristineBase(name, current.generation), name);
+      log.info(`kept ${current.id} of generation ${current.generation} as ${pristinePath(retiredPristineBase(name, current.generation))}`);
+    } else if (list.some((s) => s.path === pristinePath(name))) {
+      throw new SysprimeError('BACKEND', `${pristinePath(name)} exists but has no sysprime metadata`, {
+        hint: `delete it (btrfs subvolume delete ${t.abs(pristinePath(name))}) or write ${pristineMetaFile(t.top, name)} by hand`,
+      });
+    }
+    const partial = partialPristinePath(name);
+    list = await t.subvolumes();
+    await t.clearPartial(partial, list);
+    await snapshotSubvolume(from, t.abs(partial), true);
+    try {
+      await writePristineMeta(t.top, name, { generation, source: name });
+      await rename(t.abs(partial), t.abs(pristinePath(name)));
+    } catch (err) {
+      await removeMetaFile(pristineMetaFile(t.top, name)).catch(() => undefined);
+      await deleteSubvolumeAt(t.abs(partial)).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  /** The pristine snapshot of environment NAME's generation; NOT_FOUND once it was pruned. */
+  async function pristineOfEnvironment(name: string, list: readonly SubvolumeListEntry[]): Promise<{ path: string }> {
+    const meta = await readEnvironmentMeta(t.top, name);
+    if (meta === null) throw new SysprimeError('BACKEND', `${environmentPath(name)} has no sysprime metadata`, { hint: '`sysprime doctor` names what is missing' });
+    const p = (await pristines(t, list)).find((x) => x.generation === meta.generation);
+    if (p === undefined) {
+      throw new SysprimeError('NOT_FOUND', `the pristine state of "${name}" (generation ${meta.generation}) is gone: it was pruned`, {
+        hint: 'export it without --with-pristine; the machine that imports it takes its state on arrival as its pristine',
+      });
+    }
+    return { path: p.path };
+  }
+
+  function oneReceived(paths: readonly string[], what: string): string {
+    const [one, ...more] = paths;
+    if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `btrfs receive made ${paths.length} subvolumes for ${what}, not one: ${paths.join(', ') || 'none'}`);
+    return one;
+  }
+
   async function makeEnvironment(name: string, generation: number, make: (dest: string) => Promise<void>, meta: Record<string, string> = {}): Promise<void> {
     checkName(name);
     await t.view();
@@ -205,38 +263,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     async takePristine(name, generation) {
       checkName(name);
       await t.view();
-      await t.ensureDirs();
-      let list = await t.subvolumes();
-      t.findEnvironmentEntry(list, name);
-      const all = await pristines(t, list);
-      const same = all.find((p) => p.generation === generation);
-      if (same !== undefined) {
-        throw new SysprimeError('EXISTS', `generation ${generation} already has a pristine snapshot, ${same.id}`, {
-          hint: 'a generation has one pristine state; destroy it first (prune) to take it again',
-        });
-      }
-      const current = all.find((p) => p.base === name);
-      if (current !== undefined) {
-        // One pristine per environment name; the older one is kept, renamed, while other environments may still need it.
-        await renamePristine(t, name, retiredPristineBase(name, current.generation), name);
-        log.info(`kept ${current.id} of generation ${current.generation} as ${pristinePath(retiredPristineBase(name, current.generation))}`);
-      } else if (list.some((s) => s.path === pristinePath(name))) {
-        throw new SysprimeError('BACKEND', `${pristinePath(name)} exists but has no sysprime metadata`, {
-          hint: `delete it (btrfs subvolume delete ${t.abs(pristinePath(name))}) or write ${pristineMetaFile(t.top, name)} by hand`,
-        });
-      }
-      const partial = partialPristinePath(name);
-      list = await t.subvolumes();
-      await t.clearPartial(partial, list);
-      await snapshotSubvolume(t.abs(environmentPath(name)), t.abs(partial), true);
-      try {
-        await writePristineMeta(t.top, name, { generation, source: name });
-        await rename(t.abs(partial), t.abs(pristinePath(name)));
-      } catch (err) {
-        await removeMetaFile(pristineMetaFile(t.top, name)).catch(() => undefined);
-        await deleteSubvolumeAt(t.abs(partial)).catch(() => undefined);
-        throw err;
-      }
+      t.findEnvironmentEntry(await t.subvolumes(), name);
+      await placePristine(name, generation, t.abs(environmentPath(name)));
       // The environment now is exactly the state of that generation.
       const meta = await readEnvironmentMeta(t.top, name);
       await writeEnvironmentMeta(t.top, name, { generation, meta: meta?.meta ?? {} });
@@ -311,24 +339,33 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       });
     },
 
-    async sendEnvironment(name, out) {
+    async sendEnvironment(name, out, opts = {}) {
       checkName(name);
       await t.view();
       let list = await t.subvolumes();
       t.findEnvironmentEntry(list, name);
+      // An increment needs its parent read-only and on the receiving side first (sendPristine).
+      const parent = opts.fromPristine === true ? ['-p', (await pristineOfEnvironment(name, list)).path] : [];
       // btrfs send needs a read-only source; under a `.partial-` name, which recover() deletes after a crash.
       const source = exportSnapshotPath(name, process.pid);
       await t.clearPartial(source, list);
       await snapshotSubvolume(t.abs(environmentPath(name)), t.abs(source), true);
       try {
-        await runStreaming('btrfs', ['send', '-q', t.abs(source)], { stdout: out });
+        await runStreaming('btrfs', ['send', '-q', ...parent, t.abs(source)], { stdout: out });
       } finally {
         list = await t.subvolumes();
         await t.deleteSubvolumeTree(source, list).catch((e: unknown) => log.warn(`could not delete ${source}: ${messageOf(e)}`));
       }
     },
 
-    async receiveEnvironment(name, generation, input, verify, meta = {}) {
+    async sendPristine(name, out) {
+      checkName(name);
+      await t.view();
+      // Read-only already: sent as it is.
+      await runStreaming('btrfs', ['send', '-q', (await pristineOfEnvironment(name, await t.subvolumes())).path], { stdout: out });
+    },
+
+    async receiveEnvironment(name, generation, input, verify, meta = {}, pristine) {
       checkName(name);
       await t.view();
       await t.ensureDirs();
@@ -340,16 +377,31 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const inside = async (): Promise<string[]> => (await t.subvolumes()).filter((s) => s.path.startsWith(`${into}/`)).map((s) => s.path);
       let received: string[] = [];
       try {
+        let base: string | null = null;
+        if (pristine !== undefined) {
+          // The pristine first: receive finds it, by the UUID it was sent from, as the increment's parent.
+          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: pristine.input });
+          base = oneReceived(await inside(), 'its pristine state');
+        }
         await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: input });
         received = await inside();
         faultPoint('backend:btrfs', 'received');
         await verify();
-        const [one, ...more] = received;
-        if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `btrfs receive made ${received.length} subvolumes, not one: ${received.join(', ') || 'none'}`);
+        const one = oneReceived(
+          received.filter((r) => r !== base),
+          'the environment',
+        );
+        // In place before the environment has its name: a kill between the two leaves a pristine of a generation no
+        // environment has, which the import's recovery removes (recoverImports).
+        if (base !== null && pristine?.keep === true) {
+          await placePristine(name, generation, t.abs(base));
+          faultPoint('backend:btrfs', 'pristine-placed');
+        }
         await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false), { ...meta });
       } finally {
         if (received.length === 0) received = await inside().catch(() => []);
-        for (const r of received) await t.deleteSubvolumeTree(r, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${r}: ${messageOf(e)}`));
+        // The environment before its parent: nothing requires it, but a reader of the list sees the order sent.
+        for (const r of received.reverse()) await t.deleteSubvolumeTree(r, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${r}: ${messageOf(e)}`));
         await rmdir(t.abs(into)).catch(() => undefined);
       }
     },

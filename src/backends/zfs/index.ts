@@ -422,6 +422,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return pristinesFrom(await readRoot(['type', 'creation', PROP.pristine]), pool);
   }
 
+  /** The pristine snapshot of environment NAME's generation (RECORD: its own); NOT_FOUND once it was pruned. */
+  async function pristineOfEnvironment(name: string, record: DatasetRecord): Promise<PristineInfo> {
+    const generation = Number(localProp(record, PROP.generation) ?? NaN);
+    const found = Number.isSafeInteger(generation) ? (await listPristines()).find((p) => p.generation === generation) : undefined;
+    if (found === undefined) {
+      throw new SysprimeError('NOT_FOUND', `the pristine state of "${name}" (generation ${Number.isSafeInteger(generation) ? generation : 'unknown'}) is gone: it was pruned`, {
+        hint: 'export it without --with-pristine; the machine that imports it takes its state on arrival as its pristine',
+      });
+    }
+    return found;
+  }
+
   async function findPristine(generation: number): Promise<PristineInfo> {
     const found = (await listPristines()).find((p) => p.generation === generation);
     if (!found) {
@@ -745,46 +757,93 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried], boot);
     },
 
-    async sendEnvironment(name, out) {
-      await requireEnvironment(name);
+    async sendEnvironment(name, out, opts = {}) {
+      const record = await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
       await refuseWithBootPool('export', name);
       if ((await childrenOf(ds)).length > 0) {
         throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
       }
+      // An increment from the pristine snapshot, which is the clone's origin or an earlier snapshot of the dataset itself.
+      const from = opts.fromPristine === true ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
       const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
       // A copy snapshot: one a crash leaves behind is removed by recover(), as nothing is cloned from it.
       const snapshot = `${ds}@${uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken)}`;
       await zfs(['snapshot', snapshot]);
       try {
-        await runStreaming('zfs', ['send', snapshot], { stdout: out });
+        await runStreaming('zfs', ['send', ...from, snapshot], { stdout: out });
       } finally {
         await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
       }
     },
 
-    async receiveEnvironment(name, generation, input, verify, meta = {}) {
+    async sendPristine(name, out) {
+      const record = await requireEnvironment(name);
+      await refuseWithBootPool('export', name);
+      if ((await caps()).implementation !== 'openzfs') {
+        // zfs-fuse sends an increment only from a clone's own origin, and could not receive one as a clone (below).
+        throw new SysprimeError('REFUSED', 'zfs-fuse cannot export an environment with its pristine state (zfs send -i from an earlier snapshot of a clone\'s origin needs OpenZFS)', {
+          hint: 'export it without --with-pristine',
+        });
+      }
+      // The root's snapshot only: an environment with child datasets is refused by sendEnvironment, which runs next.
+      await runStreaming('zfs', ['send', (await pristineOfEnvironment(name, record)).id], { stdout: out });
+    },
+
+    async receiveEnvironment(name, generation, input, verify, meta = {}, pristine) {
       checkGeneration(generation);
       await requireRoot();
       await refuseWithBootPool('import', name);
       const ds = await requireAbsent(name);
+      const implementation = (await caps()).implementation;
+      if (pristine !== undefined && implementation !== 'openzfs') {
+        throw new SysprimeError('REFUSED', 'this export holds its pristine state, and zfs-fuse cannot receive an environment as a clone of it (zfs receive -o origin needs OpenZFS 0.8 or later)', {
+          hint: 'export it again without --with-pristine, or import it on an OpenZFS pool',
+        });
+      }
       // Refused before the stream is read, as a name that is taken is.
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
-      // Received below ROOT (mountpoint=none), so never mounted; under the name recover() destroys once this process is gone.
-      const temporary = `${root}/${TEMPORARY_PREFIX}new-${process.pid}-${randomBytes(3).toString('hex')}`;
+      // Received below ROOT (mountpoint=none), so never mounted; under names recover() destroys once this process is gone.
+      const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
+      const temporary = `${root}/${TEMPORARY_PREFIX}new-${tag}`;
+      const base = pristine === undefined ? null : `${root}/${TEMPORARY_PREFIX}base-${tag}`;
       try {
-        await runStreaming('zfs', receiveArgs(temporary, (await caps()).implementation), { stdin: input });
+        let origin: string | null = null;
+        if (pristine !== undefined && base !== null) {
+          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: pristine.input });
+          const [one, ...more] = snapshotsOf(await readTree(base, ['type']), base);
+          if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `the pristine stream made ${more.length + (one === undefined ? 0 : 1)} snapshots of ${base}, not one`);
+          origin = one.name;
+        }
+        // The increment arrives as a clone of the received pristine (never of a local snapshot that has its GUID).
+        const args = receiveArgs(temporary, implementation);
+        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: input });
         faultPoint('backend:zfs', 'received');
         await verify();
-        for (const s of snapshotsOf(await readTree(temporary, ['type']), temporary)) await zfs(['destroy', assertInsideRoot(pool, s.name)]);
+        let kept: string | null = null;
+        if (origin !== null && base !== null) {
+          // The pristine snapshot moves to the environment, which then holds it as one whose pristine was taken here does.
+          await zfs(['promote', temporary]);
+          await zfs(['destroy', assertInsideRoot(pool, base)]);
+          kept = `${temporary}@${shortSnapshotName(origin)}`;
+        }
+        for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || pristine?.keep !== true) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
+        if (kept !== null && pristine?.keep === true) {
+          if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', kept, `${temporary}@${PRISTINE_SNAPSHOT}`]);
+          // Marked while it has no name yet: the environment never has its name without its pristine.
+          await zfs(['set', `${PROP.pristine}=${generation}`, `${temporary}@${PRISTINE_SNAPSHOT}`]);
+        }
         await zfs(['set', 'canmount=noauto', temporary]);
         await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
         for (const property of properties) await zfs(['set', property, temporary]);
         await zfs(['set', 'mountpoint=/', temporary]);
         faultPoint('backend:zfs', 'receive-before-rename');
         await zfs(['rename', temporary, ds]);
+        // Held once in place (a kill before it: recover() holds every marked pristine that has no hold).
+        if (kept !== null && pristine?.keep === true) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
+        if (base !== null) await zfs(['destroy', '-r', assertInsideRoot(pool, base)], { allowFailure: true });
         throw err;
       }
     },

@@ -6,7 +6,10 @@
  * finished: it was received whole and checked). The next verb that changes
  * environments (`create` here), or `doctor --fix`, does either and says
  * which; doctor then finds nothing, and the boot entries match the
- * environments. Reports the number of kill points tried.
+ * environments. Reports the number of kill points tried. On Btrfs, an
+ * import that keeps the export's pristine state (`--with-pristine`) places
+ * it just before the environment gets its name: killed there, the pristine
+ * of the import's generation goes too.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,10 +20,11 @@ import { KINDS } from '../../fixtures/scratch.js';
 import { environmentMounter, type CliResult, type EnvJson } from '../../fixtures/cli.js';
 import { doctorSeesIt, makeBootableScratch, type BootableScratch } from './bootable-scratch.js';
 
-/** Each point, and whether the environment had its name there (finished) or not (nothing left). */
-const POINTS = {
+/** Each point, whether the environment had its name there (finished) or not (nothing left), and whether the import kept the export's pristine. */
+const POINTS: Record<'btrfs' | 'zfs', readonly (readonly [string, 'nothing' | 'finished', boolean?])[]> = {
   btrfs: [
     ['backend:btrfs:received', 'nothing'],
+    ['backend:btrfs:pristine-placed', 'nothing', true],
     ['backend:btrfs:clone-before-rename', 'nothing'],
     ['transfer:import-received', 'finished'],
     ['transfer:import-pristine-taken', 'finished'],
@@ -31,7 +35,7 @@ const POINTS = {
     ['transfer:import-received', 'finished'],
     ['transfer:import-pristine-taken', 'finished'],
   ],
-} as const;
+};
 
 /**
  * What recovers it: the next verb that changes environments (saying so on
@@ -44,6 +48,7 @@ for (const kind of KINDS) {
   describe(`kill -9 inside an import (${kind})`, () => {
     let m: BootableScratch;
     let file: string;
+    let withPristine: string;
     const ok = async (...args: string[]): Promise<CliResult> => {
       const r = await m.sp(...args);
       assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
@@ -62,6 +67,8 @@ for (const kind of KINDS) {
       await environmentMounter(m.sp, () => join(m.dir, 'mnt'))('work', (root) => writeFileSync(join(root, 'etc/marker'), 'sent\n'));
       file = join(m.dir, 'work.sysprime');
       await ok('export', 'work', file);
+      withPristine = join(m.dir, 'work-p.sysprime');
+      if (kind === 'btrfs') await ok('export', '--with-pristine', 'work', withPristine);
     });
     after(async () => {
       await m?.cleanup();
@@ -70,11 +77,11 @@ for (const kind of KINDS) {
     test('the next verb or doctor --fix finishes what was received whole, and leaves nothing of the rest', { timeout: 1_200_000 }, async (t) => {
       const sent = await m.manifest('work');
       let tried = 0;
-      for (const [point, outcome] of POINTS[kind]) {
+      for (const [point, outcome, keep] of POINTS[kind]) {
         const recovery = RECOVERIES[tried % RECOVERIES.length]!;
-        const what = `${point}, then ${recovery}`;
+        const what = `${point}${keep === true ? ' (--with-pristine)' : ''}, then ${recovery}`;
         const name = `in${tried}`;
-        await m.killedAt(`kill:${point}`, 'import', file, name);
+        await m.killedAt(`kill:${point}`, 'import', ...(keep === true ? ['--with-pristine', withPristine] : [file]), name);
         await doctorSeesIt(m, 'import', what);
         if (outcome === 'finished') {
           // Named, but marked: nothing may change the tree its pristine state will be taken of.
@@ -105,6 +112,11 @@ for (const kind of KINDS) {
         } else {
           assert.match(said, new RegExp(`the import interrupted at .* had not given "${name}" its name: nothing of it is left`), `${what}: says nothing is left\n${said}`);
           assert.equal(env, undefined, `${what}: no environment`);
+          if (keep === true) assert.match(said, /removed the pristine state of generation \d+ that the import of "in\d+" had received/, `${what}: says its pristine went too\n${said}`);
+          if (kind === 'btrfs') {
+            const named = (await run('btrfs', ['subvolume', 'list', m.s.where])).stdout.split('\n').filter((l) => l.endsWith(`/.pristine/${name}`));
+            assert.deepEqual(named, [], `${what}: no pristine state of its generation is left`);
+          }
         }
         assert.deepEqual(await leftovers(), [], `${what}: nothing half-received is left`);
         await m.assertConsistent(what);

@@ -2,7 +2,8 @@
  * A natively encrypted root on OpenZFS, laid out as ZFSBootMenu's Debian
  * guide makes it (`zroot` encrypted with a passphrase in a key file, every
  * dataset below it sharing that key): with the key loaded sysprime adopts,
- * stages, copies, exports and imports as on any root, and every clone stays
+ * stages, copies, exports and imports (with the pristine state too, which
+ * zfs-fuse cannot) as on any root, and every clone stays
  * encrypted under the pool's key; with it unloaded (a rescue system that
  * imported the pool without it) every verb that would mount or clone is
  * refused in one line naming the key to load, before anything changes.
@@ -98,6 +99,35 @@ describe('an encrypted root on OpenZFS (ZFSBootMenu guide)', { skip: openzfs ? f
     assert.notEqual(await zget(ds, 'encryption'), 'off', 'a stream received below the encrypted pool is encrypted at rest');
     assert.equal(await zget(ds, 'encryptionroot'), l.pool);
     assert.equal(await version('back'), '2\n');
+  });
+
+  test('export --with-pristine and import --with-pristine: the pristine comes along, the environment received as a clone of it, then its holder', async () => {
+    // `copy` is a clone of a snapshot of gen-1 taken after gen-1's pristine: the increment starts before its origin.
+    mounts++;
+    await inside('copy', (root) => writeFileSync(join(root, 'etc/marker'), 'made on the source\n'));
+    const file = join(dir, 'copy-p.export');
+    await ok('export', '--with-pristine', 'copy', file);
+    await ok('import', '--with-pristine', file, 'copy-p');
+    const ds = `${l.pool}/ROOT/copy-p`;
+    assert.equal(await zget(ds, 'origin'), '-', 'it holds its pristine itself, as an environment whose pristine was taken here');
+    assert.equal(await zget(ds, 'mounted'), 'no');
+    assert.equal(await zget(ds, 'encryptionroot'), l.pool, 'encrypted under the pool\'s key');
+    const generation = await zget(ds, 'org.sysprime:generation');
+    assert.equal(await zget(`${ds}@sysprime-pristine`, 'org.sysprime:pristine-generation'), generation, 'the pristine of its own generation');
+    assert.equal(await zget(`${ds}@sysprime-pristine`, 'userrefs'), '1', 'held as every pristine is');
+    const drift = await sp('drift', 'copy-p', '--no-record', '--no-diff');
+    assert.equal(drift.code, 1, drift.stderr);
+    assert.match(drift.stdout, /\/etc\/marker/, 'what was changed on the source is a change here too');
+    mounts++;
+    assert.equal(await inside('copy-p', (root) => readFileSync(join(root, 'etc/marker'), 'utf8')), 'made on the source\n');
+    // Without the option the pristine it carries goes once the environment is made: its state on arrival is the baseline.
+    await ok('import', file, 'copy-q');
+    assert.equal(await zget(`${l.pool}/ROOT/copy-q`, 'origin'), '-');
+    const clean = await sp('drift', 'copy-q', '--no-record', '--no-diff');
+    assert.equal(clean.code, 0, clean.stdout);
+    const left = (await run('zfs', ['list', '-H', '-t', 'all', '-o', 'name', '-r', `${l.pool}/ROOT`])).stdout.split('\n').filter((n) => /sysprime-tmp|sysprime-copy-export/.test(n));
+    assert.deepEqual(left, [], 'nothing received is left under a temporary name');
+    for (const n of ['copy-p', 'copy-q']) await ok('destroy', n);
   });
 
   test('with the key unloaded: stage, create and mount are refused in one line naming the key, and the pool is as it was', async () => {

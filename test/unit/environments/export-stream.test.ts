@@ -45,3 +45,57 @@ test('a stream cut short, changed, or not an export is refused, however it is cu
   await assert.rejects(read(Buffer.from('hello\nworld\n')), /sysprime export header/);
   await assert.rejects(read(Buffer.from('SYSPRIME-EXPORT 1\n{"backend":"ext4"}\n')), /lacks the backend/);
 });
+
+async function exportedWithPristine(pristine: Buffer, environment: Buffer): Promise<Buffer> {
+  const out = new PassThrough();
+  const chunks: Buffer[] = [];
+  out.on('data', (c: Buffer) => chunks.push(c));
+  const w = exportWriter(out, { ...header, pristine: true });
+  w.payload.write(pristine);
+  const env = await w.next();
+  env.write(environment);
+  await w.finish();
+  return Buffer.concat(chunks);
+}
+
+async function readBoth(bytes: Buffer): Promise<{ header: ExportHeader; pristine: Buffer; payload: Buffer }> {
+  const r = exportReader(Readable.from([bytes.subarray(0, 7), bytes.subarray(7)]));
+  const p: Buffer[] = [];
+  const e: Buffer[] = [];
+  // The pristine part is read to its end before the environment's, as a receive of each in turn does.
+  const pristineRead = (async () => {
+    for await (const c of r.pristine) p.push(c as Buffer);
+    for await (const c of r.payload) e.push(c as Buffer);
+  })();
+  // A refused stream closes both parts: the reading above ends with it, the reason is `verified`'s.
+  pristineRead.catch(() => undefined);
+  await r.verified;
+  await pristineRead;
+  return { header: await r.header, pristine: Buffer.concat(p), payload: Buffer.concat(e) };
+}
+
+test('with its pristine state: format 2, both parts read back whole and apart; a plain export is as before, its pristine part empty', async () => {
+  const pristine = randomBytes(2_200_000);
+  const environment = randomBytes(700_000);
+  const bytes = await exportedWithPristine(pristine, environment);
+  assert.equal(bytes.subarray(0, 18).toString(), 'SYSPRIME-EXPORT 2\n');
+  const back = await readBoth(bytes);
+  assert.deepEqual(back.header, { ...header, pristine: true });
+  assert.ok(back.pristine.equals(pristine));
+  assert.ok(back.payload.equals(environment));
+  const plain = await exported(environment);
+  assert.equal(plain.subarray(0, 18).toString(), 'SYSPRIME-EXPORT 1\n');
+  const again = await readBoth(plain);
+  assert.equal(again.pristine.length, 0);
+  assert.ok(again.payload.equals(environment));
+  // Cut in the pristine part or the environment's: refused.
+  for (const cut of [200, 1_000_000, bytes.length - 700_100, bytes.length - 10]) await assert.rejects(readBoth(bytes.subarray(0, cut)), (e: unknown) => isSysprimeError(e, 'REFUSED'), `cut at ${cut}`);
+});
+
+test('a format not known, or a header that disagrees with its format, is refused', async () => {
+  await assert.rejects(read(Buffer.from('SYSPRIME-EXPORT 3\n{}\n')), /a format this sysprime does not know \(3\)/);
+  const one = Buffer.from(`SYSPRIME-EXPORT 1\n${JSON.stringify({ ...header, pristine: true })}\n`);
+  await assert.rejects(read(one), /header and its format disagree/);
+  const two = Buffer.from(`SYSPRIME-EXPORT 2\n${JSON.stringify(header)}\n`);
+  await assert.rejects(read(two), /header and its format disagree/);
+});
