@@ -47,6 +47,10 @@ export interface CloneOptions {
   signal?: AbortSignal;
 }
 
+/** The send streams an export holds, in this order (a backend's sendParts, import's receive). */
+export const SEND_PARTS = ['pristine', 'environment', 'boot'] as const;
+export type SendPart = (typeof SEND_PARTS)[number];
+
 export interface EnvironmentInfo {
   name: string;
   /** The backend's own identity: `pool/ROOT/name` or `ROOT/name`. */
@@ -292,44 +296,49 @@ export interface Backend {
    */
   cloneFromSnapshot(environment: string, snapshot: string, name: string): Promise<void>;
   /**
-   * Write the filesystem's send stream of environment NAME as it is now to
-   * `out` (`zfs send` of a snapshot taken for it, `btrfs send` of a
-   * read-only snapshot), the snapshot removed after. Nothing of the
-   * environment's own snapshots, nested subvolumes or child datasets goes
-   * with it; ZFS refuses (REFUSED) an environment with child datasets.
-   * With `fromPristine`, the stream is an increment from the pristine
-   * snapshot of the environment's generation (what sendPristine wrote).
+   * What `export` of environment NAME writes, in this order (SEND_PARTS):
+   * `pristine` with `withPristine` (the pristine snapshot of its
+   * generation, whole), `environment` (as it is now; an increment from the
+   * pristine when that goes first), `boot` (ZFS: its boot dataset in the
+   * boot pool, as it is now). Refuses (REFUSED, NOT_FOUND) what it cannot
+   * carry, before anything is written: ZFS child datasets, a pruned
+   * pristine, the pristine on zfs-fuse or of an environment with a boot
+   * dataset. Its snapshots and Btrfs nested subvolumes never go.
    */
-  sendEnvironment(name: string, out: NodeJS.WritableStream, opts?: { fromPristine?: boolean }): Promise<void>;
+  sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPart[]>;
   /**
-   * Write the pristine snapshot of environment NAME's generation whole to
-   * `out`, for `export --with-pristine`; NOT_FOUND once it was pruned.
+   * Write one part of environment NAME (one sendParts named) to `out`:
+   * `zfs send` of a snapshot taken for it, `btrfs send` of a read-only
+   * snapshot, removed after; a pristine snapshot as it is. `fromPristine`:
+   * the environment as an increment from its generation's pristine.
    */
-  sendPristine(name: string, out: NodeJS.WritableStream): Promise<void>;
+  sendPart(name: string, part: SendPart, out: NodeJS.WritableStream, opts: { fromPristine: boolean }): Promise<void>;
   /**
-   * Receive a send stream of this backend as the new environment NAME of
-   * generation `generation`: under a temporary name first, `verify()`
-   * called once the filesystem took it all (a rejection discards it), its
+   * Receive the send streams of this backend as the new environment NAME of
+   * generation `generation`: under temporary names first, each part read
+   * to its end before the next (SEND_PARTS's order), `verify()` called once
+   * the filesystem took them all (a rejection discards them), its
    * generation and `meta` set, then renamed into place: the environment
    * never has its name without its metadata (the mark of an unfinished
    * import). A crash leaves only what recover() removes.
    * EXISTS when NAME is taken, checked before anything is read.
    *
-   * `pristine`: the stream holds the pristine snapshot first (read from
-   * `pristine.input`), and `input` is an increment from it. With
-   * `pristine.keep` it becomes the pristine of `generation`, in place
+   * With `pristine`, `environment` is an increment from it. With
+   * `keepPristine` it becomes the pristine of `generation`, in place
    * before the environment has its name; otherwise it is discarded once
    * the environment is made. ZFS on zfs-fuse, which cannot receive an
    * increment as a clone of another snapshot (`zfs receive -o origin`),
-   * refuses such a stream (REFUSED) before reading it.
+   * refuses such streams (REFUSED) before reading them; so does ZFS a
+   * `boot` part where the pool has no boot pool, and a pool with a boot
+   * pool streams without one.
    */
   receiveEnvironment(
     name: string,
     generation: number,
-    input: NodeJS.ReadableStream,
+    parts: Readonly<Partial<Record<SendPart, NodeJS.ReadableStream>>> & { environment: NodeJS.ReadableStream },
     verify: () => Promise<void>,
     meta?: Readonly<Record<string, string>>,
-    pristine?: { input: NodeJS.ReadableStream; keep: boolean },
+    opts?: { keepPristine: boolean },
   ): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;

@@ -4,11 +4,12 @@
  * the environment's name, generation and description), then the
  * filesystem's send stream (`zfs send`, `btrfs send`) cut in frames, each a
  * 4-byte big-endian length and that many bytes, a frame of length 0, and a
- * last line of JSON with the number of bytes and their SHA-256. An export
- * with the environment's pristine state (format 2, `pristine` in the
- * header) holds two send streams, each ended by a frame of length 0: the
- * pristine snapshot whole, then the environment as an incremental stream
- * from it; the trailer counts both. A stream
+ * last line of JSON with the number of bytes and their SHA-256. Format 2
+ * holds more than one send stream, in the order its header's `parts`
+ * lists them, each ended by a frame of length 0; the trailer counts them
+ * all: `pristine` (the pristine snapshot of the environment's generation,
+ * whole; the environment's stream is then an increment from it),
+ * `environment`, `boot` (its boot dataset in a ZFS boot pool). A stream
  * cut short (a disk full, a copy interrupted) or changed is told apart
  * from a whole one even where the filesystem's receive would accept what
  * it got, before the environment it makes is given its name.
@@ -16,11 +17,20 @@
 import { createHash } from 'node:crypto';
 import { PassThrough, type Readable } from 'node:stream';
 import type { BackendKind } from '../config/schema.js';
+import { SEND_PARTS, type SendPart } from '../backends/types.js';
 import { SysprimeError } from '../errors.js';
 
 export const MAGIC = 'SYSPRIME-EXPORT 1';
-/** Format 2 differs only by the pristine stream before the environment's: an earlier sysprime refuses it at its first line. */
-export const MAGIC_WITH_PRISTINE = 'SYSPRIME-EXPORT 2';
+/** Format 2 differs only by its parts: an earlier sysprime refuses it at its first line. */
+export const MAGIC_PARTS = 'SYSPRIME-EXPORT 2';
+
+const EXPORT_PARTS = SEND_PARTS;
+type ExportPart = SendPart;
+
+/** What the export holds: format 1 holds the environment alone. */
+export function partsOf(header: ExportHeader): readonly ExportPart[] {
+  return header.parts ?? ['environment'];
+}
 
 export interface ExportHeader {
   backend: BackendKind;
@@ -28,30 +38,32 @@ export interface ExportHeader {
   generation: number;
   description: string | null;
   exported: string;
-  /** The environment's pristine state goes first, the environment as an increment from it (absent: false). */
-  pristine?: boolean;
+  /** Format 2: the send streams it holds, in EXPORT_PARTS's order, `environment` always among them. */
+  parts?: ExportPart[];
 }
 
 const FRAME = 1 << 20;
 
 export interface ExportWriter {
-  /** The send stream of the part being written: the pristine one first when the header says so, else the environment's. */
+  /** The send stream of the part being written (the header's first). */
   payload: PassThrough;
-  /** Ends the pristine part (a frame of length 0) and gives the environment's. */
-  next(): Promise<PassThrough>;
-  /** Ends the last part, waits for every frame, then writes the end and the trailer. */
+  /** Ends the part being written (a frame of length 0) and gives the next one, `part`, which must be the header's next. */
+  next(part: ExportPart): Promise<PassThrough>;
+  /** Ends the last part, waits for every frame, then writes the trailer. */
   finish(): Promise<void>;
 }
 
 /** Frames the payload written to each part into `out`. */
 export function exportWriter(out: NodeJS.WritableStream, header: ExportHeader): ExportWriter {
+  const parts = partsOf(header);
+  if (!parts.includes('environment') || parts.some((p, i) => i > 0 && EXPORT_PARTS.indexOf(p) <= EXPORT_PARTS.indexOf(parts[i - 1]!))) throw new Error(`not parts of an export: ${parts.join(', ')}`);
   const hash = createHash('sha256');
   let bytes = 0;
   const write = (b: Buffer | string): Promise<void> =>
     new Promise((resolve, reject) => {
       out.write(b, (err) => (err ? reject(err) : resolve()));
     });
-  let chain = write(`${header.pristine === true ? MAGIC_WITH_PRISTINE : MAGIC}\n${JSON.stringify(header)}\n`);
+  let chain = write(`${header.parts !== undefined ? MAGIC_PARTS : MAGIC}\n${JSON.stringify(header)}\n`);
   const part = (): PassThrough => {
     const payload = new PassThrough();
     payload.on('data', (chunk: Buffer) => {
@@ -76,18 +88,18 @@ export function exportWriter(out: NodeJS.WritableStream, header: ExportHeader): 
     await chain;
     await write(Buffer.alloc(4));
   };
-  let parts = header.pristine === true ? 2 : 1;
+  let at = 0;
   const w: ExportWriter = {
     payload: part(),
-    async next() {
-      if (parts !== 2) throw new Error('an export has at most two parts, and this one holds no pristine state');
+    async next(name) {
+      if (parts[at + 1] !== name) throw new Error(`the export's next part is ${parts[at + 1] ?? 'none'}, not ${name}`);
       await end(w.payload);
-      parts = 1;
+      at++;
       w.payload = part();
       return w.payload;
     },
     async finish() {
-      if (parts !== 1) throw new Error('the environment\'s part was never started');
+      if (at !== parts.length - 1) throw new Error(`the export's part ${parts[at + 1]} was never written`);
       await end(w.payload);
       await write(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`);
     },
@@ -98,10 +110,8 @@ export function exportWriter(out: NodeJS.WritableStream, header: ExportHeader): 
 export interface ExportReader {
   /** The header, once read; refuses what is not a sysprime export. */
   header: Promise<ExportHeader>;
-  /** The environment's send stream, unframed. */
-  payload: PassThrough;
-  /** The pristine snapshot's send stream, before the environment's; ended at once when the header has none. */
-  pristine: PassThrough;
+  /** Each part's send stream, unframed, filled in the header's order (read each to its end before the next); a part the header does not list is ended at once. */
+  parts: Record<ExportPart, PassThrough>;
   /** Resolves once the whole stream was read and checked; rejects when it is cut short or changed. */
   verified: Promise<void>;
 }
@@ -113,10 +123,10 @@ function damaged(why: string): SysprimeError {
 }
 
 export function exportReader(input: Readable): ExportReader {
-  const payload = new PassThrough();
-  const pristine = new PassThrough();
-  // The part the frames go to now: the pristine one until its end mark when the header says there is one.
-  let current = payload;
+  const parts = Object.fromEntries(EXPORT_PARTS.map((p) => [p, new PassThrough()])) as Record<ExportPart, PassThrough>;
+  // The parts the header lists, in order; the frames go to the first until its end mark, and so on.
+  let listed: ExportPart[] = [];
+  let current = parts.environment;
   let headerDone!: (h: ExportHeader) => void;
   let headerFailed!: (e: unknown) => void;
   const header = new Promise<ExportHeader>((resolve, reject) => {
@@ -150,7 +160,7 @@ export function exportReader(input: Readable): ExportReader {
             if (first < 0 && buf.length > MAGIC.length + 1) throw damaged('it does not start with a sysprime export header');
             if (first < 0) break;
             const magic = buf.subarray(0, first).toString('latin1');
-            if (magic !== MAGIC && magic !== MAGIC_WITH_PRISTINE) {
+            if (magic !== MAGIC && magic !== MAGIC_PARTS) {
               if (/^SYSPRIME-EXPORT \d+$/.test(magic)) {
                 throw new SysprimeError('REFUSED', `the stream is in a format this sysprime does not know (${magic.slice('SYSPRIME-EXPORT '.length)})`, { hint: 'import it with the sysprime that wrote it, or a later one' });
               }
@@ -168,9 +178,13 @@ export function exportReader(input: Readable): ExportReader {
               throw damaged('its header is not JSON');
             }
             if ((h.backend !== 'zfs' && h.backend !== 'btrfs') || typeof h.environment !== 'string' || !Number.isSafeInteger(h.generation)) throw damaged('its header lacks the backend, name or generation');
-            if ((h.pristine === true) !== (magic === MAGIC_WITH_PRISTINE)) throw damaged('its header and its format disagree about its pristine state');
-            if (h.pristine === true) current = pristine;
-            else pristine.end();
+            if ((h.parts !== undefined) !== (magic === MAGIC_PARTS)) throw damaged('its header and its format disagree about its parts');
+            listed = [...partsOf(h)];
+            if (!listed.includes('environment') || listed.some((p, i) => !EXPORT_PARTS.includes(p) || (i > 0 && EXPORT_PARTS.indexOf(p) <= EXPORT_PARTS.indexOf(listed[i - 1]!)))) {
+              throw damaged(`its header lists parts this sysprime does not know or in another order: ${listed.join(', ')}`);
+            }
+            for (const p of EXPORT_PARTS) if (!listed.includes(p)) parts[p].end();
+            current = parts[listed.shift()!];
             headerDone(h);
             buf = buf.subarray(second + 1);
             state = 'frames';
@@ -179,10 +193,10 @@ export function exportReader(input: Readable): ExportReader {
             const len = buf.readUInt32BE(0);
             if (len === 0) {
               buf = buf.subarray(4);
-              if (current === pristine) {
-                pristine.end();
-                current = payload;
-              } else state = 'trailer';
+              current.end();
+              const following = listed.shift();
+              if (following !== undefined) current = parts[following];
+              else state = 'trailer';
               continue;
             }
             if (len > FRAME) throw damaged('a frame is longer than any sysprime writes');
@@ -207,15 +221,13 @@ export function exportReader(input: Readable): ExportReader {
       if (state === 'head') throw damaged('it ends before its header');
       if (trailer === null) throw damaged(`it ends after ${bytes} bytes, before its end mark: it was cut short`);
       if (trailer.bytes !== bytes || trailer.sha256 !== hash.digest('hex')) throw damaged('its content does not match its checksum');
-      payload.end();
     } catch (err) {
       headerFailed(err);
       // Closed, not failed: the reason is `verified`'s, and an 'error' event nobody listens to would end the process.
-      payload.destroy();
-      pristine.destroy();
+      for (const p of EXPORT_PARTS) parts[p].destroy();
       throw err;
     }
   })();
   verified.catch(() => undefined);
-  return { header, payload, pristine, verified };
+  return { header, parts, verified };
 }

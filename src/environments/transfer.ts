@@ -38,7 +38,7 @@ import { runRecorded } from '../state/journal.js';
 import { acquireLock, withLock } from '../state/lock.js';
 import { IMPORT_STARTED } from '../staging/mark.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
-import { exportReader, exportWriter, type ExportHeader, type ExportWriter } from './export-stream.js';
+import { exportReader, exportWriter, partsOf, type ExportHeader, type ExportWriter } from './export-stream.js';
 import { IMPORT_KIND, TRANSFER_KIND, finishImport, type ImportParams } from './import-finish.js';
 import { findEnvironment, recoverFirst, refuseExisting, refuseUnfinished } from './lifecycle.js';
 import { kernelsBeforeCopy } from './boot-kernels.js';
@@ -68,17 +68,19 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
       hint: 'export it without --with-pristine; the machine that imports it takes its state on arrival as its pristine',
     });
   }
+  // Asked before a byte is written: what the backend cannot carry is refused while nothing exists yet.
+  const parts = await ctx.backend.sendParts(env.name, { withPristine });
   const header: ExportHeader = {
     backend: ctx.backend.kind,
     environment: env.name,
     generation: env.generation,
     description: descriptionOf(env),
     exported: new Date().toISOString(),
-    ...(withPristine ? { pristine: true } : {}),
+    // The environment alone is format 1, which every sysprime reads.
+    ...(parts.length > 1 ? { parts } : {}),
   };
   const send = async (w: ExportWriter): Promise<void> => {
-    if (withPristine) await ctx.backend.sendPristine(env.name, w.payload);
-    await ctx.backend.sendEnvironment(env.name, withPristine ? await w.next() : w.payload, { fromPristine: withPristine });
+    for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine });
     await w.finish();
   };
   if (file === '-') {
@@ -185,7 +187,8 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
           hint: 'an export is imported by a machine or pool of the same filesystem',
         });
       }
-      const carries = header.pristine === true;
+      const carried = partsOf(header);
+      const carries = carried.includes('pristine');
       if (opts.withPristine === true && !carries) {
         throw new SysprimeError('REFUSED', `${file === '-' ? 'the stream' : file} does not carry the pristine state of "${header.environment}"`, {
           hint: `export it again with --with-pristine, or import it without; its state on arrival then becomes its pristine`,
@@ -204,16 +207,15 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
         // Marked before it has its name, its description with it: once it has its name, whatever stops the
         // import leaves an environment the next recovery finishes, never one without its pristine state.
         const meta = { ...IMPORT_STARTED, ...(header.description !== null ? { [DESCRIPTION_KEY]: header.description } : {}) };
-        const pristine = carries ? { input: reader.pristine, keep: opts.withPristine === true } : undefined;
-        await ctx.backend.receiveEnvironment(target, generation, reader.payload, () => reader.verified, meta, pristine);
+        const streams = { ...Object.fromEntries(carried.map((p) => [p, reader.parts[p]])), environment: reader.parts.environment };
+        await ctx.backend.receiveEnvironment(target, generation, streams, () => reader.verified, meta, { keepPristine: opts.withPristine === true });
         faultPoint(TRANSFER_KIND, 'import-received');
         await finishImport(ctx, await findEnvironment(ctx, target), { from: header.environment, exported: header.exported });
       });
       return { env: await findEnvironment(ctx, target), header };
     } catch (err) {
       source.destroy();
-      reader.payload.destroy();
-      reader.pristine.destroy();
+      for (const part of Object.values(reader.parts)) part.destroy();
       // What the stream itself says (cut short, changed) explains a failed receive better than the tool does.
       const streamError = await reader.verified.then(
         () => null,

@@ -339,13 +339,29 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       });
     },
 
-    async sendEnvironment(name, out, opts = {}) {
+    async sendParts(name, opts) {
+      checkName(name);
+      await t.view();
+      const list = await t.subvolumes();
+      t.findEnvironmentEntry(list, name);
+      if (!opts.withPristine) return ['environment'];
+      await pristineOfEnvironment(name, list);
+      return ['pristine', 'environment'];
+    },
+
+    async sendPart(name, part, out, opts) {
       checkName(name);
       await t.view();
       let list = await t.subvolumes();
       t.findEnvironmentEntry(list, name);
-      // An increment needs its parent read-only and on the receiving side first (sendPristine).
-      const parent = opts.fromPristine === true ? ['-p', (await pristineOfEnvironment(name, list)).path] : [];
+      if (part === 'boot') throw new SysprimeError('BACKEND', 'a Btrfs environment has no boot dataset to send');
+      // Read-only already: sent as it is.
+      if (part === 'pristine') {
+        await runStreaming('btrfs', ['send', '-q', (await pristineOfEnvironment(name, list)).path], { stdout: out });
+        return;
+      }
+      // An increment needs its parent read-only and on the receiving side first (the pristine part).
+      const parent = opts.fromPristine ? ['-p', (await pristineOfEnvironment(name, list)).path] : [];
       // btrfs send needs a read-only source; under a `.partial-` name, which recover() deletes after a crash.
       const source = exportSnapshotPath(name, process.pid);
       await t.clearPartial(source, list);
@@ -358,15 +374,9 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       }
     },
 
-    async sendPristine(name, out) {
+    async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false }) {
       checkName(name);
-      await t.view();
-      // Read-only already: sent as it is.
-      await runStreaming('btrfs', ['send', '-q', (await pristineOfEnvironment(name, await t.subvolumes())).path], { stdout: out });
-    },
-
-    async receiveEnvironment(name, generation, input, verify, meta = {}, pristine) {
-      checkName(name);
+      if (parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');
       await t.view();
       await t.ensureDirs();
       const before = await t.subvolumes();
@@ -378,12 +388,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       let received: string[] = [];
       try {
         let base: string | null = null;
-        if (pristine !== undefined) {
+        if (parts.pristine !== undefined) {
           // The pristine first: receive finds it, by the UUID it was sent from, as the increment's parent.
-          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: pristine.input });
+          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.pristine });
           base = oneReceived(await inside(), 'its pristine state');
         }
-        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: input });
+        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.environment });
         received = await inside();
         faultPoint('backend:btrfs', 'received');
         await verify();
@@ -393,7 +403,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         );
         // In place before the environment has its name: a kill between the two leaves a pristine of a generation no
         // environment has, which the import's recovery removes (recoverImports).
-        if (base !== null && pristine?.keep === true) {
+        if (base !== null && opts.keepPristine) {
           await placePristine(name, generation, t.abs(base));
           faultPoint('backend:btrfs', 'pristine-placed');
         }

@@ -16,7 +16,9 @@
  *
  * - a temporary boot clone whose process is gone: renamed into place when
  *   its environment exists without a boot dataset (the root was renamed),
- *   else destroyed (the root's temporary clone went the same way);
+ *   else destroyed (the root's temporary clone went the same way); one
+ *   without the mark is what an import killed right after its receive
+ *   left, and is destroyed;
  * - a boot dataset whose environment is another name: renamed to it when
  *   that environment exists without one, else given its own name back;
  * - a boot dataset marked for destruction (DESTROYING, written before its
@@ -132,6 +134,11 @@ export async function recoverBootPool(pool: string, bootPool: string): Promise<s
     const rest = r.name.slice(container.length + 1);
     if (rest === '' || rest.includes('/') || !r.name.startsWith(`${container}/`)) continue;
     const owner = localProp(r, PROP.bootOf);
+    // A temporary of a dead process without its mark: an import killed between its receive and the mark (never renamed).
+    if (owner === null && rest.startsWith(TEMPORARY_PREFIX) && !processAlive(Number(/-(\d+)-[0-9a-f]+$/.exec(rest)?.[1] ?? '0'))) {
+      for (const line of await destroyWithDependents(bootPool, r.name, null, container)) done.push(line);
+      continue;
+    }
     if (owner === null) continue;
     // Not an environment's name: a pristine tree's read-only boot clone (openPristine), never renamed into place.
     const valid = isEnvironmentName(owner);

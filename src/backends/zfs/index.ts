@@ -455,14 +455,6 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * /boot is a dataset of the boot pool would arrive without its kernels,
    * so both are refused there rather than make an environment that cannot boot.
    */
-  async function refuseWithBootPool(verb: 'export' | 'import', name: string): Promise<void> {
-    const bp = await bootPool();
-    if (bp === null) return;
-    throw new SysprimeError('REFUSED', `${verb} of ${JSON.stringify(name)}: its /boot is a dataset of boot pool ${bp}, which ${verb} does not carry yet`, {
-      hint: `on a machine with a boot pool, copy environments with \`sysprime create\`, and between machines with \`zfs send -R\` of both ${pool}/ROOT/${name} and ${bp}/BOOT/${name}`,
-    });
-  }
-
   async function findSnapshot(environment: string, name: string): Promise<SnapshotInfo> {
     checkName(environment);
     checkSnapshotName(name);
@@ -757,67 +749,103 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       await cloneEnvironment(snap.id, ds, ['-o', `${PROP.generation}=${snap.generation}`, ...carried], boot);
     },
 
-    async sendEnvironment(name, out, opts = {}) {
+    async sendParts(name, opts) {
       const record = await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
-      await refuseWithBootPool('export', name);
       if ((await childrenOf(ds)).length > 0) {
         throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
       }
+      const boot = await bootOf(name);
+      if (boot === null && (await bootPool()) !== null) {
+        throw new SysprimeError('REFUSED', `environment ${JSON.stringify(name)} has no boot dataset in boot pool ${await bootPool()}: exported, it would have no /boot`, {
+          hint: '`sysprime doctor` says what became of it',
+        });
+      }
+      if (opts.withPristine) {
+        if ((await caps()).implementation !== 'openzfs') {
+          // zfs-fuse sends an increment only from a clone's own origin, and could not receive one as a clone (receiveEnvironment).
+          throw new SysprimeError('REFUSED', "zfs-fuse cannot export an environment with its pristine state (zfs send -i from an earlier snapshot of a clone's origin needs OpenZFS)", {
+            hint: 'export it without --with-pristine',
+          });
+        }
+        if (boot !== null) {
+          throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its /boot is a dataset of boot pool ${boot.split('/')[0]}, whose pristine state export does not carry yet`, {
+            hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
+          });
+        }
+        await pristineOfEnvironment(name, record);
+      }
+      return [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(boot !== null ? (['boot'] as const) : [])];
+    },
+
+    async sendPart(name, part, out, opts) {
+      const record = await requireEnvironment(name);
+      // The root's snapshot only: sendParts refused an environment with child datasets.
+      if (part === 'pristine') {
+        await runStreaming('zfs', ['send', (await pristineOfEnvironment(name, record)).id], { stdout: out });
+        return;
+      }
+      const ds = part === 'boot' ? await bootOf(name) : environmentDataset(pool, name);
+      if (ds === null) throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} has no boot dataset`);
       // An increment from the pristine snapshot, which is the clone's origin or an earlier snapshot of the dataset itself.
-      const from = opts.fromPristine === true ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
+      const from = part === 'environment' && opts.fromPristine ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
       const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
-      // A copy snapshot: one a crash leaves behind is removed by recover(), as nothing is cloned from it.
+      // A copy snapshot: one a crash leaves behind is removed by recover() (in the boot pool too), as nothing is cloned from it.
       const snapshot = `${ds}@${uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken)}`;
+      const bp = part === 'boot' ? ds.split('/')[0]! : null;
       await zfs(['snapshot', snapshot]);
       try {
         await runStreaming('zfs', ['send', ...from, snapshot], { stdout: out });
       } finally {
-        await zfs(['destroy', assertInsideRoot(pool, snapshot)], { allowFailure: true });
+        await zfs(['destroy', bp === null ? assertInsideRoot(pool, snapshot) : assertInsideRoot(bp, snapshot, bootContainer(bp))], { allowFailure: true });
       }
     },
 
-    async sendPristine(name, out) {
-      const record = await requireEnvironment(name);
-      await refuseWithBootPool('export', name);
-      if ((await caps()).implementation !== 'openzfs') {
-        // zfs-fuse sends an increment only from a clone's own origin, and could not receive one as a clone (below).
-        throw new SysprimeError('REFUSED', 'zfs-fuse cannot export an environment with its pristine state (zfs send -i from an earlier snapshot of a clone\'s origin needs OpenZFS)', {
-          hint: 'export it without --with-pristine',
-        });
-      }
-      // The root's snapshot only: an environment with child datasets is refused by sendEnvironment, which runs next.
-      await runStreaming('zfs', ['send', (await pristineOfEnvironment(name, record)).id], { stdout: out });
-    },
-
-    async receiveEnvironment(name, generation, input, verify, meta = {}, pristine) {
+    async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false }) {
       checkGeneration(generation);
       await requireRoot();
-      await refuseWithBootPool('import', name);
       const ds = await requireAbsent(name);
       const implementation = (await caps()).implementation;
-      if (pristine !== undefined && implementation !== 'openzfs') {
+      // Refused before the streams are read, as a name that is taken is.
+      const bp = await bootPool();
+      if (bp !== null && parts.boot === undefined) {
+        throw new SysprimeError('REFUSED', `the stream holds no boot dataset, and this pool's environments have their /boot in boot pool ${bp}: imported, it would have no kernels`, {
+          hint: 'export it from a machine whose /boot is a dataset of a boot pool, or copy its /boot by hand into one made for it',
+        });
+      }
+      if (bp === null && parts.boot !== undefined) {
+        throw new SysprimeError('REFUSED', `the stream holds a boot dataset of a boot pool, and pool ${pool} has no boot pool to receive it`, {
+          hint: 'import it where /boot is a dataset of a boot pool (bpool/BOOT)',
+        });
+      }
+      if (parts.pristine !== undefined && implementation !== 'openzfs') {
         throw new SysprimeError('REFUSED', 'this export holds its pristine state, and zfs-fuse cannot receive an environment as a clone of it (zfs receive -o origin needs OpenZFS 0.8 or later)', {
           hint: 'export it again without --with-pristine, or import it on an OpenZFS pool',
         });
       }
-      // Refused before the stream is read, as a name that is taken is.
+      if (parts.pristine !== undefined && parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and a boot dataset, which import does not carry together yet');
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
       // Received below ROOT (mountpoint=none), so never mounted; under names recover() destroys once this process is gone.
       const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
       const temporary = `${root}/${TEMPORARY_PREFIX}new-${tag}`;
-      const base = pristine === undefined ? null : `${root}/${TEMPORARY_PREFIX}base-${tag}`;
+      const base = parts.pristine === undefined ? null : `${root}/${TEMPORARY_PREFIX}base-${tag}`;
+      const bootTemporary = bp === null ? null : bootTemporaryFor(bp, temporary);
       try {
         let origin: string | null = null;
-        if (pristine !== undefined && base !== null) {
-          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: pristine.input });
+        if (parts.pristine !== undefined && base !== null) {
+          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: parts.pristine });
           const [one, ...more] = snapshotsOf(await readTree(base, ['type']), base);
           if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `the pristine stream made ${more.length + (one === undefined ? 0 : 1)} snapshots of ${base}, not one`);
           origin = one.name;
         }
         // The increment arrives as a clone of the received pristine (never of a local snapshot that has its GUID).
         const args = receiveArgs(temporary, implementation);
-        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: input });
+        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: parts.environment });
+        if (bp !== null && bootTemporary !== null && parts.boot !== undefined) {
+          await runStreaming('zfs', receiveArgs(bootTemporary, implementation), { stdin: parts.boot });
+          // Whose it is, at once: recover() renames a boot dataset into place, or destroys it, by this mark.
+          await zfs(['set', `${PROP.bootOf}=${name}`, bootTemporary]);
+        }
         faultPoint('backend:zfs', 'received');
         await verify();
         let kept: string | null = null;
@@ -827,11 +855,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           await zfs(['destroy', assertInsideRoot(pool, base)]);
           kept = `${temporary}@${shortSnapshotName(origin)}`;
         }
-        for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || pristine?.keep !== true) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
-        if (kept !== null && pristine?.keep === true) {
+        for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || !opts.keepPristine) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
+        if (kept !== null && opts.keepPristine) {
           if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', kept, `${temporary}@${PRISTINE_SNAPSHOT}`]);
           // Marked while it has no name yet: the environment never has its name without its pristine.
           await zfs(['set', `${PROP.pristine}=${generation}`, `${temporary}@${PRISTINE_SNAPSHOT}`]);
+        }
+        if (bp !== null && bootTemporary !== null) {
+          for (const snap of snapshotsOf(await readTree(bootTemporary, ['type']), bootTemporary)) await zfs(['destroy', assertInsideRoot(bp, snap.name, bootContainer(bp))]);
+          await zfs(['set', 'canmount=noauto', bootTemporary]);
+          await zfs(['set', `${PROP.generation}=${generation}`, bootTemporary]);
+          // As the property says it (an altroot is not part of it), as for a clone's boot dataset.
+          await zfs(['set', 'mountpoint=/boot', bootTemporary]);
         }
         await zfs(['set', 'canmount=noauto', temporary]);
         await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
@@ -839,13 +874,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await zfs(['set', 'mountpoint=/', temporary]);
         faultPoint('backend:zfs', 'receive-before-rename');
         await zfs(['rename', temporary, ds]);
-        // Held once in place (a kill before it: recover() holds every marked pristine that has no hold).
-        if (kept !== null && pristine?.keep === true) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`);
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
         if (base !== null) await zfs(['destroy', '-r', assertInsideRoot(pool, base)], { allowFailure: true });
+        if (bp !== null && bootTemporary !== null) await zfs(['destroy', '-r', assertInsideRoot(bp, bootTemporary, bootContainer(bp))], { allowFailure: true });
         throw err;
       }
+      // The environment exists from here: a kill before the boot dataset's rename is finished by recover().
+      if (bp !== null && bootTemporary !== null) {
+        faultPoint('backend:zfs', 'received-root-in-place');
+        await zfs(['rename', bootTemporary, bootDataset(bp, name)]);
+      }
+      // Held once in place (a kill before it: recover() holds every marked pristine that has no hold).
+      if (opts.keepPristine && base !== null) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`);
     },
 
     async destroySnapshot(environment, name) {

@@ -24,9 +24,9 @@ export function registerTransfer(program: Command, globals: () => GlobalOptions)
         if (target === '-' && process.stdout.isTTY) throw new SysprimeError('USAGE', 'stdout is a terminal: a send stream is not for reading', { hint: 'redirect it to a file or a pipe' });
         const header = await exportEnvironment(ctx, env, target, process.stdout, { withPristine: opts.withPristine === true });
         // With -, stdout is the stream: what was done goes to stderr.
-        const line = `exported "${header.environment}" (generation ${header.generation}${header.pristine === true ? ', with its pristine state' : ''})${target === '-' ? '' : ` to ${target}`}\n`;
+        const line = `exported "${header.environment}" (generation ${header.generation}${header.parts?.includes('pristine') === true ? ', with its pristine state' : ''})${target === '-' ? '' : ` to ${target}`}\n`;
         if (target === '-') process.stderr.write(line);
-        else if (globals().json) printJson({ exported: header.environment, file: target, generation: header.generation, withPristine: header.pristine === true });
+        else if (globals().json) printJson({ exported: header.environment, file: target, generation: header.generation, withPristine: header.parts?.includes('pristine') === true });
         else process.stdout.write(line);
       }),
     );

@@ -194,18 +194,19 @@ async function contract(t: TestContext, s: Subject): Promise<void> {
     const sent = new PassThrough();
     const parts: Buffer[] = [];
     sent.on('data', (c: Buffer) => parts.push(c));
-    await b.sendEnvironment('b', sent);
+    assert.deepEqual(await b.sendParts('b', { withPristine: false }), ['environment']);
+    await b.sendPart('b', 'environment', sent, { fromPristine: false });
     const stream = Buffer.concat(parts);
     assert.ok(stream.length > 0);
-    await assert.rejects(b.receiveEnvironment('a', 7, Readable.from([stream]), async () => undefined), refusedWith('EXISTS'));
+    await assert.rejects(b.receiveEnvironment('a', 7, { environment: Readable.from([stream]) }, async () => undefined), refusedWith('EXISTS'));
     await assert.rejects(
-      b.receiveEnvironment('refused', 7, Readable.from([stream]), async () => {
+      b.receiveEnvironment('refused', 7, { environment: Readable.from([stream]) }, async () => {
         throw new Error('the check said no');
       }),
       /the check said no/,
     );
     assert.ok(!(await listed(b)).some((e) => e[0] === 'refused'));
-    await b.receiveEnvironment('received', 7, Readable.from([stream]), async () => undefined, { import: 'in-progress', description: 'from afar' });
+    await b.receiveEnvironment('received', 7, { environment: Readable.from([stream]) }, async () => undefined, { import: 'in-progress', description: 'from afar' });
     assert.equal(await readFrom(b, 'received', 'etc/hostname'), 'box\n');
     assert.deepEqual((await listed(b)).find((e) => e[0] === 'received'), ['received', 7, null, false, false, false]);
     const received = (await b.listEnvironments()).find((e) => e.name === 'received');

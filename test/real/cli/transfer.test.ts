@@ -101,7 +101,7 @@ for (const kind of KINDS) {
         assert.match(r.stderr, /zfs-fuse cannot export an environment with its pristine state/);
         assert.ok(!existsSync(file));
         // A file that says it carries one is refused before its payload is read.
-        const header = { backend: 'zfs', environment: 'work', generation: 0, description: null, exported: new Date().toISOString(), pristine: true };
+        const header = { backend: 'zfs', environment: 'work', generation: 0, description: null, exported: new Date().toISOString(), parts: ['pristine', 'environment'] };
         writeFileSync(file, `SYSPRIME-EXPORT 2\n${JSON.stringify(header)}\n`);
         for (const args of [['import', '--with-pristine', file, 'kept'], ['import', file, 'plain']]) {
           const i = await sp(...args);

@@ -5,8 +5,8 @@
  * dataset is part of it: init adopts the pair, every clone clones the boot
  * dataset from the same-named snapshot, staging's update writes its kernel
  * into the clone's own boot dataset, rename, destroy and prune keep the pair
- * in step, and a kill between the two halves is finished or undone by the
- * next run.
+ * in step, export and import carry it, and a kill between the two halves
+ * is finished or undone by the next run.
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -224,7 +224,7 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
     await assertPairs();
   });
 
-  test('a snapshot keeps /boot too: an environment made from it has its kernels; destroying it takes both halves; export is refused, not made without /boot', async () => {
+  test('a snapshot keeps /boot too: an environment made from it has its kernels; destroying it takes both halves', async () => {
     const taken = await sp('snapshot', 'gen-1', 'before');
     assert.equal(taken.code, 0, taken.stderr);
     assert.equal(await exists(`${bootOf('gen-1')}@before`), true, 'the boot half is taken with the root');
@@ -256,10 +256,47 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
     assert.equal(await exists(env('old')), false);
     await run('zfs', ['destroy', `${env('gen-1')}@old`]);
 
-    const exported = await sp('export', 'gen-1', join(dir, 'gen-1.sysprime'));
-    assert.notEqual(exported.code, 0);
-    assert.match(exported.stderr, /its \/boot is a dataset of boot pool/);
-    assert.equal(existsSync(join(dir, 'gen-1.sysprime')), false, 'no partial file is left');
+    await assertPairs();
+  });
+
+  test('export and import carry the boot dataset: the imported environment has its kernels; a kill between the halves is finished by the next run', async () => {
+    const file = join(dir, 'gen-1.sysprime');
+    const exported = await sp('export', 'gen-1', file);
+    assert.equal(exported.code, 0, exported.stderr);
+    assert.equal(readFileSync(file).subarray(0, 18).toString(), 'SYSPRIME-EXPORT 2\n', 'two send streams: the root, then its boot dataset');
+    assert.deepEqual((await everything(bp)).filter((d) => d.includes('copy-export')), [], 'its copy snapshots are gone');
+    const imported = await sp('import', file, 'moved');
+    assert.equal(imported.code, 0, imported.stderr);
+    assert.equal(await zget(bootOf('moved'), 'origin'), '-', 'received, not cloned');
+    assert.equal(await zget(bootOf('moved'), 'mountpoint'), await zget(bootOf('gen-1'), 'mountpoint'), 'at /boot, below the pool\'s altroot as every boot dataset');
+    await mounted('moved', (tree) => assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n'));
+    await assertPairs();
+
+    // Killed once the root has its name: the next run gives the boot dataset its name too.
+    const killed = await sysprime(['import', file, 'halfway'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received-root-in-place' } });
+    assert.equal(killed.code, -1, killed.stderr);
+    assert.equal(await exists(bootOf('halfway')), false);
+    const fixed = await sp('doctor', '--fix');
+    assert.equal(fixed.code, 0, fixed.stderr);
+    assert.equal(await exists(bootOf('halfway')), true, 'renamed into place by the recovery');
+    await mounted('halfway', (tree) => assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n'));
+    // Killed before: nothing of it is left, in either pool.
+    const early = await sysprime(['import', file, 'early'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received' } });
+    assert.equal(early.code, -1, early.stderr);
+    assert.equal((await sp('doctor', '--fix')).code, 0);
+    assert.deepEqual([...(await everything(l.pool)), ...(await everything(bp))].filter((d) => d.includes('sysprime-tmp') || d.includes('early')), [], 'nothing of the killed import is left');
+    for (const n of ['moved', 'halfway']) assert.equal((await sp('destroy', n)).code, 0);
+    await assertPairs();
+
+    // What this pool cannot take whole is refused before anything is received: a stream without /boot, the pristine with it.
+    const header = { backend: 'zfs', environment: 'gen-1', generation: 1, description: null, exported: new Date().toISOString() };
+    writeFileSync(join(dir, 'bare.sysprime'), `SYSPRIME-EXPORT 1\n${JSON.stringify(header)}\n`);
+    const bare = await sp('import', join(dir, 'bare.sysprime'), 'bare');
+    assert.equal(bare.code, 5, bare.stderr);
+    assert.match(bare.stderr, /holds no boot dataset, and this pool's environments have their \/boot in boot pool/);
+    const withPristine = await sp('export', '--with-pristine', 'gen-1', join(dir, 'p.sysprime'));
+    assert.equal(withPristine.code, 5, withPristine.stderr);
+    assert.equal(existsSync(join(dir, 'p.sysprime')), false, 'no partial file is left');
     await assertPairs();
   });
 

@@ -22,7 +22,7 @@ async function exported(payload: Buffer): Promise<Buffer> {
 async function read(bytes: Buffer): Promise<{ header: ExportHeader; payload: Buffer }> {
   const r = exportReader(Readable.from([bytes.subarray(0, 7), bytes.subarray(7)]));
   const parts: Buffer[] = [];
-  r.payload.on('data', (c: Buffer) => parts.push(c));
+  r.parts.environment.on('data', (c: Buffer) => parts.push(c));
   await r.verified;
   return { header: await r.header, payload: Buffer.concat(parts) };
 }
@@ -50,9 +50,9 @@ async function exportedWithPristine(pristine: Buffer, environment: Buffer): Prom
   const out = new PassThrough();
   const chunks: Buffer[] = [];
   out.on('data', (c: Buffer) => chunks.push(c));
-  const w = exportWriter(out, { ...header, pristine: true });
+  const w = exportWriter(out, { ...header, parts: ['pristine', 'environment'] });
   w.payload.write(pristine);
-  const env = await w.next();
+  const env = await w.next('environment');
   env.write(environment);
   await w.finish();
   return Buffer.concat(chunks);
@@ -64,8 +64,8 @@ async function readBoth(bytes: Buffer): Promise<{ header: ExportHeader; pristine
   const e: Buffer[] = [];
   // The pristine part is read to its end before the environment's, as a receive of each in turn does.
   const pristineRead = (async () => {
-    for await (const c of r.pristine) p.push(c as Buffer);
-    for await (const c of r.payload) e.push(c as Buffer);
+    for await (const c of r.parts.pristine) p.push(c as Buffer);
+    for await (const c of r.parts.environment) e.push(c as Buffer);
   })();
   // A refused stream closes both parts: the reading above ends with it, the reason is `verified`'s.
   pristineRead.catch(() => undefined);
@@ -80,7 +80,7 @@ test('with its pristine state: format 2, both parts read back whole and apart; a
   const bytes = await exportedWithPristine(pristine, environment);
   assert.equal(bytes.subarray(0, 18).toString(), 'SYSPRIME-EXPORT 2\n');
   const back = await readBoth(bytes);
-  assert.deepEqual(back.header, { ...header, pristine: true });
+  assert.deepEqual(back.header, { ...header, parts: ['pristine', 'environment'] });
   assert.ok(back.pristine.equals(pristine));
   assert.ok(back.payload.equals(environment));
   const plain = await exported(environment);
@@ -94,8 +94,12 @@ test('with its pristine state: format 2, both parts read back whole and apart; a
 
 test('a format not known, or a header that disagrees with its format, is refused', async () => {
   await assert.rejects(read(Buffer.from('SYSPRIME-EXPORT 3\n{}\n')), /a format this sysprime does not know \(3\)/);
-  const one = Buffer.from(`SYSPRIME-EXPORT 1\n${JSON.stringify({ ...header, pristine: true })}\n`);
+  const one = Buffer.from(`SYSPRIME-EXPORT 1\n${JSON.stringify({ ...header, parts: ['pristine', 'environment'] })}\n`);
   await assert.rejects(read(one), /header and its format disagree/);
   const two = Buffer.from(`SYSPRIME-EXPORT 2\n${JSON.stringify(header)}\n`);
   await assert.rejects(read(two), /header and its format disagree/);
+  for (const parts of [['boot'], ['environment', 'pristine'], ['environment', 'kernel'], ['environment', 'environment']]) {
+    await assert.rejects(read(Buffer.from(`SYSPRIME-EXPORT 2\n${JSON.stringify({ ...header, parts })}\n`)), /lists parts this sysprime does not know or in another order/, parts.join(','));
+  }
+  assert.throws(() => exportWriter(new PassThrough(), { ...header, parts: ['boot', 'environment'] }), /not parts of an export/);
 });
