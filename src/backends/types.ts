@@ -48,8 +48,15 @@ export interface CloneOptions {
 }
 
 /** The send streams an export holds, in this order (a backend's sendParts, import's receive). */
-export const SEND_PARTS = ['pristine', 'environment', 'boot'] as const;
+export const SEND_PARTS = ['pristine', 'environment', 'nested', 'boot'] as const;
 export type SendPart = (typeof SEND_PARTS)[number];
+
+/** What an export of one environment holds. */
+export interface SendPlan {
+  parts: SendPart[];
+  /** Btrfs: the nested subvolumes of its own the `nested` part holds, in its order (paths below the root, shallowest first). */
+  nested: string[];
+}
 
 export interface EnvironmentInfo {
   name: string;
@@ -299,15 +306,18 @@ export interface Backend {
    * What `export` of environment NAME writes, in this order (SEND_PARTS):
    * `pristine` with `withPristine` (the pristine snapshot of its
    * generation, whole), `environment` (as it is now; an increment from the
-   * pristine when that goes first), `boot` (ZFS: its boot dataset in the
-   * boot pool, as it is now). Refuses (REFUSED, NOT_FOUND) what it cannot
-   * carry, before anything is written: ZFS child datasets, a pruned
-   * pristine, the pristine on zfs-fuse or of an environment with a boot
-   * dataset. Its snapshots and Btrfs nested subvolumes never go.
+   * pristine when that goes first), `nested` (Btrfs: its own nested
+   * subvolumes, each a whole send stream, one after the other), `boot`
+   * (ZFS: its boot dataset in the boot pool, as it is now). Refuses
+   * (REFUSED, NOT_FOUND) what it cannot carry, before anything is
+   * written: ZFS child datasets, a pruned pristine, the pristine on
+   * zfs-fuse or of an environment with a boot dataset. Its snapshots never
+   * go, nor Btrfs subvolumes shared by every environment (it says which).
    */
-  sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPart[]>;
+  sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPlan>;
   /**
-   * Write one part of environment NAME (one sendParts named) to `out`:
+   * Write one part of environment NAME (one sendParts named; `nested`,
+   * the subvolumes it listed) to `out`:
    * `zfs send` of a snapshot taken for it, `btrfs send` of a read-only
    * snapshot, removed after; a pristine snapshot as it is. `fromPristine`:
    * the environment as an increment from its generation's pristine.
@@ -323,7 +333,9 @@ export interface Backend {
    * import). A crash leaves only what recover() removes.
    * EXISTS when NAME is taken, checked before anything is read.
    *
-   * With `pristine`, `environment` is an increment from it. With
+   * `nested` (Btrfs) holds the subvolumes `opts.nested` names, in its
+   * order, each put in place in the new environment as `create` puts a
+   * nested subvolume. With `pristine`, `environment` is an increment from it. With
    * `keepPristine` it becomes the pristine of `generation`, in place
    * before the environment has its name; otherwise it is discarded once
    * the environment is made. ZFS on zfs-fuse, which cannot receive an
@@ -338,7 +350,7 @@ export interface Backend {
     parts: Readonly<Partial<Record<SendPart, NodeJS.ReadableStream>>> & { environment: NodeJS.ReadableStream },
     verify: () => Promise<void>,
     meta?: Readonly<Record<string, string>>,
-    opts?: { keepPristine: boolean },
+    opts?: { keepPristine: boolean; nested?: readonly string[] },
   ): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;

@@ -9,7 +9,9 @@
  * lists them, each ended by a frame of length 0; the trailer counts them
  * all: `pristine` (the pristine snapshot of the environment's generation,
  * whole; the environment's stream is then an increment from it),
- * `environment`, `boot` (its boot dataset in a ZFS boot pool). A stream
+ * `environment`, `nested` (its own nested Btrfs subvolumes, one whole
+ * stream after the other, in the order the header's `nested` lists their
+ * paths), `boot` (its boot dataset in a ZFS boot pool). A stream
  * cut short (a disk full, a copy interrupted) or changed is told apart
  * from a whole one even where the filesystem's receive would accept what
  * it got, before the environment it makes is given its name.
@@ -40,6 +42,8 @@ export interface ExportHeader {
   exported: string;
   /** Format 2: the send streams it holds, in EXPORT_PARTS's order, `environment` always among them. */
   parts?: ExportPart[];
+  /** With the part `nested`: the nested subvolumes it holds, in its order (paths below the root). */
+  nested?: string[];
 }
 
 const FRAME = 1 << 20;
@@ -182,6 +186,10 @@ export function exportReader(input: Readable): ExportReader {
             listed = [...partsOf(h)];
             if (!listed.includes('environment') || listed.some((p, i) => !EXPORT_PARTS.includes(p) || (i > 0 && EXPORT_PARTS.indexOf(p) <= EXPORT_PARTS.indexOf(listed[i - 1]!)))) {
               throw damaged(`its header lists parts this sysprime does not know or in another order: ${listed.join(', ')}`);
+            }
+            const nested = h.nested ?? [];
+            if (!Array.isArray(nested) || nested.length > 0 !== listed.includes('nested') || nested.some((n) => typeof n !== 'string' || n === '' || n.startsWith('/') || n.split('/').some((c) => c === '' || c === '.' || c === '..'))) {
+              throw damaged('its list of nested subvolumes does not match its parts, or names a path outside the environment');
             }
             for (const p of EXPORT_PARTS) if (!listed.includes(p)) parts[p].end();
             current = parts[listed.shift()!];

@@ -344,9 +344,12 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await t.view();
       const list = await t.subvolumes();
       t.findEnvironmentEntry(list, name);
-      if (!opts.withPristine) return ['environment'];
-      await pristineOfEnvironment(name, list);
-      return ['pristine', 'environment'];
+      if (opts.withPristine) await pristineOfEnvironment(name, list);
+      const plan = planNested(environmentPath(name), list, t.sharedSubvolumes);
+      // Not its own: shared by every environment (or snapper's), so not in its export; said, as create says it.
+      const left = [...plan.shared, ...plan.snapper];
+      if (left.length > 0) log.warn(`"${name}": the nested subvolumes ${left.map((i) => `/${i}`).join(', ')} are shared or snapper's, not the environment's own: not in the export (empty directories where it is imported)`);
+      return { parts: [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(plan.content.length > 0 ? (['nested'] as const) : [])], nested: plan.content };
     },
 
     async sendPart(name, part, out, opts) {
@@ -355,6 +358,21 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       let list = await t.subvolumes();
       t.findEnvironmentEntry(list, name);
       if (part === 'boot') throw new SysprimeError('BACKEND', 'a Btrfs environment has no boot dataset to send');
+      if (part === 'nested') {
+        // One whole stream after the other, in sendParts' order: `btrfs receive` takes them from one input.
+        const nested = planNested(environmentPath(name), list, t.sharedSubvolumes).content;
+        for (const [i, inner] of nested.entries()) {
+          const source = `${exportSnapshotPath(name, process.pid)}-n${i}`;
+          await t.clearPartial(source, await t.subvolumes());
+          await snapshotSubvolume(t.abs(`${environmentPath(name)}/${inner}`), t.abs(source), true);
+          try {
+            await runStreaming('btrfs', ['send', '-q', t.abs(source)], { stdout: out });
+          } finally {
+            await t.deleteSubvolumeTree(source, await t.subvolumes()).catch((e: unknown) => log.warn(`could not delete ${source}: ${messageOf(e)}`));
+          }
+        }
+        return;
+      }
       // Read-only already: sent as it is.
       if (part === 'pristine') {
         await runStreaming('btrfs', ['send', '-q', (await pristineOfEnvironment(name, list)).path], { stdout: out });
@@ -374,10 +392,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       }
     },
 
-    async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false }) {
+    async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false, nested: [] }) {
       checkName(name);
       if (parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');
-      await t.view();
+      const fs = await t.view();
       await t.ensureDirs();
       const before = await t.subvolumes();
       t.refuseExisting(before, name);
@@ -394,20 +412,37 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
           base = oneReceived(await inside(), 'its pristine state');
         }
         await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.environment });
+        const one = oneReceived(
+          (await inside()).filter((r) => r !== base),
+          'the environment',
+        );
+        // In the order they were sent: the list is by subvolume id, which grows with each one made.
+        let nestedReceived: string[] = [];
+        const nested = opts.nested ?? [];
+        if (parts.nested !== undefined) {
+          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.nested });
+          nestedReceived = (await inside()).filter((r) => r !== base && r !== one);
+        }
         received = await inside();
         faultPoint('backend:btrfs', 'received');
         await verify();
-        const one = oneReceived(
-          received.filter((r) => r !== base),
-          'the environment',
-        );
+        if (nestedReceived.length !== nested.length) throw new SysprimeError('BACKEND', `btrfs receive made ${nestedReceived.length} nested subvolumes, and the stream names ${nested.length}`);
         // In place before the environment has its name: a kill between the two leaves a pristine of a generation no
         // environment has, which the import's recovery removes (recoverImports).
         if (base !== null && opts.keepPristine) {
           await placePristine(name, generation, t.abs(base));
           faultPoint('backend:btrfs', 'pristine-placed');
         }
-        await makeEnvironment(name, generation, (dest) => snapshotSubvolume(t.abs(one), dest, false), { ...meta });
+        await makeEnvironment(
+          name,
+          generation,
+          async (dest) => {
+            await snapshotSubvolume(t.abs(one), dest, false);
+            const at = new Map(nested.map((inner, i) => [inner, t.abs(nestedReceived[i]!)]));
+            await placeNested(t.abs(one), one, dest, environmentPath(name), { content: [...nested], shared: [], snapper: [] }, () => t.fsUuid(fs), (inner) => at.get(inner)!);
+          },
+          { ...meta },
+        );
       } finally {
         if (received.length === 0) received = await inside().catch(() => []);
         // The environment before its parent: nothing requires it, but a reader of the list sees the order sent.

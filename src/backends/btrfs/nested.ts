@@ -58,6 +58,8 @@ export async function placeNested(
   label: string,
   plan: NestedPlan,
   uuid: () => Promise<string>,
+  /** Where each content subvolume is taken from (an import's received ones): default, below `sourceDir`. */
+  sourceOf: (inner: string) => string = (inner) => join(sourceDir, inner),
 ): Promise<void> {
   for (const inner of plan.content) {
     const target = await safeInside(dest, inner);
@@ -74,7 +76,7 @@ export async function placeNested(
         });
       } else throw err;
     }
-    await snapshotSubvolume(join(sourceDir, inner), target, false);
+    await snapshotSubvolume(sourceOf(inner), target, false);
     log.info(`${label}: nested subvolume /${inner} snapshotted from ${sourceRel}/${inner}`);
   }
   for (const inner of plan.shared) {

@@ -775,7 +775,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         }
         await pristineOfEnvironment(name, record);
       }
-      return [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(boot !== null ? (['boot'] as const) : [])];
+      return { parts: [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(boot !== null ? (['boot'] as const) : [])], nested: [] };
     },
 
     async sendPart(name, part, out, opts) {
@@ -786,6 +786,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         return;
       }
       const ds = part === 'boot' ? await bootOf(name) : environmentDataset(pool, name);
+      if (part === 'nested') throw new SysprimeError('BACKEND', 'a ZFS environment has no nested subvolumes to send');
       if (ds === null) throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} has no boot dataset`);
       // An increment from the pristine snapshot, which is the clone's origin or an earlier snapshot of the dataset itself.
       const from = part === 'environment' && opts.fromPristine ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
@@ -824,6 +825,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         });
       }
       if (parts.pristine !== undefined && parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and a boot dataset, which import does not carry together yet');
+      if (parts.nested !== undefined) throw new SysprimeError('REFUSED', 'the stream holds nested Btrfs subvolumes, which a ZFS environment has no place for');
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
       // Received below ROOT (mountpoint=none), so never mounted; under names recover() destroys once this process is gone.
       const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;

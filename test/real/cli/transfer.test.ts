@@ -150,6 +150,42 @@ for (const kind of KINDS) {
       for (const n of ['kept', 'plain']) await ok('destroy', n);
     });
 
+    test('nested subvolumes of its own go with it, each a subvolume again where it is imported; shared ones are named and left', { skip: kind === 'zfs' ? 'Btrfs only: a ZFS environment has child datasets instead' : false }, async () => {
+      const envDir = join(s.where, 'ROOT/work');
+      await run('btrfs', ['subvolume', 'create', join(envDir, 'srv/site')]);
+      await run('btrfs', ['subvolume', 'create', join(envDir, 'srv/site/data')]);
+      writeFileSync(join(envDir, 'srv/site/top-file'), 'outer\n');
+      writeFileSync(join(envDir, 'srv/site/data/inner-file'), 'inner\n');
+      // systemd's own: shared by every environment, never carried.
+      await run('mkdir', ['-p', join(envDir, 'var/lib')]);
+      await run('btrfs', ['subvolume', 'create', join(envDir, 'var/lib/machines')]);
+      writeFileSync(join(envDir, 'var/lib/machines/keep'), 'shared\n');
+      try {
+        const file = join(dir, 'nested.sysprime');
+        const exported = await ok('export', 'work', file);
+        assert.match(exported.stderr, /\/var\/lib\/machines .*not in the export/);
+        const header = JSON.parse(readFileSync(file).toString('utf8').split('\n')[1]!) as { parts: string[]; nested: string[] };
+        assert.deepEqual(header.parts, ['environment', 'nested']);
+        assert.deepEqual(header.nested, ['srv/site', 'srv/site/data']);
+        await ok('import', file, 'nest');
+        const subvolumes = (await run('btrfs', ['subvolume', 'list', s.where])).stdout.split('\n').map((l) => l.replace(/^.* path /, '')).filter((p) => p.startsWith('ROOT/nest/'));
+        assert.deepEqual(subvolumes.sort(), ['ROOT/nest/srv/site', 'ROOT/nest/srv/site/data'], 'its own nested subvolumes, and not the shared one');
+        assert.equal(readFileSync(join(s.where, 'ROOT/nest/srv/site/top-file'), 'utf8'), 'outer\n');
+        assert.equal(readFileSync(join(s.where, 'ROOT/nest/srv/site/data/inner-file'), 'utf8'), 'inner\n');
+        assert.deepEqual(await leftovers(), []);
+        // Cut short in the nested part: nothing of it is left.
+        const whole = readFileSync(file);
+        writeFileSync(join(dir, 'nested-cut.sysprime'), whole.subarray(0, whole.length - 300));
+        const cut = await sp('import', join(dir, 'nested-cut.sysprime'), 'nestcut');
+        assert.equal(cut.code, 5, cut.stderr);
+        assert.ok(!(await names()).includes('nestcut'));
+        assert.deepEqual(await leftovers(), []);
+        await ok('destroy', 'nest');
+      } finally {
+        for (const sub of ['var/lib/machines', 'srv/site/data', 'srv/site']) await run('btrfs', ['subvolume', 'delete', join(envDir, sub)], { allowFailure: true });
+      }
+    });
+
     test('an import killed once the filesystem took the stream leaves nothing a later verb trips over', async () => {
       const file = join(dir, 'work.sysprime');
       const killed = await sysprime(['import', file, 'later'], { config: s.config, env: { SYSPRIME_FAULT_INJECT: `kill:backend:${kind}:received` } });

@@ -102,4 +102,8 @@ test('a format not known, or a header that disagrees with its format, is refused
     await assert.rejects(read(Buffer.from(`SYSPRIME-EXPORT 2\n${JSON.stringify({ ...header, parts })}\n`)), /lists parts this sysprime does not know or in another order/, parts.join(','));
   }
   assert.throws(() => exportWriter(new PassThrough(), { ...header, parts: ['boot', 'environment'] }), /not parts of an export/);
+  // The nested subvolumes' paths are where import puts them: never outside the environment, never without their part.
+  for (const [parts, nested] of [[['environment', 'nested'], ['srv/../../etc']], [['environment', 'nested'], ['/srv']], [['environment', 'nested'], []], [['environment'], ['srv']], [['environment', 'nested'], ['srv//x']]] as const) {
+    await assert.rejects(read(Buffer.from(`SYSPRIME-EXPORT 2\n${JSON.stringify({ ...header, parts, nested })}\n`)), /list of nested subvolumes/, `${parts.join(',')}: ${nested.join(',')}`);
+  }
 });
