@@ -6,7 +6,7 @@
 # `node dist/vm-tests/run.js --only 90`) are run on their own. Needs root.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-for bench in "bart.sh /usr" bart-drift.sh drift-fast-path.sh remove-tree.sh; do
+for bench in "bart.sh /usr" bart-drift.sh drift-fast-path.sh remove-tree.sh transfer.sh; do
   echo "== bench/$bench"
   # shellcheck disable=SC2086 # the arguments are part of the list
   bash "$HERE"/bench/$bench

@@ -316,13 +316,13 @@ export interface Backend {
    */
   sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPlan>;
   /**
-   * Write one part of environment NAME (one sendParts named; `nested`,
-   * the subvolumes it listed) to `out`:
+   * Write one part of environment NAME (one sendParts named; `nested`:
+   * the subvolumes its plan listed, `opts.nested`) to `out`:
    * `zfs send` of a snapshot taken for it, `btrfs send` of a read-only
    * snapshot, removed after; a pristine snapshot as it is. `fromPristine`:
    * the environment as an increment from its generation's pristine.
    */
-  sendPart(name: string, part: SendPart, out: NodeJS.WritableStream, opts: { fromPristine: boolean }): Promise<void>;
+  sendPart(name: string, part: SendPart, out: NodeJS.WritableStream, opts: { fromPristine: boolean; nested?: readonly string[] }): Promise<void>;
   /**
    * Receive the send streams of this backend as the new environment NAME of
    * generation `generation`: under temporary names first, each part read

@@ -77,7 +77,13 @@ function recordOf(ctx: Context, env: EnvironmentInfo): ImportParams | null {
  */
 export async function recoverImports(ctx: Context): Promise<string[]> {
   const lines: string[] = [];
-  const envs = await ctx.backend.listEnvironments();
+  let envs = await ctx.backend.listEnvironments();
+  if (envs.some(importUnfinished)) {
+    // The backend's own first: a boot dataset received beside the root and not yet renamed (kill point
+    // zfs:received-root-in-place) gets its name, so the pristine taken below has its boot half.
+    lines.push(...(await ctx.backend.recover()));
+    envs = await ctx.backend.listEnvironments();
+  }
   for (const env of envs.filter(importUnfinished)) {
     const record = recordOf(ctx, env);
     try {
@@ -103,13 +109,19 @@ export async function recoverImports(ctx: Context): Promise<string[]> {
       ? { line: `had finished "${p.name}" already`, record: 'it had finished' }
       : { line: `had not given "${p.name}" its name: nothing of it is left`, record: 'its environment never got its name; a later run removed what was received' };
     if (!named) cutShort = true;
-    lines.push(...closeInterrupted(ctx.db, IMPORT_KIND, (q) => q['name'] === p.name && q['generation'] === p.generation, outcome));
     // An import that kept the stream's pristine state places it before the environment gets its name (Btrfs): its
-    // generation is the import's own, above every other, so a pristine of it no environment has is that one.
-    if (!named && !envs.some((e) => e.generation === p.generation) && (await ctx.backend.listPristines()).some((x) => x.generation === p.generation)) {
-      await ctx.backend.destroyPristine(p.generation);
+    // generation was the import's own, above every other, so a pristine of it that no environment has or holds is
+    // that one. Removed before the record is closed: a kill in between leaves the record for the next recovery.
+    if (!named && !envs.some((e) => e.generation === p.generation) && (await ctx.backend.listPristines()).some((x) => x.generation === p.generation && x.holder === null)) {
+      try {
+        await ctx.backend.destroyPristine(p.generation);
+      } catch (err) {
+        lines.push(`could not yet remove the pristine state of generation ${p.generation} that the import of "${p.name}" had received: ${messageOf(err)}`);
+        continue;
+      }
       lines.push(`removed the pristine state of generation ${p.generation} that the import of "${p.name}" had received`);
     }
+    lines.push(...closeInterrupted(ctx.db, IMPORT_KIND, (q) => q['name'] === p.name && q['generation'] === p.generation, outcome));
   }
   // What such an import received is under a temporary name of its dead process: the backend's own leftovers.
   if (cutShort) lines.push(...(await ctx.backend.recover()));

@@ -81,7 +81,7 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
     ...(nested.length > 0 ? { nested } : {}),
   };
   const send = async (w: ExportWriter): Promise<void> => {
-    for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine });
+    for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine, nested });
     await w.finish();
   };
   if (file === '-') {

@@ -229,6 +229,27 @@ export interface StreamOptions {
   stdin?: NodeJS.ReadableStream;
   /** Where the command's standard output goes (`zfs send`, `btrfs send`); not ended by the command. */
   stdout?: NodeJS.WritableStream;
+  /**
+   * `stdin` is the command's to read to its end: bytes left unread after it
+   * succeeded (`zfs receive` stops at its stream's end record) refuse it
+   * (REFUSED), read off so that whoever writes them is not left waiting.
+   */
+  wholeStdin?: boolean;
+}
+
+/** Read what is left of `s` to its end; the number of bytes, or null when it was closed before its end (its writer failed). */
+function unread(s: NodeJS.ReadableStream): Promise<number | null> {
+  const r = s as NodeJS.ReadableStream & { readableEnded?: boolean; destroyed?: boolean };
+  if (r.readableEnded === true) return Promise.resolve(0);
+  if (r.destroyed === true) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    let n = 0;
+    s.on('data', (c: Buffer) => (n += c.length));
+    s.once('end', () => resolve(n));
+    s.once('close', () => resolve(r.readableEnded === true ? n : null));
+    s.once('error', () => resolve(null));
+    s.resume();
+  });
 }
 
 /**
@@ -270,6 +291,16 @@ export async function runStreaming(file: string, args: readonly string[], opts: 
       throw new SysprimeError('COMMAND_FAILED', `${file} ${args[0] ?? ''} failed: ${first}`.replace(/\s+failed/, ' failed'), {
         detail: `${command}\nexit status ${exitCode}\n${stderr.trim()}`,
       });
+    }
+    if (opts.wholeStdin === true && opts.stdin && child.stdin) {
+      opts.stdin.unpipe(child.stdin);
+      const left = await unread(opts.stdin);
+      if (left !== null && left > 0) {
+        throw new SysprimeError('REFUSED', `${file} ${args[0] ?? ''} took its stream and stopped: ${left} more bytes followed it, which no ${file} writes`, {
+          hint: 'the file was changed or made by something else; nothing was imported',
+          detail: command,
+        });
+      }
     }
     return { command, exitCode, stdout: '', stderr };
   } finally {

@@ -360,7 +360,8 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       if (part === 'boot') throw new SysprimeError('BACKEND', 'a Btrfs environment has no boot dataset to send');
       if (part === 'nested') {
         // One whole stream after the other, in sendParts' order: `btrfs receive` takes them from one input.
-        const nested = planNested(environmentPath(name), list, t.sharedSubvolumes).content;
+        // The subvolumes the header names, in its order: one made since is not in this export.
+        const nested = opts.nested ?? [];
         for (const [i, inner] of nested.entries()) {
           const source = `${exportSnapshotPath(name, process.pid)}-n${i}`;
           await t.clearPartial(source, await t.subvolumes());
@@ -408,10 +409,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         let base: string | null = null;
         if (parts.pristine !== undefined) {
           // The pristine first: receive finds it, by the UUID it was sent from, as the increment's parent.
-          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.pristine });
+          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.pristine, wholeStdin: true });
           base = oneReceived(await inside(), 'its pristine state');
         }
-        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.environment });
+        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.environment, wholeStdin: true });
         const one = oneReceived(
           (await inside()).filter((r) => r !== base),
           'the environment',
@@ -420,7 +421,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         let nestedReceived: string[] = [];
         const nested = opts.nested ?? [];
         if (parts.nested !== undefined) {
-          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.nested });
+          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.nested, wholeStdin: true });
           nestedReceived = (await inside()).filter((r) => r !== base && r !== one);
         }
         received = await inside();
@@ -429,20 +430,30 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         if (nestedReceived.length !== nested.length) throw new SysprimeError('BACKEND', `btrfs receive made ${nestedReceived.length} nested subvolumes, and the stream names ${nested.length}`);
         // In place before the environment has its name: a kill between the two leaves a pristine of a generation no
         // environment has, which the import's recovery removes (recoverImports).
-        if (base !== null && opts.keepPristine) {
+        const placed = base !== null && opts.keepPristine;
+        if (base !== null && placed) {
           await placePristine(name, generation, t.abs(base));
           faultPoint('backend:btrfs', 'pristine-placed');
         }
-        await makeEnvironment(
-          name,
-          generation,
-          async (dest) => {
-            await snapshotSubvolume(t.abs(one), dest, false);
-            const at = new Map(nested.map((inner, i) => [inner, t.abs(nestedReceived[i]!)]));
-            await placeNested(t.abs(one), one, dest, environmentPath(name), { content: [...nested], shared: [], snapper: [] }, () => t.fsUuid(fs), (inner) => at.get(inner)!);
-          },
-          { ...meta },
-        );
+        try {
+          await makeEnvironment(
+            name,
+            generation,
+            async (dest) => {
+              await snapshotSubvolume(t.abs(one), dest, false);
+              const at = new Map(nested.map((inner, i) => [inner, t.abs(nestedReceived[i]!)]));
+              await placeNested(t.abs(one), one, dest, environmentPath(name), { content: [...nested], shared: [], snapper: [] }, () => t.fsUuid(fs), (inner) => at.get(inner)!);
+            },
+            { ...meta },
+          );
+        } catch (err) {
+          // Refused or failed before the environment had its name: its pristine goes with it, as a kill's is by recovery.
+          if (placed) {
+            const list = await t.subvolumes();
+            for (const p of (await pristines(t, list)).filter((x) => x.generation === generation)) await deletePristine(t, p, list).catch((e: unknown) => log.warn(`could not delete ${p.id}: ${messageOf(e)}`));
+          }
+          throw err;
+        }
       } finally {
         if (received.length === 0) received = await inside().catch(() => []);
         // The environment before its parent: nothing requires it, but a reader of the list sees the order sent.

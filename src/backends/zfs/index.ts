@@ -835,16 +835,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       try {
         let origin: string | null = null;
         if (parts.pristine !== undefined && base !== null) {
-          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: parts.pristine });
+          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: parts.pristine, wholeStdin: true });
           const [one, ...more] = snapshotsOf(await readTree(base, ['type']), base);
           if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `the pristine stream made ${more.length + (one === undefined ? 0 : 1)} snapshots of ${base}, not one`);
           origin = one.name;
         }
         // The increment arrives as a clone of the received pristine (never of a local snapshot that has its GUID).
         const args = receiveArgs(temporary, implementation);
-        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: parts.environment });
+        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: parts.environment, wholeStdin: true });
         if (bp !== null && bootTemporary !== null && parts.boot !== undefined) {
-          await runStreaming('zfs', receiveArgs(bootTemporary, implementation), { stdin: parts.boot });
+          await runStreaming('zfs', receiveArgs(bootTemporary, implementation), { stdin: parts.boot, wholeStdin: true });
           // Whose it is, at once: recover() renames a boot dataset into place, or destroys it, by this mark.
           await zfs(['set', `${PROP.bootOf}=${name}`, bootTemporary]);
         }

@@ -9,6 +9,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -134,9 +135,11 @@ for (const kind of KINDS) {
       const none = await sp('import', '--with-pristine', join(dir, 'work.sysprime'), 'none');
       assert.equal(none.code, 5, none.stderr);
       assert.match(none.stderr, /does not carry the pristine state of "work"/);
-      // Cut short in its pristine part or in the environment's: nothing of it is left, no pristine either.
+      // Cut short in its pristine part or in the environment's: nothing of it is left, no pristine either (one no
+      // environment holds is not in `list`: the subvolumes are looked at).
       const whole = readFileSync(file);
-      const pristinesBefore = (await ok('--json', 'list')).json<EnvJson[]>().map((e) => e.pristine).sort();
+      const pristineSubvolumes = async () => (await run('btrfs', ['subvolume', 'list', s.where])).stdout.split('\n').filter((l) => l.includes('/.pristine/')).map((l) => l.replace(/^.* path /, '')).sort();
+      const pristinesBefore = await pristineSubvolumes();
       for (const [name, bytes] of [['cut-p', whole.subarray(0, Math.floor(whole.length / 4))], ['cut-e', whole.subarray(0, whole.length - 40)]] as const) {
         const cut = join(dir, `${name}.sysprime`);
         writeFileSync(cut, bytes);
@@ -145,8 +148,9 @@ for (const kind of KINDS) {
         assert.match(r.stderr, /cut short|checksum/);
         assert.ok(!(await names()).includes(name));
         assert.deepEqual(await leftovers(), []);
-        assert.deepEqual((await ok('--json', 'list')).json<EnvJson[]>().map((e) => e.pristine).sort(), pristinesBefore);
+        assert.deepEqual(await pristineSubvolumes(), pristinesBefore);
       }
+
       for (const n of ['kept', 'plain']) await ok('destroy', n);
     });
 
@@ -180,10 +184,62 @@ for (const kind of KINDS) {
         assert.equal(cut.code, 5, cut.stderr);
         assert.ok(!(await names()).includes('nestcut'));
         assert.deepEqual(await leftovers(), []);
+        // Refused once its pristine was placed (where a nested subvolume goes is not empty): the pristine goes too.
+        const pristineSubvolumes = async () => (await run('btrfs', ['subvolume', 'list', s.where])).stdout.split('\n').filter((l) => l.includes('/.pristine/')).map((l) => l.replace(/^.* path /, '')).sort();
+        const before = await pristineSubvolumes();
+        await ok('export', '--with-pristine', 'work', join(dir, 'nested-p.sysprime'));
+        const withPristine = readFileSync(join(dir, 'nested-p.sysprime')).toString('latin1');
+        const twisted = withPristine.replace('"nested":["srv/site","srv/site/data"]', '"nested":["etc","srv/site/data"]');
+        assert.notEqual(twisted, withPristine, 'the header was rewritten');
+        writeFileSync(join(dir, 'twisted.sysprime'), Buffer.from(twisted, 'latin1'));
+        const refused = await sp('import', '--with-pristine', join(dir, 'twisted.sysprime'), 'twisted');
+        assert.equal(refused.code, 5, refused.stderr);
+        assert.match(refused.stderr, /\/etc in .* is not empty/);
+        assert.ok(!(await names()).includes('twisted'));
+        assert.deepEqual(await pristineSubvolumes(), before, 'no pristine of its generation is left');
+        assert.deepEqual(await leftovers(), []);
         await ok('destroy', 'nest');
       } finally {
         for (const sub of ['var/lib/machines', 'srv/site/data', 'srv/site']) await run('btrfs', ['subvolume', 'delete', join(envDir, sub)], { allowFailure: true });
       }
+    });
+
+    test('bytes after the send stream in a checksummed file are refused, never waited on', async () => {
+      // Its author wrote the checksum too: only the receive can tell. OpenZFS's `zfs receive` stops at its end record
+      // and leaves what follows unread (the import must neither wait for it nor take it); `btrfs receive` reads on and
+      // fails.
+      const whole = readFileSync(join(dir, 'work.sysprime'));
+      const second = whole.indexOf(10, whole.indexOf(10) + 1);
+      const frames: Buffer[] = [];
+      for (let at = second + 1; ; ) {
+        const len = whole.readUInt32BE(at);
+        at += 4;
+        if (len === 0) break;
+        frames.push(whole.subarray(at, at + len));
+        at += len;
+      }
+      const hash = createHash('sha256');
+      let bytes = 0;
+      const out: Buffer[] = [whole.subarray(0, second + 1)];
+      for (const piece of [...frames, Buffer.alloc(300_000, 0x55)]) {
+        hash.update(piece);
+        bytes += piece.length;
+        const len = Buffer.alloc(4);
+        len.writeUInt32BE(piece.length);
+        out.push(len, piece);
+      }
+      out.push(Buffer.alloc(4), Buffer.from(`${JSON.stringify({ bytes, sha256: hash.digest('hex') })}\n`));
+      writeFileSync(join(dir, 'trailing.sysprime'), Buffer.concat(out));
+      const r = await sp('import', join(dir, 'trailing.sysprime'), 'trailing');
+      if (kind === 'zfs' && r.code === 0) {
+        // zfs-fuse's receive reads its input to the end and drops what follows its stream: nothing was waited on.
+        await ok('destroy', 'trailing');
+      } else {
+        assert.notEqual(r.code, 0, r.stderr);
+        if (kind === 'zfs') assert.match(r.stderr, /took its stream and stopped: 300000 more bytes followed it/);
+        assert.ok(!(await names()).includes('trailing'));
+      }
+      assert.deepEqual(await leftovers(), []);
     });
 
     test('an import killed once the filesystem took the stream leaves nothing a later verb trips over', async () => {

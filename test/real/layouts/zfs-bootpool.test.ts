@@ -279,7 +279,9 @@ describe('the OpenZFS boot pool: each environment has its own boot dataset', () 
     const fixed = await sp('doctor', '--fix');
     assert.equal(fixed.code, 0, fixed.stderr);
     assert.equal(await exists(bootOf('halfway')), true, 'renamed into place by the recovery');
+    assert.equal(await exists(`${bootOf('halfway')}@sysprime-pristine`), true, 'before its pristine was taken: with its boot half');
     await mounted('halfway', (tree) => assert.equal(readFileSync(join(tree, 'boot/vmlinuz-6.1.0-demo2'), 'utf8'), 'kernel 2\n'));
+    await assertPairs();
     // Killed before: nothing of it is left, in either pool.
     const early = await sysprime(['import', file, 'early'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received' } });
     assert.equal(early.code, -1, early.stderr);
