@@ -401,6 +401,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       const before = await t.subvolumes();
       t.refuseExisting(before, name);
       // Received into a directory of this process's own (receiveDirPath): what a crash leaves there is partial, deleted by recover().
+      // Each receive chrooted there (-C): a stream made elsewhere names paths and links that must resolve inside it.
       const into = receiveDirPath(process.pid, randomBytes(3).toString('hex'));
       await mkdir(t.abs(into));
       const inside = async (): Promise<string[]> => (await t.subvolumes()).filter((s) => s.path.startsWith(`${into}/`)).map((s) => s.path);
@@ -409,10 +410,10 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         let base: string | null = null;
         if (parts.pristine !== undefined) {
           // The pristine first: receive finds it, by the UUID it was sent from, as the increment's parent.
-          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.pristine, wholeStdin: true });
+          await runStreaming('btrfs', ['receive', '-C', t.abs(into)], { stdin: parts.pristine, wholeStdin: true });
           base = oneReceived(await inside(), 'its pristine state');
         }
-        await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.environment, wholeStdin: true });
+        await runStreaming('btrfs', ['receive', '-C', t.abs(into)], { stdin: parts.environment, wholeStdin: true });
         const one = oneReceived(
           (await inside()).filter((r) => r !== base),
           'the environment',
@@ -421,7 +422,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         let nestedReceived: string[] = [];
         const nested = opts.nested ?? [];
         if (parts.nested !== undefined) {
-          await runStreaming('btrfs', ['receive', t.abs(into)], { stdin: parts.nested, wholeStdin: true });
+          await runStreaming('btrfs', ['receive', '-C', t.abs(into)], { stdin: parts.nested, wholeStdin: true });
           nestedReceived = (await inside()).filter((r) => r !== base && r !== one);
         }
         received = await inside();
