@@ -55,7 +55,8 @@ loader = "none"
 TOML
 sp -q init --adopt @ --name base >/dev/null
 sp -q create work >/dev/null
-for ((i = 0; i < CHANGED; i++)); do echo "changed here $i" >> "$TOP/ROOT/work/usr/share/p0/d$((i % 100))/f$((i % 100 * 200 + i / 100))"; done
+# Spread over the tree (7919 is prime: CHANGED distinct files).
+for ((i = 0; i < CHANGED; i++)); do j=$((i * 7919 % ENTRIES)); echo "changed here $i" >> "$TOP/ROOT/work/usr/share/p$((j / 20000))/d$((j / 200 % 100))/f$j"; done
 btrfs filesystem sync "$TOP"
 PRISTINE=$(find "$TOP/ROOT/.pristine" -mindepth 1 -maxdepth 1 -type d | head -1)
 echo "tree: $ENTRIES files, $(du -sxm "$TOP/ROOT/work" | cut -f1) MB, $CHANGED changed since the pristine; $(nproc) cores; $(uname -r); node $(node --version)"
