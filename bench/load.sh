@@ -64,14 +64,7 @@ pkg "$WORK/pkg-2" 2
 "$HERE/bin/sysprime" key generate "$WORK/repo.key" --comment "load repository" >/dev/null
 node "$HERE/scripts/make-store-repo.mjs" --sign "$WORK/repo.key" "$WORK/repo" load-pkg 1 "$WORK/pkg-1" >/dev/null
 cp -a "$WORK/pkg-1/." "$ROOT/"
-cat > "$WORK/sysprime.toml" <<TOML
-backend = "btrfs"
-[btrfs]
-top = "$TOP"
-[state]
-dir = "$TOP/sysprime-state"
-[boot]
-loader = "none"
+scratch_config <<TOML
 [update]
 method = "store"
 repository = "$WORK/repo"

@@ -44,15 +44,7 @@ for (let i = 0; i < entries; i++) {
   fs.writeFileSync(`${dir}/f${i}`, block.subarray(0, 100 + ((i * 37) % 3900)));
 }
 JS
-cat > "$WORK/sysprime.toml" <<TOML
-backend = "btrfs"
-[btrfs]
-top = "$TOP"
-[state]
-dir = "$TOP/sysprime-state"
-[boot]
-loader = "none"
-TOML
+scratch_config </dev/null
 sp -q init --adopt @ --name base >/dev/null
 sp -q create work >/dev/null
 # Spread over the tree (7919 is prime: CHANGED distinct files).
