@@ -46,31 +46,31 @@ for (let i = 0; i < entries; i++) {
 JS
 scratch_config </dev/null
 sp -q init --adopt @ --name base >/dev/null
-sp -q create work >/dev/null
+sp -q create edited >/dev/null
 # Spread over the tree (7919 is prime: CHANGED distinct files).
-for ((i = 0; i < CHANGED; i++)); do j=$((i * 7919 % ENTRIES)); echo "changed here $i" >> "$TOP/ROOT/work/usr/share/p$((j / 20000))/d$((j / 200 % 100))/f$j"; done
+for ((i = 0; i < CHANGED; i++)); do j=$((i * 7919 % ENTRIES)); echo "changed here $i" >> "$TOP/ROOT/edited/usr/share/p$((j / 20000))/d$((j / 200 % 100))/f$j"; done
 btrfs filesystem sync "$TOP"
 PRISTINE=$(find "$TOP/ROOT/.pristine" -mindepth 1 -maxdepth 1 -type d | head -1)
-echo "tree: $ENTRIES files, $(du -sxm "$TOP/ROOT/work" | cut -f1) MB, $CHANGED changed since the pristine; $(nproc) cores; $(uname -r); node $(node --version)"
+echo "tree: $ENTRIES files, $(du -sxm "$TOP/ROOT/edited" | cut -f1) MB, $CHANGED changed since the pristine; $(nproc) cores; $(uname -r); node $(node --version)"
 
 # The peers read the same read-only snapshot a plain export takes.
-btrfs -q subvolume snapshot -r "$TOP/ROOT/work" "$TOP/work-ro"
+btrfs -q subvolume snapshot -r "$TOP/ROOT/edited" "$TOP/edited-ro"
 mkdir "$TOP/rx"
 
 echo
 echo "== plain"
-measure 'btrfs send > file' bash -c "btrfs send -q '$TOP/work-ro' > '$WORK/raw.send'"
-measure 'sysprime export' sp export work "$WORK/plain.export"
+measure 'btrfs send > file' bash -c "btrfs send -q '$TOP/edited-ro' > '$WORK/raw.send'"
+measure 'sysprime export' sp export edited "$WORK/plain.export"
 measure 'btrfs receive < file' bash -c "btrfs receive -q '$TOP/rx' < '$WORK/raw.send'"
 measure 'sysprime import' sp import "$WORK/plain.export" plain
 echo "export / send: $(ratio 'sysprime export' 'btrfs send > file') x; import / receive: $(ratio 'sysprime import' 'btrfs receive < file') x; files: $(size "$WORK/raw.send") MB sent, $(size "$WORK/plain.export") MB exported"
-btrfs -q subvolume delete "$TOP/rx/work-ro"
+btrfs -q subvolume delete "$TOP/rx/edited-ro"
 rm -f "$WORK/raw.send" "$WORK/plain.export"
 
 echo
 echo "== with its pristine state"
-measure 'btrfs send pristine, send -p' bash -c "{ btrfs send -q '$PRISTINE'; btrfs send -q -p '$PRISTINE' '$TOP/work-ro'; } > '$WORK/raw.send'"
-measure 'sysprime export --with-pristine' sp export --with-pristine work "$WORK/p.export"
+measure 'btrfs send pristine, send -p' bash -c "{ btrfs send -q '$PRISTINE'; btrfs send -q -p '$PRISTINE' '$TOP/edited-ro'; } > '$WORK/raw.send'"
+measure 'sysprime export --with-pristine' sp export --with-pristine edited "$WORK/p.export"
 measure 'btrfs receive < both' bash -c "btrfs receive -q '$TOP/rx' < '$WORK/raw.send'"
 measure 'sysprime import --with-pristine' sp import --with-pristine "$WORK/p.export" kept
 echo "export / send: $(ratio 'sysprime export --with-pristine' 'btrfs send pristine, send -p') x; import / receive: $(ratio 'sysprime import --with-pristine' 'btrfs receive < both') x; files: $(size "$WORK/raw.send") MB sent, $(size "$WORK/p.export") MB exported"
