@@ -81,7 +81,13 @@ export async function recoverImports(ctx: Context): Promise<string[]> {
   if (envs.some(importUnfinished)) {
     // The backend's own first: a boot dataset received beside the root and not yet renamed (kill point
     // zfs:received-root-in-place) gets its name, so the pristine taken below has its boot half.
-    lines.push(...(await ctx.backend.recover()));
+    try {
+      lines.push(...(await ctx.backend.recover()));
+    } catch (err) {
+      // Finishing without it could take a pristine without its boot half: nothing is finished or closed, the next recovery tries again.
+      lines.push(`could not yet finish the imports left unfinished: the backend's recovery failed: ${messageOf(err)}`);
+      return lines;
+    }
     envs = await ctx.backend.listEnvironments();
   }
   for (const env of envs.filter(importUnfinished)) {
@@ -124,6 +130,12 @@ export async function recoverImports(ctx: Context): Promise<string[]> {
     lines.push(...closeInterrupted(ctx.db, IMPORT_KIND, (q) => q['name'] === p.name && q['generation'] === p.generation, outcome));
   }
   // What such an import received is under a temporary name of its dead process: the backend's own leftovers.
-  if (cutShort) lines.push(...(await ctx.backend.recover()));
+  if (cutShort) {
+    try {
+      lines.push(...(await ctx.backend.recover()));
+    } catch (err) {
+      lines.push(`could not yet remove what an import cut short received: ${messageOf(err)}; \`sysprime doctor --fix\` tries again`);
+    }
+  }
   return lines;
 }

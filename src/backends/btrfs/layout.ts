@@ -59,6 +59,20 @@ export const RECEIVE_DIR_PREFIX = `${PARTIAL_PREFIX}receive-`;
 export const receiveDirPath = (pid: number, tag: string): string => `${ROOT_DIR}/${RECEIVE_DIR_PREFIX}${pid}-${tag}`;
 /** The read-only snapshot `btrfs send` reads for `sysprime export`, deleted after. */
 export const exportSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}export-${pid}`;
+/**
+ * The process a partial subvolume (or receive directory) belongs to while it
+ * works, when its name carries one: a drift or export snapshot, an import's
+ * receive directory. recover() leaves those of a live process alone; any
+ * other partial is what a dead run left.
+ */
+export function partialOwner(path: string): number | null {
+  const parts = path.split('/');
+  if (parts[0] !== ROOT_DIR || parts[1] === undefined) return null;
+  // The names receiveDirPath, driftSnapshotPath and exportSnapshotPath (and its `-n<i>` nested copies) make.
+  const m = /^\.partial-receive-(\d+)-[0-9a-f]+$/.exec(parts[1]) ?? (parts.length === 2 ? /^\.partial-[^@]+@(?:drift|export)-(\d+)(?:-n\d+)?$/.exec(parts[1]) : null);
+  return m === null ? null : Number(m[1]);
+}
+
 export const retiredPristineBase = (env: string, generation: number): string => `${env}${RETIRED_SEPARATOR}${generation}`;
 
 export type SubvolumeRole =

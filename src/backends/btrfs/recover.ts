@@ -6,7 +6,8 @@
 import { readdir, rmdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { isAtOrBelow } from '../../os/mounts.js';
-import { ENV_META_DIR, PARTIAL_PREFIX, RECEIVE_DIR_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, pristinePath, roleOf } from './layout.js';
+import { processAlive } from '../../process/alive.js';
+import { ENV_META_DIR, PARTIAL_PREFIX, RECEIVE_DIR_PREFIX, PRISTINE_DIR, PRISTINE_META_DIR, ROOT_DIR, SNAPSHOT_DIR, SNAPSHOT_META_DIR, environmentPath, partialOwner, pristinePath, roleOf } from './layout.js';
 import { envMetaFile, listMetaNames, pristineMetaFile, removeMetaFile, removeTempFiles, snapshotMetaFile } from './meta.js';
 import { recoverRename } from './rename.js';
 import { slashed, type BtrfsTop } from './top.js';
@@ -28,7 +29,12 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
   for (const f of await removeTempFiles(t.top)) done.push(`removed temporary file ${f}`);
 
   let list = await t.subvolumes();
-  for (const s of list.filter((x) => roleOf(x.path).role === 'partial')) {
+  // A live drift's or export's snapshot, or a live import's receive, is at work, not left over (export takes no lock).
+  const working = (path: string): boolean => {
+    const owner = partialOwner(path);
+    return owner !== null && processAlive(owner);
+  };
+  for (const s of list.filter((x) => roleOf(x.path).role === 'partial' && !working(x.path))) {
     await t.deleteSubvolumeTree(s.path, list);
     done.push(`deleted half-made subvolume ${s.path}`);
     list = await t.subvolumes();
@@ -40,7 +46,7 @@ export async function recover(t: BtrfsTop): Promise<string[]> {
 
   // The directories imports receive into, emptied above.
   for (const d of await readdir(t.abs(ROOT_DIR)).catch(() => [] as string[])) {
-    if (!d.startsWith(RECEIVE_DIR_PREFIX)) continue;
+    if (!d.startsWith(RECEIVE_DIR_PREFIX) || working(`${ROOT_DIR}/${d}`)) continue;
     await rmdir(t.abs(`${ROOT_DIR}/${d}`)).then(
       () => done.push(`removed ${ROOT_DIR}/${d}, left by an import`),
       () => undefined,

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { makeBtrfsPool, mountsBelow, type BtrfsPool } from '../../fixtures/btrfs-pool.js';
 import { createBtrfsBackend, type BtrfsBackend } from '../../../src/backends/btrfs/index.js';
 import { listSubvolumes, showSubvolume } from '../../../src/backends/btrfs/progs.js';
@@ -478,6 +479,15 @@ test('recover: after a simulated crash, removes stale private mounts, temp files
     await run('btrfs', ['subvolume', 'create', join(pool.top, 'ROOT/.partial-new')]);
     await run('btrfs', ['subvolume', 'create', join(pool.top, 'ROOT/.partial-new/nested')]);
     await run('btrfs', ['subvolume', 'snapshot', '-r', join(pool.top, 'ROOT/keep'), join(pool.top, 'ROOT/.pristine/.partial-staged')]);
+    // ... a live export's copy snapshot and a live import's receive (at work: export takes no lock, so another
+    // verb's recovery may run meanwhile), a dead drift's snapshot, ...
+    const live = process.pid;
+    const dead = spawnSync('true').pid!;
+    await run('btrfs', ['subvolume', 'snapshot', '-r', join(pool.top, 'ROOT/keep'), join(pool.top, `ROOT/.partial-keep@export-${live}-n0`)]);
+    await mkdir(join(pool.top, `ROOT/.partial-receive-${live}-0a1b2c`));
+    await run('btrfs', ['subvolume', 'create', join(pool.top, `ROOT/.partial-receive-${live}-0a1b2c/keep`)]);
+    await mkdir(join(pool.top, `ROOT/.partial-receive-${live}-3d4e5f`));
+    await run('btrfs', ['subvolume', 'snapshot', '-r', join(pool.top, 'ROOT/keep'), join(pool.top, `ROOT/.partial-keep@drift-${dead}`)]);
     // ... a metadata write cut short and metadata whose rename never happened.
     await writeFile(join(pool.top, 'ROOT/.sysprime/envs/.staged.json.tmp-1234-abcd0123'), '{"gen');
     await writeFile(join(pool.top, 'ROOT/.sysprime/envs/new.json'), '{"version":1,"generation":1,"meta":{}}\n');
@@ -488,14 +498,18 @@ test('recover: after a simulated crash, removes stale private mounts, temp files
     assert.ok(done.includes(`unmounted ${stale}`));
     assert.ok(done.includes('deleted half-made subvolume ROOT/.partial-new'));
     assert.ok(done.includes('deleted half-made subvolume ROOT/.pristine/.partial-staged'));
+    assert.ok(done.includes(`deleted half-made subvolume ROOT/.partial-keep@drift-${dead}`));
     assert.ok(done.some((d) => d.startsWith('removed temporary file') && d.endsWith('.staged.json.tmp-1234-abcd0123')));
     assert.ok(done.includes('removed metadata of missing environment ROOT/.sysprime/envs/new.json'));
     assert.ok(done.includes('removed metadata of missing pristine snapshot ROOT/.sysprime/pristine/staged.json'));
-    assert.equal(done.length, 7);
+    assert.equal(done.length, 8);
 
     assert.deepEqual(await mountsBelow(privateDir), []);
     assert.deepEqual(await mountsBelow(adminDir), [adminDir]);
-    assert.deepEqual((await listSubvolumes(pool.top)).map((s) => s.path).sort(), ['ROOT/.pristine/keep', 'ROOT/keep', 'ROOT/staged']);
+    const working = [`ROOT/.partial-keep@export-${live}-n0`, `ROOT/.partial-receive-${live}-0a1b2c/keep`];
+    assert.deepEqual((await listSubvolumes(pool.top)).map((s) => s.path).sort(), ['ROOT/.pristine/keep', ...working, 'ROOT/keep', 'ROOT/staged'].sort());
+    assert.ok((await readdir(join(pool.top, 'ROOT'))).includes(`.partial-receive-${live}-3d4e5f`), 'a live import\'s receive directory, still empty');
+    for (const w of working) await run('btrfs', ['subvolume', 'delete', join(pool.top, w)]);
     assert.deepEqual((await readdir(join(pool.top, 'ROOT/.sysprime/envs'))).sort(), ['keep.json', 'staged.json']);
     assert.deepEqual((await backend.listEnvironments()).map((e) => [e.name, e.generation]), [['keep', 0], ['staged', 0]]);
 

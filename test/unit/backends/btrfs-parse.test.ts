@@ -10,7 +10,7 @@ import {
   parseSubvolumeShow,
 } from '../../../src/backends/btrfs/parse.js';
 import { parseMountinfo } from '../../../src/os/mounts.js';
-import { roleOf } from '../../../src/backends/btrfs/layout.js';
+import { partialOwner, roleOf } from '../../../src/backends/btrfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
 
 const LIST = `ID 256 gen 7 top level 5 path @
@@ -189,4 +189,16 @@ test('layout roles of subvolume paths', () => {
   assert.deepEqual(roleOf('ROOT/.pristine/.partial-a'), { role: 'partial' });
   assert.deepEqual(roleOf('@'), { role: 'foreign' });
   assert.deepEqual(roleOf('ROOT/.sysprime'), { role: 'foreign' });
+});
+
+test('the process a partial subvolume belongs to, when its name carries one', () => {
+  assert.equal(partialOwner('ROOT/.partial-a@export-91'), 91);
+  assert.equal(partialOwner('ROOT/.partial-a@export-91-n3'), 91, "an export's copy of a nested subvolume");
+  assert.equal(partialOwner('ROOT/.partial-a@drift-7'), 7);
+  assert.equal(partialOwner('ROOT/.partial-receive-12-abcdef'), 12);
+  assert.equal(partialOwner('ROOT/.partial-receive-12-abcdef/.partial-a@export-9'), 12, "what an import receives is its own, whoever sent it");
+  assert.equal(partialOwner('ROOT/.partial-a'), null, 'made under a lock: what is left is a dead run\'s');
+  assert.equal(partialOwner('ROOT/.pristine/.partial-a@drift-7'), null);
+  assert.equal(partialOwner('ROOT/.partial-a@export-x'), null);
+  assert.equal(partialOwner('ROOT/.partial-a@drift-7/inside'), null);
 });
