@@ -63,12 +63,7 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
   refuseUnfinished(env);
   await kernelsBeforeExport(ctx, env);
   const withPristine = opts.withPristine === true;
-  if (withPristine && env.pristine === null) {
-    throw new SysprimeError('NOT_FOUND', `the pristine state of "${env.name}" (generation ${env.generation}) is gone: it was pruned`, {
-      hint: 'export it without --with-pristine; the machine that imports it takes its state on arrival as its pristine',
-    });
-  }
-  // Asked before a byte is written: what the backend cannot carry is refused while nothing exists yet.
+  // Asked before a byte is written: what the backend cannot carry (a pruned pristine among it) is refused while nothing exists yet.
   const { parts, nested } = await ctx.backend.sendParts(env.name, { withPristine });
   const header: ExportHeader = {
     backend: ctx.backend.kind,

@@ -233,6 +233,8 @@ export interface StreamOptions {
    * `stdin` is the command's to read to its end: bytes left unread after it
    * succeeded (`zfs receive` stops at its stream's end record) refuse it
    * (REFUSED), read off so that whoever writes them is not left waiting.
+   * Counted from what the pipe had not taken yet: the number said is a
+   * lower bound.
    */
   wholeStdin?: boolean;
 }
@@ -296,7 +298,7 @@ export async function runStreaming(file: string, args: readonly string[], opts: 
       opts.stdin.unpipe(child.stdin);
       const left = await unread(opts.stdin);
       if (left !== null && left > 0) {
-        throw new SysprimeError('REFUSED', `${file} ${args[0] ?? ''} took its stream and stopped: ${left} more bytes followed it, which no ${file} writes`, {
+        throw new SysprimeError('REFUSED', `${file} ${args[0] ?? ''} took its stream and stopped: at least ${left} more bytes followed it, which no ${file} writes`, {
           hint: 'the file was changed or made by something else; nothing was imported',
           detail: command,
         });

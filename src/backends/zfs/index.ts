@@ -756,8 +756,9 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
       }
       const boot = await bootOf(name);
-      if (boot === null && (await bootPool()) !== null) {
-        throw new SysprimeError('REFUSED', `environment ${JSON.stringify(name)} has no boot dataset in boot pool ${await bootPool()}: exported, it would have no /boot`, {
+      const bpool = boot === null ? await bootPool() : null;
+      if (bpool !== null) {
+        throw new SysprimeError('REFUSED', `environment ${JSON.stringify(name)} has no boot dataset in boot pool ${bpool}: exported, it would have no /boot`, {
           hint: '`sysprime doctor` says what became of it',
         });
       }
