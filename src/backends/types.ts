@@ -54,8 +54,14 @@ export type SendPart = (typeof SEND_PARTS)[number];
 /** What an export of one environment holds. */
 export interface SendPlan {
   parts: SendPart[];
-  /** Btrfs: the nested subvolumes of its own the `nested` part holds, in its order (paths below the root, shallowest first). */
+  /**
+   * The nested subvolumes of its own (Btrfs) or child datasets (ZFS, zsys)
+   * the `nested` part holds, in its order (paths below the root, parents
+   * first).
+   */
   nested: string[];
+  /** ZFS: those of `nested` never mounted (canmount=off: their directories are their parent's, as zsys's `usr` and `var`). */
+  unmounted?: string[];
 }
 
 export interface EnvironmentInfo {
@@ -306,13 +312,14 @@ export interface Backend {
    * What `export` of environment NAME writes, in this order (SEND_PARTS):
    * `pristine` with `withPristine` (the pristine snapshot of its
    * generation, whole), `environment` (as it is now; an increment from the
-   * pristine when that goes first), `nested` (Btrfs: its own nested
-   * subvolumes, each a whole send stream, one after the other), `boot`
-   * (ZFS: its boot dataset in the boot pool, as it is now). Refuses
-   * (REFUSED, NOT_FOUND) what it cannot carry, before anything is
-   * written: ZFS child datasets, a pruned pristine, the pristine on
-   * zfs-fuse or of an environment with a boot dataset. Its snapshots never
-   * go, nor Btrfs subvolumes shared by every environment (it says which).
+   * pristine when that goes first), `nested` (its own nested Btrfs
+   * subvolumes or ZFS child datasets, each a whole send stream, one after
+   * the other), `boot` (ZFS: its boot dataset in the boot pool, as it is
+   * now). Refuses (REFUSED, NOT_FOUND) what it cannot carry, before
+   * anything is written: a pruned pristine, the pristine on zfs-fuse or of
+   * an environment with a boot dataset or child datasets, a child volume
+   * or one with a mountpoint of its own. Its snapshots never go, nor
+   * Btrfs subvolumes shared by every environment (it says which).
    */
   sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPlan>;
   /**
@@ -333,9 +340,11 @@ export interface Backend {
    * import). A crash leaves only what recover() removes.
    * EXISTS when NAME is taken, checked before anything is read.
    *
-   * `nested` (Btrfs) holds the subvolumes `opts.nested` names, in its
-   * order, each put in place in the new environment as `create` puts a
-   * nested subvolume. With `pristine`, `environment` is an increment from it. With
+   * `nested` holds the subvolumes or child datasets `opts.nested` names,
+   * in its order, each put in place in the new environment as `create`
+   * puts a nested subvolume (Btrfs) or as a clone's child (ZFS: inheriting
+   * its mountpoint, `canmount=off` for those `opts.unmounted` names,
+   * `noauto` for the others). With `pristine`, `environment` is an increment from it. With
    * `keepPristine` it becomes the pristine of `generation`, in place
    * before the environment has its name; otherwise it is discarded once
    * the environment is made. ZFS on zfs-fuse, which cannot receive an
@@ -350,7 +359,7 @@ export interface Backend {
     parts: Readonly<Partial<Record<SendPart, NodeJS.ReadableStream>>> & { environment: NodeJS.ReadableStream },
     verify: () => Promise<void>,
     meta?: Readonly<Record<string, string>>,
-    opts?: { keepPristine: boolean; nested?: readonly string[] },
+    opts?: { keepPristine: boolean; nested?: readonly string[]; unmounted?: readonly string[] },
   ): Promise<void>;
   /** Destroy one snapshot; ZFS refuses (REFUSED) while an environment is a clone of it. */
   destroySnapshot(environment: string, name: string): Promise<void>;

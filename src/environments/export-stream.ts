@@ -9,9 +9,11 @@
  * lists them, each ended by a frame of length 0; the trailer counts them
  * all: `pristine` (the pristine snapshot of the environment's generation,
  * whole; the environment's stream is then an increment from it),
- * `environment`, `nested` (its own nested Btrfs subvolumes, one whole
- * stream after the other, in the order the header's `nested` lists their
- * paths), `boot` (its boot dataset in a ZFS boot pool). A stream
+ * `environment`, `nested` (its own nested Btrfs subvolumes or ZFS child
+ * datasets, one whole stream after the other, in the order the header's
+ * `nested` lists their paths; `unmounted` names the child datasets among
+ * them that are never mounted), `boot` (its boot dataset in a ZFS boot
+ * pool). A stream
  * cut short (a disk full, a copy interrupted) or changed is told apart
  * from a whole one even where the filesystem's receive would accept what
  * it got, before the environment it makes is given its name.
@@ -42,8 +44,10 @@ export interface ExportHeader {
   exported: string;
   /** Format 2: the send streams it holds, in EXPORT_PARTS's order, `environment` always among them. */
   parts?: ExportPart[];
-  /** With the part `nested`: the nested subvolumes it holds, in its order (paths below the root). */
+  /** With the part `nested`: the nested subvolumes or child datasets it holds, in its order (paths below the root). */
   nested?: string[];
+  /** ZFS: the child datasets of `nested` that are never mounted (canmount=off). */
+  unmounted?: string[];
 }
 
 const FRAME = 1 << 20;
@@ -191,6 +195,7 @@ export function exportReader(input: Readable): ExportReader {
             if (!Array.isArray(nested) || nested.length > 0 !== listed.includes('nested') || nested.some((n) => typeof n !== 'string' || n === '' || n.startsWith('/') || n.split('/').some((c) => c === '' || c === '.' || c === '..'))) {
               throw damaged('its list of nested subvolumes does not match its parts, or names a path outside the environment');
             }
+            if (h.unmounted !== undefined && (!Array.isArray(h.unmounted) || h.unmounted.some((n) => !nested.includes(n)))) throw damaged('its list of unmounted child datasets names one it does not hold');
             for (const p of EXPORT_PARTS) if (!listed.includes(p)) parts[p].end();
             current = parts[listed.shift()!];
             headerDone(h);

@@ -64,7 +64,7 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
   await kernelsBeforeExport(ctx, env);
   const withPristine = opts.withPristine === true;
   // Asked before a byte is written: what the backend cannot carry (a pruned pristine among it) is refused while nothing exists yet.
-  const { parts, nested } = await ctx.backend.sendParts(env.name, { withPristine });
+  const { parts, nested, unmounted = [] } = await ctx.backend.sendParts(env.name, { withPristine });
   const header: ExportHeader = {
     backend: ctx.backend.kind,
     environment: env.name,
@@ -74,6 +74,7 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
     // The environment alone is format 1, which every sysprime reads.
     ...(parts.length > 1 ? { parts } : {}),
     ...(nested.length > 0 ? { nested } : {}),
+    ...(unmounted.length > 0 ? { unmounted } : {}),
   };
   const send = async (w: ExportWriter): Promise<void> => {
     for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine, nested });
@@ -204,7 +205,7 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
         // import leaves an environment the next recovery finishes, never one without its pristine state.
         const meta = { ...IMPORT_STARTED, ...(header.description !== null ? { [DESCRIPTION_KEY]: header.description } : {}) };
         const streams = { ...Object.fromEntries(carried.map((p) => [p, reader.parts[p]])), environment: reader.parts.environment };
-        await ctx.backend.receiveEnvironment(target, generation, streams, () => reader.verified, meta, { keepPristine: opts.withPristine === true, nested: header.nested ?? [] });
+        await ctx.backend.receiveEnvironment(target, generation, streams, () => reader.verified, meta, { keepPristine: opts.withPristine === true, nested: header.nested ?? [], unmounted: header.unmounted ?? [] });
         faultPoint(TRANSFER_KIND, 'import-received');
         await finishImport(ctx, await findEnvironment(ctx, target), { from: header.environment, exported: header.exported });
       });

@@ -396,6 +396,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
     async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false, nested: [] }) {
       checkName(name);
       if (parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');
+      if ((opts.unmounted ?? []).length > 0) throw new SysprimeError('REFUSED', 'the stream names ZFS child datasets that are never mounted, which a Btrfs environment has no place for');
       const fs = await t.view();
       await t.ensureDirs();
       const before = await t.subvolumes();

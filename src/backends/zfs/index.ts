@@ -29,6 +29,7 @@ import { faultPoint } from '../../process/fault.js';
 import { listingTooLong, mountedThereAlready, refuseDestroy, refuseRename, refuseUnmountingRoot } from '../refusals.js';
 import type { Backend, ChangeListing, EnvironmentInfo, OpenTree, PristineInfo, SnapshotInfo } from '../types.js';
 import { altrootOf, datasetMissing, readOne, readTree, receiveArgs, zfs, zpool } from './commands.js';
+import { FramedStreams, receiveFramed, sendFramed } from './child-streams.js';
 import { destroyWithDependents } from './destroy.js';
 import { diffOptions, parseZfsDiff } from './diff.js';
 import { HOLD_COUNT, HOLD_TAG, holdPristine, releaseForDestroy, unheldPristines } from './holds.js';
@@ -191,6 +192,30 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     const problem = childrenProblem(ds, children);
     if (problem !== null) throw problem;
     return children;
+  }
+
+  /**
+   * The `nested` part of an export: child datasets RELS of `ds` (parents
+   * first), each a whole `zfs send` of one recursive copy snapshot taken for
+   * it, framed (child-streams.ts) and removed after.
+   */
+  async function sendChildren(ds: string, rels: readonly string[], out: NodeJS.WritableStream): Promise<void> {
+    const children = new Set((await carriedChildren(ds)).map((c) => c.rel));
+    const gone = rels.find((rel) => !children.has(rel));
+    if (gone !== undefined) throw new SysprimeError('BACKEND', `${ds}/${gone} is no child dataset of ${ds} now`);
+    const records = await readTree(ds, ['type']);
+    const taken = new Set(records.filter(isSnapshot).map((r) => shortSnapshotName(r.name)));
+    const short = uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken);
+    // One recursive snapshot: every child at the same moment (zfs-fuse takes one name per command).
+    await zfs(['snapshot', '-r', `${ds}@${short}`]);
+    try {
+      await sendFramed(
+        rels.map((rel) => `${ds}/${rel}@${short}`),
+        out,
+      );
+    } finally {
+      await zfs(['destroy', '-r', assertInsideRoot(pool, `${ds}@${short}`)], { allowFailure: true });
+    }
   }
 
   async function childMounts(ds: string): Promise<ChildMount[]> {
@@ -752,11 +777,17 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     async sendParts(name, opts) {
       const record = await requireEnvironment(name);
       const ds = environmentDataset(pool, name);
-      if ((await childrenOf(ds)).length > 0) {
-        throw new SysprimeError('REFUSED', `${ds} has child datasets, which export does not carry`, { hint: 'export works on environments without child datasets' });
-      }
+      // Each child goes as a whole stream of its own (`zfs send -R` would also send every earlier snapshot and,
+      // with its properties, mountpoints that zfs-fuse mounts on receive): received below the new root, they
+      // inherit its mountpoint as a clone's children do; canmount=off is said in the header.
+      const children = await carriedChildren(ds);
       const boot = await bootOf(name);
       const bpool = boot === null ? await bootPool() : null;
+      if (opts.withPristine && children.length > 0) {
+        throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: ${ds} has child datasets, whose pristine state export does not carry yet`, {
+          hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
+        });
+      }
       if (bpool !== null) {
         throw new SysprimeError('REFUSED', `environment ${JSON.stringify(name)} has no boot dataset in boot pool ${bpool}: exported, it would have no /boot`, {
           hint: '`sysprime doctor` says what became of it',
@@ -776,18 +807,25 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         }
         await pristineOfEnvironment(name, record);
       }
-      return { parts: [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(boot !== null ? (['boot'] as const) : [])], nested: [] };
+      return {
+        parts: [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(children.length > 0 ? (['nested'] as const) : []), ...(boot !== null ? (['boot'] as const) : [])],
+        nested: children.map((c) => c.rel),
+        unmounted: children.filter((c) => c.canmount === 'off').map((c) => c.rel),
+      };
     },
 
     async sendPart(name, part, out, opts) {
       const record = await requireEnvironment(name);
-      // The root's snapshot only: sendParts refused an environment with child datasets.
+      // The root's snapshot only: sendParts refused the pristine of an environment with child datasets.
       if (part === 'pristine') {
         await runStreaming('zfs', ['send', (await pristineOfEnvironment(name, record)).id], { stdout: out });
         return;
       }
+      if (part === 'nested') {
+        await sendChildren(environmentDataset(pool, name), opts.nested ?? [], out);
+        return;
+      }
       const ds = part === 'boot' ? await bootOf(name) : environmentDataset(pool, name);
-      if (part === 'nested') throw new SysprimeError('BACKEND', 'a ZFS environment has no nested subvolumes to send');
       if (ds === null) throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} has no boot dataset`);
       // An increment from the pristine snapshot, which is the clone's origin or an earlier snapshot of the dataset itself.
       const from = part === 'environment' && opts.fromPristine ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
@@ -826,7 +864,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         });
       }
       if (parts.pristine !== undefined && parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and a boot dataset, which import does not carry together yet');
-      if (parts.nested !== undefined) throw new SysprimeError('REFUSED', 'the stream holds nested Btrfs subvolumes, which a ZFS environment has no place for');
+      const nested = parts.nested === undefined ? [] : (opts.nested ?? []);
+      if (parts.nested !== undefined && parts.pristine !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and child datasets, which import does not carry together yet');
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
       // Received below ROOT (mountpoint=none), so never mounted; under names recover() destroys once this process is gone.
       const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -844,6 +883,12 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         // The increment arrives as a clone of the received pristine (never of a local snapshot that has its GUID).
         const args = receiveArgs(temporary, implementation);
         await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: parts.environment, wholeStdin: true });
+        // Parents first, each below the new root, one whole stream after the other from one input.
+        if (parts.nested !== undefined) {
+          const frames = new FramedStreams(parts.nested);
+          for (const rel of nested) await receiveFramed(frames, receiveArgs(`${temporary}/${rel}`, implementation));
+          if (!(await frames.atEnd())) throw new SysprimeError('REFUSED', 'the stream holds more child datasets than its header names', { hint: 'export the environment again; nothing was imported' });
+        }
         if (bp !== null && bootTemporary !== null && parts.boot !== undefined) {
           await runStreaming('zfs', receiveArgs(bootTemporary, implementation), { stdin: parts.boot, wholeStdin: true });
           // Whose it is, at once: recover() renames a boot dataset into place, or destroys it, by this mark.
@@ -870,6 +915,13 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           await zfs(['set', `${PROP.generation}=${generation}`, bootTemporary]);
           // As the property says it (an altroot is not part of it), as for a clone's boot dataset.
           await zfs(['set', 'mountpoint=/boot', bootTemporary]);
+        }
+        // The children's snapshots go as the root's do; each is set before the root's mountpoint makes theirs real.
+        const unmounted = new Set(opts.unmounted ?? []);
+        for (const rel of nested) {
+          const child = `${temporary}/${rel}`;
+          for (const snap of snapshotsOf(await readTree(child, ['type']), child)) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
+          await zfs(['set', `canmount=${unmounted.has(rel) ? 'off' : 'noauto'}`, child]);
         }
         await zfs(['set', 'canmount=noauto', temporary]);
         await zfs(['set', `${PROP.generation}=${generation}`, temporary]);

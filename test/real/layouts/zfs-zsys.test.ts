@@ -177,6 +177,48 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
     await assertChildren('spare', true);
   });
 
+  test('export and import carry the children, each where its name puts it, off staying off; the users\' files in them go too', async () => {
+    const file = join(dir, 'zsys.sysprime');
+    const before = await everything(l.pool);
+    const e = await sp('export', name, file);
+    assert.equal(e.code, 0, e.stderr);
+    assert.deepEqual(await everything(l.pool), before, 'the copy snapshots are gone');
+    // Refused whole, leaving nothing: a file cut inside the children's streams, and one whose header names a child fewer.
+    const whole = readFileSync(file);
+    const cut = join(dir, 'cut.sysprime');
+    writeFileSync(cut, whole.subarray(0, Math.floor(whole.length * 0.8)));
+    const c = await sp('import', cut, 'cut');
+    assert.notEqual(c.code, 0, c.stdout);
+    assert.match(c.stderr, /cut short|not whole/);
+    assert.deepEqual(await everything(l.pool), before, 'nothing of the refused import is left');
+    // Killed once the root and every child were received, before the check and the rename: the next run removes them.
+    const k = await sysprime(['import', file, 'killed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received' } });
+    assert.notEqual(k.code, 0);
+    assert.ok((await everything(l.pool)).some((d) => /\/ROOT\/\.sysprime-tmp-new-[^/]+\/var\/lib\/dpkg$/.test(d)), 'the children were received under the temporary root');
+    const fix = await sp('doctor', '--fix');
+    assert.equal(fix.code, 0, fix.stdout + fix.stderr);
+    assert.deepEqual(await everything(l.pool), before, 'the next run removed the received root and its children');
+
+    const i = await sp('--json', 'import', file, 'moved');
+    assert.equal(i.code, 0, i.stderr);
+    await assertChildren('moved', false);
+    for (const child of ZSYS_CHILDREN) assert.equal(await exists(`${env('moved')}/${child}@sysprime-pristine`), true, `${child} has its pristine snapshot`);
+    assert.deepEqual(await mountsOf(l.pool), [], 'nothing received was mounted');
+    await mounted('moved', (tree) => {
+      assert.notEqual(statSync(join(tree, 'var/spool')).dev, statSync(tree).dev, 'a child is a filesystem of its own again');
+      assert.equal(readFileSync(join(tree, 'var/spool/cron/crontabs/root'), 'utf8'), '0 3 * * * /usr/local/bin/backup\n');
+      assert.equal(readFileSync(join(tree, 'var/mail/alice'), 'utf8'), 'From: bob\n\nhello\n');
+      assert.equal(readFileSync(join(tree, 'var/lib/dpkg/status'), 'utf8'), 'Package: demo\nStatus: install ok installed\n');
+    });
+    const d = await sp('drift', 'moved');
+    assert.equal(d.code, 0, `its state on arrival is its pristine, children included:\n${d.stdout}${d.stderr}`);
+    const w = await sp('export', '--with-pristine', name, join(dir, 'with.sysprime'));
+    assert.notEqual(w.code, 0);
+    assert.ok(!existsSync(join(dir, 'with.sysprime')));
+    assert.equal((await sp('destroy', 'moved')).code, 0);
+    assert.deepEqual(await everything(l.pool), before);
+  });
+
   test('destroying the root the others are clones of promotes each child; the clones keep every byte', async () => {
     const r = await sp('destroy', name);
     assert.equal(r.code, 0, r.stderr);
