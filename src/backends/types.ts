@@ -48,7 +48,7 @@ export interface CloneOptions {
 }
 
 /** The send streams an export holds, in this order (a backend's sendParts, import's receive). */
-export const SEND_PARTS = ['pristine', 'environment', 'nested', 'boot'] as const;
+export const SEND_PARTS = ['pristine', 'environment', 'nested', 'boot-pristine', 'boot'] as const;
 export type SendPart = (typeof SEND_PARTS)[number];
 
 /** What an export of one environment holds. */
@@ -314,11 +314,13 @@ export interface Backend {
    * generation, whole), `environment` (as it is now; an increment from the
    * pristine when that goes first), `nested` (its own nested Btrfs
    * subvolumes or ZFS child datasets, each a whole send stream, one after
-   * the other), `boot` (ZFS: its boot dataset in the boot pool, as it is
-   * now). Refuses (REFUSED, NOT_FOUND) what it cannot carry, before
+   * the other), `boot-pristine` and `boot` (ZFS: the boot half of the
+   * pristine snapshot, whole, with `withPristine`; its boot dataset in the
+   * boot pool, as it is now, an increment from that half when it went
+   * first). Refuses (REFUSED, NOT_FOUND) what it cannot carry, before
    * anything is written: a pruned pristine, the pristine on zfs-fuse or of
-   * an environment with a boot dataset or child datasets, a child volume
-   * or one with a mountpoint of its own. Its snapshots never go, nor
+   * an environment with child datasets, a child volume or one with a
+   * mountpoint of its own. Its snapshots never go, nor
    * Btrfs subvolumes shared by every environment (it says which).
    */
   sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPlan>;
@@ -344,7 +346,9 @@ export interface Backend {
    * in its order, each put in place in the new environment as `create`
    * puts a nested subvolume (Btrfs) or as a clone's child (ZFS: inheriting
    * its mountpoint, `canmount=off` for those `opts.unmounted` names,
-   * `noauto` for the others). With `pristine`, `environment` is an increment from it. With
+   * `noauto` for the others). With `pristine`, `environment` is an
+   * increment from it, as `boot` is from `boot-pristine` (its boot half,
+   * which goes with it where there is a boot pool). With
    * `keepPristine` it becomes the pristine of `generation`, in place
    * before the environment has its name; otherwise it is discarded once
    * the environment is made. ZFS on zfs-fuse, which cannot receive an

@@ -12,8 +12,10 @@
  * `environment`, `nested` (its own nested Btrfs subvolumes or ZFS child
  * datasets, one whole stream after the other, in the order the header's
  * `nested` lists their paths; `unmounted` names the child datasets among
- * them that are never mounted), `boot` (its boot dataset in a ZFS boot
- * pool). A stream
+ * them that are never mounted), `boot-pristine` (the boot half of the
+ * pristine snapshot, whole, where /boot is a dataset of a ZFS boot pool),
+ * `boot` (that boot dataset; an increment from its half when that went
+ * first). A stream
  * cut short (a disk full, a copy interrupted) or changed is told apart
  * from a whole one even where the filesystem's receive would accept what
  * it got, before the environment it makes is given its name.

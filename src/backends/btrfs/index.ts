@@ -357,7 +357,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       await t.view();
       let list = await t.subvolumes();
       t.findEnvironmentEntry(list, name);
-      if (part === 'boot') throw new SysprimeError('BACKEND', 'a Btrfs environment has no boot dataset to send');
+      if (part === 'boot' || part === 'boot-pristine') throw new SysprimeError('BACKEND', 'a Btrfs environment has no boot dataset to send');
       if (part === 'nested') {
         // One whole stream after the other, in sendParts' order: `btrfs receive` takes them from one input.
         // The subvolumes the header names, in its order: one made since is not in this export.
@@ -395,7 +395,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
 
     async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false, nested: [] }) {
       checkName(name);
-      if (parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');
+      if (parts.boot !== undefined || parts['boot-pristine'] !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');
       if ((opts.unmounted ?? []).length > 0) throw new SysprimeError('REFUSED', 'the stream names ZFS child datasets that are never mounted, which a Btrfs environment has no place for');
       const fs = await t.view();
       await t.ensureDirs();

@@ -218,6 +218,38 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     }
   }
 
+  /** An import's pristine stream received whole as the temporary dataset `base`; its one snapshot, which the increment is received onto. */
+  async function receiveBase(stream: NodeJS.ReadableStream, base: string, implementation: 'openzfs' | 'zfs-fuse'): Promise<string> {
+    await runStreaming('zfs', receiveArgs(base, implementation), { stdin: stream, wholeStdin: true });
+    const [one, ...more] = snapshotsOf(await readTree(base, ['type']), base);
+    if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `the pristine stream made ${more.length + (one === undefined ? 0 : 1)} snapshots of ${base}, not one`);
+    return one.name;
+  }
+
+  /**
+   * `stream` received as `target`; with `origin`, as a clone of it: a clone
+   * stream names its origin by GUID, and on the pool it was exported from
+   * that GUID is also the original pristine's, which receive would
+   * otherwise take (`zfs receive -o origin`, OpenZFS).
+   */
+  async function receiveOnto(stream: NodeJS.ReadableStream, target: string, origin: string | null, implementation: 'openzfs' | 'zfs-fuse'): Promise<void> {
+    const args = receiveArgs(target, implementation);
+    await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, target], { stdin: stream, wholeStdin: true });
+  }
+
+  /** `target`, received onto `origin` of `base`, takes that snapshot over (promote) and `base` goes; the snapshot's name now. */
+  async function promoteOver(target: string, base: string, origin: string, inside: (id: string) => string): Promise<string> {
+    await zfs(['promote', target]);
+    await zfs(['destroy', inside(base)]);
+    return `${target}@${shortSnapshotName(origin)}`;
+  }
+
+  /** A received pristine snapshot `kept` of `dataset` (a temporary name) named and marked as the pristine of `generation`. */
+  async function markReceivedPristine(kept: string, dataset: string, generation: number): Promise<void> {
+    if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', kept, `${dataset}@${PRISTINE_SNAPSHOT}`]);
+    await zfs(['set', `${PROP.pristine}=${generation}`, `${dataset}@${PRISTINE_SNAPSHOT}`]);
+  }
+
   async function childMounts(ds: string): Promise<ChildMount[]> {
     return mountedChildren(await childrenOf(ds));
   }
@@ -445,6 +477,19 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
   async function listPristines(): Promise<PristineInfo[]> {
     return pristinesFrom(await readRoot(['type', 'creation', PROP.pristine]), pool);
+  }
+
+  /** The boot half of the pristine snapshot of environment NAME's generation (RECORD: its own), in the boot pool. */
+  async function bootPristineOfEnvironment(name: string, record: DatasetRecord): Promise<string> {
+    const generation = Number(localProp(record, PROP.generation) ?? NaN);
+    const bp = await bootPool();
+    const found = bp === null || !Number.isSafeInteger(generation) ? null : await bootPristine(bp, generation);
+    if (found === null) {
+      throw new SysprimeError('NOT_FOUND', `the pristine state of "${name}" (generation ${Number.isSafeInteger(generation) ? generation : 'unknown'}) has no boot half in the boot pool`, {
+        hint: '`sysprime doctor` says what became of it; export it without --with-pristine',
+      });
+    }
+    return found;
   }
 
   /** The pristine snapshot of environment NAME's generation (RECORD: its own); NOT_FOUND once it was pruned. */
@@ -800,15 +845,18 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
             hint: 'export it without --with-pristine',
           });
         }
-        if (boot !== null) {
-          throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its /boot is a dataset of boot pool ${boot.split('/')[0]}, whose pristine state export does not carry yet`, {
-            hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
-          });
-        }
         await pristineOfEnvironment(name, record);
+        if (boot !== null) await bootPristineOfEnvironment(name, record);
       }
+      const withBootPristine = opts.withPristine && boot !== null;
       return {
-        parts: [...(opts.withPristine ? (['pristine'] as const) : []), 'environment', ...(children.length > 0 ? (['nested'] as const) : []), ...(boot !== null ? (['boot'] as const) : [])],
+        parts: [
+          ...(opts.withPristine ? (['pristine'] as const) : []),
+          'environment',
+          ...(children.length > 0 ? (['nested'] as const) : []),
+          ...(withBootPristine ? (['boot-pristine'] as const) : []),
+          ...(boot !== null ? (['boot'] as const) : []),
+        ],
         nested: children.map((c) => c.rel),
         unmounted: children.filter((c) => c.canmount === 'off').map((c) => c.rel),
       };
@@ -825,10 +873,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await sendChildren(environmentDataset(pool, name), opts.nested ?? [], out);
         return;
       }
+      if (part === 'boot-pristine') {
+        await runStreaming('zfs', ['send', await bootPristineOfEnvironment(name, record)], { stdout: out });
+        return;
+      }
       const ds = part === 'boot' ? await bootOf(name) : environmentDataset(pool, name);
       if (ds === null) throw new SysprimeError('NOT_FOUND', `environment ${JSON.stringify(name)} has no boot dataset`);
-      // An increment from the pristine snapshot, which is the clone's origin or an earlier snapshot of the dataset itself.
-      const from = part === 'environment' && opts.fromPristine ? ['-i', (await pristineOfEnvironment(name, record)).id] : [];
+      // An increment from the pristine snapshot (its boot half for the boot dataset), which is the clone's origin or an
+      // earlier snapshot of the dataset itself.
+      const from = !opts.fromPristine ? [] : ['-i', part === 'boot' ? await bootPristineOfEnvironment(name, record) : (await pristineOfEnvironment(name, record)).id];
       const taken = new Set(snapshotsOf(await readTree(ds, ['type']), ds).map((r) => shortSnapshotName(r.name)));
       // A copy snapshot: one a crash leaves behind is removed by recover() (in the boot pool too), as nothing is cloned from it.
       const snapshot = `${ds}@${uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken)}`;
@@ -863,7 +916,12 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           hint: 'export it again without --with-pristine, or import it on an OpenZFS pool',
         });
       }
-      if (parts.pristine !== undefined && parts.boot !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and a boot dataset, which import does not carry together yet');
+      if (parts['boot-pristine'] !== undefined && (parts.pristine === undefined || parts.boot === undefined)) {
+        throw new SysprimeError('REFUSED', 'the stream holds the boot half of a pristine state without the pristine state or the boot dataset it belongs to', { hint: 'export the environment again; nothing was imported' });
+      }
+      if (parts.pristine !== undefined && parts.boot !== undefined && parts['boot-pristine'] === undefined) {
+        throw new SysprimeError('REFUSED', 'the stream holds a pristine state without its boot half: its boot dataset could not be received as a clone of it', { hint: 'export it again with this sysprime, or import it without --with-pristine' });
+      }
       const nested = parts.nested === undefined ? [] : (opts.nested ?? []);
       if (parts.nested !== undefined && parts.pristine !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and child datasets, which import does not carry together yet');
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
@@ -872,50 +930,44 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const temporary = `${root}/${TEMPORARY_PREFIX}new-${tag}`;
       const base = parts.pristine === undefined ? null : `${root}/${TEMPORARY_PREFIX}base-${tag}`;
       const bootTemporary = bp === null ? null : bootTemporaryFor(bp, temporary);
+      const bootBase = bp === null || base === null ? null : bootTemporaryFor(bp, base);
+      const inBoot = (id: string): string => assertInsideRoot(bp!, id, bootContainer(bp!));
       try {
-        let origin: string | null = null;
-        if (parts.pristine !== undefined && base !== null) {
-          await runStreaming('zfs', receiveArgs(base, implementation), { stdin: parts.pristine, wholeStdin: true });
-          const [one, ...more] = snapshotsOf(await readTree(base, ['type']), base);
-          if (one === undefined || more.length > 0) throw new SysprimeError('BACKEND', `the pristine stream made ${more.length + (one === undefined ? 0 : 1)} snapshots of ${base}, not one`);
-          origin = one.name;
-        }
+        const origin = parts.pristine !== undefined && base !== null ? await receiveBase(parts.pristine, base, implementation) : null;
         // The increment arrives as a clone of the received pristine (never of a local snapshot that has its GUID).
-        const args = receiveArgs(temporary, implementation);
-        await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, temporary], { stdin: parts.environment, wholeStdin: true });
+        await receiveOnto(parts.environment, temporary, origin, implementation);
         // Parents first, each below the new root, one whole stream after the other from one input.
         if (parts.nested !== undefined) {
           const frames = new FramedStreams(parts.nested);
           for (const rel of nested) await receiveFramed(frames, receiveArgs(`${temporary}/${rel}`, implementation));
           if (!(await frames.atEnd())) throw new SysprimeError('REFUSED', 'the stream holds more child datasets than its header names', { hint: 'export the environment again; nothing was imported' });
         }
+        let bootOrigin: string | null = null;
         if (bp !== null && bootTemporary !== null && parts.boot !== undefined) {
-          await runStreaming('zfs', receiveArgs(bootTemporary, implementation), { stdin: parts.boot, wholeStdin: true });
+          // The boot half of the pristine the same way, in the boot pool.
+          if (parts['boot-pristine'] !== undefined && bootBase !== null) bootOrigin = await receiveBase(parts['boot-pristine'], bootBase, implementation);
+          await receiveOnto(parts.boot, bootTemporary, bootOrigin, implementation);
           // Whose it is, at once: recover() renames a boot dataset into place, or destroys it, by this mark.
           await zfs(['set', `${PROP.bootOf}=${name}`, bootTemporary]);
         }
         faultPoint('backend:zfs', 'received');
         await verify();
-        let kept: string | null = null;
-        if (origin !== null && base !== null) {
-          // The pristine snapshot moves to the environment, which then holds it as one whose pristine was taken here does.
-          await zfs(['promote', temporary]);
-          await zfs(['destroy', assertInsideRoot(pool, base)]);
-          kept = `${temporary}@${shortSnapshotName(origin)}`;
-        }
+        // The pristine snapshots move to the environment and its boot dataset, which then hold them as those whose
+        // pristine was taken here do.
+        const kept = origin !== null && base !== null ? await promoteOver(temporary, base, origin, (id) => assertInsideRoot(pool, id)) : null;
+        const keptBoot = bootOrigin !== null && bootBase !== null && bootTemporary !== null ? await promoteOver(bootTemporary, bootBase, bootOrigin, inBoot) : null;
         for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || !opts.keepPristine) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
-        if (kept !== null && opts.keepPristine) {
-          if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', kept, `${temporary}@${PRISTINE_SNAPSHOT}`]);
-          // Marked while it has no name yet: the environment never has its name without its pristine.
-          await zfs(['set', `${PROP.pristine}=${generation}`, `${temporary}@${PRISTINE_SNAPSHOT}`]);
-        }
         if (bp !== null && bootTemporary !== null) {
-          for (const snap of snapshotsOf(await readTree(bootTemporary, ['type']), bootTemporary)) await zfs(['destroy', assertInsideRoot(bp, snap.name, bootContainer(bp))]);
+          for (const snap of snapshotsOf(await readTree(bootTemporary, ['type']), bootTemporary)) if (snap.name !== keptBoot || !opts.keepPristine) await zfs(['destroy', inBoot(snap.name)]);
+          // The boot half marked first: a root pristine never exists without it.
+          if (keptBoot !== null && opts.keepPristine) await markReceivedPristine(keptBoot, bootTemporary, generation);
           await zfs(['set', 'canmount=noauto', bootTemporary]);
           await zfs(['set', `${PROP.generation}=${generation}`, bootTemporary]);
           // As the property says it (an altroot is not part of it), as for a clone's boot dataset.
           await zfs(['set', 'mountpoint=/boot', bootTemporary]);
         }
+        // Marked while it has no name yet: the environment never has its name without its pristine.
+        if (kept !== null && opts.keepPristine) await markReceivedPristine(kept, temporary, generation);
         // The children's snapshots go as the root's do; each is set before the root's mountpoint makes theirs real.
         const unmounted = new Set(opts.unmounted ?? []);
         for (const rel of nested) {
@@ -932,7 +984,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       } catch (err) {
         await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
         if (base !== null) await zfs(['destroy', '-r', assertInsideRoot(pool, base)], { allowFailure: true });
-        if (bp !== null && bootTemporary !== null) await zfs(['destroy', '-r', assertInsideRoot(bp, bootTemporary, bootContainer(bp))], { allowFailure: true });
+        if (bp !== null && bootTemporary !== null) await zfs(['destroy', '-r', inBoot(bootTemporary)], { allowFailure: true });
+        if (bootBase !== null) await zfs(['destroy', '-r', inBoot(bootBase)], { allowFailure: true });
         throw err;
       }
       // The environment exists from here: a kill before the boot dataset's rename is finished by recover().
@@ -940,7 +993,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         faultPoint('backend:zfs', 'received-root-in-place');
         await zfs(['rename', bootTemporary, bootDataset(bp, name)]);
       }
-      // Held once in place (a kill before it: recover() holds every marked pristine that has no hold).
+      // Held once in place (a kill before it: recover() holds every marked pristine that has no hold), the boot half first.
+      if (opts.keepPristine && bp !== null && bootBase !== null) await holdPristine(`${bootDataset(bp, name)}@${PRISTINE_SNAPSHOT}`);
       if (opts.keepPristine && base !== null) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`);
     },
 
