@@ -314,20 +314,24 @@ export interface Backend {
    * generation, whole), `environment` (as it is now; an increment from the
    * pristine when that goes first), `nested` (its own nested Btrfs
    * subvolumes or ZFS child datasets, each a whole send stream, one after
-   * the other), `boot-pristine` and `boot` (ZFS: the boot half of the
+   * the other; ZFS frames each, as a receive stops at its stream's end
+   * and no more), `boot-pristine` and `boot` (ZFS: the boot half of the
    * pristine snapshot, whole, with `withPristine`; its boot dataset in the
    * boot pool, as it is now, an increment from that half when it went
    * first). Refuses (REFUSED, NOT_FOUND) what it cannot carry, before
-   * anything is written: a pruned pristine, the pristine on zfs-fuse or of
-   * an environment with child datasets, a child volume or one with a
-   * mountpoint of its own. Its snapshots never go, nor
+   * anything is written: a pruned pristine, the pristine on zfs-fuse or
+   * of an environment with a child dataset made after it (which has no
+   * half of it), a child volume or one with a mountpoint of its own. With
+   * the pristine, each ZFS child's half of it goes before the child, which
+   * is then an increment from it. Its snapshots never go, nor
    * Btrfs subvolumes shared by every environment (it says which).
    */
   sendParts(name: string, opts: { withPristine: boolean }): Promise<SendPlan>;
   /**
    * Write one part of environment NAME (one sendParts named; `nested`:
    * the subvolumes its plan listed, `opts.nested`) to `out`:
-   * `zfs send` of a snapshot taken for it, `btrfs send` of a read-only
+   * `zfs send` of a snapshot taken for it (ZFS child datasets: taken with
+   * the root's by the `environment` part, which must go first), `btrfs send` of a read-only
    * snapshot, removed after; a pristine snapshot as it is. `fromPristine`:
    * the environment as an increment from its generation's pristine.
    */
@@ -350,7 +354,8 @@ export interface Backend {
    * increment from it, as `boot` is from `boot-pristine` (its boot half,
    * which goes with it where there is a boot pool). With
    * `keepPristine` it becomes the pristine of `generation`, in place
-   * before the environment has its name; otherwise it is discarded once
+   * before the environment has its name (a boot half: marked before the
+   * root's, renamed with its boot dataset just after the root); otherwise it is discarded once
    * the environment is made. ZFS on zfs-fuse, which cannot receive an
    * increment as a clone of another snapshot (`zfs receive -o origin`),
    * refuses such streams (REFUSED) before reading them; so does ZFS a

@@ -10,7 +10,8 @@
  * all: `pristine` (the pristine snapshot of the environment's generation,
  * whole; the environment's stream is then an increment from it),
  * `environment`, `nested` (its own nested Btrfs subvolumes or ZFS child
- * datasets, one whole stream after the other, in the order the header's
+ * datasets, one whole stream after the other (ZFS's each framed again
+ * inside the part: backends/zfs/child-streams.ts), in the order the header's
  * `nested` lists their paths; `unmounted` names the child datasets among
  * them that are never mounted), `boot-pristine` (the boot half of the
  * pristine snapshot, whole, where /boot is a dataset of a ZFS boot pool),

@@ -36,7 +36,7 @@ import { faultPoint } from '../process/fault.js';
 import { forgetGeneration } from '../state/generations.js';
 import { runRecorded } from '../state/journal.js';
 import { acquireLock, withLock } from '../state/lock.js';
-import { IMPORT_STARTED } from '../staging/mark.js';
+import { IMPORT_STARTED, importUnfinished } from '../staging/mark.js';
 import { DESCRIPTION_KEY, descriptionOf } from './annotations.js';
 import { exportReader, exportWriter, partsOf, type ExportHeader, type ExportWriter } from './export-stream.js';
 import { IMPORT_KIND, TRANSFER_KIND, finishImport, type ImportParams } from './import-finish.js';
@@ -194,6 +194,13 @@ export async function importEnvironment(ctx: Context, file: string, name?: strin
       const target = checkName(name ?? header.environment);
       // An import killed earlier is finished (or closed) first: its environment may hold this very name.
       await recoverFirst(ctx);
+      // One that recovery could not finish keeps its record only while it is the last import: this one waits.
+      const unfinished = (await ctx.backend.listEnvironments()).find(importUnfinished);
+      if (unfinished !== undefined) {
+        throw new SysprimeError('REFUSED', `the import of "${unfinished.name}" is not finished yet: import one at a time`, {
+          hint: '`sysprime doctor --fix` finishes it, or says what stops it',
+        });
+      }
       await refuseExisting(ctx, target);
       const generations = [...(await ctx.backend.listEnvironments()).map((e) => e.generation), ...(await ctx.backend.listPristines()).map((p) => p.generation)];
       const generation = Math.max(-1, ...generations) + 1;

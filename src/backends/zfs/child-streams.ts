@@ -17,11 +17,13 @@ function damaged(why: string): SysprimeError {
   return new SysprimeError('REFUSED', `the stream of child datasets is not whole: ${why}`, { hint: 'export the environment again; nothing was imported' });
 }
 
-/** `zfs send` of each snapshot into `out` (not ended), each framed and ended by a frame of length 0. */
-export async function sendFramed(snapshots: readonly string[], out: NodeJS.WritableStream): Promise<void> {
-  for (const snapshot of snapshots) {
+/** `zfs send ARGS...` for each of `sends` into `out` (not ended), each stream framed and ended by a frame of length 0. */
+export async function sendFramed(sends: readonly (readonly string[])[], out: NodeJS.WritableStream): Promise<void> {
+  for (const args of sends) {
     const framer = new Transform({
       transform(chunk: Buffer, _encoding, done) {
+        // A frame of length 0 ends a stream: an empty chunk (no pipe gives one) is no frame.
+        if (chunk.length === 0) return done();
         const len = Buffer.alloc(4);
         len.writeUInt32BE(chunk.length);
         done(null, Buffer.concat([len, chunk]));
@@ -29,7 +31,7 @@ export async function sendFramed(snapshots: readonly string[], out: NodeJS.Writa
     });
     framer.pipe(out as Writable, { end: false });
     try {
-      await runStreaming('zfs', ['send', snapshot], { stdout: framer });
+      await runStreaming('zfs', ['send', ...args], { stdout: framer });
     } finally {
       framer.end();
     }
@@ -37,6 +39,25 @@ export async function sendFramed(snapshots: readonly string[], out: NodeJS.Writa
     if (!framer.readableEnded) await new Promise<void>((resolve) => framer.once('end', () => resolve()));
     await new Promise<void>((resolve, reject) => out.write(Buffer.alloc(4), (err) => (err ? reject(err) : resolve())));
   }
+}
+
+function stopped(): SysprimeError {
+  return new SysprimeError('BACKEND', 'the receive of a child dataset stopped reading its stream');
+}
+
+/** Until `out` takes more, or is destroyed (rejected then); its listeners removed either way. */
+function drained(out: Writable): Promise<void> {
+  if (out.destroyed) return Promise.reject(stopped());
+  return new Promise((resolve, reject) => {
+    const done = (): void => {
+      out.off('drain', done);
+      out.off('close', done);
+      if (out.destroyed) reject(stopped());
+      else resolve();
+    };
+    out.on('drain', done);
+    out.on('close', done);
+  });
 }
 
 /** Reads the framed streams `sendFramed` wrote, one at a time, from one input. */
@@ -71,14 +92,10 @@ export class FramedStreams {
         out.end();
         return;
       }
-      if (!out.write(frame)) {
-        // The receive reads no more once it failed: its input is destroyed then, and this copy stops.
-        await new Promise<void>((resolve) => {
-          out.once('drain', resolve);
-          out.once('close', resolve);
-        });
-        if (out.destroyed) throw new SysprimeError('BACKEND', 'the receive of a child dataset stopped reading its stream');
-      }
+      // The receive reads no more once it failed: its input is destroyed then (a write to it is dropped, and no
+      // 'drain' follows), and this copy stops.
+      if (out.destroyed) throw stopped();
+      if (!out.write(frame)) await drained(out);
     }
   }
 
@@ -89,9 +106,11 @@ export class FramedStreams {
 }
 
 /**
- * `zfs receive` of the next framed stream of `from` into `target`. Whichever
- * fails first says why: a receive that fails stops the copy, a stream cut
- * short ends the receive's input.
+ * `zfs receive` (its arguments `receiveArgs`) of the next framed stream of
+ * `from`. Whichever fails first says why: a stream cut short ends the
+ * receive's input, so the receive fails and ends too; a receive that fails
+ * is not waited on for the copy, which may be waiting for input that is
+ * slow to come (its caller destroys that input as it gives up).
  */
 export async function receiveFramed(from: FramedStreams, receiveArgs: readonly string[]): Promise<void> {
   const input = new PassThrough();
@@ -100,6 +119,9 @@ export async function receiveFramed(from: FramedStreams, receiveArgs: readonly s
     failure ??= err;
     input.destroy();
   };
-  await Promise.all([runStreaming('zfs', receiveArgs, { stdin: input, wholeStdin: true }).catch(fail), from.copyNext(input).catch(fail)]);
+  const copying = from.copyNext(input).catch(fail);
+  // A receive that succeeded read its input to its end (wholeStdin), which the copy ends: the copy is done then.
+  await runStreaming('zfs', receiveArgs, { stdin: input, wholeStdin: true }).catch(fail);
+  if (failure === null) await copying;
   if (failure !== null) throw failure;
 }

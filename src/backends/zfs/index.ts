@@ -42,6 +42,7 @@ import {
   bootDataset,
   NS,
   PRISTINE_SNAPSHOT,
+  childPristine,
   PROP,
   TEMPORARY_PREFIX,
   assertInsideRoot,
@@ -196,25 +197,31 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
   /**
    * The `nested` part of an export: child datasets RELS of `ds` (parents
-   * first), each a whole `zfs send` of one recursive copy snapshot taken for
-   * it, framed (child-streams.ts) and removed after.
+   * first), each a whole `zfs send` of its copy snapshot (after its half of
+   * `pristine`, whole, and then from it, when that goes too), framed
+   * (child-streams.ts), each removed after. The copy snapshots are those
+   * the `environment` part took with the root's in one `snapshot -r`, so
+   * root and children are of one moment (an apt run in between would
+   * otherwise give a /var/lib/dpkg that does not describe the /usr sent).
    */
-  async function sendChildren(ds: string, rels: readonly string[], out: NodeJS.WritableStream): Promise<void> {
+  async function sendChildren(ds: string, rels: readonly string[], out: NodeJS.WritableStream, pristine: string | null): Promise<void> {
     const children = new Set((await carriedChildren(ds)).map((c) => c.rel));
     const gone = rels.find((rel) => !children.has(rel));
     if (gone !== undefined) throw new SysprimeError('BACKEND', `${ds}/${gone} is no child dataset of ${ds} now`);
     const records = await readTree(ds, ['type']);
-    const taken = new Set(records.filter(isSnapshot).map((r) => shortSnapshotName(r.name)));
-    const short = uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken);
-    // One recursive snapshot: every child at the same moment (zfs-fuse takes one name per command).
-    await zfs(['snapshot', '-r', `${ds}@${short}`]);
+    const ours = (rel: string): Set<string> =>
+      new Set(snapshotsOf(records, `${ds}/${rel}`).map((r) => shortSnapshotName(r.name)).filter((n) => n.startsWith(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-`)));
+    const [first, ...others] = rels.map(ours);
+    const short = [...(first ?? [])].find((n) => others.every((o) => o.has(n)));
+    if (short === undefined) throw new SysprimeError('BACKEND', `the children of ${ds} have no copy snapshot of this export: its environment part was not sent first`);
     try {
+      // With the pristine: each child's half of it whole, then the child as an increment from it (as the root).
       await sendFramed(
-        rels.map((rel) => `${ds}/${rel}@${short}`),
+        rels.flatMap((rel) => (pristine === null ? [[`${ds}/${rel}@${short}`]] : [[childPristine(pristine, rel)], ['-i', childPristine(pristine, rel), `${ds}/${rel}@${short}`]])),
         out,
       );
     } finally {
-      await zfs(['destroy', '-r', assertInsideRoot(pool, `${ds}@${short}`)], { allowFailure: true });
+      for (const rel of rels) await zfs(['destroy', assertInsideRoot(pool, `${ds}/${rel}@${short}`)], { allowFailure: true });
     }
   }
 
@@ -233,20 +240,34 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * otherwise take (`zfs receive -o origin`, OpenZFS).
    */
   async function receiveOnto(stream: NodeJS.ReadableStream, target: string, origin: string | null, implementation: 'openzfs' | 'zfs-fuse'): Promise<void> {
-    const args = receiveArgs(target, implementation);
-    await runStreaming('zfs', origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, target], { stdin: stream, wholeStdin: true });
+    await runStreaming('zfs', receiveOntoArgs(target, origin, implementation), { stdin: stream, wholeStdin: true });
   }
 
-  /** `target`, received onto `origin` of `base`, takes that snapshot over (promote) and `base` goes; the snapshot's name now. */
-  async function promoteOver(target: string, base: string, origin: string, inside: (id: string) => string): Promise<string> {
+  function receiveOntoArgs(target: string, origin: string | null, implementation: 'openzfs' | 'zfs-fuse'): string[] {
+    const args = receiveArgs(target, implementation);
+    return origin === null ? args : [...args.slice(0, -1), '-o', `origin=${origin}`, target];
+  }
+
+  /**
+   * `target` (and each child RELS of it), received onto `origin` of `base`
+   * (and the child's own of base's child), takes that snapshot over
+   * (promote) and `base` goes with its children; the snapshot's name now.
+   */
+  async function promoteOver(target: string, base: string, origin: string, inside: (id: string) => string, rels: readonly string[] = []): Promise<string> {
     await zfs(['promote', target]);
-    await zfs(['destroy', inside(base)]);
+    for (const rel of rels) await zfs(['promote', `${target}/${rel}`]);
+    await zfs(['destroy', ...(rels.length > 0 ? ['-r'] : []), inside(base)]);
     return `${target}@${shortSnapshotName(origin)}`;
   }
 
-  /** A received pristine snapshot `kept` of `dataset` (a temporary name) named and marked as the pristine of `generation`. */
-  async function markReceivedPristine(kept: string, dataset: string, generation: number): Promise<void> {
-    if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', kept, `${dataset}@${PRISTINE_SNAPSHOT}`]);
+  /**
+   * A received pristine snapshot `kept` of `dataset` (a temporary name; with
+   * its children RELS, whose snapshots of that name are theirs) named and
+   * marked as the pristine of `generation`, the children's first.
+   */
+  async function markReceivedPristine(kept: string, dataset: string, generation: number, rels: readonly string[] = []): Promise<void> {
+    if (shortSnapshotName(kept) !== PRISTINE_SNAPSHOT) await zfs(['rename', ...(rels.length > 0 ? ['-r'] : []), kept, `${dataset}@${PRISTINE_SNAPSHOT}`]);
+    for (const rel of rels) await zfs(['set', `${PROP.pristine}=${generation}`, `${dataset}/${rel}@${PRISTINE_SNAPSHOT}`]);
     await zfs(['set', `${PROP.pristine}=${generation}`, `${dataset}@${PRISTINE_SNAPSHOT}`]);
   }
 
@@ -828,11 +849,6 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       const children = await carriedChildren(ds);
       const boot = await bootOf(name);
       const bpool = boot === null ? await bootPool() : null;
-      if (opts.withPristine && children.length > 0) {
-        throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: ${ds} has child datasets, whose pristine state export does not carry yet`, {
-          hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
-        });
-      }
       if (bpool !== null) {
         throw new SysprimeError('REFUSED', `environment ${JSON.stringify(name)} has no boot dataset in boot pool ${bpool}: exported, it would have no /boot`, {
           hint: '`sysprime doctor` says what became of it',
@@ -845,8 +861,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
             hint: 'export it without --with-pristine',
           });
         }
-        await pristineOfEnvironment(name, record);
+        const pristine = await pristineOfEnvironment(name, record);
         if (boot !== null) await bootPristineOfEnvironment(name, record);
+        // The pristine snapshot is recursive: a child made since has no part of it.
+        const records = await readTree(holderOf(pristine.id), ['type']);
+        const without = children.find((c) => !records.some((r) => r.name === childPristine(pristine.id, c.rel)));
+        if (without !== undefined) {
+          throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its child dataset ${without.rel} has no part in the pristine state (${childPristine(pristine.id, without.rel)} does not exist): it was made after it`, {
+            hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
+          });
+        }
       }
       const withBootPristine = opts.withPristine && boot !== null;
       return {
@@ -858,7 +882,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           ...(boot !== null ? (['boot'] as const) : []),
         ],
         nested: children.map((c) => c.rel),
-        unmounted: children.filter((c) => c.canmount === 'off').map((c) => c.rel),
+        ...(children.some((c) => c.canmount === 'off') ? { unmounted: children.filter((c) => c.canmount === 'off').map((c) => c.rel) } : {}),
       };
     },
 
@@ -870,7 +894,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         return;
       }
       if (part === 'nested') {
-        await sendChildren(environmentDataset(pool, name), opts.nested ?? [], out);
+        await sendChildren(environmentDataset(pool, name), opts.nested ?? [], out, opts.fromPristine ? (await pristineOfEnvironment(name, record)).id : null);
         return;
       }
       if (part === 'boot-pristine') {
@@ -886,11 +910,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       // A copy snapshot: one a crash leaves behind is removed by recover() (in the boot pool too), as nothing is cloned from it.
       const snapshot = `${ds}@${uniqueName(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-${timestamp(new Date())}`, taken)}`;
       const bp = part === 'boot' ? ds.split('/')[0]! : null;
-      await zfs(['snapshot', snapshot]);
+      // With child datasets, one recursive snapshot: the `nested` part sends the children's and removes them.
+      const withChildren = part === 'environment' && (opts.nested ?? []).length > 0;
+      await zfs(['snapshot', ...(withChildren ? ['-r'] : []), snapshot]);
+      let sent = false;
       try {
         await runStreaming('zfs', ['send', ...from, snapshot], { stdout: out });
+        sent = true;
       } finally {
-        await zfs(['destroy', bp === null ? assertInsideRoot(pool, snapshot) : assertInsideRoot(bp, snapshot, bootContainer(bp))], { allowFailure: true });
+        const destroy = withChildren && !sent ? ['destroy', '-r'] : ['destroy'];
+        await zfs([...destroy, bp === null ? assertInsideRoot(pool, snapshot) : assertInsideRoot(bp, snapshot, bootContainer(bp))], { allowFailure: true });
       }
     },
 
@@ -923,7 +952,17 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         throw new SysprimeError('REFUSED', 'the stream holds a pristine state without its boot half: its boot dataset could not be received as a clone of it', { hint: 'export it again with this sysprime, or import it without --with-pristine' });
       }
       const nested = parts.nested === undefined ? [] : (opts.nested ?? []);
-      if (parts.nested !== undefined && parts.pristine !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a pristine state and child datasets, which import does not carry together yet');
+      // Named by the file: each a dataset name below the new root, once, after its parent (each is received into it).
+      const listed = new Set<string>();
+      for (const rel of nested) {
+        const parent = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : null;
+        if (!/^[A-Za-z0-9_.: -]+(\/[A-Za-z0-9_.: -]+)*$/.test(rel) || listed.has(rel) || (parent !== null && !listed.has(parent))) {
+          throw new SysprimeError('REFUSED', `the stream names a child dataset ${JSON.stringify(rel)} that is not a dataset name, is named twice, or comes before its parent`, {
+            hint: 'export the environment again; nothing was imported',
+          });
+        }
+        listed.add(rel);
+      }
       const properties = Object.entries(meta).map(([key, value]) => `${metaProperty(key, value)}=${value}`);
       // Received below ROOT (mountpoint=none), so never mounted; under names recover() destroys once this process is gone.
       const tag = `${process.pid}-${randomBytes(3).toString('hex')}`;
@@ -939,7 +978,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         // Parents first, each below the new root, one whole stream after the other from one input.
         if (parts.nested !== undefined) {
           const frames = new FramedStreams(parts.nested);
-          for (const rel of nested) await receiveFramed(frames, receiveArgs(`${temporary}/${rel}`, implementation));
+          for (const rel of nested) {
+            // With the pristine, each child's half of it first, below the base, and the child onto it.
+            let childOrigin: string | null = null;
+            if (origin !== null && base !== null) {
+              await receiveFramed(frames, receiveArgs(`${base}/${rel}`, implementation));
+              childOrigin = childPristine(origin, rel);
+              if ((await readOne(childOrigin, ['type'])) === null) throw new SysprimeError('REFUSED', `the stream's half of the pristine state for ${rel} is not a snapshot named as the root's`, { hint: 'export the environment again; nothing was imported' });
+            }
+            await receiveFramed(frames, receiveOntoArgs(`${temporary}/${rel}`, childOrigin, implementation));
+          }
           if (!(await frames.atEnd())) throw new SysprimeError('REFUSED', 'the stream holds more child datasets than its header names', { hint: 'export the environment again; nothing was imported' });
         }
         let bootOrigin: string | null = null;
@@ -954,7 +1002,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await verify();
         // The pristine snapshots move to the environment and its boot dataset, which then hold them as those whose
         // pristine was taken here do.
-        const kept = origin !== null && base !== null ? await promoteOver(temporary, base, origin, (id) => assertInsideRoot(pool, id)) : null;
+        const kept = origin !== null && base !== null ? await promoteOver(temporary, base, origin, (id) => assertInsideRoot(pool, id), nested) : null;
         const keptBoot = bootOrigin !== null && bootBase !== null && bootTemporary !== null ? await promoteOver(bootTemporary, bootBase, bootOrigin, inBoot) : null;
         for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || !opts.keepPristine) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
         if (bp !== null && bootTemporary !== null) {
@@ -966,15 +1014,17 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
           // As the property says it (an altroot is not part of it), as for a clone's boot dataset.
           await zfs(['set', 'mountpoint=/boot', bootTemporary]);
         }
-        // Marked while it has no name yet: the environment never has its name without its pristine.
-        if (kept !== null && opts.keepPristine) await markReceivedPristine(kept, temporary, generation);
-        // The children's snapshots go as the root's do; each is set before the root's mountpoint makes theirs real.
+        // The children's snapshots go as the root's do (but their halves of a kept pristine); each is set before the
+        // root's mountpoint makes theirs real.
         const unmounted = new Set(opts.unmounted ?? []);
         for (const rel of nested) {
           const child = `${temporary}/${rel}`;
-          for (const snap of snapshotsOf(await readTree(child, ['type']), child)) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
+          const keptChild = kept === null ? null : `${child}@${shortSnapshotName(kept)}`;
+          for (const snap of snapshotsOf(await readTree(child, ['type']), child)) if (snap.name !== keptChild || !opts.keepPristine) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
           await zfs(['set', `canmount=${unmounted.has(rel) ? 'off' : 'noauto'}`, child]);
         }
+        // Marked while it has no name yet: the environment never has its name without its pristine.
+        if (kept !== null && opts.keepPristine) await markReceivedPristine(kept, temporary, generation, nested);
         await zfs(['set', 'canmount=noauto', temporary]);
         await zfs(['set', `${PROP.generation}=${generation}`, temporary]);
         for (const property of properties) await zfs(['set', property, temporary]);
@@ -982,10 +1032,16 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         faultPoint('backend:zfs', 'receive-before-rename');
         await zfs(['rename', temporary, ds]);
       } catch (err) {
-        await zfs(['destroy', '-r', assertInsideRoot(pool, temporary)], { allowFailure: true });
-        if (base !== null) await zfs(['destroy', '-r', assertInsideRoot(pool, base)], { allowFailure: true });
-        if (bp !== null && bootTemporary !== null) await zfs(['destroy', '-r', inBoot(bootTemporary)], { allowFailure: true });
-        if (bootBase !== null) await zfs(['destroy', '-r', inBoot(bootBase)], { allowFailure: true });
+        // Each received dataset and its base: before a promote the received one is the base's clone and goes first,
+        // after it the base is the clone; the first destroy is tried again once the second went.
+        const undo = async (first: string, second: string | null): Promise<void> => {
+          const r = await zfs(['destroy', '-r', first], { allowFailure: true });
+          if (second === null) return;
+          await zfs(['destroy', '-r', second], { allowFailure: true });
+          if (r.exitCode !== 0) await zfs(['destroy', '-r', first], { allowFailure: true });
+        };
+        await undo(assertInsideRoot(pool, temporary), base === null ? null : assertInsideRoot(pool, base));
+        if (bp !== null && bootTemporary !== null) await undo(inBoot(bootTemporary), bootBase === null ? null : inBoot(bootBase));
         throw err;
       }
       // The environment exists from here: a kill before the boot dataset's rename is finished by recover().
@@ -995,7 +1051,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
       // Held once in place (a kill before it: recover() holds every marked pristine that has no hold), the boot half first.
       if (opts.keepPristine && bp !== null && bootBase !== null) await holdPristine(`${bootDataset(bp, name)}@${PRISTINE_SNAPSHOT}`);
-      if (opts.keepPristine && base !== null) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`);
+      if (opts.keepPristine && base !== null) await holdPristine(`${ds}@${PRISTINE_SNAPSHOT}`, nested.length > 0);
     },
 
     async destroySnapshot(environment, name) {

@@ -55,6 +55,11 @@ export const PROP = {
 /** Properties sysprime manages itself; setMeta may not touch them and meta does not show them. */
 export const INTERNAL_PROPS: ReadonlySet<string> = new Set(Object.values(PROP));
 
+/** The snapshot of child REL (`var/lib`) that a recursive snapshot `<root>@<name>` took with it. */
+export function childPristine(rootSnapshot: string, rel: string): string {
+  const at = rootSnapshot.indexOf('@');
+  return `${rootSnapshot.slice(0, at)}/${rel}${rootSnapshot.slice(at)}`;
+}
 export const PRISTINE_SNAPSHOT = 'sysprime-pristine';
 export const COPY_SNAPSHOT_PREFIX = 'sysprime-copy-';
 /** An export's copy snapshot names its process: `sysprime-copy-export-<pid>-<time>`. */

@@ -60,3 +60,33 @@ test('more than the header names is seen; a cut and a frame no sysprime writes a
   huge.writeUInt32BE(0xffffffff);
   await assert.rejects(collect(new FramedStreams(Readable.from([huge]))), /longer than any sysprime writes/);
 });
+
+test('a receive that stops reading stops the copy, whether it is waited on or not; waits leave no listener behind', async () => {
+  const big = Buffer.alloc(64 * 1024, 1);
+  const data = frames([big, big, big, big]);
+  // Nobody reads: the first write fills it, the copy waits for a drain that a destroy replaces.
+  const stuck = new PassThrough({ highWaterMark: 1024 });
+  const copying = new FramedStreams(Readable.from([data])).copyNext(stuck);
+  await new Promise((r) => setImmediate(r));
+  stuck.destroy();
+  await assert.rejects(copying, /stopped reading its stream/);
+  // Destroyed while the copy waited for input: the next frame is not written into it.
+  const input = new PassThrough();
+  const gone = new PassThrough();
+  const waiting = new FramedStreams(input).copyNext(gone);
+  input.write(data.subarray(0, 100));
+  await new Promise((r) => setImmediate(r));
+  gone.destroy();
+  input.end(data.subarray(100));
+  await assert.rejects(waiting, /stopped reading its stream/);
+  // Read slowly: every wait for a drain removes its listeners.
+  const slow = new PassThrough({ highWaterMark: 1024 });
+  let most = 0;
+  slow.on('data', () => {
+    most = Math.max(most, slow.listenerCount('drain'), slow.listenerCount('close') - 1);
+    slow.pause();
+    setImmediate(() => slow.resume());
+  });
+  await new FramedStreams(Readable.from([frames(Array.from({ length: 40 }, () => big))])).copyNext(slow);
+  assert.ok(most <= 2, `at most one wait's listeners at a time (saw ${most})`);
+});
