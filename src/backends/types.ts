@@ -337,6 +337,12 @@ export interface Backend {
    */
   sendPart(name: string, part: SendPart, out: NodeJS.WritableStream, opts: { fromPristine: boolean; nested?: readonly string[] }): Promise<void>;
   /**
+   * After the last sendPart of an export of NAME, written or not: removes
+   * what a part left for a later one (ZFS: the children's copy snapshots
+   * the `environment` part took with the root's, when `nested` never ran).
+   */
+  sendFinished(name: string): Promise<void>;
+  /**
    * Receive the send streams of this backend as the new environment NAME of
    * generation `generation`: under temporary names first, each part read
    * to its end before the next (SEND_PARTS's order), `verify()` called once

@@ -77,7 +77,11 @@ export async function exportEnvironment(ctx: Context, name: string, file: string
     ...(unmounted.length > 0 ? { unmounted } : {}),
   };
   const send = async (w: ExportWriter): Promise<void> => {
-    for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine, nested });
+    try {
+      for (const [i, part] of parts.entries()) await ctx.backend.sendPart(env.name, part, i === 0 ? w.payload : await w.next(part), { fromPristine: withPristine, nested });
+    } finally {
+      await ctx.backend.sendFinished(env.name);
+    }
     await w.finish();
   };
   if (file === '-') {

@@ -393,6 +393,9 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
       }
     },
 
+    // Each part's copy snapshots are its own, removed by it.
+    async sendFinished() {},
+
     async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false, nested: [] }) {
       checkName(name);
       if (parts.boot !== undefined || parts['boot-pristine'] !== undefined) throw new SysprimeError('REFUSED', 'the stream holds a boot dataset of a ZFS boot pool, which a Btrfs environment has no place for');

@@ -205,15 +205,11 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * otherwise give a /var/lib/dpkg that does not describe the /usr sent).
    */
   async function sendChildren(ds: string, rels: readonly string[], out: NodeJS.WritableStream, pristine: string | null): Promise<void> {
+    const short = childCopies.get(ds);
+    if (short === undefined) throw new SysprimeError('BACKEND', `the children of ${ds} have no copy snapshot of this export: its environment part was not sent first`);
     const children = new Set((await carriedChildren(ds)).map((c) => c.rel));
     const gone = rels.find((rel) => !children.has(rel));
     if (gone !== undefined) throw new SysprimeError('BACKEND', `${ds}/${gone} is no child dataset of ${ds} now`);
-    const records = await readTree(ds, ['type']);
-    const ours = (rel: string): Set<string> =>
-      new Set(snapshotsOf(records, `${ds}/${rel}`).map((r) => shortSnapshotName(r.name)).filter((n) => n.startsWith(`${EXPORT_SNAPSHOT_PREFIX}${process.pid}-`)));
-    const [first, ...others] = rels.map(ours);
-    const short = [...(first ?? [])].find((n) => others.every((o) => o.has(n)));
-    if (short === undefined) throw new SysprimeError('BACKEND', `the children of ${ds} have no copy snapshot of this export: its environment part was not sent first`);
     try {
       // With the pristine: each child's half of it whole, then the child as an increment from it (as the root).
       await sendFramed(
@@ -221,8 +217,20 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         out,
       );
     } finally {
-      for (const rel of rels) await zfs(['destroy', assertInsideRoot(pool, `${ds}/${rel}@${short}`)], { allowFailure: true });
+      await dropChildCopies(ds);
     }
+  }
+
+  /** The children's copy snapshots an export's `environment` part took with the root's, by root dataset, until sent. */
+  const childCopies = new Map<string, string>();
+
+  /** Destroy the children's copy snapshots of `ds` this export took (a child made since has one too: `snapshot -r`). */
+  async function dropChildCopies(ds: string): Promise<void> {
+    const short = childCopies.get(ds);
+    if (short === undefined) return;
+    childCopies.delete(ds);
+    const records = await readTree(ds, ['type']).catch(() => [] as DatasetRecord[]);
+    for (const r of records) if (isSnapshot(r) && r.name !== `${ds}@${short}` && shortSnapshotName(r.name) === short) await zfs(['destroy', assertInsideRoot(pool, r.name)], { allowFailure: true });
   }
 
   /** An import's pristine stream received whole as the temporary dataset `base`; its one snapshot, which the increment is received onto. */
@@ -865,11 +873,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         if (boot !== null) await bootPristineOfEnvironment(name, record);
         // The pristine snapshot is recursive: a child made since has no part of it.
         const records = await readTree(holderOf(pristine.id), ['type']);
-        const without = children.find((c) => !records.some((r) => r.name === childPristine(pristine.id, c.rel)));
-        if (without !== undefined) {
-          throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its child dataset ${without.rel} has no part in the pristine state (${childPristine(pristine.id, without.rel)} does not exist): it was made after it`, {
-            hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
-          });
+        for (const c of children) {
+          const half = childPristine(pristine.id, c.rel);
+          // An increment needs the child to be its half's dataset, or a clone of it (or of a clone of it...).
+          const from = records.some((r) => r.name === half) && (holderOf(half) === c.name || (await descendsFrom(c.name, half)));
+          if (!from) {
+            throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its child dataset ${c.rel} has no part in the pristine state (it is not ${half} nor a clone of it): it was made after it`, {
+              hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
+            });
+          }
         }
       }
       const withBootPristine = opts.withPristine && boot !== null;
@@ -888,7 +900,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
     async sendPart(name, part, out, opts) {
       const record = await requireEnvironment(name);
-      // The root's snapshot only: sendParts refused the pristine of an environment with child datasets.
+      // Whole: each child's half goes in the nested part.
       if (part === 'pristine') {
         await runStreaming('zfs', ['send', (await pristineOfEnvironment(name, record)).id], { stdout: out });
         return;
@@ -917,10 +929,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       try {
         await runStreaming('zfs', ['send', ...from, snapshot], { stdout: out });
         sent = true;
+        if (withChildren) childCopies.set(ds, shortSnapshotName(snapshot));
       } finally {
         const destroy = withChildren && !sent ? ['destroy', '-r'] : ['destroy'];
         await zfs([...destroy, bp === null ? assertInsideRoot(pool, snapshot) : assertInsideRoot(bp, snapshot, bootContainer(bp))], { allowFailure: true });
       }
+    },
+
+    async sendFinished(name) {
+      await dropChildCopies(environmentDataset(pool, name));
     },
 
     async receiveEnvironment(name, generation, parts, verify, meta = {}, opts = { keepPristine: false }) {
