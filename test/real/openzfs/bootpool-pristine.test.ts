@@ -91,8 +91,9 @@ describe('the pristine state with its boot half through export and import (OpenZ
     } finally {
       await unmountPool(bp);
     }
-    await ok('stage');
-    await ok('create', 'copy', '--from', 'gen-1');
+    // A copy of the adopted environment: a clone of a snapshot taken after its pristine, so the increment starts
+    // before its origin (what OpenZFS can send and zfs-fuse cannot).
+    await ok('create', 'copy', '--from', 'debian');
     // Changed since the pristine, in both halves: these must stay changes where it is imported.
     await within('copy', (root) => {
       writeFileSync(join(root, 'etc/marker'), 'made on the source\n');
@@ -114,19 +115,15 @@ describe('the pristine state with its boot half through export and import (OpenZ
     assert.equal(await zget(bootOf('copy-p'), 'org.sysprime:boot-of'), 'copy-p');
     assert.equal(await zget(bootOf('copy-p'), 'canmount'), 'noauto');
     assert.equal(
-      await within('copy-p', (root) => readFileSync(join(root, 'boot/marker'), 'utf8') + readFileSync(join(root, 'boot/vmlinuz-6.1.0-demo2'), 'utf8')),
-      'in the boot half\nkernel 2\n',
+      await within('copy-p', (root) => readFileSync(join(root, 'boot/marker'), 'utf8') + readFileSync(join(root, 'boot/vmlinuz-6.1.0-demo'), 'utf8')),
+      'in the boot half\nkernel\n',
     );
     const drift = await sp('drift', 'copy-p', '--no-record', '--no-diff');
     assert.equal(drift.code, 1, drift.stderr);
     assert.match(drift.stdout, /\/etc\/marker/, 'what was changed on the source is a change here too');
     await assertWhole();
 
-    // Without the option both halves it carries go once the pair is made: its state on arrival is the baseline.
-    await ok('import', file, 'copy-q');
-    const clean = await sp('drift', 'copy-q', '--no-record', '--no-diff');
-    assert.equal(clean.code, 0, clean.stdout);
-    await assertWhole();
+    // Without the option (both halves discarded) the boot pool's import is the plain one zfs-bootpool.test.ts covers.
 
     // Killed once the root has its name, its boot dataset not yet: the next run renames it and holds its half.
     const halfway = await sysprime(['import', '--with-pristine', file, 'halfway'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received-root-in-place' } });
@@ -140,9 +137,6 @@ describe('the pristine state with its boot half through export and import (OpenZ
     assert.notEqual(early.code, 0);
     await ok('doctor', '--fix');
     assert.deepEqual([...(await everything(l.pool)), ...(await everything(bp))].filter((d) => d.includes('early')), []);
-    await assertWhole();
-
-    for (const n of ['copy-p', 'copy-q', 'halfway']) await ok('destroy', n);
     await assertWhole();
   });
 });

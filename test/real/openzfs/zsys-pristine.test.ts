@@ -4,7 +4,9 @@
  * of the recursive pristine snapshot goes whole before the child, which is
  * received as a clone of it and promoted, so the imported environment holds
  * a recursive pristine of its own generation, and what the admin changed
- * in the children since stays a change.
+ * in the children since stays a change. (A kill of such an import is not
+ * tested here; that of a plain one with child datasets is, in
+ * test/real/layouts/zfs-zsys.test.ts.)
  *
  * OpenZFS only (zfs-fuse cannot send an increment from before a clone's
  * origin, nor receive one as a clone): skipped on a host with zfs-fuse,
@@ -62,12 +64,11 @@ describe('the pristine state of an environment with child datasets through expor
   test('each child goes with its half of the pristine; the imported environment holds a recursive pristine of its own generation', async () => {
     // Named: `/` of the guest is a ZFS root of its own, which init would take.
     await ok('init', '--adopt', l.rootDataset);
-    // Changed since the pristine, in the root and in two children (ones the default rules compare), and a user's
-    // file in a third (/var/spool: shared data, carried, not compared).
+    // Changed since the pristine, in the root and in a child the default rules compare (/srv), and a user's file in
+    // another (/var/spool: shared data, carried, not compared).
     await within(name, (root) => {
       writeFileSync(join(root, 'etc/marker'), 'made on the source\n');
       writeFileSync(join(root, 'srv/marker'), 'in srv\n');
-      writeFileSync(join(root, 'usr/local/marker'), 'in usr/local\n');
       writeFileSync(join(root, 'var/spool/cron/crontabs/root'), '0 3 * * * /usr/local/bin/backup\n');
     });
     const file = join(dir, 'zsys.sysprime');
@@ -90,24 +91,10 @@ describe('the pristine state of an environment with child datasets through expor
     for (const c of ZSYS_CHILDREN) assert.equal(await zget(`${env('moved')}/${c}`, 'canmount'), c === 'usr' || c === 'var' ? 'off' : 'noauto', c);
     const drift = await sp('drift', 'moved', '--no-record', '--no-diff');
     assert.equal(drift.code, 1, drift.stderr);
-    for (const path of ['/etc/marker', '/srv/marker', '/usr/local/marker']) assert.ok(drift.stdout.includes(path), `${path} is a change here too:\n${drift.stdout}`);
+    for (const path of ['/etc/marker', '/srv/marker']) assert.ok(drift.stdout.includes(path), `${path} is a change here too:\n${drift.stdout}`);
     assert.equal(await within('moved', (root) => readFileSync(join(root, 'var/spool/cron/crontabs/root'), 'utf8')), '0 3 * * * /usr/local/bin/backup\n');
     assert.deepEqual(await temporaries(), []);
 
-    // Without the option its state on arrival is the baseline, children included.
-    await ok('import', file, 'plain');
-    const clean = await sp('drift', 'plain', '--no-record', '--no-diff');
-    assert.equal(clean.code, 0, clean.stdout);
-
-    // Killed once everything was received (bases, clones and their children), before the check: the next run removes it all.
-    const before = await everything(l.pool);
-    const early = await sysprime(['import', '--with-pristine', file, 'early'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received' } });
-    assert.notEqual(early.code, 0);
-    assert.ok((await everything(l.pool)).some((d) => /\.sysprime-tmp-base-[^/]+\/var\/lib\/dpkg$/.test(d)), 'the children\'s halves were received below the base');
-    await ok('doctor', '--fix');
-    assert.deepEqual(await everything(l.pool), before, 'nothing of the killed import is left');
-
-    for (const n of ['moved', 'plain']) await ok('destroy', n);
-    assert.deepEqual(await temporaries(), []);
+    // Without the option (the halves discarded) the children's import is the plain one zfs-zsys.test.ts covers.
   });
 });
