@@ -11,7 +11,7 @@
  */
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -104,8 +104,15 @@ for (const kind of KINDS) {
       await ok('mount', 'base', tree);
       await run('mount', ['-t', 'proc', 'proc', join(tree, 'proc')]);
       mountsInTree.push(join(tree, 'proc'));
-      await run('mount', ['--bind', '/dev', join(tree, 'dev')]);
+      // A /dev of its own, not this machine's bound in: a run killed from outside leaves its mounts, and whoever
+      // then deletes the leftover directory must not delete this machine's device nodes with it.
+      await run('mount', ['-t', 'tmpfs', '-o', 'mode=755,size=1m,nosuid', 'sysprime-test-dev', join(tree, 'dev')]);
       mountsInTree.push(join(tree, 'dev'));
+      for (const [node, minor] of [['null', 3], ['zero', 5], ['full', 7], ['random', 8], ['urandom', 9]] as const) {
+        await run('mknod', ['-m', '666', join(tree, 'dev', node), 'c', '1', String(minor)]);
+      }
+      for (const [i, name] of ['stdin', 'stdout', 'stderr'].entries()) symlinkSync(`/proc/self/fd/${i}`, join(tree, 'dev', name));
+      symlinkSync('/proc/self/fd', join(tree, 'dev/fd'));
       copyFileSync(SHIPPED, join(tree, 'etc/apt/apt.conf.d/80sysprime'));
       installLauncher();
       for (const p of ['sysprime-hook-a', 'sysprime-hook-b', 'sysprime-hook-c']) await buildDeb(dir, p, join(tree, 'root', `${p}.deb`));
