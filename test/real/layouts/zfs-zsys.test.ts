@@ -2,7 +2,8 @@
  * Ubuntu's zsys layout (20.04-22.04), built as its installer builds it
  * (test/fixtures/zfs-layouts.ts): a root `rpool/ROOT/ubuntu_<id>` with child
  * datasets of its own (`var/lib/dpkg`, `var/spool`, `usr/local`, ...) and
- * the homes in `rpool/USERDATA`. Used with the real CLI: every verb carries
+ * the homes in `rpool/USERDATA`, /boot the root's namesake in the boot pool
+ * (`bpool/BOOT/ubuntu_<id>`). Used with the real CLI: every verb carries
  * the children with their environment, a clone's children are never mounted
  * over the system's directories, users' files written in the children after
  * init reach the staged environment, and a kill between two child clones is
@@ -69,6 +70,9 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
   const sp = (...args: string[]) => sysprime(args, { config: l.config });
   const list = async () => (await sp('--json', 'list')).json<EnvJson[]>();
   const env = (n: string) => `${l.pool}/ROOT/${n}`;
+  const bootOf = (n: string) => `${l.bootPool}/BOOT/${n}`;
+  /** Everything in both pools: what a verb leaves behind is looked for in the boot pool too. */
+  const all = async () => [...(await everything(l.pool)), ...(await everything(l.bootPool!))].sort();
   const mnt = () => join(dir, 'mnt');
   async function mounted<T>(n: string, fn: (tree: string) => T): Promise<T> {
     const m = await sp('mount', n, mnt());
@@ -111,6 +115,8 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
     assert.deepEqual(envs.map((e) => e.name), [name], 'the children are not environments');
     assert.equal(envs[0]!.default, true);
     assert.equal(await zget(root, 'canmount'), 'noauto');
+    assert.equal(await zget(bootOf(name), 'org.sysprime:boot-of'), name, 'the boot dataset is adopted with its root');
+    assert.equal(await exists(`${bootOf(name)}@sysprime-pristine`), true, 'the pristine has its boot half');
     await assertChildren(name, false);
     for (const child of ZSYS_CHILDREN) assert.equal(await exists(`${root}/${child}@sysprime-pristine`), true, `${child} has its pristine snapshot`);
     assert.equal(await zget(`${l.pool}/USERDATA/alice_${name.slice('ubuntu_'.length)}`, 'canmount'), 'on', 'USERDATA is left as it is');
@@ -180,14 +186,14 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
 
   test('export and import carry the children, each where its name puts it, off staying off; the users\' files in them go too', async () => {
     const file = join(dir, 'zsys.sysprime');
-    const before = await everything(l.pool);
+    const before = await all();
     const e = await sp('export', name, file);
     assert.equal(e.code, 0, e.stderr);
-    assert.deepEqual(await everything(l.pool), before, 'the copy snapshots are gone');
+    assert.deepEqual(await all(), before, 'the copy snapshots are gone');
     // An export whose reader goes away leaves no copy snapshot either, the children's included.
     const sh = `'${process.execPath}' '${BIN}' --config '${l.config}' export ${name} - | head -c 100000 > /dev/null`;
     spawnSync('bash', ['-c', sh], { encoding: 'utf8' });
-    assert.deepEqual(await everything(l.pool), before, 'an export cut off by its reader removes its copy snapshots');
+    assert.deepEqual(await all(), before, 'an export cut off by its reader removes its copy snapshots');
     // Refused whole, leaving nothing: a file cut inside the children's streams, and one whose header names a child fewer.
     const whole = readFileSync(file);
     const cut = join(dir, 'cut.sysprime');
@@ -195,18 +201,19 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
     const c = await sp('import', cut, 'cut');
     assert.notEqual(c.code, 0, c.stdout);
     assert.match(c.stderr, /cut short|not whole/);
-    assert.deepEqual(await everything(l.pool), before, 'nothing of the refused import is left');
+    assert.deepEqual(await all(), before, 'nothing of the refused import is left');
     // Killed once the root and every child were received, before the check and the rename: the next run removes them.
     const k = await sysprime(['import', file, 'killed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:received' } });
     assert.notEqual(k.code, 0);
-    assert.ok((await everything(l.pool)).some((d) => /\/ROOT\/\.sysprime-tmp-new-[^/]+\/var\/lib\/dpkg$/.test(d)), 'the children were received under the temporary root');
+    assert.ok((await all()).some((d) => /\/ROOT\/\.sysprime-tmp-new-[^/]+\/var\/lib\/dpkg$/.test(d)), 'the children were received under the temporary root');
     const fix = await sp('doctor', '--fix');
     assert.equal(fix.code, 0, fix.stdout + fix.stderr);
-    assert.deepEqual(await everything(l.pool), before, 'the next run removed the received root and its children');
+    assert.deepEqual(await all(), before, 'the next run removed the received root and its children');
 
     const i = await sp('--json', 'import', file, 'moved');
     assert.equal(i.code, 0, i.stderr);
     await assertChildren('moved', false);
+    assert.equal(await zget(bootOf('moved'), 'org.sysprime:boot-of'), 'moved', 'the boot dataset came with it');
     for (const child of ZSYS_CHILDREN) assert.equal(await exists(`${env('moved')}/${child}@sysprime-pristine`), true, `${child} has its pristine snapshot`);
     assert.deepEqual(await mountsOf(l.pool), [], 'nothing received was mounted');
     await mounted('moved', (tree) => {
@@ -217,20 +224,21 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
     });
     const d = await sp('drift', 'moved');
     assert.equal(d.code, 0, `its state on arrival is its pristine, children included:\n${d.stdout}${d.stderr}`);
-    // zfs-fuse cannot send an increment from before a clone's origin (the OpenZFS guest tests it: openzfs/zsys-pristine).
+    // zfs-fuse cannot send an increment from before a clone's origin (the OpenZFS guest tests it: openzfs/transfer-pristine).
     const w = await sp('export', '--with-pristine', name, join(dir, 'with.sysprime'));
     assert.equal(w.code, 5, w.stderr);
     assert.match(w.stderr, /zfs-fuse cannot export an environment with its pristine state/);
     assert.ok(!existsSync(join(dir, 'with.sysprime')));
     assert.equal((await sp('destroy', 'moved')).code, 0);
-    assert.deepEqual(await everything(l.pool), before);
+    assert.deepEqual(await all(), before);
   });
 
   test('destroying the root the others are clones of promotes each child; the clones keep every byte', async () => {
     const r = await sp('destroy', name);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(await exists(root), false);
-    assert.equal((await everything(l.pool)).some((d) => d.startsWith(`${root}/`) || d.startsWith(`${root}@`)), false);
+    assert.equal(await exists(bootOf(name)), false, 'its boot dataset went with it');
+    assert.equal((await all()).some((d) => d.startsWith(`${root}/`) || d.startsWith(`${root}@`)), false);
     await assertChildren('gen-1', false);
     await mounted('gen-1', (tree) => {
       assert.equal(readFileSync(join(tree, 'var/lib/dpkg/status'), 'utf8'), 'Package: demo\nStatus: install ok installed\n');
@@ -240,15 +248,15 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
   });
 
   test('a kill between two child clones leaves no environment, and the next run removes what it left', async () => {
-    const before = await everything(l.pool);
+    const before = await all();
     const k = await sysprime(['create', 'killed'], { config: l.config, env: { SYSPRIME_FAULT_INJECT: 'kill:backend:zfs:clone-child-3' } });
     assert.notEqual(k.code, 0);
     assert.equal((await list()).some((e) => e.name === 'killed'), false);
     assert.equal(await exists(env('killed')), false);
-    assert.ok((await everything(l.pool)).some((d) => d.includes('/ROOT/.sysprime-tmp-new-')), 'the half-made clone is under its temporary name');
+    assert.ok((await all()).some((d) => d.includes('/ROOT/.sysprime-tmp-new-')), 'the half-made clone is under its temporary name');
     const fix = await sp('doctor', '--fix');
     assert.equal(fix.code, 0, fix.stdout + fix.stderr);
-    assert.deepEqual(await everything(l.pool), before, 'the temporary clone and the copy snapshots are gone');
+    assert.deepEqual(await all(), before, 'the temporary clone and the copy snapshots are gone');
     const again = await sp('create', 'killed');
     assert.equal(again.code, 0, again.stderr);
     await assertChildren('killed', true);
@@ -260,7 +268,8 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
     const names = (await list()).map((e) => e.name).sort();
     assert.ok(names.includes('gen-1'), names.join(', '));
     for (const gone of ['spare', 'killed'].filter((n) => !names.includes(n))) {
-      assert.equal((await everything(l.pool)).some((d) => d.startsWith(`${env(gone)}/`)), false, `${gone}'s children are gone`);
+      assert.equal((await all()).some((d) => d.startsWith(`${env(gone)}/`)), false, `${gone}'s children are gone`);
+      assert.equal(await exists(bootOf(gone)), false, `${gone}'s boot dataset is gone`);
     }
     assert.ok(names.length < 3, names.join(', '));
   });
@@ -268,11 +277,11 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
   test('a child with a mountpoint of its own is refused, and nothing is made', async () => {
     await run('zfs', ['set', 'mountpoint=/opt/srv', `${env('gen-1')}/srv`]);
     try {
-      const before = await everything(l.pool);
+      const before = await all();
       const r = await sp('create', 'other');
       assert.equal(r.code, 5, r.stderr);
       assert.match(r.stderr, /srv has a mountpoint of its own/);
-      assert.deepEqual(await everything(l.pool), before);
+      assert.deepEqual(await all(), before);
     } finally {
       await run('zfs', ['inherit', 'mountpoint', `${env('gen-1')}/srv`]);
       await unmountPool(l.pool);
@@ -280,7 +289,7 @@ describe('Ubuntu zsys layout: an environment with child datasets', () => {
   });
 
   test('the homes in USERDATA were never cloned or touched', async () => {
-    const users = (await everything(l.pool)).filter((d) => d.startsWith(`${l.pool}/USERDATA`));
+    const users = (await all()).filter((d) => d.startsWith(`${l.pool}/USERDATA`));
     assert.deepEqual(users, [`${l.pool}/USERDATA`, `${l.pool}/USERDATA/alice_${name.slice('ubuntu_'.length)}`, `${l.pool}/USERDATA/root_${name.slice('ubuntu_'.length)}`].sort());
   });
 });
