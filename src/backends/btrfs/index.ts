@@ -24,6 +24,7 @@ import type { Backend, EnvironmentInfo, OpenTree } from '../types.js';
 import {
   RETIRED_SEPARATOR,
   ROOT_DIR,
+  exportNestedPath,
   exportSnapshotPath,
   receiveDirPath,
   STATE_SUBVOLUME,
@@ -363,7 +364,7 @@ export function createBtrfsBackend(opts: BtrfsBackendOptions): BtrfsBackend {
         // The subvolumes the header names, in its order: one made since is not in this export.
         const nested = opts.nested ?? [];
         for (const [i, inner] of nested.entries()) {
-          const source = `${exportSnapshotPath(name, process.pid)}-n${i}`;
+          const source = exportNestedPath(name, process.pid, i);
           await t.clearPartial(source, await t.subvolumes());
           await snapshotSubvolume(t.abs(`${environmentPath(name)}/${inner}`), t.abs(source), true);
           try {

@@ -44,7 +44,7 @@ export const partialPristinePath = (base: string): string => `${PRISTINE_DIR}/${
  * needs a read-only source) and deleted right after. `@` never appears in an
  * environment name, so it cannot be taken for the partial of one.
  */
-export const driftSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}drift-${pid}`;
+export const driftSnapshotPath = (name: string, pid: number): string => workingSnapshotPath(name, 'drift', pid);
 /** `<env>@<name>`: `@` is in neither name, so the pair reads back unambiguously. */
 export const snapshotBase = (env: string, name: string): string => `${env}${RETIRED_SEPARATOR}${name}`;
 export const snapshotPath = (env: string, name: string): string => `${SNAPSHOT_DIR}/${snapshotBase(env, name)}`;
@@ -58,7 +58,25 @@ export const partialSnapshotPath = (env: string, name: string): string => `${SNA
 export const RECEIVE_DIR_PREFIX = `${PARTIAL_PREFIX}receive-`;
 export const receiveDirPath = (pid: number, tag: string): string => `${ROOT_DIR}/${RECEIVE_DIR_PREFIX}${pid}-${tag}`;
 /** The read-only snapshot `btrfs send` reads for `sysprime export`, deleted after. */
-export const exportSnapshotPath = (name: string, pid: number): string => `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}export-${pid}`;
+export const exportSnapshotPath = (name: string, pid: number): string => workingSnapshotPath(name, 'export', pid);
+/** The read-only copy of the `index`th subvolume nested in an exported environment, beside the export's own. */
+export const exportNestedPath = (name: string, pid: number, index: number): string => `${exportSnapshotPath(name, pid)}${NESTED_MARK}${index}`;
+
+/** The verbs that take a read-only snapshot of an environment for the length of one process. */
+const WORKING_KINDS = ['drift', 'export'] as const;
+const NESTED_MARK = '-n';
+
+function workingSnapshotPath(name: string, kind: (typeof WORKING_KINDS)[number], pid: number): string {
+  return `${ROOT_DIR}/${PARTIAL_PREFIX}${name}${RETIRED_SEPARATOR}${kind}-${pid}`;
+}
+
+const literal = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+/** receiveDirPath's names: the pid, then the tag. */
+const RECEIVE_DIR_NAME = new RegExp(`^${literal(RECEIVE_DIR_PREFIX)}(\\d+)-[0-9a-f]+$`);
+/** workingSnapshotPath's names, and exportNestedPath's: an environment name never holds the separator. */
+const WORKING_SNAPSHOT_NAME = new RegExp(
+  `^${literal(PARTIAL_PREFIX)}[^${literal(RETIRED_SEPARATOR)}]+${literal(RETIRED_SEPARATOR)}(?:${WORKING_KINDS.join('|')})-(\\d+)(?:${literal(NESTED_MARK)}\\d+)?$`,
+);
 /**
  * The process a partial subvolume (or receive directory) belongs to while it
  * works, when its name carries one: a drift or export snapshot, an import's
@@ -68,8 +86,7 @@ export const exportSnapshotPath = (name: string, pid: number): string => `${ROOT
 export function partialOwner(path: string): number | null {
   const parts = path.split('/');
   if (parts[0] !== ROOT_DIR || parts[1] === undefined) return null;
-  // The names receiveDirPath, driftSnapshotPath and exportSnapshotPath (and its `-n<i>` nested copies) make.
-  const m = /^\.partial-receive-(\d+)-[0-9a-f]+$/.exec(parts[1]) ?? (parts.length === 2 ? /^\.partial-[^@]+@(?:drift|export)-(\d+)(?:-n\d+)?$/.exec(parts[1]) : null);
+  const m = RECEIVE_DIR_NAME.exec(parts[1]) ?? (parts.length === 2 ? WORKING_SNAPSHOT_NAME.exec(parts[1]) : null);
   return m === null ? null : Number(m[1]);
 }
 

@@ -10,7 +10,7 @@ import {
   parseSubvolumeShow,
 } from '../../../src/backends/btrfs/parse.js';
 import { parseMountinfo } from '../../../src/os/mounts.js';
-import { partialOwner, roleOf } from '../../../src/backends/btrfs/layout.js';
+import { driftSnapshotPath, exportNestedPath, exportSnapshotPath, partialOwner, receiveDirPath, roleOf } from '../../../src/backends/btrfs/layout.js';
 import { isSysprimeError } from '../../../src/errors.js';
 
 const LIST = `ID 256 gen 7 top level 5 path @
@@ -201,4 +201,8 @@ test('the process a partial subvolume belongs to, when its name carries one', ()
   assert.equal(partialOwner('ROOT/.pristine/.partial-a@drift-7'), null);
   assert.equal(partialOwner('ROOT/.partial-a@export-x'), null);
   assert.equal(partialOwner('ROOT/.partial-a@drift-7/inside'), null);
+  // Whatever the builders make reads back to its process.
+  for (const made of [exportSnapshotPath('web-1', 4242), exportNestedPath('web-1', 4242, 12), driftSnapshotPath('web-1', 4242), `${receiveDirPath(4242, 'a1b2c3')}/web-1`]) {
+    assert.equal(partialOwner(made), 4242, made);
+  }
 });
