@@ -13,7 +13,7 @@
  */
 import { lstatSync } from 'node:fs';
 import type { Backend, ListingLimit, PathChange } from '../backends/types.js';
-import { toFsPath, type HashAlgorithm, type Manifest, type Rules } from '../bart/index.js';
+import { displayPath, toFsPath, type HashAlgorithm, type Manifest, type Rules } from '../bart/index.js';
 import { patchManifest, type PatchResult } from '../bart/patch.js';
 import { walkRoots } from '../bart/rules.js';
 
@@ -107,6 +107,36 @@ export function listingLimitFor(base: Manifest): ListingLimit {
   return { changes: Math.max(4000, Math.floor(base.entries.length / 4)) };
 }
 
+/**
+ * Why listing the changes between an older tree and a newer one would only
+ * be given up, or null: a top-level directory of the older tree that the
+ * newer holds as another directory (a new inode: replaced whole, as the
+ * store updater swaps /usr) or not at all has every entry below it listed,
+ * and when those alone are more than the listing may hold, the listing is
+ * time spent before the walk that follows anyway. Snapshots and clones keep
+ * inode numbers (Btrfs, ZFS), so a directory left in place has its number
+ * in both. Entries without a stat index (a manifest from elsewhere) say
+ * nothing.
+ */
+export function replacedWhole(older: Manifest, newerRoot: string, limit: ListingLimit): string | null {
+  const root = Buffer.from(newerRoot, 'utf8').toString('latin1');
+  const replaced = new Set<string>();
+  for (const e of older.entries) {
+    if (e.type !== 'D' || e.stat === undefined || e.path === '/' || e.path.indexOf('/', 1) !== -1) continue;
+    const now = lstatSync(toFsPath(root + e.path), { throwIfNoEntry: false });
+    if (now === undefined || !now.isDirectory() || now.ino !== e.stat.ino) replaced.add(e.path);
+  }
+  if (replaced.size === 0) return null;
+  let below = 0;
+  for (const e of older.entries) {
+    const slash = e.path.indexOf('/', 1);
+    if (slash > 0 && replaced.has(e.path.slice(0, slash))) below++;
+  }
+  if (below <= limit.changes) return null;
+  const named = [...replaced].map(displayPath).join(', ');
+  return `${named} ${replaced.size === 1 ? 'was' : 'were'} replaced whole or removed: a listing would name the ${below} entries below, more than the ${limit.changes} it may`;
+}
+
 /** `base` patched into the manifest of the tree at `root` with what the listing names read again. */
 async function patchFromListing(
   changes: readonly PathChange[],
@@ -167,7 +197,10 @@ export async function pristineManifestFromChanges(input: PristineFastPathInput):
   if (input.older.manifest.header.hash !== input.hash) return { ok: false, reason: `the manifest of generation ${input.older.generation} has another hash` };
   const elsewhere = otherFilesystem(input.newer.path, input.rules);
   if (elsewhere !== null) return { ok: false, reason: elsewhere };
-  const listing = await input.backend.changesBetweenPristines(input.older.generation, input.newer.generation, listingLimitFor(input.older.manifest));
+  const limit = listingLimitFor(input.older.manifest);
+  const whole = replacedWhole(input.older.manifest, input.newer.path, limit);
+  if (whole !== null) return { ok: false, reason: whole };
+  const listing = await input.backend.changesBetweenPristines(input.older.generation, input.newer.generation, limit);
   if (!listing.ok) return listing;
   const result = await patchFromListing(listing.changes, input.older.manifest, { ...input, root: input.newer.path });
   return { ok: true, result, source: listing.source, listed: listing.changes.length };
