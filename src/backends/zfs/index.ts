@@ -260,10 +260,15 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
    * `target` (and each child RELS of it), received onto `origin` of `base`
    * (and the child's own of base's child), takes that snapshot over
    * (promote) and `base` goes with its children; the snapshot's name now.
+   * `half` names the kill points: the root's promote done, its children's
+   * not (each depends on the other then); every promote done, the base
+   * (now the clone) not destroyed.
    */
-  async function promoteOver(target: string, base: string, origin: string, inside: (id: string) => string, rels: readonly string[] = []): Promise<string> {
+  async function promoteOver(target: string, base: string, origin: string, inside: (id: string) => string, rels: readonly string[], half: 'root' | 'boot'): Promise<string> {
     await zfs(['promote', target]);
+    faultPoint('backend:zfs', `promoted-${half}`);
     for (const rel of rels) await zfs(['promote', `${target}/${rel}`]);
+    faultPoint('backend:zfs', `promoted-${half}-all`);
     await zfs(['destroy', ...(rels.length > 0 ? ['-r'] : []), inside(base)]);
     return `${target}@${shortSnapshotName(origin)}`;
   }
@@ -283,15 +288,28 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
     return mountedChildren(await childrenOf(ds));
   }
 
-  /** Whether `ds` is a clone of `snapshot`, or of a clone of it, and so on (its origins, followed up). */
-  async function descendsFrom(ds: string, snapshot: string): Promise<boolean> {
+  /**
+   * Whether `snapshot` is in the history `ds` was made from, so that `zfs send -i snapshot` of a snapshot of `ds`
+   * is an increment OpenZFS can send: a snapshot of `ds` itself, or of a dataset `ds` is a clone of (or a clone of
+   * a clone of, and so on) taken no later than the snapshot the clone was made from. An environment made with
+   * `create` is a clone of a snapshot taken after its generation's pristine, and so are its children.
+   */
+  async function inHistoryOf(ds: string, snapshot: string): Promise<boolean> {
+    const holder = holderOf(snapshot);
+    if (holder === ds) return true;
+    const taken = await readOne(snapshot, ['createtxg']);
+    const txg = taken === null ? NaN : Number(prop(taken, 'createtxg'));
+    if (!Number.isSafeInteger(txg)) return false;
     let at = ds;
     // A chain of origins ends at a dataset that is no clone; the bound only guards against a cycle ZFS cannot make.
     for (let depth = 0; depth < 64; depth++) {
       const record = await readOne(at, ['origin']);
       const origin = record === null ? null : prop(record, 'origin');
       if (origin === null) return false;
-      if (origin === snapshot) return true;
+      if (holderOf(origin) === holder) {
+        const from = await readOne(origin, ['createtxg']);
+        return from !== null && Number(prop(from, 'createtxg')) >= txg;
+      }
       at = holderOf(origin);
     }
     return false;
@@ -875,10 +893,10 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         const records = await readTree(holderOf(pristine.id), ['type']);
         for (const c of children) {
           const half = childPristine(pristine.id, c.rel);
-          // An increment needs the child to be its half's dataset, or a clone of it (or of a clone of it...).
-          const from = records.some((r) => r.name === half) && (holderOf(half) === c.name || (await descendsFrom(c.name, half)));
+          // An increment needs the half in the child's history: its own snapshot, or one its origins were taken after.
+          const from = records.some((r) => r.name === half) && (await inHistoryOf(c.name, half));
           if (!from) {
-            throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its child dataset ${c.rel} has no part in the pristine state (it is not ${half} nor a clone of it): it was made after it`, {
+            throw new SysprimeError('REFUSED', `export --with-pristine of ${JSON.stringify(name)}: its child dataset ${c.rel} has no part in the pristine state (${half} is not in its history): it was made after it`, {
               hint: 'export it without --with-pristine: its state on arrival becomes its pristine there',
             });
           }
@@ -1019,8 +1037,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
         await verify();
         // The pristine snapshots move to the environment and its boot dataset, which then hold them as those whose
         // pristine was taken here do.
-        const kept = origin !== null && base !== null ? await promoteOver(temporary, base, origin, (id) => assertInsideRoot(pool, id), nested) : null;
-        const keptBoot = bootOrigin !== null && bootBase !== null && bootTemporary !== null ? await promoteOver(bootTemporary, bootBase, bootOrigin, inBoot) : null;
+        const kept = origin !== null && base !== null ? await promoteOver(temporary, base, origin, (id) => assertInsideRoot(pool, id), nested, 'root') : null;
+        const keptBoot = bootOrigin !== null && bootBase !== null && bootTemporary !== null ? await promoteOver(bootTemporary, bootBase, bootOrigin, inBoot, [], 'boot') : null;
         for (const snap of snapshotsOf(await readTree(temporary, ['type']), temporary)) if (snap.name !== kept || !opts.keepPristine) await zfs(['destroy', assertInsideRoot(pool, snap.name)]);
         if (bp !== null && bootTemporary !== null) {
           for (const snap of snapshotsOf(await readTree(bootTemporary, ['type']), bootTemporary)) if (snap.name !== keptBoot || !opts.keepPristine) await zfs(['destroy', inBoot(snap.name)]);
@@ -1261,7 +1279,7 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
       }
       // Staging clones pristine N, updates the clone and snapshots it: N+1 is a snapshot of a clone of N (or, after a
       // promote moved both, of the same dataset). zfs diff compares only such a pair; anything else is walked.
-      if (olderHolder !== newerHolder && !(await descendsFrom(newerHolder, older.id))) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
+      if (olderHolder !== newerHolder && !(await inHistoryOf(newerHolder, older.id))) return { ok: false, reason: `${newer.id} does not descend from ${older.id}` };
       // zfs diff reads both sides through their datasets' mounts (.zfs/snapshot), and prints paths under the newer one's.
       const mounts = await readMounts();
       const targets = mountTargetsOf(mounts, newerHolder);
