@@ -110,8 +110,33 @@ export function formatManifestBytes(m: Manifest, lineStarts?: Float64Array, stri
 export function formatLines(count: number, entryAt: (i: number) => ManifestEntry, head = '', lineStarts?: Float64Array, stride = 1, offset = 0): Buffer {
   const out = new TextBuffer(64 + head.length + count * 120);
   out.text(head);
+  // With no chunk limit nothing is yielded: one step of the generator writes every line.
+  const lines = writeLines(out, count, entryAt, lineStarts, stride, offset, Infinity);
+  while (lines.next().done !== true);
+  return out.take();
+}
+
+/** Bytes a chunk of a streamed manifest or index holds before it is handed on. */
+const CHUNK_BYTES = 1 << 20;
+
+/**
+ * The text of a manifest in chunks of about a MiB, ending at line ends, for
+ * a writer that writes each before asking for the next: a manifest of a
+ * large root is tens of MB, which one buffer (and a string of it) would hold
+ * whole, twice, at the moment memory is highest.
+ */
+export function* formatManifestChunks(m: Manifest): Generator<Buffer> {
+  const out = new TextBuffer(CHUNK_BYTES + 4096);
+  out.text(formatHeader(m.header));
+  yield* writeLines(out, m.entries.length, (i) => m.entries[i]!, undefined, 1, 0, CHUNK_BYTES);
+  yield out.take();
+}
+
+/** Write entry lines into `out`; each time it holds `chunk` bytes or more, what it holds is taken and yielded. */
+function* writeLines(out: TextBuffer, count: number, entryAt: (i: number) => ManifestEntry, lineStarts: Float64Array | undefined, stride: number, offset: number, chunk: number): Generator<Buffer> {
   let slot = offset;
   for (let i = 0; i < count; i++) {
+    if (out.pending >= chunk) yield out.take();
     const e = entryAt(i);
     if (lineStarts !== undefined) {
       lineStarts[slot] = out.length;
@@ -141,20 +166,27 @@ export function formatLines(count: number, entryAt: (i: number) => ManifestEntry
     if (e.xattrs !== undefined) out.text(formatXattrs(e.xattrs));
     out.byte(0x0a);
   }
-  return out.bytes();
 }
+
+const EMPTY = Buffer.alloc(0);
 
 /** Bytes of latin1 text appended at the end of a buffer that doubles when full. */
 class TextBuffer {
   private buf: Buffer;
   private pos = 0;
+  /** Bytes taken out before the current buffer. */
+  private taken = 0;
 
-  constructor(size: number) {
+  constructor(private readonly size: number) {
     this.buf = Buffer.allocUnsafe(size);
   }
 
   private room(n: number): void {
     if (this.pos + n <= this.buf.length) return;
+    if (this.pos === 0) {
+      this.buf = Buffer.allocUnsafe(Math.max(this.size, n));
+      return;
+    }
     const grown = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
     this.buf.copy(grown, 0, 0, this.pos);
     this.buf = grown;
@@ -188,12 +220,24 @@ class TextBuffer {
     this.pos += digits;
   }
 
+  /** Bytes written since the start, taken ones included. */
   get length(): number {
+    return this.taken + this.pos;
+  }
+
+  /** Bytes written since the last take. */
+  get pending(): number {
     return this.pos;
   }
 
-  bytes(): Buffer {
-    return this.buf.subarray(0, this.pos);
+  /** What was written since the last take; the next bytes go to a new buffer, so the one returned stays as it is. */
+  take(): Buffer {
+    const bytes = this.buf.subarray(0, this.pos);
+    this.taken += this.pos;
+    // The next buffer is allocated when something is written to it.
+    this.buf = EMPTY;
+    this.pos = 0;
+    return bytes;
   }
 }
 
@@ -212,10 +256,18 @@ export const INDEX_MAGIC = '# sysprime bart index 1';
 
 /** The side index: one line per entry, in the manifest's order: `dev ino mtimeMs ctimeMs` or `-`. */
 export function formatIndex(m: Manifest): string {
-  const parts: string[] = [`${INDEX_MAGIC} ${m.entries.length}\n`];
+  return Buffer.concat([...formatIndexChunks(m)]).toString('latin1');
+}
+
+/** The side index in chunks, as formatManifestChunks gives the manifest. */
+export function* formatIndexChunks(m: Manifest): Generator<Buffer> {
+  const out = new TextBuffer(CHUNK_BYTES + 4096);
+  out.text(`${INDEX_MAGIC} ${m.entries.length}\n`);
   for (const e of m.entries) {
+    if (out.pending >= CHUNK_BYTES) yield out.take();
     const s = e.stat;
-    parts.push(s === undefined ? '-\n' : `${s.dev} ${s.ino} ${s.mtimeMs} ${s.ctimeMs}\n`);
+    // Number#toString, as the text has always been written (the times have fractions).
+    out.text(s === undefined ? '-\n' : `${s.dev} ${s.ino} ${s.mtimeMs} ${s.ctimeMs}\n`);
   }
-  return parts.join('');
+  yield out.take();
 }

@@ -16,7 +16,7 @@ export type {
 } from './types.js';
 export { HASH_ALGORITHMS, displayPath, fromFsName, printable, toFsPath } from './types.js';
 export { decodeName, encodeName } from './escape.js';
-export { formatEntry, formatHeader, formatIndex, formatManifest, makeHeader, solarisDate, sortEntries } from './format.js';
+export { formatEntry, formatHeader, formatIndex, formatIndexChunks, formatManifest, formatManifestChunks, makeHeader, solarisDate, sortEntries } from './format.js';
 export { applyIndex, parseEntryLine, parseManifest } from './parse.js';
 export { ALL, ATTR, DEFAULT_FLAGS, KEYWORDS, applyIgnoreList, defaultRules, parseRules, ruleFor, type Rule, type Rules } from './rules.js';
 export { compareManifests, differencesToJson, entryDifferences, formatProgrammatic, formatVerbose, type CompareOptions } from './compare.js';

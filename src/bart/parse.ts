@@ -75,8 +75,15 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
   const header: ManifestHeader = { version: '', hash: 'md5', root: '/', date: '' };
   let sawHash = false;
   const entries: ManifestEntry[] = [];
-  /** Path -> line where it was listed: one entry per path. */
-  const seen = new Map<string, number>();
+  /** The line each entry was on, for the message when a path is listed twice. */
+  const lineOf: number[] = [];
+  /**
+   * Path -> line where it was listed: one entry per path. Made only when a
+   * path is not greater than the one before: while they increase (as every
+   * manifest bart create writes does) none can repeat, and a map of half a
+   * million paths is memory the parse does not need.
+   */
+  let seen: Map<string, number> | undefined;
   let lineNo = 0;
   let pos = 0;
   const n = text.length;
@@ -109,10 +116,15 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
     }
     if (/^\s*$/.test(line)) continue;
     const e = parseEntryLine(line, source, lineNo);
-    const before = seen.get(e.path);
-    if (before !== undefined) fail(source, lineNo, `path '${line.trim().split(/[ \t]+/)[0]}' is listed again (first on line ${before})`);
-    seen.set(e.path, lineNo);
+    const last = entries[entries.length - 1];
+    if (seen === undefined && last !== undefined && e.path <= last.path) seen = new Map(entries.map((x, k) => [x.path, lineOf[k]!]));
+    if (seen !== undefined) {
+      const before = seen.get(e.path);
+      if (before !== undefined) fail(source, lineNo, `path '${line.trim().split(/[ \t]+/)[0]}' is listed again (first on line ${before})`);
+      seen.set(e.path, lineNo);
+    }
     entries.push(e);
+    lineOf.push(lineNo);
   }
   if (header.version === '') fail(source, 1, "no '! Version' line");
   if (!sawHash && header.version !== '1.0' && header.version !== '') {

@@ -74,15 +74,24 @@ function setMeta(fd: number, meta: DurableMeta): void {
   if (meta.mode !== undefined) fchmodSync(fd, meta.mode);
 }
 
+/**
+ * What a durable write takes: text (written as UTF-8), bytes, or chunks of
+ * bytes, each written before the next is asked for (a large file made as
+ * it is written never has to be whole in memory).
+ */
+export type DurableData = string | Uint8Array | Iterable<Uint8Array>;
+
 /** Write `data` under a new temporary name beside `path` and fsync it; returns the temporary path. */
-export function writeTemp(path: string, data: string | Uint8Array, meta: DurableMeta = {}): string {
+export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {}): string {
   const tmp = tempPathFor(path);
   let fd: number | undefined;
   try {
     fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, meta.mode ?? 0o644);
-    const buf = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-    let off = 0;
-    while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
+    for (const buf of chunks) {
+      let off = 0;
+      while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
+    }
     setMeta(fd, meta);
     fsyncSync(fd);
   } catch (err) {
@@ -107,7 +116,7 @@ export function renameInto(tmp: string, path: string): void {
 }
 
 /** Replace one file durably. */
-export function replaceFile(path: string, data: string | Uint8Array, meta: DurableMeta = {}): void {
+export function replaceFile(path: string, data: DurableData, meta: DurableMeta = {}): void {
   const tmp = writeTemp(path, data, meta);
   renameInto(tmp, path);
   fsyncPath(dirname(path));

@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { applyIndex, formatIndex, formatManifest, parseManifest, type Manifest } from '../bart/index.js';
+import { applyIndex, formatIndexChunks, formatManifestChunks, parseManifest, type Manifest } from '../bart/index.js';
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
@@ -51,8 +51,8 @@ function fileFor(dir: string, subject: string): string {
   return join(dir, 'manifests', createHash('sha256').update(subject).digest('hex').slice(0, 32));
 }
 
-function writeAtomic(path: string, data: string): void {
-  replaceFile(path, Buffer.from(data, 'latin1'), { mode: 0o600 });
+function writeAtomic(path: string, data: string | Buffer | Iterable<Buffer>): void {
+  replaceFile(path, typeof data === 'string' ? Buffer.from(data, 'latin1') : data, { mode: 0o600 });
 }
 
 /**
@@ -84,12 +84,13 @@ function parseKeptSignature(text: string): { line: string; signedAt: string | un
 export function saveManifest(db: Db, stateDir: string, subject: string, identity: string, m: Manifest, key?: PrivateSigningKey): void {
   mkdirSync(join(stateDir, 'manifests'), { recursive: true, mode: 0o700 });
   const file = fileFor(stateDir, subject);
-  const bart = Buffer.from(formatManifest(m), 'latin1');
   const signedAt = new Date().toISOString();
-  const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart, signedAt));
+  // Unsigned (the common case), the text goes to the file as it is made, never whole in memory; a signature needs it whole.
+  const bart = key === undefined ? undefined : Buffer.concat([...formatManifestChunks(m)]);
+  const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart!, signedAt));
   rmSync(`${file}.sig`, { force: true });
-  writeAtomic(`${file}.bart`, formatManifest(m));
-  writeAtomic(`${file}.index`, formatIndex(m));
+  writeAtomic(`${file}.bart`, bart ?? formatManifestChunks(m));
+  writeAtomic(`${file}.index`, formatIndexChunks(m));
   if (signature !== undefined) writeAtomic(`${file}.sig`, `${SIGNED_AT}${signedAt}\n${signature}\n`);
   db.prepare('INSERT OR REPLACE INTO manifests (subject, created, identity, entries, file) VALUES (?, ?, ?, ?, ?)').run(
     subject,

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeName, encodeName } from '../../../src/bart/escape.js';
-import { formatEntry, formatHeader, formatManifest, makeHeader, solarisDate, sortEntries } from '../../../src/bart/format.js';
+import { formatEntry, formatHeader, formatIndexChunks, formatManifest, formatManifestBytes, formatManifestChunks, makeHeader, solarisDate, sortEntries } from '../../../src/bart/format.js';
 import { applyIndex, parseManifest } from '../../../src/bart/parse.js';
 import { formatIndex } from '../../../src/bart/format.js';
 import { isSysprimeError } from '../../../src/errors.js';
@@ -136,4 +136,37 @@ test('format and parse round-trip, with odd names, xattrs and the side index', (
   applyIndex(back, formatIndex(m));
   assert.equal(back.header.xattrs, true);
   assert.deepEqual(back.entries, m.entries.map((x) => JSON.parse(JSON.stringify(x)) as ManifestEntry));
+});
+
+test('a manifest and its index written in chunks are the bytes written whole, each chunk ending a line', () => {
+  // Enough lines for several chunks of a MiB, with names that need escaping and a stat index with fractions.
+  const entries = sortEntries(
+    Array.from({ length: 40_000 }, (_, i): ManifestEntry => ({
+      path: `/usr/share/pkg ${i % 97}/file-${i}`,
+      type: 'F',
+      size: i * 13,
+      mode: 0o100644,
+      acl: '-',
+      mtime: 1_700_000_000 + i,
+      uid: 0,
+      gid: i % 3,
+      contents: (i * 7919).toString(16).padStart(16, '0'),
+      ...(i % 5 === 0 ? {} : { stat: { dev: 45, ino: 256 + i, mtimeMs: 1_700_000_000_123.4567 + i, ctimeMs: 1_700_000_000_987.25 + i } }),
+    })),
+  );
+  const m: Manifest = { header: makeHeader('xxh64', '/'), entries };
+  const chunks = [...formatManifestChunks(m)];
+  assert.ok(chunks.length >= 3, `${chunks.length} chunks`);
+  for (const c of chunks) assert.equal(c[c.length - 1], 0x0a, 'every chunk ends a line');
+  assert.ok(Buffer.concat(chunks).equals(formatManifestBytes(m)));
+  assert.equal(Buffer.concat(chunks).toString('latin1'), formatManifest(m));
+
+  const index = [...formatIndexChunks(m)];
+  assert.ok(index.length >= 2, `${index.length} index chunks`);
+  const text = Buffer.concat(index).toString('latin1');
+  const lines = text.split('\n');
+  assert.equal(lines[0], `# sysprime bart index 1 ${entries.length}`);
+  assert.equal(lines[1], entries[0]!.stat === undefined ? '-' : `${entries[0]!.stat.dev} ${entries[0]!.stat.ino} ${entries[0]!.stat.mtimeMs} ${entries[0]!.stat.ctimeMs}`);
+  const back = applyIndex(parseManifest(Buffer.concat(chunks)), text);
+  assert.deepEqual(back.entries, entries);
 });

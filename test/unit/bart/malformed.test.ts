@@ -47,6 +47,13 @@ const cases: [string, string, RegExp][] = [
   ['a negative gid', `/etc/x F 10 100644 - 6568a2b0 0 -1 ${SHA}\n`, /line 4: gid '-1' is out of range/],
   ['a mode out of range', `/etc/x F 10 1100644 - 6568a2b0 0 0 ${SHA}\n`, /line 4: mode '1100644' is out of range/],
   ['a duplicate entry', `/etc/x F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/x F 11 100644 - 6568a2b0 0 0 ${SHA}\n`, /line 5: path '\/etc\/x' is listed again \(first on line 4\)/],
+  // Out of order (a hand-written manifest), with the repeat lines apart: found all the same.
+  [
+    'a duplicate entry out of order',
+    `/etc/b F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/c F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/a F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/c F 11 100644 - 6568a2b0 0 0 ${SHA}\n`,
+    /line 7: path '\/etc\/c' is listed again \(first on line 5\)/,
+  ],
+  ['a duplicate entry in order then not', `/etc/a F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/b F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/a F 11 100644 - 6568a2b0 0 0 ${SHA}\n`, /line 6: path '\/etc\/a' is listed again \(first on line 4\)/],
 ];
 
 for (const [what, line, re] of cases) {
