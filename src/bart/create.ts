@@ -8,6 +8,7 @@
  * Problems with single files (vanished, unreadable) are warnings: the
  * manifest is still written and the status is 1, as Solaris does.
  */
+import './shapes.js';
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';

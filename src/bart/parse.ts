@@ -3,6 +3,7 @@
  * hand-written examples from the man pages) and our own (xattr tokens,
  * ROOT line). Errors name the line.
  */
+import './shapes.js';
 import { SysprimeError } from '../errors.js';
 import { decodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';

@@ -14,6 +14,7 @@
  * filesystem's listing may name only one. Every other entry of the base with
  * the inode number of an entry read again is read again too.
  */
+import './shapes.js';
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
