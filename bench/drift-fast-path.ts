@@ -12,7 +12,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createBtrfsBackend } from '../src/backends/btrfs/index.js';
-import { createManifest, defaultRules, formatEntry, formatIndex, formatManifest, applyIndex, parseManifest, type Manifest } from '../src/bart/index.js';
+import { createManifest, defaultRules, formatEntry, formatIndex, formatManifest, applyIndex, lookupInManifest, parseManifest, type Manifest } from '../src/bart/index.js';
 import { liveManifestFromChanges } from '../src/drift/changes.js';
 import { run } from '../src/process/run.js';
 
@@ -47,7 +47,7 @@ if (phase === 'before') {
   const incremental = await timed('incremental walk', () => createManifest({ root: live, rules, previous }));
   const backend = createBtrfsBackend({ top });
   const fast = await timed('fast path (send + patch)', () =>
-    liveManifestFromChanges({ backend, name, generation, pristine: { manifest: pristine, path: pristinePath }, live, rules, hash: 'xxh64', previous }),
+    liveManifestFromChanges({ backend, name, generation, pristine: { manifest: pristine, path: pristinePath }, live, rules, hash: 'xxh64', previous: lookupInManifest(previous) }),
   );
   const fastNoPrevious = await timed('fast path, no previous manifest', () =>
     liveManifestFromChanges({ backend, name, generation, pristine: { manifest: pristine, path: pristinePath }, live, rules, hash: 'xxh64' }),

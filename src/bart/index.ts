@@ -18,6 +18,7 @@ export { HASH_ALGORITHMS, displayPath, fromFsName, printable, toFsPath } from '.
 export { decodeName, encodeName } from './escape.js';
 export { formatEntry, formatHeader, formatIndex, formatIndexChunks, formatManifest, formatManifestChunks, makeHeader, solarisDate, sortEntries } from './format.js';
 export { applyIndex, parseEntryLine, parseManifest } from './parse.js';
+export { lookupInManifest, lookupInText, type EntryLookup } from './lookup.js';
 export { ALL, ATTR, DEFAULT_FLAGS, KEYWORDS, applyIgnoreList, defaultRules, parseRules, ruleFor, type Rule, type Rules } from './rules.js';
 export { compareManifests, differencesToJson, entryDifferences, formatProgrammatic, formatVerbose, type CompareOptions } from './compare.js';
 export { createManifest, type CreateOptions, type CreateResult } from './create.js';

@@ -8,7 +8,7 @@ import { SysprimeError } from '../errors.js';
 import { decodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
 import { INDEX2_MAGIC, RECORD, R_CTIME_MS, R_DEV, R_INO, R_MTIME_MS, R_STATE, STATE_NO_STAT, isIndex2 } from './index-file.js';
-import type { EntryType, Manifest, ManifestEntry, ManifestHash, ManifestHeader } from './types.js';
+import type { EntryType, Manifest, ManifestEntry, ManifestHash, ManifestHeader, StatIndex } from './types.js';
 
 const TYPES = new Set<string>(['F', 'D', 'L', 'P', 'S', 'B', 'C', 'O']);
 const HASHES: Record<string, ManifestHash> = { MD5: 'md5', SHA1: 'sha1', SHA256: 'sha256', SHA384: 'sha384', SHA512: 'sha512', XXH64: 'xxh64' };
@@ -189,20 +189,26 @@ export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'
   for (let i = 0; i < count; i++) {
     const l = lines[i + 1];
     if (l === undefined) fail(source, i + 2, 'index ends early');
-    if (l === '-') continue;
-    const a = l.indexOf(' ');
-    const b = a < 0 ? -1 : l.indexOf(' ', a + 1);
-    const c = b < 0 ? -1 : l.indexOf(' ', b + 1);
-    const dev = Number(l.slice(0, a));
-    const ino = Number(l.slice(a + 1, b));
-    const mt = Number(l.slice(b + 1, c));
-    const ct = Number(l.slice(c + 1));
-    if (c < 0 || l.indexOf(' ', c + 1) >= 0 || a === 0 || b === a + 1 || c === b + 1 || c === l.length - 1 || !(Number.isFinite(dev) && Number.isFinite(ino) && Number.isFinite(mt) && Number.isFinite(ct))) {
-      fail(source, i + 2, `malformed index line '${l}'`);
-    }
-    m.entries[i]!.stat = { dev, ino, mtimeMs: mt, ctimeMs: ct };
+    const stat = parseIndexLine(l, source, i + 2);
+    if (stat !== undefined) m.entries[i]!.stat = stat;
   }
   return m;
+}
+
+/** One line of a version 1 index: `dev ino mtimeMs ctimeMs`, or `-` (undefined) for an entry without one. */
+export function parseIndexLine(l: string, source: string, lineNo: number): StatIndex | undefined {
+  if (l === '-') return undefined;
+  const a = l.indexOf(' ');
+  const b = a < 0 ? -1 : l.indexOf(' ', a + 1);
+  const c = b < 0 ? -1 : l.indexOf(' ', b + 1);
+  const dev = Number(l.slice(0, a));
+  const ino = Number(l.slice(a + 1, b));
+  const mt = Number(l.slice(b + 1, c));
+  const ct = Number(l.slice(c + 1));
+  if (c < 0 || l.indexOf(' ', c + 1) >= 0 || a === 0 || b === a + 1 || c === b + 1 || c === l.length - 1 || !(Number.isFinite(dev) && Number.isFinite(ino) && Number.isFinite(mt) && Number.isFinite(ct))) {
+    fail(source, lineNo, `malformed index line '${l}'`);
+  }
+  return { dev, ino, mtimeMs: mt, ctimeMs: ct };
 }
 
 /** The stat numbers of a version 2 index (index-file.ts) onto the manifest's entries. */

@@ -20,6 +20,7 @@ import { resolve } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { encodeName } from './escape.js';
 import { makeHeader } from './format.js';
+import type { EntryLookup } from './lookup.js';
 import { CHUNK, hashFile, loadHashers } from './hash.js';
 import { readAcls, readXattrs } from './metadata.js';
 import { ATTR, decide, enter, rootContext, ruleFor, shouldDescend, splitComponents, walkRoots, type Rules, type WalkContext } from './rules.js';
@@ -41,8 +42,8 @@ export interface PatchOptions {
   paths?: Iterable<string>;
   /** Entries to read again with everything below them; the base's entries below them are dropped. */
   subtrees?: Iterable<string>;
-  /** A manifest of this tree with its side index, for digests that need not be computed again. */
-  previous?: Manifest;
+  /** A manifest of this tree with its side index (found by path), for digests that need not be computed again. */
+  previous?: EntryLookup;
   /** Collect ACLs where rules check `acl` (default true). */
   acl?: boolean;
   /**
@@ -258,12 +259,8 @@ export async function patchManifest(opts: PatchOptions): Promise<PatchResult> {
   // because its atime moved). Both are found by binary search in their sorted entries.
   const remap = opts.keptDevice;
   const hashable = (e: ManifestEntry | undefined): e is ManifestEntry => e !== undefined && e.type === 'F' && e.stat !== undefined && e.contents !== undefined && e.contents !== '-';
-  const previous = opts.previous !== undefined && opts.previous.header.hash === alg ? opts.previous.entries : [];
-  // The previous manifest's keys are made only for the entries the search looks at.
-  const inPrevious = (path: string, key: string): ManifestEntry | undefined => {
-    const e = previous[lowerBound(previous.length, (i) => encodeName(previous[i]!.path), key)];
-    return e !== undefined && e.path === path ? e : undefined;
-  };
+  const previous = opts.previous !== undefined && opts.previous.header.hash === alg ? opts.previous : undefined;
+  const inPrevious = (path: string, key: string): ManifestEntry | undefined => previous?.find(path, key);
   const inBase = (path: string, key: string): ManifestEntry | undefined => {
     const e = baseEntries[baseAt(key)];
     return e !== undefined && e.path === path ? e : undefined;

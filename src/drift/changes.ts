@@ -13,7 +13,7 @@
  */
 import { lstatSync } from 'node:fs';
 import type { Backend, ListingLimit, PathChange } from '../backends/types.js';
-import { displayPath, toFsPath, type HashAlgorithm, type Manifest, type Rules } from '../bart/index.js';
+import { displayPath, toFsPath, type EntryLookup, type HashAlgorithm, type Manifest, type Rules } from '../bart/index.js';
 import { patchManifest, type PatchResult } from '../bart/patch.js';
 import { walkRoots } from '../bart/rules.js';
 
@@ -63,8 +63,8 @@ export interface FastPathInput {
   live: string;
   rules: Rules;
   hash: HashAlgorithm;
-  /** The last live manifest kept for the environment, for digests. */
-  previous?: Manifest;
+  /** The last live manifest kept for the environment, found by path, for digests. */
+  previous?: EntryLookup;
   onWarning?: (message: string) => void;
 }
 
@@ -141,7 +141,7 @@ export function replacedWhole(older: Manifest, newerRoot: string, limit: Listing
 async function patchFromListing(
   changes: readonly PathChange[],
   base: Manifest,
-  input: { root: string; rules: Rules; hash: HashAlgorithm; previous?: Manifest; onWarning?: (message: string) => void },
+  input: { root: string; rules: Rules; hash: HashAlgorithm; previous?: EntryLookup; onWarning?: (message: string) => void },
 ): Promise<PatchResult> {
   const again = pathsToReadAgain(changes);
   // A snapshot's root directory is an inode of its own (its ctime is the snapshot's): read it anyway.

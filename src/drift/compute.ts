@@ -6,10 +6,10 @@
  */
 import type { Context } from '../context.js';
 import type { EnvironmentInfo } from '../backends/types.js';
-import { compareManifests, createManifest, displayPath, sortEntries, type Difference, type Manifest, type ManifestEntry } from '../bart/index.js';
+import { compareManifests, createManifest, displayPath, sortEntries, type Difference, type EntryLookup, type Manifest, type ManifestEntry } from '../bart/index.js';
 import { SysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
-import { keptManifestEvidence, loadManifest, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
+import { keptManifestEvidence, loadManifest, loadManifestLookup, manifestSubject, saveManifest, verifyKeptManifest, type KeptManifestEvidence } from '../state/manifests.js';
 import { recordDriftRun, runsOfPath, verifyDriftRuns, type ChangeKind, type DriftPathInRun } from '../state/drift-runs.js';
 import { readEitherHalf, readPublicKey, type PrivateSigningKey, type PublicSigningKey } from '../signing/keys.js';
 import { auditSigner } from '../signing/audit.js';
@@ -219,7 +219,8 @@ export async function liveManifest(
   // The kept live manifest is never signed: when the result must be trusted (--verify) it seeds nothing, and
   // no digest is taken from the pristine side or a list of changes either: every file is read and hashed.
   const hashEverything = opts.hashEverything === true;
-  const previous = hashEverything ? undefined : loadManifest(ctx.db, subject, identity);
+  // Found by path, not parsed whole: the fast path takes only the digests of the paths it reads again.
+  const previous = hashEverything ? undefined : loadManifestLookup(ctx.db, subject, identity);
   const method = liveMethod();
   let made: Manifest | undefined;
   if (hashEverything) {
@@ -248,7 +249,8 @@ export async function liveManifest(
     throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes here`, { hint: 'unset SYSPRIME_DRIFT_METHOD' });
   }
   if (made === undefined) {
-    const walked = await createManifest({ root: path, rules: rules.rules, hash, ...(previous ? { previous } : {}), onWarning: (w) => log.warn(w) });
+    const seed = wholeOf(previous, name);
+    const walked = await createManifest({ root: path, rules: rules.rules, hash, ...(seed ? { previous: seed } : {}), onWarning: (w) => log.warn(w) });
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
     made = walked.manifest;
   }
@@ -258,6 +260,16 @@ export async function liveManifest(
   }
   saveManifest(ctx.db, ctx.config.state.dir, subject, identity, made);
   return made;
+}
+
+/** Every entry of the kept manifest, for the walk, which looks up every file; undefined (and a warning) when it is unusable. */
+function wholeOf(previous: EntryLookup | undefined, name: string): Manifest | undefined {
+  try {
+    return previous?.manifest();
+  } catch (err) {
+    log.warn(`saved manifest of ${name} is unusable (${messageOf(err)}); hashing every file`);
+    return undefined;
+  }
 }
 
 /**

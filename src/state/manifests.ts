@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { applyIndex, formatIndexChunks, formatManifestChunks, parseManifest, type Manifest } from '../bart/index.js';
+import { applyIndex, formatIndexChunks, formatManifestChunks, lookupInText, parseManifest, type EntryLookup, type Manifest } from '../bart/index.js';
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import type { Db } from './db.js';
@@ -108,6 +108,22 @@ export function loadManifest(db: Db, subject: string, identity?: string): Manife
   try {
     const m = parseManifest(readFileSync(`${row.file}.bart`), `${row.file}.bart`);
     return applyIndex(m, readFileSync(`${row.file}.index`), `${row.file}.index`);
+  } catch (err) {
+    log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
+    return undefined;
+  }
+}
+
+/**
+ * The saved manifest of a subject as a lookup by path (src/bart/lookup.ts),
+ * or undefined like loadManifest: for a caller that needs few of its
+ * entries, without parsing every one.
+ */
+export function loadManifestLookup(db: Db, subject: string, identity?: string): EntryLookup | undefined {
+  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
+  try {
+    return lookupInText(readFileSync(`${row.file}.bart`), readFileSync(`${row.file}.index`), `${row.file}.bart`);
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
