@@ -9,11 +9,40 @@
  * made by someone else after the read is seen; sysprime's own changes drop
  * the entry outright (forget), since ctime moves in coarse clock ticks.
  */
-import { closeSync, fstatSync, type Stats } from 'node:fs';
+import { closeSync, fstatSync, readFileSync, type Stats } from 'node:fs';
 import { childrenInherit, readXattrsOfMany, type Xattrs } from './xattrs.js';
 
-/** Handles per getfattr call: well below the usual limit of 1,024 open files, and a command line far below ARG_MAX. */
-const BATCH = 256;
+/**
+ * Handles per getfattr call. Each call is a fork of this process, which
+ * holds hundreds of MB while it reintegrates a large root (10 ms a call
+ * there, 122 calls for 10,000 files at 256 a call): the batch is as large
+ * as a quarter of the open files allowed leaves room for, up to 4,096
+ * (`/proc/<pid>/fd/<n>` names of 4,096 handles are ~100 KB of command
+ * line, far below ARG_MAX), and never below 256. Node raises its soft
+ * limit to the hard one when it starts (20,000 to 500,000 on current
+ * systems; 1,024 soft on older ones, which Node raises).
+ */
+export function batchFor(openFilesLimit: number | undefined): number {
+  if (openFilesLimit === undefined) return MIN_BATCH;
+  return Math.max(MIN_BATCH, Math.min(MAX_BATCH, Math.floor(openFilesLimit / 4)));
+}
+
+const MIN_BATCH = 256;
+const MAX_BATCH = 4096;
+
+/** The soft limit of open files of this process (`/proc/self/limits`), undefined when it cannot be read. */
+function openFilesLimit(): number | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'latin1').split('\n').find((l) => l.startsWith('Max open files'));
+    const field = line?.slice('Max open files'.length).trim().split(/\s+/)[0];
+    const soft = field === 'unlimited' ? Infinity : Number(field);
+    return soft === Infinity || (Number.isSafeInteger(soft) && soft > 0) ? soft : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let batchSize: number | undefined;
 
 interface Entry {
   ctimeMs: number;
@@ -95,7 +124,7 @@ export class XattrCache {
         }
         queued.add(keyOf(st));
         batch.push({ fd, st });
-        if (batch.length >= BATCH) await flush();
+        if (batch.length >= (batchSize ??= batchFor(openFilesLimit()))) await flush();
       }
       if (batch.length > 0) await flush();
     } finally {
