@@ -45,18 +45,22 @@ function corrupt(source: string, what: string): never {
   throw new SysprimeError('MANIFEST', `${source}: ${what}`, { hint: 'a kept manifest is a cache: it is made again' });
 }
 
-/** Whether the line from `start` to `end` (its newline) is an entry's, as parseManifest reads lines: not blank, not a `#` or `!` line. */
+/**
+ * Whether the line from `start` to `end` (its newline) is an entry's, as
+ * parseManifest reads lines: not empty, not a `#` or `!` line, not only
+ * white space (what `\s` matches among latin1 characters).
+ */
 function isEntryLine(text: Buffer, start: number, end: number): boolean {
   const c0 = text[start];
   if (start === end || c0 === 0x23 || c0 === 0x21) return false;
   for (let i = start; i < end; i++) {
     const c = text[i]!;
-    if (c !== 0x20 && c !== 0x09 && c !== 0x0d && c !== 0x0b && c !== 0x0c) return true;
+    if (c !== 0x20 && (c < 0x09 || c > 0x0d) && c !== 0xa0) return true;
   }
   return false;
 }
 
-/** Where each line starts, the lines `keep` accepts only, with the end of the text after the last. */
+/** Where each line `keep` accepts starts (the first `count` slots of `starts`). */
 function lineStarts(text: Buffer, from: number, keep: (start: number, end: number) => boolean): { starts: Float64Array; count: number } {
   let starts = new Float64Array(1024);
   let count = 0;
@@ -84,7 +88,7 @@ function lineStarts(text: Buffer, from: number, keep: (start: number, end: numbe
  * worst a damaged cache can do is have a file hashed again. Throws a
  * MANIFEST error when the two do not belong together.
  */
-export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest'): EntryLookup {
+export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest', indexSource = `${source} index`): EntryLookup {
   // The header is every line before the first entry's, read as parseManifest reads it.
   let first = 0;
   while (first < bart.length) {
@@ -98,11 +102,11 @@ export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest'): 
   const lines = lineStarts(bart, first, (start, end) => isEntryLine(bart, start, end));
   const nl = index.indexOf(0x0a);
   const head = index.toString('latin1', 0, nl < 0 ? index.length : nl);
-  if (!head.startsWith(INDEX_MAGIC)) corrupt(`${source} index`, 'not a sysprime bart index');
+  if (!head.startsWith(INDEX_MAGIC)) corrupt(indexSource, 'not a sysprime bart index');
   const count = Number(head.slice(INDEX_MAGIC.length).trim());
-  if (count !== lines.count) corrupt(`${source} index`, `lists ${count} entries, the manifest ${lines.count}`);
-  const stats = lineStarts(index, nl + 1, () => true);
-  if (stats.count < count) corrupt(`${source} index`, 'ends early');
+  if (count !== lines.count) corrupt(indexSource, `lists ${count} entries, the manifest ${lines.count}`);
+  const stats = lineStarts(index, nl < 0 ? index.length : nl + 1, () => true);
+  if (stats.count < count) corrupt(indexSource, 'ends early');
 
   const endOf = (buf: Buffer, start: number): number => {
     const end = buf.indexOf(0x0a, start);
@@ -134,14 +138,21 @@ export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest'): 
         else hi = mid;
       }
       if (lo >= lines.count || compareAt(lo, bytes) !== 0) return undefined;
-      const e = parseEntryLine(lineAt(lo), source, headerLines + lo + 1);
-      if (e.path !== path) return undefined;
-      const s = stats.starts[lo]!;
-      const stat = parseIndexLine(index.toString('latin1', s, endOf(index, s)), `${source} index`, lo + 2);
-      if (stat !== undefined) e.stat = stat;
-      return e;
+      try {
+        // The line number is exact when no comment or blank line is among the entries (none is, in what saveManifest writes).
+        const e = parseEntryLine(lineAt(lo), source, headerLines + lo + 1);
+        if (e.path !== path) return undefined;
+        const s = stats.starts[lo]!;
+        const stat = parseIndexLine(index.toString('latin1', s, endOf(index, s)), indexSource, lo + 2);
+        if (stat !== undefined) e.stat = stat;
+        return e;
+      } catch (err) {
+        // A damaged line of a cache vouches for nothing: the caller reads the file again, as for a path not listed.
+        if (err instanceof SysprimeError && err.code === 'MANIFEST') return undefined;
+        throw err;
+      }
     },
-    manifest: () => applyIndex(parseManifest(bart, source), index, `${source} index`),
+    manifest: () => applyIndex(parseManifest(bart, source), index, indexSource),
   };
 }
 

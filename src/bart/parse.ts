@@ -5,7 +5,7 @@
  */
 import './shapes.js';
 import { SysprimeError } from '../errors.js';
-import { decodeName } from './escape.js';
+import { decodeName, encodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
 import { INDEX2_MAGIC, RECORD, R_CTIME_MS, R_DEV, R_INO, R_MTIME_MS, R_STATE, STATE_NO_STAT, isIndex2 } from './index-file.js';
 import type { EntryType, Manifest, ManifestEntry, ManifestHash, ManifestHeader, StatIndex } from './types.js';
@@ -80,11 +80,13 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
   const lineOf: number[] = [];
   /**
    * Path -> line where it was listed: one entry per path. Made only when a
-   * path is not greater than the one before: while they increase (as every
-   * manifest bart create writes does) none can repeat, and a map of half a
-   * million paths is memory the parse does not need.
+   * path's key (its encoded name, the order bart create writes) is not
+   * greater than the one before: while keys increase none can repeat, and a
+   * map of half a million paths is memory the parse does not need. The key,
+   * not the token as written: `\141` and `a` are one name.
    */
   let seen: Map<string, number> | undefined;
+  let lastKey = '';
   let lineNo = 0;
   let pos = 0;
   const n = text.length;
@@ -117,8 +119,11 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
     }
     if (/^\s*$/.test(line)) continue;
     const e = parseEntryLine(line, source, lineNo);
-    const last = entries[entries.length - 1];
-    if (seen === undefined && last !== undefined && e.path <= last.path) seen = new Map(entries.map((x, k) => [x.path, lineOf[k]!]));
+    if (seen === undefined) {
+      const key = encodeName(e.path);
+      if (entries.length > 0 && key <= lastKey) seen = new Map(entries.map((x, k) => [x.path, lineOf[k]!]));
+      lastKey = key;
+    }
     if (seen !== undefined) {
       const before = seen.get(e.path);
       if (before !== undefined) fail(source, lineNo, `path '${line.trim().split(/[ \t]+/)[0]}' is listed again (first on line ${before})`);

@@ -10,12 +10,20 @@
  * These objects, made once here with `undefined` in every number field,
  * give the fields of ManifestEntry and StatIndex that second kind: about 90
  * bytes less per entry with its stat index (bench/RESULTS.md), the same
- * values and the same behaviour. Objects share a layout when their
- * properties are added in the same order, so every place that makes an
- * entry or a stat index names them in the order below (parse.ts, create.ts,
- * patch.ts import this module for that reason).
+ * values and the same behaviour.
+ *
+ * Object literals share a layout only with literals of the same number of
+ * properties named in the same order, so there is one object here for each
+ * literal that makes entries: parse.ts (path to gid), create.ts (and stat),
+ * patch.ts (and flags, deleted once read); each of them imports this module
+ * so that these are made before the first entry. A new site that makes
+ * entries with another set of properties needs its own row.
  */
+const u = undefined;
+
 export const SHAPES: readonly object[] = [
-  { path: '', type: 'F', size: undefined, mode: undefined, acl: '-', mtime: undefined, uid: undefined, gid: undefined, stat: undefined },
-  { dev: undefined, ino: undefined, mtimeMs: undefined, ctimeMs: undefined },
+  { path: '', type: 'F', size: u, mode: u, acl: '-', mtime: u, uid: u, gid: u },
+  { path: '', type: 'F', size: u, mode: u, acl: '-', mtime: u, uid: u, gid: u, stat: u },
+  { path: '', type: 'F', size: u, mode: u, acl: '-', mtime: u, uid: u, gid: u, stat: u, flags: u },
+  { dev: u, ino: u, mtimeMs: u, ctimeMs: u },
 ];

@@ -220,7 +220,7 @@ export async function liveManifest(
   // no digest is taken from the pristine side or a list of changes either: every file is read and hashed.
   const hashEverything = opts.hashEverything === true;
   // Found by path, not parsed whole: the fast path takes only the digests of the paths it reads again.
-  const previous = hashEverything ? undefined : loadManifestLookup(ctx.db, subject, identity);
+  let previous = hashEverything ? undefined : loadManifestLookup(ctx.db, subject, identity);
   const method = liveMethod();
   let made: Manifest | undefined;
   if (hashEverything) {
@@ -250,6 +250,8 @@ export async function liveManifest(
   }
   if (made === undefined) {
     const seed = wholeOf(previous, name);
+    // The lookup holds the kept bytes: not needed beside the parsed entries during the walk.
+    previous = undefined;
     const walked = await createManifest({ root: path, rules: rules.rules, hash, ...(seed ? { previous: seed } : {}), onWarning: (w) => log.warn(w) });
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);
     made = walked.manifest;

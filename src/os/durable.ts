@@ -85,10 +85,18 @@ export type DurableData = string | Uint8Array | Iterable<Uint8Array>;
 export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {}): string {
   const tmp = tempPathFor(path);
   let fd: number | undefined;
+  /** An error of the chunks' source (a formatter), not of the filesystem: it goes to the caller as it is. */
+  let sourceFailed = false;
   try {
     fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, meta.mode ?? 0o644);
     const chunks = typeof data === 'string' ? [Buffer.from(data, 'utf8')] : data instanceof Uint8Array ? [data] : data;
-    for (const buf of chunks) {
+    const it = chunks[Symbol.iterator]();
+    for (;;) {
+      sourceFailed = true;
+      const next = it.next();
+      sourceFailed = false;
+      if (next.done === true) break;
+      const buf = next.value;
       let off = 0;
       while (off < buf.length) off += writeSync(fd, buf, off, buf.length - off);
     }
@@ -98,7 +106,7 @@ export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {
     if (fd !== undefined) closeSync(fd);
     fd = undefined;
     rmSync(tmp, { force: true });
-    throw durableError('write', tmp, err);
+    throw sourceFailed ? err : durableError('write', tmp, err);
   } finally {
     if (fd !== undefined) closeSync(fd);
   }

@@ -15,12 +15,13 @@ import { childrenInherit, readXattrsOfMany, type Xattrs } from './xattrs.js';
 /**
  * Handles per getfattr call. Each call is a fork of this process, which
  * holds hundreds of MB while it reintegrates a large root (10 ms a call
- * there, 122 calls for 10,000 files at 256 a call): the batch is as large
- * as a quarter of the open files allowed leaves room for, up to 4,096
- * (`/proc/<pid>/fd/<n>` names of 4,096 handles are ~100 KB of command
- * line, far below ARG_MAX), and never below 256. Node raises its soft
- * limit to the hard one when it starts (20,000 to 500,000 on current
- * systems; 1,024 soft on older ones, which Node raises).
+ * there, 122 calls for 10,000 files at 256 a call): a batch is a quarter
+ * of the open files allowed, up to 4,096 (`/proc/<pid>/fd/<n>` names of
+ * 4,096 handles are ~100 KB of command line, far below ARG_MAX). Node
+ * raises its soft limit to the hard one when it starts, so the limit read
+ * is the hard one: 4,096 and more on current systems. The floor is the
+ * batch this used before it looked at the limit (256), which a limit of
+ * 1,024 has always allowed.
  */
 export function batchFor(openFilesLimit: number | undefined): number {
   if (openFilesLimit === undefined) return MIN_BATCH;

@@ -123,7 +123,7 @@ export function loadManifestLookup(db: Db, subject: string, identity?: string): 
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
   try {
-    return lookupInText(readFileSync(`${row.file}.bart`), readFileSync(`${row.file}.index`), `${row.file}.bart`);
+    return lookupInText(readFileSync(`${row.file}.bart`), readFileSync(`${row.file}.index`), `${row.file}.bart`, `${row.file}.index`);
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;

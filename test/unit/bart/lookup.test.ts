@@ -71,3 +71,39 @@ test('an index of another manifest is refused', () => {
   assert.throws(() => lookupInText(text, shorter), (err) => isSysprimeError(err) && err.code === 'MANIFEST' && /lists 508 entries, the manifest 509/.test(err.message));
   assert.throws(() => lookupInText(text, Buffer.from('not an index\n')), (err) => isSysprimeError(err) && err.code === 'MANIFEST');
 });
+
+test('a damaged line is not found (the file is read again), and the other entries still are', () => {
+  const m = sample();
+  const text = formatManifest(m);
+  const index = Buffer.from(formatIndex(m), 'latin1');
+  const broken = Buffer.from(text.replace('/etc/a-b F 8 100644', '/etc/a-b F 8 10064x'), 'latin1');
+  const found = lookupInText(broken, index);
+  assert.equal(found.find('/etc/a-b'), undefined);
+  assert.equal(found.find('/etc/a/b')?.path, '/etc/a/b');
+  // Its index line damaged instead.
+  const lines = formatIndex(m).split('\n');
+  const at = m.entries.findIndex((e) => e.path === '/etc/a/b') + 1;
+  lines[at] = '45 300 abc 1';
+  const found2 = lookupInText(Buffer.from(text, 'latin1'), Buffer.from(lines.join('\n'), 'latin1'));
+  assert.equal(found2.find('/etc/a/b'), undefined);
+  assert.equal(found2.find('/etc/a-b')?.path, '/etc/a-b');
+});
+
+test('blank and comment lines among the entries are passed over, as parseManifest does', () => {
+  const m = sample();
+  const text = formatManifest(m).replace('\n/etc/a-b ', '\n\n# a comment\n   \n/etc/a-b ');
+  const index = Buffer.from(formatIndex(m), 'latin1');
+  const whole = applyIndex(parseManifest(text), index);
+  const found = lookupInText(Buffer.from(text, 'latin1'), index);
+  for (const want of whole.entries) assert.deepEqual(found.find(want.path), want, want.path);
+});
+
+test('in a manifest out of order, a search may miss an entry but never returns another path', () => {
+  const m = sample();
+  const shuffled: Manifest = { ...m, entries: [...m.entries].reverse() };
+  const found = lookupInText(Buffer.from(formatManifest(shuffled), 'latin1'), Buffer.from(formatIndex(shuffled), 'latin1'));
+  for (const e of m.entries) {
+    const got = found.find(e.path);
+    if (got !== undefined) assert.equal(got.path, e.path);
+  }
+});

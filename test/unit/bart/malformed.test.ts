@@ -53,6 +53,8 @@ const cases: [string, string, RegExp][] = [
     `/etc/b F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/c F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/a F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/c F 11 100644 - 6568a2b0 0 0 ${SHA}\n`,
     /line 7: path '\/etc\/c' is listed again \(first on line 5\)/,
   ],
+  // The same name written two ways (`\141` is `a`): a repeat all the same.
+  ['a duplicate entry spelled another way', `/etc/a F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/b F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/\\141 F 11 100644 - 6568a2b0 0 0 ${SHA}\n`, /line 6: path '\/etc\/\\141' is listed again \(first on line 4\)/],
   ['a duplicate entry in order then not', `/etc/a F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/b F 10 100644 - 6568a2b0 0 0 ${SHA}\n/etc/a F 11 100644 - 6568a2b0 0 0 ${SHA}\n`, /line 6: path '\/etc\/a' is listed again \(first on line 4\)/],
 ];
 

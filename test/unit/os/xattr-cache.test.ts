@@ -6,6 +6,7 @@ import { batchFor } from '../../../src/os/xattr-cache.js';
 test('the getfattr batch follows the open files limit within its bounds', () => {
   assert.equal(batchFor(undefined), 256, 'unknown limit: the old batch');
   assert.equal(batchFor(1024), 256);
+  assert.equal(batchFor(2048), 512, 'a quarter of the limit');
   assert.equal(batchFor(4096), 1024);
   assert.equal(batchFor(20_000), 4096);
   assert.equal(batchFor(524_288), 4096);
