@@ -239,6 +239,8 @@ export async function liveManifest(
     }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
       made = fast.result.manifest;
+      // The kept bytes the lookup holds (the last live manifest and its index, tens of MB) are not needed any more.
+      previous = undefined;
       log.debug(`manifest of ${name} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`);
     } else if (method === 'changes') {
       throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes: ${fast.reason}`, {
