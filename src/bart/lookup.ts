@@ -19,6 +19,8 @@ export interface EntryLookup {
   find(path: string, key?: string): ManifestEntry | undefined;
   /** Every entry, as parseManifest and applyIndex give them (for a caller that walks the whole tree). */
   manifest(): Manifest;
+  /** Frees, now, bytes read for this lookup alone (loadManifestLookup's); nothing may be asked of it after. */
+  release(): void;
 }
 
 /** A lookup in a manifest already parsed: a binary search in its sorted entries. */
@@ -38,6 +40,7 @@ export function lookupInManifest(m: Manifest): EntryLookup {
       return e !== undefined && e.path === path ? e : undefined;
     },
     manifest: () => m,
+    release: () => undefined,
   };
 }
 
@@ -153,6 +156,8 @@ export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest', i
       }
     },
     manifest: () => applyIndex(parseManifest(bart, source), index, indexSource),
+    // The bytes are the caller's: only it knows whether anything else holds them.
+    release: () => undefined,
   };
 }
 

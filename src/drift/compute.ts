@@ -240,6 +240,7 @@ export async function liveManifest(
     if (fast.ok) {
       made = fast.result.manifest;
       // The kept bytes the lookup holds (the last live manifest and its index, tens of MB) are not needed any more.
+      previous?.release();
       previous = undefined;
       log.debug(`manifest of ${name} from ${fast.source}: ${fast.listed} changes listed, ${fast.result.reread} entries read again, ${fast.result.hashed} files hashed, ${fast.result.reused} digests reused`);
     } else if (method === 'changes') {
@@ -253,6 +254,7 @@ export async function liveManifest(
   if (made === undefined) {
     const seed = wholeOf(previous, name);
     // The lookup holds the kept bytes: not needed beside the parsed entries during the walk.
+    previous?.release();
     previous = undefined;
     const walked = await createManifest({ root: path, rules: rules.rules, hash, ...(seed ? { previous: seed } : {}), onWarning: (w) => log.warn(w) });
     log.debug(`manifest of ${name}: ${walked.hashed} files hashed, ${walked.reused} digests reused`);

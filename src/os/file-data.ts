@@ -9,8 +9,9 @@
  * extents where the filesystem can share them, else the bytes with the
  * source's holes kept (copyData says why this way).
  */
-import { closeSync, constants, fchmodSync, fstatSync, ftruncate, read, readSync, write } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, ftruncate, openSync, read, readSync, write } from 'node:fs';
 import { copyFile } from 'node:fs/promises';
+import { errnoOf } from '../errors.js';
 
 /** One piece of a file: what is read, compared or written at a time. */
 export const PIECE = 1 << 20;
@@ -102,6 +103,51 @@ export async function eachPiece(fd: number, update: (piece: Buffer) => void): Pr
     if (n > 0) update(buf.subarray(0, n));
     if (n < PIECE) return;
   }
+}
+
+/**
+ * eachPiece for a caller that reads synchronously: the file at `path`, or
+ * undefined when there is none. A digest of a kept manifest (tens of MB on
+ * a large root) then never holds more than one piece.
+ */
+export function eachPieceOfPath(path: string, update: (piece: Buffer) => void): boolean {
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch (err) {
+    if (errnoOf(err) === 'ENOENT') return false;
+    throw err;
+  }
+  try {
+    const buf = Buffer.allocUnsafe(PIECE);
+    for (let position = 0; ; position += PIECE) {
+      let n = 0;
+      while (n < PIECE) {
+        const got = readSync(fd, buf, n, PIECE - n, position + n);
+        if (got === 0) break;
+        n += got;
+      }
+      if (n > 0) update(buf.subarray(0, n));
+      if (n < PIECE) return true;
+    }
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Gives the memory of `buf` back now. For a large Buffer the caller read
+ * and parsed and that nothing else refers to (a kept manifest): V8 frees an
+ * ArrayBuffer's bytes only once a full collection finds it dead, and until
+ * then tens of MB sit beside what the run allocates next, at its peak.
+ * Every view of those bytes is empty afterwards. A Buffer that shares its
+ * memory (a slice, Node's pool) is left as it is.
+ */
+export function releaseBytes(buf: Buffer): void {
+  const ab = buf.buffer;
+  if (!(ab instanceof ArrayBuffer) || buf.byteOffset !== 0 || ab.byteLength !== buf.length || ab.byteLength < PIECE) return;
+  // ES2024 transfer() detaches the buffer, which frees its backing store at once (the lib target here is ES2022).
+  (ab as ArrayBuffer & { transfer(length: number): ArrayBuffer }).transfer(0);
 }
 
 function isZero(buf: Buffer, start: number, end: number): boolean {

@@ -12,6 +12,7 @@ import { createHash } from 'node:crypto';
 import { applyIndex, formatIndexChunks, formatManifestChunks, lookupInText, parseManifest, type EntryLookup, type Manifest } from '../bart/index.js';
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
+import { eachPieceOfPath, releaseBytes } from '../os/file-data.js';
 import type { Db } from './db.js';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import type { PrivateSigningKey, PublicSigningKey } from '../signing/keys.js';
@@ -105,12 +106,20 @@ export function saveManifest(db: Db, stateDir: string, subject: string, identity
 export function loadManifest(db: Db, subject: string, identity?: string): Manifest | undefined {
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
+  let bart: Buffer | undefined;
+  let index: Buffer | undefined;
   try {
-    const m = parseManifest(readFileSync(`${row.file}.bart`), `${row.file}.bart`);
-    return applyIndex(m, readFileSync(`${row.file}.index`), `${row.file}.index`);
+    bart = readFileSync(`${row.file}.bart`);
+    const m = parseManifest(bart, `${row.file}.bart`);
+    index = readFileSync(`${row.file}.index`);
+    return applyIndex(m, index, `${row.file}.index`);
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
+  } finally {
+    // Parsed into entries, the bytes (tens of MB on a large root) are garbage: freed now, not at the next full collection.
+    if (bart !== undefined) releaseBytes(bart);
+    if (index !== undefined) releaseBytes(index);
   }
 }
 
@@ -123,7 +132,11 @@ export function loadManifestLookup(db: Db, subject: string, identity?: string): 
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
   try {
-    return lookupInText(readFileSync(`${row.file}.bart`), readFileSync(`${row.file}.index`), `${row.file}.bart`, `${row.file}.index`);
+    const bart = readFileSync(`${row.file}.bart`);
+    const index = readFileSync(`${row.file}.index`);
+    const lookup = lookupInText(bart, index, `${row.file}.bart`, `${row.file}.index`);
+    // The lookup's bytes were read here and nothing else holds them: its release() frees them at once.
+    return { ...lookup, release: () => (releaseBytes(bart), releaseBytes(index)) };
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
@@ -173,14 +186,15 @@ function readOptional(path: string): Buffer | undefined {
 export function keptManifestEvidence(db: Db, subject: string): KeptManifestEvidence | null {
   const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
   if (!row) return null;
-  const bart = readOptional(`${row.file}.bart`);
-  if (bart === undefined) return null;
+  // A piece at a time: drift reports this at its peak, and the two kept manifests of a large root are tens of MB each.
+  const digest = createHash('sha256');
+  if (!eachPieceOfPath(`${row.file}.bart`, (piece) => digest.update(piece))) return null;
   const sig = readOptional(`${row.file}.sig`);
   const kept = sig === undefined ? undefined : parseKeptSignature(sig.toString('utf8'));
   return {
     subject,
     identity: row.identity,
-    sha256: createHash('sha256').update(bart).digest('hex'),
+    sha256: digest.digest('hex'),
     signature: kept === undefined ? null : kept.line,
     signedAt: kept?.signedAt ?? null,
   };

@@ -6,11 +6,11 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, ftruncateSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { copyData, eachPiece, PIECE, readWhole, sameData } from '../../../src/os/file-data.js';
+import { copyData, eachPiece, eachPieceOfPath, PIECE, readWhole, releaseBytes, sameData } from '../../../src/os/file-data.js';
 
 const MiB = 1 << 20;
 let dir = '';
@@ -124,4 +124,41 @@ test('copyData of an empty file and of one that is all data', async () => {
     await withFdAsync(src, 'r', (s) => withFdAsync(dst, 'r+', (d) => copyData(s, d)));
     assert.ok(readFileSync(dst).equals(data), `${data.length} bytes`);
   }
+});
+
+test('eachPieceOfPath: every byte once, in order, a piece at a time; false when there is no file', () => {
+  for (const size of [0, 1, PIECE, PIECE + 17, 2 * PIECE]) {
+    const path = join(dir, `pieces-${size}`);
+    const bytes = randomBytes(size);
+    writeFileSync(path, bytes);
+    const digest = createHash('sha256');
+    const lengths: number[] = [];
+    assert.equal(eachPieceOfPath(path, (p) => (lengths.push(p.length), digest.update(p))), true);
+    assert.equal(digest.digest('hex'), createHash('sha256').update(bytes).digest('hex'), `${size} bytes`);
+    assert.ok(lengths.every((n) => n > 0 && n <= PIECE), `pieces ${lengths.join(',')}`);
+  }
+  assert.equal(eachPieceOfPath(join(dir, 'none'), () => assert.fail('no piece of a missing file')), false);
+  assert.throws(() => eachPieceOfPath(dir, () => undefined), /EISDIR/);
+});
+
+test('releaseBytes frees a large buffer read whole, and leaves memory it does not own alone', () => {
+  const path = join(dir, 'release');
+  writeFileSync(path, randomBytes(2 * PIECE));
+  const whole = readFileSync(path);
+  const before = process.memoryUsage().arrayBuffers;
+  releaseBytes(whole);
+  assert.equal(whole.length, 0, 'the bytes are gone');
+  assert.ok(process.memoryUsage().arrayBuffers <= before - 2 * PIECE, 'and their memory with them, at once');
+  // A view into a larger buffer, a pooled small one and a buffer below a piece are not released.
+  const big = Buffer.alloc(2 * PIECE, 1);
+  const view = big.subarray(PIECE);
+  releaseBytes(view);
+  assert.equal(big.length, 2 * PIECE);
+  assert.equal(view.length, PIECE);
+  const pooled = Buffer.from('small');
+  releaseBytes(pooled);
+  assert.equal(pooled.toString(), 'small');
+  const small = Buffer.alloc(PIECE - 1, 2);
+  releaseBytes(small);
+  assert.equal(small.length, PIECE - 1);
 });
