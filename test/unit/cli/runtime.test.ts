@@ -78,3 +78,23 @@ test('root keeps the compiled program in a root-only directory in /run, and runs
     rmSync(other, { recursive: true, force: true });
   }
 });
+
+test('both launchers run the program with the same small young generation', () => {
+  const flagsOf = (line: string): string[] => line.split(/\s+/).filter((w) => w.startsWith('--max-semi-space-size'));
+  const checkout = flagsOf(readFileSync(join(SRC, 'bin/sysprime'), 'utf8').split('\n')[0]!);
+  const packaged = flagsOf(readFileSync(join(SRC, 'packaging/sysprime.launcher'), 'utf8').split('\n').find((l) => l.startsWith('exec '))!);
+  assert.deepEqual(checkout, ['--max-semi-space-size=8']);
+  assert.deepEqual(packaged, checkout);
+  // Run as a program (by its first line), the running CLI gets the flag.
+  const dir = mkdtempSync(join(tmpdir(), 'sysprime-probe-'));
+  try {
+    const probe = join(dir, 'probe.mjs');
+    writeFileSync(probe, 'process.on("exit", () => process.stderr.write(`execArgv ${JSON.stringify(process.execArgv)}\\n`));\n');
+    const env = { ...process.env, PATH: `${join(process.execPath, '..')}:${process.env['PATH'] ?? ''}`, NODE_OPTIONS: `--import=${probe}` };
+    const r = spawnSync(join(SRC, 'bin/sysprime'), ['--version'], { encoding: 'utf8', env });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(JSON.parse(/execArgv (.*)/.exec(r.stderr)?.[1] ?? 'null'), checkout);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
