@@ -104,6 +104,11 @@ export class WalkSink {
 
   constructor(private readonly prefix: string) {}
 
+  /** Entries recorded so far. */
+  get size(): number {
+    return this.count;
+  }
+
   record(path: string, st: Stats, type: EntryType, flags: number): void {
     if (this.count * NUMS === this.nums.length) {
       const grown = new Float64Array(this.nums.length * 2);
@@ -149,8 +154,16 @@ export function splitPaths(r: WalkResult): string[] {
  * Walk one unit: list its directory, record what the rules select, and go
  * down (or hand subdirectories back while `split` > 0). One readdir per
  * directory, one lstat per entry, one readlink per recorded symlink.
+ *
+ * With `handBackAfter`, once the sink holds that many entries the
+ * directories not yet listed go back in `sink.more` as units of their own.
+ * The split depth alone cannot size units: a tree with all its files below
+ * one directory at that depth (half a million below /usr/share) was one
+ * unit, walked by one thread while the other waited, and its entries came
+ * back all at once, so hashing began only when the walk had ended. A
+ * caller that does not walk `more` itself passes nothing.
  */
-export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: WalkSink): void {
+export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: WalkSink, handBackAfter = Infinity): void {
   interface Pending {
     path: string;
     comps: string[];
@@ -161,6 +174,10 @@ export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: Wal
   const stack: Pending[] = [{ path: unit.path, comps: unit.comps, ctx: fromUnitContext(rules, unit.ctx), split: unit.split, dev: unit.dev }];
   const starts = nestedStarts(rules);
   while (stack.length > 0) {
+    if (sink.size >= handBackAfter) {
+      for (const d of stack) sink.more.push({ path: d.path, comps: d.comps, ctx: toUnitContext(d.ctx), dev: d.dev, split: d.split });
+      return;
+    }
     const dir = stack.pop()!;
     const dirPath = prefix + dir.path || '/';
     let names: string[];

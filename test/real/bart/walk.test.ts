@@ -10,7 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createManifest } from '../../../src/bart/create.js';
 import { formatManifest } from '../../../src/bart/format.js';
-import { parseRules } from '../../../src/bart/rules.js';
+import { parseRules, rootContext } from '../../../src/bart/rules.js';
+import { splitPaths, toUnitContext, walkUnit, WalkSink, type WalkUnit } from '../../../src/bart/walk.js';
 import type { Manifest } from '../../../src/bart/types.js';
 
 let dir = '';
@@ -75,4 +76,39 @@ test('rules with patterns and pruned subtrees give the same manifest on any numb
   const paths = one.manifest.entries.map((e) => e.path);
   assert.ok(!paths.some((p) => p.startsWith('/a3/')));
   assert.ok(paths.includes('/a2/pattern.c'));
+});
+
+test('a unit that hands its directories back after N entries: the same entries, none twice, every unit bounded', () => {
+  const rules = parseRules('/\nCHECK all\n/a3\nIGNORE all\n/a2 *.c\n');
+  const dev = lstatSync(dir).dev;
+  /** Every entry the units starting at the root list, walking the units handed back as create does. */
+  const walkAll = (limit: number): { paths: string[]; units: number; largest: number } => {
+    const queue: WalkUnit[] = [{ path: '', comps: [], ctx: toUnitContext(rootContext(rules)), dev, split: 0 }];
+    const paths: string[] = [];
+    let units = 0;
+    let largest = 0;
+    while (queue.length > 0) {
+      const sink = new WalkSink(dir);
+      walkUnit(rules, dir, queue.shift()!, sink, limit);
+      const r = sink.result();
+      const listed = splitPaths(r);
+      paths.push(...listed);
+      units++;
+      largest = Math.max(largest, listed.length);
+      queue.push(...r.more);
+    }
+    return { paths: paths.sort(), units, largest };
+  };
+  const whole = walkAll(Infinity);
+  assert.equal(whole.units, 1);
+  assert.equal(new Set(whole.paths).size, whole.paths.length);
+  assert.ok(!whole.paths.some((p) => p.startsWith('/a3/')), 'the rules still prune');
+  assert.ok(whole.paths.includes('/a2/pattern.c'));
+  for (const limit of [1, 5, 40]) {
+    const cut = walkAll(limit);
+    assert.deepEqual(cut.paths, whole.paths, `limit ${limit}`);
+    assert.ok(cut.units > 1, `limit ${limit}: handed back`);
+    // A unit stops after the directory that reached the limit: at most the limit plus one directory's entries (8 here).
+    assert.ok(cut.largest < limit + 9, `limit ${limit}: largest unit ${cut.largest}`);
+  }
 });
