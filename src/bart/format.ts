@@ -119,14 +119,25 @@ export function formatLines(count: number, entryAt: (i: number) => ManifestEntry
 /** Bytes a chunk of a streamed manifest or index holds before it is handed on. */
 const CHUNK_BYTES = 1 << 20;
 
+/** How chunks are handed out. */
+export interface ChunkOptions {
+  /**
+   * Every chunk in the same memory, valid until the next one is asked for:
+   * for a writer that writes each chunk before it asks for the next (the
+   * durable writer). A new buffer per chunk is garbage the collector frees
+   * only when external memory has grown by tens of MB: the size of the text.
+   */
+  reuse?: boolean;
+}
+
 /**
  * The text of a manifest in chunks of about a MiB, ending at line ends, for
  * a writer that writes each before asking for the next: a manifest of a
  * large root is tens of MB, which one buffer (and a string of it) would hold
  * whole, twice, at the moment memory is highest.
  */
-export function* formatManifestChunks(m: Manifest): Generator<Buffer> {
-  const out = new TextBuffer(CHUNK_BYTES + 4096);
+export function* formatManifestChunks(m: Manifest, opts: ChunkOptions = {}): Generator<Buffer> {
+  const out = new TextBuffer(CHUNK_BYTES + 4096, opts.reuse === true);
   out.text(formatHeader(m.header));
   yield* writeLines(out, m.entries.length, (i) => m.entries[i]!, undefined, 1, 0, CHUNK_BYTES);
   yield out.take();
@@ -177,7 +188,11 @@ class TextBuffer {
   /** Bytes taken out before the current buffer. */
   private taken = 0;
 
-  constructor(private readonly size: number) {
+  /** With `reuse`, take() hands out a view of the buffer and writing goes on into the same memory. */
+  constructor(
+    private readonly size: number,
+    private readonly reuse = false,
+  ) {
     this.buf = Buffer.allocUnsafe(size);
   }
 
@@ -230,12 +245,15 @@ class TextBuffer {
     return this.pos;
   }
 
-  /** What was written since the last take; the next bytes go to a new buffer, so the one returned stays as it is. */
+  /**
+   * What was written since the last take. The next bytes go to a new buffer,
+   * so the one returned stays as it is; with `reuse`, they overwrite it.
+   */
   take(): Buffer {
     const bytes = this.buf.subarray(0, this.pos);
     this.taken += this.pos;
     // The next buffer is allocated when something is written to it.
-    this.buf = EMPTY;
+    if (!this.reuse) this.buf = EMPTY;
     this.pos = 0;
     return bytes;
   }
@@ -260,8 +278,8 @@ export function formatIndex(m: Manifest): string {
 }
 
 /** The side index in chunks, as formatManifestChunks gives the manifest. */
-export function* formatIndexChunks(m: Manifest): Generator<Buffer> {
-  const out = new TextBuffer(CHUNK_BYTES + 4096);
+export function* formatIndexChunks(m: Manifest, opts: ChunkOptions = {}): Generator<Buffer> {
+  const out = new TextBuffer(CHUNK_BYTES + 4096, opts.reuse === true);
   out.text(`${INDEX_MAGIC} ${m.entries.length}\n`);
   for (const e of m.entries) {
     if (out.pending >= CHUNK_BYTES) yield out.take();

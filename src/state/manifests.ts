@@ -90,8 +90,9 @@ export function saveManifest(db: Db, stateDir: string, subject: string, identity
   const bart = key === undefined ? undefined : Buffer.concat([...formatManifestChunks(m)]);
   const signature = key === undefined ? undefined : signBytes(key, 'baseline', signedBytesOf(subject, identity, bart!, signedAt));
   rmSync(`${file}.sig`, { force: true });
-  writeAtomic(`${file}.bart`, bart ?? formatManifestChunks(m));
-  writeAtomic(`${file}.index`, formatIndexChunks(m));
+  // The durable writer writes each chunk before it asks for the next: one buffer serves them all.
+  writeAtomic(`${file}.bart`, bart ?? formatManifestChunks(m, { reuse: true }));
+  writeAtomic(`${file}.index`, formatIndexChunks(m, { reuse: true }));
   if (signature !== undefined) writeAtomic(`${file}.sig`, `${SIGNED_AT}${signedAt}\n${signature}\n`);
   db.prepare('INSERT OR REPLACE INTO manifests (subject, created, identity, entries, file) VALUES (?, ?, ?, ?, ?)').run(
     subject,

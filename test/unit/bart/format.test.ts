@@ -169,4 +169,43 @@ test('a manifest and its index written in chunks are the bytes written whole, ea
   assert.equal(lines[1], entries[0]!.stat === undefined ? '-' : `${entries[0]!.stat.dev} ${entries[0]!.stat.ino} ${entries[0]!.stat.mtimeMs} ${entries[0]!.stat.ctimeMs}`);
   const back = applyIndex(parseManifest(Buffer.concat(chunks)), text);
   assert.deepEqual(back.entries, entries);
+  // Read from bytes the index is parsed in pieces of 512 KiB: the same stat on every entry, wherever a piece ends.
+  const bytes = Buffer.concat(index);
+  assert.ok(bytes.length > 2 * (512 << 10), `${bytes.length} bytes of index`);
+  assert.deepEqual(applyIndex(parseManifest(Buffer.concat(chunks)), bytes).entries, entries);
+  // Cut short, with or without its last newline (then its last line is an empty one, as split('\n') reads it).
+  const failsAt = (line: number, what: string) => (err: unknown) => isSysprimeError(err, 'MANIFEST') && err.message.includes(`line ${line}: ${what}`);
+  const body = bytes.subarray(0, bytes.lastIndexOf(0x0a, bytes.length - 2) + 1);
+  assert.throws(() => applyIndex(parseManifest(Buffer.concat(chunks)), body), failsAt(entries.length + 1, "malformed index line ''"));
+  assert.throws(() => applyIndex(parseManifest(Buffer.concat(chunks)), body.subarray(0, body.length - 1)), failsAt(entries.length + 1, 'index ends early'));
+  for (const cut of [body, body.subarray(0, body.length - 1)]) {
+    assert.throws(() => applyIndex(parseManifest(Buffer.concat(chunks)), cut), (a: unknown) => {
+      let b: unknown;
+      try {
+        applyIndex(parseManifest(Buffer.concat(chunks)), cut.toString('latin1'));
+      } catch (err) {
+        b = err;
+      }
+      return a instanceof Error && b instanceof Error && a.message === b.message;
+    }, 'the same error from bytes as from the string');
+  }
+  // With lines to spare, or no newline at its end.
+  assert.deepEqual(applyIndex(parseManifest(Buffer.concat(chunks)), bytes.subarray(0, bytes.length - 1)).entries, entries);
+  assert.deepEqual(applyIndex(parseManifest(Buffer.concat(chunks)), Buffer.concat([bytes, Buffer.from('junk\n')])).entries, entries);
+
+  // Reused, every chunk is the same memory, and copied as it comes the text is the same.
+  for (const [reused, fresh] of [
+    [formatManifestChunks(m, { reuse: true }), chunks],
+    [formatIndexChunks(m, { reuse: true }), index],
+  ] as const) {
+    const copies: Buffer[] = [];
+    const memory = new Set<ArrayBufferLike>();
+    for (const c of reused) {
+      copies.push(Buffer.from(c));
+      memory.add(c.buffer);
+    }
+    assert.equal(memory.size, 1, 'one buffer for every chunk');
+    assert.equal(copies.length, fresh.length);
+    assert.ok(Buffer.concat(copies).equals(Buffer.concat(fresh)));
+  }
 });
