@@ -26,6 +26,42 @@ function asByteText(text: string | Buffer): string {
   return /[^\x00-\xff]/.test(text) ? Buffer.from(text, 'utf8').toString('latin1') : text;
 }
 
+/**
+ * Characters of one piece of a Buffer's text read line by line, for text
+ * whose strings are all dropped once read (an index's lines become numbers).
+ * Node makes a latin1 string of more than about 1 MB an external string,
+ * which only a full collection frees: the whole text of a kept index (22 MB
+ * at 500,000 entries) and a string per line stayed to the peak of staging.
+ * Pieces below that size live in the young generation and go as soon as
+ * they are read.
+ */
+const PIECE_CHARS = 512 << 10;
+
+/**
+ * The text of `input` (bytes as latin1, as asByteText reads them) in pieces
+ * that end at line ends: no line is cut, and lines are numbered across
+ * pieces as in the whole text. A string is one piece.
+ */
+function* textPieces(input: string | Buffer): Generator<string> {
+  if (typeof input === 'string') {
+    yield asByteText(input);
+    return;
+  }
+  for (let start = 0; start < input.length; ) {
+    let end = input.length;
+    if (start + PIECE_CHARS < input.length) {
+      end = input.lastIndexOf(0x0a, start + PIECE_CHARS - 1) + 1;
+      // A line longer than a piece is a piece of its own.
+      if (end <= start) {
+        const nl = input.indexOf(0x0a, start + PIECE_CHARS);
+        end = nl < 0 ? input.length : nl + 1;
+      }
+    }
+    yield input.toString('latin1', start, end);
+    start = end;
+  }
+}
+
 /** Largest uid or gid: uid_t is 32 bits (4294967295 is (uid_t)-1, which Solaris writes for "nobody"). */
 const ID_MAX = 0xffffffff;
 /** st_mode, file type bits included, fits in 16 bits. */
@@ -72,6 +108,8 @@ function checkPath(source: string, line: number, token: string, path: string): v
 }
 
 export function parseManifest(input: string | Buffer, source = 'manifest'): Manifest {
+  // One string of the whole text, not pieces: the paths and digests parsed are kept, and V8 makes a substring
+  // of a long (external) string a copy, where a substring of a piece would keep its whole piece alive.
   const text = asByteText(input);
   const header: ManifestHeader = { version: '', hash: 'md5', root: '/', date: '' };
   let sawHash = false;
@@ -185,18 +223,34 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
 /** Attach a side index written by formatIndex() to the manifest it was written with. */
 export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'): Manifest {
   if (typeof input !== 'string' && isIndex2(input)) return applyIndex2(m, input, source);
-  const text = typeof input === 'string' ? input : input.toString('latin1');
-  const lines = text.split('\n');
-  const head = lines[0] ?? '';
-  if (!head.startsWith(INDEX_MAGIC)) fail(source, 1, 'not a sysprime bart index');
-  const count = Number(head.slice(INDEX_MAGIC.length).trim());
-  if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
-  for (let i = 0; i < count; i++) {
-    const l = lines[i + 1];
-    if (l === undefined) fail(source, i + 2, 'index ends early');
+  // Lines as split('\n') gives them (a text ending with a newline has an empty last line), read piece by piece.
+  let count = -1;
+  let i = 0;
+  let carry = '';
+  const line = (l: string): boolean => {
+    if (count < 0) {
+      if (!l.startsWith(INDEX_MAGIC)) fail(source, 1, 'not a sysprime bart index');
+      count = Number(l.slice(INDEX_MAGIC.length).trim());
+      if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
+      return count > 0;
+    }
     const stat = parseIndexLine(l, source, i + 2);
     if (stat !== undefined) m.entries[i]!.stat = stat;
+    return ++i < count;
+  };
+  let more = true;
+  for (const text of textPieces(input)) {
+    let pos = 0;
+    for (let nl = text.indexOf('\n'); more && nl >= 0; nl = text.indexOf('\n', pos)) {
+      more = line(carry + text.slice(pos, nl));
+      carry = '';
+      pos = nl + 1;
+    }
+    if (!more) break;
+    carry += text.slice(pos);
   }
+  if (more) more = line(carry);
+  if (more) fail(source, i + 2, 'index ends early');
   return m;
 }
 
