@@ -8,7 +8,7 @@
  * Problems with single files (vanished, unreadable) are warnings: the
  * manifest is still written and the status is 1, as Solaris does.
  */
-import './shapes.js';
+import { newEntry } from './shapes.js';
 import { lstatSync, statSync, type Stats } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { resolve } from 'node:path';
@@ -19,7 +19,7 @@ import { readAcls, readXattrs } from './metadata.js';
 import { escapeOf } from './confine.js';
 import { ATTR, decide, defaultRules, enter, rootContext, shouldDescend, splitComponents, walkRoots, type Rules } from './rules.js';
 import { TreePool } from './tree-pool.js';
-import { toFsPath, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry } from './types.js';
+import { toFsPath, type EntryType, type HashAlgorithm, type Manifest, type ManifestEntry, type StatIndex } from './types.js';
 import {
   INCOMPLETE, NUMS, N_CTIME_MS, N_DEV, N_FLAGS, N_GID, N_INO, N_MODE, N_MTIME_MS, N_RDEV, N_SIZE, N_UID,
   WalkSink, splitPaths, toUnitContext, typeOf, type WalkResult, type WalkUnit,
@@ -157,24 +157,16 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
       const flags = nums[o + N_FLAGS]!;
       const size = nums[o + N_SIZE]!;
       const mtimeMs = nums[o + N_MTIME_MS]!;
-      const e: ManifestEntry = {
-        path,
-        type,
-        size,
-        mode: nums[o + N_MODE]!,
-        acl: '-',
-        mtime: Math.floor(mtimeMs / 1000),
-        uid: nums[o + N_UID]!,
-        gid: nums[o + N_GID]!,
-        stat: { dev: nums[o + N_DEV]!, ino: nums[o + N_INO]!, mtimeMs, ctimeMs: nums[o + N_CTIME_MS]! },
-      };
+      // Made with every property it keeps (shapes.ts): a digest still to compute is '-' until it is known.
+      const extra = type === 'F' ? '-' : type === 'L' ? r.dests[link++]! : type === 'B' || type === 'C' ? nums[o + N_RDEV]! : undefined;
+      const stat: StatIndex = { dev: nums[o + N_DEV]!, ino: nums[o + N_INO]!, mtimeMs, ctimeMs: nums[o + N_CTIME_MS]! };
+      const e = newEntry(path, type, size, nums[o + N_MODE]!, '-', Math.floor(mtimeMs / 1000), nums[o + N_UID]!, nums[o + N_GID]!, extra, stat);
       if (type === 'F') {
         if (opts.noContents || (flags & ATTR.contents) === 0) e.contents = '-';
         else {
           const prev = previous.get(path);
           const ps = prev?.stat;
-          const st = e.stat!;
-          if (ps !== undefined && ps.ino === st.ino && ps.dev === st.dev && prev!.size === size && ps.mtimeMs === mtimeMs && ps.ctimeMs === st.ctimeMs) {
+          if (ps !== undefined && ps.ino === stat.ino && ps.dev === stat.dev && prev!.size === size && ps.mtimeMs === mtimeMs && ps.ctimeMs === stat.ctimeMs) {
             e.contents = prev!.contents!;
             reused++;
           } else {
@@ -185,8 +177,7 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
             if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushHashes();
           }
         }
-      } else if (type === 'L') e.dest = r.dests[link++]!;
-      else if (type === 'B' || type === 'C') e.devnode = nums[o + N_RDEV]!;
+      }
       if (flags & ATTR.acl && type !== 'L' && withAcl) wantAcl.push(e);
       if (flags & ATTR.xattr) wantXattr.push(e);
       if (flags & INCOMPLETE) incomplete.add(e);

@@ -10,7 +10,7 @@
 import { SysprimeError } from '../errors.js';
 import { encodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
-import { applyIndex, parseEntryLine, parseIndexLine, parseManifest } from './parse.js';
+import { parseEntryLine, parseIndexLine, parseManifest } from './parse.js';
 import type { Manifest, ManifestEntry, ManifestHeader } from './types.js';
 
 export interface EntryLookup {
@@ -143,19 +143,17 @@ export function lookupInText(bart: Buffer, index: Buffer, source = 'manifest', i
       if (lo >= lines.count || compareAt(lo, bytes) !== 0) return undefined;
       try {
         // The line number is exact when no comment or blank line is among the entries (none is, in what saveManifest writes).
-        const e = parseEntryLine(lineAt(lo), source, headerLines + lo + 1);
-        if (e.path !== path) return undefined;
         const s = stats.starts[lo]!;
         const stat = parseIndexLine(index.toString('latin1', s, endOf(index, s)), indexSource, lo + 2);
-        if (stat !== undefined) e.stat = stat;
-        return e;
+        const e = parseEntryLine(lineAt(lo), source, headerLines + lo + 1, stat);
+        return e.path === path ? e : undefined;
       } catch (err) {
         // A damaged line of a cache vouches for nothing: the caller reads the file again, as for a path not listed.
         if (err instanceof SysprimeError && err.code === 'MANIFEST') return undefined;
         throw err;
       }
     },
-    manifest: () => applyIndex(parseManifest(bart, source), index, indexSource),
+    manifest: () => parseManifest(bart, source, { data: index, source: indexSource }),
     // The bytes are the caller's: only it knows whether anything else holds them.
     release: () => undefined,
   };

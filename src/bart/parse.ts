@@ -3,7 +3,7 @@
  * hand-written examples from the man pages) and our own (xattr tokens,
  * ROOT line). Errors name the line.
  */
-import './shapes.js';
+import { newEntry } from './shapes.js';
 import { SysprimeError } from '../errors.js';
 import { decodeName, encodeName } from './escape.js';
 import { INDEX_MAGIC } from './format.js';
@@ -107,7 +107,20 @@ function checkPath(source: string, line: number, token: string, path: string): v
   }
 }
 
-export function parseManifest(input: string | Buffer, source = 'manifest'): Manifest {
+/** A side index to read with a manifest: its bytes (or text) and a name for messages. */
+export interface IndexInput {
+  data: string | Buffer;
+  source: string;
+}
+
+/**
+ * With `index`, each entry is made with its stat index, as applyIndex would
+ * give it (the same checks, the count compared once every entry is read):
+ * an entry made whole is smaller than one given its stat afterwards
+ * (shapes.ts).
+ */
+export function parseManifest(input: string | Buffer, source = 'manifest', index?: IndexInput): Manifest {
+  const stats = index === undefined ? undefined : statReader(index.data, index.source);
   // One string of the whole text, not pieces: the paths and digests parsed are kept, and V8 makes a substring
   // of a long (external) string a copy, where a substring of a piece would keep its whole piece alive.
   const text = asByteText(input);
@@ -156,7 +169,7 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
       continue;
     }
     if (/^\s*$/.test(line)) continue;
-    const e = parseEntryLine(line, source, lineNo);
+    const e = parseEntryLine(line, source, lineNo, stats !== undefined && entries.length < stats.count ? stats.next() : undefined);
     if (seen === undefined) {
       const key = encodeName(e.path);
       if (entries.length > 0 && key <= lastKey) seen = new Map(entries.map((x, k) => [x.path, lineOf[k]!]));
@@ -171,6 +184,7 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
     lineOf.push(lineNo);
   }
   if (header.version === '') fail(source, 1, "no '! Version' line");
+  stats?.expect(entries.length);
   if (!sawHash && header.version !== '1.0' && header.version !== '') {
     // Version 1.1 always names its hash; without one, fall back to what 1.0 meant.
     header.hash = 'md5';
@@ -178,7 +192,7 @@ export function parseManifest(input: string | Buffer, source = 'manifest'): Mani
   return { header, entries };
 }
 
-export function parseEntryLine(line: string, source: string, lineNo: number): ManifestEntry {
+export function parseEntryLine(line: string, source: string, lineNo: number, stat?: StatIndex): ManifestEntry {
   const t = line.trim().split(/[ \t]+/);
   if (t.length < 8) fail(source, lineNo, `expected at least 8 fields, found ${t.length}`);
   const type = t[1]!;
@@ -186,30 +200,28 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
   checkEscapes(source, lineNo, 'path', t[0]!);
   const path = decodeName(t[0]!);
   checkPath(source, lineNo, t[0]!, path);
-  const e: ManifestEntry = {
-    path,
-    type: type as EntryType,
-    size: int(source, lineNo, 'size', t[2], 10, { min: 0, max: Number.MAX_SAFE_INTEGER }),
-    mode: int(source, lineNo, 'mode', t[3], 8, { min: 0, max: MODE_MAX }),
-    acl: t[4] === '-' ? '-' : decodeName(t[4]!),
-    mtime: int(source, lineNo, 'mtime', t[5], 16),
-    uid: int(source, lineNo, 'uid', t[6], 10, { min: 0, max: ID_MAX }),
-    gid: int(source, lineNo, 'gid', t[7], 10, { min: 0, max: ID_MAX }),
-  };
+  const size = int(source, lineNo, 'size', t[2], 10, { min: 0, max: Number.MAX_SAFE_INTEGER });
+  const mode = int(source, lineNo, 'mode', t[3], 8, { min: 0, max: MODE_MAX });
+  const acl = t[4] === '-' ? '-' : decodeName(t[4]!);
+  const mtime = int(source, lineNo, 'mtime', t[5], 16);
+  const uid = int(source, lineNo, 'uid', t[6], 10, { min: 0, max: ID_MAX });
+  const gid = int(source, lineNo, 'gid', t[7], 10, { min: 0, max: ID_MAX });
   let i = 8;
+  let extra: string | number | undefined;
   if (type === 'F') {
     const c = t[i++];
     if (c === undefined) fail(source, lineNo, 'file entry without contents field');
-    e.contents = c;
+    extra = c;
   } else if (type === 'L') {
     const d = t[i++];
     if (d === undefined) fail(source, lineNo, 'link entry without dest field');
     checkEscapes(source, lineNo, 'dest', d);
-    e.dest = d === '\\000' ? '' : decodeName(d);
+    extra = d === '\\000' ? '' : decodeName(d);
   } else if (type === 'B' || type === 'C') {
     // Solaris 10 manifests before 2010 end B and C lines at gid.
-    if (t[i] !== undefined && !t[i]!.startsWith('x:')) e.devnode = int(source, lineNo, 'devnode', t[i++], 16, { min: 0, max: Number.MAX_SAFE_INTEGER });
+    if (t[i] !== undefined && !t[i]!.startsWith('x:')) extra = int(source, lineNo, 'devnode', t[i++], 16, { min: 0, max: Number.MAX_SAFE_INTEGER });
   }
+  const e = newEntry(path, type as EntryType, size, mode, acl, mtime, uid, gid, extra, stat);
   for (; i < t.length; i++) {
     const tok = t[i]!;
     if (!tok.startsWith('x:')) continue; // unknown extensions are skipped, as Solaris skips ours
@@ -222,36 +234,56 @@ export function parseEntryLine(line: string, source: string, lineNo: number): Ma
 
 /** Attach a side index written by formatIndex() to the manifest it was written with. */
 export function applyIndex(m: Manifest, input: string | Buffer, source = 'index'): Manifest {
-  if (typeof input !== 'string' && isIndex2(input)) return applyIndex2(m, input, source);
-  // Lines as split('\n') gives them (a text ending with a newline has an empty last line), read piece by piece.
-  let count = -1;
-  let i = 0;
-  let carry = '';
-  const line = (l: string): boolean => {
-    if (count < 0) {
-      if (!l.startsWith(INDEX_MAGIC)) fail(source, 1, 'not a sysprime bart index');
-      count = Number(l.slice(INDEX_MAGIC.length).trim());
-      if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
-      return count > 0;
-    }
-    const stat = parseIndexLine(l, source, i + 2);
-    if (stat !== undefined) m.entries[i]!.stat = stat;
-    return ++i < count;
-  };
-  let more = true;
-  for (const text of textPieces(input)) {
-    let pos = 0;
-    for (let nl = text.indexOf('\n'); more && nl >= 0; nl = text.indexOf('\n', pos)) {
-      more = line(carry + text.slice(pos, nl));
-      carry = '';
-      pos = nl + 1;
-    }
-    if (!more) break;
-    carry += text.slice(pos);
+  const stats = statReader(input, source);
+  stats.expect(m.entries.length);
+  for (const e of m.entries) {
+    const stat = stats.next();
+    if (stat !== undefined) e.stat = stat;
   }
-  if (more) more = line(carry);
-  if (more) fail(source, i + 2, 'index ends early');
   return m;
+}
+
+/** A side index read in the order of the manifest's entries. */
+interface StatReader {
+  /** Entries the index says it lists. */
+  readonly count: number;
+  /** Throws unless the index lists `entries` entries. */
+  expect(entries: number): void;
+  /** The stat index of the next entry (undefined: none recorded); throws when the index ends early or the line is malformed. */
+  next(): StatIndex | undefined;
+}
+
+function statReader(input: string | Buffer, source: string): StatReader {
+  if (typeof input !== 'string' && isIndex2(input)) return statReader2(input, source);
+  // Lines as split('\n') gives them (a text ending with a newline has an empty last line), read piece by piece.
+  const lines = (function* (): Generator<string> {
+    let carry = '';
+    for (const text of textPieces(input)) {
+      let pos = 0;
+      for (let nl = text.indexOf('\n'); nl >= 0; nl = text.indexOf('\n', pos)) {
+        yield carry + text.slice(pos, nl);
+        carry = '';
+        pos = nl + 1;
+      }
+      carry += text.slice(pos);
+    }
+    yield carry;
+  })();
+  const head = lines.next().value ?? '';
+  if (!head.startsWith(INDEX_MAGIC)) fail(source, 1, 'not a sysprime bart index');
+  const count = Number(head.slice(INDEX_MAGIC.length).trim());
+  let i = 0;
+  return {
+    count,
+    expect(entries) {
+      if (count !== entries) fail(source, 1, `index lists ${count} entries, the manifest ${entries}`);
+    },
+    next() {
+      const l = lines.next();
+      if (l.done === true) fail(source, i + 2, 'index ends early');
+      return parseIndexLine(l.value, source, 2 + i++);
+    },
+  };
 }
 
 /** One line of a version 1 index: `dev ino mtimeMs ctimeMs`, or `-` (undefined) for an entry without one. */
@@ -270,18 +302,31 @@ export function parseIndexLine(l: string, source: string, lineNo: number): StatI
   return { dev, ino, mtimeMs: mt, ctimeMs: ct };
 }
 
-/** The stat numbers of a version 2 index (index-file.ts) onto the manifest's entries. */
-function applyIndex2(m: Manifest, data: Buffer, source: string): Manifest {
+/** A version 2 index (index-file.ts): binary records after its first line. */
+function statReader2(data: Buffer, source: string): StatReader {
   const nl = data.indexOf(0x0a);
   const count = Number(data.toString('latin1', INDEX2_MAGIC.length, nl < 0 ? INDEX2_MAGIC.length + 40 : nl).trim().split(' ')[0]);
   if (nl < 0 || (nl + 1) % 8 !== 0 || !Number.isSafeInteger(count)) fail(source, 1, 'malformed first line');
-  if (count !== m.entries.length) fail(source, 1, `index lists ${count} entries, the manifest ${m.entries.length}`);
-  if (data.length !== nl + 1 + count * RECORD * 8) fail(source, 1, `index of ${count} entries cannot be ${data.length} bytes long (truncated?)`);
-  const r = new Float64Array(new Uint8Array(data.buffer, data.byteOffset + nl + 1, count * RECORD * 8).slice().buffer);
-  for (let i = 0; i < count; i++) {
-    const o = i * RECORD;
-    if (r[o + R_STATE] === STATE_NO_STAT) continue;
-    m.entries[i]!.stat = { dev: r[o + R_DEV]!, ino: r[o + R_INO]!, mtimeMs: r[o + R_MTIME_MS]!, ctimeMs: r[o + R_CTIME_MS]! };
-  }
-  return m;
+  const checkSize = (): void => {
+    if (data.length !== nl + 1 + count * RECORD * 8) fail(source, 1, `index of ${count} entries cannot be ${data.length} bytes long (truncated?)`);
+  };
+  let r: Float64Array | undefined;
+  let i = 0;
+  return {
+    count,
+    expect(entries) {
+      if (count !== entries) fail(source, 1, `index lists ${count} entries, the manifest ${entries}`);
+      checkSize();
+    },
+    next() {
+      if (r === undefined) {
+        checkSize();
+        r = new Float64Array(new Uint8Array(data.buffer, data.byteOffset + nl + 1, count * RECORD * 8).slice().buffer);
+      }
+      if (i >= count) fail(source, i + 2, 'index ends early');
+      const o = i++ * RECORD;
+      if (r[o + R_STATE] === STATE_NO_STAT) return undefined;
+      return { dev: r[o + R_DEV]!, ino: r[o + R_INO]!, mtimeMs: r[o + R_MTIME_MS]!, ctimeMs: r[o + R_CTIME_MS]! };
+    },
+  };
 }

@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { createHash } from 'node:crypto';
-import { applyIndex, formatIndexChunks, formatManifestChunks, lookupInText, parseManifest, type EntryLookup, type Manifest } from '../bart/index.js';
+import { formatIndexChunks, formatManifestChunks, lookupInText, parseManifest, type EntryLookup, type Manifest } from '../bart/index.js';
 import { log } from '../log.js';
 import { replaceFile } from '../os/durable.js';
 import { eachPieceOfPath, releaseBytes } from '../os/file-data.js';
@@ -111,9 +111,8 @@ export function loadManifest(db: Db, subject: string, identity?: string): Manife
   let index: Buffer | undefined;
   try {
     bart = readFileSync(`${row.file}.bart`);
-    const m = parseManifest(bart, `${row.file}.bart`);
     index = readFileSync(`${row.file}.index`);
-    return applyIndex(m, index, `${row.file}.index`);
+    return parseManifest(bart, `${row.file}.bart`, { data: index, source: `${row.file}.index` });
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;

@@ -189,6 +189,16 @@ test('a manifest and its index written in chunks are the bytes written whole, ea
       return a instanceof Error && b instanceof Error && a.message === b.message;
     }, 'the same error from bytes as from the string');
   }
+  // Parsed with the manifest, every entry made with its stat index: the same entries, and the same refusals.
+  const manifestBytes = Buffer.concat(chunks);
+  assert.deepEqual(parseManifest(manifestBytes, 'm', { data: bytes, source: 'i' }).entries, entries);
+  assert.deepEqual(parseManifest(manifestBytes.toString('latin1'), 'm', { data: bytes.toString('latin1'), source: 'i' }).entries, entries);
+  assert.throws(() => parseManifest(manifestBytes, 'm', { data: body, source: 'i' }), failsAt(entries.length + 1, "malformed index line ''"));
+  assert.throws(() => parseManifest(manifestBytes, 'm', { data: body.subarray(0, body.length - 1), source: 'i' }), failsAt(entries.length + 1, 'index ends early'));
+  const fewer = Buffer.from(`# sysprime bart index 1 ${entries.length - 1}\n${bytes.toString('latin1').split('\n').slice(1, -2).join('\n')}\n`, 'latin1');
+  assert.throws(() => parseManifest(manifestBytes, 'm', { data: fewer, source: 'i' }), failsAt(1, `index lists ${entries.length - 1} entries, the manifest ${entries.length}`));
+  assert.throws(() => applyIndex(parseManifest(manifestBytes), fewer), failsAt(1, `index lists ${entries.length - 1} entries, the manifest ${entries.length}`));
+  assert.throws(() => parseManifest(manifestBytes, 'm', { data: Buffer.from('not an index\n'), source: 'i' }), failsAt(1, 'not a sysprime bart index'));
   // With lines to spare, or no newline at its end.
   assert.deepEqual(applyIndex(parseManifest(Buffer.concat(chunks)), bytes.subarray(0, bytes.length - 1)).entries, entries);
   assert.deepEqual(applyIndex(parseManifest(Buffer.concat(chunks)), Buffer.concat([bytes, Buffer.from('junk\n')])).entries, entries);
