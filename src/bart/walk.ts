@@ -173,12 +173,15 @@ export function walkUnit(rules: Rules, prefix: string, unit: WalkUnit, sink: Wal
   }
   const stack: Pending[] = [{ path: unit.path, comps: unit.comps, ctx: fromUnitContext(rules, unit.ctx), split: unit.split, dev: unit.dev }];
   const starts = nestedStarts(rules);
+  // At least the unit's own directory is listed, whatever the limit: a unit handed back as it came would come back forever.
+  let listed = 0;
   while (stack.length > 0) {
-    if (sink.size >= handBackAfter) {
+    if (listed > 0 && sink.size >= handBackAfter) {
       for (const d of stack) sink.more.push({ path: d.path, comps: d.comps, ctx: toUnitContext(d.ctx), dev: d.dev, split: d.split });
       return;
     }
     const dir = stack.pop()!;
+    listed++;
     const dirPath = prefix + dir.path || '/';
     let names: string[];
     try {

@@ -104,7 +104,7 @@ test('a unit that hands its directories back after N entries: the same entries, 
   assert.equal(new Set(whole.paths).size, whole.paths.length);
   assert.ok(!whole.paths.some((p) => p.startsWith('/a3/')), 'the rules still prune');
   assert.ok(whole.paths.includes('/a2/pattern.c'));
-  for (const limit of [1, 5, 40]) {
+  for (const limit of [0, 1, 5, 40]) {
     const cut = walkAll(limit);
     assert.deepEqual(cut.paths, whole.paths, `limit ${limit}`);
     assert.ok(cut.units > 1, `limit ${limit}: handed back`);
