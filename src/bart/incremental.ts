@@ -210,12 +210,16 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
   // Merge the kept lines (already in order) with the changed entries.
   const header = makeHeader(input.hash, prefix === '' ? '/' : prefix);
   if (anyXattr) header.xattrs = true;
-  const chunks: Buffer[] = [Buffer.from(formatHeader(header), 'latin1')];
-  let offset = chunks[0]!.length;
+  // With nothing saved (a full create) the text is the header and the changed lines alone: written into one
+  // buffer and handed out as it is, not copied into another (tens of MB at the moment memory is highest).
+  const whole = count === 0;
+  const head = formatHeader(header);
+  const chunks: Buffer[] = whole ? [] : [Buffer.from(head, 'latin1')];
+  let offset = Buffer.byteLength(head, 'latin1');
   const records = new Float64Array((countKept(kept) + changed.length) * RECORD);
-  // The changed entries' lines, all in one buffer; where each starts.
+  // The changed entries' lines, all in one buffer (after the header when whole); where each starts.
   const changedStarts = new Float64Array(changed.length + 1);
-  const changedText = formatLines(changed.length, entryAt, '', changedStarts);
+  const changedText = formatLines(changed.length, entryAt, whole ? head : '', changedStarts);
   changedStarts[changed.length] = changedText.length;
   const end = text.length;
   let i = 0;
@@ -262,7 +266,7 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
     offset += runEnd - runStart;
     i = j;
   }
-  return { text: Buffer.concat(chunks, offset), records: records.subarray(0, r), status: warnings.length > 0 ? 1 : 0, warnings, hashed: stream?.count ?? toHash.length, reused: 0 };
+  return { text: whole ? changedText : Buffer.concat(chunks, offset), records: records.subarray(0, r), status: warnings.length > 0 ? 1 : 0, warnings, hashed: stream?.count ?? toHash.length, reused: 0 };
 }
 
 /** An encoded path against the first token of the saved line at `start`, in C collation (tokens are printable ASCII). */
