@@ -106,9 +106,9 @@ export async function eachPiece(fd: number, update: (piece: Buffer) => void): Pr
 }
 
 /**
- * eachPiece for a caller that reads synchronously: the file at `path`, or
- * undefined when there is none. A digest of a kept manifest (tens of MB on
- * a large root) then never holds more than one piece.
+ * eachPiece for a caller that reads synchronously: the file at `path`;
+ * false when there is none. A digest of a kept manifest (tens of MB on a
+ * large root) then never holds more than one piece.
  */
 export function eachPieceOfPath(path: string, update: (piece: Buffer) => void): boolean {
   let fd: number;
