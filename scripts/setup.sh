@@ -9,6 +9,7 @@ PACKAGES=(
   zfs-fuse      # a userspace ZFS whose zfs/zpool CLIs the ZFS backend drives in tests
   acl attr      # getfacl/getfattr for manifests, setfacl/setfattr for reintegration
   xxhash        # xxhsum, the peer the manifest benchmark is measured against
+  rsync         # the peer carrying the admin's changes over is measured against (bench/load.sh)
   dpkg-dev      # dpkg-deb for test packages and the Debian package
   util-linux mount
   mandoc man-db # man pages: lint in tests, `man -w` of the installed package
