@@ -22,7 +22,7 @@
  *   otherwise) naming the path.
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fchmodSync, fchownSync, fsyncSync, ftruncateSync, openSync, readdirSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, fsyncSync, ftruncateSync, linkSync, lstatSync, openSync, readdirSync, renameSync, rmSync, writeSync, type Stats } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { SysprimeError, errnoOf, messageOf } from '../errors.js';
 import { copyHeldStill } from './confined.js';
@@ -83,7 +83,13 @@ export type DurableData = string | Uint8Array | Iterable<Uint8Array>;
 
 /** Write `data` under a new temporary name beside `path` and fsync it; returns the temporary path. */
 export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {}): string {
+  return writeTempStat(path, data, meta).tmp;
+}
+
+/** writeTemp, with the file's state once written (for sameContent). */
+function writeTempStat(path: string, data: DurableData, meta: DurableMeta): { tmp: string; written: Stats } {
   const tmp = tempPathFor(path);
+  let written: Stats | undefined;
   let fd: number | undefined;
   /** An error of the chunks' source (a formatter), not of the filesystem: it goes to the caller as it is. */
   let sourceFailed = false;
@@ -102,6 +108,7 @@ export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {
     }
     setMeta(fd, meta);
     fsyncSync(fd);
+    written = fstatSync(fd);
   } catch (err) {
     if (fd !== undefined) closeSync(fd);
     fd = undefined;
@@ -110,7 +117,7 @@ export function writeTemp(path: string, data: DurableData, meta: DurableMeta = {
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
-  return tmp;
+  return { tmp, written: written! };
 }
 
 /** Rename a temporary file over its final name (the caller fsyncs the directory, once for many renames). */
@@ -123,11 +130,60 @@ export function renameInto(tmp: string, path: string): void {
   }
 }
 
-/** Replace one file durably. */
-export function replaceFile(path: string, data: DurableData, meta: DurableMeta = {}): void {
-  const tmp = writeTemp(path, data, meta);
+/** Replace one file durably; returns the file's state as written (for linkDurable). */
+export function replaceFile(path: string, data: DurableData, meta: DurableMeta = {}): Stats {
+  const { tmp, written } = writeTempStat(path, data, meta);
   renameInto(tmp, path);
   fsyncPath(dirname(path));
+  return written;
+}
+
+/**
+ * Whether a file is still the one `written` describes: the same inode, its
+ * size and modification time unchanged. A rename or a new link moves a
+ * file's change time, not these; a write moves its modification time.
+ */
+function sameContent(now: Stats, written: Stats): boolean {
+  return now.dev === written.dev && now.ino === written.ino && now.size === written.size && now.mtimeMs === written.mtimeMs;
+}
+
+/**
+ * Give the file replaceFile wrote at `existing` (its state `written`) a
+ * second name, `path`, durably: a hard link under a temporary name beside
+ * `path`, checked to be that file still, renamed over `path`, the
+ * directory synced. The bytes are not written again. False, with nothing
+ * changed, when `existing` is no longer that file (replaced since, or
+ * gone) or cannot be linked there: the caller writes `path` itself. Both names must be on one
+ * filesystem, and the file must only ever be replaced, never written in
+ * place, while it has the two.
+ */
+export function linkDurable(existing: string, path: string, written: Stats): boolean {
+  // Renaming a link over another name of the same file does nothing (and would leave the temporary name).
+  if (existing === path) {
+    const now = lstatSync(path, { throwIfNoEntry: false });
+    return now !== undefined && sameContent(now, written);
+  }
+  const tmp = tempPathFor(path);
+  try {
+    linkSync(existing, tmp);
+  } catch {
+    // Gone, on another filesystem, or a filesystem without hard links: written instead.
+    return false;
+  }
+  let now: Stats;
+  try {
+    now = lstatSync(tmp);
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    throw durableError('link', path, err);
+  }
+  if (!sameContent(now, written)) {
+    rmSync(tmp, { force: true });
+    return false;
+  }
+  renameInto(tmp, path);
+  fsyncPath(dirname(path));
+  return true;
 }
 
 /**
