@@ -98,6 +98,13 @@ export interface BtrfsTop {
   refuseExisting(list: readonly SubvolumeListEntry[], name: string): void;
   /** The one place subvolumes are deleted: only ever below ROOT/, nested ones first. Returns what was deleted. */
   deleteSubvolumeTree(rel: string, list: readonly SubvolumeListEntry[]): Promise<string[]>;
+  /**
+   * Delete a subvolume of this process's own with nothing below it (a
+   * temporary snapshot) while the caller goes on: the next listing, and
+   * close(), wait for it. A failure is a warning; recover() deletes what a
+   * dead process left under a `.partial-` name.
+   */
+  deleteLater(rel: string): void;
   /** Delete a leftover `.partial-` subvolume before reusing its name. */
   clearPartial(rel: string, list: readonly SubvolumeListEntry[], why?: string): Promise<void>;
   /** The directories for pristine snapshots and metadata. */
@@ -182,7 +189,26 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
   /** Mounts of one environment (its subvolume is the mount's root). */
   const mountsOf = (fs: FsView, name: string): MountinfoEntry[] => fs.mounts.filter((m) => m.root === slashed(environmentPath(name)));
 
+  /** Deletions deleteLater started and that have not finished. */
+  const deleting = new Set<Promise<void>>();
+
+  async function deletionsDone(): Promise<void> {
+    while (deleting.size > 0) await Promise.all(deleting);
+  }
+
+  function deleteLater(rel: string): void {
+    const done: Promise<void> = deleteSubvolumeTree(rel, [])
+      .then(
+        () => undefined,
+        (err: unknown) => log.warn(`could not delete ${rel}: ${messageOf(err)}; \`sysprime\` removes it on its next recovery`),
+      )
+      .finally(() => deleting.delete(done));
+    deleting.add(done);
+  }
+
+  /** The subvolumes, once what deleteLater deletes is gone: a listing never shows one half deleted. */
   async function subvolumes(): Promise<SubvolumeListEntry[]> {
+    await deletionsDone();
     return listSubvolumes(top);
   }
 
@@ -343,6 +369,7 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
    * side by side).
    */
   async function close(): Promise<void> {
+    await deletionsDone();
     if (mountedTopOurselves) log.debug(`leaving ${topGiven} mounted for the other sysprime processes of this boot`);
   }
 
@@ -360,6 +387,7 @@ export function openTop(opts: BtrfsBackendOptions): BtrfsTop {
     view,
     mountsOf,
     subvolumes,
+    deleteLater,
     findEnvironmentEntry,
     refuseExisting,
     deleteSubvolumeTree,

@@ -67,6 +67,8 @@ describe('drift from btrfs send --no-data', () => {
     // Same inodes and times: an incremental walk after the fast path trusts the same digests.
     assert.equal(formatIndex(fast.result.manifest), formatIndex(walked.manifest));
     assert.ok(fast.result.reread < walked.manifest.entries.length / 2, `read ${fast.result.reread} of ${walked.manifest.entries.length} entries again`);
+    // Its temporary snapshot is deleted while the manifest is read; closing the backend waits for that.
+    await backend.close?.();
     const subvolumes = await run('btrfs', ['subvolume', 'list', s.where]);
     assert.doesNotMatch(subvolumes.stdout, /@drift-/, 'the temporary snapshot is gone');
   }
@@ -74,6 +76,7 @@ describe('drift from btrfs send --no-data', () => {
   async function compareReports(name?: string): Promise<Report> {
     const args = ['--json', 'drift', ...(name ? [name] : [])];
     const a = await viaChanges(...args);
+    assert.doesNotMatch((await run('btrfs', ['subvolume', 'list', s.where])).stdout, /@drift-/, 'drift left its temporary snapshot');
     const b = await viaWalk(...args);
     assert.equal(a.code, 1, a.stderr);
     assert.equal(b.code, 1, b.stderr);
@@ -189,6 +192,27 @@ describe('drift from btrfs send --no-data', () => {
     rmSync(join(e, 'opt/newdir'), { recursive: true });
     await compareManifests('base', pristinePath());
     await compareReports();
+  });
+
+  test('listings one after the other in one process: each waits for the last one\'s snapshot to be deleted', async () => {
+    const backend = createBtrfsBackend({ top: s.where });
+    const warned: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => (warned.push(String(chunk)), true)) as typeof process.stderr.write;
+    try {
+      for (let i = 0; i < 3; i++) {
+        const listing = await backend.changesSincePristine!('base', generation);
+        assert.ok(listing.ok, listing.ok ? '' : listing.reason);
+        // The next listing of subvolumes never shows it half deleted.
+        assert.ok(!(await backend.listEnvironments()).some((e) => e.name.includes('@drift-')));
+      }
+    } finally {
+      process.stderr.write = write;
+    }
+    // Not one found as a leftover of an interrupted run and deleted twice.
+    assert.deepEqual(warned, []);
+    await backend.close?.();
+    assert.doesNotMatch((await run('btrfs', ['subvolume', 'list', s.where])).stdout, /@drift-/);
   });
 
   test('an environment that does not descend from its pristine snapshot: drift walks the tree', async () => {
