@@ -633,15 +633,24 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
   return { version: 1, startedAt, finishedAt: now().toISOString(), targetRoot: opts.targetRoot, items, counts: countOutcomes(items) };
 }
 
-/** What each action reads, its extended attributes read ahead in a few processes instead of one or more per path. */
+/**
+ * What each action reads, its extended attributes read ahead in a few
+ * processes instead of one or more per path. Two trees at a time: while
+ * one tree's getfattr runs, this thread opens the handles of the other's
+ * next batch (each tree's batch holds up to a quarter of the open files
+ * allowed: xattr-cache.ts).
+ */
 async function readAheadXattrs(r: Roots, plan: ReintegrationPlan): Promise<void> {
   const written = plan.actions.filter((a) => a.action !== 'keep' && a.action !== 'skip').map((a) => a.path);
   const merged = plan.actions.filter((a) => a.action === 'merge' || a.action === 'conflict' || a.action === 'restore').map((a) => a.path);
-  await readAhead(r.ours, written);
-  await readAhead(r.target, written);
+  await together(readAhead(r.ours, written), readAhead(r.target, written));
   // The update's attributes decide what a copy keeps of them (theirsObject).
-  if (r.theirs !== undefined) await readAhead(r.theirs, written);
-  await readAhead(r.base, merged);
+  await together(r.theirs === undefined ? undefined : readAhead(r.theirs, written), readAhead(r.base, merged));
+}
+
+/** Wait for all of the work, then throw the first failure: nothing still reads a tree when the caller closes it. */
+async function together(...work: (Promise<void> | undefined)[]): Promise<void> {
+  for (const done of await Promise.allSettled(work)) if (done.status === 'rejected') throw done.reason;
 }
 
 /**
