@@ -161,21 +161,18 @@ export async function createManifest(opts: CreateOptions = {}): Promise<CreateRe
       const extra = type === 'F' ? '-' : type === 'L' ? r.dests[link++]! : type === 'B' || type === 'C' ? nums[o + N_RDEV]! : undefined;
       const stat: StatIndex = { dev: nums[o + N_DEV]!, ino: nums[o + N_INO]!, mtimeMs, ctimeMs: nums[o + N_CTIME_MS]! };
       const e = newEntry(path, type, size, nums[o + N_MODE]!, '-', Math.floor(mtimeMs / 1000), nums[o + N_UID]!, nums[o + N_GID]!, extra, stat);
-      if (type === 'F') {
-        if (opts.noContents || (flags & ATTR.contents) === 0) e.contents = '-';
-        else {
-          const prev = previous.get(path);
-          const ps = prev?.stat;
-          if (ps !== undefined && ps.ino === stat.ino && ps.dev === stat.dev && prev!.size === size && ps.mtimeMs === mtimeMs && ps.ctimeMs === stat.ctimeMs) {
-            e.contents = prev!.contents!;
-            reused++;
-          } else {
-            hashed++;
-            e.contents = '-';
-            batch.push(e);
-            batchBytes += size;
-            if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushHashes();
-          }
+      // An F entry is born with contents '-' (no digest): kept when none is asked for, until hashed otherwise.
+      if (type === 'F' && !opts.noContents && (flags & ATTR.contents) !== 0) {
+        const prev = previous.get(path);
+        const ps = prev?.stat;
+        if (ps !== undefined && ps.ino === stat.ino && ps.dev === stat.dev && prev!.size === size && ps.mtimeMs === mtimeMs && ps.ctimeMs === stat.ctimeMs) {
+          e.contents = prev!.contents!;
+          reused++;
+        } else {
+          hashed++;
+          batch.push(e);
+          batchBytes += size;
+          if (batch.length >= BATCH_FILES || batchBytes >= BATCH_BYTES) flushHashes();
         }
       }
       if (flags & ATTR.acl && type !== 'L' && withAcl) wantAcl.push(e);

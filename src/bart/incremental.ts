@@ -243,7 +243,7 @@ export async function createIncremental(input: IncrementalInput): Promise<Manife
         r += RECORD;
         k++;
       } while (k < changed.length && (i >= count || before[k]! <= i));
-      chunks.push(changedText.subarray(changedStarts[first]!, changedStarts[k]!));
+      if (!whole) chunks.push(changedText.subarray(changedStarts[first]!, changedStarts[k]!));
       offset += changedStarts[k]! - changedStarts[first]!;
       continue;
     }

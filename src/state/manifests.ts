@@ -117,16 +117,27 @@ export function saveManifest(db: Db, stateDir: string, subject: string, identity
   );
 }
 
+/** The row of the manifest kept for a subject: its identity, and its files' name without .bart, .index or .sig. */
+function keptRow(db: Db, subject: string): { identity: string; file: string } | undefined {
+  return db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+}
+
+/** Where the manifest kept for a subject is, when there is one of that identity (any, without one). */
+function keptFile(db: Db, subject: string, identity: string | undefined): string | undefined {
+  const row = keptRow(db, subject);
+  return row === undefined || (identity !== undefined && row.identity !== identity) ? undefined : row.file;
+}
+
 /** The saved manifest of a subject, or undefined (also when it is unreadable: it is only a cache). */
 export function loadManifest(db: Db, subject: string, identity?: string): Manifest | undefined {
-  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
-  if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
+  const file = keptFile(db, subject, identity);
+  if (file === undefined) return undefined;
   let bart: Buffer | undefined;
   let index: Buffer | undefined;
   try {
-    bart = readFileSync(`${row.file}.bart`);
-    index = readFileSync(`${row.file}.index`);
-    return parseManifest(bart, `${row.file}.bart`, { data: index, source: `${row.file}.index` });
+    bart = readFileSync(`${file}.bart`);
+    index = readFileSync(`${file}.index`);
+    return parseManifest(bart, `${file}.bart`, { data: index, source: `${file}.index` });
   } catch (err) {
     log.warn(`saved manifest of ${subject} is unusable (${messageOf(err)}); making a new one`);
     return undefined;
@@ -143,12 +154,12 @@ export function loadManifest(db: Db, subject: string, identity?: string): Manife
  * entries, without parsing every one.
  */
 export function loadManifestLookup(db: Db, subject: string, identity?: string): EntryLookup | undefined {
-  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
-  if (!row || (identity !== undefined && row.identity !== identity)) return undefined;
+  const file = keptFile(db, subject, identity);
+  if (file === undefined) return undefined;
   try {
-    const bart = readFileSync(`${row.file}.bart`);
-    const index = readFileSync(`${row.file}.index`);
-    const lookup = lookupInText(bart, index, `${row.file}.bart`, `${row.file}.index`);
+    const bart = readFileSync(`${file}.bart`);
+    const index = readFileSync(`${file}.index`);
+    const lookup = lookupInText(bart, index, `${file}.bart`, `${file}.index`);
     // The lookup's bytes were read here and nothing else holds them: its release() frees them at once.
     return { ...lookup, release: () => (releaseBytes(bart), releaseBytes(index)) };
   } catch (err) {
@@ -158,7 +169,7 @@ export function loadManifestLookup(db: Db, subject: string, identity?: string): 
 }
 
 export function forgetManifest(db: Db, subject: string): void {
-  const row = db.prepare('SELECT file FROM manifests WHERE subject = ?').get(subject) as { file: string } | undefined;
+  const row = keptRow(db, subject);
   if (!row) return;
   rmSync(`${row.file}.bart`, { force: true });
   rmSync(`${row.file}.index`, { force: true });
@@ -198,7 +209,7 @@ function readOptional(path: string): Buffer | undefined {
 }
 
 export function keptManifestEvidence(db: Db, subject: string): KeptManifestEvidence | null {
-  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  const row = keptRow(db, subject);
   if (!row) return null;
   // A piece at a time: drift reports this at its peak, and the two kept manifests of a large root are tens of MB each.
   const digest = createHash('sha256');
@@ -228,7 +239,7 @@ export function verifyKeptManifest(
   keys: readonly PublicSigningKey[],
   trustSource: string,
 ): { key: PublicSigningKey; manifest: Manifest } {
-  const row = db.prepare('SELECT identity, file FROM manifests WHERE subject = ?').get(subject) as { identity: string; file: string } | undefined;
+  const row = keptRow(db, subject);
   const bart = row === undefined ? undefined : readOptional(`${row.file}.bart`);
   if (row === undefined || bart === undefined || row.identity !== identity) {
     throw new SysprimeError('REFUSED', `no baseline manifest of ${subject} is kept for these rules and hash, so none can be verified`, {
