@@ -190,6 +190,8 @@ export async function findWalk(rules: Rules, prefix: string, onEntry?: EntryFoun
           await fifo.close();
         }
       })();
+      // Awaited once find is done; a failure before then is not an unhandled rejection meanwhile.
+      reading.catch(() => undefined);
       const print = ['-fprintf', list, FORMAT];
       const expr = prune.length === 0 ? print : ['(', ...prune, ')', '-prune', ...print, '-o', ...print];
       let r;

@@ -153,16 +153,15 @@ function sameContent(now: Stats, written: Stats): boolean {
  * `path`, checked to be that file still, renamed over `path`, the
  * directory synced. The bytes are not written again. False, with nothing
  * changed, when `existing` is no longer that file (replaced since, or
- * gone) or cannot be linked there: the caller writes `path` itself. Both names must be on one
- * filesystem, and the file must only ever be replaced, never written in
- * place, while it has the two.
+ * gone) or cannot be linked there: the caller writes `path` itself. The
+ * file must only ever be replaced, never written in place, while it has
+ * the two names.
  */
 export function linkDurable(existing: string, path: string, written: Stats): boolean {
-  // Renaming a link over another name of the same file does nothing (and would leave the temporary name).
-  if (existing === path) {
-    const now = lstatSync(path, { throwIfNoEntry: false });
-    return now !== undefined && sameContent(now, written);
-  }
+  // `path` already a name of that file (`existing` itself, or linked before): renaming a link over another name
+  // of the same file does nothing, and would leave the temporary name behind.
+  const there = lstatSync(path, { throwIfNoEntry: false });
+  if (there !== undefined && there.dev === written.dev && there.ino === written.ino) return sameContent(there, written);
   const tmp = tempPathFor(path);
   try {
     linkSync(existing, tmp);
@@ -170,14 +169,8 @@ export function linkDurable(existing: string, path: string, written: Stats): boo
     // Gone, on another filesystem, or a filesystem without hard links: written instead.
     return false;
   }
-  let now: Stats;
-  try {
-    now = lstatSync(tmp);
-  } catch (err) {
-    rmSync(tmp, { force: true });
-    throw durableError('link', path, err);
-  }
-  if (!sameContent(now, written)) {
+  const now = lstatSync(tmp, { throwIfNoEntry: false });
+  if (now === undefined || !sameContent(now, written)) {
     rmSync(tmp, { force: true });
     return false;
   }

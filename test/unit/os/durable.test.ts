@@ -52,8 +52,9 @@ test('a file written is linked under another name while it is unchanged, and onl
   assert.equal(linkDurable(a, b, written), true);
   assert.equal(statSync(b).ino, statSync(a).ino);
   assert.equal(readFileSync(b, 'latin1'), 'first\n');
-  // Itself: nothing to do, nothing left behind.
+  // Itself, or a name linked already: nothing to do, nothing left behind.
   assert.equal(linkDurable(a, a, written), true);
+  assert.equal(linkDurable(a, b, written), true);
   // Replaced since: not the file written, so not linked; the name keeps what it had.
   replaceFile(a, 'second\n');
   const c = join(sub, 'c');
