@@ -42,13 +42,32 @@ export function componentsOf(path: string): string[] {
   return comps;
 }
 
+/** The components of a manifest path's parent, and its last component (never the root itself). */
+function parentComponents(path: string): { comps: string[]; name: string } {
+  const comps = componentsOf(path);
+  const name = comps.pop();
+  if (name === undefined) throw new SysprimeError('REFUSED', 'the root directory itself cannot be replaced');
+  return { comps, name };
+}
+
 /** Bytes of a byte-string name, for node:fs calls that take Buffers. */
 function nameBytes(name: string): Buffer {
   return Buffer.from(name, 'latin1');
 }
 
+/** A directory a quiet root keeps open (TreeOptions.quiet), shared by the handles given out on it. */
+interface KeptDir {
+  fd: number;
+  /** Handles on it not closed yet. */
+  users: number;
+  /** No longer kept (evicted, or the tree's directories changed): closed when its last user closes. */
+  dropped: boolean;
+}
+
 /** An open directory below a confined root. */
 export class DirHandle {
+  private released = false;
+
   constructor(
     readonly fd: number,
     /** Components from the root to this directory (byte strings). */
@@ -56,6 +75,8 @@ export class DirHandle {
     readonly tree: TreeOptions,
     /** The root it was opened from: a file found here is found again from it (FileInTree). */
     readonly root: ConfinedRoot,
+    /** Set when the descriptor belongs to the root's kept directories, not to this handle. */
+    private readonly kept?: KeptDir,
   ) {}
 
   /** Attributes already read in this tree, when its root keeps them. */
@@ -91,8 +112,25 @@ export class DirHandle {
     return `/proc/${process.pid}/fd/${this.fd}/${name}`;
   }
 
+  /**
+   * A directory below this one was removed or renamed (by sysprime, through
+   * this handle): a quiet root forgets the directories it kept open, which
+   * may name other directories now.
+   */
+  dirsChanged(): void {
+    this.root.dirsChanged();
+  }
+
   close(): void {
-    closeSync(this.fd);
+    if (this.kept === undefined) {
+      closeSync(this.fd);
+      return;
+    }
+    // Twice would take a use from another handle and close the descriptor under it.
+    if (this.released) return;
+    this.released = true;
+    this.kept.users--;
+    if (this.kept.dropped && this.kept.users === 0) closeSync(this.kept.fd);
   }
 }
 
@@ -112,10 +150,27 @@ export interface TreeOptions {
    * renames either way.
    */
   deferSync?: boolean;
+  /**
+   * Nothing but sysprime, through this root, changes the tree while it is
+   * open: a read-only pristine snapshot, or a new environment being staged,
+   * which nothing runs yet. Directories opened below it are kept open
+   * (KEPT_DIRS, the most recently used) and found again without walking
+   * from the root: a reintegration of thousands of files otherwise opens
+   * each directory of each path a dozen times. A link is still never
+   * followed (each directory was opened the confined way once), and a
+   * directory removed or renamed through the root drops them all
+   * (dirsChanged). Never for a running system's tree, which others change.
+   */
+  quiet?: boolean;
 }
+
+/** Directories a quiet root keeps open: the paths a plan touches, in order, come back to few directories at a time. */
+const KEPT_DIRS = 64;
 
 export class ConfinedRoot {
   private closed = false;
+  /** Quiet roots: directories kept open by their components joined with '/' (least recently used first). */
+  private readonly kept = new Map<string, KeptDir>();
 
   private constructor(
     readonly root: string,
@@ -141,7 +196,19 @@ export class ConfinedRoot {
 
   close(): void {
     this.closed = true;
+    this.dirsChanged();
     closeSync(this.rootFd);
+  }
+
+  /** Forget the directories kept open (a quiet root's), closing each as its last handle closes. */
+  dirsChanged(): void {
+    for (const k of this.kept.values()) this.drop(k);
+    this.kept.clear();
+  }
+
+  private drop(k: KeptDir): void {
+    k.dropped = true;
+    if (k.users === 0) closeSync(k.fd);
   }
 
   /**
@@ -152,6 +219,60 @@ export class ConfinedRoot {
   openDir(comps: readonly string[]): DirHandle | { blocked: string[] } | undefined {
     // Once closed, the descriptor number may name another directory: never walk from it.
     if (this.closed) throw new Error(`${this.root} was opened as a confined root and closed already`);
+    return this.tree.quiet === true ? this.openKept(comps) : this.walk(comps);
+  }
+
+  /** openDir of a quiet root: each directory on the way found among the kept ones, or opened from its parent and kept. */
+  private openKept(comps: readonly string[]): DirHandle | { blocked: string[] } | undefined {
+    let key = '';
+    let k = this.keep(key, () => openSync(`/proc/self/fd/${this.rootFd}`, O_RDONLY | O_DIRECTORY))!;
+    for (let i = 0; i < comps.length; i++) {
+      const parent = k;
+      key = i === 0 ? comps[0]! : `${key}/${comps[i]!}`;
+      let failed: unknown;
+      const child = this.keep(key, () => {
+        try {
+          return openSync(Buffer.concat([Buffer.from(`/proc/self/fd/${parent.fd}/`), nameBytes(comps[i]!)]), O_RDONLY | O_DIRECTORY | O_NOFOLLOW);
+        } catch (err) {
+          failed = err;
+          return -1;
+        }
+      });
+      if (child === undefined) {
+        const code = errnoOf(failed);
+        if (code === 'ENOENT') return undefined;
+        if (code === 'ENOTDIR' || code === 'ELOOP') return { blocked: comps.slice(0, i + 1) };
+        throw ioError(`open ${displayPath('/' + comps.slice(0, i + 1).join('/'))} below ${this.root}`, failed);
+      }
+      k = child;
+    }
+    k.users++;
+    return new DirHandle(k.fd, comps, this.tree, this, k);
+  }
+
+  /** The kept directory at `key`, most recently used now; opened (`open`, -1 when it cannot be) and kept when it is not. */
+  private keep(key: string, open: () => number): KeptDir | undefined {
+    const had = this.kept.get(key);
+    if (had !== undefined) {
+      this.kept.delete(key);
+      this.kept.set(key, had);
+      return had;
+    }
+    const fd = open();
+    if (fd < 0) return undefined;
+    const k: KeptDir = { fd, users: 0, dropped: false };
+    this.kept.set(key, k);
+    // The least recently used go (never the parent just used to open this one: it is the next most recent);
+    // one in use stays open until its last handle closes.
+    for (const [old, v] of this.kept) {
+      if (this.kept.size <= KEPT_DIRS) break;
+      this.kept.delete(old);
+      this.drop(v);
+    }
+    return k;
+  }
+
+  private walk(comps: readonly string[]): DirHandle | { blocked: string[] } | undefined {
     // The first component is opened from the root's own handle; a handle of the root itself is opened only for
     // the root (the caller closes what it gets): two calls fewer for every path, of the dozens a file costs.
     let fd = -1;
@@ -176,9 +297,7 @@ export class ConfinedRoot {
 
   /** The parent directory of a manifest path, and the last component. */
   openParent(path: string): { dir: DirHandle | { blocked: string[] } | undefined; name: string } {
-    const comps = componentsOf(path);
-    const name = comps.pop();
-    if (name === undefined) throw new SysprimeError('REFUSED', 'the root directory itself cannot be replaced');
+    const { comps, name } = parentComponents(path);
     return { dir: this.openDir(comps), name };
   }
 }
@@ -470,6 +589,7 @@ function replaceThroughTemp(dir: DirHandle, name: string, make: (tmp: Buffer) =>
 
 /** Rename `from` to `to` within `dir` (neither is followed if it is a link). */
 export function renameIn(dir: DirHandle, from: string, to: string): void {
+  dir.dirsChanged();
   try {
     renameSync(dir.entry(from), dir.entry(to));
   } catch (err) {
@@ -582,6 +702,8 @@ export function replaceWithLinkIn(fromDir: DirHandle, fromName: string, dir: Dir
 
 /** Rename `from` in `fromDir` to `to` in `toDir` (same filesystem; neither name is followed). */
 export function renameBetween(fromDir: DirHandle, from: string, toDir: DirHandle, to: string): void {
+  fromDir.dirsChanged();
+  toDir.dirsChanged();
   try {
     renameSync(fromDir.entry(from), toDir.entry(to));
   } catch (err) {
@@ -598,6 +720,7 @@ export function namesIn(dir: DirHandle): string[] {
 
 /** Remove the empty directory `name` from `dir`; false when it is absent or not empty. */
 export function removeEmptyDirIn(dir: DirHandle, name: string): boolean {
+  dir.dirsChanged();
   try {
     rmdirSync(dir.entry(name));
   } catch (err) {
@@ -619,6 +742,7 @@ export function removeTreeIn(dir: DirHandle, name: string): boolean {
   const st = lstatIn(dir, name);
   if (st === undefined) return false;
   if (st.isDirectory()) {
+    dir.dirsChanged();
     let child: DirHandle | undefined;
     try {
       child = openDirIn(dir, name);
@@ -896,24 +1020,40 @@ export async function withFileAt<T>(root: string, path: string, fn: (procPath: s
  * Read ahead the attributes of these manifest paths below a root, and of
  * the directories holding them, into the root's cache. Paths that are
  * missing or below something that is not a directory are left for the
- * caller to find when it gets there.
+ * caller to find when it gets there. Paths in a row in one directory share
+ * its handle: what is read is kept by inode (and ctime), so an entry found
+ * through a directory renamed meanwhile is still the one read.
  */
 export async function readAhead(root: ConfinedRoot, paths: Iterable<string>): Promise<void> {
   const cache = root.xattrs;
   if (cache === undefined) return;
   function* handles(): Generator<number> {
-    for (const path of paths) {
-      const { dir, name } = root.openParent(path);
-      if (!isHandle(dir)) continue;
-      let entry: number | undefined;
-      try {
-        entry = openPathIn(dir, name);
-      } catch {
-        // Unreadable here: the caller meets it again and reports it.
+    let dir: DirHandle | undefined;
+    let dirKey: string | undefined;
+    try {
+      for (const path of paths) {
+        const { comps, name } = parentComponents(path);
+        const key = comps.join('/');
+        if (key !== dirKey) {
+          dir?.close();
+          dir = undefined;
+          dirKey = key;
+          const d = root.openDir(comps);
+          if (!isHandle(d)) continue;
+          dir = d;
+          // The directory's own attributes: fill() closes what it is given, so a descriptor of its own.
+          yield openSync(dir.self, O_RDONLY | O_DIRECTORY);
+        }
+        if (dir === undefined) continue;
+        try {
+          const entry = openPathIn(dir, name);
+          if (entry !== undefined) yield entry;
+        } catch {
+          // Unreadable here: the caller meets it again and reports it.
+        }
       }
-      // The directory's descriptor goes to fill(), which closes it.
-      yield dir.fd;
-      if (entry !== undefined) yield entry;
+    } finally {
+      dir?.close();
     }
   }
   await cache.fill(handles());

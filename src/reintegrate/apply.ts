@@ -18,7 +18,7 @@ import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
 import { MERGE_MAX_LINES, countLines, mergeText } from './merge.js';
-import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
+import { NotEmptyError, bytesWithin, digestOf, place, readObject, readObjectIn, readXattrsAt, removeEntry, moveAside, sameBytes, type Content, type Desired, type FsObject } from './objects.js';
 import { PERMS, type MetaPlan, type PlanAction, type ReintegrationPlan } from './plan.js';
 import { countOutcomes, type ReintegrationReport, type ReportItem } from './report.js';
 import { ConfinedRoot, componentsOf, isChangedWhileRead, isHandle, lstatIn, readAhead, type DirHandle } from '../os/confined.js';
@@ -41,6 +41,12 @@ export interface ApplyOptions {
    * crash undoes the whole environment; never for a running system.
    */
   deferSync?: boolean;
+  /**
+   * Nothing but this run writes the target while it runs (a new environment
+   * being staged, which nothing runs yet): its directories are kept open
+   * between actions (TreeOptions.quiet). Never for a running system.
+   */
+  quietTarget?: boolean;
   now?: () => Date;
 }
 
@@ -189,11 +195,16 @@ async function readOurs(r: Roots, a: PlanAction, type?: string): Promise<FsObjec
   return o;
 }
 
-/** Where the update's xattrs come from: its pristine tree, else the object the target holds now. */
-async function theirsXattrs(r: Roots, path: string, current: FsObject | 'absent'): Promise<Xattrs> {
-  const t = await theirsObject(r, path);
-  if (t !== undefined) return t.xattrs;
-  return typeof current === 'object' ? current.xattrs : new Map();
+/**
+ * Where the update's xattrs come from: its pristine tree, else the object
+ * the target holds now (read only then: with the tree at hand, a copy
+ * costs no second read of the file it replaces).
+ */
+async function theirsXattrs(r: Roots, path: string, current: () => Promise<FsObject | 'absent'>): Promise<Xattrs> {
+  const t = r.theirs === undefined ? undefined : await readXattrsAt(r.theirs, path);
+  if (t !== undefined) return t;
+  const cur = await current();
+  return typeof cur === 'object' ? cur.xattrs : new Map();
 }
 
 /** Write the admin's object (hard-linking to an earlier copy of the same inode). */
@@ -202,8 +213,7 @@ async function putOurs(r: Roots, a: PlanAction, src: FsObject, meta: MetaPlan, i
   const { dir, name } = await targetParent(r, a.path, touched);
   try {
     if (touched.length > 0) item.touched = touched;
-    const cur = await readObjectIn(dir, name);
-    const want = desiredFrom(src, meta, src.xattrs, await theirsXattrs(r, a.path, cur), true);
+    const want = desiredFrom(src, meta, src.xattrs, await theirsXattrs(r, a.path, () => readObjectIn(dir, name)), true);
     const key = `${src.st.dev}:${src.st.ino}`;
     let linkDir: DirHandle | undefined;
     if (src.type === 'F' && src.st.nlink > 1) {
@@ -353,7 +363,7 @@ async function applyMetadata(r: Roots, a: PlanAction, item: ReportItem): Promise
     if (cur === 'absent') throw new Skip('not in the target');
     const expected = a.theirs?.type ?? a.ours?.type;
     if (cur.type !== expected) throw new Skip(`the target holds a different type here than the update's (${cur.type})`);
-    const want = desiredFrom(cur, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, cur), false);
+    const want = desiredFrom(cur, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, async () => cur), false);
     const changed = await place(dir, name, want);
     item.outcome = changed ? 'applied' : 'unchanged';
   } finally {
@@ -428,9 +438,8 @@ async function mergeOurs(r: Roots, a: PlanAction, ours: FsObject, item: ReportIt
   if (m.kind === 'merged') {
     const { dir, name } = await targetParent(r, a.path, []);
     try {
-      const current = await readObjectIn(dir, name);
       const meta = a.meta ?? allOurs(ours);
-      const want = desiredFrom({ ...ours, content: m.content }, meta, ours.xattrs, await theirsXattrs(r, a.path, current), false);
+      const want = desiredFrom({ ...ours, content: m.content }, meta, ours.xattrs, await theirsXattrs(r, a.path, () => readObjectIn(dir, name)), false);
       const changed = await place(dir, name, want);
       item.outcome = changed ? 'merged' : 'unchanged';
       item.detail = m.trivial ? 'both changed it the same way, or one side\'s change contains the other' : 'changed by both: merged line by line';
@@ -514,8 +523,7 @@ async function mergeAccountsOf(r: Roots, a: PlanAction, ours: FsObject, item: Re
   const merged = mergeAccounts({ kind, base: latin(base), ours: latin(mine), theirs: latin(theirs), ...(accounts ? { accounts } : {}) });
   const { dir, name } = await targetParent(r, a.path, []);
   try {
-    const current = await readObjectIn(dir, name);
-    const want = desiredFrom({ ...ours, content: Buffer.from(merged.content, 'latin1') }, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, current), false);
+    const want = desiredFrom({ ...ours, content: Buffer.from(merged.content, 'latin1') }, a.meta ?? allOurs(ours), ours.xattrs, await theirsXattrs(r, a.path, () => readObjectIn(dir, name)), false);
     const changed = await place(dir, name, want);
     const conflicts = merged.notes.filter((n) => n.kind === 'conflict');
     item.outcome = !changed ? 'unchanged' : conflicts.length > 0 ? 'conflict' : 'merged';
@@ -601,18 +609,19 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
   const startedAt = now().toISOString();
   if (plan.hash === 'xxh64') await loadHashers();
   const opened: ConfinedRoot[] = [];
-  const open = (p: string) => {
-    const c = ConfinedRoot.open(p, { xattrs: new XattrCache(), deferSync: opts.deferSync === true });
+  const open = (p: string, quiet: boolean) => {
+    const c = ConfinedRoot.open(p, { xattrs: new XattrCache(), deferSync: opts.deferSync === true, quiet });
     opened.push(c);
     return c;
   };
   const items: ReportItem[] = [];
   try {
     const r: Roots = {
-      base: open(opts.baseRoot),
-      ours: open(opts.oursRoot),
-      theirs: opts.theirsRoot === undefined ? undefined : open(opts.theirsRoot),
-      target: open(opts.targetRoot),
+      // The pristine trees are read-only snapshots; the admin's is a running system's, which changes under us.
+      base: open(opts.baseRoot, true),
+      ours: open(opts.oursRoot, false),
+      theirs: opts.theirsRoot === undefined ? undefined : open(opts.theirsRoot, true),
+      target: open(opts.targetRoot, opts.quietTarget === true),
       hash: plan.hash,
       planned: new Set(plan.actions.filter((a) => a.ours !== undefined && a.action !== 'skip' && a.action !== 'delete').map((a) => a.path)),
       links: new Map(),

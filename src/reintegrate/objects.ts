@@ -141,6 +141,23 @@ export async function readObject(root: ConfinedRoot, path: string): Promise<Read
   }
 }
 
+/**
+ * The extended attributes (ACLs included) of the object at a manifest path,
+ * without its content: what a copy takes from the update's version.
+ * undefined when nothing is there (or a component is not a directory).
+ */
+export async function readXattrsAt(root: ConfinedRoot, path: string): Promise<Xattrs | undefined> {
+  const { dir, name } = root.openParent(path);
+  if (!isHandle(dir)) return undefined;
+  try {
+    const st = lstatIn(dir, name);
+    if (st === undefined) return undefined;
+    return dir.xattrs?.get(st) ?? (await xattrsOf(dir, name));
+  } finally {
+    dir.close();
+  }
+}
+
 export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObject | 'absent'> {
   const st = lstatIn(dir, name);
   if (st === undefined) return 'absent';
@@ -371,8 +388,10 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
 function removeQuietly(dir: DirHandle, name: string): void {
   try {
     const st = lstatIn(dir, name);
-    if (st?.isDirectory()) rmdirSync(dir.entry(name));
-    else if (st) unlinkSync(dir.entry(name));
+    if (st?.isDirectory()) {
+      rmdirSync(dir.entry(name));
+      dir.dirsChanged();
+    } else if (st) unlinkSync(dir.entry(name));
   } catch {
     // Best effort: a leftover temporary name is harmless and reported by nothing else.
   }
@@ -395,6 +414,8 @@ export async function place(dir: DirHandle, name: string, want: Desired): Promis
     } catch (err) {
       if (errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST') throw new NotEmptyError(name);
       throw ioError(`rmdir ${name}`, err);
+    } finally {
+      dir.dirsChanged();
     }
   }
   const tmp = await createTemp(dir, want);
@@ -414,8 +435,10 @@ export function removeEntry(dir: DirHandle, name: string): 'removed' | 'absent' 
   const st = lstatIn(dir, name);
   if (st === undefined) return 'absent';
   try {
-    if (st.isDirectory()) rmdirSync(dir.entry(name));
-    else unlinkSync(dir.entry(name));
+    if (st.isDirectory()) {
+      dir.dirsChanged();
+      rmdirSync(dir.entry(name));
+    } else unlinkSync(dir.entry(name));
   } catch (err) {
     if (errnoOf(err) === 'ENOTEMPTY' || errnoOf(err) === 'EEXIST') return 'not-empty';
     throw ioError(`remove ${name}`, err);
@@ -426,6 +449,7 @@ export function removeEntry(dir: DirHandle, name: string): 'removed' | 'absent' 
 
 /** Move what is at `name` to `to` in the same directory (never over a directory). */
 export function moveAside(dir: DirHandle, name: string, to: string): void {
+  dir.dirsChanged();
   try {
     renameSync(dir.entry(name), dir.entry(to));
   } catch (err) {

@@ -5,12 +5,12 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSysprimeError } from '../../../src/errors.js';
 import { run } from '../../../src/process/run.js';
-import { ConfinedRoot, ensureDirIn, isHandle, linkIn, removeTreeIn, renameBetween, replaceWithLinkIn, type DirHandle } from '../../../src/os/confined.js';
+import { ConfinedRoot, ensureDirIn, isHandle, linkIn, removeTreeIn, renameBetween, renameIn, replaceWithLinkIn, writeFileIn, type DirHandle } from '../../../src/os/confined.js';
 
 let scratch: string;
 let root: string;
@@ -99,4 +99,66 @@ test('links and renames between open directories replace a planted link, never w
   assert.equal(lstatSync(join(root, 'b/target')).ino, lstatSync(join(root, 'a/object')).ino);
   assert.equal(lstatSync(join(root, 'a/moved')).ino, lstatSync(join(root, 'a/object')).ino);
   assert.deepEqual(readdirSync(outside), ['precious']);
+});
+
+/** Descriptors this process has open. */
+const openFds = () => readdirSync('/proc/self/fd').length;
+
+test('a quiet root keeps directories open, and a directory renamed or removed through it is never written through again', () => {
+  mkdirSync(join(root, 'quiet/etc/app'), { recursive: true });
+  const fds = openFds();
+  const r = ConfinedRoot.open(root, { quiet: true });
+  try {
+    const first = r.openDir(['quiet', 'etc', 'app']);
+    assert.ok(isHandle(first));
+    const ino = fstatSync(first.fd).ino;
+    first.close();
+    first.close(); // twice: takes no use from the next handle
+    const again = r.openDir(['quiet', 'etc', 'app']);
+    assert.ok(isHandle(again));
+    assert.equal(again.fd, first.fd, 'found again without walking: the same descriptor');
+    const etc = r.openDir(['quiet', 'etc']);
+    assert.ok(isHandle(etc));
+    // Moved aside and made again through the root: the kept handles are forgotten (the one in use stays valid).
+    renameIn(etc, 'app', 'app.old');
+    mkdirSync(join(root, 'quiet/etc/app'));
+    etc.close();
+    assert.equal(fstatSync(again.fd).ino, ino, 'a handle in use keeps its directory');
+    again.close();
+    const fresh = r.openDir(['quiet', 'etc', 'app']);
+    assert.ok(isHandle(fresh));
+    assert.notEqual(fstatSync(fresh.fd).ino, ino, 'the new directory, not the one moved aside');
+    writeFileIn(fresh, 'conf', Buffer.from('x\n'), 0o644);
+    fresh.close();
+    assert.equal(readFileSync(join(root, 'quiet/etc/app/conf'), 'utf8'), 'x\n');
+    assert.deepEqual(readdirSync(join(root, 'quiet/etc/app.old')), []);
+    // A link planted for a directory is refused the same way.
+    symlinkSync(outside, join(root, 'quiet/link'));
+    assert.deepEqual(r.openDir(['quiet', 'link', 'x']), { blocked: ['quiet', 'link'] });
+  } finally {
+    r.close();
+  }
+  assert.equal(openFds(), fds, 'closing the root closes every directory it kept');
+});
+
+test('a quiet root keeps a bounded number of directories; one in use outlives its eviction', () => {
+  for (let i = 0; i < 200; i++) mkdirSync(join(root, `many/d${i}`), { recursive: true });
+  const fds = openFds();
+  const r = ConfinedRoot.open(root, { quiet: true });
+  try {
+    const held = r.openDir(['many', 'd0']);
+    assert.ok(isHandle(held));
+    const ino = lstatSync(join(root, 'many/d0')).ino;
+    for (let i = 1; i < 200; i++) {
+      const d = r.openDir(['many', `d${i}`]);
+      assert.ok(isHandle(d));
+      d.close();
+    }
+    assert.ok(openFds() - fds < 100, `at most about KEPT_DIRS kept (${openFds() - fds} open)`);
+    assert.equal(fstatSync(held.fd).ino, ino, 'evicted while in use: still open, still that directory');
+    held.close();
+  } finally {
+    r.close();
+  }
+  assert.equal(openFds(), fds);
 });
