@@ -63,8 +63,14 @@ export interface FastPathInput {
   live: string;
   rules: Rules;
   hash: HashAlgorithm;
-  /** The last live manifest kept for the environment, found by path, for digests. */
-  previous?: EntryLookup;
+  /** The last live manifest kept for the environment, found by path, for digests (or how to load it, once `after` has settled). */
+  previous?: EntryLookup | (() => EntryLookup | undefined);
+  /**
+   * Entries are read and the manifest made only once this has settled: the
+   * listing starts at once, beside other work, while the memory of making
+   * a manifest is never held beside that of another one still being made.
+   */
+  after?: Promise<unknown>;
   onWarning?: (message: string) => void;
 }
 
@@ -168,9 +174,25 @@ export async function liveManifestFromChanges(input: FastPathInput): Promise<Fas
   const elsewhere = otherFilesystem(input.live, input.rules);
   if (elsewhere !== null) return { ok: false, reason: elsewhere };
   const listing = await input.backend.changesSincePristine(input.name, input.generation, listingLimitFor(input.pristine.manifest));
+  await settled(input.after);
   if (!listing.ok) return listing;
-  const result = await patchFromListing(listing.changes, input.pristine.manifest, { ...input, root: input.live });
+  const previous = typeof input.previous === 'function' ? input.previous() : input.previous;
+  const result = await patchFromListing(listing.changes, input.pristine.manifest, {
+    root: input.live,
+    rules: input.rules,
+    hash: input.hash,
+    ...(previous ? { previous } : {}),
+    ...(input.onWarning ? { onWarning: input.onWarning } : {}),
+  });
   return { ok: true, result, source: listing.source, listed: listing.changes.length };
+}
+
+/** Wait for `p` to settle, whatever its outcome (its owner handles that). */
+export async function settled(p: Promise<unknown> | undefined): Promise<void> {
+  await p?.then(
+    () => undefined,
+    () => undefined,
+  );
 }
 
 export interface PristineFastPathInput {

@@ -20,7 +20,7 @@ import { describeContent, secretPatterns, secretReason, type ContentChange } fro
 import { storeFactsOf } from '../updaters/store/verify.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
-import { liveManifestFromChanges, pristineManifestFromChanges, type FastPathResult } from './changes.js';
+import { liveManifestFromChanges, pristineManifestFromChanges, settled, type FastPathResult } from './changes.js';
 import { mountsAtOrBelow, readMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { realpath } from 'node:fs/promises';
 
@@ -211,7 +211,12 @@ export async function liveManifest(
   path: string,
   rules: LoadedRules,
   pristine?: PristineSide,
-  opts: { hashEverything?: boolean } = {},
+  /**
+   * after: the filesystem's listing of changes may start at once, but the
+   * manifest is made (or the tree walked) only once this has settled (see
+   * FastPathInput.after).
+   */
+  opts: { hashEverything?: boolean; after?: Promise<unknown> } = {},
 ): Promise<Manifest> {
   const hash = ctx.config.bart.hash;
   const subject = manifestSubject.environment(name);
@@ -220,7 +225,9 @@ export async function liveManifest(
   // no digest is taken from the pristine side or a list of changes either: every file is read and hashed.
   const hashEverything = opts.hashEverything === true;
   // Found by path, not parsed whole: the fast path takes only the digests of the paths it reads again.
-  let previous = hashEverything ? undefined : loadManifestLookup(ctx.db, subject, identity);
+  // Loaded when needed (after `opts.after`): its bytes are tens of MB on a large root.
+  let previous: EntryLookup | undefined;
+  const kept = (): EntryLookup | undefined => (previous ??= hashEverything ? undefined : loadManifestLookup(ctx.db, subject, identity));
   const method = liveMethod();
   let made: Manifest | undefined;
   if (hashEverything) {
@@ -234,7 +241,8 @@ export async function liveManifest(
       live: path,
       rules: rules.rules,
       hash,
-      ...(previous ? { previous } : {}),
+      previous: kept,
+      ...(opts.after ? { after: opts.after } : {}),
       onWarning: (w) => log.warn(w),
     }).catch((err: unknown): FastPathResult => ({ ok: false, reason: messageOf(err) }));
     if (fast.ok) {
@@ -252,7 +260,8 @@ export async function liveManifest(
     throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes here`, { hint: 'unset SYSPRIME_DRIFT_METHOD' });
   }
   if (made === undefined) {
-    const seed = wholeOf(previous, name);
+    await settled(opts.after);
+    const seed = wholeOf(kept(), name);
     // The lookup holds the kept bytes: not needed beside the parsed entries during the walk.
     previous?.release();
     previous = undefined;

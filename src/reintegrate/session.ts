@@ -62,6 +62,14 @@ async function pristineIdOf(ctx: Context, generation: number): Promise<string> {
   return p.id;
 }
 
+/** Both results; when one fails, the other is waited for (nothing still reads a tree when the caller closes it), then the first failure thrown. */
+async function both<A, B>(a: Promise<A>, b: Promise<B>): Promise<[A, B]> {
+  const [x, y] = await Promise.allSettled([a, b]);
+  if (x.status === 'rejected') throw x.reason;
+  if (y.status === 'rejected') throw y.reason;
+  return [x.value, y.value];
+}
+
 interface Manifests {
   base: Manifest;
   ours: Manifest;
@@ -74,8 +82,11 @@ interface Manifests {
 async function manifestsFor(ctx: Context, from: string, fromGeneration: number, generation: number, s: Sides, atRisk: readonly string[]): Promise<Manifests> {
   const rules = loadRules(ctx.config, atRisk);
   const base = await pristineManifest(ctx, fromGeneration, await pristineIdOf(ctx, fromGeneration), s.base.path, rules);
-  const theirs = await pristineManifest(ctx, generation, await pristineIdOf(ctx, generation), s.theirs.path, rules, [{ generation: fromGeneration, manifest: base }]);
-  const ours = await liveManifest(ctx, from, s.ours.path, rules, { generation: fromGeneration, manifest: base, path: s.base.path });
+  const theirsId = await pristineIdOf(ctx, generation);
+  // The admin's changes are listed (a snapshot and `btrfs send` or `zfs diff`, most of the admin's side's time,
+  // spent waiting on them) while the update's manifest is made; the admin's is made after it, not beside it.
+  const making = pristineManifest(ctx, generation, theirsId, s.theirs.path, rules, [{ generation: fromGeneration, manifest: base }]);
+  const [theirs, ours] = await both(making, liveManifest(ctx, from, s.ours.path, rules, { generation: fromGeneration, manifest: base, path: s.base.path }, { after: making }));
   return { base, ours, theirs, rules, shared: atRisk.map(asManifestPath) };
 }
 
@@ -133,7 +144,7 @@ async function reintegrate(
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
     const staging = report.kind === 'staging';
-    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, deferSync: staging });
+    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, deferSync: staging, quietTarget: staging });
     if (staging) await run('sync', ['--file-system', target]);
   } finally {
     await closeSides(s);
