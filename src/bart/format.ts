@@ -181,6 +181,9 @@ function* writeLines(out: TextBuffer, count: number, entryAt: (i: number) => Man
 
 const EMPTY = Buffer.alloc(0);
 
+/** Up to this many characters, TextBuffer.text copies in a loop (latin1 text: one byte a character, as Buffer#write). */
+const SHORT_TEXT = 64;
+
 /** Bytes of latin1 text appended at the end of a buffer that doubles when full. */
 class TextBuffer {
   private buf: Buffer;
@@ -213,7 +216,16 @@ class TextBuffer {
   }
 
   text(s: string): void {
-    this.room(s.length);
+    const n = s.length;
+    this.room(n);
+    // A short string (a type, a digest, most names) is copied faster here than through a native call.
+    if (n <= SHORT_TEXT) {
+      const buf = this.buf;
+      let p = this.pos;
+      for (let i = 0; i < n; i++) buf[p++] = s.charCodeAt(i);
+      this.pos = p;
+      return;
+    }
     this.pos += this.buf.write(s, this.pos, 'latin1');
   }
 

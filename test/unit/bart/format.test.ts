@@ -127,6 +127,10 @@ test('format and parse round-trip, with odd names, xattrs and the side index', (
     e('/acl', { acl: 'user::rw-,user:1000:r--,group::r--,mask::r--,other::r--' }),
     e('/x', { xattrs: { 'user.k': '0x76' } }),
     e('/l', { type: 'L', dest: '../a b', contents: undefined }),
+    // Either side of the length up to which text is copied in a loop, not by Buffer#write.
+    e('/' + 'n'.repeat(63)),
+    e('/' + 'n'.repeat(64)),
+    e('/' + 'o'.repeat(200) + bytes(0xe9)),
   ]);
   const m: Manifest = { header: { ...makeHeader('xxh64', '/'), xattrs: true }, entries };
   const text = formatManifest(m);
