@@ -350,7 +350,7 @@ function lowerBound(count: number, keyAt: (i: number) => string, key: string): n
  * path's last entry. The encoded name of a directory followed by `/` is a
  * prefix of exactly the names below it, so what is below is one range.
  */
-class InManifestOrder {
+export class InManifestOrder {
   readonly entries: readonly ManifestEntry[];
   /** encodeName of each entry's path: the path string itself unless it needs quoting. */
   readonly keys: readonly string[];
