@@ -32,7 +32,7 @@ for (let round = 0; round < rounds; round++) {
   execFileSync('rm', ['-rf', `${top}/a`]);
   execFileSync('sync');
   const rm = performance.now() - t;
-  const root = ConfinedRoot.open(top, { deferSync: true });
+  const root = ConfinedRoot.open(top, { durable: 'at-end' });
   const dir = root.openDir([]);
   t = performance.now();
   removeTreeIn(dir, 'b');

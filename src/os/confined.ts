@@ -84,9 +84,18 @@ export class DirHandle {
     return this.tree.xattrs;
   }
 
-  /** fsync what was written here now, unless the caller makes the whole tree durable at the end. */
+  /**
+   * fsync an object's metadata or a directory (a new directory, this one
+   * after a rename or a removal in it), unless the caller makes the whole
+   * filesystem durable at the end (TreeOptions.durable).
+   */
   sync(fd: number): void {
-    if (this.tree.deferSync !== true) fsyncSync(fd);
+    if ((this.tree.durable ?? 'each') === 'each') fsyncSync(fd);
+  }
+
+  /** fsync the content of a regular file just written, before it is renamed into place; not when the caller syncs everything at the end. */
+  syncData(fd: number): void {
+    if (this.tree.durable !== 'at-end') fsyncSync(fd);
   }
 
   /** A path for node:fs calls in this process naming `name` in this directory. */
@@ -144,12 +153,20 @@ export interface TreeOptions {
   /** Attributes read once below the root are not read again while unchanged. */
   xattrs?: XattrCache;
   /**
-   * Skip the fsync of each file and directory written: the caller syncs the
-   * whole filesystem before relying on the tree (staging into an environment
-   * that nothing boots until staging has finished). Writes stay atomic
-   * renames either way.
+   * How writes are made durable; writes stay atomic renames either way.
+   * `each` (the default): every file and directory written is fsynced, and
+   * the directory after each rename or removal. `file-data`: only the
+   * content of each regular file, before it is renamed into place, so that
+   * after a power loss every path holds its old object or its new one,
+   * never a file whose name arrived before its bytes (a crash between two
+   * transactions keeps renames and metadata in order; only file data can
+   * lag); the caller syncs the filesystem once at the end, before it counts
+   * the work as done (a reintegration that applies its plan again after an
+   * interruption). `at-end`: nothing per write, the caller syncs at the end
+   * (staging into an environment that nothing boots until staging has
+   * finished, and that a crash undoes whole).
    */
-  deferSync?: boolean;
+  durable?: 'each' | 'file-data' | 'at-end';
   /**
    * Nothing but sysprime, through this root, changes the tree while it is
    * open: a read-only pristine snapshot, or a new environment being staged,
@@ -541,7 +558,7 @@ export function writeFileIn(dir: DirHandle, name: string, content: Buffer, mode:
     // chown before chmod (chown clears setuid and setgid); the mode exactly as asked, whatever the umask.
     if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
     fchmodSync(fd, mode);
-    dir.sync(fd);
+    dir.syncData(fd);
   } catch (err) {
     closeSync(fd);
     unlinkSync(dir.entry(tmp));
@@ -925,7 +942,7 @@ export async function copyFileIn(dir: DirHandle, name: string, src: string, mode
     try {
       if (owner !== undefined) fchownSync(fd, owner.uid, owner.gid);
       fchmodSync(fd, mode);
-      dir.sync(fd);
+      dir.syncData(fd);
     } finally {
       closeSync(fd);
     }

@@ -36,11 +36,11 @@ export interface ApplyOptions {
   /** The new environment being written. */
   targetRoot: string;
   /**
-   * No fsync per file written: the caller makes the target's filesystem
-   * durable (syncfs) before anything relies on it. For staging, where a
-   * crash undoes the whole environment; never for a running system.
+   * How writes to the target are made durable (TreeOptions.durable; `each`
+   * when not given). With `file-data` or `at-end` the caller makes the
+   * target's filesystem durable (syncfs) before anything relies on it.
    */
-  deferSync?: boolean;
+  durable?: 'each' | 'file-data' | 'at-end';
   /**
    * Nothing but this run writes the target while it runs (a new environment
    * being staged, which nothing runs yet): its directories are kept open
@@ -610,7 +610,7 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
   if (plan.hash === 'xxh64') await loadHashers();
   const opened: ConfinedRoot[] = [];
   const open = (p: string, quiet: boolean) => {
-    const c = ConfinedRoot.open(p, { xattrs: new XattrCache(), deferSync: opts.deferSync === true, quiet });
+    const c = ConfinedRoot.open(p, { xattrs: new XattrCache(), ...(opts.durable ? { durable: opts.durable } : {}), quiet });
     opened.push(c);
     return c;
   };

@@ -332,7 +332,7 @@ async function createTemp(dir: DirHandle, want: Desired): Promise<string> {
             const now = new Date();
             futimesSync(fd, now, now);
           }
-          dir.sync(fd);
+          dir.syncData(fd);
         } finally {
           closeSync(fd);
         }

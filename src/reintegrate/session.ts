@@ -143,9 +143,12 @@ async function reintegrate(
     const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s, atRisk);
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
+    // Otherwise (the first boot, a reintegration by hand) each file's bytes are synced before its
+    // rename, so a power loss leaves each path old or new, and the one syncfs comes before the run
+    // counts as done: until then an interrupted run is applied again (runRecorded).
     const staging = report.kind === 'staging';
-    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, deferSync: staging, quietTarget: staging });
-    if (staging) await run('sync', ['--file-system', target]);
+    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, durable: staging ? 'at-end' : 'file-data', quietTarget: staging });
+    await run('sync', ['--file-system', target]);
   } finally {
     await closeSides(s);
   }

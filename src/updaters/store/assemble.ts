@@ -50,7 +50,7 @@ function byPath(a: TreeEntry, b: TreeEntry): number {
  * the caller's one syncfs at the end (applyStore).
  */
 async function inTree<T>(root: string, fn: (top: DirHandle, r: ConfinedRoot) => Promise<T> | T): Promise<T> {
-  const r = ConfinedRoot.open(root, { deferSync: true });
+  const r = ConfinedRoot.open(root, { durable: 'at-end' });
   try {
     const top = r.openDir([]);
     if (!isHandle(top)) throw new SysprimeError('NOT_FOUND', `cannot open ${root}`);

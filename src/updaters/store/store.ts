@@ -231,7 +231,7 @@ async function inParallel<T>(items: readonly T[], limit: number, fn: (item: T) =
 export async function ensureObjects(root: string, paths: StorePaths, repo: Repository, files: readonly TreeEntry[]): Promise<number> {
   const wanted = new Map<string, TreeEntry>();
   for (const e of files) if (e.type === 'file') wanted.set(objectKey(e), e);
-  const r = ConfinedRoot.open(root, { deferSync: true });
+  const r = ConfinedRoot.open(root, { durable: 'at-end' });
   const shelf = new ObjectShelf(r);
   try {
     const missing: Array<[string, TreeEntry]> = [];
@@ -312,7 +312,7 @@ export async function collectGarbage(paths: StorePaths, installed: readonly Pack
   const keep = new Set<string>();
   for (const m of installed) for (const e of m.entries) if (e.type === 'file') keep.add(objectKey(e));
   let removed = 0;
-  const r = ConfinedRoot.open(paths.root, { deferSync: true });
+  const r = ConfinedRoot.open(paths.root, { durable: 'at-end' });
   try {
     const store = r.openDir([...STORE_COMPS]);
     if (!isHandle(store)) return 0;

@@ -216,7 +216,7 @@ export async function repairStoreTree(root: string, repo: Repository): Promise<S
     if (damaged.has(key) && isUsrPath(e.path)) relink.add(e.path);
   }
   const pathsRelinked: string[] = [];
-  const r = ConfinedRoot.open(root, { deferSync: true });
+  const r = ConfinedRoot.open(root, { durable: 'at-end' });
   const shelf = new ObjectShelf(r);
   try {
     if (damaged.size > 0) {

@@ -65,7 +65,7 @@ async function reintegrateStoppedInCopy(t: Trees, meanwhile: () => void): Promis
     const rules = parseRules(${JSON.stringify(RULES_TEXT)});
     const manifest = async (root) => (await createManifest({ root, rules, hash: 'xxh64', threads: 1 })).manifest;
     const plan = planReintegration({ base: await manifest(t.base), ours: await manifest(t.ours), theirs: await manifest(t.theirs), rules, shared: [] });
-    const report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, theirsRoot: t.theirs, targetRoot: t.target, deferSync: true });
+    const report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, theirsRoot: t.theirs, targetRoot: t.target, durable: 'at-end' });
     process.stdout.write(JSON.stringify(report));`;
   const script = join(t.base, '..', `reintegrate-${process.pid}.mjs`);
   writeFileSync(script, code);
@@ -252,7 +252,7 @@ describe('without the update tree, an oversized file the target holds in a versi
     const plan = planReintegration({ base: await manifest(t.base), ours: await manifest(t.ours), theirs: await manifest(t.theirs), rules: RULES, shared: [] });
     const files = ['etc/huge.conf', 'etc/grown.conf'];
     const targetVersion = new Map(files.map((f) => [f, readFileSync(join(t.target, f))]));
-    const report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, deferSync: true });
+    const report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, durable: 'at-end' });
     for (const f of files) {
       const item = report.items.find((i) => i.path === `/${f}`);
       assert.equal(item?.outcome, 'conflict', `${f}: ${JSON.stringify(item)}\n${renderReport(report)}`);
@@ -262,7 +262,7 @@ describe('without the update tree, an oversized file the target holds in a versi
       assert.equal(item.update, `/${f}.sysprime-new`);
     }
 
-    const again = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, deferSync: true });
+    const again = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, targetRoot: t.target, durable: 'at-end' });
     for (const f of files) {
       assert.equal(again.items.find((i) => i.path === `/${f}`)?.outcome, 'unchanged', f);
       assert.ok(readFileSync(join(t.target, `${f}.sysprime-new`)).equals(targetVersion.get(f)!), f);

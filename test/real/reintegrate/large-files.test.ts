@@ -108,7 +108,7 @@ async function reintegrate(t: Trees): Promise<number> {
   const manifest = async (root: string) => (await createManifest({ root, rules: RULES, hash: 'xxh64', threads: 1 })).manifest;
   const plan = planReintegration({ base: await manifest(t.base), ours: await manifest(t.ours), theirs: await manifest(t.theirs), rules: RULES, shared: ['/home'] });
   const peak = process.resourceUsage().maxRSS * 1024;
-  report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, theirsRoot: t.theirs, targetRoot: t.target, deferSync: true });
+  report = await applyPlan(plan, { baseRoot: t.base, oursRoot: t.ours, theirsRoot: t.theirs, targetRoot: t.target, durable: 'at-end' });
   return process.resourceUsage().maxRSS * 1024 - peak;
 }
 
