@@ -158,12 +158,18 @@ export async function readXattrsAt(root: ConfinedRoot, path: string): Promise<Xa
   }
 }
 
-export async function readObjectIn(dir: DirHandle, name: string): Promise<FsObject | 'absent'> {
+/**
+ * The object at `name` in `dir`. With `size`, a regular file of another
+ * size is not opened: what the caller compares it with cannot be its bytes
+ * (no content then).
+ */
+export async function readObjectIn(dir: DirHandle, name: string, size?: number): Promise<FsObject | 'absent'> {
   const st = lstatIn(dir, name);
   if (st === undefined) return 'absent';
   const type = typeOfStats(st);
   const xattrs = dir.xattrs?.get(st) ?? (await xattrsOf(dir, name));
   const obj: FsObject = { type, st, xattrs };
+  if (type === 'F' && size !== undefined && st.size !== size) return obj;
   if (type === 'F') {
     const fd = openFileIn(dir, name);
     if (fd === undefined) return 'absent';
@@ -261,6 +267,8 @@ async function freshXattrs(dir: DirHandle, fd: number): Promise<Xattrs> {
   if (cache === undefined || (await cache.childrenInherit(dir.fd, readXattrsOf))) return readXattrsOf(fd);
   return new Map();
 }
+
+const EMPTY = Buffer.alloc(0);
 
 let counter = 0;
 let filesWritten = 0;
@@ -406,7 +414,9 @@ export class NotEmptyError extends Error {}
  * removed only when empty (NotEmptyError otherwise).
  */
 export async function place(dir: DirHandle, name: string, want: Desired): Promise<boolean> {
-  const cur = await readObjectIn(dir, name);
+  // A file of another size than the bytes wanted is replaced without being read (most of an admin's edits).
+  const size = want.type === 'F' && want.linkTo === undefined ? sizeOfContent(want.content ?? EMPTY) : undefined;
+  const cur = await readObjectIn(dir, name, size);
   if (cur !== 'absent' && (await sameContent(cur, want))) return fixMetadata(dir, name, want);
   if (cur !== 'absent' && cur.type === 'D') {
     try {
