@@ -140,14 +140,15 @@ async function reintegrate(
     const states = shared !== undefined ? null : await sharedDataOf(ctx, sides.from, s.ours.path);
     atRisk = states === null ? [...(shared ?? [])] : atRiskPaths(states);
     why = states === null ? (atRisk.length > 0 ? [atRiskMessage(atRisk)] : []) : atRiskLines(states);
-    const m = await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s, atRisk);
+    // The manifests (about 100 MB each on a large root) go once the plan is made, not held while it is applied.
+    const planned = plan(await manifestsFor(ctx, sides.from, sides.fromGeneration, sides.generation, s, atRisk));
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
     // Otherwise (the first boot, a reintegration by hand) each file's bytes are synced before its
     // rename, so a power loss leaves each path old or new, and the one syncfs comes before the run
     // counts as done: until then an interrupted run is applied again (runRecorded).
     const staging = report.kind === 'staging';
-    done = await applyPlan(plan(m), { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, durable: staging ? 'at-end' : 'file-data', quietTarget: staging });
+    done = await applyPlan(planned, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, durable: staging ? 'at-end' : 'file-data', quietTarget: staging });
     await run('sync', ['--file-system', target]);
   } finally {
     await closeSides(s);
@@ -201,7 +202,7 @@ export async function reintegrateSinceStaging(ctx: Context, note: FirstBootNote,
 async function replaySinceStaging(ctx: Context, note: FirstBootNote, target: string): Promise<StagingReintegration> {
   const shared = note.shared ?? [];
   const rules = loadRules(ctx.config, shared);
-  const oursAtStaging = loadManifest(ctx.db, manifestSubject.stagedOurs(baselineKey(note)), `${rules.digest}|${ctx.config.bart.hash}`);
+  let oursAtStaging = loadManifest(ctx.db, manifestSubject.stagedOurs(baselineKey(note)), `${rules.digest}|${ctx.config.bart.hash}`);
   if (!oursAtStaging) {
     const which = note.staging !== undefined ? ` (staging ${note.staging})` : '';
     throw new SysprimeError('STATE', `the manifest kept at staging for "${note.name}" is missing or was made with other rules${which}`, {
@@ -213,7 +214,12 @@ async function replaySinceStaging(ctx: Context, note: FirstBootNote, target: str
     note,
     target,
     { kind: 'first-boot', environment: note.name },
-    (m) => planSinceStaging({ base: m.base, oursAtStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared }),
+    (m) => {
+      const atStaging = oursAtStaging!;
+      // Not held while the plan is applied (the fourth manifest of a large root at the first boot).
+      oursAtStaging = undefined;
+      return planSinceStaging({ base: m.base, oursAtStaging: atStaging, oursNow: m.ours, theirs: m.theirs, rules: m.rules.rules, shared: m.shared });
+    },
     shared,
   );
 }
