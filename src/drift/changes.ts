@@ -174,7 +174,7 @@ export async function liveManifestFromChanges(input: FastPathInput): Promise<Fas
   const elsewhere = otherFilesystem(input.live, input.rules);
   if (elsewhere !== null) return { ok: false, reason: elsewhere };
   const listing = await input.backend.changesSincePristine(input.name, input.generation, listingLimitFor(input.pristine.manifest));
-  await settled(input.after);
+  if (!(await settled(input.after))) return { ok: false, reason: BESIDE_FAILED };
   if (!listing.ok) return listing;
   const previous = typeof input.previous === 'function' ? input.previous() : input.previous;
   const result = await patchFromListing(listing.changes, input.pristine.manifest, {
@@ -187,13 +187,18 @@ export async function liveManifestFromChanges(input: FastPathInput): Promise<Fas
   return { ok: true, result, source: listing.source, listed: listing.changes.length };
 }
 
-/** Wait for `p` to settle, whatever its outcome (its owner handles that). */
-export async function settled(p: Promise<unknown> | undefined): Promise<void> {
-  await p?.then(
-    () => undefined,
-    () => undefined,
+/** Wait for `p` to settle; whether it was fulfilled (its owner handles a failure; the waiter only stops). */
+export async function settled(p: Promise<unknown> | undefined): Promise<boolean> {
+  return (
+    (await p?.then(
+      () => true,
+      () => false,
+    )) ?? true
   );
 }
+
+/** What the waiter says when the work it waited for failed: that work's own error is the one reported. */
+export const BESIDE_FAILED = 'not made: the manifest made beside it failed';
 
 export interface PristineFastPathInput {
   backend: Backend;

@@ -20,7 +20,7 @@ import { describeContent, secretPatterns, secretReason, type ContentChange } fro
 import { storeFactsOf } from '../updaters/store/verify.js';
 import { packageOwners } from './packages.js';
 import { asManifestPath, atRiskPaths, isBelowAny, sharedDataOf } from '../environments/shared.js';
-import { liveManifestFromChanges, pristineManifestFromChanges, settled, type FastPathResult } from './changes.js';
+import { BESIDE_FAILED, liveManifestFromChanges, pristineManifestFromChanges, settled, type FastPathResult } from './changes.js';
 import { mountsAtOrBelow, readMountinfo, type MountinfoEntry } from '../os/mounts.js';
 import { realpath } from 'node:fs/promises';
 
@@ -260,7 +260,8 @@ export async function liveManifest(
     throw new SysprimeError('BACKEND', `drift of ${name} cannot use the filesystem's list of changes here`, { hint: 'unset SYSPRIME_DRIFT_METHOD' });
   }
   if (made === undefined) {
-    await settled(opts.after);
+    // No walk of the whole tree for a run already failing beside it.
+    if (!(await settled(opts.after))) throw new SysprimeError('STATE', BESIDE_FAILED);
     const seed = wholeOf(kept(), name);
     // The lookup holds the kept bytes: not needed beside the parsed entries during the walk.
     previous?.release();

@@ -91,11 +91,13 @@ export class DirHandle {
    */
   sync(fd: number): void {
     if ((this.tree.durable ?? 'each') === 'each') fsyncSync(fd);
+    else this.root.wroteIn(this.fd);
   }
 
   /** fsync the content of a regular file just written, before it is renamed into place; not when the caller syncs everything at the end. */
   syncData(fd: number): void {
     if (this.tree.durable !== 'at-end') fsyncSync(fd);
+    else this.root.wroteIn(this.fd);
   }
 
   /** A path for node:fs calls in this process naming `name` in this directory. */
@@ -188,6 +190,8 @@ export class ConfinedRoot {
   private closed = false;
   /** Quiet roots: directories kept open by their components joined with '/' (least recently used first). */
   private readonly kept = new Map<string, KeptDir>();
+  /** Writes not synced one by one (TreeOptions.durable): a directory kept open on each filesystem written, by device. */
+  private readonly unsynced = new Map<number, number>();
 
   private constructor(
     readonly root: string,
@@ -214,7 +218,25 @@ export class ConfinedRoot {
   close(): void {
     this.closed = true;
     this.dirsChanged();
+    for (const fd of this.unsynced.values()) closeSync(fd);
+    this.unsynced.clear();
     closeSync(this.rootFd);
+  }
+
+  /** A write through the directory `dirFd` was not synced: its filesystem is among those to sync (filesystemsToSync). */
+  wroteIn(dirFd: number): void {
+    const dev = fstatSync(dirFd).dev;
+    if (!this.unsynced.has(dev)) this.unsynced.set(dev, openSync(`/proc/self/fd/${dirFd}`, O_RDONLY | O_DIRECTORY));
+  }
+
+  /**
+   * Paths a helper program can open (`sync --file-system`) on each
+   * filesystem written below this root without a sync of each write: the
+   * root's own, and any mounted below it that a write reached (a child
+   * dataset holding a shared path). Valid until the root is closed.
+   */
+  filesystemsToSync(): string[] {
+    return [...this.unsynced.values()].map((fd) => `/proc/${process.pid}/fd/${fd}`);
   }
 
   /** Forget the directories kept open (a quiet root's), closing each as its last handle closes. */

@@ -14,6 +14,7 @@ import { SysprimeError, isSysprimeError, messageOf } from '../errors.js';
 import { log } from '../log.js';
 import { faultPoint } from '../process/fault.js';
 import { processAlive } from '../process/alive.js';
+import { run } from '../process/run.js';
 import { displayPath, type ManifestEntry } from '../bart/types.js';
 import { loadHashers } from '../bart/hash.js';
 import { accountKindOf, accountNames, mergeAccounts, primaryOf } from './accounts.js';
@@ -37,8 +38,8 @@ export interface ApplyOptions {
   targetRoot: string;
   /**
    * How writes to the target are made durable (TreeOptions.durable; `each`
-   * when not given). With `file-data` or `at-end` the caller makes the
-   * target's filesystem durable (syncfs) before anything relies on it.
+   * when not given). With `file-data` or `at-end`, every filesystem written
+   * is synced (syncfs) once, before applyPlan returns.
    */
   durable?: 'each' | 'file-data' | 'at-end';
   /**
@@ -635,6 +636,9 @@ export async function applyPlan(plan: ReintegrationPlan, opts: ApplyOptions): Pr
       items.push(await applyOne(r, a));
       faultPoint('reintegrate', appliedPoint(items.length));
     }
+    // What was not synced write by write, on every filesystem it went to (the target's, and a child dataset's
+    // below it where a shared path is), before the caller counts the run as done.
+    for (const fs of r.target.filesystemsToSync()) await run('sync', ['--file-system', fs]);
   } finally {
     for (const c of opened) c.close();
   }

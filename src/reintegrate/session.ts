@@ -16,7 +16,6 @@ import { loadRules, type LoadedRules } from '../drift/rules.js';
 import { loadManifest, manifestSubject, saveManifest } from '../state/manifests.js';
 import { SysprimeError } from '../errors.js';
 import { log } from '../log.js';
-import { run } from '../process/run.js';
 import { closeInterrupted, runRecorded } from '../state/journal.js';
 import { keepReport } from '../state/reports.js';
 import { planReintegration, type ReintegrationPlan } from './plan.js';
@@ -145,11 +144,11 @@ async function reintegrate(
     // At staging nothing boots the target before staging has finished, and a crash undoes it whole:
     // one syncfs at the end instead of an fsync per file (half of the time for thousands of files).
     // Otherwise (the first boot, a reintegration by hand) each file's bytes are synced before its
-    // rename, so a power loss leaves each path old or new, and the one syncfs comes before the run
-    // counts as done: until then an interrupted run is applied again (runRecorded).
+    // rename, so a power loss leaves each path old or new, and the syncfs of each filesystem
+    // written comes before the run counts as done: until then an interrupted run is applied again
+    // (runRecorded).
     const staging = report.kind === 'staging';
     done = await applyPlan(planned, { baseRoot: s.base.path, oursRoot: s.ours.path, theirsRoot: s.theirs.path, targetRoot: target, durable: staging ? 'at-end' : 'file-data', quietTarget: staging });
-    await run('sync', ['--file-system', target]);
   } finally {
     await closeSides(s);
   }

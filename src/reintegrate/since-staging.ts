@@ -74,8 +74,8 @@ function sameByJson(a: ManifestEntry, b: ManifestEntry): boolean {
 function xattrsSame(a: ManifestEntry, b: ManifestEntry): boolean {
   const x = a.xattrs ?? {};
   const y = b.xattrs ?? {};
-  for (const k in x) if (x[k] !== y[k]) return false;
-  for (const k in y) if (!(k in x) && y[k] !== undefined) return false;
+  for (const k in x) if (Object.hasOwn(x, k) && x[k] !== (Object.hasOwn(y, k) ? y[k] : undefined)) return false;
+  for (const k in y) if (Object.hasOwn(y, k) && !Object.hasOwn(x, k) && y[k] !== undefined) return false;
   return true;
 }
 

@@ -5,7 +5,7 @@
  */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { fstatSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { fstatSync, lstatSync, mkdirSync, statSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isSysprimeError } from '../../../src/errors.js';
@@ -161,4 +161,32 @@ test('a quiet root keeps a bounded number of directories; one in use outlives it
     r.close();
   }
   assert.equal(openFds(), fds);
+});
+
+test('writes not synced one by one name every filesystem they reached, a mount below the root included', async () => {
+  mkdirSync(join(root, 'durable/below'), { recursive: true });
+  await run('mount', ['-t', 'tmpfs', 'tmpfs', join(root, 'durable/below')]);
+  try {
+    const devices = (durable: 'each' | 'file-data' | 'at-end'): number[] => {
+      const r = ConfinedRoot.open(join(root, 'durable'), { durable });
+      try {
+        for (const comps of [[], ['below']]) {
+          const d = r.openDir(comps);
+          assert.ok(isHandle(d));
+          writeFileIn(d, `f-${durable}`, Buffer.from('x\n'), 0o644);
+          d.close();
+        }
+        // Each a directory on that filesystem, as `sync --file-system` opens it.
+        return r.filesystemsToSync().map((p) => statSync(p).dev);
+      } finally {
+        r.close();
+      }
+    };
+    assert.deepEqual(devices('each'), [], 'each write synced as it was made: nothing left to sync');
+    const want = [lstatSync(join(root, 'durable')).dev, lstatSync(join(root, 'durable/below')).dev].sort();
+    assert.deepEqual(devices('file-data').sort(), want, 'the root\'s filesystem and the one mounted below it');
+    assert.deepEqual(devices('at-end').sort(), want);
+  } finally {
+    await run('umount', [join(root, 'durable/below')]);
+  }
 });
