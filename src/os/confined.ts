@@ -162,11 +162,12 @@ export interface TreeOptions {
    * after a power loss every path holds its old object or its new one,
    * never a file whose name arrived before its bytes (a crash between two
    * transactions keeps renames and metadata in order; only file data can
-   * lag); the caller syncs the filesystem once at the end, before it counts
-   * the work as done (a reintegration that applies its plan again after an
-   * interruption). `at-end`: nothing per write, the caller syncs at the end
-   * (staging into an environment that nothing boots until staging has
-   * finished, and that a crash undoes whole).
+   * lag); the caller syncs each filesystem written once at the end
+   * (filesystemsToSync), before it counts the work as done (a
+   * reintegration that applies its plan again after an interruption).
+   * `at-end`: nothing per write, the same syncs at the end (staging into an
+   * environment that nothing boots until staging has finished, and that a
+   * crash undoes whole).
    */
   durable?: 'each' | 'file-data' | 'at-end';
   /**
