@@ -2,6 +2,7 @@
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import { EXIT } from '../errors.js';
+import { withZfsQueryCache } from '../backends/zfs/query-cache.js';
 import type { GlobalOptions } from './runner.js';
 
 type Register = (program: Command, globals: () => GlobalOptions) => void;
@@ -100,7 +101,8 @@ export async function main(argv: string[]): Promise<void> {
   ignoreClosedPipes();
   const program = await buildProgram(verbOf(argv));
   try {
-    await program.parseAsync(argv);
+    // One command: ZFS's answers are kept between its reads while nothing can have changed them.
+    await withZfsQueryCache(() => program.parseAsync(argv));
   } catch (err) {
     if (err instanceof CommanderError) {
       // Help and version are not errors; everything else commander rejects is a usage error.

@@ -47,6 +47,15 @@ export interface RunOptions {
 export async function runInteractive(file: string, args: readonly string[], opts: { env?: Record<string, string> } = {}): Promise<number> {
   const command = quoteForDisplay(file, args);
   log.debug(`run (on the terminal): ${command}`);
+  const ends = commandStarts(file, args);
+  try {
+    return await runInteractiveWatched(file, args, opts, command);
+  } finally {
+    ends();
+  }
+}
+
+async function runInteractiveWatched(file: string, args: readonly string[], opts: { env?: Record<string, string> }, command: string): Promise<number> {
   const child = spawn(file, args, { stdio: 'inherit', ...(opts.env === undefined ? {} : { env: { ...process.env, ...opts.env } }) });
   const ignore = (): void => undefined;
   // An interactive bash ignores SIGTERM and, with job control, leads a process group of its own: it gets what a
@@ -110,6 +119,29 @@ const KILL_GRACE_MS = 5000;
  */
 const LINGER_MS = 1000;
 
+/**
+ * Told when a command starts; what it returns is called when the command
+ * has ended. A cache of another program's answers (zfs/query-cache.ts)
+ * drops them on any command that could change them.
+ */
+export type CommandWatcher = (file: string, args: readonly string[]) => () => void;
+const watchers = new Set<CommandWatcher>();
+
+export function watchCommands(watcher: CommandWatcher): void {
+  watchers.add(watcher);
+}
+
+function commandStarts(file: string, args: readonly string[]): () => void {
+  if (watchers.size === 0) return () => undefined;
+  const ends = [...watchers].map((w) => w(file, args));
+  let ended = false;
+  return () => {
+    if (ended) return;
+    ended = true;
+    for (const e of ends) e();
+  };
+}
+
 function quoteForDisplay(file: string, args: readonly string[]): string {
   return [file, ...args].map((a) => (/^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`)).join(' ');
 }
@@ -118,6 +150,15 @@ export async function run(file: string, args: readonly string[], opts: RunOption
   const command = quoteForDisplay(file, args);
   log.debug(`run: ${command}`);
   const timeout = opts.timeout ?? DEFAULT_TIMEOUT_MS;
+  const ends = commandStarts(file, args);
+  try {
+    return await runWatched(file, args, opts, command, timeout);
+  } finally {
+    ends();
+  }
+}
+
+async function runWatched(file: string, args: readonly string[], opts: RunOptions, command: string, timeout: number): Promise<RunResult> {
   // node's own spawn: a wrapper library would cost every sysprime start tens of milliseconds to load (seconds in a slow VM).
   const child = spawn(file, args, {
     // A group of its own: a timeout stops the command and its children together.
@@ -263,6 +304,15 @@ function unread(s: NodeJS.ReadableStream): Promise<number | null> {
 export async function runStreaming(file: string, args: readonly string[], opts: StreamOptions): Promise<RunResult> {
   const command = quoteForDisplay(file, args);
   log.debug(`run (streaming): ${command}`);
+  const ends = commandStarts(file, args);
+  try {
+    return await runStreamingWatched(file, args, opts, command);
+  } finally {
+    ends();
+  }
+}
+
+async function runStreamingWatched(file: string, args: readonly string[], opts: StreamOptions, command: string): Promise<RunResult> {
   const child = spawn(file, args, { detached: true, stdio: [opts.stdin ? 'pipe' : 'ignore', opts.stdout ? 'pipe' : 'ignore', 'pipe'] });
   if (child.pid !== undefined) trackGroup(child.pid);
   let stderr = '';
@@ -321,5 +371,9 @@ export async function runStreaming(file: string, args: readonly string[], opts: 
  */
 export function startBackground(file: string, args: readonly string[]): ChildProcess {
   log.debug(`run (in the background): ${quoteForDisplay(file, args)}`);
-  return spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  const ends = commandStarts(file, args);
+  const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+  child.once('exit', ends);
+  child.once('error', ends);
+  return child;
 }

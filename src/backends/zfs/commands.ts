@@ -6,6 +6,7 @@
 import { SysprimeError, isSysprimeError } from '../../errors.js';
 import { run, type RunOptions, type RunResult } from '../../process/run.js';
 import { parsePropertyTable, type DatasetRecord } from './parse.js';
+import { cachedPool, cachedTree, keepPool, keepTree, poolQueryKey, readStarts } from './query-cache.js';
 
 const PACKAGES = 'zfsutils-linux (OpenZFS) or zfs-fuse';
 
@@ -71,8 +72,15 @@ export async function zfs(args: readonly string[], opts: RunOptions = {}): Promi
   throw new Error('unreachable');
 }
 
-export function zpool(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
-  return tool('zpool', args, opts);
+export async function zpool(args: readonly string[], opts: RunOptions = {}): Promise<RunResult> {
+  const key = poolQueryKey(args);
+  if (key === null) return tool('zpool', args, opts);
+  const kept = cachedPool(key);
+  if (kept !== undefined) return { command: `zpool ${key}`, exitCode: 0, stdout: kept, stderr: '' };
+  const epoch = readStarts();
+  const result = await tool('zpool', args, opts);
+  if (result.exitCode === 0) keepPool(epoch, key, result.stdout);
+  return result;
 }
 
 /**
@@ -81,19 +89,32 @@ export function zpool(args: readonly string[], opts: RunOptions = {}): Promise<R
  * is the one call both implementations print exact numbers with.
  */
 export async function readTree(dataset: string, props: readonly string[] | 'all'): Promise<DatasetRecord[]> {
+  const kept = cachedTree(dataset, true, props);
+  if (kept !== undefined) return kept;
   const list = props === 'all' ? 'all' : props.join(',');
+  const epoch = readStarts();
   const out = await zfs(['get', '-rHp', '-o', 'name,property,value,source', list, dataset]);
-  return parsePropertyTable(out.stdout);
+  const records = parsePropertyTable(out.stdout);
+  keepTree(epoch, dataset, true, props, records);
+  return records;
 }
 
 /** Properties of one dataset or snapshot, or null when it does not exist. */
 export async function readOne(id: string, props: readonly string[] | 'all'): Promise<DatasetRecord | null> {
+  const kept = cachedTree(id, false, props);
+  if (kept !== undefined) return kept[0] ?? null;
   const list = props === 'all' ? 'all' : props.join(',');
+  const epoch = readStarts();
   try {
     const out = await zfs(['get', '-Hp', '-o', 'name,property,value,source', list, id]);
-    return parsePropertyTable(out.stdout)[0] ?? null;
+    const records = parsePropertyTable(out.stdout);
+    keepTree(epoch, id, false, props, records);
+    return records[0] ?? null;
   } catch (err) {
-    if (datasetMissing(err)) return null;
+    if (datasetMissing(err)) {
+      keepTree(epoch, id, false, props, []);
+      return null;
+    }
     throw err;
   }
 }

@@ -184,7 +184,8 @@ export function createZfsBackend(opts: ZfsBackendOptions): Backend {
 
   /** The child datasets of `ds` (zsys), parents first. */
   async function childrenOf(ds: string): Promise<EnvironmentChild[]> {
-    return environmentChildren(await readTree(ds, ['type', 'canmount', 'mountpoint']), ds);
+    // The saved mount point too: mounting or unmounting next reads it with the mount point (one question fewer).
+    return environmentChildren(await readTree(ds, ['type', 'canmount', 'mountpoint', PROP.savedMountpoint]), ds);
   }
 
   /** The children of `ds`, refused when one of them cannot be carried (adoption.childrenProblem). */
