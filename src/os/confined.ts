@@ -67,6 +67,8 @@ interface KeptDir {
 /** An open directory below a confined root. */
 export class DirHandle {
   private released = false;
+  /** The filesystem this directory is on, once a write through it was left unsynced (one fstat per handle, not per write). */
+  private dev: number | undefined;
 
   constructor(
     readonly fd: number,
@@ -91,13 +93,13 @@ export class DirHandle {
    */
   sync(fd: number): void {
     if ((this.tree.durable ?? 'each') === 'each') fsyncSync(fd);
-    else this.root.wroteIn(this.fd);
+    else this.root.wroteIn(this.fd, (this.dev ??= fstatSync(this.fd).dev));
   }
 
   /** fsync the content of a regular file just written, before it is renamed into place; not when the caller syncs everything at the end. */
   syncData(fd: number): void {
     if (this.tree.durable !== 'at-end') fsyncSync(fd);
-    else this.root.wroteIn(this.fd);
+    else this.root.wroteIn(this.fd, (this.dev ??= fstatSync(this.fd).dev));
   }
 
   /** A path for node:fs calls in this process naming `name` in this directory. */
@@ -224,9 +226,8 @@ export class ConfinedRoot {
     closeSync(this.rootFd);
   }
 
-  /** A write through the directory `dirFd` was not synced: its filesystem is among those to sync (filesystemsToSync). */
-  wroteIn(dirFd: number): void {
-    const dev = fstatSync(dirFd).dev;
+  /** A write through the directory `dirFd`, on the filesystem `dev`, was not synced: that filesystem is among those to sync (filesystemsToSync). */
+  wroteIn(dirFd: number, dev: number): void {
     if (!this.unsynced.has(dev)) this.unsynced.set(dev, openSync(`/proc/self/fd/${dirFd}`, O_RDONLY | O_DIRECTORY));
   }
 
