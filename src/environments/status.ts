@@ -96,7 +96,3 @@ export async function getStatus(ctx: Context): Promise<Status> {
   };
 }
 
-/** The result of an environment's last health checks since it was made (null: none ran), as `list` shows it. */
-export function healthOf(ctx: Context, name: string): 'good' | 'bad' | null {
-  return lastHealth(eventsOf(ctx.db, name))?.result ?? null;
-}

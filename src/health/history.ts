@@ -3,7 +3,8 @@
  * written after each boot's checks, read by status and by the fallback's
  * choice of an environment known good.
  */
-import type { EventRow } from '../state/events.js';
+import type { Context } from '../context.js';
+import { eventsOf, type EventRow } from '../state/events.js';
 
 export const HEALTH_EVENTS = { good: 'health-good', bad: 'health-bad', fallback: 'health-fallback' } as const;
 
@@ -52,4 +53,13 @@ export function onTrial(events: readonly EventRow[]): boolean {
     else if (e.event === HEALTH_EVENTS.good) trial = false;
   }
   return trial;
+}
+
+/**
+ * The result of an environment's last health checks since it was made
+ * (null: none ran), as `list` shows it. Here, not beside `status`: `list`
+ * would load all of staging with it.
+ */
+export function healthOf(ctx: Context, name: string): 'good' | 'bad' | null {
+  return lastHealth(eventsOf(ctx.db, name))?.result ?? null;
 }

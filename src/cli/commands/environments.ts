@@ -7,10 +7,9 @@ import { pruneEnvironments } from '../../environments/prune.js';
 import { formatBytes, printJson, table } from '../output.js';
 import { withContext, type GlobalOptions } from '../runner.js';
 import { atRiskLines, sharedDataOfEnvironment } from '../../environments/shared.js';
-import { shellIn } from '../../environments/shell.js';
 import { log } from '../../log.js';
 import { autoOf, descriptionOf, isPinned } from '../../environments/annotations.js';
-import { healthOf } from '../../environments/status.js';
+import { healthOf } from '../../health/history.js';
 import * as snapshots from '../../environments/snapshots.js';
 import { parseStateRef } from '../../names.js';
 
@@ -316,6 +315,7 @@ export function registerEnvironmentCommands(program: Command, globals: () => Glo
         '\nExamples:\n  sysprime shell gen-4                       a login shell in gen-4\n  sysprime shell gen-4 -- apt-cache policy   one command\n  sysprime shell --network gen-4 -- apt-get install --reinstall openssh-server   repair a package (its service does not start)',
     )
     .action(async (name: string, command: string[], opts: { network?: boolean }) =>
-      withContext(globals(), async (ctx) => shellIn(ctx, name, command, { network: opts.network === true, ...(process.env['TERM'] !== undefined ? { term: process.env['TERM'] } : {}) })),
+      // Loaded here: the chroot and its mounts are no other verb's.
+      withContext(globals(), async (ctx) => (await import('../../environments/shell.js')).shellIn(ctx, name, command, { network: opts.network === true, ...(process.env['TERM'] !== undefined ? { term: process.env['TERM'] } : {}) })),
     );
 }
