@@ -131,6 +131,14 @@ export function watchCommands(watcher: CommandWatcher): void {
   watchers.add(watcher);
 }
 
+/**
+ * What other processes did may be visible now (a lock taken after another
+ * sysprime held it): watchers drop what they kept, as after a command.
+ */
+export function othersMayHaveChanged(): void {
+  commandStarts('', [])();
+}
+
 function commandStarts(file: string, args: readonly string[]): () => void {
   if (watchers.size === 0) return () => undefined;
   const ends = [...watchers].map((w) => w(file, args));
@@ -374,6 +382,9 @@ export function startBackground(file: string, args: readonly string[]): ChildPro
   const ends = commandStarts(file, args);
   const child = spawn(file, args, { detached: true, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
   child.once('exit', ends);
-  child.once('error', ends);
+  // 'error' also comes from a failed send() or kill() to a child still running: only one never started has ended.
+  child.once('error', () => {
+    if (child.pid === undefined) ends();
+  });
   return child;
 }

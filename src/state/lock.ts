@@ -12,6 +12,7 @@ import { SysprimeError, isSysprimeError } from '../errors.js';
 import { log } from '../log.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { processAlive, processStart } from '../process/alive.js';
+import { othersMayHaveChanged } from '../process/run.js';
 import type { Db } from './db.js';
 
 export interface Lock {
@@ -44,6 +45,8 @@ export function acquireLock(db: Db, what: string, name = 'stage'): Lock {
       hint: 'wait for it to finish; `sysprime status` shows what it is doing',
     });
   }
+  // Taken: what another sysprime did while it held the lock is to be read afresh, not from answers kept before.
+  othersMayHaveChanged();
   return {
     name,
     release() {

@@ -15,8 +15,11 @@
  *   ZFS (`zfs get`, `zfs list`, `zpool list`): every `zfs set`, `snapshot`,
  *   `mount`, `umount`, the updater, a `cp`; while one runs nothing is
  *   answered from here, and a read that overlapped one is not kept;
- * - time: an answer is kept for `TTL_MS` at most, so what another program
- *   does to the pool is seen as soon as it would have been without this;
+ * - the lock taken (`othersMayHaveChanged`): what another sysprime did
+ *   while this one waited for it is seen;
+ * - time: an answer is kept for `TTL_MS` at most from when it was asked,
+ *   so what another program (an admin's `zfs`) does to the pool is seen
+ *   within that much of when it would have been;
  * - properties that move without a command (space used, `written`) are
  *   never answered from here when asked for by name; in a read of `all`
  *   they are what they were when it was read, within `TTL_MS`.
@@ -68,35 +71,37 @@ interface TreeAnswer {
 class QueryCache {
   trees: TreeAnswer[] = [];
   pools = new Map<string, { stdout: string; at: number }>();
-  /** Bumped when a command that may change the pool starts and when it ends. */
-  epoch = 0;
-  /** Such commands running now. */
-  running = 0;
-
-  drop(): void {
-    this.trees = [];
-    this.pools.clear();
-    this.epoch++;
-  }
 }
 
+/**
+ * Bumped whenever something may have changed the pool: a command other
+ * than a read starts or ends, or another process's work becomes visible
+ * (the lock taken). One counter for every scope, so a scope opened while
+ * such a command runs does not keep a read it overlapped.
+ */
+let epoch = 0;
+/** Commands running now that may change the pool. */
+let running = 0;
 const scope = new AsyncLocalStorage<QueryCache>();
 const live = new Set<QueryCache>();
 /** Reads of ZFS: they change nothing, so they drop nothing. */
 const READS: Record<string, ReadonlySet<string>> = { zfs: new Set(['get', 'list']), zpool: new Set(['list']) };
 
-watchCommands((file, args) => {
-  if (live.size === 0 || READS[file.split('/').pop() ?? '']?.has(args[0] ?? '') === true) return () => undefined;
-  const caches = [...live];
-  for (const c of caches) {
-    c.running++;
-    c.drop();
+function dropAll(): void {
+  epoch++;
+  for (const c of live) {
+    c.trees = [];
+    c.pools.clear();
   }
+}
+
+watchCommands((file, args) => {
+  if (READS[file.split('/').pop() ?? '']?.has(args[0] ?? '') === true) return () => undefined;
+  running++;
+  dropAll();
   return () => {
-    for (const c of caches) {
-      c.running--;
-      c.drop();
-    }
+    running--;
+    dropAll();
   };
 });
 
@@ -113,7 +118,7 @@ export async function withZfsQueryCache<T>(fn: () => Promise<T>): Promise<T> {
 
 function active(): QueryCache | null {
   const c = scope.getStore();
-  return c !== undefined && c.running === 0 ? c : null;
+  return c !== undefined && running === 0 ? c : null;
 }
 
 /** Older than TTL_MS, or from a time the clock has since gone back before. */
@@ -121,12 +126,14 @@ function stale(at: number, now: number): boolean {
   return now - at > TTL_MS || now < at;
 }
 
+/** `name` is `dataset`, below it, or one of its snapshots or bookmarks. */
 function within(name: string, dataset: string): boolean {
-  return name === dataset || name.startsWith(`${dataset}/`) || name.startsWith(`${dataset}@`);
+  return name === dataset || name.startsWith(`${dataset}/`) || name.startsWith(`${dataset}@`) || name.startsWith(`${dataset}#`);
 }
 
+/** Asked for by name, never answered from here: space, and `written@snap`, `userused@user` and the like. */
 function volatile(props: readonly string[] | 'all'): boolean {
-  return props !== 'all' && props.some((p) => VOLATILE.has(p));
+  return props !== 'all' && props.some((p) => VOLATILE.has(p) || p.includes('@'));
 }
 
 /**
@@ -135,7 +142,7 @@ function volatile(props: readonly string[] | 'all'): boolean {
  * of `all` did not print: not applicable, or not printed by this zfs).
  */
 function narrowed(record: DatasetRecord, have: ReadonlySet<string> | 'all', want: readonly string[] | 'all'): DatasetRecord | null {
-  if (want === 'all') return have === 'all' ? { name: record.name, props: new Map(record.props) } : null;
+  if (want === 'all') return have === 'all' ? { name: record.name, props: new Map([...record.props].map(([k, v]) => [k, { ...v }])) } : null;
   const props = new Map<string, PropertyValue>();
   for (const p of want) {
     const v = record.props.get(p);
@@ -185,22 +192,35 @@ export function cachedTree(dataset: string, recursive: boolean, want: readonly s
   return undefined;
 }
 
-/** The epoch to pass to `keepTree` once the read it starts is answered; null when nothing is kept now. */
-export function readStarts(): number | null {
-  const cache = active();
-  return cache === null ? null : cache.epoch;
+/** A read about to go to zfs: when, and in which epoch. */
+export interface ReadStart {
+  epoch: number;
+  at: number;
 }
 
-/** Keeps an answer read from zfs, unless something that may change it ran meanwhile. */
-export function keepTree(epoch: number | null, dataset: string, recursive: boolean, props: readonly string[] | 'all', records: readonly DatasetRecord[]): void {
+/** To pass to `keepTree`/`keepPool` once the read it starts is answered; null when nothing is kept now. */
+export function readStarts(): ReadStart | null {
+  return active() === null ? null : { epoch, at: Date.now() };
+}
+
+/**
+ * Keeps an answer read from zfs, unless something that may change it ran
+ * meanwhile, or zfs printed a property by another name than asked (an
+ * alias: `lused` prints as `logicalused`).
+ */
+export function keepTree(start: ReadStart | null, dataset: string, recursive: boolean, props: readonly string[] | 'all', records: readonly DatasetRecord[]): void {
   const cache = active();
-  if (cache === null || epoch === null || cache.epoch !== epoch || volatile(props)) return;
+  if (cache === null || start === null || start.epoch !== epoch || volatile(props)) return;
+  if (props !== 'all' && records.some((r) => [...r.props.keys()].some((k) => !props.includes(k)))) return;
+  const now = Date.now();
+  cache.trees = cache.trees.filter((t) => !stale(t.at, now));
   cache.trees.push({
     dataset,
     recursive,
     props: props === 'all' ? 'all' : new Set(props),
     records: records.map((r) => ({ name: r.name, props: new Map([...r.props].map(([k, v]) => [k, { ...v }])) })),
-    at: Date.now(),
+    // As old as the moment the question was asked, not answered.
+    at: start.at,
   });
 }
 
@@ -216,7 +236,7 @@ export function cachedPool(key: string): string | undefined {
   return hit !== undefined && !stale(hit.at, Date.now()) ? hit.stdout : undefined;
 }
 
-export function keepPool(epoch: number | null, key: string, stdout: string): void {
+export function keepPool(start: ReadStart | null, key: string, stdout: string): void {
   const cache = active();
-  if (cache !== null && epoch !== null && cache.epoch === epoch) cache.pools.set(key, { stdout, at: Date.now() });
+  if (cache !== null && start !== null && start.epoch === epoch) cache.pools.set(key, { stdout, at: start.at });
 }

@@ -7,8 +7,8 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readOne, readTree, zfs, zpool } from '../../../src/backends/zfs/commands.js';
 import type { DatasetRecord } from '../../../src/backends/zfs/parse.js';
-import { TTL_MS, withZfsQueryCache } from '../../../src/backends/zfs/query-cache.js';
-import { run, watchCommands } from '../../../src/process/run.js';
+import { TTL_MS, cachedTree, keepTree, readStarts, withZfsQueryCache } from '../../../src/backends/zfs/query-cache.js';
+import { othersMayHaveChanged, run, watchCommands } from '../../../src/process/run.js';
 import { makeZfsPool, type ZfsPool } from '../../fixtures/zfs-pool.js';
 
 let pool: ZfsPool;
@@ -16,7 +16,8 @@ let R: string;
 /** `zfs get` and `zpool list` processes started. */
 let reads = 0;
 watchCommands((file, args) => {
-  if ((file === 'zfs' && args[0] === 'get') || (file === 'zpool' && args[0] === 'list')) reads++;
+  const tool = file.split('/').pop();
+  if ((tool === 'zfs' && args[0] === 'get') || (tool === 'zpool' && args[0] === 'list')) reads++;
   return () => undefined;
 });
 
@@ -29,6 +30,9 @@ before(async () => {
   await run('zfs', ['create', '-o', 'canmount=noauto', `${R}/b`]);
   await run('zfs', ['create', '-o', 'canmount=off', `${R}/b/var`]);
   await run('zfs', ['snapshot', '-r', `${R}/b@t`]);
+  // A sibling whose name starts with another's: not below it.
+  await run('zfs', ['create', '-o', 'canmount=noauto', `${R}/a-b`]);
+  await run('zfs', ['snapshot', `${R}/a@s2`]);
 });
 
 after(async () => {
@@ -98,8 +102,22 @@ test('a change through any command is seen at once, and a read that overlapped o
     await readTree(R, 'all');
     assert.equal(reads - before, 1, 'a command that is not a read of ZFS drops what was kept');
     // A read started while a change runs answers either way, but is not kept.
-    await Promise.all([readOne(`${R}/a`, ['org.sysprime:x']), zfs(['set', 'org.sysprime:x=4', `${R}/a`])]);
+    await run('true', []);
+    await Promise.all([zfs(['set', 'org.sysprime:x=4', `${R}/a`]), readOne(`${R}/a`, ['org.sysprime:x'])]);
     assert.equal(await x(), '4');
+    // The pool's boot file system, set by zpool: a kept `zpool list` is not answered after it.
+    const bootfs = async (): Promise<string> => (await zpool(['list', '-H', '-o', 'name,bootfs', pool.name])).stdout.trim().split('\t')[1] ?? '';
+    assert.equal(await bootfs(), '-');
+    await zpool(['set', `bootfs=${R}/a`, pool.name]);
+    assert.equal(await bootfs(), `${R}/a`);
+    await run('zpool', ['set', 'bootfs=', pool.name]);
+    assert.equal(await bootfs(), '-');
+    // Another process's work made visible (the lock taken after waiting for it) drops what was kept.
+    await readTree(R, 'all');
+    const kept = reads;
+    othersMayHaveChanged();
+    await readTree(R, 'all');
+    assert.equal(reads - kept, 1, 'read again after othersMayHaveChanged');
     // A snapshot through the wrapper: the recursive read of the root shows it after.
     await zfs(['snapshot', `${R}/a@later`]);
     assert.ok((await readTree(R, ['type'])).some((r) => r.name === `${R}/a@later`));
@@ -117,5 +135,20 @@ test('an answer is not kept longer than its time', async (t) => {
     t.mock.timers.tick(TTL_MS + 1);
     await readTree(R, 'all');
     assert.equal(reads - before, 1);
+  });
+});
+
+test('a read is not kept when a command ran while it was asked, nor when zfs named a property otherwise than asked', async () => {
+  await withZfsQueryCache(async () => {
+    const record = (props: [string, string][]): DatasetRecord => ({ name: R, props: new Map(props.map(([k, v]) => [k, { value: v, source: '-' }])) });
+    const started = readStarts();
+    await run('true', []);
+    keepTree(started, R, false, ['type'], [record([['type', 'filesystem']])]);
+    assert.equal(cachedTree(R, false, ['type']), undefined, 'a command ran between the question and its answer');
+    // `lused` comes back as `logicalused`: kept, it would answer the next `lused` with nothing.
+    keepTree(readStarts(), R, false, ['org.sysprime:alias'], [record([['org.sysprime:other', 'x']])]);
+    assert.equal(cachedTree(R, false, ['org.sysprime:alias']), undefined);
+    keepTree(readStarts(), R, false, ['type'], [record([['type', 'filesystem']])]);
+    assert.deepEqual(cachedTree(R, false, ['type']), [record([['type', 'filesystem']])], 'the same, asked and answered in one epoch, is kept');
   });
 });
