@@ -27,6 +27,7 @@ import { baseImage, sysprimeDrive, type BaseImage, type ImageOptions } from './i
 import { machineOf, type Scenario } from './scenario.js';
 import { zfsBaseImage } from './zfs-image.js';
 import { SCENARIOS } from './scenarios/index.js';
+import { Slots } from './slots.js';
 import { OVMF_CODE, OVMF_VARS, type Accel } from './vm.js';
 
 const TREE = resolve(new URL('../..', import.meta.url).pathname);
@@ -75,49 +76,6 @@ function line(o: Outcome): string {
   const retried = o.silentStarts > 0 ? `, powered on again after ${o.silentStarts} silent start(s)` : '';
   const head = `${o.passed ? 'ok  ' : 'FAIL'} ${o.scenario.id} ${o.scenario.name} (${o.seconds} s${retried})`;
   return o.passed ? head : `${head}\n       ${o.failure}\n       console and drive kept in ${o.dir}`;
-}
-
-/**
- * Slots for heavy work (an image build, a VM), handed out lowest priority
- * first. The number of slots may change while the suite runs: beside the
- * unit and pool tests (`--beside PID`) it is one fewer until they end, so
- * the two share the host's cores instead of starving each other.
- */
-class Slots {
-  private busy = 0;
-  private seq = 0;
-  private readonly waiting: { priority: number; seq: number; go: () => void }[] = [];
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(private readonly capacity: () => number) {}
-
-  async run<R>(priority: number, work: () => Promise<R>): Promise<R> {
-    await new Promise<void>((go) => {
-      this.waiting.push({ priority, seq: this.seq++, go });
-      this.pump();
-    });
-    try {
-      return await work();
-    } finally {
-      this.busy--;
-      this.pump();
-    }
-  }
-
-  private pump(): void {
-    this.waiting.sort((a, b) => a.priority - b.priority || a.seq - b.seq);
-    while (this.waiting.length > 0 && this.busy < this.capacity()) {
-      this.busy++;
-      this.waiting.shift()!.go();
-    }
-    // The capacity grows when the process beside ends: look again now and then while work waits.
-    if (this.waiting.length > 0 && this.timer === null) {
-      this.timer = setInterval(() => this.pump(), 5000);
-    } else if (this.waiting.length === 0 && this.timer !== null) {
-      clearInterval(this.timer);
-      this.timer = null;
-    }
-  }
 }
 
 function alive(pid: number): boolean {
