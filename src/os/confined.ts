@@ -93,13 +93,18 @@ export class DirHandle {
    */
   sync(fd: number): void {
     if ((this.tree.durable ?? 'each') === 'each') fsyncSync(fd);
-    else this.root.wroteIn(this.fd, (this.dev ??= fstatSync(this.fd).dev));
+    else this.leftUnsynced();
   }
 
   /** fsync the content of a regular file just written, before it is renamed into place; not when the caller syncs everything at the end. */
   syncData(fd: number): void {
     if (this.tree.durable !== 'at-end') fsyncSync(fd);
-    else this.root.wroteIn(this.fd, (this.dev ??= fstatSync(this.fd).dev));
+    else this.leftUnsynced();
+  }
+
+  /** A write through this directory was not synced: its filesystem is synced at the end (filesystemsToSync). */
+  private leftUnsynced(): void {
+    this.root.wroteIn(this.fd, (this.dev ??= fstatSync(this.fd).dev));
   }
 
   /** A path for node:fs calls in this process naming `name` in this directory. */

@@ -77,9 +77,9 @@ export async function zpool(args: readonly string[], opts: RunOptions = {}): Pro
   if (key === null) return tool('zpool', args, opts);
   const kept = cachedPool(key);
   if (kept !== undefined) return { command: `zpool ${key}`, exitCode: 0, stdout: kept, stderr: '' };
-  const epoch = readStarts();
+  const start = readStarts();
   const result = await tool('zpool', args, opts);
-  if (result.exitCode === 0) keepPool(epoch, key, result.stdout);
+  if (result.exitCode === 0) keepPool(start, key, result.stdout);
   return result;
 }
 
@@ -92,10 +92,10 @@ export async function readTree(dataset: string, props: readonly string[] | 'all'
   const kept = cachedTree(dataset, true, props);
   if (kept !== undefined) return kept;
   const list = props === 'all' ? 'all' : props.join(',');
-  const epoch = readStarts();
+  const start = readStarts();
   const out = await zfs(['get', '-rHp', '-o', 'name,property,value,source', list, dataset]);
   const records = parsePropertyTable(out.stdout);
-  keepTree(epoch, dataset, true, props, records);
+  keepTree(start, dataset, true, props, records);
   return records;
 }
 
@@ -104,15 +104,15 @@ export async function readOne(id: string, props: readonly string[] | 'all'): Pro
   const kept = cachedTree(id, false, props);
   if (kept !== undefined) return kept[0] ?? null;
   const list = props === 'all' ? 'all' : props.join(',');
-  const epoch = readStarts();
+  const start = readStarts();
   try {
     const out = await zfs(['get', '-Hp', '-o', 'name,property,value,source', list, id]);
     const records = parsePropertyTable(out.stdout);
-    keepTree(epoch, id, false, props, records);
+    keepTree(start, id, false, props, records);
     return records[0] ?? null;
   } catch (err) {
     if (datasetMissing(err)) {
-      keepTree(epoch, id, false, props, []);
+      keepTree(start, id, false, props, []);
       return null;
     }
     throw err;

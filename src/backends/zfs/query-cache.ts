@@ -136,13 +136,18 @@ function volatile(props: readonly string[] | 'all'): boolean {
   return props !== 'all' && props.some((p) => VOLATILE.has(p) || p.includes('@'));
 }
 
+/** A record no caller's change reaches (listEnvironments adds createtxg to what it was given). */
+function copyOf(record: DatasetRecord): DatasetRecord {
+  return { name: record.name, props: new Map([...record.props].map(([k, v]) => [k, { ...v }])) };
+}
+
 /**
  * `want` of one record as `zfs get` would print it, from a record read with
  * more; null when that cannot be known from it (a native property a read
  * of `all` did not print: not applicable, or not printed by this zfs).
  */
 function narrowed(record: DatasetRecord, have: ReadonlySet<string> | 'all', want: readonly string[] | 'all'): DatasetRecord | null {
-  if (want === 'all') return have === 'all' ? { name: record.name, props: new Map([...record.props].map(([k, v]) => [k, { ...v }])) } : null;
+  if (want === 'all') return have === 'all' ? copyOf(record) : null;
   const props = new Map<string, PropertyValue>();
   for (const p of want) {
     const v = record.props.get(p);
@@ -218,7 +223,7 @@ export function keepTree(start: ReadStart | null, dataset: string, recursive: bo
     dataset,
     recursive,
     props: props === 'all' ? 'all' : new Set(props),
-    records: records.map((r) => ({ name: r.name, props: new Map([...r.props].map(([k, v]) => [k, { ...v }])) })),
+    records: records.map(copyOf),
     // As old as the moment the question was asked, not answered.
     at: start.at,
   });
